@@ -1,0 +1,26 @@
+// CPU instruction-set dispatch. The kernels in csrc/cpu/avx2 and csrc/cpu/avx512
+// are compiled with their own flags; which family runs is chosen once, when the
+// module is imported, from CPUID and XGETBV (the CPU must have the instructions
+// and the OS must save their registers). ATTNKIT_CPU_ISA forces a choice.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace attnkit {
+
+enum class CpuIsa { generic, avx2, avx512 };
+
+const char* cpu_isa_name(CpuIsa isa);
+// ISAs this build has kernels for and this CPU can run, best last.
+std::vector<CpuIsa> supported_cpu_isas();
+// The best supported ISA.
+CpuIsa best_cpu_isa();
+// The ISA kernels use now.
+CpuIsa active_cpu_isa();
+// Selects by name ("generic", "avx2", "avx512"; "" or "auto" = best). Throws
+// ValueError for an unknown name and RuntimeError when the CPU or the build
+// lacks it.
+void select_cpu_isa(const std::string& name);
+
+}  // namespace attnkit

@@ -1,0 +1,38 @@
+// Threads: OpenMP everywhere. Kernels split their work with parallel_for so the
+// grain (the least work worth a thread) is chosen in one place per kernel.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include <omp.h>
+
+namespace attnkit {
+
+void set_num_threads(int n);  // ValueError unless n >= 1
+int get_num_threads();
+
+// Calls body(begin, end) on disjoint chunks covering [0, n). Chunks hold at
+// least `grain` items, so small problems run on one thread without paying for
+// a parallel region. Only baseline translation units use this: the ISA folders
+// receive plain ranges.
+template <typename Body>
+void parallel_for(std::int64_t n, std::int64_t grain, const Body& body) {
+  if (n <= 0) return;
+  const std::int64_t max_chunks = std::max<std::int64_t>(1, n / std::max<std::int64_t>(1, grain));
+  const int threads = static_cast<int>(std::min<std::int64_t>(get_num_threads(), max_chunks));
+  if (threads <= 1 || omp_in_parallel()) {
+    body(std::int64_t(0), n);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const std::int64_t t = omp_get_thread_num();
+    const std::int64_t nt = omp_get_num_threads();
+    const std::int64_t begin = n * t / nt;
+    const std::int64_t end = n * (t + 1) / nt;
+    if (begin < end) body(begin, end);
+  }
+}
+
+}  // namespace attnkit

@@ -1,0 +1,17 @@
+// GELU kernels compiled with the avx512 flags (see CMakeLists.txt); entered only
+// when the CPU has avx512 (core/cpu_features.cpp).
+#include "cpu/vec/vec_avx512.h"
+#include "cpu/activation.h"
+#include "cpu/activation_kernels.h"
+
+namespace attnkit::cpu::avx512 {
+
+void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form) {
+  activation_kernels::gelu_forward<Vec>(y, x, n, tanh_form);
+}
+
+void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form) {
+  activation_kernels::gelu_backward<Vec>(dx, dy, x, n, tanh_form);
+}
+
+}  // namespace attnkit::cpu::avx512

@@ -1,0 +1,28 @@
+#include "ops/checks.h"
+
+#include "core/errors.h"
+
+namespace attnkit::ops {
+
+void check_defined(const char* op, const char* argument, const Array& a) {
+  if (!a.defined()) throw_value_error(op, argument, "an array", "an undefined array");
+}
+
+void check_dtype(const char* op, const char* argument, const Array& a, DType expected) {
+  check_defined(op, argument, a);
+  if (a.dtype() != expected) throw_type_error(op, argument, dtype_name(expected), dtype_name(a.dtype()));
+}
+
+void check_cpu(const char* op, const char* argument, const Array& a) {
+  if (a.device().kind != Device::Kind::cpu)
+    throw_value_error(op, argument, "an array on cpu", "one on " + a.device().str());
+}
+
+void check_same_shape(const char* op, const char* argument, const Array& a,
+                      const char* other_argument, const Array& other) {
+  if (a.shape() != other.shape())
+    throw_value_error(op, argument, std::string("the shape of '") + other_argument + "', " +
+                      shape_string(other.shape()), shape_string(a.shape()));
+}
+
+}  // namespace attnkit::ops

@@ -1,0 +1,17 @@
+// Argument checks shared by the ops/ entry points. Each throws TypeError or
+// ValueError with the op, the argument, what was expected and what came.
+#pragma once
+
+#include <string>
+
+#include "core/array.h"
+
+namespace attnkit::ops {
+
+void check_defined(const char* op, const char* argument, const Array& a);
+void check_dtype(const char* op, const char* argument, const Array& a, DType expected);
+void check_cpu(const char* op, const char* argument, const Array& a);
+void check_same_shape(const char* op, const char* argument, const Array& a,
+                      const char* other_argument, const Array& other);
+
+}  // namespace attnkit::ops

@@ -1,0 +1,28 @@
+#include <pybind11/pybind11.h>
+
+#include "core/errors.h"
+#include "python/bindings.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "attnkit's native kernels (CPU). Use the attnkit package, not this module.";
+
+  // Registered translators are tried newest first, so these win over
+  // pybind11's default mapping of std::invalid_argument to ValueError.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const attnkit::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const attnkit::ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const attnkit::RuntimeError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+
+  attnkit::python::bind_array(m);
+  attnkit::python::bind_runtime(m);
+  attnkit::python::bind_activation(m);
+}

@@ -1,0 +1,35 @@
+"""attnkit: Transformers trained and run on attnkit's own kernels."""
+
+import os as _os
+
+from ._version import __version__
+from . import _C
+
+# The CPU kernel family is chosen once, here: the best the CPU runs, unless
+# ATTNKIT_CPU_ISA (generic, avx2, avx512) forces one. A forced ISA the CPU
+# lacks fails the import with a message that says what is available.
+_C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
+
+from ._dtypes import bfloat16, bool_, dtype, float16, float32, int32, int64  # noqa: E402
+from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from .runtime import (  # noqa: E402
+    build_info,
+    cpu_isa,
+    cpu_memory_stats,
+    empty_cpu_cache,
+    get_num_threads,
+    set_num_threads,
+    supported_cpu_isas,
+)
+from .tensor import Tensor, device, from_dlpack, from_numpy, tensor  # noqa: E402
+from . import nn  # noqa: E402
+
+bool = bool_  # attnkit.bool, as torch.bool; the builtin stays reachable as builtins.bool
+
+__all__ = [
+    "__version__", "Tensor", "tensor", "from_numpy", "from_dlpack", "device", "dtype",
+    "float32", "float16", "bfloat16", "int32", "int64", "bool",
+    "no_grad", "enable_grad", "is_grad_enabled",
+    "set_num_threads", "get_num_threads", "cpu_isa", "supported_cpu_isas",
+    "cpu_memory_stats", "empty_cpu_cache", "build_info", "nn",
+]

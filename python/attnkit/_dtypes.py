@@ -1,0 +1,87 @@
+"""attnkit's dtypes: ``attnkit.float32`` and friends, and their numpy twins."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class dtype:
+    """A tensor element type. Compare with ``==``; ``str(d)`` gives its name."""
+
+    __slots__ = ("name", "itemsize", "is_floating_point", "_numpy")
+
+    def __init__(self, name: str, itemsize: int, is_floating_point: bool, numpy_dtype):
+        self.name = name
+        self.itemsize = itemsize
+        self.is_floating_point = is_floating_point
+        self._numpy = None if numpy_dtype is None else np.dtype(numpy_dtype)
+
+    @property
+    def numpy_dtype(self):
+        """The numpy dtype, or None for bfloat16 (numpy has none)."""
+        return self._numpy
+
+    def __repr__(self) -> str:
+        return f"attnkit.{self.name}"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __reduce__(self):
+        return (_dtype_by_name, (self.name,))
+
+
+float32 = dtype("float32", 4, True, np.float32)
+float16 = dtype("float16", 2, True, np.float16)
+bfloat16 = dtype("bfloat16", 2, True, None)
+int32 = dtype("int32", 4, False, np.int32)
+int64 = dtype("int64", 8, False, np.int64)
+bool_ = dtype("bool", 1, False, np.bool_)
+
+ALL = (float32, float16, bfloat16, int32, int64, bool_)
+_BY_NAME = {d.name: d for d in ALL}
+
+
+def _dtype_by_name(name: str) -> dtype:
+    return _BY_NAME[name]
+
+
+def as_dtype(value, argument: str = "dtype") -> dtype:
+    """Accepts an attnkit dtype, its name, or a numpy dtype attnkit has."""
+    if isinstance(value, dtype):
+        return value
+    if isinstance(value, str) and value in _BY_NAME:
+        return _BY_NAME[value]
+    try:
+        np_dtype = np.dtype(value)
+    except TypeError:
+        np_dtype = None
+    if np_dtype is not None:
+        for d in ALL:
+            if d._numpy == np_dtype:
+                return d
+    names = ", ".join(d.name for d in ALL)
+    raise TypeError(f"{argument}: expected one of {names}, got {value!r}")
+
+
+def from_numpy_dtype(np_dtype: np.dtype):
+    """The attnkit dtype of a numpy dtype, or None."""
+    for d in ALL:
+        if d._numpy == np_dtype:
+            return d
+    return None
+
+
+def float32_to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """Rounds float32 to bfloat16 (nearest, ties to even); returns the uint16 bits."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    # NaN must stay NaN (rounding could carry its payload into the exponent).
+    nan = np.isnan(values)
+    rounded = np.where(nan, (bits >> np.uint32(16)) | np.uint32(0x40), rounded)
+    return rounded.astype(np.uint16)
+
+
+def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """Widens bfloat16 bits (uint16) to float32 exactly."""
+    return (np.ascontiguousarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)

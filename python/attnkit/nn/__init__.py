@@ -1,0 +1,6 @@
+"""Neural-network building blocks. ``attnkit.nn.functional`` (imported as F)
+holds the differentiable ops."""
+
+from . import functional
+
+__all__ = ["functional"]
