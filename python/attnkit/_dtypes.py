@@ -56,10 +56,8 @@ def as_dtype(value, argument: str = "dtype") -> dtype:
         np_dtype = np.dtype(value)
     except TypeError:
         np_dtype = None
-    if np_dtype is not None:
-        for d in ALL:
-            if d._numpy == np_dtype:
-                return d
+    if np_dtype is not None and from_numpy_dtype(np_dtype) is not None:
+        return from_numpy_dtype(np_dtype)
     names = ", ".join(d.name for d in ALL)
     raise TypeError(f"{argument}: expected one of {names}, got {value!r}")
 
@@ -67,7 +65,8 @@ def as_dtype(value, argument: str = "dtype") -> dtype:
 def from_numpy_dtype(np_dtype: np.dtype):
     """The attnkit dtype of a numpy dtype, or None."""
     for d in ALL:
-        if d._numpy == np_dtype:
+        # Compare only real numpy dtypes: numpy reads None as float64.
+        if d._numpy is not None and d._numpy == np_dtype:
             return d
     return None
 

@@ -1,19 +1,11 @@
-"""Differentiable ops over attnkit tensors (``import attnkit.nn.functional as F``).
-
-Each op is an autograd Function around a native kernel: forward saves what
-backward needs, backward calls the backward kernel.
-"""
+"""Activations: GELU (exact and tanh)."""
 
 from __future__ import annotations
 
-from .. import _C
-from ..autograd import Function
-from ..tensor import Tensor
-
-
-def _check_tensor(op: str, argument: str, value) -> None:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{op}: argument '{argument}' expected an attnkit.Tensor, got {type(value).__name__}")
+from ... import _C
+from ...autograd import Function
+from ...tensor import Tensor
+from ._common import check_tensor
 
 
 class _Gelu(Function):
@@ -34,7 +26,7 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     (``approximate="none"``), or the tanh approximation
     ``x/2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` (``approximate="tanh"``).
     float32, any shape. Differentiable."""
-    _check_tensor("gelu", "x", x)
+    check_tensor("gelu", "x", x)
     if not isinstance(approximate, str):
         raise TypeError(f"gelu: argument 'approximate' expected 'none' or 'tanh', got {approximate!r}")
     return _Gelu.apply(x, approximate)

@@ -1,0 +1,93 @@
+"""Shared test settings: the tolerances by dtype (stated once, here), the
+comparison helpers that use them, and fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import attnkit
+
+# Relative error allowed on a well-conditioned result of a short computation
+# (an activation, one normalization of a row): 8 units in the last place.
+ELEMENTWISE_RTOL = {
+    "float32": 8 * 2.0**-24,
+    "float16": 8 * 2.0**-11,
+    "bfloat16": 8 * 2.0**-8,
+}
+# Reordered reductions (GEMM, attention, softmax sums) may not be more than
+# this many times as far from the float64 result as a naive same-dtype
+# computation of the same quantity.
+NAIVE_ERROR_FACTOR = 2.0
+
+
+def assert_elementwise_close(actual, expected, *, dtype="float32", scale=None):
+    """|actual - expected| <= rtol(dtype) * scale, elementwise.
+
+    ``expected`` is the float64 reference. ``scale`` defaults to |expected|;
+    pass a larger one where the result is ill-conditioned or a difference of
+    larger terms (for example, the sum of the terms' magnitudes times the
+    condition number), and say why at the call. NaN must be NaN and infinities
+    must match exactly.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(actual), nan, err_msg="NaN positions differ")
+    inf = np.isinf(expected)
+    np.testing.assert_array_equal(actual[inf], expected[inf], err_msg="infinities differ")
+    finite = ~nan & ~inf
+    scale = np.abs(expected) if scale is None else np.broadcast_to(np.asarray(scale, np.float64), expected.shape)
+    # The smallest normal float32 as a floor: below it the format itself has
+    # only absolute precision.
+    bound = ELEMENTWISE_RTOL[dtype] * scale[finite] + np.finfo(np.float32).tiny
+    error = np.abs(actual[finite] - expected[finite])
+    bad = error > bound
+    if bad.any():
+        i = np.flatnonzero(bad)[0]
+        raise AssertionError(
+            f"{bad.sum()} of {bad.size} elements beyond tolerance; first at flat index {i}: "
+            f"actual {actual[finite][i]!r}, expected {expected[finite][i]!r}, "
+            f"error {error[i]:.3g} > bound {bound[i]:.3g}")
+
+
+def assert_reduction_close(actual, expected, naive, *, factor=NAIVE_ERROR_FACTOR):
+    """max|actual - expected| <= factor * max|naive - expected| (+ 1 ulp of the
+    largest |expected|, so a naive result that happens to be exact does not
+    demand exactness). ``expected`` is float64; ``naive`` the same quantity
+    computed plainly in the tested dtype."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    naive = np.asarray(naive, dtype=np.float64)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    if expected.size == 0:
+        return
+    ours = np.max(np.abs(actual - expected))
+    theirs = np.max(np.abs(naive - expected))
+    ulp = np.spacing(np.float32(np.max(np.abs(expected))))
+    assert ours <= factor * theirs + ulp, (
+        f"max error {ours:.3g} exceeds {factor} x the naive computation's {theirs:.3g} (+ulp {ulp:.3g})")
+
+
+def _isas_under_test():
+    forced = os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower()
+    if forced and forced != "auto":
+        return [forced]  # the run forced one ISA: test that one only
+    return attnkit.supported_cpu_isas()
+
+
+@pytest.fixture(params=_isas_under_test())
+def cpu_isa(request):
+    """Runs the test once under each CPU kernel family this machine has."""
+    previous = attnkit.cpu_isa()
+    attnkit._C.select_cpu_isa(request.param)
+    yield request.param
+    attnkit._C.select_cpu_isa(previous)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261124)
