@@ -1,7 +1,8 @@
 """A define-by-run tape. Each differentiable op is a ``Function``: ``forward``
 takes and returns native arrays and saves what ``backward`` needs on its
-context; ``apply`` records a ``Node`` on the output tensor when some input
-requires a gradient. ``Tensor.backward`` walks the recorded graph once in
+context; ``apply`` records a ``Node`` on the output tensors when some input
+requires a gradient (a tensor's ``_grad_fn`` is ``(node, output_index)``).
+``Tensor.backward`` walks the recorded graph once in
 topological order, frees each node's saved arrays as soon as it is done, and
 accumulates gradients into the leaves only.
 """
@@ -53,35 +54,40 @@ class Context:
 class Node:
     """One recorded op: its Function, its context and where its input gradients go.
 
-    ``inputs[i]`` is the i-th argument's Node when it came from an op, the leaf
-    Tensor when it is a leaf that requires a gradient, and None otherwise.
+    ``inputs[i]`` is the i-th argument's producer when it came from an op (a
+    ``(Node, output_index)`` pair), the leaf Tensor when it is a leaf that
+    requires a gradient, and None otherwise.
     """
 
-    __slots__ = ("function", "ctx", "inputs", "__weakref__")
+    __slots__ = ("function", "ctx", "inputs", "num_outputs", "output_meta", "__weakref__")
 
-    def __init__(self, function, ctx, inputs):
+    def __init__(self, function, ctx, inputs, output_meta):
         self.function = function
         self.ctx = ctx
         self.inputs = inputs
+        self.num_outputs = len(output_meta)
+        self.output_meta = output_meta  # (shape, dtype name) per output, for zero gradients
 
     @property
     def name(self) -> str:
-        return self.function.__name__ + "Backward"
+        return self.function.__name__.lstrip("_") + "Backward"
 
     def __repr__(self) -> str:
         return f"<{self.name}>"
 
 
 class Function:
-    """Subclass with static ``forward(ctx, *args)`` returning an array and
-    ``backward(ctx, grad)`` returning one gradient array (or None) per argument."""
+    """Subclass with static ``forward(ctx, *args)`` returning a native array
+    (or a tuple of them) and ``backward(ctx, *grads)`` taking one gradient per
+    output and returning one gradient array (or None) per argument. An output
+    that received no gradient gets zeros."""
 
     @staticmethod
     def forward(ctx, *args):
         raise NotImplementedError
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, *grads):
         raise NotImplementedError
 
     @classmethod
@@ -92,15 +98,20 @@ class Function:
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         record = is_grad_enabled() and any(ctx.needs_input_grad)
         output = cls.forward(ctx, *args)
+        several = isinstance(output, tuple)
+        outputs = output if several else (output,)
         if not record:
-            return Tensor._wrap(output)
+            wrapped = tuple(Tensor._wrap(o) for o in outputs)
+            return wrapped if several else wrapped[0]
         inputs = []
         for a in args:
             if isinstance(a, Tensor) and a.requires_grad:
                 inputs.append(a._grad_fn if a._grad_fn is not None else a)
             else:
                 inputs.append(None)
-        return Tensor._wrap(output, requires_grad=True, grad_fn=Node(cls, ctx, tuple(inputs)))
+        node = Node(cls, ctx, tuple(inputs), tuple((o.shape, o.dtype) for o in outputs))
+        wrapped = tuple(Tensor._wrap(o, requires_grad=True, grad_fn=(node, i)) for i, o in enumerate(outputs))
+        return wrapped if several else wrapped[0]
 
 
 def _accumulate(existing, new):
@@ -116,34 +127,44 @@ def _accumulate(existing, new):
 
 def run_backward(root, grad, retain_graph: bool = False) -> None:
     """Backpropagates ``grad`` (a native array) from the tensor ``root``."""
+    from . import _C
     from .tensor import Tensor
 
     if root._grad_fn is None:
         root._accumulate_grad(grad)
         return
-    # Count, for every node reachable from the root, how many gradients it
-    # will receive, so each runs once with the sum of them.
+    root_node, root_index = root._grad_fn
+    # Count, for every node reachable from the root, how many of its consumers
+    # will report, so each runs once, with the sum of its gradients.
     pending = {}
-    stack = [root._grad_fn]
-    seen = {id(root._grad_fn)}
+    nodes = {id(root_node): root_node}
+    stack = [root_node]
     while stack:
         node = stack.pop()
         for child in node.inputs:
-            if isinstance(child, Node):
-                pending[id(child)] = pending.get(id(child), 0) + 1
-                if id(child) not in seen:
-                    seen.add(id(child))
-                    stack.append(child)
+            if isinstance(child, tuple):
+                child_node = child[0]
+                pending[id(child_node)] = pending.get(id(child_node), 0) + 1
+                if id(child_node) not in nodes:
+                    nodes[id(child_node)] = child_node
+                    stack.append(child_node)
 
-    grads = {id(root._grad_fn): grad}
-    ready = [root._grad_fn]
+    # grads[id(node)][i]: the summed gradient of the node's i-th output so far.
+    grads = {id(root_node): [None] * root_node.num_outputs}
+    grads[id(root_node)][root_index] = grad
+    ready = [root_node]
     while ready:
         node = ready.pop()
         if node.ctx is None:
             raise RuntimeError(
                 "backward: this graph was already freed by an earlier backward(); "
                 "pass retain_graph=True to the first call to backward through it twice")
-        input_grads = node.function.backward(node.ctx, grads.pop(id(node)))
+        output_grads = grads.pop(id(node))
+        for i, g in enumerate(output_grads):
+            if g is None:
+                shape, dtype = node.output_meta[i]
+                output_grads[i] = _C.zeros(list(shape), dtype)
+        input_grads = node.function.backward(node.ctx, *output_grads)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         if not retain_graph:
@@ -155,9 +176,11 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
                 if child_grad is not None:
                     child._accumulate_grad(child_grad)
                 continue
+            child_node, index = child
             if child_grad is not None:
-                grads[id(child)] = _accumulate(grads.get(id(child)), child_grad)
-            pending[id(child)] -= 1
+                slots = grads.setdefault(id(child_node), [None] * child_node.num_outputs)
+                slots[index] = _accumulate(slots[index], child_grad)
+            pending[id(child_node)] -= 1
             # A node runs once all its consumers are done, if any sent a gradient.
-            if pending[id(child)] == 0 and id(child) in grads:
-                ready.append(child)
+            if pending[id(child_node)] == 0 and id(child_node) in grads:
+                ready.append(child_node)

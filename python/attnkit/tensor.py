@@ -65,7 +65,8 @@ class Tensor:
                         "attnkit.from_numpy(array) or attnkit.from_dlpack(obj)")
 
     @classmethod
-    def _wrap(cls, array, requires_grad: bool = False, grad_fn: Node | None = None) -> "Tensor":
+    def _wrap(cls, array, requires_grad: bool = False, grad_fn=None) -> "Tensor":
+        """grad_fn: None for a leaf, else (Node, output_index)."""
         t = object.__new__(cls)
         t._array = array
         t.requires_grad = requires_grad
@@ -110,7 +111,7 @@ class Tensor:
 
     @property
     def grad_fn(self) -> Node | None:
-        return self._grad_fn
+        return None if self._grad_fn is None else self._grad_fn[0]
 
     @property
     def is_leaf(self) -> bool:
@@ -119,13 +120,13 @@ class Tensor:
     def __repr__(self) -> str:
         extra = ""
         if self._grad_fn is not None:
-            extra = f", grad_fn=<{self._grad_fn.name}>"
+            extra = f", grad_fn=<{self.grad_fn.name}>"
         elif self.requires_grad:
             extra = ", requires_grad=True"
         if self.dtype == bfloat16:
-            body = np.array2string(self.to(float32).numpy(), separator=", ")
+            body = np.array2string(self.detach().to(float32).numpy(), separator=", ")
         else:
-            body = np.array2string(self.numpy(), separator=", ")
+            body = np.array2string(self.detach().numpy(), separator=", ")
         return f"tensor({body}, dtype={self.dtype!r}{extra})"
 
     # ---------------------------------------------------- numpy and DLPack --
