@@ -1,0 +1,17 @@
+// GEMM macro kernel for AVX2 + FMA: 6 x 16 register tiles. 16 ymm registers:
+// 12 accumulators (6 rows x 2 vectors), 2 for B, 1 for the A broadcast.
+#include "cpu/vec/vec_avx2.h"
+#include "cpu/gemm_kernels.h"
+
+namespace attnkit::cpu::avx2 {
+
+constexpr int kRows = 6;
+constexpr int kVectors = 2;
+
+GemmKernelShape gemm_kernel_shape() { return {kRows, kVectors * Vec::width}; }
+
+void gemm_macro_kernel(const GemmMacroTile& tile) {
+  gemm_kernels::macro_kernel<Vec, kRows, kVectors>(tile);
+}
+
+}  // namespace attnkit::cpu::avx2

@@ -1,0 +1,17 @@
+// GEMM macro kernel for AVX-512: 12 x 32 register tiles. 32 zmm registers:
+// 24 accumulators (12 rows x 2 vectors), 2 for B, 1 for the A broadcast.
+#include "cpu/vec/vec_avx512.h"
+#include "cpu/gemm_kernels.h"
+
+namespace attnkit::cpu::avx512 {
+
+constexpr int kRows = 12;
+constexpr int kVectors = 2;
+
+GemmKernelShape gemm_kernel_shape() { return {kRows, kVectors * Vec::width}; }
+
+void gemm_macro_kernel(const GemmMacroTile& tile) {
+  gemm_kernels::macro_kernel<Vec, kRows, kVectors>(tile);
+}
+
+}  // namespace attnkit::cpu::avx512
