@@ -128,6 +128,26 @@ def test_bias_and_activation_epilogue(cpu_isa, rng, activation):
     assert_elementwise_close(np.asarray(out), expected, scale=np.maximum(np.abs(expected), np.abs(pre)))
 
 
+@pytest.mark.parametrize("m", [1, 2, 5, 8, 13, 16, 17])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_decode_shapes(cpu_isa, rng, m, transpose_b):
+    # few rows of A: the unpacked path that streams B (17 is just past it);
+    # K and N with tails at every vector width
+    check_product(rng, m, 37, 333, transpose_b=transpose_b)
+    check_product(rng, m, 768, 130, transpose_b=transpose_b)
+    a, b, _, op_b = operands(rng, m, 45, 77, transpose_b=transpose_b)
+    bias = rng.standard_normal(77).astype(np.float32)
+    c0 = rng.standard_normal((m, 77)).astype(np.float32)
+    out = native(c0)
+    _, pre = _C.matmul(native(a), native(b), False, transpose_b, alpha=0.5, beta=-2.0, out=out,
+                       bias=native(bias), activation="gelu_tanh", save_pre_activation=True)
+    expected_pre = 0.5 * reference.matmul(a, op_b) - 2.0 * c0 + bias
+    naive_pre = np.float32(0.5) * reference.matmul_naive_float32(a, op_b) - np.float32(2.0) * c0 + bias
+    assert_reduction_close(np.asarray(pre), expected_pre, naive_pre)
+    assert_elementwise_close(np.asarray(out), reference.gelu(np.asarray(pre), "tanh"),
+                             scale=np.abs(np.asarray(pre)))
+
+
 def test_results_do_not_depend_on_the_thread_count(rng):
     a, b, _, _ = operands(rng, 301, 257, 263)
     previous = attnkit.get_num_threads()

@@ -34,6 +34,18 @@ GemmKernelShape gemm_kernel_shape() { return {kRows, kColumns}; }
 void gemm_macro_kernel(const GemmMacroTile& tile) {
   gemm_kernels::macro_kernel<Vec, kRows, kColumns>(tile);
 }
+void gemm_decode(const GemmDecodeRange& r) {
+  if (r.transpose_b)
+    gemm_kernels::decode_dot_columns<Vec>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1,
+                                          r.alpha, r.beta);
+  else
+    gemm_kernels::decode_columns<Vec>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k,
+                                                      r.col0, r.col1, r.alpha, r.beta);
+}
+void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+                        GemmActivation activation, float* pre_activation) {
+  gemm_kernels::epilogue_rows<Vec>(c, ldc, m, n, bias, activation, pre_activation);
+}
 }  // namespace generic
 
 namespace {
@@ -45,6 +57,9 @@ struct Blocking {
 struct GemmKernel {
   GemmKernelShape shape;
   void (*macro_kernel)(const GemmMacroTile&);
+  void (*decode)(const GemmDecodeRange&);
+  void (*epilogue_rows)(float*, std::int64_t, std::int64_t, std::int64_t, const float*, GemmActivation,
+                        float*);
   Blocking blocking;
 };
 
@@ -69,16 +84,16 @@ Blocking blocking_override(Blocking fallback) {
 GemmKernel kernel_for(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::avx512:
-      return {avx512::gemm_kernel_shape(), &avx512::gemm_macro_kernel,
-              blocking_override({144, 256, 4096})};
+      return {avx512::gemm_kernel_shape(), &avx512::gemm_macro_kernel, &avx512::gemm_decode,
+              &avx512::gemm_epilogue_rows, blocking_override({192, 192, 4096})};
     case CpuIsa::avx2:
-      return {avx2::gemm_kernel_shape(), &avx2::gemm_macro_kernel,
-              blocking_override({144, 256, 4096})};
+      return {avx2::gemm_kernel_shape(), &avx2::gemm_macro_kernel, &avx2::gemm_decode,
+              &avx2::gemm_epilogue_rows, blocking_override({144, 256, 4096})};
     case CpuIsa::generic:
       break;
   }
-  return {generic::gemm_kernel_shape(), &generic::gemm_macro_kernel,
-          blocking_override({128, 256, 4096})};
+  return {generic::gemm_kernel_shape(), &generic::gemm_macro_kernel, &generic::gemm_decode,
+          &generic::gemm_epilogue_rows, blocking_override({128, 256, 4096})};
 }
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -150,6 +165,10 @@ struct ScratchBuffer {
 // region costs a few microseconds, about 1e5 FMAs on one core.
 constexpr double kParallelWorkThreshold = 2e5;
 
+// Up to this many rows of A, a product is bound by streaming B and takes the
+// decode path (the shapes of generating one token per sequence of a batch).
+constexpr std::int64_t kDecodeRows = 16;
+
 }  // namespace
 
 void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a,
@@ -180,6 +199,25 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
 
   int threads = omp_in_parallel() ? 1 : get_num_threads();
   if (static_cast<double>(m) * n * k < kParallelWorkThreshold) threads = 1;
+
+  if (m <= kDecodeRows && !transpose_a) {
+    // Bound by reading B: no packing; threads take column ranges (whole
+    // vectors, or groups of 4 rows of a transposed B), then the epilogue.
+    const std::int64_t unit = transpose_b ? 4 : 64;
+    GemmDecodeRange range{c, ldc, a, lda, b, ldb, transpose_b, m, k, 0, 0, alpha, beta};
+    auto run = [&](std::int64_t u0, std::int64_t u1) {
+      GemmDecodeRange part = range;
+      part.col0 = u0 * unit;
+      part.col1 = std::min(n, u1 * unit);
+      kernel.decode(part);
+      kernel.epilogue_rows(c + part.col0, ldc, m, part.col1 - part.col0,
+                           epilogue.bias ? epilogue.bias + part.col0 : nullptr, epilogue.activation,
+                           epilogue.pre_activation ? epilogue.pre_activation + part.col0 : nullptr);
+    };
+    const std::int64_t units = ceil_div(n, unit);
+    if (threads > 1) parallel_for(units, 1, run); else run(0, units);
+    return;
+  }
 
   // Row blocks: as many as the blocking asks, rounded up to a multiple of the
   // thread count so every thread gets the same number of equal blocks.

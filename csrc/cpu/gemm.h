@@ -60,6 +60,22 @@ struct GemmMacroTile {
   float* pre_activation;  // offset to this block, row stride ldc, or null
 };
 
+// The decode path (few rows of A, not transposed): C[0:m, col0:col1] =
+// alpha * A B + beta * C, B read once and unpacked; the caller applies the
+// bias/activation epilogue afterwards with gemm_epilogue_rows.
+struct GemmDecodeRange {
+  float* c;
+  std::int64_t ldc;
+  const float* a;
+  std::int64_t lda;
+  const float* b;
+  std::int64_t ldb;
+  bool transpose_b;
+  std::int64_t m, k;
+  std::int64_t col0, col1;
+  float alpha, beta;
+};
+
 struct GemmKernelShape {
   int mr;  // rows of a register tile
   int nr;  // columns of a register tile
@@ -68,14 +84,23 @@ struct GemmKernelShape {
 namespace generic {
 GemmKernelShape gemm_kernel_shape();
 void gemm_macro_kernel(const GemmMacroTile& tile);
+void gemm_decode(const GemmDecodeRange& range);
+void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+                        GemmActivation activation, float* pre_activation);
 }  // namespace generic
 namespace avx2 {
 GemmKernelShape gemm_kernel_shape();
 void gemm_macro_kernel(const GemmMacroTile& tile);
+void gemm_decode(const GemmDecodeRange& range);
+void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+                        GemmActivation activation, float* pre_activation);
 }  // namespace avx2
 namespace avx512 {
 GemmKernelShape gemm_kernel_shape();
 void gemm_macro_kernel(const GemmMacroTile& tile);
+void gemm_decode(const GemmDecodeRange& range);
+void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+                        GemmActivation activation, float* pre_activation);
 }  // namespace avx512
 
 }  // namespace attnkit::cpu
