@@ -5,6 +5,7 @@ kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
 from .activation import gelu
+from .attention import attention
 from .linear import linear, matmul
 
-__all__ = ["gelu", "linear", "matmul"]
+__all__ = ["attention", "gelu", "linear", "matmul"]

@@ -1,0 +1,57 @@
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <tuple>
+
+#include "ops/attention.h"
+#include "python/bindings.h"
+
+namespace py = pybind11;
+
+namespace attnkit::python {
+namespace {
+
+ops::AttentionOptions options(bool causal, std::int64_t window, double scale,
+                              const std::optional<Array>& key_lengths,
+                              const std::optional<Array>& key_padding_mask) {
+  ops::AttentionOptions o;
+  o.causal = causal;
+  o.window = window;
+  o.scale = scale;
+  o.key_lengths = key_lengths.value_or(Array());
+  o.key_padding_mask = key_padding_mask.value_or(Array());
+  return o;
+}
+
+}  // namespace
+
+void bind_attention(py::module_& m) {
+  m.def(
+      "attention_forward",
+      [](const Array& q, const Array& k, const Array& v, bool causal, std::int64_t window, double scale,
+         const std::optional<Array>& key_lengths, const std::optional<Array>& key_padding_mask) {
+        ops::AttentionForward r =
+            ops::attention_forward(q, k, v, options(causal, window, scale, key_lengths, key_padding_mask));
+        return std::make_pair(r.out, r.lse);
+      },
+      py::arg("q"), py::arg("k"), py::arg("v"), py::arg("causal") = false, py::arg("window") = 0,
+      py::arg("scale") = 0.0, py::arg("key_lengths") = std::nullopt,
+      py::arg("key_padding_mask") = std::nullopt, py::call_guard<py::gil_scoped_release>(),
+      "-> (out [B, Tq, H, D], lse [B, H, Tq])");
+  m.def(
+      "attention_backward",
+      [](const Array& grad_out, const Array& q, const Array& k, const Array& v, const Array& out,
+         const Array& lse, bool causal, std::int64_t window, double scale,
+         const std::optional<Array>& key_lengths, const std::optional<Array>& key_padding_mask) {
+        ops::AttentionGradients g = ops::attention_backward(
+            grad_out, q, k, v, out, lse, options(causal, window, scale, key_lengths, key_padding_mask));
+        return std::make_tuple(g.dq, g.dk, g.dv);
+      },
+      py::arg("grad_output"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"),
+      py::arg("causal") = false, py::arg("window") = 0, py::arg("scale") = 0.0,
+      py::arg("key_lengths") = std::nullopt, py::arg("key_padding_mask") = std::nullopt,
+      py::call_guard<py::gil_scoped_release>(), "-> (dq, dk, dv)");
+}
+
+}  // namespace attnkit::python
