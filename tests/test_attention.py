@@ -197,6 +197,27 @@ def test_decode_equals_the_last_row_of_causal_attention(cpu_isa, rng):
                                                              causal=True)[0])
 
 
+@pytest.mark.parametrize("tq", [1, 2, 4])
+@pytest.mark.parametrize("heads, kv_heads", [(4, 4), (8, 2), (4, 1)])
+def test_decode_path(cpu_isa, rng, tq, heads, kv_heads):
+    # inference only (no gradient): a few queries against a long cache take the
+    # decode path; 1100 keys are split across threads (split-KV) and merged
+    for tk, mask in ((1100, dict(causal=True)), (300, dict(causal=True, window=100)),
+                     (700, dict(key_lengths=[700, 333])), (80, {})):
+        q, k, v = random_qkv(rng, 2, tq, tk, heads, kv_heads, 64)
+        options = dict(mask)
+        if "key_lengths" in options:
+            k[1, 333:] = np.nan  # padding is never read
+            v[1, 333:] = np.nan
+            options["key_lengths"] = attnkit.tensor(np.array(mask["key_lengths"]))
+        with attnkit.no_grad():
+            out = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), **options).numpy()
+        zero_grad = np.zeros(q.shape, np.float32)
+        kc = np.where(np.isnan(k), 0, k)
+        vc = np.where(np.isnan(v), 0, v)
+        assert_reduction_close(out, reference.attention(q, kc, vc, **mask), naive_float32(q, kc, vc, zero_grad, **mask)[0])
+
+
 def test_results_do_not_depend_on_the_thread_count(rng):
     q, k, v = random_qkv(rng, 2, 100, 100, 4, 2, 32)
     grad_out = rng.standard_normal(q.shape).astype(np.float32)

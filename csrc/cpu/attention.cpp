@@ -36,6 +36,13 @@ void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std
              std::int64_t rows, std::int64_t d) {
   attention_kernels::row_dot<Vec>(delta, a, lda, b, ldb, rows, d);
 }
+void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
+                    std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,
+                    const std::int64_t* hi, const float* key_blocked) {
+  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, ldq, rows, k, v, ldk, j0, j1, d,
+                                         scale, lo, hi, key_blocked);
+}
 }  // namespace generic
 
 namespace {
@@ -54,18 +61,22 @@ struct RowOps {
   decltype(&generic::online_softmax_tile) online_softmax_tile;
   decltype(&generic::softmax_backward_tile) softmax_backward_tile;
   decltype(&generic::row_dot) row_dot;
+  decltype(&generic::decode_partial) decode_partial;
 };
 
 RowOps row_ops() {
   switch (active_cpu_isa()) {
     case CpuIsa::avx512:
-      return {&avx512::online_softmax_tile, &avx512::softmax_backward_tile, &avx512::row_dot};
+      return {&avx512::online_softmax_tile, &avx512::softmax_backward_tile, &avx512::row_dot,
+              &avx512::decode_partial};
     case CpuIsa::avx2:
-      return {&avx2::online_softmax_tile, &avx2::softmax_backward_tile, &avx2::row_dot};
+      return {&avx2::online_softmax_tile, &avx2::softmax_backward_tile, &avx2::row_dot,
+              &avx2::decode_partial};
     case CpuIsa::generic:
       break;
   }
-  return {&generic::online_softmax_tile, &generic::softmax_backward_tile, &generic::row_dot};
+  return {&generic::online_softmax_tile, &generic::softmax_backward_tile, &generic::row_dot,
+          &generic::decode_partial};
 }
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -199,10 +210,95 @@ GemmMacroTile product_tile(const float* packed_a, const float* packed_b, float* 
   return t;
 }
 
+// The decode path: a few query rows (Tq <= kDecodeQueries) per head read the
+// cache once, with no packing. The rows of a kv head's group are done
+// together so K and V are read once for all of them; when there are fewer
+// (batch, kv head) pairs than threads, the keys are split too (split-KV) and
+// the partial softmaxes merged.
+constexpr std::int64_t kDecodeQueries = 4;
+constexpr std::int64_t kDecodeMinimumKeysPerSplit = 256;
+
+void attention_decode(float* out, float* lse, const float* q, const float* k, const float* v,
+                      const AttentionProblem& p) {
+  const RowOps ops = row_ops();
+  const std::int64_t d = p.head_dim;
+  const std::int64_t ldq = p.heads * d;
+  const std::int64_t ldk = p.kv_heads * d;
+  const std::int64_t group = p.heads / p.kv_heads;
+  const int rows = static_cast<int>(group * p.query_length);  // ordered (head, query)
+  const Visibility visibility(p);
+  const std::int64_t pairs = p.batch * p.kv_heads;
+  const std::int64_t threads = get_num_threads();
+  const std::int64_t splits = std::max<std::int64_t>(
+      1, std::min(ceil_div(threads, pairs), p.key_length / kDecodeMinimumKeysPerSplit));
+  const std::int64_t keys_per_split = ceil_div(p.key_length, splits);
+  // per (pair, split): acc [rows x d], max [rows], sum [rows]
+  const std::int64_t partial_size = rows * (d + 2);
+  Scratch partials(pairs * splits * partial_size);
+
+  parallel_for(pairs * splits, 1, [&](std::int64_t i0, std::int64_t i1) {
+    Scratch scores(rows * keys_per_split);
+    std::vector<float> queries(static_cast<std::size_t>(rows * d));
+    std::vector<std::int64_t> lo(rows), hi(rows);
+    for (std::int64_t item = i0; item < i1; ++item) {
+      const std::int64_t pair = item / splits, split = item % splits;
+      const std::int64_t b = pair / p.kv_heads, g = pair % p.kv_heads;
+      const std::int64_t j0 = split * keys_per_split;
+      const std::int64_t j1 = std::min(p.key_length, j0 + keys_per_split);
+      // gather the group's query rows: row r = (head g*group + r / Tq, query r % Tq)
+      for (int r = 0; r < rows; ++r) {
+        const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
+        std::memcpy(&queries[r * d], q + (b * p.query_length + i) * ldq + h * d, d * sizeof(float));
+        visibility.range(b, i, &lo[r], &hi[r]);
+      }
+      float* partial = partials.data() + item * partial_size;
+      ops.decode_partial(partial, partial + rows * d, partial + rows * d + rows, scores.data(),
+                         queries.data(), d, rows, k + b * p.key_length * ldk + g * d,
+                         v + b * p.key_length * ldk + g * d, ldk, j0, j1, d, p.scale, lo.data(), hi.data(),
+                         visibility.blocked(b));
+    }
+  });
+
+  // Merge the splits of each row: rescale every partial to the common max.
+  parallel_for(pairs, 1, [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t pair = i0; pair < i1; ++pair) {
+      const std::int64_t b = pair / p.kv_heads, g = pair % p.kv_heads;
+      for (int r = 0; r < rows; ++r) {
+        const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
+        float row_max = kNegativeInfinity;
+        for (std::int64_t split = 0; split < splits; ++split) {
+          const float* partial = partials.data() + (pair * splits + split) * partial_size;
+          row_max = std::max(row_max, partial[rows * d + r]);
+        }
+        float* o = out + (b * p.query_length + i) * ldq + h * d;
+        std::fill(o, o + d, 0.0f);
+        float total = 0.0f;
+        if (row_max != kNegativeInfinity) {
+          for (std::int64_t split = 0; split < splits; ++split) {
+            const float* partial = partials.data() + (pair * splits + split) * partial_size;
+            if (partial[rows * d + rows + r] == 0.0f) continue;
+            const float weight = std::exp(partial[rows * d + r] - row_max);
+            total += partial[rows * d + rows + r] * weight;
+            for (std::int64_t x = 0; x < d; ++x) o[x] += partial[r * d + x] * weight;
+          }
+        }
+        // divide (one rounding), not multiply by a rounded reciprocal (two)
+        for (std::int64_t x = 0; x < d; ++x) o[x] = total > 0.0f ? o[x] / total : 0.0f;
+        lse[(b * p.heads + h) * p.query_length + i] = total > 0.0f ? row_max + std::log(total) : kNegativeInfinity;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const AttentionProblem& p) {
+  if (!p.for_backward && p.query_length <= kDecodeQueries &&
+      p.heads / p.kv_heads * p.query_length <= 16) {
+    attention_decode(out, lse, q, k, v, p);
+    return;
+  }
   const GemmMicroKernel kernel = active_gemm_kernel();
   const int mr = kernel.shape.mr;
   const int nr = kernel.shape.nr;
@@ -275,8 +371,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
         float* o = out + (b * p.query_length + row0 + i) * ldq + h * d;
         const float sum = running_sum[i];
         // A row with every key masked has sum 0: its output is 0, not NaN.
-        const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;
-        for (std::int64_t x = 0; x < d; ++x) o[x] = accumulator.data()[i * d + x] * inverse;
+        for (std::int64_t x = 0; x < d; ++x) o[x] = sum > 0.0f ? accumulator.data()[i * d + x] / sum : 0.0f;
         lse[(b * p.heads + h) * p.query_length + row0 + i] =
             sum > 0.0f ? running_max[i] + std::log(sum) : kNegativeInfinity;
       }

@@ -20,6 +20,9 @@ struct AttentionProblem {
   std::int64_t window;
   const std::int64_t* key_lengths;   // [B] or null: keys >= key_lengths[b] are padding
   const std::uint8_t* key_padding;   // [B, Tk] or null: nonzero = ignore that key
+  // The saved lse will feed attention_backward: compute the scores exactly as
+  // backward recomputes them (the tiled path), never on the decode path.
+  bool for_backward;
 };
 
 // out and lse from q, k, v.
@@ -41,7 +44,11 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                              std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,          \
                              const float* key_blocked, const float* lse, const float* delta);          \
   void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,       \
-               std::int64_t rows, std::int64_t d);
+               std::int64_t rows, std::int64_t d);                                                     \
+  void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,       \
+                      std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,    \
+                      std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,                   \
+                      const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
 namespace generic { ATTNKIT_ATTENTION_ROW_OPS }
 namespace avx2 { ATTNKIT_ATTENTION_ROW_OPS }
 namespace avx512 { ATTNKIT_ATTENTION_ROW_OPS }

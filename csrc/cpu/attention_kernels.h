@@ -174,4 +174,73 @@ inline void row_dot(float* delta, const float* a, std::int64_t lda, const float*
   }
 }
 
+// ---- decode: a few query rows against a long cache -------------------------
+//
+// Bound by reading K and V once: no packing. For keys [j0, j1) of one kv head
+// and `rows` query rows (q row r at q + r * ldq), computes the softmax
+// statistics of the partial range (row_max, row_sum) and the unnormalized
+// output acc[r * d + x] = sum_j exp(s_rj - row_max_r) v_j[x]. scores holds
+// rows * (j1 - j0) floats of scratch.
+template <class V>
+inline void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
+                           std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                           std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked) {
+  constexpr int W = V::width;
+  const std::int64_t n = j1 - j0;
+  for (int r = 0; r < rows; ++r) {
+    float* s = scores + r * n;
+    const float* qr = q + r * ldq;
+    for (std::int64_t j = j0; j < j1; ++j) {
+      const bool visible = j >= lo[r] && j < hi[r] && (key_blocked == nullptr || key_blocked[j] == 0.0f);
+      if (!visible) {
+        s[j - j0] = kNegativeInfinity;  // never read k_j: it may be padding
+        continue;
+      }
+      const float* kj = k + j * ldk;
+      V dot = V::broadcast(0.0f);
+      for (std::int64_t x = 0; x < d; x += W) {
+        const int lanes = d - x < W ? static_cast<int>(d - x) : W;
+        dot = fma(lanes == W ? V::load(qr + x) : V::load_partial(qr + x, lanes),
+                  lanes == W ? V::load(kj + x) : V::load_partial(kj + x, lanes), dot);
+      }
+      s[j - j0] = lane_sum(dot) * scale;
+    }
+    float m = kNegativeInfinity;
+    for (std::int64_t j = 0; j < n; ++j) m = s[j] > m ? s[j] : m;
+    row_max[r] = m;
+    // The normalizer sums thousands of terms: in double, which costs one add
+    // per key next to the 2 d floats of K and V read for it.
+    double total = 0.0;
+    if (m != kNegativeInfinity) {
+      const V shift = V::broadcast(m);
+      for (std::int64_t j = 0; j < n; j += W) {
+        const int lanes = n - j < W ? static_cast<int>(n - j) : W;
+        const V e = vec_math::exp((lanes == W ? V::load(s + j) : V::load_partial(s + j, lanes)) - shift);
+        if (lanes == W) e.store(s + j); else e.store_partial(s + j, lanes);
+      }
+      for (std::int64_t j = 0; j < n; ++j) total += s[j];
+    }
+    row_sum[r] = static_cast<float>(total);
+    for (std::int64_t x = 0; x < d; ++x) acc[r * d + x] = 0.0f;
+  }
+  // acc += p_j v_j, each v_j read once for all rows; masked keys have p = 0
+  // and are skipped, so padding in V is never read.
+  for (std::int64_t j = j0; j < j1; ++j) {
+    const float* vj = v + j * ldk;
+    for (int r = 0; r < rows; ++r) {
+      const float p = scores[r * n + (j - j0)];
+      if (!(p > 0.0f)) continue;
+      const V pv = V::broadcast(p);
+      float* a = acc + r * d;
+      for (std::int64_t x = 0; x < d; x += W) {
+        const int lanes = d - x < W ? static_cast<int>(d - x) : W;
+        const V sum = fma(pv, lanes == W ? V::load(vj + x) : V::load_partial(vj + x, lanes),
+                          lanes == W ? V::load(a + x) : V::load_partial(a + x, lanes));
+        if (lanes == W) sum.store(a + x); else sum.store_partial(a + x, lanes);
+      }
+    }
+  }
+}
+
 }  // namespace attnkit::cpu::attention_kernels

@@ -46,6 +46,7 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
   p.scale = static_cast<float>(o.scale > 0.0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(head_dim)));
   p.causal = o.causal;
   p.window = o.window;
+  p.for_backward = o.for_backward;
 
   if (o.key_lengths.defined()) {
     const Array& l = o.key_lengths;

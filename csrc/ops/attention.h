@@ -11,6 +11,7 @@ struct AttentionOptions {
   double scale = 0.0;       // 0: 1 / sqrt(head_dim)
   Array key_lengths;        // int64 or int32 [B], or undefined
   Array key_padding_mask;   // bool [B, Tk] (true = ignore the key), or undefined
+  bool for_backward = true; // false: inference only, the decode path may be used
 };
 
 struct AttentionForward {

@@ -14,8 +14,9 @@ namespace {
 
 ops::AttentionOptions options(bool causal, std::int64_t window, double scale,
                               const std::optional<Array>& key_lengths,
-                              const std::optional<Array>& key_padding_mask) {
+                              const std::optional<Array>& key_padding_mask, bool for_backward = true) {
   ops::AttentionOptions o;
+  o.for_backward = for_backward;
   o.causal = causal;
   o.window = window;
   o.scale = scale;
@@ -30,15 +31,17 @@ void bind_attention(py::module_& m) {
   m.def(
       "attention_forward",
       [](const Array& q, const Array& k, const Array& v, bool causal, std::int64_t window, double scale,
-         const std::optional<Array>& key_lengths, const std::optional<Array>& key_padding_mask) {
-        ops::AttentionForward r =
-            ops::attention_forward(q, k, v, options(causal, window, scale, key_lengths, key_padding_mask));
+         const std::optional<Array>& key_lengths, const std::optional<Array>& key_padding_mask,
+         bool for_backward) {
+        ops::AttentionForward r = ops::attention_forward(
+            q, k, v, options(causal, window, scale, key_lengths, key_padding_mask, for_backward));
         return std::make_pair(r.out, r.lse);
       },
       py::arg("q"), py::arg("k"), py::arg("v"), py::arg("causal") = false, py::arg("window") = 0,
       py::arg("scale") = 0.0, py::arg("key_lengths") = std::nullopt,
-      py::arg("key_padding_mask") = std::nullopt, py::call_guard<py::gil_scoped_release>(),
-      "-> (out [B, Tq, H, D], lse [B, H, Tq])");
+      py::arg("key_padding_mask") = std::nullopt, py::arg("for_backward") = true,
+      py::call_guard<py::gil_scoped_release>(),
+      "-> (out [B, Tq, H, D], lse [B, H, Tq]); for_backward=False allows the decode path");
   m.def(
       "attention_backward",
       [](const Array& grad_out, const Array& q, const Array& k, const Array& v, const Array& out,

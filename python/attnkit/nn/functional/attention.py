@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ... import _C
 from ..._dtypes import bool_, int32, int64
-from ...autograd import Function
+from ...autograd import Function, is_grad_enabled
 from ...tensor import Tensor
 from ._common import check_tensor
 
@@ -12,7 +12,10 @@ from ._common import check_tensor
 class _Attention(Function):
     @staticmethod
     def forward(ctx, q, k, v, options):
-        out, lse = _C.attention_forward(q._array, k._array, v._array, **options)
+        # Without a backward to come (generation with a cache), a few query
+        # rows may take the decode path, which reads the cache once.
+        for_backward = is_grad_enabled() and any(ctx.needs_input_grad)
+        out, lse = _C.attention_forward(q._array, k._array, v._array, for_backward=for_backward, **options)
         ctx.options = options
         ctx.save_for_backward(q._array, k._array, v._array, out, lse)
         return out
