@@ -23,6 +23,7 @@ from .runtime import (  # noqa: E402
 )
 from .tensor import Tensor, device, from_dlpack, from_numpy, tensor  # noqa: E402
 from . import nn  # noqa: E402
+from .random import manual_seed  # noqa: E402
 
 bool = bool_  # attnkit.bool, as torch.bool; the builtin stays reachable as builtins.bool
 

@@ -5,5 +5,6 @@ kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
 from .activation import gelu
+from .dropout import dropout
 
 __all__ = ["gelu"]
