@@ -68,3 +68,19 @@ def dropout(x, p, seed, offset):
 def dropout_backward(dy, p, seed, offset):
     """dL/dx of dropout: the same mask and scale applied to dy."""
     return dropout(dy, p, seed, offset)
+
+
+# ------------------------------------------------------------- embedding ---
+
+def embedding(ids, weight):
+    """out[..., :] = weight[ids[...], :]."""
+    return np.asarray(weight, np.float64)[np.asarray(ids)]
+
+
+def embedding_backward(dout, ids, num_embeddings):
+    """dweight[v] = sum of dout[n] over the positions n with ids[n] == v."""
+    ids = np.asarray(ids).reshape(-1)
+    dout = np.asarray(dout, np.float64)
+    dweight = np.zeros((num_embeddings, dout.shape[-1]))
+    np.add.at(dweight, ids, dout.reshape(ids.size, -1))
+    return dweight

@@ -10,5 +10,6 @@ void bind_array(pybind11::module_& m);   // array.cpp: Array, numpy, DLPack
 void bind_runtime(pybind11::module_& m); // runtime.cpp: threads, ISA, memory, build info
 void bind_activation(pybind11::module_& m);  // activation.cpp
 void bind_random(pybind11::module_& m);      // random.cpp: Philox streams, dropout
+void bind_embedding(pybind11::module_& m);   // embedding.cpp
 
 }  // namespace attnkit::python

@@ -26,4 +26,5 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_runtime(m);
   attnkit::python::bind_activation(m);
   attnkit::python::bind_random(m);
+  attnkit::python::bind_embedding(m);
 }

@@ -6,5 +6,6 @@ kernel: forward saves what backward needs, backward calls the backward kernel.
 
 from .activation import gelu
 from .dropout import dropout
+from .embedding import embedding
 
 __all__ = ["gelu"]
