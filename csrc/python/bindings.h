@@ -11,5 +11,6 @@ void bind_runtime(pybind11::module_& m); // runtime.cpp: threads, ISA, memory, b
 void bind_activation(pybind11::module_& m);  // activation.cpp
 void bind_random(pybind11::module_& m);      // random.cpp: Philox streams, dropout
 void bind_embedding(pybind11::module_& m);   // embedding.cpp
+void bind_position(pybind11::module_& m);    // position.cpp: sinusoidal table, RoPE
 
 }  // namespace attnkit::python

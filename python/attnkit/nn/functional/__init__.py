@@ -7,5 +7,6 @@ kernel: forward saves what backward needs, backward calls the backward kernel.
 from .activation import gelu
 from .dropout import dropout
 from .embedding import embedding
+from .position import rope, sinusoidal_position_encoding
 
 __all__ = ["gelu"]
