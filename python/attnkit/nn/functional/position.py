@@ -27,8 +27,8 @@ def sinusoidal_position_encoding(length: int, dim: int, offset: int = 0) -> Tens
 
     An odd ``dim`` ends with a sine column. sin and cos are computed in
     double and only then rounded to float, so every entry is within float
-    rounding of the exact value even for positions in the millions (where
-    float32 angles would be off by whole radians' fractions). Each entry
+    rounding of the exact value even for positions in the millions (where a
+    float32 angle can be off by 0.03 radians). Each entry
     depends only on (position, column): the table for ``offset=20`` equals
     rows 20.. of the table for ``offset=0``, bit for bit.
     """
