@@ -153,3 +153,39 @@ def rope_term_magnitudes(x, offset, base, interleaved):
     a, b = _rope_pairs(np.abs(x), interleaved)
     c, s = np.abs(np.cos(theta)), np.abs(np.sin(theta))
     return _rope_join(a * c + b * s, a * s + b * c, interleaved)
+
+
+# ----------------------------------------------------------------- optim ---
+
+def adamw(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps, weight_decay, decay=True):
+    """torch.optim.AdamW's update (its single-tensor path, step by step) in
+    float64; returns the new (param, exp_avg, exp_avg_sq)."""
+    p, g, m, v = (np.asarray(a, np.float64) for a in (param, grad, exp_avg, exp_avg_sq))
+    if decay:
+        p = p * (1 - lr * weight_decay)            # param.mul_(1 - lr * weight_decay)
+    m = m + (1 - beta1) * (g - m)                  # exp_avg.lerp_(grad, 1 - beta1)
+    v = v * beta2 + (1 - beta2) * g * g            # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    step_size = lr / (1 - beta1**step)
+    denom = np.sqrt(v) / math.sqrt(1 - beta2**step) + eps
+    p = p - step_size * m / denom                  # param.addcdiv_(exp_avg, denom, value=-step_size)
+    return p, m, v
+
+
+def adamw_term_magnitudes(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
+                          weight_decay, decay=True):
+    """The size of the terms each output of the update is a sum or difference
+    of: |m| + (1 - beta1) (|g| + |m|) for the new m, the new v itself (a sum
+    of non-negative terms), and |p * decay| + step_size * (m's terms) / denom
+    for the new p."""
+    p, g, m, v = (np.abs(np.asarray(a, np.float64)) for a in (param, grad, exp_avg, exp_avg_sq))
+    decay_factor = abs(1 - lr * weight_decay) if decay else 1.0
+    m_terms = m + (1 - beta1) * (g + m)
+    v_new = v * beta2 + (1 - beta2) * g * g
+    denom = np.sqrt(v_new) / math.sqrt(1 - beta2**step) + eps
+    p_terms = p * decay_factor + lr / (1 - beta1**step) * m_terms / denom
+    return p_terms, m_terms, v_new
+
+
+def global_norm(arrays):
+    """sqrt of the sum of squares of every element of every array."""
+    return math.sqrt(sum(float(np.sum(np.asarray(a, np.float64) ** 2)) for a in arrays))

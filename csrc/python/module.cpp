@@ -28,4 +28,5 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_random(m);
   attnkit::python::bind_embedding(m);
   attnkit::python::bind_position(m);
+  attnkit::python::bind_optim(m);
 }
