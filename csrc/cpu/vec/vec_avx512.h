@@ -2,7 +2,19 @@
 // registers for tails and selects. Included only by csrc/cpu/avx512.
 #pragma once
 
+// GCC 12 reports the deliberately undefined vectors inside its own AVX-512
+// intrinsics (_mm512_undefined_*, self-initialized by design) as used
+// uninitialized, a false positive of that release; the warnings point into
+// immintrin.h, so they are silenced for that header only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #include <cstdint>
 
