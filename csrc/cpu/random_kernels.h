@@ -111,7 +111,7 @@ inline void for_each_group(std::int64_t first, std::int64_t count, std::uint64_t
 }
 
 // bits[i - first] = number i of the stream, for i in [first, first + count).
-template <class V, class U>
+template <class U>
 inline void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count,
                         std::uint64_t seed, std::uint64_t offset) {
   for_each_group<U>(first, count, seed, offset,
@@ -121,8 +121,9 @@ inline void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t co
                     });
 }
 
-// Applies op(number vector, element offset k, lanes) over [begin, end) of one
-// group, a vector at a time: lanes < V::width only for the last piece.
+// Calls op(numbers of elements i .. i + lanes - 1, i, lanes) for i = begin,
+// begin + V::width, ... < end, within one group; lanes < V::width only for
+// the last vector of a piece.
 template <class V, class U, class Op>
 inline void for_each_vector(const std::uint32_t* numbers, std::int64_t begin, std::int64_t end,
                             const Op& op) {

@@ -12,7 +12,7 @@ void philox4x32_10(std::uint32_t out[4], const std::uint32_t counter[4], const s
 
 void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count, std::uint64_t seed,
                  std::uint64_t offset) {
-  random_kernels::random_bits<Vec, VecU32>(bits, first, count, seed, offset);
+  random_kernels::random_bits<VecU32>(bits, first, count, seed, offset);
 }
 
 void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed,
