@@ -125,6 +125,8 @@ def test_adamw_bad_arguments():
             adamw_(p, g, m, v, **{**ok, name: value})
     with pytest.raises(TypeError, match="adamw_: argument 'lr' expected a float, got str"):
         adamw_(p, g, m, v, **{**ok, "lr": "0.1"})
+    with pytest.raises(ValueError, match="adamw_: argument 'step' expected a step number >= 1, got 36893488147419103232"):
+        adamw_(p, g, m, v, **{**ok, "step": 2**65})
     with pytest.raises(TypeError, match="adamw_: argument 'step' expected an int, got float"):
         adamw_(p, g, m, v, **{**ok, "step": 1.0})
 

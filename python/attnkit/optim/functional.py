@@ -62,6 +62,8 @@ def adamw_(params, grads, exp_avgs, exp_avg_sqs, *, step: int, lr: float, beta1:
         decay_mask = list(decay_mask)
     if not isinstance(step, numbers.Integral) or isinstance(step, bool):
         raise TypeError(f"{op}: argument 'step' expected an int, got {type(step).__name__}")
+    if not 1 <= step < 2**63:
+        raise ValueError(f"{op}: argument 'step' expected a step number >= 1, got {step}")
     _C.adamw_step(params, grads, exp_avgs, exp_avg_sqs, decay_mask, int(step),
                   _real(op, "lr", lr), _real(op, "beta1", beta1), _real(op, "beta2", beta2),
                   _real(op, "eps", eps), _real(op, "weight_decay", weight_decay))
