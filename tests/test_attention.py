@@ -19,7 +19,7 @@ def random_qkv(rng, batch, tq, tk, heads, kv_heads, d, scale=1.0):
     return q, k, v
 
 
-def naive_float32(q, k, v, grad_out, **mask):
+def naive_float32(q, k, v, grad_out, dropout=None, **mask):
     """The same computation in float32, unfused, every product summed plainly
     one term at a time (reference.matmul_naive_float32): the accuracy yardstick."""
     batch, tq, heads, d = q.shape
@@ -36,9 +36,10 @@ def naive_float32(q, k, v, grad_out, **mask):
     p = np.where(visible, np.exp(s - m), np.float32(0))
     total = np.add.reduce(p, axis=-1, keepdims=True)
     p = np.where(total > 0, p / np.where(total > 0, total, 1), 0).astype(np.float32)
-    out = mm(p, vh)
-    dv = mm(np.swapaxes(p, -1, -2), gh)
-    dp = mm(gh, np.swapaxes(vh, -1, -2))
+    m = np.float32(1) if dropout is None else dropout.astype(np.float32)
+    out = mm(p * m, vh)
+    dv = mm(np.swapaxes(p * m, -1, -2), gh)
+    dp = mm(gh, np.swapaxes(vh, -1, -2)) * m
     # delta = rowsum(dO * O) = rowsum(dP * P), in the form fused kernels use
     # (FlashAttention-2): the yardstick computes what the kernel computes
     delta = (gh * out).sum(axis=-1, keepdims=True)
@@ -216,6 +217,41 @@ def test_decode_path(cpu_isa, rng, tq, heads, kv_heads):
         kc = np.where(np.isnan(k), 0, k)
         vc = np.where(np.isnan(v), 0, v)
         assert_reduction_close(out, reference.attention(q, kc, vc, **mask), naive_float32(q, kc, vc, zero_grad, **mask)[0])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_dropout(cpu_isa, rng, causal):
+    batch, t, heads, kv_heads, d, p = 2, 70, 4, 2, 16, 0.3
+    q, k, v = random_qkv(rng, batch, t, t, heads, kv_heads, d)
+    grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    generator = attnkit.random.Generator(1234)
+    seed, offset = generator.seed, generator.offset
+    ours = run(q, k, v, grad_out, causal=causal, dropout_p=p, generator=generator)
+    multipliers = reference.attention_dropout_multipliers((batch, heads, t, t), p, seed, offset)
+    expected = (reference.attention(q, k, v, causal=causal, dropout=multipliers),) + \
+        reference.attention_backward(q, k, v, grad_out, causal=causal, dropout=multipliers)
+    naive = naive_float32(q, k, v, grad_out, dropout=multipliers, causal=causal)
+    for a, e, n in zip(ours, expected, naive):
+        assert_reduction_close(a, e, n)
+    # the next call draws a new stream: another mask; the same stream again
+    # (a rerun, or another thread count) gives the same bits
+    again = run(q, k, v, grad_out, causal=causal, dropout_p=p, generator=generator)
+    assert not np.array_equal(again[0], ours[0])
+    previous = attnkit.get_num_threads()
+    try:
+        attnkit.set_num_threads(1)
+        rerun = run(q, k, v, grad_out, causal=causal, dropout_p=p, generator=attnkit.random.Generator(1234))
+    finally:
+        attnkit.set_num_threads(previous)
+    for a, b in zip(ours, rerun):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_bad_probability(rng):
+    q, k, v = (attnkit.tensor(x) for x in random_qkv(rng, 1, 4, 4, 1, 1, 8))
+    for bad in (-0.1, 1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="argument 'dropout_p' expected a probability"):
+            F.attention(q, k, v, dropout_p=bad)
 
 
 def test_results_do_not_depend_on_the_thread_count(rng):

@@ -14,6 +14,7 @@
 #include "core/cpu_features.h"
 #include "core/threading.h"
 #include "cpu/gemm.h"
+#include "cpu/random.h"
 #include "cpu/vec/vec_generic.h"
 #include "cpu/attention_kernels.h"
 
@@ -62,21 +63,22 @@ struct RowOps {
   decltype(&generic::softmax_backward_tile) softmax_backward_tile;
   decltype(&generic::row_dot) row_dot;
   decltype(&generic::decode_partial) decode_partial;
+  decltype(&generic::random_bits) random_bits;
 };
 
 RowOps row_ops() {
   switch (active_cpu_isa()) {
     case CpuIsa::avx512:
       return {&avx512::online_softmax_tile, &avx512::softmax_backward_tile, &avx512::row_dot,
-              &avx512::decode_partial};
+              &avx512::decode_partial, &avx512::random_bits};
     case CpuIsa::avx2:
       return {&avx2::online_softmax_tile, &avx2::softmax_backward_tile, &avx2::row_dot,
-              &avx2::decode_partial};
+              &avx2::decode_partial, &avx2::random_bits};
     case CpuIsa::generic:
       break;
   }
   return {&generic::online_softmax_tile, &generic::softmax_backward_tile, &generic::row_dot,
-          &generic::decode_partial};
+          &generic::decode_partial, &generic::random_bits};
 }
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -192,6 +194,19 @@ struct PackedKeys {
   }
 };
 
+// Attention dropout on a tile of `rows` rows x n keys (key j0 first) of query
+// rows row0.. of head h in batch b: zero the dropped entries, scale the kept.
+void apply_dropout(const RowOps& ops, const AttentionProblem& p, float* tile, std::int64_t ld, int rows,
+                   std::int64_t n, std::int64_t b, std::int64_t h, std::int64_t row0, std::int64_t j0) {
+  std::uint32_t bits[kKeyTile];
+  for (int i = 0; i < rows; ++i) {
+    const std::int64_t first = ((b * p.heads + h) * p.query_length + row0 + i) * p.key_length + j0;
+    ops.random_bits(bits, first, n, p.dropout_seed, p.dropout_offset);
+    float* row = tile + i * ld;
+    for (std::int64_t j = 0; j < n; ++j) row[j] = bits[j] >= p.dropout_drop_below ? row[j] * p.dropout_scale : 0.0f;
+  }
+}
+
 GemmMacroTile product_tile(const float* packed_a, const float* packed_b, float* c, std::int64_t ldc,
                            std::int64_t m, std::int64_t n, std::int64_t kc, float alpha, bool accumulate) {
   GemmMacroTile t{};
@@ -294,7 +309,7 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const AttentionProblem& p) {
-  if (!p.for_backward && p.query_length <= kDecodeQueries &&
+  if (!p.for_backward && p.dropout_drop_below == 0 && p.query_length <= kDecodeQueries &&
       p.heads / p.kv_heads * p.query_length <= 16) {
     attention_decode(out, lse, q, k, v, p);
     return;
@@ -360,6 +375,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
         ops.online_softmax_tile(scores.data(), kKeyTile, rows, n, j0, lo, hi,
                                 blocked ? blocked + j0 : nullptr, running_max, running_sum,
                                 accumulator.data(), d, d);
+        // The normalizer counts every key; only the weights that reach V are dropped.
+        if (p.dropout_drop_below != 0) apply_dropout(ops, p, scores.data(), kKeyTile, rows, n, b, h, row0, j0);
         gemm_pack_a(packed_p.data(), scores.data(), kKeyTile, false, rows, n, mr);
         GemmMacroTile pv = product_tile(packed_p.data(),
                                         packed_v.data() + kv_item * layout.rows_size +
@@ -464,9 +481,15 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                                              kKeyTile, rows, n, d, p.scale, false));
             kernel.macro_kernel(product_tile(dout_as_a.data() + t * a_tile_stride, v_sliver,
                                              dscores.data(), kKeyTile, rows, n, d, 1.0f, false));
+            // With dropout, out = (P o M) V: the gradient reaching P is dP o M,
+            // and dV takes P o M (M: the same mask, scaled, regenerated here).
+            if (p.dropout_drop_below != 0)
+              apply_dropout(ops, p, dscores.data(), kKeyTile, rows, n, b, h, row0, j0);
             ops.softmax_backward_tile(scores.data(), dscores.data(), kKeyTile, rows, n, j0, &lo[row0],
                                       &hi[row0], blocked ? blocked + j0 : nullptr, head_lse + row0,
                                       delta.data() + row0);
+            if (p.dropout_drop_below != 0)
+              apply_dropout(ops, p, scores.data(), kKeyTile, rows, n, b, h, row0, j0);
             // dV += P^T dO
             gemm_pack_a(packed.data(), scores.data(), kKeyTile, true, n, rows, mr);
             kernel.macro_kernel(product_tile(packed.data(), dout_as_b.data() + t * b_tile_stride,

@@ -23,6 +23,14 @@ struct AttentionProblem {
   // The saved lse will feed attention_backward: compute the scores exactly as
   // backward recomputes them (the tiled path), never on the decode path.
   bool for_backward;
+  // Attention dropout on the normalized probabilities: P[b, h, i, j] is
+  // dropped when number ((b * H + h) * Tq + i) * Tk + j of the Philox stream
+  // (seed, offset) is below drop_below (see cpu/random.h), kept ones are
+  // scaled by dropout_scale. drop_below = 0: no dropout. Backward regenerates
+  // the same mask.
+  std::uint32_t dropout_drop_below;
+  float dropout_scale;
+  std::uint64_t dropout_seed, dropout_offset;
 };
 
 // out and lse from q, k, v.

@@ -7,6 +7,7 @@
 #include "core/errors.h"
 #include "cpu/attention.h"
 #include "ops/checks.h"
+#include "ops/random.h"
 
 namespace attnkit::ops {
 namespace {
@@ -47,6 +48,13 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
   p.causal = o.causal;
   p.window = o.window;
   p.for_backward = o.for_backward;
+  if (o.dropout_p != 0.0) {
+    const DropoutThreshold t = dropout_threshold(op, "dropout_p", o.dropout_p);
+    p.dropout_drop_below = t.drop_below;
+    p.dropout_scale = t.scale;
+    p.dropout_seed = o.dropout_seed;
+    p.dropout_offset = o.dropout_offset;
+  }
 
   if (o.key_lengths.defined()) {
     const Array& l = o.key_lengths;

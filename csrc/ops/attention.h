@@ -12,6 +12,8 @@ struct AttentionOptions {
   Array key_lengths;        // int64 or int32 [B], or undefined
   Array key_padding_mask;   // bool [B, Tk] (true = ignore the key), or undefined
   bool for_backward = true; // false: inference only, the decode path may be used
+  double dropout_p = 0.0;   // attention dropout, from the Philox stream (seed, offset)
+  std::uint64_t dropout_seed = 0, dropout_offset = 0;
 };
 
 struct AttentionForward {

@@ -17,32 +17,32 @@ std::string number_text(double value) {
   return text.str();
 }
 
-void check_dropout_probability(const char* op, double p) {
-  // Written so that NaN fails too.
-  if (!(p > 0.0 && p < 1.0))
-    throw_value_error(op, "p", "a drop probability with 0 < p < 1 (p = 0 and p = 1 are handled "
-                      "without random numbers)", number_text(p));
-}
-
 // Shared by forward and backward: both scale the kept elements of one stream.
 Array dropout(const char* op, const char* argument, const Array& x, double p, std::uint64_t seed,
               std::uint64_t offset) {
   check_dtype(op, argument, x, DType::float32);
   check_cpu(op, argument, x);
-  check_dropout_probability(op, p);
+  const DropoutThreshold t = dropout_threshold(op, "p", p);
+  Array y = Array::empty(x.shape(), DType::float32);
+  cpu::dropout(y.data<float>(), x.data<float>(), x.numel(), t.drop_below, t.scale, seed, offset);
+  return y;
+}
+
+}  // namespace
+
+DropoutThreshold dropout_threshold(const char* op, const char* argument, double p) {
+  // Written so that NaN fails too.
+  if (!(p > 0.0 && p < 1.0))
+    throw_value_error(op, argument, "a drop probability with 0 < p < 1 (p = 0 and p = 1 are handled "
+                      "without random numbers)", number_text(p));
   // p * 2^32 is exact in double; rounding it to the nearest integer makes
   // P(drop) = drop_below / 2^32 within 2^-33 of p. Only p > 1 - 2^-33 rounds
   // to 2^32, out of uint32's range: clamped, it keeps one number in 2^32.
   const double threshold = std::nearbyint(p * 4294967296.0);
   const std::uint32_t drop_below =
       threshold >= 4294967295.0 ? 4294967295u : static_cast<std::uint32_t>(threshold);
-  const float scale = static_cast<float>(1.0 / (1.0 - p));
-  Array y = Array::empty(x.shape(), DType::float32);
-  cpu::dropout(y.data<float>(), x.data<float>(), x.numel(), drop_below, scale, seed, offset);
-  return y;
+  return {drop_below, static_cast<float>(1.0 / (1.0 - p))};
 }
-
-}  // namespace
 
 std::array<std::uint32_t, 4> philox4x32_10(const std::array<std::uint32_t, 4>& counter,
                                            const std::array<std::uint32_t, 2>& key) {

@@ -22,6 +22,15 @@ Array random_bits(std::int64_t n, std::uint64_t seed, std::uint64_t offset);
 // float32 of `shape`, uniform in [0, 1), from the stream (seed, offset).
 Array uniform(const Shape& shape, std::uint64_t seed, std::uint64_t offset);
 
+// How a kernel drops with probability p (0 < p < 1, else ValueError naming op
+// and argument): drop an element when its 32-bit number is below drop_below,
+// scale the kept ones by `scale`. Shared by dropout and attention dropout.
+struct DropoutThreshold {
+  std::uint32_t drop_below;
+  float scale;
+};
+DropoutThreshold dropout_threshold(const char* op, const char* argument, double p);
+
 // Dropout with drop probability p, 0 < p < 1: y = x / (1 - p) where element
 // i's number is kept, else 0. Element i is dropped when its 32-bit number is
 // below round(p * 2^32), so it is kept with probability 1 - p within 2^-32.

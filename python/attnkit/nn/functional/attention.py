@@ -5,6 +5,7 @@ from __future__ import annotations
 from ... import _C
 from ..._dtypes import bool_, int32, int64
 from ...autograd import Function, is_grad_enabled
+from ...random import _generator_or_default
 from ...tensor import Tensor
 from ._common import check_tensor
 
@@ -29,7 +30,8 @@ class _Attention(Function):
 
 def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False,
               key_padding_mask: Tensor | None = None, key_lengths: Tensor | None = None,
-              window: int | None = None, scale: float | None = None) -> Tensor:
+              window: int | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              generator=None) -> Tensor:
     """softmax(scale * q k^T + mask) v, fused: the Tq x Tk matrix is never
     materialized; backward recomputes it tile by tile from the saved
     log-sum-exp of each query row.
@@ -50,6 +52,11 @@ def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False,
       or past the length are padding. Padded keys never reach the result, even
       when they hold NaN or inf.
     - ``scale`` defaults to ``1 / sqrt(head_dim)``.
+    - ``dropout_p``: attention dropout on the normalized weights, as in
+      PyTorch's scaled_dot_product_attention (applied whenever it is > 0: pass
+      0 in evaluation). The mask comes from the next Philox stream of
+      ``generator`` (default: ``attnkit.manual_seed``'s), is the same for any
+      thread count, and is regenerated in backward, never stored.
 
     A query row that can see no key gets an output of 0 (and zero gradients),
     not NaN. Differentiable in q, k and v.
@@ -78,4 +85,9 @@ def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False,
         if key_lengths.dtype not in (int32, int64):
             raise TypeError(f"attention: argument 'key_lengths' expected an int tensor, got {key_lengths.dtype}")
         options["key_lengths"] = key_lengths._array
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"attention: argument 'dropout_p' expected a probability in [0, 1), got {dropout_p!r}")
+    if dropout_p > 0.0:
+        seed, offset = _generator_or_default("attention", generator).next_stream()
+        options.update(dropout_p=float(dropout_p), dropout_seed=seed, dropout_offset=offset)
     return _Attention.apply(q, k, v, options)
