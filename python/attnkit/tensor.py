@@ -135,6 +135,10 @@ class Tensor:
     bfloat16, so a bfloat16 tensor raises TypeError (``np.asarray`` widens it)."""
         if self.requires_grad:
             raise RuntimeError("numpy(): this tensor requires grad; call .detach().numpy()")
+        if self.dtype == bfloat16:
+            # Checked here: np.asarray would wrap the failing buffer in an object array.
+            raise TypeError("numpy(): numpy has no bfloat16; use np.asarray(t) (widens to float32) "
+                            "or t.float().numpy()")
         return np.asarray(self._array)
 
     def __array__(self, dtype=None, copy=None):
