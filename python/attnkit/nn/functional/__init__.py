@@ -4,6 +4,6 @@ One module per op family; each op is an autograd Function around a native
 kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
-from .activation import gelu
+from .activation import gelu, relu, silu, swiglu
 
-__all__ = ["gelu"]
+__all__ = ["gelu", "relu", "silu", "swiglu"]
