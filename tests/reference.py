@@ -11,7 +11,8 @@ _erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def erfc(x):
-    return _erfc(np.asarray(x, np.float64)).astype(np.float64)
+    # np.asarray: frompyfunc gives a Python float for 0-d input.
+    return np.asarray(_erfc(np.asarray(x, np.float64)), dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------
