@@ -76,9 +76,9 @@ struct NormalTail {
 // - x^2 = square + square_error exactly, so the Gaussian factor sees the exact
 //   -x^2/2 (its rounding would be amplified x^2-fold in the tail).
 // - t is rounded twice (1 + z/2, then the division), and near z = 0 an error
-//   in t moves erfc 2.26 times as much. Both residuals are exact (product_error),
-//   so delta = ln(t_exact / t) is known to first order and added to the
-//   exponent, scaled by the sensitivity above.
+//   in t moves erfc 2.26 times as much. product_error gives both rounding
+//   errors, so delta = ln(t_exact / t) is known to first order and is added to
+//   the exponent, scaled by the sensitivity above.
 template <class V>
 inline NormalTail<V> normal_tail(V x, bool with_density) {
   const V one = V::broadcast(1.0f);
@@ -88,10 +88,10 @@ inline NormalTail<V> normal_tail(V x, bool with_density) {
   const V half_inv_sqrt2 = V::broadcast(0.5f * kInvSqrt2);
   const V denominator = fma(magnitude, half_inv_sqrt2, one);
   const V t = one / denominator;
-  // denominator_error = (1 + |x| k) - denominator (denominator - 1 is exact:
-  // denominator >= 1 and its ulp is at most 1). t_exact = 1 / (denominator +
-  // denominator_error), so ln(t_exact / t) = -(t denominator - 1) -
-  // t denominator_error to first order.
+  // denominator_error = (1 + |x| k) - denominator, through denominator - 1,
+  // which is exact for 1 <= denominator < 2^24 (|x| beyond 20 is saturated
+  // below anyway). t_exact = 1 / (denominator + denominator_error), so
+  // ln(t_exact / t) = -(t denominator - 1) - t denominator_error to first order.
   const V denominator_error = product_error(magnitude, half_inv_sqrt2, denominator - one);
   const V t_residual = product_error(t, denominator, one);
   const V delta = -fma(t, denominator_error, t_residual);
