@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "core/cpu_features.h"
+#include "cpu/dispatch.h"
 #include "core/threading.h"
 #include "cpu/vec/vec_generic.h"
 #include "cpu/activation_kernels.h"
@@ -10,12 +10,41 @@
 namespace attnkit::cpu {
 
 namespace generic {
+
 void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form) {
   activation_kernels::gelu_forward<Vec>(y, x, n, tanh_form);
 }
+
 void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form) {
   activation_kernels::gelu_backward<Vec>(dx, dy, x, n, tanh_form);
 }
+
+void relu_forward(float* y, const float* x, std::int64_t n) {
+  activation_kernels::relu_forward<Vec>(y, x, n);
+}
+
+void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  activation_kernels::relu_backward<Vec>(dx, dy, x, n);
+}
+
+void silu_forward(float* y, const float* x, std::int64_t n) {
+  activation_kernels::silu_forward<Vec>(y, x, n);
+}
+
+void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  activation_kernels::silu_backward<Vec>(dx, dy, x, n);
+}
+
+void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
+                    std::int64_t hidden) {
+  activation_kernels::swiglu_forward<Vec>(y, x, rows, columns, hidden);
+}
+
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
+                     std::int64_t columns, std::int64_t hidden) {
+  activation_kernels::swiglu_backward<Vec>(dx, dy, x, rows, columns, hidden);
+}
+
 }  // namespace generic
 
 namespace {
@@ -25,6 +54,7 @@ namespace {
 // of vectors. Below ~16K elements a parallel region costs more than it saves.
 constexpr std::int64_t kBlock = 256;
 constexpr std::int64_t kGrainBlocks = 64;
+constexpr std::int64_t kGrainElements = kBlock * kGrainBlocks;
 
 template <typename Body>
 void for_each_block(std::int64_t n, const Body& body) {
@@ -36,36 +66,91 @@ void for_each_block(std::int64_t n, const Body& body) {
   });
 }
 
+// SwiGLU's output [N, H] is cut into tiles for the threads: whole rows when a
+// row is short, so that H = 1 still runs many rows per kernel call; rows cut
+// into column blocks when a row alone is worth a thread, so that N = 1 with a
+// large H still uses every thread.
+constexpr std::int64_t kRowBlock = 4096;
+
+template <typename Body>
+void for_each_tile(std::int64_t rows, std::int64_t hidden, const Body& body) {
+  if (rows == 0 || hidden == 0) return;
+  const std::int64_t block = std::min(hidden, kRowBlock);
+  const std::int64_t blocks_per_row = (hidden + block - 1) / block;
+  const std::int64_t grain = std::max<std::int64_t>(1, kGrainElements / block);
+  parallel_for(rows * blocks_per_row, grain, [&](std::int64_t t0, std::int64_t t1) {
+    if (blocks_per_row == 1) {
+      body(t0, t1 - t0, std::int64_t(0), hidden);
+      return;
+    }
+    for (std::int64_t t = t0; t < t1; ++t) {
+      const std::int64_t column = (t % blocks_per_row) * block;
+      body(t / blocks_per_row, std::int64_t(1), column, std::min(block, hidden - column));
+    }
+  });
+}
+
 }  // namespace
 
 void gelu_forward(float* y, const float* x, std::int64_t n, GeluApproximation approximation) {
   const bool tanh_form = approximation == GeluApproximation::tanh;
-  const CpuIsa isa = active_cpu_isa();
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(gelu_forward);
   for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
-    switch (isa) {
-      case CpuIsa::avx512: avx512::gelu_forward(y + offset, x + offset, count, tanh_form); break;
-      case CpuIsa::avx2: avx2::gelu_forward(y + offset, x + offset, count, tanh_form); break;
-      case CpuIsa::generic: generic::gelu_forward(y + offset, x + offset, count, tanh_form); break;
-    }
+    kernel(y + offset, x + offset, count, tanh_form);
   });
 }
 
 void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n,
                    GeluApproximation approximation) {
   const bool tanh_form = approximation == GeluApproximation::tanh;
-  const CpuIsa isa = active_cpu_isa();
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(gelu_backward);
   for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
-    switch (isa) {
-      case CpuIsa::avx512:
-        avx512::gelu_backward(dx + offset, dy + offset, x + offset, count, tanh_form);
-        break;
-      case CpuIsa::avx2:
-        avx2::gelu_backward(dx + offset, dy + offset, x + offset, count, tanh_form);
-        break;
-      case CpuIsa::generic:
-        generic::gelu_backward(dx + offset, dy + offset, x + offset, count, tanh_form);
-        break;
-    }
+    kernel(dx + offset, dy + offset, x + offset, count, tanh_form);
+  });
+}
+
+void relu_forward(float* y, const float* x, std::int64_t n) {
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(relu_forward);
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
+    kernel(y + offset, x + offset, count);
+  });
+}
+
+void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(relu_backward);
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
+    kernel(dx + offset, dy + offset, x + offset, count);
+  });
+}
+
+void silu_forward(float* y, const float* x, std::int64_t n) {
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(silu_forward);
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
+    kernel(y + offset, x + offset, count);
+  });
+}
+
+void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(silu_backward);
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
+    kernel(dx + offset, dy + offset, x + offset, count);
+  });
+}
+
+void swiglu_forward(float* y, const float* x, std::int64_t N, std::int64_t H) {
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(swiglu_forward);
+  for_each_tile(N, H, [&](std::int64_t row, std::int64_t rows, std::int64_t column,
+                          std::int64_t columns) {
+    kernel(y + row * H + column, x + row * 2 * H + column, rows, columns, H);
+  });
+}
+
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t N, std::int64_t H) {
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(swiglu_backward);
+  for_each_tile(N, H, [&](std::int64_t row, std::int64_t rows, std::int64_t column,
+                          std::int64_t columns) {
+    kernel(dx + row * 2 * H + column, dy + row * H + column, x + row * 2 * H + column, rows,
+           columns, H);
   });
 }
 

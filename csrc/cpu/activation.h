@@ -14,19 +14,61 @@ void gelu_forward(float* y, const float* x, std::int64_t n, GeluApproximation ap
 void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n,
                    GeluApproximation approximation);
 
-// Per-ISA kernels over one contiguous range, single-threaded. tanh_form
-// selects the tanh approximation.
+// y[n] = max(x[n], 0)
+void relu_forward(float* y, const float* x, std::int64_t n);
+// dx[n] = dy[n] * relu'(x[n]) (0 at x = 0); dx may alias dy.
+void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+
+// y[n] = x[n] * sigmoid(x[n])
+void silu_forward(float* y, const float* x, std::int64_t n);
+// dx[n] = dy[n] * silu'(x[n]); dx may alias dy.
+void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+
+// SwiGLU with the gate and up projections fused in one input:
+// x [N, 2H] (gate = x[:, :H], up = x[:, H:]) -> y [N, H] = silu(gate) * up.
+void swiglu_forward(float* y, const float* x, std::int64_t N, std::int64_t H);
+// dy [N, H], x [N, 2H] -> dx [N, 2H] = [dy * up * silu'(gate), dy * silu(gate)].
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t N, std::int64_t H);
+
+// Per-ISA kernels over one contiguous range (single-threaded). tanh_form
+// selects GELU's tanh approximation. The SwiGLU kernels take a tile of
+// `rows` x `columns` outputs whose rows lie `hidden` (x, dx: 2 * hidden)
+// floats apart.
 namespace generic {
 void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form);
 void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form);
+void relu_forward(float* y, const float* x, std::int64_t n);
+void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+void silu_forward(float* y, const float* x, std::int64_t n);
+void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
+                    std::int64_t hidden);
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
+                     std::int64_t columns, std::int64_t hidden);
 }  // namespace generic
 namespace avx2 {
 void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form);
 void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form);
+void relu_forward(float* y, const float* x, std::int64_t n);
+void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+void silu_forward(float* y, const float* x, std::int64_t n);
+void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
+                    std::int64_t hidden);
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
+                     std::int64_t columns, std::int64_t hidden);
 }  // namespace avx2
 namespace avx512 {
 void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form);
 void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form);
+void relu_forward(float* y, const float* x, std::int64_t n);
+void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+void silu_forward(float* y, const float* x, std::int64_t n);
+void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
+                    std::int64_t hidden);
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
+                     std::int64_t columns, std::int64_t hidden);
 }  // namespace avx512
 
 }  // namespace attnkit::cpu

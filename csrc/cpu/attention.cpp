@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/allocator.h"
-#include "core/cpu_features.h"
+#include "cpu/dispatch.h"
 #include "core/threading.h"
 #include "cpu/gemm.h"
 #include "cpu/random.h"
@@ -67,18 +67,9 @@ struct RowOps {
 };
 
 RowOps row_ops() {
-  switch (active_cpu_isa()) {
-    case CpuIsa::avx512:
-      return {&avx512::online_softmax_tile, &avx512::softmax_backward_tile, &avx512::row_dot,
-              &avx512::decode_partial, &avx512::random_bits};
-    case CpuIsa::avx2:
-      return {&avx2::online_softmax_tile, &avx2::softmax_backward_tile, &avx2::row_dot,
-              &avx2::decode_partial, &avx2::random_bits};
-    case CpuIsa::generic:
-      break;
-  }
-  return {&generic::online_softmax_tile, &generic::softmax_backward_tile, &generic::row_dot,
-          &generic::decode_partial, &generic::random_bits};
+  return {ATTNKIT_ACTIVE_KERNEL(online_softmax_tile), ATTNKIT_ACTIVE_KERNEL(softmax_backward_tile),
+          ATTNKIT_ACTIVE_KERNEL(row_dot), ATTNKIT_ACTIVE_KERNEL(decode_partial),
+          ATTNKIT_ACTIVE_KERNEL(random_bits)};
 }
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }

@@ -43,23 +43,50 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const AttentionProblem& problem);
 
 // ---- what each ISA provides (attention_kernels.h instantiated) -------------
-#define ATTNKIT_ATTENTION_ROW_OPS                                                                     \
-  void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,      \
-                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,   \
-                           float* running_max, float* running_sum, float* out, std::int64_t ldo,       \
-                           std::int64_t d);                                                            \
-  void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,           \
-                             std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,          \
-                             const float* key_blocked, const float* lse, const float* delta);          \
-  void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,       \
-               std::int64_t rows, std::int64_t d);                                                     \
-  void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,       \
-                      std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,    \
-                      std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,                   \
-                      const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
-namespace generic { ATTNKIT_ATTENTION_ROW_OPS }
-namespace avx2 { ATTNKIT_ATTENTION_ROW_OPS }
-namespace avx512 { ATTNKIT_ATTENTION_ROW_OPS }
-#undef ATTNKIT_ATTENTION_ROW_OPS
+namespace generic {
+void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
+                         const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
+                         float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                         std::int64_t d);
+void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
+                           std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
+                           const float* key_blocked, const float* lse, const float* delta);
+void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+             std::int64_t rows, std::int64_t d);
+void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
+                    std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                    const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
+}  // namespace generic
+namespace avx2 {
+void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
+                         const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
+                         float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                         std::int64_t d);
+void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
+                           std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
+                           const float* key_blocked, const float* lse, const float* delta);
+void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+             std::int64_t rows, std::int64_t d);
+void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
+                    std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                    const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
+}  // namespace avx2
+namespace avx512 {
+void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
+                         const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
+                         float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                         std::int64_t d);
+void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
+                           std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
+                           const float* key_blocked, const float* lse, const float* delta);
+void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+             std::int64_t rows, std::int64_t d);
+void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
+                    std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                    const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
+}  // namespace avx512
 
 }  // namespace attnkit::cpu

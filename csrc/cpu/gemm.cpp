@@ -19,6 +19,7 @@
 
 #include "core/allocator.h"
 #include "core/cpu_features.h"
+#include "cpu/dispatch.h"
 #include "core/threading.h"
 #include "cpu/vec/vec_generic.h"
 #include "cpu/gemm_kernels.h"
@@ -81,19 +82,17 @@ Blocking blocking_override(Blocking fallback) {
   return {mc, kc, nc};
 }
 
-GemmKernel kernel_for(CpuIsa isa) {
-  switch (isa) {
-    case CpuIsa::avx512:
-      return {avx512::gemm_kernel_shape(), &avx512::gemm_macro_kernel, &avx512::gemm_decode,
-              &avx512::gemm_epilogue_rows, blocking_override({192, 192, 4096})};
-    case CpuIsa::avx2:
-      return {avx2::gemm_kernel_shape(), &avx2::gemm_macro_kernel, &avx2::gemm_decode,
-              &avx2::gemm_epilogue_rows, blocking_override({144, 256, 4096})};
-    case CpuIsa::generic:
-      break;
+GemmKernel active_kernel() {
+  GemmKernel kernel{ATTNKIT_ACTIVE_KERNEL(gemm_kernel_shape)(), ATTNKIT_ACTIVE_KERNEL(gemm_macro_kernel),
+                    ATTNKIT_ACTIVE_KERNEL(gemm_decode), ATTNKIT_ACTIVE_KERNEL(gemm_epilogue_rows),
+                    {128, 256, 4096}};
+  switch (active_cpu_isa()) {
+    case CpuIsa::avx512: kernel.blocking = {192, 192, 4096}; break;
+    case CpuIsa::avx2: kernel.blocking = {144, 256, 4096}; break;
+    case CpuIsa::generic: break;
   }
-  return {generic::gemm_kernel_shape(), &generic::gemm_macro_kernel, &generic::gemm_decode,
-          &generic::gemm_epilogue_rows, blocking_override({128, 256, 4096})};
+  kernel.blocking = blocking_override(kernel.blocking);
+  return kernel;
 }
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -172,7 +171,7 @@ constexpr std::int64_t kDecodeRows = 16;
 }  // namespace
 
 GemmMicroKernel active_gemm_kernel() {
-  const GemmKernel kernel = kernel_for(active_cpu_isa());
+  const GemmKernel kernel = active_kernel();
   return {kernel.shape, kernel.macro_kernel};
 }
 
@@ -190,7 +189,7 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
           const float* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,
           std::int64_t k, float alpha, float beta, const GemmEpilogue& epilogue) {
   if (m <= 0 || n <= 0) return;
-  const GemmKernel kernel = kernel_for(active_cpu_isa());
+  const GemmKernel kernel = active_kernel();
   const int mr = kernel.shape.mr;
   const int nr = kernel.shape.nr;
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/cpu_features.h"
+#include "cpu/dispatch.h"
 #include "core/threading.h"
 #include "cpu/vec/vec_generic.h"
 #include "cpu/optim_kernels.h"
@@ -82,7 +82,7 @@ void adamw_step(const AdamWTensors* tensors, std::size_t count,
   std::int64_t total = 0;
   const std::vector<Chunk> chunks =
       make_chunks(count, [&](std::size_t t) { return tensors[t].n; }, total);
-  const CpuIsa isa = active_cpu_isa();
+  const auto adamw_update = ATTNKIT_ACTIVE_KERNEL(adamw_update);
   for_each_chunk(chunks, total, [&](const Chunk& chunk) {
     const AdamWTensors& t = tensors[chunk.tensor];
     const optim_kernels::AdamWConstants& c = t.decay ? constants : without_decay;
@@ -90,11 +90,7 @@ void adamw_step(const AdamWTensors* tensors, std::size_t count,
     float* exp_avg = t.exp_avg + chunk.begin;
     float* exp_avg_sq = t.exp_avg_sq + chunk.begin;
     const float* grad = t.grad + chunk.begin;
-    switch (isa) {
-      case CpuIsa::avx512: avx512::adamw_update(param, exp_avg, exp_avg_sq, grad, chunk.count, c); break;
-      case CpuIsa::avx2: avx2::adamw_update(param, exp_avg, exp_avg_sq, grad, chunk.count, c); break;
-      case CpuIsa::generic: generic::adamw_update(param, exp_avg, exp_avg_sq, grad, chunk.count, c); break;
-    }
+    adamw_update(param, exp_avg, exp_avg_sq, grad, chunk.count, c);
   });
 }
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "core/cpu_features.h"
+#include "cpu/dispatch.h"
 #include "core/threading.h"
 #include "cpu/vec/vec_generic.h"
 #include "cpu/random_kernels.h"
@@ -48,50 +48,24 @@ void for_each_block(std::int64_t n, const Body& body) {
 }  // namespace
 
 void philox4x32_10(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]) {
-  switch (active_cpu_isa()) {
-    case CpuIsa::avx512: avx512::philox4x32_10(out, counter, key); break;
-    case CpuIsa::avx2: avx2::philox4x32_10(out, counter, key); break;
-    case CpuIsa::generic: generic::philox4x32_10(out, counter, key); break;
-  }
+  ATTNKIT_ACTIVE_KERNEL(philox4x32_10)(out, counter, key);
 }
 
 void random_bits(std::uint32_t* bits, std::int64_t n, std::uint64_t seed, std::uint64_t offset) {
-  const CpuIsa isa = active_cpu_isa();
-  for_each_block(n, [&](std::int64_t first, std::int64_t count) {
-    switch (isa) {
-      case CpuIsa::avx512: avx512::random_bits(bits + first, first, count, seed, offset); break;
-      case CpuIsa::avx2: avx2::random_bits(bits + first, first, count, seed, offset); break;
-      case CpuIsa::generic: generic::random_bits(bits + first, first, count, seed, offset); break;
-    }
-  });
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(random_bits);
+  for_each_block(n, [&](std::int64_t first, std::int64_t count) { kernel(bits + first, first, count, seed, offset); });
 }
 
 void uniform(float* values, std::int64_t n, std::uint64_t seed, std::uint64_t offset) {
-  const CpuIsa isa = active_cpu_isa();
-  for_each_block(n, [&](std::int64_t first, std::int64_t count) {
-    switch (isa) {
-      case CpuIsa::avx512: avx512::uniform(values + first, first, count, seed, offset); break;
-      case CpuIsa::avx2: avx2::uniform(values + first, first, count, seed, offset); break;
-      case CpuIsa::generic: generic::uniform(values + first, first, count, seed, offset); break;
-    }
-  });
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(uniform);
+  for_each_block(n, [&](std::int64_t first, std::int64_t count) { kernel(values + first, first, count, seed, offset); });
 }
 
 void dropout(float* y, const float* x, std::int64_t n, std::uint32_t drop_below, float scale,
              std::uint64_t seed, std::uint64_t offset) {
-  const CpuIsa isa = active_cpu_isa();
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(dropout);
   for_each_block(n, [&](std::int64_t first, std::int64_t count) {
-    switch (isa) {
-      case CpuIsa::avx512:
-        avx512::dropout(y + first, x + first, first, count, drop_below, scale, seed, offset);
-        break;
-      case CpuIsa::avx2:
-        avx2::dropout(y + first, x + first, first, count, drop_below, scale, seed, offset);
-        break;
-      case CpuIsa::generic:
-        generic::dropout(y + first, x + first, first, count, drop_below, scale, seed, offset);
-        break;
-    }
+    kernel(y + first, x + first, first, count, drop_below, scale, seed, offset);
   });
 }
 

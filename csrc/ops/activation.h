@@ -16,4 +16,20 @@ Array gelu_forward(const Array& x, cpu::GeluApproximation approximation);
 // dx = dy * gelu'(x); dy and x float32 of one shape.
 Array gelu_backward(const Array& dy, const Array& x, cpu::GeluApproximation approximation);
 
+// y = max(x, 0), elementwise; x float32, any shape.
+Array relu_forward(const Array& x);
+// dx = dy * relu'(x) (0 at x = 0); dy and x float32 of one shape.
+Array relu_backward(const Array& dy, const Array& x);
+
+// y = x * sigmoid(x), elementwise; x float32, any shape.
+Array silu_forward(const Array& x);
+// dx = dy * silu'(x); dy and x float32 of one shape.
+Array silu_backward(const Array& dy, const Array& x);
+
+// x [..., 2H] float32 -> y [..., H] = silu(x[..., :H]) * x[..., H:]: the gate
+// half first, as when one Linear computes the gate and up projections.
+Array swiglu_forward(const Array& x);
+// dy [..., H], x [..., 2H] -> dx [..., 2H].
+Array swiglu_backward(const Array& dy, const Array& x);
+
 }  // namespace attnkit::ops

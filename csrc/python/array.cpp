@@ -73,6 +73,12 @@ Array array_from_numpy(const py::array& source, const std::string& as_dtype, boo
     if (out.nbytes() > 0) std::memcpy(out.raw_data(), contiguous.data(), out.nbytes());
     return out;
   }
+  // attnkit hands out writable views (Tensor.numpy()), so sharing read-only
+  // memory (np.frombuffer over bytes, a read-only memmap) would let a write
+  // corrupt an immutable object or fault.
+  if (!source.writeable())
+    throw_value_error("from_numpy", "array", "a writable array (zero-copy)",
+                      "a read-only one; use attnkit.tensor() to copy it");
   const std::size_t nbytes = static_cast<std::size_t>(source.nbytes());
   auto storage = std::make_shared<Storage>(const_cast<void*>(source.data()), nbytes,
                                            Device::cpu(), keep_alive(source));
@@ -237,6 +243,11 @@ Array from_dlpack_capsule(py::capsule capsule) {
     if (managed->version.major > kDLPackMajorVersion)
       throw_value_error("from_dlpack", "tensor", "DLPack major version <= 1",
                         std::to_string(managed->version.major));
+    // Refused before the capsule is marked used, so it still frees its tensor.
+    // (Shared read-only memory could be written through Tensor.numpy().)
+    if (managed->flags & kDLPackFlagReadOnly)
+      throw_value_error("from_dlpack", "tensor", "a writable tensor (zero-copy)",
+                        "one its producer marked read-only; copy it first");
     PyCapsule_SetName(object, "used_dltensor_versioned");
     return array_from_dltensor(managed->dl_tensor, [managed](void*) {
       py::gil_scoped_acquire gil;

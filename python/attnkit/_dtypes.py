@@ -71,9 +71,34 @@ def from_numpy_dtype(np_dtype: np.dtype):
     return None
 
 
+def to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """Rounds numbers of any real dtype to bfloat16 (nearest, ties to even);
+    returns the uint16 bits. Wider than float32 data goes through float32
+    rounded to odd: rounding it to nearest first would round twice, and a value
+    just above a bfloat16 tie would land on the tie and then go to even."""
+    values = np.asarray(values)
+    if values.dtype in (np.float32, np.float16):
+        return float32_to_bfloat16_bits(values.astype(np.float32))
+    return float32_to_bfloat16_bits(_float64_to_float32_round_to_odd(values.astype(np.float64)))
+
+
+def _float64_to_float32_round_to_odd(values: np.ndarray) -> np.ndarray:
+    """float32 rounded toward zero, with the last bit set when inexact. With
+    24 bits against bfloat16's 8, a later round-to-nearest is then exact."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        nearest = values.astype(np.float32)  # beyond FLT_MAX: inf, stepped back below
+        bits = nearest.view(np.uint32).copy()
+        inexact = nearest.astype(np.float64) != values  # NaN too: harmless, it stays NaN
+        # One step toward zero where nearest rounded away from zero (also inf -> FLT_MAX).
+        away = np.abs(nearest.astype(np.float64)) > np.abs(values)
+    bits[...] = np.where(away, bits - np.uint32(1), bits)
+    bits[...] = np.where(inexact, bits | np.uint32(1), bits)
+    return bits.view(np.float32)
+
+
 def float32_to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
     """Rounds float32 to bfloat16 (nearest, ties to even); returns the uint16 bits."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    bits = np.asarray(values, dtype=np.float32, order="C").view(np.uint32)  # keeps 0-d arrays 0-d
     rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
     # NaN must stay NaN (rounding could carry its payload into the exponent).
     nan = np.isnan(values)
@@ -83,4 +108,6 @@ def float32_to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
 
 def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
     """Widens bfloat16 bits (uint16) to float32 exactly."""
-    return (np.ascontiguousarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+    widened = np.asarray(bits, dtype=np.uint16).astype(np.uint32)
+    widened <<= np.uint32(16)  # in place: a 0-d array stays an array (a << b would give a scalar)
+    return widened.view(np.float32)

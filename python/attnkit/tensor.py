@@ -135,6 +135,10 @@ class Tensor:
     bfloat16, so a bfloat16 tensor raises TypeError (``np.asarray`` widens it)."""
         if self.requires_grad:
             raise RuntimeError("numpy(): this tensor requires grad; call .detach().numpy()")
+        if self.dtype == bfloat16:
+            # Checked here: np.asarray would wrap the failing buffer in an object array.
+            raise TypeError("numpy(): numpy has no bfloat16; use np.asarray(t) (widens to float32) "
+                            "or t.float().numpy()")
         return np.asarray(self._array)
 
     def __array__(self, dtype=None, copy=None):
@@ -236,12 +240,13 @@ def _bfloat16_values(array) -> np.ndarray:
 
 
 def _array_from_values(values: np.ndarray, dtype: _dtypes.dtype):
-    """A fresh native array holding ``values`` converted to ``dtype``."""
+    """A fresh native array holding ``values`` converted to ``dtype``.
+    (np.asarray, not np.ascontiguousarray, which turns a 0-d array into 1-d;
+    array_from_numpy(copy=True) makes the copy contiguous.)"""
     if dtype == bfloat16:
-        bits = _dtypes.float32_to_bfloat16_bits(values.astype(np.float32))
-        return _C.array_from_numpy(np.ascontiguousarray(bits.view(np.float16)), "bfloat16", True)
-    converted = np.ascontiguousarray(values, dtype=dtype.numpy_dtype)
-    return _C.array_from_numpy(converted, "", True)
+        bits = _dtypes.to_bfloat16_bits(values)
+        return _C.array_from_numpy(bits.view(np.float16), "bfloat16", True)
+    return _C.array_from_numpy(np.asarray(values, dtype=dtype.numpy_dtype), "", True)
 
 
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:

@@ -1,5 +1,5 @@
-// GELU kernels compiled with the avx2 flags (see CMakeLists.txt); entered only
-// when the CPU has avx2 (core/cpu_features.cpp).
+// The activation kernels compiled with the avx2 flags (see CMakeLists.txt);
+// entered only when the CPU has avx2 (core/cpu_features.cpp).
 #include "cpu/vec/vec_avx2.h"
 #include "cpu/activation.h"
 #include "cpu/activation_kernels.h"
@@ -12,6 +12,32 @@ void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form) {
 
 void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form) {
   activation_kernels::gelu_backward<Vec>(dx, dy, x, n, tanh_form);
+}
+
+void relu_forward(float* y, const float* x, std::int64_t n) {
+  activation_kernels::relu_forward<Vec>(y, x, n);
+}
+
+void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  activation_kernels::relu_backward<Vec>(dx, dy, x, n);
+}
+
+void silu_forward(float* y, const float* x, std::int64_t n) {
+  activation_kernels::silu_forward<Vec>(y, x, n);
+}
+
+void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  activation_kernels::silu_backward<Vec>(dx, dy, x, n);
+}
+
+void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
+                    std::int64_t hidden) {
+  activation_kernels::swiglu_forward<Vec>(y, x, rows, columns, hidden);
+}
+
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
+                     std::int64_t columns, std::int64_t hidden) {
+  activation_kernels::swiglu_backward<Vec>(dx, dy, x, rows, columns, hidden);
 }
 
 }  // namespace attnkit::cpu::avx2

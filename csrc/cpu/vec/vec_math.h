@@ -50,24 +50,4 @@ inline V exp(V x) {
   return exp_sum(x, V::broadcast(0.0f));
 }
 
-// Numerical Recipes' erfc fit: for z >= 0,
-//   erfc(z) = t * exp(-z^2 + P(t)),  t = 1 / (1 + z/2),
-// with fractional error below 1.2e-7 everywhere. This returns P(t); callers
-// supply -z^2 as an exact two-float sum so the Gaussian factor stays accurate
-// far into the tail.
-template <class V>
-inline V erfc_fit_polynomial(V t) {
-  V p = V::broadcast(0.17087277f);
-  p = fma(p, t, V::broadcast(-0.82215223f));
-  p = fma(p, t, V::broadcast(1.48851587f));
-  p = fma(p, t, V::broadcast(-1.13520398f));
-  p = fma(p, t, V::broadcast(0.27886807f));
-  p = fma(p, t, V::broadcast(-0.18628806f));
-  p = fma(p, t, V::broadcast(0.09678418f));
-  p = fma(p, t, V::broadcast(0.37409196f));
-  p = fma(p, t, V::broadcast(1.00002368f));
-  p = fma(p, t, V::broadcast(-1.26551223f));
-  return p;
-}
-
 }  // namespace attnkit::cpu::vec_math

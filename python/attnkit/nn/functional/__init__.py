@@ -4,7 +4,7 @@ One module per op family; each op is an autograd Function around a native
 kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
-from .activation import gelu
+from .activation import gelu, relu, silu, swiglu
 from .attention import attention
 from .dropout import dropout
 from .embedding import embedding
@@ -12,6 +12,6 @@ from .linear import linear, matmul
 from .position import rope, sinusoidal_position_encoding
 
 __all__ = [
-    "attention", "dropout", "embedding", "gelu", "linear", "matmul", "rope",
-    "sinusoidal_position_encoding",
+    "attention", "dropout", "embedding", "gelu", "linear", "matmul", "relu", "rope", "silu",
+    "sinusoidal_position_encoding", "swiglu",
 ]
