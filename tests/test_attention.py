@@ -21,7 +21,9 @@ def random_qkv(rng, batch, tq, tk, heads, kv_heads, d, scale=1.0):
 
 def naive_float32(q, k, v, grad_out, dropout=None, **mask):
     """The same computation in float32, unfused, every product summed plainly
-    one term at a time (reference.matmul_naive_float32): the accuracy yardstick."""
+    one term at a time (reference.matmul_naive_float32): the accuracy yardstick.
+    Backward recomputes P from the float32 log-sum-exp, as any attention that
+    keeps only lse must; delta = rowsum(dO * O) as fused kernels compute it."""
     batch, tq, heads, d = q.shape
     group = heads // k.shape[2]
     mm = reference.matmul_naive_float32
@@ -31,19 +33,21 @@ def naive_float32(q, k, v, grad_out, dropout=None, **mask):
     scale = np.float32(1 / np.sqrt(d))
     visible = reference.attention_visibility(batch, tq, k.shape[1], **mask)
     s = np.where(visible, mm(qh, np.swapaxes(kh, -1, -2)) * scale, np.float32(-np.inf))
-    m = s.max(axis=-1, keepdims=True)
-    m = np.where(np.isfinite(m), m, np.float32(0))
-    p = np.where(visible, np.exp(s - m), np.float32(0))
-    total = np.add.reduce(p, axis=-1, keepdims=True)
-    p = np.where(total > 0, p / np.where(total > 0, total, 1), 0).astype(np.float32)
-    m = np.float32(1) if dropout is None else dropout.astype(np.float32)
-    out = mm(p * m, vh)
-    dv = mm(np.swapaxes(p * m, -1, -2), gh)
-    dp = mm(gh, np.swapaxes(vh, -1, -2)) * m
-    # delta = rowsum(dO * O) = rowsum(dP * P), in the form fused kernels use
-    # (FlashAttention-2): the yardstick computes what the kernel computes
+    row_max = s.max(axis=-1, keepdims=True)
+    row_max = np.where(np.isfinite(row_max), row_max, np.float32(0))
+    e = np.where(visible, np.exp(s - row_max), np.float32(0))
+    total = np.add.reduce(e, axis=-1, keepdims=True)
+    seen = total > 0
+    p = np.where(seen, e / np.where(seen, total, 1), 0).astype(np.float32)
+    keep = np.float32(1) if dropout is None else dropout.astype(np.float32)
+    out = mm(p * keep, vh)
+    lse = np.where(seen, row_max + np.log(np.where(seen, total, 1)), np.float32(-np.inf)).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        p_backward = np.where(visible & seen, np.exp(s - lse), 0).astype(np.float32)
+    dv = mm(np.swapaxes(p_backward * keep, -1, -2), gh)
+    dp = mm(gh, np.swapaxes(vh, -1, -2)) * keep
     delta = (gh * out).sum(axis=-1, keepdims=True)
-    ds = p * (dp - delta)
+    ds = p_backward * (dp - delta)
     dq = scale * mm(ds, kh)
     dk = scale * mm(np.swapaxes(ds, -1, -2), qh)
     tokens_first = lambda x: np.swapaxes(x, 1, 2)
@@ -93,8 +97,9 @@ def test_long_sequence(cpu_isa, rng):
 @pytest.mark.parametrize("causal", [False, True])
 def test_cross_attention_and_queries_at_the_end(cpu_isa, rng, tq, tk, causal):
     # Tq != Tk: queries are the last Tq positions; with causal and Tq > Tk the
-    # first rows see no key at all
-    check(rng, 2, tq, tk, 2, 2, 32, causal=causal)
+    # first rows see no key at all. (Batch 4: with Tq = 1 or 5 the outputs are
+    # small, and the max error of a few hundred elements is a noisy statistic.)
+    check(rng, 4, tq, tk, 2, 2, 32, causal=causal)
 
 
 @pytest.mark.parametrize("heads, kv_heads", [(4, 2), (4, 1), (6, 3)])

@@ -21,12 +21,12 @@
 namespace attnkit::cpu {
 
 namespace generic {
-void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
-                         const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
-                         float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                         std::int64_t d) {
-  attention_kernels::online_softmax_tile<Vec>(s, lds, rows, n, j0, lo, hi, key_blocked, running_max,
-                                              running_sum, out, ldo, d);
+void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
+                            const float* lo, const float* hi, const float* key_blocked,
+                            float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                            std::int64_t d) {
+  attention_kernels::online_softmax_columns<Vec>(s, lds, n, columns, j0, lo, hi, key_blocked, running_max,
+                                                 running_sum, out, ldo, d);
 }
 void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
                            std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
@@ -48,18 +48,23 @@ void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, c
 
 namespace {
 
-// Tile sizes. A query tile is a whole number of register-tile rows for every
-// ISA (MR = 4, 6, 12) and a key tile a whole number of register-tile columns
-// (NR = 8, 16, 32). With D = 64, one 48 x 64 score tile and the packed
-// operands of one step (Q 48 x D, K 64 x D, P 48 x 64, V 64 x D: ~60 KiB)
-// stay in L2 next to the output accumulator.
+// Tile sizes. Backward works on S = Q K^T tiles of kQueryTile x kKeyTile:
+// query tiles hold whole register-tile rows of every ISA (MR = 4, 6, 12) and
+// key tiles whole register-tile columns (NR = 8, 16, 32). Forward works on
+// the transposed tile S^T = K Q^T, so there the roles swap: kForwardKeyTile
+// keys are the rows (a multiple of every MR) and kForwardQueryTile queries the
+// columns (a multiple of every NR). With D = 64 the operands of one step (a
+// query tile of Q, a key tile of K and V, P) take ~60 KiB and stay in L2 next
+// to the output accumulator.
 constexpr std::int64_t kQueryTile = 48;
 constexpr std::int64_t kKeyTile = 64;
+constexpr std::int64_t kForwardQueryTile = 64;
+constexpr std::int64_t kForwardKeyTile = 48;
 
 constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
 
 struct RowOps {
-  decltype(&generic::online_softmax_tile) online_softmax_tile;
+  decltype(&generic::online_softmax_columns) online_softmax_columns;
   decltype(&generic::softmax_backward_tile) softmax_backward_tile;
   decltype(&generic::row_dot) row_dot;
   decltype(&generic::decode_partial) decode_partial;
@@ -67,7 +72,7 @@ struct RowOps {
 };
 
 RowOps row_ops() {
-  return {ATTNKIT_ACTIVE_KERNEL(online_softmax_tile), ATTNKIT_ACTIVE_KERNEL(softmax_backward_tile),
+  return {ATTNKIT_ACTIVE_KERNEL(online_softmax_columns), ATTNKIT_ACTIVE_KERNEL(softmax_backward_tile),
           ATTNKIT_ACTIVE_KERNEL(row_dot), ATTNKIT_ACTIVE_KERNEL(decode_partial),
           ATTNKIT_ACTIVE_KERNEL(random_bits)};
 }
@@ -145,20 +150,25 @@ class Visibility {
   std::vector<float> blocked_;
 };
 
-// K or V of one (batch, kv head), packed for the two ways the products read it:
+// K or V of one (batch, kv head), packed for the ways the products read it:
 //  - "as columns": the B operand of X [rows x D] @ K^T, slivers of nr keys by D;
+//  - "as A": the A operand of K @ X^T, slivers of mr keys by D;
 //  - "as rows": per key tile, the B operand of P [rows x keys] @ V, slivers of
 //    nr of the D columns by the tile's keys.
 // Padded keys are zeroed, so that 0 * (NaN in a padded key) cannot occur.
 struct PackedKeys {
+  std::int64_t key_tile;
   std::int64_t columns_size;  // floats of the "as columns" packing
+  std::int64_t a_size;        // floats of the "as A" packing
   std::int64_t rows_tile_stride;
   std::int64_t rows_size;
 
-  PackedKeys(const AttentionProblem& p, int nr)
-      : columns_size(round_up(p.key_length, nr) * p.head_dim),
-        rows_tile_stride(kKeyTile * round_up(p.head_dim, nr)),
-        rows_size(ceil_div(p.key_length, kKeyTile) * kKeyTile * round_up(p.head_dim, nr)) {}
+  PackedKeys(const AttentionProblem& p, int mr, int nr, std::int64_t key_tile)
+      : key_tile(key_tile),
+        columns_size(round_up(p.key_length, nr) * p.head_dim),
+        a_size(round_up(p.key_length, mr) * p.head_dim),
+        rows_tile_stride(key_tile * round_up(p.head_dim, nr)),
+        rows_size(ceil_div(p.key_length, key_tile) * key_tile * round_up(p.head_dim, nr)) {}
 
   static void pack_columns(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p,
                            int nr, const float* blocked) {
@@ -170,12 +180,22 @@ struct PackedKeys {
         for (std::int64_t x = 0; x < d; ++x) packed[(j / nr) * d * nr + x * nr + j % nr] = 0.0f;
   }
 
+  static void pack_as_a(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p,
+                        int mr, const float* blocked) {
+    const std::int64_t d = p.head_dim;
+    gemm_pack_a(packed, keys, ld, false, p.key_length, d, mr);
+    if (blocked == nullptr) return;
+    for (std::int64_t j = 0; j < p.key_length; ++j)
+      if (blocked[j] != 0.0f)
+        for (std::int64_t x = 0; x < d; ++x) packed[(j / mr) * d * mr + x * mr + j % mr] = 0.0f;
+  }
+
   void pack_rows(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p, int nr,
                  const float* blocked) const {
     const std::int64_t d = p.head_dim;
-    for (std::int64_t j0 = 0; j0 < p.key_length; j0 += kKeyTile) {
-      const std::int64_t n = std::min(kKeyTile, p.key_length - j0);
-      float* tile = packed + (j0 / kKeyTile) * rows_tile_stride;
+    for (std::int64_t j0 = 0; j0 < p.key_length; j0 += key_tile) {
+      const std::int64_t n = std::min(key_tile, p.key_length - j0);
+      float* tile = packed + (j0 / key_tile) * rows_tile_stride;
       gemm_pack_b(tile, keys + j0 * ld, ld, false, d, n, nr);
       if (blocked == nullptr) continue;
       for (std::int64_t r = 0; r < n; ++r)
@@ -185,16 +205,20 @@ struct PackedKeys {
   }
 };
 
-// Attention dropout on a tile of `rows` rows x n keys (key j0 first) of query
-// rows row0.. of head h in batch b: zero the dropped entries, scale the kept.
-void apply_dropout(const RowOps& ops, const AttentionProblem& p, float* tile, std::int64_t ld, int rows,
-                   std::int64_t n, std::int64_t b, std::int64_t h, std::int64_t row0, std::int64_t j0) {
-  std::uint32_t bits[kKeyTile];
+// Attention dropout on a tile of `rows` queries (row0 first) x n keys (j0
+// first) of head h in batch b; entry (i, j) is at tile[i * query_stride + j *
+// key_stride]. Zeroes the dropped entries and scales the kept ones.
+void apply_dropout(const RowOps& ops, const AttentionProblem& p, float* tile, std::int64_t query_stride,
+                   std::int64_t key_stride, int rows, std::int64_t n, std::int64_t b, std::int64_t h,
+                   std::int64_t row0, std::int64_t j0) {
+  std::uint32_t bits[std::max(kKeyTile, kForwardKeyTile)];
   for (int i = 0; i < rows; ++i) {
     const std::int64_t first = ((b * p.heads + h) * p.query_length + row0 + i) * p.key_length + j0;
     ops.random_bits(bits, first, n, p.dropout_seed, p.dropout_offset);
-    float* row = tile + i * ld;
-    for (std::int64_t j = 0; j < n; ++j) row[j] = bits[j] >= p.dropout_drop_below ? row[j] * p.dropout_scale : 0.0f;
+    for (std::int64_t j = 0; j < n; ++j) {
+      float& x = tile[i * query_stride + j * key_stride];
+      x = bits[j] >= p.dropout_drop_below ? x * p.dropout_scale : 0.0f;
+    }
   }
 }
 
@@ -314,66 +338,73 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   const std::int64_t ldk = p.kv_heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
   const Visibility visibility(p);
-  const PackedKeys layout(p, nr);
-  static_assert(kKeyTile % 32 == 0, "key tiles must hold whole register-tile columns");
+  const PackedKeys layout(p, mr, nr, kForwardKeyTile);
+  static_assert(kForwardKeyTile % 12 == 0 && kForwardQueryTile % 32 == 0,
+                "forward tiles must hold whole register tiles of every ISA");
 
-  // K and V of every (batch, kv head), packed once and shared by the query
-  // heads of the group and every query tile.
+  // K (as the A operand of S^T = K Q^T) and V of every (batch, kv head),
+  // packed once and shared by the query heads of the group and every query tile.
   const std::int64_t kv_items = p.batch * p.kv_heads;
-  Scratch packed_k(kv_items * layout.columns_size);
+  Scratch packed_k(kv_items * layout.a_size);
   Scratch packed_v(kv_items * layout.rows_size);
   parallel_for(kv_items, 1, [&](std::int64_t i0, std::int64_t i1) {
     for (std::int64_t item = i0; item < i1; ++item) {
       const std::int64_t b = item / p.kv_heads;
       const std::int64_t g = item % p.kv_heads;
       const std::int64_t offset = b * p.key_length * ldk + g * d;
-      PackedKeys::pack_columns(packed_k.data() + item * layout.columns_size, k + offset, ldk, p, nr,
-                               visibility.blocked(b));
+      PackedKeys::pack_as_a(packed_k.data() + item * layout.a_size, k + offset, ldk, p, mr,
+                            visibility.blocked(b));
       layout.pack_rows(packed_v.data() + item * layout.rows_size, v + offset, ldk, p, nr,
                        visibility.blocked(b));
     }
   });
 
-  const std::int64_t query_tiles = ceil_div(p.query_length, kQueryTile);
+  const std::int64_t query_tiles = ceil_div(p.query_length, kForwardQueryTile);
   parallel_for(p.batch * p.heads * query_tiles, 1, [&](std::int64_t i0, std::int64_t i1) {
-    Scratch packed_q(round_up(kQueryTile, mr) * d);
-    Scratch scores(kQueryTile * kKeyTile);
-    Scratch packed_p(round_up(kQueryTile, mr) * kKeyTile);
-    Scratch accumulator(kQueryTile * d);
-    float running_max[kQueryTile], running_sum[kQueryTile];
-    std::int64_t lo[kQueryTile], hi[kQueryTile];
+    Scratch packed_q(round_up(kForwardQueryTile, nr) * d);
+    Scratch scores(kForwardKeyTile * kForwardQueryTile);  // S^T: keys x queries
+    Scratch packed_p(round_up(kForwardQueryTile, mr) * kForwardKeyTile);
+    Scratch accumulator(kForwardQueryTile * d);
+    alignas(64) float running_max[kForwardQueryTile], running_sum[kForwardQueryTile];
+    alignas(64) float first_key[kForwardQueryTile], end_key[kForwardQueryTile];
+    std::int64_t lo[kForwardQueryTile], hi[kForwardQueryTile];
     for (std::int64_t item = i0; item < i1; ++item) {
       const std::int64_t b = item / (p.heads * query_tiles);
       const std::int64_t h = item / query_tiles % p.heads;
-      const std::int64_t row0 = item % query_tiles * kQueryTile;
-      const int rows = static_cast<int>(std::min(kQueryTile, p.query_length - row0));
+      const std::int64_t row0 = item % query_tiles * kForwardQueryTile;
+      const int rows = static_cast<int>(std::min(kForwardQueryTile, p.query_length - row0));
       const std::int64_t kv_item = b * p.kv_heads + h / group;
       std::int64_t first, end;
       visibility.tile_ranges(b, row0, rows, lo, hi, &first, &end);
+      for (int i = 0; i < rows; ++i) {
+        first_key[i] = static_cast<float>(lo[i]);
+        end_key[i] = static_cast<float>(hi[i]);
+      }
 
-      gemm_pack_a(packed_q.data(), q + (b * p.query_length + row0) * ldq + h * d, ldq, false, rows, d, mr);
+      // Q tile as the B operand of S^T = K Q^T: slivers of nr queries by D
+      gemm_pack_b(packed_q.data(), q + (b * p.query_length + row0) * ldq + h * d, ldq, true, rows, d, nr);
       std::fill(running_max, running_max + rows, kNegativeInfinity);
       std::fill(running_sum, running_sum + rows, 0.0f);
       std::fill(accumulator.data(), accumulator.data() + rows * d, 0.0f);
       // Only key tiles that some row sees: causal attention skips the rest.
-      for (std::int64_t j0 = first / kKeyTile * kKeyTile; j0 < end; j0 += kKeyTile) {
-        const std::int64_t n = std::min(kKeyTile, p.key_length - j0);
+      for (std::int64_t j0 = first / kForwardKeyTile * kForwardKeyTile; j0 < end; j0 += kForwardKeyTile) {
+        const std::int64_t n = std::min(kForwardKeyTile, p.key_length - j0);
         const float* blocked = visibility.blocked(b);
-        GemmMacroTile s = product_tile(packed_q.data(),
-                                       packed_k.data() + kv_item * layout.columns_size + (j0 / nr) * d * nr,
-                                       scores.data(), kKeyTile, rows, n, d, p.scale, false);
-        kernel.macro_kernel(s);
-        ops.online_softmax_tile(scores.data(), kKeyTile, rows, n, j0, lo, hi,
-                                blocked ? blocked + j0 : nullptr, running_max, running_sum,
-                                accumulator.data(), d, d);
+        kernel.macro_kernel(product_tile(packed_k.data() + kv_item * layout.a_size + (j0 / mr) * d * mr,
+                                         packed_q.data(), scores.data(), kForwardQueryTile, n, rows, d,
+                                         p.scale, false));
+        ops.online_softmax_columns(scores.data(), kForwardQueryTile, n, rows, j0, first_key, end_key,
+                                   blocked ? blocked + j0 : nullptr, running_max, running_sum,
+                                   accumulator.data(), d, d);
         // The normalizer counts every key; only the weights that reach V are dropped.
-        if (p.dropout_drop_below != 0) apply_dropout(ops, p, scores.data(), kKeyTile, rows, n, b, h, row0, j0);
-        gemm_pack_a(packed_p.data(), scores.data(), kKeyTile, false, rows, n, mr);
-        GemmMacroTile pv = product_tile(packed_p.data(),
-                                        packed_v.data() + kv_item * layout.rows_size +
-                                            (j0 / kKeyTile) * layout.rows_tile_stride,
-                                        accumulator.data(), d, rows, d, n, 1.0f, true);
-        kernel.macro_kernel(pv);
+        if (p.dropout_drop_below != 0)
+          apply_dropout(ops, p, scores.data(), 1, kForwardQueryTile, rows, n, b, h, row0, j0);
+        // P = (S^T)^T as the A operand: contiguous runs of mr queries per key
+        gemm_pack_a(packed_p.data(), scores.data(), kForwardQueryTile, true, rows, n, mr);
+        kernel.macro_kernel(product_tile(packed_p.data(),
+                                         packed_v.data() + kv_item * layout.rows_size +
+                                             (j0 / kForwardKeyTile) * layout.rows_tile_stride,
+                                         accumulator.data(), d, rows, d, n, 1.0f, true));
       }
       for (int i = 0; i < rows; ++i) {
         float* o = out + (b * p.query_length + row0 + i) * ldq + h * d;
@@ -399,7 +430,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const std::int64_t ldk = p.kv_heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
   const Visibility visibility(p);
-  const PackedKeys layout(p, nr);
+  const PackedKeys layout(p, mr, nr, kKeyTile);
   const std::int64_t query_tiles = ceil_div(p.query_length, kQueryTile);
   // Query tiles packed as A (kc = D) and as B (kc = the tile's rows).
   const std::int64_t a_tile_stride = round_up(kQueryTile, mr) * d;
@@ -475,12 +506,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             // With dropout, out = (P o M) V: the gradient reaching P is dP o M,
             // and dV takes P o M (M: the same mask, scaled, regenerated here).
             if (p.dropout_drop_below != 0)
-              apply_dropout(ops, p, dscores.data(), kKeyTile, rows, n, b, h, row0, j0);
+              apply_dropout(ops, p, dscores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
             ops.softmax_backward_tile(scores.data(), dscores.data(), kKeyTile, rows, n, j0, &lo[row0],
                                       &hi[row0], blocked ? blocked + j0 : nullptr, head_lse + row0,
                                       delta.data() + row0);
             if (p.dropout_drop_below != 0)
-              apply_dropout(ops, p, scores.data(), kKeyTile, rows, n, b, h, row0, j0);
+              apply_dropout(ops, p, scores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
             // dV += P^T dO
             gemm_pack_a(packed.data(), scores.data(), kKeyTile, true, n, rows, mr);
             kernel.macro_kernel(product_tile(packed.data(), dout_as_b.data() + t * b_tile_stride,

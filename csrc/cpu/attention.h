@@ -44,10 +44,10 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 
 // ---- what each ISA provides (attention_kernels.h instantiated) -------------
 namespace generic {
-void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
-                         const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
-                         float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                         std::int64_t d);
+void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
+                            const float* lo, const float* hi, const float* key_blocked,
+                            float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                            std::int64_t d);
 void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
                            std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
                            const float* key_blocked, const float* lse, const float* delta);
@@ -59,10 +59,10 @@ void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, c
                     const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
 }  // namespace generic
 namespace avx2 {
-void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
-                         const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
-                         float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                         std::int64_t d);
+void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
+                            const float* lo, const float* hi, const float* key_blocked,
+                            float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                            std::int64_t d);
 void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
                            std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
                            const float* key_blocked, const float* lse, const float* delta);
@@ -74,10 +74,10 @@ void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, c
                     const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
 }  // namespace avx2
 namespace avx512 {
-void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
-                         const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
-                         float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                         std::int64_t d);
+void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
+                            const float* lo, const float* hi, const float* key_blocked,
+                            float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                            std::int64_t d);
 void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
                            std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
                            const float* key_blocked, const float* lse, const float* delta);

@@ -68,56 +68,66 @@ inline V masked_scores(const float* s, std::int64_t j, int lanes, std::int64_t j
 }
 
 // One step of the online softmax (Milakov & Gimelshein 2018; FlashAttention,
-// Dao et al. 2022) for `rows` query rows against a tile of n keys starting at
-// key j0. s[i*lds + j] holds the scaled scores and is overwritten with
-// P = exp(s - new_max), 0 where masked. Per row: running_max and running_sum
-// are updated, and the row of the output accumulator out[i*ldo + 0:d] is
-// rescaled by exp(old_max - new_max) so that out + P V stays the unnormalized
-// sum over all keys seen so far.
+// Dao et al. 2022) on a transposed score tile: s[j * lds + i] holds the scaled
+// score of key j0 + j (rows, j < n) for query i (columns, i < columns), and is
+// overwritten with P = exp(s - new_max), 0 where masked. Keys as rows make the
+// softmax statistics per column, so vectors run across queries with no
+// horizontal reductions. lo/hi: each query's visible key range (as floats,
+// exact below 2^24). Per query: running_max and running_sum are updated and
+// the query's row of the output accumulator out[i * ldo + 0:d] is rescaled by
+// exp(old_max - new_max), so that out + P^T V stays the unnormalized sum over
+// all keys seen so far.
 template <class V>
-inline void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
-                                const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
-                                float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                                std::int64_t d) {
+inline void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns,
+                                   std::int64_t j0, const float* lo, const float* hi,
+                                   const float* key_blocked, float* running_max, float* running_sum,
+                                   float* out, std::int64_t ldo, std::int64_t d) {
   constexpr int W = V::width;
-  for (int i = 0; i < rows; ++i) {
-    float* row = s + i * lds;
-    V vmax = V::broadcast(kNegativeInfinity);
-    for (std::int64_t j = 0; j < n; j += W) {
-      const int lanes = n - j < W ? static_cast<int>(n - j) : W;
-      const V x = masked_scores<V>(row, j, lanes, j0, lo[i], hi[i], key_blocked);
-      vmax = max(vmax, x);
-      if (lanes == W) x.store(row + j); else x.store_partial(row + j, lanes);
+  const V minus_inf = V::broadcast(kNegativeInfinity);
+  for (int c = 0; c < columns; c += W) {
+    const int lanes = columns - c < W ? columns - c : W;
+    auto load = [&](const float* p) { return lanes == W ? V::load(p) : V::load_partial(p, lanes); };
+    auto store = [&](V x, float* p) { if (lanes == W) x.store(p); else x.store_partial(p, lanes); };
+    const V first = load(lo + c), end = load(hi + c);
+    V tile_max = minus_inf;
+    for (std::int64_t j = 0; j < n; ++j) {
+      float* row = s + j * lds + c;
+      V x;
+      if (key_blocked != nullptr && key_blocked[j] != 0.0f) {
+        x = minus_inf;
+      } else {
+        const V key = V::broadcast(static_cast<float>(j0 + j));
+        x = select(less(key, first), minus_inf, load(row));
+        x = select(greater_equal(key, end), minus_inf, x);
+      }
+      store(x, row);
+      tile_max = max(tile_max, x);
     }
-    const float old_max = running_max[i];
-    const float tile_max = lane_max(vmax);
-    const float new_max = tile_max > old_max ? tile_max : old_max;
-    if (new_max == kNegativeInfinity) {  // every key so far is masked: P = 0
-      for (std::int64_t j = 0; j < n; ++j) row[j] = 0.0f;
-      continue;
+    const V old_max = load(running_max + c);
+    const V new_max = max(old_max, tile_max);
+    // A query that has seen no visible key yet keeps P = 0: shift by 0, not
+    // by -inf (exp(-inf - -inf) would be NaN).
+    const V shift = select(less(new_max, V::broadcast(-3.0e38f)), V::broadcast(0.0f), new_max);
+    V sum = V::broadcast(0.0f);
+    for (std::int64_t j = 0; j < n; ++j) {
+      float* row = s + j * lds + c;
+      const V p = vec_math::exp(load(row) - shift);  // exp(-inf) = 0 where masked
+      store(p, row);
+      sum = sum + p;
     }
-    const V shift = V::broadcast(new_max);
-    V vsum = V::broadcast(0.0f);
-    for (std::int64_t j = 0; j < n; j += W) {
-      const int lanes = n - j < W ? static_cast<int>(n - j) : W;
-      const V x = lanes == W ? V::load(row + j) : V::load_partial(row + j, lanes);
-      V p = vec_math::exp(x - shift);  // exp(-inf) = 0 for masked keys
-      // lanes past the row's end loaded 0, not -inf: keep them out of the sum
-      if (lanes < W) p = select(less(lane_indices<V>(), V::broadcast(static_cast<float>(lanes))), p, V::broadcast(0.0f));
-      vsum = vsum + p;
-      if (lanes == W) p.store(row + j); else p.store_partial(row + j, lanes);
-    }
-    // exp(-inf - finite) = 0: the first visible tile discards nothing.
-    const float correction = scalar_exp<V>(old_max - new_max);
-    running_max[i] = new_max;
-    running_sum[i] = running_sum[i] * correction + lane_sum(vsum);
-    if (correction != 1.0f) {
-      float* o = out + i * ldo;
-      const V c = V::broadcast(correction);
+    const V correction = vec_math::exp(old_max - shift);  // 0 on the first visible tile
+    store(fma(load(running_sum + c), correction, sum), running_sum + c);
+    store(new_max, running_max + c);
+    alignas(64) float factors[W];
+    correction.store(factors);
+    for (int lane = 0; lane < lanes; ++lane) {
+      if (factors[lane] == 1.0f) continue;
+      float* o = out + (c + lane) * ldo;
+      const V f = V::broadcast(factors[lane]);
       for (std::int64_t x = 0; x < d; x += W) {
-        const int lanes = d - x < W ? static_cast<int>(d - x) : W;
-        const V scaled = (lanes == W ? V::load(o + x) : V::load_partial(o + x, lanes)) * c;
-        if (lanes == W) scaled.store(o + x); else scaled.store_partial(o + x, lanes);
+        const int width = d - x < W ? static_cast<int>(d - x) : W;
+        const V scaled = (width == W ? V::load(o + x) : V::load_partial(o + x, width)) * f;
+        if (width == W) scaled.store(o + x); else scaled.store_partial(o + x, width);
       }
     }
   }

@@ -5,12 +5,12 @@
 
 namespace attnkit::cpu::avx2 {
 
-void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
-                         const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
-                         float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                         std::int64_t d) {
-  attention_kernels::online_softmax_tile<Vec>(s, lds, rows, n, j0, lo, hi, key_blocked, running_max,
-                                              running_sum, out, ldo, d);
+void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
+                            const float* lo, const float* hi, const float* key_blocked,
+                            float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                            std::int64_t d) {
+  attention_kernels::online_softmax_columns<Vec>(s, lds, n, columns, j0, lo, hi, key_blocked, running_max,
+                                                 running_sum, out, ldo, d);
 }
 
 void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
