@@ -25,4 +25,11 @@ void check_same_shape(const char* op, const char* argument, const Array& a,
                       shape_string(other.shape()), shape_string(a.shape()));
 }
 
+bool overlaps(const Array& a, const Array& b) {
+  if (a.nbytes() == 0 || b.nbytes() == 0) return false;
+  const char* a0 = static_cast<const char*>(a.raw_data());
+  const char* b0 = static_cast<const char*>(b.raw_data());
+  return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
 }  // namespace attnkit::ops

@@ -14,4 +14,8 @@ void check_cpu(const char* op, const char* argument, const Array& a);
 void check_same_shape(const char* op, const char* argument, const Array& a,
                       const char* other_argument, const Array& other);
 
+// Whether the bytes of a and b overlap (an output must not alias an input
+// that a kernel reads after writing).
+bool overlaps(const Array& a, const Array& b);
+
 }  // namespace attnkit::ops

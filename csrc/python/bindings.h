@@ -9,6 +9,7 @@ namespace attnkit::python {
 void bind_array(pybind11::module_& m);   // array.cpp: Array, numpy, DLPack
 void bind_runtime(pybind11::module_& m); // runtime.cpp: threads, ISA, memory, build info
 void bind_activation(pybind11::module_& m);  // activation.cpp
+void bind_gemm(pybind11::module_& m);        // gemm.cpp: matmul, linear, bias gradient
 void bind_probe(pybind11::module_& m);       // probe.cpp: memory bandwidth, FMA peak
 
 }  // namespace attnkit::python

@@ -25,5 +25,6 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_array(m);
   attnkit::python::bind_runtime(m);
   attnkit::python::bind_activation(m);
+  attnkit::python::bind_gemm(m);
   attnkit::python::bind_probe(m);
 }

@@ -5,5 +5,6 @@ kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
 from .activation import gelu
+from .linear import linear, matmul
 
-__all__ = ["gelu"]
+__all__ = ["gelu", "linear", "matmul"]

@@ -1,0 +1,332 @@
+// The GEMM driver: cache blocking, packing and threading (baseline ISA). The
+// loop nest is the one of the BLIS papers (Van Zee & van de Geijn, 2015):
+//
+//   for jc over N in steps of NC      B panel (KC x NC) lives in L3
+//     for pc over K in steps of KC    pack the B panel (threads share it)
+//       for ic over M in steps of MC  pack an A block (MC x KC), kept in L2
+//         macro kernel: for each NR sliver of B (in L1), each MR sliver of A
+//
+// Threads split the ic loop when M has enough rows (each core packs its own A
+// block into its own L2 and all read the shared B panel), and the columns of
+// the panel when M is small.
+#include "cpu/gemm.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "core/allocator.h"
+#include "core/cpu_features.h"
+#include "core/threading.h"
+#include "cpu/vec/vec_generic.h"
+#include "cpu/gemm_kernels.h"
+
+namespace attnkit::cpu {
+
+namespace generic {
+// 4 x 8 scalar tiles: the compiler vectorizes the 8 columns with the baseline
+// ISA's registers.
+constexpr int kRows = 4;
+constexpr int kColumns = 8;
+GemmKernelShape gemm_kernel_shape() { return {kRows, kColumns}; }
+void gemm_macro_kernel(const GemmMacroTile& tile) {
+  gemm_kernels::macro_kernel<Vec, kRows, kColumns>(tile);
+}
+void gemm_decode(const GemmDecodeRange& r) {
+  if (r.transpose_b)
+    gemm_kernels::decode_dot_columns<Vec>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1,
+                                          r.alpha, r.beta);
+  else
+    gemm_kernels::decode_columns<Vec>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k,
+                                                      r.col0, r.col1, r.alpha, r.beta);
+}
+void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+                        GemmActivation activation, float* pre_activation) {
+  gemm_kernels::epilogue_rows<Vec>(c, ldc, m, n, bias, activation, pre_activation);
+}
+}  // namespace generic
+
+namespace {
+
+struct Blocking {
+  std::int64_t mc, kc, nc;
+};
+
+struct GemmKernel {
+  GemmKernelShape shape;
+  void (*macro_kernel)(const GemmMacroTile&);
+  void (*decode)(const GemmDecodeRange&);
+  void (*epilogue_rows)(float*, std::int64_t, std::int64_t, std::int64_t, const float*, GemmActivation,
+                        float*);
+  Blocking blocking;
+};
+
+// Block sizes, measured on a Zen 4 core (32 KiB L1d, 1 MiB L2, 32 MiB L3) and
+// chosen to fit the smaller caches of older parts (Zen 1: 512 KiB L2) too:
+//  - KC: a kc x NR sliver of B must stay in L1 across the whole loop over A's
+//    slivers, with room left for the streaming A sliver and the C tile:
+//    KC*NR*4 bytes <= about half of L1.
+//  - MC: the packed A block, MC*KC*4 bytes, stays in L2 while the B slivers
+//    stream past it.
+//  - NC: the packed B panel, KC*NC*4 bytes, is shared by the cores through L3.
+// ATTNKIT_GEMM_BLOCKING="MC,KC,NC" overrides them, for measuring only.
+Blocking blocking_override(Blocking fallback) {
+  const char* env = std::getenv("ATTNKIT_GEMM_BLOCKING");
+  if (env == nullptr) return fallback;
+  long long mc = 0, kc = 0, nc = 0;
+  if (std::sscanf(env, "%lld,%lld,%lld", &mc, &kc, &nc) != 3 || mc <= 0 || kc <= 0 || nc <= 0)
+    return fallback;
+  return {mc, kc, nc};
+}
+
+GemmKernel kernel_for(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::avx512:
+      return {avx512::gemm_kernel_shape(), &avx512::gemm_macro_kernel, &avx512::gemm_decode,
+              &avx512::gemm_epilogue_rows, blocking_override({192, 192, 4096})};
+    case CpuIsa::avx2:
+      return {avx2::gemm_kernel_shape(), &avx2::gemm_macro_kernel, &avx2::gemm_decode,
+              &avx2::gemm_epilogue_rows, blocking_override({144, 256, 4096})};
+    case CpuIsa::generic:
+      break;
+  }
+  return {generic::gemm_kernel_shape(), &generic::gemm_macro_kernel, &generic::gemm_decode,
+          &generic::gemm_epilogue_rows, blocking_override({128, 256, 4096})};
+}
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
+
+// Packs op(A)[0:m, 0:kc] into ceil(m/mr) slivers of kc x mr (k-major), zero-padding
+// the rows past m, so the micro-kernel reads whole slivers unconditionally.
+void pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+            std::int64_t kc, int mr) {
+  for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
+    float* dst = packed + (r0 / mr) * kc * mr;
+    const int rows = static_cast<int>(std::min<std::int64_t>(mr, m - r0));
+    if (!transpose) {  // op(A)(i, p) = a[i * lda + p]: read each row once
+      for (int i = 0; i < rows; ++i) {
+        const float* src = a + (r0 + i) * lda;
+        for (std::int64_t p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
+      }
+    } else {  // op(A)(i, p) = a[p * lda + i]: rows of the packed sliver are contiguous
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const float* src = a + p * lda + r0;
+        for (int i = 0; i < rows; ++i) dst[p * mr + i] = src[i];
+      }
+    }
+    if (rows < mr)
+      for (std::int64_t p = 0; p < kc; ++p)
+        for (int i = rows; i < mr; ++i) dst[p * mr + i] = 0.0f;
+  }
+}
+
+// Packs the slivers [sliver_begin, sliver_end) of op(B)[0:kc, 0:n] as kc x nr
+// (k-major), zero-padding the columns past n.
+void pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
+            std::int64_t kc, int nr, std::int64_t sliver_begin, std::int64_t sliver_end) {
+  for (std::int64_t s = sliver_begin; s < sliver_end; ++s) {
+    const std::int64_t j0 = s * nr;
+    float* dst = packed + s * kc * nr;
+    const int cols = static_cast<int>(std::min<std::int64_t>(nr, n - j0));
+    if (!transpose) {  // op(B)(p, j) = b[p * ldb + j]: copy row pieces
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const float* src = b + p * ldb + j0;
+        float* row = dst + p * nr;
+        for (int j = 0; j < cols; ++j) row[j] = src[j];
+        for (int j = cols; j < nr; ++j) row[j] = 0.0f;
+      }
+    } else {  // op(B)(p, j) = b[j * ldb + p]: read each of B's rows once
+      for (int j = 0; j < cols; ++j) {
+        const float* src = b + (j0 + j) * ldb;
+        for (std::int64_t p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
+      }
+      if (cols < nr)
+        for (std::int64_t p = 0; p < kc; ++p)
+          for (int j = cols; j < nr; ++j) dst[p * nr + j] = 0.0f;
+    }
+  }
+}
+
+// A buffer from the caching allocator, freed at scope exit.
+struct ScratchBuffer {
+  explicit ScratchBuffer(std::size_t floats)
+      : bytes(floats * sizeof(float)), data(static_cast<float*>(cpu_allocate(bytes))) {}
+  ~ScratchBuffer() { cpu_free(data, bytes); }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  std::size_t bytes;
+  float* data;
+};
+
+// Below this many multiply-adds a product runs on one thread: a parallel
+// region costs a few microseconds, about 1e5 FMAs on one core.
+constexpr double kParallelWorkThreshold = 2e5;
+
+// Up to this many rows of A, a product is bound by streaming B and takes the
+// decode path (the shapes of generating one token per sequence of a batch).
+constexpr std::int64_t kDecodeRows = 16;
+
+}  // namespace
+
+void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a,
+          const float* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,
+          std::int64_t k, float alpha, float beta, const GemmEpilogue& epilogue) {
+  if (m <= 0 || n <= 0) return;
+  const GemmKernel kernel = kernel_for(active_cpu_isa());
+  const int mr = kernel.shape.mr;
+  const int nr = kernel.shape.nr;
+
+  GemmMacroTile base{};
+  base.ldc = ldc;
+  base.alpha = alpha;
+  base.beta = beta;
+  base.activation = epilogue.activation;
+
+  if (k <= 0) {  // C = beta * C, then the epilogue: one pass with empty slivers
+    base.c = c;
+    base.m = m;
+    base.n = n;
+    base.kc = 0;
+    base.first_k = base.last_k = true;
+    base.bias = epilogue.bias;
+    base.pre_activation = epilogue.pre_activation;
+    kernel.macro_kernel(base);
+    return;
+  }
+
+  int threads = omp_in_parallel() ? 1 : get_num_threads();
+  if (static_cast<double>(m) * n * k < kParallelWorkThreshold) threads = 1;
+
+  if (m <= kDecodeRows && !transpose_a) {
+    // Bound by reading B: no packing; threads take column ranges (whole
+    // vectors, or groups of 4 rows of a transposed B), then the epilogue.
+    const std::int64_t unit = transpose_b ? 4 : 64;
+    GemmDecodeRange range{c, ldc, a, lda, b, ldb, transpose_b, m, k, 0, 0, alpha, beta};
+    auto run = [&](std::int64_t u0, std::int64_t u1) {
+      GemmDecodeRange part = range;
+      part.col0 = u0 * unit;
+      part.col1 = std::min(n, u1 * unit);
+      kernel.decode(part);
+      kernel.epilogue_rows(c + part.col0, ldc, m, part.col1 - part.col0,
+                           epilogue.bias ? epilogue.bias + part.col0 : nullptr, epilogue.activation,
+                           epilogue.pre_activation ? epilogue.pre_activation + part.col0 : nullptr);
+    };
+    const std::int64_t units = ceil_div(n, unit);
+    if (threads > 1) parallel_for(units, 1, run); else run(0, units);
+    return;
+  }
+
+  // Row blocks: as many as the blocking asks, rounded up to a multiple of the
+  // thread count so every thread gets the same number of equal blocks.
+  const bool split_rows = m >= static_cast<std::int64_t>(threads) * mr * 4;
+  std::int64_t row_blocks = ceil_div(m, kernel.blocking.mc);
+  if (split_rows) row_blocks = round_up(row_blocks, threads);
+  const std::int64_t mc = round_up(ceil_div(m, row_blocks), mr);
+  row_blocks = ceil_div(m, mc);
+  const std::int64_t column_parts = split_rows ? 1 : threads;
+
+  const std::int64_t kc_max = std::min(kernel.blocking.kc, k);
+  const std::int64_t nc_max = std::min(kernel.blocking.nc, n);
+  ScratchBuffer packed_b(static_cast<std::size_t>(kc_max * round_up(nc_max, nr)));
+
+  for (std::int64_t jc = 0; jc < n; jc += nc_max) {
+    const std::int64_t nc = std::min(nc_max, n - jc);
+    const std::int64_t slivers = ceil_div(nc, nr);
+    // Column parts hold whole slivers.
+    const std::int64_t slivers_per_part = ceil_div(slivers, column_parts);
+    for (std::int64_t pc = 0; pc < k; pc += kc_max) {
+      const std::int64_t kc = std::min(kc_max, k - pc);
+      const float* b_block = transpose_b ? b + jc * ldb + pc : b + pc * ldb + jc;
+      if (threads > 1) {
+        parallel_for(slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
+          pack_b(packed_b.data, b_block, ldb, transpose_b, nc, kc, nr, s0, s1);
+        });
+      } else {
+        pack_b(packed_b.data, b_block, ldb, transpose_b, nc, kc, nr, 0, slivers);
+      }
+
+      const std::int64_t items = row_blocks * column_parts;
+      auto run_items = [&](std::int64_t item_begin, std::int64_t item_end) {
+        ScratchBuffer packed_a(static_cast<std::size_t>(mc * kc));
+        std::int64_t packed_row_block = -1;
+        for (std::int64_t item = item_begin; item < item_end; ++item) {
+          const std::int64_t row_block = item / column_parts;
+          const std::int64_t part = item % column_parts;
+          const std::int64_t row0 = row_block * mc;
+          const std::int64_t rows = std::min(mc, m - row0);
+          const std::int64_t sliver0 = part * slivers_per_part;
+          const std::int64_t col0 = sliver0 * nr;
+          if (col0 >= nc) continue;
+          const std::int64_t cols = std::min(slivers_per_part * nr, nc - col0);
+          if (row_block != packed_row_block) {
+            const float* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
+            pack_a(packed_a.data, a_block, lda, transpose_a, rows, kc, mr);
+            packed_row_block = row_block;
+          }
+          GemmMacroTile tile = base;
+          tile.packed_a = packed_a.data;
+          tile.packed_b = packed_b.data + sliver0 * kc * nr;
+          tile.c = c + row0 * ldc + jc + col0;
+          tile.m = rows;
+          tile.n = cols;
+          tile.kc = kc;
+          tile.first_k = pc == 0;
+          tile.last_k = pc + kc >= k;
+          tile.bias = epilogue.bias ? epilogue.bias + jc + col0 : nullptr;
+          tile.pre_activation =
+              epilogue.pre_activation ? epilogue.pre_activation + row0 * ldc + jc + col0 : nullptr;
+          kernel.macro_kernel(tile);
+        }
+      };
+      if (threads > 1) {
+        parallel_for(items, 1, run_items);
+      } else {
+        run_items(0, items);
+      }
+    }
+  }
+}
+
+void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c,
+                  const float* a, std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a,
+                  const float* b, std::int64_t ldb, const std::int64_t* offsets_b, bool transpose_b,
+                  std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta,
+                  const GemmEpilogue& epilogue) {
+  auto one = [&](std::int64_t i) {
+    GemmEpilogue e = epilogue;
+    if (e.pre_activation) e.pre_activation += i * stride_c;
+    gemm(c + i * stride_c, ldc, a + offsets_a[i], lda, transpose_a, b + offsets_b[i], ldb,
+         transpose_b, m, n, k, alpha, beta, e);
+  };
+  // With at least as many products as threads, give each thread whole
+  // products (no synchronization inside them); otherwise thread each product.
+  const int threads = omp_in_parallel() ? 1 : get_num_threads();
+  if (batch >= threads && threads > 1) {
+    parallel_for(batch, 1, [&](std::int64_t i0, std::int64_t i1) {
+      for (std::int64_t i = i0; i < i1; ++i) one(i);
+    });
+  } else {
+    for (std::int64_t i = 0; i < batch; ++i) one(i);
+  }
+}
+
+void column_sum(float* out, const float* grad, std::int64_t rows, std::int64_t n) {
+  // Threads own disjoint column ranges (whole cache lines) and add the rows in
+  // order: each column is summed the same way for any thread count.
+  constexpr std::int64_t kColumns = 16;
+  parallel_for(ceil_div(n, kColumns), std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(rows, 1)),
+               [&](std::int64_t b0, std::int64_t b1) {
+    const std::int64_t j0 = b0 * kColumns;
+    const std::int64_t j1 = std::min(n, b1 * kColumns);
+    for (std::int64_t j = j0; j < j1; ++j) out[j] = 0.0f;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* row = grad + r * n;
+      for (std::int64_t j = j0; j < j1; ++j) out[j] += row[j];
+    }
+  });
+}
+
+}  // namespace attnkit::cpu

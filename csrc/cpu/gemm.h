@@ -1,0 +1,106 @@
+// Single-precision GEMM, BLIS-style: C = alpha * op(A) op(B) + beta * C, then an
+// optional bias (one value per column, broadcast down the rows) and activation.
+// Row-major throughout; op(X) is X or its transpose.
+//
+// The driver (gemm.cpp, baseline ISA) blocks the problem for the caches, packs
+// panels of A and B into contiguous zero-padded buffers, and splits the work
+// over threads. Each ISA supplies the macro kernel: the loops over MR x NR
+// register tiles of one packed A block times one packed B panel, with the
+// micro-kernel and the epilogue inlined (gemm_kernels.h).
+#pragma once
+
+#include <cstdint>
+
+namespace attnkit::cpu {
+
+enum class GemmActivation { none, relu, gelu, gelu_tanh };
+
+struct GemmEpilogue {
+  const float* bias = nullptr;        // [N], added to every row of C
+  GemmActivation activation = GemmActivation::none;
+  float* pre_activation = nullptr;    // [M, N] (row stride ldc): C before the activation, for backward
+};
+
+// C[m, n] (row stride ldc) = alpha * op(A)[m, k] op(B)[k, n] + beta * C, then the
+// epilogue. A is [m, k] (or [k, m] when transposed) with row stride lda, B is
+// [k, n] (or [n, k]) with row stride ldb. beta = 0 never reads C (NaN in C
+// does not leak). Multithreaded unless called from inside a parallel region.
+void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a,
+          const float* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,
+          std::int64_t k, float alpha, float beta, const GemmEpilogue& epilogue = {});
+
+// `batch` independent products. The i-th reads A at a + offsets_a[i] and B at
+// b + offsets_b[i] (element offsets, so a repeated offset broadcasts an
+// operand) and writes C at c + i * stride_c (and the pre-activation likewise).
+void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c,
+                  const float* a, std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a,
+                  const float* b, std::int64_t ldb, const std::int64_t* offsets_b, bool transpose_b,
+                  std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta,
+                  const GemmEpilogue& epilogue = {});
+
+// bias_grad[n] = sum over rows r of grad[r, n] (rows summed in order, so the
+// result does not depend on the thread count).
+void column_sum(float* out, const float* grad, std::int64_t rows, std::int64_t n);
+
+// ---- what each ISA provides ------------------------------------------------
+
+// One packed A block times one packed B panel, written into C.
+struct GemmMacroTile {
+  const float* packed_a;  // ceil(m / MR) slivers, each kc x MR (k-major), zero-padded
+  const float* packed_b;  // ceil(n / NR) slivers, each kc x NR (k-major), zero-padded
+  float* c;               // C[0, 0] of this block; row stride ldc
+  std::int64_t ldc;
+  std::int64_t m, n, kc;
+  float alpha;
+  float beta;             // used when first_k: C = alpha*AB + beta*C; later k blocks add
+  bool first_k;
+  bool last_k;            // apply the epilogue
+  const float* bias;      // offset to this block's first column, or null
+  GemmActivation activation;
+  float* pre_activation;  // offset to this block, row stride ldc, or null
+};
+
+// The decode path (few rows of A, not transposed): C[0:m, col0:col1] =
+// alpha * A B + beta * C, B read once and unpacked; the caller applies the
+// bias/activation epilogue afterwards with gemm_epilogue_rows.
+struct GemmDecodeRange {
+  float* c;
+  std::int64_t ldc;
+  const float* a;
+  std::int64_t lda;
+  const float* b;
+  std::int64_t ldb;
+  bool transpose_b;
+  std::int64_t m, k;
+  std::int64_t col0, col1;
+  float alpha, beta;
+};
+
+struct GemmKernelShape {
+  int mr;  // rows of a register tile
+  int nr;  // columns of a register tile
+};
+
+namespace generic {
+GemmKernelShape gemm_kernel_shape();
+void gemm_macro_kernel(const GemmMacroTile& tile);
+void gemm_decode(const GemmDecodeRange& range);
+void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+                        GemmActivation activation, float* pre_activation);
+}  // namespace generic
+namespace avx2 {
+GemmKernelShape gemm_kernel_shape();
+void gemm_macro_kernel(const GemmMacroTile& tile);
+void gemm_decode(const GemmDecodeRange& range);
+void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+                        GemmActivation activation, float* pre_activation);
+}  // namespace avx2
+namespace avx512 {
+GemmKernelShape gemm_kernel_shape();
+void gemm_macro_kernel(const GemmMacroTile& tile);
+void gemm_decode(const GemmDecodeRange& range);
+void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+                        GemmActivation activation, float* pre_activation);
+}  // namespace avx512
+
+}  // namespace attnkit::cpu

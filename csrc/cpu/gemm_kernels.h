@@ -1,0 +1,233 @@
+// The GEMM micro- and macro-kernels over a Vec (see vec/vec_generic.h), written
+// once and compiled per ISA. Include a vec_<isa>.h first.
+//
+// A register tile holds MR rows x NV vectors of C in accumulators. Each step of
+// k loads NV vectors of the packed B sliver and broadcasts MR values of the
+// packed A sliver: MR*NV FMAs for NV + MR loads, so the tile is as large as the
+// register file allows (accumulators + NV B vectors + 1 broadcast).
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/activation_kernels.h"
+#include "cpu/gemm.h"
+
+namespace attnkit::cpu::gemm_kernels {
+
+template <class V>
+inline V apply_activation(V x, GemmActivation activation) {
+  switch (activation) {
+    case GemmActivation::none: return x;
+    case GemmActivation::relu: return max(V::broadcast(0.0f), x);  // NaN stays NaN
+    case GemmActivation::gelu: return activation_kernels::gelu_exact(x);
+    case GemmActivation::gelu_tanh: return activation_kernels::gelu_tanh(x);
+  }
+  return x;
+}
+
+// Loads/stores `count` floats: a whole vector, or the first count lanes.
+template <class V>
+inline V load_columns(const float* p, int count) {
+  return count == V::width ? V::load(p) : V::load_partial(p, count);
+}
+template <class V>
+inline void store_columns(V x, float* p, int count) {
+  if (count == V::width) x.store(p); else x.store_partial(p, count);
+}
+
+// Writes the accumulators of the tile at (row, col) into C: alpha*acc, plus
+// beta*C on the first k block (C is not read when beta = 0) or plus C on later
+// ones; on the last k block, the bias and the activation.
+template <class V, int MR, int NV>
+inline void store_tile(const GemmMacroTile& t, V (&acc)[MR][NV], std::int64_t row, std::int64_t col) {
+  constexpr int W = V::width;
+  const int rows = static_cast<int>(t.m - row < MR ? t.m - row : MR);
+  const V alpha = V::broadcast(t.alpha);
+  const V beta = V::broadcast(t.beta);
+  for (int i = 0; i < rows; ++i) {
+    float* c_row = t.c + (row + i) * t.ldc + col;
+    for (int v = 0; v < NV; ++v) {
+      const std::int64_t left = t.n - col - v * W;
+      if (left <= 0) break;
+      const int cols = left < W ? static_cast<int>(left) : W;
+      float* c_ptr = c_row + v * W;
+      V r = acc[i][v] * alpha;
+      if (!t.first_k) {
+        r = r + load_columns<V>(c_ptr, cols);
+      } else if (t.beta != 0.0f) {
+        r = fma(beta, load_columns<V>(c_ptr, cols), r);
+      }
+      if (t.last_k) {
+        if (t.bias != nullptr) r = r + load_columns<V>(t.bias + col + v * W, cols);
+        if (t.pre_activation != nullptr)
+          store_columns(r, t.pre_activation + (row + i) * t.ldc + col + v * W, cols);
+        r = apply_activation(r, t.activation);
+      }
+      store_columns(r, c_ptr, cols);
+    }
+  }
+}
+
+// acc = (kc x MR sliver of A)^T (kc x NR sliver of B), then into C.
+template <class V, int MR, int NV>
+inline void micro_tile(const GemmMacroTile& t, const float* a, const float* b, std::int64_t row,
+                       std::int64_t col) {
+  constexpr int W = V::width;
+  constexpr int NR = NV * W;
+  // Ask for the C tile now so it is in L1 when the k loop ends: its rows are
+  // ldc apart, a pattern the hardware prefetcher does not follow, and without
+  // this the tile update waits on a cache miss per row (measured: ~15% of the
+  // time at 1024^3).
+  const int rows = static_cast<int>(t.m - row < MR ? t.m - row : MR);
+  for (int i = 0; i < rows; ++i)
+    for (int line = 0; line < NR; line += 16)
+      __builtin_prefetch(t.c + (row + i) * t.ldc + col + line, 1, 2);
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::broadcast(0.0f);
+  for (std::int64_t p = 0; p < t.kc; ++p) {
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + p * NR + v * W);
+    for (int i = 0; i < MR; ++i) {
+      const V ai = V::broadcast(a[p * MR + i]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = fma(ai, bv[v], acc[i][v]);
+    }
+  }
+  store_tile<V, MR, NV>(t, acc, row, col);
+}
+
+// All register tiles of one packed A block x one packed B panel. The B sliver
+// (kc x NR) stays in L1 while the loop over rows streams the A block from L2.
+template <class V, int MR, int NV>
+inline void macro_kernel(const GemmMacroTile& t) {
+  constexpr int NR = NV * V::width;
+  for (std::int64_t col = 0; col < t.n; col += NR) {
+    const float* b = t.packed_b + (col / NR) * t.kc * NR;
+    for (std::int64_t row = 0; row < t.m; row += MR)
+      micro_tile<V, MR, NV>(t, t.packed_a + (row / MR) * t.kc * MR, b, row, col);
+  }
+}
+
+// ---- decode path: few rows of A, B streamed once from memory ---------------
+//
+// With M <= 16 a product is bound by reading B, so nothing is packed: each
+// element of B is loaded once and used for every row of A straight away.
+
+// The bias, the pre-activation copy and the activation over finished rows of C.
+template <class V>
+inline void epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
+                          const float* bias, GemmActivation activation, float* pre_activation) {
+  if (bias == nullptr && activation == GemmActivation::none) return;
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < n; j += V::width) {
+      const int cols = n - j < V::width ? static_cast<int>(n - j) : V::width;
+      V r = load_columns<V>(c + i * ldc + j, cols);
+      if (bias != nullptr) r = r + load_columns<V>(bias + j, cols);
+      if (pre_activation != nullptr) store_columns(r, pre_activation + i * ldc + j, cols);
+      store_columns(apply_activation(r, activation), c + i * ldc + j, cols);
+    }
+  }
+}
+
+// C[0:m, col0:col1] = alpha * A B + beta * C for B row-major (row stride ldb).
+// B is streamed row by row, a long contiguous piece at a time, and the m rows
+// of C being summed live in a block that stays in L1 (m * nb floats = 16 KiB).
+// Register tiles would instead walk down B a few cache lines per row, touching
+// a new page on almost every load (measured: 14 GB/s instead of ~60 from L3).
+template <class V>
+inline void decode_columns(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b,
+                           std::int64_t ldb, std::int64_t m, std::int64_t k, std::int64_t col0,
+                           std::int64_t col1, float alpha, float beta) {
+  constexpr int W = V::width;
+  constexpr std::int64_t kBlockFloats = 4096;
+  alignas(64) float block[kBlockFloats];
+  std::int64_t nb = (kBlockFloats / m) / W * W;
+  if (nb < W) nb = W;
+  for (std::int64_t j0 = col0; j0 < col1; j0 += nb) {
+    const std::int64_t cols = col1 - j0 < nb ? col1 - j0 : nb;
+    const std::int64_t vectors = (cols + W - 1) / W;
+    for (std::int64_t i = 0; i < m * nb; ++i) block[i] = 0.0f;
+    for (std::int64_t p = 0; p < k; ++p) {
+      const float* b_row = b + p * ldb + j0;
+      for (std::int64_t v = 0; v < vectors; ++v) {
+        const int lanes = cols - v * W < W ? static_cast<int>(cols - v * W) : W;
+        const V bv = load_columns<V>(b_row + v * W, lanes);
+        for (std::int64_t i = 0; i < m; ++i) {
+          float* sum = block + i * nb + v * W;
+          fma(V::broadcast(a[i * lda + p]), bv, V::load(sum)).store(sum);
+        }
+      }
+    }
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t v = 0; v < vectors; ++v) {
+        const int lanes = cols - v * W < W ? static_cast<int>(cols - v * W) : W;
+        float* out = c + i * ldc + j0 + v * W;
+        V r = V::load(block + i * nb + v * W) * V::broadcast(alpha);
+        if (beta != 0.0f) r = fma(V::broadcast(beta), load_columns<V>(out, lanes), r);
+        store_columns(r, out, lanes);
+      }
+  }
+}
+
+// Sum of a vector's lanes.
+template <class V>
+inline float lane_sum(V x) {
+  float lanes[V::width];
+  x.store(lanes);
+  float sum = 0.0f;
+  for (int i = 0; i < V::width; ++i) sum += lanes[i];
+  return sum;
+}
+
+// C[i, j] = alpha * dot(A[i, :], Bt[j, :]) + beta * C[i, j] for R rows of A
+// and 4 rows of Bt (B transposed: the weight [N, K] of a linear layer). Rows
+// of Bt past `b_rows` repeat the last one and are not written.
+template <class V, int R>
+inline void decode_dot(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* bt,
+                       std::int64_t ldb, int b_rows, std::int64_t k, float alpha, float beta) {
+  constexpr int W = V::width;
+  const float* brow[4];
+  for (int j = 0; j < 4; ++j) brow[j] = bt + (j < b_rows ? j : b_rows - 1) * ldb;
+  V acc[R][4];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = V::broadcast(0.0f);
+  for (std::int64_t p = 0; p < k; p += W) {
+    const int lanes = k - p < W ? static_cast<int>(k - p) : W;  // the tail loads zeros
+    V bv[4];
+    for (int j = 0; j < 4; ++j) bv[j] = load_columns<V>(brow[j] + p, lanes);
+    for (int i = 0; i < R; ++i) {
+      const V av = load_columns<V>(a + i * lda + p, lanes);
+      for (int j = 0; j < 4; ++j) acc[i][j] = fma(av, bv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < b_rows; ++j) {
+      float* out = c + i * ldc + j;
+      const float r = alpha * lane_sum(acc[i][j]);
+      *out = beta != 0.0f ? r + beta * *out : r;
+    }
+}
+
+// C[0:m, col0:col1] for B transposed, 4 rows of Bt at a time against groups
+// of up to 4 rows of A (the 4 Bt rows stay in L1 while the groups pass).
+template <class V>
+inline void decode_dot_columns(float* c, std::int64_t ldc, const float* a, std::int64_t lda,
+                               const float* bt, std::int64_t ldb, std::int64_t m, std::int64_t k,
+                               std::int64_t col0, std::int64_t col1, float alpha, float beta) {
+  for (std::int64_t j = col0; j < col1; j += 4) {
+    const int b_rows = col1 - j < 4 ? static_cast<int>(col1 - j) : 4;
+    for (std::int64_t i = 0; i < m; i += 4) {
+      float* out = c + i * ldc + j;
+      const float* a_rows = a + i * lda;
+      const float* b_rows_ptr = bt + j * ldb;
+      switch (m - i < 4 ? m - i : 4) {
+        case 1: decode_dot<V, 1>(out, ldc, a_rows, lda, b_rows_ptr, ldb, b_rows, k, alpha, beta); break;
+        case 2: decode_dot<V, 2>(out, ldc, a_rows, lda, b_rows_ptr, ldb, b_rows, k, alpha, beta); break;
+        case 3: decode_dot<V, 3>(out, ldc, a_rows, lda, b_rows_ptr, ldb, b_rows, k, alpha, beta); break;
+        default: decode_dot<V, 4>(out, ldc, a_rows, lda, b_rows_ptr, ldb, b_rows, k, alpha, beta); break;
+      }
+    }
+  }
+}
+
+}  // namespace attnkit::cpu::gemm_kernels

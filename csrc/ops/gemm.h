@@ -1,0 +1,39 @@
+// Matrix products: the checked entry points over Arrays.
+#pragma once
+
+#include <string>
+
+#include "core/array.h"
+#include "cpu/gemm.h"
+
+namespace attnkit::ops {
+
+// "none", "relu", "gelu" (erf) or "gelu_tanh"; ValueError otherwise.
+cpu::GemmActivation parse_gemm_activation(const std::string& activation);
+
+struct MatmulOptions {
+  bool transpose_a = false;
+  bool transpose_b = false;
+  float alpha = 1.0f;
+  float beta = 0.0f;  // needs `out`
+  cpu::GemmActivation activation = cpu::GemmActivation::none;
+  bool save_pre_activation = false;
+};
+
+struct MatmulResult {
+  Array out;
+  Array pre_activation;  // defined when asked for and the activation is not none
+};
+
+// out = activation(alpha * op(a) @ op(b) + beta * out + bias), float32.
+//   a: [..., M, K] ([..., K, M] with transpose_a); b: [..., K, N] ([..., N, K]
+//   with transpose_b); the batch dimensions broadcast as in numpy.matmul.
+//   out: undefined (a new array) or the result's shape, updated in place;
+//   bias: undefined or [N].
+MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Array& bias,
+                    const MatmulOptions& options);
+
+// grad_bias[N] = the sum of grad_output[..., N] over every leading index.
+Array bias_gradient(const Array& grad_output);
+
+}  // namespace attnkit::ops

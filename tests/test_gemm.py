@@ -1,0 +1,277 @@
+"""The GEMM: every transpose, odd and degenerate sizes, batches with
+broadcasting, the epilogues, alpha/beta, each ISA; then F.matmul and F.linear
+with their gradients."""
+
+import numpy as np
+import pytest
+
+import attnkit
+import attnkit.nn.functional as F
+from attnkit import _C
+
+import reference
+from conftest import assert_elementwise_close, assert_reduction_close
+
+
+def native(x):
+    return _C.array_from_numpy(np.ascontiguousarray(x, dtype=np.float32), "", True)
+
+
+def operands(rng, m, k, n, transpose_a=False, transpose_b=False, batch_a=(), batch_b=()):
+    a = rng.standard_normal(batch_a + ((k, m) if transpose_a else (m, k))).astype(np.float32)
+    b = rng.standard_normal(batch_b + ((n, k) if transpose_b else (k, n))).astype(np.float32)
+    op_a = np.swapaxes(a, -1, -2) if transpose_a else a
+    op_b = np.swapaxes(b, -1, -2) if transpose_b else b
+    return a, b, op_a, op_b
+
+
+def check_product(rng, m, k, n, transpose_a=False, transpose_b=False, batch_a=(), batch_b=()):
+    a, b, op_a, op_b = operands(rng, m, k, n, transpose_a, transpose_b, batch_a, batch_b)
+    out, pre = _C.matmul(native(a), native(b), transpose_a, transpose_b)
+    assert pre is None
+    assert_reduction_close(np.asarray(out), reference.matmul(op_a, op_b),
+                           reference.matmul_naive_float32(op_a, op_b))
+
+
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_every_transpose(cpu_isa, rng, transpose_a, transpose_b):
+    check_product(rng, 37, 129, 67, transpose_a, transpose_b)
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (1, 300, 200), (70, 1, 50), (1, 1, 77), (55, 1, 1)])
+def test_degenerate_shapes(cpu_isa, rng, m, k, n):
+    check_product(rng, m, k, n)
+    check_product(rng, m, k, n, True, True)
+
+
+@pytest.mark.parametrize("size", [3, 17, 31, 32, 33, 127, 1000, 1025])
+def test_odd_sizes(cpu_isa, rng, size):
+    # the odd size in each position in turn, against partners that are odd too
+    check_product(rng, size, 45, 19)
+    check_product(rng, 13, size, 21, transpose_b=True)
+    check_product(rng, 23, 9, size, transpose_a=True)
+
+
+def test_zero_depth_scales_c_and_applies_the_epilogue(cpu_isa, rng):
+    c0 = rng.standard_normal((5, 7)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    out = native(c0)
+    _C.matmul(native(np.zeros((5, 0))), native(np.zeros((0, 7))), beta=0.5, out=out, bias=native(bias))
+    np.testing.assert_array_equal(np.asarray(out), (np.float32(0.5) * c0) + bias)
+    fresh, _ = _C.matmul(native(np.zeros((5, 0))), native(np.zeros((0, 7))))
+    np.testing.assert_array_equal(np.asarray(fresh), np.zeros((5, 7), np.float32))
+
+
+def test_large_depth(cpu_isa, rng):
+    check_product(rng, 8, 8192, 24)
+    check_product(rng, 5, 8192, 3, transpose_a=True)
+
+
+def test_empty_rows_or_columns(rng):
+    out, _ = _C.matmul(native(np.ones((0, 4))), native(np.ones((4, 3))))
+    assert out.shape == (0, 3)
+    out, _ = _C.matmul(native(np.ones((2, 4))), native(np.ones((4, 0))))
+    assert out.shape == (2, 0)
+
+
+@pytest.mark.parametrize("batch_a, batch_b", [
+    ((4,), (4,)),          # strided batch
+    ((4,), ()),            # B shared by the batch
+    ((), (3,)),            # A shared by the batch
+    ((2, 1), (1, 3)),      # both broadcast
+    ((2, 3), (3,)),
+])
+def test_batches_with_broadcast(cpu_isa, rng, batch_a, batch_b):
+    check_product(rng, 19, 33, 21, batch_a=batch_a, batch_b=batch_b)
+    check_product(rng, 19, 33, 21, True, True, batch_a=batch_a, batch_b=batch_b)
+
+
+def test_alpha_and_beta(cpu_isa, rng):
+    a, b, _, _ = operands(rng, 31, 47, 29)
+    c0 = rng.standard_normal((31, 29)).astype(np.float32)
+    out = native(c0)
+    _C.matmul(native(a), native(b), alpha=-1.5, beta=0.25, out=out)
+    expected = -1.5 * reference.matmul(a, b) + 0.25 * c0.astype(np.float64)
+    naive = np.float32(-1.5) * reference.matmul_naive_float32(a, b) + np.float32(0.25) * c0
+    assert_reduction_close(np.asarray(out), expected, naive)
+
+
+def test_beta_zero_never_reads_c(cpu_isa, rng):
+    a, b, _, _ = operands(rng, 9, 8, 11)
+    out = native(np.full((9, 11), np.nan))
+    _C.matmul(native(a), native(b), beta=0.0, out=out)
+    assert np.isfinite(np.asarray(out)).all()
+
+
+@pytest.mark.parametrize("activation", ["none", "relu", "gelu", "gelu_tanh"])
+def test_bias_and_activation_epilogue(cpu_isa, rng, activation):
+    m, k, n = 45, 70, 53
+    a, b, _, _ = operands(rng, m, k, n, transpose_b=True)
+    bias = rng.standard_normal(n).astype(np.float32)
+    out, pre = _C.matmul(native(a), native(b), transpose_b=True, bias=native(bias),
+                         activation=activation, save_pre_activation=True)
+    expected_pre = reference.matmul(a, b.T) + bias
+    naive_pre = reference.matmul_naive_float32(a, b.T) + bias
+    if activation == "none":
+        assert pre is None
+        assert_reduction_close(np.asarray(out), expected_pre, naive_pre)
+        return
+    pre = np.asarray(pre)
+    assert_reduction_close(pre, expected_pre, naive_pre)
+    # The activation is elementwise on the saved pre-activation.
+    if activation == "relu":
+        expected = np.maximum(pre.astype(np.float64), 0)
+    else:
+        expected = reference.gelu(pre, "tanh" if activation == "gelu_tanh" else "none")
+    # GELU's value is a difference of terms near its minimum at -0.75; scale by |x|.
+    assert_elementwise_close(np.asarray(out), expected, scale=np.maximum(np.abs(expected), np.abs(pre)))
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 8, 13, 16, 17])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_decode_shapes(cpu_isa, rng, m, transpose_b):
+    # few rows of A: the unpacked path that streams B (17 is just past it);
+    # K and N with tails at every vector width
+    check_product(rng, m, 37, 333, transpose_b=transpose_b)
+    check_product(rng, m, 768, 130, transpose_b=transpose_b)
+    a, b, _, op_b = operands(rng, m, 45, 77, transpose_b=transpose_b)
+    bias = rng.standard_normal(77).astype(np.float32)
+    c0 = rng.standard_normal((m, 77)).astype(np.float32)
+    out = native(c0)
+    _, pre = _C.matmul(native(a), native(b), False, transpose_b, alpha=0.5, beta=-2.0, out=out,
+                       bias=native(bias), activation="gelu_tanh", save_pre_activation=True)
+    expected_pre = 0.5 * reference.matmul(a, op_b) - 2.0 * c0 + bias
+    naive_pre = np.float32(0.5) * reference.matmul_naive_float32(a, op_b) - np.float32(2.0) * c0 + bias
+    assert_reduction_close(np.asarray(pre), expected_pre, naive_pre)
+    assert_elementwise_close(np.asarray(out), reference.gelu(np.asarray(pre), "tanh"),
+                             scale=np.abs(np.asarray(pre)))
+
+
+def test_results_do_not_depend_on_the_thread_count(rng):
+    a, b, _, _ = operands(rng, 301, 257, 263)
+    previous = attnkit.get_num_threads()
+    try:
+        attnkit.set_num_threads(1)
+        one = np.asarray(_C.matmul(native(a), native(b))[0]).copy()
+        attnkit.set_num_threads(2)
+        two = np.asarray(_C.matmul(native(a), native(b))[0]).copy()
+    finally:
+        attnkit.set_num_threads(previous)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_bad_arguments():
+    f = native(np.ones((3, 4)))
+    with pytest.raises(TypeError, match="matmul: argument 'a' expected float32, got int32"):
+        _C.matmul(_C.array_from_numpy(np.ones((3, 4), np.int32)), f)
+    with pytest.raises(ValueError, match="argument 'b' expected an inner dimension of 4"):
+        _C.matmul(f, f)
+    with pytest.raises(ValueError, match="argument 'a' expected at least 2 dimensions"):
+        _C.matmul(native(np.ones(4)), f)
+    with pytest.raises(ValueError, match="argument 'bias' expected shape \\[3\\]"):
+        _C.matmul(f, f, transpose_b=True, bias=native(np.ones(4)))
+    with pytest.raises(ValueError, match="argument 'beta' expected 0 when no 'out'"):
+        _C.matmul(f, f, transpose_b=True, beta=1.0)
+    with pytest.raises(ValueError, match="argument 'out' expected shape \\[3, 3\\]"):
+        _C.matmul(f, f, transpose_b=True, out=native(np.ones((3, 4))))
+    square = native(np.ones((3, 3)))
+    with pytest.raises(ValueError, match="argument 'out' expected memory separate"):
+        _C.matmul(square, square, out=square, beta=1.0)
+    with pytest.raises(ValueError, match="argument 'activation' expected"):
+        _C.matmul(f, f, transpose_b=True, activation="swish")
+    with pytest.raises(ValueError, match="batch dimensions that broadcast"):
+        _C.matmul(native(np.ones((2, 3, 4))), native(np.ones((3, 4, 5))))
+
+
+# ---- the differentiable wrappers ---------------------------------------
+
+
+def test_matmul_matches_numpy_semantics_and_gradients(rng):
+    a = rng.standard_normal((3, 1, 6, 5)).astype(np.float32)
+    b = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    g = rng.standard_normal((3, 2, 6, 4)).astype(np.float32)
+    ta = attnkit.tensor(a, requires_grad=True)
+    tb = attnkit.tensor(b, requires_grad=True)
+    out = F.matmul(ta, tb)
+    out.backward(attnkit.tensor(g))
+    assert_reduction_close(out.detach().numpy(), reference.matmul(a, b), reference.matmul_naive_float32(a, b))
+    # dA = dC B^T summed over the broadcast dimension; dB = A^T dC summed likewise
+    bt, at = np.swapaxes(b, -1, -2), np.swapaxes(a, -1, -2)
+    assert_reduction_close(ta.grad.numpy(), reference.matmul(g, bt).sum(axis=1, keepdims=True),
+                           reference.matmul_naive_float32(g, bt).sum(axis=1, keepdims=True, dtype=np.float32))
+    assert_reduction_close(tb.grad.numpy(), reference.matmul(at, g).sum(axis=0),
+                           reference.matmul_naive_float32(at, g).sum(axis=0, dtype=np.float32))
+
+
+def test_matmul_vectors(rng):
+    v = rng.standard_normal(5).astype(np.float32)
+    m = rng.standard_normal((5, 3)).astype(np.float32)
+    assert F.matmul(attnkit.tensor(v), attnkit.tensor(m)).shape == (3,)
+    assert F.matmul(attnkit.tensor(m.T), attnkit.tensor(v)).shape == (3,)
+    assert F.matmul(attnkit.tensor(v), attnkit.tensor(v)).shape == ()
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "gelu", "gelu_tanh"])
+def test_linear_forward_and_backward(cpu_isa, rng, activation):
+    x = rng.standard_normal((2, 7, 13)).astype(np.float32)
+    w = rng.standard_normal((11, 13)).astype(np.float32) / np.sqrt(13)
+    b = rng.standard_normal(11).astype(np.float32)
+    g = rng.standard_normal((2, 7, 11)).astype(np.float32)
+    tx, tw, tb = (attnkit.tensor(v, requires_grad=True) for v in (x, w, b))
+    y = F.linear(tx, tw, tb, activation=activation)
+    y.backward(attnkit.tensor(g))
+
+    def forward(pre):
+        if activation is None:
+            return pre
+        if activation == "relu":
+            return np.maximum(pre, 0)
+        return reference.gelu(pre, "tanh" if activation == "gelu_tanh" else "none")
+
+    def slope(pre):  # the activation's derivative; central differences of the float64 reference
+        h = 1e-6
+        return (forward(pre + h) - forward(pre - h)) / (2 * h) if activation else np.ones_like(pre)
+
+    pre = reference.matmul(x, w.T) + b
+    naive_pre = (reference.matmul_naive_float32(x, w.T) + b).astype(np.float64)
+    assert_reduction_close(y.detach().numpy(), forward(pre), forward(naive_pre).astype(np.float32))
+    expected = reference.linear_backward(x, w, g * slope(pre))
+    # naive: the same gradients summed plainly in float32
+    gp = (g * slope(pre)).astype(np.float32)
+    naive = (reference.matmul_naive_float32(gp, w).reshape(x.shape),
+             reference.matmul_naive_float32(gp.reshape(-1, 11).T, x.reshape(-1, 13)),
+             np.add.reduce(gp.reshape(-1, 11), axis=0, dtype=np.float32))
+    for ours, theirs, plain in zip((tx.grad, tw.grad, tb.grad), expected, naive):
+        assert_reduction_close(ours.numpy(), theirs.reshape(plain.shape), plain)
+
+
+def test_linear_reference_by_finite_differences(rng):
+    x = rng.standard_normal((3, 4))
+    w = rng.standard_normal((2, 4))
+    g = rng.standard_normal((3, 2))
+    dx, dw, db = reference.linear_backward(x, w, g)
+    h = 1e-6
+    loss = lambda x_, w_, b_: float(np.sum((x_ @ w_.T + b_) * g))
+    b = rng.standard_normal(2)
+    for index in np.ndindex(x.shape):
+        e = np.zeros_like(x); e[index] = h
+        assert abs((loss(x + e, w, b) - loss(x - e, w, b)) / (2 * h) - dx[index]) < 1e-6
+    for index in np.ndindex(w.shape):
+        e = np.zeros_like(w); e[index] = h
+        assert abs((loss(x, w + e, b) - loss(x, w - e, b)) / (2 * h) - dw[index]) < 1e-6
+    for index in np.ndindex(b.shape):
+        e = np.zeros_like(b); e[index] = h
+        assert abs((loss(x, w, b + e) - loss(x, w, b - e)) / (2 * h) - db[index]) < 1e-6
+
+
+def test_linear_bad_arguments():
+    x = attnkit.tensor(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="argument 'x' expected a last dimension of 4"):
+        F.linear(x, attnkit.tensor(np.ones((5, 4), np.float32)))
+    with pytest.raises(ValueError, match="argument 'weight' expected 2 dimensions"):
+        F.linear(x, attnkit.tensor(np.ones(3, np.float32)))
+    with pytest.raises(ValueError, match="argument 'activation'"):
+        F.linear(x, attnkit.tensor(np.ones((5, 3), np.float32)), activation="tanh")
+    with pytest.raises(TypeError, match="argument 'weight' expected an attnkit.Tensor"):
+        F.linear(x, np.ones((5, 3)))
