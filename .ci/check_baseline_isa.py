@@ -104,8 +104,9 @@ def main(argv: list) -> int:
         return 1
     if not has_symbol_table(path):
         print(f"check_baseline_isa: FAIL: {path} has no symbol table, so its code cannot be "
-              "split into named functions. Build the extension unstripped (scikit-build-core "
-              "install.strip = false, and no strip step after linking).")
+              "split into named functions. Build the extension unstripped: no strip after "
+              "linking (pybind11_add_module(... NO_EXTRAS ...) in CMakeLists.txt) and none at "
+              "install ([tool.scikit-build] install.strip = false in pyproject.toml).")
         return 1
 
     uses = avx_use_by_function(path)
