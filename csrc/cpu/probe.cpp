@@ -227,11 +227,17 @@ double fma_peak(int threads, CpuIsa isa) {
   std::vector<double> rates;
   float sink = 0.0f;
   for (int repeat = 0; repeat < kRepeats; ++repeat) {
+    // Count the team: OpenMP may start fewer threads than asked for
+    // (OMP_THREAD_LIMIT), and the rate must count only those that ran.
+    int team = 0;
     const auto start = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    sink += chains(iterations, multiplier, addend);
+#pragma omp parallel num_threads(threads) reduction(+ : sink, team)
+    {
+      sink += chains(iterations, multiplier, addend);
+      team += 1;
+    }
     const double seconds = seconds_since(start);
-    rates.push_back(double(iterations) * flops_per_iteration * threads / seconds * 1e-9);
+    rates.push_back(double(iterations) * flops_per_iteration * team / seconds * 1e-9);
   }
   volatile float keep = sink;
   (void)keep;
