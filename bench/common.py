@@ -63,22 +63,14 @@ class Timing:
 def time_callable(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10) -> Timing:
     """Calls fn ``warmup`` times untimed (page faults, caches, thread start-up),
     then ``repeats`` times timed, one call at a time."""
-    if repeats < 1:
-        raise ValueError(f"time_callable: repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        fn()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return Timing(statistics.median(seconds), min(seconds), max(seconds), repeats)
+    return time_side_by_side({"fn": fn}, warmup=warmup, repeats=repeats)["fn"]
 
 
 def time_side_by_side(callables: dict, *, warmup: int = 2, repeats: int = 10) -> dict:
     """Times several callables (name -> fn) in rounds, one call of each per
     round, so that all of them meet the same load from the rest of the machine
-    and their ratios stay meaningful on a noisy host. Returns name -> Timing."""
+    and their ratios stay meaningful on a noisy host. ``warmup`` untimed rounds
+    come first. Returns name -> Timing."""
     if repeats < 1:
         raise ValueError(f"time_side_by_side: repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
