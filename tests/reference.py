@@ -50,3 +50,262 @@ def linear_backward(x, weight, grad_out):
     g = np.asarray(grad_out, np.float64).reshape(-1, weight.shape[0])
     w = np.asarray(weight, np.float64)
     return g @ w, g.T @ x, g.sum(axis=0)
+
+
+# ---- attention ----------------------------------------------------------
+
+
+def attention_visibility(batch, tq, tk, causal=False, window=None, key_lengths=None, key_padding_mask=None):
+    """bool [B, 1, Tq, Tk]: which key each query may see (query i at position i + Tk - Tq)."""
+    position = np.arange(tq)[:, None] + tk - tq
+    j = np.arange(tk)[None, :]
+    visible = np.ones((batch, 1, tq, tk), bool)
+    if causal:
+        visible = visible & (j <= position)
+    if window is not None:
+        visible = visible & (np.abs(position - j) < window)
+    if key_lengths is not None:
+        visible = visible & (j[None, None] < np.asarray(key_lengths)[:, None, None, None])
+    if key_padding_mask is not None:
+        visible = visible & ~np.asarray(key_padding_mask)[:, None, None, :]
+    return visible
+
+
+def attention_probabilities(q, k, visible, scale=None):
+    """float64 softmax(scale q k^T) over visible keys, [B, H, Tq, Tk]; rows with
+    no visible key are all zero. k has kv_heads heads, repeated per group."""
+    q = np.asarray(q, np.float64)
+    k = np.asarray(k, np.float64)
+    group = q.shape[2] // k.shape[2]
+    k = np.repeat(k, group, axis=2)
+    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
+    s = np.einsum("bihd,bjhd->bhij", q, k) * scale
+    s = np.where(visible, s, -np.inf)
+    row_max = s.max(axis=-1, keepdims=True)
+    row_max = np.where(np.isfinite(row_max), row_max, 0.0)
+    p = np.where(visible, np.exp(s - row_max), 0.0)
+    total = p.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, p / np.where(total > 0, total, 1.0), 0.0)
+
+
+def attention(q, k, v, scale=None, dropout=None, **mask):
+    """float64 attention output [B, Tq, H, D]; masked keys never touch the
+    result. dropout: [B, H, Tq, Tk] multipliers on the normalized weights
+    (0 where dropped, 1/(1-p) where kept), or None."""
+    q = np.asarray(q, np.float64)
+    v = np.where(np.isfinite(v), v, 0.0) if "key_padding_mask" in mask or "key_lengths" in mask else v
+    visible = attention_visibility(q.shape[0], q.shape[1], np.shape(k)[1], **mask)
+    k = np.where(np.isfinite(k), k, 0.0) if "key_padding_mask" in mask or "key_lengths" in mask else k
+    p = attention_probabilities(q, k, visible, scale)
+    if dropout is not None:
+        p = p * dropout
+    group = q.shape[2] // np.shape(v)[2]
+    return np.einsum("bhij,bjhd->bihd", p, np.repeat(np.asarray(v, np.float64), group, axis=2))
+
+
+def attention_dropout_multipliers(shape, p, seed, offset):
+    """[B, H, Tq, Tk] multipliers of attention dropout: element (b, h, i, j) is
+    number ((b H + h) Tq + i) Tk + j of the stream (seed, offset)."""
+    keep = dropout_keep_mask(int(np.prod(shape)), p, seed, offset).reshape(shape)
+    return np.where(keep, 1.0 / (1.0 - p), 0.0)
+
+
+def attention_backward(q, k, v, grad_out, scale=None, dropout=None, **mask):
+    """float64 (dq, dk, dv) of attention, from the softmax Jacobian:
+    dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(dP * P)), dQ = scale dS K,
+    dK = scale dS^T Q; with grouped K/V the gradients of a group are summed.
+    With dropout multipliers M: dV = (P M)^T dO and dP = (dO V^T) M."""
+    q, k, v, g = (np.asarray(x, np.float64) for x in (q, k, v, grad_out))
+    batch, tq, heads, d = q.shape
+    tk, kv_heads = k.shape[1], k.shape[2]
+    group = heads // kv_heads
+    scale = 1 / np.sqrt(d) if scale is None else scale
+    visible = attention_visibility(batch, tq, tk, **mask)
+    p = attention_probabilities(q, k, visible, scale)
+    k_full = np.repeat(k, group, axis=2)
+    v_full = np.repeat(v, group, axis=2)
+    m = np.ones_like(p) if dropout is None else dropout
+    dv_full = np.einsum("bhij,bihd->bjhd", p * m, g)
+    dp = np.einsum("bihd,bjhd->bhij", g, v_full) * m
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    dq = scale * np.einsum("bhij,bjhd->bihd", ds, k_full)
+    dk_full = scale * np.einsum("bhij,bihd->bjhd", ds, q)
+    fold = lambda x: x.reshape(batch, tk, kv_heads, group, d).sum(axis=3)
+    return dq, fold(dk_full), fold(dv_full)
+
+
+# ---------------------------------------------------------------- random ---
+# Philox 4x32-10 (Salmon et al., SC'11) and attnkit's streams over it, in
+# numpy uint64 arithmetic (every 32x32-bit product fits in 64 bits).
+
+PHILOX_MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
+PHILOX_WEYL = (0x9E3779B9, 0xBB67AE85)
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def philox4x32_10(counters, key):
+    """Philox 4x32-10 of counters [n, 4] (uint32 words) under key (k0, k1):
+    returns [n, 4] uint32."""
+    c = [np.asarray(counters, np.uint64)[:, w].copy() for w in range(4)]
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    m0, m1 = np.uint64(PHILOX_MULTIPLIERS[0]), np.uint64(PHILOX_MULTIPLIERS[1])
+    for _ in range(10):
+        product0 = m0 * c[0]
+        product1 = m1 * c[2]
+        c = [(product1 >> np.uint64(32)) ^ c[1] ^ k0, product1 & _MASK32,
+             (product0 >> np.uint64(32)) ^ c[3] ^ k1, product0 & _MASK32]
+        k0 = (k0 + np.uint64(PHILOX_WEYL[0])) & _MASK32
+        k1 = (k1 + np.uint64(PHILOX_WEYL[1])) & _MASK32
+    return np.stack(c, axis=1).astype(np.uint32)
+
+
+def philox_stream(n, seed, offset):
+    """The first n numbers (uint32) of attnkit's stream (seed, offset): element
+    i is word (i // 16) % 4 of the block with counter (low, high word of
+    b = 16 (i // 64) + i % 16, low, high word of offset), keyed by the seed."""
+    i = np.arange(n, dtype=np.uint64)
+    block = np.uint64(16) * (i // np.uint64(64)) + i % np.uint64(16)
+    word = ((i // np.uint64(16)) % np.uint64(4)).astype(np.int64)
+    counters = np.stack([block & _MASK32, block >> np.uint64(32),
+                         np.full(n, offset & 0xFFFFFFFF, np.uint64),
+                         np.full(n, offset >> 32, np.uint64)], axis=1)
+    blocks = philox4x32_10(counters, (seed & 0xFFFFFFFF, seed >> 32))
+    return blocks[np.arange(n), word]
+
+
+def dropout_keep_mask(n, p, seed, offset):
+    """Element i is kept when its number is at least round(p * 2^32)."""
+    return philox_stream(n, seed, offset).astype(np.int64) >= round(p * 2.0**32)
+
+
+def dropout(x, p, seed, offset):
+    """y = x / (1 - p) where kept, else 0 (float64)."""
+    x = np.asarray(x, np.float64)
+    keep = dropout_keep_mask(x.size, p, seed, offset).reshape(x.shape)
+    return np.where(keep, x / (1.0 - p), 0.0)
+
+
+def dropout_backward(dy, p, seed, offset):
+    """dL/dx of dropout: the same mask and scale applied to dy."""
+    return dropout(dy, p, seed, offset)
+
+
+# ------------------------------------------------------------- embedding ---
+
+def embedding(ids, weight):
+    """out[..., :] = weight[ids[...], :]."""
+    return np.asarray(weight, np.float64)[np.asarray(ids)]
+
+
+def embedding_backward(dout, ids, num_embeddings):
+    """dweight[v] = sum of dout[n] over the positions n with ids[n] == v."""
+    ids = np.asarray(ids).reshape(-1)
+    dout = np.asarray(dout, np.float64)
+    dweight = np.zeros((num_embeddings, dout.shape[-1]))
+    np.add.at(dweight, ids, dout.reshape(ids.size, -1))
+    return dweight
+
+
+# -------------------------------------------------------------- position ---
+# Frequencies and sin/cos through Python's math module (the C library's pow,
+# sin and cos, as the kernels use): the float64 angles are then the very ones
+# the kernels compute.
+
+def _inverse_frequencies(base, pairs, dim):
+    return np.array([math.pow(base, -(2 * i) / dim) for i in range(pairs)])
+
+
+def sinusoidal_position_encoding(length, dim, offset=0):
+    """table[t, j] = sin(p w_i) (even j) or cos(p w_i) (odd j), p = offset + t,
+    i = j // 2, w_i = 10000^(-2i/dim) (Vaswani et al. 2017, section 3.5)."""
+    frequencies = _inverse_frequencies(10000.0, (dim + 1) // 2, dim)
+    table = np.empty((length, dim))
+    for t in range(length):
+        position = float(offset + t)
+        for j in range(dim):
+            angle = position * frequencies[j // 2]
+            table[t, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)
+    return table
+
+
+def rope_angles(T, D, offset, base):
+    """theta[t, i] = (offset + t) * base^(-2i/D), [T, D/2]."""
+    positions = np.arange(offset, offset + T, dtype=np.float64)
+    return positions[:, None] * _inverse_frequencies(base, D // 2, D)[None, :]
+
+
+def _rope_pairs(x, interleaved):
+    """Views (a, b) of the pairs of x [B, T, H, D], each [B, T, H, D/2]."""
+    half = x.shape[-1] // 2
+    if interleaved:
+        return x[..., 0::2], x[..., 1::2]
+    return x[..., :half], x[..., half:]
+
+
+def _rope_join(first, second, interleaved):
+    if interleaved:
+        return np.stack([first, second], axis=-1).reshape(first.shape[:-1] + (2 * first.shape[-1],))
+    return np.concatenate([first, second], axis=-1)
+
+
+def rope(x, offset, base, interleaved):
+    """Rotates pair i of row t by theta[t, i]: (a, b) -> (a c - b s, a s + b c);
+    pairs are (x[2i], x[2i+1]) when interleaved, else (x[i], x[i + D/2])."""
+    x = np.asarray(x, np.float64)
+    theta = rope_angles(x.shape[1], x.shape[3], offset, base)[None, :, None, :]
+    a, b = _rope_pairs(x, interleaved)
+    return _rope_join(a * np.cos(theta) - b * np.sin(theta), a * np.sin(theta) + b * np.cos(theta), interleaved)
+
+
+def rope_backward(dy, offset, base, interleaved):
+    """dL/dx = R^T dy: the rotation by -theta."""
+    dy = np.asarray(dy, np.float64)
+    theta = rope_angles(dy.shape[1], dy.shape[3], offset, base)[None, :, None, :]
+    a, b = _rope_pairs(dy, interleaved)
+    return _rope_join(a * np.cos(theta) + b * np.sin(theta), -a * np.sin(theta) + b * np.cos(theta), interleaved)
+
+
+def rope_term_magnitudes(x, offset, base, interleaved):
+    """|a c| + |b s| and |a s| + |b c| in the output's layout: the size of the
+    two terms each output is a sum or difference of."""
+    x = np.asarray(x, np.float64)
+    theta = rope_angles(x.shape[1], x.shape[3], offset, base)[None, :, None, :]
+    a, b = _rope_pairs(np.abs(x), interleaved)
+    c, s = np.abs(np.cos(theta)), np.abs(np.sin(theta))
+    return _rope_join(a * c + b * s, a * s + b * c, interleaved)
+
+
+# ----------------------------------------------------------------- optim ---
+
+def adamw(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps, weight_decay, decay=True):
+    """torch.optim.AdamW's update (its single-tensor path, step by step) in
+    float64; returns the new (param, exp_avg, exp_avg_sq)."""
+    p, g, m, v = (np.asarray(a, np.float64) for a in (param, grad, exp_avg, exp_avg_sq))
+    if decay:
+        p = p * (1 - lr * weight_decay)            # param.mul_(1 - lr * weight_decay)
+    m = m + (1 - beta1) * (g - m)                  # exp_avg.lerp_(grad, 1 - beta1)
+    v = v * beta2 + (1 - beta2) * g * g            # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    step_size = lr / (1 - beta1**step)
+    denom = np.sqrt(v) / math.sqrt(1 - beta2**step) + eps
+    p = p - step_size * m / denom                  # param.addcdiv_(exp_avg, denom, value=-step_size)
+    return p, m, v
+
+
+def adamw_term_magnitudes(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
+                          weight_decay, decay=True):
+    """The size of the terms each output of the update is a sum or difference
+    of: |m| + (1 - beta1) (|g| + |m|) for the new m, the new v itself (a sum
+    of non-negative terms), and |p * decay| + step_size * (m's terms) / denom
+    for the new p."""
+    p, g, m, v = (np.abs(np.asarray(a, np.float64)) for a in (param, grad, exp_avg, exp_avg_sq))
+    decay_factor = abs(1 - lr * weight_decay) if decay else 1.0
+    m_terms = m + (1 - beta1) * (g + m)
+    v_new = v * beta2 + (1 - beta2) * g * g
+    denom = np.sqrt(v_new) / math.sqrt(1 - beta2**step) + eps
+    p_terms = p * decay_factor + lr / (1 - beta1**step) * m_terms / denom
+    return p_terms, m_terms, v_new
+
+
+def global_norm(arrays):
+    """sqrt of the sum of squares of every element of every array."""
+    return math.sqrt(sum(float(np.sum(np.asarray(a, np.float64) ** 2)) for a in arrays))

@@ -101,7 +101,7 @@ std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * 
 
 // Packs op(A)[0:m, 0:kc] into ceil(m/mr) slivers of kc x mr (k-major), zero-padding
 // the rows past m, so the micro-kernel reads whole slivers unconditionally.
-void pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+void pack_a_rows(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
             std::int64_t kc, int mr) {
   for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
     float* dst = packed + (r0 / mr) * kc * mr;
@@ -125,7 +125,7 @@ void pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std
 
 // Packs the slivers [sliver_begin, sliver_end) of op(B)[0:kc, 0:n] as kc x nr
 // (k-major), zero-padding the columns past n.
-void pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
+void pack_b_slivers(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
             std::int64_t kc, int nr, std::int64_t sliver_begin, std::int64_t sliver_end) {
   for (std::int64_t s = sliver_begin; s < sliver_end; ++s) {
     const std::int64_t j0 = s * nr;
@@ -170,6 +170,21 @@ constexpr double kParallelWorkThreshold = 2e5;
 constexpr std::int64_t kDecodeRows = 16;
 
 }  // namespace
+
+GemmMicroKernel active_gemm_kernel() {
+  const GemmKernel kernel = kernel_for(active_cpu_isa());
+  return {kernel.shape, kernel.macro_kernel};
+}
+
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+                 std::int64_t kc, int mr) {
+  pack_a_rows(packed, a, lda, transpose, m, kc, mr);
+}
+
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
+                 std::int64_t kc, int nr) {
+  pack_b_slivers(packed, b, ldb, transpose, n, kc, nr, 0, ceil_div(n, nr));
+}
 
 void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a,
           const float* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,
@@ -242,10 +257,10 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
       const float* b_block = transpose_b ? b + jc * ldb + pc : b + pc * ldb + jc;
       if (threads > 1) {
         parallel_for(slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
-          pack_b(packed_b.data, b_block, ldb, transpose_b, nc, kc, nr, s0, s1);
+          pack_b_slivers(packed_b.data, b_block, ldb, transpose_b, nc, kc, nr, s0, s1);
         });
       } else {
-        pack_b(packed_b.data, b_block, ldb, transpose_b, nc, kc, nr, 0, slivers);
+        pack_b_slivers(packed_b.data, b_block, ldb, transpose_b, nc, kc, nr, 0, slivers);
       }
 
       const std::int64_t items = row_blocks * column_parts;
@@ -263,7 +278,7 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
           const std::int64_t cols = std::min(slivers_per_part * nr, nc - col0);
           if (row_block != packed_row_block) {
             const float* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
-            pack_a(packed_a.data, a_block, lda, transpose_a, rows, kc, mr);
+            pack_a_rows(packed_a.data, a_block, lda, transpose_a, rows, kc, mr);
             packed_row_block = row_block;
           }
           GemmMacroTile tile = base;

@@ -42,6 +42,23 @@ void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t s
 // result does not depend on the thread count).
 void column_sum(float* out, const float* grad, std::int64_t rows, std::int64_t n);
 
+// ---- building blocks for kernels that run their own tiles (attention) ------
+
+// The active ISA's register tile and macro kernel. Callers pack their operands
+// with gemm_pack_a / gemm_pack_b for this shape and call macro_kernel directly,
+// packing an operand once when they reuse it across many products.
+struct GemmMicroKernel;
+GemmMicroKernel active_gemm_kernel();
+
+// Packs op(A)[0:m, 0:kc] into ceil(m/mr) slivers of kc x mr (k-major),
+// zero-padding the rows past m.
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+                 std::int64_t kc, int mr);
+// Packs op(B)[0:kc, 0:n] into ceil(n/nr) slivers of kc x nr (k-major),
+// zero-padding the columns past n.
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
+                 std::int64_t kc, int nr);
+
 // ---- what each ISA provides ------------------------------------------------
 
 // One packed A block times one packed B panel, written into C.
@@ -79,6 +96,11 @@ struct GemmDecodeRange {
 struct GemmKernelShape {
   int mr;  // rows of a register tile
   int nr;  // columns of a register tile
+};
+
+struct GemmMicroKernel {
+  GemmKernelShape shape;
+  void (*macro_kernel)(const GemmMacroTile& tile);
 };
 
 namespace generic {

@@ -10,6 +10,11 @@ void bind_array(pybind11::module_& m);   // array.cpp: Array, numpy, DLPack
 void bind_runtime(pybind11::module_& m); // runtime.cpp: threads, ISA, memory, build info
 void bind_activation(pybind11::module_& m);  // activation.cpp
 void bind_gemm(pybind11::module_& m);        // gemm.cpp: matmul, linear, bias gradient
+void bind_attention(pybind11::module_& m);   // attention.cpp
+void bind_random(pybind11::module_& m);      // random.cpp: Philox streams, dropout
+void bind_embedding(pybind11::module_& m);   // embedding.cpp
+void bind_position(pybind11::module_& m);    // position.cpp: sinusoidal table, RoPE
+void bind_optim(pybind11::module_& m);       // optim.cpp: AdamW step, gradient norm
 void bind_probe(pybind11::module_& m);       // probe.cpp: memory bandwidth, FMA peak
 
 }  // namespace attnkit::python

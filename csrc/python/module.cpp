@@ -26,5 +26,10 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_runtime(m);
   attnkit::python::bind_activation(m);
   attnkit::python::bind_gemm(m);
+  attnkit::python::bind_attention(m);
+  attnkit::python::bind_random(m);
+  attnkit::python::bind_embedding(m);
+  attnkit::python::bind_position(m);
+  attnkit::python::bind_optim(m);
   attnkit::python::bind_probe(m);
 }

@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace attnkit::cpu::avx2 {
 
 struct Vec {
@@ -31,6 +33,7 @@ inline Vec product_error(Vec a, Vec b, Vec p) { return {_mm256_fmsub_ps(a.v, b.v
 inline Vec max(Vec a, Vec b) { return {_mm256_max_ps(a.v, b.v)}; }
 inline Vec min(Vec a, Vec b) { return {_mm256_min_ps(a.v, b.v)}; }
 inline Vec abs(Vec a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+inline Vec sqrt(Vec a) { return {_mm256_sqrt_ps(a.v)}; }
 inline Mask less(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
 inline Mask greater(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ); }
 inline Mask greater_equal(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
@@ -41,5 +44,34 @@ inline Vec pow2_integer(Vec n) {
   const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
   return {_mm256_castsi256_ps(bits)};
 }
+
+// 32-bit unsigned integer lanes, as many as Vec has floats (Philox streams).
+struct VecU32 {
+  __m256i v;
+  static constexpr int width = 8;
+  static VecU32 broadcast(std::uint32_t x) { return {_mm256_set1_epi32(static_cast<int>(x))}; }
+  static VecU32 load(const std::uint32_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
+  void store(std::uint32_t* p) const { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  static VecU32 lane_index() { return {_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)}; }
+};
+
+inline VecU32 operator+(VecU32 a, VecU32 b) { return {_mm256_add_epi32(a.v, b.v)}; }
+inline VecU32 operator^(VecU32 a, VecU32 b) { return {_mm256_xor_si256(a.v, b.v)}; }
+inline VecU32 shift_right(VecU32 a, int bits) { return {_mm256_srli_epi32(a.v, bits)}; }
+// The full 64-bit products a * b, lane by lane, split in their high and low
+// words: vpmuludq multiplies the even lanes; the odd lanes are shifted down
+// into even position for a second one.
+inline void multiply_wide(VecU32 a, VecU32 b, VecU32& high, VecU32& low) {
+  const __m256i even = _mm256_mul_epu32(a.v, b.v);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a.v, 32), _mm256_srli_epi64(b.v, 32));
+  high.v = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  low.v = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+// Unsigned a >= b, as a Mask for select on Vec: max(a, b) == a.
+inline Mask greater_equal(VecU32 a, VecU32 b) {
+  return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_max_epu32(a.v, b.v), a.v));
+}
+// The lanes as floats; exact for values below 2^24.
+inline Vec to_float(VecU32 a) { return {_mm256_cvtepi32_ps(a.v)}; }
 
 }  // namespace attnkit::cpu::avx2

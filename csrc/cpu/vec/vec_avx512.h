@@ -2,7 +2,21 @@
 // registers for tails and selects. Included only by csrc/cpu/avx512.
 #pragma once
 
+// GCC 12 reports the deliberately undefined vectors inside its own AVX-512
+// intrinsics (_mm512_undefined_*, self-initialized by design) as used
+// uninitialized, a false positive of that release; the warnings point into
+// immintrin.h, so they are silenced for that header only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <cstdint>
 
 namespace attnkit::cpu::avx512 {
 
@@ -30,6 +44,7 @@ inline Vec product_error(Vec a, Vec b, Vec p) { return {_mm512_fmsub_ps(a.v, b.v
 inline Vec max(Vec a, Vec b) { return {_mm512_max_ps(a.v, b.v)}; }
 inline Vec min(Vec a, Vec b) { return {_mm512_min_ps(a.v, b.v)}; }
 inline Vec abs(Vec a) { return {_mm512_abs_ps(a.v)}; }
+inline Vec sqrt(Vec a) { return {_mm512_sqrt_ps(a.v)}; }
 inline Mask less(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
 inline Mask greater(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
 inline Mask greater_equal(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ); }
@@ -40,5 +55,34 @@ inline Vec pow2_integer(Vec n) {
   const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23);
   return {_mm512_castsi512_ps(bits)};
 }
+
+// 32-bit unsigned integer lanes, as many as Vec has floats (Philox streams).
+struct VecU32 {
+  __m512i v;
+  static constexpr int width = 16;
+  static VecU32 broadcast(std::uint32_t x) { return {_mm512_set1_epi32(static_cast<int>(x))}; }
+  static VecU32 load(const std::uint32_t* p) { return {_mm512_loadu_si512(p)}; }
+  void store(std::uint32_t* p) const { _mm512_storeu_si512(p, v); }
+  static VecU32 lane_index() {
+    return {_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)};
+  }
+};
+
+inline VecU32 operator+(VecU32 a, VecU32 b) { return {_mm512_add_epi32(a.v, b.v)}; }
+inline VecU32 operator^(VecU32 a, VecU32 b) { return {_mm512_xor_si512(a.v, b.v)}; }
+inline VecU32 shift_right(VecU32 a, int bits) { return {_mm512_srli_epi32(a.v, static_cast<unsigned>(bits))}; }
+// The full 64-bit products a * b, lane by lane, split in their high and low
+// words: vpmuludq multiplies the even lanes; the odd lanes are shifted down
+// into even position for a second one.
+inline void multiply_wide(VecU32 a, VecU32 b, VecU32& high, VecU32& low) {
+  const __m512i even = _mm512_mul_epu32(a.v, b.v);
+  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a.v, 32), _mm512_srli_epi64(b.v, 32));
+  high.v = _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_srli_epi64(even, 32), odd);
+  low.v = _mm512_mask_blend_epi32(__mmask16(0xAAAA), even, _mm512_slli_epi64(odd, 32));
+}
+// Unsigned a >= b, as a Mask for select on Vec.
+inline Mask greater_equal(VecU32 a, VecU32 b) { return _mm512_cmpge_epu32_mask(a.v, b.v); }
+// The lanes as floats; exact for values below 2^24.
+inline Vec to_float(VecU32 a) { return {_mm512_cvtepi32_ps(a.v)}; }
 
 }  // namespace attnkit::cpu::avx512

@@ -45,6 +45,7 @@ inline Vec product_error(Vec a, Vec b, Vec p) {
 inline Vec max(Vec a, Vec b) { return {a.v > b.v ? a.v : b.v}; }
 inline Vec min(Vec a, Vec b) { return {a.v < b.v ? a.v : b.v}; }
 inline Vec abs(Vec a) { return {std::fabs(a.v)}; }
+inline Vec sqrt(Vec a) { return {std::sqrt(a.v)}; }
 inline Mask less(Vec a, Vec b) { return a.v < b.v; }
 inline Mask greater(Vec a, Vec b) { return a.v > b.v; }
 inline Mask greater_equal(Vec a, Vec b) { return a.v >= b.v; }
@@ -63,5 +64,29 @@ inline Vec pow2_integer(Vec n) {
   std::memcpy(&out, &bits, sizeof out);
   return {out};
 }
+
+// 32-bit unsigned integer lanes, as many as Vec has floats (Philox streams).
+struct VecU32 {
+  std::uint32_t v;
+  static constexpr int width = 1;
+  static VecU32 broadcast(std::uint32_t x) { return {x}; }
+  static VecU32 load(const std::uint32_t* p) { return {*p}; }
+  void store(std::uint32_t* p) const { *p = v; }
+  static VecU32 lane_index() { return {0u}; }  // {0, 1, ..., width - 1}
+};
+
+inline VecU32 operator+(VecU32 a, VecU32 b) { return {a.v + b.v}; }
+inline VecU32 operator^(VecU32 a, VecU32 b) { return {a.v ^ b.v}; }
+inline VecU32 shift_right(VecU32 a, int bits) { return {a.v >> bits}; }
+// The full 64-bit products a * b, lane by lane, split in their high and low words.
+inline void multiply_wide(VecU32 a, VecU32 b, VecU32& high, VecU32& low) {
+  const std::uint64_t product = std::uint64_t(a.v) * b.v;
+  high.v = static_cast<std::uint32_t>(product >> 32);
+  low.v = static_cast<std::uint32_t>(product);
+}
+// Unsigned a >= b, as a Mask for select on Vec.
+inline Mask greater_equal(VecU32 a, VecU32 b) { return a.v >= b.v; }
+// The lanes as floats; exact for values below 2^24.
+inline Vec to_float(VecU32 a) { return {static_cast<float>(a.v)}; }
 
 }  // namespace attnkit::cpu::generic

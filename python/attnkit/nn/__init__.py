@@ -1,6 +1,6 @@
 """Neural-network building blocks. ``attnkit.nn.functional`` (imported as F)
 holds the differentiable ops."""
 
-from . import functional
+from . import functional, utils
 
-__all__ = ["functional"]
+__all__ = ["functional", "utils"]

@@ -5,6 +5,13 @@ kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
 from .activation import gelu
+from .attention import attention
+from .dropout import dropout
+from .embedding import embedding
 from .linear import linear, matmul
+from .position import rope, sinusoidal_position_encoding
 
-__all__ = ["gelu", "linear", "matmul"]
+__all__ = [
+    "attention", "dropout", "embedding", "gelu", "linear", "matmul", "rope",
+    "sinusoidal_position_encoding",
+]

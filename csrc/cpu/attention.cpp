@@ -1,0 +1,518 @@
+// The attention driver: packing, tiling and threading (baseline ISA). The
+// products run on the GEMM's macro kernels with operands packed once and
+// reused (K and V once per head; Q and dO once per head in backward), and the
+// softmax steps between them on the active ISA's row operations.
+#include "cpu/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/allocator.h"
+#include "core/cpu_features.h"
+#include "core/threading.h"
+#include "cpu/gemm.h"
+#include "cpu/random.h"
+#include "cpu/vec/vec_generic.h"
+#include "cpu/attention_kernels.h"
+
+namespace attnkit::cpu {
+
+namespace generic {
+void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
+                         const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
+                         float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                         std::int64_t d) {
+  attention_kernels::online_softmax_tile<Vec>(s, lds, rows, n, j0, lo, hi, key_blocked, running_max,
+                                              running_sum, out, ldo, d);
+}
+void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
+                           std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
+                           const float* key_blocked, const float* lse, const float* delta) {
+  attention_kernels::softmax_backward_tile<Vec>(s, dp, ld, rows, n, j0, lo, hi, key_blocked, lse, delta);
+}
+void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+             std::int64_t rows, std::int64_t d) {
+  attention_kernels::row_dot<Vec>(delta, a, lda, b, ldb, rows, d);
+}
+void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
+                    std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,
+                    const std::int64_t* hi, const float* key_blocked) {
+  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, ldq, rows, k, v, ldk, j0, j1, d,
+                                         scale, lo, hi, key_blocked);
+}
+}  // namespace generic
+
+namespace {
+
+// Tile sizes. A query tile is a whole number of register-tile rows for every
+// ISA (MR = 4, 6, 12) and a key tile a whole number of register-tile columns
+// (NR = 8, 16, 32). With D = 64, one 48 x 64 score tile and the packed
+// operands of one step (Q 48 x D, K 64 x D, P 48 x 64, V 64 x D: ~60 KiB)
+// stay in L2 next to the output accumulator.
+constexpr std::int64_t kQueryTile = 48;
+constexpr std::int64_t kKeyTile = 64;
+
+constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
+
+struct RowOps {
+  decltype(&generic::online_softmax_tile) online_softmax_tile;
+  decltype(&generic::softmax_backward_tile) softmax_backward_tile;
+  decltype(&generic::row_dot) row_dot;
+  decltype(&generic::decode_partial) decode_partial;
+  decltype(&generic::random_bits) random_bits;
+};
+
+RowOps row_ops() {
+  switch (active_cpu_isa()) {
+    case CpuIsa::avx512:
+      return {&avx512::online_softmax_tile, &avx512::softmax_backward_tile, &avx512::row_dot,
+              &avx512::decode_partial, &avx512::random_bits};
+    case CpuIsa::avx2:
+      return {&avx2::online_softmax_tile, &avx2::softmax_backward_tile, &avx2::row_dot,
+              &avx2::decode_partial, &avx2::random_bits};
+    case CpuIsa::generic:
+      break;
+  }
+  return {&generic::online_softmax_tile, &generic::softmax_backward_tile, &generic::row_dot,
+          &generic::decode_partial, &generic::random_bits};
+}
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
+
+// Scratch floats from the caching allocator, freed at scope exit.
+class Scratch {
+ public:
+  explicit Scratch(std::int64_t floats)
+      : bytes_(static_cast<std::size_t>(std::max<std::int64_t>(floats, 1)) * sizeof(float)),
+        data_(static_cast<float*>(cpu_allocate(bytes_))) {}
+  ~Scratch() { cpu_free(data_, bytes_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* data() const { return data_; }
+
+ private:
+  std::size_t bytes_;
+  float* data_;
+};
+
+// Which keys each query row may see, and which keys are padding.
+class Visibility {
+ public:
+  explicit Visibility(const AttentionProblem& p) : p_(p) {
+    if (p.key_lengths == nullptr && p.key_padding == nullptr) return;
+    // One flag per key and batch (1 = padding), for the row operations and
+    // for zeroing padded keys in the packed K and V.
+    blocked_.assign(static_cast<std::size_t>(p.batch * p.key_length), 0.0f);
+    for (std::int64_t b = 0; b < p.batch; ++b)
+      for (std::int64_t j = 0; j < p.key_length; ++j) {
+        const bool past_end = p.key_lengths != nullptr && j >= p.key_lengths[b];
+        const bool padded = p.key_padding != nullptr && p.key_padding[b * p.key_length + j] != 0;
+        blocked_[b * p.key_length + j] = (past_end || padded) ? 1.0f : 0.0f;
+      }
+  }
+
+  // [lo, hi): the keys query i of batch b may see before the padding flags.
+  void range(std::int64_t b, std::int64_t i, std::int64_t* lo, std::int64_t* hi) const {
+    const std::int64_t position = i + p_.key_length - p_.query_length;
+    std::int64_t first = 0;
+    std::int64_t end = p_.key_length;
+    if (p_.causal) end = std::min(end, position + 1);
+    if (p_.window > 0) {
+      first = std::max<std::int64_t>(first, position - p_.window + 1);
+      if (!p_.causal) end = std::min(end, position + p_.window);
+    }
+    if (p_.key_lengths != nullptr) end = std::min(end, p_.key_lengths[b]);
+    *lo = std::max<std::int64_t>(first, 0);
+    *hi = std::max(end, *lo);
+  }
+
+  // The ranges of rows [i0, i0 + rows) and the union [first, end) of them.
+  void tile_ranges(std::int64_t b, std::int64_t i0, int rows, std::int64_t* lo, std::int64_t* hi,
+                   std::int64_t* first, std::int64_t* end) const {
+    *first = p_.key_length;
+    *end = 0;
+    for (int i = 0; i < rows; ++i) {
+      range(b, i0 + i, &lo[i], &hi[i]);
+      if (lo[i] < hi[i]) {
+        *first = std::min(*first, lo[i]);
+        *end = std::max(*end, hi[i]);
+      }
+    }
+  }
+
+  const float* blocked(std::int64_t b) const {
+    return blocked_.empty() ? nullptr : blocked_.data() + b * p_.key_length;
+  }
+
+ private:
+  const AttentionProblem& p_;
+  std::vector<float> blocked_;
+};
+
+// K or V of one (batch, kv head), packed for the two ways the products read it:
+//  - "as columns": the B operand of X [rows x D] @ K^T, slivers of nr keys by D;
+//  - "as rows": per key tile, the B operand of P [rows x keys] @ V, slivers of
+//    nr of the D columns by the tile's keys.
+// Padded keys are zeroed, so that 0 * (NaN in a padded key) cannot occur.
+struct PackedKeys {
+  std::int64_t columns_size;  // floats of the "as columns" packing
+  std::int64_t rows_tile_stride;
+  std::int64_t rows_size;
+
+  PackedKeys(const AttentionProblem& p, int nr)
+      : columns_size(round_up(p.key_length, nr) * p.head_dim),
+        rows_tile_stride(kKeyTile * round_up(p.head_dim, nr)),
+        rows_size(ceil_div(p.key_length, kKeyTile) * kKeyTile * round_up(p.head_dim, nr)) {}
+
+  static void pack_columns(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p,
+                           int nr, const float* blocked) {
+    const std::int64_t d = p.head_dim;
+    gemm_pack_b(packed, keys, ld, true, p.key_length, d, nr);
+    if (blocked == nullptr) return;
+    for (std::int64_t j = 0; j < p.key_length; ++j)
+      if (blocked[j] != 0.0f)
+        for (std::int64_t x = 0; x < d; ++x) packed[(j / nr) * d * nr + x * nr + j % nr] = 0.0f;
+  }
+
+  void pack_rows(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p, int nr,
+                 const float* blocked) const {
+    const std::int64_t d = p.head_dim;
+    for (std::int64_t j0 = 0; j0 < p.key_length; j0 += kKeyTile) {
+      const std::int64_t n = std::min(kKeyTile, p.key_length - j0);
+      float* tile = packed + (j0 / kKeyTile) * rows_tile_stride;
+      gemm_pack_b(tile, keys + j0 * ld, ld, false, d, n, nr);
+      if (blocked == nullptr) continue;
+      for (std::int64_t r = 0; r < n; ++r)
+        if (blocked[j0 + r] != 0.0f)
+          for (std::int64_t x = 0; x < d; ++x) tile[(x / nr) * n * nr + r * nr + x % nr] = 0.0f;
+    }
+  }
+};
+
+// Attention dropout on a tile of `rows` rows x n keys (key j0 first) of query
+// rows row0.. of head h in batch b: zero the dropped entries, scale the kept.
+void apply_dropout(const RowOps& ops, const AttentionProblem& p, float* tile, std::int64_t ld, int rows,
+                   std::int64_t n, std::int64_t b, std::int64_t h, std::int64_t row0, std::int64_t j0) {
+  std::uint32_t bits[kKeyTile];
+  for (int i = 0; i < rows; ++i) {
+    const std::int64_t first = ((b * p.heads + h) * p.query_length + row0 + i) * p.key_length + j0;
+    ops.random_bits(bits, first, n, p.dropout_seed, p.dropout_offset);
+    float* row = tile + i * ld;
+    for (std::int64_t j = 0; j < n; ++j) row[j] = bits[j] >= p.dropout_drop_below ? row[j] * p.dropout_scale : 0.0f;
+  }
+}
+
+GemmMacroTile product_tile(const float* packed_a, const float* packed_b, float* c, std::int64_t ldc,
+                           std::int64_t m, std::int64_t n, std::int64_t kc, float alpha, bool accumulate) {
+  GemmMacroTile t{};
+  t.packed_a = packed_a;
+  t.packed_b = packed_b;
+  t.c = c;
+  t.ldc = ldc;
+  t.m = m;
+  t.n = n;
+  t.kc = kc;
+  t.alpha = alpha;
+  t.beta = 0.0f;
+  t.first_k = !accumulate;  // accumulate: C += alpha * A B
+  t.last_k = false;         // no epilogue
+  t.activation = GemmActivation::none;
+  return t;
+}
+
+// The decode path: a few query rows (Tq <= kDecodeQueries) per head read the
+// cache once, with no packing. The rows of a kv head's group are done
+// together so K and V are read once for all of them; when there are fewer
+// (batch, kv head) pairs than threads, the keys are split too (split-KV) and
+// the partial softmaxes merged.
+constexpr std::int64_t kDecodeQueries = 4;
+constexpr std::int64_t kDecodeMinimumKeysPerSplit = 256;
+
+void attention_decode(float* out, float* lse, const float* q, const float* k, const float* v,
+                      const AttentionProblem& p) {
+  const RowOps ops = row_ops();
+  const std::int64_t d = p.head_dim;
+  const std::int64_t ldq = p.heads * d;
+  const std::int64_t ldk = p.kv_heads * d;
+  const std::int64_t group = p.heads / p.kv_heads;
+  const int rows = static_cast<int>(group * p.query_length);  // ordered (head, query)
+  const Visibility visibility(p);
+  const std::int64_t pairs = p.batch * p.kv_heads;
+  const std::int64_t threads = get_num_threads();
+  const std::int64_t splits = std::max<std::int64_t>(
+      1, std::min(ceil_div(threads, pairs), p.key_length / kDecodeMinimumKeysPerSplit));
+  const std::int64_t keys_per_split = ceil_div(p.key_length, splits);
+  // per (pair, split): acc [rows x d], max [rows], sum [rows]
+  const std::int64_t partial_size = rows * (d + 2);
+  Scratch partials(pairs * splits * partial_size);
+
+  parallel_for(pairs * splits, 1, [&](std::int64_t i0, std::int64_t i1) {
+    Scratch scores(rows * keys_per_split);
+    std::vector<float> queries(static_cast<std::size_t>(rows * d));
+    std::vector<std::int64_t> lo(rows), hi(rows);
+    for (std::int64_t item = i0; item < i1; ++item) {
+      const std::int64_t pair = item / splits, split = item % splits;
+      const std::int64_t b = pair / p.kv_heads, g = pair % p.kv_heads;
+      const std::int64_t j0 = split * keys_per_split;
+      const std::int64_t j1 = std::min(p.key_length, j0 + keys_per_split);
+      // gather the group's query rows: row r = (head g*group + r / Tq, query r % Tq)
+      for (int r = 0; r < rows; ++r) {
+        const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
+        std::memcpy(&queries[r * d], q + (b * p.query_length + i) * ldq + h * d, d * sizeof(float));
+        visibility.range(b, i, &lo[r], &hi[r]);
+      }
+      float* partial = partials.data() + item * partial_size;
+      ops.decode_partial(partial, partial + rows * d, partial + rows * d + rows, scores.data(),
+                         queries.data(), d, rows, k + b * p.key_length * ldk + g * d,
+                         v + b * p.key_length * ldk + g * d, ldk, j0, j1, d, p.scale, lo.data(), hi.data(),
+                         visibility.blocked(b));
+    }
+  });
+
+  // Merge the splits of each row: rescale every partial to the common max.
+  parallel_for(pairs, 1, [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t pair = i0; pair < i1; ++pair) {
+      const std::int64_t b = pair / p.kv_heads, g = pair % p.kv_heads;
+      for (int r = 0; r < rows; ++r) {
+        const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
+        float row_max = kNegativeInfinity;
+        for (std::int64_t split = 0; split < splits; ++split) {
+          const float* partial = partials.data() + (pair * splits + split) * partial_size;
+          row_max = std::max(row_max, partial[rows * d + r]);
+        }
+        float* o = out + (b * p.query_length + i) * ldq + h * d;
+        std::fill(o, o + d, 0.0f);
+        float total = 0.0f;
+        if (row_max != kNegativeInfinity) {
+          for (std::int64_t split = 0; split < splits; ++split) {
+            const float* partial = partials.data() + (pair * splits + split) * partial_size;
+            if (partial[rows * d + rows + r] == 0.0f) continue;
+            const float weight = std::exp(partial[rows * d + r] - row_max);
+            total += partial[rows * d + rows + r] * weight;
+            for (std::int64_t x = 0; x < d; ++x) o[x] += partial[r * d + x] * weight;
+          }
+        }
+        // divide (one rounding), not multiply by a rounded reciprocal (two)
+        for (std::int64_t x = 0; x < d; ++x) o[x] = total > 0.0f ? o[x] / total : 0.0f;
+        lse[(b * p.heads + h) * p.query_length + i] = total > 0.0f ? row_max + std::log(total) : kNegativeInfinity;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const AttentionProblem& p) {
+  if (!p.for_backward && p.dropout_drop_below == 0 && p.query_length <= kDecodeQueries &&
+      p.heads / p.kv_heads * p.query_length <= 16) {
+    attention_decode(out, lse, q, k, v, p);
+    return;
+  }
+  const GemmMicroKernel kernel = active_gemm_kernel();
+  const int mr = kernel.shape.mr;
+  const int nr = kernel.shape.nr;
+  const RowOps ops = row_ops();
+  const std::int64_t d = p.head_dim;
+  const std::int64_t ldq = p.heads * d;
+  const std::int64_t ldk = p.kv_heads * d;
+  const std::int64_t group = p.heads / p.kv_heads;
+  const Visibility visibility(p);
+  const PackedKeys layout(p, nr);
+  static_assert(kKeyTile % 32 == 0, "key tiles must hold whole register-tile columns");
+
+  // K and V of every (batch, kv head), packed once and shared by the query
+  // heads of the group and every query tile.
+  const std::int64_t kv_items = p.batch * p.kv_heads;
+  Scratch packed_k(kv_items * layout.columns_size);
+  Scratch packed_v(kv_items * layout.rows_size);
+  parallel_for(kv_items, 1, [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t item = i0; item < i1; ++item) {
+      const std::int64_t b = item / p.kv_heads;
+      const std::int64_t g = item % p.kv_heads;
+      const std::int64_t offset = b * p.key_length * ldk + g * d;
+      PackedKeys::pack_columns(packed_k.data() + item * layout.columns_size, k + offset, ldk, p, nr,
+                               visibility.blocked(b));
+      layout.pack_rows(packed_v.data() + item * layout.rows_size, v + offset, ldk, p, nr,
+                       visibility.blocked(b));
+    }
+  });
+
+  const std::int64_t query_tiles = ceil_div(p.query_length, kQueryTile);
+  parallel_for(p.batch * p.heads * query_tiles, 1, [&](std::int64_t i0, std::int64_t i1) {
+    Scratch packed_q(round_up(kQueryTile, mr) * d);
+    Scratch scores(kQueryTile * kKeyTile);
+    Scratch packed_p(round_up(kQueryTile, mr) * kKeyTile);
+    Scratch accumulator(kQueryTile * d);
+    float running_max[kQueryTile], running_sum[kQueryTile];
+    std::int64_t lo[kQueryTile], hi[kQueryTile];
+    for (std::int64_t item = i0; item < i1; ++item) {
+      const std::int64_t b = item / (p.heads * query_tiles);
+      const std::int64_t h = item / query_tiles % p.heads;
+      const std::int64_t row0 = item % query_tiles * kQueryTile;
+      const int rows = static_cast<int>(std::min(kQueryTile, p.query_length - row0));
+      const std::int64_t kv_item = b * p.kv_heads + h / group;
+      std::int64_t first, end;
+      visibility.tile_ranges(b, row0, rows, lo, hi, &first, &end);
+
+      gemm_pack_a(packed_q.data(), q + (b * p.query_length + row0) * ldq + h * d, ldq, false, rows, d, mr);
+      std::fill(running_max, running_max + rows, kNegativeInfinity);
+      std::fill(running_sum, running_sum + rows, 0.0f);
+      std::fill(accumulator.data(), accumulator.data() + rows * d, 0.0f);
+      // Only key tiles that some row sees: causal attention skips the rest.
+      for (std::int64_t j0 = first / kKeyTile * kKeyTile; j0 < end; j0 += kKeyTile) {
+        const std::int64_t n = std::min(kKeyTile, p.key_length - j0);
+        const float* blocked = visibility.blocked(b);
+        GemmMacroTile s = product_tile(packed_q.data(),
+                                       packed_k.data() + kv_item * layout.columns_size + (j0 / nr) * d * nr,
+                                       scores.data(), kKeyTile, rows, n, d, p.scale, false);
+        kernel.macro_kernel(s);
+        ops.online_softmax_tile(scores.data(), kKeyTile, rows, n, j0, lo, hi,
+                                blocked ? blocked + j0 : nullptr, running_max, running_sum,
+                                accumulator.data(), d, d);
+        // The normalizer counts every key; only the weights that reach V are dropped.
+        if (p.dropout_drop_below != 0) apply_dropout(ops, p, scores.data(), kKeyTile, rows, n, b, h, row0, j0);
+        gemm_pack_a(packed_p.data(), scores.data(), kKeyTile, false, rows, n, mr);
+        GemmMacroTile pv = product_tile(packed_p.data(),
+                                        packed_v.data() + kv_item * layout.rows_size +
+                                            (j0 / kKeyTile) * layout.rows_tile_stride,
+                                        accumulator.data(), d, rows, d, n, 1.0f, true);
+        kernel.macro_kernel(pv);
+      }
+      for (int i = 0; i < rows; ++i) {
+        float* o = out + (b * p.query_length + row0 + i) * ldq + h * d;
+        const float sum = running_sum[i];
+        // A row with every key masked has sum 0: its output is 0, not NaN.
+        for (std::int64_t x = 0; x < d; ++x) o[x] = sum > 0.0f ? accumulator.data()[i * d + x] / sum : 0.0f;
+        lse[(b * p.heads + h) * p.query_length + row0 + i] =
+            sum > 0.0f ? running_max[i] + std::log(sum) : kNegativeInfinity;
+      }
+    }
+  });
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                        const float* k, const float* v, const float* out, const float* lse,
+                        const AttentionProblem& p) {
+  const GemmMicroKernel kernel = active_gemm_kernel();
+  const int mr = kernel.shape.mr;
+  const int nr = kernel.shape.nr;
+  const RowOps ops = row_ops();
+  const std::int64_t d = p.head_dim;
+  const std::int64_t ldq = p.heads * d;
+  const std::int64_t ldk = p.kv_heads * d;
+  const std::int64_t group = p.heads / p.kv_heads;
+  const Visibility visibility(p);
+  const PackedKeys layout(p, nr);
+  const std::int64_t query_tiles = ceil_div(p.query_length, kQueryTile);
+  // Query tiles packed as A (kc = D) and as B (kc = the tile's rows).
+  const std::int64_t a_tile_stride = round_up(kQueryTile, mr) * d;
+  const std::int64_t b_tile_stride = kQueryTile * round_up(d, nr);
+
+  // One thread per (batch, kv head): it owns dK and dV of that head and dQ of
+  // the query heads of its group, so nothing is shared and the sums run in a
+  // fixed order for any thread count.
+  parallel_for(p.batch * p.kv_heads, 1, [&](std::int64_t item0, std::int64_t item1) {
+    Scratch k_columns(layout.columns_size), k_rows(layout.rows_size), v_columns(layout.columns_size);
+    Scratch q_as_a(query_tiles * a_tile_stride), q_as_b(query_tiles * b_tile_stride);
+    Scratch dout_as_a(query_tiles * a_tile_stride), dout_as_b(query_tiles * b_tile_stride);
+    Scratch delta(p.query_length);
+    Scratch scores(kQueryTile * kKeyTile), dscores(kQueryTile * kKeyTile);
+    Scratch packed(round_up(std::max(kQueryTile, kKeyTile), mr) * std::max(kQueryTile, kKeyTile));
+    Scratch dk_tile(kKeyTile * d), dv_tile(kKeyTile * d);
+    std::vector<std::int64_t> lo(query_tiles * kQueryTile), hi(query_tiles * kQueryTile);
+    std::vector<std::int64_t> tile_first(query_tiles), tile_end(query_tiles);
+
+    for (std::int64_t item = item0; item < item1; ++item) {
+      const std::int64_t b = item / p.kv_heads;
+      const std::int64_t g = item % p.kv_heads;
+      const float* blocked = visibility.blocked(b);
+      const std::int64_t kv_offset = b * p.key_length * ldk + g * d;
+      PackedKeys::pack_columns(k_columns.data(), k + kv_offset, ldk, p, nr, blocked);
+      PackedKeys::pack_columns(v_columns.data(), v + kv_offset, ldk, p, nr, blocked);
+      layout.pack_rows(k_rows.data(), k + kv_offset, ldk, p, nr, blocked);
+      for (std::int64_t t = 0; t < query_tiles; ++t) {
+        const std::int64_t row0 = t * kQueryTile;
+        const int rows = static_cast<int>(std::min(kQueryTile, p.query_length - row0));
+        visibility.tile_ranges(b, row0, rows, &lo[row0], &hi[row0], &tile_first[t], &tile_end[t]);
+      }
+
+      for (std::int64_t h = g * group; h < (g + 1) * group; ++h) {
+        // this query head's Q and dO, packed once for all key tiles
+        const std::int64_t head_offset = b * p.query_length * ldq + h * d;
+        for (std::int64_t t = 0; t < query_tiles; ++t) {
+          const std::int64_t row0 = t * kQueryTile;
+          const std::int64_t rows = std::min(kQueryTile, p.query_length - row0);
+          const std::int64_t offset = head_offset + row0 * ldq;
+          gemm_pack_a(q_as_a.data() + t * a_tile_stride, q + offset, ldq, false, rows, d, mr);
+          gemm_pack_b(q_as_b.data() + t * b_tile_stride, q + offset, ldq, false, d, rows, nr);
+          gemm_pack_a(dout_as_a.data() + t * a_tile_stride, dout + offset, ldq, false, rows, d, mr);
+          gemm_pack_b(dout_as_b.data() + t * b_tile_stride, dout + offset, ldq, false, d, rows, nr);
+        }
+        ops.row_dot(delta.data(), dout + head_offset, ldq, out + head_offset, ldq, p.query_length, d);
+        const float* head_lse = lse + (b * p.heads + h) * p.query_length;
+
+        for (std::int64_t j0 = 0; j0 < p.key_length; j0 += kKeyTile) {
+          const std::int64_t n = std::min(kKeyTile, p.key_length - j0);
+          // dK and dV of this key tile sum over the group's heads: start at 0
+          // with the first head, read back from dk/dv for the others.
+          if (h == g * group) {
+            std::fill(dk_tile.data(), dk_tile.data() + n * d, 0.0f);
+            std::fill(dv_tile.data(), dv_tile.data() + n * d, 0.0f);
+          } else {
+            for (std::int64_t r = 0; r < n; ++r) {
+              std::memcpy(dk_tile.data() + r * d, dk + kv_offset + (j0 + r) * ldk, d * sizeof(float));
+              std::memcpy(dv_tile.data() + r * d, dv + kv_offset + (j0 + r) * ldk, d * sizeof(float));
+            }
+          }
+          for (std::int64_t t = 0; t < query_tiles; ++t) {
+            if (tile_first[t] >= j0 + n || tile_end[t] <= j0) continue;  // nothing visible here
+            const std::int64_t row0 = t * kQueryTile;
+            const int rows = static_cast<int>(std::min(kQueryTile, p.query_length - row0));
+            const float* k_sliver = k_columns.data() + (j0 / nr) * d * nr;
+            const float* v_sliver = v_columns.data() + (j0 / nr) * d * nr;
+            // S = scale Q K^T and dP = dO V^T for this pair of tiles
+            kernel.macro_kernel(product_tile(q_as_a.data() + t * a_tile_stride, k_sliver, scores.data(),
+                                             kKeyTile, rows, n, d, p.scale, false));
+            kernel.macro_kernel(product_tile(dout_as_a.data() + t * a_tile_stride, v_sliver,
+                                             dscores.data(), kKeyTile, rows, n, d, 1.0f, false));
+            // With dropout, out = (P o M) V: the gradient reaching P is dP o M,
+            // and dV takes P o M (M: the same mask, scaled, regenerated here).
+            if (p.dropout_drop_below != 0)
+              apply_dropout(ops, p, dscores.data(), kKeyTile, rows, n, b, h, row0, j0);
+            ops.softmax_backward_tile(scores.data(), dscores.data(), kKeyTile, rows, n, j0, &lo[row0],
+                                      &hi[row0], blocked ? blocked + j0 : nullptr, head_lse + row0,
+                                      delta.data() + row0);
+            if (p.dropout_drop_below != 0)
+              apply_dropout(ops, p, scores.data(), kKeyTile, rows, n, b, h, row0, j0);
+            // dV += P^T dO
+            gemm_pack_a(packed.data(), scores.data(), kKeyTile, true, n, rows, mr);
+            kernel.macro_kernel(product_tile(packed.data(), dout_as_b.data() + t * b_tile_stride,
+                                             dv_tile.data(), d, n, d, rows, 1.0f, true));
+            // dK += scale dS^T Q
+            gemm_pack_a(packed.data(), dscores.data(), kKeyTile, true, n, rows, mr);
+            kernel.macro_kernel(product_tile(packed.data(), q_as_b.data() + t * b_tile_stride,
+                                             dk_tile.data(), d, n, d, rows, p.scale, true));
+            // dQ += scale dS K
+            gemm_pack_a(packed.data(), dscores.data(), kKeyTile, false, rows, n, mr);
+            kernel.macro_kernel(product_tile(packed.data(),
+                                             k_rows.data() + (j0 / kKeyTile) * layout.rows_tile_stride,
+                                             dq + head_offset + row0 * ldq, ldq, rows, d, n, p.scale,
+                                             true));
+          }
+          for (std::int64_t r = 0; r < n; ++r) {
+            std::memcpy(dk + kv_offset + (j0 + r) * ldk, dk_tile.data() + r * d, d * sizeof(float));
+            std::memcpy(dv + kv_offset + (j0 + r) * ldk, dv_tile.data() + r * d, d * sizeof(float));
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace attnkit::cpu

@@ -1,0 +1,65 @@
+// CPU attention, flash-style: tiles of Q meet tiles of K and V under an online
+// softmax; the Tq x Tk matrix is never materialized and only the log-sum-exp of
+// each query row is saved for backward, which recomputes P tile by tile.
+//
+// Layout: q [B, Tq, H, D], k and v [B, Tk, Hkv, D], out [B, Tq, H, D], lse
+// [B, H, Tq]. Query head h reads key/value head h / (H / Hkv) (grouped-query
+// attention; Hkv = H is multi-head, Hkv = 1 multi-query).
+#pragma once
+
+#include <cstdint>
+
+namespace attnkit::cpu {
+
+struct AttentionProblem {
+  std::int64_t batch, query_length, key_length, heads, kv_heads, head_dim;
+  float scale;
+  bool causal;
+  // Query i sits at position i + (key_length - query_length). With window > 0,
+  // key j is visible only when |position - j| < window.
+  std::int64_t window;
+  const std::int64_t* key_lengths;   // [B] or null: keys >= key_lengths[b] are padding
+  const std::uint8_t* key_padding;   // [B, Tk] or null: nonzero = ignore that key
+  // The saved lse will feed attention_backward: compute the scores exactly as
+  // backward recomputes them (the tiled path), never on the decode path.
+  bool for_backward;
+  // Attention dropout on the normalized probabilities: P[b, h, i, j] is
+  // dropped when number ((b * H + h) * Tq + i) * Tk + j of the Philox stream
+  // (seed, offset) is below drop_below (see cpu/random.h), kept ones are
+  // scaled by dropout_scale. drop_below = 0: no dropout. Backward regenerates
+  // the same mask.
+  std::uint32_t dropout_drop_below;
+  float dropout_scale;
+  std::uint64_t dropout_seed, dropout_offset;
+};
+
+// out and lse from q, k, v.
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const AttentionProblem& problem);
+
+// dq, dk, dv from dout and what forward saved (out, lse) plus q, k, v.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                        const float* k, const float* v, const float* out, const float* lse,
+                        const AttentionProblem& problem);
+
+// ---- what each ISA provides (attention_kernels.h instantiated) -------------
+#define ATTNKIT_ATTENTION_ROW_OPS                                                                     \
+  void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,      \
+                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,   \
+                           float* running_max, float* running_sum, float* out, std::int64_t ldo,       \
+                           std::int64_t d);                                                            \
+  void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,           \
+                             std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,          \
+                             const float* key_blocked, const float* lse, const float* delta);          \
+  void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,       \
+               std::int64_t rows, std::int64_t d);                                                     \
+  void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,       \
+                      std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,    \
+                      std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,                   \
+                      const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
+namespace generic { ATTNKIT_ATTENTION_ROW_OPS }
+namespace avx2 { ATTNKIT_ATTENTION_ROW_OPS }
+namespace avx512 { ATTNKIT_ATTENTION_ROW_OPS }
+#undef ATTNKIT_ATTENTION_ROW_OPS
+
+}  // namespace attnkit::cpu

@@ -1,0 +1,246 @@
+// The row operations of flash-style attention over a Vec (see vec/vec_generic.h),
+// written once and compiled per ISA. The matrix products around them run on
+// the GEMM's macro kernels; these are the parts between the products.
+//
+// Masking is described per query row by the visible key range [lo, hi) (from
+// causality, the window and the sequence length) plus, optionally, one flag
+// per key (a key padding mask): 1.0f where the key is ignored. Masked scores
+// are *replaced* by -inf, never added to, so a NaN or inf in a masked key
+// cannot reach the softmax.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#include "cpu/vec/vec_math.h"
+
+namespace attnkit::cpu::attention_kernels {
+
+constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
+
+template <class V>
+inline V lane_indices() {
+  alignas(64) static constexpr float iota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return V::load(iota);
+}
+
+template <class V>
+inline float lane_max(V x) {
+  alignas(64) float lanes[V::width];
+  x.store(lanes);
+  float m = lanes[0];
+  for (int i = 1; i < V::width; ++i) m = lanes[i] > m ? lanes[i] : m;
+  return m;
+}
+
+template <class V>
+inline float lane_sum(V x) {
+  alignas(64) float lanes[V::width];
+  x.store(lanes);
+  float s = 0.0f;
+  for (int i = 0; i < V::width; ++i) s += lanes[i];
+  return s;
+}
+
+// e^x for one float, with the same code as the vectors (no libm in ISA files).
+template <class V>
+inline float scalar_exp(float x) {
+  alignas(64) float lanes[V::width];
+  vec_math::exp(V::broadcast(x)).store(lanes);
+  return lanes[0];
+}
+
+// Scores s[0:n] of one row, keys j0..j0+n-1: -inf outside [lo, hi) and where
+// key_blocked is set.
+template <class V>
+inline V masked_scores(const float* s, std::int64_t j, int lanes, std::int64_t j0, std::int64_t lo,
+                       std::int64_t hi, const float* key_blocked) {
+  const V minus_inf = V::broadcast(kNegativeInfinity);
+  V x = lanes == V::width ? V::load(s + j) : V::load_partial(s + j, lanes);
+  const V column = lane_indices<V>() + V::broadcast(static_cast<float>(j0 + j));
+  x = select(less(column, V::broadcast(static_cast<float>(lo))), minus_inf, x);
+  x = select(greater_equal(column, V::broadcast(static_cast<float>(hi))), minus_inf, x);
+  if (key_blocked != nullptr) {
+    const V blocked = lanes == V::width ? V::load(key_blocked + j) : V::load_partial(key_blocked + j, lanes);
+    x = select(greater(blocked, V::broadcast(0.0f)), minus_inf, x);
+  }
+  return x;
+}
+
+// One step of the online softmax (Milakov & Gimelshein 2018; FlashAttention,
+// Dao et al. 2022) for `rows` query rows against a tile of n keys starting at
+// key j0. s[i*lds + j] holds the scaled scores and is overwritten with
+// P = exp(s - new_max), 0 where masked. Per row: running_max and running_sum
+// are updated, and the row of the output accumulator out[i*ldo + 0:d] is
+// rescaled by exp(old_max - new_max) so that out + P V stays the unnormalized
+// sum over all keys seen so far.
+template <class V>
+inline void online_softmax_tile(float* s, std::int64_t lds, int rows, std::int64_t n, std::int64_t j0,
+                                const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
+                                float* running_max, float* running_sum, float* out, std::int64_t ldo,
+                                std::int64_t d) {
+  constexpr int W = V::width;
+  for (int i = 0; i < rows; ++i) {
+    float* row = s + i * lds;
+    V vmax = V::broadcast(kNegativeInfinity);
+    for (std::int64_t j = 0; j < n; j += W) {
+      const int lanes = n - j < W ? static_cast<int>(n - j) : W;
+      const V x = masked_scores<V>(row, j, lanes, j0, lo[i], hi[i], key_blocked);
+      vmax = max(vmax, x);
+      if (lanes == W) x.store(row + j); else x.store_partial(row + j, lanes);
+    }
+    const float old_max = running_max[i];
+    const float tile_max = lane_max(vmax);
+    const float new_max = tile_max > old_max ? tile_max : old_max;
+    if (new_max == kNegativeInfinity) {  // every key so far is masked: P = 0
+      for (std::int64_t j = 0; j < n; ++j) row[j] = 0.0f;
+      continue;
+    }
+    const V shift = V::broadcast(new_max);
+    V vsum = V::broadcast(0.0f);
+    for (std::int64_t j = 0; j < n; j += W) {
+      const int lanes = n - j < W ? static_cast<int>(n - j) : W;
+      const V x = lanes == W ? V::load(row + j) : V::load_partial(row + j, lanes);
+      V p = vec_math::exp(x - shift);  // exp(-inf) = 0 for masked keys
+      // lanes past the row's end loaded 0, not -inf: keep them out of the sum
+      if (lanes < W) p = select(less(lane_indices<V>(), V::broadcast(static_cast<float>(lanes))), p, V::broadcast(0.0f));
+      vsum = vsum + p;
+      if (lanes == W) p.store(row + j); else p.store_partial(row + j, lanes);
+    }
+    // exp(-inf - finite) = 0: the first visible tile discards nothing.
+    const float correction = scalar_exp<V>(old_max - new_max);
+    running_max[i] = new_max;
+    running_sum[i] = running_sum[i] * correction + lane_sum(vsum);
+    if (correction != 1.0f) {
+      float* o = out + i * ldo;
+      const V c = V::broadcast(correction);
+      for (std::int64_t x = 0; x < d; x += W) {
+        const int lanes = d - x < W ? static_cast<int>(d - x) : W;
+        const V scaled = (lanes == W ? V::load(o + x) : V::load_partial(o + x, lanes)) * c;
+        if (lanes == W) scaled.store(o + x); else scaled.store_partial(o + x, lanes);
+      }
+    }
+  }
+}
+
+// Backward, between the products: from the scaled scores s (overwritten with
+// P = exp(s - lse), 0 where masked or where the whole row is masked, lse =
+// -inf) and dP = dO V^T (overwritten with dS = P * (dP - delta), where delta
+// = rowsum(dO * O), the softmax Jacobian applied to dP).
+template <class V>
+inline void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
+                                  std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
+                                  const float* key_blocked, const float* lse, const float* delta) {
+  constexpr int W = V::width;
+  for (int i = 0; i < rows; ++i) {
+    float* srow = s + i * ld;
+    float* dprow = dp + i * ld;
+    if (lse[i] == kNegativeInfinity) {
+      for (std::int64_t j = 0; j < n; ++j) srow[j] = dprow[j] = 0.0f;
+      continue;
+    }
+    const V shift = V::broadcast(lse[i]);
+    const V row_delta = V::broadcast(delta[i]);
+    for (std::int64_t j = 0; j < n; j += W) {
+      const int lanes = n - j < W ? static_cast<int>(n - j) : W;
+      const V p = vec_math::exp(masked_scores<V>(srow, j, lanes, j0, lo[i], hi[i], key_blocked) - shift);
+      const V g = lanes == W ? V::load(dprow + j) : V::load_partial(dprow + j, lanes);
+      // select, not multiply: where P = 0 a NaN in dP must not survive
+      const V ds = select(greater(p, V::broadcast(0.0f)), p * (g - row_delta), V::broadcast(0.0f));
+      if (lanes == W) {
+        p.store(srow + j);
+        ds.store(dprow + j);
+      } else {
+        p.store_partial(srow + j, lanes);
+        ds.store_partial(dprow + j, lanes);
+      }
+    }
+  }
+}
+
+// delta[i] = sum_d dO[i, d] * O[i, d] for `rows` rows (strided).
+template <class V>
+inline void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+                    std::int64_t rows, std::int64_t d) {
+  constexpr int W = V::width;
+  for (std::int64_t i = 0; i < rows; ++i) {
+    V acc = V::broadcast(0.0f);
+    for (std::int64_t x = 0; x < d; x += W) {
+      const int lanes = d - x < W ? static_cast<int>(d - x) : W;
+      acc = fma(lanes == W ? V::load(a + i * lda + x) : V::load_partial(a + i * lda + x, lanes),
+                lanes == W ? V::load(b + i * ldb + x) : V::load_partial(b + i * ldb + x, lanes), acc);
+    }
+    delta[i] = lane_sum(acc);
+  }
+}
+
+// ---- decode: a few query rows against a long cache -------------------------
+//
+// Bound by reading K and V once: no packing. For keys [j0, j1) of one kv head
+// and `rows` query rows (q row r at q + r * ldq), computes the softmax
+// statistics of the partial range (row_max, row_sum) and the unnormalized
+// output acc[r * d + x] = sum_j exp(s_rj - row_max_r) v_j[x]. scores holds
+// rows * (j1 - j0) floats of scratch.
+template <class V>
+inline void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
+                           std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                           std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked) {
+  constexpr int W = V::width;
+  const std::int64_t n = j1 - j0;
+  for (int r = 0; r < rows; ++r) {
+    float* s = scores + r * n;
+    const float* qr = q + r * ldq;
+    for (std::int64_t j = j0; j < j1; ++j) {
+      const bool visible = j >= lo[r] && j < hi[r] && (key_blocked == nullptr || key_blocked[j] == 0.0f);
+      if (!visible) {
+        s[j - j0] = kNegativeInfinity;  // never read k_j: it may be padding
+        continue;
+      }
+      const float* kj = k + j * ldk;
+      V dot = V::broadcast(0.0f);
+      for (std::int64_t x = 0; x < d; x += W) {
+        const int lanes = d - x < W ? static_cast<int>(d - x) : W;
+        dot = fma(lanes == W ? V::load(qr + x) : V::load_partial(qr + x, lanes),
+                  lanes == W ? V::load(kj + x) : V::load_partial(kj + x, lanes), dot);
+      }
+      s[j - j0] = lane_sum(dot) * scale;
+    }
+    float m = kNegativeInfinity;
+    for (std::int64_t j = 0; j < n; ++j) m = s[j] > m ? s[j] : m;
+    row_max[r] = m;
+    // The normalizer sums thousands of terms: in double, which costs one add
+    // per key next to the 2 d floats of K and V read for it.
+    double total = 0.0;
+    if (m != kNegativeInfinity) {
+      const V shift = V::broadcast(m);
+      for (std::int64_t j = 0; j < n; j += W) {
+        const int lanes = n - j < W ? static_cast<int>(n - j) : W;
+        const V e = vec_math::exp((lanes == W ? V::load(s + j) : V::load_partial(s + j, lanes)) - shift);
+        if (lanes == W) e.store(s + j); else e.store_partial(s + j, lanes);
+      }
+      for (std::int64_t j = 0; j < n; ++j) total += s[j];
+    }
+    row_sum[r] = static_cast<float>(total);
+    for (std::int64_t x = 0; x < d; ++x) acc[r * d + x] = 0.0f;
+  }
+  // acc += p_j v_j, each v_j read once for all rows; masked keys have p = 0
+  // and are skipped, so padding in V is never read.
+  for (std::int64_t j = j0; j < j1; ++j) {
+    const float* vj = v + j * ldk;
+    for (int r = 0; r < rows; ++r) {
+      const float p = scores[r * n + (j - j0)];
+      if (!(p > 0.0f)) continue;
+      const V pv = V::broadcast(p);
+      float* a = acc + r * d;
+      for (std::int64_t x = 0; x < d; x += W) {
+        const int lanes = d - x < W ? static_cast<int>(d - x) : W;
+        const V sum = fma(pv, lanes == W ? V::load(vj + x) : V::load_partial(vj + x, lanes),
+                          lanes == W ? V::load(a + x) : V::load_partial(a + x, lanes));
+        if (lanes == W) sum.store(a + x); else sum.store_partial(a + x, lanes);
+      }
+    }
+  }
+}
+
+}  // namespace attnkit::cpu::attention_kernels

@@ -1,0 +1,14 @@
+// The AdamW update compiled with the avx512 flags (see CMakeLists.txt); entered
+// only when the CPU has avx512 (core/cpu_features.cpp).
+#include "cpu/vec/vec_avx512.h"
+#include "cpu/optim.h"
+#include "cpu/optim_kernels.h"
+
+namespace attnkit::cpu::avx512 {
+
+void adamw_update(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, std::int64_t n,
+                  const optim_kernels::AdamWConstants& constants) {
+  optim_kernels::adamw_update<Vec>(param, exp_avg, exp_avg_sq, grad, n, constants);
+}
+
+}  // namespace attnkit::cpu::avx512

@@ -1,0 +1,98 @@
+#include "cpu/random.h"
+
+#include <algorithm>
+
+#include "core/cpu_features.h"
+#include "core/threading.h"
+#include "cpu/vec/vec_generic.h"
+#include "cpu/random_kernels.h"
+
+namespace attnkit::cpu {
+
+namespace generic {
+void philox4x32_10(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]) {
+  random_kernels::philox_block<VecU32>(out, counter, key);
+}
+void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count, std::uint64_t seed,
+                 std::uint64_t offset) {
+  random_kernels::random_bits<VecU32>(bits, first, count, seed, offset);
+}
+void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed,
+             std::uint64_t offset) {
+  random_kernels::uniform<Vec, VecU32>(values, first, count, seed, offset);
+}
+void dropout(float* y, const float* x, std::int64_t first, std::int64_t count,
+             std::uint32_t drop_below, float scale, std::uint64_t seed, std::uint64_t offset) {
+  random_kernels::dropout<Vec, VecU32>(y, x, first, count, drop_below, scale, seed, offset);
+}
+}  // namespace generic
+
+namespace {
+
+// Threads take whole blocks of 256 elements: a multiple of the 64 numbers one
+// Philox group makes, so no group is computed by two threads, and whole cache
+// lines of output. Below ~16K elements a parallel region costs more than it saves.
+constexpr std::int64_t kBlock = 256;
+constexpr std::int64_t kGrainBlocks = 64;
+
+template <typename Body>
+void for_each_block(std::int64_t n, const Body& body) {
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  parallel_for(blocks, kGrainBlocks, [&](std::int64_t b0, std::int64_t b1) {
+    const std::int64_t begin = b0 * kBlock;
+    const std::int64_t end = std::min(n, b1 * kBlock);
+    body(begin, end - begin);
+  });
+}
+
+}  // namespace
+
+void philox4x32_10(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]) {
+  switch (active_cpu_isa()) {
+    case CpuIsa::avx512: avx512::philox4x32_10(out, counter, key); break;
+    case CpuIsa::avx2: avx2::philox4x32_10(out, counter, key); break;
+    case CpuIsa::generic: generic::philox4x32_10(out, counter, key); break;
+  }
+}
+
+void random_bits(std::uint32_t* bits, std::int64_t n, std::uint64_t seed, std::uint64_t offset) {
+  const CpuIsa isa = active_cpu_isa();
+  for_each_block(n, [&](std::int64_t first, std::int64_t count) {
+    switch (isa) {
+      case CpuIsa::avx512: avx512::random_bits(bits + first, first, count, seed, offset); break;
+      case CpuIsa::avx2: avx2::random_bits(bits + first, first, count, seed, offset); break;
+      case CpuIsa::generic: generic::random_bits(bits + first, first, count, seed, offset); break;
+    }
+  });
+}
+
+void uniform(float* values, std::int64_t n, std::uint64_t seed, std::uint64_t offset) {
+  const CpuIsa isa = active_cpu_isa();
+  for_each_block(n, [&](std::int64_t first, std::int64_t count) {
+    switch (isa) {
+      case CpuIsa::avx512: avx512::uniform(values + first, first, count, seed, offset); break;
+      case CpuIsa::avx2: avx2::uniform(values + first, first, count, seed, offset); break;
+      case CpuIsa::generic: generic::uniform(values + first, first, count, seed, offset); break;
+    }
+  });
+}
+
+void dropout(float* y, const float* x, std::int64_t n, std::uint32_t drop_below, float scale,
+             std::uint64_t seed, std::uint64_t offset) {
+  const CpuIsa isa = active_cpu_isa();
+  for_each_block(n, [&](std::int64_t first, std::int64_t count) {
+    switch (isa) {
+      case CpuIsa::avx512:
+        avx512::dropout(y + first, x + first, first, count, drop_below, scale, seed, offset);
+        break;
+      case CpuIsa::avx2:
+        avx2::dropout(y + first, x + first, first, count, drop_below, scale, seed, offset);
+        break;
+      case CpuIsa::generic:
+        generic::dropout(y + first, x + first, first, count, drop_below, scale, seed, offset);
+        break;
+    }
+  });
+}
+
+}  // namespace attnkit::cpu

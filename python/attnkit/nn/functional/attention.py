@@ -1,0 +1,93 @@
+"""Scaled dot-product attention, fused and flash-style."""
+
+from __future__ import annotations
+
+from ... import _C
+from ..._dtypes import bool_, int32, int64
+from ...autograd import Function, is_grad_enabled
+from ...random import _generator_or_default
+from ...tensor import Tensor
+from ._common import check_tensor
+
+
+class _Attention(Function):
+    @staticmethod
+    def forward(ctx, q, k, v, options):
+        # Without a backward to come (generation with a cache), a few query
+        # rows may take the decode path, which reads the cache once.
+        for_backward = is_grad_enabled() and any(ctx.needs_input_grad)
+        out, lse = _C.attention_forward(q._array, k._array, v._array, for_backward=for_backward, **options)
+        ctx.options = options
+        ctx.save_for_backward(q._array, k._array, v._array, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, out, lse = ctx.saved
+        dq, dk, dv = _C.attention_backward(grad, q, k, v, out, lse, **ctx.options)
+        return dq, dk, dv, None
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False,
+              key_padding_mask: Tensor | None = None, key_lengths: Tensor | None = None,
+              window: int | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              generator=None) -> Tensor:
+    """softmax(scale * q k^T + mask) v, fused: the Tq x Tk matrix is never
+    materialized; backward recomputes it tile by tile from the saved
+    log-sum-exp of each query row.
+
+    Layout: q ``[batch, Tq, heads, head_dim]``; k and v ``[batch, Tk, kv_heads,
+    head_dim]``, where kv_heads divides heads (grouped-query attention: query
+    head h reads key/value head ``h // (heads // kv_heads)``; kv_heads = 1 is
+    multi-query). Returns ``[batch, Tq, heads, head_dim]``. float32.
+
+    Positions: query i sits at position ``i + Tk - Tq``, so the queries are
+    the last Tq positions of the keys, as when decoding with a KV cache.
+
+    - ``causal``: key j is visible to query i only when ``j <= i + Tk - Tq``.
+    - ``window=W``: key j is visible only when ``|(i + Tk - Tq) - j| < W``; with
+      ``causal`` that leaves the W most recent keys (Longformer, Mistral).
+    - ``key_padding_mask``: bool ``[batch, Tk]``, True marks a padded key to
+      ignore (PyTorch's convention). ``key_lengths``: int ``[batch]``, keys at
+      or past the length are padding. Padded keys never reach the result, even
+      when they hold NaN or inf.
+    - ``scale`` defaults to ``1 / sqrt(head_dim)``.
+    - ``dropout_p``: attention dropout on the normalized weights, as in
+      PyTorch's scaled_dot_product_attention (applied whenever it is > 0: pass
+      0 in evaluation). The mask comes from the next Philox stream of
+      ``generator`` (default: ``attnkit.manual_seed``'s), is the same for any
+      thread count, and is regenerated in backward, never stored.
+
+    A query row that can see no key gets an output of 0 (and zero gradients),
+    not NaN. Differentiable in q, k and v.
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor("attention", name, t)
+    options = {"causal": bool(causal), "window": 0, "scale": 0.0,
+               "key_lengths": None, "key_padding_mask": None}
+    if window is not None:
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise ValueError(f"attention: argument 'window' expected a positive int, got {window!r}")
+        options["window"] = window
+    if scale is not None:
+        scale = float(scale)
+        if not scale > 0:
+            raise ValueError(f"attention: argument 'scale' expected a positive number, got {scale!r}")
+        options["scale"] = scale
+    if key_padding_mask is not None:
+        check_tensor("attention", "key_padding_mask", key_padding_mask)
+        if key_padding_mask.dtype != bool_:
+            raise TypeError(f"attention: argument 'key_padding_mask' expected a bool tensor, "
+                            f"got {key_padding_mask.dtype} (pass lengths as key_lengths)")
+        options["key_padding_mask"] = key_padding_mask._array
+    if key_lengths is not None:
+        check_tensor("attention", "key_lengths", key_lengths)
+        if key_lengths.dtype not in (int32, int64):
+            raise TypeError(f"attention: argument 'key_lengths' expected an int tensor, got {key_lengths.dtype}")
+        options["key_lengths"] = key_lengths._array
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"attention: argument 'dropout_p' expected a probability in [0, 1), got {dropout_p!r}")
+    if dropout_p > 0.0:
+        seed, offset = _generator_or_default("attention", generator).next_stream()
+        options.update(dropout_p=float(dropout_p), dropout_seed=seed, dropout_offset=offset)
+    return _Attention.apply(q, k, v, options)

@@ -1,0 +1,5 @@
+"""Optimizers. ``attnkit.optim.functional`` holds the fused update kernels."""
+
+from . import functional
+
+__all__ = ["functional"]

@@ -1,0 +1,311 @@
+"""Fused attention: forward and backward against a float64 reference (itself
+checked by finite differences), every mask, GQA, decode, and the numerics
+that must hold."""
+
+import numpy as np
+import pytest
+
+import attnkit
+import attnkit.nn.functional as F
+
+import reference
+from conftest import assert_reduction_close
+
+
+def random_qkv(rng, batch, tq, tk, heads, kv_heads, d, scale=1.0):
+    q = (rng.standard_normal((batch, tq, heads, d)) * scale).astype(np.float32)
+    k = (rng.standard_normal((batch, tk, kv_heads, d)) * scale).astype(np.float32)
+    v = rng.standard_normal((batch, tk, kv_heads, d)).astype(np.float32)
+    return q, k, v
+
+
+def naive_float32(q, k, v, grad_out, dropout=None, **mask):
+    """The same computation in float32, unfused, every product summed plainly
+    one term at a time (reference.matmul_naive_float32): the accuracy yardstick."""
+    batch, tq, heads, d = q.shape
+    group = heads // k.shape[2]
+    mm = reference.matmul_naive_float32
+    heads_first = lambda x: np.ascontiguousarray(np.swapaxes(x, 1, 2), dtype=np.float32)  # [B, H, T, D]
+    qh, gh = heads_first(q), heads_first(grad_out)
+    kh, vh = heads_first(np.repeat(k, group, axis=2)), heads_first(np.repeat(v, group, axis=2))
+    scale = np.float32(1 / np.sqrt(d))
+    visible = reference.attention_visibility(batch, tq, k.shape[1], **mask)
+    s = np.where(visible, mm(qh, np.swapaxes(kh, -1, -2)) * scale, np.float32(-np.inf))
+    m = s.max(axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, np.float32(0))
+    p = np.where(visible, np.exp(s - m), np.float32(0))
+    total = np.add.reduce(p, axis=-1, keepdims=True)
+    p = np.where(total > 0, p / np.where(total > 0, total, 1), 0).astype(np.float32)
+    m = np.float32(1) if dropout is None else dropout.astype(np.float32)
+    out = mm(p * m, vh)
+    dv = mm(np.swapaxes(p * m, -1, -2), gh)
+    dp = mm(gh, np.swapaxes(vh, -1, -2)) * m
+    # delta = rowsum(dO * O) = rowsum(dP * P), in the form fused kernels use
+    # (FlashAttention-2): the yardstick computes what the kernel computes
+    delta = (gh * out).sum(axis=-1, keepdims=True)
+    ds = p * (dp - delta)
+    dq = scale * mm(ds, kh)
+    dk = scale * mm(np.swapaxes(ds, -1, -2), qh)
+    tokens_first = lambda x: np.swapaxes(x, 1, 2)
+    fold = lambda x: tokens_first(x).reshape(batch, k.shape[1], k.shape[2], group, d).sum(axis=3)
+    return tokens_first(out), tokens_first(dq), fold(dk), fold(dv)
+
+
+def run(q, k, v, grad_out, **options):
+    tq, tk, tv = (attnkit.tensor(x, requires_grad=True) for x in (q, k, v))
+    out = F.attention(tq, tk, tv, **options)
+    out.backward(attnkit.tensor(grad_out))
+    return out.detach().numpy(), tq.grad.numpy(), tk.grad.numpy(), tv.grad.numpy()
+
+
+def check(rng, batch, tq, tk, heads, kv_heads, d, **mask):
+    q, k, v = random_qkv(rng, batch, tq, tk, heads, kv_heads, d)
+    grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    options = dict(mask)
+    if "key_lengths" in options:
+        options["key_lengths"] = attnkit.tensor(np.asarray(options["key_lengths"], np.int64))
+    if "key_padding_mask" in options:
+        options["key_padding_mask"] = attnkit.tensor(np.asarray(options["key_padding_mask"], bool))
+    ours = run(q, k, v, grad_out, **options)
+    expected = (reference.attention(q, k, v, **mask),) + reference.attention_backward(q, k, v, grad_out, **mask)
+    naive = naive_float32(q, k, v, grad_out, **mask)
+    for name, a, e, n in zip(("out", "dq", "dk", "dv"), ours, expected, naive):
+        assert a.shape == e.shape, name
+        assert_reduction_close(a, e, n)
+
+
+@pytest.mark.parametrize("t", [1, 17, 64, 127])
+@pytest.mark.parametrize("d", [16, 64, 80, 128])
+def test_sizes(cpu_isa, rng, t, d):
+    check(rng, 2, t, t, 2, 2, d)
+
+
+@pytest.mark.parametrize("t", [1, 17, 64, 127, 1000])
+def test_causal(cpu_isa, rng, t):
+    check(rng, 1, t, t, 2, 1, 64, causal=True)
+
+
+def test_long_sequence(cpu_isa, rng):
+    check(rng, 1, 1000, 1000, 1, 1, 80)
+
+
+@pytest.mark.parametrize("tq, tk", [(1, 100), (5, 130), (64, 200), (130, 50)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_cross_attention_and_queries_at_the_end(cpu_isa, rng, tq, tk, causal):
+    # Tq != Tk: queries are the last Tq positions; with causal and Tq > Tk the
+    # first rows see no key at all
+    check(rng, 2, tq, tk, 2, 2, 32, causal=causal)
+
+
+@pytest.mark.parametrize("heads, kv_heads", [(4, 2), (4, 1), (6, 3)])
+def test_grouped_query_attention(cpu_isa, rng, heads, kv_heads):
+    check(rng, 2, 33, 33, heads, kv_heads, 16, causal=True)
+
+
+def test_grouped_query_equals_repeated_heads(cpu_isa, rng):
+    q, k, v = random_qkv(rng, 2, 40, 40, 6, 2, 32)
+    grouped = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), causal=True).numpy()
+    repeated = F.attention(attnkit.tensor(q), attnkit.tensor(np.repeat(k, 3, axis=2)),
+                           attnkit.tensor(np.repeat(v, 3, axis=2)), causal=True).numpy()
+    np.testing.assert_array_equal(grouped, repeated)
+
+
+@pytest.mark.parametrize("window", [1, 5, 64, 200])
+@pytest.mark.parametrize("causal", [False, True])
+def test_sliding_window(cpu_isa, rng, window, causal):
+    check(rng, 2, 150, 150, 2, 2, 16, window=window, causal=causal)
+
+
+def test_window_equals_an_explicit_band_mask(cpu_isa, rng):
+    # a window of W on one query row equals padding every key outside the band
+    q, k, v = random_qkv(rng, 1, 1, 90, 2, 2, 16)
+    w = 7
+    band = np.abs((1 - 1 + 90 - 1) - np.arange(90)) >= w
+    windowed = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), window=w).numpy()
+    masked = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v),
+                         key_padding_mask=attnkit.tensor(band[None])).numpy()
+    np.testing.assert_array_equal(windowed, masked)
+
+
+def test_key_lengths_and_padding_mask(cpu_isa, rng):
+    check(rng, 3, 20, 70, 2, 2, 16, key_lengths=[70, 33, 1])
+    padding = rng.random((3, 70)) < 0.3
+    padding[1, :] = True  # one sequence with every key padded: output 0, not NaN
+    check(rng, 3, 20, 70, 2, 2, 16, key_padding_mask=padding, causal=True)
+
+
+def test_lengths_equal_the_mask_they_describe(cpu_isa, rng):
+    q, k, v = random_qkv(rng, 2, 9, 50, 2, 2, 16)
+    lengths = np.array([50, 21])
+    mask = np.arange(50)[None, :] >= lengths[:, None]
+    by_length = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v),
+                            key_lengths=attnkit.tensor(lengths)).numpy()
+    by_mask = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v),
+                          key_padding_mask=attnkit.tensor(mask)).numpy()
+    np.testing.assert_array_equal(by_length, by_mask)
+
+
+def test_fully_masked_rows_give_zero_output_and_gradients(cpu_isa, rng):
+    q, k, v = random_qkv(rng, 2, 10, 10, 2, 2, 16)
+    mask = np.zeros((2, 10), bool)
+    mask[0] = True
+    out, dq, dk, dv = run(q, k, v, rng.standard_normal(q.shape).astype(np.float32),
+                          key_padding_mask=attnkit.tensor(mask))
+    assert np.all(out[0] == 0) and np.all(dq[0] == 0) and np.all(dk[0] == 0) and np.all(dv[0] == 0)
+    assert np.isfinite(out).all() and np.isfinite(dq).all()
+
+
+@pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_in_padded_keys_do_not_leak(cpu_isa, rng, poison):
+    q, k, v = random_qkv(rng, 2, 12, 75, 2, 2, 16)
+    lengths = np.array([75, 40])
+    mask = rng.random((2, 75)) < 0.2
+    mask[1, 40:] = True
+    k[1, 40:] = poison
+    v[1, 40:] = poison
+    k[0, mask[0]] = poison
+    v[0, mask[0]] = poison
+    grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    for options in (dict(key_padding_mask=attnkit.tensor(mask)),
+                    dict(key_lengths=attnkit.tensor(lengths), key_padding_mask=attnkit.tensor(mask))):
+        out, dq, dk, dv = run(q, k, v, grad_out, **options)
+        assert np.isfinite(out).all() and np.isfinite(dq).all()
+        assert np.isfinite(dk[~mask]).all() and np.isfinite(dv[~mask]).all()
+        clean = reference.attention(q, k, v, key_padding_mask=mask)
+        assert_reduction_close(out, clean, naive_float32(q, np.where(mask[:, :, None, None], 0, k),
+                                                         np.where(mask[:, :, None, None], 0, v), grad_out,
+                                                         key_padding_mask=mask)[0])
+
+
+def test_large_logits_are_stable(cpu_isa, rng):
+    # scores up to about +-1e4: q and k of size ~ 50 per element over d = 16
+    q, k, v = random_qkv(rng, 1, 30, 30, 2, 2, 16, scale=50.0)
+    grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    ours = run(q, k, v, grad_out, causal=True)
+    expected = (reference.attention(q, k, v, causal=True),) + reference.attention_backward(q, k, v, grad_out, causal=True)
+    scores = np.einsum("bihd,bjhd->bhij", q.astype(np.float64), k) / 4
+    assert np.abs(scores).max() > 5e3
+    for a, e, n in zip(ours, expected, naive_float32(q, k, v, grad_out, causal=True)):
+        assert np.isfinite(a).all()
+        assert_reduction_close(a, e, n)
+
+
+def test_decode_equals_the_last_row_of_causal_attention(cpu_isa, rng):
+    q, k, v = random_qkv(rng, 2, 57, 57, 4, 2, 64)
+    full = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), causal=True).numpy()
+    last = F.attention(attnkit.tensor(q[:, -1:]), attnkit.tensor(k), attnkit.tensor(v), causal=True).numpy()
+    assert_reduction_close(last, full[:, -1:], naive_float32(q[:, -1:], k, v, np.zeros_like(q[:, -1:]),
+                                                             causal=True)[0])
+
+
+@pytest.mark.parametrize("tq", [1, 2, 4])
+@pytest.mark.parametrize("heads, kv_heads", [(4, 4), (8, 2), (4, 1)])
+def test_decode_path(cpu_isa, rng, tq, heads, kv_heads):
+    # inference only (no gradient): a few queries against a long cache take the
+    # decode path; 1100 keys are split across threads (split-KV) and merged
+    for tk, mask in ((1100, dict(causal=True)), (300, dict(causal=True, window=100)),
+                     (700, dict(key_lengths=[700, 333])), (80, {})):
+        q, k, v = random_qkv(rng, 2, tq, tk, heads, kv_heads, 64)
+        options = dict(mask)
+        if "key_lengths" in options:
+            k[1, 333:] = np.nan  # padding is never read
+            v[1, 333:] = np.nan
+            options["key_lengths"] = attnkit.tensor(np.array(mask["key_lengths"]))
+        with attnkit.no_grad():
+            out = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), **options).numpy()
+        zero_grad = np.zeros(q.shape, np.float32)
+        kc = np.where(np.isnan(k), 0, k)
+        vc = np.where(np.isnan(v), 0, v)
+        assert_reduction_close(out, reference.attention(q, kc, vc, **mask), naive_float32(q, kc, vc, zero_grad, **mask)[0])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_dropout(cpu_isa, rng, causal):
+    batch, t, heads, kv_heads, d, p = 2, 70, 4, 2, 16, 0.3
+    q, k, v = random_qkv(rng, batch, t, t, heads, kv_heads, d)
+    grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    generator = attnkit.random.Generator(1234)
+    seed, offset = generator.seed, generator.offset
+    ours = run(q, k, v, grad_out, causal=causal, dropout_p=p, generator=generator)
+    multipliers = reference.attention_dropout_multipliers((batch, heads, t, t), p, seed, offset)
+    expected = (reference.attention(q, k, v, causal=causal, dropout=multipliers),) + \
+        reference.attention_backward(q, k, v, grad_out, causal=causal, dropout=multipliers)
+    naive = naive_float32(q, k, v, grad_out, dropout=multipliers, causal=causal)
+    for a, e, n in zip(ours, expected, naive):
+        assert_reduction_close(a, e, n)
+    # the next call draws a new stream: another mask; the same stream again
+    # (a rerun, or another thread count) gives the same bits
+    again = run(q, k, v, grad_out, causal=causal, dropout_p=p, generator=generator)
+    assert not np.array_equal(again[0], ours[0])
+    previous = attnkit.get_num_threads()
+    try:
+        attnkit.set_num_threads(1)
+        rerun = run(q, k, v, grad_out, causal=causal, dropout_p=p, generator=attnkit.random.Generator(1234))
+    finally:
+        attnkit.set_num_threads(previous)
+    for a, b in zip(ours, rerun):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_bad_probability(rng):
+    q, k, v = (attnkit.tensor(x) for x in random_qkv(rng, 1, 4, 4, 1, 1, 8))
+    for bad in (-0.1, 1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="argument 'dropout_p' expected a probability"):
+            F.attention(q, k, v, dropout_p=bad)
+
+
+def test_results_do_not_depend_on_the_thread_count(rng):
+    q, k, v = random_qkv(rng, 2, 100, 100, 4, 2, 32)
+    grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    previous = attnkit.get_num_threads()
+    try:
+        attnkit.set_num_threads(1)
+        one = run(q, k, v, grad_out, causal=True)
+        attnkit.set_num_threads(2)
+        two = run(q, k, v, grad_out, causal=True)
+    finally:
+        attnkit.set_num_threads(previous)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reference_backward_by_finite_differences(rng):
+    q, k, v = (rng.standard_normal(s) for s in ((1, 3, 2, 4), (1, 5, 1, 4), (1, 5, 1, 4)))
+    g = rng.standard_normal(q.shape)
+    mask = dict(causal=True, window=3)
+    grads = reference.attention_backward(q, k, v, g, **mask)
+    h = 1e-6
+    for x, grad in zip((q, k, v), grads):
+        for index in np.ndindex(x.shape):
+            saved = x[index]
+            x[index] = saved + h
+            up = np.sum(reference.attention(q, k, v, **mask) * g)
+            x[index] = saved - h
+            down = np.sum(reference.attention(q, k, v, **mask) * g)
+            x[index] = saved
+            assert abs((up - down) / (2 * h) - grad[index]) < 1e-6
+
+
+def test_bad_arguments(rng):
+    q, k, v = (attnkit.tensor(x) for x in random_qkv(rng, 2, 5, 6, 4, 2, 8))
+    with pytest.raises(ValueError, match="argument 'q' expected 4 dimensions"):
+        F.attention(attnkit.tensor(np.ones((5, 4, 8), np.float32)), k, v)
+    with pytest.raises(TypeError, match="argument 'k' expected float32"):
+        F.attention(q, attnkit.tensor(np.ones((2, 6, 2, 8), np.int32)), v)
+    with pytest.raises(ValueError, match="argument 'k' expected a number of heads dividing"):
+        F.attention(q, attnkit.tensor(np.ones((2, 6, 3, 8), np.float32)),
+                    attnkit.tensor(np.ones((2, 6, 3, 8), np.float32)))
+    with pytest.raises(ValueError, match="argument 'v' expected the shape of k"):
+        F.attention(q, k, attnkit.tensor(np.ones((2, 7, 2, 8), np.float32)))
+    with pytest.raises(ValueError, match="argument 'k' expected shape"):
+        F.attention(q, attnkit.tensor(np.ones((2, 6, 2, 4), np.float32)), v)
+    with pytest.raises(ValueError, match="argument 'key_padding_mask' expected shape \\[2, 6\\]"):
+        F.attention(q, k, v, key_padding_mask=attnkit.tensor(np.zeros((2, 5), bool)))
+    with pytest.raises(TypeError, match="argument 'key_padding_mask' expected a bool tensor"):
+        F.attention(q, k, v, key_padding_mask=attnkit.tensor(np.zeros((2, 6), np.float32)))
+    with pytest.raises(ValueError, match="argument 'key_lengths' expected lengths in \\[0, 6\\]"):
+        F.attention(q, k, v, key_lengths=attnkit.tensor(np.array([3, 7])))
+    with pytest.raises(ValueError, match="argument 'window' expected a positive int"):
+        F.attention(q, k, v, window=0)
+    with pytest.raises(ValueError, match="argument 'scale' expected a positive number"):
+        F.attention(q, k, v, scale=-1.0)

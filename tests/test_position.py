@@ -1,0 +1,153 @@
+"""The sinusoidal position table and rotary position embedding (RoPE)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import attnkit
+import attnkit.nn.functional as F
+from attnkit import _C
+
+import reference
+from conftest import assert_elementwise_close
+
+
+# ------------------------------------------------------------- sinusoidal --
+
+@pytest.mark.parametrize("length, dim, offset", [
+    (1, 1, 0), (3, 2, 0), (17, 3, 0), (127, 64, 5), (1000, 16, 0), (64, 128, 1000), (3, 17, 10**6),
+])
+def test_sinusoidal_matches_reference(length, dim, offset):
+    table = F.sinusoidal_position_encoding(length, dim, offset)
+    assert table.shape == (length, dim) and table.dtype == attnkit.float32
+    assert_elementwise_close(table.numpy(), reference.sinusoidal_position_encoding(length, dim, offset))
+
+
+def test_sinusoidal_known_values():
+    table = F.sinusoidal_position_encoding(2, 4).numpy()
+    np.testing.assert_array_equal(table[0], [0.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(table[1], np.float32([np.sin(1.0), np.cos(1.0), np.sin(0.01), np.cos(0.01)]))
+
+
+def test_sinusoidal_offset_selects_rows():
+    np.testing.assert_array_equal(F.sinusoidal_position_encoding(10, 6, 20).numpy(),
+                                  F.sinusoidal_position_encoding(30, 6).numpy()[20:])
+
+
+def test_sinusoidal_is_accurate_at_large_positions():
+    # At position 10^5 a float32 angle is off by up to 2^-8 radians; the
+    # double angles keep the table within float rounding of the exact values.
+    length, dim, offset = 8, 32, 100_000
+    expected = reference.sinusoidal_position_encoding(length, dim, offset)
+    table = F.sinusoidal_position_encoding(length, dim, offset).numpy()
+    assert_elementwise_close(table, expected)
+    positions = np.arange(offset, offset + length, dtype=np.float32)[:, None]
+    frequencies = np.float32(10000.0) ** (-np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim))
+    naive_angles = (positions * frequencies).astype(np.float32)
+    naive = np.empty((length, dim), np.float32)
+    naive[:, 0::2], naive[:, 1::2] = np.sin(naive_angles), np.cos(naive_angles)
+    assert np.max(np.abs(naive - expected)) > 100 * np.max(np.abs(table - expected))
+
+
+def test_sinusoidal_errors():
+    op = "sinusoidal_position_encoding"
+    with pytest.raises(ValueError, match=f"{op}: argument 'length' expected a length >= 0, got -1"):
+        F.sinusoidal_position_encoding(-1, 4)
+    with pytest.raises(ValueError, match=f"{op}: argument 'dim' expected a dimension >= 1, got 0"):
+        F.sinusoidal_position_encoding(4, 0)
+    with pytest.raises(ValueError, match=f"{op}: argument 'offset' expected a position >= 0, got -2"):
+        F.sinusoidal_position_encoding(4, 4, -2)
+    with pytest.raises(TypeError, match=f"{op}: argument 'dim' expected an int, got float"):
+        F.sinusoidal_position_encoding(4, 4.0)
+    assert F.sinusoidal_position_encoding(0, 8).shape == (0, 8)
+
+
+# -------------------------------------------------------------------- RoPE --
+
+def run_rope(x_values, dy_values, **options):
+    x = attnkit.tensor(x_values, requires_grad=True)
+    y = F.rope(x, **options)
+    y.backward(attnkit.tensor(dy_values))
+    return y.detach().numpy(), x.grad.numpy()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 2), (2, 17, 3, 16), (1, 127, 2, 64), (2, 5, 4, 80), (1, 1000, 1, 128)])
+@pytest.mark.parametrize("offset, base", [(0, 10000.0), (7, 10000.0), (100_000, 500000.0)])
+@pytest.mark.parametrize("interleaved", [True, False])
+def test_rope_matches_reference(rng, shape, offset, base, interleaved):
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    y, dx = run_rope(x, dy, offset=offset, base=base, interleaved=interleaved)
+    # Each output is a sum or difference of two products: the error scales
+    # with the terms' magnitudes, not with the (possibly cancelled) result.
+    assert_elementwise_close(y, reference.rope(x, offset, base, interleaved),
+                             scale=reference.rope_term_magnitudes(x, offset, base, interleaved))
+    assert_elementwise_close(dx, reference.rope_backward(dy, offset, base, interleaved),
+                             scale=reference.rope_term_magnitudes(dy, offset, base, interleaved))
+
+
+def test_reference_rope_backward_by_finite_differences(rng):
+    shape, offset, base, h = (1, 3, 2, 4), 2, 100.0, 1e-6
+    x = rng.standard_normal(shape)
+    dy = rng.standard_normal(shape)
+    for interleaved in (True, False):
+        numeric = np.zeros(shape)
+        for index in np.ndindex(shape):
+            step = np.zeros(shape)
+            step[index] = h
+            numeric[index] = np.sum(dy * (reference.rope(x + step, offset, base, interleaved)
+                                          - reference.rope(x - step, offset, base, interleaved))) / (2 * h)
+        np.testing.assert_allclose(reference.rope_backward(dy, offset, base, interleaved), numeric,
+                                   rtol=1e-7, atol=1e-9)
+
+
+def test_rope_default_is_interleaved(rng):
+    x = attnkit.tensor(rng.standard_normal((1, 4, 1, 6)).astype(np.float32))
+    np.testing.assert_array_equal(F.rope(x).numpy(), F.rope(x, 0, 10000.0, True).numpy())
+    assert_elementwise_close(F.rope(x).numpy(), reference.rope(x.numpy(), 0, 10000.0, True),
+                             scale=reference.rope_term_magnitudes(x.numpy(), 0, 10000.0, True))
+
+
+def test_rope_layouts_are_a_permutation_of_each_other(rng):
+    x = rng.standard_normal((2, 9, 3, 12)).astype(np.float32)
+    # Rotate-half pair i is (i, i + 6); interleaved pair i is (2i, 2i + 1).
+    to_interleaved = np.stack([np.arange(6), np.arange(6) + 6], axis=1).reshape(-1)
+    half = F.rope(attnkit.tensor(x), 3, interleaved=False).numpy()
+    interleaved = F.rope(attnkit.tensor(np.ascontiguousarray(x[..., to_interleaved])), 3).numpy()
+    np.testing.assert_array_equal(interleaved, half[..., to_interleaved])
+
+
+def test_rope_offset_matches_decoding_one_position_at_a_time(rng):
+    x = rng.standard_normal((2, 11, 3, 8)).astype(np.float32)
+    full = F.rope(attnkit.tensor(x)).numpy()
+    for t in (0, 5, 10):
+        step = F.rope(attnkit.tensor(np.ascontiguousarray(x[:, t:t + 1])), offset=t).numpy()
+        np.testing.assert_array_equal(step, full[:, t:t + 1])
+
+
+def test_rope_errors():
+    x = attnkit.tensor(np.ones((1, 2, 1, 4), np.float32))
+    with pytest.raises(ValueError, match=r"rope: argument 'x' expected an even head_dim \(RoPE rotates pairs\), "
+                                         r"got \[1, 2, 1, 3\]"):
+        F.rope(attnkit.tensor(np.ones((1, 2, 1, 3), np.float32)))
+    with pytest.raises(ValueError, match=r"rope: argument 'x' expected a 4-d \[batch, seq, heads, head_dim\] array, "
+                                         r"got \[2, 1, 4\]"):
+        F.rope(attnkit.tensor(np.ones((2, 1, 4), np.float32)))
+    with pytest.raises(ValueError, match="rope: argument 'offset' expected a position >= 0, got -1"):
+        F.rope(x, offset=-1)
+    with pytest.raises(ValueError, match=r"rope: argument 'offset' expected offset \+ length <= 2\^53"):
+        F.rope(x, offset=2**53)
+    with pytest.raises(ValueError, match="rope: argument 'offset' expected a 64-bit integer, got 18446744073709551616"):
+        F.rope(x, offset=2**64)
+    for base in (0.0, -2.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="rope: argument 'base' expected a finite base > 0"):
+            F.rope(x, base=base)
+    with pytest.raises(TypeError, match="rope: argument 'interleaved' expected a bool"):
+        F.rope(x, interleaved="yes")
+    with pytest.raises(TypeError, match="rope: argument 'x' expected float32, got int64"):
+        F.rope(attnkit.tensor(np.ones((1, 2, 1, 4), np.int64)))
+    with pytest.raises(TypeError, match="rope: argument 'x' expected an attnkit.Tensor"):
+        F.rope(np.ones((1, 2, 1, 4), np.float32))
+    with pytest.raises(ValueError, match="rope_backward: argument 'base' expected a finite base > 0"):
+        _C.rope_backward(x._array, 0, 0.0, True)
