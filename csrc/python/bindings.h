@@ -15,5 +15,6 @@ void bind_random(pybind11::module_& m);      // random.cpp: Philox streams, drop
 void bind_embedding(pybind11::module_& m);   // embedding.cpp
 void bind_position(pybind11::module_& m);    // position.cpp: sinusoidal table, RoPE
 void bind_optim(pybind11::module_& m);       // optim.cpp: AdamW step, gradient norm
+void bind_probe(pybind11::module_& m);       // probe.cpp: memory bandwidth, FMA peak
 
 }  // namespace attnkit::python

@@ -31,4 +31,5 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_embedding(m);
   attnkit::python::bind_position(m);
   attnkit::python::bind_optim(m);
+  attnkit::python::bind_probe(m);
 }

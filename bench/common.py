@@ -1,0 +1,259 @@
+"""Shared helpers for the bench scripts.
+
+Every script times attnkit and its peer (PyTorch, when installed) side by side
+in one process, at the same thread count, and states each figure as a fraction
+of the machine's limit measured in the same run (memory bandwidth for
+memory-bound ops, FMA peak for compute-bound ones). Results are printed as a
+table and written to ``bench/results/<script>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import attnkit
+from attnkit import _C
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+MIB = 1 << 20
+
+
+# ------------------------------------------------------------------ options --
+def argument_parser(description: str, timed: bool = True) -> argparse.ArgumentParser:
+    """The options every bench script shares (``timed``: those of scripts that
+    time ops against a peer); scripts add their own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="thread counts to run at (default: 1 2)")
+    parser.add_argument("--probe-mib", type=int, default=512,
+                        help="memory-bandwidth probe footprint in MiB; far above the L3 (default: 512)")
+    if timed:
+        parser.add_argument("--repeats", type=int, default=10,
+                            help="timed calls per measurement; the median is reported (default: 10)")
+        parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (default: 2)")
+        parser.add_argument("--no-torch", action="store_true", help="do not compare against PyTorch")
+    return parser
+
+
+# ------------------------------------------------------------------- timing --
+@dataclass
+class Timing:
+    """Seconds per call over ``repeats`` timed calls."""
+
+    median: float
+    low: float
+    high: float
+    repeats: int
+
+    @property
+    def spread(self) -> float:
+        """(slowest - fastest) / median: how much to trust the median."""
+        return (self.high - self.low) / self.median
+
+
+def time_callable(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10) -> Timing:
+    """Calls fn ``warmup`` times untimed (page faults, caches, thread start-up),
+    then ``repeats`` times timed, one call at a time."""
+    return time_side_by_side({"fn": fn}, warmup=warmup, repeats=repeats)["fn"]
+
+
+def time_side_by_side(callables: dict, *, warmup: int = 2, repeats: int = 10) -> dict:
+    """Times several callables (name -> fn) in rounds, one call of each per
+    round, so that all of them meet the same load from the rest of the machine
+    and their ratios stay meaningful on a noisy host. ``warmup`` untimed rounds
+    come first. Returns name -> Timing."""
+    if repeats < 1:
+        raise ValueError(f"time_side_by_side: repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        for fn in callables.values():
+            fn()
+    seconds = {name: [] for name in callables}
+    for _ in range(repeats):
+        for name, fn in callables.items():
+            start = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: Timing(statistics.median(s), min(s), max(s), repeats) for name, s in seconds.items()}
+
+
+# -------------------------------------------------------------------- peers --
+_torch = None
+_torch_checked = False
+
+
+def optional_torch(disabled: bool = False):
+    """The torch module, or None when it is not installed (or ``disabled``).
+    attnkit never depends on torch; benchmarks only compare with it."""
+    global _torch, _torch_checked
+    if disabled:
+        return None
+    if not _torch_checked:
+        _torch_checked = True
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        _torch = torch
+    return _torch
+
+
+def set_threads(threads: int, torch=None) -> None:
+    """One thread count for attnkit and the peer, so the comparison is fair."""
+    attnkit.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------ machine limits --
+_bandwidth_cache: dict = {}
+_fma_cache: dict = {}
+
+
+def memory_bandwidth(kind: str, threads: int, probe_mib: int = 512, repeats: int = 5) -> float:
+    """GB/s of a STREAM-style pass ('read', 'write', 'copy', 'triad') on
+    ``threads`` threads with the active ISA; measured once per run."""
+    key = (kind, threads, probe_mib, attnkit.cpu_isa())
+    if key not in _bandwidth_cache:
+        _bandwidth_cache[key] = _C.probe_memory_bandwidth(kind, probe_mib * MIB, threads, repeats)
+    return _bandwidth_cache[key]
+
+
+def fma_peak(threads: int, isa: Optional[str] = None) -> float:
+    """FP32 GFLOP/s of independent FMA chains on ``threads`` threads, with the
+    given ISA's kernels (default: the active one); measured once per run."""
+    isa = isa or attnkit.cpu_isa()
+    key = (threads, isa)
+    if key not in _fma_cache:
+        _fma_cache[key] = _C.probe_fma_peak(threads, isa)
+    return _fma_cache[key]
+
+
+def machine_facts(torch=None) -> dict:
+    """What a reader needs to compare figures across machines."""
+    facts = {
+        "cpu": _cpu_model(),
+        "logical cpus": os.cpu_count(),
+        "l3 cache": _l3_size(),
+        "python": platform.python_version(),
+        "attnkit": attnkit.__version__,
+        "attnkit cpu isa": attnkit.cpu_isa(),
+        "compiler": attnkit.build_info()["compiler"],
+    }
+    if torch is not None:
+        facts["torch"] = torch.__version__
+    return facts
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _l3_size() -> str:
+    for index in range(8):
+        base = Path(f"/sys/devices/system/cpu/cpu0/cache/index{index}")
+        try:
+            if (base / "level").read_text().strip() == "3":
+                return (base / "size").read_text().strip()
+        except OSError:
+            break
+    return "unknown"
+
+
+# ------------------------------------------------------------------- tables --
+@dataclass
+class Row:
+    """One measurement: ``work`` units (bytes or FLOPs) per call, so a time
+    becomes a throughput; the peers' times from the same run, by name; the
+    machine's limit for this kind of work."""
+
+    op: str
+    case: str
+    threads: int
+    work: float
+    unit: str  # "GB/s" (work in bytes) or "GFLOP/s" (work in FLOPs)
+    ours: Timing
+    peers: dict = field(default_factory=dict)  # name -> Timing
+    limit: Optional[float] = None  # in `unit`
+    limit_name: str = ""
+
+    def throughput(self, timing: Timing) -> float:
+        return self.work / timing.median * 1e-9
+
+    def to_json(self) -> dict:
+        return {
+            "op": self.op, "case": self.case, "threads": self.threads, "work": self.work,
+            "unit": self.unit,
+            "ours": {**asdict(self.ours), "throughput": self.throughput(self.ours)},
+            "peers": {name: {**asdict(t), "throughput": self.throughput(t),
+                             "ours_speedup": t.median / self.ours.median}
+                      for name, t in self.peers.items()},
+            "limit": self.limit, "limit_name": self.limit_name,
+            "fraction_of_limit": None if self.limit is None else self.throughput(self.ours) / self.limit,
+        }
+
+
+def print_table(rows: list, title: str = "") -> None:
+    """One line per row: our time and throughput (± half the spread), the
+    fraction of the limit, then each peer's throughput and ours/peer (above 1:
+    attnkit is faster)."""
+    peer_names = list(dict.fromkeys(name for r in rows for name in r.peers))
+    header = ["op", "case", "thr", "ours ms", "±", "ours", "of limit", "limit"]
+    for name in peer_names:
+        header += [name, f"ours/{name}"]
+    lines = []
+    for r in rows:
+        ours = r.throughput(r.ours)
+        line = [
+            r.op, r.case, str(r.threads),
+            f"{r.ours.median * 1e3:.2f}", f"{50 * r.ours.spread:.0f}%",
+            f"{ours:.1f} {r.unit}",
+            "-" if r.limit is None else f"{ours / r.limit:.0%}",
+            "-" if r.limit is None else f"{r.limit:.1f} {r.unit} {r.limit_name}",
+        ]
+        for name in peer_names:
+            peer = r.peers.get(name)
+            line += ["-", "-"] if peer is None else [
+                f"{r.throughput(peer):.1f}", f"{peer.median / r.ours.median:.2f}"]
+        lines.append(line)
+    widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(header)]
+    if title:
+        print(title)
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for line in lines:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    sys.stdout.flush()
+
+
+def write_results(script: str, rows: list, settings: dict, torch=None) -> Path:
+    """bench/results/<script>.json: the command, the machine, the limits
+    measured, every row."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{Path(script).stem}.json"
+    document = {
+        "script": Path(script).name,
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": settings,
+        "machine": machine_facts(torch),
+        "memory_bandwidth_gbps": {f"{k[0]}@{k[1]}t": v for k, v in _bandwidth_cache.items()},
+        "fma_peak_gflops": {f"{k[1]}@{k[0]}t": v for k, v in _fma_cache.items()},
+        "rows": [r.to_json() for r in rows],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
