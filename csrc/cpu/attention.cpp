@@ -290,8 +290,9 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
   });
 
   // Merge the splits of each row: rescale every partial to the common max.
-  parallel_for(pairs, 1, [&](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t pair = i0; pair < i1; ++pair) {
+  // A few d-length rows per pair: not worth a parallel region.
+  {
+    for (std::int64_t pair = 0; pair < pairs; ++pair) {
       const std::int64_t b = pair / p.kv_heads, g = pair % p.kv_heads;
       for (int r = 0; r < rows; ++r) {
         const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
@@ -317,7 +318,7 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
         lse[(b * p.heads + h) * p.query_length + i] = total > 0.0f ? row_max + std::log(total) : kNegativeInfinity;
       }
     }
-  });
+  }
 }
 
 }  // namespace
