@@ -64,5 +64,7 @@ double memory_limit(const std::string& kind, int threads, const Options& options
 
 void bench_probe(const Options& options, Report& report);       // bench_probe.cpp
 void bench_activation(const Options& options, Report& report);  // bench_activation.cpp
+void bench_gemm(const Options& options, Report& report);        // bench_gemm.cpp
+void bench_attention(const Options& options, Report& report);   // bench_attention.cpp
 
 }  // namespace attnkit::bench

@@ -25,6 +25,8 @@ struct Benchmark {
 const Benchmark kBenchmarks[] = {
     {"probe", bench_probe, "memory bandwidth (read, write, copy, triad) and FP32 FMA peak"},
     {"activation", bench_activation, "GELU forward and backward, both forms"},
+    {"gemm", bench_gemm, "GEMM: square and Transformer shapes, decode shapes"},
+    {"attention", bench_attention, "fused attention forward and forward+backward"},
 };
 
 std::vector<std::string> split(const std::string& text) {
