@@ -147,7 +147,27 @@ inline void decode_columns(float* c, std::int64_t ldc, const float* a, std::int6
     const std::int64_t cols = col1 - j0 < nb ? col1 - j0 : nb;
     const std::int64_t vectors = (cols + W - 1) / W;
     for (std::int64_t i = 0; i < m * nb; ++i) block[i] = 0.0f;
-    for (std::int64_t p = 0; p < k; ++p) {
+    // Four rows of B at a time: each partial sum in the block is loaded and
+    // stored once per four FMAs, not once per FMA (the stores bound the loop).
+    std::int64_t p = 0;
+    for (; p + 4 <= k; p += 4) {
+      const float* b_row = b + p * ldb + j0;
+      for (std::int64_t v = 0; v < vectors; ++v) {
+        const int lanes = cols - v * W < W ? static_cast<int>(cols - v * W) : W;
+        const float* column = b_row + v * W;
+        const V b0 = load_columns<V>(column, lanes), b1 = load_columns<V>(column + ldb, lanes);
+        const V b2 = load_columns<V>(column + 2 * ldb, lanes), b3 = load_columns<V>(column + 3 * ldb, lanes);
+        for (std::int64_t i = 0; i < m; ++i) {
+          const float* ai = a + i * lda + p;
+          float* sum = block + i * nb + v * W;
+          V acc = fma(V::broadcast(ai[0]), b0, V::load(sum));
+          acc = fma(V::broadcast(ai[1]), b1, acc);
+          acc = fma(V::broadcast(ai[2]), b2, acc);
+          fma(V::broadcast(ai[3]), b3, acc).store(sum);
+        }
+      }
+    }
+    for (; p < k; ++p) {
       const float* b_row = b + p * ldb + j0;
       for (std::int64_t v = 0; v < vectors; ++v) {
         const int lanes = cols - v * W < W ? static_cast<int>(cols - v * W) : W;
