@@ -25,4 +25,7 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_array(m);
   attnkit::python::bind_runtime(m);
   attnkit::python::bind_activation(m);
+  attnkit::python::bind_softmax(m);
+  attnkit::python::bind_norm(m);
+  attnkit::python::bind_loss(m);
 }

@@ -18,6 +18,7 @@ struct Vec {
   static __m256i lane_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
+  static __m256 first_lanes(int n) { return _mm256_castsi256_ps(lane_mask(n)); }
 };
 using Mask = __m256;
 
@@ -40,6 +41,20 @@ inline Vec truncate(Vec a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_ZERO | _
 inline Vec pow2_integer(Vec n) {
   const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
   return {_mm256_castsi256_ps(bits)};
+}
+
+// Horizontal reductions: halves folded onto each other, 8 -> 4 -> 2 -> 1.
+inline float reduce_sum(Vec a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline float reduce_max(Vec a) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
 }
 
 }  // namespace attnkit::cpu::avx2

@@ -17,6 +17,7 @@ struct Vec {
   static __mmask16 lane_mask(int n) {
     return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
   }
+  static __mmask16 first_lanes(int n) { return lane_mask(n); }
 };
 using Mask = __mmask16;
 
@@ -39,6 +40,25 @@ inline Vec truncate(Vec a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_ZER
 inline Vec pow2_integer(Vec n) {
   const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23);
   return {_mm512_castsi512_ps(bits)};
+}
+
+// Horizontal reductions: halves folded onto each other, 16 -> 8 -> 4 -> 2 -> 1
+// (AVX-512F only: the upper half comes out through the 64-bit-lane extract).
+inline float reduce_sum(Vec a) {
+  const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1));
+  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a.v), high);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline float reduce_max(Vec a) {
+  const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1));
+  const __m256 m8 = _mm256_max_ps(_mm512_castps512_ps256(a.v), high);
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
 }
 
 }  // namespace attnkit::cpu::avx512

@@ -24,6 +24,9 @@ struct Vec {
   void store_partial(float* p, int n) const {
     if (n > 0) *p = v;
   }
+  // The mask of the first n lanes: with select, gives a row's tail lanes a
+  // neutral value (0 for sums, -inf for maxima).
+  static bool first_lanes(int n) { return n > 0; }
 };
 using Mask = bool;
 
@@ -63,5 +66,10 @@ inline Vec pow2_integer(Vec n) {
   std::memcpy(&out, &bits, sizeof out);
   return {out};
 }
+
+// Horizontal reductions over the lanes, in a fixed order (the same bits on
+// every call, so row results do not depend on how rows are split over threads).
+inline float reduce_sum(Vec a) { return a.v; }
+inline float reduce_max(Vec a) { return a.v; }
 
 }  // namespace attnkit::cpu::generic

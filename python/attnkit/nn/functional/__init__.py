@@ -5,5 +5,8 @@ kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
 from .activation import gelu
+from .softmax import log_softmax, softmax
+from .norm import add_layer_norm, layer_norm, rms_norm
+from .loss import cross_entropy
 
-__all__ = ["gelu"]
+__all__ = ["gelu", "softmax", "log_softmax", "layer_norm", "rms_norm", "add_layer_norm", "cross_entropy"]

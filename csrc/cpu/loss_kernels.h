@@ -1,0 +1,153 @@
+// Cross-entropy fused with log-softmax over the rows of logits[N, vocab],
+// written once over a Vec and compiled per ISA (loss.cpp for the generic
+// build, avx2/loss_avx2.cpp, avx512/loss_avx512.cpp). Include a vec_<isa>.h
+// first.
+//
+// With label smoothing e (Szegedy et al. 2016, as PyTorch defines it), the
+// target distribution is q = (1 - e) onehot(t) + e / vocab, and
+//   loss = -sum_j q_j log p_j = lse - (1 - e) z_t - e mean(z),
+//   lse = log sum_j exp(z_j) = m + log s,  m = max z,  s = sum_j exp(z_j - m),
+//   dloss/dz_j = p_j - q_j,  p_j = exp(z_j - m) / s.
+//
+// Forward reads each row once: every lane keeps a running max and a sum
+// rescaled whenever its max grows (the online softmax of Milakov and
+// Gimelshein, 2018), and the lanes are merged at the end. The row's (m, s) are
+// saved, not lse rounded to float32: at |lse| = 1e4 that rounding alone (half
+// an ulp, 5e-4) would change every p_j = exp(z_j - lse) by 5e-4 relative, and
+// even at |lse| ~ 10 the log/exp round trip costs several ulps more than
+// p = exp(z - m) / s, which is what backward computes, directly into dlogits,
+// one row at a time (no N x vocab temporary).
+//
+// -inf logits (masked classes) get p = 0; the running max starts at the lowest
+// finite float rather than -inf, so no -inf - -inf = NaN appears.
+//
+// Scalar logarithms use __builtin_logf rather than std::log: std::log(float)
+// is an inline function, and an out-of-line copy of it compiled in an ISA
+// translation unit could be picked by the linker for baseline code.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/vec/vec_math.h"
+
+namespace attnkit::cpu::loss_kernels {
+
+constexpr float kLowestFloat = -3.40282347e+38f;
+constexpr float kNegativeInfinity = -__builtin_inff();
+
+// What forward learns about a row: its max m, s = sum exp(z - m), sum z.
+struct RowStatistics {
+  float max;
+  float sum_exp;
+  float sum_logits;
+};
+
+// Folds the vector z into the lanes' running max m and rescaled sum s.
+template <class V>
+inline void online_update(V z, V& m, V& s) {
+  const V m_new = max(z, m);
+  s = fma(s, vec_math::exp(m - m_new), vec_math::exp(z - m_new));
+  m = m_new;
+}
+
+template <class V>
+inline RowStatistics row_statistics(const float* z, std::int64_t vocab) {
+  V m = V::broadcast(kLowestFloat);
+  V s = V::broadcast(0.0f);
+  V total = V::broadcast(0.0f);
+  std::int64_t j = 0;
+  for (; j + V::width <= vocab; j += V::width) {
+    const V v = V::load(z + j);
+    online_update(v, m, s);
+    total = total + v;
+  }
+  if (j < vocab) {
+    const int rest = int(vocab - j);
+    const V v = V::load_partial(z + j, rest);  // missing lanes 0: right for the sum of z
+    online_update(select(V::first_lanes(rest), v, V::broadcast(kNegativeInfinity)), m, s);
+    total = total + v;
+  }
+  RowStatistics out;
+  out.max = reduce_max(m);
+  out.sum_exp = reduce_sum(s * vec_math::exp(m - V::broadcast(out.max)));
+  out.sum_logits = reduce_sum(total);
+  return out;
+}
+
+// losses[rows] (0 where the target is ignore_index) and statistics[rows, 2] =
+// (m, s) per row, for rows [0, rows) of logits[rows, vocab]. Targets are valid
+// (checked in ops/).
+template <class V>
+inline void cross_entropy_forward(float* losses, float* statistics, const float* logits,
+                                  const std::int64_t* targets, std::int64_t rows,
+                                  std::int64_t vocab, std::int64_t ignore_index,
+                                  float label_smoothing) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t target = targets[r];
+    if (target == ignore_index) {
+      losses[r] = 0.0f;
+      statistics[2 * r] = 0.0f;
+      statistics[2 * r + 1] = 1.0f;
+      continue;
+    }
+    const float* z = logits + r * vocab;
+    const RowStatistics row = row_statistics<V>(z, vocab);
+    const float log_sum = __builtin_logf(row.sum_exp);
+    // lse - z_t as (m - z_t) + log s: m - z_t is exact when they are close,
+    // so large logits cost no more than the final rounding.
+    float loss = row.max - z[target];
+    if (label_smoothing != 0.0f) {
+      const float mean_logit = row.sum_logits / static_cast<float>(vocab);
+      loss = (1.0f - label_smoothing) * loss + label_smoothing * (row.max - mean_logit);
+    }
+    losses[r] = loss + log_sum;
+    statistics[2 * r] = row.max;
+    statistics[2 * r + 1] = row.sum_exp;
+  }
+}
+
+// dlogits[rows, vocab] = g_r (p - q) per row, g_r = grad_loss[r * grad_stride]
+// / grad_divisor (stride 0: one gradient for all rows, as for the mean and
+// the sum); rows whose target is ignore_index get 0.
+template <class V>
+inline void cross_entropy_backward(float* dlogits, const float* statistics,
+                                   const float* grad_loss, std::int64_t grad_stride,
+                                   float grad_divisor, const float* logits,
+                                   const std::int64_t* targets, std::int64_t rows,
+                                   std::int64_t vocab, std::int64_t ignore_index,
+                                   float label_smoothing) {
+  const float off_target = label_smoothing / static_cast<float>(vocab);
+  const float on_target = (1.0f - label_smoothing) + off_target;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* dz = dlogits + r * vocab;
+    const float* z = logits + r * vocab;
+    const std::int64_t target = targets[r];
+    std::int64_t j = 0;
+    if (target == ignore_index) {
+      const V zero = V::broadcast(0.0f);
+      for (; j + V::width <= vocab; j += V::width) zero.store(dz + j);
+      if (j < vocab) zero.store_partial(dz + j, int(vocab - j));
+      continue;
+    }
+    const float g = grad_loss[r * grad_stride] / grad_divisor;
+    const float row_max = statistics[2 * r];
+    const float sum_exp = statistics[2 * r + 1];
+    const V minus_max = V::broadcast(-row_max);
+    const V g_over_sum = V::broadcast(g / sum_exp);
+    const V minus_g_off = V::broadcast(-(g * off_target));
+    for (; j + V::width <= vocab; j += V::width)
+      fma(vec_math::exp(V::load(z + j) + minus_max), g_over_sum, minus_g_off).store(dz + j);
+    if (j < vocab) {
+      const int rest = int(vocab - j);
+      fma(vec_math::exp(V::load_partial(z + j, rest) + minus_max), g_over_sum, minus_g_off)
+          .store_partial(dz + j, rest);
+    }
+    // The target's entry again, as (p_t - q_t) g: p_t is near 1 when the model
+    // is confident, and subtracting before scaling keeps the small difference.
+    const V p_target =
+        vec_math::exp(V::broadcast(z[target] - row_max)) / V::broadcast(sum_exp);
+    ((p_target - V::broadcast(on_target)) * V::broadcast(g)).store_partial(dz + target, 1);
+  }
+}
+
+}  // namespace attnkit::cpu::loss_kernels
