@@ -11,7 +11,8 @@
 //
 // Forward reads each row once: every lane keeps a running max and a sum
 // rescaled whenever its max grows (the online softmax of Milakov and
-// Gimelshein, 2018), and the lanes are merged at the end. The row's (m, s) are
+// Gimelshein, 2018), and the lanes are merged at the end. The sums are
+// compensated (row_reduction.h). The row's (m, s) are
 // saved, not lse rounded to float32: at |lse| = 1e4 that rounding alone (half
 // an ulp, 5e-4) would change every p_j = exp(z_j - lse) by 5e-4 relative, and
 // even at |lse| ~ 10 the log/exp round trip costs several ulps more than
@@ -28,6 +29,7 @@
 
 #include <cstdint>
 
+#include "cpu/row_reduction.h"
 #include "cpu/vec/vec_math.h"
 
 namespace attnkit::cpu::loss_kernels {
@@ -42,35 +44,27 @@ struct RowStatistics {
   float sum_logits;
 };
 
-// Folds the vector z into the lanes' running max m and rescaled sum s.
-template <class V>
-inline void online_update(V z, V& m, V& s) {
-  const V m_new = max(z, m);
-  s = fma(s, vec_math::exp(m - m_new), vec_math::exp(z - m_new));
-  m = m_new;
-}
-
 template <class V>
 inline RowStatistics row_statistics(const float* z, std::int64_t vocab) {
+  const V minus_infinity = V::broadcast(kNegativeInfinity);
   V m = V::broadcast(kLowestFloat);
-  V s = V::broadcast(0.0f);
-  V total = V::broadcast(0.0f);
-  std::int64_t j = 0;
-  for (; j + V::width <= vocab; j += V::width) {
-    const V v = V::load(z + j);
-    online_update(v, m, s);
-    total = total + v;
-  }
-  if (j < vocab) {
-    const int rest = int(vocab - j);
-    const V v = V::load_partial(z + j, rest);  // missing lanes 0: right for the sum of z
-    online_update(select(V::first_lanes(rest), v, V::broadcast(kNegativeInfinity)), m, s);
-    total = total + v;
+  row_reduction::CompensatedSum<V> s;
+  row_reduction::CompensatedSum<V> total;
+  for (std::int64_t j = 0; j < vocab; j += V::width) {
+    const int lanes = row_reduction::lanes_at<V>(j, vocab);
+    const V v = row_reduction::load_n<V>(z + j, lanes);  // missing lanes 0: right for the sum of z
+    const V masked = select(V::first_lanes(lanes), v, minus_infinity);  // and -inf: no exp term
+    const V m_new = max(masked, m);
+    s.scale(vec_math::exp(m - m_new));  // a factor of exactly 1 unless the max grew
+    s.add(vec_math::exp(masked - m_new));
+    m = m_new;
+    total.add(v);
   }
   RowStatistics out;
   out.max = reduce_max(m);
-  out.sum_exp = reduce_sum(s * vec_math::exp(m - V::broadcast(out.max)));
-  out.sum_logits = reduce_sum(total);
+  s.scale(vec_math::exp(m - V::broadcast(out.max)));
+  out.sum_exp = s.total();
+  out.sum_logits = total.total();
   return out;
 }
 

@@ -20,6 +20,8 @@
 // over the row sums d = x - mean as well, and c = sum(d) / C is the part of
 // the mean that the float32 rounding lost.
 //
+// Row sums are compensated (row_reduction.h).
+//
 // Square roots use __builtin_sqrtf rather than std::sqrt: std::sqrt(float) is
 // an inline function, and an out-of-line copy of it compiled in an ISA
 // translation unit could be picked by the linker for baseline code.
@@ -27,25 +29,14 @@
 
 #include <cstdint>
 
+#include "cpu/row_reduction.h"
+
 namespace attnkit::cpu::norm_kernels {
 
-// The `count` <= V::width elements at p (a whole vector or a row's tail; the
-// missing lanes read as 0 and are not written).
-template <class V>
-inline V load_n(const float* p, int count) {
-  return count == V::width ? V::load(p) : V::load_partial(p, count);
-}
-template <class V>
-inline void store_n(V v, float* p, int count) {
-  if (count == V::width)
-    v.store(p);
-  else
-    v.store_partial(p, count);
-}
-template <class V>
-inline int lanes_at(std::int64_t i, std::int64_t n) {
-  return n - i >= V::width ? V::width : int(n - i);
-}
+using row_reduction::CompensatedSum;
+using row_reduction::lanes_at;
+using row_reduction::load_n;
+using row_reduction::store_n;
 
 // A row's LayerNorm statistics: mean = shift + correction (see above).
 struct RowMoments {
@@ -61,18 +52,18 @@ inline RowMoments moments_given_sum(const float* x, std::int64_t n, float sum, f
   const float shift = sum / count;
   const V minus_shift = V::broadcast(-shift);
   const V zero = V::broadcast(0.0f);
-  V sum_d = zero;
-  V sum_d2 = zero;
+  CompensatedSum<V> sum_d;
+  CompensatedSum<V> sum_d_squared;
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
     const V d = select(V::first_lanes(lanes), load_n<V>(x + i, lanes) + minus_shift, zero);
-    sum_d = sum_d + d;
-    sum_d2 = fma(d, d, sum_d2);
+    sum_d.add(d);
+    sum_d_squared.add_product(d, d);
   }
   RowMoments m;
   m.shift = shift;
-  m.correction = reduce_sum(sum_d) / count;
-  float variance = reduce_sum(sum_d2) / count - m.correction * m.correction;
+  m.correction = sum_d.total() / count;
+  float variance = sum_d_squared.total() / count - m.correction * m.correction;
   if (variance < 0.0f) variance = 0.0f;  // an ulp below 0 on (nearly) constant rows
   m.rstd = 1.0f / __builtin_sqrtf(variance + eps);
   return m;
@@ -80,9 +71,9 @@ inline RowMoments moments_given_sum(const float* x, std::int64_t n, float sum, f
 
 template <class V>
 inline float row_sum(const float* x, std::int64_t n) {
-  V sum = V::broadcast(0.0f);
-  for (std::int64_t i = 0; i < n; i += V::width) sum = sum + load_n<V>(x + i, lanes_at<V>(i, n));
-  return reduce_sum(sum);
+  CompensatedSum<V> sum;
+  for (std::int64_t i = 0; i < n; i += V::width) sum.add(load_n<V>(x + i, lanes_at<V>(i, n)));
+  return sum.total();
 }
 
 // y = x_hat * weight + bias, x_hat = ((x - shift) - correction) * rstd;
@@ -130,14 +121,16 @@ inline void add_layer_norm_forward(float* sum, float* y, float* mean, float* rst
                                    std::int64_t rows, std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     float* sum_row = sum + r * C;
-    V total = V::broadcast(0.0f);
+    const float* x_row = x + r * C;
+    const float* residual_row = residual + r * C;
+    CompensatedSum<V> total;
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
-      const V s = load_n<V>(x + r * C + i, lanes) + load_n<V>(residual + r * C + i, lanes);
+      const V s = load_n<V>(x_row + i, lanes) + load_n<V>(residual_row + i, lanes);
       store_n(s, sum_row + i, lanes);
-      total = total + s;
+      total.add(s);
     }
-    const RowMoments m = moments_given_sum<V>(sum_row, C, reduce_sum(total), eps);
+    const RowMoments m = moments_given_sum<V>(sum_row, C, total.total(), eps);
     normalize_row<V>(y + r * C, sum_row, C, m, weight, bias);
     mean[r] = m.shift + m.correction;
     rstd[r] = m.rstd;
@@ -161,25 +154,25 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
     const float* x_row = x + r * C;
     const float* dy_row = dy + r * C;
     const V row_mean = V::broadcast(mean[r]);
-    V sum_d = zero;
-    V sum_g = zero;
-    V sum_gd = zero;
+    CompensatedSum<V> sum_d;
+    CompensatedSum<V> sum_g;
+    CompensatedSum<V> sum_gd;
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
       const V d = select(V::first_lanes(lanes), load_n<V>(x_row + i, lanes) - row_mean, zero);
       V g = load_n<V>(dy_row + i, lanes);
       if (weight) g = g * load_n<V>(weight + i, lanes);
-      sum_d = sum_d + d;
-      sum_g = sum_g + g;
-      sum_gd = fma(g, d, sum_gd);
+      sum_d.add(d);
+      sum_g.add(g);
+      sum_gd.add_product(g, d);
     }
-    const float correction = reduce_sum(sum_d) / count;
-    const float total_g = reduce_sum(sum_g);
+    const float correction = sum_d.total() / count;
+    const float total_g = sum_g.total();
     const V c = V::broadcast(correction);
     const V r_std = V::broadcast(rstd[r]);
     const V mean_g = V::broadcast(total_g / count);
     const V mean_g_x_hat =
-        V::broadcast(rstd[r] * (reduce_sum(sum_gd) - correction * total_g) / count);
+        V::broadcast(rstd[r] * (sum_gd.total() - correction * total_g) / count);
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
       const V x_hat = ((load_n<V>(x_row + i, lanes) - row_mean) - c) * r_std;
@@ -202,13 +195,13 @@ inline void rms_norm_forward(float* y, float* rstd, const float* x, const float*
                              std::int64_t rows, std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
-    V sum_squares = V::broadcast(0.0f);
+    CompensatedSum<V> sum_squares;
     for (std::int64_t i = 0; i < C; i += V::width) {
       const V v = load_n<V>(x_row + i, lanes_at<V>(i, C));
-      sum_squares = fma(v, v, sum_squares);
+      sum_squares.add_product(v, v);
     }
     const float row_rstd =
-        1.0f / __builtin_sqrtf(reduce_sum(sum_squares) / static_cast<float>(C) + eps);
+        1.0f / __builtin_sqrtf(sum_squares.total() / static_cast<float>(C) + eps);
     const V r_std = V::broadcast(row_rstd);
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
@@ -229,16 +222,16 @@ inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
     const float* dy_row = dy + r * C;
-    V sum_gx = V::broadcast(0.0f);
+    CompensatedSum<V> sum_gx;
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
       V g = load_n<V>(dy_row + i, lanes);
       if (weight) g = g * load_n<V>(weight + i, lanes);
-      sum_gx = fma(g, load_n<V>(x_row + i, lanes), sum_gx);
+      sum_gx.add_product(g, load_n<V>(x_row + i, lanes));
     }
     const V r_std = V::broadcast(rstd[r]);
     const V mean_g_x_hat =
-        V::broadcast(rstd[r] * reduce_sum(sum_gx) / static_cast<float>(C));
+        V::broadcast(rstd[r] * sum_gx.total() / static_cast<float>(C));
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
       const V x_hat = load_n<V>(x_row + i, lanes) * r_std;

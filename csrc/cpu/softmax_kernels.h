@@ -12,6 +12,8 @@
 // and that case is written out explicitly. NaN anywhere in a row makes the
 // whole row NaN, as in PyTorch.
 //
+// Row sums are compensated (row_reduction.h).
+//
 // Scalar logarithms use __builtin_logf rather than std::log: std::log(float)
 // is an inline function, and an out-of-line copy of it compiled in an ISA
 // translation unit could be picked by the linker for baseline code.
@@ -19,25 +21,26 @@
 
 #include <cstdint>
 
+#include "cpu/row_reduction.h"
 #include "cpu/vec/vec_math.h"
 
 namespace attnkit::cpu::softmax_kernels {
 
-constexpr float kNegativeInfinity = -__builtin_inff();
+using row_reduction::CompensatedSum;
+using row_reduction::lanes_at;
+using row_reduction::load_n;
+using row_reduction::store_n;
 
-// The vector at x + i holding the `rest` < V::width last elements of a row,
-// its missing lanes set to `fill`.
-template <class V>
-inline V load_tail(const float* x, int rest, float fill) {
-  return select(V::first_lanes(rest), V::load_partial(x, rest), V::broadcast(fill));
-}
+constexpr float kNegativeInfinity = -__builtin_inff();
 
 template <class V>
 inline float row_max(const float* x, std::int64_t n) {
-  V m = V::broadcast(kNegativeInfinity);
-  std::int64_t i = 0;
-  for (; i + V::width <= n; i += V::width) m = max(V::load(x + i), m);
-  if (i < n) m = max(load_tail<V>(x + i, int(n - i), kNegativeInfinity), m);
+  const V minus_infinity = V::broadcast(kNegativeInfinity);
+  V m = minus_infinity;
+  for (std::int64_t i = 0; i < n; i += V::width) {
+    const int lanes = lanes_at<V>(i, n);
+    m = max(select(V::first_lanes(lanes), load_n<V>(x + i, lanes), minus_infinity), m);
+  }
   return reduce_max(m);
 }
 
@@ -56,20 +59,16 @@ template <class V>
 inline float sum_exponentials(float* y, const float* x, std::int64_t n, float scale, float shift) {
   const V s = V::broadcast(scale);
   const V minus_shift = V::broadcast(-shift);
-  V sum = V::broadcast(0.0f);
-  std::int64_t i = 0;
-  for (; i + V::width <= n; i += V::width) {
-    const V e = vec_math::exp(fma(V::load(x + i), s, minus_shift));
-    if (y) e.store(y + i);
-    sum = sum + e;
+  const V zero = V::broadcast(0.0f);
+  CompensatedSum<V> sum;
+  for (std::int64_t i = 0; i < n; i += V::width) {
+    const int lanes = lanes_at<V>(i, n);
+    const V e = select(V::first_lanes(lanes),
+                       vec_math::exp(fma(load_n<V>(x + i, lanes), s, minus_shift)), zero);
+    if (y) store_n(e, y + i, lanes);
+    sum.add(e);
   }
-  if (i < n) {
-    const int rest = int(n - i);
-    const V e = vec_math::exp(fma(load_tail<V>(x + i, rest, kNegativeInfinity), s, minus_shift));
-    if (y) e.store_partial(y + i, rest);
-    sum = sum + e;
-  }
-  return reduce_sum(sum);
+  return sum.total();
 }
 
 // y[i] = exp(scale * x[i] - shift) / sum, over one row of n.
@@ -80,11 +79,9 @@ inline void softmax_forward_row(float* y, const float* x, std::int64_t n, float 
   // A row of -inf: every term is 0 and y already holds the answer.
   if (sum == 0.0f) return;
   const V divisor = V::broadcast(sum);
-  std::int64_t i = 0;
-  for (; i + V::width <= n; i += V::width) (V::load(y + i) / divisor).store(y + i);
-  if (i < n) {
-    const int rest = int(n - i);
-    (V::load_partial(y + i, rest) / divisor).store_partial(y + i, rest);
+  for (std::int64_t i = 0; i < n; i += V::width) {
+    const int lanes = lanes_at<V>(i, n);
+    store_n(load_n<V>(y + i, lanes) / divisor, y + i, lanes);
   }
 }
 
@@ -93,21 +90,17 @@ template <class V>
 inline void log_softmax_forward_row(float* y, const float* x, std::int64_t n, float scale) {
   const float shift = row_shift<V>(x, n, scale);
   const float sum = sum_exponentials<V>(nullptr, x, n, scale, shift);
-  std::int64_t i = 0;
   if (sum == 0.0f) {  // a row of -inf
     const V minus_infinity = V::broadcast(kNegativeInfinity);
-    for (; i + V::width <= n; i += V::width) minus_infinity.store(y + i);
-    if (i < n) minus_infinity.store_partial(y + i, int(n - i));
+    for (std::int64_t i = 0; i < n; i += V::width) store_n(minus_infinity, y + i, lanes_at<V>(i, n));
     return;
   }
   const V s = V::broadcast(scale);
   const V minus_shift = V::broadcast(-shift);
   const V log_sum = V::broadcast(__builtin_logf(sum));
-  for (; i + V::width <= n; i += V::width)
-    (fma(V::load(x + i), s, minus_shift) - log_sum).store(y + i);
-  if (i < n) {
-    const int rest = int(n - i);
-    (fma(V::load_partial(x + i, rest), s, minus_shift) - log_sum).store_partial(y + i, rest);
+  for (std::int64_t i = 0; i < n; i += V::width) {
+    const int lanes = lanes_at<V>(i, n);
+    store_n(fma(load_n<V>(x + i, lanes), s, minus_shift) - log_sum, y + i, lanes);
   }
 }
 
@@ -117,21 +110,16 @@ inline void log_softmax_forward_row(float* y, const float* x, std::int64_t n, fl
 template <class V>
 inline void softmax_backward_row(float* dx, const float* dy, const float* y, std::int64_t n,
                                  float scale) {
-  V dot = V::broadcast(0.0f);
-  std::int64_t i = 0;
-  for (; i + V::width <= n; i += V::width) dot = fma(V::load(dy + i), V::load(y + i), dot);
-  if (i < n) {
-    const int rest = int(n - i);
-    dot = fma(V::load_partial(dy + i, rest), V::load_partial(y + i, rest), dot);
+  CompensatedSum<V> dot;
+  for (std::int64_t i = 0; i < n; i += V::width) {
+    const int lanes = lanes_at<V>(i, n);
+    dot.add_product(load_n<V>(dy + i, lanes), load_n<V>(y + i, lanes));
   }
-  const V total = V::broadcast(reduce_sum(dot));
+  const V total = V::broadcast(dot.total());
   const V s = V::broadcast(scale);
-  for (i = 0; i + V::width <= n; i += V::width)
-    (V::load(y + i) * (V::load(dy + i) - total) * s).store(dx + i);
-  if (i < n) {
-    const int rest = int(n - i);
-    (V::load_partial(y + i, rest) * (V::load_partial(dy + i, rest) - total) * s)
-        .store_partial(dx + i, rest);
+  for (std::int64_t i = 0; i < n; i += V::width) {
+    const int lanes = lanes_at<V>(i, n);
+    store_n(load_n<V>(y + i, lanes) * (load_n<V>(dy + i, lanes) - total) * s, dx + i, lanes);
   }
 }
 
@@ -141,18 +129,14 @@ inline void softmax_backward_row(float* dx, const float* dy, const float* y, std
 template <class V>
 inline void log_softmax_backward_row(float* dx, const float* dy, const float* y, std::int64_t n,
                                      float scale) {
-  V sum = V::broadcast(0.0f);
-  std::int64_t i = 0;
-  for (; i + V::width <= n; i += V::width) sum = sum + V::load(dy + i);
-  if (i < n) sum = sum + V::load_partial(dy + i, int(n - i));
-  const V minus_total = V::broadcast(-reduce_sum(sum));
+  CompensatedSum<V> sum;
+  for (std::int64_t i = 0; i < n; i += V::width) sum.add(load_n<V>(dy + i, lanes_at<V>(i, n)));
+  const V minus_total = V::broadcast(-sum.total());
   const V s = V::broadcast(scale);
-  for (i = 0; i + V::width <= n; i += V::width)
-    (fma(vec_math::exp(V::load(y + i)), minus_total, V::load(dy + i)) * s).store(dx + i);
-  if (i < n) {
-    const int rest = int(n - i);
-    (fma(vec_math::exp(V::load_partial(y + i, rest)), minus_total, V::load_partial(dy + i, rest)) * s)
-        .store_partial(dx + i, rest);
+  for (std::int64_t i = 0; i < n; i += V::width) {
+    const int lanes = lanes_at<V>(i, n);
+    const V dx_v = fma(vec_math::exp(load_n<V>(y + i, lanes)), minus_total, load_n<V>(dy + i, lanes));
+    store_n(dx_v * s, dx + i, lanes);
   }
 }
 

@@ -43,13 +43,7 @@ inline Vec pow2_integer(Vec n) {
   return {_mm256_castsi256_ps(bits)};
 }
 
-// Horizontal reductions: halves folded onto each other, 8 -> 4 -> 2 -> 1.
-inline float reduce_sum(Vec a) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+// The largest lane: halves folded onto each other, 8 -> 4 -> 2 -> 1.
 inline float reduce_max(Vec a) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));

@@ -67,9 +67,7 @@ inline Vec pow2_integer(Vec n) {
   return {out};
 }
 
-// Horizontal reductions over the lanes, in a fixed order (the same bits on
-// every call, so row results do not depend on how rows are split over threads).
-inline float reduce_sum(Vec a) { return a.v; }
+// The largest lane.
 inline float reduce_max(Vec a) { return a.v; }
 
 }  // namespace attnkit::cpu::generic

@@ -1,0 +1,93 @@
+// Tools for the row kernels (softmax_kernels.h, norm_kernels.h,
+// loss_kernels.h): loads and stores of a row's vectors including its tail, and
+// sums along a row that are exact to about one rounding. Include a
+// vec_<isa>.h first.
+//
+// Why compensated sums: the rule these kernels are held to is "no more than
+// twice the error of a naive float32 computation", and numpy's naive sums are
+// pairwise. A softmax's largest outputs carry the relative error of the row's
+// sum of exponentials, a LayerNorm's outputs that of the mean and variance;
+// summed plainly (or even pairwise) ours would be as likely as numpy's to be
+// the worse one, and twice as bad now and then. Each addition here also
+// recovers its own rounding error exactly (TwoSum: Knuth, TAOCP vol. 2,
+// 4.2.2), and the errors are added up beside the sum: the result is as
+// accurate as if it had been accumulated in twice the precision and rounded
+// once (Ogita, Rump and Oishi, "Accurate sum and dot product", 2005), for
+// about five more additions per vector - cheap next to the memory traffic.
+//
+// The order of operations depends on the row's length alone, so a row gives
+// the same bits whichever thread computes it.
+#pragma once
+
+#include <cstdint>
+
+namespace attnkit::cpu::row_reduction {
+
+// The `count` <= V::width elements at p (a whole vector or a row's tail; the
+// missing lanes read as 0 and are not written).
+template <class V>
+inline V load_n(const float* p, int count) {
+  return count == V::width ? V::load(p) : V::load_partial(p, count);
+}
+template <class V>
+inline void store_n(V v, float* p, int count) {
+  if (count == V::width)
+    v.store(p);
+  else
+    v.store_partial(p, count);
+}
+// How many of the row's n elements the vector at i holds.
+template <class V>
+inline int lanes_at(std::int64_t i, std::int64_t n) {
+  return n - i >= V::width ? V::width : int(n - i);
+}
+
+// Per lane, a sum and the sum of the rounding errors made along the way.
+template <class V>
+struct CompensatedSum {
+  V sum = V::broadcast(0.0f);
+  V error = V::broadcast(0.0f);
+
+  void add(V x) {
+    const V total = sum + x;
+    const V x_part = total - sum;
+    error = error + ((sum - (total - x_part)) + (x - x_part));
+    sum = total;
+  }
+  // Adds a * b, counting the product's rounding error too.
+  void add_product(V a, V b) {
+    const V product = a * b;
+    add(product);
+    error = error + product_error(a, b, product);
+  }
+  // Multiplies the sum by a (the online softmax's rescaling), exactly but for
+  // the error term's own rounding.
+  void scale(V a) {
+    const V product = sum * a;
+    error = fma(error, a, product_error(sum, a, product));
+    sum = product;
+  }
+  void merge(const CompensatedSum& other) {
+    add(other.sum);
+    error = error + other.error;
+  }
+  // The lanes' sums added with TwoSum as well, their errors apart, and the
+  // total rounded once.
+  float total() const {
+    float sums[V::width];
+    float errors[V::width];
+    sum.store(sums);
+    error.store(errors);
+    float s = 0.0f;
+    float e = 0.0f;
+    for (int lane = 0; lane < V::width; ++lane) {
+      const float t = s + sums[lane];
+      const float part = t - s;
+      e += ((s - (t - part)) + (sums[lane] - part)) + errors[lane];
+      s = t;
+    }
+    return s + e;
+  }
+};
+
+}  // namespace attnkit::cpu::row_reduction
