@@ -22,8 +22,8 @@
 // -inf logits (masked classes) get p = 0; the running max starts at the lowest
 // finite float rather than -inf, so no -inf - -inf = NaN appears.
 //
-// Scalar logarithms use __builtin_logf rather than std::log: std::log(float)
-// is an inline function, and an out-of-line copy of it compiled in an ISA
+// Scalar logarithms use __builtin_log rather than std::log: std::log is an
+// inline function, and an out-of-line copy of it compiled in an ISA
 // translation unit could be picked by the linker for baseline code.
 #pragma once
 
@@ -40,8 +40,8 @@ constexpr float kNegativeInfinity = -__builtin_inff();
 // What forward learns about a row: its max m, s = sum exp(z - m), sum z.
 struct RowStatistics {
   float max;
-  float sum_exp;
-  float sum_logits;
+  double sum_exp;
+  double sum_logits;
 };
 
 template <class V>
@@ -86,17 +86,16 @@ inline void cross_entropy_forward(float* losses, float* statistics, const float*
     }
     const float* z = logits + r * vocab;
     const RowStatistics row = row_statistics<V>(z, vocab);
-    const float log_sum = __builtin_logf(row.sum_exp);
-    // lse - z_t as (m - z_t) + log s: m - z_t is exact when they are close,
-    // so large logits cost no more than the final rounding.
-    float loss = row.max - z[target];
+    // lse - z_t as (m - z_t) + log s, in double and rounded once: m - z_t is
+    // exact, so large logits cost nothing beyond that rounding.
+    double loss = static_cast<double>(row.max) - static_cast<double>(z[target]);
     if (label_smoothing != 0.0f) {
-      const float mean_logit = row.sum_logits / static_cast<float>(vocab);
-      loss = (1.0f - label_smoothing) * loss + label_smoothing * (row.max - mean_logit);
+      const double mean_logit = row.sum_logits / static_cast<double>(vocab);
+      loss = (1.0 - label_smoothing) * loss + label_smoothing * (row.max - mean_logit);
     }
-    losses[r] = loss + log_sum;
+    losses[r] = static_cast<float>(loss + __builtin_log(row.sum_exp));
     statistics[2 * r] = row.max;
-    statistics[2 * r + 1] = row.sum_exp;
+    statistics[2 * r + 1] = static_cast<float>(row.sum_exp);
   }
 }
 

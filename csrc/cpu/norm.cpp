@@ -1,3 +1,9 @@
+// The compensated sums (row_reduction.h) need every product rounded where it
+// is written. GCC's default for C++ (-ffp-contract=fast) fuses a multiply and
+// a later add into one FMA, also across inlined functions, which breaks them.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "cpu/norm.h"
 
 #include <vector>
@@ -36,8 +42,9 @@ void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight
 }
 
 void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C) {
-  norm_kernels::rms_norm_backward<Vec>(dx, dweight_partial, dy, x, weight, rstd, rows, C);
+                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C,
+                       float eps) {
+  norm_kernels::rms_norm_backward<Vec>(dx, dweight_partial, dy, x, weight, rstd, rows, C, eps);
 }
 
 }  // namespace generic
@@ -76,11 +83,12 @@ const NormKernels& active_kernels() {
 std::int64_t rows_per_chunk(std::int64_t C) { return C >= 16384 ? 1 : 16384 / C; }
 
 // The weight and bias gradients are summed over fixed blocks of rows, one
-// partial sum per block, and the partials are then added in block order. The
-// blocks depend on N alone, never on the thread count, which is what makes
-// the result the same bits for any number of threads. At least 16 rows per
-// block keep the partials' extra traffic small next to the rows'; at most 256
-// blocks bound the partials' memory (256 x C floats each) and still feed 256
+// partial sum per block (compensated: a sum and its rounding errors, [2, C]),
+// and the partials are then added in block order. The blocks depend on N
+// alone, never on the thread count, which is what makes the result the same
+// bits for any number of threads. At least 16 rows per block keep the
+// partials' extra traffic small next to the rows'; at most 256 blocks bound
+// the partials' memory (256 x 2C floats per gradient) and still feed 256
 // threads.
 constexpr std::int64_t kMinRowsPerBlock = 16;
 constexpr std::int64_t kMaxRowBlocks = 256;
@@ -100,13 +108,22 @@ void for_each_row_block(std::int64_t N, std::int64_t C, std::int64_t blocks, con
   });
 }
 
-// out[c] = sum over b of partials[b * C + c], added in the order b = 0, 1, ...
+// out[c] = the sum over blocks b of partials[b] (each [2, C]: sums, then their
+// errors), added in the order b = 0, 1, ... with TwoSum as in row_reduction.h,
+// the errors apart, and rounded once.
 void add_partials(float* out, const float* partials, std::int64_t blocks, std::int64_t C) {
   parallel_for(C, 4096, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t c = begin; c < end; ++c) out[c] = partials[c];
-    for (std::int64_t b = 1; b < blocks; ++b) {
-      const float* block = partials + b * C;
-      for (std::int64_t c = begin; c < end; ++c) out[c] += block[c];
+    for (std::int64_t c = begin; c < end; ++c) {
+      float sum = 0.0f;
+      float error = 0.0f;
+      for (std::int64_t b = 0; b < blocks; ++b) {
+        const float value = partials[2 * b * C + c];
+        const float total = sum + value;
+        const float value_part = total - sum;
+        error += ((sum - (total - value_part)) + (value - value_part)) + partials[(2 * b + 1) * C + c];
+        sum = total;
+      }
+      out[c] = sum + error;
     }
   });
 }
@@ -138,14 +155,16 @@ void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* d
                          const float* mean, const float* rstd, std::int64_t N, std::int64_t C) {
   const NormKernels& kernels = active_kernels();
   const std::int64_t blocks = row_block_count(N);
-  // Zero-filled partial sums: [blocks, C] for dweight, then [blocks, C] for dbias.
-  std::vector<float> partials(static_cast<std::size_t>(blocks * C) *
+  // Zero-filled partial sums: [blocks, 2, C] for dweight, then for dbias.
+  const std::int64_t partial_size = 2 * C;
+  std::vector<float> partials(static_cast<std::size_t>(blocks * partial_size) *
                               ((dweight ? 1 : 0) + (dbias ? 1 : 0)));
   float* dweight_partials = dweight ? partials.data() : nullptr;
-  float* dbias_partials = dbias ? partials.data() + (dweight ? blocks * C : 0) : nullptr;
+  float* dbias_partials = dbias ? partials.data() + (dweight ? blocks * partial_size : 0) : nullptr;
   for_each_row_block(N, C, blocks, [&](std::int64_t b, std::int64_t begin, std::int64_t end) {
-    kernels.layer_norm_backward(dx + begin * C, dweight ? dweight_partials + b * C : nullptr,
-                                dbias ? dbias_partials + b * C : nullptr, dy + begin * C,
+    kernels.layer_norm_backward(dx + begin * C,
+                                dweight ? dweight_partials + b * partial_size : nullptr,
+                                dbias ? dbias_partials + b * partial_size : nullptr, dy + begin * C,
                                 dsum ? dsum + begin * C : nullptr, x + begin * C, weight,
                                 mean + begin, rstd + begin, end - begin, C);
   });
@@ -163,13 +182,15 @@ void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight
 }
 
 void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t N, std::int64_t C) {
+                       const float* weight, const float* rstd, std::int64_t N, std::int64_t C,
+                       float eps) {
   const NormKernels& kernels = active_kernels();
   const std::int64_t blocks = row_block_count(N);
-  std::vector<float> partials(dweight ? static_cast<std::size_t>(blocks * C) : 0);
+  std::vector<float> partials(dweight ? static_cast<std::size_t>(blocks * 2 * C) : 0);
   for_each_row_block(N, C, blocks, [&](std::int64_t b, std::int64_t begin, std::int64_t end) {
-    kernels.rms_norm_backward(dx + begin * C, dweight ? partials.data() + b * C : nullptr,
-                              dy + begin * C, x + begin * C, weight, rstd + begin, end - begin, C);
+    kernels.rms_norm_backward(dx + begin * C, dweight ? partials.data() + b * 2 * C : nullptr,
+                              dy + begin * C, x + begin * C, weight, rstd + begin, end - begin, C,
+                              eps);
   });
   if (dweight) add_partials(dweight, partials.data(), blocks, C);
 }

@@ -27,12 +27,14 @@ void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* d
 // y[N, C] = x * rstd * weight[C], rstd[N] = 1 / sqrt(mean(x^2) + eps); weight may be null.
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t N,
                       std::int64_t C, float eps);
-// dx[N, C] and dweight[C] (skipped when null).
+// dx[N, C] and dweight[C] (skipped when null); eps as in the forward.
 void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t N, std::int64_t C);
+                       const float* weight, const float* rstd, std::int64_t N, std::int64_t C,
+                       float eps);
 
 // Per-ISA kernels over `rows` consecutive rows, single-threaded. The backward
-// kernels add their rows' weight and bias gradients into *_partial[C].
+// kernels add their rows' weight and bias gradients into *_partial[2, C]
+// (sums and their rounding errors, see row_reduction.h).
 namespace generic {
 void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight,
                         const float* bias, std::int64_t rows, std::int64_t C, float eps);
@@ -45,7 +47,8 @@ void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
                       std::int64_t rows, std::int64_t C, float eps);
 void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C);
+                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C,
+                       float eps);
 }  // namespace generic
 namespace avx2 {
 void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight,
@@ -59,7 +62,8 @@ void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
                       std::int64_t rows, std::int64_t C, float eps);
 void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C);
+                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C,
+                       float eps);
 }  // namespace avx2
 namespace avx512 {
 void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight,
@@ -73,7 +77,8 @@ void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
                       std::int64_t rows, std::int64_t C, float eps);
 void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C);
+                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C,
+                       float eps);
 }  // namespace avx512
 
 }  // namespace attnkit::cpu

@@ -22,7 +22,7 @@
 //
 // Row sums are compensated (row_reduction.h).
 //
-// Square roots use __builtin_sqrtf rather than std::sqrt: std::sqrt(float) is
+// Square roots use __builtin_sqrt rather than std::sqrt: std::sqrt is
 // an inline function, and an out-of-line copy of it compiled in an ISA
 // translation unit could be picked by the linker for baseline code.
 #pragma once
@@ -33,6 +33,8 @@
 
 namespace attnkit::cpu::norm_kernels {
 
+using row_reduction::add_products_to_column_sums;
+using row_reduction::add_to_column_sums;
 using row_reduction::CompensatedSum;
 using row_reduction::lanes_at;
 using row_reduction::load_n;
@@ -42,14 +44,16 @@ using row_reduction::store_n;
 struct RowMoments {
   float shift;
   float correction;
+  float mean;  // shift + correction, rounded once
   float rstd;
 };
 
 // Statistics of a row x[0, n) whose sum (of the same float32 values) is `sum`.
+// The per-row arithmetic after the sums is done in double and rounded once.
 template <class V>
-inline RowMoments moments_given_sum(const float* x, std::int64_t n, float sum, float eps) {
-  const float count = static_cast<float>(n);
-  const float shift = sum / count;
+inline RowMoments moments_given_sum(const float* x, std::int64_t n, double sum, float eps) {
+  const double count = static_cast<double>(n);
+  const float shift = static_cast<float>(sum / count);
   const V minus_shift = V::broadcast(-shift);
   const V zero = V::broadcast(0.0f);
   CompensatedSum<V> sum_d;
@@ -60,17 +64,19 @@ inline RowMoments moments_given_sum(const float* x, std::int64_t n, float sum, f
     sum_d.add(d);
     sum_d_squared.add_product(d, d);
   }
+  const double correction = sum_d.total() / count;
+  double variance = sum_d_squared.total() / count - correction * correction;
+  if (variance < 0.0) variance = 0.0;  // below 0 only by rounding, on (nearly) constant rows
   RowMoments m;
   m.shift = shift;
-  m.correction = sum_d.total() / count;
-  float variance = sum_d_squared.total() / count - m.correction * m.correction;
-  if (variance < 0.0f) variance = 0.0f;  // an ulp below 0 on (nearly) constant rows
-  m.rstd = 1.0f / __builtin_sqrtf(variance + eps);
+  m.correction = static_cast<float>(correction);
+  m.mean = static_cast<float>(shift + correction);
+  m.rstd = static_cast<float>(1.0 / __builtin_sqrt(variance + eps));
   return m;
 }
 
 template <class V>
-inline float row_sum(const float* x, std::int64_t n) {
+inline double row_sum(const float* x, std::int64_t n) {
   CompensatedSum<V> sum;
   for (std::int64_t i = 0; i < n; i += V::width) sum.add(load_n<V>(x + i, lanes_at<V>(i, n)));
   return sum.total();
@@ -107,7 +113,7 @@ inline void layer_norm_forward(float* y, float* mean, float* rstd, const float* 
     const float* x_row = x + r * C;
     const RowMoments m = moments_given_sum<V>(x_row, C, row_sum<V>(x_row, C), eps);
     normalize_row<V>(y + r * C, x_row, C, m, weight, bias);
-    mean[r] = m.shift + m.correction;
+    mean[r] = m.mean;
     rstd[r] = m.rstd;
   }
 }
@@ -132,7 +138,7 @@ inline void add_layer_norm_forward(float* sum, float* y, float* mean, float* rst
     }
     const RowMoments m = moments_given_sum<V>(sum_row, C, total.total(), eps);
     normalize_row<V>(y + r * C, sum_row, C, m, weight, bias);
-    mean[r] = m.shift + m.correction;
+    mean[r] = m.mean;
     rstd[r] = m.rstd;
   }
 }
@@ -140,7 +146,8 @@ inline void add_layer_norm_forward(float* sum, float* y, float* mean, float* rst
 // LayerNorm backward over rows [0, rows), with g = dy * weight:
 //   dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat))  (+ dsum, if not null:
 //        the gradient reaching the residual sum directly, for add_layer_norm)
-//   dweight_partial += dy * x_hat,  dbias_partial += dy   (each may be null)
+//   dweight_partial += dy * x_hat,  dbias_partial += dy   (each may be null;
+//        [2, C] column sums, see row_reduction.h)
 // mean(g * x_hat) = rstd * (sum(g d) - c sum(g)) / C with d = x - mean and
 // c = mean(d), the correction to the saved mean (see above).
 template <class V>
@@ -148,7 +155,7 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
                                 const float* dy, const float* dsum, const float* x,
                                 const float* weight, const float* mean, const float* rstd,
                                 std::int64_t rows, std::int64_t C) {
-  const float count = static_cast<float>(C);
+  const double count = static_cast<double>(C);
   const V zero = V::broadcast(0.0f);
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
@@ -160,19 +167,25 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
       const V d = select(V::first_lanes(lanes), load_n<V>(x_row + i, lanes) - row_mean, zero);
-      V g = load_n<V>(dy_row + i, lanes);
-      if (weight) g = g * load_n<V>(weight + i, lanes);
+      const V dy_v = load_n<V>(dy_row + i, lanes);
+      V g = dy_v;
+      if (weight) {
+        const V w = load_n<V>(weight + i, lanes);
+        g = dy_v * w;
+        sum_g.add_product(dy_v, w);  // sum(g) cancels; the products' roundings count
+      } else {
+        sum_g.add(dy_v);
+      }
       sum_d.add(d);
-      sum_g.add(g);
       sum_gd.add_product(g, d);
     }
-    const float correction = sum_d.total() / count;
-    const float total_g = sum_g.total();
-    const V c = V::broadcast(correction);
+    const double correction = sum_d.total() / count;
+    const double total_g = sum_g.total();
+    const V c = V::broadcast(static_cast<float>(correction));
     const V r_std = V::broadcast(rstd[r]);
-    const V mean_g = V::broadcast(total_g / count);
-    const V mean_g_x_hat =
-        V::broadcast(rstd[r] * (sum_gd.total() - correction * total_g) / count);
+    const V mean_g = V::broadcast(static_cast<float>(total_g / count));
+    const V mean_g_x_hat = V::broadcast(
+        static_cast<float>(rstd[r] * (sum_gd.total() - correction * total_g) / count));
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
       const V x_hat = ((load_n<V>(x_row + i, lanes) - row_mean) - c) * r_std;
@@ -181,65 +194,108 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
       V dx_v = fma(-x_hat, mean_g_x_hat, g - mean_g) * r_std;
       if (dsum) dx_v = dx_v + load_n<V>(dsum + r * C + i, lanes);
       store_n(dx_v, dx + r * C + i, lanes);
-      if (dweight_partial)
-        store_n(fma(dy_v, x_hat, load_n<V>(dweight_partial + i, lanes)), dweight_partial + i, lanes);
-      if (dbias_partial)
-        store_n(dy_v + load_n<V>(dbias_partial + i, lanes), dbias_partial + i, lanes);
+      if (dweight_partial) add_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_hat);
+      if (dbias_partial) add_to_column_sums(dbias_partial, C, i, lanes, dy_v);
     }
   }
 }
 
-// RMSNorm: y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps).
+// x * (high + low), where high + low is a number held to twice float's
+// precision: the product with `high` is split into its rounded value and its
+// exact error, so only the final addition rounds.
+template <class V>
+inline V multiply_double_float(V x, V high, V low) {
+  const V product = x * high;
+  return product + fma(x, low, product_error(x, high, product));
+}
+
+// RMSNorm's 1 / sqrt(mean(x^2) + eps) of a row, in double, from the
+// compensated sum of squares. (A template like everything here, so that each
+// ISA's copy is its own symbol.)
+template <class V>
+inline double rms_rstd(double sum_squares, std::int64_t C, float eps) {
+  return 1.0 / __builtin_sqrt(sum_squares / static_cast<double>(C) + eps);
+}
+
+template <class V>
+inline double sum_of_squares(const float* x, std::int64_t C) {
+  CompensatedSum<V> sum;
+  for (std::int64_t i = 0; i < C; i += V::width) {
+    const V v = load_n<V>(x + i, lanes_at<V>(i, C));
+    sum.add_product(v, v);
+  }
+  return sum.total();
+}
+
+// RMSNorm: y = x_hat * weight, x_hat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps).
+// rstd is known in double; x_hat multiplies by it in two float parts, so
+// x_hat is rounded once, not once for rstd and once more for the product
+// (which matters where x_hat is near 1 and the gradient hinges on 1 - x_hat^2).
 template <class V>
 inline void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
                              std::int64_t rows, std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
-    CompensatedSum<V> sum_squares;
-    for (std::int64_t i = 0; i < C; i += V::width) {
-      const V v = load_n<V>(x_row + i, lanes_at<V>(i, C));
-      sum_squares.add_product(v, v);
-    }
-    const float row_rstd =
-        1.0f / __builtin_sqrtf(sum_squares.total() / static_cast<float>(C) + eps);
-    const V r_std = V::broadcast(row_rstd);
+    const double row_rstd = rms_rstd<V>(sum_of_squares<V>(x_row, C), C, eps);
+    const float rstd_high = static_cast<float>(row_rstd);
+    const V high = V::broadcast(rstd_high);
+    const V low = V::broadcast(static_cast<float>(row_rstd - rstd_high));
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
-      V out = load_n<V>(x_row + i, lanes) * r_std;
+      V out = multiply_double_float(load_n<V>(x_row + i, lanes), high, low);
       if (weight) out = out * load_n<V>(weight + i, lanes);
       store_n(out, y + r * C + i, lanes);
     }
-    rstd[r] = row_rstd;
+    rstd[r] = rstd_high;
   }
 }
 
 // RMSNorm backward, with g = dy * weight and x_hat = x * rstd:
-//   dx = rstd * (g - x_hat * mean(g * x_hat)),  dweight_partial += dy * x_hat.
+//   dx = rstd * (g - x * k),  k = rstd^2 mean(g x) = sum(g x) / (sum(x^2) + C eps),
+//   dweight_partial += dy * x_hat
+//   (dweight_partial: null, or [2, C] column sums, see row_reduction.h).
+// g - x k can cancel almost entirely (on short rows x_hat^2 is near 1; with
+// C = 1, dx = rstd g eps / (x^2 + eps)), so k is formed in double from the
+// compensated sums and applied in two float parts, and the product x * k_high
+// is taken exactly: g - x k is then rounded about once, relative to itself.
+// rstd is recomputed from x in double; the saved float rstd is its high part.
 template <class V>
 inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
                               const float* weight, const float* rstd, std::int64_t rows,
-                              std::int64_t C) {
+                              std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
     const float* dy_row = dy + r * C;
+    CompensatedSum<V> sum_squares;
     CompensatedSum<V> sum_gx;
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
+      const V x_v = load_n<V>(x_row + i, lanes);
       V g = load_n<V>(dy_row + i, lanes);
       if (weight) g = g * load_n<V>(weight + i, lanes);
-      sum_gx.add_product(g, load_n<V>(x_row + i, lanes));
+      sum_squares.add_product(x_v, x_v);
+      sum_gx.add_product(g, x_v);
     }
-    const V r_std = V::broadcast(rstd[r]);
-    const V mean_g_x_hat =
-        V::broadcast(rstd[r] * sum_gx.total() / static_cast<float>(C));
+    const double squares = sum_squares.total();
+    const double row_rstd = rms_rstd<V>(squares, C, eps);
+    const V rstd_high = V::broadcast(rstd[r]);
+    const V rstd_low = V::broadcast(static_cast<float>(row_rstd - rstd[r]));
+    const double k = sum_gx.total() / (squares + static_cast<double>(C) * eps);
+    const float k_high_value = static_cast<float>(k);
+    const V k_high = V::broadcast(k_high_value);
+    const V k_low = V::broadcast(static_cast<float>(k - k_high_value));
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
-      const V x_hat = load_n<V>(x_row + i, lanes) * r_std;
+      const V x_v = load_n<V>(x_row + i, lanes);
       const V dy_v = load_n<V>(dy_row + i, lanes);
       const V g = weight ? dy_v * load_n<V>(weight + i, lanes) : dy_v;
-      store_n(fma(-x_hat, mean_g_x_hat, g) * r_std, dx + r * C + i, lanes);
-      if (dweight_partial)
-        store_n(fma(dy_v, x_hat, load_n<V>(dweight_partial + i, lanes)), dweight_partial + i, lanes);
+      const V x_k = x_v * k_high;
+      const V inner = (g - x_k) - fma(x_v, k_low, product_error(x_v, k_high, x_k));
+      store_n(multiply_double_float(inner, rstd_high, rstd_low), dx + r * C + i, lanes);
+      if (dweight_partial) {
+        const V x_hat = multiply_double_float(x_v, rstd_high, rstd_low);
+        add_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_hat);
+      }
     }
   }
 }

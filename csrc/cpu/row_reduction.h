@@ -15,6 +15,10 @@
 // once (Ogita, Rump and Oishi, "Accurate sum and dot product", 2005), for
 // about five more additions per vector - cheap next to the memory traffic.
 //
+// The translation units that include this must not let the compiler fuse a
+// multiply and an add into an FMA on its own (see the pragma at their top):
+// TwoSum and the product errors rely on every operation rounding as written.
+//
 // The order of operations depends on the row's length alone, so a row gives
 // the same bits whichever thread computes it.
 #pragma once
@@ -71,9 +75,11 @@ struct CompensatedSum {
     add(other.sum);
     error = error + other.error;
   }
-  // The lanes' sums added with TwoSum as well, their errors apart, and the
-  // total rounded once.
-  float total() const {
+  // The lanes' sums added with TwoSum as well, their errors apart; the sum
+  // and its error come back together as a double (exact: two floats always
+  // add exactly in double). Callers finish their per-row arithmetic (means,
+  // variances, square roots, logarithms) in double and round once.
+  double total() const {
     float sums[V::width];
     float errors[V::width];
     sum.store(sums);
@@ -86,8 +92,28 @@ struct CompensatedSum {
       e += ((s - (t - part)) + (sums[lane] - part)) + errors[lane];
       s = t;
     }
-    return s + e;
+    return static_cast<double>(s) + static_cast<double>(e);
   }
 };
+
+// Sums down the columns of a block of rows (weight and bias gradients): in
+// column_sums[2, C], row 0 holds the running sums and row 1 the sums of their
+// rounding errors. Each call adds one row's vector at column i, compensated.
+template <class V>
+inline void add_to_column_sums(float* column_sums, std::int64_t C, std::int64_t i, int lanes,
+                               V value) {
+  CompensatedSum<V> acc{load_n<V>(column_sums + i, lanes), load_n<V>(column_sums + C + i, lanes)};
+  acc.add(value);
+  store_n(acc.sum, column_sums + i, lanes);
+  store_n(acc.error, column_sums + C + i, lanes);
+}
+template <class V>
+inline void add_products_to_column_sums(float* column_sums, std::int64_t C, std::int64_t i,
+                                        int lanes, V a, V b) {
+  CompensatedSum<V> acc{load_n<V>(column_sums + i, lanes), load_n<V>(column_sums + C + i, lanes)};
+  acc.add_product(a, b);
+  store_n(acc.sum, column_sums + i, lanes);
+  store_n(acc.error, column_sums + C + i, lanes);
+}
 
 }  // namespace attnkit::cpu::row_reduction

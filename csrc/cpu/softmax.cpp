@@ -1,3 +1,9 @@
+// The compensated sums (row_reduction.h) need every product rounded where it
+// is written. GCC's default for C++ (-ffp-contract=fast) fuses a multiply and
+// a later add into one FMA, also across inlined functions, which breaks them.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "cpu/softmax.h"
 
 #include "core/cpu_features.h"

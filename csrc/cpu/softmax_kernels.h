@@ -14,8 +14,8 @@
 //
 // Row sums are compensated (row_reduction.h).
 //
-// Scalar logarithms use __builtin_logf rather than std::log: std::log(float)
-// is an inline function, and an out-of-line copy of it compiled in an ISA
+// Scalar logarithms use __builtin_log rather than std::log: std::log is an
+// inline function, and an out-of-line copy of it compiled in an ISA
 // translation unit could be picked by the linker for baseline code.
 #pragma once
 
@@ -56,7 +56,7 @@ inline float row_shift(const float* x, std::int64_t n, float scale) {
 // there too. scale * x - shift is one fused operation (exact before the final
 // rounding), which keeps the exponent's error at one rounding.
 template <class V>
-inline float sum_exponentials(float* y, const float* x, std::int64_t n, float scale, float shift) {
+inline double sum_exponentials(float* y, const float* x, std::int64_t n, float scale, float shift) {
   const V s = V::broadcast(scale);
   const V minus_shift = V::broadcast(-shift);
   const V zero = V::broadcast(0.0f);
@@ -75,10 +75,10 @@ inline float sum_exponentials(float* y, const float* x, std::int64_t n, float sc
 template <class V>
 inline void softmax_forward_row(float* y, const float* x, std::int64_t n, float scale) {
   const float shift = row_shift<V>(x, n, scale);
-  const float sum = sum_exponentials<V>(y, x, n, scale, shift);
+  const double sum = sum_exponentials<V>(y, x, n, scale, shift);
   // A row of -inf: every term is 0 and y already holds the answer.
-  if (sum == 0.0f) return;
-  const V divisor = V::broadcast(sum);
+  if (sum == 0.0) return;
+  const V divisor = V::broadcast(static_cast<float>(sum));
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
     store_n(load_n<V>(y + i, lanes) / divisor, y + i, lanes);
@@ -89,15 +89,15 @@ inline void softmax_forward_row(float* y, const float* x, std::int64_t n, float 
 template <class V>
 inline void log_softmax_forward_row(float* y, const float* x, std::int64_t n, float scale) {
   const float shift = row_shift<V>(x, n, scale);
-  const float sum = sum_exponentials<V>(nullptr, x, n, scale, shift);
-  if (sum == 0.0f) {  // a row of -inf
+  const double sum = sum_exponentials<V>(nullptr, x, n, scale, shift);
+  if (sum == 0.0) {  // a row of -inf
     const V minus_infinity = V::broadcast(kNegativeInfinity);
     for (std::int64_t i = 0; i < n; i += V::width) store_n(minus_infinity, y + i, lanes_at<V>(i, n));
     return;
   }
   const V s = V::broadcast(scale);
   const V minus_shift = V::broadcast(-shift);
-  const V log_sum = V::broadcast(__builtin_logf(sum));
+  const V log_sum = V::broadcast(static_cast<float>(__builtin_log(sum)));
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
     store_n(fma(load_n<V>(x + i, lanes), s, minus_shift) - log_sum, y + i, lanes);
@@ -115,7 +115,7 @@ inline void softmax_backward_row(float* dx, const float* dy, const float* y, std
     const int lanes = lanes_at<V>(i, n);
     dot.add_product(load_n<V>(dy + i, lanes), load_n<V>(y + i, lanes));
   }
-  const V total = V::broadcast(dot.total());
+  const V total = V::broadcast(static_cast<float>(dot.total()));
   const V s = V::broadcast(scale);
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
@@ -131,7 +131,7 @@ inline void log_softmax_backward_row(float* dx, const float* dy, const float* y,
                                      float scale) {
   CompensatedSum<V> sum;
   for (std::int64_t i = 0; i < n; i += V::width) sum.add(load_n<V>(dy + i, lanes_at<V>(i, n)));
-  const V minus_total = V::broadcast(-sum.total());
+  const V minus_total = V::broadcast(static_cast<float>(-sum.total()));
   const V s = V::broadcast(scale);
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);

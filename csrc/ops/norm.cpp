@@ -172,17 +172,18 @@ RmsNormOutputs rms_norm_forward(const Array& x, const Shape& normalized_shape,
 }
 
 NormGradients rms_norm_backward(const Array& grad_output, const Array& x, const Array& weight,
-                                const Array& rstd, bool weight_grad) {
+                                const Array& rstd, double eps, bool weight_grad) {
   const char* op = "rms_norm_backward";
   const std::int64_t C = check_rows(op, "x", x);
   const std::int64_t N = x.numel() / C;
   check_gradient(op, grad_output, "grad_output", x, "x");
   check_parameter(op, "weight", weight, C);
   check_statistic(op, "rstd", rstd, N);
+  check_eps(op, eps);
   NormGradients out = allocate_gradients(x, weight_grad, false);
   cpu::rms_norm_backward(out.dx.data<float>(), data_or_null(out.dweight),
                          grad_output.data<float>(), x.data<float>(), data_or_null(weight),
-                         rstd.data<float>(), N, C);
+                         rstd.data<float>(), N, C, static_cast<float>(eps));
   return out;
 }
 

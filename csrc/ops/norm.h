@@ -52,7 +52,8 @@ NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_o
 
 RmsNormOutputs rms_norm_forward(const Array& x, const Shape& normalized_shape,
                                 const Array& weight, double eps);
+// eps: the forward's (backward recomputes rstd in double from x and eps).
 NormGradients rms_norm_backward(const Array& grad_output, const Array& x, const Array& weight,
-                                const Array& rstd, bool weight_grad);
+                                const Array& rstd, double eps, bool weight_grad);
 
 }  // namespace attnkit::ops

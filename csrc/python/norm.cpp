@@ -77,12 +77,12 @@ void bind_norm(py::module_& m) {
   m.def(
       "rms_norm_backward",
       [](const Array& grad_output, const Array& x, const OptionalArray& weight, const Array& rstd,
-         bool weight_grad) {
+         double eps, bool weight_grad) {
         ops::NormGradients g =
-            ops::rms_norm_backward(grad_output, x, or_undefined(weight), rstd, weight_grad);
+            ops::rms_norm_backward(grad_output, x, or_undefined(weight), rstd, eps, weight_grad);
         return std::make_tuple(g.dx, or_none(g.dweight));
       },
-      py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("rstd"),
+      py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("rstd"), py::arg("eps"),
       py::arg("weight_grad"), py::call_guard<py::gil_scoped_release>());
 }
 

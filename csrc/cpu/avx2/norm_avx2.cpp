@@ -1,5 +1,11 @@
 // Normalization kernels compiled with the avx2 flags (see CMakeLists.txt);
 // entered only when the CPU has avx2 (core/cpu_features.cpp).
+// The compensated sums (row_reduction.h) need every product rounded where it
+// is written. GCC's default for C++ (-ffp-contract=fast) fuses a multiply and
+// a later add into one FMA, also across inlined functions, which breaks them.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "cpu/vec/vec_avx2.h"
 #include "cpu/norm.h"
 #include "cpu/norm_kernels.h"
@@ -31,8 +37,9 @@ void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight
 }
 
 void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C) {
-  norm_kernels::rms_norm_backward<Vec>(dx, dweight_partial, dy, x, weight, rstd, rows, C);
+                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C,
+                       float eps) {
+  norm_kernels::rms_norm_backward<Vec>(dx, dweight_partial, dy, x, weight, rstd, rows, C, eps);
 }
 
 }  // namespace attnkit::cpu::avx2

@@ -1,5 +1,11 @@
 // Cross-entropy kernels compiled with the avx512 flags (see CMakeLists.txt);
 // entered only when the CPU has avx512 (core/cpu_features.cpp).
+// The compensated sums (row_reduction.h) need every product rounded where it
+// is written. GCC's default for C++ (-ffp-contract=fast) fuses a multiply and
+// a later add into one FMA, also across inlined functions, which breaks them.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "cpu/vec/vec_avx512.h"
 #include "cpu/loss.h"
 #include "cpu/loss_kernels.h"

@@ -68,13 +68,14 @@ class _RmsNorm(Function):
     def forward(ctx, x, weight, normalized_shape, eps):
         y, rstd = _C.rms_norm_forward(x._array, normalized_shape, _array_or_none(weight), eps)
         ctx.save_for_backward(x._array, _array_or_none(weight), rstd)
+        ctx.eps = eps
         ctx.weight_grad = _wants_grad(weight)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, rstd = ctx.saved
-        dx, dweight = _C.rms_norm_backward(grad, x, weight, rstd, ctx.weight_grad)
+        dx, dweight = _C.rms_norm_backward(grad, x, weight, rstd, ctx.eps, ctx.weight_grad)
         return dx, dweight, None, None
 
 
