@@ -186,10 +186,10 @@ def test_layer_norm_backward_checks_saved_statistics():
     good = attnkit.tensor(np.ones(4, np.float32))._array
     bad = attnkit.tensor(np.ones(3, np.float32))._array
     with pytest.raises(ValueError, match=r"layer_norm_backward: argument 'rstd' expected shape \[4\]"):
-        _C.layer_norm_backward(dy, x, None, good, bad, False, False)
+        _C.layer_norm_backward(dy, x, None, good, bad, 1e-5, False, False)
     with pytest.raises(ValueError, match="layer_norm_backward: argument 'grad_output' expected the shape of 'x'"):
         _C.layer_norm_backward(attnkit.tensor(np.ones((4, 5), np.float32))._array, x, None, good, good,
-                               False, False)
+                               1e-5, False, False)
 
 
 def test_layer_norm_reference_by_finite_differences(rng):

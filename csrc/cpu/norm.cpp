@@ -31,9 +31,10 @@ void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, cons
 
 void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy,
                          const float* dsum, const float* x, const float* weight,
-                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C) {
+                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C,
+                         float eps) {
   norm_kernels::layer_norm_backward<Vec>(dx, dweight_partial, dbias_partial, dy, dsum, x, weight,
-                                         mean, rstd, rows, C);
+                                         mean, rstd, rows, C, eps);
 }
 
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
@@ -152,7 +153,8 @@ void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, cons
 
 void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* dy,
                          const float* dsum, const float* x, const float* weight,
-                         const float* mean, const float* rstd, std::int64_t N, std::int64_t C) {
+                         const float* mean, const float* rstd, std::int64_t N, std::int64_t C,
+                         float eps) {
   const NormKernels& kernels = active_kernels();
   const std::int64_t blocks = row_block_count(N);
   // Zero-filled partial sums: [blocks, 2, C] for dweight, then for dbias.
@@ -166,7 +168,7 @@ void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* d
                                 dweight ? dweight_partials + b * partial_size : nullptr,
                                 dbias ? dbias_partials + b * partial_size : nullptr, dy + begin * C,
                                 dsum ? dsum + begin * C : nullptr, x + begin * C, weight,
-                                mean + begin, rstd + begin, end - begin, C);
+                                mean + begin, rstd + begin, end - begin, C, eps);
   });
   if (dweight) add_partials(dweight, dweight_partials, blocks, C);
   if (dbias) add_partials(dbias, dbias_partials, blocks, C);

@@ -20,10 +20,12 @@ void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, cons
                             const float* residual, const float* weight, const float* bias,
                             std::int64_t N, std::int64_t C, float eps);
 // dx[N, C] (+ dsum[N, C] when not null), dweight[C] and dbias[C] (each
-// skipped when null) from dy[N, C], the input x[N, C] and the saved mean, rstd.
+// skipped when null) from dy[N, C], the input x[N, C], the saved mean, rstd
+// and the forward's eps.
 void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* dy,
                          const float* dsum, const float* x, const float* weight,
-                         const float* mean, const float* rstd, std::int64_t N, std::int64_t C);
+                         const float* mean, const float* rstd, std::int64_t N, std::int64_t C,
+                         float eps);
 // y[N, C] = x * rstd * weight[C], rstd[N] = 1 / sqrt(mean(x^2) + eps); weight may be null.
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t N,
                       std::int64_t C, float eps);
@@ -43,7 +45,8 @@ void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, cons
                             std::int64_t rows, std::int64_t C, float eps);
 void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy,
                          const float* dsum, const float* x, const float* weight,
-                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C);
+                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C,
+                         float eps);
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
                       std::int64_t rows, std::int64_t C, float eps);
 void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
@@ -58,7 +61,8 @@ void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, cons
                             std::int64_t rows, std::int64_t C, float eps);
 void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy,
                          const float* dsum, const float* x, const float* weight,
-                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C);
+                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C,
+                         float eps);
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
                       std::int64_t rows, std::int64_t C, float eps);
 void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
@@ -73,7 +77,8 @@ void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, cons
                             std::int64_t rows, std::int64_t C, float eps);
 void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy,
                          const float* dsum, const float* x, const float* weight,
-                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C);
+                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C,
+                         float eps);
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
                       std::int64_t rows, std::int64_t C, float eps);
 void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,

@@ -17,10 +17,18 @@
 // its sum is exact, c equals it, and x_hat = 0 exactly: y = bias.
 //
 // Backward recovers the same precision from the saved float32 mean: its pass
-// over the row sums d = x - mean as well, and c = sum(d) / C is the part of
+// over the row sums e = x - mean as well, and c = sum(e) / C is the part of
 // the mean that the float32 rounding lost.
 //
-// Row sums are compensated (row_reduction.h).
+// Row sums are compensated (row_reduction.h) and the per-row arithmetic after
+// them (means, variances, square roots) is done in double. Where a per-row
+// result multiplies every element, it is applied as two floats (DoubleFloat):
+// rstd in x_hat, so x_hat is rounded once; and in backward the terms of
+//   g - mean(g) - x_hat mean(g x_hat),
+// which can cancel almost entirely (always for C = 2, often on short rows), so
+// that their difference is formed exactly before its one rounding. Backward
+// recomputes rstd in double for this from x and eps; the saved float rstd is
+// its high part.
 //
 // Square roots use __builtin_sqrt rather than std::sqrt: std::sqrt is
 // an inline function, and an out-of-line copy of it compiled in an ISA
@@ -36,22 +44,34 @@ namespace attnkit::cpu::norm_kernels {
 using row_reduction::add_products_to_column_sums;
 using row_reduction::add_to_column_sums;
 using row_reduction::CompensatedSum;
+using row_reduction::DoubleFloat;
 using row_reduction::lanes_at;
 using row_reduction::load_n;
+using row_reduction::multiply;
+using row_reduction::split;
 using row_reduction::store_n;
+using row_reduction::sum_error;
+
+// 1 / sqrt(variance + eps), in double. (A template, like everything here, so
+// that each ISA's copy is a symbol of its own.)
+template <class V>
+inline double inverse_std(double variance, float eps) {
+  return 1.0 / __builtin_sqrt(variance + eps);
+}
 
 // A row's LayerNorm statistics: mean = shift + correction (see above).
+template <class V>
 struct RowMoments {
-  float shift;
-  float correction;
-  float mean;  // shift + correction, rounded once
-  float rstd;
+  V shift;
+  V correction;
+  DoubleFloat<V> rstd;
+  float mean;       // shift + correction, rounded once
+  float rstd_float; // rstd rounded once
 };
 
 // Statistics of a row x[0, n) whose sum (of the same float32 values) is `sum`.
-// The per-row arithmetic after the sums is done in double and rounded once.
 template <class V>
-inline RowMoments moments_given_sum(const float* x, std::int64_t n, double sum, float eps) {
+inline RowMoments<V> moments_given_sum(const float* x, std::int64_t n, double sum, float eps) {
   const double count = static_cast<double>(n);
   const float shift = static_cast<float>(sum / count);
   const V minus_shift = V::broadcast(-shift);
@@ -67,12 +87,9 @@ inline RowMoments moments_given_sum(const float* x, std::int64_t n, double sum, 
   const double correction = sum_d.total() / count;
   double variance = sum_d_squared.total() / count - correction * correction;
   if (variance < 0.0) variance = 0.0;  // below 0 only by rounding, on (nearly) constant rows
-  RowMoments m;
-  m.shift = shift;
-  m.correction = static_cast<float>(correction);
-  m.mean = static_cast<float>(shift + correction);
-  m.rstd = static_cast<float>(1.0 / __builtin_sqrt(variance + eps));
-  return m;
+  const double rstd = inverse_std<V>(variance, eps);
+  return {V::broadcast(shift), V::broadcast(static_cast<float>(correction)), split<V>(rstd),
+          static_cast<float>(shift + correction), static_cast<float>(rstd)};
 }
 
 template <class V>
@@ -85,14 +102,11 @@ inline double row_sum(const float* x, std::int64_t n) {
 // y = x_hat * weight + bias, x_hat = ((x - shift) - correction) * rstd;
 // weight and bias may be null (1 and 0).
 template <class V>
-inline void normalize_row(float* y, const float* x, std::int64_t n, const RowMoments& m,
+inline void normalize_row(float* y, const float* x, std::int64_t n, const RowMoments<V>& m,
                           const float* weight, const float* bias) {
-  const V shift = V::broadcast(m.shift);
-  const V correction = V::broadcast(m.correction);
-  const V rstd = V::broadcast(m.rstd);
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
-    const V x_hat = ((load_n<V>(x + i, lanes) - shift) - correction) * rstd;
+    const V x_hat = multiply((load_n<V>(x + i, lanes) - m.shift) - m.correction, m.rstd);
     V out = x_hat;
     if (weight && bias)
       out = fma(x_hat, load_n<V>(weight + i, lanes), load_n<V>(bias + i, lanes));
@@ -111,10 +125,10 @@ inline void layer_norm_forward(float* y, float* mean, float* rstd, const float* 
                                std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
-    const RowMoments m = moments_given_sum<V>(x_row, C, row_sum<V>(x_row, C), eps);
+    const RowMoments<V> m = moments_given_sum<V>(x_row, C, row_sum<V>(x_row, C), eps);
     normalize_row<V>(y + r * C, x_row, C, m, weight, bias);
     mean[r] = m.mean;
-    rstd[r] = m.rstd;
+    rstd[r] = m.rstd_float;
   }
 }
 
@@ -136,10 +150,10 @@ inline void add_layer_norm_forward(float* sum, float* y, float* mean, float* rst
       store_n(s, sum_row + i, lanes);
       total.add(s);
     }
-    const RowMoments m = moments_given_sum<V>(sum_row, C, total.total(), eps);
+    const RowMoments<V> m = moments_given_sum<V>(sum_row, C, total.total(), eps);
     normalize_row<V>(y + r * C, sum_row, C, m, weight, bias);
     mean[r] = m.mean;
-    rstd[r] = m.rstd;
+    rstd[r] = m.rstd_float;
   }
 }
 
@@ -148,73 +162,63 @@ inline void add_layer_norm_forward(float* sum, float* y, float* mean, float* rst
 //        the gradient reaching the residual sum directly, for add_layer_norm)
 //   dweight_partial += dy * x_hat,  dbias_partial += dy   (each may be null;
 //        [2, C] column sums, see row_reduction.h)
-// mean(g * x_hat) = rstd * (sum(g d) - c sum(g)) / C with d = x - mean and
-// c = mean(d), the correction to the saved mean (see above).
+// With e = x - mean (the saved float mean), c = mean(e) and d = e - c:
+//   x_hat * mean(g x_hat) = d k,  k = rstd^2 mean(g d) = (sum(g e) - c sum(g)) / (C (var + eps)),
+// so the bracket is g - e k - b with b = mean(g) - c k; e is an exact float
+// wherever the cancellation matters, k and b are DoubleFloats, e k_high is
+// split exactly and g - e k_high is added with its TwoSum error.
 template <class V>
 inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial,
                                 const float* dy, const float* dsum, const float* x,
                                 const float* weight, const float* mean, const float* rstd,
-                                std::int64_t rows, std::int64_t C) {
+                                std::int64_t rows, std::int64_t C, float eps) {
   const double count = static_cast<double>(C);
   const V zero = V::broadcast(0.0f);
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
     const float* dy_row = dy + r * C;
     const V row_mean = V::broadcast(mean[r]);
-    CompensatedSum<V> sum_d;
+    CompensatedSum<V> sum_e;
+    CompensatedSum<V> sum_e_squared;
     CompensatedSum<V> sum_g;
-    CompensatedSum<V> sum_gd;
+    CompensatedSum<V> sum_ge;
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
-      const V d = select(V::first_lanes(lanes), load_n<V>(x_row + i, lanes) - row_mean, zero);
-      const V dy_v = load_n<V>(dy_row + i, lanes);
-      V g = dy_v;
-      if (weight) {
-        const V w = load_n<V>(weight + i, lanes);
-        g = dy_v * w;
-        sum_g.add_product(dy_v, w);  // sum(g) cancels; the products' roundings count
-      } else {
-        sum_g.add(dy_v);
-      }
-      sum_d.add(d);
-      sum_gd.add_product(g, d);
+      const V e = select(V::first_lanes(lanes), load_n<V>(x_row + i, lanes) - row_mean, zero);
+      V g = load_n<V>(dy_row + i, lanes);
+      if (weight) g = g * load_n<V>(weight + i, lanes);
+      sum_g.add(g);  // the same rounded g as below, so that the bracket cancels exactly where it should
+      sum_e.add(e);
+      sum_e_squared.add_product(e, e);
+      sum_ge.add_product(g, e);
     }
-    const double correction = sum_d.total() / count;
+    const double c = sum_e.total() / count;
+    double variance = sum_e_squared.total() / count - c * c;
+    if (variance < 0.0) variance = 0.0;
     const double total_g = sum_g.total();
-    const V c = V::broadcast(static_cast<float>(correction));
-    const V r_std = V::broadcast(rstd[r]);
-    const V mean_g = V::broadcast(static_cast<float>(total_g / count));
-    const V mean_g_x_hat = V::broadcast(
-        static_cast<float>(rstd[r] * (sum_gd.total() - correction * total_g) / count));
+    const double k = (sum_ge.total() - c * total_g) / (count * (variance + eps));
+    const DoubleFloat<V> k_split = split<V>(k);
+    const DoubleFloat<V> b = split<V>(total_g / count - c * k);
+    const double row_rstd = inverse_std<V>(variance, eps);
+    const DoubleFloat<V> r_std{V::broadcast(rstd[r]), V::broadcast(static_cast<float>(row_rstd - rstd[r]))};
+    const V correction = V::broadcast(static_cast<float>(c));
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
-      const V x_hat = ((load_n<V>(x_row + i, lanes) - row_mean) - c) * r_std;
+      const V e = load_n<V>(x_row + i, lanes) - row_mean;
       const V dy_v = load_n<V>(dy_row + i, lanes);
       const V g = weight ? dy_v * load_n<V>(weight + i, lanes) : dy_v;
-      V dx_v = fma(-x_hat, mean_g_x_hat, g - mean_g) * r_std;
+      const V e_k = e * k_split.high;
+      const V g_minus_e_k = g - e_k;
+      const V small_terms = sum_error(g, -e_k, g_minus_e_k) -
+                            (product_error(e, k_split.high, e_k) + fma(e, k_split.low, b.low));
+      V dx_v = multiply((g_minus_e_k - b.high) + small_terms, r_std);
       if (dsum) dx_v = dx_v + load_n<V>(dsum + r * C + i, lanes);
       store_n(dx_v, dx + r * C + i, lanes);
-      if (dweight_partial) add_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_hat);
+      if (dweight_partial)
+        add_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, multiply(e - correction, r_std));
       if (dbias_partial) add_to_column_sums(dbias_partial, C, i, lanes, dy_v);
     }
   }
-}
-
-// x * (high + low), where high + low is a number held to twice float's
-// precision: the product with `high` is split into its rounded value and its
-// exact error, so only the final addition rounds.
-template <class V>
-inline V multiply_double_float(V x, V high, V low) {
-  const V product = x * high;
-  return product + fma(x, low, product_error(x, high, product));
-}
-
-// RMSNorm's 1 / sqrt(mean(x^2) + eps) of a row, in double, from the
-// compensated sum of squares. (A template like everything here, so that each
-// ISA's copy is its own symbol.)
-template <class V>
-inline double rms_rstd(double sum_squares, std::int64_t C, float eps) {
-  return 1.0 / __builtin_sqrt(sum_squares / static_cast<double>(C) + eps);
 }
 
 template <class V>
@@ -228,41 +232,35 @@ inline double sum_of_squares(const float* x, std::int64_t C) {
 }
 
 // RMSNorm: y = x_hat * weight, x_hat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps).
-// rstd is known in double; x_hat multiplies by it in two float parts, so
-// x_hat is rounded once, not once for rstd and once more for the product
-// (which matters where x_hat is near 1 and the gradient hinges on 1 - x_hat^2).
 template <class V>
 inline void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
                              std::int64_t rows, std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
-    const double row_rstd = rms_rstd<V>(sum_of_squares<V>(x_row, C), C, eps);
-    const float rstd_high = static_cast<float>(row_rstd);
-    const V high = V::broadcast(rstd_high);
-    const V low = V::broadcast(static_cast<float>(row_rstd - rstd_high));
+    const double row_rstd = inverse_std<V>(sum_of_squares<V>(x_row, C) / static_cast<double>(C), eps);
+    const DoubleFloat<V> r_std = split<V>(row_rstd);
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
-      V out = multiply_double_float(load_n<V>(x_row + i, lanes), high, low);
+      V out = multiply(load_n<V>(x_row + i, lanes), r_std);
       if (weight) out = out * load_n<V>(weight + i, lanes);
       store_n(out, y + r * C + i, lanes);
     }
-    rstd[r] = rstd_high;
+    rstd[r] = static_cast<float>(row_rstd);
   }
 }
 
 // RMSNorm backward, with g = dy * weight and x_hat = x * rstd:
-//   dx = rstd * (g - x * k),  k = rstd^2 mean(g x) = sum(g x) / (sum(x^2) + C eps),
+//   dx = rstd * (g - x k),  k = rstd^2 mean(g x) = sum(g x) / (sum(x^2) + C eps),
 //   dweight_partial += dy * x_hat
 //   (dweight_partial: null, or [2, C] column sums, see row_reduction.h).
 // g - x k can cancel almost entirely (on short rows x_hat^2 is near 1; with
-// C = 1, dx = rstd g eps / (x^2 + eps)), so k is formed in double from the
-// compensated sums and applied in two float parts, and the product x * k_high
-// is taken exactly: g - x k is then rounded about once, relative to itself.
-// rstd is recomputed from x in double; the saved float rstd is its high part.
+// C = 1, dx = rstd g eps / (x^2 + eps)): k is a DoubleFloat, x k_high is split
+// exactly, and g - x k is rounded about once, relative to itself.
 template <class V>
 inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
                               const float* weight, const float* rstd, std::int64_t rows,
                               std::int64_t C, float eps) {
+  const double count = static_cast<double>(C);
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
     const float* dy_row = dy + r * C;
@@ -277,25 +275,19 @@ inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy
       sum_gx.add_product(g, x_v);
     }
     const double squares = sum_squares.total();
-    const double row_rstd = rms_rstd<V>(squares, C, eps);
-    const V rstd_high = V::broadcast(rstd[r]);
-    const V rstd_low = V::broadcast(static_cast<float>(row_rstd - rstd[r]));
-    const double k = sum_gx.total() / (squares + static_cast<double>(C) * eps);
-    const float k_high_value = static_cast<float>(k);
-    const V k_high = V::broadcast(k_high_value);
-    const V k_low = V::broadcast(static_cast<float>(k - k_high_value));
+    const double row_rstd = inverse_std<V>(squares / count, eps);
+    const DoubleFloat<V> r_std{V::broadcast(rstd[r]), V::broadcast(static_cast<float>(row_rstd - rstd[r]))};
+    const DoubleFloat<V> k = split<V>(sum_gx.total() / (squares + count * eps));
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
       const V x_v = load_n<V>(x_row + i, lanes);
       const V dy_v = load_n<V>(dy_row + i, lanes);
       const V g = weight ? dy_v * load_n<V>(weight + i, lanes) : dy_v;
-      const V x_k = x_v * k_high;
-      const V inner = (g - x_k) - fma(x_v, k_low, product_error(x_v, k_high, x_k));
-      store_n(multiply_double_float(inner, rstd_high, rstd_low), dx + r * C + i, lanes);
-      if (dweight_partial) {
-        const V x_hat = multiply_double_float(x_v, rstd_high, rstd_low);
-        add_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_hat);
-      }
+      const V x_k = x_v * k.high;
+      const V inner = (g - x_k) - fma(x_v, k.low, product_error(x_v, k.high, x_k));
+      store_n(multiply(inner, r_std), dx + r * C + i, lanes);
+      if (dweight_partial)
+        add_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, multiply(x_v, r_std));
     }
   }
 }

@@ -46,6 +46,35 @@ inline int lanes_at(std::int64_t i, std::int64_t n) {
   return n - i >= V::width ? V::width : int(n - i);
 }
 
+// A per-row number known in double, held as two floats high + low, for the
+// few places where one float's rounding of it would show in the result.
+template <class V>
+struct DoubleFloat {
+  V high;
+  V low;
+};
+
+template <class V>
+inline DoubleFloat<V> split(double value) {
+  const float high = static_cast<float>(value);
+  return {V::broadcast(high), V::broadcast(static_cast<float>(value - high))};
+}
+
+// x * (high + low) rounded about once: the product with `high` is split into
+// its rounded value and its exact error.
+template <class V>
+inline V multiply(V x, const DoubleFloat<V>& factor) {
+  const V product = x * factor.high;
+  return product + fma(x, factor.low, product_error(x, factor.high, product));
+}
+
+// The exact rounding error of s = fl(a + b): a + b - s (TwoSum).
+template <class V>
+inline V sum_error(V a, V b, V s) {
+  const V b_part = s - a;
+  return (a - (s - b_part)) + (b - b_part);
+}
+
 // Per lane, a sum and the sum of the rounding errors made along the way.
 template <class V>
 struct CompensatedSum {
@@ -54,8 +83,7 @@ struct CompensatedSum {
 
   void add(V x) {
     const V total = sum + x;
-    const V x_part = total - sum;
-    error = error + ((sum - (total - x_part)) + (x - x_part));
+    error = error + sum_error(sum, x, total);
     sum = total;
   }
   // Adds a * b, counting the product's rounding error too.

@@ -27,8 +27,10 @@
 namespace attnkit::cpu::softmax_kernels {
 
 using row_reduction::CompensatedSum;
+using row_reduction::DoubleFloat;
 using row_reduction::lanes_at;
 using row_reduction::load_n;
+using row_reduction::split;
 using row_reduction::store_n;
 
 constexpr float kNegativeInfinity = -__builtin_inff();
@@ -106,7 +108,9 @@ inline void log_softmax_forward_row(float* y, const float* x, std::int64_t n, fl
 
 // d/dx of softmax(scale * x) from its output y:
 //   dx[i] = scale * y[i] * (dy[i] - sum_j dy[j] y[j]).
-// Rows of -inf have y = 0 and get dx = 0.
+// Rows of -inf have y = 0 and get dx = 0. dy[i] - sum often cancels (the
+// largest y weighs most in the sum), so the sum is applied as a DoubleFloat:
+// its rounding would otherwise be magnified by the cancellation.
 template <class V>
 inline void softmax_backward_row(float* dx, const float* dy, const float* y, std::int64_t n,
                                  float scale) {
@@ -115,28 +119,34 @@ inline void softmax_backward_row(float* dx, const float* dy, const float* y, std
     const int lanes = lanes_at<V>(i, n);
     dot.add_product(load_n<V>(dy + i, lanes), load_n<V>(y + i, lanes));
   }
-  const V total = V::broadcast(static_cast<float>(dot.total()));
+  const DoubleFloat<V> total = split<V>(dot.total());
   const V s = V::broadcast(scale);
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
-    store_n(load_n<V>(y + i, lanes) * (load_n<V>(dy + i, lanes) - total) * s, dx + i, lanes);
+    const V difference = (load_n<V>(dy + i, lanes) - total.high) - total.low;
+    store_n(load_n<V>(y + i, lanes) * difference * s, dx + i, lanes);
   }
 }
 
 // d/dx of log_softmax(scale * x) from its output y:
 //   dx[i] = scale * (dy[i] - exp(y[i]) * sum_j dy[j]).
 // The same formula holds on rows of -inf (exp(-inf) = 0, so dx = scale * dy).
+// The sum is a DoubleFloat and exp(y) times its high part is taken exactly,
+// for the same reason as above.
 template <class V>
 inline void log_softmax_backward_row(float* dx, const float* dy, const float* y, std::int64_t n,
                                      float scale) {
   CompensatedSum<V> sum;
   for (std::int64_t i = 0; i < n; i += V::width) sum.add(load_n<V>(dy + i, lanes_at<V>(i, n)));
-  const V minus_total = V::broadcast(static_cast<float>(-sum.total()));
+  const DoubleFloat<V> total = split<V>(sum.total());
   const V s = V::broadcast(scale);
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
-    const V dx_v = fma(vec_math::exp(load_n<V>(y + i, lanes)), minus_total, load_n<V>(dy + i, lanes));
-    store_n(dx_v * s, dx + i, lanes);
+    const V p = vec_math::exp(load_n<V>(y + i, lanes));
+    const V p_total = p * total.high;
+    const V difference = (load_n<V>(dy + i, lanes) - p_total) -
+                         fma(p, total.low, product_error(p, total.high, p_total));
+    store_n(difference * s, dx + i, lanes);
   }
 }
 

@@ -100,8 +100,8 @@ LayerNormOutputs layer_norm_forward(const Array& x, const Shape& normalized_shap
 }
 
 NormGradients layer_norm_backward(const Array& grad_output, const Array& x, const Array& weight,
-                                  const Array& mean, const Array& rstd, bool weight_grad,
-                                  bool bias_grad) {
+                                  const Array& mean, const Array& rstd, double eps,
+                                  bool weight_grad, bool bias_grad) {
   const char* op = "layer_norm_backward";
   const std::int64_t C = check_rows(op, "x", x);
   const std::int64_t N = x.numel() / C;
@@ -109,10 +109,12 @@ NormGradients layer_norm_backward(const Array& grad_output, const Array& x, cons
   check_parameter(op, "weight", weight, C);
   check_statistic(op, "mean", mean, N);
   check_statistic(op, "rstd", rstd, N);
+  check_eps(op, eps);
   NormGradients out = allocate_gradients(x, weight_grad, bias_grad);
   cpu::layer_norm_backward(out.dx.data<float>(), data_or_null(out.dweight), data_or_null(out.dbias),
                            grad_output.data<float>(), nullptr, x.data<float>(),
-                           data_or_null(weight), mean.data<float>(), rstd.data<float>(), N, C);
+                           data_or_null(weight), mean.data<float>(), rstd.data<float>(), N, C,
+                           static_cast<float>(eps));
   return out;
 }
 
@@ -141,7 +143,8 @@ AddLayerNormOutputs add_layer_norm_forward(const Array& x, const Array& residual
 
 NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_output,
                                       const Array& sum, const Array& weight, const Array& mean,
-                                      const Array& rstd, bool weight_grad, bool bias_grad) {
+                                      const Array& rstd, double eps, bool weight_grad,
+                                      bool bias_grad) {
   const char* op = "add_layer_norm_backward";
   const std::int64_t C = check_rows(op, "sum", sum);
   const std::int64_t N = sum.numel() / C;
@@ -150,10 +153,12 @@ NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_o
   check_parameter(op, "weight", weight, C);
   check_statistic(op, "mean", mean, N);
   check_statistic(op, "rstd", rstd, N);
+  check_eps(op, eps);
   NormGradients out = allocate_gradients(sum, weight_grad, bias_grad);
   cpu::layer_norm_backward(out.dx.data<float>(), data_or_null(out.dweight), data_or_null(out.dbias),
                            grad_output.data<float>(), grad_sum.data<float>(), sum.data<float>(),
-                           data_or_null(weight), mean.data<float>(), rstd.data<float>(), N, C);
+                           data_or_null(weight), mean.data<float>(), rstd.data<float>(), N, C,
+                           static_cast<float>(eps));
   return out;
 }
 

@@ -36,9 +36,10 @@ struct NormGradients {
 // [C] or undefined; eps >= 0.
 LayerNormOutputs layer_norm_forward(const Array& x, const Shape& normalized_shape,
                                     const Array& weight, const Array& bias, double eps);
+// eps: the forward's (backward recomputes rstd in double, see cpu/norm_kernels.h).
 NormGradients layer_norm_backward(const Array& grad_output, const Array& x, const Array& weight,
-                                  const Array& mean, const Array& rstd, bool weight_grad,
-                                  bool bias_grad);
+                                  const Array& mean, const Array& rstd, double eps,
+                                  bool weight_grad, bool bias_grad);
 
 // sum = x + residual, y = layer_norm(sum), in one pass over x and residual.
 AddLayerNormOutputs add_layer_norm_forward(const Array& x, const Array& residual,
@@ -48,11 +49,11 @@ AddLayerNormOutputs add_layer_norm_forward(const Array& x, const Array& residual
 // of grad_output; sum is the forward's first output.
 NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_output,
                                       const Array& sum, const Array& weight, const Array& mean,
-                                      const Array& rstd, bool weight_grad, bool bias_grad);
+                                      const Array& rstd, double eps, bool weight_grad,
+                                      bool bias_grad);
 
 RmsNormOutputs rms_norm_forward(const Array& x, const Shape& normalized_shape,
                                 const Array& weight, double eps);
-// eps: the forward's (backward recomputes rstd in double from x and eps).
 NormGradients rms_norm_backward(const Array& grad_output, const Array& x, const Array& weight,
                                 const Array& rstd, double eps, bool weight_grad);
 

@@ -37,12 +37,13 @@ void bind_norm(py::module_& m) {
   m.def(
       "layer_norm_backward",
       [](const Array& grad_output, const Array& x, const OptionalArray& weight, const Array& mean,
-         const Array& rstd, bool weight_grad, bool bias_grad) {
+         const Array& rstd, double eps, bool weight_grad, bool bias_grad) {
         return gradients_tuple(ops::layer_norm_backward(grad_output, x, or_undefined(weight), mean,
-                                                        rstd, weight_grad, bias_grad));
+                                                        rstd, eps, weight_grad, bias_grad));
       },
       py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("mean"), py::arg("rstd"),
-      py::arg("weight_grad"), py::arg("bias_grad"), py::call_guard<py::gil_scoped_release>());
+      py::arg("eps"), py::arg("weight_grad"), py::arg("bias_grad"),
+      py::call_guard<py::gil_scoped_release>());
   m.def(
       "add_layer_norm_forward",
       [](const Array& x, const Array& residual, const Shape& normalized_shape,
@@ -56,14 +57,15 @@ void bind_norm(py::module_& m) {
   m.def(
       "add_layer_norm_backward",
       [](const Array& grad_sum, const Array& grad_output, const Array& sum,
-         const OptionalArray& weight, const Array& mean, const Array& rstd, bool weight_grad,
-         bool bias_grad) {
+         const OptionalArray& weight, const Array& mean, const Array& rstd, double eps,
+         bool weight_grad, bool bias_grad) {
         return gradients_tuple(ops::add_layer_norm_backward(grad_sum, grad_output, sum,
-                                                            or_undefined(weight), mean, rstd,
+                                                            or_undefined(weight), mean, rstd, eps,
                                                             weight_grad, bias_grad));
       },
       py::arg("grad_sum"), py::arg("grad_output"), py::arg("sum"), py::arg("weight"),
-      py::arg("mean"), py::arg("rstd"), py::arg("weight_grad"), py::arg("bias_grad"),
+      py::arg("mean"), py::arg("rstd"), py::arg("eps"), py::arg("weight_grad"),
+      py::arg("bias_grad"),
       py::call_guard<py::gil_scoped_release>());
   m.def(
       "rms_norm_forward",

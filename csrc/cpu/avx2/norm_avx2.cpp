@@ -26,9 +26,10 @@ void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, cons
 
 void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy,
                          const float* dsum, const float* x, const float* weight,
-                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C) {
+                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C,
+                         float eps) {
   norm_kernels::layer_norm_backward<Vec>(dx, dweight_partial, dbias_partial, dy, dsum, x, weight,
-                                         mean, rstd, rows, C);
+                                         mean, rstd, rows, C, eps);
 }
 
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,

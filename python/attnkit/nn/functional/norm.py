@@ -30,6 +30,7 @@ class _LayerNorm(Function):
         y, mean, rstd = _C.layer_norm_forward(x._array, normalized_shape, _array_or_none(weight),
                                               _array_or_none(bias), eps)
         ctx.save_for_backward(x._array, _array_or_none(weight), mean, rstd)
+        ctx.eps = eps
         ctx.weight_grad = _wants_grad(weight)
         ctx.bias_grad = _wants_grad(bias)
         return y
@@ -37,8 +38,8 @@ class _LayerNorm(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, mean, rstd = ctx.saved
-        dx, dweight, dbias = _C.layer_norm_backward(grad, x, weight, mean, rstd, ctx.weight_grad,
-                                                    ctx.bias_grad)
+        dx, dweight, dbias = _C.layer_norm_backward(grad, x, weight, mean, rstd, ctx.eps,
+                                                    ctx.weight_grad, ctx.bias_grad)
         return dx, dweight, dbias, None, None
 
 
@@ -49,6 +50,7 @@ class _AddLayerNorm(Function):
             x._array, residual._array, normalized_shape, _array_or_none(weight),
             _array_or_none(bias), eps)
         ctx.save_for_backward(total, _array_or_none(weight), mean, rstd)
+        ctx.eps = eps
         ctx.weight_grad = _wants_grad(weight)
         ctx.bias_grad = _wants_grad(bias)
         return total, y
@@ -57,7 +59,8 @@ class _AddLayerNorm(Function):
     def backward(ctx, grad_sum, grad_normed):
         total, weight, mean, rstd = ctx.saved
         dx, dweight, dbias = _C.add_layer_norm_backward(grad_sum, grad_normed, total, weight, mean,
-                                                        rstd, ctx.weight_grad, ctx.bias_grad)
+                                                        rstd, ctx.eps, ctx.weight_grad,
+                                                        ctx.bias_grad)
         # x and residual have the same gradient; one array serves both (the
         # tape never writes into a gradient it was handed).
         return dx, dx, dweight, dbias, None, None
