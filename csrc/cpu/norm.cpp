@@ -124,7 +124,7 @@ void add_partials(float* out, const float* partials, std::int64_t blocks, std::i
         error += ((sum - (total - value_part)) + (value - value_part)) + partials[(2 * b + 1) * C + c];
         sum = total;
       }
-      out[c] = sum + error;
+      out[c] = sum - sum == 0.0f ? sum + error : sum;  // an infinite sum has NaN errors
     }
   });
 }

@@ -120,6 +120,9 @@ struct CompensatedSum {
       e += ((s - (t - part)) + (sums[lane] - part)) + errors[lane];
       s = t;
     }
+    // With an infinity among the terms the error terms are NaN (inf - inf);
+    // the plain sum is then the answer (inf, or NaN for inf - inf).
+    if (!(s - s == 0.0f)) return static_cast<double>(s);
     return static_cast<double>(s) + static_cast<double>(e);
   }
 };
