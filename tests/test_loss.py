@@ -166,7 +166,7 @@ def test_backward_allocates_only_dlogits(rng):
     loss = F.cross_entropy(z, targets)
     node = loss.grad_fn
     saved_statistics = node.ctx.saved[2]
-    assert saved_statistics.shape == (n, 2)  # per row: max and sum of exp(logit - max)
+    assert saved_statistics.shape == (n, 3)  # per row: max, sum of exp(logit - max) as 2 floats
     grad = _C.array_from_numpy(np.array(1.0, np.float32), "", True)
     attnkit.empty_cpu_cache()
     before = attnkit.cpu_memory_stats()
@@ -219,7 +219,7 @@ def test_backward_checks_its_arguments(rng):
         _C.cross_entropy_backward(scalar, logits, bad, statistics, -100, 0.0, "mean")
     with pytest.raises(ValueError, match=r"cross_entropy_backward: argument 'grad_output' expected shape \[4\]"):
         _C.cross_entropy_backward(scalar, logits, good, statistics, -100, 0.0, "none")
-    with pytest.raises(ValueError, match=r"cross_entropy_backward: argument 'statistics' expected shape \[4, 2\]"):
+    with pytest.raises(ValueError, match=r"cross_entropy_backward: argument 'statistics' expected shape \[4, 3\]"):
         _C.cross_entropy_backward(scalar, logits, good, attnkit.tensor(np.ones((4,), np.float32))._array,
                                   -100, 0.0, "mean")
 

@@ -47,7 +47,7 @@ void cross_entropy_forward(float* losses, float* statistics, const float* logits
   const CpuIsa isa = active_cpu_isa();
   parallel_for(N, rows_per_chunk(vocab), [&](std::int64_t begin, std::int64_t end) {
     float* losses_rows = losses + begin;
-    float* statistics_rows = statistics + 2 * begin;
+    float* statistics_rows = statistics + 3 * begin;
     const float* logits_rows = logits + begin * vocab;
     const std::int64_t* targets_rows = targets + begin;
     const std::int64_t rows = end - begin;
@@ -75,7 +75,7 @@ void cross_entropy_backward(float* dlogits, const float* statistics, const float
   const CpuIsa isa = active_cpu_isa();
   parallel_for(N, rows_per_chunk(vocab), [&](std::int64_t begin, std::int64_t end) {
     float* dlogits_rows = dlogits + begin * vocab;
-    const float* statistics_rows = statistics + 2 * begin;
+    const float* statistics_rows = statistics + 3 * begin;
     const float* grad_rows = grad_loss + begin * grad_stride;
     const float* logits_rows = logits + begin * vocab;
     const std::int64_t* targets_rows = targets + begin;

@@ -7,8 +7,9 @@
 
 namespace attnkit::cpu {
 
-// losses[N] (0 on rows whose target is ignore_index) and statistics[N, 2] =
-// (max, sum of exp(logit - max)) per row of logits[N, vocab]; targets[N] must
+// losses[N] (0 on rows whose target is ignore_index) and statistics[N, 3] =
+// (max, sum of exp(logit - max) as high + low floats) per row of
+// logits[N, vocab]; targets[N] must
 // be in [0, vocab) or ignore_index. See loss_kernels.h.
 void cross_entropy_forward(float* losses, float* statistics, const float* logits,
                            const std::int64_t* targets, std::int64_t N, std::int64_t vocab,

@@ -12,7 +12,7 @@
 // Forward reads each row once: every lane keeps a running max and a sum
 // rescaled whenever its max grows (the online softmax of Milakov and
 // Gimelshein, 2018), and the lanes are merged at the end. The sums are
-// compensated (row_reduction.h). The row's (m, s) are
+// compensated (row_reduction.h); s is saved as two floats, high + low. The row's (m, s) are
 // saved, not lse rounded to float32: at |lse| = 1e4 that rounding alone (half
 // an ulp, 5e-4) would change every p_j = exp(z_j - lse) by 5e-4 relative, and
 // even at |lse| ~ 10 the log/exp round trip costs several ulps more than
@@ -22,9 +22,10 @@
 // -inf logits (masked classes) get p = 0; the running max starts at the lowest
 // finite float rather than -inf, so no -inf - -inf = NaN appears.
 //
-// Scalar logarithms use __builtin_log rather than std::log: std::log is an
-// inline function, and an out-of-line copy of it compiled in an ISA
-// translation unit could be picked by the linker for baseline code.
+// Scalar logarithms and exponentials use __builtin_log and __builtin_exp
+// rather than std::log and std::exp: those are inline functions, and an
+// out-of-line copy of one compiled in an ISA translation unit could be picked
+// by the linker for baseline code.
 #pragma once
 
 #include <cstdint>
@@ -68,8 +69,8 @@ inline RowStatistics row_statistics(const float* z, std::int64_t vocab) {
   return out;
 }
 
-// losses[rows] (0 where the target is ignore_index) and statistics[rows, 2] =
-// (m, s) per row, for rows [0, rows) of logits[rows, vocab]. Targets are valid
+// losses[rows] (0 where the target is ignore_index) and statistics[rows, 3] =
+// (m, s_high, s_low) per row, for rows [0, rows) of logits[rows, vocab]. Targets are valid
 // (checked in ops/).
 template <class V>
 inline void cross_entropy_forward(float* losses, float* statistics, const float* logits,
@@ -80,8 +81,9 @@ inline void cross_entropy_forward(float* losses, float* statistics, const float*
     const std::int64_t target = targets[r];
     if (target == ignore_index) {
       losses[r] = 0.0f;
-      statistics[2 * r] = 0.0f;
-      statistics[2 * r + 1] = 1.0f;
+      statistics[3 * r] = 0.0f;
+      statistics[3 * r + 1] = 1.0f;
+      statistics[3 * r + 2] = 0.0f;
       continue;
     }
     const float* z = logits + r * vocab;
@@ -94,8 +96,10 @@ inline void cross_entropy_forward(float* losses, float* statistics, const float*
       loss = (1.0 - label_smoothing) * loss + label_smoothing * (row.max - mean_logit);
     }
     losses[r] = static_cast<float>(loss + __builtin_log(row.sum_exp));
-    statistics[2 * r] = row.max;
-    statistics[2 * r + 1] = static_cast<float>(row.sum_exp);
+    const float sum_high = static_cast<float>(row.sum_exp);
+    statistics[3 * r] = row.max;
+    statistics[3 * r + 1] = sum_high;
+    statistics[3 * r + 2] = static_cast<float>(row.sum_exp - sum_high);
   }
 }
 
@@ -110,7 +114,6 @@ inline void cross_entropy_backward(float* dlogits, const float* statistics,
                                    std::int64_t vocab, std::int64_t ignore_index,
                                    float label_smoothing) {
   const float off_target = label_smoothing / static_cast<float>(vocab);
-  const float on_target = (1.0f - label_smoothing) + off_target;
   for (std::int64_t r = 0; r < rows; ++r) {
     float* dz = dlogits + r * vocab;
     const float* z = logits + r * vocab;
@@ -123,8 +126,8 @@ inline void cross_entropy_backward(float* dlogits, const float* statistics,
       continue;
     }
     const float g = grad_loss[r * grad_stride] / grad_divisor;
-    const float row_max = statistics[2 * r];
-    const float sum_exp = statistics[2 * r + 1];
+    const float row_max = statistics[3 * r];
+    const float sum_exp = statistics[3 * r + 1];
     const V minus_max = V::broadcast(-row_max);
     const V g_over_sum = V::broadcast(g / sum_exp);
     const V minus_g_off = V::broadcast(-(g * off_target));
@@ -135,11 +138,14 @@ inline void cross_entropy_backward(float* dlogits, const float* statistics,
       fma(vec_math::exp(V::load_partial(z + j, rest) + minus_max), g_over_sum, minus_g_off)
           .store_partial(dz + j, rest);
     }
-    // The target's entry again, as (p_t - q_t) g: p_t is near 1 when the model
-    // is confident, and subtracting before scaling keeps the small difference.
-    const V p_target =
-        vec_math::exp(V::broadcast(z[target] - row_max)) / V::broadcast(sum_exp);
-    ((p_target - V::broadcast(on_target)) * V::broadcast(g)).store_partial(dz + target, 1);
+    // The target's entry again, as (p_t - q_t) g in double: p_t - q_t
+    // cancels when the model is confident (p_t near 1 - e), and a float exp
+    // error there would be magnified.
+    const double p_target = __builtin_exp(static_cast<double>(z[target]) - row_max) /
+                            (static_cast<double>(sum_exp) + statistics[3 * r + 2]);
+    const double on_target_exact = (1.0 - label_smoothing) + label_smoothing / static_cast<double>(vocab);
+    dz[target] = static_cast<float>((p_target - on_target_exact) *
+                                    (static_cast<double>(grad_loss[r * grad_stride]) / grad_divisor));
   }
 }
 

@@ -100,7 +100,7 @@ CrossEntropyOutputs cross_entropy_forward(const Array& logits, const Array& targ
   const CheckedTargets checked = check_targets(op, targets, N, vocab, ignore_index);
   Array losses = Array::empty({N}, DType::float32);
   CrossEntropyOutputs out;
-  out.statistics = Array::empty({N, 2}, DType::float32);
+  out.statistics = Array::empty({N, 3}, DType::float32);
   cpu::cross_entropy_forward(losses.data<float>(), out.statistics.data<float>(),
                              logits.data<float>(), checked.values.data<std::int64_t>(), N, vocab,
                              ignore_index, static_cast<float>(label_smoothing));
@@ -128,8 +128,8 @@ Array cross_entropy_backward(const Array& grad_output, const Array& logits, cons
   const CheckedTargets checked = check_targets(op, targets, N, vocab, ignore_index);
   check_dtype(op, "statistics", statistics, DType::float32);
   check_cpu(op, "statistics", statistics);
-  if (statistics.shape() != Shape{N, 2})
-    throw_value_error(op, "statistics", "shape " + shape_string(Shape{N, 2}),
+  if (statistics.shape() != Shape{N, 3})
+    throw_value_error(op, "statistics", "shape " + shape_string(Shape{N, 3}),
                       shape_string(statistics.shape()));
   check_dtype(op, "grad_output", grad_output, DType::float32);
   check_cpu(op, "grad_output", grad_output);

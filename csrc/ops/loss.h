@@ -15,7 +15,7 @@ LossReduction parse_loss_reduction(const std::string& reduction);
 
 struct CrossEntropyOutputs {
   Array loss;        // float32 [] (mean, sum) or [N] (none)
-  Array statistics;  // float32 [N, 2]: per row, max and sum of exp(logit - max)
+  Array statistics;  // float32 [N, 3]: per row, max and sum of exp(logit - max) (high, low)
 };
 
 // logits float32 [N, V]; targets int64 or int32 [N], each in [0, V) or equal

@@ -15,8 +15,8 @@ class _CrossEntropy(Function):
     def forward(ctx, logits, targets, ignore_index, label_smoothing, reduction):
         loss, statistics = _C.cross_entropy_forward(logits._array, targets._array, ignore_index,
                                                     label_smoothing, reduction)
-        # Per row: the max logit and the sum of exp(logit - max), 8 bytes; the
-        # probabilities are recomputed from them, never stored.
+        # Per row: the max logit and the sum of exp(logit - max) as two floats,
+        # 12 bytes; the probabilities are recomputed from them, never stored.
         ctx.save_for_backward(logits._array, targets._array, statistics)
         ctx.options = (ignore_index, label_smoothing, reduction)
         return loss
