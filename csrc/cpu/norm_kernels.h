@@ -41,13 +41,14 @@
 
 namespace attnkit::cpu::norm_kernels {
 
-using row_reduction::add_products_to_column_sums;
+using row_reduction::add_scaled_products_to_column_sums;
 using row_reduction::add_to_column_sums;
 using row_reduction::CompensatedSum;
 using row_reduction::DoubleFloat;
 using row_reduction::lanes_at;
 using row_reduction::load_n;
 using row_reduction::multiply;
+using row_reduction::multiply_with_tail;
 using row_reduction::split;
 using row_reduction::store_n;
 using row_reduction::sum_error;
@@ -164,9 +165,9 @@ inline void add_layer_norm_forward(float* sum, float* y, float* mean, float* rst
 //        [2, C] column sums, see row_reduction.h)
 // With e = x - mean (the saved float mean), c = mean(e) and d = e - c:
 //   x_hat * mean(g x_hat) = d k,  k = rstd^2 mean(g d) = (sum(g e) - c sum(g)) / (C (var + eps)),
-// so the bracket is g - e k - b with b = mean(g) - c k; e is an exact float
-// wherever the cancellation matters, k and b are DoubleFloats, e k_high is
-// split exactly and g - e k_high is added with its TwoSum error.
+// so the bracket is g - e k - b with b = mean(g) - c k; e is taken exactly (as
+// a float and its TwoSum error), k and b are DoubleFloats, e k_high is split
+// exactly, both subtractions keep their TwoSum errors, and dx is rounded once.
 template <class V>
 inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial,
                                 const float* dy, const float* dsum, const float* x,
@@ -201,21 +202,29 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
     const DoubleFloat<V> b = split<V>(total_g / count - c * k);
     const double row_rstd = inverse_std<V>(variance, eps);
     const DoubleFloat<V> r_std{V::broadcast(rstd[r]), V::broadcast(static_cast<float>(row_rstd - rstd[r]))};
-    const V correction = V::broadcast(static_cast<float>(c));
+    const DoubleFloat<V> correction = split<V>(c);
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
-      const V e = load_n<V>(x_row + i, lanes) - row_mean;
+      const V x_v = load_n<V>(x_row + i, lanes);
+      const V e = x_v - row_mean;
+      const V e_error = sum_error(x_v, -row_mean, e);  // x - mean = e + e_error exactly
       const V dy_v = load_n<V>(dy_row + i, lanes);
       const V g = weight ? dy_v * load_n<V>(weight + i, lanes) : dy_v;
       const V e_k = e * k_split.high;
       const V g_minus_e_k = g - e_k;
-      const V small_terms = sum_error(g, -e_k, g_minus_e_k) -
-                            (product_error(e, k_split.high, e_k) + fma(e, k_split.low, b.low));
-      V dx_v = multiply((g_minus_e_k - b.high) + small_terms, r_std);
+      const V bracket = g_minus_e_k - b.high;
+      const V tail =
+          (sum_error(g, -e_k, g_minus_e_k) + sum_error(g_minus_e_k, -b.high, bracket)) -
+          (product_error(e, k_split.high, e_k) + fma(e, k_split.low, fma(e_error, k_split.high, b.low)));
+      V dx_v = multiply_with_tail(bracket, tail, r_std);
       if (dsum) dx_v = dx_v + load_n<V>(dsum + r * C + i, lanes);
       store_n(dx_v, dx + r * C + i, lanes);
-      if (dweight_partial)
-        add_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, multiply(e - correction, r_std));
+      if (dweight_partial) {
+        // x_hat = (e - c) rstd, with e - c as a float and its exact tail.
+        const V d = e - correction.high;
+        const V d_tail = (sum_error(e, -correction.high, d) + e_error) - correction.low;
+        add_scaled_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, d, d_tail, r_std);
+      }
       if (dbias_partial) add_to_column_sums(dbias_partial, C, i, lanes, dy_v);
     }
   }
@@ -255,7 +264,7 @@ inline void rms_norm_forward(float* y, float* rstd, const float* x, const float*
 //   (dweight_partial: null, or [2, C] column sums, see row_reduction.h).
 // g - x k can cancel almost entirely (on short rows x_hat^2 is near 1; with
 // C = 1, dx = rstd g eps / (x^2 + eps)): k is a DoubleFloat, x k_high is split
-// exactly, and g - x k is rounded about once, relative to itself.
+// exactly, g - x k_high keeps its TwoSum error, and dx is rounded once.
 template <class V>
 inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
                               const float* weight, const float* rstd, std::int64_t rows,
@@ -284,10 +293,12 @@ inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy
       const V dy_v = load_n<V>(dy_row + i, lanes);
       const V g = weight ? dy_v * load_n<V>(weight + i, lanes) : dy_v;
       const V x_k = x_v * k.high;
-      const V inner = (g - x_k) - fma(x_v, k.low, product_error(x_v, k.high, x_k));
-      store_n(multiply(inner, r_std), dx + r * C + i, lanes);
+      const V bracket = g - x_k;
+      const V tail = sum_error(g, -x_k, bracket) - fma(x_v, k.low, product_error(x_v, k.high, x_k));
+      store_n(multiply_with_tail(bracket, tail, r_std), dx + r * C + i, lanes);
       if (dweight_partial)
-        add_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, multiply(x_v, r_std));
+        add_scaled_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_v, V::broadcast(0.0f),
+                                           r_std);
     }
   }
 }

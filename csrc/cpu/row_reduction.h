@@ -68,6 +68,16 @@ inline V multiply(V x, const DoubleFloat<V>& factor) {
   return product + fma(x, factor.low, product_error(x, factor.high, product));
 }
 
+// (value + tail) * (high + low) rounded once, for a value known as a float
+// plus a small tail: value * high split exactly, the small terms added to its
+// error, one final rounding.
+template <class V>
+inline V multiply_with_tail(V value, V tail, const DoubleFloat<V>& factor) {
+  const V product = value * factor.high;
+  return product + fma(tail, factor.high,
+                       fma(value, factor.low, product_error(value, factor.high, product)));
+}
+
 // The exact rounding error of s = fl(a + b): a + b - s (TwoSum).
 template <class V>
 inline V sum_error(V a, V b, V s) {
@@ -138,11 +148,19 @@ inline void add_to_column_sums(float* column_sums, std::int64_t C, std::int64_t 
   store_n(acc.sum, column_sums + i, lanes);
   store_n(acc.error, column_sums + C + i, lanes);
 }
+// Adds a * (value + tail) * (factor.high + factor.low), every product's
+// rounding counted (dweight's dy * x_hat, with x_hat = (value + tail) * rstd
+// never rounded to a float).
 template <class V>
-inline void add_products_to_column_sums(float* column_sums, std::int64_t C, std::int64_t i,
-                                        int lanes, V a, V b) {
+inline void add_scaled_products_to_column_sums(float* column_sums, std::int64_t C, std::int64_t i,
+                                               int lanes, V a, V value, V tail,
+                                               const DoubleFloat<V>& factor) {
   CompensatedSum<V> acc{load_n<V>(column_sums + i, lanes), load_n<V>(column_sums + C + i, lanes)};
-  acc.add_product(a, b);
+  const V product = a * value;
+  const V product_rounding = product_error(a, value, product);
+  acc.add_product(product, factor.high);
+  acc.error = acc.error + fma(product, factor.low,
+                              fma(product_rounding, factor.high, (a * tail) * factor.high));
   store_n(acc.sum, column_sums + i, lanes);
   store_n(acc.error, column_sums + C + i, lanes);
 }
