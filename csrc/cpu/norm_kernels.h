@@ -28,7 +28,7 @@
 // which can cancel almost entirely (always for C = 2, often on short rows), so
 // that their difference is formed exactly before its one rounding. Backward
 // recomputes rstd in double for this from x and eps; the saved float rstd is
-// its high part.
+// its high part. g = dy * weight is carried with its rounding error too.
 //
 // Square roots use __builtin_sqrt rather than std::sqrt: std::sqrt is
 // an inline function, and an out-of-line copy of it compiled in an ISA
@@ -71,6 +71,22 @@ struct RowMoments {
 };
 
 // Statistics of a row x[0, n) whose sum (of the same float32 values) is `sum`.
+// g = dy * weight as a float and its exact rounding error (weight may be null).
+template <class V>
+struct Gradient {
+  V g;
+  V error;
+};
+
+template <class V>
+inline Gradient<V> weighted_gradient(const float* dy, const float* weight, std::int64_t i, int lanes) {
+  const V dy_v = load_n<V>(dy + i, lanes);
+  if (!weight) return {dy_v, V::broadcast(0.0f)};
+  const V w = load_n<V>(weight + i, lanes);
+  const V g = dy_v * w;
+  return {g, product_error(dy_v, w, g)};
+}
+
 template <class V>
 inline RowMoments<V> moments_given_sum(const float* x, std::int64_t n, double sum, float eps) {
   const double count = static_cast<double>(n);
@@ -185,13 +201,19 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
     CompensatedSum<V> sum_ge;
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
-      const V e = select(V::first_lanes(lanes), load_n<V>(x_row + i, lanes) - row_mean, zero);
-      V g = load_n<V>(dy_row + i, lanes);
-      if (weight) g = g * load_n<V>(weight + i, lanes);
-      sum_g.add(g);  // the same rounded g as below, so that the bracket cancels exactly where it should
+      // x - mean = e + e_error exactly; the tail lanes give 0 for both.
+      const V x_v = load_n<V>(x_row + i, lanes);
+      const V e = select(V::first_lanes(lanes), x_v - row_mean, zero);
+      const V e_error = select(V::first_lanes(lanes), sum_error(x_v, -row_mean, e), zero);
+      const Gradient<V> g = weighted_gradient<V>(dy_row, weight, i, lanes);
+      sum_g.add(g.g);
+      sum_g.error = sum_g.error + g.error;
       sum_e.add(e);
+      sum_e.error = sum_e.error + e_error;
       sum_e_squared.add_product(e, e);
-      sum_ge.add_product(g, e);
+      sum_e_squared.error = fma(e + e, e_error, sum_e_squared.error);
+      sum_ge.add_product(g.g, e);
+      sum_ge.error = fma(g.error, e, fma(g.g, e_error, sum_ge.error));
     }
     const double c = sum_e.total() / count;
     double variance = sum_e_squared.total() / count - c * c;
@@ -209,12 +231,12 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
       const V e = x_v - row_mean;
       const V e_error = sum_error(x_v, -row_mean, e);  // x - mean = e + e_error exactly
       const V dy_v = load_n<V>(dy_row + i, lanes);
-      const V g = weight ? dy_v * load_n<V>(weight + i, lanes) : dy_v;
+      const Gradient<V> g = weighted_gradient<V>(dy_row, weight, i, lanes);
       const V e_k = e * k_split.high;
-      const V g_minus_e_k = g - e_k;
+      const V g_minus_e_k = g.g - e_k;
       const V bracket = g_minus_e_k - b.high;
       const V tail =
-          (sum_error(g, -e_k, g_minus_e_k) + sum_error(g_minus_e_k, -b.high, bracket)) -
+          (sum_error(g.g, -e_k, g_minus_e_k) + sum_error(g_minus_e_k, -b.high, bracket) + g.error) -
           (product_error(e, k_split.high, e_k) + fma(e, k_split.low, fma(e_error, k_split.high, b.low)));
       V dx_v = multiply_with_tail(bracket, tail, r_std);
       if (dsum) dx_v = dx_v + load_n<V>(dsum + r * C + i, lanes);
@@ -278,10 +300,10 @@ inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
       const V x_v = load_n<V>(x_row + i, lanes);
-      V g = load_n<V>(dy_row + i, lanes);
-      if (weight) g = g * load_n<V>(weight + i, lanes);
+      const Gradient<V> g = weighted_gradient<V>(dy_row, weight, i, lanes);
       sum_squares.add_product(x_v, x_v);
-      sum_gx.add_product(g, x_v);
+      sum_gx.add_product(g.g, x_v);
+      sum_gx.error = fma(g.error, x_v, sum_gx.error);
     }
     const double squares = sum_squares.total();
     const double row_rstd = inverse_std<V>(squares / count, eps);
@@ -291,10 +313,11 @@ inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy
       const int lanes = lanes_at<V>(i, C);
       const V x_v = load_n<V>(x_row + i, lanes);
       const V dy_v = load_n<V>(dy_row + i, lanes);
-      const V g = weight ? dy_v * load_n<V>(weight + i, lanes) : dy_v;
+      const Gradient<V> g = weighted_gradient<V>(dy_row, weight, i, lanes);
       const V x_k = x_v * k.high;
-      const V bracket = g - x_k;
-      const V tail = sum_error(g, -x_k, bracket) - fma(x_v, k.low, product_error(x_v, k.high, x_k));
+      const V bracket = g.g - x_k;
+      const V tail = (sum_error(g.g, -x_k, bracket) + g.error) -
+                     fma(x_v, k.low, product_error(x_v, k.high, x_k));
       store_n(multiply_with_tail(bracket, tail, r_std), dx + r * C + i, lanes);
       if (dweight_partial)
         add_scaled_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_v, V::broadcast(0.0f),
