@@ -9,18 +9,21 @@
 //   lse = log sum_j exp(z_j) = m + log s,  m = max z,  s = sum_j exp(z_j - m),
 //   dloss/dz_j = p_j - q_j,  p_j = exp(z_j - m) / s.
 //
-// Forward reads each row once: every lane keeps a running max and a sum
-// rescaled whenever its max grows (the online softmax of Milakov and
-// Gimelshein, 2018), and the lanes are merged at the end. The row goes by in
-// chunks of 8 vectors (512 bytes with AVX-512, read twice from L1): first the
-// chunk's max, then one rescaling per chunk and one exponential per element,
-// instead of the two exponentials per element of the plain online update. The sums are
-// compensated (row_reduction.h); s is saved as two floats, high + low. The row's (m, s) are
-// saved, not lse rounded to float32: at |lse| = 1e4 that rounding alone (half
-// an ulp, 5e-4) would change every p_j = exp(z_j - lse) by 5e-4 relative, and
-// even at |lse| ~ 10 the log/exp round trip costs several ulps more than
-// p = exp(z - m) / s, which is what backward computes, directly into dlogits,
-// one row at a time (no N x vocab temporary).
+// Forward reads each row once from memory: every lane keeps a running max
+// and a sum rescaled whenever its max grows (the online softmax of Milakov
+// and Gimelshein, 2018), and the lanes are merged at the end. The row goes by
+// in chunks of 8 vectors (512 bytes with AVX-512, read twice from L1): first
+// the chunk's max, then one rescaling per chunk and one exponential per
+// element, instead of the two exponentials per element of the plain online
+// update. The sums are compensated (row_reduction.h).
+//
+// What backward needs of a row is saved as (m, s), with s as two floats
+// (high + low): 12 bytes a row, not lse rounded to float32. At |lse| = 1e4
+// that rounding alone (half an ulp, 5e-4) would change every
+// p_j = exp(z_j - lse) by 5e-4 relative, and even at |lse| ~ 10 the log/exp
+// round trip costs several ulps more than p = exp(z - m) / s, which is what
+// backward computes, directly into dlogits, one row at a time (no N x vocab
+// temporary).
 //
 // -inf logits (masked classes) get p = 0; the running max starts at the lowest
 // finite float rather than -inf, so no -inf - -inf = NaN appears.
@@ -76,7 +79,8 @@ inline RowStatistics row_statistics(const float* z, std::int64_t vocab, bool wit
       const V v = load_masked<V>(z, j, vocab);
       s.add(vec_math::exp(v - m));
       // Missing lanes read as 0 here: right for the sum of z.
-      if (with_sum_logits) total.add(row_reduction::load_n<V>(z + j, row_reduction::lanes_at<V>(j, vocab)));
+      if (with_sum_logits)
+        total.add(row_reduction::load_n<V>(z + j, row_reduction::lanes_at<V>(j, vocab)));
     }
   }
   RowStatistics out;
@@ -131,7 +135,7 @@ inline void cross_entropy_backward(float* dlogits, const float* statistics,
                                    const std::int64_t* targets, std::int64_t rows,
                                    std::int64_t vocab, std::int64_t ignore_index,
                                    float label_smoothing) {
-  const float off_target = label_smoothing / static_cast<float>(vocab);
+  const double off_target = label_smoothing / static_cast<double>(vocab);
   for (std::int64_t r = 0; r < rows; ++r) {
     float* dz = dlogits + r * vocab;
     const float* z = logits + r * vocab;
@@ -143,12 +147,12 @@ inline void cross_entropy_backward(float* dlogits, const float* statistics,
       if (j < vocab) zero.store_partial(dz + j, int(vocab - j));
       continue;
     }
-    const float g = grad_loss[r * grad_stride] / grad_divisor;
+    const double g = static_cast<double>(grad_loss[r * grad_stride]) / grad_divisor;
     const float row_max = statistics[3 * r];
-    const float sum_exp = statistics[3 * r + 1];
+    const double sum_exp = static_cast<double>(statistics[3 * r + 1]) + statistics[3 * r + 2];
     const V minus_max = V::broadcast(-row_max);
-    const V g_over_sum = V::broadcast(g / sum_exp);
-    const V minus_g_off = V::broadcast(-(g * off_target));
+    const V g_over_sum = V::broadcast(static_cast<float>(g / sum_exp));
+    const V minus_g_off = V::broadcast(static_cast<float>(-g * off_target));
     for (; j + V::width <= vocab; j += V::width)
       fma(vec_math::exp(V::load(z + j) + minus_max), g_over_sum, minus_g_off).store(dz + j);
     if (j < vocab) {
@@ -159,11 +163,9 @@ inline void cross_entropy_backward(float* dlogits, const float* statistics,
     // The target's entry again, as (p_t - q_t) g in double: p_t - q_t
     // cancels when the model is confident (p_t near 1 - e), and a float exp
     // error there would be magnified.
-    const double p_target = __builtin_exp(static_cast<double>(z[target]) - row_max) /
-                            (static_cast<double>(sum_exp) + statistics[3 * r + 2]);
-    const double on_target_exact = (1.0 - label_smoothing) + label_smoothing / static_cast<double>(vocab);
-    dz[target] = static_cast<float>((p_target - on_target_exact) *
-                                    (static_cast<double>(grad_loss[r * grad_stride]) / grad_divisor));
+    const double p_target = __builtin_exp(static_cast<double>(z[target]) - row_max) / sum_exp;
+    const double on_target = (1.0 - label_smoothing) + label_smoothing / static_cast<double>(vocab);
+    dz[target] = static_cast<float>((p_target - on_target) * g);
   }
 }
 

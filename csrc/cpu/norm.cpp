@@ -105,7 +105,8 @@ void for_each_row_block(std::int64_t N, std::int64_t C, std::int64_t blocks, con
   const std::int64_t elements_per_block = (N / blocks) * C;
   const std::int64_t grain = elements_per_block >= 16384 ? 1 : 16384 / (elements_per_block + 1) + 1;
   parallel_for(blocks, grain, [&](std::int64_t first_block, std::int64_t end_block) {
-    for (std::int64_t b = first_block; b < end_block; ++b) body(b, N * b / blocks, N * (b + 1) / blocks);
+    for (std::int64_t b = first_block; b < end_block; ++b)
+      body(b, N * b / blocks, N * (b + 1) / blocks);
   });
 }
 
@@ -119,9 +120,10 @@ void add_partials(float* out, const float* partials, std::int64_t blocks, std::i
       float error = 0.0f;
       for (std::int64_t b = 0; b < blocks; ++b) {
         const float value = partials[2 * b * C + c];
+        const float value_error = partials[(2 * b + 1) * C + c];
         const float total = sum + value;
         const float value_part = total - sum;
-        error += ((sum - (total - value_part)) + (value - value_part)) + partials[(2 * b + 1) * C + c];
+        error += ((sum - (total - value_part)) + (value - value_part)) + value_error;
         sum = total;
       }
       out[c] = sum - sum == 0.0f ? sum + error : sum;  // an infinite sum has NaN errors

@@ -60,6 +60,13 @@ inline double inverse_std(double variance, float eps) {
   return 1.0 / __builtin_sqrt(variance + eps);
 }
 
+// rstd as a DoubleFloat whose high part is the float the forward saved (so
+// that backward's x_hat agrees with forward's) and whose low part is the rest.
+template <class V>
+inline DoubleFloat<V> around_saved(float saved, double exact) {
+  return {V::broadcast(saved), V::broadcast(static_cast<float>(exact - saved))};
+}
+
 // A row's LayerNorm statistics: mean = shift + correction (see above).
 template <class V>
 struct RowMoments {
@@ -79,7 +86,8 @@ struct Gradient {
 };
 
 template <class V>
-inline Gradient<V> weighted_gradient(const float* dy, const float* weight, std::int64_t i, int lanes) {
+inline Gradient<V> weighted_gradient(const float* dy, const float* weight, std::int64_t i,
+                                     int lanes) {
   const V dy_v = load_n<V>(dy + i, lanes);
   if (!weight) return {dy_v, V::broadcast(0.0f)};
   const V w = load_n<V>(weight + i, lanes);
@@ -223,7 +231,7 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
     const DoubleFloat<V> k_split = split<V>(k);
     const DoubleFloat<V> b = split<V>(total_g / count - c * k);
     const double row_rstd = inverse_std<V>(variance, eps);
-    const DoubleFloat<V> r_std{V::broadcast(rstd[r]), V::broadcast(static_cast<float>(row_rstd - rstd[r]))};
+    const DoubleFloat<V> r_std = around_saved<V>(rstd[r], row_rstd);
     const DoubleFloat<V> correction = split<V>(c);
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
@@ -235,9 +243,11 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
       const V e_k = e * k_split.high;
       const V g_minus_e_k = g.g - e_k;
       const V bracket = g_minus_e_k - b.high;
-      const V tail =
-          (sum_error(g.g, -e_k, g_minus_e_k) + sum_error(g_minus_e_k, -b.high, bracket) + g.error) -
-          (product_error(e, k_split.high, e_k) + fma(e, k_split.low, fma(e_error, k_split.high, b.low)));
+      const V rounding =
+          sum_error(g.g, -e_k, g_minus_e_k) + sum_error(g_minus_e_k, -b.high, bracket);
+      const V tail = (rounding + g.error) -
+                     (product_error(e, k_split.high, e_k) +
+                      fma(e, k_split.low, fma(e_error, k_split.high, b.low)));
       V dx_v = multiply_with_tail(bracket, tail, r_std);
       if (dsum) dx_v = dx_v + load_n<V>(dsum + r * C + i, lanes);
       store_n(dx_v, dx + r * C + i, lanes);
@@ -268,7 +278,8 @@ inline void rms_norm_forward(float* y, float* rstd, const float* x, const float*
                              std::int64_t rows, std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
-    const double row_rstd = inverse_std<V>(sum_of_squares<V>(x_row, C) / static_cast<double>(C), eps);
+    const double mean_square = sum_of_squares<V>(x_row, C) / static_cast<double>(C);
+    const double row_rstd = inverse_std<V>(mean_square, eps);
     const DoubleFloat<V> r_std = split<V>(row_rstd);
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
@@ -307,7 +318,7 @@ inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy
     }
     const double squares = sum_squares.total();
     const double row_rstd = inverse_std<V>(squares / count, eps);
-    const DoubleFloat<V> r_std{V::broadcast(rstd[r]), V::broadcast(static_cast<float>(row_rstd - rstd[r]))};
+    const DoubleFloat<V> r_std = around_saved<V>(rstd[r], row_rstd);
     const DoubleFloat<V> k = split<V>(sum_gx.total() / (squares + count * eps));
     for (std::int64_t i = 0; i < C; i += V::width) {
       const int lanes = lanes_at<V>(i, C);
@@ -320,8 +331,8 @@ inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy
                      fma(x_v, k.low, product_error(x_v, k.high, x_k));
       store_n(multiply_with_tail(bracket, tail, r_std), dx + r * C + i, lanes);
       if (dweight_partial)
-        add_scaled_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_v, V::broadcast(0.0f),
-                                           r_std);
+        add_scaled_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_v,
+                                           V::broadcast(0.0f), r_std);
     }
   }
 }

@@ -39,9 +39,15 @@ void softmax_forward(float* y, const float* x, std::int64_t N, std::int64_t C, f
     float* y_rows = y + begin * C;
     const float* x_rows = x + begin * C;
     switch (isa) {
-      case CpuIsa::avx512: avx512::softmax_forward(y_rows, x_rows, end - begin, C, scale, log); break;
-      case CpuIsa::avx2: avx2::softmax_forward(y_rows, x_rows, end - begin, C, scale, log); break;
-      case CpuIsa::generic: generic::softmax_forward(y_rows, x_rows, end - begin, C, scale, log); break;
+      case CpuIsa::avx512:
+        avx512::softmax_forward(y_rows, x_rows, end - begin, C, scale, log);
+        break;
+      case CpuIsa::avx2:
+        avx2::softmax_forward(y_rows, x_rows, end - begin, C, scale, log);
+        break;
+      case CpuIsa::generic:
+        generic::softmax_forward(y_rows, x_rows, end - begin, C, scale, log);
+        break;
     }
   });
 }

@@ -97,7 +97,8 @@ inline void log_softmax_forward_row(float* y, const float* x, std::int64_t n, fl
   const double sum = sum_exponentials<V>(nullptr, x, n, scale, shift);
   if (sum == 0.0) {  // a row of -inf
     const V minus_infinity = V::broadcast(kNegativeInfinity);
-    for (std::int64_t i = 0; i < n; i += V::width) store_n(minus_infinity, y + i, lanes_at<V>(i, n));
+    for (std::int64_t i = 0; i < n; i += V::width)
+      store_n(minus_infinity, y + i, lanes_at<V>(i, n));
     return;
   }
   const V s = V::broadcast(scale);
@@ -155,8 +156,8 @@ inline void log_softmax_backward_row(float* dx, const float* dy, const float* y,
 
 // The per-ISA entry points: rows [0, rows) of width n, single-threaded.
 template <class V>
-inline void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t n, float scale,
-                            bool log) {
+inline void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t n,
+                            float scale, bool log) {
   for (std::int64_t r = 0; r < rows; ++r) {
     if (log)
       log_softmax_forward_row<V>(y + r * n, x + r * n, n, scale);

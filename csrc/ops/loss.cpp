@@ -66,12 +66,14 @@ CheckedTargets check_targets(const char* op, const Array& targets, std::int64_t 
   if (targets.dtype() != DType::int64 && targets.dtype() != DType::int32)
     throw_type_error(op, "targets", "int64 or int32", dtype_name(targets.dtype()));
   if (targets.shape() != Shape{N})
-    throw_value_error(op, "targets", "shape " + shape_string(Shape{N}) + " (one class per row of logits)",
+    throw_value_error(op, "targets",
+                      "shape " + shape_string(Shape{N}) + " (one class per row of logits)",
                       shape_string(targets.shape()));
   CheckedTargets out;
   if (targets.dtype() == DType::int64) {
     out.values = targets;
-    out.counted = check_target_values(op, targets.data<std::int64_t>(), nullptr, N, vocab, ignore_index);
+    out.counted =
+        check_target_values(op, targets.data<std::int64_t>(), nullptr, N, vocab, ignore_index);
   } else {
     out.values = Array::empty({N}, DType::int64);
     out.counted = check_target_values(op, targets.data<std::int32_t>(),
@@ -135,7 +137,8 @@ Array cross_entropy_backward(const Array& grad_output, const Array& logits, cons
   check_cpu(op, "grad_output", grad_output);
   const Shape loss_shape = reduction == LossReduction::none ? Shape{N} : Shape{};
   if (grad_output.shape() != loss_shape)
-    throw_value_error(op, "grad_output", "shape " + shape_string(loss_shape) + " (the loss's shape)",
+    throw_value_error(op, "grad_output",
+                      "shape " + shape_string(loss_shape) + " (the loss's shape)",
                       shape_string(grad_output.shape()));
   const std::int64_t grad_stride = reduction == LossReduction::none ? 1 : 0;
   // With no row counted, mean's gradient has nowhere to go; the divisor only

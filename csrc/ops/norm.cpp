@@ -43,7 +43,8 @@ void check_parameter(const char* op, const char* argument, const Array& p, std::
   check_dtype(op, argument, p, DType::float32);
   check_cpu(op, argument, p);
   if (p.shape() != Shape{C})
-    throw_value_error(op, argument, "shape " + shape_string(Shape{C}) + " (the normalized dimension)",
+    throw_value_error(op, argument,
+                      "shape " + shape_string(Shape{C}) + " (the normalized dimension)",
                       shape_string(p.shape()));
 }
 

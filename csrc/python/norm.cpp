@@ -28,8 +28,8 @@ void bind_norm(py::module_& m) {
       "layer_norm_forward",
       [](const Array& x, const Shape& normalized_shape, const OptionalArray& weight,
          const OptionalArray& bias, double eps) {
-        ops::LayerNormOutputs out = ops::layer_norm_forward(x, normalized_shape, or_undefined(weight),
-                                                            or_undefined(bias), eps);
+        ops::LayerNormOutputs out = ops::layer_norm_forward(
+            x, normalized_shape, or_undefined(weight), or_undefined(bias), eps);
         return std::make_tuple(out.y, out.mean, out.rstd);
       },
       py::arg("x"), py::arg("normalized_shape"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
