@@ -77,7 +77,6 @@ struct RowMoments {
   float rstd_float; // rstd rounded once
 };
 
-// Statistics of a row x[0, n) whose sum (of the same float32 values) is `sum`.
 // g = dy * weight as a float and its exact rounding error (weight may be null).
 template <class V>
 struct Gradient {
@@ -95,6 +94,7 @@ inline Gradient<V> weighted_gradient(const float* dy, const float* weight, std::
   return {g, product_error(dy_v, w, g)};
 }
 
+// Statistics of a row x[0, n) whose sum (of the same float32 values) is `sum`.
 template <class V>
 inline RowMoments<V> moments_given_sum(const float* x, std::int64_t n, double sum, float eps) {
   const double count = static_cast<double>(n);
