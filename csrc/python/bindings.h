@@ -16,5 +16,8 @@ void bind_embedding(pybind11::module_& m);   // embedding.cpp
 void bind_position(pybind11::module_& m);    // position.cpp: sinusoidal table, RoPE
 void bind_optim(pybind11::module_& m);       // optim.cpp: AdamW step, gradient norm
 void bind_probe(pybind11::module_& m);       // probe.cpp: memory bandwidth, FMA peak
+void bind_softmax(pybind11::module_& m);  // softmax.cpp
+void bind_norm(pybind11::module_& m);  // norm.cpp
+void bind_loss(pybind11::module_& m);  // loss.cpp
 
 }  // namespace attnkit::python

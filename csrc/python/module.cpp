@@ -32,4 +32,7 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_position(m);
   attnkit::python::bind_optim(m);
   attnkit::python::bind_probe(m);
+  attnkit::python::bind_softmax(m);
+  attnkit::python::bind_norm(m);
+  attnkit::python::bind_loss(m);
 }

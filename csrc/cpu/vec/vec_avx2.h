@@ -20,6 +20,7 @@ struct Vec {
   static __m256i lane_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
+  static __m256 first_lanes(int n) { return _mm256_castsi256_ps(lane_mask(n)); }
 };
 using Mask = __m256;
 
@@ -73,5 +74,13 @@ inline Mask greater_equal(VecU32 a, VecU32 b) {
 }
 // The lanes as floats; exact for values below 2^24.
 inline Vec to_float(VecU32 a) { return {_mm256_cvtepi32_ps(a.v)}; }
+
+// The largest lane: halves folded onto each other, 8 -> 4 -> 2 -> 1.
+inline float reduce_max(Vec a) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
 
 }  // namespace attnkit::cpu::avx2

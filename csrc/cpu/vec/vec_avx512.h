@@ -31,6 +31,7 @@ struct Vec {
   static __mmask16 lane_mask(int n) {
     return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
   }
+  static __mmask16 first_lanes(int n) { return lane_mask(n); }
 };
 using Mask = __mmask16;
 
@@ -84,5 +85,16 @@ inline void multiply_wide(VecU32 a, VecU32 b, VecU32& high, VecU32& low) {
 inline Mask greater_equal(VecU32 a, VecU32 b) { return _mm512_cmpge_epu32_mask(a.v, b.v); }
 // The lanes as floats; exact for values below 2^24.
 inline Vec to_float(VecU32 a) { return {_mm512_cvtepi32_ps(a.v)}; }
+
+// The largest lane: halves folded onto each other, 16 -> 8 -> 4 -> 2 -> 1
+// (AVX-512F only: the upper half comes out through the 64-bit-lane extract).
+inline float reduce_max(Vec a) {
+  const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1));
+  const __m256 m8 = _mm256_max_ps(_mm512_castps512_ps256(a.v), high);
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
 
 }  // namespace attnkit::cpu::avx512

@@ -24,6 +24,9 @@ struct Vec {
   void store_partial(float* p, int n) const {
     if (n > 0) *p = v;
   }
+  // The mask of the first n lanes: with select, gives a row's tail lanes a
+  // neutral value (0 for sums, -inf for maxima).
+  static bool first_lanes(int n) { return n > 0; }
 };
 using Mask = bool;
 
@@ -88,5 +91,8 @@ inline void multiply_wide(VecU32 a, VecU32 b, VecU32& high, VecU32& low) {
 inline Mask greater_equal(VecU32 a, VecU32 b) { return a.v >= b.v; }
 // The lanes as floats; exact for values below 2^24.
 inline Vec to_float(VecU32 a) { return {static_cast<float>(a.v)}; }
+
+// The largest lane.
+inline float reduce_max(Vec a) { return a.v; }
 
 }  // namespace attnkit::cpu::generic

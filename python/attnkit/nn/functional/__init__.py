@@ -9,9 +9,13 @@ from .attention import attention
 from .dropout import dropout
 from .embedding import embedding
 from .linear import linear, matmul
+from .loss import cross_entropy
+from .norm import add_layer_norm, layer_norm, rms_norm
 from .position import rope, sinusoidal_position_encoding
+from .softmax import log_softmax, softmax
 
 __all__ = [
-    "attention", "dropout", "embedding", "gelu", "linear", "matmul", "relu", "rope", "silu",
-    "sinusoidal_position_encoding", "swiglu",
+    "add_layer_norm", "attention", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm",
+    "linear", "log_softmax", "matmul", "relu", "rms_norm", "rope", "silu", "sinusoidal_position_encoding",
+    "softmax", "swiglu",
 ]

@@ -1,0 +1,178 @@
+"""F.softmax and F.log_softmax against the float64 references in reference.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import attnkit
+import attnkit.nn.functional as F
+import reference
+from conftest import assert_reduction_close
+
+SIZES = [1, 3, 17, 64, 127, 1000]
+OPS = {
+    "softmax": (F.softmax, reference.softmax, reference.softmax_backward),
+    "log_softmax": (F.log_softmax, reference.log_softmax, reference.log_softmax_backward),
+}
+
+
+def run(op, x, dy, scale=1.0):
+    """Our forward output and input gradient for the upstream gradient dy."""
+    function = OPS[op][0]
+    t = attnkit.tensor(x, requires_grad=True)
+    y = function(t, scale=scale)
+    y.backward(attnkit.tensor(dy))
+    return y.detach().numpy().copy(), t.grad.numpy().copy()
+
+
+def check(op, x, dy, scale=1.0):
+    """Forward and backward within twice the naive float32 error. Infinite
+    entries (log_softmax of -inf) must match exactly; the rest is compared."""
+    _, forward, backward = OPS[op]
+    y, dx = run(op, x, dy, scale)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    y_ref = forward(x64, scale)
+    y_naive = forward(x, scale)
+    finite = np.isfinite(y_ref)
+    np.testing.assert_array_equal(y[~finite], y_ref[~finite])
+    assert_reduction_close(y[finite], y_ref[finite], y_naive[finite])
+    assert_reduction_close(dx, backward(dy64, y_ref, scale), backward(dy, y_naive, scale))
+    return y, dx
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("c", SIZES)
+def test_matches_reference(cpu_isa, rng, op, n, c):
+    x = (3 * rng.standard_normal((n, c))).astype(np.float32)
+    dy = rng.standard_normal((n, c)).astype(np.float32)
+    check(op, x, dy)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_scale_and_leading_dimensions(cpu_isa, rng, op):
+    x = rng.standard_normal((2, 3, 5, 70)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    check(op, x, dy, scale=0.125)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_large_logits_are_stable(cpu_isa, rng, op):
+    x = rng.uniform(-1e4, 1e4, (17, 300)).astype(np.float32)
+    # Rows of close large values: the row max alone does not decide the result.
+    x[:5] = (1e4 + rng.standard_normal((5, 300))).astype(np.float32)
+    x[5:8] = (-1e4 + rng.standard_normal((3, 300))).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y, dx = check(op, x, dy)
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_negative_infinity_entries(cpu_isa, rng, op):
+    x = rng.standard_normal((9, 45)).astype(np.float32)
+    x[rng.random(x.shape) < 0.4] = -np.inf
+    x[:, 0] = rng.standard_normal(9)  # every row keeps one finite entry ...
+    x[3] = -np.inf  # ... but this one: a fully masked row
+    x[7, :44] = -np.inf  # only the last (tail) element is finite
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y, dx = check(op, x, dy)
+    assert not np.isnan(y).any() and not np.isnan(dx).any()
+    if op == "softmax":
+        np.testing.assert_array_equal(y[x == -np.inf], 0)
+        np.testing.assert_array_equal(y[3], 0)
+        np.testing.assert_array_equal(dx[3], 0)
+        assert y[7, 44] == 1
+    else:
+        np.testing.assert_array_equal(y[x == -np.inf], -np.inf)
+        assert y[7, 44] == 0
+        # A fully masked row: dx = scale * (dy - exp(y) sum(dy)) = dy.
+        np.testing.assert_array_equal(dx[3], dy[3])
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_nan_spreads_over_its_row_only(cpu_isa, rng, op):
+    x = rng.standard_normal((3, 40)).astype(np.float32)
+    x[1, 17] = np.nan
+    y = OPS[op][0](attnkit.tensor(x)).numpy()
+    assert np.isnan(y[1]).all()
+    assert not np.isnan(y[[0, 2]]).any()
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_same_bits_for_any_thread_count(cpu_isa, rng, op):
+    x = rng.standard_normal((1500, 100)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    previous = attnkit.get_num_threads()
+    try:
+        attnkit.set_num_threads(1)
+        one = run(op, x, dy)
+        attnkit.set_num_threads(2)
+        two = run(op, x, dy)
+    finally:
+        attnkit.set_num_threads(previous)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_saves_only_the_output(op, rng):
+    x = attnkit.tensor(rng.standard_normal((2, 8)).astype(np.float32), requires_grad=True)
+    y = OPS[op][0](x)
+    (saved,) = y.grad_fn.ctx.saved
+    np.testing.assert_array_equal(np.asarray(saved), y.detach().numpy())
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_bad_arguments(op):
+    function = OPS[op][0]
+    x = attnkit.tensor(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=f"{op}: .*'dim'.*only the last dimension"):
+        function(x, dim=0)
+    with pytest.raises(ValueError, match=f"{op}: .*'dim'.*got 2"):
+        function(x, dim=2)
+    function(x, dim=1)  # the last dimension, counted from the front
+    with pytest.raises(TypeError, match=f"{op}: .*'dim'"):
+        function(x, dim=None)
+    for scale in (0.0, -1.0, float("inf"), float("nan"), 1e39):
+        with pytest.raises(ValueError, match=f"{op}: argument 'scale' expected a finite number > 0"):
+            function(x, scale=scale)
+    with pytest.raises(TypeError, match=f"{op}: argument 'x' expected float32, got int32"):
+        function(attnkit.tensor(np.ones((2, 3), np.int32)))
+    with pytest.raises(TypeError, match=f"{op}: argument 'x' expected an attnkit.Tensor"):
+        function(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=f"{op}: argument 'x' expected a tensor with at least one dimension"):
+        function(attnkit.from_numpy(np.array(1.0, np.float32)))
+
+
+def test_empty_rows():
+    y = F.softmax(attnkit.tensor(np.ones((0, 5), np.float32)))
+    assert y.shape == (0, 5)
+    y = F.log_softmax(attnkit.tensor(np.ones((4, 0), np.float32)))
+    assert y.shape == (4, 0)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_reference_by_finite_differences(rng, op):
+    """The reference backward is the derivative of the reference forward: for a
+    fixed dy, d/dx sum(dy * forward(x)) by central differences."""
+    _, forward, backward = OPS[op]
+    scale = 0.7
+    x = rng.standard_normal((3, 5))
+    x[1, 2] = -np.inf  # a masked entry: its gradient must come out as the formula says
+    dy = rng.standard_normal(x.shape)
+    if op == "log_softmax":
+        dy[1, 2] = 0  # its output is -inf for every x: no finite difference to take
+    h = 1e-6
+    numeric = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        if np.isinf(x[index]):
+            continue
+        plus, minus = x.copy(), x.copy()
+        plus[index] += h
+        minus[index] -= h
+        numeric[index] = (np.sum(dy * np.where(np.isinf(forward(plus, scale)), 0, forward(plus, scale)))
+                          - np.sum(dy * np.where(np.isinf(forward(minus, scale)), 0, forward(minus, scale)))) / (2 * h)
+    analytic = backward(dy, forward(x, scale), scale)
+    finite = np.isfinite(x)
+    np.testing.assert_allclose(analytic[finite], numeric[finite], rtol=1e-6, atol=1e-8)
