@@ -89,6 +89,10 @@ def test_causal(cpu_isa, rng, t):
     check(rng, 1, t, t, 2, 1, 64, causal=True)
 
 
+def test_largest_head_dim(cpu_isa, rng):
+    check(rng, 1, 70, 70, 2, 1, 256, causal=True)
+
+
 def test_long_sequence(cpu_isa, rng):
     check(rng, 1, 1000, 1000, 1, 1, 80)
 

@@ -233,15 +233,12 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
     return;
   }
 
-  // Row blocks: as many as the blocking asks, rounded up to a multiple of the
-  // thread count so every thread gets the same number of equal blocks.
+  // Each thread gets one part of C: a band of rows (when M has enough rows;
+  // each core then packs its own A blocks into its own L2 and all read the
+  // shared B panel) or else a band of columns. Bands are equal to within one
+  // register tile, and each is blocked by MC rows inside.
   const bool split_rows = m >= static_cast<std::int64_t>(threads) * mr * 4;
-  std::int64_t row_blocks = ceil_div(m, kernel.blocking.mc);
-  if (split_rows) row_blocks = round_up(row_blocks, threads);
-  const std::int64_t mc = round_up(ceil_div(m, row_blocks), mr);
-  row_blocks = ceil_div(m, mc);
-  const std::int64_t column_parts = split_rows ? 1 : threads;
-
+  const std::int64_t mc = std::min(round_up(kernel.blocking.mc, mr), round_up(m, mr));
   const std::int64_t kc_max = std::min(kernel.blocking.kc, k);
   const std::int64_t nc_max = std::min(kernel.blocking.nc, n);
   ScratchBuffer packed_b(static_cast<std::size_t>(kc_max * round_up(nc_max, nr)));
@@ -249,8 +246,6 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
   for (std::int64_t jc = 0; jc < n; jc += nc_max) {
     const std::int64_t nc = std::min(nc_max, n - jc);
     const std::int64_t slivers = ceil_div(nc, nr);
-    // Column parts hold whole slivers.
-    const std::int64_t slivers_per_part = ceil_div(slivers, column_parts);
     for (std::int64_t pc = 0; pc < k; pc += kc_max) {
       const std::int64_t kc = std::min(kc_max, k - pc);
       const float* b_block = transpose_b ? b + jc * ldb + pc : b + pc * ldb + jc;
@@ -262,27 +257,28 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
         pack_b_slivers(packed_b.data, b_block, ldb, transpose_b, nc, kc, nr, 0, slivers);
       }
 
-      const std::int64_t items = row_blocks * column_parts;
-      auto run_items = [&](std::int64_t item_begin, std::int64_t item_end) {
+      // Part t of `threads`: rows [row_begin, row_end) x slivers [sliver_begin, sliver_end).
+      auto run_part = [&](std::int64_t t) {
+        std::int64_t row_begin = 0, row_end = m, sliver_begin = 0, sliver_end = slivers;
+        if (split_rows) {
+          const std::int64_t tiles = ceil_div(m, mr);
+          row_begin = std::min(m, tiles * t / threads * mr);
+          row_end = std::min(m, tiles * (t + 1) / threads * mr);
+        } else {
+          sliver_begin = slivers * t / threads;
+          sliver_end = slivers * (t + 1) / threads;
+        }
+        if (row_begin >= row_end || sliver_begin >= sliver_end) return;
+        const std::int64_t col0 = sliver_begin * nr;
+        const std::int64_t cols = std::min(sliver_end * nr, nc) - col0;
         ScratchBuffer packed_a(static_cast<std::size_t>(mc * kc));
-        std::int64_t packed_row_block = -1;
-        for (std::int64_t item = item_begin; item < item_end; ++item) {
-          const std::int64_t row_block = item / column_parts;
-          const std::int64_t part = item % column_parts;
-          const std::int64_t row0 = row_block * mc;
-          const std::int64_t rows = std::min(mc, m - row0);
-          const std::int64_t sliver0 = part * slivers_per_part;
-          const std::int64_t col0 = sliver0 * nr;
-          if (col0 >= nc) continue;
-          const std::int64_t cols = std::min(slivers_per_part * nr, nc - col0);
-          if (row_block != packed_row_block) {
-            const float* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
-            pack_a_rows(packed_a.data, a_block, lda, transpose_a, rows, kc, mr);
-            packed_row_block = row_block;
-          }
+        for (std::int64_t row0 = row_begin; row0 < row_end; row0 += mc) {
+          const std::int64_t rows = std::min(mc, row_end - row0);
+          const float* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
+          pack_a_rows(packed_a.data, a_block, lda, transpose_a, rows, kc, mr);
           GemmMacroTile tile = base;
           tile.packed_a = packed_a.data;
-          tile.packed_b = packed_b.data + sliver0 * kc * nr;
+          tile.packed_b = packed_b.data + sliver_begin * kc * nr;
           tile.c = c + row0 * ldc + jc + col0;
           tile.m = rows;
           tile.n = cols;
@@ -296,9 +292,11 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
         }
       };
       if (threads > 1) {
-        parallel_for(items, 1, run_items);
+        parallel_for(threads, 1, [&](std::int64_t t0, std::int64_t t1) {
+          for (std::int64_t t = t0; t < t1; ++t) run_part(t);
+        });
       } else {
-        run_items(0, items);
+        run_part(0);
       }
     }
   }
