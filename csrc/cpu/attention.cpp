@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "core/allocator.h"
-#include "cpu/dispatch.h"
 #include "core/threading.h"
+#include "cpu/dispatch.h"
 #include "cpu/gemm.h"
 #include "cpu/random.h"
 #include "cpu/vec/vec_generic.h"

@@ -25,29 +25,12 @@ inline V lane_indices() {
 }
 
 template <class V>
-inline float lane_max(V x) {
-  alignas(64) float lanes[V::width];
-  x.store(lanes);
-  float m = lanes[0];
-  for (int i = 1; i < V::width; ++i) m = lanes[i] > m ? lanes[i] : m;
-  return m;
-}
-
-template <class V>
 inline float lane_sum(V x) {
   alignas(64) float lanes[V::width];
   x.store(lanes);
   float s = 0.0f;
   for (int i = 0; i < V::width; ++i) s += lanes[i];
   return s;
-}
-
-// e^x for one float, with the same code as the vectors (no libm in ISA files).
-template <class V>
-inline float scalar_exp(float x) {
-  alignas(64) float lanes[V::width];
-  vec_math::exp(V::broadcast(x)).store(lanes);
-  return lanes[0];
 }
 
 // Scores s[0:n] of one row, keys j0..j0+n-1: -inf outside [lo, hi) and where
