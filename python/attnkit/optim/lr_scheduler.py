@@ -142,7 +142,7 @@ class WarmupLinearLR(LRScheduler):
     (BERT's schedule with r = 0):
 
         t <= W:      t / W
-        W < t <= T:  1 - (1 - r) * (t - W) / (T - W)
+        W < t <= T:  r + (1 - r) * (T - t) / (T - W)
         t > T:       r
 
     with W = ``warmup_steps``, T = ``total_steps``, r = ``min_lr_ratio``.
@@ -160,7 +160,8 @@ class WarmupLinearLR(LRScheduler):
             return step / self.warmup_steps
         if step > self.total_steps:
             return self.min_lr_ratio
-        return 1.0 - (1.0 - self.min_lr_ratio) * (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * (self.total_steps - step) / (
+            self.total_steps - self.warmup_steps)
 
 
 __all__ = ["LRScheduler", "InverseSqrtLR", "WarmupCosineLR", "WarmupLinearLR"]
