@@ -274,7 +274,7 @@ def _read_header(path: str):
     cursor = 0
     for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
         if begin != cursor:
-            raise bad(f"the buffer has a {'hole' if begin > cursor else 'overlap'} at byte {cursor} "
+            raise bad(f"the buffer has {'a hole' if begin > cursor else 'an overlap'} at byte {cursor} "
                       f"(tensor '{name}' starts at {begin})")
         cursor = end
     if cursor != data_length:
