@@ -131,10 +131,12 @@ def test_nested_checkpoints_keep_their_structure(tmp_path, rng):
         bias: bool = False
 
     weight = attnkit.tensor(rng.standard_normal((2, 3)).astype(np.float32))
+    moment = attnkit.tensor(rng.standard_normal((2, 3)).astype(np.float32))
     checkpoint = {
         "model": {"w": weight},
-        "optimizer": {"state": {0: {"step": 3, "exp_avg": weight}}, "param_groups": [{"betas": (0.9, 0.95),
+        "optimizer": {"state": {0: {"step": 3, "exp_avg": moment}}, "param_groups": [{"betas": (0.9, 0.95),
                                                                                       "params": [0]}]},
+        "same weight again": weight,
         "step": 1200, "loss": 1.25, "best": float("inf"), "worst": float("-inf"), "bad": float("nan"),
         "tiny": 5e-324, "name": "run-7", "flags": [True, None, "x", 2**70],
         "@odd": {"@tensor": "not a tensor"}, "nested tuple": ((1, 2), [3]),
@@ -143,11 +145,13 @@ def test_nested_checkpoints_keep_their_structure(tmp_path, rng):
     attnkit.save(checkpoint, path, config=Config())
     loaded = attnkit.load(path)
     header, _, _, _ = parse_by_hand(path)
-    assert "model.w" in header and "optimizer.state.0.exp_avg" in header  # tensors named by their path
+    # tensors named by their path; one met twice is written once
+    assert set(header) - {"__metadata__"} == {"model.w", "optimizer.state.0.exp_avg"}
 
     assert set(loaded) == set(checkpoint)
     assert raw(loaded["model"]["w"]) == raw(weight)
-    assert raw(loaded["optimizer"]["state"][0]["exp_avg"]) == raw(weight)
+    assert raw(loaded["optimizer"]["state"][0]["exp_avg"]) == raw(moment)
+    assert loaded["same weight again"] is loaded["model"]["w"]
     assert loaded["optimizer"]["state"][0]["step"] == 3  # int keys and values stay ints
     assert loaded["optimizer"]["param_groups"] == [{"betas": (0.9, 0.95), "params": [0]}]
     assert loaded["step"] == 1200 and loaded["loss"] == 1.25 and loaded["tiny"] == 5e-324
@@ -168,6 +172,31 @@ def test_model_outputs_are_bit_identical_after_save_and_load(tmp_path, rng):
     fresh.load_state_dict(attnkit.load(path))
     ids = attnkit.tensor(rng.integers(0, 13, (2, 9)))
     assert raw(model(ids).detach()) == raw(fresh(ids).detach())
+
+
+def test_a_tied_weight_is_written_once(tmp_path):
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+            self.proj = nn.Linear(8, 8)
+            self.head = nn.Linear(8, 50, bias=False)
+            self.head.weight = self.embed.weight
+
+    model = Tied()
+    state = model.state_dict()
+    path = tmp_path / "tied.safetensors"
+    attnkit.save(state, path)
+    header, buffer, _, _ = parse_by_hand(path)
+    assert "embed.weight" in header and "head.weight" not in header
+    assert len(buffer) == (50 * 8 + 8 * 8 + 8) * 4  # the table once
+    loaded = attnkit.load(path)
+    assert list(loaded) == list(state)  # every name back, in order
+    assert loaded["head.weight"] is loaded["embed.weight"]
+    fresh = Tied()
+    fresh.load_state_dict(loaded)
+    assert raw(fresh.head.weight.detach()) == raw(model.embed.weight.detach())
+    assert fresh.head.weight is fresh.embed.weight
 
 
 def test_memory_mapped_tensors_are_copy_on_write(tmp_path, rng):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _C
 from . import _dtypes
 from ._dtypes import bfloat16
 
@@ -59,7 +58,3 @@ def copy_into(destination, source) -> None:
 def clone_array(tensor):
     """A new native array with the tensor's bytes (own memory)."""
     return tensor._array.copy()
-
-
-def empty_array(shape, dtype):
-    return _C.empty(list(shape), _dtypes.as_dtype(dtype).name)

@@ -22,8 +22,15 @@ model, an optimizer, a step count - is walked: its tensors become entries
 named by their path ("optimizer.state.0.exp_avg"), and the rest of the
 structure (dicts with str or int keys, lists, tuples, ints, floats, bools,
 str, None) goes into the metadata as JSON under "attnkit.structure", with
-each tensor replaced by a reference to its entry. ``config=`` stores a dict
-(or a dataclass) as JSON under "config"; ``load_config`` reads it back.
+each tensor replaced by a reference to its entry. A tensor that appears
+several times (a tied weight, under each of its state_dict names) is
+written once, under its first name, and referenced from the others - the
+format forbids overlapping entries, and a tied GPT-2 embedding is 150 MB;
+a flat dict with such a tensor is therefore written as a structure too
+(other readers see the first names only, as with safetensors' own
+``save_model``). ``load`` gives every reference the same tensor back.
+``config=`` stores a dict (or a dataclass) as JSON under "config";
+``load_config`` reads it back.
 
 The data starts 8-byte aligned and the tensors are laid out widest dtype
 first, so every tensor is aligned to its element size. ``load`` memory-maps
@@ -78,11 +85,16 @@ def _unique_name(path: list, used: set) -> str:
     return name
 
 
-def _encode(value, path: list, tensors: list, used: set):
+def _encode(value, path: list, tensors: list, used: set, written: dict):
+    """``value`` as JSON, its tensors appended to ``tensors`` as (name,
+    tensor); ``written`` maps id(native array) -> entry name, so a tensor
+    met again (same memory, same shape and dtype) becomes a reference."""
     if isinstance(value, Tensor):
-        name = _unique_name(path, used)
-        tensors.append((name, value))
-        return {"@tensor": name}
+        if id(value._array) not in written:
+            name = _unique_name(path, used)
+            tensors.append((name, value))
+            written[id(value._array)] = name
+        return {"@tensor": written[id(value._array)]}
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -90,18 +102,18 @@ def _encode(value, path: list, tensors: list, used: set):
     if isinstance(value, float):
         return value if math.isfinite(value) else {"@float": repr(value)}
     if isinstance(value, tuple):
-        return {"@tuple": [_encode(v, path + [i], tensors, used) for i, v in enumerate(value)]}
+        return {"@tuple": [_encode(v, path + [i], tensors, used, written) for i, v in enumerate(value)]}
     if isinstance(value, list):
-        return [_encode(v, path + [i], tensors, used) for i, v in enumerate(value)]
+        return [_encode(v, path + [i], tensors, used, written) for i, v in enumerate(value)]
     if isinstance(value, dict):
         plain = all(isinstance(k, str) and not k.startswith("@") for k in value)
         if plain:
-            return {k: _encode(v, path + [k], tensors, used) for k, v in value.items()}
+            return {k: _encode(v, path + [k], tensors, used, written) for k, v in value.items()}
         for k in value:
             if isinstance(k, bool) or not isinstance(k, (str, int)):
                 raise TypeError(f"save: the dict at '{'.'.join(map(str, path)) or '<root>'}' has a key of type "
                                 f"{type(k).__name__}; keys must be str or int")
-        return {"@dict": [[k, _encode(v, path + [k], tensors, used)] for k, v in value.items()]}
+        return {"@dict": [[k, _encode(v, path + [k], tensors, used, written)] for k, v in value.items()]}
     where = ".".join(map(str, path)) or "<root>"
     hint = "; save module.state_dict() instead" if hasattr(value, "state_dict") else ""
     raise TypeError(f"save: cannot store a {type(value).__name__} at '{where}': a checkpoint holds tensors, "
@@ -131,8 +143,10 @@ def _decode(value, tensors: dict):
 
 
 def _is_flat_tensor_dict(obj) -> bool:
+    """A dict of distinct tensors by str names: written as plain entries."""
     return (isinstance(obj, dict) and all(isinstance(k, str) for k in obj)
-            and all(isinstance(v, Tensor) for v in obj.values()))
+            and all(isinstance(v, Tensor) for v in obj.values())
+            and len({id(v._array) for v in obj.values()}) == len(obj))
 
 
 # ----------------------------------------------------------------- save ---
@@ -173,7 +187,7 @@ def save(obj, path, *, config=None) -> None:
         structure = None
     else:
         tensors = []
-        structure = _encode(obj, [], tensors, set())
+        structure = _encode(obj, [], tensors, set(), {})
     for name, tensor in tensors:
         if tensor.device.type != "cpu":
             raise ValueError(f"save: tensor '{name}' is on {tensor.device}; only CPU tensors can be written")
