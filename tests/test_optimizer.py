@@ -182,6 +182,22 @@ def test_optimizer_argument_errors(rng):
         optim.SGD([half]).step()
 
 
+def test_state_is_keyed_by_identity_and_starts_empty(rng):
+    params = make_parameters(rng)
+    twin = nn.Parameter(attnkit.tensor(values(params[0]).copy()))
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    assert params[0] not in opt.state and len(opt.state) == 0
+    assert opt.state[params[0]] == {}  # read as a defaultdict, as PyTorch's
+    assert params[0] in opt.state and twin not in opt.state
+    random_gradients(rng, params)
+    opt.step()
+    assert list(opt.state) == params and set(opt.state[params[0]]) == {"momentum_buffer"}
+    del opt.state[params[1]]
+    assert params[1] not in opt.state
+    with pytest.raises(KeyError):
+        del opt.state[twin]
+
+
 def test_zero_grad_and_closure(rng):
     params = make_parameters(rng)
     opt = optim.SGD(params, lr=0.1)

@@ -22,7 +22,9 @@ _REQUIRED = object()  # a default the caller must give (no usable value)
 
 class ParameterState(MutableMapping):
     """The per-parameter state of an optimizer (``optimizer.state[p]``),
-    keyed by the parameter object itself (identity, never by value)."""
+    keyed by the parameter object itself (identity, never by value). As
+    PyTorch's defaultdict, reading the state of a parameter that has none
+    yet gives (and keeps) an empty dict."""
 
     def __init__(self):
         self._entries = {}  # id(parameter) -> (parameter, state dict)
@@ -30,7 +32,8 @@ class ParameterState(MutableMapping):
     def __getitem__(self, parameter):
         entry = self._entries.get(id(parameter))
         if entry is None or entry[0] is not parameter:
-            raise KeyError("this parameter has no optimizer state yet")
+            self[parameter] = {}
+            entry = self._entries[id(parameter)]
         return entry[1]
 
     def __setitem__(self, parameter, state) -> None:
@@ -39,7 +42,8 @@ class ParameterState(MutableMapping):
         self._entries[id(parameter)] = (parameter, state)
 
     def __delitem__(self, parameter) -> None:
-        self[parameter]  # raises KeyError for an unknown parameter
+        if parameter not in self:
+            raise KeyError("this parameter has no optimizer state")
         del self._entries[id(parameter)]
 
     def __iter__(self):
@@ -283,11 +287,10 @@ class AdamW(Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in self._parameters_with_gradients(group):
-                if p not in self.state:
-                    self.state[p] = {"step": 0,
-                                     "exp_avg": Tensor._wrap(_zeros_like(p)),
-                                     "exp_avg_sq": Tensor._wrap(_zeros_like(p))}
                 state = self.state[p]
+                if not state:
+                    state.update(step=0, exp_avg=Tensor._wrap(_zeros_like(p)),
+                                 exp_avg_sq=Tensor._wrap(_zeros_like(p)))
                 state["step"] += 1
                 key = (state["step"], group["lr"], beta1, beta2, group["eps"])
                 calls.setdefault(key, []).append((p, state, group["weight_decay"]))
@@ -347,15 +350,14 @@ class SGD(Optimizer):
                 if group["weight_decay"] != 0:
                     direction = direction + weight_decay * weights
                 if group["momentum"] != 0:
-                    state = self.state[p] if p in self.state else None
-                    if state is None or "momentum_buffer" not in state:
-                        buffer = Tensor._wrap(_float32_copy(direction))
-                        self.state[p] = {"momentum_buffer": buffer}
-                        buffer_values = values_view(buffer)
-                    else:
+                    state = self.state[p]
+                    if "momentum_buffer" in state:
                         buffer_values = values_view(state["momentum_buffer"])
                         buffer_values *= momentum
                         buffer_values += kept * direction
+                    else:  # the first step: b = d
+                        state["momentum_buffer"] = Tensor._wrap(_float32_copy(direction))
+                        buffer_values = values_view(state["momentum_buffer"])
                     if group["nesterov"]:
                         direction = direction + momentum * buffer_values
                     else:
