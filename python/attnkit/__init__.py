@@ -24,6 +24,7 @@ from .runtime import (  # noqa: E402
 from .tensor import Tensor, device, from_dlpack, from_numpy, tensor  # noqa: E402
 from . import nn, optim, random  # noqa: E402
 from .random import manual_seed  # noqa: E402
+from .serialization import load, save  # noqa: E402
 
 bool = bool_  # attnkit.bool, as torch.bool; the builtin stays reachable as builtins.bool
 
@@ -32,5 +33,5 @@ __all__ = [
     "float32", "float16", "bfloat16", "int32", "int64", "bool",
     "no_grad", "enable_grad", "is_grad_enabled",
     "set_num_threads", "get_num_threads", "cpu_isa", "supported_cpu_isas",
-    "cpu_memory_stats", "empty_cpu_cache", "build_info", "nn", "optim", "random", "manual_seed",
+    "cpu_memory_stats", "empty_cpu_cache", "build_info", "nn", "optim", "random", "manual_seed", "save", "load",
 ]

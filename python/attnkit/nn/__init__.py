@@ -1,6 +1,13 @@
 """Neural-network building blocks. ``attnkit.nn.functional`` (imported as F)
-holds the differentiable ops."""
+holds the differentiable ops; ``Module`` and the layers assemble them."""
 
-from . import functional, utils
+from . import functional, init, utils
+from .container import ModuleDict, ModuleList, Sequential
+from .layers import Dropout, Embedding, LayerNorm, Linear, RMSNorm
+from .module import IncompatibleKeys, Module
+from .parameter import Parameter
 
-__all__ = ["functional", "utils"]
+__all__ = [
+    "functional", "init", "utils", "Module", "IncompatibleKeys", "Parameter", "Sequential", "ModuleList",
+    "ModuleDict", "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout",
+]
