@@ -295,6 +295,36 @@ def test_reference_backward_by_finite_differences(rng):
             assert abs((up - down) / (2 * h) - grad[index]) < 1e-6
 
 
+def test_empty_problems(cpu_isa, rng):
+    # no batch, no query, no key: shapes come out right, nothing is computed
+    for b, tq, tk in ((0, 1, 5), (0, 7, 5), (2, 0, 5), (2, 3, 0)):
+        q, k, v = random_qkv(rng, b, tq, tk, 2, 1, 8)
+        with attnkit.no_grad():
+            out = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), causal=True).numpy()
+        assert out.shape == (b, tq, 2, 8) and np.all(out == 0)
+        grads = run(q, k, v, np.ones(q.shape, np.float32))
+        assert [g.shape for g in grads] == [q.shape, q.shape, k.shape, v.shape]
+        assert all(np.all(g == 0) for g in grads)
+
+
+@pytest.mark.parametrize("inference", [False, True])
+def test_nan_in_a_visible_key_is_not_mistaken_for_masking(cpu_isa, rng, inference):
+    q, k, v = random_qkv(rng, 1, 3, 9, 2, 2, 8)
+    k[0, 0] = np.nan  # key 0 is visible to every query
+    tensors = [attnkit.tensor(x) for x in (q, k, v)]
+    if inference:
+        with attnkit.no_grad():
+            out = F.attention(*tensors).numpy()
+    else:
+        out = F.attention(*(t.requires_grad_() for t in tensors)).detach().numpy()
+    assert np.isnan(out).all()
+
+
+def test_a_window_wider_than_everything_hides_nothing(rng):
+    q, k, v = (attnkit.tensor(x) for x in random_qkv(rng, 1, 4, 6, 1, 1, 8))
+    np.testing.assert_array_equal(F.attention(q, k, v, window=2**63 - 1).numpy(), F.attention(q, k, v).numpy())
+
+
 def test_bad_arguments(rng):
     q, k, v = (attnkit.tensor(x) for x in random_qkv(rng, 2, 5, 6, 4, 2, 8))
     with pytest.raises(ValueError, match="argument 'q' expected 4 dimensions"):
@@ -318,3 +348,11 @@ def test_bad_arguments(rng):
         F.attention(q, k, v, window=0)
     with pytest.raises(ValueError, match="argument 'scale' expected a positive number"):
         F.attention(q, k, v, scale=-1.0)
+    with pytest.raises(ValueError, match="argument 'scale' expected a positive number that is finite in float32"):
+        F.attention(q, k, v, scale=1e39)
+    with pytest.raises(ValueError, match="argument 'q' expected at least one head"):
+        F.attention(attnkit.tensor(np.ones((2, 5, 0, 8), np.float32)), k, v)
+    with pytest.raises(ValueError, match="argument 'q' expected a head_dim of at least 1"):
+        empty = attnkit.tensor(np.ones((2, 5, 4, 0), np.float32))
+        F.attention(empty, attnkit.tensor(np.ones((2, 6, 2, 0), np.float32)),
+                    attnkit.tensor(np.ones((2, 6, 2, 0), np.float32)))

@@ -29,4 +29,20 @@ void cpu_empty_cache();
 // or ATTNKIT_CPU_CACHE_LIMIT_MB).
 void cpu_set_cache_limit(std::size_t nbytes);
 
+// Uninitialized floats from the allocator for the length of a scope (the
+// kernels' packing buffers and tiles).
+class ScratchBuffer {
+ public:
+  explicit ScratchBuffer(std::size_t floats)
+      : bytes_((floats > 0 ? floats : 1) * sizeof(float)), data_(static_cast<float*>(cpu_allocate(bytes_))) {}
+  ~ScratchBuffer() { cpu_free(data_, bytes_); }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  float* data() const { return data_; }
+
+ private:
+  std::size_t bytes_;
+  float* data_;
+};
+
 }  // namespace attnkit

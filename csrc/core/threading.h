@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 
 #include <omp.h>
 
@@ -25,14 +26,23 @@ void parallel_for(std::int64_t n, std::int64_t grain, const Body& body) {
     body(std::int64_t(0), n);
     return;
   }
+  // An exception must not leave an OpenMP region (that terminates the
+  // process): the first one is caught, and rethrown once the region is over.
+  std::exception_ptr failure;
 #pragma omp parallel num_threads(threads)
   {
     const std::int64_t t = omp_get_thread_num();
     const std::int64_t nt = omp_get_num_threads();
     const std::int64_t begin = n * t / nt;
     const std::int64_t end = n * (t + 1) / nt;
-    if (begin < end) body(begin, end);
+    try {
+      if (begin < end) body(begin, end);
+    } catch (...) {
+#pragma omp critical(attnkit_parallel_for_failure)
+      if (!failure) failure = std::current_exception();
+    }
   }
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace attnkit

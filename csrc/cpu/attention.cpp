@@ -80,21 +80,6 @@ RowOps row_ops() {
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
 
-// Scratch floats from the caching allocator, freed at scope exit.
-class Scratch {
- public:
-  explicit Scratch(std::int64_t floats)
-      : bytes_(static_cast<std::size_t>(std::max<std::int64_t>(floats, 1)) * sizeof(float)),
-        data_(static_cast<float*>(cpu_allocate(bytes_))) {}
-  ~Scratch() { cpu_free(data_, bytes_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  float* data() const { return data_; }
-
- private:
-  std::size_t bytes_;
-  float* data_;
-};
 
 // Which keys each query row may see, and which keys are padding.
 class Visibility {
@@ -264,10 +249,10 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
   const std::int64_t keys_per_split = ceil_div(p.key_length, splits);
   // per (pair, split): acc [rows x d], max [rows], sum [rows]
   const std::int64_t partial_size = rows * (d + 2);
-  Scratch partials(pairs * splits * partial_size);
+  ScratchBuffer partials(pairs * splits * partial_size);
 
   parallel_for(pairs * splits, 1, [&](std::int64_t i0, std::int64_t i1) {
-    Scratch scores(rows * keys_per_split);
+    ScratchBuffer scores(rows * keys_per_split);
     std::vector<float> queries(static_cast<std::size_t>(rows * d));
     std::vector<std::int64_t> lo(rows), hi(rows);
     for (std::int64_t item = i0; item < i1; ++item) {
@@ -313,9 +298,10 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
             for (std::int64_t x = 0; x < d; ++x) o[x] += partial[r * d + x] * weight;
           }
         }
-        // divide (one rounding), not multiply by a rounded reciprocal (two)
-        for (std::int64_t x = 0; x < d; ++x) o[x] = total > 0.0f ? o[x] / total : 0.0f;
-        lse[(b * p.heads + h) * p.query_length + i] = total > 0.0f ? row_max + std::log(total) : kNegativeInfinity;
+        // divide (one rounding), not multiply by a rounded reciprocal (two);
+        // only a sum of exactly 0 means every key was masked (NaN stays NaN)
+        for (std::int64_t x = 0; x < d; ++x) o[x] = total != 0.0f ? o[x] / total : 0.0f;
+        lse[(b * p.heads + h) * p.query_length + i] = total != 0.0f ? row_max + std::log(total) : kNegativeInfinity;
       }
     }
   }
@@ -346,8 +332,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   // K (as the A operand of S^T = K Q^T) and V of every (batch, kv head),
   // packed once and shared by the query heads of the group and every query tile.
   const std::int64_t kv_items = p.batch * p.kv_heads;
-  Scratch packed_k(kv_items * layout.a_size);
-  Scratch packed_v(kv_items * layout.rows_size);
+  ScratchBuffer packed_k(kv_items * layout.a_size);
+  ScratchBuffer packed_v(kv_items * layout.rows_size);
   parallel_for(kv_items, 1, [&](std::int64_t i0, std::int64_t i1) {
     for (std::int64_t item = i0; item < i1; ++item) {
       const std::int64_t b = item / p.kv_heads;
@@ -362,10 +348,10 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 
   const std::int64_t query_tiles = ceil_div(p.query_length, kForwardQueryTile);
   parallel_for(p.batch * p.heads * query_tiles, 1, [&](std::int64_t i0, std::int64_t i1) {
-    Scratch packed_q(round_up(kForwardQueryTile, nr) * d);
-    Scratch scores(kForwardKeyTile * kForwardQueryTile);  // S^T: keys x queries
-    Scratch packed_p(round_up(kForwardQueryTile, mr) * kForwardKeyTile);
-    Scratch accumulator(kForwardQueryTile * d);
+    ScratchBuffer packed_q(round_up(kForwardQueryTile, nr) * d);
+    ScratchBuffer scores(kForwardKeyTile * kForwardQueryTile);  // S^T: keys x queries
+    ScratchBuffer packed_p(round_up(kForwardQueryTile, mr) * kForwardKeyTile);
+    ScratchBuffer accumulator(kForwardQueryTile * d);
     alignas(64) float running_max[kForwardQueryTile], running_sum[kForwardQueryTile];
     alignas(64) float first_key[kForwardQueryTile], end_key[kForwardQueryTile];
     std::int64_t lo[kForwardQueryTile], hi[kForwardQueryTile];
@@ -410,10 +396,11 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       for (int i = 0; i < rows; ++i) {
         float* o = out + (b * p.query_length + row0 + i) * ldq + h * d;
         const float sum = running_sum[i];
-        // A row with every key masked has sum 0: its output is 0, not NaN.
-        for (std::int64_t x = 0; x < d; ++x) o[x] = sum > 0.0f ? accumulator.data()[i * d + x] / sum : 0.0f;
+        // A row with every key masked has sum 0: its output is 0, not NaN. (A
+        // NaN sum, from a NaN among the visible keys, stays NaN.)
+        for (std::int64_t x = 0; x < d; ++x) o[x] = sum != 0.0f ? accumulator.data()[i * d + x] / sum : 0.0f;
         lse[(b * p.heads + h) * p.query_length + row0 + i] =
-            sum > 0.0f ? running_max[i] + std::log(sum) : kNegativeInfinity;
+            sum != 0.0f ? running_max[i] + std::log(sum) : kNegativeInfinity;
       }
     }
   });
@@ -432,6 +419,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const std::int64_t group = p.heads / p.kv_heads;
   const Visibility visibility(p);
   const PackedKeys layout(p, mr, nr, kKeyTile);
+  static_assert(kQueryTile % 12 == 0 && kKeyTile % 32 == 0,
+                "backward tiles must hold whole register tiles of every ISA");
   const std::int64_t query_tiles = ceil_div(p.query_length, kQueryTile);
   // Query tiles packed as A (kc = D) and as B (kc = the tile's rows).
   const std::int64_t a_tile_stride = round_up(kQueryTile, mr) * d;
@@ -441,13 +430,13 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   // the query heads of its group, so nothing is shared and the sums run in a
   // fixed order for any thread count.
   parallel_for(p.batch * p.kv_heads, 1, [&](std::int64_t item0, std::int64_t item1) {
-    Scratch k_columns(layout.columns_size), k_rows(layout.rows_size), v_columns(layout.columns_size);
-    Scratch q_as_a(query_tiles * a_tile_stride), q_as_b(query_tiles * b_tile_stride);
-    Scratch dout_as_a(query_tiles * a_tile_stride), dout_as_b(query_tiles * b_tile_stride);
-    Scratch delta(p.query_length);
-    Scratch scores(kQueryTile * kKeyTile), dscores(kQueryTile * kKeyTile);
-    Scratch packed(round_up(std::max(kQueryTile, kKeyTile), mr) * std::max(kQueryTile, kKeyTile));
-    Scratch dk_tile(kKeyTile * d), dv_tile(kKeyTile * d);
+    ScratchBuffer k_columns(layout.columns_size), k_rows(layout.rows_size), v_columns(layout.columns_size);
+    ScratchBuffer q_as_a(query_tiles * a_tile_stride), q_as_b(query_tiles * b_tile_stride);
+    ScratchBuffer dout_as_a(query_tiles * a_tile_stride), dout_as_b(query_tiles * b_tile_stride);
+    ScratchBuffer delta(p.query_length);
+    ScratchBuffer scores(kQueryTile * kKeyTile), dscores(kQueryTile * kKeyTile);
+    ScratchBuffer packed(round_up(std::max(kQueryTile, kKeyTile), mr) * std::max(kQueryTile, kKeyTile));
+    ScratchBuffer dk_tile(kKeyTile * d), dv_tile(kKeyTile * d);
     std::vector<std::int64_t> lo(query_tiles * kQueryTile), hi(query_tiles * kQueryTile);
     std::vector<std::int64_t> tile_first(query_tiles), tile_end(query_tiles);
 

@@ -24,15 +24,6 @@ inline V lane_indices() {
   return V::load(iota);
 }
 
-template <class V>
-inline float lane_sum(V x) {
-  alignas(64) float lanes[V::width];
-  x.store(lanes);
-  float s = 0.0f;
-  for (int i = 0; i < V::width; ++i) s += lanes[i];
-  return s;
-}
-
 // Scores s[0:n] of one row, keys j0..j0+n-1: -inf outside [lo, hi) and where
 // key_blocked is set.
 template <class V>
@@ -163,7 +154,7 @@ inline void row_dot(float* delta, const float* a, std::int64_t lda, const float*
       acc = fma(lanes == W ? V::load(a + i * lda + x) : V::load_partial(a + i * lda + x, lanes),
                 lanes == W ? V::load(b + i * ldb + x) : V::load_partial(b + i * ldb + x, lanes), acc);
     }
-    delta[i] = lane_sum(acc);
+    delta[i] = vec_math::lane_sum(acc);
   }
 }
 
@@ -197,7 +188,7 @@ inline void decode_partial(float* acc, float* row_max, float* row_sum, float* sc
         dot = fma(lanes == W ? V::load(qr + x) : V::load_partial(qr + x, lanes),
                   lanes == W ? V::load(kj + x) : V::load_partial(kj + x, lanes), dot);
       }
-      s[j - j0] = lane_sum(dot) * scale;
+      s[j - j0] = vec_math::lane_sum(dot) * scale;
     }
     float m = kNegativeInfinity;
     for (std::int64_t j = 0; j < n; ++j) m = s[j] > m ? s[j] : m;

@@ -35,14 +35,7 @@ GemmKernelShape gemm_kernel_shape() { return {kRows, kColumns}; }
 void gemm_macro_kernel(const GemmMacroTile& tile) {
   gemm_kernels::macro_kernel<Vec, kRows, kColumns>(tile);
 }
-void gemm_decode(const GemmDecodeRange& r) {
-  if (r.transpose_b)
-    gemm_kernels::decode_dot_columns<Vec>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1,
-                                          r.alpha, r.beta);
-  else
-    gemm_kernels::decode_columns<Vec>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k,
-                                                      r.col0, r.col1, r.alpha, r.beta);
-}
+void gemm_decode(const GemmDecodeRange& r) { gemm_kernels::decode<Vec>(r); }
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation) {
   gemm_kernels::epilogue_rows<Vec>(c, ldc, m, n, bias, activation, pre_activation);
@@ -73,8 +66,7 @@ struct GemmKernel {
 //    stream past it.
 //  - NC: the packed B panel, KC*NC*4 bytes, is shared by the cores through L3.
 // ATTNKIT_GEMM_BLOCKING="MC,KC,NC" overrides them, for measuring only.
-Blocking blocking_override(Blocking fallback) {
-  const char* env = std::getenv("ATTNKIT_GEMM_BLOCKING");
+Blocking blocking_override(const char* env, Blocking fallback) {
   if (env == nullptr) return fallback;
   long long mc = 0, kc = 0, nc = 0;
   if (std::sscanf(env, "%lld,%lld,%lld", &mc, &kc, &nc) != 3 || mc <= 0 || kc <= 0 || nc <= 0)
@@ -83,6 +75,8 @@ Blocking blocking_override(Blocking fallback) {
 }
 
 GemmKernel active_kernel() {
+  // The override is read once: gemm runs thousands of times a step.
+  static const char* const blocking_text = std::getenv("ATTNKIT_GEMM_BLOCKING");
   GemmKernel kernel{ATTNKIT_ACTIVE_KERNEL(gemm_kernel_shape)(), ATTNKIT_ACTIVE_KERNEL(gemm_macro_kernel),
                     ATTNKIT_ACTIVE_KERNEL(gemm_decode), ATTNKIT_ACTIVE_KERNEL(gemm_epilogue_rows),
                     {128, 256, 4096}};
@@ -91,36 +85,12 @@ GemmKernel active_kernel() {
     case CpuIsa::avx2: kernel.blocking = {144, 256, 4096}; break;
     case CpuIsa::generic: break;
   }
-  kernel.blocking = blocking_override(kernel.blocking);
+  kernel.blocking = blocking_override(blocking_text, kernel.blocking);
   return kernel;
 }
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
-
-// Packs op(A)[0:m, 0:kc] into ceil(m/mr) slivers of kc x mr (k-major), zero-padding
-// the rows past m, so the micro-kernel reads whole slivers unconditionally.
-void pack_a_rows(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
-            std::int64_t kc, int mr) {
-  for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
-    float* dst = packed + (r0 / mr) * kc * mr;
-    const int rows = static_cast<int>(std::min<std::int64_t>(mr, m - r0));
-    if (!transpose) {  // op(A)(i, p) = a[i * lda + p]: read each row once
-      for (int i = 0; i < rows; ++i) {
-        const float* src = a + (r0 + i) * lda;
-        for (std::int64_t p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
-      }
-    } else {  // op(A)(i, p) = a[p * lda + i]: rows of the packed sliver are contiguous
-      for (std::int64_t p = 0; p < kc; ++p) {
-        const float* src = a + p * lda + r0;
-        for (int i = 0; i < rows; ++i) dst[p * mr + i] = src[i];
-      }
-    }
-    if (rows < mr)
-      for (std::int64_t p = 0; p < kc; ++p)
-        for (int i = rows; i < mr; ++i) dst[p * mr + i] = 0.0f;
-  }
-}
 
 // Packs the slivers [sliver_begin, sliver_end) of op(B)[0:kc, 0:n] as kc x nr
 // (k-major), zero-padding the columns past n.
@@ -149,17 +119,6 @@ void pack_b_slivers(float* packed, const float* b, std::int64_t ldb, bool transp
   }
 }
 
-// A buffer from the caching allocator, freed at scope exit.
-struct ScratchBuffer {
-  explicit ScratchBuffer(std::size_t floats)
-      : bytes(floats * sizeof(float)), data(static_cast<float*>(cpu_allocate(bytes))) {}
-  ~ScratchBuffer() { cpu_free(data, bytes); }
-  ScratchBuffer(const ScratchBuffer&) = delete;
-  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
-  std::size_t bytes;
-  float* data;
-};
-
 // Below this many multiply-adds a product runs on one thread: a parallel
 // region costs a few microseconds, about 1e5 FMAs on one core.
 constexpr double kParallelWorkThreshold = 2e5;
@@ -170,14 +129,31 @@ constexpr std::int64_t kDecodeRows = 16;
 
 }  // namespace
 
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+                 std::int64_t kc, int mr) {
+  for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
+    float* dst = packed + (r0 / mr) * kc * mr;
+    const int rows = static_cast<int>(std::min<std::int64_t>(mr, m - r0));
+    if (!transpose) {  // op(A)(i, p) = a[i * lda + p]: read each row once
+      for (int i = 0; i < rows; ++i) {
+        const float* src = a + (r0 + i) * lda;
+        for (std::int64_t p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
+      }
+    } else {  // op(A)(i, p) = a[p * lda + i]: rows of the packed sliver are contiguous
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const float* src = a + p * lda + r0;
+        for (int i = 0; i < rows; ++i) dst[p * mr + i] = src[i];
+      }
+    }
+    if (rows < mr)
+      for (std::int64_t p = 0; p < kc; ++p)
+        for (int i = rows; i < mr; ++i) dst[p * mr + i] = 0.0f;
+  }
+}
+
 GemmMicroKernel active_gemm_kernel() {
   const GemmKernel kernel = active_kernel();
   return {kernel.shape, kernel.macro_kernel};
-}
-
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
-                 std::int64_t kc, int mr) {
-  pack_a_rows(packed, a, lda, transpose, m, kc, mr);
 }
 
 void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
@@ -251,10 +227,10 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
       const float* b_block = transpose_b ? b + jc * ldb + pc : b + pc * ldb + jc;
       if (threads > 1) {
         parallel_for(slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
-          pack_b_slivers(packed_b.data, b_block, ldb, transpose_b, nc, kc, nr, s0, s1);
+          pack_b_slivers(packed_b.data(), b_block, ldb, transpose_b, nc, kc, nr, s0, s1);
         });
       } else {
-        pack_b_slivers(packed_b.data, b_block, ldb, transpose_b, nc, kc, nr, 0, slivers);
+        pack_b_slivers(packed_b.data(), b_block, ldb, transpose_b, nc, kc, nr, 0, slivers);
       }
 
       // Part t of `threads`: rows [row_begin, row_end) x slivers [sliver_begin, sliver_end).
@@ -275,10 +251,10 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
         for (std::int64_t row0 = row_begin; row0 < row_end; row0 += mc) {
           const std::int64_t rows = std::min(mc, row_end - row0);
           const float* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
-          pack_a_rows(packed_a.data, a_block, lda, transpose_a, rows, kc, mr);
+          gemm_pack_a(packed_a.data(), a_block, lda, transpose_a, rows, kc, mr);
           GemmMacroTile tile = base;
-          tile.packed_a = packed_a.data;
-          tile.packed_b = packed_b.data + sliver_begin * kc * nr;
+          tile.packed_a = packed_a.data();
+          tile.packed_b = packed_b.data() + sliver_begin * kc * nr;
           tile.c = c + row0 * ldc + jc + col0;
           tile.m = rows;
           tile.n = cols;

@@ -189,16 +189,6 @@ inline void decode_columns(float* c, std::int64_t ldc, const float* a, std::int6
   }
 }
 
-// Sum of a vector's lanes.
-template <class V>
-inline float lane_sum(V x) {
-  float lanes[V::width];
-  x.store(lanes);
-  float sum = 0.0f;
-  for (int i = 0; i < V::width; ++i) sum += lanes[i];
-  return sum;
-}
-
 // C[i, j] = alpha * dot(A[i, :], Bt[j, :]) + beta * C[i, j] for R rows of A
 // and 4 rows of Bt (B transposed: the weight [N, K] of a linear layer). Rows
 // of Bt past `b_rows` repeat the last one and are not written.
@@ -223,7 +213,7 @@ inline void decode_dot(float* c, std::int64_t ldc, const float* a, std::int64_t 
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < b_rows; ++j) {
       float* out = c + i * ldc + j;
-      const float r = alpha * lane_sum(acc[i][j]);
+      const float r = alpha * vec_math::lane_sum(acc[i][j]);
       *out = beta != 0.0f ? r + beta * *out : r;
     }
 }
@@ -248,6 +238,16 @@ inline void decode_dot_columns(float* c, std::int64_t ldc, const float* a, std::
       }
     }
   }
+}
+
+// The decode path for one column range: dot products against a transposed B
+// (a linear layer's weight), else rows of B streamed through an L1 block.
+template <class V>
+inline void decode(const GemmDecodeRange& r) {
+  if (r.transpose_b)
+    decode_dot_columns<V>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1, r.alpha, r.beta);
+  else
+    decode_columns<V>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1, r.alpha, r.beta);
 }
 
 }  // namespace attnkit::cpu::gemm_kernels

@@ -1,5 +1,6 @@
 #include "ops/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -30,12 +31,19 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
   if (v.shape() != k.shape())
     throw_value_error(op, "v", "the shape of k, " + shape_string(k.shape()), shape_string(v.shape()));
   const std::int64_t kv_heads = k.dim(2);
-  if (kv_heads == 0 || heads % kv_heads != 0)
+  if (heads < 1) throw_value_error(op, "q", "at least one head", shape_string(q.shape()));
+  if (head_dim < 1) throw_value_error(op, "q", "a head_dim of at least 1", shape_string(q.shape()));
+  if (kv_heads < 1 || heads % kv_heads != 0)
     throw_value_error(op, "k", "a number of heads dividing q's " + std::to_string(heads),
                       std::to_string(kv_heads));
+  // Key positions are compared as floats inside the kernels: exact below 2^24.
+  constexpr std::int64_t kMaximumLength = std::int64_t(1) << 24;
+  if (q.dim(1) >= kMaximumLength || k.dim(1) >= kMaximumLength)
+    throw_value_error(op, "q", "sequences shorter than 2^24", shape_string(q.shape()) + " and k " +
+                      shape_string(k.shape()));
   if (o.window < 0) throw_value_error(op, "window", "a positive width", std::to_string(o.window));
-  if (!(o.scale >= 0.0) || !std::isfinite(o.scale))
-    throw_value_error(op, "scale", "a finite positive number", std::to_string(o.scale));
+  if (!(o.scale >= 0.0) || !std::isfinite(static_cast<float>(o.scale)))
+    throw_value_error(op, "scale", "a positive number that is finite in float32", std::to_string(o.scale));
 
   cpu::AttentionProblem p{};
   p.batch = batch;
@@ -46,7 +54,9 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
   p.head_dim = head_dim;
   p.scale = static_cast<float>(o.scale > 0.0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(head_dim)));
   p.causal = o.causal;
-  p.window = o.window;
+  // A window wider than both sequences hides nothing; clamping it keeps the
+  // kernels' position arithmetic far from overflow.
+  p.window = std::min(o.window, p.query_length + p.key_length);
   p.for_backward = o.for_backward;
   if (o.dropout_p != 0.0) {
     const DropoutThreshold t = dropout_threshold(op, "dropout_p", o.dropout_p);
@@ -91,8 +101,9 @@ AttentionForward attention_forward(const Array& q, const Array& k, const Array& 
                                    const AttentionOptions& options) {
   std::vector<std::int64_t> lengths;
   const cpu::AttentionProblem p = describe("attention", q, k, v, options, lengths);
-  AttentionForward r{Array::empty(q.shape(), DType::float32),
+  AttentionForward r{Array::zeros(q.shape(), DType::float32),
                      Array::empty({p.batch, p.heads, p.query_length}, DType::float32)};
+  if (r.out.numel() == 0) return r;
   cpu::attention_forward(r.out.data<float>(), r.lse.data<float>(), q.data<float>(), k.data<float>(),
                          v.data<float>(), p);
   return r;
@@ -110,12 +121,14 @@ AttentionGradients attention_backward(const Array& grad_out, const Array& q, con
     check_same_shape(op, name, *a, "q", q);
   }
   check_dtype(op, "lse", lse, DType::float32);
+  check_cpu(op, "lse", lse);
   if (lse.shape() != Shape{p.batch, p.heads, p.query_length})
     throw_value_error(op, "lse", "shape " + shape_string({p.batch, p.heads, p.query_length}),
                       shape_string(lse.shape()));
   // dq is accumulated into tile by tile; dk and dv are written whole.
-  AttentionGradients g{Array::zeros(q.shape(), DType::float32), Array::empty(k.shape(), DType::float32),
-                       Array::empty(v.shape(), DType::float32)};
+  AttentionGradients g{Array::zeros(q.shape(), DType::float32), Array::zeros(k.shape(), DType::float32),
+                       Array::zeros(v.shape(), DType::float32)};
+  if (g.dq.numel() == 0 || g.dk.numel() == 0) return g;
   cpu::attention_backward(g.dq.data<float>(), g.dk.data<float>(), g.dv.data<float>(),
                           grad_out.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
                           out.data<float>(), lse.data<float>(), p);

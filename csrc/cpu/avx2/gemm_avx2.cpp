@@ -14,14 +14,7 @@ void gemm_macro_kernel(const GemmMacroTile& tile) {
   gemm_kernels::macro_kernel<Vec, kRows, kVectors>(tile);
 }
 
-void gemm_decode(const GemmDecodeRange& r) {
-  if (r.transpose_b)
-    gemm_kernels::decode_dot_columns<Vec>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1,
-                                          r.alpha, r.beta);
-  else
-    gemm_kernels::decode_columns<Vec>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k,
-                                                      r.col0, r.col1, r.alpha, r.beta);
-}
+void gemm_decode(const GemmDecodeRange& r) { gemm_kernels::decode<Vec>(r); }
 
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation) {

@@ -50,7 +50,10 @@ def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False,
     - ``key_padding_mask``: bool ``[batch, Tk]``, True marks a padded key to
       ignore (PyTorch's convention). ``key_lengths``: int ``[batch]``, keys at
       or past the length are padding. Padded keys never reach the result, even
-      when they hold NaN or inf.
+      when they hold NaN or inf. (Keys hidden only by ``causal`` or ``window``
+      are different: they are real keys other queries see, and in training
+      they enter the tile products with weight 0, so a NaN there spreads as
+      it does in PyTorch's unfused attention.)
     - ``scale`` defaults to ``1 / sqrt(head_dim)``.
     - ``dropout_p``: attention dropout on the normalized weights, as in
       PyTorch's scaled_dot_product_attention (applied whenever it is > 0: pass

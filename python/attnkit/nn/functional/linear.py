@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _C
-from ...autograd import Function
+from ...autograd import Function, is_grad_enabled
 from ...tensor import Tensor
 from ._common import check_tensor
 
@@ -91,8 +91,8 @@ def _view(x: Tensor, shape) -> Tensor:
 class _Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, activation):
-        need_pre = activation != "none" and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-                                             or ctx.needs_input_grad[2])
+        # The pre-activation is kept only when a backward will use it.
+        need_pre = activation != "none" and is_grad_enabled() and any(ctx.needs_input_grad[:3])
         out, pre = _C.matmul(x._array, weight._array, transpose_b=True,
                              bias=None if bias is None else bias._array, activation=activation,
                              save_pre_activation=need_pre)
