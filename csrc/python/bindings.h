@@ -15,5 +15,7 @@ void bind_random(pybind11::module_& m);      // random.cpp: Philox streams, drop
 void bind_embedding(pybind11::module_& m);   // embedding.cpp
 void bind_position(pybind11::module_& m);    // position.cpp: sinusoidal table, RoPE
 void bind_optim(pybind11::module_& m);       // optim.cpp: AdamW step, gradient norm
+void bind_elementwise(pybind11::module_& m); // elementwise.cpp: arithmetic, sums, where, casts
+void bind_shape(pybind11::module_& m);       // shape.cpp: permute, split/cat, gather
 
 }  // namespace attnkit::python

@@ -31,4 +31,6 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_embedding(m);
   attnkit::python::bind_position(m);
   attnkit::python::bind_optim(m);
+  attnkit::python::bind_elementwise(m);
+  attnkit::python::bind_shape(m);
 }
