@@ -66,13 +66,6 @@ void negate_in_place(const Array& a) {
   cpu::binary_scalar(a.data<float>(), a.data<float>(), -1.0f, a.numel(), false, cpu::BinaryOp::multiply);
 }
 
-// -g, in g's memory when the caller made g (owned), else in a new array.
-Array negated(const Array& g, bool owned) {
-  if (!owned) return negative(g);
-  negate_in_place(g);
-  return g;
-}
-
 // ------------------------------------------------------------ reductions --
 
 // One dimension of x as the reduction sees it: neighbours of the same kind
@@ -318,6 +311,8 @@ void add_in_place(const Array& target, const Array& source) {
 std::pair<Array, Array> binary_backward(const Array& grad_output, const Array& a, const Array& b,
                                         cpu::BinaryOp op, bool need_a, bool need_b) {
   const std::string name = std::string(binary_op_name(op)) + "_backward";
+  if (op != cpu::BinaryOp::multiply && op != cpu::BinaryOp::divide)
+    throw_value_error(name, "op", "'mul' or 'div' (add and sub backward are sum_to_shape)", binary_op_name(op));
   check_float32_cpu(name.c_str(), "grad_output", grad_output);
   check_float32_cpu(name.c_str(), "input", a);
   check_float32_cpu(name.c_str(), "other", b);
@@ -326,69 +321,45 @@ std::pair<Array, Array> binary_backward(const Array& grad_output, const Array& a
     throw_value_error(name, "grad_output", "the broadcast shape " + shape_string(shape),
                       shape_string(grad_output.shape()));
   Array grad_a, grad_b;
-  switch (op) {
-    case cpu::BinaryOp::add:
-    case cpu::BinaryOp::subtract:
-      if (need_a) grad_a = sum_to_shape(grad_output, a.shape());
-      if (need_b) {
-        grad_b = sum_to_shape(grad_output, b.shape());
-        if (op == cpu::BinaryOp::subtract) grad_b = negated(grad_b, grad_b.raw_data() != grad_output.raw_data());
-      }
-      break;
-    case cpu::BinaryOp::multiply:
-      if (need_a) {
-        Array product = Array::empty(shape, DType::float32);
-        binary_into(product, grad_output, b, cpu::BinaryOp::multiply);
-        grad_a = sum_to_shape(product, a.shape());
-      }
-      if (need_b) {
-        Array product = Array::empty(shape, DType::float32);
-        binary_into(product, grad_output, a, cpu::BinaryOp::multiply);
-        grad_b = sum_to_shape(product, b.shape());
-      }
-      break;
-    case cpu::BinaryOp::divide: {
-      // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -((g/b) a)/b: b is never
-      // squared, so it cannot underflow where the quotient itself would not.
-      Array quotient = Array::empty(shape, DType::float32);
-      binary_into(quotient, grad_output, b, cpu::BinaryOp::divide);
-      if (need_b) {
-        Array term = Array::empty(shape, DType::float32);
-        binary_into(term, quotient, a, cpu::BinaryOp::multiply);
-        binary_into(term, term, b, cpu::BinaryOp::divide);
-        grad_b = sum_to_shape(term, b.shape());
-        negate_in_place(grad_b);  // term is ours, and so is its sum
-      }
-      if (need_a) grad_a = sum_to_shape(quotient, a.shape());
-      break;
+  if (op == cpu::BinaryOp::multiply) {
+    if (need_a) {
+      Array product = Array::empty(shape, DType::float32);
+      binary_into(product, grad_output, b, cpu::BinaryOp::multiply);
+      grad_a = sum_to_shape(product, a.shape());
     }
+    if (need_b) {
+      Array product = Array::empty(shape, DType::float32);
+      binary_into(product, grad_output, a, cpu::BinaryOp::multiply);
+      grad_b = sum_to_shape(product, b.shape());
+    }
+    return {grad_a, grad_b};
   }
+  // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -((g/b) a)/b: b is never squared,
+  // so it cannot underflow where the quotient itself would not.
+  Array quotient = Array::empty(shape, DType::float32);
+  binary_into(quotient, grad_output, b, cpu::BinaryOp::divide);
+  if (need_b) {
+    Array term = Array::empty(shape, DType::float32);
+    binary_into(term, quotient, a, cpu::BinaryOp::multiply);
+    binary_into(term, term, b, cpu::BinaryOp::divide);
+    grad_b = sum_to_shape(term, b.shape());
+    negate_in_place(grad_b);  // term is ours, and so is its sum
+  }
+  if (need_a) grad_a = sum_to_shape(quotient, a.shape());
   return {grad_a, grad_b};
 }
 
-Array binary_scalar_backward(const Array& grad_output, const Array& a, double scalar,
-                             bool scalar_first, cpu::BinaryOp op) {
-  const std::string name = std::string(binary_op_name(op)) + "_backward";
-  check_float32_cpu(name.c_str(), "grad_output", grad_output);
-  check_float32_cpu(name.c_str(), "input", a);
-  check_same_shape(name.c_str(), "grad_output", grad_output, "input", a);
-  const float s = static_cast<float>(scalar);
-  switch (op) {
-    case cpu::BinaryOp::add: return grad_output;
-    case cpu::BinaryOp::subtract: return scalar_first ? negative(grad_output) : grad_output;
-    case cpu::BinaryOp::multiply: return binary_scalar(grad_output, s, false, op);
-    case cpu::BinaryOp::divide: {
-      if (!scalar_first) return binary_scalar(grad_output, s, false, op);
-      // d(s/a)/da = -s/a^2, as -((g/a) s)/a.
-      Array term = Array::empty(a.shape(), DType::float32);
-      binary_into(term, grad_output, a, cpu::BinaryOp::divide);
-      cpu::binary_scalar(term.data<float>(), term.data<float>(), s, term.numel(), false, cpu::BinaryOp::multiply);
-      binary_into(term, term, a, cpu::BinaryOp::divide);
-      negate_in_place(term);
-      return term;
-    }
-  }
-  return Array();
+Array scalar_divide_backward(const Array& grad_output, const Array& a, double scalar) {
+  check_float32_cpu("div_backward", "grad_output", grad_output);
+  check_float32_cpu("div_backward", "input", a);
+  check_same_shape("div_backward", "grad_output", grad_output, "input", a);
+  Array term = Array::empty(a.shape(), DType::float32);
+  binary_into(term, grad_output, a, cpu::BinaryOp::divide);
+  cpu::binary_scalar(term.data<float>(), term.data<float>(), static_cast<float>(scalar), term.numel(), false,
+                     cpu::BinaryOp::multiply);
+  binary_into(term, term, a, cpu::BinaryOp::divide);
+  negate_in_place(term);
+  return term;
 }
 
 // ---------------------------------------------------------------- reductions --

@@ -33,16 +33,18 @@ Array negative(const Array& a);
 // target += source, in place: the gradient accumulation. Both float32, one shape.
 void add_in_place(const Array& target, const Array& source);
 
-// The gradients of out = a op b with respect to a and b, given grad_output
-// (the broadcast shape). Each is summed over the dimensions its operand was
-// broadcast along (sum_to_shape), so it has the operand's shape. An undefined
-// Array where not needed:
-//   add: (g, g)   sub: (g, -g)   mul: (g b, g a)   div: (g / b, -(g / b) a / b)
+// The gradients of out = a op b (op mul or div) with respect to a and b,
+// given grad_output (the broadcast shape). Each is summed over the
+// dimensions its operand was broadcast along (sum_to_shape), so it has the
+// operand's shape; an undefined Array where not needed:
+//   mul: (g b, g a)   div: (g / b, -((g / b) a) / b)
+// add and sub need no operand: their gradients are sum_to_shape(g) and its
+// negative, so they are not taken here (saving a and b would keep them alive).
 std::pair<Array, Array> binary_backward(const Array& grad_output, const Array& a, const Array& b,
                                         cpu::BinaryOp op, bool need_a, bool need_b);
-// The gradient of out = a op scalar (or scalar op a) with respect to a.
-Array binary_scalar_backward(const Array& grad_output, const Array& a, double scalar,
-                             bool scalar_first, cpu::BinaryOp op);
+// The gradient of out = scalar / a with respect to a: -((g / a) scalar) / a.
+// (The other scalar ops' gradients are g, -g, g * scalar and g / scalar.)
+Array scalar_divide_backward(const Array& grad_output, const Array& a, double scalar);
 
 // ---------------------------------------------------------------- reductions --
 // The sum over `dims` (negative dims count from the end; each at most once;

@@ -52,14 +52,9 @@ void bind_elementwise(py::module_& m) {
         return optional_pair(ops::binary_backward(grad_output, a, b, ops::parse_binary_op(op), need_a, need_b));
       },
       py::arg("grad_output"), py::arg("input"), py::arg("other"), py::arg("op"), py::arg("need_input"),
-      py::arg("need_other"), release_gil, "(grad_input or None, grad_other or None)");
-  m.def(
-      "binary_scalar_backward",
-      [](const Array& grad_output, const Array& a, double scalar, bool scalar_first, const std::string& op) {
-        return ops::binary_scalar_backward(grad_output, a, scalar, scalar_first, ops::parse_binary_op(op));
-      },
-      py::arg("grad_output"), py::arg("input"), py::arg("scalar"), py::arg("scalar_first"), py::arg("op"),
-      release_gil);
+      py::arg("need_other"), release_gil, "mul or div: (grad_input or None, grad_other or None)");
+  m.def("scalar_divide_backward", &ops::scalar_divide_backward, py::arg("grad_output"), py::arg("input"),
+        py::arg("scalar"), release_gil, "The gradient of scalar / input.");
 
   m.def("sum", &ops::sum, py::arg("input"), py::arg("dims"), py::arg("keepdim"), release_gil);
   m.def("mean", &ops::mean, py::arg("input"), py::arg("dims"), py::arg("keepdim"), release_gil);
