@@ -310,7 +310,7 @@ class Tensor:
     def __matmul__(self, other):
         if not isinstance(other, Tensor):
             return NotImplemented
-        return _linear.matmul(self, other)
+        return _matmul(self, other)
 
     def _comparison(self, op, other):
         if not isinstance(other, Tensor) and not _elementwise.is_scalar(other):
@@ -371,7 +371,7 @@ class Tensor:
         return _elementwise.neg(self)
 
     def matmul(self, other) -> "Tensor":
-        return _linear.matmul(self, other)
+        return _matmul(self, other)
 
     def sum(self, dim=None, keepdim: bool = False) -> "Tensor":
         return _elementwise.sum(self, dim, keepdim)
@@ -636,5 +636,5 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
 # The operators and methods are implemented in nn.functional, whose modules
 # import Tensor from here: imported last, once everything above exists.
 from .nn.functional import elementwise as _elementwise  # noqa: E402
-from .nn.functional import linear as _linear  # noqa: E402
+from .nn.functional.linear import matmul as _matmul  # noqa: E402
 from .nn.functional import shape as _shape  # noqa: E402
