@@ -57,7 +57,7 @@ void compare_with(bool* out, const T* a, const T* b, const BroadcastLayout& layo
 // reduced dimension; its size depends only on the array's sizes, never on the
 // thread count, so neither does the tree of partial sums.
 constexpr std::int64_t kSumChunkElements = 32768;
-constexpr std::int64_t kSumColumnBlock = 1024;  // a whole number of the kernels' 64-column tiles
+constexpr std::int64_t kSumColumnBlock = 1024;  // a whole number of the kernels' 128-column tiles
 
 }  // namespace
 

@@ -143,14 +143,17 @@ inline float sum_contiguous(const float* x, std::int64_t n) {
   return sum_lanes(sum_tree<V>(x, n));
 }
 
-// sum_columns works on tiles of 64 columns: 64 floats per partial sum keep
-// the whole stack of partials in L1 (48 levels x 256 bytes), and 64 is a whole
-// number of vectors on every ISA. Blocks of 8 rows are added plainly; the block
-// sums are then merged as the bits of a binary counter: after 2^k blocks,
-// level k holds their sum, so the tree is balanced and depends on rows alone.
-constexpr int kColumnTile = 64;
+// sum_columns works on tiles of 128 columns: a tile reads 512 contiguous
+// bytes of each row (narrower tiles measured up to 2x slower once the rows
+// come from memory: too little of each line run per stream), and its stack
+// of partial sums (40 levels x 512 bytes) stays in L1/L2; 128 is a whole
+// number of vectors on every ISA. Blocks of 8 rows are added plainly; the
+// block sums are then merged as the bits of a binary counter: after 2^k
+// blocks, level k holds their sum, so the tree is balanced and depends on
+// rows alone.
+constexpr int kColumnTile = 128;
 constexpr std::int64_t kRowsPerBlock = 8;
-constexpr int kMaxLevels = 48;  // 8 * 2^48 rows: more than any array holds
+constexpr int kMaxLevels = 40;  // 8 * 2^40 rows: more than any array holds
 
 template <class V>
 inline void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns,
