@@ -239,6 +239,9 @@ def test_split_cat_errors():
     with pytest.raises(ValueError, match=r"cat: argument 'tensors\[1\]' expected the shape of tensors\[0\], "
                                          r"\[4, 6\], except along dim 0, got \[4, 5\]"):
         F.cat([x, attnkit.tensor(np.zeros((4, 5), np.float32))])
+    with pytest.raises(ValueError, match=r"cat: argument 'tensors\[1\]' expected the shape of tensors\[0\], "
+                                         r"\[4, 6\], except along dim 1, got \[4\]"):
+        F.cat([x, attnkit.tensor(np.zeros(4, np.float32))], 1)
     with pytest.raises(TypeError, match=r"cat: argument 'tensors\[1\]' expected the dtype of tensors\[0\], float32, got int64"):
         F.cat([x, attnkit.tensor(np.zeros((4, 6), np.int64))])
     with pytest.raises(TypeError, match="cat: argument 'tensors' expected a list or tuple of attnkit.Tensor, got Tensor"):

@@ -267,6 +267,8 @@ def test_zero_and_fill_in_place():
         x.fill_("1")
     with pytest.raises(ValueError, match="fill_: argument 'value' expected a whole number"):
         ids.fill_(0.5)
+    with pytest.raises(ValueError, match="fill_: argument 'value' expected an integer in the int64 range, got 2361183241434822606848"):
+        ids.fill_(2**71)
 
 
 # ----------------------------------------------------------------- factories --

@@ -26,6 +26,14 @@ bool is_python_integer(const py::handle& value) {
   return py::isinstance<py::int_>(value) || py::isinstance<py::bool_>(value);
 }
 
+std::int64_t to_int64(const char* op, const char* argument, const py::handle& value) {
+  try {
+    return value.cast<std::int64_t>();
+  } catch (const py::cast_error&) {
+    throw_value_error(op, argument, "an integer in the int64 range", std::string(py::str(value)));
+  }
+}
+
 }  // namespace
 
 void bind_elementwise(py::module_& m) {
@@ -86,7 +94,7 @@ void bind_elementwise(py::module_& m) {
       "fill_",
       [](const Array& x, const py::object& value) {
         if (is_python_integer(value)) {
-          const std::int64_t integer = value.cast<std::int64_t>();
+          const std::int64_t integer = to_int64("fill_", "value", value);
           py::gil_scoped_release release;
           ops::fill_integer(x, integer);
         } else {
@@ -108,7 +116,7 @@ void bind_elementwise(py::module_& m) {
         if (!is_python_integer(start) || !is_python_integer(step))
           throw_type_error("arange", "start", "Python ints for an integer dtype",
                            std::string(py::str(start)) + " and step " + std::string(py::str(step)));
-        const std::int64_t first = start.cast<std::int64_t>(), increment = step.cast<std::int64_t>();
+        const std::int64_t first = to_int64("arange", "start", start), increment = to_int64("arange", "step", step);
         py::gil_scoped_release release;
         return ops::arange_integer(first, increment, count, type);
       },

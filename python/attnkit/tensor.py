@@ -275,7 +275,7 @@ class Tensor:
     def _arithmetic(self, op, other, reflected=False):
         if not isinstance(other, Tensor) and not _elementwise.is_scalar(other):
             return NotImplemented
-        return _elementwise._arithmetic(op, other, self) if reflected else _elementwise._arithmetic(op, self, other)
+        return _elementwise.arithmetic(op, other, self) if reflected else _elementwise.arithmetic(op, self, other)
 
     def __add__(self, other):
         return self._arithmetic("add", other)
@@ -315,7 +315,7 @@ class Tensor:
     def _comparison(self, op, other):
         if not isinstance(other, Tensor) and not _elementwise.is_scalar(other):
             return NotImplemented
-        return _elementwise._compare(op, self, other)
+        return _elementwise.compare(op, self, other)
 
     def __eq__(self, other):
         return self._comparison("eq", other)

@@ -104,8 +104,9 @@ class _Neg(Function):
         return _C.negative(grad)
 
 
-def _arithmetic(op: str, a, b) -> Tensor:
-    """a op b for tensors and numbers (at least one a tensor)."""
+def arithmetic(op: str, a, b) -> Tensor:
+    """a op b for op in "add", "sub", "mul", "div"; tensors and numbers, at
+    least one a tensor (the Tensor operators come here)."""
     _check_operand(op, "input", a)
     _check_operand(op, "other", b)
     if isinstance(a, Tensor):
@@ -120,25 +121,25 @@ def _arithmetic(op: str, a, b) -> Tensor:
 def add(input, other) -> Tensor:
     """``input + other`` with numpy broadcasting; either may be a Python
     number. float32. Differentiable."""
-    return _arithmetic("add", input, other)
+    return arithmetic("add", input, other)
 
 
 def sub(input, other) -> Tensor:
     """``input - other`` with numpy broadcasting; either may be a Python
     number. float32. Differentiable."""
-    return _arithmetic("sub", input, other)
+    return arithmetic("sub", input, other)
 
 
 def mul(input, other) -> Tensor:
     """``input * other`` with numpy broadcasting; either may be a Python
     number. float32. Differentiable."""
-    return _arithmetic("mul", input, other)
+    return arithmetic("mul", input, other)
 
 
 def div(input, other) -> Tensor:
     """``input / other`` (true division, IEEE: x/0 is +-inf or NaN) with numpy
     broadcasting; either may be a Python number. float32. Differentiable."""
-    return _arithmetic("div", input, other)
+    return arithmetic("div", input, other)
 
 
 def neg(input: Tensor) -> Tensor:
@@ -275,7 +276,9 @@ def _scalar_array(value, dtype):
     return array
 
 
-def _compare(op: str, input, other) -> Tensor:
+def compare(op: str, input, other) -> Tensor:
+    """input op other as a bool tensor, for op in "eq", "ne", "lt", "le",
+    "gt", "ge" (the Tensor comparison operators come here)."""
     check_tensor(op, "input", input)
     if isinstance(other, Tensor):
         return Tensor._wrap(_C.compare(input._array, other._array, op))
@@ -296,32 +299,32 @@ def _compare(op: str, input, other) -> Tensor:
 def eq(input, other) -> Tensor:
     """``input == other`` as a bool tensor, with broadcasting; NaN is unequal
     to everything. Tensors of one dtype, or a tensor and a number."""
-    return _compare("eq", input, other)
+    return compare("eq", input, other)
 
 
 def ne(input, other) -> Tensor:
     """``input != other`` as a bool tensor, with broadcasting."""
-    return _compare("ne", input, other)
+    return compare("ne", input, other)
 
 
 def lt(input, other) -> Tensor:
     """``input < other`` as a bool tensor, with broadcasting."""
-    return _compare("lt", input, other)
+    return compare("lt", input, other)
 
 
 def le(input, other) -> Tensor:
     """``input <= other`` as a bool tensor, with broadcasting."""
-    return _compare("le", input, other)
+    return compare("le", input, other)
 
 
 def gt(input, other) -> Tensor:
     """``input > other`` as a bool tensor, with broadcasting."""
-    return _compare("gt", input, other)
+    return compare("gt", input, other)
 
 
 def ge(input, other) -> Tensor:
     """``input >= other`` as a bool tensor, with broadcasting."""
-    return _compare("ge", input, other)
+    return compare("ge", input, other)
 
 
 def logical_not(input: Tensor) -> Tensor:
@@ -406,5 +409,5 @@ def cast(input: Tensor, dtype) -> Tensor:
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "sum", "mean", "max", "argmax", "MaxResult",
-    "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "where", "masked_fill", "cast", "is_scalar",
+    "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "where", "masked_fill", "cast",
 ]

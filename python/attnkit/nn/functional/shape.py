@@ -204,9 +204,10 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
 class _Cat(Function):
     @staticmethod
     def forward(ctx, dim, *tensors):
+        out = _C.cat([t._array for t in tensors], dim)  # checks the shapes first
         ctx.dim = dim
         ctx.sizes = [t.shape[dim] for t in tensors]
-        return _C.cat([t._array for t in tensors], dim)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
