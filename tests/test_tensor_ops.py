@@ -135,6 +135,13 @@ def test_gradients_of_a_tensor_used_several_times_add_natively(rng):
     first = x.grad.numpy().copy()
     (x * 0.1).backward(attnkit.tensor(np.ones(17, np.float32)))
     np.testing.assert_array_equal(x.grad.numpy(), first + np.float32(0.1))  # the leaf's += is a float32 add
+    # An intermediate result used twice: its two gradients are summed (natively) before it runs.
+    x.grad = None
+    y = x * 0.5
+    upstream = rng.standard_normal(17).astype(np.float32)
+    (y * 3 + y * 0.1).backward(attnkit.tensor(upstream))
+    summed = upstream * np.float32(3) + upstream * np.float32(0.1)
+    np.testing.assert_array_equal(x.grad.numpy(), summed * np.float32(0.5))
 
 
 # ------------------------------------------------------------------ indexing --
