@@ -19,5 +19,7 @@ void bind_probe(pybind11::module_& m);       // probe.cpp: memory bandwidth, FMA
 void bind_softmax(pybind11::module_& m);  // softmax.cpp
 void bind_norm(pybind11::module_& m);  // norm.cpp
 void bind_loss(pybind11::module_& m);  // loss.cpp
+void bind_elementwise(pybind11::module_& m); // elementwise.cpp: arithmetic, sums, where, casts
+void bind_shape(pybind11::module_& m);       // shape.cpp: permute, split/cat, gather
 
 }  // namespace attnkit::python

@@ -35,4 +35,6 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_softmax(m);
   attnkit::python::bind_norm(m);
   attnkit::python::bind_loss(m);
+  attnkit::python::bind_elementwise(m);
+  attnkit::python::bind_shape(m);
 }

@@ -22,7 +22,9 @@ from .runtime import (  # noqa: E402
     supported_cpu_isas,
 )
 from .tensor import Tensor, device, from_dlpack, from_numpy, tensor  # noqa: E402
+from .tensor import arange, empty, full, ones, zeros  # noqa: E402
 from . import nn, optim, random  # noqa: E402
+from .nn.functional import cat, stack, where  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .serialization import load, save  # noqa: E402
 
@@ -34,4 +36,5 @@ __all__ = [
     "no_grad", "enable_grad", "is_grad_enabled",
     "set_num_threads", "get_num_threads", "cpu_isa", "supported_cpu_isas",
     "cpu_memory_stats", "empty_cpu_cache", "build_info", "nn", "optim", "random", "manual_seed", "save", "load",
+    "zeros", "ones", "full", "arange", "empty", "cat", "stack", "where",
 ]

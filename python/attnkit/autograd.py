@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-import numpy as np
+from . import _C
 
 _state = threading.local()
 
@@ -115,19 +115,15 @@ class Function:
 
 
 def _accumulate(existing, new):
-    """existing + new as a fresh native array (None counts as zero)."""
-    from . import _C
-
+    """existing + new as a fresh native array (None counts as zero). Fresh:
+    either may be shared with the graph (an op may pass its gradient on)."""
     if existing is None:
         return new
-    out = _C.empty(list(existing.shape), existing.dtype)
-    np.add(np.asarray(existing), np.asarray(new), out=np.asarray(out))
-    return out
+    return _C.binary(existing, new, "add")
 
 
 def run_backward(root, grad, retain_graph: bool = False) -> None:
     """Backpropagates ``grad`` (a native array) from the tensor ``root``."""
-    from . import _C
     from .tensor import Tensor
 
     if root._grad_fn is None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _C
 from . import _dtypes
 from ._dtypes import as_dtype, bfloat16, float32
-from .autograd import Node, run_backward
+from .autograd import Node, is_grad_enabled, run_backward
+
+# The dtypes the native cast kernel converts between (others go through numpy).
+_NATIVE_CAST_DTYPES = frozenset({"float32", "int32", "int64", "bool"})
 
 # DLPack device type codes (dlpack.h).
 _DLPACK_CPU = 1
@@ -196,7 +201,7 @@ class Tensor:
                 raise RuntimeError(f"backward(): a gradient must be given for a non-scalar "
                                    f"output of shape {self.shape}")
             grad = _C.empty(list(self.shape), self._array.dtype)
-            np.asarray(grad)[...] = 1
+            _C.fill_(grad, 1)
         else:
             if not isinstance(gradient, Tensor):
                 gradient = tensor(gradient, dtype=self.dtype)
@@ -214,8 +219,7 @@ class Tensor:
             # Own the memory: the incoming array may be shared with the graph.
             self.grad = Tensor._wrap(grad_array.copy())
         else:
-            np.add(np.asarray(self.grad._array), np.asarray(grad_array),
-                   out=np.asarray(self.grad._array))
+            _C.add_in_place(self.grad._array, grad_array)
 
     # --------------------------------------------------------- conversions --
     def to(self, target) -> "Tensor":
@@ -227,11 +231,236 @@ class Tensor:
         target = as_dtype(target, "to")
         if target == self.dtype:
             return self
+        if target.name in _NATIVE_CAST_DTYPES and self.dtype.name in _NATIVE_CAST_DTYPES:
+            return Tensor._wrap(_C.cast(self._array, target.name))
         values = _bfloat16_values(self._array) if self.dtype == bfloat16 else np.asarray(self._array)
         return tensor(values, dtype=target)
 
     def float(self) -> "Tensor":
         return self.to(float32)
+
+    def long(self) -> "Tensor":
+        return self.to(_dtypes.int64)
+
+    def int(self) -> "Tensor":
+        return self.to(_dtypes.int32)
+
+    def bool(self) -> "Tensor":
+        return self.to(_dtypes.bool_)
+
+    # ------------------------------------------------------------ in place --
+    def _check_in_place(self, op: str) -> None:
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError(f"{op}: a tensor that requires grad cannot be changed in place while "
+                               f"gradients are recorded; use 'with attnkit.no_grad():'")
+
+    def zero_(self) -> "Tensor":
+        """Sets every element to 0, in place; returns self."""
+        self._check_in_place("zero_")
+        _C.fill_(self._array, 0)
+        return self
+
+    def fill_(self, value) -> "Tensor":
+        """Sets every element to ``value`` (a number), in place; returns self."""
+        self._check_in_place("fill_")
+        if not _elementwise.is_scalar(value):
+            raise TypeError(f"fill_: argument 'value' expected a number, got {type(value).__name__}")
+        _C.fill_(self._array, value)
+        return self
+
+    # ----------------------------------------------------------- operators --
+    # Arithmetic is float32 with numpy broadcasting; a Python number on either
+    # side is rounded to float32. Anything else gives NotImplemented, so Python
+    # raises its usual TypeError (or tries the other operand's method).
+    def _arithmetic(self, op, other, reflected=False):
+        if not isinstance(other, Tensor) and not _elementwise.is_scalar(other):
+            return NotImplemented
+        return _elementwise.arithmetic(op, other, self) if reflected else _elementwise.arithmetic(op, self, other)
+
+    def __add__(self, other):
+        return self._arithmetic("add", other)
+
+    def __radd__(self, other):
+        return self._arithmetic("add", other, reflected=True)
+
+    def __sub__(self, other):
+        return self._arithmetic("sub", other)
+
+    def __rsub__(self, other):
+        return self._arithmetic("sub", other, reflected=True)
+
+    def __mul__(self, other):
+        return self._arithmetic("mul", other)
+
+    def __rmul__(self, other):
+        return self._arithmetic("mul", other, reflected=True)
+
+    def __truediv__(self, other):
+        return self._arithmetic("div", other)
+
+    def __rtruediv__(self, other):
+        return self._arithmetic("div", other, reflected=True)
+
+    def __neg__(self):
+        return _elementwise.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __matmul__(self, other):
+        if not isinstance(other, Tensor):
+            return NotImplemented
+        return _matmul(self, other)
+
+    def _comparison(self, op, other):
+        if not isinstance(other, Tensor) and not _elementwise.is_scalar(other):
+            return NotImplemented
+        return _elementwise.compare(op, self, other)
+
+    def __eq__(self, other):
+        return self._comparison("eq", other)
+
+    def __ne__(self, other):
+        return self._comparison("ne", other)
+
+    def __lt__(self, other):
+        return self._comparison("lt", other)
+
+    def __le__(self, other):
+        return self._comparison("le", other)
+
+    def __gt__(self, other):
+        return self._comparison("gt", other)
+
+    def __ge__(self, other):
+        return self._comparison("ge", other)
+
+    # == builds a tensor, so hashing stays by identity (as in PyTorch).
+    __hash__ = object.__hash__
+
+    def __invert__(self):
+        return _elementwise.logical_not(self)
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise RuntimeError(f"bool(): the truth value of a tensor with {self.numel()} elements is ambiguous")
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        if self.numel() != 1:
+            raise TypeError(f"float(): only a tensor with one element converts, got shape {self.shape}")
+        return float(self.item())
+
+    def __getitem__(self, key) -> "Tensor":
+        return _shape.getitem(self, key)
+
+    # ------------------------------------------------------------- methods --
+    def add(self, other) -> "Tensor":
+        return _elementwise.add(self, other)
+
+    def sub(self, other) -> "Tensor":
+        return _elementwise.sub(self, other)
+
+    def mul(self, other) -> "Tensor":
+        return _elementwise.mul(self, other)
+
+    def div(self, other) -> "Tensor":
+        return _elementwise.div(self, other)
+
+    def neg(self) -> "Tensor":
+        return _elementwise.neg(self)
+
+    def matmul(self, other) -> "Tensor":
+        return _matmul(self, other)
+
+    def sum(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return _elementwise.sum(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return _elementwise.mean(self, dim, keepdim)
+
+    def max(self, dim=None, keepdim: bool = False):
+        return _elementwise.max(self, dim, keepdim)
+
+    def argmax(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return _elementwise.argmax(self, dim, keepdim)
+
+    def eq(self, other) -> "Tensor":
+        return _elementwise.eq(self, other)
+
+    def ne(self, other) -> "Tensor":
+        return _elementwise.ne(self, other)
+
+    def lt(self, other) -> "Tensor":
+        return _elementwise.lt(self, other)
+
+    def le(self, other) -> "Tensor":
+        return _elementwise.le(self, other)
+
+    def gt(self, other) -> "Tensor":
+        return _elementwise.gt(self, other)
+
+    def ge(self, other) -> "Tensor":
+        return _elementwise.ge(self, other)
+
+    def masked_fill(self, mask, value) -> "Tensor":
+        return _elementwise.masked_fill(self, mask, value)
+
+    def reshape(self, *shape) -> "Tensor":
+        return _shape.reshape(self, *shape)
+
+    def view(self, *shape) -> "Tensor":
+        """reshape: tensors are always contiguous, so every view is a reshape."""
+        return _shape.reshape(self, *shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        return _shape.flatten(self, start_dim, end_dim)
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        return _shape.unsqueeze(self, dim)
+
+    def squeeze(self, dim=None) -> "Tensor":
+        return _shape.squeeze(self, dim)
+
+    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        return _shape.transpose(self, dim0, dim1)
+
+    def permute(self, *dims) -> "Tensor":
+        return _shape.permute(self, *dims)
+
+    @property
+    def T(self) -> "Tensor":
+        """The transpose of a 2-d tensor (a copy); 0-d and 1-d tensors are their own."""
+        if self.ndim < 2:
+            return self
+        if self.ndim != 2:
+            raise ValueError(f"T: expected at most 2 dimensions, got shape {self.shape}; use permute()")
+        return _shape.transpose(self, 0, 1)
+
+    def contiguous(self) -> "Tensor":
+        """self: attnkit tensors are always contiguous."""
+        return self
+
+    def expand(self, *shape) -> "Tensor":
+        return _shape.expand(self, *shape)
+
+    def split(self, split_size_or_sections, dim: int = 0) -> tuple:
+        return _shape.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+        return _shape.chunk(self, chunks, dim)
+
+    def narrow(self, dim: int, start: int, length: int) -> "Tensor":
+        return _shape.narrow(self, dim, start, length)
+
+    def index_select(self, dim: int, index) -> "Tensor":
+        return _shape.index_select(self, dim, index)
+
+    def gather(self, dim: int, index) -> "Tensor":
+        return _shape.gather(self, dim, index)
+
+    def clone(self) -> "Tensor":
+        return _shape.clone(self)
 
 
 def _bfloat16_values(array) -> np.ndarray:
@@ -311,3 +540,101 @@ def from_dlpack(obj) -> Tensor:
             raise TypeError(f"from_dlpack: argument 'obj' expected an object with __dlpack__ "
                             f"or a DLPack capsule, got {type(obj).__name__}") from None
         raise
+
+
+# ----------------------------------------------------------------- factories --
+
+def _size_argument(op: str, size) -> list:
+    """A size given as ints or as one sequence of ints: (2, 3) or ((2, 3),)."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
+        raise TypeError(f"{op}: argument 'size' expected ints, got {tuple(size)!r}")
+    if any(s < 0 for s in size):
+        raise ValueError(f"{op}: argument 'size' expected sizes >= 0, got {tuple(size)}")
+    return list(size)
+
+
+def _finish(out: Tensor, requires_grad: bool) -> Tensor:
+    return out.requires_grad_(True) if requires_grad else out
+
+
+def empty(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` whose memory is not initialized (float32 by default)."""
+    dtype = float32 if dtype is None else as_dtype(dtype)
+    return _finish(Tensor._wrap(_C.empty(_size_argument("empty", size), dtype.name)), requires_grad)
+
+
+def full(size, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` filled with ``fill_value``. The dtype defaults to
+    the value's: bool, int64 for an int, float32 for a float (as in PyTorch)."""
+    if isinstance(size, int):
+        size = (size,)
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"full: argument 'size' expected a sequence of ints, got {type(size).__name__}")
+    shape = _size_argument("full", tuple(size))
+    if dtype is None:
+        if isinstance(fill_value, (bool, np.bool_)):
+            dtype = _dtypes.bool_
+        elif isinstance(fill_value, (int, np.integer)):
+            dtype = _dtypes.int64
+        else:
+            dtype = float32
+    dtype = as_dtype(dtype)
+    if dtype.name not in _NATIVE_CAST_DTYPES and fill_value != 0:
+        # float16 and bfloat16 have no fill kernel: numpy rounds the value.
+        return _finish(tensor(np.full(shape, fill_value, dtype=np.float64), dtype=dtype), requires_grad)
+    array = _C.empty(shape, dtype.name)
+    _C.fill_(array, fill_value.item() if isinstance(fill_value, np.generic) else fill_value)
+    return _finish(Tensor._wrap(array), requires_grad)
+
+
+def zeros(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` filled with 0 (float32 by default)."""
+    return full(_size_argument("zeros", size), 0, dtype=float32 if dtype is None else dtype,
+                requires_grad=requires_grad)
+
+
+def ones(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` filled with 1 (float32 by default)."""
+    return full(_size_argument("ones", size), 1, dtype=float32 if dtype is None else dtype,
+                requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> Tensor:
+    """``[start, start + step, ...)`` up to ``end`` (exclusive); ``arange(n)``
+    counts from 0. int64 when every argument is an int, else float32 (each
+    value computed in double as start + i * step, then rounded)."""
+    if end is None:
+        start, end = 0, start
+    for name, value in (("start", start), ("end", end), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"arange: argument '{name}' expected a number, got {type(value).__name__}")
+    if step == 0:
+        raise ValueError("arange: argument 'step' must not be 0")
+    integral = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+    if dtype is None:
+        dtype = _dtypes.int64 if integral else float32
+    dtype = as_dtype(dtype)
+    if integral:
+        count = len(range(int(start), int(end), int(step)))
+    else:
+        if not all(np.isfinite(float(v)) for v in (start, end, step)):
+            raise ValueError(f"arange: expected finite start, end and step, got {start}, {end}, {step}")
+        count = max(0, math.ceil((float(end) - float(start)) / float(step)))
+    if dtype.name in ("int32", "int64"):
+        if not integral:
+            raise TypeError(f"arange: dtype {dtype} needs int start, end and step, got {start}, {end}, {step}")
+        array = _C.arange(int(start), int(step), count, dtype.name)
+    elif dtype == float32:
+        array = _C.arange(float(start), float(step), count, "float32")
+    else:
+        raise TypeError(f"arange: argument 'dtype' expected float32, int32 or int64, got {dtype}")
+    return _finish(Tensor._wrap(array), requires_grad)
+
+
+# The operators and methods are implemented in nn.functional, whose modules
+# import Tensor from here: imported last, once everything above exists.
+from .nn.functional import elementwise as _elementwise  # noqa: E402
+from .nn.functional.linear import matmul as _matmul  # noqa: E402
+from .nn.functional import shape as _shape  # noqa: E402

@@ -7,15 +7,23 @@ kernel: forward saves what backward needs, backward calls the backward kernel.
 from .activation import gelu, relu, silu, swiglu
 from .attention import attention
 from .dropout import dropout
+from .elementwise import (add, argmax, div, eq, ge, gt, le, logical_not, lt, masked_fill, max, mean, mul, ne,
+                          neg, sub, sum, where)
 from .embedding import embedding
 from .linear import linear, matmul
 from .loss import cross_entropy
 from .norm import add_layer_norm, layer_norm, rms_norm
 from .position import rope, sinusoidal_position_encoding
+from .shape import (cat, chunk, clone, expand, flatten, gather, index_select, narrow, permute, reshape, split,
+                    squeeze, stack, transpose, unsqueeze)
 from .softmax import log_softmax, softmax
 
 __all__ = [
     "add_layer_norm", "attention", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm",
     "linear", "log_softmax", "matmul", "relu", "rms_norm", "rope", "silu", "sinusoidal_position_encoding",
     "softmax", "swiglu",
+    # elementwise and shape
+    "add", "argmax", "div", "eq", "ge", "gt", "le", "logical_not", "lt", "masked_fill", "max", "mean", "mul",
+    "ne", "neg", "sub", "sum", "where", "cat", "chunk", "clone", "expand", "flatten", "gather",
+    "index_select", "narrow", "permute", "reshape", "split", "squeeze", "stack", "transpose", "unsqueeze",
 ]
