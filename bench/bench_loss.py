@@ -88,6 +88,28 @@ def torch_callables(torch, logits_numpy, targets_numpy):
             {"torch": backward, "torch out=": backward_out})
 
 
+def measure_case(vocab: int, n: int, args, torch, rng) -> list:
+    """The rows of one vocabulary; its arrays are freed on return, before the
+    next case allocates its own."""
+    logits_numpy = rng.standard_normal((n, vocab), dtype=np.float32) * 2
+    targets_numpy = rng.integers(0, vocab, n, dtype=np.int64)
+    ours = our_callables(logits_numpy, targets_numpy)
+    peers = ({}, {}) if torch is None else torch_callables(torch, logits_numpy, targets_numpy)
+    case = f"V={vocab}, {n} rows"
+    timed = dict(warmup=args.warmup, repeats=args.repeats)
+    rows = []
+    for threads in args.threads:
+        common.set_threads(threads, torch)
+        limits = {"forward": (common.memory_bandwidth("read", threads, args.probe_mib), "read"),
+                  "backward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy")}
+        for direction, our_callable, peer_callables in zip(("forward", "backward"), ours, peers):
+            timings = common.time_side_by_side({"ours": our_callable, **peer_callables}, **timed)
+            limit, limit_name = limits[direction]
+            rows.append(common.Row(f"cross_entropy {direction}", case, threads, loss_bytes(direction, n, vocab),
+                                   "GB/s", timings.pop("ours"), timings, limit, limit_name))
+    return rows
+
+
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2048,
@@ -96,26 +118,9 @@ def main() -> None:
                         help="MiB of logits in the V = 65 case (default: 128, 4x a 32 MiB L3)")
     args = parser.parse_args()
     torch = common.optional_torch(disabled=args.no_torch)
-    timed = dict(warmup=args.warmup, repeats=args.repeats)
     rng = np.random.default_rng(0)
-    rows = []
-
-    for vocab, n in ((50257, args.rows), (65, max(1, args.mib * common.MIB // (4 * 65)))):
-        logits_numpy = rng.standard_normal((n, vocab), dtype=np.float32) * 2
-        targets_numpy = rng.integers(0, vocab, n, dtype=np.int64)
-        ours = our_callables(logits_numpy, targets_numpy)
-        peers = ({}, {}) if torch is None else torch_callables(torch, logits_numpy, targets_numpy)
-        case = f"V={vocab}, {n} rows"
-        for threads in args.threads:
-            common.set_threads(threads, torch)
-            limits = {"forward": (common.memory_bandwidth("read", threads, args.probe_mib), "read"),
-                      "backward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy")}
-            for direction, our_callable, peer_callables in zip(("forward", "backward"), ours, peers):
-                timings = common.time_side_by_side({"ours": our_callable, **peer_callables}, **timed)
-                limit, limit_name = limits[direction]
-                rows.append(common.Row(f"cross_entropy {direction}", case, threads, loss_bytes(direction, n, vocab),
-                                       "GB/s", timings.pop("ours"), timings, limit, limit_name))
-        del logits_numpy, ours, peers
+    cases = [(50257, args.rows), (65, max(1, args.mib * common.MIB // (4 * 65)))]
+    rows = [row for vocab, n in cases for row in measure_case(vocab, n, args, torch, rng)]
 
     facts = common.machine_facts(torch)
     print(", ".join(f"{k}: {v}" for k, v in facts.items()))

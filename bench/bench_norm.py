@@ -138,6 +138,32 @@ def torch_callables(torch, x_numpy, residual_numpy, dy_numpy, grad_sum_numpy, we
     return peers
 
 
+def measure_width(width: int, args, torch, rng) -> list:
+    """The rows of one width; its arrays are freed on return, before the next
+    width allocates its own."""
+    n = max(1, args.mib * common.MIB // (4 * width))
+    inputs = [rng.standard_normal((n, width), dtype=np.float32) for _ in range(4)]  # x, residual, dy, grad_sum
+    inputs += [rng.standard_normal(width, dtype=np.float32) for _ in range(2)]  # weight, bias
+    ours = our_callables(*inputs)
+    peers = {} if torch is None else torch_callables(torch, *inputs)
+    case = f"C={width}, {n} rows"
+    timed = dict(warmup=args.warmup, repeats=args.repeats)
+    rows = []
+    for threads in args.threads:
+        common.set_threads(threads, torch)
+        limits = {"forward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy"),
+                  "backward": (common.memory_bandwidth("triad", threads, args.probe_mib), "triad")}
+        for op, our_directions in ours.items():
+            peer_directions = peers.get(op, ({}, {}))
+            for direction, our_callable, peer_callables in zip(("forward", "backward"), our_directions,
+                                                               peer_directions):
+                timings = common.time_side_by_side({"ours": our_callable, **peer_callables}, **timed)
+                limit, limit_name = limits[direction]
+                rows.append(common.Row(f"{op} {direction}", case, threads, norm_bytes(op, direction, n, width),
+                                       "GB/s", timings.pop("ours"), timings, limit, limit_name))
+    return rows
+
+
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=128,
@@ -146,30 +172,8 @@ def main() -> None:
                         help="row widths C, the normalized dimension (default: 768 4096)")
     args = parser.parse_args()
     torch = common.optional_torch(disabled=args.no_torch)
-    timed = dict(warmup=args.warmup, repeats=args.repeats)
     rng = np.random.default_rng(0)
-    rows = []
-
-    for width in args.widths:
-        n = max(1, args.mib * common.MIB // (4 * width))
-        inputs = [rng.standard_normal((n, width), dtype=np.float32) for _ in range(4)]  # x, residual, dy, grad_sum
-        inputs += [rng.standard_normal(width, dtype=np.float32) for _ in range(2)]  # weight, bias
-        ours = our_callables(*inputs)
-        peers = {} if torch is None else torch_callables(torch, *inputs)
-        case = f"C={width}, {n} rows"
-        for threads in args.threads:
-            common.set_threads(threads, torch)
-            limits = {"forward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy"),
-                      "backward": (common.memory_bandwidth("triad", threads, args.probe_mib), "triad")}
-            for op, our_directions in ours.items():
-                peer_directions = peers.get(op, ({}, {}))
-                for direction, our_callable, peer_callables in zip(("forward", "backward"), our_directions,
-                                                                   peer_directions):
-                    timings = common.time_side_by_side({"ours": our_callable, **peer_callables}, **timed)
-                    limit, limit_name = limits[direction]
-                    rows.append(common.Row(f"{op} {direction}", case, threads, norm_bytes(op, direction, n, width),
-                                           "GB/s", timings.pop("ours"), timings, limit, limit_name))
-        del inputs, ours, peers
+    rows = [row for width in args.widths for row in measure_width(width, args, torch, rng)]
 
     facts = common.machine_facts(torch)
     print(", ".join(f"{k}: {v}" for k, v in facts.items()))

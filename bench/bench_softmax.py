@@ -33,6 +33,56 @@ FORWARD_BYTES = 8    # read x, write y
 BACKWARD_BYTES = 12  # read dy and y, write dx
 
 
+def measure_width(width: int, args, torch, rng) -> list:
+    """The rows of one width; its arrays are freed on return, before the next
+    width allocates its own."""
+    n_rows = max(1, args.mib * common.MIB // (4 * width))
+    x_numpy = rng.standard_normal((n_rows, width), dtype=np.float32) * 3
+    dy_numpy = rng.standard_normal((n_rows, width), dtype=np.float32)
+    x = attnkit.from_numpy(x_numpy)
+    dy_array = attnkit.from_numpy(dy_numpy)._array
+    # The backward's input is the forward's output, each side its own.
+    outputs = {log: _C.softmax_forward(x._array, 1.0, log) for log in (False, True)}
+    if torch is not None:
+        aten = torch.ops.aten
+        x_torch, dy_torch = torch.from_numpy(x_numpy), torch.from_numpy(dy_numpy)
+        torch_outputs = {False: torch.softmax(x_torch, -1), True: torch.log_softmax(x_torch, -1)}
+        out_torch = torch.empty_like(x_torch)
+    case = f"C={width}, {n_rows} rows"
+    timed = dict(warmup=args.warmup, repeats=args.repeats)
+    rows = []
+
+    for threads in args.threads:
+        common.set_threads(threads, torch)
+        copy_bandwidth = common.memory_bandwidth("copy", threads, args.probe_mib)
+        triad_bandwidth = common.memory_bandwidth("triad", threads, args.probe_mib)
+        for log in (False, True):
+            name = "log_softmax" if log else "softmax"
+            user_function = F.log_softmax if log else F.softmax
+            y = outputs[log]
+            forward = {"ours": lambda: user_function(x, dim=-1)}
+            backward = {"ours": lambda: _C.softmax_backward(dy_array, y, 1.0, log)}
+            if torch is not None:
+                forward_op = aten._log_softmax if log else aten._softmax
+                backward_op = aten._log_softmax_backward_data if log else aten._softmax_backward_data
+                y_torch = torch_outputs[log]
+                torch_function = torch.log_softmax if log else torch.softmax
+                forward["torch"] = lambda: torch_function(x_torch, -1)
+                forward["torch out="] = lambda: forward_op.out(x_torch, -1, False, out=out_torch)
+                backward["torch"] = lambda: backward_op(dy_torch, y_torch, -1, torch.float32)
+                # The out argument is named grad_input for softmax and out for log_softmax.
+                backward["torch out="] = lambda: backward_op.out(dy_torch, y_torch, -1, torch.float32,
+                                                                 **{("out" if log else "grad_input"): out_torch})
+            for direction, callables, work, limit, limit_name in (
+                    ("forward", forward, FORWARD_BYTES * x_numpy.size, copy_bandwidth, "copy"),
+                    ("backward", backward, BACKWARD_BYTES * x_numpy.size, triad_bandwidth, "triad")):
+                timings = common.time_side_by_side(callables, **timed)
+                ours = timings.pop("ours")
+                rows.append(common.Row(f"{name} {direction}", case, threads, work, "GB/s", ours,
+                                       timings, limit, limit_name))
+    return rows
+
+
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=128,
@@ -41,56 +91,8 @@ def main() -> None:
                         help="row widths, the softmax dimension (default: 1024 4096)")
     args = parser.parse_args()
     torch = common.optional_torch(disabled=args.no_torch)
-    timed = dict(warmup=args.warmup, repeats=args.repeats)
     rng = np.random.default_rng(0)
-    rows = []
-
-    for width in args.widths:
-        n_rows = max(1, args.mib * common.MIB // (4 * width))
-        x_numpy = rng.standard_normal((n_rows, width), dtype=np.float32) * 3
-        dy_numpy = rng.standard_normal((n_rows, width), dtype=np.float32)
-        x = attnkit.from_numpy(x_numpy)
-        dy_array = attnkit.from_numpy(dy_numpy)._array
-        # The backward's input is the forward's output, each side its own.
-        outputs = {log: _C.softmax_forward(x._array, 1.0, log) for log in (False, True)}
-        if torch is not None:
-            x_torch, dy_torch = torch.from_numpy(x_numpy), torch.from_numpy(dy_numpy)
-            torch_outputs = {False: torch.softmax(x_torch, -1), True: torch.log_softmax(x_torch, -1)}
-            out_torch = torch.empty_like(x_torch)
-        case = f"C={width}, {n_rows} rows"
-
-        for threads in args.threads:
-            common.set_threads(threads, torch)
-            copy_bandwidth = common.memory_bandwidth("copy", threads, args.probe_mib)
-            triad_bandwidth = common.memory_bandwidth("triad", threads, args.probe_mib)
-            for log in (False, True):
-                name = "log_softmax" if log else "softmax"
-                user_function = F.log_softmax if log else F.softmax
-                y = outputs[log]
-                forward = {"ours": lambda: user_function(x, dim=-1)}
-                backward = {"ours": lambda: _C.softmax_backward(dy_array, y, 1.0, log)}
-                if torch is not None:
-                    aten = torch.ops.aten
-                    forward_op = aten._log_softmax if log else aten._softmax
-                    backward_op = aten._log_softmax_backward_data if log else aten._softmax_backward_data
-                    y_torch = torch_outputs[log]
-                    torch_function = torch.log_softmax if log else torch.softmax
-                    forward["torch"] = lambda: torch_function(x_torch, -1)
-                    forward["torch out="] = lambda: forward_op.out(x_torch, -1, False, out=out_torch)
-                    backward["torch"] = lambda: backward_op(dy_torch, y_torch, -1, torch.float32)
-                    # The out argument is named grad_input for softmax and out for log_softmax.
-                    backward["torch out="] = lambda: backward_op.out(dy_torch, y_torch, -1, torch.float32,
-                                                                     **{("out" if log else "grad_input"): out_torch})
-                for direction, callables, work, limit, limit_name in (
-                        ("forward", forward, FORWARD_BYTES * x_numpy.size, copy_bandwidth, "copy"),
-                        ("backward", backward, BACKWARD_BYTES * x_numpy.size, triad_bandwidth, "triad")):
-                    timings = common.time_side_by_side(callables, **timed)
-                    ours = timings.pop("ours")
-                    rows.append(common.Row(f"{name} {direction}", case, threads, work, "GB/s", ours,
-                                           timings, limit, limit_name))
-        del x, dy_array, outputs
-        if torch is not None:
-            del x_torch, dy_torch, torch_outputs, out_torch
+    rows = [row for width in args.widths for row in measure_width(width, args, torch, rng)]
 
     facts = common.machine_facts(torch)
     print(", ".join(f"{k}: {v}" for k, v in facts.items()))
