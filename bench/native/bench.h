@@ -66,5 +66,8 @@ void bench_probe(const Options& options, Report& report);       // bench_probe.c
 void bench_activation(const Options& options, Report& report);  // bench_activation.cpp
 void bench_gemm(const Options& options, Report& report);        // bench_gemm.cpp
 void bench_attention(const Options& options, Report& report);   // bench_attention.cpp
+void bench_softmax(const Options& options, Report& report);     // bench_softmax.cpp
+void bench_norm(const Options& options, Report& report);        // bench_norm.cpp
+void bench_loss(const Options& options, Report& report);        // bench_loss.cpp
 
 }  // namespace attnkit::bench

@@ -27,6 +27,9 @@ const Benchmark kBenchmarks[] = {
     {"activation", bench_activation, "GELU forward and backward, both forms"},
     {"gemm", bench_gemm, "GEMM: square and Transformer shapes, decode shapes"},
     {"attention", bench_attention, "fused attention forward and forward+backward"},
+    {"softmax", bench_softmax, "softmax and log_softmax forward and backward, rows of 1024 and 4096"},
+    {"norm", bench_norm, "LayerNorm, RMSNorm, fused add+LayerNorm forward and backward, C = 768 and 4096"},
+    {"loss", bench_loss, "cross-entropy forward and backward, V = 50257 and V = 65"},
 };
 
 std::vector<std::string> split(const std::string& text) {

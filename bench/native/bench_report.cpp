@@ -31,7 +31,7 @@ Result timed_result(std::string op, std::string variant, int threads, const Timi
 }
 
 void Report::print() const {
-  std::printf("%-14s %-26s %3s %9s %5s %16s %8s  %s\n", "op", "case", "thr", "ms", "±", "throughput",
+  std::printf("%-24s %-30s %3s %9s %5s %16s %8s  %s\n", "op", "case", "thr", "ms", "±", "throughput",
               "of limit", "limit");
   for (const Result& r : results_) {
     char milliseconds[16] = "-", spread[16] = "-", value[32], fraction[16] = "-", limit[48] = "-";
@@ -44,7 +44,7 @@ void Report::print() const {
       std::snprintf(fraction, sizeof fraction, "%.0f%%", 100.0 * r.throughput / r.limit);
       std::snprintf(limit, sizeof limit, "%.1f %s %s", r.limit, r.unit.c_str(), r.limit_name.c_str());
     }
-    std::printf("%-14s %-26s %3d %9s %5s %16s %8s  %s\n", r.op.c_str(), r.variant.c_str(), r.threads,
+    std::printf("%-24s %-30s %3d %9s %5s %16s %8s  %s\n", r.op.c_str(), r.variant.c_str(), r.threads,
                 milliseconds, spread, value, fraction, limit);
   }
 }
