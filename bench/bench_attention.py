@@ -22,12 +22,13 @@ more than the L3 holds, so the caches come from memory as in a real model.
 
 from __future__ import annotations
 
+import common  # first: it sets how idle threads wait, before any thread pool starts
+
 import numpy as np
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
-import common
 
 SHAPES = [  # (B, H, T, D, causal)
     (4, 12, 256, 64, False),

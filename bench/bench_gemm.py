@@ -22,13 +22,14 @@ Rows:
 
 from __future__ import annotations
 
+import common  # first: it sets how idle threads wait, before any thread pool starts
+
 import contextlib
 
 import numpy as np
 
 import attnkit
 from attnkit import _C
-import common
 
 SHAPES = [(512, 512, 512), (1024, 1024, 1024), (768, 768, 768),
           (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768)]

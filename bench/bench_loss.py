@@ -27,12 +27,13 @@ recomputes the probabilities from the saved statistics.
 
 from __future__ import annotations
 
+import common  # first: it sets how idle threads wait, before any thread pool starts
+
 import numpy as np
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
-import common
 
 IGNORE_INDEX = -100
 MEAN = 1  # aten's code for reduction="mean"

@@ -33,12 +33,13 @@ their gradients computed on both sides, as in a Transformer block.
 
 from __future__ import annotations
 
+import common  # first: it sets how idle threads wait, before any thread pool starts
+
 import numpy as np
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
-import common
 
 LAYER_NORM_EPS = 1e-5
 RMS_NORM_EPS = 1e-6

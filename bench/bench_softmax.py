@@ -21,12 +21,13 @@ hands back the block freed by the previous call.
 
 from __future__ import annotations
 
+import common  # first: it sets how idle threads wait, before any thread pool starts
+
 import numpy as np
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
-import common
 
 # Bytes moved per element.
 FORWARD_BYTES = 8    # read x, write y

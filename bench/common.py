@@ -9,6 +9,18 @@ table and written to ``bench/results/<script>.json``.
 
 from __future__ import annotations
 
+import os
+
+# Several thread pools share two cores in one process here: attnkit's and
+# PyTorch's OpenMP teams and numpy's OpenBLAS threads. By default each keeps
+# spinning for a while after its call returns, and steals the cores from the
+# next library's timed call (measured: 2-thread GEMM spreads of 100-400%).
+# Threads that sleep when idle make the side-by-side timings fair. These must
+# be set before numpy, torch or attnkit start their threads, so every bench
+# script imports this module first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # OpenBLAS spins 2^4 cycles at most
+
 import argparse
 import json
 import os

@@ -7,10 +7,11 @@ per ISA, at each thread count.
 
 from __future__ import annotations
 
+import common  # first: it sets how idle threads wait, before any thread pool starts
+
 import json
 
 import attnkit
-import common
 
 
 def main() -> None:
