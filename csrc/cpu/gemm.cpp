@@ -92,33 +92,6 @@ GemmKernel active_kernel() {
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
 
-// Packs the slivers [sliver_begin, sliver_end) of op(B)[0:kc, 0:n] as kc x nr
-// (k-major), zero-padding the columns past n.
-void pack_b_slivers(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
-            std::int64_t kc, int nr, std::int64_t sliver_begin, std::int64_t sliver_end) {
-  for (std::int64_t s = sliver_begin; s < sliver_end; ++s) {
-    const std::int64_t j0 = s * nr;
-    float* dst = packed + s * kc * nr;
-    const int cols = static_cast<int>(std::min<std::int64_t>(nr, n - j0));
-    if (!transpose) {  // op(B)(p, j) = b[p * ldb + j]: copy row pieces
-      for (std::int64_t p = 0; p < kc; ++p) {
-        const float* src = b + p * ldb + j0;
-        float* row = dst + p * nr;
-        for (int j = 0; j < cols; ++j) row[j] = src[j];
-        for (int j = cols; j < nr; ++j) row[j] = 0.0f;
-      }
-    } else {  // op(B)(p, j) = b[j * ldb + p]: read each of B's rows once
-      for (int j = 0; j < cols; ++j) {
-        const float* src = b + (j0 + j) * ldb;
-        for (std::int64_t p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
-      }
-      if (cols < nr)
-        for (std::int64_t p = 0; p < kc; ++p)
-          for (int j = cols; j < nr; ++j) dst[p * nr + j] = 0.0f;
-    }
-  }
-}
-
 // Below this many multiply-adds a product runs on one thread: a parallel
 // region costs a few microseconds, about 1e5 FMAs on one core.
 constexpr double kParallelWorkThreshold = 2e5;
@@ -158,8 +131,29 @@ GemmMicroKernel active_gemm_kernel() {
 
 void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
                  std::int64_t kc, int nr) {
-  pack_b_slivers(packed, b, ldb, transpose, n, kc, nr, 0, ceil_div(n, nr));
+  for (std::int64_t s = 0; s < ceil_div(n, nr); ++s) {
+    const std::int64_t j0 = s * nr;
+    float* dst = packed + s * kc * nr;
+    const int cols = static_cast<int>(std::min<std::int64_t>(nr, n - j0));
+    if (!transpose) {  // op(B)(p, j) = b[p * ldb + j]: copy row pieces
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const float* src = b + p * ldb + j0;
+        float* row = dst + p * nr;
+        for (int j = 0; j < cols; ++j) row[j] = src[j];
+        for (int j = cols; j < nr; ++j) row[j] = 0.0f;
+      }
+    } else {  // op(B)(p, j) = b[j * ldb + p]: read each of B's rows once
+      for (int j = 0; j < cols; ++j) {
+        const float* src = b + (j0 + j) * ldb;
+        for (std::int64_t p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
+      }
+      if (cols < nr)
+        for (std::int64_t p = 0; p < kc; ++p)
+          for (int j = cols; j < nr; ++j) dst[p * nr + j] = 0.0f;
+    }
+  }
 }
+
 
 void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a,
           const float* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,
@@ -209,72 +203,63 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
     return;
   }
 
-  // Each thread gets one part of C: a band of rows (when M has enough rows;
-  // each core then packs its own A blocks into its own L2 and all read the
-  // shared B panel) or else a band of columns. Bands are equal to within one
-  // register tile, and each is blocked by MC rows inside.
+  // Each thread computes one band of C on its own, start to finish: a band of
+  // rows when M has enough of them (each core packs its A blocks into its own
+  // L2), else a band of columns. A thread packs its own copy of each B panel,
+  // so nothing is shared and nothing waits inside a product: for rows, that
+  // packs B once per thread, O(K N) copies against O(M N K) FMAs. Bands are
+  // equal to within one register tile, and blocked by MC rows inside.
   const bool split_rows = m >= static_cast<std::int64_t>(threads) * mr * 4;
   const std::int64_t mc = std::min(round_up(kernel.blocking.mc, mr), round_up(m, mr));
   const std::int64_t kc_max = std::min(kernel.blocking.kc, k);
   const std::int64_t nc_max = std::min(kernel.blocking.nc, n);
-  ScratchBuffer packed_b(static_cast<std::size_t>(kc_max * round_up(nc_max, nr)));
 
-  for (std::int64_t jc = 0; jc < n; jc += nc_max) {
-    const std::int64_t nc = std::min(nc_max, n - jc);
-    const std::int64_t slivers = ceil_div(nc, nr);
-    for (std::int64_t pc = 0; pc < k; pc += kc_max) {
-      const std::int64_t kc = std::min(kc_max, k - pc);
-      const float* b_block = transpose_b ? b + jc * ldb + pc : b + pc * ldb + jc;
-      if (threads > 1) {
-        parallel_for(slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
-          pack_b_slivers(packed_b.data(), b_block, ldb, transpose_b, nc, kc, nr, s0, s1);
-        });
-      } else {
-        pack_b_slivers(packed_b.data(), b_block, ldb, transpose_b, nc, kc, nr, 0, slivers);
-      }
-
-      // Part t of `threads`: rows [row_begin, row_end) x slivers [sliver_begin, sliver_end).
-      auto run_part = [&](std::int64_t t) {
-        std::int64_t row_begin = 0, row_end = m, sliver_begin = 0, sliver_end = slivers;
-        if (split_rows) {
-          const std::int64_t tiles = ceil_div(m, mr);
-          row_begin = std::min(m, tiles * t / threads * mr);
-          row_end = std::min(m, tiles * (t + 1) / threads * mr);
-        } else {
-          sliver_begin = slivers * t / threads;
-          sliver_end = slivers * (t + 1) / threads;
-        }
-        if (row_begin >= row_end || sliver_begin >= sliver_end) return;
-        const std::int64_t col0 = sliver_begin * nr;
-        const std::int64_t cols = std::min(sliver_end * nr, nc) - col0;
-        ScratchBuffer packed_a(static_cast<std::size_t>(mc * kc));
+  auto run_band = [&](std::int64_t t) {
+    std::int64_t row_begin = 0, row_end = m, col_begin = 0, col_end = n;
+    if (split_rows) {
+      const std::int64_t tiles = ceil_div(m, mr);
+      row_begin = std::min(m, tiles * t / threads * mr);
+      row_end = std::min(m, tiles * (t + 1) / threads * mr);
+    } else {
+      const std::int64_t slivers = ceil_div(n, nr);
+      col_begin = std::min(n, slivers * t / threads * nr);
+      col_end = std::min(n, slivers * (t + 1) / threads * nr);
+    }
+    if (row_begin >= row_end || col_begin >= col_end) return;
+    ScratchBuffer packed_b(static_cast<std::size_t>(kc_max * round_up(nc_max, nr)));
+    ScratchBuffer packed_a(static_cast<std::size_t>(mc * kc_max));
+    for (std::int64_t jc = col_begin; jc < col_end; jc += nc_max) {
+      const std::int64_t nc = std::min(nc_max, col_end - jc);
+      for (std::int64_t pc = 0; pc < k; pc += kc_max) {
+        const std::int64_t kc = std::min(kc_max, k - pc);
+        const float* b_block = transpose_b ? b + jc * ldb + pc : b + pc * ldb + jc;
+        gemm_pack_b(packed_b.data(), b_block, ldb, transpose_b, nc, kc, nr);
         for (std::int64_t row0 = row_begin; row0 < row_end; row0 += mc) {
           const std::int64_t rows = std::min(mc, row_end - row0);
           const float* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
           gemm_pack_a(packed_a.data(), a_block, lda, transpose_a, rows, kc, mr);
           GemmMacroTile tile = base;
           tile.packed_a = packed_a.data();
-          tile.packed_b = packed_b.data() + sliver_begin * kc * nr;
-          tile.c = c + row0 * ldc + jc + col0;
+          tile.packed_b = packed_b.data();
+          tile.c = c + row0 * ldc + jc;
           tile.m = rows;
-          tile.n = cols;
+          tile.n = nc;
           tile.kc = kc;
           tile.first_k = pc == 0;
           tile.last_k = pc + kc >= k;
-          tile.bias = epilogue.bias ? epilogue.bias + jc + col0 : nullptr;
-          tile.pre_activation =
-              epilogue.pre_activation ? epilogue.pre_activation + row0 * ldc + jc + col0 : nullptr;
+          tile.bias = epilogue.bias ? epilogue.bias + jc : nullptr;
+          tile.pre_activation = epilogue.pre_activation ? epilogue.pre_activation + row0 * ldc + jc : nullptr;
           kernel.macro_kernel(tile);
         }
-      };
-      if (threads > 1) {
-        parallel_for(threads, 1, [&](std::int64_t t0, std::int64_t t1) {
-          for (std::int64_t t = t0; t < t1; ++t) run_part(t);
-        });
-      } else {
-        run_part(0);
       }
     }
+  };
+  if (threads > 1) {
+    parallel_for(threads, 1, [&](std::int64_t t0, std::int64_t t1) {
+      for (std::int64_t t = t0; t < t1; ++t) run_band(t);
+    });
+  } else {
+    run_band(0);
   }
 }
 
