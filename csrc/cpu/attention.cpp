@@ -38,11 +38,11 @@ void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std
   attention_kernels::row_dot<Vec>(delta, a, lda, b, ldb, rows, d);
 }
 void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                    std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                    int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
                     std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,
                     const std::int64_t* hi, const float* key_blocked) {
-  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, ldq, rows, k, v, ldk, j0, j1, d,
-                                         scale, lo, hi, key_blocked);
+  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, rows, kv_heads, k, v, ldk, j0, j1,
+                                         d, scale, lo, hi, key_blocked);
 }
 }  // namespace generic
 
@@ -240,69 +240,69 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
   const std::int64_t ldq = p.heads * d;
   const std::int64_t ldk = p.kv_heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
-  const int rows = static_cast<int>(group * p.query_length);  // ordered (head, query)
+  const int rows = static_cast<int>(group * p.query_length);  // per kv head, ordered (head, query)
+  const int total_rows = static_cast<int>(p.kv_heads) * rows;   // per batch: row R = g * rows + r
   const Visibility visibility(p);
-  const std::int64_t pairs = p.batch * p.kv_heads;
+  // Work items: (batch, key range). With fewer batches than threads the keys
+  // are split (split-KV) and the partial softmaxes merged below.
   const std::int64_t threads = get_num_threads();
   const std::int64_t splits = std::max<std::int64_t>(
-      1, std::min(ceil_div(threads, pairs), p.key_length / kDecodeMinimumKeysPerSplit));
+      1, std::min(ceil_div(threads, p.batch), p.key_length / kDecodeMinimumKeysPerSplit));
   const std::int64_t keys_per_split = ceil_div(p.key_length, splits);
-  // per (pair, split): acc [rows x d], max [rows], sum [rows]
-  const std::int64_t partial_size = rows * (d + 2);
-  ScratchBuffer partials(pairs * splits * partial_size);
+  // per (batch, split): acc [total_rows x d], max [total_rows], sum [total_rows]
+  const std::int64_t partial_size = total_rows * (d + 2);
+  ScratchBuffer partials(p.batch * splits * partial_size);
 
-  parallel_for(pairs * splits, 1, [&](std::int64_t i0, std::int64_t i1) {
-    ScratchBuffer scores(rows * keys_per_split);
-    std::vector<float> queries(static_cast<std::size_t>(rows * d));
+  parallel_for(p.batch * splits, 1, [&](std::int64_t i0, std::int64_t i1) {
+    ScratchBuffer scores(total_rows * keys_per_split);
+    ScratchBuffer queries(total_rows * d);
     std::vector<std::int64_t> lo(rows), hi(rows);
     for (std::int64_t item = i0; item < i1; ++item) {
-      const std::int64_t pair = item / splits, split = item % splits;
-      const std::int64_t b = pair / p.kv_heads, g = pair % p.kv_heads;
+      const std::int64_t b = item / splits, split = item % splits;
       const std::int64_t j0 = split * keys_per_split;
       const std::int64_t j1 = std::min(p.key_length, j0 + keys_per_split);
-      // gather the group's query rows: row r = (head g*group + r / Tq, query r % Tq)
-      for (int r = 0; r < rows; ++r) {
+      // gather the query rows: row g * rows + r is head g * group + r / Tq, query r % Tq
+      for (int row = 0; row < total_rows; ++row) {
+        const int g = row / rows, r = row % rows;
         const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
-        std::memcpy(&queries[r * d], q + (b * p.query_length + i) * ldq + h * d, d * sizeof(float));
-        visibility.range(b, i, &lo[r], &hi[r]);
+        std::memcpy(queries.data() + row * d, q + (b * p.query_length + i) * ldq + h * d, d * sizeof(float));
       }
+      for (int r = 0; r < rows; ++r) visibility.range(b, r % p.query_length, &lo[r], &hi[r]);
       float* partial = partials.data() + item * partial_size;
-      ops.decode_partial(partial, partial + rows * d, partial + rows * d + rows, scores.data(),
-                         queries.data(), d, rows, k + b * p.key_length * ldk + g * d,
-                         v + b * p.key_length * ldk + g * d, ldk, j0, j1, d, p.scale, lo.data(), hi.data(),
+      ops.decode_partial(partial, partial + total_rows * d, partial + total_rows * (d + 1), scores.data(),
+                         queries.data(), rows, static_cast<int>(p.kv_heads), k + b * p.key_length * ldk,
+                         v + b * p.key_length * ldk, ldk, j0, j1, d, p.scale, lo.data(), hi.data(),
                          visibility.blocked(b));
     }
   });
 
   // Merge the splits of each row: rescale every partial to the common max.
-  // A few d-length rows per pair: not worth a parallel region.
-  {
-    for (std::int64_t pair = 0; pair < pairs; ++pair) {
-      const std::int64_t b = pair / p.kv_heads, g = pair % p.kv_heads;
-      for (int r = 0; r < rows; ++r) {
-        const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
-        float row_max = kNegativeInfinity;
+  // A few d-length rows per batch: not worth a parallel region.
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    for (int row = 0; row < total_rows; ++row) {
+      const int g = row / rows, r = row % rows;
+      const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
+      auto partial = [&](std::int64_t split) { return partials.data() + (b * splits + split) * partial_size; };
+      float row_max = kNegativeInfinity;
+      for (std::int64_t split = 0; split < splits; ++split)
+        row_max = std::max(row_max, partial(split)[total_rows * d + row]);
+      float* o = out + (b * p.query_length + i) * ldq + h * d;
+      std::fill(o, o + d, 0.0f);
+      float total = 0.0f;
+      if (row_max != kNegativeInfinity) {
         for (std::int64_t split = 0; split < splits; ++split) {
-          const float* partial = partials.data() + (pair * splits + split) * partial_size;
-          row_max = std::max(row_max, partial[rows * d + r]);
+          const float* part = partial(split);
+          const float sum = part[total_rows * (d + 1) + row];
+          if (sum == 0.0f) continue;
+          const float weight = std::exp(part[total_rows * d + row] - row_max);
+          total += sum * weight;
+          for (std::int64_t x = 0; x < d; ++x) o[x] += part[row * d + x] * weight;
         }
-        float* o = out + (b * p.query_length + i) * ldq + h * d;
-        std::fill(o, o + d, 0.0f);
-        float total = 0.0f;
-        if (row_max != kNegativeInfinity) {
-          for (std::int64_t split = 0; split < splits; ++split) {
-            const float* partial = partials.data() + (pair * splits + split) * partial_size;
-            if (partial[rows * d + rows + r] == 0.0f) continue;
-            const float weight = std::exp(partial[rows * d + r] - row_max);
-            total += partial[rows * d + rows + r] * weight;
-            for (std::int64_t x = 0; x < d; ++x) o[x] += partial[r * d + x] * weight;
-          }
-        }
-        // divide (one rounding), not multiply by a rounded reciprocal (two);
-        // only a sum of exactly 0 means every key was masked (NaN stays NaN)
-        for (std::int64_t x = 0; x < d; ++x) o[x] = total != 0.0f ? o[x] / total : 0.0f;
-        lse[(b * p.heads + h) * p.query_length + i] = total != 0.0f ? row_max + std::log(total) : kNegativeInfinity;
       }
+      // divide (one rounding), not multiply by a rounded reciprocal (two);
+      // only a sum of exactly 0 means every key was masked (NaN stays NaN)
+      for (std::int64_t x = 0; x < d; ++x) o[x] = total != 0.0f ? o[x] / total : 0.0f;
+      lse[(b * p.heads + h) * p.query_length + i] = total != 0.0f ? row_max + std::log(total) : kNegativeInfinity;
     }
   }
 }

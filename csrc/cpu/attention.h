@@ -54,7 +54,7 @@ void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::
 void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
              std::int64_t rows, std::int64_t d);
 void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                    std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                    int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
                     std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
                     const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
 }  // namespace generic
@@ -69,7 +69,7 @@ void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::
 void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
              std::int64_t rows, std::int64_t d);
 void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                    std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                    int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
                     std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
                     const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
 }  // namespace avx2
@@ -84,7 +84,7 @@ void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::
 void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
              std::int64_t rows, std::int64_t d);
 void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                    std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                    int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
                     std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
                     const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
 }  // namespace avx512

@@ -160,39 +160,51 @@ inline void row_dot(float* delta, const float* a, std::int64_t lda, const float*
 
 // ---- decode: a few query rows against a long cache -------------------------
 //
-// Bound by reading K and V once: no packing. For keys [j0, j1) of one kv head
-// and `rows` query rows (q row r at q + r * ldq), computes the softmax
-// statistics of the partial range (row_max, row_sum) and the unnormalized
-// output acc[r * d + x] = sum_j exp(s_rj - row_max_r) v_j[x]. scores holds
-// rows * (j1 - j0) floats of scratch.
+// Bound by reading K and V once: no packing, and the keys in the outer loop,
+// so each key's row of the cache (every kv head, contiguous) is read once, in
+// order, for all the query rows. Query row R = g * rows + r belongs to kv head
+// g (R < kv_heads * rows), is stored at q + R * d, and sees keys [lo[r],
+// hi[r]). For keys [j0, j1) this computes each row's partial softmax
+// statistics (row_max, row_sum) and unnormalized output acc[R * d + x] =
+// sum_j exp(s_Rj - row_max_R) v_j[x]. scores: kv_heads * rows * (j1 - j0)
+// floats of scratch. k and v point at the batch's key 0, head 0; ldk is the
+// stride from one key to the next.
 template <class V>
 inline void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                           std::int64_t ldq, int rows, const float* k, const float* v, std::int64_t ldk,
+                           int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
                            std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
                            const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked) {
   constexpr int W = V::width;
   const std::int64_t n = j1 - j0;
-  for (int r = 0; r < rows; ++r) {
-    float* s = scores + r * n;
-    const float* qr = q + r * ldq;
-    for (std::int64_t j = j0; j < j1; ++j) {
-      const bool visible = j >= lo[r] && j < hi[r] && (key_blocked == nullptr || key_blocked[j] == 0.0f);
-      if (!visible) {
-        s[j - j0] = kNegativeInfinity;  // never read k_j: it may be padding
-        continue;
+  const int total_rows = kv_heads * rows;
+  for (std::int64_t j = j0; j < j1; ++j) {
+    const bool padding = key_blocked != nullptr && key_blocked[j] != 0.0f;
+    const float* key = k + j * ldk;
+    for (int g = 0; g < kv_heads; ++g) {
+      const float* kj = key + g * d;
+      for (int r = 0; r < rows; ++r) {
+        const int row = g * rows + r;
+        float& score = scores[row * n + (j - j0)];
+        if (padding || j < lo[r] || j >= hi[r]) {
+          score = kNegativeInfinity;  // never read k_j: it may be padding
+          continue;
+        }
+        const float* qr = q + row * d;
+        V dot = V::broadcast(0.0f);
+        for (std::int64_t x = 0; x < d; x += W) {
+          const int lanes = d - x < W ? static_cast<int>(d - x) : W;
+          dot = fma(lanes == W ? V::load(qr + x) : V::load_partial(qr + x, lanes),
+                    lanes == W ? V::load(kj + x) : V::load_partial(kj + x, lanes), dot);
+        }
+        score = vec_math::lane_sum(dot) * scale;
       }
-      const float* kj = k + j * ldk;
-      V dot = V::broadcast(0.0f);
-      for (std::int64_t x = 0; x < d; x += W) {
-        const int lanes = d - x < W ? static_cast<int>(d - x) : W;
-        dot = fma(lanes == W ? V::load(qr + x) : V::load_partial(qr + x, lanes),
-                  lanes == W ? V::load(kj + x) : V::load_partial(kj + x, lanes), dot);
-      }
-      s[j - j0] = vec_math::lane_sum(dot) * scale;
     }
+  }
+  for (int row = 0; row < total_rows; ++row) {
+    float* s = scores + row * n;
     float m = kNegativeInfinity;
     for (std::int64_t j = 0; j < n; ++j) m = s[j] > m ? s[j] : m;
-    row_max[r] = m;
+    row_max[row] = m;
     // The normalizer sums thousands of terms: in double, which costs one add
     // per key next to the 2 d floats of K and V read for it.
     double total = 0.0;
@@ -205,18 +217,19 @@ inline void decode_partial(float* acc, float* row_max, float* row_sum, float* sc
       }
       for (std::int64_t j = 0; j < n; ++j) total += s[j];
     }
-    row_sum[r] = static_cast<float>(total);
-    for (std::int64_t x = 0; x < d; ++x) acc[r * d + x] = 0.0f;
+    row_sum[row] = static_cast<float>(total);
+    for (std::int64_t x = 0; x < d; ++x) acc[row * d + x] = 0.0f;
   }
-  // acc += p_j v_j, each v_j read once for all rows; masked keys have p = 0
-  // and are skipped, so padding in V is never read.
+  // acc += p_j v_j, each row of V read once for all the query rows; masked
+  // keys have p = 0 and are skipped, so padding in V is never read.
   for (std::int64_t j = j0; j < j1; ++j) {
-    const float* vj = v + j * ldk;
-    for (int r = 0; r < rows; ++r) {
-      const float p = scores[r * n + (j - j0)];
+    const float* value = v + j * ldk;
+    for (int row = 0; row < total_rows; ++row) {
+      const float p = scores[row * n + (j - j0)];
       if (!(p > 0.0f)) continue;
+      const float* vj = value + (row / rows) * d;
       const V pv = V::broadcast(p);
-      float* a = acc + r * d;
+      float* a = acc + row * d;
       for (std::int64_t x = 0; x < d; x += W) {
         const int lanes = d - x < W ? static_cast<int>(d - x) : W;
         const V sum = fma(pv, lanes == W ? V::load(vj + x) : V::load_partial(vj + x, lanes),

@@ -75,6 +75,15 @@ inline Mask greater_equal(VecU32 a, VecU32 b) {
 // The lanes as floats; exact for values below 2^24.
 inline Vec to_float(VecU32 a) { return {_mm256_cvtepi32_ps(a.v)}; }
 
+// The sum of the lanes, halves folded onto each other (a tree: 3 dependent
+// adds, not 7).
+inline float reduce_add(Vec a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
 // The largest lane: halves folded onto each other, 8 -> 4 -> 2 -> 1.
 inline float reduce_max(Vec a) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));

@@ -86,6 +86,17 @@ inline Mask greater_equal(VecU32 a, VecU32 b) { return _mm512_cmpge_epu32_mask(a
 // The lanes as floats; exact for values below 2^24.
 inline Vec to_float(VecU32 a) { return {_mm512_cvtepi32_ps(a.v)}; }
 
+// The sum of the lanes, halves folded onto each other (a tree: 4 dependent
+// adds, not 15).
+inline float reduce_add(Vec a) {
+  const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1));
+  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a.v), high);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
 // The largest lane: halves folded onto each other, 16 -> 8 -> 4 -> 2 -> 1
 // (AVX-512F only: the upper half comes out through the 64-bit-lane extract).
 inline float reduce_max(Vec a) {

@@ -92,6 +92,9 @@ inline Mask greater_equal(VecU32 a, VecU32 b) { return a.v >= b.v; }
 // The lanes as floats; exact for values below 2^24.
 inline Vec to_float(VecU32 a) { return {static_cast<float>(a.v)}; }
 
+// The sum of the lanes.
+inline float reduce_add(Vec a) { return a.v; }
+
 // The largest lane.
 inline float reduce_max(Vec a) { return a.v; }
 

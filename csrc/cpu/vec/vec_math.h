@@ -50,14 +50,10 @@ inline V exp(V x) {
   return exp_sum(x, V::broadcast(0.0f));
 }
 
-// The sum of a vector's lanes (left to right).
+// The sum of a vector's lanes: each ISA's tree of halves (reduce_add).
 template <class V>
 inline float lane_sum(V x) {
-  alignas(64) float lanes[V::width];
-  x.store(lanes);
-  float sum = 0.0f;
-  for (int i = 0; i < V::width; ++i) sum += lanes[i];
-  return sum;
+  return reduce_add(x);
 }
 
 }  // namespace attnkit::cpu::vec_math
