@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ... import _C
 from ...autograd import Function, is_grad_enabled
 from ...tensor import Tensor
 from ._common import check_tensor
 
 _ACTIVATIONS = {None: "none", "relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}
-
-
-def _reduce_to_shape(array, shape):
-    """Sums a broadcast gradient back to the operand's shape (numpy rules)."""
-    if tuple(array.shape) == tuple(shape):
-        return array
-    values = np.asarray(array)
-    lead = values.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, size in enumerate(shape) if size == 1 and values.shape[lead + i] != 1)
-    reduced = values.sum(axis=axes, keepdims=True, dtype=np.float32).reshape(shape)
-    return _C.array_from_numpy(np.ascontiguousarray(reduced), "", True)
 
 
 class _Matmul(Function):
@@ -37,14 +23,14 @@ class _Matmul(Function):
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             # dA = dC B^T, summed over the batch dimensions A was broadcast along
-            grad_a = _reduce_to_shape(_C.matmul(grad, b, transpose_b=True)[0], a.shape)
+            grad_a = _C.sum_to_shape(_C.matmul(grad, b, transpose_b=True)[0], list(a.shape))
         if ctx.needs_input_grad[1]:
             if len(b.shape) == 2 and len(a.shape) > 2:
                 # one B for the whole batch: dB = A^T dC over the stacked rows, one product
                 k, n = b.shape
                 grad_b = _C.matmul(a.reshape([-1, k]), grad.reshape([-1, n]), transpose_a=True)[0]
             else:
-                grad_b = _reduce_to_shape(_C.matmul(a, grad, transpose_a=True)[0], b.shape)
+                grad_b = _C.sum_to_shape(_C.matmul(a, grad, transpose_a=True)[0], list(b.shape))
         return grad_a, grad_b
 
 
@@ -104,7 +90,7 @@ class _Linear(Function):
     def backward(ctx, grad):
         x, weight, pre = ctx.saved
         if ctx.activation == "relu":
-            grad_pre = _C.array_from_numpy(np.where(np.asarray(pre) > 0, np.asarray(grad), np.float32(0)), "", True)
+            grad_pre = _C.relu_backward(grad, pre)
         elif ctx.activation in ("gelu", "gelu_tanh"):
             grad_pre = _C.gelu_backward(grad, pre, "none" if ctx.activation == "gelu" else "tanh")
         else:
