@@ -7,8 +7,11 @@ from .attention import KVCache, MultiHeadAttention
 from .layers import Dropout, Embedding, LayerNorm, Linear, RMSNorm
 from .module import IncompatibleKeys, Module
 from .parameter import Parameter
+from .transformer import (FeedForward, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+                          TransformerEncoderLayer)
 
 __all__ = [
     "functional", "init", "utils", "Module", "IncompatibleKeys", "Parameter", "Sequential", "ModuleList",
     "ModuleDict", "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout", "KVCache", "MultiHeadAttention",
+    "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder",
 ]
