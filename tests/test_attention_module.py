@@ -9,7 +9,7 @@ import attnkit
 from attnkit import nn
 
 import reference
-from conftest import assert_reduction_close
+from conftest import assert_elementwise_close, assert_reduction_close
 
 
 @pytest.fixture(autouse=True)
@@ -21,14 +21,73 @@ def keep_default_generator():
     attnkit.random.default_generator.load_state_dict(state)
 
 
+# id(parameter) -> a float64 array the references read in its place, so that
+# finite differences can perturb the weights in float64.
+PARAMETER_VALUES = {}
+
+
+def numpy_or_none(t):
+    """The parameter's values as float64 numpy (None for None)."""
+    if t is None:
+        return None
+    return PARAMETER_VALUES.get(id(t), np.asarray(t.detach().numpy(), np.float64))
+
+
+def check_gradients_by_finite_differences(module, run_module, run_reference, inputs, rng):
+    """The module's gradients of sum(output * weights), for every parameter
+    and every float input, against central differences of the float64
+    reference ``run_reference(*inputs)`` (which reads the parameters through
+    PARAMETER_VALUES). Step 1e-6: the differences are exact to about 1e-10,
+    far below float32 rounding, which is what remains.
+
+    Scale: the largest gradient, not each entry's own magnitude. An entry is
+    a sum of terms of either sign (over positions, heads, features), so a
+    small entry is a difference of larger terms; its float32 rounding is
+    relative to those terms, which the largest gradient bounds at these tiny,
+    well-conditioned sizes."""
+    tensors = [attnkit.from_numpy(x).requires_grad_() if x.dtype == np.float32 else attnkit.from_numpy(x)
+               for x in inputs]
+    output = run_module(module, *tensors)
+    output_weights = rng.standard_normal(output.shape)
+    (output * attnkit.from_numpy(output_weights.astype(np.float32))).sum().backward()
+
+    float64_inputs = [x.astype(np.float64) if x.dtype == np.float32 else x for x in inputs]
+    arrays = {}
+    for name, parameter in module.named_parameters():
+        arrays[name] = PARAMETER_VALUES[id(parameter)] = np.asarray(parameter.detach().numpy(), np.float64)
+    for index, x in enumerate(float64_inputs):
+        if x.dtype == np.float64:
+            arrays[f"input {index}"] = x
+    step = 1e-6
+    expected = {}
+    try:
+        for name, array in arrays.items():
+            gradient = np.empty_like(array)
+            for position in np.ndindex(array.shape):
+                original = array[position]
+                array[position] = original + step
+                up = np.sum(run_reference(*float64_inputs) * output_weights)
+                array[position] = original - step
+                down = np.sum(run_reference(*float64_inputs) * output_weights)
+                array[position] = original
+                gradient[position] = (up - down) / (2 * step)
+            expected[name] = gradient
+    finally:
+        PARAMETER_VALUES.clear()
+    actual = {name: parameter.grad for name, parameter in module.named_parameters()}
+    actual.update({f"input {i}": t.grad for i, t in enumerate(tensors) if t.requires_grad})
+    largest = max(np.abs(g).max() for g in expected.values())
+    assert largest > 0
+    for name, gradient in expected.items():
+        assert actual[name] is not None, name
+        assert_elementwise_close(actual[name].numpy(), gradient, scale=largest)
+
+
 def projection_weights(module):
     """(w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o) of the module as float64 numpy
     (biases None without bias)."""
     query_width = module.num_heads * module.head_dim
     kv_width = module.num_kv_heads * module.head_dim
-
-    def numpy_or_none(t):
-        return None if t is None else np.asarray(t.detach().numpy(), np.float64)
 
     if module.qkv_fused:
         w, b = numpy_or_none(module.qkv_proj.weight), numpy_or_none(module.qkv_proj.bias)
@@ -165,6 +224,24 @@ def test_cache_refuses_gradients():
     cache = module.make_cache(1, 4)
     with pytest.raises(RuntimeError, match="no_grad"):
         module(attnkit.zeros(1, 2, 8), cache=cache)
+
+
+@pytest.mark.parametrize("num_kv_heads, rope, cross", [(2, False, False), (1, True, False), (2, False, True)])
+@pytest.mark.parametrize("qkv_fused", [True, False])
+def test_gradients_match_finite_differences(cpu_isa, rng, num_kv_heads, rope, cross, qkv_fused):
+    attnkit.manual_seed(5)
+    module = nn.MultiHeadAttention(8, 2, num_kv_heads, rope=rope, qkv_fused=qkv_fused)
+    x = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    if cross:
+        memory = rng.standard_normal((2, 4, 8)).astype(np.float32)
+        padding = np.array([[False, False, False, True], [False, False, False, False]])
+        check_gradients_by_finite_differences(
+            module, lambda m, x, memory, padding: m(x, key_value=memory, key_padding_mask=padding),
+            lambda x, memory, padding: mha_reference(module, x, key_value=memory, key_padding_mask=padding),
+            [x, memory, padding], rng)
+    else:
+        check_gradients_by_finite_differences(
+            module, lambda m, x: m(x, causal=True), lambda x: mha_reference(module, x, causal=True), [x], rng)
 
 
 def test_backward_reaches_every_parameter(rng):

@@ -11,7 +11,7 @@ from attnkit.nn import functional as F
 
 import reference
 from conftest import assert_reduction_close
-from test_attention_module import mha_reference
+from test_attention_module import check_gradients_by_finite_differences, mha_reference, numpy_or_none
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,8 @@ def keep_default_generator():
 
 
 def as_numpy(t, dtype):
-    return None if t is None else np.asarray(t.detach().numpy(), np.float64).astype(dtype)
+    values = numpy_or_none(t)  # float64, or the stand-in of a finite-difference step
+    return None if values is None else values.astype(dtype)
 
 
 def linear_reference(layer, x, dtype):
@@ -123,6 +124,31 @@ def test_decoder_layer_matches_reference(cpu_isa, rng, norm_first):
     assert_reduction_close(actual, decoder_layer_reference(layer, x.astype(np.float64), memory.astype(np.float64),
                                                            np.float64, memory_key_padding_mask=padding),
                            decoder_layer_reference(layer, x, memory, np.float32, memory_key_padding_mask=padding))
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu_tanh", "swiglu"])
+def test_feed_forward_gradients_match_finite_differences(cpu_isa, rng, activation):
+    attnkit.manual_seed(17)
+    block = nn.FeedForward(6, 5, activation=activation)
+    x = rng.standard_normal((2, 3, 6)).astype(np.float32)
+    check_gradients_by_finite_differences(block, lambda m, x: m(x),
+                                          lambda x: feed_forward_reference(block, x, np.float64), [x], rng)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_layer_gradients_match_finite_differences(cpu_isa, rng, norm_first):
+    attnkit.manual_seed(18)
+    encoder = nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0, norm_first=norm_first)
+    x = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    check_gradients_by_finite_differences(
+        encoder, lambda m, x: m(x, causal=True),
+        lambda x: encoder_layer_reference(encoder, x, np.float64, causal=True), [x], rng)
+    decoder = nn.TransformerDecoderLayer(8, 2, dim_feedforward=12, dropout=0.0, activation="gelu",
+                                         norm_first=norm_first)
+    memory = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    check_gradients_by_finite_differences(
+        decoder, lambda m, x, memory: m(x, memory),
+        lambda x, memory: decoder_layer_reference(decoder, x, memory, np.float64), [x, memory], rng)
 
 
 def test_stacks_and_final_norm(rng):
