@@ -123,13 +123,13 @@ def test_forward_matches_reference(cpu_isa, rng, bias):
 
 
 def test_gradients_match_float64_finite_differences(cpu_isa, rng):
-    """Every gradient of a 1-layer GPT's mean cross-entropy against central
+    """Every gradient of a 2-layer GPT's mean cross-entropy against central
     differences of the float64 reference (itself checked against the model's
     forward above). With step 1e-6 the differences are exact to about 1e-10,
     far below float32's error, so what remains is the model's float32
     rounding."""
     attnkit.manual_seed(22)
-    config = tiny_config()
+    config = tiny_config(n_layer=2)
     model = GPT(config)
     idx = rng.integers(0, config.vocab_size, size=(2, 5))
     targets = rng.integers(0, config.vocab_size, size=(2, 5))
