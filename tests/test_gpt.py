@@ -180,6 +180,23 @@ def test_overfits_one_batch(rng):
     assert loss.item() < 0.05
 
 
+def test_cached_generation_equals_full_sequence(cpu_isa, rng):
+    attnkit.manual_seed(24)
+    config = tiny_config(vocab_size=11, block_size=10, n_layer=2, n_embd=16)
+    model = GPT(config)
+    model.eval()
+    idx = rng.integers(0, 11, size=(2, 10))
+    with attnkit.no_grad():
+        caches = model.make_caches(batch=2)
+        pieces = [model(attnkit.from_numpy(idx[:, :4].copy()), caches=caches).numpy()]
+        pieces += [model(attnkit.from_numpy(idx[:, t:t + 1].copy()), caches=caches).numpy() for t in range(4, 10)]
+        with pytest.raises(ValueError, match="block_size"):
+            model(attnkit.from_numpy(idx[:, :1].copy()), caches=caches)  # position 11 of 10
+    values = parameter_values(model)
+    assert_reduction_close(np.concatenate(pieces, axis=1), gpt_reference(values, config, idx),
+                           gpt_reference(values, config, idx, np.float32))
+
+
 def test_bad_input():
     model = GPT(tiny_config())
     with pytest.raises(ValueError, match="block_size"):

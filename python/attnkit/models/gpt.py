@@ -32,7 +32,9 @@ class GPTConfig:
 
 class GPT(nn.Module):
     """``logits = model(idx)``: idx int32/int64 [B, T] with T <= block_size
-    and ids < vocab_size; logits float32 [B, T, vocab_size].
+    and ids < vocab_size; logits float32 [B, T, vocab_size]. For generation,
+    ``model(idx, caches=model.make_caches(B))`` (under ``no_grad``) feeds
+    the prompt, then one token at a time, each step reusing the cached keys.
 
     Layout: ``wte`` (token embedding, also the LM head), ``wpe`` (learned
     positions), ``blocks`` of pre-LN ``TransformerEncoderLayer`` run
@@ -75,21 +77,33 @@ class GPT(nn.Module):
         """The number of trainable numbers; the tied head counts once."""
         return sum(parameter.numel() for parameter in self.parameters())
 
-    def forward(self, idx: Tensor) -> Tensor:
+    def make_caches(self, batch: int, max_len: int | None = None) -> list:
+        """One KVCache per block for decoding up to ``max_len`` positions
+        (default block_size): pass them as ``model(idx, caches=caches)``."""
+        return [block.self_attn.make_cache(batch, self.config.block_size if max_len is None else max_len)
+                for block in self.blocks]
+
+    def forward(self, idx: Tensor, caches: list | None = None) -> Tensor:
         if not isinstance(idx, Tensor):
             raise TypeError(f"GPT: argument 'idx' expected an attnkit.Tensor, got {type(idx).__name__}")
         if idx.dtype not in (_dtypes.int32, _dtypes.int64) or idx.ndim != 2:
             raise ValueError(f"GPT: argument 'idx' expected int32 or int64 token ids of shape [batch, seq], "
                              f"got {idx.dtype} of shape {list(idx.shape)}")
+        if caches is not None and len(caches) != len(self.blocks):
+            raise ValueError(f"GPT: argument 'caches' expected {len(self.blocks)} KVCaches (make_caches), "
+                             f"got {len(caches)}")
+        # With caches, idx continues the cached sequence: its positions start
+        # after the cached ones.
+        start = 0 if caches is None else caches[0].length
         steps = idx.shape[1]
-        if steps > self.config.block_size:
-            raise ValueError(f"GPT: argument 'idx' has {steps} positions, more than block_size="
+        if start + steps > self.config.block_size:
+            raise ValueError(f"GPT: argument 'idx' reaches position {start + steps}, more than block_size="
                              f"{self.config.block_size}")
         # Token ids >= vocab_size are caught by the embedding kernel (ValueError naming the id).
-        x = self.wte(idx) + self.wpe(arange(steps, dtype=_dtypes.int64))
+        x = self.wte(idx) + self.wpe(arange(start, start + steps, dtype=_dtypes.int64))
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, causal=True)
+        for index, block in enumerate(self.blocks):
+            x = block(x, causal=True, cache=None if caches is None else caches[index])
         return F.linear(self.ln_f(x), self.wte.weight)
 
     def extra_repr(self) -> str:

@@ -63,8 +63,10 @@ class TransformerEncoderLayer(Module):
     after the residual add (``norm_first=False``, the paper) or before the
     sublayer (``norm_first=True``).
 
-    ``forward(x, key_padding_mask=None, causal=False)``: x [B, T, d_model];
-    ``key_padding_mask`` bool [B, T], True marks padding.
+    ``forward(x, key_padding_mask=None, causal=False, cache=None)``: x
+    [B, T, d_model]; ``key_padding_mask`` bool [B, T], True marks padding;
+    ``cache`` a KVCache for the self-attention when decoding step by step
+    (decoder-only models such as GPT; under ``no_grad``).
     """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
@@ -79,11 +81,15 @@ class TransformerEncoderLayer(Module):
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False,
+                cache: KVCache | None = None) -> Tensor:
+        def self_attention(h):
+            return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
+
         if self.norm_first:
-            x = x + self.dropout1(self.self_attn(self.norm1(x), causal=causal, key_padding_mask=key_padding_mask))
+            x = x + self_attention(self.norm1(x))
             return x + self.dropout2(self.feed_forward(self.norm2(x)))
-        x = self.norm1(x + self.dropout1(self.self_attn(x, causal=causal, key_padding_mask=key_padding_mask)))
+        x = self.norm1(x + self_attention(x))
         return self.norm2(x + self.dropout2(self.feed_forward(x)))
 
     def extra_repr(self) -> str:
