@@ -197,6 +197,23 @@ def test_cached_generation_equals_full_sequence(cpu_isa, rng):
                            gpt_reference(values, config, idx, np.float32))
 
 
+def test_state_dict_round_trip_keeps_the_tie(rng):
+    config = tiny_config(vocab_size=11, n_layer=2)
+    attnkit.manual_seed(25)
+    source = GPT(config)
+    attnkit.manual_seed(26)
+    target = GPT(config)
+    state = source.state_dict()
+    assert "wte.weight" in state and not any("head" in name for name in state)
+    result = target.load_state_dict(state)
+    assert not result.missing_keys and not result.unexpected_keys
+    idx = attnkit.from_numpy(rng.integers(0, 11, size=(2, 6)))
+    np.testing.assert_array_equal(target(idx).detach().numpy(), source(idx).detach().numpy())
+    # the head still reads the (loaded) token embedding: changing one moves the other
+    attnkit.nn.init.zeros_(target.wte.weight)
+    np.testing.assert_array_equal(target(idx).detach().numpy(), np.zeros((2, 6, 11), np.float32))
+
+
 def test_bad_input():
     model = GPT(tiny_config())
     with pytest.raises(ValueError, match="block_size"):
