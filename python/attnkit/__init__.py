@@ -23,7 +23,7 @@ from .runtime import (  # noqa: E402
 )
 from .tensor import Tensor, device, from_dlpack, from_numpy, tensor  # noqa: E402
 from .tensor import arange, empty, full, ones, zeros  # noqa: E402
-from . import nn, optim, random  # noqa: E402
+from . import models, nn, optim, random  # noqa: E402
 from .nn.functional import cat, stack, where  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .serialization import load, save  # noqa: E402
@@ -35,6 +35,7 @@ __all__ = [
     "float32", "float16", "bfloat16", "int32", "int64", "bool",
     "no_grad", "enable_grad", "is_grad_enabled",
     "set_num_threads", "get_num_threads", "cpu_isa", "supported_cpu_isas",
-    "cpu_memory_stats", "empty_cpu_cache", "build_info", "nn", "optim", "random", "manual_seed", "save", "load",
+    "cpu_memory_stats", "empty_cpu_cache", "build_info", "models", "nn", "optim", "random", "manual_seed",
+    "save", "load",
     "zeros", "ones", "full", "arange", "empty", "cat", "stack", "where",
 ]

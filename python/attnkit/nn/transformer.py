@@ -1,0 +1,214 @@
+"""The Transformer blocks of "Attention Is All You Need" (Vaswani et al., 2017,
+section 3.1): the position-wise feed-forward network, the encoder and decoder
+layers, and their stacks.
+
+``norm_first=False`` is the paper's post-LN layer, ``LayerNorm(x +
+Sublayer(x))``; ``norm_first=True`` is pre-LN, ``x + Sublayer(LayerNorm(x))``
+(GPT-2, and most models since, as it trains without warmup tricks). A pre-LN
+stack ends with a final LayerNorm, since its residual stream is never
+normalized otherwise.
+"""
+
+from __future__ import annotations
+
+from ..tensor import Tensor
+from . import functional as F
+from .attention import KVCache, MultiHeadAttention
+from .container import ModuleList
+from .layers import Dropout, LayerNorm, Linear, _flag, _positive_int
+from .module import Module
+
+# activation name -> the activation fused into the first Linear
+_FUSED_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}
+
+
+class FeedForward(Module):
+    """``fc2(dropout(activation(fc1(x))))``, section 3.3 of the paper.
+
+    ``activation``: "relu" (the paper's), "gelu" (erf, as BERT), "gelu_tanh"
+    (GPT-2) - each fused into fc1's kernel - or "swiglu" (Shazeer, 2020:
+    fc1 projects to 2 * d_ff, the gate then the up projection, and
+    ``F.swiglu`` gives silu(gate) * up).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", dropout: float = 0.0,
+                 bias: bool = True) -> None:
+        super().__init__()
+        self.d_model = _positive_int("FeedForward", "d_model", d_model)
+        self.d_ff = _positive_int("FeedForward", "d_ff", d_ff)
+        if activation not in (*_FUSED_ACTIVATIONS, "swiglu"):
+            raise ValueError(f"FeedForward: argument 'activation' expected 'relu', 'gelu', 'gelu_tanh' or "
+                             f"'swiglu', got {activation!r}")
+        self.activation = activation
+        if activation == "swiglu":
+            self.fc1 = Linear(self.d_model, 2 * self.d_ff, bias=bias)
+        else:
+            self.fc1 = Linear(self.d_model, self.d_ff, bias=bias, activation=_FUSED_ACTIVATIONS[activation])
+        self.fc2 = Linear(self.d_ff, self.d_model, bias=bias)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = self.fc1(x)
+        if self.activation == "swiglu":
+            hidden = F.swiglu(hidden)
+        return self.fc2(self.dropout(hidden))
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, d_ff={self.d_ff}, activation={self.activation!r}"
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention then feed-forward, each with a residual connection,
+    dropout on the sublayer output (section 5.4) and a LayerNorm, placed
+    after the residual add (``norm_first=False``, the paper) or before the
+    sublayer (``norm_first=True``).
+
+    ``forward(x, key_padding_mask=None, causal=False, cache=None)``: x
+    [B, T, d_model]; ``key_padding_mask`` bool [B, T], True marks padding;
+    ``cache`` a KVCache for the self-attention when decoding step by step
+    (decoder-only models such as GPT; under ``no_grad``).
+    """
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation: str = "relu", norm_first: bool = False, bias: bool = True,
+                 layer_norm_eps: float = 1e-5, num_kv_heads: int | None = None, rope: bool = False) -> None:
+        super().__init__()
+        self.norm_first = _flag("TransformerEncoderLayer", "norm_first", norm_first)
+        self.self_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout, rope=rope)
+        self.feed_forward = FeedForward(d_model, dim_feedforward, activation, dropout, bias)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False,
+                cache: KVCache | None = None) -> Tensor:
+        def self_attention(h):
+            return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
+
+        if self.norm_first:
+            x = x + self_attention(self.norm1(x))
+            return x + self.dropout2(self.feed_forward(self.norm2(x)))
+        x = self.norm1(x + self_attention(x))
+        return self.norm2(x + self.dropout2(self.feed_forward(x)))
+
+    def extra_repr(self) -> str:
+        return f"norm_first={self.norm_first}"
+
+
+class TransformerDecoderLayer(Module):
+    """Causal self-attention, cross-attention to the encoder output
+    (``memory``), then feed-forward; residuals and LayerNorms as in
+    TransformerEncoderLayer.
+
+    ``forward(x, memory, key_padding_mask=None, memory_key_padding_mask=None,
+    causal=True, cache=None)``: x [B, T, d_model], memory [B, S, d_model];
+    the masks are bool [B, T] and [B, S]; ``cache`` a KVCache for the
+    self-attention when decoding step by step (under ``no_grad``).
+    """
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation: str = "relu", norm_first: bool = False, bias: bool = True,
+                 layer_norm_eps: float = 1e-5, num_kv_heads: int | None = None) -> None:
+        super().__init__()
+        self.norm_first = _flag("TransformerDecoderLayer", "norm_first", norm_first)
+        self.self_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout)
+        # Queries and keys come from different sequences: separate projections.
+        self.cross_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout,
+                                             qkv_fused=False)
+        self.feed_forward = FeedForward(d_model, dim_feedforward, activation, dropout, bias)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
+
+    def forward(self, x: Tensor, memory: Tensor, key_padding_mask: Tensor | None = None,
+                memory_key_padding_mask: Tensor | None = None, causal: bool = True,
+                cache: KVCache | None = None) -> Tensor:
+        def self_attention(h):
+            return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
+
+        def cross_attention(h):
+            return self.dropout2(self.cross_attn(h, key_value=memory, key_padding_mask=memory_key_padding_mask))
+
+        if self.norm_first:
+            x = x + self_attention(self.norm1(x))
+            x = x + cross_attention(self.norm2(x))
+            return x + self.dropout3(self.feed_forward(self.norm3(x)))
+        x = self.norm1(x + self_attention(x))
+        x = self.norm2(x + cross_attention(x))
+        return self.norm3(x + self.dropout3(self.feed_forward(x)))
+
+    def extra_repr(self) -> str:
+        return f"norm_first={self.norm_first}"
+
+
+def _final_norm(norm: bool | None, norm_first: bool, d_model: int, eps: float, bias: bool):
+    wanted = norm_first if norm is None else _flag("Transformer stack", "norm", norm)
+    return LayerNorm(d_model, eps=eps, bias=bias) if wanted else None
+
+
+class TransformerEncoder(Module):
+    """``num_layers`` TransformerEncoderLayers (same arguments), then a final
+    LayerNorm when ``norm`` is True (default: with pre-LN layers only)."""
+
+    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: str = "relu", norm_first: bool = False, bias: bool = True,
+                 layer_norm_eps: float = 1e-5, norm: bool | None = None, **layer_options) -> None:
+        super().__init__()
+        count = _positive_int("TransformerEncoder", "num_layers", num_layers)
+        self.layers = ModuleList(
+            TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias,
+                                    layer_norm_eps, **layer_options) for _ in range(count))
+        final = _final_norm(norm, norm_first, d_model, layer_norm_eps, bias)
+        if final is None:
+            self.add_module("norm", None)
+        else:
+            self.norm = final
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, key_padding_mask=key_padding_mask, causal=causal)
+        return x if self.norm is None else self.norm(x)
+
+
+class TransformerDecoder(Module):
+    """``num_layers`` TransformerDecoderLayers (same arguments), then a final
+    LayerNorm when ``norm`` is True (default: with pre-LN layers only).
+    ``caches``, when given, is one KVCache per layer."""
+
+    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: str = "relu", norm_first: bool = False, bias: bool = True,
+                 layer_norm_eps: float = 1e-5, norm: bool | None = None, **layer_options) -> None:
+        super().__init__()
+        count = _positive_int("TransformerDecoder", "num_layers", num_layers)
+        self.layers = ModuleList(
+            TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias,
+                                    layer_norm_eps, **layer_options) for _ in range(count))
+        final = _final_norm(norm, norm_first, d_model, layer_norm_eps, bias)
+        if final is None:
+            self.add_module("norm", None)
+        else:
+            self.norm = final
+
+    def forward(self, x: Tensor, memory: Tensor, key_padding_mask: Tensor | None = None,
+                memory_key_padding_mask: Tensor | None = None, causal: bool = True,
+                caches: list | None = None) -> Tensor:
+        if caches is not None and len(caches) != len(self.layers):
+            raise ValueError(f"TransformerDecoder: argument 'caches' expected {len(self.layers)} KVCaches, "
+                             f"got {len(caches)}")
+        for index, layer in enumerate(self.layers):
+            x = layer(x, memory, key_padding_mask=key_padding_mask,
+                      memory_key_padding_mask=memory_key_padding_mask, causal=causal,
+                      cache=None if caches is None else caches[index])
+        return x if self.norm is None else self.norm(x)
+
+    def make_caches(self, batch: int, max_len: int) -> list:
+        """One KVCache per layer, for step-by-step decoding."""
+        return [layer.self_attn.make_cache(batch, max_len) for layer in self.layers]
+
+
+__all__ = ["FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder",
+           "TransformerDecoder"]
