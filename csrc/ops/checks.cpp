@@ -1,5 +1,7 @@
 #include "ops/checks.h"
 
+#include <sstream>
+
 #include "core/errors.h"
 
 namespace attnkit::ops {
@@ -23,6 +25,13 @@ void check_same_shape(const char* op, const char* argument, const Array& a,
   if (a.shape() != other.shape())
     throw_value_error(op, argument, std::string("the shape of '") + other_argument + "', " +
                       shape_string(other.shape()), shape_string(a.shape()));
+}
+
+std::string number_text(double value, int significant_digits) {
+  std::ostringstream text;
+  text.precision(significant_digits);
+  text << value;
+  return text.str();
 }
 
 bool overlaps(const Array& a, const Array& b) {

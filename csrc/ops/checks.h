@@ -14,6 +14,10 @@ void check_cpu(const char* op, const char* argument, const Array& a);
 void check_same_shape(const char* op, const char* argument, const Array& a,
                       const char* other_argument, const Array& other);
 
+// A number for an error message, with enough significant digits to show the
+// value that came: 9 for a float32 value, 17 for a double.
+std::string number_text(double value, int significant_digits = 17);
+
 // Whether the bytes of a and b overlap (an output must not alias an input
 // that a kernel reads after writing).
 bool overlaps(const Array& a, const Array& b);

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
 
 #include "core/errors.h"
 #include "cpu/loss.h"
@@ -10,13 +9,6 @@
 
 namespace attnkit::ops {
 namespace {
-
-std::string number_string(double value) {
-  std::ostringstream out;
-  out.precision(9);
-  out << value;
-  return out.str();
-}
 
 // logits: float32 [N, V] on cpu with V >= 1.
 void check_logits(const char* op, const Array& logits) {
@@ -29,7 +21,7 @@ void check_logits(const char* op, const Array& logits) {
 
 void check_label_smoothing(const char* op, double label_smoothing) {
   if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0))
-    throw_value_error(op, "label_smoothing", "a number in [0, 1]", number_string(label_smoothing));
+    throw_value_error(op, "label_smoothing", "a number in [0, 1]", number_text(label_smoothing, 9));
 }
 
 struct CheckedTargets {

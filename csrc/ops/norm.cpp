@@ -1,7 +1,6 @@
 #include "ops/norm.h"
 
 #include <cmath>
-#include <sstream>
 #include <string>
 
 #include "core/errors.h"
@@ -10,13 +9,6 @@
 
 namespace attnkit::ops {
 namespace {
-
-std::string number_string(double value) {
-  std::ostringstream out;
-  out.precision(9);
-  out << value;
-  return out.str();
-}
 
 // x (or the forward's sum): float32 on cpu with a non-empty last dimension.
 std::int64_t check_rows(const char* op, const char* argument, const Array& x) {
@@ -59,7 +51,7 @@ void check_statistic(const char* op, const char* argument, const Array& s, std::
 
 void check_eps(const char* op, double eps) {
   if (!(eps >= 0.0) || !std::isfinite(static_cast<float>(eps)))
-    throw_value_error(op, "eps", "a finite number >= 0", number_string(eps));
+    throw_value_error(op, "eps", "a finite number >= 0", number_text(eps, 9));
 }
 
 void check_gradient(const char* op, const Array& grad, const char* argument, const Array& x,

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdint>
 #include <iterator>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,13 +16,6 @@ namespace attnkit::ops {
 namespace {
 
 constexpr const char* kAdamW = "adamw_";
-
-std::string number_text(double value) {
-  std::ostringstream text;
-  text.precision(17);
-  text << value;
-  return text.str();
-}
 
 std::string element_name(const char* list, std::size_t i) {
   return std::string(list) + "[" + std::to_string(i) + "]";

@@ -1,7 +1,6 @@
 #include "ops/position.h"
 
 #include <cmath>
-#include <sstream>
 #include <string>
 
 #include "core/errors.h"
@@ -10,13 +9,6 @@
 
 namespace attnkit::ops {
 namespace {
-
-std::string number_text(double value) {
-  std::ostringstream text;
-  text.precision(17);
-  text << value;
-  return text.str();
-}
 
 // Positions up to 2^53 are exact doubles; the angles stay meaningful far
 // below that, but this is the limit of what the computation represents.

@@ -1,7 +1,6 @@
 #include "ops/random.h"
 
 #include <cmath>
-#include <sstream>
 
 #include "core/errors.h"
 #include "cpu/random.h"
@@ -9,13 +8,6 @@
 
 namespace attnkit::ops {
 namespace {
-
-std::string number_text(double value) {
-  std::ostringstream text;
-  text.precision(17);
-  text << value;
-  return text.str();
-}
 
 // Shared by forward and backward: both scale the kept elements of one stream.
 Array dropout(const char* op, const char* argument, const Array& x, double p, std::uint64_t seed,

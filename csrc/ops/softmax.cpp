@@ -1,7 +1,6 @@
 #include "ops/softmax.h"
 
 #include <cmath>
-#include <sstream>
 #include <string>
 
 #include "core/errors.h"
@@ -16,18 +15,11 @@ const char* op_name(bool log, bool backward) {
   return backward ? "softmax_backward" : "softmax";
 }
 
-std::string number_string(double value) {
-  std::ostringstream out;
-  out.precision(9);
-  out << value;
-  return out.str();
-}
-
 void check_scale(const char* op, double scale) {
   // A scale <= 0 would turn masked (-inf) entries into the largest ones or
   // into NaN (0 * -inf); a scale that does not fit float32 is not meant.
   if (!(scale > 0.0) || !std::isfinite(static_cast<float>(scale)))
-    throw_value_error(op, "scale", "a finite number > 0", number_string(scale));
+    throw_value_error(op, "scale", "a finite number > 0", number_text(scale, 9));
 }
 
 void check_has_rows(const char* op, const char* argument, const Array& a) {
