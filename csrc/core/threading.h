@@ -45,4 +45,18 @@ void parallel_for(std::int64_t n, std::int64_t grain, const Body& body) {
   if (failure) std::rethrow_exception(failure);
 }
 
+// Calls body(begin, count) on consecutive pieces of [0, n) made of whole
+// blocks of `block` items (the last may be short), at least `grain_blocks`
+// blocks to a thread. Elementwise kernels use it so that no two threads write
+// the same cache line and every piece but the last is whole vectors.
+template <typename Body>
+void parallel_for_blocks(std::int64_t n, std::int64_t block, std::int64_t grain_blocks, const Body& body) {
+  const std::int64_t blocks = (n + block - 1) / block;
+  parallel_for(blocks, grain_blocks, [&](std::int64_t b0, std::int64_t b1) {
+    const std::int64_t begin = b0 * block;
+    const std::int64_t end = std::min(n, b1 * block);
+    body(begin, end - begin);
+  });
+}
+
 }  // namespace attnkit

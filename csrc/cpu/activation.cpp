@@ -58,12 +58,7 @@ constexpr std::int64_t kGrainElements = kBlock * kGrainBlocks;
 
 template <typename Body>
 void for_each_block(std::int64_t n, const Body& body) {
-  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
-  parallel_for(blocks, kGrainBlocks, [&](std::int64_t b0, std::int64_t b1) {
-    const std::int64_t begin = b0 * kBlock;
-    const std::int64_t end = std::min(n, b1 * kBlock);
-    body(begin, end - begin);
-  });
+  parallel_for_blocks(n, kBlock, kGrainBlocks, body);
 }
 
 // SwiGLU's output [N, H] is cut into tiles for the threads: whole rows when a
