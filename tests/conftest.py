@@ -89,5 +89,14 @@ def cpu_isa(request):
 
 
 @pytest.fixture
+def keep_default_generator():
+    """Restores the default generator's state after a test that seeds it, so
+    tests that draw from it unseeded do not depend on which ran before."""
+    state = attnkit.random.default_generator.state_dict()
+    yield
+    attnkit.random.default_generator.load_state_dict(state)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(20261124)

@@ -12,13 +12,8 @@ import reference
 from conftest import assert_elementwise_close, assert_reduction_close
 
 
-@pytest.fixture(autouse=True)
-def keep_default_generator():
-    """These tests seed the default generator; other files draw their layers'
-    weights from it unseeded, so its state is restored afterwards."""
-    state = attnkit.random.default_generator.state_dict()
-    yield
-    attnkit.random.default_generator.load_state_dict(state)
+# These tests seed the default generator: restore its state after each one.
+pytestmark = pytest.mark.usefixtures("keep_default_generator")
 
 
 # id(parameter) -> a float64 array the references read in its place, so that

@@ -14,13 +14,8 @@ from conftest import assert_reduction_close
 from test_attention_module import check_gradients_by_finite_differences, mha_reference, numpy_or_none
 
 
-@pytest.fixture(autouse=True)
-def keep_default_generator():
-    """These tests seed the default generator; other files draw their layers'
-    weights from it unseeded, so its state is restored afterwards."""
-    state = attnkit.random.default_generator.state_dict()
-    yield
-    attnkit.random.default_generator.load_state_dict(state)
+# These tests seed the default generator: restore its state after each one.
+pytestmark = pytest.mark.usefixtures("keep_default_generator")
 
 
 def as_numpy(t, dtype):
