@@ -884,3 +884,20 @@ def gather_backward(grad, input_shape, dim, index):
     out = np.zeros(input_shape, np.float64)
     np.add.at(out, _gather_coordinates(index, dim), np.asarray(grad, np.float64))
     return out
+
+
+# ------------------------------------------------------------------ tanh ---
+# (activation family; BERT's pooler)
+
+def tanh(x):
+    """numpy's float64 tanh: correctly saturating, odd, accurate near 0."""
+    return np.tanh(np.asarray(x, np.float64))
+
+
+def tanh_derivative(x):
+    """tanh'(x) = sech(x)^2 = 1 / cosh(x)^2, never 1 - tanh(x)^2, which
+    cancels to noise (and to 0) in the tails. cosh overflows to inf past
+    |x| ~ 710, giving the limit 0."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):
+        return 1.0 / np.cosh(x) ** 2
