@@ -294,7 +294,7 @@ def test_learns_masked_language_modeling(rng):
     masked, labels = ids_tensor(masked), ids_tensor(labels.reshape(-1))
     optimizer = attnkit.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     losses = []
-    for _ in range(60):
+    for _ in range(40):
         loss = F.cross_entropy(model.mlm_logits(masked).reshape(-1, vocab), labels)
         optimizer.zero_grad()
         loss.backward()
