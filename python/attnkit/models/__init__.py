@@ -1,5 +1,6 @@
 """Complete models: a config dataclass and a Module each."""
 
 from .gpt import GPT, GPTConfig
+from .transformer import Transformer, TransformerConfig
 
-__all__ = ["GPT", "GPTConfig"]
+__all__ = ["GPT", "GPTConfig", "Transformer", "TransformerConfig"]
