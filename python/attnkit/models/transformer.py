@@ -306,7 +306,8 @@ class Transformer(nn.Module):
         self._check_decode_arguments(op, max_len, bos_id, eos_id)
         if not isinstance(beam_size, numbers.Integral) or isinstance(beam_size, bool) or beam_size < 1:
             raise ValueError(f"{op}: argument 'beam_size' expected an int >= 1, got {beam_size!r}")
-        if not isinstance(length_penalty, numbers.Real) or not math.isfinite(length_penalty):
+        if not isinstance(length_penalty, numbers.Real) or isinstance(length_penalty, bool) \
+                or not math.isfinite(length_penalty):
             raise ValueError(f"{op}: argument 'length_penalty' expected a finite number, got {length_penalty!r}")
         beams, alpha, vocab = int(beam_size), float(length_penalty), self.config.tgt_vocab_size
         memory = self.encode(src, src_key_padding_mask)
@@ -331,9 +332,12 @@ class Transformer(nn.Module):
             logits = self._next_step_logits(tokens, memory, mask, caches)
             candidates = log_probability[:, :, None] + F.log_softmax(logits).numpy().reshape(batch, beams, vocab)
             candidates = candidates.reshape(batch, beams * vocab)
-            # Best first; ties to the lower hypothesis, then the lower token id
-            # (as argmax in greedy decoding).
-            ranked = np.argsort(-candidates, axis=1, kind="stable")[:, :2 * beams]
+            # The best 2 * beam_size (a partition, not a sort of beams * vocab
+            # entries), best first; ties to the lower hypothesis, then the
+            # lower token id (as argmax in greedy decoding).
+            count = min(2 * beams, beams * vocab)
+            top = np.argpartition(-candidates, count - 1, axis=1)[:, :count]
+            ranked = np.take_along_axis(top, np.lexsort((top, -np.take_along_axis(candidates, top, axis=1))), axis=1)
             parents = np.zeros((batch, beams), np.int64)
             next_tokens = np.full((batch, beams), eos_id, np.int64)
             next_log_probability = np.full((batch, beams), -np.inf)
@@ -341,7 +345,9 @@ class Transformer(nn.Module):
                 live = 0
                 for rank, flat in enumerate(ranked[source]):
                     score = candidates[source, flat]
-                    if live == beams and rank >= beams or score == -np.inf:
+                    # Stop once the live slots are full and every EOS among the
+                    # best beam_size has been seen, or at the impossible ones.
+                    if (live == beams and rank >= beams) or score == -np.inf:
                         break
                     parent, token = divmod(int(flat), vocab)
                     if token == eos_id:
