@@ -2,5 +2,6 @@
 
 from .bert import BERT, BertConfig, BertOutput, mask_tokens
 from .gpt import GPT, GPTConfig
+from .transformer import Transformer, TransformerConfig
 
-__all__ = ["BERT", "BertConfig", "BertOutput", "mask_tokens", "GPT", "GPTConfig"]
+__all__ = ["BERT", "BertConfig", "BertOutput", "mask_tokens", "GPT", "GPTConfig", "Transformer", "TransformerConfig"]

@@ -7,6 +7,7 @@ from .attention import KVCache, MultiHeadAttention
 from .layers import Dropout, Embedding, LayerNorm, Linear, RMSNorm
 from .module import IncompatibleKeys, Module
 from .parameter import Parameter
+from .position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from .transformer import (FeedForward, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
                           TransformerEncoderLayer)
 
@@ -14,4 +15,5 @@ __all__ = [
     "functional", "init", "utils", "Module", "IncompatibleKeys", "Parameter", "Sequential", "ModuleList",
     "ModuleDict", "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout", "KVCache", "MultiHeadAttention",
     "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder",
+    "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding",
 ]
