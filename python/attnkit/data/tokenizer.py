@@ -139,7 +139,7 @@ def _import_tokenizers():
         import tokenizers
     except ImportError:
         raise ImportError("BPETokenizer needs the 'tokenizers' package: pip install 'attnkit[bpe]' "
-                          "(or pip install tokenizers)") from None
+                          "(or pip install tokenizers)", name="tokenizers") from None
     return tokenizers
 
 
