@@ -31,11 +31,13 @@ run is in the checkpoint, so a resumed run continues bit for bit.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import numbers
 import os
 import signal
+import sys
 import threading
 import time
 import typing
@@ -67,6 +69,13 @@ DEVICES = ("cpu", "cuda")
 class ConfigError(ValueError):
     """A setting, a data file or a run directory that cannot be used; the
     message says which and why (the CLI prints it without a traceback)."""
+
+
+def _require_cuda(what: str) -> None:
+    """ConfigError unless attnkit's CUDA module (attnkit._cuda) was built."""
+    if importlib.util.find_spec(f"{__package__}._cuda") is None:
+        raise ConfigError(f"{what}, but this attnkit was built without CUDA (cuda: {build_info()['cuda']}); "
+                          f"use --device cpu")
 
 
 @dataclass
@@ -160,9 +169,8 @@ class TrainConfig:
         require(self.device in DEVICES, "device", "cpu or cuda")
         require(self.num_threads is None or self.num_threads >= 1, "num_threads", "None or a positive int")
         require(bool(self.out), "out", "a directory path")
-        if self.device == "cuda" and not build_info()["cuda"]:
-            raise ConfigError("setting 'device' is cuda, but this attnkit was built without CUDA; "
-                              "use --device cpu (attnkit info shows what was built)")
+        if self.device == "cuda":
+            _require_cuda("setting 'device' is cuda")
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
@@ -258,8 +266,7 @@ def load_run(run_dir, *, device: str = "cpu") -> tuple:
     except (ValueError, TypeError, json.JSONDecodeError) as error:
         raise ConfigError(f"'{path}' is not a checkpoint attnkit train wrote: {error}") from None
     if device != "cpu":
-        if not build_info()["cuda"]:
-            raise ConfigError(f"device {device}: this attnkit was built without CUDA; use cpu")
+        _require_cuda(f"device {device}")
         model.to(device)
     return model.eval(), tokenizer, metadata
 
@@ -367,7 +374,8 @@ def train(config: TrainConfig, *, callback=None) -> dict:
     config.validate()
 
     def say(message: str) -> None:
-        tqdm.write(message)
+        # stderr, with the progress bar: stdout stays free for the caller.
+        tqdm.write(message, file=sys.stderr)
 
     if config.num_threads is not None:
         set_num_threads(config.num_threads)
