@@ -9,6 +9,8 @@ import os
 import sys
 import typing
 
+import numpy as np
+
 EXIT_USAGE = 2  # what argparse returns for a bad flag; also for a setting or file that cannot be used
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
@@ -156,10 +158,31 @@ def _train(args) -> int:
     return 0
 
 
+def stream_text_tokens(model, prompt, max_new_tokens: int, **sampling):
+    """Yields ``max_new_tokens`` new token ids (ints) continuing ``prompt``
+    (a 1-D int array), as nanoGPT samples: each token sees the last
+    block_size tokens at most. While the text fits in the block, one
+    ``model.stream`` call decodes with the KV cache; past it, every token
+    needs the window re-encoded (learned positions shift with the window),
+    so each is one ``stream`` call over the last block_size tokens. The
+    repetition penalty sees the window only."""
+    from .tensor import from_numpy
+
+    block_size = model.config.block_size
+    tokens = list(np.asarray(prompt, np.int64)[-block_size:])
+    while max_new_tokens > 0:
+        window = np.array(tokens[-block_size:], np.int64).reshape(1, -1)
+        count = min(max_new_tokens, block_size - window.shape[1] + 1)
+        for step_tokens in model.stream(from_numpy(window), count, **sampling):
+            token = int(step_tokens[0])
+            tokens.append(token)
+            max_new_tokens -= 1
+            yield token
+
+
 def _generate(args) -> int:
     from .data import StreamDecoder
     from .random import Generator
-    from .tensor import from_numpy
     from .training import ConfigError, load_run
 
     model, tokenizer, _ = load_run(args.run_dir, device=args.device)
@@ -176,10 +199,10 @@ def _generate(args) -> int:
     out.flush()
     # A top-k beyond the vocabulary (the default 200, a 65-character model) keeps every token.
     top_k = None if args.top_k is None else min(args.top_k, tokenizer.vocab_size)
-    for tokens in model.stream(from_numpy(prompt.reshape(1, -1)), args.max_new_tokens,
-                               temperature=args.temperature, top_k=top_k, top_p=args.top_p,
-                               repetition_penalty=args.repetition_penalty, generator=generator):
-        out.write(decoder.push(tokens[:1]))
+    for token in stream_text_tokens(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=top_k,
+                                    top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                                    generator=generator):
+        out.write(decoder.push([token]))
         out.flush()
     out.write(decoder.flush() + "\n")
     out.flush()

@@ -187,9 +187,11 @@ class TrainConfig:
         return cls(**values)
 
 
-# Settings that fix the model and its data: a resumed run must keep them.
+# Settings that fix the model, its data and the optimizer's state (the
+# optimizer's checkpoint carries its betas and weight decay): a resumed run
+# must keep them. The schedule (lr, min_lr, warmup, decay) may change.
 _RUN_DEFINING = ("data", "tokenizer", "bpe_vocab_size", "val_fraction", "n_layer", "n_head", "n_embd",
-                 "block_size", "bias", "batch_size", "seed")
+                 "block_size", "bias", "batch_size", "seed", "beta1", "beta2", "weight_decay")
 
 
 # ---------------------------------------------------------------- data ---
