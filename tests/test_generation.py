@@ -18,6 +18,9 @@ import reference
 from conftest import assert_reduction_close
 from test_attention_module import mha_reference
 
+# The tests seed the default generator: put it back afterwards.
+pytestmark = pytest.mark.usefixtures("keep_default_generator")
+
 # ------------------------------------------------------------------ helpers --
 
 # One-sided significance of the frequency tests: the sampler is deterministic
