@@ -23,7 +23,8 @@ Also reported:
   (2 per multiply-add; backward twice the forward) and causal attention's
   needed half (forward 4 B T^2 C per layer, backward 2.5x that).
 
-PyTorch's AdamW runs with ``fused=True`` (its fastest CPU form; ``--torch-optimizer foreach``
+The step itself (and its FLOP count) is attnkit.benchmarks', which ``attnkit
+bench`` times for config A too. PyTorch's AdamW runs with ``fused=True`` (its fastest CPU form; ``--torch-optimizer foreach``
 picks the other).
 """
 
@@ -31,14 +32,16 @@ from __future__ import annotations
 
 import common  # first: it sets how idle threads wait, before any thread pool starts
 
+import json
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 import attnkit
-import attnkit.nn.functional as F
+from attnkit import benchmarks
 from attnkit.models import GPT, GPTConfig
 
 CONFIGS = {
@@ -47,21 +50,6 @@ CONFIGS = {
     "B": dict(config=GPTConfig(vocab_size=50257, block_size=256, n_layer=12, n_head=12, n_embd=768, dropout=0.0),
               batch=4),
 }
-# The training recipe of attnkit train (nanoGPT's): the values do not change the cost.
-LEARNING_RATE, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
-
-
-def step_flops(config: GPTConfig, batch: int) -> float:
-    """FLOPs of one training step (see the module docstring)."""
-    tokens = batch * config.block_size
-    width = config.n_embd
-    # per layer: qkv 3C^2, out C^2, fc1 4C^2, fc2 4C^2; then the LM head V C
-    matrix_parameters = 12 * config.n_layer * width * width + config.vocab_size * width
-    products = 3 * 2.0 * tokens * matrix_parameters
-    attention_forward = config.n_layer * 4.0 * batch * config.block_size ** 2 * width * 0.5
-    return products + 3.5 * attention_forward
-
-
 @dataclass
 class Setup:
     name: str
@@ -72,42 +60,15 @@ class Setup:
 def attnkit_setup(config: GPTConfig, batch: int, inputs: np.ndarray, targets: np.ndarray) -> Setup:
     attnkit.manual_seed(0)
     model = GPT(config)
-    optimizer = attnkit.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=BETAS, weight_decay=WEIGHT_DECAY)
-    x, y = attnkit.tensor(inputs), attnkit.tensor(targets)
-    vocab = config.vocab_size
-
-    def step() -> float:
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        return loss.item()
-
-    return Setup("attnkit", step, model)
+    return Setup("attnkit", benchmarks.gpt_train_step(model, inputs, targets), model)
 
 
-def torch_setup(torch, config: GPTConfig, batch: int, inputs, targets, source_model, optimizer_kind: str) -> Setup:
-    import torch_gpt
+def torch_setup(torch, config: GPTConfig, inputs, targets, source_model, optimizer_kind: str) -> Setup:
+    import torch_gpt  # imports torch: only when it is installed
 
     model = torch_gpt.GPT(config)
     torch_gpt.copy_from_attnkit(model, source_model)
-    options = {"fused": True} if optimizer_kind == "fused" else {"foreach": True}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=BETAS, weight_decay=WEIGHT_DECAY,
-                                  **options)
-    x, y = torch.from_numpy(inputs), torch.from_numpy(targets)
-    vocab = config.vocab_size
-    cross_entropy = torch.nn.functional.cross_entropy
-
-    def step() -> float:
-        logits = model(x)
-        loss = cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.item()
-
-    return Setup("torch", step, model)
+    return Setup("torch", benchmarks.torch_gpt_train_step(torch, model, inputs, targets, optimizer_kind), model)
 
 
 def python_overhead(step, passes: int = 3):
@@ -133,9 +94,6 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one step")
     args = parser.parse_args()
     torch = common.optional_torch(disabled=args.no_torch)
-    if torch is not None:
-        import sys
-        sys.path.insert(0, str(common.Path(__file__).resolve().parent))
 
     results = []
     for threads in args.threads:
@@ -150,12 +108,12 @@ def main() -> None:
             ours = attnkit_setup(config, batch, inputs, targets)
             steps = {"attnkit": ours.step}
             if torch is not None:
-                steps["torch"] = torch_setup(torch, config, batch, inputs, targets, ours.model,
+                steps["torch"] = torch_setup(torch, config, inputs, targets, ours.model,
                                              args.torch_optimizer).step
             repeats = args.repeats if key == "A" else args.repeats_b
             timings = common.time_side_by_side(steps, warmup=args.warmup, repeats=repeats)
             (wall, kernel, python), timer = python_overhead(ours.step, passes=3 if key == "A" else 1)
-            flops = step_flops(config, batch)
+            flops = benchmarks.train_step_flops(config, batch)
             row = {
                 "config": key, "threads": threads, "batch": batch, "block": config.block_size,
                 "n_layer": config.n_layer, "n_embd": config.n_embd, "vocab": config.vocab_size,
@@ -200,8 +158,6 @@ def main() -> None:
 
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS_DIR / "bench_train_step.json"
-    import json
-    import sys
     path.write_text(json.dumps({
         "command": " ".join([common.Path(sys.executable).name] + sys.argv),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
