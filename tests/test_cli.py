@@ -61,14 +61,15 @@ def losses(records):
 
 def test_train_50_steps_writes_a_run_that_loads_and_generates(tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert cli.main(["train", "--max-iters", "50", "--eval-interval", "25", "--out", out, *TINY]) == 0
-    assert sorted(os.listdir(out)) >= ["metrics.jsonl", "model.safetensors", "training_state.safetensors"]
+    assert cli.main(["train", "--max-iters", "50", "--eval-interval", "25", "--warmup-iters", "10", "--lr", "3e-3",
+                     "--out", out, *TINY]) == 0
+    assert {"metrics.jsonl", "model.safetensors", "training_state.safetensors"} <= set(os.listdir(out))
     records = read_metrics(out)
     assert [r["step"] for r in records] == [0, 25, 50]
     for record in records:
         assert {"step", "train_loss", "val_loss", "elapsed_s", "lr", "tokens_per_s"} <= set(record)
     assert records[0]["val_loss"] == pytest.approx(np.log(65), abs=0.1)  # untrained: uniform over 65 chars
-    assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.3  # it learns
+    assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.5  # it learns
     assert records[1]["elapsed_s"] <= records[2]["elapsed_s"]
     try:
         import matplotlib  # noqa: F401
@@ -261,3 +262,24 @@ def test_generate_prompt_outside_the_vocabulary(tmp_path, small_text, capsys):
     capsys.readouterr()
     assert cli.main(["generate", out, "--prompt", "ROMEO: 🙂"]) == 2
     assert "the character '🙂' at position 7 is not in the vocabulary" in capsys.readouterr().err
+
+
+def test_generation_past_the_block_slides_the_window_as_nanogpt(keep_default_generator):
+    # Greedy: each new token is the argmax of a full forward pass over the
+    # last block_size tokens at most (nanoGPT's sample.py), also once the
+    # text is longer than the block and the cache cannot be kept.
+    attnkit.manual_seed(3)
+    model = attnkit.models.GPT(attnkit.models.GPTConfig(vocab_size=11, block_size=6, n_layer=1, n_head=2,
+                                                        n_embd=8)).eval()
+    prompt = np.array([1, 2, 3, 4], np.int64)
+    produced = list(cli.stream_text_tokens(model, prompt, 13, temperature=0.0))
+    tokens = list(prompt)
+    with attnkit.no_grad():
+        for _ in range(13):
+            window = attnkit.from_numpy(np.array(tokens[-6:], np.int64).reshape(1, -1))
+            tokens.append(int(np.argmax(model(window).numpy()[0, -1])))
+    assert produced == tokens[4:]
+    # A prompt longer than the block keeps its last block_size tokens.
+    long_prompt = np.arange(10) % 11
+    assert list(cli.stream_text_tokens(model, long_prompt, 2, temperature=0.0)) == \
+        list(cli.stream_text_tokens(model, long_prompt[-6:], 2, temperature=0.0))

@@ -347,6 +347,10 @@ class _DeferredInterrupt:
 
 # --------------------------------------------------------------- train ---
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _evaluate(model: GPT, batches: list, device: str) -> float:
     """The mean cross-entropy over ``batches``."""
     total = 0.0
@@ -433,8 +437,8 @@ def train(config: TrainConfig, *, callback=None) -> dict:
              state_path)
 
     if not config.resume:
-        say(f"training a GPT of {model.num_parameters() / 1e6:.2f}M parameters ({config.n_layer} layers, "
-            f"{config.n_head} heads, width {config.n_embd}, block {config.block_size}) on "
+        say(f"training a GPT of {model.num_parameters() / 1e6:.2f}M parameters ({_count(config.n_layer, 'layer')}, "
+            f"{_count(config.n_head, 'head')}, width {config.n_embd}, block {config.block_size}) on "
             f"{config.data or 'the bundled tiny Shakespeare'}: {len(train_tokens):,} training and "
             f"{len(val_tokens):,} validation tokens, {tokenizer.kind} tokenizer of {tokenizer.vocab_size} ids; "
             f"run directory '{out}'")
