@@ -283,3 +283,10 @@ def test_generation_past_the_block_slides_the_window_as_nanogpt(keep_default_gen
     long_prompt = np.arange(10) % 11
     assert list(cli.stream_text_tokens(model, long_prompt, 2, temperature=0.0)) == \
         list(cli.stream_text_tokens(model, long_prompt[-6:], 2, temperature=0.0))
+
+
+def test_bench_hands_its_arguments_to_attnkit_benchmarks(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: attnkit bench" in capsys.readouterr().out
