@@ -77,7 +77,7 @@ def test_char_tokenizer_matches_nanogpt_and_round_trips(shakespeare):
     assert tokenizer.decode(attnkit.from_numpy(ids[:5])) == "First"
     unicode = data.CharTokenizer.from_text(UNICODE_TEXT)
     assert unicode.decode(unicode.encode(UNICODE_TEXT)) == UNICODE_TEXT
-    assert tokenizer.encode("") .shape == (0,) and tokenizer.decode([]) == ""
+    assert tokenizer.encode("").shape == (0,) and tokenizer.decode([]) == ""
 
 
 def test_char_tokenizer_errors(shakespeare):

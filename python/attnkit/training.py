@@ -16,8 +16,11 @@ The run directory (``config.out``) holds:
   train config and the step; ``load_run`` rebuilds model and tokenizer.
 - ``training_state.safetensors``: what resuming needs besides the weights:
   optimizer and schedule state, the random generators, the step, the time.
-- ``metrics.jsonl``: one JSON object per evaluation (step, train_loss,
-  val_loss, lr, elapsed_s, tokens_per_s, tokens).
+- ``metrics.jsonl``: one JSON object per evaluation: step (steps done),
+  train_loss and val_loss (mean cross-entropy over the fixed evaluation
+  batches), lr (of the next step), elapsed_s (wall time since the run
+  began, evaluations included), tokens_per_s (training throughput since the
+  previous evaluation) and tokens (seen so far).
 - ``loss.png``: the loss curves, when matplotlib is installed.
 
 Reproducibility: the model's initialization and dropout draw from the
