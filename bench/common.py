@@ -269,3 +269,94 @@ def write_results(script: str, rows: list, settings: dict, torch=None) -> Path:
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+# ------------------------------------------------------------ kernel timing --
+class KernelTimer:
+    """Times every call into the native module ``attnkit._C`` while active.
+
+    The functional ops call kernels as ``_C.name(...)``, an attribute lookup
+    on the module at each call, so replacing the module's attributes with
+    timing wrappers catches every call made through them. (Methods of
+    ``_C.Array``, such as reshape, are not wrapped: they make no arithmetic
+    and count as Python time.) Use as a context manager around one pass;
+    afterwards ``seconds`` and ``calls`` hold per-name totals, and
+    ``wrapper_seconds_per_call`` the wrapper's own cost per call, measured on
+    a no-op, so that ``python_seconds(wall)`` can take it out of the Python
+    time rather than blaming it on the library.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict = {}
+        self.calls: dict = {}
+        self._originals: dict = {}
+        self.wrapper_seconds_per_call = self._measure_wrapper_cost()
+
+    def _wrap(self, name: str, fn):
+        seconds, calls, clock = self.seconds, self.calls, time.perf_counter
+
+        def timed(*args, **kwargs):
+            start = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = clock() - start
+                seconds[name] = seconds.get(name, 0.0) + elapsed
+                calls[name] = calls.get(name, 0) + 1
+
+        return timed
+
+    def _measure_wrapper_cost(self, count: int = 20000) -> float:
+        """Seconds a wrapped call costs beyond the bare call, per call: the
+        wrapper's frame, the two clock reads and the bookkeeping, part of
+        which lands inside the measured interval and part outside."""
+        def noop():
+            return None
+
+        probe = KernelTimer.__new__(KernelTimer)
+        probe.seconds, probe.calls = {}, {}
+        wrapped = KernelTimer._wrap(probe, "noop", noop)
+        best_bare = best_wrapped = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(count):
+                noop()
+            best_bare = min(best_bare, time.perf_counter() - start)
+            start = time.perf_counter()
+            for _ in range(count):
+                wrapped()
+            best_wrapped = min(best_wrapped, time.perf_counter() - start)
+        return max(best_wrapped - best_bare, 0.0) / count
+
+    def __enter__(self) -> "KernelTimer":
+        for name in dir(_C):
+            value = getattr(_C, name)
+            # Builtin functions only: classes (Array) and submodules stay as they are.
+            if name.startswith("__") or isinstance(value, type) or not callable(value):
+                continue
+            self._originals[name] = value
+            setattr(_C, name, self._wrap(name, value))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, value in self._originals.items():
+            setattr(_C, name, value)
+        self._originals.clear()
+
+    @property
+    def kernel_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def python_seconds(self, wall: float) -> float:
+        """``wall`` (of the instrumented pass) less the time inside kernels
+        and less the wrappers' own cost: the time Python spent around them."""
+        return wall - self.kernel_seconds - self.total_calls * self.wrapper_seconds_per_call
+
+    def breakdown(self, top: int = 0) -> list:
+        """(name, seconds, calls), the most expensive first."""
+        rows = sorted(((n, s, self.calls[n]) for n, s in self.seconds.items()), key=lambda r: -r[1])
+        return rows[:top] if top else rows

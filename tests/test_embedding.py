@@ -114,6 +114,40 @@ def test_out_of_range_ids_name_the_id(rng):
         _C.embedding_backward(_C.zeros([2, 4], "float32"), attnkit.tensor([0, 7])._array, 3)
 
 
+@pytest.mark.parametrize("padding_idx, row", [(0, 0), (3, 3), (-1, 6), (-7, 0)])
+def test_padding_idx_row_gets_no_gradient(rng, padding_idx, row):
+    V, C = 7, 5
+    ids = rng.integers(0, V, size=(4, 9))
+    ids[0, :3] = row  # the padding row occurs, several times
+    weight = rng.standard_normal((V, C)).astype(np.float32)
+    dout = rng.standard_normal((4, 9, C)).astype(np.float32)
+    w = attnkit.tensor(weight, requires_grad=True)
+    out = F.embedding(attnkit.tensor(ids), w, padding_idx=padding_idx)
+    out.backward(attnkit.tensor(dout))
+    # the lookup itself is unchanged: the padding row is read as it is
+    np.testing.assert_array_equal(out.detach().numpy(), reference.embedding(ids, weight))
+    expected = reference.embedding_backward(dout, ids, V)
+    expected[row] = 0.0
+    naive = serial_float32_scatter_add(dout, ids, V)
+    naive[row] = 0.0
+    np.testing.assert_array_equal(w.grad.numpy()[row], np.zeros(C, np.float32))
+    assert_reduction_close(w.grad.numpy(), expected, naive)
+
+
+def test_padding_idx_bad_values(rng):
+    weight = attnkit.tensor(rng.standard_normal((10, 4)).astype(np.float32))
+    ids = attnkit.tensor([1, 2])
+    with pytest.raises(ValueError, match=r"embedding: argument 'padding_idx' expected an integer in \[-10, 10\) "
+                                         r"\(num_embeddings=10\), got 10"):
+        F.embedding(ids, weight, padding_idx=10)
+    with pytest.raises(ValueError, match="got -11"):
+        F.embedding(ids, weight, padding_idx=-11)
+    with pytest.raises(TypeError, match="embedding: argument 'padding_idx' expected None or an int, got float"):
+        F.embedding(ids, weight, padding_idx=1.0)
+    with pytest.raises(TypeError, match="got bool"):
+        F.embedding(ids, weight, padding_idx=True)
+
+
 def test_bad_arguments(rng):
     weight = attnkit.tensor(rng.standard_normal((10, 4)).astype(np.float32))
     ids = attnkit.tensor([1, 2])

@@ -218,6 +218,37 @@ def test_embedding_from_pretrained_and_bad_input(rng):
         nn.Embedding.from_pretrained(attnkit.tensor(np.ones(3, np.float32)))
 
 
+def test_embedding_padding_idx_starts_at_zero_and_is_never_trained(rng):
+    attnkit.manual_seed(5)
+    plain = nn.Embedding(9, 4)
+    attnkit.manual_seed(5)
+    padded = nn.Embedding(9, 4, padding_idx=-2)  # row 7
+    assert padded.padding_idx == 7
+    assert repr(padded) == "Embedding(9, 4, padding_idx=7)"
+    expected = plain.weight.detach().numpy().copy()
+    expected[7] = 0.0  # the same draws, with the padding row zeroed
+    np.testing.assert_array_equal(padded.weight.detach().numpy(), expected)
+    optimizer = attnkit.optim.AdamW(padded.parameters(), lr=0.1, weight_decay=0.1)
+    ids = attnkit.tensor(np.array([[7, 1, 7], [3, 7, 0]]))
+    for _ in range(3):
+        (padded(ids) * attnkit.tensor(rng.standard_normal((2, 3, 4)).astype(np.float32))).sum().backward()
+        np.testing.assert_array_equal(padded.weight.grad.numpy()[7], np.zeros(4, np.float32))
+        assert np.abs(padded.weight.grad.numpy()[[0, 1, 3]]).min() > 0
+        optimizer.step()
+        optimizer.zero_grad()
+    np.testing.assert_array_equal(padded.weight.detach().numpy()[7], np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match=r"Embedding: argument 'padding_idx' expected an integer in \[-9, 9\)"):
+        nn.Embedding(9, 4, padding_idx=9)
+
+
+def test_embedding_from_pretrained_keeps_the_padding_row(rng):
+    table = attnkit.tensor(rng.standard_normal((4, 3)).astype(np.float32))
+    layer = nn.Embedding.from_pretrained(table, freeze=False, padding_idx=2)
+    np.testing.assert_array_equal(layer.weight.detach().numpy(), table.numpy())  # not zeroed, as PyTorch
+    layer(attnkit.tensor([2, 1, 2])).sum().backward()
+    np.testing.assert_array_equal(layer.weight.grad.numpy(), [[0, 0, 0], [1, 1, 1], [0, 0, 0], [0, 0, 0]])
+
+
 # --------------------------------------------------- LayerNorm, RMSNorm ---
 
 @pytest.mark.parametrize("affine", ["none", "weight", "weight and bias"])

@@ -21,5 +21,6 @@ void bind_norm(pybind11::module_& m);  // norm.cpp
 void bind_loss(pybind11::module_& m);  // loss.cpp
 void bind_elementwise(pybind11::module_& m); // elementwise.cpp: arithmetic, sums, where, casts
 void bind_shape(pybind11::module_& m);       // shape.cpp: permute, split/cat, gather
+void bind_sampling(pybind11::module_& m);    // sampling.cpp: the next token from logits
 
 }  // namespace attnkit::python

@@ -1,10 +1,225 @@
-"""The ``attnkit`` command line."""
+"""The ``attnkit`` command line: ``info``, ``train``, ``generate`` and ``bench``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
+import typing
+
+import numpy as np
+
+EXIT_USAGE = 2  # what argparse returns for a bad flag; also for a setting or file that cannot be used
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+# The help of every TrainConfig field, by group (the order of `attnkit train --help`).
+TRAIN_FLAG_HELP = {
+    "data": {
+        "data": "a UTF-8 text file to train on (default: the bundled tiny Shakespeare)",
+        "tokenizer": "char: one id per character; byte: UTF-8 bytes; bpe: byte-level BPE trained on the text "
+                     "(needs pip install 'attnkit[bpe]')",
+        "bpe_vocab_size": "the BPE vocabulary size, with --tokenizer bpe",
+        "val_fraction": "the last fraction of the text held out for validation",
+    },
+    "model": {
+        "n_layer": "Transformer blocks",
+        "n_head": "attention heads per block",
+        "n_embd": "the model width (a multiple of --n-head)",
+        "block_size": "the context length in tokens",
+        "dropout": "dropout probability",
+        "bias": "biases in the Linear and LayerNorm layers",
+    },
+    "optimization": {
+        "batch_size": "sequences per step",
+        "max_iters": "training steps",
+        "lr": "the peak learning rate",
+        "min_lr": "the learning rate at the end of the cosine decay",
+        "warmup_iters": "steps of linear warmup",
+        "lr_decay_iters": "the step where the cosine reaches --min-lr (default: --max-iters)",
+        "beta1": "AdamW's beta1",
+        "beta2": "AdamW's beta2",
+        "weight_decay": "AdamW's weight decay (biases and norms are exempt)",
+        "grad_clip": "clip the gradients' global norm to this; 0 turns clipping off",
+    },
+    "evaluation": {
+        "eval_interval": "steps between evaluations and checkpoints",
+        "eval_iters": "batches per split in each evaluation",
+    },
+    "run": {
+        "seed": "the random seed: the same seed gives the same run, bit for bit, on one machine",
+        "device": "cpu or cuda",
+        "num_threads": "attnkit's CPU threads (default: all cores)",
+        "out": "the run directory: checkpoint, metrics.jsonl, loss.png",
+        "resume": "continue the run in --out from its checkpoint, with its settings unless flags change them",
+        "progress": "show the progress bar",
+    },
+}
+
+TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda")}
+TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR"}
+
+
+class UsageError(Exception):
+    """A problem in what the user asked for; printed as one line, exit 2."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _optional(kind):
+    """(the type inside Optional[...], True) or (kind, False)."""
+    if typing.get_origin(kind) is typing.Union:
+        return next(t for t in typing.get_args(kind) if t is not type(None)), True
+    return kind, False
+
+
+def _parse_value(kind, optional: bool):
+    def parse(text: str):
+        if optional and text.lower() == "none":
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'none or ' if optional else ''}{kind.__name__}, "
+                                             f"got {text!r}") from None
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    from .training import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    documented = [name for group in TRAIN_FLAG_HELP.values() for name in group]
+    fields = [field.name for field in dataclasses.fields(TrainConfig)]
+    assert sorted(documented) == sorted(fields), "every TrainConfig field needs a flag and its help"
+    for title, helps in TRAIN_FLAG_HELP.items():
+        group = parser.add_argument_group(title)
+        for name, help_text in helps.items():
+            kind, optional = _optional(hints[name])
+            default = getattr(defaults, name)
+            shown = "" if default is None else f" (default: {default})"
+            # SUPPRESS: only the flags given appear, so they can override a config file.
+            if kind is bool:
+                group.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=help_text + shown)
+            else:
+                choices = TRAIN_FLAG_CHOICES.get(name)
+                metavar = TRAIN_FLAG_METAVARS.get(name) or ("{" + ",".join(choices) + "}" if choices else
+                                                            "N" if kind is int else "X")
+                group.add_argument(_flag(name), dest=name, type=_parse_value(kind, optional), choices=choices,
+                                   default=argparse.SUPPRESS, metavar=metavar, help=help_text + shown)
+
+
+def read_config_file(path: str) -> dict:
+    """The settings in a TOML or JSON file (flat keys, as the flags without
+    the dashes: ``max_iters = 500`` or ``max-iters = 500``)."""
+    if not os.path.isfile(path):
+        raise UsageError(f"the config file '{path}' does not exist")
+    extension = os.path.splitext(path)[1].lower()
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        if extension == ".json":
+            values = json.loads(raw.decode("utf-8"))
+        elif extension == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # the tomli package is a dependency on Python < 3.11
+                import tomli as tomllib
+            values = tomllib.loads(raw.decode("utf-8"))
+        else:
+            raise UsageError(f"the config file '{path}' should end in .toml or .json")
+    except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise UsageError(f"the config file '{path}' cannot be read: {error}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"the config file '{path}' should hold a table of settings, not a {type(values).__name__}")
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def _train(args) -> int:
+    from .training import TrainConfig, saved_train_config, train
+
+    given = {name: value for name, value in vars(args).items() if name not in ("command", "run", "config")}
+    from_file = read_config_file(args.config) if args.config else {}
+    values = dict(from_file, **given)
+    if values.get("resume"):
+        # The run's own settings, then the file's, then the flags'.
+        out = values.get("out", TrainConfig.out)
+        values = dict(dataclasses.asdict(saved_train_config(out)), **values)
+    config = TrainConfig.from_dict(values, source=args.config or "settings")
+    summary = train(config)
+    print(f"done: {summary['steps']} steps in {summary['elapsed_s']:.1f} s, train loss {summary['train_loss']:.4f}, "
+          f"val loss {summary['val_loss']:.4f}; sample it with: attnkit generate {config.out}", file=sys.stderr)
+    return 0
+
+
+def stream_text_tokens(model, prompt, max_new_tokens: int, **sampling):
+    """Yields ``max_new_tokens`` new token ids (ints) continuing ``prompt``
+    (a 1-D int array), as nanoGPT samples: each token sees the last
+    block_size tokens at most. While the text fits in the block, one
+    ``model.stream`` call decodes with the KV cache; past it, every token
+    needs the window re-encoded (learned positions shift with the window),
+    so each is one ``stream`` call over the last block_size tokens. The
+    repetition penalty sees the window only."""
+    from .tensor import from_numpy
+
+    block_size = model.config.block_size
+    tokens = list(np.asarray(prompt, np.int64)[-block_size:])
+    while max_new_tokens > 0:
+        window = np.array(tokens[-block_size:], np.int64).reshape(1, -1)
+        count = min(max_new_tokens, block_size - window.shape[1] + 1)
+        for step_tokens in model.stream(from_numpy(window), count, **sampling):
+            token = int(step_tokens[0])
+            tokens.append(token)
+            max_new_tokens -= 1
+            yield token
+
+
+def _generate(args) -> int:
+    from .data import StreamDecoder
+    from .random import Generator
+    from .training import ConfigError, load_run
+
+    model, tokenizer, _ = load_run(args.run_dir, device=args.device)
+    try:
+        prompt = tokenizer.encode(args.prompt)
+    except ValueError as error:
+        raise ConfigError(f"the prompt does not fit the run's tokenizer: {error}") from None
+    if len(prompt) == 0:
+        raise ConfigError("the prompt is empty; give at least one character with --prompt")
+    generator = Generator(args.seed)
+    decoder = StreamDecoder(tokenizer)
+    out = sys.stdout
+    out.write(args.prompt)
+    out.flush()
+    # A top-k beyond the vocabulary (the default 200, a 65-character model) keeps every token.
+    top_k = None if args.top_k is None else min(args.top_k, tokenizer.vocab_size)
+    for token in stream_text_tokens(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=top_k,
+                                    top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                                    generator=generator):
+        out.write(decoder.push([token]))
+        out.flush()
+    out.write(decoder.flush() + "\n")
+    out.flush()
+    return 0
+
+
+def _bench(argv: list) -> int:
+    import importlib
+
+    try:
+        benchmarks = importlib.import_module(f"{__package__}.benchmarks")
+    except ImportError as error:
+        if error.name != f"{__package__}.benchmarks":
+            raise
+        print("attnkit bench: this attnkit has no benchmark suite (attnkit.benchmarks is missing)", file=sys.stderr)
+        return 1
+    return benchmarks.main(argv)
 
 
 def _info(args) -> int:
@@ -31,14 +246,91 @@ def _info(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text}")
+    return value
+
+
+def _optional_int(text: str):
+    return None if text.lower() == "none" else int(text)
+
+
+def _optional_float(text: str):
+    return None if text.lower() == "none" else float(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description="attnkit: Transformers on attnkit's own kernels")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     info = commands.add_parser("info", help="print the version, build and CPU/CUDA facts")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=_info)
+
+    train = commands.add_parser(
+        "train", help="train a GPT on a text (default: a character-level model of tiny Shakespeare)",
+        usage="attnkit train [--config FILE] [settings]",
+        description="Trains a GPT on a text. The defaults are nanoGPT's CPU recipe for tiny Shakespeare "
+                    "(about 0.8M parameters, 2000 steps). Settings come from the flags, then --config, "
+                    "then the defaults.")
+    train.add_argument("--config", metavar="FILE", default=None,
+                       help="a .toml or .json file of settings (names as the flags: max_iters = 500); "
+                            "flags override it")
+    _add_train_flags(train)
+    train.set_defaults(run=_train)
+
+    generate = commands.add_parser(
+        "generate", help="write text with a trained run's model, streaming it as it comes",
+        description="Continues a prompt with the model of an attnkit train run directory.")
+    generate.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of attnkit train")
+    generate.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
+    generate.add_argument("--max-new-tokens", type=_positive_int, default=500, help="tokens to write (default: 500)")
+    generate.add_argument("--temperature", type=float, default=0.8,
+                          help="divides the logits; 0 picks the most likely token (default: 0.8)")
+    generate.add_argument("--top-k", type=_optional_int, default=200,
+                          help="sample among the k most likely tokens; none for all (default: 200)")
+    generate.add_argument("--top-p", type=_optional_float, default=None,
+                          help="sample among the most likely tokens whose probabilities sum to p (default: off)")
+    generate.add_argument("--repetition-penalty", type=float, default=1.0,
+                          help="divides the positive logits of tokens already present (default: 1.0, off)")
+    generate.add_argument("--seed", type=int, default=1, help="the sampling seed (default: 1)")
+    generate.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: cpu)")
+    generate.set_defaults(run=_generate)
+
+    # Listed for --help; `attnkit bench ...` is handed to attnkit.benchmarks before parsing.
+    commands.add_parser("bench", add_help=False,
+                        help="run the benchmark suite against PyTorch (attnkit bench --help for its options)")
+    return parser
+
+
+def main(argv=None) -> int:
+    from .training import ConfigError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
+    parser = build_parser()
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (UsageError, ConfigError) as error:
+        print(f"attnkit {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as error:
+        if error.name != "tokenizers":  # an optional extra that is not installed; anything else is a bug
+            raise
+        print(f"attnkit {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (attnkit generate ... | head): stop quietly.
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import _dtypes
+from .. import generation
 from .. import nn
 from ..nn import functional as F
 from ..nn import init
@@ -83,7 +86,22 @@ class GPT(nn.Module):
         return [block.self_attn.make_cache(batch, self.config.block_size if max_len is None else max_len)
                 for block in self.blocks]
 
-    def forward(self, idx: Tensor, caches: list | None = None) -> Tensor:
+    def forward(self, idx: Tensor, caches: list | None = None, *, key_padding_mask: Tensor | None = None,
+                position_ids: Tensor | None = None, last_only: bool = False) -> Tensor:
+        """Logits float32 [B, T, vocab_size] for idx [B, T].
+
+        - ``caches``: one KVCache per block (``make_caches``); idx continues
+          the cached sequence.
+        - ``key_padding_mask``: bool [B, T], True marks padding tokens (left
+          padding of prompts of different lengths): no position attends to
+          them, and with caches they stay hidden in later steps.
+        - ``position_ids``: int [B, T], the position of every token in its
+          row (< block_size). Default: 0, 1, ... continuing after the cached
+          positions, the same for every row; a left-padded row needs its own
+          (its first real token is position 0).
+        - ``last_only``: compute the logits of the last position only, [B, 1,
+          vocab_size] (what decoding needs; the LM head is the largest GEMM).
+        """
         if not isinstance(idx, Tensor):
             raise TypeError(f"GPT: argument 'idx' expected an attnkit.Tensor, got {type(idx).__name__}")
         if idx.dtype not in (_dtypes.int32, _dtypes.int64) or idx.ndim != 2:
@@ -92,19 +110,73 @@ class GPT(nn.Module):
         if caches is not None and len(caches) != len(self.blocks):
             raise ValueError(f"GPT: argument 'caches' expected {len(self.blocks)} KVCaches (make_caches), "
                              f"got {len(caches)}")
-        # With caches, idx continues the cached sequence: its positions start
-        # after the cached ones.
-        start = 0 if caches is None else caches[0].length
-        steps = idx.shape[1]
-        if start + steps > self.config.block_size:
-            raise ValueError(f"GPT: argument 'idx' reaches position {start + steps}, more than block_size="
-                             f"{self.config.block_size}")
+        batch, steps = idx.shape
+        if key_padding_mask is not None:
+            if not isinstance(key_padding_mask, Tensor):
+                raise TypeError(f"GPT: argument 'key_padding_mask' expected an attnkit.Tensor, "
+                                f"got {type(key_padding_mask).__name__}")
+            if key_padding_mask.dtype != _dtypes.bool_ or list(key_padding_mask.shape) != [batch, steps]:
+                raise ValueError(f"GPT: argument 'key_padding_mask' expected bool of shape [{batch}, {steps}] "
+                                 f"(that of idx), got {key_padding_mask.dtype} of shape "
+                                 f"{list(key_padding_mask.shape)}")
+        if position_ids is None:
+            # With caches, idx continues the cached sequence: its positions
+            # start after the cached ones.
+            start = 0 if caches is None else caches[0].length
+            if start + steps > self.config.block_size:
+                raise ValueError(f"GPT: argument 'idx' reaches position {start + steps}, more than block_size="
+                                 f"{self.config.block_size}")
+            positions = self.wpe(arange(start, start + steps, dtype=_dtypes.int64))
+        else:
+            if not isinstance(position_ids, Tensor):
+                raise TypeError(f"GPT: argument 'position_ids' expected an attnkit.Tensor, "
+                                f"got {type(position_ids).__name__}")
+            if position_ids.dtype not in (_dtypes.int32, _dtypes.int64) or list(position_ids.shape) != [batch, steps]:
+                raise ValueError(f"GPT: argument 'position_ids' expected int32 or int64 of shape [{batch}, {steps}] "
+                                 f"(that of idx), got {position_ids.dtype} of shape {list(position_ids.shape)}")
+            values = np.asarray(position_ids._array)
+            if values.size and (values.min() < 0 or values.max() >= self.config.block_size):
+                bad = values.min() if values.min() < 0 else values.max()
+                raise ValueError(f"GPT: argument 'position_ids' expected positions in [0, "
+                                 f"{self.config.block_size}) (block_size), got {bad}")
+            positions = self.wpe(position_ids)
         # Token ids >= vocab_size are caught by the embedding kernel (ValueError naming the id).
-        x = self.wte(idx) + self.wpe(arange(start, start + steps, dtype=_dtypes.int64))
-        x = self.drop(x)
+        x = self.drop(self.wte(idx) + positions)
         for index, block in enumerate(self.blocks):
-            x = block(x, causal=True, cache=None if caches is None else caches[index])
+            x = block(x, key_padding_mask=key_padding_mask, causal=True,
+                      cache=None if caches is None else caches[index])
+        if last_only and steps > 1:
+            x = F.narrow(x, 1, steps - 1, 1)
         return F.linear(self.ln_f(x), self.wte.weight)
+
+    def generate(self, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, repetition_penalty: float = 1.0, stop_tokens=None,
+                 generator=None):
+        """Continues each prompt by up to ``max_new_tokens`` tokens with the KV
+        cache (see ``attnkit.generation.generate`` for every argument).
+
+        ``idx``: an int Tensor [B, T] (every row a prompt of T tokens), or a
+        list of 1-D token sequences of different lengths (left-padded
+        internally; padding is never attended). Returns for a Tensor an int64
+        Tensor [B, T + n]: the prompts followed by n <= max_new_tokens new
+        tokens (fewer when every row stopped; a row that stopped earlier
+        holds -1 after its stop token); for a list, a list of lists of ints:
+        each prompt followed by its new tokens, up to and including the stop
+        token that ended it.
+        """
+        return generation.generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                   repetition_penalty=repetition_penalty, stop_tokens=stop_tokens,
+                                   generator=generator)
+
+    def stream(self, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, repetition_penalty: float = 1.0, stop_tokens=None,
+               generator=None):
+        """The arguments of ``generate``; an iterator that yields, per decoding
+        step, a numpy int64 array [B] of the new tokens (-1 for a row that
+        has already stopped), as soon as they are drawn."""
+        return generation.stream(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                 repetition_penalty=repetition_penalty, stop_tokens=stop_tokens,
+                                 generator=generator)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from .. import _C
+from .._dtypes import bool_
 from .._tensor_data import values_view
 from ..tensor import Tensor
 from . import functional as F
@@ -24,12 +25,18 @@ class KVCache:
     """Keys and values of the positions decoded so far, for one attention
     layer: float32 ``k`` and ``v`` of shape [batch, max_len, num_kv_heads,
     head_dim], allocated once, and ``length``, the number of positions filled.
+    Positions marked as padding (left-padded prompts of different lengths)
+    are remembered in ``key_padding_mask`` (bool [batch, max_len], True =
+    padding; None while no padding was written) and never attended.
 
-    ``update(k_new, v_new)`` writes [batch, t, num_kv_heads, head_dim] at
-    positions length .. length + t - 1 and returns the keys and values of the
-    first ``length`` positions (after the write). The cache is for inference:
-    what it stores carries no gradient, so it refuses tensors that require one
-    (run generation under ``attnkit.no_grad()``).
+    ``append(k_new, v_new, key_padding_mask=None)`` writes [batch, t,
+    num_kv_heads, head_dim] at positions length .. length + t - 1.
+    ``update(k_new, v_new)`` appends and returns the keys and values of the
+    filled positions (a view when batch is 1, a copy otherwise).
+    ``MultiHeadAttention`` appends and then attends with ``attention_inputs``,
+    which needs no copy when decoding one position at a time. The cache is
+    for inference: what it stores carries no gradient, so it refuses tensors
+    that require one (run generation under ``attnkit.no_grad()``).
     """
 
     def __init__(self, batch: int, max_len: int, num_kv_heads: int, head_dim: int) -> None:
@@ -40,38 +47,91 @@ class KVCache:
         shape = [self.batch, self.max_len, self.num_kv_heads, self.head_dim]
         self.k = Tensor._wrap(_C.zeros(shape, "float32"))
         self.v = Tensor._wrap(_C.zeros(shape, "float32"))
+        self.key_padding_mask = None
+        # The filled length of every row, for F.attention's key_lengths when
+        # a decoding step reads the whole buffer (see attention_inputs).
+        self._key_lengths = Tensor._wrap(_C.zeros([self.batch], "int64"))
         self.length = 0
 
     def reset(self) -> None:
         """Forgets the cached positions (the memory is kept for reuse)."""
         self.length = 0
+        self.key_padding_mask = None
 
-    def update(self, k_new: Tensor, v_new: Tensor) -> tuple:
+    def append(self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None) -> None:
+        """Writes the keys and values of t new positions; ``key_padding_mask``
+        bool [batch, t] marks the ones that are padding."""
+        op = "KVCache.append"
         expected = (self.batch, None, self.num_kv_heads, self.head_dim)
         for name, t in (("k_new", k_new), ("v_new", v_new)):
             if not isinstance(t, Tensor):
-                raise TypeError(f"KVCache.update: argument '{name}' expected an attnkit.Tensor, "
-                                f"got {type(t).__name__}")
+                raise TypeError(f"{op}: argument '{name}' expected an attnkit.Tensor, got {type(t).__name__}")
             if t.ndim != 4 or any(e is not None and e != s for e, s in zip(expected, t.shape)):
-                raise ValueError(f"KVCache.update: argument '{name}' expected shape "
+                raise ValueError(f"{op}: argument '{name}' expected shape "
                                  f"[{self.batch}, t, {self.num_kv_heads}, {self.head_dim}], got {list(t.shape)}")
             if t.requires_grad:
-                raise RuntimeError(f"KVCache.update: argument '{name}' requires grad; the cache stores no "
+                raise RuntimeError(f"{op}: argument '{name}' requires grad; the cache stores no "
                                    f"gradient, so decode under attnkit.no_grad()")
         if k_new.shape != v_new.shape:
-            raise ValueError(f"KVCache.update: 'k_new' and 'v_new' expected one shape, "
+            raise ValueError(f"{op}: 'k_new' and 'v_new' expected one shape, "
                              f"got {list(k_new.shape)} and {list(v_new.shape)}")
         steps = k_new.shape[1]
+        if key_padding_mask is not None:
+            if not isinstance(key_padding_mask, Tensor):
+                raise TypeError(f"{op}: argument 'key_padding_mask' expected an attnkit.Tensor, "
+                                f"got {type(key_padding_mask).__name__}")
+            if key_padding_mask.dtype != bool_ or list(key_padding_mask.shape) != [self.batch, steps]:
+                raise ValueError(f"{op}: argument 'key_padding_mask' expected bool of shape "
+                                 f"[{self.batch}, {steps}], got {key_padding_mask.dtype} of shape "
+                                 f"{list(key_padding_mask.shape)}")
         if self.length + steps > self.max_len:
-            raise ValueError(f"KVCache.update: {steps} new positions after {self.length} exceed "
-                             f"max_len={self.max_len}")
+            raise ValueError(f"{op}: {steps} new positions after {self.length} exceed max_len={self.max_len}")
         end = self.length + steps
         values_view(self.k)[:, self.length:end] = np.asarray(k_new._array)
         values_view(self.v)[:, self.length:end] = np.asarray(v_new._array)
+        if key_padding_mask is not None and self.key_padding_mask is None:
+            self.key_padding_mask = Tensor._wrap(_C.zeros([self.batch, self.max_len], "bool"))
+        if self.key_padding_mask is not None:
+            values_view(self.key_padding_mask)[:, self.length:end] = (
+                False if key_padding_mask is None else np.asarray(key_padding_mask._array))
         self.length = end
+
+    def update(self, k_new: Tensor, v_new: Tensor) -> tuple:
+        """Appends, then returns the keys and values of the filled positions."""
+        self.append(k_new, v_new)
+        return self._filled(self.k), self._filled(self.v)
+
+    def _filled(self, buffer: Tensor) -> Tensor:
         # A view of the buffer when batch is 1, a contiguous copy of the filled
         # rows otherwise (F.attention reads contiguous [batch, seq, ...] tensors).
-        return F.narrow(self.k, 1, 0, end), F.narrow(self.v, 1, 0, end)
+        return F.narrow(buffer, 1, 0, self.length)
+
+    def attention_inputs(self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None) -> tuple:
+        """Appends the new positions, then returns ``(k, v, masking)``: the
+        keys, values and F.attention keyword arguments with which the new
+        queries, the last positions of the cached sequence, attend causally
+        to everything cached that is not padding.
+
+        - First call (empty cache): the new keys themselves, no copy.
+        - One new position: the whole buffer, with ``key_lengths`` = length
+          hiding the unfilled rest. The query is the last position, so
+          nothing past it is visible anyway, and the decode kernel reads
+          the buffer in place: no per-token copy of the cache, whatever the
+          batch size.
+        - Otherwise (several positions after cached ones): the filled
+          positions, a copy when batch > 1.
+        """
+        first = self.length
+        self.append(k_new, v_new, key_padding_mask)
+        steps = self.length - first
+        if first == 0:
+            return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask}
+        if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None):
+            values_view(self._key_lengths)[...] = self.length
+            return self.k, self.v, {"causal": True, "key_lengths": self._key_lengths,
+                                    "key_padding_mask": self.key_padding_mask}
+        padding = None if self.key_padding_mask is None else self._filled(self.key_padding_mask)
+        return self._filled(self.k), self._filled(self.v), {"causal": True, "key_padding_mask": padding}
 
     def __repr__(self) -> str:
         return (f"KVCache(batch={self.batch}, max_len={self.max_len}, num_kv_heads={self.num_kv_heads}, "
@@ -94,7 +154,9 @@ class MultiHeadAttention(Module):
     cache=None)``: x [B, T, C]; ``key_value`` [B, S, C] for cross-attention;
     ``key_padding_mask`` bool [B, S] (True = padding, as PyTorch); ``cache``
     a ``KVCache`` for self-attention decoding: the new keys are appended and
-    the queries, the last T positions, attend causally to everything cached.
+    the queries, the last T positions, attend causally to everything cached;
+    with a cache, ``key_padding_mask`` is [B, T], marks which of the new
+    positions are padding, and the cache keeps hiding them later.
     ``rope=True`` rotates queries and keys (``F.rope``, offset by the cache
     length). Returns [B, T, C].
     """
@@ -184,13 +246,13 @@ class MultiHeadAttention(Module):
         if self.rope:
             q = F.rope(q, offset=offset, base=self.rope_base)
             k = F.rope(k, offset=offset, base=self.rope_base)
-        if cache is not None:
-            k, v = cache.update(k, v)
+        if cache is None:
+            masking = {"causal": causal, "key_padding_mask": key_padding_mask}
+        else:
             # New queries are the last positions of the cached sequence; the
             # cache holds only the past, so attention over it is causal.
-            causal = True
-        out = F.attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask,
-                          dropout_p=self.dropout if self.training else 0.0)
+            k, v, masking = cache.attention_inputs(k, v, key_padding_mask)
+        out = F.attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, **masking)
         return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
 
     def make_cache(self, batch: int, max_len: int) -> KVCache:

@@ -1,0 +1,529 @@
+"""Training a character-level (or byte, or BPE) GPT on a text: what
+``attnkit train`` runs.
+
+``TrainConfig`` holds every setting; its defaults are nanoGPT's CPU recipe
+for tiny Shakespeare (config/train_shakespeare_char.py with the changes its
+README gives for a CPU): a 4-layer, 4-head, 128-wide GPT over 64
+characters, batches of 12, 2000 iterations, AdamW (betas 0.9, 0.99, weight
+decay 0.1 on all but biases and norms), lr 1e-3 warmed up over 100 steps
+then cosine-decayed to 1e-4, gradients clipped to norm 1.0.
+``train(config)`` runs it and returns a summary.
+
+The run directory (``config.out``) holds:
+
+- ``model.safetensors``: the weights (a flat state_dict other safetensors
+  readers load) with, in its metadata, the model config, the tokenizer, the
+  train config and the step; ``load_run`` rebuilds model and tokenizer.
+- ``training_state.safetensors``: what resuming needs besides the weights:
+  optimizer and schedule state, the random generators, the step, the time.
+- ``metrics.jsonl``: one JSON object per evaluation: step (steps done),
+  train_loss and val_loss (mean cross-entropy over the fixed evaluation
+  batches), lr (of the next step), elapsed_s (wall time since the run
+  began, evaluations included), tokens_per_s (training throughput since the
+  previous evaluation) and tokens (seen so far).
+- ``loss.png``: the loss curves, when matplotlib is installed.
+
+Reproducibility: the model's initialization and dropout draw from the
+default generator seeded with ``config.seed``; the training batch of step t
+comes from stream 2**63 + t - 1 of the same seed (never a stream the model
+uses), and the evaluation batches are fixed, from streams 3 * 2**62 + k, so
+every evaluation scores the same tokens. Everything that changes during a
+run is in the checkpoint, so a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import numbers
+import os
+import signal
+import sys
+import threading
+import time
+import typing
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import data as _data
+from . import optim
+from .autograd import no_grad
+from .models import GPT, GPTConfig
+from .nn import functional as F
+from .nn.utils import clip_grad_norm_
+from .random import Generator, default_generator
+from .runtime import build_info, set_num_threads
+from .serialization import load, load_config, save
+from .tensor import from_numpy
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "training_state.safetensors"
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
+TRAIN_STREAM_OFFSET = 2**63
+EVAL_STREAM_OFFSET = 3 * 2**62
+DEVICES = ("cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A setting, a data file or a run directory that cannot be used; the
+    message says which and why (the CLI prints it without a traceback)."""
+
+
+def _require_cuda(what: str) -> None:
+    """ConfigError unless attnkit's CUDA module (attnkit._cuda) was built."""
+    if importlib.util.find_spec(f"{__package__}._cuda") is None:
+        raise ConfigError(f"{what}, but this attnkit was built without CUDA (cuda: {build_info()['cuda']}); "
+                          f"use --device cpu")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (``attnkit train --help`` lists them)."""
+
+    # data
+    data: Optional[str] = None  # a UTF-8 text file; None: the bundled tiny Shakespeare
+    tokenizer: str = "char"  # char, byte or bpe
+    bpe_vocab_size: int = 512  # ids of the BPE tokenizer, when tokenizer is bpe
+    val_fraction: float = 0.1  # the last part of the text, held out for validation
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = True
+    # optimization
+    batch_size: int = 12
+    max_iters: int = 2000
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: Optional[int] = None  # where the cosine reaches min_lr; None: max_iters
+    beta1: float = 0.9
+    beta2: float = 0.99
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # the gradients' global norm limit; 0 turns clipping off
+    # evaluation
+    eval_interval: int = 250  # steps between evaluations (and checkpoints)
+    eval_iters: int = 20  # batches per split in an evaluation
+    # the run
+    seed: int = 1337
+    device: str = "cpu"
+    num_threads: Optional[int] = None  # attnkit's threads; None: the OpenMP default
+    out: str = "out"  # the run directory
+    resume: bool = False  # continue the run in `out` from its checkpoint
+    progress: bool = True  # show a progress bar
+
+    def decay_steps(self) -> int:
+        """The step where the cosine reaches min_lr (never before warmup ends)."""
+        return self.lr_decay_iters if self.lr_decay_iters is not None else max(self.max_iters, self.warmup_iters)
+
+    def validate(self) -> None:
+        """Checks every field's type and range; raises ConfigError naming the first bad one."""
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            kind = hints[field.name]
+            optional = typing.get_origin(kind) is typing.Union
+            if optional:
+                kind = next(t for t in typing.get_args(kind) if t is not type(None))
+                if value is None:
+                    continue
+            if kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, field.name, value)
+            if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                value = int(value)
+                setattr(self, field.name, value)
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise ConfigError(f"setting '{field.name}' expected {'None or ' if optional else ''}"
+                                  f"{kind.__name__}, got {value!r}")
+            if kind is float and not math.isfinite(value):
+                raise ConfigError(f"setting '{field.name}' expected a finite number, got {value}")
+
+        def require(condition: bool, name: str, expected: str) -> None:
+            if not condition:
+                raise ConfigError(f"setting '{name}' expected {expected}, got {getattr(self, name)!r}")
+
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_interval", "eval_iters"):
+            require(getattr(self, name) >= 1, name, "a positive int")
+        for name in ("max_iters", "warmup_iters"):
+            require(getattr(self, name) >= 0, name, "an int >= 0")
+        require(self.n_embd % self.n_head == 0, "n_embd", f"a multiple of n_head={self.n_head}")
+        require(self.tokenizer in _data.TOKENIZER_KINDS, "tokenizer", "one of " + ", ".join(_data.TOKENIZER_KINDS))
+        require(self.bpe_vocab_size >= 256 + len(_data.SPECIAL_TOKENS), "bpe_vocab_size",
+                "an int >= 259 (the 256 bytes and three specials)")
+        require(0.0 < self.val_fraction < 1.0, "val_fraction", "a number in (0, 1)")
+        require(0.0 <= self.dropout < 1.0, "dropout", "a number in [0, 1)")
+        require(self.lr > 0.0, "lr", "a positive number")
+        require(0.0 <= self.min_lr <= self.lr, "min_lr", f"a number in [0, lr={self.lr}]")
+        require(self.lr_decay_iters is None or self.lr_decay_iters >= self.warmup_iters, "lr_decay_iters",
+                f"None or an int >= warmup_iters={self.warmup_iters}")
+        require(0.0 <= self.beta1 < 1.0, "beta1", "a number in [0, 1)")
+        require(0.0 <= self.beta2 < 1.0, "beta2", "a number in [0, 1)")
+        require(self.weight_decay >= 0.0, "weight_decay", "a number >= 0")
+        require(self.grad_clip >= 0.0, "grad_clip", "a number >= 0 (0: no clipping)")
+        require(0 <= self.seed < 2**64, "seed", "an int in [0, 2**64)")
+        require(self.device in DEVICES, "device", "cpu or cuda")
+        require(self.num_threads is None or self.num_threads >= 1, "num_threads", "None or a positive int")
+        require(bool(self.out), "out", "a directory path")
+        if self.device == "cuda":
+            _require_cuda("setting 'device' is cuda")
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout, bias=self.bias)
+
+    @classmethod
+    def from_dict(cls, values: dict, *, source: str = "config") -> TrainConfig:
+        """A config from ``values`` (names as the fields); an unknown name is a ConfigError."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = [key for key in values if key not in names]
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(map(repr, unknown))}; the settings are {', '.join(names)}")
+        return cls(**values)
+
+
+# Settings that fix the model, its data and the optimizer's state (the
+# optimizer's checkpoint carries its betas and weight decay): a resumed run
+# must keep them. The schedule (lr, min_lr, warmup, decay) may change.
+_RUN_DEFINING = ("data", "tokenizer", "bpe_vocab_size", "val_fraction", "n_layer", "n_head", "n_embd",
+                 "block_size", "bias", "batch_size", "seed", "beta1", "beta2", "weight_decay")
+
+
+# ---------------------------------------------------------------- data ---
+
+def load_corpus(config: TrainConfig, tokenizer=None) -> tuple:
+    """(tokenizer, train tokens, val tokens) for ``config``: the text of
+    ``config.data`` (default: the bundled corpus), encoded by ``tokenizer``
+    (default: a new one of ``config.tokenizer`` built from the text) and
+    split. ConfigError when the file cannot be used or a split is shorter
+    than one window of block_size + 1 tokens."""
+    try:
+        text = _data.load_text(config.data)
+    except (OSError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+    if tokenizer is None:
+        tokenizer = _data.build_tokenizer(config.tokenizer, text, bpe_vocab_size=config.bpe_vocab_size)
+    try:
+        tokens = tokenizer.encode(text)
+    except ValueError as error:
+        raise ConfigError(f"the text of {config.data or 'the bundled corpus'} does not fit the run's "
+                          f"tokenizer: {error}") from None
+    train_tokens, val_tokens = _data.split_tokens(tokens, config.val_fraction)
+    for name, part in (("training", train_tokens), ("validation", val_tokens)):
+        if len(part) <= config.block_size:
+            raise ConfigError(f"the {name} split of {config.data or 'the bundled corpus'} has {len(part)} tokens, "
+                              f"fewer than one window of block_size + 1 = {config.block_size + 1}; "
+                              f"use more text or a smaller --block-size")
+    return tokenizer, train_tokens, val_tokens
+
+
+def train_generator(seed: int, step: int = 0) -> Generator:
+    """The generator of the training batches, positioned at the batch of step ``step + 1``."""
+    generator = Generator(seed)
+    generator.load_state_dict({"seed": seed, "offset": TRAIN_STREAM_OFFSET + step})
+    return generator
+
+
+def evaluation_batches(tokens: np.ndarray, config: TrainConfig, split_index: int) -> list:
+    """The fixed evaluation batches of a split (0: train, 1: val): a list of
+    ``eval_iters`` numpy (x, y) pairs."""
+    generator = Generator(config.seed)
+    generator.load_state_dict({"seed": config.seed,
+                               "offset": EVAL_STREAM_OFFSET + split_index * config.eval_iters})
+    return [_data.batch_arrays(tokens, _data.random_offsets(len(tokens), config.batch_size, config.block_size,
+                                                            generator), config.block_size)
+            for _ in range(config.eval_iters)]
+
+
+# ------------------------------------------------------------ run files ---
+
+def _model_metadata(model: GPT, tokenizer, config: TrainConfig, step: int) -> dict:
+    return {"model": dataclasses.asdict(model.config), "tokenizer": tokenizer.to_dict(),
+            "train": dataclasses.asdict(config), "step": step}
+
+
+def load_run(run_dir, *, device: str = "cpu") -> tuple:
+    """(model, tokenizer, metadata) of a run directory written by ``train``;
+    the model is in eval mode. ``metadata`` holds the model and train
+    configs and the step. ConfigError when ``run_dir`` is not a run directory."""
+    run_dir = os.fspath(run_dir)
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"'{run_dir}' is not a directory; give the --out directory of an attnkit train run")
+    path = os.path.join(run_dir, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"'{run_dir}' is not an attnkit run directory: it has no {MODEL_FILE} "
+                          f"(attnkit train --out {run_dir} writes one)")
+    try:
+        metadata = load_config(path)
+        if not isinstance(metadata, dict) or not {"model", "tokenizer"} <= set(metadata):
+            raise ValueError("its metadata has no model config and tokenizer")
+        model = GPT(GPTConfig(**metadata["model"]))
+        tokenizer = _data.tokenizer_from_dict(metadata["tokenizer"])
+        model.load_state_dict(load(path, mmap=False))
+    except (ValueError, TypeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"'{path}' is not a checkpoint attnkit train wrote: {error}") from None
+    if device != "cpu":
+        _require_cuda(f"device {device}")
+        model.to(device)
+    return model.eval(), tokenizer, metadata
+
+
+def saved_train_config(run_dir) -> TrainConfig:
+    """The TrainConfig a run directory was trained with."""
+    path = os.path.join(os.fspath(run_dir), MODEL_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"nothing to resume: '{run_dir}' has no {MODEL_FILE}")
+    metadata = load_config(path) or {}
+    if "train" not in metadata:
+        raise ConfigError(f"'{path}' has no train config to resume from")
+    return TrainConfig.from_dict(metadata["train"], source=path)
+
+
+def _read_metrics(path: str, up_to_step: int) -> list:
+    """The logged evaluations up to ``up_to_step`` (later ones belong to a
+    part of the run the checkpoint does not hold, and are dropped)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [record for record in records if record["step"] <= up_to_step]
+
+
+def write_loss_plot(records: list, path: str) -> bool:
+    """Draws train and val loss against the step into ``path`` (a PNG);
+    False when matplotlib is not installed."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    # Figure + the Agg canvas, not pyplot: no global state, no display needed.
+    figure = Figure(figsize=(7, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    steps = [r["step"] for r in records]
+    axes.plot(steps, [r["train_loss"] for r in records], label="train", marker=".")
+    axes.plot(steps, [r["val_loss"] for r in records], label="val", marker=".")
+    axes.set_xlabel("step")
+    axes.set_ylabel("cross-entropy loss (nats per token)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    return True
+
+
+class _DeferredInterrupt:
+    """Ctrl-C during training: the first SIGINT only sets ``requested``, so
+    the loop stops at the next step boundary with consistent weights and
+    optimizer state and saves them; a second one interrupts at once. Only
+    the main thread receives signals; elsewhere this does nothing."""
+
+    def __init__(self, say) -> None:
+        self.requested = False
+        self._say = say
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self._say("interrupted: saving a checkpoint at the end of this step (Ctrl-C again to stop at once)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# --------------------------------------------------------------- train ---
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _evaluate(model: GPT, batches: list, device: str) -> float:
+    """The mean cross-entropy over ``batches``."""
+    total = 0.0
+    with no_grad():
+        for x, y in batches:
+            logits = model(from_numpy(x).to(device))
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), from_numpy(y.reshape(-1)).to(device)).item()
+    return total / len(batches)
+
+
+def train(config: TrainConfig, *, callback=None) -> dict:
+    """Runs a training (see the module docstring) and returns a summary:
+    steps, train_loss and val_loss (the last evaluation's), elapsed_s
+    (wall time of the whole run, resumed parts included), tokens_per_s and
+    out. ``callback(step, loss)``, when given, is called after every step.
+
+    Ctrl-C saves a checkpoint at the end of the current step, then raises
+    KeyboardInterrupt; ``resume=True`` continues from it. The default
+    generator is seeded (or restored) for the model's initialization and
+    dropout.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train: argument 'config' expected a TrainConfig, got {type(config).__name__}")
+    config = dataclasses.replace(config)
+    config.validate()
+
+    def say(message: str) -> None:
+        # stderr, with the progress bar: stdout stays free for the caller.
+        tqdm.write(message, file=sys.stderr)
+
+    if config.num_threads is not None:
+        set_num_threads(config.num_threads)
+    out = config.out
+    model_path, state_path = os.path.join(out, MODEL_FILE), os.path.join(out, STATE_FILE)
+    metrics_path, plot_path = os.path.join(out, METRICS_FILE), os.path.join(out, PLOT_FILE)
+
+    saved_state = tokenizer = None
+    if config.resume:
+        if not os.path.isfile(state_path) or not os.path.isfile(model_path):
+            raise ConfigError(f"nothing to resume: '{out}' has no checkpoint ({MODEL_FILE} and {STATE_FILE}); "
+                              f"start a new run without --resume")
+        saved = saved_train_config(out)
+        changed = [f"{name} (the run has {getattr(saved, name)!r}, this config {getattr(config, name)!r})"
+                   for name in _RUN_DEFINING if getattr(saved, name) != getattr(config, name)]
+        if changed:
+            raise ConfigError(f"cannot resume the run in '{out}' with different settings: " + "; ".join(changed))
+        tokenizer = _data.tokenizer_from_dict(load_config(model_path)["tokenizer"])
+        saved_state = load(state_path, mmap=False)
+    elif os.path.isfile(model_path):
+        say(f"note: starting a new run in '{out}'; the checkpoint there is replaced (--resume continues it)")
+
+    tokenizer, train_tokens, val_tokens = load_corpus(config, tokenizer)
+    default_generator.manual_seed(config.seed)
+    model = GPT(config.model_config(tokenizer.vocab_size)).to(config.device)
+    optimizer = optim.AdamW(optim.weight_decay_groups(model, config.weight_decay), lr=config.lr,
+                            betas=(config.beta1, config.beta2))
+    scheduler = optim.WarmupCosineLR(optimizer, config.warmup_iters, config.decay_steps(),
+                                     min_lr_ratio=config.min_lr / config.lr)
+    step, elapsed_before, train_seconds_before = 0, 0.0, 0.0
+    if saved_state is not None:
+        step = saved_state["step"]
+        model.load_state_dict(load(model_path, mmap=False))
+        optimizer.load_state_dict(saved_state["optimizer"])
+        # The schedule is a function of the step: this config's, at the saved step.
+        scheduler.load_state_dict(dict(scheduler.state_dict(), last_step=step))
+        default_generator.load_state_dict(saved_state["default_generator"])
+        elapsed_before, train_seconds_before = saved_state["elapsed_s"], saved_state["train_s"]
+    batches = train_generator(config.seed, step)
+    eval_sets = (evaluation_batches(train_tokens, config, 0), evaluation_batches(val_tokens, config, 1))
+    tokens_per_step = config.batch_size * config.block_size
+
+    os.makedirs(out, exist_ok=True)
+    records = _read_metrics(metrics_path, step) if config.resume else []
+    with open(metrics_path, "w", encoding="utf-8") as f:  # drops records past the checkpoint
+        f.writelines(json.dumps(record) + "\n" for record in records)
+    logged_steps = {record["step"] for record in records}
+
+    def save_checkpoint() -> None:
+        save(model.state_dict(), model_path, config=_model_metadata(model, tokenizer, config, step))
+        save({"optimizer": optimizer.state_dict(), "default_generator": default_generator.state_dict(), "step": step,
+              "elapsed_s": elapsed(), "train_s": train_seconds},
+             state_path)
+
+    if not config.resume:
+        say(f"training a GPT of {model.num_parameters() / 1e6:.2f}M parameters ({_count(config.n_layer, 'layer')}, "
+            f"{_count(config.n_head, 'head')}, width {config.n_embd}, block {config.block_size}) on "
+            f"{config.data or 'the bundled tiny Shakespeare'}: {len(train_tokens):,} training and "
+            f"{len(val_tokens):,} validation tokens, {tokenizer.kind} tokenizer of {tokenizer.vocab_size} ids; "
+            f"run directory '{out}'")
+    else:
+        say(f"resuming the run in '{out}' at step {step}")
+
+    start = time.perf_counter()
+    train_seconds = train_seconds_before  # time in training steps, evaluations excluded
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - start
+
+    last_loss = math.nan
+    interval_tokens, interval_seconds = 0, 0.0  # since the last evaluation, for tokens_per_s
+    bar = tqdm(total=config.max_iters, initial=min(step, config.max_iters), unit="step", dynamic_ncols=True,
+               disable=not config.progress, smoothing=0.1)
+    with bar, _DeferredInterrupt(say) as interrupt:
+        window_tokens, window_start = 0, time.perf_counter()
+        while True:
+            if interrupt.requested:
+                save_checkpoint()
+                if records:
+                    write_loss_plot(records, plot_path)
+                say(f"stopped at step {step}; the checkpoint is in '{out}'; "
+                    f"attnkit train --resume --out {out} continues the run")
+                raise KeyboardInterrupt
+            if (step % config.eval_interval == 0 or step == config.max_iters) and step not in logged_steps:
+                model.eval()
+                train_loss = _evaluate(model, eval_sets[0], config.device)
+                val_loss = _evaluate(model, eval_sets[1], config.device)
+                model.train()
+                record = {"step": step, "train_loss": train_loss, "val_loss": val_loss,
+                          "lr": scheduler.get_last_lr()[0], "elapsed_s": round(elapsed(), 3),
+                          "tokens_per_s": round(interval_tokens / interval_seconds, 1) if interval_seconds else None,
+                          "tokens": step * tokens_per_step}
+                records.append(record)
+                logged_steps.add(step)
+                with open(metrics_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+                say(f"step {step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}")
+                save_checkpoint()
+                interval_tokens, interval_seconds = 0, 0.0
+                window_tokens, window_start = 0, time.perf_counter()
+            if step >= config.max_iters:
+                break
+
+            step_start = time.perf_counter()
+            offsets = _data.random_offsets(len(train_tokens), config.batch_size, config.block_size, batches)
+            x, y = _data.batch_arrays(train_tokens, offsets, config.block_size)
+            logits = model(from_numpy(x).to(config.device))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), from_numpy(y.reshape(-1)).to(config.device))
+            optimizer.zero_grad()
+            loss.backward()
+            if config.grad_clip > 0.0:
+                clip_grad_norm_(model.parameters(), config.grad_clip)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            last_loss = loss.item()
+            step += 1
+            seconds = time.perf_counter() - step_start
+            train_seconds += seconds
+            interval_tokens += tokens_per_step
+            interval_seconds += seconds
+            window_tokens += tokens_per_step
+
+            bar.update(1)
+            now = time.perf_counter()
+            if now - window_start >= 1.0 or step == 1:
+                bar.set_postfix_str(f"loss {last_loss:.4f}, lr {lr:.2e}, "
+                                    f"{window_tokens / (now - window_start):,.0f} tok/s", refresh=False)
+                window_tokens, window_start = 0, now
+            if callback is not None:
+                callback(step, last_loss)
+
+    if records and not write_loss_plot(records, plot_path):
+        say("note: matplotlib is not installed, so there is no loss.png (pip install 'attnkit[plot]')")
+    final = records[-1] if records else {}
+    return {"steps": step, "train_loss": final.get("train_loss"), "val_loss": final.get("val_loss"),
+            "last_step_loss": last_loss, "elapsed_s": elapsed(), "train_s": train_seconds,
+            "tokens_per_s": step * tokens_per_step / train_seconds if train_seconds else None, "out": out}
+
+
+__all__ = ["TrainConfig", "ConfigError", "train", "load_run", "load_corpus", "saved_train_config",
+           "evaluation_batches", "train_generator", "write_loss_plot"]
