@@ -139,15 +139,17 @@ std::int64_t sample_row(RowScratch& scratch, const float* row, const std::uint8_
 void sample_tokens(std::int64_t* tokens, const float* logits, const std::uint8_t* seen, std::int64_t batch,
                    std::int64_t vocab, const SamplingSettings& settings, std::uint64_t seed,
                    std::uint64_t offset) {
-  std::vector<std::uint32_t> bits(static_cast<std::size_t>(2 * batch));
-  random_bits(bits.data(), 2 * batch, seed, offset);
+  // Greedy decoding draws nothing.
+  const bool greedy = settings.temperature == 0.0;
+  std::vector<std::uint32_t> bits(greedy ? 0 : static_cast<std::size_t>(2 * batch));
+  if (!greedy) random_bits(bits.data(), 2 * batch, seed, offset);
   // A row is a few passes over the vocabulary: rows are spread over threads
   // once there are ~32K logits per thread.
   const std::int64_t grain = std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(1, vocab));
   parallel_for(batch, grain, [&](std::int64_t b0, std::int64_t b1) {
     RowScratch scratch;
     for (std::int64_t b = b0; b < b1; ++b) {
-      const double uniform = uniform_53(bits[2 * b], bits[2 * b + 1]);
+      const double uniform = greedy ? 0.0 : uniform_53(bits[2 * b], bits[2 * b + 1]);
       tokens[b] = sample_row(scratch, logits + b * vocab, seen == nullptr ? nullptr : seen + b * vocab, vocab,
                              settings, uniform);
     }
