@@ -438,3 +438,23 @@ def test_kv_cache_decoding_with_padding_needs_no_copy(rng):
         naive = mha_reference(module, x, causal=True, key_padding_mask=full_mask, dtype=np.float32)
     real = ~full_mask
     assert_reduction_close(got[real], expected[real], naive[real])
+
+
+def test_kv_cache_select_reorders_rows(rng):
+    cache = attnkit.nn.KVCache(3, 5, 1, 2)
+    k = rng.standard_normal((3, 4, 1, 2)).astype(np.float32)
+    v = rng.standard_normal((3, 4, 1, 2)).astype(np.float32)
+    mask = np.array([[True, False, False, False], [False] * 4, [True, True, False, False]])
+    cache.append(attnkit.from_numpy(k), attnkit.from_numpy(v), attnkit.from_numpy(mask))
+    cache.select([2, 0, 0])
+    keys, values = cache.update(attnkit.from_numpy(k[:, :1].copy()), attnkit.from_numpy(v[:, :1].copy()))
+    np.testing.assert_array_equal(keys.numpy()[:, :4], k[[2, 0, 0]])
+    np.testing.assert_array_equal(values.numpy()[:, :4], v[[2, 0, 0]])
+    np.testing.assert_array_equal(keys.numpy()[:, 4], k[:, 0])  # written after the reorder: untouched
+    np.testing.assert_array_equal(cache.key_padding_mask.numpy()[:, :4], mask[[2, 0, 0]])
+    with pytest.raises(ValueError, match="rows"):
+        cache.select([0, 1])
+    with pytest.raises(ValueError, match="rows.*3"):
+        cache.select([0, 1, 3])
+    with pytest.raises(ValueError, match="rows"):
+        cache.select([0.0, 1.0, 2.0])

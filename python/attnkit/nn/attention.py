@@ -33,6 +33,7 @@ class KVCache:
     num_kv_heads, head_dim] at positions length .. length + t - 1.
     ``update(k_new, v_new)`` appends and returns the keys and values of the
     filled positions (a view when batch is 1, a copy otherwise).
+    ``select(rows)`` reorders the batch rows (beam search).
     ``MultiHeadAttention`` appends and then attends with ``attention_inputs``,
     which needs no copy when decoding one position at a time. The cache is
     for inference: what it stores carries no gradient, so it refuses tensors
@@ -95,6 +96,24 @@ class KVCache:
             values_view(self.key_padding_mask)[:, self.length:end] = (
                 False if key_padding_mask is None else np.asarray(key_padding_mask._array))
         self.length = end
+
+    def select(self, rows) -> None:
+        """Row b of the cache becomes what row ``rows[b]`` was (``rows``: batch
+        int indices, repeats allowed): beam search reorders its hypotheses'
+        caches with it after each step."""
+        op = "KVCache.select"
+        index = np.asarray(rows._array) if isinstance(rows, Tensor) else np.asarray(rows)
+        if index.shape != (self.batch,) or (index.size and index.dtype.kind not in "iu"):
+            raise ValueError(f"{op}: argument 'rows' expected {self.batch} int indices, "
+                             f"got {index.dtype} of shape {list(index.shape)}")
+        if index.size and (index.min() < 0 or index.max() >= self.batch):
+            raise ValueError(f"{op}: argument 'rows' expected indices in [0, {self.batch}), "
+                             f"got {index.min() if index.min() < 0 else index.max()}")
+        filled = slice(0, self.length)
+        for buffer in (self.k, self.v, self.key_padding_mask):
+            if buffer is not None:
+                values = values_view(buffer)
+                values[:, filled] = values[index, filled]  # the right side is a copy: no overlap
 
     def update(self, k_new: Tensor, v_new: Tensor) -> tuple:
         """Appends, then returns the keys and values of the filled positions."""
