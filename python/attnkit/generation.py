@@ -219,13 +219,14 @@ class _Decoding:
             tokens[finished] = FINISHED
             if seen is not None:
                 seen[rows[~finished], tokens[~finished]] = True
-            finished |= np.isin(tokens, self.stop)
+            if self.stop.size:
+                finished |= (tokens[:, None] == self.stop[None, :]).any(axis=1)
             yield tokens
-            if finished.all() or step == self.max_new_tokens - 1:
+            if step == self.max_new_tokens - 1 or finished.all():
                 return
             # A finished row goes on decoding a dummy token (its output is
             # discarded): cheaper than reshaping the batch and its caches.
-            feed = np.where(tokens == FINISHED, 0, tokens)[:, None]
+            feed = (np.where(finished, 0, tokens) if finished.any() else tokens)[:, None]
             with no_grad():
                 logits = model(from_numpy(feed), caches,
                                position_ids=from_numpy(next_position[:, None].copy()) if padded else None,
