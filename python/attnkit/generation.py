@@ -221,12 +221,13 @@ class _Decoding:
                 seen[rows[~finished], tokens[~finished]] = True
             if self.stop.size:
                 finished |= (tokens[:, None] == self.stop[None, :]).any(axis=1)
+            # A finished row goes on decoding a dummy token (its output is
+            # discarded): cheaper than reshaping the batch and its caches.
+            # A copy: the caller may keep or change what is yielded.
+            feed = np.where(finished, 0, tokens)[:, None]
             yield tokens
             if step == self.max_new_tokens - 1 or finished.all():
                 return
-            # A finished row goes on decoding a dummy token (its output is
-            # discarded): cheaper than reshaping the batch and its caches.
-            feed = (np.where(finished, 0, tokens) if finished.any() else tokens)[:, None]
             with no_grad():
                 logits = model(from_numpy(feed), caches,
                                position_ids=from_numpy(next_position[:, None].copy()) if padded else None,
