@@ -372,6 +372,8 @@ def test_generation_bad_input():
         model.generate(prompt, 23)  # 3 + 23 - 1 = 25 positions > 24
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.generate(prompt, -1)
+    with pytest.raises(ValueError, match="25 tokens.*block_size=24"):
+        model.generate([[1] * 25], 1)
     with pytest.raises(TypeError, match="max_new_tokens"):
         model.generate(prompt, 2.0)
     with pytest.raises(ValueError, match="top_k"):

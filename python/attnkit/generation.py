@@ -171,6 +171,9 @@ class _Decoding:
         if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool):
             raise TypeError(f"{op}: argument 'max_new_tokens' expected an int, got {type(max_new_tokens).__name__}")
         prompt_length = self.tokens.shape[1]
+        if prompt_length > config.block_size:
+            raise ValueError(f"{op}: argument 'idx' holds a prompt of {prompt_length} tokens, more than "
+                             f"block_size={config.block_size}")
         # The last new token is drawn, never fed: the model sees at most
         # prompt_length + max_new_tokens - 1 positions.
         room = config.block_size - prompt_length + 1

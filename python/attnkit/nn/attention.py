@@ -52,24 +52,30 @@ class KVCache:
         # The filled length of every row, for F.attention's key_lengths when
         # a decoding step reads the whole buffer (see attention_inputs).
         self._key_lengths = Tensor._wrap(_C.zeros([self.batch], "int64"))
+        # numpy views of the buffers, made once: every decoding step writes
+        # through them.
+        self._k_values, self._v_values = values_view(self.k), values_view(self.v)
+        self._key_lengths_values = values_view(self._key_lengths)
+        self._padding_values = None
         self.length = 0
 
     def reset(self) -> None:
         """Forgets the cached positions (the memory is kept for reuse)."""
         self.length = 0
         self.key_padding_mask = None
+        self._padding_values = None
 
     def append(self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None) -> None:
         """Writes the keys and values of t new positions; ``key_padding_mask``
         bool [batch, t] marks the ones that are padding."""
         op = "KVCache.append"
-        expected = (self.batch, None, self.num_kv_heads, self.head_dim)
         for name, t in (("k_new", k_new), ("v_new", v_new)):
             if not isinstance(t, Tensor):
                 raise TypeError(f"{op}: argument '{name}' expected an attnkit.Tensor, got {type(t).__name__}")
-            if t.ndim != 4 or any(e is not None and e != s for e, s in zip(expected, t.shape)):
+            shape = t.shape
+            if len(shape) != 4 or (shape[0], shape[2], shape[3]) != (self.batch, self.num_kv_heads, self.head_dim):
                 raise ValueError(f"{op}: argument '{name}' expected shape "
-                                 f"[{self.batch}, t, {self.num_kv_heads}, {self.head_dim}], got {list(t.shape)}")
+                                 f"[{self.batch}, t, {self.num_kv_heads}, {self.head_dim}], got {list(shape)}")
             if t.requires_grad:
                 raise RuntimeError(f"{op}: argument '{name}' requires grad; the cache stores no "
                                    f"gradient, so decode under attnkit.no_grad()")
@@ -88,13 +94,13 @@ class KVCache:
         if self.length + steps > self.max_len:
             raise ValueError(f"{op}: {steps} new positions after {self.length} exceed max_len={self.max_len}")
         end = self.length + steps
-        values_view(self.k)[:, self.length:end] = np.asarray(k_new._array)
-        values_view(self.v)[:, self.length:end] = np.asarray(v_new._array)
+        self._k_values[:, self.length:end] = k_new._array
+        self._v_values[:, self.length:end] = v_new._array
         if key_padding_mask is not None and self.key_padding_mask is None:
             self.key_padding_mask = Tensor._wrap(_C.zeros([self.batch, self.max_len], "bool"))
-        if self.key_padding_mask is not None:
-            values_view(self.key_padding_mask)[:, self.length:end] = (
-                False if key_padding_mask is None else np.asarray(key_padding_mask._array))
+            self._padding_values = values_view(self.key_padding_mask)
+        if self._padding_values is not None:
+            self._padding_values[:, self.length:end] = False if key_padding_mask is None else key_padding_mask._array
         self.length = end
 
     def select(self, rows) -> None:
@@ -135,8 +141,8 @@ class KVCache:
         - One new position: the whole buffer, with ``key_lengths`` = length
           hiding the unfilled rest. The query is the last position, so
           nothing past it is visible anyway, and the decode kernel reads
-          the buffer in place: no per-token copy of the cache, whatever the
-          batch size.
+          the buffer in place: no per-token copy of the cache for batch > 1,
+          no view to make for batch 1.
         - Otherwise (several positions after cached ones): the filled
           positions, a copy when batch > 1.
         """
@@ -145,8 +151,8 @@ class KVCache:
         steps = self.length - first
         if first == 0:
             return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask}
-        if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None):
-            values_view(self._key_lengths)[...] = self.length
+        if steps == 1:
+            self._key_lengths_values[...] = self.length
             return self.k, self.v, {"causal": True, "key_lengths": self._key_lengths,
                                     "key_padding_mask": self.key_padding_mask}
         padding = None if self.key_padding_mask is None else self._filled(self.key_padding_mask)
