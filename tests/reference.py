@@ -886,6 +886,23 @@ def gather_backward(grad, input_shape, dim, index):
     return out
 
 
+# ------------------------------------------------------------------ tanh ---
+# (activation family; BERT's pooler)
+
+def tanh(x):
+    """numpy's float64 tanh: correctly saturating, odd, accurate near 0."""
+    return np.tanh(np.asarray(x, np.float64))
+
+
+def tanh_derivative(x):
+    """tanh'(x) = sech(x)^2 = 1 / cosh(x)^2, never 1 - tanh(x)^2, which
+    cancels to noise (and to 0) in the tails. cosh overflows to inf past
+    |x| ~ 710, giving the limit 0."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):
+        return 1.0 / np.cosh(x) ** 2
+
+
 # ---------------------------------------------------------------- sampling --
 
 def filtered_probabilities(logits, temperature=1.0, top_k=None, top_p=None, repetition_penalty=1.0, seen=None):

@@ -1,4 +1,4 @@
-"""Activations (GELU exact and tanh, ReLU, SiLU, SwiGLU): forward and backward
+"""Activations (GELU exact and tanh, ReLU, SiLU, tanh, SwiGLU): forward and backward
 against the float64 references in reference.py, under each CPU ISA; the
 references themselves against finite differences and independent formulas;
 infinities and NaN; odd shapes; bad input."""
@@ -229,6 +229,89 @@ def test_silu_infinities_and_nan(cpu_isa):
     assert_elementwise_close(dx, R.silu_derivative(x64), scale=silu_backward_scale(x64, np.ones_like(x64)))
 
 
+# ------------------------------------------------------------------- tanh --
+#
+# tanh is well conditioned everywhere (|x tanh'(x) / tanh(x)| <= 1) and so is
+# its derivative as the kernel computes it, from the exact input (4e/(1+e)^2,
+# e = exp(-2|x|), never 1 - tanh^2): both are checked relative to their own
+# magnitudes, with no scale.
+
+@functools.lru_cache(maxsize=None)
+def tanh_expected(n):
+    x64 = activation_input(n).astype(np.float64)
+    return R.tanh(x64), upstream_gradient(n).astype(np.float64) * R.tanh_derivative(x64)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_tanh_against_the_float64_reference(cpu_isa, n):
+    y, dx = forward_and_backward(F.tanh, activation_input(n), upstream_gradient(n))
+    expected_y, expected_dx = tanh_expected(n)
+    assert y.dtype == np.float32 and y.shape == (n,)
+    assert_elementwise_close(y, expected_y)
+    assert_elementwise_close(dx, expected_dx)
+
+
+def tanh_sweep():
+    """Every 1/4096 over [-12, 12] (past saturation at 9.01); magnitudes
+    from 1e-30 to 1 spaced 0.1% apart, both signs, where 1 - 2/(e^2x + 1)
+    would cancel; every float32 within 2^12 ulps of the polynomial's limit
+    0.55; the derivative's tail out to where it underflows (x ~ 52) and
+    beyond."""
+    grid = np.arange(-12 * 4096, 12 * 4096 + 1) / 4096
+    small = np.geomspace(1e-30, 1.0, 69000)
+    limit = np.float32(0.55).view(np.int32) + np.arange(-4096, 4097, dtype=np.int32)
+    tail = np.linspace(8.0, 60.0, 20001)
+    magnitudes = np.concatenate([small, limit.view(np.float32), tail])
+    return np.concatenate([grid, magnitudes, -magnitudes]).astype(np.float32)
+
+
+def test_tanh_dense_sweep_near_zero_and_tails(cpu_isa):
+    x = tanh_sweep()
+    x64 = x.astype(np.float64)
+    y, dx = forward_and_backward(F.tanh, x, np.ones_like(x))
+    assert_elementwise_close(y, R.tanh(x64))
+    assert_elementwise_close(dx, R.tanh_derivative(x64))
+
+
+def test_tanh_is_odd_and_its_derivative_even_bit_for_bit(cpu_isa):
+    x = tanh_sweep()
+    positive = x[x > 0]
+    y_plus, dx_plus = forward_and_backward(F.tanh, positive, np.ones_like(positive))
+    y_minus, dx_minus = forward_and_backward(F.tanh, -positive, np.ones_like(positive))
+    np.testing.assert_array_equal(y_minus, -y_plus)
+    np.testing.assert_array_equal(dx_minus, dx_plus)
+
+
+def test_tanh_saturates_exactly(cpu_isa):
+    # Past atanh(1 - 2^-25) ~ 9.01, tanh(x) rounds to 1 in float32.
+    x = np.array([9.1, 20.0, 44.0, 45.0, 100.0, 3e38], np.float32)
+    y, _ = forward_and_backward(F.tanh, np.concatenate([x, -x]), np.ones(2 * x.size, np.float32))
+    np.testing.assert_array_equal(y, np.concatenate([np.ones_like(x), -np.ones_like(x)]))
+
+
+def test_tanh_infinities_nan_and_signed_zero(cpu_isa):
+    x = attnkit.tensor(SPECIAL, requires_grad=True)
+    y = F.tanh(x)
+    y.backward(attnkit.tensor(np.ones_like(SPECIAL)))
+    y, dx = y.detach().numpy(), x.grad.numpy()
+    assert y[0] == 1.0 and y[1] == -1.0 and np.isnan(y[2])  # tanh(+inf), tanh(-inf), NaN
+    assert dx[0] == 0.0 and dx[1] == 0.0 and np.isnan(dx[2])
+    assert np.signbit(y[4]) and y[4] == 0.0 and dx[3] == 1.0 and dx[4] == 1.0  # tanh(-0) = -0
+    assert y[5] == np.float32(1e-30) and y[6] == np.float32(-1e-30)  # tanh(x) = x to float precision
+    assert np.isnan(y).sum() == 1 and np.isnan(dx).sum() == 1
+    x64 = SPECIAL.astype(np.float64)
+    assert_elementwise_close(y, R.tanh(x64))
+    assert_elementwise_close(dx, R.tanh_derivative(x64))
+
+
+def test_tanh_bad_input():
+    x = _C.array_from_numpy(np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="tanh_backward.*'grad_output'.*shape"):
+        _C.tanh_backward(_C.array_from_numpy(np.zeros(3, np.float32)), x)
+    with pytest.raises(TypeError, match="tanh_backward.*'grad_output'.*float32"):
+        _C.tanh_backward(_C.array_from_numpy(np.zeros(4, np.int32)), x)
+
+
 # ----------------------------------------------------------------- SwiGLU --
 
 def check_swiglu(values, upstream):
@@ -296,7 +379,7 @@ def test_swiglu_bad_shapes():
 
 # ---------------------------------------------------- ReLU/SiLU/SwiGLU misc --
 
-@pytest.mark.parametrize("function", [F.relu, F.silu, F.swiglu])
+@pytest.mark.parametrize("function", [F.relu, F.silu, F.tanh, F.swiglu])
 def test_bad_input(function):
     name = function.__name__
     with pytest.raises(TypeError, match=f"{name}.*'x'.*float32.*int64"):
@@ -308,7 +391,7 @@ def test_bad_input(function):
             function(not_a_tensor)
 
 
-@pytest.mark.parametrize("name", ["relu", "silu"])
+@pytest.mark.parametrize("name", ["relu", "silu", "tanh"])
 def test_elementwise_backward_checks(name):
     backward = getattr(_C, f"{name}_backward")
     x = _C.array_from_numpy(np.zeros((2, 3), np.float32))
@@ -318,7 +401,7 @@ def test_elementwise_backward_checks(name):
         backward(x, _C.array_from_numpy(np.zeros((2, 3), np.int64)))
 
 
-@pytest.mark.parametrize("function", [F.relu, F.silu])
+@pytest.mark.parametrize("function", [F.relu, F.silu, F.tanh])
 @pytest.mark.parametrize("shape", [(0,), (3, 0, 2), ()])
 def test_elementwise_empty_and_scalar(function, shape):
     values = np.full(shape, -0.5, np.float32)
@@ -326,7 +409,7 @@ def test_elementwise_empty_and_scalar(function, shape):
     assert y.shape == shape and dx.shape == shape
 
 
-@pytest.mark.parametrize("name", ["relu", "silu", "swiglu"])
+@pytest.mark.parametrize("name", ["relu", "silu", "tanh", "swiglu"])
 def test_results_do_not_depend_on_the_thread_count(cpu_isa, name):
     forward, backward = getattr(_C, f"{name}_forward"), getattr(_C, f"{name}_backward")
     x = attnkit.tensor(activation_input(10**6).reshape(500, 2000))._array
@@ -372,6 +455,14 @@ def test_silu_reference_derivative_by_finite_differences():
     assert np.all(np.abs(numeric - (first + second)) <= FD_TOLERANCE * (np.abs(first) + np.abs(second)))
 
 
+def test_tanh_reference_derivative_by_finite_differences():
+    # The third derivative of tanh is at most 2 in magnitude: both error
+    # terms above are below 1e-10, and the bound is relative to |tanh'| + 1.
+    numeric = central_difference(R.tanh, FD_POINTS)
+    analytic = R.tanh_derivative(FD_POINTS)
+    assert np.all(np.abs(numeric - analytic) <= FD_TOLERANCE * (np.abs(analytic) + 1.0))
+
+
 def test_relu_reference_derivative_by_finite_differences():
     away_from_zero = FD_POINTS[np.abs(FD_POINTS) > 10 * FD_STEP]  # the kink is not differentiable
     numeric = central_difference(R.relu, away_from_zero)
@@ -404,6 +495,18 @@ def test_references_against_independent_formulas():
     np.testing.assert_allclose(R.gelu(x, "tanh"), textbook_tanh, rtol=1e-13, atol=1e-300)
     np.testing.assert_allclose(R.silu(x), x / (1.0 + np.exp(-x)), rtol=1e-13)
     np.testing.assert_allclose(R.sigmoid(-x), 1.0 / (1.0 + np.exp(x)), rtol=1e-13)
+    # tanh through sinh / cosh (no cancellation for |x| >= 0.1) and its
+    # derivative as 1 - tanh^2 where that does not cancel (|x| <= 2).
+    x_mid = np.linspace(0.1, 18.0, 1791)
+    np.testing.assert_allclose(R.tanh(x_mid), np.sinh(x_mid) / np.cosh(x_mid), rtol=1e-14)
+    x_near = np.linspace(-2.0, 2.0, 401)
+    np.testing.assert_allclose(R.tanh_derivative(x_near), 1.0 - np.tanh(x_near) ** 2, rtol=1e-13)
+    # sech(x)^2 = 4 e^-2x / (1 + e^-2x)^2 deep in the tail, and the limits.
+    assert R.tanh_derivative(30.0) == pytest.approx(4.0 * math.exp(-60.0) / (1.0 + math.exp(-60.0)) ** 2,
+                                                    rel=1e-13)
+    assert R.tanh(1e-20) == 1e-20
+    np.testing.assert_array_equal(R.tanh(np.array([np.inf, -np.inf])), [1.0, -1.0])
+    np.testing.assert_array_equal(R.tanh_derivative(np.array([np.inf, -np.inf, 800.0])), [0.0, 0.0, 0.0])
     # Deep in the tail: Phi(-10) and Phi(-30) from tables of the normal
     # distribution, where 1 + erf would be 0.
     assert R.normal_cdf(-10.0) == pytest.approx(7.619853024160527e-24, rel=1e-13)

@@ -35,6 +35,14 @@ void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
   activation_kernels::silu_backward<Vec>(dx, dy, x, n);
 }
 
+void tanh_forward(float* y, const float* x, std::int64_t n) {
+  activation_kernels::tanh_forward<Vec>(y, x, n);
+}
+
+void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  activation_kernels::tanh_backward<Vec>(dx, dy, x, n);
+}
+
 void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
                     std::int64_t hidden) {
   activation_kernels::swiglu_forward<Vec>(y, x, rows, columns, hidden);
@@ -127,6 +135,20 @@ void silu_forward(float* y, const float* x, std::int64_t n) {
 
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(silu_backward);
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
+    kernel(dx + offset, dy + offset, x + offset, count);
+  });
+}
+
+void tanh_forward(float* y, const float* x, std::int64_t n) {
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(tanh_forward);
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
+    kernel(y + offset, x + offset, count);
+  });
+}
+
+void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  const auto kernel = ATTNKIT_ACTIVE_KERNEL(tanh_backward);
   for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
     kernel(dx + offset, dy + offset, x + offset, count);
   });

@@ -24,6 +24,11 @@ void silu_forward(float* y, const float* x, std::int64_t n);
 // dx[n] = dy[n] * silu'(x[n]); dx may alias dy.
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 
+// y[n] = tanh(x[n])
+void tanh_forward(float* y, const float* x, std::int64_t n);
+// dx[n] = dy[n] * tanh'(x[n]) = dy[n] * (1 - tanh(x[n])^2); dx may alias dy.
+void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+
 // SwiGLU with the gate and up projections fused in one input:
 // x [N, 2H] (gate = x[:, :H], up = x[:, H:]) -> y [N, H] = silu(gate) * up.
 void swiglu_forward(float* y, const float* x, std::int64_t N, std::int64_t H);
@@ -41,6 +46,8 @@ void relu_forward(float* y, const float* x, std::int64_t n);
 void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 void silu_forward(float* y, const float* x, std::int64_t n);
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+void tanh_forward(float* y, const float* x, std::int64_t n);
+void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
                     std::int64_t hidden);
 void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
@@ -53,6 +60,8 @@ void relu_forward(float* y, const float* x, std::int64_t n);
 void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 void silu_forward(float* y, const float* x, std::int64_t n);
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+void tanh_forward(float* y, const float* x, std::int64_t n);
+void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
                     std::int64_t hidden);
 void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
@@ -65,6 +74,8 @@ void relu_forward(float* y, const float* x, std::int64_t n);
 void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 void silu_forward(float* y, const float* x, std::int64_t n);
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
+void tanh_forward(float* y, const float* x, std::int64_t n);
+void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
                     std::int64_t hidden);
 void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,

@@ -8,6 +8,7 @@
 //   relu(x) = max(x, 0)
 //   silu(x) = x * sigmoid(x)
 //   swiglu(x) = silu(gate) * up, gate and up the two halves of x's last dim
+//   tanh(x) = (1 - e) / (1 + e), e = exp(-2|x|), with the sign of x
 //
 // All are evaluated in forms that keep relative accuracy in the negative
 // tail, where the result is tiny: Phi through erfc (never 1 + erf), the
@@ -241,6 +242,90 @@ inline V silu_derivative(V x) {
   return silu_terms(x).derivative;
 }
 
+// ------------------------------------------------------------ tanh ---
+
+// Below this magnitude tanh comes from an odd polynomial; above it, from
+// e = exp(-2|x|). At |x| = 0.55, tanh is just above 1/2 (ln 3 / 2 = 0.5493),
+// so 1 - e loses less than one bit to cancellation, and the polynomial's
+// range stays small enough for five coefficients.
+constexpr float kTanhPolynomialLimit = 0.55f;
+// Below 2^-12, tanh(x) = x (1 - x^2/3 + ...) is within x^2/3 < 2^-25 of x
+// relative, so it rounds to x: x is returned as is, which also keeps the sign
+// of -0 (x + x^3 P would give +0).
+constexpr float kTanhIdentityLimit = 0x1p-12f;
+
+// tanh(x) = x + x^3 P(x^2) for |x| <= 0.55. P is our own fit of
+// (tanh(x) - x) / x^3 in s = x^2: least squares weighted by the error it makes
+// in tanh relative to tanh itself, reweighted toward minimax (Lawson), each
+// coefficient rounded to float and the rest refit. Its error in exact
+// arithmetic is 0.02 units of 2^-24 relative to tanh; the x^3 P term is at
+// most a tenth of the result, so its float rounding costs little too.
+template <class V>
+inline V tanh_polynomial(V s) {
+  V p = V::broadcast(-0.0062428489f);
+  p = fma(p, s, V::broadcast(0.021050714f));
+  p = fma(p, s, V::broadcast(-0.053847548f));
+  p = fma(p, s, V::broadcast(0.13332544f));
+  p = fma(p, s, V::broadcast(-0.33333316f));
+  return p;
+}
+
+template <class V>
+struct TanhTerms {
+  V value;       // tanh(x)
+  V derivative;  // tanh'(x) = 1 - tanh(x)^2
+};
+
+// tanh and tanh' in forms without cancellation:
+// - |x| <= 0.55: tanh = x + x^3 P(x^2) (no 1 - 2/(e^2x + 1), which loses
+//   all digits near 0), and 1 - tanh^2 >= 0.75 has nothing to cancel.
+// - above: e = exp(-2|x|) in (0, 1/3] never overflows (2|x| is exact), and
+//   tanh = (1 - e)/(1 + e), tanh' = (1 - tanh)(1 + tanh) = 4e / (1 + e)^2,
+//   which keeps full relative accuracy in the tail where 1 - tanh^2 would be
+//   0 or noise. At the infinities e = 0 gives the limits 1 and 0; NaN stays NaN.
+template <class V>
+inline TanhTerms<V> tanh_terms(V x) {
+  const V one = V::broadcast(1.0f);
+  const V magnitude = abs(x);
+
+  const V square = x * x;
+  const V small_value = select(less(magnitude, V::broadcast(kTanhIdentityLimit)), x,
+                                fma(x * square, tanh_polynomial(square), x));
+  const V small_derivative = fma(-small_value, small_value, one);
+
+  // 1 - e and 1 + e are rounded; their rounding errors are exact (1 - e and
+  // 1 + e lie in [2/3, 4/3], so one minus them is exact) and are divided out
+  // to first order below, which takes about an ulp off both results.
+  const V e = vec_math::exp(magnitude * V::broadcast(-2.0f));
+  const V one_minus_e = one - e;
+  const V one_minus_e_error = (one - one_minus_e) - e;
+  const V one_plus_e = one + e;
+  const V one_plus_e_error = e - (one_plus_e - one);
+  // (n + dn) / (d + dd) = q + (dn - q dd) / d to first order, q = n / d.
+  const V ratio = one_minus_e / one_plus_e;
+  const V large_magnitude = ratio + fma(-ratio, one_plus_e_error, one_minus_e_error) / one_plus_e;
+  const V large_value = select(less(x, V::broadcast(0.0f)), -large_magnitude, large_magnitude);
+  // (1 + e)^2 = square_of_sum + square_low to first order.
+  const V square_of_sum = one_plus_e * one_plus_e;
+  const V square_low = fma(one_plus_e + one_plus_e, one_plus_e_error,
+                           product_error(one_plus_e, one_plus_e, square_of_sum));
+  const V quotient = (V::broadcast(4.0f) * e) / square_of_sum;
+  const V large_derivative = fma(-quotient, square_low / square_of_sum, quotient);
+
+  const auto small = less(magnitude, V::broadcast(kTanhPolynomialLimit));
+  return {select(small, small_value, large_value), select(small, small_derivative, large_derivative)};
+}
+
+template <class V>
+inline V tanh(V x) {
+  return tanh_terms(x).value;
+}
+
+template <class V>
+inline V tanh_derivative(V x) {
+  return tanh_terms(x).derivative;
+}
+
 // ------------------------------------------------------------- loops ---
 
 // y[i] = f(x[i]) for i < n: whole vectors, then one partial vector.
@@ -301,6 +386,16 @@ inline void silu_forward(float* y, const float* x, std::int64_t n) {
 template <class V>
 inline void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
   map<V>(dx, dy, x, n, [](V g, V v) { return g * silu_derivative(v); });
+}
+
+template <class V>
+inline void tanh_forward(float* y, const float* x, std::int64_t n) {
+  map<V>(y, x, n, [](V v) { return tanh(v); });
+}
+
+template <class V>
+inline void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  map<V>(dx, dy, x, n, [](V g, V v) { return g * tanh_derivative(v); });
 }
 
 // SwiGLU on a tile of `rows` rows and `columns` columns of the output, one

@@ -78,6 +78,20 @@ Array silu_backward(const Array& dy, const Array& x) {
   return dx;
 }
 
+Array tanh_forward(const Array& x) {
+  check_float32_cpu("tanh", "x", x);
+  Array y = Array::empty(x.shape(), DType::float32);
+  cpu::tanh_forward(y.data<float>(), x.data<float>(), x.numel());
+  return y;
+}
+
+Array tanh_backward(const Array& dy, const Array& x) {
+  check_elementwise_backward("tanh_backward", dy, x);
+  Array dx = Array::empty(x.shape(), DType::float32);
+  cpu::tanh_backward(dx.data<float>(), dy.data<float>(), x.data<float>(), x.numel());
+  return dx;
+}
+
 Array swiglu_forward(const Array& x) {
   check_float32_cpu("swiglu", "x", x);
   const std::int64_t hidden = swiglu_hidden("swiglu", x);

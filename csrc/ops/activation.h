@@ -26,6 +26,12 @@ Array silu_forward(const Array& x);
 // dx = dy * silu'(x); dy and x float32 of one shape.
 Array silu_backward(const Array& dy, const Array& x);
 
+// y = tanh(x), elementwise; x float32, any shape.
+Array tanh_forward(const Array& x);
+// dx = dy * (1 - tanh(x)^2), from x (accurate where tanh(x) rounds to +-1);
+// dy and x float32 of one shape.
+Array tanh_backward(const Array& dy, const Array& x);
+
 // x [..., 2H] float32 -> y [..., H] = silu(x[..., :H]) * x[..., H:]: the gate
 // half first, as when one Linear computes the gate and up projections.
 Array swiglu_forward(const Array& x);

@@ -25,6 +25,8 @@ void bind_activation(py::module_& m) {
   m.def("relu_backward", &ops::relu_backward, py::arg("grad_output"), py::arg("x"), release_gil);
   m.def("silu_forward", &ops::silu_forward, py::arg("x"), release_gil);
   m.def("silu_backward", &ops::silu_backward, py::arg("grad_output"), py::arg("x"), release_gil);
+  m.def("tanh_forward", &ops::tanh_forward, py::arg("x"), release_gil);
+  m.def("tanh_backward", &ops::tanh_backward, py::arg("grad_output"), py::arg("x"), release_gil);
   m.def("swiglu_forward", &ops::swiglu_forward, py::arg("x"), release_gil);
   m.def("swiglu_backward", &ops::swiglu_backward, py::arg("grad_output"), py::arg("x"),
         release_gil);

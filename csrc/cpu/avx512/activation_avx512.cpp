@@ -30,6 +30,14 @@ void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
   activation_kernels::silu_backward<Vec>(dx, dy, x, n);
 }
 
+void tanh_forward(float* y, const float* x, std::int64_t n) {
+  activation_kernels::tanh_forward<Vec>(y, x, n);
+}
+
+void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
+  activation_kernels::tanh_backward<Vec>(dx, dy, x, n);
+}
+
 void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
                     std::int64_t hidden) {
   activation_kernels::swiglu_forward<Vec>(y, x, rows, columns, hidden);

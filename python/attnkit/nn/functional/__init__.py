@@ -4,7 +4,7 @@ One module per op family; each op is an autograd Function around a native
 kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
-from .activation import gelu, relu, silu, swiglu
+from .activation import gelu, relu, silu, swiglu, tanh
 from .attention import attention
 from .dropout import dropout
 from .elementwise import (add, argmax, div, eq, ge, gt, le, logical_not, lt, masked_fill, max, mean, mul, ne,
@@ -21,7 +21,7 @@ from .softmax import log_softmax, softmax
 __all__ = [
     "add_layer_norm", "attention", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm",
     "linear", "log_softmax", "matmul", "relu", "rms_norm", "rope", "silu", "sinusoidal_position_encoding",
-    "softmax", "swiglu",
+    "softmax", "swiglu", "tanh",
     # elementwise and shape
     "add", "argmax", "div", "eq", "ge", "gt", "le", "logical_not", "lt", "masked_fill", "max", "mean", "mul",
     "ne", "neg", "sub", "sum", "where", "cat", "chunk", "clone", "expand", "flatten", "gather",
