@@ -138,20 +138,22 @@ class KVCache:
         to everything cached that is not padding.
 
         - First call (empty cache): the new keys themselves, no copy.
-        - One new position: the whole buffer, with ``key_lengths`` = length
-          hiding the unfilled rest. The query is the last position, so
-          nothing past it is visible anyway, and the decode kernel reads
-          the buffer in place: no per-token copy of the cache for batch > 1,
-          no view to make for batch 1.
-        - Otherwise (several positions after cached ones): the filled
-          positions, a copy when batch > 1.
+        - One new position, batch > 1 (or padding): the whole buffer, with
+          ``key_lengths`` = length hiding the unfilled rest. The query is the
+          last position, so nothing past it is visible anyway, and the
+          decode kernel reads the buffer in place instead of a per-token
+          copy of the filled rows. (The kernel still walks the hidden keys,
+          a few ns each: far less than the copy, but more than the free
+          view of batch 1.)
+        - Otherwise: the filled positions, a view when batch is 1, a copy
+          otherwise.
         """
         first = self.length
         self.append(k_new, v_new, key_padding_mask)
         steps = self.length - first
         if first == 0:
             return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask}
-        if steps == 1:
+        if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None):
             self._key_lengths_values[...] = self.length
             return self.k, self.v, {"causal": True, "key_lengths": self._key_lengths,
                                     "key_padding_mask": self.key_padding_mask}
