@@ -15,7 +15,9 @@ EXPECTED_OPS = ["gemm", "attention fwd+bwd", "softmax", "layer_norm forward", "t
                 "decode (config tiny)"]
 
 
-def test_quick_suite_prints_a_table_and_writes_json(tmp_path, capsys):
+def test_quick_suite_prints_a_table_and_writes_json(tmp_path, capsys, monkeypatch):
+    # With the wait policy set, the suite runs in this process (see the next test).
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     path = tmp_path / "bench.json"
     threads = attnkit.get_num_threads()
     assert benchmarks.main(["--quick", "--no-torch", "--repeats", "1", "--threads", "1", "--json", str(path)]) == 0
@@ -37,6 +39,14 @@ def test_quick_suite_prints_a_table_and_writes_json(tmp_path, capsys):
         if row["unit"]:
             assert row["throughput"] > 0 and row["fraction_of_peak"] > 0
     assert document["rows"][-1]["tokens_per_s"] > 0
+
+
+def test_without_a_wait_policy_the_suite_runs_in_a_child_process(tmp_path, capfd, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    path = tmp_path / "bench.json"
+    assert benchmarks.main(["--quick", "--no-torch", "--repeats", "1", "--threads", "1", "--json", str(path)]) == 0
+    assert "train step (config tiny)" in capfd.readouterr().out
+    assert len(json.loads(path.read_text())["rows"]) == len(EXPECTED_OPS)
 
 
 def test_train_step_flops_counts_the_products_and_causal_attention():

@@ -98,27 +98,25 @@ def test_greedy_draws_no_random_numbers():
 
 def test_draws_follow_the_inverse_cdf_exactly(cpu_isa, rng):
     """Without filters, row b's token is where its uniform number u falls in
-    the cumulative probabilities in id order; with top_p, in the order of
-    decreasing probability. Checked row by row against the float64 CDF,
-    leaving out the rare rows whose u lies within the float32 weights'
-    rounding (V * 2^-23, relative) of a boundary."""
+    the cumulative probabilities in id order. Checked row by row against the
+    float64 CDF, leaving out the rare rows whose u lies within the float32
+    weights' rounding (V * 2^-23, relative) of a boundary. (With top-k or
+    top-p the candidates are selected, not sorted, so their order is the
+    selection's; the frequency tests below cover those.)"""
     rows, vocab = 400, 50
     logits = (2.0 * rng.standard_normal((rows, vocab))).astype(np.float32)
-    for settings in ({"temperature": 0.8}, {"temperature": 1.3, "top_p": 0.7}):
+    logits[:, 7] = -np.inf  # a token that cannot occur is skipped, not counted
+    for temperature in (0.8, 1.3):
         generator = Generator(11)
         seed, offset = generator.seed, generator.offset
-        tokens = generation.sample(attnkit.from_numpy(logits), generator=generator, **settings).numpy()
+        tokens = generation.sample(attnkit.from_numpy(logits), temperature=temperature, generator=generator).numpy()
         u = uniform_numbers(rows, seed, offset)
-        probabilities = reference.filtered_probabilities(logits, **settings)
+        cumulative = np.cumsum(reference.filtered_probabilities(logits, temperature), axis=1)
         checked = 0
         for b in range(rows):
-            p = probabilities[b]
-            order = np.arange(vocab) if "top_p" not in settings else np.lexsort((np.arange(vocab), -p))
-            order = order[p[order] > 0]
-            cumulative = np.cumsum(p[order])
-            if np.min(np.abs(cumulative - u[b])) < vocab * 2.0**-23:
+            if np.min(np.abs(cumulative[b] - u[b])) < vocab * 2.0**-23:
                 continue
-            expected = order[np.searchsorted(cumulative, u[b], side="right")]
+            expected = np.searchsorted(cumulative[b], u[b], side="right")
             assert tokens[b] == expected, f"row {b}: token {tokens[b]}, expected {expected} (u={u[b]})"
             checked += 1
         assert checked >= rows - 5
@@ -149,6 +147,14 @@ def test_distribution_over_a_large_vocabulary(rng):
     logits = rng.standard_normal(1000).astype(np.float32)
     tokens = draw_many(logits, 20000, top_k=40, temperature=0.5)
     assert_frequencies_match(tokens, reference.filtered_probabilities(logits[None], 0.5, top_k=40)[0])
+
+
+def test_nucleus_of_a_flat_distribution(rng):
+    """V = 300, nearly flat: the nucleus for top_p 0.9 holds ~270 tokens,
+    found by many selection rounds; their frequencies follow the softmax."""
+    logits = (0.3 * rng.standard_normal(300)).astype(np.float32)
+    tokens = draw_many(logits, 12000, top_p=0.9)
+    assert_frequencies_match(tokens, reference.filtered_probabilities(logits[None], top_p=0.9)[0])
 
 
 def test_top_p_edges():
@@ -366,6 +372,8 @@ def test_generation_bad_input():
         model.generate(prompt, 23)  # 3 + 23 - 1 = 25 positions > 24
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.generate(prompt, -1)
+    with pytest.raises(ValueError, match="25 tokens.*block_size=24"):
+        model.generate([[1] * 25], 1)
     with pytest.raises(TypeError, match="max_new_tokens"):
         model.generate(prompt, 2.0)
     with pytest.raises(ValueError, match="top_k"):
@@ -438,3 +446,23 @@ def test_kv_cache_decoding_with_padding_needs_no_copy(rng):
         naive = mha_reference(module, x, causal=True, key_padding_mask=full_mask, dtype=np.float32)
     real = ~full_mask
     assert_reduction_close(got[real], expected[real], naive[real])
+
+
+def test_kv_cache_select_reorders_rows(rng):
+    cache = attnkit.nn.KVCache(3, 5, 1, 2)
+    k = rng.standard_normal((3, 4, 1, 2)).astype(np.float32)
+    v = rng.standard_normal((3, 4, 1, 2)).astype(np.float32)
+    mask = np.array([[True, False, False, False], [False] * 4, [True, True, False, False]])
+    cache.append(attnkit.from_numpy(k), attnkit.from_numpy(v), attnkit.from_numpy(mask))
+    cache.select([2, 0, 0])
+    keys, values = cache.update(attnkit.from_numpy(k[:, :1].copy()), attnkit.from_numpy(v[:, :1].copy()))
+    np.testing.assert_array_equal(keys.numpy()[:, :4], k[[2, 0, 0]])
+    np.testing.assert_array_equal(values.numpy()[:, :4], v[[2, 0, 0]])
+    np.testing.assert_array_equal(keys.numpy()[:, 4], k[:, 0])  # written after the reorder: untouched
+    np.testing.assert_array_equal(cache.key_padding_mask.numpy()[:, :4], mask[[2, 0, 0]])
+    with pytest.raises(ValueError, match="rows"):
+        cache.select([0, 1])
+    with pytest.raises(ValueError, match="rows.*3"):
+        cache.select([0, 1, 3])
+    with pytest.raises(ValueError, match="rows"):
+        cache.select([0.0, 1.0, 2.0])

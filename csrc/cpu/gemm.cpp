@@ -36,6 +36,14 @@ void gemm_macro_kernel(const GemmMacroTile& tile) {
   gemm_kernels::macro_kernel<Vec, kRows, kColumns>(tile);
 }
 void gemm_decode(const GemmDecodeRange& r) { gemm_kernels::decode<Vec>(r); }
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+                 std::int64_t kc, int mr) {
+  gemm_kernels::pack_a<Vec>(packed, a, lda, transpose, m, kc, mr);
+}
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
+                 std::int64_t kc, int nr) {
+  gemm_kernels::pack_b<Vec>(packed, b, ldb, transpose, n, kc, nr);
+}
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation) {
   gemm_kernels::epilogue_rows<Vec>(c, ldc, m, n, bias, activation, pre_activation);
@@ -106,24 +114,7 @@ constexpr std::int64_t kDecodeRows = 16;
 
 void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
                  std::int64_t kc, int mr) {
-  for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
-    float* dst = packed + (r0 / mr) * kc * mr;
-    const int rows = static_cast<int>(std::min<std::int64_t>(mr, m - r0));
-    if (!transpose) {  // op(A)(i, p) = a[i * lda + p]: read each row once
-      for (int i = 0; i < rows; ++i) {
-        const float* src = a + (r0 + i) * lda;
-        for (std::int64_t p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
-      }
-    } else {  // op(A)(i, p) = a[p * lda + i]: rows of the packed sliver are contiguous
-      for (std::int64_t p = 0; p < kc; ++p) {
-        const float* src = a + p * lda + r0;
-        for (int i = 0; i < rows; ++i) dst[p * mr + i] = src[i];
-      }
-    }
-    if (rows < mr)
-      for (std::int64_t p = 0; p < kc; ++p)
-        for (int i = rows; i < mr; ++i) dst[p * mr + i] = 0.0f;
-  }
+  ATTNKIT_ACTIVE_KERNEL(gemm_pack_a)(packed, a, lda, transpose, m, kc, mr);
 }
 
 GemmMicroKernel active_gemm_kernel() {
@@ -133,29 +124,8 @@ GemmMicroKernel active_gemm_kernel() {
 
 void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
                  std::int64_t kc, int nr) {
-  for (std::int64_t s = 0; s < ceil_div(n, nr); ++s) {
-    const std::int64_t j0 = s * nr;
-    float* dst = packed + s * kc * nr;
-    const int cols = static_cast<int>(std::min<std::int64_t>(nr, n - j0));
-    if (!transpose) {  // op(B)(p, j) = b[p * ldb + j]: copy row pieces
-      for (std::int64_t p = 0; p < kc; ++p) {
-        const float* src = b + p * ldb + j0;
-        float* row = dst + p * nr;
-        for (int j = 0; j < cols; ++j) row[j] = src[j];
-        for (int j = cols; j < nr; ++j) row[j] = 0.0f;
-      }
-    } else {  // op(B)(p, j) = b[j * ldb + p]: read each of B's rows once
-      for (int j = 0; j < cols; ++j) {
-        const float* src = b + (j0 + j) * ldb;
-        for (std::int64_t p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
-      }
-      if (cols < nr)
-        for (std::int64_t p = 0; p < kc; ++p)
-          for (int j = cols; j < nr; ++j) dst[p * nr + j] = 0.0f;
-    }
-  }
+  ATTNKIT_ACTIVE_KERNEL(gemm_pack_b)(packed, b, ldb, transpose, n, kc, nr);
 }
-
 
 void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a,
           const float* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,

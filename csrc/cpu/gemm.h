@@ -106,6 +106,10 @@ struct GemmMicroKernel {
 namespace generic {
 GemmKernelShape gemm_kernel_shape();
 void gemm_macro_kernel(const GemmMacroTile& tile);
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+                 std::int64_t kc, int mr);
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
+                 std::int64_t kc, int nr);
 void gemm_decode(const GemmDecodeRange& range);
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation);
@@ -113,6 +117,10 @@ void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t
 namespace avx2 {
 GemmKernelShape gemm_kernel_shape();
 void gemm_macro_kernel(const GemmMacroTile& tile);
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+                 std::int64_t kc, int mr);
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
+                 std::int64_t kc, int nr);
 void gemm_decode(const GemmDecodeRange& range);
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation);
@@ -120,6 +128,10 @@ void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t
 namespace avx512 {
 GemmKernelShape gemm_kernel_shape();
 void gemm_macro_kernel(const GemmMacroTile& tile);
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+                 std::int64_t kc, int mr);
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
+                 std::int64_t kc, int nr);
 void gemm_decode(const GemmDecodeRange& range);
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation);

@@ -250,4 +250,67 @@ inline void decode(const GemmDecodeRange& r) {
     decode_columns<V>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1, r.alpha, r.beta);
 }
 
+// ---- packing (gemm.h: gemm_pack_a, gemm_pack_b) ----------------------------
+// A packed sliver is kc rows of `width` floats (mr rows of A or nr columns of
+// B at each k). Either a row of it is a contiguous run of the source (A
+// transposed, B not), copied with vector loads and stores, or it is a column
+// of the source (A not transposed, B transposed): then W x W blocks are
+// loaded a source row at a time, transposed in registers, and stored a packed
+// row at a time, so no float is moved on its own.
+
+// dst[0, width) = src[0, count), then zeros.
+template <class V>
+inline void pack_run(float* dst, const float* src, int count, int width) {
+  for (int j = 0; j < width; j += V::width) {
+    const V x = j < count ? V::load_partial(src + j, count - j) : V::broadcast(0.0f);
+    x.store_partial(dst + j, width - j);
+  }
+}
+
+// For p in [0, kc): dst[p * width + i] = src[i * stride + p] for i < count,
+// then zeros up to width.
+template <class V>
+inline void pack_transposed(float* dst, int width, const float* src, std::int64_t stride, int count,
+                            std::int64_t kc) {
+  constexpr int W = V::width;
+  for (std::int64_t p0 = 0; p0 < kc; p0 += W) {
+    const int depth = kc - p0 < W ? static_cast<int>(kc - p0) : W;
+    for (int j = 0; j < width; j += W) {
+      V block[W];
+      for (int r = 0; r < W; ++r)
+        block[r] = j + r < count ? V::load_partial(src + (j + r) * stride + p0, depth) : V::broadcast(0.0f);
+      transpose(block);
+      for (int q = 0; q < depth; ++q) block[q].store_partial(dst + (p0 + q) * width + j, width - j);
+    }
+  }
+}
+
+template <class V>
+inline void pack_a(float* packed, const float* a, std::int64_t lda, bool transpose_a, std::int64_t m,
+                   std::int64_t kc, int mr) {
+  for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
+    float* dst = packed + (r0 / mr) * kc * mr;
+    const int rows = static_cast<int>(m - r0 < mr ? m - r0 : mr);
+    if (transpose_a) {  // op(A)(i, p) = a[p * lda + i]
+      for (std::int64_t p = 0; p < kc; ++p) pack_run<V>(dst + p * mr, a + p * lda + r0, rows, mr);
+    } else {  // op(A)(i, p) = a[i * lda + p]
+      pack_transposed<V>(dst, mr, a + r0 * lda, lda, rows, kc);
+    }
+  }
+}
+
+template <class V>
+inline void pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose_b, std::int64_t n,
+                   std::int64_t kc, int nr) {
+  for (std::int64_t j0 = 0; j0 < n; j0 += nr) {
+    float* dst = packed + (j0 / nr) * kc * nr;
+    const int cols = static_cast<int>(n - j0 < nr ? n - j0 : nr);
+    if (!transpose_b) {  // op(B)(p, j) = b[p * ldb + j]
+      for (std::int64_t p = 0; p < kc; ++p) pack_run<V>(dst + p * nr, b + p * ldb + j0, cols, nr);
+    } else {  // op(B)(p, j) = b[j * ldb + p]
+      pack_transposed<V>(dst, nr, b + j0 * ldb, ldb, cols, kc);
+    }
+  }
+}
+
 }  // namespace attnkit::cpu::gemm_kernels

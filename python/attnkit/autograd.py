@@ -92,26 +92,44 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
+        # Runs once per op call: the loops are written out (no generators)
+        # and the Tensor class is a module global, not an import per call.
+        Tensor = _tensor_class()
+        needs_input_grad = [isinstance(a, Tensor) and a.requires_grad for a in args]
+        ctx = Context()
+        ctx.needs_input_grad = needs_input_grad = tuple(needs_input_grad)
+        record = True in needs_input_grad and getattr(_state, "grad_enabled", True)
+        output = cls.forward(ctx, *args)
+        if type(output) is not tuple:
+            if not record:
+                return Tensor._wrap(output)
+            node = Node(cls, ctx, _graph_inputs(args, needs_input_grad), ((output.shape, output.dtype),))
+            return Tensor._wrap(output, True, (node, 0))
+        if not record:
+            return tuple([Tensor._wrap(o) for o in output])
+        node = Node(cls, ctx, _graph_inputs(args, needs_input_grad), tuple([(o.shape, o.dtype) for o in output]))
+        return tuple([Tensor._wrap(o, True, (node, i)) for i, o in enumerate(output)])
+
+
+def _graph_inputs(args, needs_input_grad) -> tuple:
+    """Node.inputs: the producer of each argument that requires a gradient
+    ((Node, index), or the leaf Tensor itself), None for the others."""
+    return tuple([(a._grad_fn if a._grad_fn is not None else a) if needed else None
+                  for a, needed in zip(args, needs_input_grad)])
+
+
+_tensor_type = None
+
+
+def _tensor_class():
+    """attnkit.Tensor (tensor.py imports this module, so it is looked up
+    on first use rather than imported at the top)."""
+    global _tensor_type
+    if _tensor_type is None:
         from .tensor import Tensor
 
-        ctx = Context()
-        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        record = is_grad_enabled() and any(ctx.needs_input_grad)
-        output = cls.forward(ctx, *args)
-        several = isinstance(output, tuple)
-        outputs = output if several else (output,)
-        if not record:
-            wrapped = tuple(Tensor._wrap(o) for o in outputs)
-            return wrapped if several else wrapped[0]
-        inputs = []
-        for a in args:
-            if isinstance(a, Tensor) and a.requires_grad:
-                inputs.append(a._grad_fn if a._grad_fn is not None else a)
-            else:
-                inputs.append(None)
-        node = Node(cls, ctx, tuple(inputs), tuple((o.shape, o.dtype) for o in outputs))
-        wrapped = tuple(Tensor._wrap(o, requires_grad=True, grad_fn=(node, i)) for i, o in enumerate(outputs))
-        return wrapped if several else wrapped[0]
+        _tensor_type = Tensor
+    return _tensor_type
 
 
 def _accumulate(existing, new):

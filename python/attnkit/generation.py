@@ -171,6 +171,9 @@ class _Decoding:
         if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool):
             raise TypeError(f"{op}: argument 'max_new_tokens' expected an int, got {type(max_new_tokens).__name__}")
         prompt_length = self.tokens.shape[1]
+        if prompt_length > config.block_size:
+            raise ValueError(f"{op}: argument 'idx' holds a prompt of {prompt_length} tokens, more than "
+                             f"block_size={config.block_size}")
         # The last new token is drawn, never fed: the model sees at most
         # prompt_length + max_new_tokens - 1 positions.
         room = config.block_size - prompt_length + 1
@@ -219,13 +222,15 @@ class _Decoding:
             tokens[finished] = FINISHED
             if seen is not None:
                 seen[rows[~finished], tokens[~finished]] = True
-            finished |= np.isin(tokens, self.stop)
-            yield tokens
-            if finished.all() or step == self.max_new_tokens - 1:
-                return
+            if self.stop.size:
+                finished |= (tokens[:, None] == self.stop[None, :]).any(axis=1)
             # A finished row goes on decoding a dummy token (its output is
             # discarded): cheaper than reshaping the batch and its caches.
-            feed = np.where(tokens == FINISHED, 0, tokens)[:, None]
+            # A copy: the caller may keep or change what is yielded.
+            feed = np.where(finished, 0, tokens)[:, None]
+            yield tokens
+            if step == self.max_new_tokens - 1 or finished.all():
+                return
             with no_grad():
                 logits = model(from_numpy(feed), caches,
                                position_ids=from_numpy(next_position[:, None].copy()) if padded else None,

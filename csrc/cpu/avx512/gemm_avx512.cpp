@@ -16,6 +16,16 @@ void gemm_macro_kernel(const GemmMacroTile& tile) {
 
 void gemm_decode(const GemmDecodeRange& r) { gemm_kernels::decode<Vec>(r); }
 
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
+                 std::int64_t kc, int mr) {
+  gemm_kernels::pack_a<Vec>(packed, a, lda, transpose, m, kc, mr);
+}
+
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
+                 std::int64_t kc, int nr) {
+  gemm_kernels::pack_b<Vec>(packed, b, ldb, transpose, n, kc, nr);
+}
+
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation) {
   gemm_kernels::epilogue_rows<Vec>(c, ldc, m, n, bias, activation, pre_activation);

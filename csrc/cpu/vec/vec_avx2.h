@@ -46,6 +46,27 @@ inline Vec pow2_integer(Vec n) {
   return {_mm256_castsi256_ps(bits)};
 }
 
+// Transposes the 8 x 8 block held in rows[0..7] (row i, lane j) in place:
+// afterwards rows[j] holds what was lane j of every row.
+inline void transpose(Vec (&rows)[8]) {
+  __m256 pairs[8], quads[8];
+  for (int g = 0; g < 4; ++g) {
+    pairs[2 * g] = _mm256_unpacklo_ps(rows[2 * g].v, rows[2 * g + 1].v);
+    pairs[2 * g + 1] = _mm256_unpackhi_ps(rows[2 * g].v, rows[2 * g + 1].v);
+  }
+  // quads[4h + c], 128-bit lane k: column 4k + c of rows 4h .. 4h + 3
+  for (int h = 0; h < 2; ++h) {
+    quads[4 * h + 0] = _mm256_shuffle_ps(pairs[4 * h], pairs[4 * h + 2], 0x44);
+    quads[4 * h + 1] = _mm256_shuffle_ps(pairs[4 * h], pairs[4 * h + 2], 0xEE);
+    quads[4 * h + 2] = _mm256_shuffle_ps(pairs[4 * h + 1], pairs[4 * h + 3], 0x44);
+    quads[4 * h + 3] = _mm256_shuffle_ps(pairs[4 * h + 1], pairs[4 * h + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    rows[c].v = _mm256_permute2f128_ps(quads[c], quads[4 + c], 0x20);
+    rows[4 + c].v = _mm256_permute2f128_ps(quads[c], quads[4 + c], 0x31);
+  }
+}
+
 // 32-bit unsigned integer lanes, as many as Vec has floats (Philox streams).
 struct VecU32 {
   __m256i v;

@@ -57,6 +57,36 @@ inline Vec pow2_integer(Vec n) {
   return {_mm512_castsi512_ps(bits)};
 }
 
+// Transposes the 16 x 16 block held in rows[0..15] (row i, lane j) in place:
+// afterwards rows[j] holds what was lane j of every row. Four rounds of
+// shuffles: pairs of floats, pairs of pairs, then 128-bit lanes twice.
+inline void transpose(Vec (&rows)[16]) {
+  __m512 pairs[16], quads[16];
+  for (int g = 0; g < 8; ++g) {
+    pairs[2 * g] = _mm512_unpacklo_ps(rows[2 * g].v, rows[2 * g + 1].v);
+    pairs[2 * g + 1] = _mm512_unpackhi_ps(rows[2 * g].v, rows[2 * g + 1].v);
+  }
+  // quads[4g + c], 128-bit lane k: column 4k + c of rows 4g .. 4g + 3
+  for (int g = 0; g < 4; ++g) {
+    const __m512d low = _mm512_castps_pd(pairs[4 * g]), high = _mm512_castps_pd(pairs[4 * g + 1]);
+    const __m512d low2 = _mm512_castps_pd(pairs[4 * g + 2]), high2 = _mm512_castps_pd(pairs[4 * g + 3]);
+    quads[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(low, low2));
+    quads[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(low, low2));
+    quads[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(high, high2));
+    quads[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(high, high2));
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512 even_low = _mm512_shuffle_f32x4(quads[c], quads[4 + c], 0x88);
+    const __m512 odd_low = _mm512_shuffle_f32x4(quads[c], quads[4 + c], 0xDD);
+    const __m512 even_high = _mm512_shuffle_f32x4(quads[8 + c], quads[12 + c], 0x88);
+    const __m512 odd_high = _mm512_shuffle_f32x4(quads[8 + c], quads[12 + c], 0xDD);
+    rows[c].v = _mm512_shuffle_f32x4(even_low, even_high, 0x88);
+    rows[8 + c].v = _mm512_shuffle_f32x4(even_low, even_high, 0xDD);
+    rows[4 + c].v = _mm512_shuffle_f32x4(odd_low, odd_high, 0x88);
+    rows[12 + c].v = _mm512_shuffle_f32x4(odd_low, odd_high, 0xDD);
+  }
+}
+
 // 32-bit unsigned integer lanes, as many as Vec has floats (Philox streams).
 struct VecU32 {
   __m512i v;

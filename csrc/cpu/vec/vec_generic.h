@@ -68,6 +68,9 @@ inline Vec pow2_integer(Vec n) {
   return {out};
 }
 
+// Transposes the width x width block held in rows (1 x 1 here: nothing to do).
+inline void transpose(Vec (&)[1]) {}
+
 // 32-bit unsigned integer lanes, as many as Vec has floats (Philox streams).
 struct VecU32 {
   std::uint32_t v;

@@ -33,6 +33,7 @@ class KVCache:
     num_kv_heads, head_dim] at positions length .. length + t - 1.
     ``update(k_new, v_new)`` appends and returns the keys and values of the
     filled positions (a view when batch is 1, a copy otherwise).
+    ``select(rows)`` reorders the batch rows (beam search).
     ``MultiHeadAttention`` appends and then attends with ``attention_inputs``,
     which needs no copy when decoding one position at a time. The cache is
     for inference: what it stores carries no gradient, so it refuses tensors
@@ -51,24 +52,30 @@ class KVCache:
         # The filled length of every row, for F.attention's key_lengths when
         # a decoding step reads the whole buffer (see attention_inputs).
         self._key_lengths = Tensor._wrap(_C.zeros([self.batch], "int64"))
+        # numpy views of the buffers, made once: every decoding step writes
+        # through them.
+        self._k_values, self._v_values = values_view(self.k), values_view(self.v)
+        self._key_lengths_values = values_view(self._key_lengths)
+        self._padding_values = None
         self.length = 0
 
     def reset(self) -> None:
         """Forgets the cached positions (the memory is kept for reuse)."""
         self.length = 0
         self.key_padding_mask = None
+        self._padding_values = None
 
     def append(self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None) -> None:
         """Writes the keys and values of t new positions; ``key_padding_mask``
         bool [batch, t] marks the ones that are padding."""
         op = "KVCache.append"
-        expected = (self.batch, None, self.num_kv_heads, self.head_dim)
         for name, t in (("k_new", k_new), ("v_new", v_new)):
             if not isinstance(t, Tensor):
                 raise TypeError(f"{op}: argument '{name}' expected an attnkit.Tensor, got {type(t).__name__}")
-            if t.ndim != 4 or any(e is not None and e != s for e, s in zip(expected, t.shape)):
+            shape = t.shape
+            if len(shape) != 4 or (shape[0], shape[2], shape[3]) != (self.batch, self.num_kv_heads, self.head_dim):
                 raise ValueError(f"{op}: argument '{name}' expected shape "
-                                 f"[{self.batch}, t, {self.num_kv_heads}, {self.head_dim}], got {list(t.shape)}")
+                                 f"[{self.batch}, t, {self.num_kv_heads}, {self.head_dim}], got {list(shape)}")
             if t.requires_grad:
                 raise RuntimeError(f"{op}: argument '{name}' requires grad; the cache stores no "
                                    f"gradient, so decode under attnkit.no_grad()")
@@ -87,14 +94,32 @@ class KVCache:
         if self.length + steps > self.max_len:
             raise ValueError(f"{op}: {steps} new positions after {self.length} exceed max_len={self.max_len}")
         end = self.length + steps
-        values_view(self.k)[:, self.length:end] = np.asarray(k_new._array)
-        values_view(self.v)[:, self.length:end] = np.asarray(v_new._array)
+        self._k_values[:, self.length:end] = k_new._array
+        self._v_values[:, self.length:end] = v_new._array
         if key_padding_mask is not None and self.key_padding_mask is None:
             self.key_padding_mask = Tensor._wrap(_C.zeros([self.batch, self.max_len], "bool"))
-        if self.key_padding_mask is not None:
-            values_view(self.key_padding_mask)[:, self.length:end] = (
-                False if key_padding_mask is None else np.asarray(key_padding_mask._array))
+            self._padding_values = values_view(self.key_padding_mask)
+        if self._padding_values is not None:
+            self._padding_values[:, self.length:end] = False if key_padding_mask is None else key_padding_mask._array
         self.length = end
+
+    def select(self, rows) -> None:
+        """Row b of the cache becomes what row ``rows[b]`` was (``rows``: batch
+        int indices, repeats allowed): beam search reorders its hypotheses'
+        caches with it after each step."""
+        op = "KVCache.select"
+        index = np.asarray(rows._array) if isinstance(rows, Tensor) else np.asarray(rows)
+        if index.shape != (self.batch,) or (index.size and index.dtype.kind not in "iu"):
+            raise ValueError(f"{op}: argument 'rows' expected {self.batch} int indices, "
+                             f"got {index.dtype} of shape {list(index.shape)}")
+        if index.size and (index.min() < 0 or index.max() >= self.batch):
+            raise ValueError(f"{op}: argument 'rows' expected indices in [0, {self.batch}), "
+                             f"got {index.min() if index.min() < 0 else index.max()}")
+        filled = slice(0, self.length)
+        for buffer in (self.k, self.v, self.key_padding_mask):
+            if buffer is not None:
+                values = values_view(buffer)
+                values[:, filled] = values[index, filled]  # the right side is a copy: no overlap
 
     def update(self, k_new: Tensor, v_new: Tensor) -> tuple:
         """Appends, then returns the keys and values of the filled positions."""
@@ -113,13 +138,15 @@ class KVCache:
         to everything cached that is not padding.
 
         - First call (empty cache): the new keys themselves, no copy.
-        - One new position: the whole buffer, with ``key_lengths`` = length
-          hiding the unfilled rest. The query is the last position, so
-          nothing past it is visible anyway, and the decode kernel reads
-          the buffer in place: no per-token copy of the cache, whatever the
-          batch size.
-        - Otherwise (several positions after cached ones): the filled
-          positions, a copy when batch > 1.
+        - One new position, batch > 1 (or padding): the whole buffer, with
+          ``key_lengths`` = length hiding the unfilled rest. The query is the
+          last position, so nothing past it is visible anyway, and the
+          decode kernel reads the buffer in place instead of a per-token
+          copy of the filled rows. (The kernel still walks the hidden keys,
+          a few ns each: far less than the copy, but more than the free
+          view of batch 1.)
+        - Otherwise: the filled positions, a view when batch is 1, a copy
+          otherwise.
         """
         first = self.length
         self.append(k_new, v_new, key_padding_mask)
@@ -127,7 +154,7 @@ class KVCache:
         if first == 0:
             return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask}
         if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None):
-            values_view(self._key_lengths)[...] = self.length
+            self._key_lengths_values[...] = self.length
             return self.k, self.v, {"causal": True, "key_lengths": self._key_lengths,
                                     "key_padding_mask": self.key_padding_mask}
         padding = None if self.key_padding_mask is None else self._filled(self.key_padding_mask)

@@ -156,10 +156,12 @@ class Optimizer:
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.dtype.name != "float32" or p.grad.dtype.name != "float32":
+            # The native arrays' dtype names and shape tuples: this runs for
+            # every parameter at every step.
+            if p._array.dtype != "float32" or p.grad._array.dtype != "float32":
                 raise TypeError(f"{name}.step: parameters and gradients must be float32, got a "
                                 f"{p.dtype} parameter with a {p.grad.dtype} gradient")
-            if tuple(p.grad.shape) != tuple(p.shape):
+            if p.grad._array.shape != p._array.shape:
                 raise ValueError(f"{name}.step: a gradient of shape {p.grad.shape} does not fit "
                                  f"its parameter of shape {p.shape}")
             yield p
