@@ -376,7 +376,11 @@ class Transformer(nn.Module):
             history = np.take_along_axis(history, parents[:, :, None], axis=1)
             history[:, :, step] = next_tokens
             log_probability = next_log_probability
-            self._reorder_caches(caches, (np.arange(batch)[:, None] * beams + parents).reshape(-1))
+            # The kept hypotheses were extended from these parents: their
+            # caches follow them.
+            parent_rows = (np.arange(batch)[:, None] * beams + parents).reshape(-1)
+            for cache in caches:
+                cache.select(parent_rows)
             tokens = next_tokens.reshape(-1)
 
         best = [max(hypotheses, key=lambda entry: entry[0]) for hypotheses in finished]
@@ -385,15 +389,6 @@ class Transformer(nn.Module):
             output[source, :len(sequence)] = sequence
         sequences = from_numpy(output)
         return (sequences, np.array([score for score, _ in best])) if return_scores else sequences
-
-    @staticmethod
-    def _reorder_caches(caches: list, rows: np.ndarray) -> None:
-        """Row r of every cache takes the keys and values of row rows[r]: the
-        hypotheses kept were extended from those parents."""
-        for cache in caches:
-            for buffer in (cache.k, cache.v):
-                filled = values_view(buffer)[:, :cache.length]
-                filled[...] = filled[rows]
 
     def extra_repr(self) -> str:
         return f"{self.config}"
