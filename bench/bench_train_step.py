@@ -72,15 +72,19 @@ def torch_setup(torch, config: GPTConfig, inputs, targets, source_model, optimiz
 
 
 def python_overhead(step, passes: int = 3):
-    """The median over ``passes`` instrumented steps of (wall, kernel seconds,
-    Python seconds), and the KernelTimer of the last one (for the breakdown)."""
+    """(wall, kernel seconds, Python seconds) per step, each the median over
+    ``passes`` instrumented steps, and the KernelTimer that timed them all
+    (its per-kernel totals cover every pass: divide by ``passes``)."""
     figures = []
-    for _ in range(passes):
-        with common.KernelTimer() as timer:
+    with common.KernelTimer() as timer:
+        for _ in range(passes):
+            kernel_before, calls_before = timer.kernel_seconds, timer.total_calls
             start = time.perf_counter()
             step()
             wall = time.perf_counter() - start
-        figures.append((wall, timer.kernel_seconds, timer.python_seconds(wall)))
+            kernel = timer.kernel_seconds - kernel_before
+            calls = timer.total_calls - calls_before
+            figures.append((wall, kernel, wall - kernel - calls * timer.wrapper_seconds_per_call))
     return tuple(statistics.median(f[i] for f in figures) for i in range(3)), timer
 
 
@@ -112,7 +116,8 @@ def main() -> None:
                                              args.torch_optimizer).step
             repeats = args.repeats if key == "A" else args.repeats_b
             timings = common.time_side_by_side(steps, warmup=args.warmup, repeats=repeats)
-            (wall, kernel, python), timer = python_overhead(ours.step, passes=3 if key == "A" else 1)
+            passes = 5 if key == "A" else 1
+            (wall, kernel, python), timer = python_overhead(ours.step, passes)
             flops = benchmarks.train_step_flops(config, batch)
             row = {
                 "config": key, "threads": threads, "batch": batch, "block": config.block_size,
@@ -122,17 +127,18 @@ def main() -> None:
                 "torch_ms": timings["torch"].median * 1e3 if "torch" in timings else None,
                 "torch_spread": timings["torch"].spread if "torch" in timings else None,
                 "instrumented_wall_ms": wall * 1e3, "kernel_ms": kernel * 1e3, "python_ms": python * 1e3,
-                "native_calls": timer.total_calls,
+                "native_calls": timer.total_calls // passes,
                 "wrapper_us_per_call": timer.wrapper_seconds_per_call * 1e6,
                 "step_gflop": flops * 1e-9, "fma_peak_gflops": peak,
                 "fma_bound_ms": flops / (peak * 1e9) * 1e3,
             }
             results.append(row)
             if args.profile:
-                print(f"\nconfig {key}, {threads} threads: one step, {timer.total_calls} native calls, "
-                      f"kernels {kernel * 1e3:.1f} ms, Python {python * 1e3:.1f} ms of {wall * 1e3:.1f} ms")
+                print(f"\nconfig {key}, {threads} threads: per step (mean of {passes}), "
+                      f"{timer.total_calls // passes} native calls, kernels {kernel * 1e3:.1f} ms, "
+                      f"Python {python * 1e3:.1f} ms of {wall * 1e3:.1f} ms (medians)")
                 for name, seconds, calls in timer.breakdown(top=25):
-                    print(f"  {name:<28} {seconds * 1e3:9.2f} ms  {calls:5d} calls")
+                    print(f"  {name:<28} {seconds / passes * 1e3:9.2f} ms  {calls // passes:5d} calls")
 
     print()
     header = ["config", "thr", "attnkit ms", "±", "torch ms", "±", "attnkit/torch", "kernels ms", "python ms",

@@ -39,6 +39,15 @@ def test_every_transpose(cpu_isa, rng, transpose_a, transpose_b):
     check_product(rng, 37, 129, 67, transpose_a, transpose_b)
 
 
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_every_transpose_across_cache_blocks(cpu_isa, rng, transpose_a, transpose_b):
+    # K past every ISA's KC and M past MC: the packed blocks start inside the
+    # operands, and both packings (runs and in-register transposes) meet
+    # partial register tiles and partial vectors at every edge.
+    check_product(rng, 301, 777, 139, transpose_a, transpose_b)
+
+
 @pytest.mark.parametrize("m, k, n", [(1, 1, 1), (1, 300, 200), (70, 1, 50), (1, 1, 77), (55, 1, 1)])
 def test_degenerate_shapes(cpu_isa, rng, m, k, n):
     check_product(rng, m, k, n)

@@ -288,14 +288,20 @@ inline void pack_transposed(float* dst, int width, const float* src, std::int64_
 template <class V>
 inline void pack_a(float* packed, const float* a, std::int64_t lda, bool transpose_a, std::int64_t m,
                    std::int64_t kc, int mr) {
-  for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
-    float* dst = packed + (r0 / mr) * kc * mr;
-    const int rows = static_cast<int>(m - r0 < mr ? m - r0 : mr);
-    if (transpose_a) {  // op(A)(i, p) = a[p * lda + i]
-      for (std::int64_t p = 0; p < kc; ++p) pack_run<V>(dst + p * mr, a + p * lda + r0, rows, mr);
-    } else {  // op(A)(i, p) = a[i * lda + p]
-      pack_transposed<V>(dst, mr, a + r0 * lda, lda, rows, kc);
-    }
+  if (transpose_a) {
+    // op(A)(i, p) = a[p * lda + i]: source row p holds row p of every
+    // sliver, so it is read once, front to back. (Walking one sliver down
+    // all p instead reads mr floats per row: with a long lda, such as the
+    // LM head's weight gradient (lda = vocabulary), a new page every time.)
+    for (std::int64_t p = 0; p < kc; ++p)
+      for (std::int64_t r0 = 0; r0 < m; r0 += mr)
+        pack_run<V>(packed + (r0 / mr) * kc * mr + p * mr, a + p * lda + r0,
+                    static_cast<int>(m - r0 < mr ? m - r0 : mr), mr);
+    return;
+  }
+  for (std::int64_t r0 = 0; r0 < m; r0 += mr) {  // op(A)(i, p) = a[i * lda + p]
+    pack_transposed<V>(packed + (r0 / mr) * kc * mr, mr, a + r0 * lda, lda,
+                       static_cast<int>(m - r0 < mr ? m - r0 : mr), kc);
   }
 }
 
