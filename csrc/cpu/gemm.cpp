@@ -181,7 +181,13 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
   // so nothing is shared and nothing waits inside a product: for rows, that
   // packs B once per thread, O(K N) copies against O(M N K) FMAs. Bands are
   // equal to within one register tile, and blocked by MC rows inside.
-  const bool split_rows = m >= static_cast<std::int64_t>(threads) * mr * 4;
+  // Splitting rows makes every thread pack all of B (K x N floats), splitting
+  // columns all of A (M x K): split the longer side, so the smaller operand
+  // is the one packed twice (weight gradients, M = in_features and K = tokens,
+  // are often wider than tall).
+  const bool rows_enough = m >= static_cast<std::int64_t>(threads) * mr * 4;
+  const bool columns_enough = n >= static_cast<std::int64_t>(threads) * nr * 4;
+  const bool split_rows = rows_enough && (m >= n || !columns_enough);
   const std::int64_t mc = std::min(round_up(kernel.blocking.mc, mr), round_up(m, mr));
   const std::int64_t kc_max = std::min(kernel.blocking.kc, k);
   const std::int64_t nc_max = std::min(kernel.blocking.nc, n);
