@@ -356,3 +356,111 @@ def test_bad_arguments(rng):
         empty = attnkit.tensor(np.ones((2, 5, 4, 0), np.float32))
         F.attention(empty, attnkit.tensor(np.ones((2, 6, 2, 0), np.float32)),
                     attnkit.tensor(np.ones((2, 6, 2, 0), np.float32)))
+
+
+# ---- attention_qkv: q, k, v read in place from one fused projection --------
+
+def fused_projection(rng, batch, t, heads, kv_heads, d):
+    """qkv [B, T, (H + 2 Hkv) D] and its three slices as separate arrays."""
+    qkv = rng.standard_normal((batch, t, (heads + 2 * kv_heads) * d)).astype(np.float32)
+    k_start, v_start = heads * d, (heads + kv_heads) * d
+    q = np.ascontiguousarray(qkv[..., :k_start]).reshape(batch, t, heads, d)
+    k = np.ascontiguousarray(qkv[..., k_start:v_start]).reshape(batch, t, kv_heads, d)
+    v = np.ascontiguousarray(qkv[..., v_start:]).reshape(batch, t, kv_heads, d)
+    return qkv, q, k, v
+
+
+def run_qkv(qkv, heads, kv_heads, grad_out, **options):
+    tensor = attnkit.tensor(qkv, requires_grad=True)
+    out = F.attention_qkv(tensor, heads, kv_heads, **options)
+    out.backward(attnkit.tensor(grad_out))
+    return out.detach().numpy(), tensor.grad.numpy()
+
+
+def mask_options(rng, batch, t, kind):
+    if kind == "padding":
+        return {"key_padding_mask": attnkit.tensor(rng.random((batch, t)) < 0.3)}
+    if kind == "lengths":
+        return {"key_lengths": attnkit.tensor(rng.integers(0, t + 1, batch).astype(np.int64))}
+    if kind == "window":
+        return {"window": 5, "scale": 0.3}
+    return {}
+
+
+@pytest.mark.parametrize("batch, t, heads, kv_heads, d", [(2, 37, 4, 4, 16), (3, 70, 4, 2, 8), (1, 17, 6, 1, 80),
+                                                         (2, 1, 2, 2, 3), (2, 0, 2, 1, 8)])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kind", ["none", "padding", "lengths", "window", "dropout"])
+def test_attention_qkv_equals_attention_on_the_split_inputs(cpu_isa, rng, batch, t, heads, kv_heads, d, causal,
+                                                            kind):
+    qkv, q, k, v = fused_projection(rng, batch, t, heads, kv_heads, d)
+    grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    options = dict(causal=causal, **mask_options(rng, batch, t, kind))
+    # dropout: the same generator state gives both the same Philox stream
+    seeded = lambda: {"dropout_p": 0.25, "generator": attnkit.random.Generator(99)} if kind == "dropout" else {}
+    out, grad_qkv = run_qkv(qkv, heads, kv_heads, grad_out, **options, **seeded())
+    expected_out, dq, dk, dv = run(q, k, v, grad_out, **options, **seeded())
+    np.testing.assert_array_equal(out, expected_out)
+    expected_grad = np.concatenate([g.reshape(batch, t, g.shape[2] * d) for g in (dq, dk, dv)], axis=-1)
+    np.testing.assert_array_equal(grad_qkv, expected_grad)
+    if kind == "dropout" and t > 1:  # the mask did drop something
+        assert not np.array_equal(out, run_qkv(qkv, heads, kv_heads, grad_out, **options)[0])
+
+
+@pytest.mark.parametrize("heads, kv_heads", [(4, 4), (8, 2)])
+def test_attention_qkv_inference_equals_attention(cpu_isa, rng, heads, kv_heads):
+    # without gradients a few rows take the decode path, which reads the
+    # strided k and v in place as well; longer sequences the tiled path
+    for t in (1, 2, 40):
+        qkv, q, k, v = fused_projection(rng, 2, t, heads, kv_heads, 16)
+        with attnkit.no_grad():
+            out = F.attention_qkv(attnkit.tensor(qkv), heads, kv_heads, causal=True).numpy()
+            expected = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), causal=True).numpy()
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_attention_qkv_default_kv_heads_and_thread_count(rng):
+    qkv, q, k, v = fused_projection(rng, 2, 50, 3, 3, 8)
+    grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    previous = attnkit.get_num_threads()
+    try:
+        attnkit.set_num_threads(1)
+        one = run_qkv(qkv, 3, None, grad_out, causal=True)
+        attnkit.set_num_threads(2)
+        two = run_qkv(qkv, 3, None, grad_out, causal=True)
+    finally:
+        attnkit.set_num_threads(previous)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(one[0], run(q, k, v, grad_out, causal=True)[0])
+
+
+def test_attention_qkv_bad_arguments(rng):
+    qkv = attnkit.tensor(rng.standard_normal((2, 5, 8 * 8)).astype(np.float32))  # 4 + 2 * 2 heads of 8
+    with pytest.raises(TypeError, match="attention_qkv: argument 'qkv' expected an attnkit.Tensor"):
+        F.attention_qkv(qkv.numpy(), 4, 2)
+    with pytest.raises(ValueError, match="attention_qkv: argument 'qkv' expected 3 dimensions"):
+        F.attention_qkv(attnkit.tensor(np.ones((2, 5, 4, 16), np.float32)), 4, 2)
+    with pytest.raises(TypeError, match="attention_qkv: argument 'qkv' expected float32"):
+        F.attention_qkv(attnkit.tensor(np.ones((2, 5, 64), np.int32)), 4, 2)
+    with pytest.raises(ValueError, match="argument 'qkv' expected a last dimension that is a positive multiple "
+                                         "of num_heads \\+ 2 num_kv_heads = 6"):
+        F.attention_qkv(qkv, 4, 1)
+    with pytest.raises(ValueError, match="argument 'num_kv_heads' expected a divisor of num_heads \\(4\\)"):
+        F.attention_qkv(qkv, 4, 3)
+    with pytest.raises(ValueError, match="argument 'num_kv_heads' expected a divisor"):
+        F.attention_qkv(qkv, 4, 0)
+    with pytest.raises(ValueError, match="argument 'num_heads' expected at least 1"):
+        F.attention_qkv(qkv, 0, 2)
+    with pytest.raises(TypeError, match="argument 'num_heads' expected an int"):
+        F.attention_qkv(qkv, 4.0, 2)
+    with pytest.raises(TypeError, match="argument 'num_kv_heads' expected an int"):
+        F.attention_qkv(qkv, 4, True)
+    with pytest.raises(ValueError, match="argument 'key_padding_mask' expected shape \\[2, 5\\]"):
+        F.attention_qkv(qkv, 4, 2, key_padding_mask=attnkit.tensor(np.zeros((2, 6), bool)))
+    with pytest.raises(ValueError, match="attention_qkv: argument 'dropout_p' expected a probability"):
+        F.attention_qkv(qkv, 4, 2, dropout_p=1.0)
+    with pytest.raises(ValueError, match="attention_qkv: argument 'window' expected a positive int"):
+        F.attention_qkv(qkv, 4, 2, window=0)
+    with pytest.raises(ValueError, match="attention_qkv: argument 'key_lengths' expected lengths in \\[0, 5\\]"):
+        F.attention_qkv(qkv, 4, 2, key_lengths=attnkit.tensor(np.array([3, 6])))

@@ -7,6 +7,7 @@ import pytest
 
 import attnkit
 from attnkit import nn
+import attnkit.nn.functional as F
 
 import reference
 from conftest import assert_elementwise_close, assert_reduction_close
@@ -270,3 +271,36 @@ def test_bad_arguments():
             module(attnkit.zeros(1, 3, 8), cache=nn.KVCache(1, 4, 1, 4))
     with pytest.raises(ValueError):
         module(attnkit.zeros(1, 3, 8), key_padding_mask=attnkit.zeros(1, 4, dtype=attnkit.bool))
+
+
+@pytest.mark.parametrize("num_kv_heads", [4, 2])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_fused_self_attention_equals_the_split_projection(cpu_isa, rng, num_kv_heads, dropout):
+    """Fused self-attention reads q, k, v in place from the projection
+    (F.attention_qkv): bit for bit what splitting it and F.attention give,
+    in the output and in every gradient."""
+    attnkit.manual_seed(5)
+    module = nn.MultiHeadAttention(32, 4, num_kv_heads, dropout=dropout)
+    x = rng.standard_normal((3, 21, 32)).astype(np.float32)
+    padding = rng.random((3, 21)) < 0.2
+    grad_out = rng.standard_normal(x.shape).astype(np.float32)
+
+    def split_path(x, key_padding_mask):
+        width, kv_width = 32, num_kv_heads * 8
+        q, k, v = F.split(module.qkv_proj(x), [width, kv_width, kv_width], dim=-1)
+        out = F.attention(q.reshape(3, 21, 4, 8), k.reshape(3, 21, num_kv_heads, 8),
+                          v.reshape(3, 21, num_kv_heads, 8), causal=True, key_padding_mask=key_padding_mask,
+                          dropout_p=dropout)
+        return module.out_proj(out.reshape(3, 21, 32))
+
+    results = []
+    for forward in (lambda x, mask: module(x, causal=True, key_padding_mask=mask), split_path):
+        module.zero_grad()
+        attnkit.manual_seed(6)  # the same dropout stream for both
+        inputs = attnkit.tensor(x, requires_grad=True)
+        out = forward(inputs, attnkit.tensor(padding))
+        out.backward(attnkit.tensor(grad_out))
+        results.append([out.detach().numpy(), inputs.grad.numpy()] +
+                       [p.grad.numpy() for _, p in module.named_parameters()])
+    for fused, split in zip(*results):
+        np.testing.assert_array_equal(fused, split)

@@ -235,3 +235,30 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="caches"):
         with attnkit.no_grad():
             decoder(attnkit.zeros(1, 1, 8), attnkit.zeros(1, 2, 8), caches=decoder.make_caches(1, 4)[:1])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pre_ln_encoder_layer_fuses_the_residual_add_bit_for_bit(cpu_isa, rng, bias):
+    """The pre-LN layer adds the attention output and normalizes the sum in
+    one F.add_layer_norm: the same bits as the add and then norm2, in the
+    output and in every gradient."""
+    attnkit.manual_seed(7)
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=48, dropout=0.0, activation="gelu_tanh",
+                                       norm_first=True, bias=bias)
+    x = rng.standard_normal((3, 13, 32)).astype(np.float32)
+    grad_out = rng.standard_normal(x.shape).astype(np.float32)
+
+    def unfused(x):
+        x = x + layer.dropout1(layer.self_attn(layer.norm1(x), causal=True))
+        return x + layer.dropout2(layer.feed_forward(layer.norm2(x)))
+
+    results = []
+    for forward in (lambda x: layer(x, causal=True), unfused):
+        layer.zero_grad()
+        inputs = attnkit.tensor(x, requires_grad=True)
+        out = forward(inputs)
+        out.backward(attnkit.tensor(grad_out))
+        results.append([out.detach().numpy(), inputs.grad.numpy()] +
+                       [p.grad.numpy() for _, p in layer.named_parameters()])
+    for fused, plain in zip(*results):
+        np.testing.assert_array_equal(fused, plain)

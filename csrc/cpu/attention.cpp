@@ -39,10 +39,10 @@ void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std
 }
 void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
                     int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,
-                    const std::int64_t* hi, const float* key_blocked) {
-  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, rows, kv_heads, k, v, ldk, j0, j1,
-                                         d, scale, lo, hi, key_blocked);
+                    std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                    const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked) {
+  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, rows, kv_heads, k, v, ldk, ldv, j0,
+                                         j1, d, scale, lo, hi, key_blocked);
 }
 }  // namespace generic
 
@@ -237,8 +237,7 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
                       const AttentionProblem& p) {
   const RowOps ops = row_ops();
   const std::int64_t d = p.head_dim;
-  const std::int64_t ldq = p.heads * d;
-  const std::int64_t ldk = p.kv_heads * d;
+  const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
   const int rows = static_cast<int>(group * p.query_length);  // per kv head, ordered (head, query)
   const int total_rows = static_cast<int>(p.kv_heads) * rows;   // per batch: row R = g * rows + r
@@ -265,14 +264,15 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
       for (int row = 0; row < total_rows; ++row) {
         const int g = row / rows, r = row % rows;
         const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
-        std::memcpy(queries.data() + row * d, q + (b * p.query_length + i) * ldq + h * d, d * sizeof(float));
+        std::memcpy(queries.data() + row * d, q + (b * p.query_length + i) * p.q_stride + h * d,
+                    d * sizeof(float));
       }
       for (int r = 0; r < rows; ++r) visibility.range(b, r % p.query_length, &lo[r], &hi[r]);
       float* partial = partials.data() + item * partial_size;
       ops.decode_partial(partial, partial + total_rows * d, partial + total_rows * (d + 1), scores.data(),
-                         queries.data(), rows, static_cast<int>(p.kv_heads), k + b * p.key_length * ldk,
-                         v + b * p.key_length * ldk, ldk, j0, j1, d, p.scale, lo.data(), hi.data(),
-                         visibility.blocked(b));
+                         queries.data(), rows, static_cast<int>(p.kv_heads),
+                         k + b * p.key_length * p.k_stride, v + b * p.key_length * p.v_stride, p.k_stride,
+                         p.v_stride, j0, j1, d, p.scale, lo.data(), hi.data(), visibility.blocked(b));
     }
   });
 
@@ -286,7 +286,7 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
       float row_max = kNegativeInfinity;
       for (std::int64_t split = 0; split < splits; ++split)
         row_max = std::max(row_max, partial(split)[total_rows * d + row]);
-      float* o = out + (b * p.query_length + i) * ldq + h * d;
+      float* o = out + (b * p.query_length + i) * ldo + h * d;
       std::fill(o, o + d, 0.0f);
       float total = 0.0f;
       if (row_max != kNegativeInfinity) {
@@ -321,8 +321,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   const int nr = kernel.shape.nr;
   const RowOps ops = row_ops();
   const std::int64_t d = p.head_dim;
-  const std::int64_t ldq = p.heads * d;
-  const std::int64_t ldk = p.kv_heads * d;
+  const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
   const Visibility visibility(p);
   const PackedKeys layout(p, mr, nr, kForwardKeyTile);
@@ -338,11 +337,10 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     for (std::int64_t item = i0; item < i1; ++item) {
       const std::int64_t b = item / p.kv_heads;
       const std::int64_t g = item % p.kv_heads;
-      const std::int64_t offset = b * p.key_length * ldk + g * d;
-      PackedKeys::pack_as_a(packed_k.data() + item * layout.a_size, k + offset, ldk, p, mr,
-                            visibility.blocked(b));
-      layout.pack_rows(packed_v.data() + item * layout.rows_size, v + offset, ldk, p, nr,
-                       visibility.blocked(b));
+      PackedKeys::pack_as_a(packed_k.data() + item * layout.a_size, k + b * p.key_length * p.k_stride + g * d,
+                            p.k_stride, p, mr, visibility.blocked(b));
+      layout.pack_rows(packed_v.data() + item * layout.rows_size, v + b * p.key_length * p.v_stride + g * d,
+                       p.v_stride, p, nr, visibility.blocked(b));
     }
   });
 
@@ -369,7 +367,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       }
 
       // Q tile as the B operand of S^T = K Q^T: slivers of nr queries by D
-      gemm_pack_b(packed_q.data(), q + (b * p.query_length + row0) * ldq + h * d, ldq, true, rows, d, nr);
+      gemm_pack_b(packed_q.data(), q + (b * p.query_length + row0) * p.q_stride + h * d, p.q_stride, true, rows,
+                  d, nr);
       std::fill(running_max, running_max + rows, kNegativeInfinity);
       std::fill(running_sum, running_sum + rows, 0.0f);
       std::fill(accumulator.data(), accumulator.data() + rows * d, 0.0f);
@@ -394,7 +393,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                                          accumulator.data(), d, rows, d, n, 1.0f, true));
       }
       for (int i = 0; i < rows; ++i) {
-        float* o = out + (b * p.query_length + row0 + i) * ldq + h * d;
+        float* o = out + (b * p.query_length + row0 + i) * ldo + h * d;
         const float sum = running_sum[i];
         // A row with every key masked has sum 0: its output is 0, not NaN. (A
         // NaN sum, from a NaN among the visible keys, stays NaN.)
@@ -414,8 +413,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const int nr = kernel.shape.nr;
   const RowOps ops = row_ops();
   const std::int64_t d = p.head_dim;
-  const std::int64_t ldq = p.heads * d;
-  const std::int64_t ldk = p.kv_heads * d;
+  const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
   const Visibility visibility(p);
   const PackedKeys layout(p, mr, nr, kKeyTile);
@@ -444,10 +442,11 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       const std::int64_t b = item / p.kv_heads;
       const std::int64_t g = item % p.kv_heads;
       const float* blocked = visibility.blocked(b);
-      const std::int64_t kv_offset = b * p.key_length * ldk + g * d;
-      PackedKeys::pack_columns(k_columns.data(), k + kv_offset, ldk, p, nr, blocked);
-      PackedKeys::pack_columns(v_columns.data(), v + kv_offset, ldk, p, nr, blocked);
-      layout.pack_rows(k_rows.data(), k + kv_offset, ldk, p, nr, blocked);
+      const std::int64_t k_offset = b * p.key_length * p.k_stride + g * d;
+      const std::int64_t v_offset = b * p.key_length * p.v_stride + g * d;
+      PackedKeys::pack_columns(k_columns.data(), k + k_offset, p.k_stride, p, nr, blocked);
+      PackedKeys::pack_columns(v_columns.data(), v + v_offset, p.v_stride, p, nr, blocked);
+      layout.pack_rows(k_rows.data(), k + k_offset, p.k_stride, p, nr, blocked);
       for (std::int64_t t = 0; t < query_tiles; ++t) {
         const std::int64_t row0 = t * kQueryTile;
         const int rows = static_cast<int>(std::min(kQueryTile, p.query_length - row0));
@@ -456,17 +455,19 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 
       for (std::int64_t h = g * group; h < (g + 1) * group; ++h) {
         // this query head's Q and dO, packed once for all key tiles
-        const std::int64_t head_offset = b * p.query_length * ldq + h * d;
+        const std::int64_t q_offset = b * p.query_length * p.q_stride + h * d;
+        const std::int64_t out_offset = b * p.query_length * ldo + h * d;
         for (std::int64_t t = 0; t < query_tiles; ++t) {
           const std::int64_t row0 = t * kQueryTile;
           const std::int64_t rows = std::min(kQueryTile, p.query_length - row0);
-          const std::int64_t offset = head_offset + row0 * ldq;
-          gemm_pack_a(q_as_a.data() + t * a_tile_stride, q + offset, ldq, false, rows, d, mr);
-          gemm_pack_b(q_as_b.data() + t * b_tile_stride, q + offset, ldq, false, d, rows, nr);
-          gemm_pack_a(dout_as_a.data() + t * a_tile_stride, dout + offset, ldq, false, rows, d, mr);
-          gemm_pack_b(dout_as_b.data() + t * b_tile_stride, dout + offset, ldq, false, d, rows, nr);
+          const float* q_tile = q + q_offset + row0 * p.q_stride;
+          const float* dout_tile = dout + out_offset + row0 * ldo;
+          gemm_pack_a(q_as_a.data() + t * a_tile_stride, q_tile, p.q_stride, false, rows, d, mr);
+          gemm_pack_b(q_as_b.data() + t * b_tile_stride, q_tile, p.q_stride, false, d, rows, nr);
+          gemm_pack_a(dout_as_a.data() + t * a_tile_stride, dout_tile, ldo, false, rows, d, mr);
+          gemm_pack_b(dout_as_b.data() + t * b_tile_stride, dout_tile, ldo, false, d, rows, nr);
         }
-        ops.row_dot(delta.data(), dout + head_offset, ldq, out + head_offset, ldq, p.query_length, d);
+        ops.row_dot(delta.data(), dout + out_offset, ldo, out + out_offset, ldo, p.query_length, d);
         const float* head_lse = lse + (b * p.heads + h) * p.query_length;
 
         for (std::int64_t j0 = 0; j0 < p.key_length; j0 += kKeyTile) {
@@ -478,8 +479,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             std::fill(dv_tile.data(), dv_tile.data() + n * d, 0.0f);
           } else {
             for (std::int64_t r = 0; r < n; ++r) {
-              std::memcpy(dk_tile.data() + r * d, dk + kv_offset + (j0 + r) * ldk, d * sizeof(float));
-              std::memcpy(dv_tile.data() + r * d, dv + kv_offset + (j0 + r) * ldk, d * sizeof(float));
+              std::memcpy(dk_tile.data() + r * d, dk + k_offset + (j0 + r) * p.k_stride, d * sizeof(float));
+              std::memcpy(dv_tile.data() + r * d, dv + v_offset + (j0 + r) * p.v_stride, d * sizeof(float));
             }
           }
           for (std::int64_t t = 0; t < query_tiles; ++t) {
@@ -514,12 +515,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             gemm_pack_a(packed.data(), dscores.data(), kKeyTile, false, rows, n, mr);
             kernel.macro_kernel(product_tile(packed.data(),
                                              k_rows.data() + (j0 / kKeyTile) * layout.rows_tile_stride,
-                                             dq + head_offset + row0 * ldq, ldq, rows, d, n, p.scale,
+                                             dq + q_offset + row0 * p.q_stride, p.q_stride, rows, d, n, p.scale,
                                              true));
           }
           for (std::int64_t r = 0; r < n; ++r) {
-            std::memcpy(dk + kv_offset + (j0 + r) * ldk, dk_tile.data() + r * d, d * sizeof(float));
-            std::memcpy(dv + kv_offset + (j0 + r) * ldk, dv_tile.data() + r * d, d * sizeof(float));
+            std::memcpy(dk + k_offset + (j0 + r) * p.k_stride, dk_tile.data() + r * d, d * sizeof(float));
+            std::memcpy(dv + v_offset + (j0 + r) * p.v_stride, dv_tile.data() + r * d, d * sizeof(float));
           }
         }
       }

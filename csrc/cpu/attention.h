@@ -3,7 +3,10 @@
 // each query row is saved for backward, which recomputes P tile by tile.
 //
 // Layout: q [B, Tq, H, D], k and v [B, Tk, Hkv, D], out [B, Tq, H, D], lse
-// [B, H, Tq]. Query head h reads key/value head h / (H / Hkv) (grouped-query
+// [B, H, Tq]. The rows of q, k and v (and of dq, dk, dv) may be further apart
+// than H * D or Hkv * D floats: q_stride, k_stride and v_stride, so that all
+// three can be read from one fused projection [B, T, (H + 2 Hkv) D] without
+// copies. out and dout are always contiguous. Query head h reads key/value head h / (H / Hkv) (grouped-query
 // attention; Hkv = H is multi-head, Hkv = 1 multi-query).
 #pragma once
 
@@ -13,6 +16,9 @@ namespace attnkit::cpu {
 
 struct AttentionProblem {
   std::int64_t batch, query_length, key_length, heads, kv_heads, head_dim;
+  // Floats from one position to the next in q and dq, k and dk, v and dv:
+  // heads * head_dim and kv_heads * head_dim when they are separate arrays.
+  std::int64_t q_stride, k_stride, v_stride;
   float scale;
   bool causal;
   // Query i sits at position i + (key_length - query_length). With window > 0,
@@ -55,7 +61,7 @@ void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std
              std::int64_t rows, std::int64_t d);
 void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
                     int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                    std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
                     const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
 }  // namespace generic
 namespace avx2 {
@@ -70,7 +76,7 @@ void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std
              std::int64_t rows, std::int64_t d);
 void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
                     int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                    std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
                     const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
 }  // namespace avx2
 namespace avx512 {
@@ -85,7 +91,7 @@ void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std
              std::int64_t rows, std::int64_t d);
 void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
                     int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                    std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
                     const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
 }  // namespace avx512
 

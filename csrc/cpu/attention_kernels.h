@@ -167,12 +167,12 @@ inline void row_dot(float* delta, const float* a, std::int64_t lda, const float*
 // hi[r]). For keys [j0, j1) this computes each row's partial softmax
 // statistics (row_max, row_sum) and unnormalized output acc[R * d + x] =
 // sum_j exp(s_Rj - row_max_R) v_j[x]. scores: kv_heads * rows * (j1 - j0)
-// floats of scratch. k and v point at the batch's key 0, head 0; ldk is the
-// stride from one key to the next.
+// floats of scratch. k and v point at the batch's key 0, head 0; ldk and ldv
+// are the strides from one key (value) to the next.
 template <class V>
 inline void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
                            int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                           std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                           std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
                            const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked) {
   constexpr int W = V::width;
   const std::int64_t n = j1 - j0;
@@ -223,7 +223,7 @@ inline void decode_partial(float* acc, float* row_max, float* row_sum, float* sc
   // acc += p_j v_j, each row of V read once for all the query rows; masked
   // keys have p = 0 and are skipped, so padding in V is never read.
   for (std::int64_t j = j0; j < j1; ++j) {
-    const float* value = v + j * ldk;
+    const float* value = v + j * ldv;
     for (int row = 0; row < total_rows; ++row) {
       const float p = scores[row * n + (j - j0)];
       if (!(p > 0.0f)) continue;

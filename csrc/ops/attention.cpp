@@ -13,45 +13,19 @@
 namespace attnkit::ops {
 namespace {
 
-// Validates the inputs and fills the kernel's problem description. The
-// lengths are widened to int64 into `lengths` when given as int32.
-cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, const Array& v,
-                               const AttentionOptions& o, std::vector<std::int64_t>& lengths) {
-  for (auto [name, a] : {std::pair<const char*, const Array*>{"q", &q}, {"k", &k}, {"v", &v}}) {
-    check_dtype(op, name, *a, DType::float32);
-    check_cpu(op, name, *a);
-    if (a->ndim() != 4)
-      throw_value_error(op, name, "4 dimensions [batch, seq, heads, head_dim]", shape_string(a->shape()));
-  }
-  const std::int64_t batch = q.dim(0), heads = q.dim(2), head_dim = q.dim(3);
-  if (k.dim(0) != batch || k.dim(3) != head_dim)
-    throw_value_error(op, "k", "shape [" + std::to_string(batch) + ", Tk, Hkv, " +
-                      std::to_string(head_dim) + "] to match q " + shape_string(q.shape()),
-                      shape_string(k.shape()));
-  if (v.shape() != k.shape())
-    throw_value_error(op, "v", "the shape of k, " + shape_string(k.shape()), shape_string(v.shape()));
-  const std::int64_t kv_heads = k.dim(2);
-  if (heads < 1) throw_value_error(op, "q", "at least one head", shape_string(q.shape()));
-  if (head_dim < 1) throw_value_error(op, "q", "a head_dim of at least 1", shape_string(q.shape()));
-  if (kv_heads < 1 || heads % kv_heads != 0)
-    throw_value_error(op, "k", "a number of heads dividing q's " + std::to_string(heads),
-                      std::to_string(kv_heads));
-  // Key positions are compared as floats inside the kernels: exact below 2^24.
-  constexpr std::int64_t kMaximumLength = std::int64_t(1) << 24;
-  if (q.dim(1) >= kMaximumLength || k.dim(1) >= kMaximumLength)
-    throw_value_error(op, "q", "sequences shorter than 2^24", shape_string(q.shape()) + " and k " +
-                      shape_string(k.shape()));
+// Key positions are compared as floats inside the kernels: exact below 2^24.
+constexpr std::int64_t kMaximumLength = std::int64_t(1) << 24;
+
+// Checks the options against the sizes already in p and fills the rest of
+// the kernel's problem description. The lengths are widened to int64 into
+// `lengths` when given as int32.
+void describe_options(const char* op, const AttentionOptions& o, std::vector<std::int64_t>& lengths,
+                      cpu::AttentionProblem& p) {
+  const std::int64_t batch = p.batch, head_dim = p.head_dim;
   if (o.window < 0) throw_value_error(op, "window", "a positive width", std::to_string(o.window));
   if (!(o.scale >= 0.0) || !std::isfinite(static_cast<float>(o.scale)))
     throw_value_error(op, "scale", "a positive number that is finite in float32", std::to_string(o.scale));
 
-  cpu::AttentionProblem p{};
-  p.batch = batch;
-  p.query_length = q.dim(1);
-  p.key_length = k.dim(1);
-  p.heads = heads;
-  p.kv_heads = kv_heads;
-  p.head_dim = head_dim;
   p.scale = static_cast<float>(o.scale > 0.0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(head_dim)));
   p.causal = o.causal;
   // A window wider than both sequences hides nothing; clamping it keeps the
@@ -92,6 +66,77 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
                         std::to_string(p.key_length) + "]", shape_string(m.shape()));
     p.key_padding = m.data<std::uint8_t>();
   }
+}
+
+// Validates separate q, k, v and the options into the kernel's problem.
+cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, const Array& v,
+                               const AttentionOptions& o, std::vector<std::int64_t>& lengths) {
+  for (auto [name, a] : {std::pair<const char*, const Array*>{"q", &q}, {"k", &k}, {"v", &v}}) {
+    check_dtype(op, name, *a, DType::float32);
+    check_cpu(op, name, *a);
+    if (a->ndim() != 4)
+      throw_value_error(op, name, "4 dimensions [batch, seq, heads, head_dim]", shape_string(a->shape()));
+  }
+  const std::int64_t batch = q.dim(0), heads = q.dim(2), head_dim = q.dim(3);
+  if (k.dim(0) != batch || k.dim(3) != head_dim)
+    throw_value_error(op, "k", "shape [" + std::to_string(batch) + ", Tk, Hkv, " +
+                      std::to_string(head_dim) + "] to match q " + shape_string(q.shape()),
+                      shape_string(k.shape()));
+  if (v.shape() != k.shape())
+    throw_value_error(op, "v", "the shape of k, " + shape_string(k.shape()), shape_string(v.shape()));
+  const std::int64_t kv_heads = k.dim(2);
+  if (heads < 1) throw_value_error(op, "q", "at least one head", shape_string(q.shape()));
+  if (head_dim < 1) throw_value_error(op, "q", "a head_dim of at least 1", shape_string(q.shape()));
+  if (kv_heads < 1 || heads % kv_heads != 0)
+    throw_value_error(op, "k", "a number of heads dividing q's " + std::to_string(heads),
+                      std::to_string(kv_heads));
+  if (q.dim(1) >= kMaximumLength || k.dim(1) >= kMaximumLength)
+    throw_value_error(op, "q", "sequences shorter than 2^24", shape_string(q.shape()) + " and k " +
+                      shape_string(k.shape()));
+  cpu::AttentionProblem p{};
+  p.batch = batch;
+  p.query_length = q.dim(1);
+  p.key_length = k.dim(1);
+  p.heads = heads;
+  p.kv_heads = kv_heads;
+  p.head_dim = head_dim;
+  p.q_stride = heads * head_dim;
+  p.k_stride = p.v_stride = kv_heads * head_dim;
+  describe_options(op, o, lengths, p);
+  return p;
+}
+
+// Validates a fused projection qkv [B, T, (H + 2 Hkv) D] (each row: the
+// queries of the H heads, then the keys, then the values of the Hkv heads)
+// and the options into the kernel's problem, with q, k, v reading the rows of
+// qkv in place.
+cpu::AttentionProblem describe_packed(const char* op, const Array& qkv, std::int64_t heads,
+                                      std::int64_t kv_heads, const AttentionOptions& o,
+                                      std::vector<std::int64_t>& lengths) {
+  check_dtype(op, "qkv", qkv, DType::float32);
+  check_cpu(op, "qkv", qkv);
+  if (qkv.ndim() != 3)
+    throw_value_error(op, "qkv", "3 dimensions [batch, seq, (num_heads + 2 num_kv_heads) head_dim]",
+                      shape_string(qkv.shape()));
+  if (heads < 1) throw_value_error(op, "num_heads", "at least 1", std::to_string(heads));
+  if (kv_heads < 1 || heads % kv_heads != 0)
+    throw_value_error(op, "num_kv_heads", "a divisor of num_heads (" + std::to_string(heads) + ")",
+                      std::to_string(kv_heads));
+  const std::int64_t width = qkv.dim(2);
+  const std::int64_t head_count = heads + 2 * kv_heads;
+  if (width < 1 || width % head_count != 0)
+    throw_value_error(op, "qkv", "a last dimension that is a positive multiple of num_heads + 2 "
+                      "num_kv_heads = " + std::to_string(head_count), shape_string(qkv.shape()));
+  if (qkv.dim(1) >= kMaximumLength)
+    throw_value_error(op, "qkv", "a sequence shorter than 2^24", shape_string(qkv.shape()));
+  cpu::AttentionProblem p{};
+  p.batch = qkv.dim(0);
+  p.query_length = p.key_length = qkv.dim(1);
+  p.heads = heads;
+  p.kv_heads = kv_heads;
+  p.head_dim = width / head_count;
+  p.q_stride = p.k_stride = p.v_stride = width;
+  describe_options(op, o, lengths, p);
   return p;
 }
 
@@ -133,6 +178,48 @@ AttentionGradients attention_backward(const Array& grad_out, const Array& q, con
                           grad_out.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
                           out.data<float>(), lse.data<float>(), p);
   return g;
+}
+
+AttentionForward attention_qkv_forward(const Array& qkv, std::int64_t heads, std::int64_t kv_heads,
+                                       const AttentionOptions& options) {
+  std::vector<std::int64_t> lengths;
+  const cpu::AttentionProblem p = describe_packed("attention_qkv", qkv, heads, kv_heads, options, lengths);
+  AttentionForward r{Array::zeros({p.batch, p.query_length, p.heads, p.head_dim}, DType::float32),
+                     Array::empty({p.batch, p.heads, p.query_length}, DType::float32)};
+  if (r.out.numel() == 0) return r;
+  const float* q = qkv.data<float>();
+  cpu::attention_forward(r.out.data<float>(), r.lse.data<float>(), q, q + p.heads * p.head_dim,
+                         q + (p.heads + p.kv_heads) * p.head_dim, p);
+  return r;
+}
+
+Array attention_qkv_backward(const Array& grad_out, const Array& qkv, const Array& out, const Array& lse,
+                             std::int64_t heads, std::int64_t kv_heads, const AttentionOptions& options) {
+  const char* op = "attention_qkv_backward";
+  std::vector<std::int64_t> lengths;
+  const cpu::AttentionProblem p = describe_packed(op, qkv, heads, kv_heads, options, lengths);
+  const Shape out_shape{p.batch, p.query_length, p.heads, p.head_dim};
+  for (auto [name, a] : {std::pair<const char*, const Array*>{"grad_output", &grad_out}, {"out", &out}}) {
+    check_dtype(op, name, *a, DType::float32);
+    check_cpu(op, name, *a);
+    if (a->shape() != out_shape)
+      throw_value_error(op, name, "shape " + shape_string(out_shape), shape_string(a->shape()));
+  }
+  check_dtype(op, "lse", lse, DType::float32);
+  check_cpu(op, "lse", lse);
+  if (lse.shape() != Shape{p.batch, p.heads, p.query_length})
+    throw_value_error(op, "lse", "shape " + shape_string({p.batch, p.heads, p.query_length}),
+                      shape_string(lse.shape()));
+  // dq is accumulated into tile by tile (so the whole buffer starts at 0);
+  // dk and dv are written whole.
+  Array grad_qkv = Array::zeros(qkv.shape(), DType::float32);
+  if (grad_qkv.numel() == 0) return grad_qkv;
+  const float* q = qkv.data<float>();
+  float* dq = grad_qkv.data<float>();
+  const std::int64_t k_column = p.heads * p.head_dim, v_column = (p.heads + p.kv_heads) * p.head_dim;
+  cpu::attention_backward(dq, dq + k_column, dq + v_column, grad_out.data<float>(), q, q + k_column,
+                          q + v_column, out.data<float>(), lse.data<float>(), p);
+  return grad_qkv;
 }
 
 }  // namespace attnkit::ops

@@ -32,4 +32,16 @@ AttentionGradients attention_backward(const Array& grad_out, const Array& q, con
                                       const Array& v, const Array& out, const Array& lse,
                                       const AttentionOptions& options);
 
+// Self-attention on one fused projection qkv [B, T, (H + 2 Hkv) D], float32:
+// each row holds the queries of the H heads, then the keys and then the
+// values of the Hkv heads (H % Hkv == 0). The kernels read q, k and v in
+// place; the same result, bit for bit, as attention_forward on the split
+// arrays. out is [B, T, H, D].
+AttentionForward attention_qkv_forward(const Array& qkv, std::int64_t heads, std::int64_t kv_heads,
+                                       const AttentionOptions& options);
+// The gradient of the loss with respect to qkv, [B, T, (H + 2 Hkv) D]: dq,
+// dk and dv written into one array in qkv's layout.
+Array attention_qkv_backward(const Array& grad_out, const Array& qkv, const Array& out, const Array& lse,
+                             std::int64_t heads, std::int64_t kv_heads, const AttentionOptions& options);
+
 }  // namespace attnkit::ops

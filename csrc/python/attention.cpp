@@ -65,6 +65,38 @@ void bind_attention(py::module_& m) {
       py::arg("key_lengths") = std::nullopt, py::arg("key_padding_mask") = std::nullopt,
       py::arg("dropout_p") = 0.0, py::arg("dropout_seed") = 0, py::arg("dropout_offset") = 0,
       py::call_guard<py::gil_scoped_release>(), "-> (dq, dk, dv)");
+  m.def(
+      "attention_qkv_forward",
+      [](const Array& qkv, std::int64_t num_heads, std::int64_t num_kv_heads, bool causal, std::int64_t window,
+         double scale, const std::optional<Array>& key_lengths, const std::optional<Array>& key_padding_mask,
+         double dropout_p, std::uint64_t dropout_seed, std::uint64_t dropout_offset, bool for_backward) {
+        ops::AttentionForward r = ops::attention_qkv_forward(
+            qkv, num_heads, num_kv_heads,
+            options(causal, window, scale, key_lengths, key_padding_mask, dropout_p, dropout_seed, dropout_offset,
+                    for_backward));
+        return std::make_pair(r.out, r.lse);
+      },
+      py::arg("qkv"), py::arg("num_heads"), py::arg("num_kv_heads"), py::arg("causal") = false,
+      py::arg("window") = 0, py::arg("scale") = 0.0, py::arg("key_lengths") = std::nullopt,
+      py::arg("key_padding_mask") = std::nullopt, py::arg("dropout_p") = 0.0,
+      py::arg("dropout_seed") = 0, py::arg("dropout_offset") = 0, py::arg("for_backward") = true,
+      py::call_guard<py::gil_scoped_release>(),
+      "qkv [B, T, (H + 2 Hkv) D] -> (out [B, T, H, D], lse [B, H, T])");
+  m.def(
+      "attention_qkv_backward",
+      [](const Array& grad_out, const Array& qkv, const Array& out, const Array& lse, std::int64_t num_heads,
+         std::int64_t num_kv_heads, bool causal, std::int64_t window, double scale,
+         const std::optional<Array>& key_lengths, const std::optional<Array>& key_padding_mask,
+         double dropout_p, std::uint64_t dropout_seed, std::uint64_t dropout_offset) {
+        return ops::attention_qkv_backward(
+            grad_out, qkv, out, lse, num_heads, num_kv_heads,
+            options(causal, window, scale, key_lengths, key_padding_mask, dropout_p, dropout_seed, dropout_offset));
+      },
+      py::arg("grad_output"), py::arg("qkv"), py::arg("out"), py::arg("lse"), py::arg("num_heads"),
+      py::arg("num_kv_heads"), py::arg("causal") = false, py::arg("window") = 0, py::arg("scale") = 0.0,
+      py::arg("key_lengths") = std::nullopt, py::arg("key_padding_mask") = std::nullopt,
+      py::arg("dropout_p") = 0.0, py::arg("dropout_seed") = 0, py::arg("dropout_offset") = 0,
+      py::call_guard<py::gil_scoped_release>(), "-> d(qkv) [B, T, (H + 2 Hkv) D]");
 }
 
 }  // namespace attnkit::python

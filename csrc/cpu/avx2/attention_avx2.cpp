@@ -26,10 +26,10 @@ void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std
 
 void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
                     int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                    std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,
-                    const std::int64_t* hi, const float* key_blocked) {
-  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, rows, kv_heads, k, v, ldk, j0, j1,
-                                         d, scale, lo, hi, key_blocked);
+                    std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
+                    const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked) {
+  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, rows, kv_heads, k, v, ldk, ldv, j0,
+                                         j1, d, scale, lo, hi, key_blocked);
 }
 
 }  // namespace attnkit::cpu::avx2

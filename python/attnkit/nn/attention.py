@@ -3,7 +3,9 @@ heads, optional rotary positions, and a preallocated KV cache for decoding.
 
 The module only projects and reshapes; the attention itself is one fused
 kernel, ``F.attention``, on the [batch, seq, heads, head_dim] layout that the
-projections produce without any transpose.
+projections produce without any transpose. Plain self-attention with the fused
+projection (no rope, no cache) uses ``F.attention_qkv``, which reads q, k and
+v in place from the projection's output.
 """
 
 from __future__ import annotations
@@ -264,6 +266,15 @@ class MultiHeadAttention(Module):
                 raise ValueError(f"{op}: argument 'cache' expected {self.num_kv_heads} kv heads of size "
                                  f"{self.head_dim}, got {cache.num_kv_heads} of size {cache.head_dim}")
         batch, steps, _ = x.shape
+        dropout_p = self.dropout if self.training else 0.0
+        if self.qkv_fused and key_value is None and cache is None and not self.rope:
+            # Plain self-attention reads q, k and v straight from the fused
+            # projection (and backward writes their gradients into one
+            # array): no split, no concatenation. Rope rotates q and k, and
+            # a cache stores k and v, so those paths split.
+            out = F.attention_qkv(self.qkv_proj(x), self.num_heads, self.num_kv_heads, causal=causal,
+                                  key_padding_mask=key_padding_mask, dropout_p=dropout_p)
+            return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
         q, k, v = self._project(x, key_value)
         source_steps = k.shape[1]
         q = q.reshape(batch, steps, self.num_heads, self.head_dim)
@@ -279,7 +290,7 @@ class MultiHeadAttention(Module):
             # New queries are the last positions of the cached sequence; the
             # cache holds only the past, so attention over it is causal.
             k, v, masking = cache.attention_inputs(k, v, key_padding_mask)
-        out = F.attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, **masking)
+        out = F.attention(q, k, v, dropout_p=dropout_p, **masking)
         return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
 
     def make_cache(self, batch: int, max_len: int) -> KVCache:

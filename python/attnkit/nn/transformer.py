@@ -87,8 +87,11 @@ class TransformerEncoderLayer(Module):
             return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
 
         if self.norm_first:
-            x = x + self_attention(self.norm1(x))
-            return x + self.dropout2(self.feed_forward(self.norm2(x)))
+            # x + attention, and norm2 of it, in one pass (F.add_layer_norm)
+            norm2 = self.norm2
+            x, normed = F.add_layer_norm(x, self_attention(self.norm1(x)), norm2.normalized_shape, norm2.weight,
+                                         norm2.bias, norm2.eps)
+            return x + self.dropout2(self.feed_forward(normed))
         x = self.norm1(x + self_attention(x))
         return self.norm2(x + self.dropout2(self.feed_forward(x)))
 

@@ -5,7 +5,7 @@ kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
 from .activation import gelu, relu, silu, swiglu, tanh
-from .attention import attention
+from .attention import attention, attention_qkv
 from .dropout import dropout
 from .elementwise import (add, argmax, div, eq, ge, gt, le, logical_not, lt, masked_fill, max, mean, mul, ne,
                           neg, sub, sum, where)
@@ -19,9 +19,9 @@ from .shape import (cat, chunk, clone, expand, flatten, gather, index_select, na
 from .softmax import log_softmax, softmax
 
 __all__ = [
-    "add_layer_norm", "attention", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm",
-    "linear", "log_softmax", "matmul", "relu", "rms_norm", "rope", "silu", "sinusoidal_position_encoding",
-    "softmax", "swiglu", "tanh",
+    "add_layer_norm", "attention", "attention_qkv", "cross_entropy", "dropout", "embedding", "gelu",
+    "layer_norm", "linear", "log_softmax", "matmul", "relu", "rms_norm", "rope", "silu",
+    "sinusoidal_position_encoding", "softmax", "swiglu", "tanh",
     # elementwise and shape
     "add", "argmax", "div", "eq", "ge", "gt", "le", "logical_not", "lt", "masked_fill", "max", "mean", "mul",
     "ne", "neg", "sub", "sum", "where", "cat", "chunk", "clone", "expand", "flatten", "gather",

@@ -66,31 +66,78 @@ def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False,
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
         check_tensor("attention", name, t)
+    options = _options("attention", causal, key_padding_mask, key_lengths, window, scale, dropout_p, generator)
+    return _Attention.apply(q, k, v, options)
+
+
+class _AttentionQKV(Function):
+    @staticmethod
+    def forward(ctx, qkv, heads, options):
+        for_backward = is_grad_enabled() and any(ctx.needs_input_grad)
+        out, lse = _C.attention_qkv_forward(qkv._array, heads[0], heads[1], for_backward=for_backward, **options)
+        ctx.heads, ctx.options = heads, options
+        ctx.save_for_backward(qkv._array, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        qkv, out, lse = ctx.saved
+        grad_qkv = _C.attention_qkv_backward(grad, qkv, out, lse, ctx.heads[0], ctx.heads[1], **ctx.options)
+        return grad_qkv, None, None
+
+
+def attention_qkv(qkv: Tensor, num_heads: int, num_kv_heads: int | None = None, *, causal: bool = False,
+                  key_padding_mask: Tensor | None = None, key_lengths: Tensor | None = None,
+                  window: int | None = None, scale: float | None = None, dropout_p: float = 0.0,
+                  generator=None) -> Tensor:
+    """Self-attention read straight from a fused projection: ``qkv`` is
+    ``[batch, T, (num_heads + 2 num_kv_heads) * head_dim]``, each row the
+    queries of the ``num_heads`` heads, then the keys and then the values of
+    the ``num_kv_heads`` heads (default: as many as queries), as a fused
+    ``qkv_proj`` Linear produces them. The result, ``[batch, T, num_heads,
+    head_dim]``, and the gradient are those of :func:`attention` on the three
+    slices, bit for bit, without copying the slices out (nor concatenating
+    their gradients: backward writes d(qkv) in place). The options are those
+    of :func:`attention`. float32.
+    """
+    op = "attention_qkv"
+    check_tensor(op, "qkv", qkv)
+    if num_kv_heads is None:
+        num_kv_heads = num_heads
+    for name, value in (("num_heads", num_heads), ("num_kv_heads", num_kv_heads)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{op}: argument '{name}' expected an int, got {type(value).__name__}")
+    options = _options(op, causal, key_padding_mask, key_lengths, window, scale, dropout_p, generator)
+    return _AttentionQKV.apply(qkv, (num_heads, num_kv_heads), options)
+
+
+def _options(op: str, causal, key_padding_mask, key_lengths, window, scale, dropout_p, generator) -> dict:
+    """The keyword arguments of the native attention entry points, checked."""
     options = {"causal": bool(causal), "window": 0, "scale": 0.0,
                "key_lengths": None, "key_padding_mask": None}
     if window is not None:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-            raise ValueError(f"attention: argument 'window' expected a positive int, got {window!r}")
+            raise ValueError(f"{op}: argument 'window' expected a positive int, got {window!r}")
         options["window"] = window
     if scale is not None:
         scale = float(scale)
         if not scale > 0:
-            raise ValueError(f"attention: argument 'scale' expected a positive number, got {scale!r}")
+            raise ValueError(f"{op}: argument 'scale' expected a positive number, got {scale!r}")
         options["scale"] = scale
     if key_padding_mask is not None:
-        check_tensor("attention", "key_padding_mask", key_padding_mask)
+        check_tensor(op, "key_padding_mask", key_padding_mask)
         if key_padding_mask.dtype != bool_:
-            raise TypeError(f"attention: argument 'key_padding_mask' expected a bool tensor, "
+            raise TypeError(f"{op}: argument 'key_padding_mask' expected a bool tensor, "
                             f"got {key_padding_mask.dtype} (pass lengths as key_lengths)")
         options["key_padding_mask"] = key_padding_mask._array
     if key_lengths is not None:
-        check_tensor("attention", "key_lengths", key_lengths)
+        check_tensor(op, "key_lengths", key_lengths)
         if key_lengths.dtype not in (int32, int64):
-            raise TypeError(f"attention: argument 'key_lengths' expected an int tensor, got {key_lengths.dtype}")
+            raise TypeError(f"{op}: argument 'key_lengths' expected an int tensor, got {key_lengths.dtype}")
         options["key_lengths"] = key_lengths._array
     if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"attention: argument 'dropout_p' expected a probability in [0, 1), got {dropout_p!r}")
+        raise ValueError(f"{op}: argument 'dropout_p' expected a probability in [0, 1), got {dropout_p!r}")
     if dropout_p > 0.0:
-        seed, offset = _generator_or_default("attention", generator).next_stream()
+        seed, offset = _generator_or_default(op, generator).next_stream()
         options.update(dropout_p=float(dropout_p), dropout_seed=seed, dropout_offset=offset)
-    return _Attention.apply(q, k, v, options)
+    return options
