@@ -15,6 +15,26 @@ def erfc(x):
     return np.asarray(_erfc(np.asarray(x, np.float64)), dtype=np.float64)
 
 
+def central_differences(arrays: dict, loss, step: float = 1e-6) -> dict:
+    """name -> the gradient of ``loss()`` with respect to each float64 array
+    of ``arrays`` (name -> array), by central differences: each entry is
+    moved by +-step in place, ``loss()`` (which reads the arrays) evaluated,
+    and the entry restored."""
+    gradients = {}
+    for name, array in arrays.items():
+        gradient = np.empty_like(array)
+        for position in np.ndindex(array.shape):
+            original = array[position]
+            array[position] = original + step
+            up = loss()
+            array[position] = original - step
+            down = loss()
+            array[position] = original
+            gradient[position] = (up - down) / (2 * step)
+        gradients[name] = gradient
+    return gradients
+
+
 # ---------------------------------------------------------------------------
 # Activations: GELU (exact and tanh), ReLU, SiLU, SwiGLU.
 #

@@ -54,20 +54,9 @@ def check_gradients_by_finite_differences(module, run_module, run_reference, inp
     for index, x in enumerate(float64_inputs):
         if x.dtype == np.float64:
             arrays[f"input {index}"] = x
-    step = 1e-6
-    expected = {}
     try:
-        for name, array in arrays.items():
-            gradient = np.empty_like(array)
-            for position in np.ndindex(array.shape):
-                original = array[position]
-                array[position] = original + step
-                up = np.sum(run_reference(*float64_inputs) * output_weights)
-                array[position] = original - step
-                down = np.sum(run_reference(*float64_inputs) * output_weights)
-                array[position] = original
-                gradient[position] = (up - down) / (2 * step)
-            expected[name] = gradient
+        expected = reference.central_differences(
+            arrays, lambda: np.sum(run_reference(*float64_inputs) * output_weights))
     finally:
         PARAMETER_VALUES.clear()
     actual = {name: parameter.grad for name, parameter in module.named_parameters()}

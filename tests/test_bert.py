@@ -253,19 +253,7 @@ def test_gradients_match_float64_finite_differences(cpu_isa, rng):
         return mean_cross_entropy(logits.reshape(-1, 7), labels.reshape(-1)) + (pooled * pooled_weights).sum()
 
     values = parameter_values(model)
-    step = 1e-6
-    expected = {}
-    for name, array in values.items():
-        gradient = np.empty_like(array)
-        for position in np.ndindex(array.shape):
-            original = array[position]
-            array[position] = original + step
-            up = reference_loss(values)
-            array[position] = original - step
-            down = reference_loss(values)
-            array[position] = original
-            gradient[position] = (up - down) / (2 * step)
-        expected[name] = gradient
+    expected = reference.central_differences(values, lambda: reference_loss(values))
     # Scale: the largest gradient, not each entry's own magnitude: an entry is
     # a sum of terms of either sign (over positions, heads, features), so a
     # small entry is a difference of larger terms whose float32 rounding the

@@ -135,19 +135,8 @@ def test_gradients_match_float64_finite_differences(cpu_isa, rng):
     F.cross_entropy(logits.reshape(-1, config.vocab_size), attnkit.from_numpy(targets.reshape(-1))).backward()
 
     values = parameter_values(model)
-    step = 1e-6
-    expected = {}
-    for name, array in values.items():
-        gradient = np.empty_like(array)
-        for position in np.ndindex(array.shape):
-            original = array[position]
-            array[position] = original + step
-            up = mean_cross_entropy(gpt_reference(values, config, idx), targets)
-            array[position] = original - step
-            down = mean_cross_entropy(gpt_reference(values, config, idx), targets)
-            array[position] = original
-            gradient[position] = (up - down) / (2 * step)
-        expected[name] = gradient
+    expected = reference.central_differences(
+        values, lambda: mean_cross_entropy(gpt_reference(values, config, idx), targets))
     # Scale: the largest gradient, not each entry's own magnitude. An entry is
     # a sum of terms of either sign (over positions, heads, features), so a
     # small entry is a difference of larger terms; its float32 rounding is

@@ -203,20 +203,9 @@ def check_gradients_by_finite_differences(rng, norm_first, share_embeddings):
     arrays = {}
     for name, parameter in model.named_parameters():
         arrays[name] = PARAMETER_VALUES[id(parameter)] = np.asarray(parameter.detach().numpy(), np.float64)
-    step = 1e-6
-    expected = {}
     try:
-        for name, array in arrays.items():
-            gradient = np.empty_like(array)
-            for position in np.ndindex(array.shape):
-                original = array[position]
-                array[position] = original + step
-                up = mean_cross_entropy(transformer_reference(model, src, tgt, src_mask=src_mask), targets)
-                array[position] = original - step
-                down = mean_cross_entropy(transformer_reference(model, src, tgt, src_mask=src_mask), targets)
-                array[position] = original
-                gradient[position] = (up - down) / (2 * step)
-            expected[name] = gradient
+        expected = reference.central_differences(
+            arrays, lambda: mean_cross_entropy(transformer_reference(model, src, tgt, src_mask=src_mask), targets))
     finally:
         PARAMETER_VALUES.clear()
     # Scale: the largest gradient, as in test_gpt: an entry is a sum of terms
