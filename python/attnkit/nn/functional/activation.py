@@ -21,54 +21,43 @@ class _Gelu(Function):
         return _C.gelu_backward(grad, x, ctx.approximate), None
 
 
-class _Relu(Function):
-    @staticmethod
-    def forward(ctx, x):
+class _SavedInputActivation(Function):
+    """An elementwise op whose backward kernel reads the input x, which
+    forward saves: ``_C.<forward_kernel>(x)`` and
+    ``_C.<backward_kernel>(dy, x)``. The kernels are looked up by name on
+    each call, as everywhere in functional/, so that wrapping ``_C``'s
+    functions (bench's kernel timer) sees them."""
+
+    forward_kernel = backward_kernel = ""
+
+    @classmethod
+    def forward(cls, ctx, x):
         ctx.save_for_backward(x._array)
-        return _C.relu_forward(x._array)
+        return getattr(_C, cls.forward_kernel)(x._array)
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         (x,) = ctx.saved
-        return _C.relu_backward(grad, x)
+        return getattr(_C, cls.backward_kernel)(grad, x)
 
 
-class _Silu(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x._array)
-        return _C.silu_forward(x._array)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved
-        return _C.silu_backward(grad, x)
+class _Relu(_SavedInputActivation):
+    forward_kernel, backward_kernel = "relu_forward", "relu_backward"
 
 
-class _Tanh(Function):
-    @staticmethod
-    def forward(ctx, x):
-        # x, not the output: tanh' = 1 - tanh^2 from the output is noise
-        # where tanh(x) rounds to +-1; from x it keeps full accuracy.
-        ctx.save_for_backward(x._array)
-        return _C.tanh_forward(x._array)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved
-        return _C.tanh_backward(grad, x)
+class _Silu(_SavedInputActivation):
+    forward_kernel, backward_kernel = "silu_forward", "silu_backward"
 
 
-class _Swiglu(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x._array)  # the output is recomputed in backward, not saved
-        return _C.swiglu_forward(x._array)
+class _Tanh(_SavedInputActivation):
+    # x, not the output: tanh' = 1 - tanh^2 from the output is noise where
+    # tanh(x) rounds to +-1; from x it keeps full accuracy.
+    forward_kernel, backward_kernel = "tanh_forward", "tanh_backward"
 
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved
-        return _C.swiglu_backward(grad, x)
+
+class _Swiglu(_SavedInputActivation):
+    # The output is recomputed in backward, not saved.
+    forward_kernel, backward_kernel = "swiglu_forward", "swiglu_backward"
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
