@@ -185,6 +185,19 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
     assert generation.sample(logits, temperature=0, repetition_penalty=9.0).tolist() == [0]
 
 
+def test_extreme_repetition_penalties_keep_every_finite_logit_a_candidate():
+    # -3e38 * 1e300 and 3e38 / 1e-300 overflow double: the penalized logits
+    # saturate at the largest finite double instead of becoming -inf or inf,
+    # so a row whose tokens were all seen still has candidates.
+    seen = attnkit.tensor([[True, True]])
+    logits = attnkit.tensor([[-3e38, -3e38]])
+    assert generation.sample(logits, temperature=1.0, repetition_penalty=1e300, seen=seen,
+                             generator=attnkit.random.Generator(0)).tolist()[0] in (0, 1)
+    logits = attnkit.tensor([[3e38, 1.0]])
+    assert generation.sample(logits, temperature=1.0, repetition_penalty=1e-300, seen=seen,
+                             generator=attnkit.random.Generator(0)).tolist() == [0]
+
+
 def test_minus_infinity_logits_are_never_drawn():
     logits = np.full(6, -np.inf, np.float32)
     logits[[1, 4]] = [0.0, 0.5]

@@ -12,6 +12,7 @@ namespace attnkit::cpu {
 namespace {
 
 constexpr double kNegativeInfinity = -std::numeric_limits<double>::infinity();
+constexpr double kLargestDouble = std::numeric_limits<double>::max();
 
 // A candidate token and its unnormalized probability exp((z - z_max) / T).
 struct Candidate {
@@ -32,8 +33,10 @@ double uniform_53(std::uint32_t high, std::uint32_t low) {
   return (high_27 * 67108864.0 + low_26) * (1.0 / 9007199254740992.0);  // 2^26, 2^-53
 }
 
-// The per-thread memory of one row: the penalized logits (double, so that a
-// tiny penalty cannot overflow them) and the candidates.
+// The per-thread memory of one row: the penalized logits (in double, and
+// clamped to its finite range, so that a finite logit stays finite under any
+// finite penalty: an extreme one must not turn every token into -inf and
+// leave no candidate) and the candidates.
 struct RowScratch {
   std::vector<double> logits;
   std::vector<std::int32_t> order;
@@ -102,7 +105,10 @@ std::int64_t sample_row(RowScratch& scratch, const float* row, const std::uint8_
   const bool penalize = seen != nullptr && s.repetition_penalty != 1.0;
   for (std::int64_t j = 0; j < vocab; ++j) {
     double value = row[j];
-    if (penalize && seen[j] != 0) value = value > 0.0 ? value / s.repetition_penalty : value * s.repetition_penalty;
+    if (penalize && seen[j] != 0 && std::isfinite(value)) {
+      value = value > 0.0 ? value / s.repetition_penalty : value * s.repetition_penalty;
+      value = std::clamp(value, -kLargestDouble, kLargestDouble);
+    }
     z[j] = value;
   }
   if (s.temperature == 0.0) return argmax(z.data(), vocab);
