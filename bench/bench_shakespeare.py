@@ -32,8 +32,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 import attnkit
 from attnkit import data, optim
 from attnkit.models import GPT

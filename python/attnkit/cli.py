@@ -198,8 +198,7 @@ def _generate(args) -> int:
     out.write(args.prompt)
     out.flush()
     # A top-k beyond the vocabulary (the default 200, a 65-character model) keeps every token.
-    top_k = None if args.top_k is None else min(args.top_k, tokenizer.vocab_size)
-    for token in stream_text_tokens(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=top_k,
+    for token in stream_text_tokens(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                                     top_p=args.top_p, repetition_penalty=args.repetition_penalty,
                                     generator=generator):
         out.write(decoder.push([token]))
@@ -210,15 +209,8 @@ def _generate(args) -> int:
 
 
 def _bench(argv: list) -> int:
-    import importlib
+    from . import benchmarks  # imported here: only `attnkit bench` needs it
 
-    try:
-        benchmarks = importlib.import_module(f"{__package__}.benchmarks")
-    except ImportError as error:
-        if error.name != f"{__package__}.benchmarks":
-            raise
-        print("attnkit bench: this attnkit has no benchmark suite (attnkit.benchmarks is missing)", file=sys.stderr)
-        return 1
     return benchmarks.main(argv)
 
 

@@ -15,7 +15,8 @@ The run directory (``config.out``) holds:
   readers load) with, in its metadata, the model config, the tokenizer, the
   train config and the step; ``load_run`` rebuilds model and tokenizer.
 - ``training_state.safetensors``: what resuming needs besides the weights:
-  optimizer and schedule state, the random generators, the step, the time.
+  the optimizer state, the random generator, the step, the time (the
+  schedule is a function of the step, so it is rebuilt, not saved).
 - ``metrics.jsonl``: one JSON object per evaluation: step (steps done),
   train_loss and val_loss (mean cross-entropy over the fixed evaluation
   batches), lr (of the next step), elapsed_s (wall time since the run
@@ -489,10 +490,9 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 break
 
             step_start = time.perf_counter()
-            offsets = _data.random_offsets(len(train_tokens), config.batch_size, config.block_size, batches)
-            x, y = _data.batch_arrays(train_tokens, offsets, config.block_size)
-            logits = model(from_numpy(x).to(config.device))
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), from_numpy(y.reshape(-1)).to(config.device))
+            x, y = _data.get_batch(train_tokens, config.batch_size, config.block_size, generator=batches)
+            logits = model(x.to(config.device))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).to(config.device))
             optimizer.zero_grad()
             loss.backward()
             if config.grad_clip > 0.0:
