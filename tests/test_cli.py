@@ -245,6 +245,17 @@ def test_resume_with_other_model_settings_is_refused(tmp_path, small_text, capsy
         train(TrainConfig(out=out, data=small_text, max_iters=4, resume=True, **dict(TINY_SETTINGS, n_embd=64)))
 
 
+def test_resume_refuses_weights_and_state_of_different_steps(tmp_path, small_text):
+    # What an interrupted save can leave: the state file one step behind the weights.
+    out = str(tmp_path / "run")
+    train(TrainConfig(out=out, data=small_text, max_iters=2, eval_interval=2, **TINY_SETTINGS))
+    state_path = os.path.join(out, "training_state.safetensors")
+    state = attnkit.load(state_path, mmap=False)
+    attnkit.save(dict(state, step=state["step"] - 1), state_path)
+    with pytest.raises(ConfigError, match="model.safetensors is at step 2 but training_state.safetensors at step 1"):
+        train(TrainConfig(out=out, data=small_text, max_iters=4, resume=True, **TINY_SETTINGS))
+
+
 def test_generate_from_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert cli.main(["generate", str(tmp_path / "nowhere")]) == 2
     assert "is not a directory" in capsys.readouterr().err

@@ -403,8 +403,15 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                    for name in _RUN_DEFINING if getattr(saved, name) != getattr(config, name)]
         if changed:
             raise ConfigError(f"cannot resume the run in '{out}' with different settings: " + "; ".join(changed))
-        tokenizer = _data.tokenizer_from_dict(load_config(model_path)["tokenizer"])
+        model_metadata = load_config(model_path)
+        tokenizer = _data.tokenizer_from_dict(model_metadata["tokenizer"])
         saved_state = load(state_path, mmap=False)
+        # The two files are written one after the other: an interrupted save
+        # can leave them a step apart, and resuming would pair one step's
+        # weights with another's optimizer state.
+        if model_metadata["step"] != saved_state["step"]:
+            raise ConfigError(f"cannot resume the run in '{out}': {MODEL_FILE} is at step {model_metadata['step']} "
+                              f"but {STATE_FILE} at step {saved_state['step']} (a save was interrupted)")
     elif os.path.isfile(model_path):
         say(f"note: starting a new run in '{out}'; the checkpoint there is replaced (--resume continues it)")
 
