@@ -140,6 +140,24 @@ cpu::AttentionProblem describe_packed(const char* op, const Array& qkv, std::int
   return p;
 }
 
+// Validates what a backward call gets from its forward: grad_output and out
+// [B, Tq, H, D], and lse [B, H, Tq].
+void check_forward_results(const char* op, const cpu::AttentionProblem& p, const Array& grad_out,
+                           const Array& out, const Array& lse) {
+  const Shape out_shape{p.batch, p.query_length, p.heads, p.head_dim};
+  for (auto [name, a] : {std::pair<const char*, const Array*>{"grad_output", &grad_out}, {"out", &out}}) {
+    check_dtype(op, name, *a, DType::float32);
+    check_cpu(op, name, *a);
+    if (a->shape() != out_shape)
+      throw_value_error(op, name, "shape " + shape_string(out_shape), shape_string(a->shape()));
+  }
+  check_dtype(op, "lse", lse, DType::float32);
+  check_cpu(op, "lse", lse);
+  if (lse.shape() != Shape{p.batch, p.heads, p.query_length})
+    throw_value_error(op, "lse", "shape " + shape_string({p.batch, p.heads, p.query_length}),
+                      shape_string(lse.shape()));
+}
+
 }  // namespace
 
 AttentionForward attention_forward(const Array& q, const Array& k, const Array& v,
@@ -160,16 +178,7 @@ AttentionGradients attention_backward(const Array& grad_out, const Array& q, con
   const char* op = "attention_backward";
   std::vector<std::int64_t> lengths;
   const cpu::AttentionProblem p = describe(op, q, k, v, options, lengths);
-  for (auto [name, a] : {std::pair<const char*, const Array*>{"grad_output", &grad_out}, {"out", &out}}) {
-    check_dtype(op, name, *a, DType::float32);
-    check_cpu(op, name, *a);
-    check_same_shape(op, name, *a, "q", q);
-  }
-  check_dtype(op, "lse", lse, DType::float32);
-  check_cpu(op, "lse", lse);
-  if (lse.shape() != Shape{p.batch, p.heads, p.query_length})
-    throw_value_error(op, "lse", "shape " + shape_string({p.batch, p.heads, p.query_length}),
-                      shape_string(lse.shape()));
+  check_forward_results(op, p, grad_out, out, lse);
   // dq is accumulated into tile by tile; dk and dv are written whole.
   AttentionGradients g{Array::zeros(q.shape(), DType::float32), Array::zeros(k.shape(), DType::float32),
                        Array::zeros(v.shape(), DType::float32)};
@@ -198,18 +207,7 @@ Array attention_qkv_backward(const Array& grad_out, const Array& qkv, const Arra
   const char* op = "attention_qkv_backward";
   std::vector<std::int64_t> lengths;
   const cpu::AttentionProblem p = describe_packed(op, qkv, heads, kv_heads, options, lengths);
-  const Shape out_shape{p.batch, p.query_length, p.heads, p.head_dim};
-  for (auto [name, a] : {std::pair<const char*, const Array*>{"grad_output", &grad_out}, {"out", &out}}) {
-    check_dtype(op, name, *a, DType::float32);
-    check_cpu(op, name, *a);
-    if (a->shape() != out_shape)
-      throw_value_error(op, name, "shape " + shape_string(out_shape), shape_string(a->shape()));
-  }
-  check_dtype(op, "lse", lse, DType::float32);
-  check_cpu(op, "lse", lse);
-  if (lse.shape() != Shape{p.batch, p.heads, p.query_length})
-    throw_value_error(op, "lse", "shape " + shape_string({p.batch, p.heads, p.query_length}),
-                      shape_string(lse.shape()));
+  check_forward_results(op, p, grad_out, out, lse);
   // dq is accumulated into tile by tile (so the whole buffer starts at 0);
   // dk and dv are written whole.
   Array grad_qkv = Array::zeros(qkv.shape(), DType::float32);
