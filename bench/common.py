@@ -34,6 +34,7 @@ from typing import Callable, Optional
 
 import attnkit
 from attnkit import _C
+from attnkit.benchmarks import cpu_model, optional_torch, timed_rounds
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MIB = 1 << 20
@@ -79,45 +80,13 @@ def time_callable(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 1
 
 
 def time_side_by_side(callables: dict, *, warmup: int = 2, repeats: int = 10) -> dict:
-    """Times several callables (name -> fn) in rounds, one call of each per
-    round, so that all of them meet the same load from the rest of the machine
-    and their ratios stay meaningful on a noisy host. ``warmup`` untimed rounds
-    come first. Returns name -> Timing."""
-    if repeats < 1:
-        raise ValueError(f"time_side_by_side: repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        for fn in callables.values():
-            fn()
-    seconds = {name: [] for name in callables}
-    for _ in range(repeats):
-        for name, fn in callables.items():
-            start = time.perf_counter()
-            fn()
-            seconds[name].append(time.perf_counter() - start)
-    return {name: Timing(statistics.median(s), min(s), max(s), repeats) for name, s in seconds.items()}
+    """Times several callables (name -> fn) in alternating rounds
+    (``attnkit.benchmarks.timed_rounds``). Returns name -> Timing."""
+    rounds = timed_rounds(callables, warmup, repeats)
+    return {name: Timing(statistics.median(s), min(s), max(s), repeats) for name, s in rounds.items()}
 
 
 # -------------------------------------------------------------------- peers --
-_torch = None
-_torch_checked = False
-
-
-def optional_torch(disabled: bool = False):
-    """The torch module, or None when it is not installed (or ``disabled``).
-    attnkit never depends on torch; benchmarks only compare with it."""
-    global _torch, _torch_checked
-    if disabled:
-        return None
-    if not _torch_checked:
-        _torch_checked = True
-        try:
-            import torch
-        except ImportError:
-            torch = None
-        _torch = torch
-    return _torch
-
-
 def set_threads(threads: int, torch=None) -> None:
     """One thread count for attnkit and the peer, so the comparison is fair."""
     attnkit.set_num_threads(threads)
@@ -152,7 +121,7 @@ def fma_peak(threads: int, isa: Optional[str] = None) -> float:
 def machine_facts(torch=None) -> dict:
     """What a reader needs to compare figures across machines."""
     facts = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical cpus": os.cpu_count(),
         "l3 cache": _l3_size(),
         "python": platform.python_version(),
@@ -163,17 +132,6 @@ def machine_facts(torch=None) -> dict:
     if torch is not None:
         facts["torch"] = torch.__version__
     return facts
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _l3_size() -> str:

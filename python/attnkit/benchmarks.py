@@ -61,8 +61,14 @@ LEARNING_RATE, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
 
 
 # ------------------------------------------------------------------ timing --
-def time_side_by_side(callables: dict, warmup: int, repeats: int) -> dict:
-    """name -> median seconds per call; one call of each per round."""
+def timed_rounds(callables: dict, warmup: int, repeats: int) -> dict:
+    """name -> the seconds of each of ``repeats`` timed calls. The callables
+    run in rounds, one call of each per round, so that all of them meet the
+    same load from the rest of the machine and their ratios stay meaningful
+    on a noisy host; ``warmup`` untimed rounds come first. (The bench/
+    scripts time with this too.)"""
+    if repeats < 1:
+        raise ValueError(f"timed_rounds: repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
         for fn in callables.values():
             fn()
@@ -72,10 +78,17 @@ def time_side_by_side(callables: dict, warmup: int, repeats: int) -> dict:
             start = time.perf_counter()
             fn()
             seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+    return seconds
 
 
-def _optional_torch(disabled: bool):
+def time_side_by_side(callables: dict, warmup: int, repeats: int) -> dict:
+    """name -> median seconds per call (``timed_rounds``)."""
+    return {name: statistics.median(values) for name, values in timed_rounds(callables, warmup, repeats).items()}
+
+
+def optional_torch(disabled: bool = False):
+    """The torch module, or None when it is not installed (or ``disabled``).
+    attnkit never depends on torch; benchmarks only compare with it."""
     if disabled:
         return None
     try:
@@ -331,7 +344,7 @@ def main(argv=None) -> int:
 
     sizes = SIZES["quick" if args.quick else "full"]
     threads = args.threads or get_num_threads()
-    torch = _optional_torch(args.no_torch)
+    torch = optional_torch(args.no_torch)
     previous_threads = get_num_threads()
     set_num_threads(threads)
     if torch is not None:
@@ -360,7 +373,7 @@ def main(argv=None) -> int:
     if args.json:
         document = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": {"cpu": _cpu_model(), "logical cpus": os.cpu_count(), "python": platform.python_version(),
+            "machine": {"cpu": cpu_model(), "logical cpus": os.cpu_count(), "python": platform.python_version(),
                         "cpu isa": cpu_isa(), "compiler": build_info()["compiler"],
                         "torch": None if torch is None else torch.__version__},
             "threads": threads, "quick": args.quick,
@@ -392,7 +405,8 @@ def _relaunch_with_passive_threads(argv: list) -> int:
     return subprocess.run([sys.executable, "-m", "attnkit.benchmarks", *argv], env=environment).returncode
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it where there is one."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
