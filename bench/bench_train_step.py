@@ -4,7 +4,7 @@
 
 One step is what a training loop does: forward, cross-entropy, backward,
 AdamW step, zero_grad, and ``loss.item()``. Both models start from the same
-weights (bench/torch_gpt.py copies attnkit's) and see the same batch; the two
+weights (attnkit.benchmarks.gpt_pair copies attnkit's) and see the same batch; the two
 steps are timed in alternating rounds at one thread count, and the medians
 are compared.
 
@@ -36,39 +36,8 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 
-import numpy as np
-
-import attnkit
 from attnkit import benchmarks
-from attnkit.models import GPT, GPTConfig
-
-CONFIGS = {
-    "A": dict(config=GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-              batch=12),
-    "B": dict(config=GPTConfig(vocab_size=50257, block_size=256, n_layer=12, n_head=12, n_embd=768, dropout=0.0),
-              batch=4),
-}
-@dataclass
-class Setup:
-    name: str
-    step: object  # () -> float (the loss)
-    model: object
-
-
-def attnkit_setup(config: GPTConfig, batch: int, inputs: np.ndarray, targets: np.ndarray) -> Setup:
-    attnkit.manual_seed(0)
-    model = GPT(config)
-    return Setup("attnkit", benchmarks.gpt_train_step(model, inputs, targets), model)
-
-
-def torch_setup(torch, config: GPTConfig, inputs, targets, source_model, optimizer_kind: str) -> Setup:
-    import torch_gpt  # imports torch: only when it is installed
-
-    model = torch_gpt.GPT(config)
-    torch_gpt.copy_from_attnkit(model, source_model)
-    return Setup("torch", benchmarks.torch_gpt_train_step(torch, model, inputs, targets, optimizer_kind), model)
 
 
 def python_overhead(step, passes: int = 3):
@@ -91,7 +60,7 @@ def python_overhead(step, passes: int = 3):
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.set_defaults(threads=[2], repeats=5, warmup=1)
-    parser.add_argument("--configs", nargs="+", default=["A", "B"], choices=sorted(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--repeats-b", type=int, default=3,
                         help="timed rounds for config B, whose steps take seconds (default: 3)")
     parser.add_argument("--torch-optimizer", choices=["fused", "foreach"], default="fused")
@@ -104,20 +73,16 @@ def main() -> None:
         common.set_threads(threads, torch)
         peak = common.fma_peak(threads)
         for key in args.configs:
-            spec = CONFIGS[key]
-            config, batch = spec["config"], spec["batch"]
-            rng = np.random.default_rng(0)
-            inputs = rng.integers(0, config.vocab_size, size=(batch, config.block_size), dtype=np.int64)
-            targets = rng.integers(0, config.vocab_size, size=(batch, config.block_size), dtype=np.int64)
-            ours = attnkit_setup(config, batch, inputs, targets)
-            steps = {"attnkit": ours.step}
-            if torch is not None:
-                steps["torch"] = torch_setup(torch, config, inputs, targets, ours.model,
-                                             args.torch_optimizer).step
+            config, batch, ours, theirs = benchmarks.gpt_pair(key, torch)
+            inputs, targets = benchmarks.random_batch(config, batch)
+            steps = {"attnkit": benchmarks.gpt_train_step(ours, inputs, targets)}
+            if theirs is not None:
+                steps["torch"] = benchmarks.torch_gpt_train_step(torch, theirs, inputs, targets,
+                                                                 args.torch_optimizer)
             repeats = args.repeats if key == "A" else args.repeats_b
             timings = common.time_side_by_side(steps, warmup=args.warmup, repeats=repeats)
             passes = 5 if key == "A" else 1
-            (wall, kernel, python), timer = python_overhead(ours.step, passes)
+            (wall, kernel, python), timer = python_overhead(steps["attnkit"], passes)
             flops = benchmarks.train_step_flops(config, batch)
             row = {
                 "config": key, "threads": threads, "batch": batch, "block": config.block_size,

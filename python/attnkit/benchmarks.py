@@ -50,10 +50,11 @@ SIZES = {
                   layer_norm=(512, 256), train_config="tiny", decode_tokens=8, probe_mib=64, repeats=3),
 }
 
-# GPT configs of the train-step row: A is nanoGPT's CPU Shakespeare config
-# (bench/bench_train_step.py reports it and GPT-2-small dims).
+# GPT configs of the train-step row: A is nanoGPT's CPU Shakespeare config,
+# B GPT-2-small dims (bench/bench_train_step.py reports both; this suite A).
 TRAIN_CONFIGS = {
     "A": dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, batch=12),
+    "B": dict(vocab_size=50257, block_size=256, n_layer=12, n_head=12, n_embd=768, batch=4),
     "tiny": dict(vocab_size=65, block_size=16, n_layer=1, n_head=2, n_embd=32, batch=2),
 }
 # nanoGPT's recipe; the values do not change the cost
@@ -238,15 +239,16 @@ def train_step_flops(config, batch: int) -> float:
     return 3 * 2.0 * tokens * matrix_parameters + 3.5 * attention_forward
 
 
-def _gpt_pair(suite: Suite, name: str):
-    """An attnkit GPT of the named config, and the same weights in PyTorch (or None)."""
+def gpt_pair(name: str, torch):
+    """(config, batch, model, torch model): an attnkit GPT of the named
+    TRAIN_CONFIGS entry, and the same weights in PyTorch (None without torch)."""
     spec = dict(TRAIN_CONFIGS[name])
     batch = spec.pop("batch")
     config = GPTConfig(dropout=0.0, **spec)
     manual_seed(0)
     ours = GPT(config)
     theirs = None
-    if suite.torch is not None:
+    if torch is not None:
         from . import _torch_gpt
 
         theirs = _torch_gpt.GPT(config)
@@ -254,11 +256,17 @@ def _gpt_pair(suite: Suite, name: str):
     return config, batch, ours, theirs
 
 
-def bench_train_step(suite: Suite, name: str) -> None:
-    config, batch, ours, theirs = _gpt_pair(suite, name)
+def random_batch(config, batch: int) -> tuple:
+    """(inputs, targets): int64 numpy token ids [batch, block_size], the same every call."""
     rng = np.random.default_rng(0)
     inputs = rng.integers(0, config.vocab_size, size=(batch, config.block_size), dtype=np.int64)
     targets = rng.integers(0, config.vocab_size, size=(batch, config.block_size), dtype=np.int64)
+    return inputs, targets
+
+
+def bench_train_step(suite: Suite, name: str) -> None:
+    config, batch, ours, theirs = gpt_pair(name, suite.torch)
+    inputs, targets = random_batch(config, batch)
     callables = {"ours": gpt_train_step(ours, inputs, targets)}
     if theirs is not None:
         callables["torch"] = torch_gpt_train_step(suite.torch, theirs, inputs, targets)
@@ -272,7 +280,7 @@ def bench_train_step(suite: Suite, name: str) -> None:
 def bench_decode(suite: Suite, name: str, new_tokens: int) -> None:
     """Greedy decoding, batch 1, one token per step through the KV caches:
     tokens/s (the time per call is for all ``new_tokens``)."""
-    config, _, ours, theirs = _gpt_pair(suite, name)
+    config, _, ours, theirs = gpt_pair(name, suite.torch)
     new_tokens = min(new_tokens, config.block_size - 1)
     prompt = np.zeros((1, 1), dtype=np.int64)
     caches = ours.make_caches(1, 1 + new_tokens)
