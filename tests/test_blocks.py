@@ -262,3 +262,32 @@ def test_pre_ln_encoder_layer_fuses_the_residual_add_bit_for_bit(cpu_isa, rng, b
                        [p.grad.numpy() for _, p in layer.named_parameters()])
     for fused, plain in zip(*results):
         np.testing.assert_array_equal(fused, plain)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pre_ln_decoder_layer_fuses_the_residual_adds_bit_for_bit(cpu_isa, rng, bias):
+    """The pre-LN decoder layer fuses both residual adds with the next norm
+    (norm2, norm3): the same bits as the adds and then the norms, in the
+    output and in every gradient (memory's included)."""
+    attnkit.manual_seed(8)
+    layer = nn.TransformerDecoderLayer(32, 4, dim_feedforward=48, dropout=0.0, norm_first=True, bias=bias)
+    x = rng.standard_normal((3, 11, 32)).astype(np.float32)
+    memory = rng.standard_normal((3, 7, 32)).astype(np.float32)
+    grad_out = rng.standard_normal(x.shape).astype(np.float32)
+
+    def unfused(x, memory):
+        x = x + layer.dropout1(layer.self_attn(layer.norm1(x), causal=True))
+        x = x + layer.dropout2(layer.cross_attn(layer.norm2(x), key_value=memory))
+        return x + layer.dropout3(layer.feed_forward(layer.norm3(x)))
+
+    results = []
+    for forward in (lambda x, memory: layer(x, memory), unfused):
+        layer.zero_grad()
+        inputs = attnkit.tensor(x, requires_grad=True)
+        memory_input = attnkit.tensor(memory, requires_grad=True)
+        out = forward(inputs, memory_input)
+        out.backward(attnkit.tensor(grad_out))
+        results.append([out.detach().numpy(), inputs.grad.numpy(), memory_input.grad.numpy()] +
+                       [p.grad.numpy() for _, p in layer.named_parameters()])
+    for fused, plain in zip(*results):
+        np.testing.assert_array_equal(fused, plain)

@@ -195,6 +195,12 @@ class LayerNorm(Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
+    def add_forward(self, x: Tensor, residual: Tensor) -> tuple:
+        """``(x + residual, self(x + residual))`` in one fused pass
+        (``F.add_layer_norm``), the same bits as the add and then the norm:
+        a pre-LN block's residual add and the next sublayer's LayerNorm."""
+        return F.add_layer_norm(x, residual, self.normalized_shape, self.weight, self.bias, self.eps)
+
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
                 + ("" if not self.elementwise_affine or self.bias is not None else ", bias=False"))

@@ -87,10 +87,8 @@ class TransformerEncoderLayer(Module):
             return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
 
         if self.norm_first:
-            # x + attention, and norm2 of it, in one pass (F.add_layer_norm)
-            norm2 = self.norm2
-            x, normed = F.add_layer_norm(x, self_attention(self.norm1(x)), norm2.normalized_shape, norm2.weight,
-                                         norm2.bias, norm2.eps)
+            # each residual add and the next sublayer's norm in one pass
+            x, normed = self.norm2.add_forward(x, self_attention(self.norm1(x)))
             return x + self.dropout2(self.feed_forward(normed))
         x = self.norm1(x + self_attention(x))
         return self.norm2(x + self.dropout2(self.feed_forward(x)))
@@ -137,9 +135,10 @@ class TransformerDecoderLayer(Module):
             return self.dropout2(self.cross_attn(h, key_value=memory, key_padding_mask=memory_key_padding_mask))
 
         if self.norm_first:
-            x = x + self_attention(self.norm1(x))
-            x = x + cross_attention(self.norm2(x))
-            return x + self.dropout3(self.feed_forward(self.norm3(x)))
+            # each residual add and the next sublayer's norm in one pass
+            x, normed = self.norm2.add_forward(x, self_attention(self.norm1(x)))
+            x, normed = self.norm3.add_forward(x, cross_attention(normed))
+            return x + self.dropout3(self.feed_forward(normed))
         x = self.norm1(x + self_attention(x))
         x = self.norm2(x + cross_attention(x))
         return self.norm3(x + self.dropout3(self.feed_forward(x)))
