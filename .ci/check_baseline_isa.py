@@ -37,12 +37,46 @@ INSTRUCTION = re.compile(r"^\s*[0-9a-f]+:\t(.*)$")
 AVX_REGISTER = re.compile(r"%(?:[yz]mm\d+|k[0-7])\b")
 # 'v' mnemonics that are not SIMD: virtualization (VMX, SVM) and segment checks.
 NOT_SIMD_V = {
-    "verr", "verw", "vmcall", "vmlaunch", "vmresume", "vmxoff", "vmxon", "vmread", "vmwrite",
-    "vmptrld", "vmptrst", "vmclear", "vmfunc", "vmrun", "vmload", "vmsave", "vmmcall", "vmgexit",
+    "verr",
+    "verw",
+    "vmcall",
+    "vmlaunch",
+    "vmresume",
+    "vmxoff",
+    "vmxon",
+    "vmread",
+    "vmwrite",
+    "vmptrld",
+    "vmptrst",
+    "vmclear",
+    "vmfunc",
+    "vmrun",
+    "vmload",
+    "vmsave",
+    "vmmcall",
+    "vmgexit",
 }
 MAX_SHOWN = 25
-PREFIXES = {"lock", "rep", "repz", "repe", "repnz", "repne", "notrack", "bnd", "data16", "addr32",
-            "cs", "ds", "es", "fs", "gs", "ss", "xacquire", "xrelease"}
+PREFIXES = {
+    "lock",
+    "rep",
+    "repz",
+    "repe",
+    "repnz",
+    "repne",
+    "notrack",
+    "bnd",
+    "data16",
+    "addr32",
+    "cs",
+    "ds",
+    "es",
+    "fs",
+    "gs",
+    "ss",
+    "xacquire",
+    "xrelease",
+}
 
 
 def is_avx(instruction: str) -> bool:
@@ -69,16 +103,15 @@ def extension_path() -> str:
 def has_symbol_table(path: str) -> bool:
     """objdump -t lists .symtab only (a stripped file keeps just .dynsym, the
     exported names, which leave hidden and local functions unnamed)."""
-    symbols = subprocess.run(["objdump", "-t", path], check=True, capture_output=True,
-                             text=True).stdout
+    symbols = subprocess.run(["objdump", "-t", path], check=True, capture_output=True, text=True).stdout
     return any(re.match(r"^[0-9a-f]{8,} ", line) for line in symbols.splitlines())
 
 
 def avx_use_by_function(path: str) -> dict:
     """function name -> the AVX instructions it contains (possibly none)."""
     listing = subprocess.run(
-        ["objdump", "-d", "-C", "-w", "--no-show-raw-insn", path],
-        check=True, capture_output=True, text=True).stdout
+        ["objdump", "-d", "-C", "-w", "--no-show-raw-insn", path], check=True, capture_output=True, text=True
+    ).stdout
     uses = defaultdict(list)
     function = None
     for line in listing.splitlines():
@@ -103,20 +136,23 @@ def main(argv: list) -> int:
         print("check_baseline_isa: FAIL: objdump (GNU binutils) is not installed")
         return 1
     if not has_symbol_table(path):
-        print(f"check_baseline_isa: FAIL: {path} has no symbol table, so its code cannot be "
-              "split into named functions. Build the extension unstripped: no strip after "
-              "linking (pybind11_add_module(... NO_EXTRAS ...) in CMakeLists.txt) and none at "
-              "install ([tool.scikit-build] install.strip = false in pyproject.toml).")
+        print(
+            f"check_baseline_isa: FAIL: {path} has no symbol table, so its code cannot be "
+            "split into named functions. Build the extension unstripped: no strip after "
+            "linking (pybind11_add_module(... NO_EXTRAS ...) in CMakeLists.txt) and none at "
+            "install ([tool.scikit-build] install.strip = false in pyproject.toml)."
+        )
         return 1
 
     uses = avx_use_by_function(path)
     owned = {name: found for name, found in uses.items() if ISA_OWNED.search(name)}
-    violations = {name: found for name, found in uses.items()
-                  if found and not ISA_OWNED.search(name)}
+    violations = {name: found for name, found in uses.items() if found and not ISA_OWNED.search(name)}
     isa_functions_with_avx = sum(1 for found in owned.values() if found)
     print(f"check_baseline_isa: {path}")
-    print(f"  {len(uses)} functions; {len(owned)} belong to the avx2/avx512 kernels, "
-          f"{isa_functions_with_avx} of them use AVX")
+    print(
+        f"  {len(uses)} functions; {len(owned)} belong to the avx2/avx512 kernels, "
+        f"{isa_functions_with_avx} of them use AVX"
+    )
 
     if violations:
         print(f"  FAIL: {len(violations)} baseline functions use AVX instructions:")
@@ -129,8 +165,7 @@ def main(argv: list) -> int:
     if isa_functions_with_avx == 0:
         # The ISA kernels are compiled with AVX flags; finding none means this
         # check is not seeing them (a renamed namespace, a parse failure).
-        print("  FAIL: no AVX instruction found in any avx2/avx512 function; the check "
-              "cannot be trusted on this file")
+        print("  FAIL: no AVX instruction found in any avx2/avx512 function; the check cannot be trusted on this file")
         return 1
     print("  OK: no AVX instruction outside the avx2/avx512 kernels")
     return 0

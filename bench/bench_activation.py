@@ -18,7 +18,6 @@ previous call, so they pay no page faults after the first call.
 from __future__ import annotations
 
 import common  # first: it sets how idle threads wait, before any thread pool starts
-
 import numpy as np
 
 import attnkit
@@ -26,14 +25,13 @@ import attnkit.nn.functional as F
 from attnkit import _C
 
 # Bytes moved per element.
-FORWARD_BYTES = 8   # read x, write y
+FORWARD_BYTES = 8  # read x, write y
 BACKWARD_BYTES = 12  # read dy and x, write dx
 
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=128,
-                        help="size of each array in MiB (default: 128, 4x a 32 MiB L3)")
+    parser.add_argument("--mib", type=int, default=128, help="size of each array in MiB (default: 128, 4x a 32 MiB L3)")
     args = parser.parse_args()
     torch = common.optional_torch(disabled=args.no_torch)
 
@@ -59,19 +57,18 @@ def main() -> None:
             backward = {"ours": lambda: _C.gelu_backward(dy_array, x_array, approximate)}
             if torch is not None:
                 forward["torch"] = lambda: torch.nn.functional.gelu(x_torch, approximate=approximate)
-                forward["torch out="] = lambda: torch.ops.aten.gelu.out(
-                    x_torch, approximate=approximate, out=out_torch)
-                backward["torch"] = lambda: torch.ops.aten.gelu_backward(
-                    dy_torch, x_torch, approximate=approximate)
+                forward["torch out="] = lambda: torch.ops.aten.gelu.out(x_torch, approximate=approximate, out=out_torch)
+                backward["torch"] = lambda: torch.ops.aten.gelu_backward(dy_torch, x_torch, approximate=approximate)
                 backward["torch out="] = lambda: torch.ops.aten.gelu_backward.grad_input(
-                    dy_torch, x_torch, approximate=approximate, grad_input=out_torch)
+                    dy_torch, x_torch, approximate=approximate, grad_input=out_torch
+                )
             for op, callables, work, limit, limit_name in (
-                    ("gelu forward", forward, FORWARD_BYTES * n, copy_bandwidth, "copy"),
-                    ("gelu backward", backward, BACKWARD_BYTES * n, triad_bandwidth, "triad")):
+                ("gelu forward", forward, FORWARD_BYTES * n, copy_bandwidth, "copy"),
+                ("gelu backward", backward, BACKWARD_BYTES * n, triad_bandwidth, "triad"),
+            ):
                 timings = common.time_side_by_side(callables, **timed)
                 ours = timings.pop("ours")
-                rows.append(common.Row(op, approximate, threads, work, "GB/s", ours, timings,
-                                       limit, limit_name))
+                rows.append(common.Row(op, approximate, threads, work, "GB/s", ours, timings, limit, limit_name))
 
     facts = common.machine_facts(torch)
     print(", ".join(f"{k}: {v}" for k, v in facts.items()))

@@ -23,7 +23,6 @@ more than the L3 holds, so the caches come from memory as in a real model.
 from __future__ import annotations
 
 import common  # first: it sets how idle threads wait, before any thread pool starts
-
 import numpy as np
 
 import attnkit
@@ -80,18 +79,36 @@ def main() -> None:
             flops = 4.0 * b * h * t * t * d * (0.5 if causal else 1.0)
             case = f"B{b} H{h} T{t} D{d}" + (" causal" if causal else "")
             timings = common.time_side_by_side(forward, **timed)
-            rows.append(common.Row("attention forward", case, threads, flops, "GFLOP/s",
-                                   timings.pop("ours"), timings, peak, "FMA peak"))
+            rows.append(
+                common.Row(
+                    "attention forward", case, threads, flops, "GFLOP/s", timings.pop("ours"), timings, peak, "FMA peak"
+                )
+            )
             timings = common.time_side_by_side(both, **timed)
-            rows.append(common.Row("attention fwd+bwd", case, threads, 3.5 * flops, "GFLOP/s",
-                                   timings.pop("ours"), timings, peak, "FMA peak"))
+            rows.append(
+                common.Row(
+                    "attention fwd+bwd",
+                    case,
+                    threads,
+                    3.5 * flops,
+                    "GFLOP/s",
+                    timings.pop("ours"),
+                    timings,
+                    peak,
+                    "FMA peak",
+                )
+            )
 
         b, h, tk, d = DECODE
         read_bandwidth = common.memory_bandwidth("read", threads, args.probe_mib)
         queries = [attnkit.tensor(rng.standard_normal((b, 1, h, d), dtype=np.float32)) for _ in range(DECODE_LAYERS)]
-        caches = [(attnkit.tensor(rng.standard_normal((b, tk, h, d), dtype=np.float32)),
-                   attnkit.tensor(rng.standard_normal((b, tk, h, d), dtype=np.float32)))
-                  for _ in range(DECODE_LAYERS)]
+        caches = [
+            (
+                attnkit.tensor(rng.standard_normal((b, tk, h, d), dtype=np.float32)),
+                attnkit.tensor(rng.standard_normal((b, tk, h, d), dtype=np.float32)),
+            )
+            for _ in range(DECODE_LAYERS)
+        ]
 
         def decode_step():
             with attnkit.no_grad():
@@ -111,8 +128,19 @@ def main() -> None:
             decode["torch"] = torch_step
         timings = common.time_side_by_side(decode, **timed)
         cache_bytes = 2.0 * b * tk * h * d * 4 * DECODE_LAYERS
-        rows.append(common.Row("attention decode", f"B{b} H{h} Tk{tk} D{d} x{DECODE_LAYERS} layers", threads,
-                               cache_bytes, "GB/s", timings.pop("ours"), timings, read_bandwidth, "read"))
+        rows.append(
+            common.Row(
+                "attention decode",
+                f"B{b} H{h} Tk{tk} D{d} x{DECODE_LAYERS} layers",
+                threads,
+                cache_bytes,
+                "GB/s",
+                timings.pop("ours"),
+                timings,
+                read_bandwidth,
+                "read",
+            )
+        )
 
     facts = common.machine_facts(torch)
     print(", ".join(f"{key}: {value}" for key, value in facts.items()))

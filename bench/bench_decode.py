@@ -31,22 +31,24 @@ time between kernels.
 
 from __future__ import annotations
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
-
 import json
 import sys
 import time
 
+import common  # first: it sets how idle threads wait, before any thread pool starts
 import numpy as np
 
 import attnkit
 from attnkit.models import GPT, GPTConfig
 
 MODELS = {
-    "shakespeare": dict(config=GPTConfig(vocab_size=65, block_size=256, n_layer=4, n_head=4, n_embd=128,
-                                         dropout=0.0), new_tokens=255),
-    "gpt2": dict(config=GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768,
-                                  dropout=0.0), new_tokens=64),
+    "shakespeare": dict(
+        config=GPTConfig(vocab_size=65, block_size=256, n_layer=4, n_head=4, n_embd=128, dropout=0.0), new_tokens=255
+    ),
+    "gpt2": dict(
+        config=GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, dropout=0.0),
+        new_tokens=64,
+    ),
 }
 
 
@@ -55,8 +57,14 @@ def bytes_per_token(config: GPTConfig, new_tokens: int) -> float:
     weights (the position table one row, the token embedding once whole for
     the LM head) and the keys and values cached so far."""
     width, layers = config.n_embd, config.n_layer
-    per_block = (3 * width * width + 3 * width) + (width * width + width) + 2 * (4 * width * width) \
-        + 4 * width + width + 4 * width  # qkv, out, fc1 + fc2 weights, their biases, two LayerNorms
+    per_block = (
+        (3 * width * width + 3 * width)
+        + (width * width + width)
+        + 2 * (4 * width * width)
+        + 4 * width
+        + width
+        + 4 * width
+    )  # qkv, out, fc1 + fc2 weights, their biases, two LayerNorms
     weights = layers * per_block + 2 * width + config.vocab_size * width + width  # + ln_f, wte, one wpe row
     mean_cached_positions = (new_tokens + 1) / 2
     cache = layers * 2 * mean_cached_positions * width
@@ -105,12 +113,19 @@ def main() -> None:
             step_bytes = bytes_per_token(config, new_tokens)
             bound_s = step_bytes / (bandwidth * 1e9)
             row = {
-                "model": name, "threads": threads, "new_tokens": new_tokens,
-                "n_layer": config.n_layer, "n_embd": config.n_embd, "vocab": config.vocab_size,
-                "attnkit_tokens_per_s": 1.0 / per_token["attnkit"], "attnkit_spread": timings["attnkit"].spread,
+                "model": name,
+                "threads": threads,
+                "new_tokens": new_tokens,
+                "n_layer": config.n_layer,
+                "n_embd": config.n_embd,
+                "vocab": config.vocab_size,
+                "attnkit_tokens_per_s": 1.0 / per_token["attnkit"],
+                "attnkit_spread": timings["attnkit"].spread,
                 "torch_tokens_per_s": 1.0 / per_token["torch"] if "torch" in per_token else None,
                 "torch_spread": timings["torch"].spread if "torch" in timings else None,
-                "same_tokens": same, "bytes_per_token": step_bytes, "read_bandwidth_gbps": bandwidth,
+                "same_tokens": same,
+                "bytes_per_token": step_bytes,
+                "read_bandwidth_gbps": bandwidth,
                 "bound_tokens_per_s": 1.0 / bound_s,
             }
             if args.profile:
@@ -119,46 +134,78 @@ def main() -> None:
                     calls["attnkit"]()
                     wall = time.perf_counter() - start
                 row["profile_ms_per_token"] = {
-                    "wall": wall * 1e3 / new_tokens, "kernels": timer.kernel_seconds * 1e3 / new_tokens,
+                    "wall": wall * 1e3 / new_tokens,
+                    "kernels": timer.kernel_seconds * 1e3 / new_tokens,
                     "python": timer.python_seconds(wall) * 1e3 / new_tokens,
-                    "by_kernel": {kernel: seconds * 1e3 / new_tokens for kernel, seconds, _ in timer.breakdown()}}
-                print(f"\n{name}, {threads} threads: one decode of {new_tokens} tokens, per token: "
-                      f"wall {wall * 1e3 / new_tokens:.3f} ms, kernels {timer.kernel_seconds * 1e3 / new_tokens:.3f} ms,"
-                      f" Python {timer.python_seconds(wall) * 1e3 / new_tokens:.3f} ms")
+                    "by_kernel": {kernel: seconds * 1e3 / new_tokens for kernel, seconds, _ in timer.breakdown()},
+                }
+                print(
+                    f"\n{name}, {threads} threads: one decode of {new_tokens} tokens, per token: "
+                    f"wall {wall * 1e3 / new_tokens:.3f} ms, kernels {timer.kernel_seconds * 1e3 / new_tokens:.3f} ms,"
+                    f" Python {timer.python_seconds(wall) * 1e3 / new_tokens:.3f} ms"
+                )
                 for kernel, seconds, count in timer.breakdown(top=15):
                     print(f"  {kernel:<24} {seconds * 1e3 / new_tokens:8.3f} ms  {count / new_tokens:5.1f} calls")
             results.append(row)
 
     print()
-    header = ["model", "thr", "attnkit tok/s", "±", "torch tok/s", "±", "attnkit/torch", "bound tok/s",
-              "of bound", "same tokens"]
+    header = [
+        "model",
+        "thr",
+        "attnkit tok/s",
+        "±",
+        "torch tok/s",
+        "±",
+        "attnkit/torch",
+        "bound tok/s",
+        "of bound",
+        "same tokens",
+    ]
     lines = []
     for r in results:
         theirs = r["torch_tokens_per_s"]
-        lines.append([
-            r["model"], str(r["threads"]), f"{r['attnkit_tokens_per_s']:.1f}", f"{50 * r['attnkit_spread']:.0f}%",
-            "-" if theirs is None else f"{theirs:.1f}", "-" if theirs is None else f"{50 * r['torch_spread']:.0f}%",
-            "-" if theirs is None else f"{r['attnkit_tokens_per_s'] / theirs:.2f}",
-            f"{r['bound_tokens_per_s']:.1f}", f"{r['attnkit_tokens_per_s'] / r['bound_tokens_per_s']:.0%}",
-            "-" if r["same_tokens"] is None else ("yes" if r["same_tokens"] else "NO"),
-        ])
+        lines.append(
+            [
+                r["model"],
+                str(r["threads"]),
+                f"{r['attnkit_tokens_per_s']:.1f}",
+                f"{50 * r['attnkit_spread']:.0f}%",
+                "-" if theirs is None else f"{theirs:.1f}",
+                "-" if theirs is None else f"{50 * r['torch_spread']:.0f}%",
+                "-" if theirs is None else f"{r['attnkit_tokens_per_s'] / theirs:.2f}",
+                f"{r['bound_tokens_per_s']:.1f}",
+                f"{r['attnkit_tokens_per_s'] / r['bound_tokens_per_s']:.0%}",
+                "-" if r["same_tokens"] is None else ("yes" if r["same_tokens"] else "NO"),
+            ]
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for line in lines:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
-    bandwidths = ", ".join(f"{r['read_bandwidth_gbps']:.1f} GB/s at {r['threads']} threads"
-                           for r in results if r["model"] == results[0]["model"])
-    print(f"\nattnkit/torch above 1: attnkit is faster. bound: bytes read per token over the read "
-          f"bandwidth measured in this run ({bandwidths}).")
+    bandwidths = ", ".join(
+        f"{r['read_bandwidth_gbps']:.1f} GB/s at {r['threads']} threads"
+        for r in results
+        if r["model"] == results[0]["model"]
+    )
+    print(
+        f"\nattnkit/torch above 1: attnkit is faster. bound: bytes read per token over the read "
+        f"bandwidth measured in this run ({bandwidths})."
+    )
 
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS_DIR / "bench_decode.json"
-    path.write_text(json.dumps({
-        "command": " ".join([common.Path(sys.executable).name] + sys.argv),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": common.machine_facts(torch),
-        "rows": results,
-    }, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "command": " ".join([common.Path(sys.executable).name] + sys.argv),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "machine": common.machine_facts(torch),
+                "rows": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written to {path}")
 
 

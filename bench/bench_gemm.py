@@ -22,17 +22,15 @@ Rows:
 
 from __future__ import annotations
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
-
 import contextlib
 
+import common  # first: it sets how idle threads wait, before any thread pool starts
 import numpy as np
 
 import attnkit
 from attnkit import _C
 
-SHAPES = [(512, 512, 512), (1024, 1024, 1024), (768, 768, 768),
-          (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768)]
+SHAPES = [(512, 512, 512), (1024, 1024, 1024), (768, 768, 768), (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768)]
 DECODE_SHAPES = [(1, 768, 3072), (8, 768, 3072)]
 EPILOGUE_SHAPE = (2048, 768, 3072)
 
@@ -48,8 +46,9 @@ def numpy_threads(threads):
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--decode-mib", type=int, default=96,
-                        help="total size of the rotated decode weights in MiB (default: 96)")
+    parser.add_argument(
+        "--decode-mib", type=int, default=96, help="total size of the rotated decode weights in MiB (default: 96)"
+    )
     args = parser.parse_args()
     torch = common.optional_torch(disabled=args.no_torch)
     rng = np.random.default_rng(0)
@@ -69,14 +68,24 @@ def main() -> None:
                 b = rng.standard_normal((k, n), dtype=np.float32)
                 c = np.empty((m, n), np.float32)
                 a_, b_, c_ = (attnkit.from_numpy(x)._array for x in (a, b, c))
-                callables = {"ours": lambda: _C.matmul(a_, b_, out=c_),
-                             "numpy": lambda: np.matmul(a, b, out=c)}
+                callables = {"ours": lambda: _C.matmul(a_, b_, out=c_), "numpy": lambda: np.matmul(a, b, out=c)}
                 if torch is not None:
                     ta, tb, tc = (torch.from_numpy(x) for x in (a, b, c))
                     callables["torch"] = lambda: torch.matmul(ta, tb, out=tc)
                 timings = common.time_side_by_side(callables, **timed)
-                rows.append(common.Row("gemm", f"{m}x{k}x{n}", threads, 2.0 * m * n * k, "GFLOP/s",
-                                       timings.pop("ours"), timings, peak, "FMA peak"))
+                rows.append(
+                    common.Row(
+                        "gemm",
+                        f"{m}x{k}x{n}",
+                        threads,
+                        2.0 * m * n * k,
+                        "GFLOP/s",
+                        timings.pop("ours"),
+                        timings,
+                        peak,
+                        "FMA peak",
+                    )
+                )
 
             m, k, n = EPILOGUE_SHAPE
             a = rng.standard_normal((m, k), dtype=np.float32)
@@ -84,11 +93,26 @@ def main() -> None:
             bias = rng.standard_normal(n, dtype=np.float32)
             c = np.empty((m, n), np.float32)
             a_, w_, bias_, c_ = (attnkit.from_numpy(x)._array for x in (a, w, bias, c))
-            timings = common.time_side_by_side({
-                "fused": lambda: _C.matmul(a_, w_, transpose_b=True, out=c_, bias=bias_, activation="gelu"),
-                "plain": lambda: _C.matmul(a_, w_, transpose_b=True, out=c_)}, **timed)
-            rows.append(common.Row("gemm bias+gelu", f"{m}x{k}x{n} vs plain", threads, 2.0 * m * n * k,
-                                   "GFLOP/s", timings["fused"], {"plain": timings["plain"]}, peak, "FMA peak"))
+            timings = common.time_side_by_side(
+                {
+                    "fused": lambda: _C.matmul(a_, w_, transpose_b=True, out=c_, bias=bias_, activation="gelu"),
+                    "plain": lambda: _C.matmul(a_, w_, transpose_b=True, out=c_),
+                },
+                **timed,
+            )
+            rows.append(
+                common.Row(
+                    "gemm bias+gelu",
+                    f"{m}x{k}x{n} vs plain",
+                    threads,
+                    2.0 * m * n * k,
+                    "GFLOP/s",
+                    timings["fused"],
+                    {"plain": timings["plain"]},
+                    peak,
+                    "FMA peak",
+                )
+            )
 
             for m, k, n in DECODE_SHAPES:
                 copies = max(2, args.decode_mib * common.MIB // (4 * k * n))
@@ -97,8 +121,9 @@ def main() -> None:
                 x_, y_ = attnkit.from_numpy(x)._array, attnkit.from_numpy(y)._array
                 for layout in ("B[K,N]", "W[N,K]"):
                     transposed = layout == "W[N,K]"
-                    weights = [rng.standard_normal((n, k) if transposed else (k, n), dtype=np.float32)
-                               for _ in range(copies)]
+                    weights = [
+                        rng.standard_normal((n, k) if transposed else (k, n), dtype=np.float32) for _ in range(copies)
+                    ]
                     natives = [attnkit.from_numpy(wt)._array for wt in weights]
                     views = [wt.T if transposed else wt for wt in weights]
 
@@ -113,8 +138,7 @@ def main() -> None:
                     callables = {"ours": ours, "numpy": numpy_side}
                     if torch is not None:
                         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-                        tviews = [torch.from_numpy(wt).T if transposed else torch.from_numpy(wt)
-                                  for wt in weights]
+                        tviews = [torch.from_numpy(wt).T if transposed else torch.from_numpy(wt) for wt in weights]
 
                         def torch_side():
                             for wt in tviews:
@@ -122,9 +146,19 @@ def main() -> None:
 
                         callables["torch"] = torch_side
                     timings = common.time_side_by_side(callables, **timed)
-                    rows.append(common.Row("gemm decode", f"{m}x{k}x{n} {layout}", threads,
-                                           4.0 * k * n * copies, "GB/s", timings.pop("ours"), timings,
-                                           read_bandwidth, "read"))
+                    rows.append(
+                        common.Row(
+                            "gemm decode",
+                            f"{m}x{k}x{n} {layout}",
+                            threads,
+                            4.0 * k * n * copies,
+                            "GB/s",
+                            timings.pop("ours"),
+                            timings,
+                            read_bandwidth,
+                            "read",
+                        )
+                    )
 
     facts = common.machine_facts(torch)
     print(", ".join(f"{key}: {value}" for key, value in facts.items()))

@@ -28,7 +28,6 @@ recomputes the probabilities from the saved statistics.
 from __future__ import annotations
 
 import common  # first: it sets how idle threads wait, before any thread pool starts
-
 import numpy as np
 
 import attnkit
@@ -51,9 +50,10 @@ def our_callables(logits_numpy, targets_numpy):
     logits, targets = attnkit.from_numpy(logits_numpy), attnkit.from_numpy(targets_numpy)
     grad = attnkit.from_numpy(np.array(1.0, dtype=np.float32))._array
     _, statistics = _C.cross_entropy_forward(logits._array, targets._array, IGNORE_INDEX, 0.0, "mean")
-    return (lambda: F.cross_entropy(logits, targets),
-            lambda: _C.cross_entropy_backward(grad, logits._array, targets._array, statistics,
-                                              IGNORE_INDEX, 0.0, "mean"))
+    return (
+        lambda: F.cross_entropy(logits, targets),
+        lambda: _C.cross_entropy_backward(grad, logits._array, targets._array, statistics, IGNORE_INDEX, 0.0, "mean"),
+    )
 
 
 def torch_callables(torch, logits_numpy, targets_numpy):
@@ -71,22 +71,35 @@ def torch_callables(torch, logits_numpy, targets_numpy):
 
     def forward_out():
         aten._log_softmax.out(logits, 1, False, out=log_probabilities_out)
-        aten.nll_loss_forward.output(log_probabilities_out, targets, None, MEAN, IGNORE_INDEX,
-                                     output=loss_out, total_weight=total_weight_out)
+        aten.nll_loss_forward.output(
+            log_probabilities_out, targets, None, MEAN, IGNORE_INDEX, output=loss_out, total_weight=total_weight_out
+        )
 
     def backward():
-        grad_log_probabilities = aten.nll_loss_backward(grad, log_probabilities, targets, None, MEAN,
-                                                        IGNORE_INDEX, total_weight)
+        grad_log_probabilities = aten.nll_loss_backward(
+            grad, log_probabilities, targets, None, MEAN, IGNORE_INDEX, total_weight
+        )
         return aten._log_softmax_backward_data(grad_log_probabilities, log_probabilities, 1, torch.float32)
 
     def backward_out():
-        aten.nll_loss_backward.grad_input(grad, log_probabilities, targets, None, MEAN, IGNORE_INDEX,
-                                          total_weight, grad_input=grad_log_probabilities_out)
-        aten._log_softmax_backward_data.out(grad_log_probabilities_out, log_probabilities, 1, torch.float32,
-                                            out=dlogits_out)
+        aten.nll_loss_backward.grad_input(
+            grad,
+            log_probabilities,
+            targets,
+            None,
+            MEAN,
+            IGNORE_INDEX,
+            total_weight,
+            grad_input=grad_log_probabilities_out,
+        )
+        aten._log_softmax_backward_data.out(
+            grad_log_probabilities_out, log_probabilities, 1, torch.float32, out=dlogits_out
+        )
 
-    return ({"torch": lambda: torch.nn.functional.cross_entropy(logits, targets), "torch out=": forward_out},
-            {"torch": backward, "torch out=": backward_out})
+    return (
+        {"torch": lambda: torch.nn.functional.cross_entropy(logits, targets), "torch out=": forward_out},
+        {"torch": backward, "torch out=": backward_out},
+    )
 
 
 def measure_case(vocab: int, n: int, args, torch, rng) -> list:
@@ -101,22 +114,37 @@ def measure_case(vocab: int, n: int, args, torch, rng) -> list:
     rows = []
     for threads in args.threads:
         common.set_threads(threads, torch)
-        limits = {"forward": (common.memory_bandwidth("read", threads, args.probe_mib), "read"),
-                  "backward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy")}
+        limits = {
+            "forward": (common.memory_bandwidth("read", threads, args.probe_mib), "read"),
+            "backward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy"),
+        }
         for direction, our_callable, peer_callables in zip(("forward", "backward"), ours, peers):
             timings = common.time_side_by_side({"ours": our_callable, **peer_callables}, **timed)
             limit, limit_name = limits[direction]
-            rows.append(common.Row(f"cross_entropy {direction}", case, threads, loss_bytes(direction, n, vocab),
-                                   "GB/s", timings.pop("ours"), timings, limit, limit_name))
+            rows.append(
+                common.Row(
+                    f"cross_entropy {direction}",
+                    case,
+                    threads,
+                    loss_bytes(direction, n, vocab),
+                    "GB/s",
+                    timings.pop("ours"),
+                    timings,
+                    limit,
+                    limit_name,
+                )
+            )
     return rows
 
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2048,
-                        help="rows of the V = 50257 case (default: 2048, 393 MiB of logits)")
-    parser.add_argument("--mib", type=int, default=128,
-                        help="MiB of logits in the V = 65 case (default: 128, 4x a 32 MiB L3)")
+    parser.add_argument(
+        "--rows", type=int, default=2048, help="rows of the V = 50257 case (default: 2048, 393 MiB of logits)"
+    )
+    parser.add_argument(
+        "--mib", type=int, default=128, help="MiB of logits in the V = 65 case (default: 128, 4x a 32 MiB L3)"
+    )
     args = parser.parse_args()
     torch = common.optional_torch(disabled=args.no_torch)
     rng = np.random.default_rng(0)

@@ -34,7 +34,6 @@ their gradients computed on both sides, as in a Transformer block.
 from __future__ import annotations
 
 import common  # first: it sets how idle threads wait, before any thread pool starts
-
 import numpy as np
 
 import attnkit
@@ -68,19 +67,24 @@ def our_callables(x_numpy, residual_numpy, dy_numpy, grad_sum_numpy, weight_nump
     # The backward kernels' saved inputs, from one forward each.
     _, mean, rstd = _C.layer_norm_forward(x._array, [c], weight._array, bias._array, LAYER_NORM_EPS)
     _, rms_rstd = _C.rms_norm_forward(x._array, [c], weight._array, RMS_NORM_EPS)
-    total, _, add_mean, add_rstd = _C.add_layer_norm_forward(x._array, residual._array, [c], weight._array,
-                                                            bias._array, LAYER_NORM_EPS)
+    total, _, add_mean, add_rstd = _C.add_layer_norm_forward(
+        x._array, residual._array, [c], weight._array, bias._array, LAYER_NORM_EPS
+    )
     return {
         "layer_norm": (
             lambda: F.layer_norm(x, (c,), weight, bias, LAYER_NORM_EPS),
-            lambda: _C.layer_norm_backward(dy, x._array, weight._array, mean, rstd, LAYER_NORM_EPS, True, True)),
+            lambda: _C.layer_norm_backward(dy, x._array, weight._array, mean, rstd, LAYER_NORM_EPS, True, True),
+        ),
         "rms_norm": (
             lambda: F.rms_norm(x, (c,), weight, RMS_NORM_EPS),
-            lambda: _C.rms_norm_backward(dy, x._array, weight._array, rms_rstd, RMS_NORM_EPS, True)),
+            lambda: _C.rms_norm_backward(dy, x._array, weight._array, rms_rstd, RMS_NORM_EPS, True),
+        ),
         "add_layer_norm": (
             lambda: F.add_layer_norm(x, residual, (c,), weight, bias, LAYER_NORM_EPS),
-            lambda: _C.add_layer_norm_backward(grad_sum, dy, total, weight._array, add_mean, add_rstd,
-                                               LAYER_NORM_EPS, True, True)),
+            lambda: _C.add_layer_norm_backward(
+                grad_sum, dy, total, weight._array, add_mean, add_rstd, LAYER_NORM_EPS, True, True
+            ),
+        ),
     }
 
 
@@ -103,31 +107,42 @@ def torch_callables(torch, x_numpy, residual_numpy, dy_numpy, grad_sum_numpy, we
 
     def add_layer_norm_out():
         torch.add(x, residual, out=sum_out)
-        aten.native_layer_norm.out(sum_out, [c], weight, bias, LAYER_NORM_EPS,
-                                   out0=y_out, out1=mean_out, out2=rstd_out)
+        aten.native_layer_norm.out(sum_out, [c], weight, bias, LAYER_NORM_EPS, out0=y_out, out1=mean_out, out2=rstd_out)
 
     def add_layer_norm_backward():
-        dx, dweight, dbias = aten.native_layer_norm_backward(dy, total, [c], add_mean, add_rstd, weight, bias,
-                                                             all_grads)
+        dx, dweight, dbias = aten.native_layer_norm_backward(
+            dy, total, [c], add_mean, add_rstd, weight, bias, all_grads
+        )
         return dx + grad_sum, dweight, dbias
 
     def add_layer_norm_backward_out():
-        aten.native_layer_norm_backward.out(dy, total, [c], add_mean, add_rstd, weight, bias, all_grads,
-                                            out0=dx_out, out1=dweight_out, out2=dbias_out)
+        aten.native_layer_norm_backward.out(
+            dy, total, [c], add_mean, add_rstd, weight, bias, all_grads, out0=dx_out, out1=dweight_out, out2=dbias_out
+        )
         dx_out.add_(grad_sum)
 
     peers = {
         "layer_norm": (
-            {"torch": lambda: functional.layer_norm(x, (c,), weight, bias, LAYER_NORM_EPS),
-             "torch out=": lambda: aten.native_layer_norm.out(x, [c], weight, bias, LAYER_NORM_EPS,
-                                                              out0=y_out, out1=mean_out, out2=rstd_out)},
-            {"torch": lambda: aten.native_layer_norm_backward(dy, x, [c], mean, rstd, weight, bias, all_grads),
-             "torch out=": lambda: aten.native_layer_norm_backward.out(
-                 dy, x, [c], mean, rstd, weight, bias, all_grads, out0=dx_out, out1=dweight_out, out2=dbias_out)}),
+            {
+                "torch": lambda: functional.layer_norm(x, (c,), weight, bias, LAYER_NORM_EPS),
+                "torch out=": lambda: aten.native_layer_norm.out(
+                    x, [c], weight, bias, LAYER_NORM_EPS, out0=y_out, out1=mean_out, out2=rstd_out
+                ),
+            },
+            {
+                "torch": lambda: aten.native_layer_norm_backward(dy, x, [c], mean, rstd, weight, bias, all_grads),
+                "torch out=": lambda: aten.native_layer_norm_backward.out(
+                    dy, x, [c], mean, rstd, weight, bias, all_grads, out0=dx_out, out1=dweight_out, out2=dbias_out
+                ),
+            },
+        ),
         "add_layer_norm": (
-            {"torch": lambda: functional.layer_norm(x + residual, (c,), weight, bias, LAYER_NORM_EPS),
-             "torch out=": add_layer_norm_out},
-            {"torch": add_layer_norm_backward, "torch out=": add_layer_norm_backward_out}),
+            {
+                "torch": lambda: functional.layer_norm(x + residual, (c,), weight, bias, LAYER_NORM_EPS),
+                "torch out=": add_layer_norm_out,
+            },
+            {"torch": add_layer_norm_backward, "torch out=": add_layer_norm_backward_out},
+        ),
     }
     if hasattr(functional, "rms_norm"):
         # One graph, kept, so that each timed call is the backward alone.
@@ -135,7 +150,8 @@ def torch_callables(torch, x_numpy, residual_numpy, dy_numpy, grad_sum_numpy, we
         y_graph = functional.rms_norm(x_graph, (c,), weight_graph, RMS_NORM_EPS)
         peers["rms_norm"] = (
             {"torch": lambda: functional.rms_norm(x, (c,), weight, RMS_NORM_EPS)},
-            {"torch": lambda: torch.autograd.grad(y_graph, (x_graph, weight_graph), dy, retain_graph=True)})
+            {"torch": lambda: torch.autograd.grad(y_graph, (x_graph, weight_graph), dy, retain_graph=True)},
+        )
     return peers
 
 
@@ -152,25 +168,45 @@ def measure_width(width: int, args, torch, rng) -> list:
     rows = []
     for threads in args.threads:
         common.set_threads(threads, torch)
-        limits = {"forward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy"),
-                  "backward": (common.memory_bandwidth("triad", threads, args.probe_mib), "triad")}
+        limits = {
+            "forward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy"),
+            "backward": (common.memory_bandwidth("triad", threads, args.probe_mib), "triad"),
+        }
         for op, our_directions in ours.items():
             peer_directions = peers.get(op, ({}, {}))
-            for direction, our_callable, peer_callables in zip(("forward", "backward"), our_directions,
-                                                               peer_directions):
+            for direction, our_callable, peer_callables in zip(
+                ("forward", "backward"), our_directions, peer_directions
+            ):
                 timings = common.time_side_by_side({"ours": our_callable, **peer_callables}, **timed)
                 limit, limit_name = limits[direction]
-                rows.append(common.Row(f"{op} {direction}", case, threads, norm_bytes(op, direction, n, width),
-                                       "GB/s", timings.pop("ours"), timings, limit, limit_name))
+                rows.append(
+                    common.Row(
+                        f"{op} {direction}",
+                        case,
+                        threads,
+                        norm_bytes(op, direction, n, width),
+                        "GB/s",
+                        timings.pop("ours"),
+                        timings,
+                        limit,
+                        limit_name,
+                    )
+                )
     return rows
 
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=128,
-                        help="size of each [N, C] array in MiB (default: 128, 4x a 32 MiB L3)")
-    parser.add_argument("--widths", type=int, nargs="+", default=[768, 4096],
-                        help="row widths C, the normalized dimension (default: 768 4096)")
+    parser.add_argument(
+        "--mib", type=int, default=128, help="size of each [N, C] array in MiB (default: 128, 4x a 32 MiB L3)"
+    )
+    parser.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=[768, 4096],
+        help="row widths C, the normalized dimension (default: 768 4096)",
+    )
     args = parser.parse_args()
     torch = common.optional_torch(disabled=args.no_torch)
     rng = np.random.default_rng(0)

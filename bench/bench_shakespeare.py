@@ -21,8 +21,6 @@ most 0.7x PyTorch's wall time (nanoGPT reports 1.88 for this recipe).
 
 from __future__ import annotations
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
-
 import argparse
 import dataclasses
 import json
@@ -31,6 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
+
+import common  # first: it sets how idle threads wait, before any thread pool starts
 
 import attnkit
 from attnkit import data, optim
@@ -60,22 +60,30 @@ def run_torch(torch, config: TrainConfig) -> dict:
     torch_gpt.copy_from_attnkit(model, source)
     torch_parameters = dict(model.named_parameters())
     names = {id(p): name for name, p in source.named_parameters()}
-    groups = [dict(params=[torch_parameters[names[id(p)]] for p in group["params"]],
-                   weight_decay=group["weight_decay"])
-              for group in optim.weight_decay_groups(source, config.weight_decay)]
+    groups = [
+        dict(params=[torch_parameters[names[id(p)]] for p in group["params"]], weight_decay=group["weight_decay"])
+        for group in optim.weight_decay_groups(source, config.weight_decay)
+    ]
     optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=1e-8, fused=True)
     # attnkit's schedule object gives the factor of each step.
-    schedule = optim.WarmupCosineLR(optim.SGD(source.parameters(), lr=config.lr), config.warmup_iters,
-                                    config.decay_steps(), min_lr_ratio=config.min_lr / config.lr)
+    schedule = optim.WarmupCosineLR(
+        optim.SGD(source.parameters(), lr=config.lr),
+        config.warmup_iters,
+        config.decay_steps(),
+        min_lr_ratio=config.min_lr / config.lr,
+    )
     batches = train_generator(config.seed)
-    eval_sets = [[(torch.from_numpy(x), torch.from_numpy(y)) for x, y in
-                  evaluation_batches(tokens, config, index)] for index, tokens in enumerate((train_tokens, val_tokens))]
+    eval_sets = [
+        [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in evaluation_batches(tokens, config, index)]
+        for index, tokens in enumerate((train_tokens, val_tokens))
+    ]
     vocab = tokenizer.vocab_size
 
     def evaluate(batches_of_split) -> float:
         with torch.no_grad():
-            return sum(F.cross_entropy(model(x).view(-1, vocab), y.view(-1)).item()
-                       for x, y in batches_of_split) / len(batches_of_split)
+            return sum(F.cross_entropy(model(x).view(-1, vocab), y.view(-1)).item() for x, y in batches_of_split) / len(
+                batches_of_split
+            )
 
     record = {}
     with tempfile.TemporaryDirectory(prefix="bench_shakespeare_torch_") as out:
@@ -85,10 +93,14 @@ def run_torch(torch, config: TrainConfig) -> dict:
                 model.eval()
                 record = {"step": step, "train_loss": evaluate(eval_sets[0]), "val_loss": evaluate(eval_sets[1])}
                 model.train()
-                print(f"torch step {step}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}",
-                      file=sys.stderr)
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step},
-                           os.path.join(out, "checkpoint.pt"))
+                print(
+                    f"torch step {step}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}",
+                    file=sys.stderr,
+                )
+                torch.save(
+                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step},
+                    os.path.join(out, "checkpoint.pt"),
+                )
             if step == config.max_iters:
                 break
             offsets = data.random_offsets(len(train_tokens), config.batch_size, config.block_size, batches)
@@ -110,8 +122,12 @@ def run_torch(torch, config: TrainConfig) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-iters", type=int, default=TrainConfig.max_iters,
-                        help=f"training steps (default: {TrainConfig.max_iters}; fewer for a quick check)")
+    parser.add_argument(
+        "--max-iters",
+        type=int,
+        default=TrainConfig.max_iters,
+        help=f"training steps (default: {TrainConfig.max_iters}; fewer for a quick check)",
+    )
     parser.add_argument("--eval-interval", type=int, default=TrainConfig.eval_interval)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both (default: all cores)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per side; the median wall time is reported")
@@ -123,45 +139,68 @@ def main() -> int:
     tokens_per_step = config.batch_size * config.block_size
 
     runs = {"attnkit": [], "torch": []}
-    for repeat in range(args.repeats):
+    for _repeat in range(args.repeats):
         # Alternating sides, so a slow spell of a shared machine hits both.
         runs["attnkit"].append(run_attnkit(config))
         if torch is not None:
             runs["torch"].append(run_torch(torch, config))
 
     rows = {}
-    print(f"\ntiny Shakespeare, {config.max_iters} steps of batch {config.batch_size} x block {config.block_size}, "
-          f"{args.threads} threads, {args.repeats} run(s) per side (median wall time)")
+    print(
+        f"\ntiny Shakespeare, {config.max_iters} steps of batch {config.batch_size} x block {config.block_size}, "
+        f"{args.threads} threads, {args.repeats} run(s) per side (median wall time)"
+    )
     print(f"{'':8}  {'wall s':>8}  {'ms/step':>8}  {'tokens/s':>9}  {'train loss':>10}  {'val loss':>8}")
     for side, results in runs.items():
         if not results:
             continue
         wall = statistics.median(r["wall_s"] for r in results)
         last = results[-1]
-        rows[side] = {"wall_s": wall, "all_wall_s": [r["wall_s"] for r in results],
-                      "ms_per_step": 1e3 * wall / max(config.max_iters, 1),
-                      "tokens_per_s": config.max_iters * tokens_per_step / wall,
-                      "train_loss": last["train_loss"], "val_loss": last["val_loss"]}
+        rows[side] = {
+            "wall_s": wall,
+            "all_wall_s": [r["wall_s"] for r in results],
+            "ms_per_step": 1e3 * wall / max(config.max_iters, 1),
+            "tokens_per_s": config.max_iters * tokens_per_step / wall,
+            "train_loss": last["train_loss"],
+            "val_loss": last["val_loss"],
+        }
         row = rows[side]
-        print(f"{side:8}  {wall:8.1f}  {row['ms_per_step']:8.1f}  {row['tokens_per_s']:9.0f}  "
-              f"{row['train_loss']:10.4f}  {row['val_loss']:8.4f}")
+        print(
+            f"{side:8}  {wall:8.1f}  {row['ms_per_step']:8.1f}  {row['tokens_per_s']:9.0f}  "
+            f"{row['train_loss']:10.4f}  {row['val_loss']:8.4f}"
+        )
     verdict = {"val_loss_target_met": rows["attnkit"]["val_loss"] <= TARGET_VAL_LOSS}
     if "torch" in rows:
         ratio = rows["attnkit"]["wall_s"] / rows["torch"]["wall_s"]
         verdict["wall_ratio"] = ratio
         verdict["wall_ratio_target_met"] = ratio <= TARGET_WALL_RATIO
         print(f"attnkit / torch wall time: {ratio:.2f} (target <= {TARGET_WALL_RATIO})")
-    print(f"attnkit val loss {rows['attnkit']['val_loss']:.4f} "
-          f"({'meets' if verdict['val_loss_target_met'] else 'misses'} the target <= {TARGET_VAL_LOSS}"
-          f"{'' if config.max_iters == 2000 else '; the target is for 2000 steps'})")
+    print(
+        f"attnkit val loss {rows['attnkit']['val_loss']:.4f} "
+        f"({'meets' if verdict['val_loss_target_met'] else 'misses'} the target <= {TARGET_VAL_LOSS}"
+        f"{'' if config.max_iters == 2000 else '; the target is for 2000 steps'})"
+    )
 
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS_DIR / "bench_shakespeare.json"
-    path.write_text(json.dumps({
-        "script": "bench_shakespeare.py", "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "threads": args.threads, "repeats": args.repeats,
-        "config": dataclasses.asdict(config), "machine": common.machine_facts(torch), "results": rows,
-        "targets": {"val_loss": TARGET_VAL_LOSS, "wall_ratio": TARGET_WALL_RATIO}, **verdict}, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "script": "bench_shakespeare.py",
+                "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "threads": args.threads,
+                "repeats": args.repeats,
+                "config": dataclasses.asdict(config),
+                "machine": common.machine_facts(torch),
+                "results": rows,
+                "targets": {"val_loss": TARGET_VAL_LOSS, "wall_ratio": TARGET_WALL_RATIO},
+                **verdict,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"results: {path}")
     return 0
 

@@ -22,7 +22,6 @@ hands back the block freed by the previous call.
 from __future__ import annotations
 
 import common  # first: it sets how idle threads wait, before any thread pool starts
-
 import numpy as np
 
 import attnkit
@@ -30,7 +29,7 @@ import attnkit.nn.functional as F
 from attnkit import _C
 
 # Bytes moved per element.
-FORWARD_BYTES = 8    # read x, write y
+FORWARD_BYTES = 8  # read x, write y
 BACKWARD_BYTES = 12  # read dy and y, write dx
 
 
@@ -72,24 +71,31 @@ def measure_width(width: int, args, torch, rng) -> list:
                 forward["torch out="] = lambda: forward_op.out(x_torch, -1, False, out=out_torch)
                 backward["torch"] = lambda: backward_op(dy_torch, y_torch, -1, torch.float32)
                 # The out argument is named grad_input for softmax and out for log_softmax.
-                backward["torch out="] = lambda: backward_op.out(dy_torch, y_torch, -1, torch.float32,
-                                                                 **{("out" if log else "grad_input"): out_torch})
+                backward["torch out="] = lambda: backward_op.out(
+                    dy_torch, y_torch, -1, torch.float32, **{("out" if log else "grad_input"): out_torch}
+                )
             for direction, callables, work, limit, limit_name in (
-                    ("forward", forward, FORWARD_BYTES * x_numpy.size, copy_bandwidth, "copy"),
-                    ("backward", backward, BACKWARD_BYTES * x_numpy.size, triad_bandwidth, "triad")):
+                ("forward", forward, FORWARD_BYTES * x_numpy.size, copy_bandwidth, "copy"),
+                ("backward", backward, BACKWARD_BYTES * x_numpy.size, triad_bandwidth, "triad"),
+            ):
                 timings = common.time_side_by_side(callables, **timed)
                 ours = timings.pop("ours")
-                rows.append(common.Row(f"{name} {direction}", case, threads, work, "GB/s", ours,
-                                       timings, limit, limit_name))
+                rows.append(
+                    common.Row(f"{name} {direction}", case, threads, work, "GB/s", ours, timings, limit, limit_name)
+                )
     return rows
 
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=128,
-                        help="size of each array in MiB (default: 128, 4x a 32 MiB L3)")
-    parser.add_argument("--widths", type=int, nargs="+", default=[1024, 4096],
-                        help="row widths, the softmax dimension (default: 1024 4096)")
+    parser.add_argument("--mib", type=int, default=128, help="size of each array in MiB (default: 128, 4x a 32 MiB L3)")
+    parser.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=[1024, 4096],
+        help="row widths, the softmax dimension (default: 1024 4096)",
+    )
     args = parser.parse_args()
     torch = common.optional_torch(disabled=args.no_torch)
     rng = np.random.default_rng(0)

@@ -24,18 +24,18 @@ Also reported:
   needed half (forward 4 B T^2 C per layer, backward 2.5x that).
 
 The step itself (and its FLOP count) is attnkit.benchmarks', which ``attnkit
-bench`` times for config A too. PyTorch's AdamW runs with ``fused=True`` (its fastest CPU form; ``--torch-optimizer foreach``
-picks the other).
+bench`` times for config A too. PyTorch's AdamW runs with ``fused=True`` (its fastest CPU form;
+``--torch-optimizer foreach`` picks the other).
 """
 
 from __future__ import annotations
-
-import common  # first: it sets how idle threads wait, before any thread pool starts
 
 import json
 import statistics
 import sys
 import time
+
+import common  # first: it sets how idle threads wait, before any thread pool starts
 
 from attnkit import benchmarks
 
@@ -61,8 +61,9 @@ def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.set_defaults(threads=[2], repeats=5, warmup=1)
     parser.add_argument("--configs", nargs="+", default=["A", "B"], choices=["A", "B"])
-    parser.add_argument("--repeats-b", type=int, default=3,
-                        help="timed rounds for config B, whose steps take seconds (default: 3)")
+    parser.add_argument(
+        "--repeats-b", type=int, default=3, help="timed rounds for config B, whose steps take seconds (default: 3)"
+    )
     parser.add_argument("--torch-optimizer", choices=["fused", "foreach"], default="fused")
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one step")
     args = parser.parse_args()
@@ -77,65 +78,102 @@ def main() -> None:
             inputs, targets = benchmarks.random_batch(config, batch)
             steps = {"attnkit": benchmarks.gpt_train_step(ours, inputs, targets)}
             if theirs is not None:
-                steps["torch"] = benchmarks.torch_gpt_train_step(torch, theirs, inputs, targets,
-                                                                 args.torch_optimizer)
+                steps["torch"] = benchmarks.torch_gpt_train_step(torch, theirs, inputs, targets, args.torch_optimizer)
             repeats = args.repeats if key == "A" else args.repeats_b
             timings = common.time_side_by_side(steps, warmup=args.warmup, repeats=repeats)
             passes = 5 if key == "A" else 1
             (wall, kernel, python), timer = python_overhead(steps["attnkit"], passes)
             flops = benchmarks.train_step_flops(config, batch)
             row = {
-                "config": key, "threads": threads, "batch": batch, "block": config.block_size,
-                "n_layer": config.n_layer, "n_embd": config.n_embd, "vocab": config.vocab_size,
+                "config": key,
+                "threads": threads,
+                "batch": batch,
+                "block": config.block_size,
+                "n_layer": config.n_layer,
+                "n_embd": config.n_embd,
+                "vocab": config.vocab_size,
                 "attnkit_ms": timings["attnkit"].median * 1e3,
                 "attnkit_spread": timings["attnkit"].spread,
                 "torch_ms": timings["torch"].median * 1e3 if "torch" in timings else None,
                 "torch_spread": timings["torch"].spread if "torch" in timings else None,
-                "instrumented_wall_ms": wall * 1e3, "kernel_ms": kernel * 1e3, "python_ms": python * 1e3,
+                "instrumented_wall_ms": wall * 1e3,
+                "kernel_ms": kernel * 1e3,
+                "python_ms": python * 1e3,
                 "native_calls": timer.total_calls // passes,
                 "wrapper_us_per_call": timer.wrapper_seconds_per_call * 1e6,
-                "step_gflop": flops * 1e-9, "fma_peak_gflops": peak,
+                "step_gflop": flops * 1e-9,
+                "fma_peak_gflops": peak,
                 "fma_bound_ms": flops / (peak * 1e9) * 1e3,
             }
             results.append(row)
             if args.profile:
-                print(f"\nconfig {key}, {threads} threads: per step (mean of {passes}), "
-                      f"{timer.total_calls // passes} native calls, kernels {kernel * 1e3:.1f} ms, "
-                      f"Python {python * 1e3:.1f} ms of {wall * 1e3:.1f} ms (medians)")
+                print(
+                    f"\nconfig {key}, {threads} threads: per step (mean of {passes}), "
+                    f"{timer.total_calls // passes} native calls, kernels {kernel * 1e3:.1f} ms, "
+                    f"Python {python * 1e3:.1f} ms of {wall * 1e3:.1f} ms (medians)"
+                )
                 for name, seconds, calls in timer.breakdown(top=25):
                     print(f"  {name:<28} {seconds / passes * 1e3:9.2f} ms  {calls // passes:5d} calls")
 
     print()
-    header = ["config", "thr", "attnkit ms", "±", "torch ms", "±", "attnkit/torch", "kernels ms", "python ms",
-              "calls", "FMA bound ms", "of peak"]
+    header = [
+        "config",
+        "thr",
+        "attnkit ms",
+        "±",
+        "torch ms",
+        "±",
+        "attnkit/torch",
+        "kernels ms",
+        "python ms",
+        "calls",
+        "FMA bound ms",
+        "of peak",
+    ]
     lines = []
     for r in results:
         torch_ms = r["torch_ms"]
-        lines.append([
-            r["config"], str(r["threads"]), f"{r['attnkit_ms']:.1f}", f"{50 * r['attnkit_spread']:.0f}%",
-            "-" if torch_ms is None else f"{torch_ms:.1f}",
-            "-" if torch_ms is None else f"{50 * r['torch_spread']:.0f}%",
-            "-" if torch_ms is None else f"{r['attnkit_ms'] / torch_ms:.2f}",
-            f"{r['kernel_ms']:.1f}", f"{r['python_ms']:.1f}", str(r["native_calls"]),
-            f"{r['fma_bound_ms']:.1f}", f"{r['fma_bound_ms'] / r['attnkit_ms']:.0%}",
-        ])
+        lines.append(
+            [
+                r["config"],
+                str(r["threads"]),
+                f"{r['attnkit_ms']:.1f}",
+                f"{50 * r['attnkit_spread']:.0f}%",
+                "-" if torch_ms is None else f"{torch_ms:.1f}",
+                "-" if torch_ms is None else f"{50 * r['torch_spread']:.0f}%",
+                "-" if torch_ms is None else f"{r['attnkit_ms'] / torch_ms:.2f}",
+                f"{r['kernel_ms']:.1f}",
+                f"{r['python_ms']:.1f}",
+                str(r["native_calls"]),
+                f"{r['fma_bound_ms']:.1f}",
+                f"{r['fma_bound_ms'] / r['attnkit_ms']:.0%}",
+            ]
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for line in lines:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
-    print("\nattnkit/torch below 1: attnkit is faster. python ms: wall of one instrumented step "
-          "less kernel time less the timers' own cost "
-          f"({results[0]['wrapper_us_per_call']:.2f} us per call).")
+    print(
+        "\nattnkit/torch below 1: attnkit is faster. python ms: wall of one instrumented step "
+        "less kernel time less the timers' own cost "
+        f"({results[0]['wrapper_us_per_call']:.2f} us per call)."
+    )
 
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS_DIR / "bench_train_step.json"
-    path.write_text(json.dumps({
-        "command": " ".join([common.Path(sys.executable).name] + sys.argv),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": common.machine_facts(torch),
-        "torch_optimizer": args.torch_optimizer,
-        "rows": results,
-    }, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "command": " ".join([common.Path(sys.executable).name] + sys.argv),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "machine": common.machine_facts(torch),
+                "torch_optimizer": args.torch_optimizer,
+                "rows": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written to {path}")
 
 

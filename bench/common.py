@@ -34,7 +34,7 @@ from typing import Callable, Optional
 
 import attnkit
 from attnkit import _C
-from attnkit.benchmarks import cpu_model, optional_torch, timed_rounds
+from attnkit.benchmarks import cpu_model, timed_rounds
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MIB = 1 << 20
@@ -45,13 +45,17 @@ def argument_parser(description: str, timed: bool = True) -> argparse.ArgumentPa
     """The options every bench script shares (``timed``: those of scripts that
     time ops against a peer); scripts add their own."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                        help="thread counts to run at (default: 1 2)")
-    parser.add_argument("--probe-mib", type=int, default=512,
-                        help="memory-bandwidth probe footprint in MiB; far above the L3 (default: 512)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to run at (default: 1 2)")
+    parser.add_argument(
+        "--probe-mib",
+        type=int,
+        default=512,
+        help="memory-bandwidth probe footprint in MiB; far above the L3 (default: 512)",
+    )
     if timed:
-        parser.add_argument("--repeats", type=int, default=10,
-                            help="timed calls per measurement; the median is reported (default: 10)")
+        parser.add_argument(
+            "--repeats", type=int, default=10, help="timed calls per measurement; the median is reported (default: 10)"
+        )
         parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (default: 2)")
         parser.add_argument("--no-torch", action="store_true", help="do not compare against PyTorch")
     return parser
@@ -167,13 +171,18 @@ class Row:
 
     def to_json(self) -> dict:
         return {
-            "op": self.op, "case": self.case, "threads": self.threads, "work": self.work,
+            "op": self.op,
+            "case": self.case,
+            "threads": self.threads,
+            "work": self.work,
             "unit": self.unit,
             "ours": {**asdict(self.ours), "throughput": self.throughput(self.ours)},
-            "peers": {name: {**asdict(t), "throughput": self.throughput(t),
-                             "ours_speedup": t.median / self.ours.median}
-                      for name, t in self.peers.items()},
-            "limit": self.limit, "limit_name": self.limit_name,
+            "peers": {
+                name: {**asdict(t), "throughput": self.throughput(t), "ours_speedup": t.median / self.ours.median}
+                for name, t in self.peers.items()
+            },
+            "limit": self.limit,
+            "limit_name": self.limit_name,
             "fraction_of_limit": None if self.limit is None else self.throughput(self.ours) / self.limit,
         }
 
@@ -190,16 +199,18 @@ def print_table(rows: list, title: str = "") -> None:
     for r in rows:
         ours = r.throughput(r.ours)
         line = [
-            r.op, r.case, str(r.threads),
-            f"{r.ours.median * 1e3:.2f}", f"{50 * r.ours.spread:.0f}%",
+            r.op,
+            r.case,
+            str(r.threads),
+            f"{r.ours.median * 1e3:.2f}",
+            f"{50 * r.ours.spread:.0f}%",
             f"{ours:.1f} {r.unit}",
             "-" if r.limit is None else f"{ours / r.limit:.0%}",
             "-" if r.limit is None else f"{r.limit:.1f} {r.unit} {r.limit_name}",
         ]
         for name in peer_names:
             peer = r.peers.get(name)
-            line += ["-", "-"] if peer is None else [
-                f"{r.throughput(peer):.1f}", f"{peer.median / r.ours.median:.2f}"]
+            line += ["-", "-"] if peer is None else [f"{r.throughput(peer):.1f}", f"{peer.median / r.ours.median:.2f}"]
         lines.append(line)
     widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(header)]
     if title:
@@ -268,6 +279,7 @@ class KernelTimer:
         """Seconds a wrapped call costs beyond the bare call, per call: the
         wrapper's frame, the two clock reads and the bookkeeping, part of
         which lands inside the measured interval and part outside."""
+
         def noop():
             return None
 
@@ -286,7 +298,7 @@ class KernelTimer:
             best_wrapped = min(best_wrapped, time.perf_counter() - start)
         return max(best_wrapped - best_bare, 0.0) / count
 
-    def __enter__(self) -> "KernelTimer":
+    def __enter__(self) -> KernelTimer:
         for name in dir(_C):
             value = getattr(_C, name)
             # Builtin functions only: classes (Array) and submodules stay as they are.

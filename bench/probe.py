@@ -7,9 +7,9 @@ per ISA, at each thread count.
 
 from __future__ import annotations
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
-
 import json
+
+import common  # first: it sets how idle threads wait, before any thread pool starts
 
 import attnkit
 
@@ -37,8 +37,7 @@ def main() -> None:
 
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS_DIR / "probe.json"
-    path.write_text(json.dumps({"machine": facts, "probe_mib": args.probe_mib,
-                                "by_threads": results}, indent=2) + "\n")
+    path.write_text(json.dumps({"machine": facts, "probe_mib": args.probe_mib, "by_threads": results}, indent=2) + "\n")
     print(f"\nwritten to {path}")
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from attnkit._torch_gpt import GPT, GPTConfig, KVCache, copy_from_attnkit, copy_to_attnkit
+from attnkit._torch_gpt import GPT, copy_from_attnkit
+
 
 def check(seed: int = 0) -> bool:
     """Builds a small attnkit GPT, copies it into this model, and compares
@@ -25,7 +26,8 @@ def check(seed: int = 0) -> bool:
 
     import attnkit
     import attnkit.nn.functional as AF
-    from attnkit.models import GPT as AttnkitGPT, GPTConfig as AttnkitConfig
+    from attnkit.models import GPT as AttnkitGPT
+    from attnkit.models import GPTConfig as AttnkitConfig
 
     attnkit.manual_seed(seed)
     config = AttnkitConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=64, dropout=0.0, bias=True)
@@ -78,8 +80,11 @@ if __name__ == "__main__":
     import sys
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="compare with attnkit.models.GPT on copied weights (logits, gradients, decoding)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with attnkit.models.GPT on copied weights (logits, gradients, decoding)",
+    )
     arguments = parser.parse_args()
     if not arguments.check:
         parser.print_help()

@@ -41,17 +41,29 @@ def main():
     attnkit.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     max_len = args.length + 1  # the symbols, then EOS
-    config = TransformerConfig(src_vocab_size=args.vocab_size, tgt_vocab_size=args.vocab_size, block_size=max_len,
-                               n_layer=2, n_head=4, n_embd=64, d_ff=128, dropout=0.0, label_smoothing=0.0)
+    config = TransformerConfig(
+        src_vocab_size=args.vocab_size,
+        tgt_vocab_size=args.vocab_size,
+        block_size=max_len,
+        n_layer=2,
+        n_head=4,
+        n_embd=64,
+        d_ff=128,
+        dropout=0.0,
+        label_smoothing=0.0,
+    )
     model = Transformer(config)
     print(f"{model.num_parameters():,} parameters; task {args.task}, {args.steps} steps")
     optimizer = attnkit.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
-    schedule = attnkit.optim.lr_scheduler.WarmupCosineLR(optimizer, warmup_steps=min(50, args.steps),
-                                                         total_steps=args.steps, min_lr_ratio=0.1)
+    schedule = attnkit.optim.lr_scheduler.WarmupCosineLR(
+        optimizer, warmup_steps=min(50, args.steps), total_steps=args.steps, min_lr_ratio=0.1
+    )
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        source, decoder_input, target = (attnkit.from_numpy(np.ascontiguousarray(a)) for a in
-                                         make_batch(rng, args.batch_size, args.length, args.vocab_size, args.task))
+        source, decoder_input, target = (
+            attnkit.from_numpy(np.ascontiguousarray(a))
+            for a in make_batch(rng, args.batch_size, args.length, args.vocab_size, args.task)
+        )
         loss = model.loss(model(source, decoder_input), target)
         optimizer.zero_grad()
         loss.backward()
@@ -62,13 +74,16 @@ def main():
 
     model.eval()
     source, _, target = make_batch(rng, args.held_out, args.length, args.vocab_size, args.task)
-    decoded = model.beam_search(attnkit.from_numpy(source), args.beam_size, args.length_penalty, max_len=max_len,
-                                bos_id=0, eos_id=0).numpy()
+    decoded = model.beam_search(
+        attnkit.from_numpy(source), args.beam_size, args.length_penalty, max_len=max_len, bos_id=0, eos_id=0
+    ).numpy()
     correct = decoded.shape == target.shape and np.all(decoded == target, axis=1)
-    print(f"beam search (beam {args.beam_size}, alpha {args.length_penalty}): "
-          f"{np.mean(correct):.1%} of {args.held_out} held-out sources exactly right")
+    print(
+        f"beam search (beam {args.beam_size}, alpha {args.length_penalty}): "
+        f"{np.mean(correct):.1%} of {args.held_out} held-out sources exactly right"
+    )
     for index in range(3):
-        print(f"  {source[index].tolist()} -> {decoded[index, :args.length].tolist()}")
+        print(f"  {source[index].tolist()} -> {decoded[index, : args.length].tolist()}")
 
 
 if __name__ == "__main__":

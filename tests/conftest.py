@@ -51,7 +51,8 @@ def assert_elementwise_close(actual, expected, *, dtype="float32", scale=None):
         raise AssertionError(
             f"{bad.sum()} of {bad.size} elements beyond tolerance; first at flat index {i}: "
             f"actual {actual[finite][i]!r}, expected {expected[finite][i]!r}, "
-            f"error {error[i]:.3g} > bound {bound[i]:.3g}")
+            f"error {error[i]:.3g} > bound {bound[i]:.3g}"
+        )
 
 
 def assert_reduction_close(actual, expected, naive, *, factor=NAIVE_ERROR_FACTOR):
@@ -69,7 +70,8 @@ def assert_reduction_close(actual, expected, naive, *, factor=NAIVE_ERROR_FACTOR
     theirs = np.max(np.abs(naive - expected))
     ulp = np.spacing(np.float32(np.max(np.abs(expected))))
     assert ours <= factor * theirs + ulp, (
-        f"max error {ours:.3g} exceeds {factor} x the naive computation's {theirs:.3g} (+ulp {ulp:.3g})")
+        f"max error {ours:.3g} exceeds {factor} x the naive computation's {theirs:.3g} (+ulp {ulp:.3g})"
+    )
 
 
 def _isas_under_test():

@@ -194,7 +194,7 @@ def matmul_naive_float32(a, b):
     b = np.asarray(b, np.float32)
     out = np.zeros(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), np.float32)
     for p in range(a.shape[-1]):
-        out += a[..., :, p:p + 1] * b[..., p:p + 1, :]
+        out += a[..., :, p : p + 1] * b[..., p : p + 1, :]
     return out
 
 
@@ -284,7 +284,10 @@ def attention_backward(q, k, v, grad_out, scale=None, dropout=None, **mask):
     ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
     dq = scale * np.einsum("bhij,bjhd->bihd", ds, k_full)
     dk_full = scale * np.einsum("bhij,bihd->bjhd", ds, q)
-    fold = lambda x: x.reshape(batch, tk, kv_heads, group, d).sum(axis=3)
+
+    def fold(x):
+        return x.reshape(batch, tk, kv_heads, group, d).sum(axis=3)
+
     return dq, fold(dk_full), fold(dv_full)
 
 
@@ -306,8 +309,12 @@ def philox4x32_10(counters, key):
     for _ in range(10):
         product0 = m0 * c[0]
         product1 = m1 * c[2]
-        c = [(product1 >> np.uint64(32)) ^ c[1] ^ k0, product1 & _MASK32,
-             (product0 >> np.uint64(32)) ^ c[3] ^ k1, product0 & _MASK32]
+        c = [
+            (product1 >> np.uint64(32)) ^ c[1] ^ k0,
+            product1 & _MASK32,
+            (product0 >> np.uint64(32)) ^ c[3] ^ k1,
+            product0 & _MASK32,
+        ]
         k0 = (k0 + np.uint64(PHILOX_WEYL[0])) & _MASK32
         k1 = (k1 + np.uint64(PHILOX_WEYL[1])) & _MASK32
     return np.stack(c, axis=1).astype(np.uint32)
@@ -320,9 +327,15 @@ def philox_stream(n, seed, offset):
     i = np.arange(n, dtype=np.uint64)
     block = np.uint64(16) * (i // np.uint64(64)) + i % np.uint64(16)
     word = ((i // np.uint64(16)) % np.uint64(4)).astype(np.int64)
-    counters = np.stack([block & _MASK32, block >> np.uint64(32),
-                         np.full(n, offset & 0xFFFFFFFF, np.uint64),
-                         np.full(n, offset >> 32, np.uint64)], axis=1)
+    counters = np.stack(
+        [
+            block & _MASK32,
+            block >> np.uint64(32),
+            np.full(n, offset & 0xFFFFFFFF, np.uint64),
+            np.full(n, offset >> 32, np.uint64),
+        ],
+        axis=1,
+    )
     blocks = philox4x32_10(counters, (seed & 0xFFFFFFFF, seed >> 32))
     return blocks[np.arange(n), word]
 
@@ -346,6 +359,7 @@ def dropout_backward(dy, p, seed, offset):
 
 # ------------------------------------------------------------- embedding ---
 
+
 def embedding(ids, weight):
     """out[..., :] = weight[ids[...], :]."""
     return np.asarray(weight, np.float64)[np.asarray(ids)]
@@ -364,6 +378,7 @@ def embedding_backward(dout, ids, num_embeddings):
 # Frequencies and sin/cos through Python's math module (the C library's pow,
 # sin and cos, as the kernels use): the float64 angles are then the very ones
 # the kernels compute.
+
 
 def _inverse_frequencies(base, pairs, dim):
     return np.array([math.pow(base, -(2 * i) / dim) for i in range(pairs)])
@@ -431,22 +446,22 @@ def rope_term_magnitudes(x, offset, base, interleaved):
 
 # ----------------------------------------------------------------- optim ---
 
+
 def adamw(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps, weight_decay, decay=True):
     """torch.optim.AdamW's update (its single-tensor path, step by step) in
     float64; returns the new (param, exp_avg, exp_avg_sq)."""
     p, g, m, v = (np.asarray(a, np.float64) for a in (param, grad, exp_avg, exp_avg_sq))
     if decay:
-        p = p * (1 - lr * weight_decay)            # param.mul_(1 - lr * weight_decay)
-    m = m + (1 - beta1) * (g - m)                  # exp_avg.lerp_(grad, 1 - beta1)
-    v = v * beta2 + (1 - beta2) * g * g            # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        p = p * (1 - lr * weight_decay)  # param.mul_(1 - lr * weight_decay)
+    m = m + (1 - beta1) * (g - m)  # exp_avg.lerp_(grad, 1 - beta1)
+    v = v * beta2 + (1 - beta2) * g * g  # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     step_size = lr / (1 - beta1**step)
     denom = np.sqrt(v) / math.sqrt(1 - beta2**step) + eps
-    p = p - step_size * m / denom                  # param.addcdiv_(exp_avg, denom, value=-step_size)
+    p = p - step_size * m / denom  # param.addcdiv_(exp_avg, denom, value=-step_size)
     return p, m, v
 
 
-def adamw_term_magnitudes(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
-                          weight_decay, decay=True):
+def adamw_term_magnitudes(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps, weight_decay, decay=True):
     """The size of the terms each output of the update is a sum or difference
     of: |m| + (1 - beta1) (|g| + |m|) for the new m, the new v itself (a sum
     of non-negative terms), and |p * decay| + step_size * (m's terms) / denom
@@ -463,7 +478,6 @@ def adamw_term_magnitudes(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, 
 def global_norm(arrays):
     """sqrt of the sum of squares of every element of every array."""
     return math.sqrt(sum(float(np.sum(np.asarray(a, np.float64) ** 2)) for a in arrays))
-    return _erfc(np.asarray(x, np.float64)).astype(np.float64)
 
 
 # ---------------------------------------------------------------------------
@@ -472,6 +486,7 @@ def global_norm(arrays):
 # float32 computation of the same quantity that assert_reduction_close
 # measures a kernel against.
 # ---------------------------------------------------------------------------
+
 
 def _shifted(z):
     """z minus its row max, with rows of only -inf shifted by 0 (not -inf)."""
@@ -529,8 +544,7 @@ def layer_norm_backward(dy, x, weight=None, eps=1e-5):
     rstd = rstd[..., None]
     x_hat = (x - mean[..., None]) * rstd
     g = dy if weight is None else dy * weight
-    dx = rstd * (g - np.mean(g, axis=-1, keepdims=True)
-                 - x_hat * np.mean(g * x_hat, axis=-1, keepdims=True))
+    dx = rstd * (g - np.mean(g, axis=-1, keepdims=True) - x_hat * np.mean(g * x_hat, axis=-1, keepdims=True))
     rows = dy.reshape(-1, dy.shape[-1])
     return dx, np.sum((dy * x_hat).reshape(rows.shape), axis=0), np.sum(rows, axis=0)
 
@@ -577,8 +591,7 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduc
         return total / logits.dtype.type(np.count_nonzero(kept))
 
 
-def cross_entropy_backward(grad, logits, targets, ignore_index=-100, label_smoothing=0.0,
-                           reduction="mean"):
+def cross_entropy_backward(grad, logits, targets, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
     """dlogits = g_r * (softmax(logits) - q) per row, q = (1 - e) onehot + e / V;
     g_r = grad[r] ("none"), grad ("sum"), grad / count ("mean"); 0 on ignored rows."""
     targets = np.asarray(targets)
@@ -596,14 +609,13 @@ def cross_entropy_backward(grad, logits, targets, ignore_index=-100, label_smoot
     return np.where(kept[:, None], (softmax(logits) - q) * g, 0).astype(logits.dtype)
 
 
-
-
 # ------------------------------------------------------------- nn layers ---
 # Re-implementations of the nn layers, each a small class holding its
 # parameters as numpy arrays, with forward(x) and backward(x, grad_output) ->
 # (grad_x, {parameter name: gradient}). They compute in the dtype of their
 # arrays: float64 gives the reference; float32 gives the plain same-dtype
 # computation that assert_reduction_close measures a layer against.
+
 
 def _activation_and_slope(pre, activation):
     if activation is None:
@@ -662,8 +674,9 @@ class LayerNormLayer:
 
     def __init__(self, weight=None, bias=None, eps=1e-5, dtype=np.float64):
         self.dtype = dtype
-        self.parameters = {name: np.asarray(value, dtype) for name, value in
-                           (("weight", weight), ("bias", bias)) if value is not None}
+        self.parameters = {
+            name: np.asarray(value, dtype) for name, value in (("weight", weight), ("bias", bias)) if value is not None
+        }
         self.eps = eps
 
     def _normalized(self, x):
@@ -687,8 +700,7 @@ class LayerNormLayer:
         x_hat, rstd = self._normalized(x)
         dy = np.asarray(grad_output, self.dtype)
         g = dy * self.parameters["weight"] if "weight" in self.parameters else dy
-        dx = rstd * (g - np.mean(g, axis=-1, keepdims=True)
-                     - x_hat * np.mean(g * x_hat, axis=-1, keepdims=True))
+        dx = rstd * (g - np.mean(g, axis=-1, keepdims=True) - x_hat * np.mean(g * x_hat, axis=-1, keepdims=True))
         rows = dy.reshape(-1, dy.shape[-1])
         grads = {}
         if "weight" in self.parameters:
@@ -745,20 +757,21 @@ class DropoutLayer:
 
 # ------------------------------------------------------------- optim: SGD ---
 
+
 def sgd(param, grad, momentum_buffer, *, lr, momentum, dampening, weight_decay, nesterov):
     """torch.optim.SGD's update (its single-tensor path) in float64;
     ``momentum_buffer`` is None before the first step. Returns the new
     (param, momentum_buffer); the buffer stays None without momentum."""
     p, g = np.asarray(param, np.float64), np.asarray(grad, np.float64)
-    d = g + weight_decay * p if weight_decay != 0 else g     # d_p = grad.add(param, alpha=weight_decay)
+    d = g + weight_decay * p if weight_decay != 0 else g  # d_p = grad.add(param, alpha=weight_decay)
     buffer = None
     if momentum != 0:
         if momentum_buffer is None:
-            buffer = d.copy()                                # buf = torch.clone(d_p)
-        else:                                                # buf.mul_(momentum).add_(d_p, alpha=1 - dampening)
+            buffer = d.copy()  # buf = torch.clone(d_p)
+        else:  # buf.mul_(momentum).add_(d_p, alpha=1 - dampening)
             buffer = np.asarray(momentum_buffer, np.float64) * momentum + (1 - dampening) * d
         d = d + momentum * buffer if nesterov else buffer
-    return p - lr * d, buffer                                # param.add_(d_p, alpha=-lr)
+    return p - lr * d, buffer  # param.add_(d_p, alpha=-lr)
 
 
 def sgd_term_magnitudes(param, grad, momentum_buffer, *, lr, momentum, dampening, weight_decay, nesterov):
@@ -771,8 +784,6 @@ def sgd_term_magnitudes(param, grad, momentum_buffer, *, lr, momentum, dampening
         buffer = d if momentum_buffer is None else np.abs(momentum_buffer) * momentum + abs(1 - dampening) * d
         d = d + momentum * buffer if nesterov else buffer
     return p + lr * d, buffer
-
-
 
 
 # ----------------------------------------------------------- elementwise ---
@@ -794,8 +805,7 @@ def sum_to_shape(x, shape):
     `shape` has 1 and x does not: the inverse of broadcasting `shape` to x."""
     x = np.asarray(x, np.float64)
     lead = x.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, size in enumerate(shape)
-                                      if size == 1 and x.shape[lead + i] != 1)
+    axes = tuple(range(lead)) + tuple(lead + i for i, size in enumerate(shape) if size == 1 and x.shape[lead + i] != 1)
     return x.sum(axis=axes).reshape(shape)
 
 
@@ -841,8 +851,7 @@ def where_backward(grad, condition, a_shape, b_shape):
     """(d/da, d/db) of sum(grad * where(condition, a, b))."""
     g = np.asarray(grad, np.float64)
     condition = np.broadcast_to(condition, g.shape)
-    return (sum_to_shape(np.where(condition, g, 0.0), a_shape),
-            sum_to_shape(np.where(condition, 0.0, g), b_shape))
+    return (sum_to_shape(np.where(condition, g, 0.0), a_shape), sum_to_shape(np.where(condition, 0.0, g), b_shape))
 
 
 def cast_float_to_integer(x, dtype):
@@ -865,6 +874,7 @@ def cast_float_to_integer(x, dtype):
 
 # ----------------------------------------------------------------- shape ---
 # Data movement in numpy; exact, so the dtype is kept. Gradients in float64.
+
 
 def narrow_backward(grad, input_shape, dim, start):
     out = np.zeros(input_shape, np.float64)
@@ -909,6 +919,7 @@ def gather_backward(grad, input_shape, dim, index):
 # ------------------------------------------------------------------ tanh ---
 # (activation family; BERT's pooler)
 
+
 def tanh(x):
     """numpy's float64 tanh: correctly saturating, odd, accurate near 0."""
     return np.tanh(np.asarray(x, np.float64))
@@ -924,6 +935,7 @@ def tanh_derivative(x):
 
 
 # ---------------------------------------------------------------- sampling --
+
 
 def filtered_probabilities(logits, temperature=1.0, top_k=None, top_p=None, repetition_penalty=1.0, seen=None):
     """float64 probabilities of the next token for each row of logits [B, V]

@@ -10,19 +10,21 @@ import math
 
 import numpy as np
 import pytest
+import reference as R
+from conftest import assert_elementwise_close
 
 import attnkit
 import attnkit.nn.functional as F
-import reference as R
 from attnkit import _C
-from conftest import assert_elementwise_close
 
 SIZES = [0, 1, 3, 17, 1000, 10**6]
-SPECIAL = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -1e-30, 19.5, -19.5, 20.5, -20.5,
-                    130.0, -130.0, 3e38, -3e38], dtype=np.float32)
+SPECIAL = np.array(
+    [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -1e-30, 19.5, -19.5, 20.5, -20.5, 130.0, -130.0, 3e38, -3e38],
+    dtype=np.float32,
+)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def activation_input(n):
     """n float32 values from -50 to 50: half uniform over the whole range
     (tails included), half normal with std 4, where the functions bend."""
@@ -34,7 +36,7 @@ def activation_input(n):
     return values
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def upstream_gradient(n):
     values = np.random.default_rng(2000 + n).standard_normal(n).astype(np.float32)
     values.flags.writeable = False
@@ -54,6 +56,7 @@ def forward_and_backward(function, values, upstream, **kwargs):
 # conftest's tolerance is relative to `scale`, |expected| by default. Each
 # scale below is the magnitude the result's unavoidable float32 error is
 # proportional to; the comment says why.
+
 
 def gelu_forward_scale(x64, expected, approximate):
     if approximate == "none":
@@ -91,12 +94,17 @@ def silu_backward_scale(x64, upstream):
 
 # ------------------------------------------------------------------- GELU --
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def gelu_expected(n, approximate):
     x64 = activation_input(n).astype(np.float64)
     upstream = upstream_gradient(n).astype(np.float64)
-    return (R.gelu(x64, approximate), gelu_forward_scale(x64, R.gelu(x64, approximate), approximate),
-            upstream * R.gelu_derivative(x64, approximate), gelu_backward_scale(x64, upstream, approximate))
+    return (
+        R.gelu(x64, approximate),
+        gelu_forward_scale(x64, R.gelu(x64, approximate), approximate),
+        upstream * R.gelu_derivative(x64, approximate),
+        gelu_backward_scale(x64, upstream, approximate),
+    )
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
@@ -119,8 +127,9 @@ def test_gelu_dense_grid_over_the_bend_and_tails(cpu_isa, approximate):
     y, dx = forward_and_backward(F.gelu, x, upstream, approximate=approximate)
     expected = R.gelu(x64, approximate)
     assert_elementwise_close(y, expected, scale=gelu_forward_scale(x64, expected, approximate))
-    assert_elementwise_close(dx, R.gelu_derivative(x64, approximate),
-                             scale=gelu_backward_scale(x64, upstream, approximate))
+    assert_elementwise_close(
+        dx, R.gelu_derivative(x64, approximate), scale=gelu_backward_scale(x64, upstream, approximate)
+    )
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
@@ -135,12 +144,13 @@ def test_gelu_infinities_and_nan(cpu_isa, approximate):
     x64 = SPECIAL.astype(np.float64)
     expected = R.gelu(x64, approximate)
     assert_elementwise_close(y, expected, scale=gelu_forward_scale(x64, expected, approximate))
-    assert_elementwise_close(dx, R.gelu_derivative(x64, approximate),
-                             scale=gelu_backward_scale(x64, np.ones_like(x64), approximate))
+    assert_elementwise_close(
+        dx, R.gelu_derivative(x64, approximate), scale=gelu_backward_scale(x64, np.ones_like(x64), approximate)
+    )
 
 
 def test_gelu_keeps_shape_and_matches_the_flat_result(cpu_isa):
-    values = activation_input(1000)[:2 * 3 * 5 * 7].reshape(2, 3, 5, 7)
+    values = activation_input(1000)[: 2 * 3 * 5 * 7].reshape(2, 3, 5, 7)
     shaped = F.gelu(attnkit.tensor(values)).numpy()
     assert shaped.shape == (2, 3, 5, 7)
     flat = F.gelu(attnkit.tensor(values.reshape(-1))).numpy()
@@ -168,6 +178,7 @@ def test_gelu_bad_input():
 
 # ------------------------------------------------------------------- ReLU --
 
+
 @pytest.mark.parametrize("n", SIZES)
 def test_relu_is_exact(cpu_isa, n):
     values, upstream = activation_input(n), upstream_gradient(n)
@@ -190,7 +201,8 @@ def test_relu_special_values(cpu_isa):
 
 # ------------------------------------------------------------------- SiLU --
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def silu_expected(n):
     x64 = activation_input(n).astype(np.float64)
     upstream = upstream_gradient(n).astype(np.float64)
@@ -236,7 +248,8 @@ def test_silu_infinities_and_nan(cpu_isa):
 # e = exp(-2|x|), never 1 - tanh^2): both are checked relative to their own
 # magnitudes, with no scale.
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def tanh_expected(n):
     x64 = activation_input(n).astype(np.float64)
     return R.tanh(x64), upstream_gradient(n).astype(np.float64) * R.tanh_derivative(x64)
@@ -314,6 +327,7 @@ def test_tanh_bad_input():
 
 # ----------------------------------------------------------------- SwiGLU --
 
+
 def check_swiglu(values, upstream):
     """Forward and backward through F.swiglu against the reference."""
     y, dx = forward_and_backward(F.swiglu, values, upstream)
@@ -331,10 +345,21 @@ def check_swiglu(values, upstream):
     assert_elementwise_close(dx[..., hidden:], expected[..., hidden:])
 
 
-@pytest.mark.parametrize("rows, hidden", [
-    (1, 1), (3, 1), (17, 3), (1, 17), (3, 17), (17, 1000),
-    (1, 5000),  # more than one column block in a row
-    (1, 1 << 17), (100_000, 1), (125, 4000)])  # large enough for every thread
+@pytest.mark.parametrize(
+    "rows, hidden",
+    [
+        (1, 1),
+        (3, 1),
+        (17, 3),
+        (1, 17),
+        (3, 17),
+        (17, 1000),
+        (1, 5000),  # more than one column block in a row
+        (1, 1 << 17),
+        (100_000, 1),
+        (125, 4000),
+    ],
+)  # large enough for every thread
 def test_swiglu_against_the_float64_reference(cpu_isa, rows, hidden):
     values = activation_input(rows * 2 * hidden).reshape(rows, 2 * hidden)
     upstream = upstream_gradient(rows * hidden).reshape(rows, hidden)
@@ -345,23 +370,25 @@ def test_swiglu_against_the_float64_reference(cpu_isa, rows, hidden):
 def test_swiglu_on_more_dimensions(cpu_isa, shape):
     n = math.prod(shape)
     values = activation_input(1000)[:n].reshape(shape)
-    upstream = upstream_gradient(1000)[:n // 2].reshape(shape[:-1] + (shape[-1] // 2,))
+    upstream = upstream_gradient(1000)[: n // 2].reshape(shape[:-1] + (shape[-1] // 2,))
     check_swiglu(values, upstream)
 
 
 def test_swiglu_special_values(cpu_isa):
     gate = np.resize(SPECIAL, (4, SPECIAL.size))
     # |up| <= 1, so silu(3e38) * up stays finite in float32.
-    up = np.stack([np.ones_like(SPECIAL), -np.ones_like(SPECIAL), np.full_like(SPECIAL, 0.5),
-                   np.full_like(SPECIAL, -0.25)])
+    up = np.stack(
+        [np.ones_like(SPECIAL), -np.ones_like(SPECIAL), np.full_like(SPECIAL, 0.5), np.full_like(SPECIAL, -0.25)]
+    )
     values = np.concatenate([gate, up], axis=-1)
     check_swiglu(values, np.ones((4, SPECIAL.size), np.float32))
 
 
 @pytest.mark.parametrize("shape", [(0, 6), (3, 0), (0, 0), (2, 0, 4)])
 def test_swiglu_empty(shape):
-    y, dx = forward_and_backward(F.swiglu, np.zeros(shape, np.float32),
-                                 np.zeros(shape[:-1] + (shape[-1] // 2,), np.float32))
+    y, dx = forward_and_backward(
+        F.swiglu, np.zeros(shape, np.float32), np.zeros(shape[:-1] + (shape[-1] // 2,), np.float32)
+    )
     assert y.shape == shape[:-1] + (shape[-1] // 2,) and dx.shape == shape
 
 
@@ -378,6 +405,7 @@ def test_swiglu_bad_shapes():
 
 
 # ---------------------------------------------------- ReLU/SiLU/SwiGLU misc --
+
 
 @pytest.mark.parametrize("function", [F.relu, F.silu, F.tanh, F.swiglu])
 def test_bad_input(function):
@@ -502,8 +530,7 @@ def test_references_against_independent_formulas():
     x_near = np.linspace(-2.0, 2.0, 401)
     np.testing.assert_allclose(R.tanh_derivative(x_near), 1.0 - np.tanh(x_near) ** 2, rtol=1e-13)
     # sech(x)^2 = 4 e^-2x / (1 + e^-2x)^2 deep in the tail, and the limits.
-    assert R.tanh_derivative(30.0) == pytest.approx(4.0 * math.exp(-60.0) / (1.0 + math.exp(-60.0)) ** 2,
-                                                    rel=1e-13)
+    assert R.tanh_derivative(30.0) == pytest.approx(4.0 * math.exp(-60.0) / (1.0 + math.exp(-60.0)) ** 2, rel=1e-13)
     assert R.tanh(1e-20) == 1e-20
     np.testing.assert_array_equal(R.tanh(np.array([np.inf, -np.inf])), [1.0, -1.0])
     np.testing.assert_array_equal(R.tanh_derivative(np.array([np.inf, -np.inf, 800.0])), [0.0, 0.0, 0.0])

@@ -4,12 +4,11 @@ that must hold."""
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
-
-import reference
-from conftest import assert_reduction_close
 
 
 def random_qkv(rng, batch, tq, tk, heads, kv_heads, d, scale=1.0):
@@ -27,7 +26,10 @@ def naive_float32(q, k, v, grad_out, dropout=None, **mask):
     batch, tq, heads, d = q.shape
     group = heads // k.shape[2]
     mm = reference.matmul_naive_float32
-    heads_first = lambda x: np.ascontiguousarray(np.swapaxes(x, 1, 2), dtype=np.float32)  # [B, H, T, D]
+
+    def heads_first(x):
+        return np.ascontiguousarray(np.swapaxes(x, 1, 2), dtype=np.float32)  # [B, H, T, D]
+
     qh, gh = heads_first(q), heads_first(grad_out)
     kh, vh = heads_first(np.repeat(k, group, axis=2)), heads_first(np.repeat(v, group, axis=2))
     scale = np.float32(1 / np.sqrt(d))
@@ -50,8 +52,13 @@ def naive_float32(q, k, v, grad_out, dropout=None, **mask):
     ds = p_backward * (dp - delta)
     dq = scale * mm(ds, kh)
     dk = scale * mm(np.swapaxes(ds, -1, -2), qh)
-    tokens_first = lambda x: np.swapaxes(x, 1, 2)
-    fold = lambda x: tokens_first(x).reshape(batch, k.shape[1], k.shape[2], group, d).sum(axis=3)
+
+    def tokens_first(x):
+        return np.swapaxes(x, 1, 2)
+
+    def fold(x):
+        return tokens_first(x).reshape(batch, k.shape[1], k.shape[2], group, d).sum(axis=3)
+
     return tokens_first(out), tokens_first(dq), fold(dk), fold(dv)
 
 
@@ -114,8 +121,9 @@ def test_grouped_query_attention(cpu_isa, rng, heads, kv_heads):
 def test_grouped_query_equals_repeated_heads(cpu_isa, rng):
     q, k, v = random_qkv(rng, 2, 40, 40, 6, 2, 32)
     grouped = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), causal=True).numpy()
-    repeated = F.attention(attnkit.tensor(q), attnkit.tensor(np.repeat(k, 3, axis=2)),
-                           attnkit.tensor(np.repeat(v, 3, axis=2)), causal=True).numpy()
+    repeated = F.attention(
+        attnkit.tensor(q), attnkit.tensor(np.repeat(k, 3, axis=2)), attnkit.tensor(np.repeat(v, 3, axis=2)), causal=True
+    ).numpy()
     np.testing.assert_array_equal(grouped, repeated)
 
 
@@ -131,8 +139,9 @@ def test_window_equals_an_explicit_band_mask(cpu_isa, rng):
     w = 7
     band = np.abs((1 - 1 + 90 - 1) - np.arange(90)) >= w
     windowed = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), window=w).numpy()
-    masked = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v),
-                         key_padding_mask=attnkit.tensor(band[None])).numpy()
+    masked = F.attention(
+        attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), key_padding_mask=attnkit.tensor(band[None])
+    ).numpy()
     np.testing.assert_array_equal(windowed, masked)
 
 
@@ -147,10 +156,12 @@ def test_lengths_equal_the_mask_they_describe(cpu_isa, rng):
     q, k, v = random_qkv(rng, 2, 9, 50, 2, 2, 16)
     lengths = np.array([50, 21])
     mask = np.arange(50)[None, :] >= lengths[:, None]
-    by_length = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v),
-                            key_lengths=attnkit.tensor(lengths)).numpy()
-    by_mask = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v),
-                          key_padding_mask=attnkit.tensor(mask)).numpy()
+    by_length = F.attention(
+        attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), key_lengths=attnkit.tensor(lengths)
+    ).numpy()
+    by_mask = F.attention(
+        attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), key_padding_mask=attnkit.tensor(mask)
+    ).numpy()
     np.testing.assert_array_equal(by_length, by_mask)
 
 
@@ -158,8 +169,9 @@ def test_fully_masked_rows_give_zero_output_and_gradients(cpu_isa, rng):
     q, k, v = random_qkv(rng, 2, 10, 10, 2, 2, 16)
     mask = np.zeros((2, 10), bool)
     mask[0] = True
-    out, dq, dk, dv = run(q, k, v, rng.standard_normal(q.shape).astype(np.float32),
-                          key_padding_mask=attnkit.tensor(mask))
+    out, dq, dk, dv = run(
+        q, k, v, rng.standard_normal(q.shape).astype(np.float32), key_padding_mask=attnkit.tensor(mask)
+    )
     assert np.all(out[0] == 0) and np.all(dq[0] == 0) and np.all(dk[0] == 0) and np.all(dv[0] == 0)
     assert np.isfinite(out).all() and np.isfinite(dq).all()
 
@@ -175,15 +187,25 @@ def test_nan_and_inf_in_padded_keys_do_not_leak(cpu_isa, rng, poison):
     k[0, mask[0]] = poison
     v[0, mask[0]] = poison
     grad_out = rng.standard_normal(q.shape).astype(np.float32)
-    for options in (dict(key_padding_mask=attnkit.tensor(mask)),
-                    dict(key_lengths=attnkit.tensor(lengths), key_padding_mask=attnkit.tensor(mask))):
+    for options in (
+        dict(key_padding_mask=attnkit.tensor(mask)),
+        dict(key_lengths=attnkit.tensor(lengths), key_padding_mask=attnkit.tensor(mask)),
+    ):
         out, dq, dk, dv = run(q, k, v, grad_out, **options)
         assert np.isfinite(out).all() and np.isfinite(dq).all()
         assert np.isfinite(dk[~mask]).all() and np.isfinite(dv[~mask]).all()
         clean = reference.attention(q, k, v, key_padding_mask=mask)
-        assert_reduction_close(out, clean, naive_float32(q, np.where(mask[:, :, None, None], 0, k),
-                                                         np.where(mask[:, :, None, None], 0, v), grad_out,
-                                                         key_padding_mask=mask)[0])
+        assert_reduction_close(
+            out,
+            clean,
+            naive_float32(
+                q,
+                np.where(mask[:, :, None, None], 0, k),
+                np.where(mask[:, :, None, None], 0, v),
+                grad_out,
+                key_padding_mask=mask,
+            )[0],
+        )
 
 
 def test_large_logits_are_stable(cpu_isa, rng):
@@ -191,7 +213,9 @@ def test_large_logits_are_stable(cpu_isa, rng):
     q, k, v = random_qkv(rng, 1, 30, 30, 2, 2, 16, scale=50.0)
     grad_out = rng.standard_normal(q.shape).astype(np.float32)
     ours = run(q, k, v, grad_out, causal=True)
-    expected = (reference.attention(q, k, v, causal=True),) + reference.attention_backward(q, k, v, grad_out, causal=True)
+    expected = (reference.attention(q, k, v, causal=True),) + reference.attention_backward(
+        q, k, v, grad_out, causal=True
+    )
     scores = np.einsum("bihd,bjhd->bhij", q.astype(np.float64), k) / 4
     assert np.abs(scores).max() > 5e3
     for a, e, n in zip(ours, expected, naive_float32(q, k, v, grad_out, causal=True)):
@@ -203,8 +227,7 @@ def test_decode_equals_the_last_row_of_causal_attention(cpu_isa, rng):
     q, k, v = random_qkv(rng, 2, 57, 57, 4, 2, 64)
     full = F.attention(attnkit.tensor(q), attnkit.tensor(k), attnkit.tensor(v), causal=True).numpy()
     last = F.attention(attnkit.tensor(q[:, -1:]), attnkit.tensor(k), attnkit.tensor(v), causal=True).numpy()
-    assert_reduction_close(last, full[:, -1:], naive_float32(q[:, -1:], k, v, np.zeros_like(q[:, -1:]),
-                                                             causal=True)[0])
+    assert_reduction_close(last, full[:, -1:], naive_float32(q[:, -1:], k, v, np.zeros_like(q[:, -1:]), causal=True)[0])
 
 
 @pytest.mark.parametrize("tq", [1, 2, 4])
@@ -212,8 +235,12 @@ def test_decode_equals_the_last_row_of_causal_attention(cpu_isa, rng):
 def test_decode_path(cpu_isa, rng, tq, heads, kv_heads):
     # inference only (no gradient): a few queries against a long cache take the
     # decode path; 1100 keys are split across threads (split-KV) and merged
-    for tk, mask in ((1100, dict(causal=True)), (300, dict(causal=True, window=100)),
-                     (700, dict(key_lengths=[700, 333])), (80, {})):
+    for tk, mask in (
+        (1100, dict(causal=True)),
+        (300, dict(causal=True, window=100)),
+        (700, dict(key_lengths=[700, 333])),
+        (80, {}),
+    ):
         q, k, v = random_qkv(rng, 2, tq, tk, heads, kv_heads, 64)
         options = dict(mask)
         if "key_lengths" in options:
@@ -225,7 +252,9 @@ def test_decode_path(cpu_isa, rng, tq, heads, kv_heads):
         zero_grad = np.zeros(q.shape, np.float32)
         kc = np.where(np.isnan(k), 0, k)
         vc = np.where(np.isnan(v), 0, v)
-        assert_reduction_close(out, reference.attention(q, kc, vc, **mask), naive_float32(q, kc, vc, zero_grad, **mask)[0])
+        assert_reduction_close(
+            out, reference.attention(q, kc, vc, **mask), naive_float32(q, kc, vc, zero_grad, **mask)[0]
+        )
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -237,8 +266,9 @@ def test_dropout(cpu_isa, rng, causal):
     seed, offset = generator.seed, generator.offset
     ours = run(q, k, v, grad_out, causal=causal, dropout_p=p, generator=generator)
     multipliers = reference.attention_dropout_multipliers((batch, heads, t, t), p, seed, offset)
-    expected = (reference.attention(q, k, v, causal=causal, dropout=multipliers),) + \
-        reference.attention_backward(q, k, v, grad_out, causal=causal, dropout=multipliers)
+    expected = (reference.attention(q, k, v, causal=causal, dropout=multipliers),) + reference.attention_backward(
+        q, k, v, grad_out, causal=causal, dropout=multipliers
+    )
     naive = naive_float32(q, k, v, grad_out, dropout=multipliers, causal=causal)
     for a, e, n in zip(ours, expected, naive):
         assert_reduction_close(a, e, n)
@@ -332,8 +362,9 @@ def test_bad_arguments(rng):
     with pytest.raises(TypeError, match="argument 'k' expected float32"):
         F.attention(q, attnkit.tensor(np.ones((2, 6, 2, 8), np.int32)), v)
     with pytest.raises(ValueError, match="argument 'k' expected a number of heads dividing"):
-        F.attention(q, attnkit.tensor(np.ones((2, 6, 3, 8), np.float32)),
-                    attnkit.tensor(np.ones((2, 6, 3, 8), np.float32)))
+        F.attention(
+            q, attnkit.tensor(np.ones((2, 6, 3, 8), np.float32)), attnkit.tensor(np.ones((2, 6, 3, 8), np.float32))
+        )
     with pytest.raises(ValueError, match="argument 'v' expected the shape of k"):
         F.attention(q, k, attnkit.tensor(np.ones((2, 7, 2, 8), np.float32)))
     with pytest.raises(ValueError, match="argument 'k' expected shape"):
@@ -354,11 +385,13 @@ def test_bad_arguments(rng):
         F.attention(attnkit.tensor(np.ones((2, 5, 0, 8), np.float32)), k, v)
     with pytest.raises(ValueError, match="argument 'q' expected a head_dim of at least 1"):
         empty = attnkit.tensor(np.ones((2, 5, 4, 0), np.float32))
-        F.attention(empty, attnkit.tensor(np.ones((2, 6, 2, 0), np.float32)),
-                    attnkit.tensor(np.ones((2, 6, 2, 0), np.float32)))
+        F.attention(
+            empty, attnkit.tensor(np.ones((2, 6, 2, 0), np.float32)), attnkit.tensor(np.ones((2, 6, 2, 0), np.float32))
+        )
 
 
 # ---- attention_qkv: q, k, v read in place from one fused projection --------
+
 
 def fused_projection(rng, batch, t, heads, kv_heads, d):
     """qkv [B, T, (H + 2 Hkv) D] and its three slices as separate arrays."""
@@ -387,17 +420,21 @@ def mask_options(rng, batch, t, kind):
     return {}
 
 
-@pytest.mark.parametrize("batch, t, heads, kv_heads, d", [(2, 37, 4, 4, 16), (3, 70, 4, 2, 8), (1, 17, 6, 1, 80),
-                                                         (2, 1, 2, 2, 3), (2, 0, 2, 1, 8)])
+@pytest.mark.parametrize(
+    "batch, t, heads, kv_heads, d",
+    [(2, 37, 4, 4, 16), (3, 70, 4, 2, 8), (1, 17, 6, 1, 80), (2, 1, 2, 2, 3), (2, 0, 2, 1, 8)],
+)
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kind", ["none", "padding", "lengths", "window", "dropout"])
-def test_attention_qkv_equals_attention_on_the_split_inputs(cpu_isa, rng, batch, t, heads, kv_heads, d, causal,
-                                                            kind):
+def test_attention_qkv_equals_attention_on_the_split_inputs(cpu_isa, rng, batch, t, heads, kv_heads, d, causal, kind):
     qkv, q, k, v = fused_projection(rng, batch, t, heads, kv_heads, d)
     grad_out = rng.standard_normal(q.shape).astype(np.float32)
     options = dict(causal=causal, **mask_options(rng, batch, t, kind))
+
     # dropout: the same generator state gives both the same Philox stream
-    seeded = lambda: {"dropout_p": 0.25, "generator": attnkit.random.Generator(99)} if kind == "dropout" else {}
+    def seeded():
+        return {"dropout_p": 0.25, "generator": attnkit.random.Generator(99)} if kind == "dropout" else {}
+
     out, grad_qkv = run_qkv(qkv, heads, kv_heads, grad_out, **options, **seeded())
     expected_out, dq, dk, dv = run(q, k, v, grad_out, **options, **seeded())
     np.testing.assert_array_equal(out, expected_out)
@@ -443,8 +480,11 @@ def test_attention_qkv_bad_arguments(rng):
         F.attention_qkv(attnkit.tensor(np.ones((2, 5, 4, 16), np.float32)), 4, 2)
     with pytest.raises(TypeError, match="attention_qkv: argument 'qkv' expected float32"):
         F.attention_qkv(attnkit.tensor(np.ones((2, 5, 64), np.int32)), 4, 2)
-    with pytest.raises(ValueError, match="argument 'qkv' expected a last dimension that is a positive multiple "
-                                         "of num_heads \\+ 2 num_kv_heads = 6"):
+    with pytest.raises(
+        ValueError,
+        match="argument 'qkv' expected a last dimension that is a positive multiple "
+        "of num_heads \\+ 2 num_kv_heads = 6",
+    ):
         F.attention_qkv(qkv, 4, 1)
     with pytest.raises(ValueError, match="argument 'num_kv_heads' expected a divisor of num_heads \\(4\\)"):
         F.attention_qkv(qkv, 4, 3)

@@ -4,14 +4,12 @@ module, evaluated in float64 (the expected result) and plainly in float32
 
 import numpy as np
 import pytest
-
-import attnkit
-from attnkit import nn
-import attnkit.nn.functional as F
-
 import reference
 from conftest import assert_elementwise_close, assert_reduction_close
 
+import attnkit
+import attnkit.nn.functional as F
+from attnkit import nn
 
 # These tests seed the default generator: restore its state after each one.
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
@@ -41,8 +39,9 @@ def check_gradients_by_finite_differences(module, run_module, run_reference, inp
     small entry is a difference of larger terms; its float32 rounding is
     relative to those terms, which the largest gradient bounds at these tiny,
     well-conditioned sizes."""
-    tensors = [attnkit.from_numpy(x).requires_grad_() if x.dtype == np.float32 else attnkit.from_numpy(x)
-               for x in inputs]
+    tensors = [
+        attnkit.from_numpy(x).requires_grad_() if x.dtype == np.float32 else attnkit.from_numpy(x) for x in inputs
+    ]
     output = run_module(module, *tensors)
     output_weights = rng.standard_normal(output.shape)
     (output * attnkit.from_numpy(output_weights.astype(np.float32))).sum().backward()
@@ -56,7 +55,8 @@ def check_gradients_by_finite_differences(module, run_module, run_reference, inp
             arrays[f"input {index}"] = x
     try:
         expected = reference.central_differences(
-            arrays, lambda: np.sum(run_reference(*float64_inputs) * output_weights))
+            arrays, lambda: np.sum(run_reference(*float64_inputs) * output_weights)
+        )
     finally:
         PARAMETER_VALUES.clear()
     actual = {name: parameter.grad for name, parameter in module.named_parameters()}
@@ -83,14 +83,23 @@ def projection_weights(module):
         w_kv, b_kv = numpy_or_none(module.kv_proj.weight), numpy_or_none(module.kv_proj.bias)
         ws = [numpy_or_none(module.q_proj.weight), *np.split(w_kv, 2)]
         bs = [numpy_or_none(module.q_proj.bias), *(np.split(b_kv, 2) if b_kv is not None else [None, None])]
-    return ws[0], bs[0], ws[1], bs[1], ws[2], bs[2], numpy_or_none(module.out_proj.weight), \
-        numpy_or_none(module.out_proj.bias)
+    return (
+        ws[0],
+        bs[0],
+        ws[1],
+        bs[1],
+        ws[2],
+        bs[2],
+        numpy_or_none(module.out_proj.weight),
+        numpy_or_none(module.out_proj.bias),
+    )
 
 
 def mha_reference(module, x, key_value=None, causal=False, key_padding_mask=None, dtype=np.float64):
     """The module's forward in numpy, every step in ``dtype``."""
-    w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o = (None if a is None else a.astype(dtype)
-                                              for a in projection_weights(module))
+    w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o = (
+        None if a is None else a.astype(dtype) for a in projection_weights(module)
+    )
     x = np.asarray(x, dtype)
     source = x if key_value is None else np.asarray(key_value, dtype)
     batch, steps, _ = x.shape
@@ -110,8 +119,9 @@ def mha_reference(module, x, key_value=None, causal=False, key_padding_mask=None
     group = H // Hkv
     k, v = np.repeat(k, group, axis=2), np.repeat(v, group, axis=2)
     scores = np.einsum("bihd,bjhd->bhij", q, k) * dtype(1 / np.sqrt(D))
-    visible = reference.attention_visibility(batch, steps, source_steps, causal=causal,
-                                             key_padding_mask=key_padding_mask)
+    visible = reference.attention_visibility(
+        batch, steps, source_steps, causal=causal, key_padding_mask=key_padding_mask
+    )
     scores = np.where(visible, scores, -np.inf)
     weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
     weights = weights / weights.sum(axis=-1, keepdims=True)
@@ -120,11 +130,16 @@ def mha_reference(module, x, key_value=None, causal=False, key_padding_mask=None
 
 
 def check_against_reference(module, x, **kwargs):
-    actual = module(attnkit.from_numpy(x), **{k: attnkit.from_numpy(v) if isinstance(v, np.ndarray) else v
-                                              for k, v in kwargs.items()})
+    actual = module(
+        attnkit.from_numpy(x),
+        **{k: attnkit.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()},
+    )
     assert actual.shape == x.shape
-    assert_reduction_close(actual.detach().numpy(), mha_reference(module, x, **kwargs),
-                           mha_reference(module, x, dtype=np.float32, **kwargs))
+    assert_reduction_close(
+        actual.detach().numpy(),
+        mha_reference(module, x, **kwargs),
+        mha_reference(module, x, dtype=np.float32, **kwargs),
+    )
 
 
 @pytest.mark.parametrize("num_heads, num_kv_heads", [(4, 4), (4, 2), (4, 1), (1, 1)])
@@ -179,11 +194,12 @@ def test_cached_decoding_equals_full_sequence(cpu_isa, rng, rope, num_kv_heads):
     with attnkit.no_grad():
         pieces = [module(attnkit.from_numpy(x[:, :5].copy()), cache=cache).numpy()]
         for t in range(5, 12):
-            pieces.append(module(attnkit.from_numpy(x[:, t:t + 1].copy()), cache=cache).numpy())
+            pieces.append(module(attnkit.from_numpy(x[:, t : t + 1].copy()), cache=cache).numpy())
     assert cache.length == 12
     cached = np.concatenate(pieces, axis=1)
-    assert_reduction_close(cached, mha_reference(module, x, causal=True),
-                           mha_reference(module, x, causal=True, dtype=np.float32))
+    assert_reduction_close(
+        cached, mha_reference(module, x, causal=True), mha_reference(module, x, causal=True, dtype=np.float32)
+    )
 
 
 def test_kv_cache_update_and_bounds(rng):
@@ -200,8 +216,10 @@ def test_kv_cache_update_and_bounds(rng):
     cache.reset()
     assert cache.length == 0
     with pytest.raises(ValueError, match="k_new"):
-        cache.update(attnkit.from_numpy(np.zeros((1, 1, 3, 3), np.float32)),
-                     attnkit.from_numpy(np.zeros((1, 1, 3, 3), np.float32)))
+        cache.update(
+            attnkit.from_numpy(np.zeros((1, 1, 3, 3), np.float32)),
+            attnkit.from_numpy(np.zeros((1, 1, 3, 3), np.float32)),
+        )
 
 
 def test_cache_refuses_gradients():
@@ -221,12 +239,16 @@ def test_gradients_match_finite_differences(cpu_isa, rng, num_kv_heads, rope, cr
         memory = rng.standard_normal((2, 4, 8)).astype(np.float32)
         padding = np.array([[False, False, False, True], [False, False, False, False]])
         check_gradients_by_finite_differences(
-            module, lambda m, x, memory, padding: m(x, key_value=memory, key_padding_mask=padding),
+            module,
+            lambda m, x, memory, padding: m(x, key_value=memory, key_padding_mask=padding),
             lambda x, memory, padding: mha_reference(module, x, key_value=memory, key_padding_mask=padding),
-            [x, memory, padding], rng)
+            [x, memory, padding],
+            rng,
+        )
     else:
         check_gradients_by_finite_differences(
-            module, lambda m, x: m(x, causal=True), lambda x: mha_reference(module, x, causal=True), [x], rng)
+            module, lambda m, x: m(x, causal=True), lambda x: mha_reference(module, x, causal=True), [x], rng
+        )
 
 
 def test_backward_reaches_every_parameter(rng):
@@ -277,9 +299,14 @@ def test_fused_self_attention_equals_the_split_projection(cpu_isa, rng, num_kv_h
     def split_path(x, key_padding_mask):
         width, kv_width = 32, num_kv_heads * 8
         q, k, v = F.split(module.qkv_proj(x), [width, kv_width, kv_width], dim=-1)
-        out = F.attention(q.reshape(3, 21, 4, 8), k.reshape(3, 21, num_kv_heads, 8),
-                          v.reshape(3, 21, num_kv_heads, 8), causal=True, key_padding_mask=key_padding_mask,
-                          dropout_p=dropout)
+        out = F.attention(
+            q.reshape(3, 21, 4, 8),
+            k.reshape(3, 21, num_kv_heads, 8),
+            v.reshape(3, 21, num_kv_heads, 8),
+            causal=True,
+            key_padding_mask=key_padding_mask,
+            dropout_p=dropout,
+        )
         return module.out_proj(out.reshape(3, 21, 32))
 
     results = []
@@ -289,7 +316,8 @@ def test_fused_self_attention_equals_the_split_projection(cpu_isa, rng, num_kv_h
         inputs = attnkit.tensor(x, requires_grad=True)
         out = forward(inputs, attnkit.tensor(padding))
         out.backward(attnkit.tensor(grad_out))
-        results.append([out.detach().numpy(), inputs.grad.numpy()] +
-                       [p.grad.numpy() for _, p in module.named_parameters()])
+        results.append(
+            [out.detach().numpy(), inputs.grad.numpy()] + [p.grad.numpy() for _, p in module.named_parameters()]
+        )
     for fused, split in zip(*results):
         np.testing.assert_array_equal(fused, split)

@@ -11,8 +11,14 @@ import pytest
 import attnkit
 from attnkit import benchmarks
 
-EXPECTED_OPS = ["gemm", "attention fwd+bwd", "softmax", "layer_norm forward", "train step (config tiny)",
-                "decode (config tiny)"]
+EXPECTED_OPS = [
+    "gemm",
+    "attention fwd+bwd",
+    "softmax",
+    "layer_norm forward",
+    "train step (config tiny)",
+    "decode (config tiny)",
+]
 
 
 def test_quick_suite_prints_a_table_and_writes_json(tmp_path, capsys, monkeypatch):

@@ -7,23 +7,31 @@ import math
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close, assert_reduction_close
 
 import attnkit
 from attnkit.models import BERT, BertConfig, mask_tokens
 from attnkit.nn import functional as F
 from attnkit.random import Generator
 
-import reference
-from conftest import assert_elementwise_close, assert_reduction_close
-
-
 # These tests seed the default generator: restore its state after each one.
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
 
 
 def tiny_config(**changes):
-    settings = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, d_ff=12, type_vocab_size=2,
-                    dropout=0.0, layer_norm_eps=1e-12, pad_token_id=0)
+    settings = dict(
+        vocab_size=11,
+        block_size=8,
+        n_layer=2,
+        n_head=2,
+        n_embd=8,
+        d_ff=12,
+        type_vocab_size=2,
+        dropout=0.0,
+        layer_norm_eps=1e-12,
+        pad_token_id=0,
+    )
     settings.update(changes)
     return BertConfig(**settings)
 
@@ -54,8 +62,11 @@ def bert_reference(values, config, input_ids, token_type_ids=None, attention_mas
         return np.asarray(reference.gelu(x)).astype(dtype)  # erf GELU
 
     types = np.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-    x = p["word_embeddings.weight"][input_ids] + p["position_embeddings.weight"][:steps] \
+    x = (
+        p["word_embeddings.weight"][input_ids]
+        + p["position_embeddings.weight"][:steps]
         + p["token_type_embeddings.weight"][types]
+    )
     x = layer_norm(x, "embedding_norm")
     visible = np.ones((batch, 1, 1, steps), bool)
     if attention_mask is not None:
@@ -93,6 +104,7 @@ def ids_tensor(array):
 
 # ---------------------------------------------------------------- counts --
 
+
 def test_bert_base_parameter_counts(monkeypatch):
     # The counts do not depend on the values: skip the random fills of the
     # 110M numbers (as test_gpt.py does); only allocate.
@@ -106,8 +118,16 @@ def test_bert_base_parameter_counts(monkeypatch):
     assert model.num_parameters() == 110_104_890
     assert 110_104_890 - 109_482_240 == 768 * 768 + 768 + 2 * 768 + 30522
     config = model.config
-    assert (config.vocab_size, config.block_size, config.n_layer, config.n_head, config.n_embd, config.d_ff,
-            config.type_vocab_size, config.layer_norm_eps) == (30522, 512, 12, 12, 768, 3072, 2, 1e-12)
+    assert (
+        config.vocab_size,
+        config.block_size,
+        config.n_layer,
+        config.n_head,
+        config.n_embd,
+        config.d_ff,
+        config.type_vocab_size,
+        config.layer_norm_eps,
+    ) == (30522, 512, 12, 12, 768, 3072, 2, 1e-12)
 
 
 def test_layout_counts_tie_and_initialization():
@@ -117,20 +137,23 @@ def test_layout_counts_tie_and_initialization():
     names = dict(model.named_parameters())
     assert not any("decoder" in name for name in names)  # the decoder weight is word_embeddings itself
     width, ff = 64, 128
-    per_layer = (3 * width * width + 3 * width) + (width * width + width) + 4 * width \
-        + (width * ff + ff) + (ff * width + width)
+    per_layer = (
+        (3 * width * width + 3 * width) + (width * width + width) + 4 * width + (width * ff + ff) + (ff * width + width)
+    )
     embeddings = (500 + 32 + 2) * width + 2 * width
     assert model.num_parameters(include_mlm_head=False) == embeddings + 3 * per_layer + width * width + width
-    assert model.num_parameters() == model.num_parameters(include_mlm_head=False) \
-        + width * width + width + 2 * width + 500
+    assert (
+        model.num_parameters() == model.num_parameters(include_mlm_head=False) + width * width + width + 2 * width + 500
+    )
     # the encoder is post-LN with LayerNorm eps 1e-12 everywhere and no final norm
     assert model.encoder.norm is None
     assert all(not layer.norm_first for layer in model.encoder.layers)
     norms = [m for m in model.modules() if isinstance(m, attnkit.nn.LayerNorm)]
     assert len(norms) == 2 + 2 * 3 and all(m.eps == 1e-12 for m in norms)
     # BERT's init: N(0, 0.02) weights and embeddings, zero biases, LayerNorm 1 and 0
-    weights = np.concatenate([p.detach().numpy().ravel() for name, p in names.items()
-                              if name.endswith("weight") and "norm" not in name])
+    weights = np.concatenate(
+        [p.detach().numpy().ravel() for name, p in names.items() if name.endswith("weight") and "norm" not in name]
+    )
     assert abs(weights.std() - 0.02) < 0.05 * 0.02 and abs(weights.mean()) < 0.002
     biases = [p.detach().numpy() for name, p in names.items() if name.endswith("bias") and "norm" not in name]
     assert all(np.all(b == 0) for b in biases) and np.all(names["mlm_bias"].detach().numpy() == 0)
@@ -141,8 +164,8 @@ def test_layout_counts_tie_and_initialization():
 
 # --------------------------------------------------------------- forward --
 
-def check_against_reference(model, config, input_ids, token_type_ids=None, attention_mask=None,
-                            rows=None):
+
+def check_against_reference(model, config, input_ids, token_type_ids=None, attention_mask=None, rows=None):
     """Sequence output, pooled output and MLM logits against the float64
     reference; ``rows``: the (batch, position) entries to compare (default all)."""
     args = [ids_tensor(input_ids)]
@@ -176,8 +199,11 @@ def test_forward_matches_reference(cpu_isa, rng, with_types):
     # token_type_ids=None is the same as all zeros
     sequence_default = model(ids_tensor(input_ids)).sequence_output.detach().numpy()
     sequence_zeros = model(ids_tensor(input_ids), ids_tensor(np.zeros_like(input_ids))).sequence_output
-    assert_reduction_close(sequence_zeros.detach().numpy(), sequence_default,
-                           bert_reference(parameter_values(model), config, input_ids, dtype=np.float32)[0])
+    assert_reduction_close(
+        sequence_zeros.detach().numpy(),
+        sequence_default,
+        bert_reference(parameter_values(model), config, input_ids, dtype=np.float32)[0],
+    )
 
 
 def test_attention_mask_hides_padding(cpu_isa, rng):
@@ -209,12 +235,13 @@ def test_attention_mask_hides_padding(cpu_isa, rng):
     np.testing.assert_array_equal(bool_sequence[real], sequence[real])
     # each sequence alone, unpadded, gives its real tokens' outputs
     for b, length in enumerate(lengths):
-        alone = model(ids_tensor(input_ids[b:b + 1, :length]), ids_tensor(token_type_ids[b:b + 1, :length]))
+        alone = model(ids_tensor(input_ids[b : b + 1, :length]), ids_tensor(token_type_ids[b : b + 1, :length]))
         values = parameter_values(model)
-        expected = bert_reference(values, config, input_ids[b:b + 1, :length], token_type_ids[b:b + 1, :length])
-        naive = bert_reference(values, config, input_ids[b:b + 1, :length], token_type_ids[b:b + 1, :length],
-                               dtype=np.float32)
-        assert_reduction_close(sequence[b:b + 1, :length], expected[0], naive[0])
+        expected = bert_reference(values, config, input_ids[b : b + 1, :length], token_type_ids[b : b + 1, :length])
+        naive = bert_reference(
+            values, config, input_ids[b : b + 1, :length], token_type_ids[b : b + 1, :length], dtype=np.float32
+        )
+        assert_reduction_close(sequence[b : b + 1, :length], expected[0], naive[0])
         assert_reduction_close(alone.sequence_output.detach().numpy(), expected[0], naive[0])
     # without the mask the padding does change the real tokens
     unmasked, _ = run(input_ids, None)
@@ -222,6 +249,7 @@ def test_attention_mask_hides_padding(cpu_isa, rng):
 
 
 # ------------------------------------------------------------- gradients --
+
 
 def test_gradients_match_float64_finite_differences(cpu_isa, rng):
     """Every gradient of a 2-layer BERT through the MLM loss (plus a random
@@ -244,8 +272,10 @@ def test_gradients_match_float64_finite_differences(cpu_isa, rng):
     args = (ids_tensor(input_ids), ids_tensor(token_type_ids), attnkit.from_numpy(attention_mask))
     sequence = model.encode(*args)
     logits = model.mlm_head(sequence)
-    loss = F.cross_entropy(logits.reshape(-1, 7), ids_tensor(labels.reshape(-1))) \
+    loss = (
+        F.cross_entropy(logits.reshape(-1, 7), ids_tensor(labels.reshape(-1)))
         + (model.pool(sequence) * attnkit.from_numpy(pooled_weights.astype(np.float32))).sum()
+    )
     loss.backward()
 
     def reference_loss(values):
@@ -266,6 +296,7 @@ def test_gradients_match_float64_finite_differences(cpu_isa, rng):
 
 # -------------------------------------------------------------- learning --
 
+
 def test_learns_masked_language_modeling(rng):
     """A fixed batch, masked once: a tiny BERT learns to fill in the chosen
     positions (memorizing the batch). The loss must fall from about ln(V)
@@ -276,8 +307,14 @@ def test_learns_masked_language_modeling(rng):
     model = BERT(config)
     body = rng.integers(4, vocab, size=(8, 14))
     input_ids = np.concatenate([np.full((8, 1), cls), body, np.full((8, 1), sep)], axis=1)
-    masked, labels = mask_tokens(input_ids, mask_token_id=mask_id, vocab_size=vocab, special_token_ids=[0, cls, sep],
-                                 mask_probability=0.3, generator=Generator(7))
+    masked, labels = mask_tokens(
+        input_ids,
+        mask_token_id=mask_id,
+        vocab_size=vocab,
+        special_token_ids=[0, cls, sep],
+        mask_probability=0.3,
+        generator=Generator(7),
+    )
     assert (labels != -100).sum() >= 20
     masked, labels = ids_tensor(masked), ids_tensor(labels.reshape(-1))
     optimizer = attnkit.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
@@ -315,11 +352,13 @@ def test_state_dict_round_trip_keeps_the_tie(rng):
     result = target.load_state_dict(state)
     assert not result.missing_keys and not result.unexpected_keys
     input_ids = ids_tensor(rng.integers(0, 11, size=(2, 8)))
-    np.testing.assert_array_equal(target.mlm_logits(input_ids).detach().numpy(),
-                                  source.mlm_logits(input_ids).detach().numpy())
+    np.testing.assert_array_equal(
+        target.mlm_logits(input_ids).detach().numpy(), source.mlm_logits(input_ids).detach().numpy()
+    )
 
 
 # ------------------------------------------------------------- bad input --
+
 
 def test_bad_input():
     model = BERT(tiny_config())  # vocab 11, block 8, 2 token types
@@ -376,8 +415,9 @@ def within_five_sigma(count, trials, probability):
 def test_mask_tokens_proportions(rng):
     vocab = 1000
     ids = masking_batch(rng, vocab=vocab)
-    masked, labels = mask_tokens(ids, mask_token_id=MASK, vocab_size=vocab, special_token_ids=[CLS, SEP, PAD],
-                                 generator=Generator(11))
+    masked, labels = mask_tokens(
+        ids, mask_token_id=MASK, vocab_size=vocab, special_token_ids=[CLS, SEP, PAD], generator=Generator(11)
+    )
     special = np.isin(ids, [CLS, SEP, PAD])
     chosen = labels != -100
     candidates = int((~special).sum())
@@ -404,8 +444,15 @@ def test_mask_tokens_labels_and_specials(rng):
     ids[::3, 5] = 7  # a plain token marked special through the mask below
     special_mask = np.zeros(ids.shape, bool)
     special_mask[::3, 5] = True
-    masked, labels = mask_tokens(ids, mask_token_id=MASK, vocab_size=300, special_token_ids=[CLS, SEP, PAD],
-                                 special_tokens_mask=special_mask, mask_probability=0.9, generator=Generator(3))
+    masked, labels = mask_tokens(
+        ids,
+        mask_token_id=MASK,
+        vocab_size=300,
+        special_token_ids=[CLS, SEP, PAD],
+        special_tokens_mask=special_mask,
+        mask_probability=0.9,
+        generator=Generator(3),
+    )
     chosen = labels != -100
     never = np.isin(ids, [CLS, SEP, PAD]) | special_mask
     assert not chosen[never].any()  # specials never chosen, even at 90%
@@ -436,8 +483,14 @@ def test_mask_tokens_labels_feed_cross_entropy(rng):
     """-100 is cross_entropy's default ignore_index: the mean runs over the
     chosen positions only."""
     ids = masking_batch(rng, batch=4, steps=32, vocab=150)
-    _, labels = mask_tokens(ids, mask_token_id=MASK, vocab_size=150, special_token_ids=[CLS, SEP, PAD],
-                            mask_probability=0.3, generator=Generator(9))
+    _, labels = mask_tokens(
+        ids,
+        mask_token_id=MASK,
+        vocab_size=150,
+        special_token_ids=[CLS, SEP, PAD],
+        mask_probability=0.3,
+        generator=Generator(9),
+    )
     logits = rng.standard_normal((labels.size, 150)).astype(np.float32)
     loss = F.cross_entropy(attnkit.from_numpy(logits), attnkit.from_numpy(labels.reshape(-1))).item()
     expected = mean_cross_entropy(logits.astype(np.float64), labels.reshape(-1))

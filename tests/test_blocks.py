@@ -4,15 +4,13 @@ and plainly in float32 (the naive result that sets the tolerance)."""
 
 import numpy as np
 import pytest
-
-import attnkit
-from attnkit import nn
-from attnkit.nn import functional as F
-
 import reference
 from conftest import assert_reduction_close
 from test_attention_module import check_gradients_by_finite_differences, mha_reference, numpy_or_none
 
+import attnkit
+from attnkit import nn
+from attnkit.nn import functional as F
 
 # These tests seed the default generator: restore its state after each one.
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
@@ -62,14 +60,16 @@ def decoder_layer_reference(layer, x, memory, dtype, memory_key_padding_mask=Non
         return mha_reference(layer.self_attn, h, causal=True, dtype=dtype)
 
     def cross_attend(h):
-        return mha_reference(layer.cross_attn, h, key_value=memory, key_padding_mask=memory_key_padding_mask,
-                             dtype=dtype)
+        return mha_reference(
+            layer.cross_attn, h, key_value=memory, key_padding_mask=memory_key_padding_mask, dtype=dtype
+        )
 
     def feed_forward(h):
         return feed_forward_reference(layer.feed_forward, h, dtype)
 
-    norm1, norm2, norm3 = (lambda h, n=n: layer_norm_reference(n, h, dtype)
-                           for n in (layer.norm1, layer.norm2, layer.norm3))
+    norm1, norm2, norm3 = (
+        lambda h, n=n: layer_norm_reference(n, h, dtype) for n in (layer.norm1, layer.norm2, layer.norm3)
+    )
     if layer.norm_first:
         x = x + self_attend(norm1(x))
         x = x + cross_attend(norm2(x))
@@ -87,8 +87,11 @@ def test_feed_forward_matches_reference(cpu_isa, rng, activation, bias):
     assert block.fc1.weight.shape == ((34 if activation == "swiglu" else 17), 12)
     x = rng.standard_normal((3, 5, 12)).astype(np.float32)
     actual = block(attnkit.from_numpy(x)).detach().numpy()
-    assert_reduction_close(actual, feed_forward_reference(block, x.astype(np.float64), np.float64),
-                           feed_forward_reference(block, x, np.float32))
+    assert_reduction_close(
+        actual,
+        feed_forward_reference(block, x.astype(np.float64), np.float64),
+        feed_forward_reference(block, x, np.float32),
+    )
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -100,25 +103,33 @@ def test_encoder_layer_matches_reference(cpu_isa, rng, norm_first):
     padding = np.zeros((2, 7), bool)
     padding[1, 5:] = True
     actual = layer(attnkit.from_numpy(x), key_padding_mask=attnkit.from_numpy(padding)).detach().numpy()
-    assert_reduction_close(actual, encoder_layer_reference(layer, x.astype(np.float64), np.float64,
-                                                           key_padding_mask=padding),
-                           encoder_layer_reference(layer, x, np.float32, key_padding_mask=padding))
+    assert_reduction_close(
+        actual,
+        encoder_layer_reference(layer, x.astype(np.float64), np.float64, key_padding_mask=padding),
+        encoder_layer_reference(layer, x, np.float32, key_padding_mask=padding),
+    )
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_matches_reference(cpu_isa, rng, norm_first):
     attnkit.manual_seed(12)
-    layer = nn.TransformerDecoderLayer(16, 2, dim_feedforward=20, dropout=0.0, activation="gelu",
-                                       norm_first=norm_first)
+    layer = nn.TransformerDecoderLayer(16, 2, dim_feedforward=20, dropout=0.0, activation="gelu", norm_first=norm_first)
     x = rng.standard_normal((2, 6, 16)).astype(np.float32)
     memory = rng.standard_normal((2, 9, 16)).astype(np.float32)
     padding = np.zeros((2, 9), bool)
     padding[0, 3:] = True
-    actual = layer(attnkit.from_numpy(x), attnkit.from_numpy(memory),
-                   memory_key_padding_mask=attnkit.from_numpy(padding)).detach().numpy()
-    assert_reduction_close(actual, decoder_layer_reference(layer, x.astype(np.float64), memory.astype(np.float64),
-                                                           np.float64, memory_key_padding_mask=padding),
-                           decoder_layer_reference(layer, x, memory, np.float32, memory_key_padding_mask=padding))
+    actual = (
+        layer(attnkit.from_numpy(x), attnkit.from_numpy(memory), memory_key_padding_mask=attnkit.from_numpy(padding))
+        .detach()
+        .numpy()
+    )
+    assert_reduction_close(
+        actual,
+        decoder_layer_reference(
+            layer, x.astype(np.float64), memory.astype(np.float64), np.float64, memory_key_padding_mask=padding
+        ),
+        decoder_layer_reference(layer, x, memory, np.float32, memory_key_padding_mask=padding),
+    )
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu_tanh", "swiglu"])
@@ -126,8 +137,9 @@ def test_feed_forward_gradients_match_finite_differences(cpu_isa, rng, activatio
     attnkit.manual_seed(17)
     block = nn.FeedForward(6, 5, activation=activation)
     x = rng.standard_normal((2, 3, 6)).astype(np.float32)
-    check_gradients_by_finite_differences(block, lambda m, x: m(x),
-                                          lambda x: feed_forward_reference(block, x, np.float64), [x], rng)
+    check_gradients_by_finite_differences(
+        block, lambda m, x: m(x), lambda x: feed_forward_reference(block, x, np.float64), [x], rng
+    )
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -136,14 +148,23 @@ def test_layer_gradients_match_finite_differences(cpu_isa, rng, norm_first):
     encoder = nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0, norm_first=norm_first)
     x = rng.standard_normal((2, 3, 8)).astype(np.float32)
     check_gradients_by_finite_differences(
-        encoder, lambda m, x: m(x, causal=True),
-        lambda x: encoder_layer_reference(encoder, x, np.float64, causal=True), [x], rng)
-    decoder = nn.TransformerDecoderLayer(8, 2, dim_feedforward=12, dropout=0.0, activation="gelu",
-                                         norm_first=norm_first)
+        encoder,
+        lambda m, x: m(x, causal=True),
+        lambda x: encoder_layer_reference(encoder, x, np.float64, causal=True),
+        [x],
+        rng,
+    )
+    decoder = nn.TransformerDecoderLayer(
+        8, 2, dim_feedforward=12, dropout=0.0, activation="gelu", norm_first=norm_first
+    )
     memory = rng.standard_normal((2, 4, 8)).astype(np.float32)
     check_gradients_by_finite_differences(
-        decoder, lambda m, x, memory: m(x, memory),
-        lambda x, memory: decoder_layer_reference(decoder, x, memory, np.float64), [x, memory], rng)
+        decoder,
+        lambda m, x, memory: m(x, memory),
+        lambda x, memory: decoder_layer_reference(decoder, x, memory, np.float64),
+        [x, memory],
+        rng,
+    )
 
 
 def test_stacks_and_final_norm(rng):
@@ -172,8 +193,7 @@ def test_decoder_cached_decoding_equals_full_sequence(cpu_isa, rng):
     memory = attnkit.from_numpy(rng.standard_normal((2, 5, 16)).astype(np.float32))
     with attnkit.no_grad():
         caches = decoder.make_caches(batch=2, max_len=6)
-        steps = [decoder(attnkit.from_numpy(x[:, t:t + 1].copy()), memory, caches=caches).numpy()
-                 for t in range(6)]
+        steps = [decoder(attnkit.from_numpy(x[:, t : t + 1].copy()), memory, caches=caches).numpy() for t in range(6)]
 
     def stack_reference(dtype):
         h = x.astype(dtype)
@@ -243,8 +263,9 @@ def test_pre_ln_encoder_layer_fuses_the_residual_add_bit_for_bit(cpu_isa, rng, b
     one F.add_layer_norm: the same bits as the add and then norm2, in the
     output and in every gradient."""
     attnkit.manual_seed(7)
-    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=48, dropout=0.0, activation="gelu_tanh",
-                                       norm_first=True, bias=bias)
+    layer = nn.TransformerEncoderLayer(
+        32, 4, dim_feedforward=48, dropout=0.0, activation="gelu_tanh", norm_first=True, bias=bias
+    )
     x = rng.standard_normal((3, 13, 32)).astype(np.float32)
     grad_out = rng.standard_normal(x.shape).astype(np.float32)
 
@@ -258,8 +279,9 @@ def test_pre_ln_encoder_layer_fuses_the_residual_add_bit_for_bit(cpu_isa, rng, b
         inputs = attnkit.tensor(x, requires_grad=True)
         out = forward(inputs)
         out.backward(attnkit.tensor(grad_out))
-        results.append([out.detach().numpy(), inputs.grad.numpy()] +
-                       [p.grad.numpy() for _, p in layer.named_parameters()])
+        results.append(
+            [out.detach().numpy(), inputs.grad.numpy()] + [p.grad.numpy() for _, p in layer.named_parameters()]
+        )
     for fused, plain in zip(*results):
         np.testing.assert_array_equal(fused, plain)
 
@@ -287,7 +309,9 @@ def test_pre_ln_decoder_layer_fuses_the_residual_adds_bit_for_bit(cpu_isa, rng, 
         memory_input = attnkit.tensor(memory, requires_grad=True)
         out = forward(inputs, memory_input)
         out.backward(attnkit.tensor(grad_out))
-        results.append([out.detach().numpy(), inputs.grad.numpy(), memory_input.grad.numpy()] +
-                       [p.grad.numpy() for _, p in layer.named_parameters()])
+        results.append(
+            [out.detach().numpy(), inputs.grad.numpy(), memory_input.grad.numpy()]
+            + [p.grad.numpy() for _, p in layer.named_parameters()]
+        )
     for fused, plain in zip(*results):
         np.testing.assert_array_equal(fused, plain)

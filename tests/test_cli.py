@@ -19,8 +19,21 @@ from attnkit.training import ConfigError, TrainConfig, load_run, train
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
 
 # A model small enough that a run of a few dozen steps takes a second or two.
-TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "4",
-        "--eval-iters", "2", "--no-progress"]
+TINY = [
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--n-embd",
+    "32",
+    "--block-size",
+    "16",
+    "--batch-size",
+    "4",
+    "--eval-iters",
+    "2",
+    "--no-progress",
+]
 TINY_SETTINGS = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4, eval_iters=2, progress=False)
 
 
@@ -43,8 +56,12 @@ def weights(run_dir):
 
 def optimizer_tensors(run_dir):
     state = attnkit.load(os.path.join(run_dir, "training_state.safetensors"))["optimizer"]["state"]
-    return {(key, name): np.array(value.numpy()) for key, entry in state.items()
-            for name, value in entry.items() if isinstance(value, attnkit.Tensor)}
+    return {
+        (key, name): np.array(value.numpy())
+        for key, entry in state.items()
+        for name, value in entry.items()
+        if isinstance(value, attnkit.Tensor)
+    }
 
 
 def assert_same_weights(a, b):
@@ -59,10 +76,28 @@ def losses(records):
 
 # ------------------------------------------------------------ end to end ---
 
+
 def test_train_50_steps_writes_a_run_that_loads_and_generates(tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert cli.main(["train", "--max-iters", "50", "--eval-interval", "25", "--warmup-iters", "10", "--lr", "3e-3",
-                     "--out", out, *TINY]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--max-iters",
+                "50",
+                "--eval-interval",
+                "25",
+                "--warmup-iters",
+                "10",
+                "--lr",
+                "3e-3",
+                "--out",
+                out,
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert {"metrics.jsonl", "model.safetensors", "training_state.safetensors"} <= set(os.listdir(out))
     records = read_metrics(out)
     assert [r["step"] for r in records] == [0, 25, 50]
@@ -73,6 +108,7 @@ def test_train_50_steps_writes_a_run_that_loads_and_generates(tmp_path, capsys):
     assert records[1]["elapsed_s"] <= records[2]["elapsed_s"]
     try:
         import matplotlib  # noqa: F401
+
         assert os.path.getsize(os.path.join(out, "loss.png")) > 1000
     except ImportError:
         assert "matplotlib is not installed" in capsys.readouterr().err
@@ -88,21 +124,41 @@ def test_train_50_steps_writes_a_run_that_loads_and_generates(tmp_path, capsys):
     assert capsys.readouterr().out == text  # the same seed writes the same text
     assert cli.main(["generate", out, "--prompt", "ROMEO:", "--max-new-tokens", "40", "--temperature", "0"]) == 0
     greedy = capsys.readouterr().out
-    assert cli.main(["generate", out, "--prompt", "ROMEO:", "--max-new-tokens", "40", "--top-k", "1",
-                     "--seed", "7"]) == 0
+    assert (
+        cli.main(["generate", out, "--prompt", "ROMEO:", "--max-new-tokens", "40", "--top-k", "1", "--seed", "7"]) == 0
+    )
     assert capsys.readouterr().out == greedy  # top-k 1 is greedy
 
 
 def test_python_m_attnkit_train_in_a_subprocess(tmp_path, small_text):
     out = str(tmp_path / "run")
-    result = subprocess.run([sys.executable, "-m", "attnkit", "train", "--max-iters", "5", "--eval-interval", "5",
-                             "--data", small_text, "--out", out, *TINY], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attnkit",
+            "train",
+            "--max-iters",
+            "5",
+            "--eval-interval",
+            "5",
+            "--data",
+            small_text,
+            "--out",
+            out,
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "step 5: train loss" in result.stderr and "attnkit generate" in result.stderr
     assert [r["step"] for r in read_metrics(out)] == [0, 5]
 
 
 # ------------------------------------------------------ reproducibility ---
+
 
 def test_the_seed_makes_a_run_reproducible_bit_for_bit(tmp_path, small_text):
     settings = dict(TINY_SETTINGS, data=small_text, max_iters=12, eval_interval=4, dropout=0.1)
@@ -152,14 +208,14 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_bit_for_bit(tmp_path, small_text
 
 # ---------------------------------------------------------- config file ---
 
+
 @pytest.mark.parametrize("suffix", [".toml", ".json"])
 def test_config_file_with_flags_overriding(tmp_path, small_text, suffix):
     path = tmp_path / f"settings{suffix}"
     if suffix == ".toml":
         path.write_text(f'data = "{small_text}"\nmax_iters = 3\neval-interval = 3\nn_embd = 16\nlr = 2e-3\n')
     else:
-        path.write_text(json.dumps({"data": small_text, "max_iters": 3, "eval_interval": 3, "n_embd": 16,
-                                    "lr": 2e-3}))
+        path.write_text(json.dumps({"data": small_text, "max_iters": 3, "eval_interval": 3, "n_embd": 16, "lr": 2e-3}))
     out = str(tmp_path / "run")
     assert cli.main(["train", "--config", str(path), "--n-embd", "24", "--out", out, *TINY[:4], *TINY[6:]]) == 0
     saved = load_run(out)[2]["train"]
@@ -190,15 +246,19 @@ def test_config_file_errors(tmp_path, capsys):
 
 # ---------------------------------------------------------------- errors ---
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--max-iters", "many"], "argument --max-iters: expected int, got 'many'"),
-    (["train", "--tokenizer", "words"], "argument --tokenizer: invalid choice: 'words'"),
-    (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-    (["generate"], "the following arguments are required: RUN_DIR"),
-    (["generate", "out", "--max-new-tokens", "0"], "expected a positive int, got 0"),
-    (["teach"], "invalid choice: 'teach'"),
-    ([], "the following arguments are required: COMMAND"),
-])
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--max-iters", "many"], "argument --max-iters: expected int, got 'many'"),
+        (["train", "--tokenizer", "words"], "argument --tokenizer: invalid choice: 'words'"),
+        (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["generate"], "the following arguments are required: RUN_DIR"),
+        (["generate", "out", "--max-new-tokens", "0"], "expected a positive int, got 0"),
+        (["teach"], "invalid choice: 'teach'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
 def test_bad_flags_exit_2_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
@@ -206,12 +266,15 @@ def test_bad_flags_exit_2_with_a_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--n-head", "3"], "setting 'n_embd' expected a multiple of n_head=3, got 128"),
-    (["--min-lr", "0.1"], "setting 'min_lr' expected a number in [0, lr=0.001], got 0.1"),
-    (["--block-size", "5000"], "fewer than one window of block_size + 1 = 5001"),
-    (["--resume"], "nothing to resume"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--n-head", "3"], "setting 'n_embd' expected a multiple of n_head=3, got 128"),
+        (["--min-lr", "0.1"], "setting 'min_lr' expected a number in [0, lr=0.001], got 0.1"),
+        (["--block-size", "5000"], "fewer than one window of block_size + 1 = 5001"),
+        (["--resume"], "nothing to resume"),
+    ],
+)
 def test_bad_settings_exit_2_with_a_message(argv, message, tmp_path, small_text, capsys):
     assert cli.main(["train", "--data", small_text, "--out", str(tmp_path / "run"), *argv]) == 2
     error = capsys.readouterr().err
@@ -280,8 +343,9 @@ def test_generation_past_the_block_slides_the_window_as_nanogpt(keep_default_gen
     # last block_size tokens at most (nanoGPT's sample.py), also once the
     # text is longer than the block and the cache cannot be kept.
     attnkit.manual_seed(3)
-    model = attnkit.models.GPT(attnkit.models.GPTConfig(vocab_size=11, block_size=6, n_layer=1, n_head=2,
-                                                        n_embd=8)).eval()
+    model = attnkit.models.GPT(
+        attnkit.models.GPTConfig(vocab_size=11, block_size=6, n_layer=1, n_head=2, n_embd=8)
+    ).eval()
     prompt = np.array([1, 2, 3, 4], np.int64)
     produced = list(cli.stream_text_tokens(model, prompt, 13, temperature=0.0))
     tokens = list(prompt)
@@ -292,8 +356,9 @@ def test_generation_past_the_block_slides_the_window_as_nanogpt(keep_default_gen
     assert produced == tokens[4:]
     # A prompt longer than the block keeps its last block_size tokens.
     long_prompt = np.arange(10) % 11
-    assert list(cli.stream_text_tokens(model, long_prompt, 2, temperature=0.0)) == \
-        list(cli.stream_text_tokens(model, long_prompt[-6:], 2, temperature=0.0))
+    assert list(cli.stream_text_tokens(model, long_prompt, 2, temperature=0.0)) == list(
+        cli.stream_text_tokens(model, long_prompt[-6:], 2, temperature=0.0)
+    )
 
 
 def test_bench_hands_its_arguments_to_attnkit_benchmarks(capsys):

@@ -20,6 +20,7 @@ def shakespeare():
 
 # -------------------------------------------------------------- corpus ---
 
+
 def test_bundled_corpus_is_tiny_shakespeare(shakespeare):
     assert len(shakespeare.encode("utf-8")) == 1_115_394
     assert shakespeare.startswith("First Citizen:\nBefore we proceed any further, hear me speak.")
@@ -65,6 +66,7 @@ def test_split_is_90_10_in_order(shakespeare):
 
 # ---------------------------------------------------------- tokenizers ---
 
+
 def test_char_tokenizer_matches_nanogpt_and_round_trips(shakespeare):
     tokenizer = data.CharTokenizer.from_text(shakespeare)
     assert tokenizer.vocab_size == 65
@@ -107,17 +109,19 @@ def test_byte_tokenizer_round_trips_any_text():
     assert framed.dtype == np.int64
     # Specials decode to nothing; a cut multi-byte character to U+FFFD.
     assert tokenizer.decode([tokenizer.pad_id, *framed]) == "hi"
-    assert tokenizer.decode(list("é".encode("utf-8"))[:1]) == "\ufffd"
+    assert tokenizer.decode(list("é".encode())[:1]) == "\ufffd"
     with pytest.raises(ValueError, match="token id 259 at position 0"):
         tokenizer.decode([259])
 
 
-@pytest.mark.parametrize("make", [lambda text: data.CharTokenizer.from_text(text), lambda text: data.ByteTokenizer()],
-                         ids=["char", "byte"])
+@pytest.mark.parametrize(
+    "make", [lambda text: data.CharTokenizer.from_text(text), lambda text: data.ByteTokenizer()], ids=["char", "byte"]
+)
 def test_tokenizer_dict_round_trip(make):
     tokenizer = make(UNICODE_TEXT)
     state = tokenizer.to_dict()
     import json
+
     restored = data.tokenizer_from_dict(json.loads(json.dumps(state)))
     assert type(restored) is type(tokenizer)
     np.testing.assert_array_equal(restored.encode(UNICODE_TEXT), tokenizer.encode(UNICODE_TEXT))
@@ -128,6 +132,7 @@ def test_tokenizer_dict_round_trip(make):
 def test_bpe_tokenizer_trains_round_trips_and_saves(shakespeare):
     pytest.importorskip("tokenizers")
     import json
+
     tokenizer = data.BPETokenizer.train(shakespeare[:100_000], vocab_size=300)
     assert tokenizer.vocab_size == 300
     assert (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id) == (0, 1, 2)
@@ -165,6 +170,7 @@ def test_stream_decoder_emits_whole_characters_only(shakespeare):
 
 
 # ------------------------------------------------------------- batches ---
+
 
 def test_random_offsets_range_and_formula():
     generator = Generator(5)
@@ -211,8 +217,8 @@ def test_batches_are_windows_and_their_next_tokens():
     x, y = data.batch_arrays(tokens, offsets, 11)
     assert x.shape == y.shape == (7, 11) and x.dtype == y.dtype == np.int64
     for row, start in enumerate(offsets):
-        np.testing.assert_array_equal(x[row], tokens[start:start + 11])
-        np.testing.assert_array_equal(y[row], tokens[start + 1:start + 12])
+        np.testing.assert_array_equal(x[row], tokens[start : start + 11])
+        np.testing.assert_array_equal(y[row], tokens[start + 1 : start + 12])
     xt, yt = data.get_batch(tokens, 7, 11, generator=Generator(1))
     assert xt.dtype == attnkit.int64 and xt.shape == (7, 11)
     np.testing.assert_array_equal(xt.numpy(), x)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close, assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
-
-import reference
-from conftest import assert_elementwise_close, assert_reduction_close
 
 OPS = ["add", "sub", "mul", "div"]
 FUNCTIONS = {"add": F.add, "sub": F.sub, "mul": F.mul, "div": F.div}
@@ -64,8 +63,12 @@ def naive_sum_to_shape(x, shape):
 def float32_terms(grad, a, b, op):
     """The gradient terms as the kernels form them, in float32."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        terms = {"add": (grad, grad), "sub": (grad, -grad), "mul": (grad * b, grad * a),
-                 "div": (grad / b, -(((grad / b) * a) / b))}[op]
+        terms = {
+            "add": (grad, grad),
+            "sub": (grad, -grad),
+            "mul": (grad * b, grad * a),
+            "div": (grad / b, -(((grad / b) * a) / b)),
+        }[op]
     return tuple(np.broadcast_to(t, grad.shape).astype(np.float32) for t in terms)
 
 
@@ -81,6 +84,7 @@ def numeric_gradient(f, x, upstream, h=1e-6):
 
 # ------------------------------------------------------------- references --
 
+
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("a_shape, b_shape", [((2, 3), (3,)), ((3, 1), (1, 2)), ((), (2, 2))])
 def test_reference_binary_backward_by_finite_differences(rng, op, a_shape, b_shape):
@@ -88,10 +92,12 @@ def test_reference_binary_backward_by_finite_differences(rng, op, a_shape, b_sha
     b = operand(rng, b_shape, op).astype(np.float64)
     upstream = rng.standard_normal(np.broadcast_shapes(a_shape, b_shape))
     grad_a, grad_b = reference.binary_backward(upstream, a, b, op)
-    np.testing.assert_allclose(grad_a, numeric_gradient(lambda v: reference.binary(v, b, op), a, upstream),
-                               rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(grad_b, numeric_gradient(lambda v: reference.binary(a, v, op), b, upstream),
-                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        grad_a, numeric_gradient(lambda v: reference.binary(v, b, op), a, upstream), rtol=1e-7, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        grad_b, numeric_gradient(lambda v: reference.binary(a, v, op), b, upstream), rtol=1e-7, atol=1e-9
+    )
 
 
 def test_reference_where_backward_by_finite_differences(rng):
@@ -99,10 +105,12 @@ def test_reference_where_backward_by_finite_differences(rng):
     a, b = rng.standard_normal((1, 4)), rng.standard_normal((3, 4))
     upstream = rng.standard_normal((3, 4))
     grad_a, grad_b = reference.where_backward(upstream, condition, a.shape, b.shape)
-    np.testing.assert_allclose(grad_a, numeric_gradient(lambda v: np.where(condition, v, b), a, upstream),
-                               rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(grad_b, numeric_gradient(lambda v: np.where(condition, a, v), b, upstream),
-                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        grad_a, numeric_gradient(lambda v: np.where(condition, v, b), a, upstream), rtol=1e-7, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        grad_b, numeric_gradient(lambda v: np.where(condition, a, v), b, upstream), rtol=1e-7, atol=1e-9
+    )
 
 
 def test_reference_mean_gradient_by_finite_differences(rng):
@@ -118,17 +126,17 @@ BROADCAST_CASES = [
     ((17,), (17,)),
     ((3, 127), (3, 127)),
     ((2, 3, 17), (2, 3, 17)),
-    ((127, 17), (17,)),          # a row vector along rows
-    ((17,), (127, 17)),          # the same, first operand broadcast
-    ((17, 3), (17, 1)),          # a column along columns
-    ((3, 17), ()),               # a 0-d tensor
+    ((127, 17), (17,)),  # a row vector along rows
+    ((17,), (127, 17)),  # the same, first operand broadcast
+    ((17, 3), (17, 1)),  # a column along columns
+    ((3, 17), ()),  # a 0-d tensor
     ((), (3, 17)),
     ((3, 17), (1,)),
-    ((3, 1), (1, 17)),           # both broadcast
+    ((3, 1), (1, 17)),  # both broadcast
     ((2, 1, 5), (3, 1)),
     ((4, 1, 3), (2, 1)),
     ((5, 1, 1000), (1, 3, 1)),
-    ((1000, 127), (127,)),       # large enough for several threads
+    ((1000, 127), (127,)),  # large enough for several threads
     ((1, 1), (1,)),
     ((0, 3), (3,)),
 ]
@@ -173,12 +181,20 @@ def test_scalar_operand(cpu_isa, rng, op, scalar_first, n):
     upstream = rng.standard_normal(n).astype(np.float32)
     out.backward(attnkit.tensor(upstream))
     g = upstream
-    want32 = {"add": g, "sub": -g if scalar_first else g, "mul": g * s,
-              "div": -(((g / a) * s) / a) if scalar_first else g / s}[op]
+    want32 = {
+        "add": g,
+        "sub": -g if scalar_first else g,
+        "mul": g * s,
+        "div": -(((g / a) * s) / a) if scalar_first else g / s,
+    }[op]
     np.testing.assert_array_equal(x.grad.numpy(), want32)
     s64, a64, g64 = np.float64(s), a.astype(np.float64), g.astype(np.float64)
-    want64 = {"add": g64, "sub": -g64 if scalar_first else g64, "mul": g64 * s64,
-              "div": -g64 * s64 / (a64 * a64) if scalar_first else g64 / s64}[op]
+    want64 = {
+        "add": g64,
+        "sub": -g64 if scalar_first else g64,
+        "mul": g64 * s64,
+        "div": -g64 * s64 / (a64 * a64) if scalar_first else g64 / s64,
+    }[op]
     assert_elementwise_close(x.grad.numpy(), want64)
 
 
@@ -230,15 +246,21 @@ def test_in_place_add_is_the_float32_sum(rng):
         _C.add_in_place(array, _C.zeros([3], "float32"))
     shared = attnkit.from_numpy(np.arange(1100, dtype=np.float32))
     first, shifted = F.narrow(shared, 0, 0, 1000), F.narrow(shared, 0, 100, 1000)  # views of one buffer
-    with pytest.raises(ValueError, match="add_: argument 'other' expected memory that is 'self' exactly or "
-                                         "separate from it, got a partially overlapping array"):
+    with pytest.raises(
+        ValueError,
+        match="add_: argument 'other' expected memory that is 'self' exactly or "
+        "separate from it, got a partially overlapping array",
+    ):
         _C.add_in_place(first._array, shifted._array)
 
 
 def test_binary_argument_errors():
     x = attnkit.tensor(np.ones((2, 3), np.float32))
-    with pytest.raises(ValueError, match=r"add: argument 'other' expected a shape that broadcasts with "
-                                         r"'input' \[2, 3\], got \[4\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"add: argument 'other' expected a shape that broadcasts with "
+        r"'input' \[2, 3\], got \[4\]",
+    ):
         F.add(x, attnkit.tensor(np.ones(4, np.float32)))
     with pytest.raises(TypeError, match="mul: argument 'other' expected float32, got int64"):
         F.mul(x, attnkit.tensor([1, 2, 3]))
@@ -266,14 +288,14 @@ SUM_CASES = [
     ((3, 17), 1),
     ((3, 17), -1),
     ((3, 17), (0, 1)),
-    ((2, 3, 127), (0, 2)),      # two separate groups: two passes
+    ((2, 3, 127), (0, 2)),  # two separate groups: two passes
     ((2, 3, 127), (1,)),
-    ((17, 1, 3), (1,)),         # a size-1 dim: nothing to add
+    ((17, 1, 3), (1,)),  # a size-1 dim: nothing to add
     ((4, 5, 6, 7), (1, 3)),
-    ((70000,), None),           # a long row: chunk sums, then their sum
+    ((70000,), None),  # a long row: chunk sums, then their sum
     ((3, 40000), 1),
-    ((300, 200), 0),            # columns in several chunks of rows
-    ((5, 0, 3), 1),             # empty sums are 0
+    ((300, 200), 0),  # columns in several chunks of rows
+    ((5, 0, 3), 1),  # empty sums are 0
     ((5, 0, 3), (0, 2)),
     ((), None),
 ]
@@ -302,8 +324,9 @@ def test_sum_matches_reference(cpu_isa, rng, shape, dim, keepdim):
     np.testing.assert_array_equal(x.grad.numpy(), np.broadcast_to(upstream.reshape(kept), shape))
 
 
-@pytest.mark.parametrize("shape, dim", [((1000,), None), ((3, 17), 1), ((2, 3, 127), (0, 2)),
-                                        ((300, 200), 0), ((17, 1, 3), None)])
+@pytest.mark.parametrize(
+    "shape, dim", [((1000,), None), ((3, 17), 1), ((2, 3, 127), (0, 2)), ((300, 200), 0), ((17, 1, 3), None)]
+)
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_mean_matches_reference(cpu_isa, rng, shape, dim, keepdim):
     values = (rng.standard_normal(shape) + 0.75).astype(np.float32)
@@ -325,8 +348,9 @@ def test_mean_of_nothing_is_nan():
     assert out.shape == (3,) and np.isnan(out.numpy()).all()
 
 
-@pytest.mark.parametrize("shape, dims", [((70000,), [0]), ((3, 40000), [1]), ((300, 200), [0]),
-                                         ((40, 300, 20), [0, 2]), ((2000, 33), [0])])
+@pytest.mark.parametrize(
+    "shape, dims", [((70000,), [0]), ((3, 40000), [1]), ((300, 200), [0]), ((40, 300, 20), [0, 2]), ((2000, 33), [0])]
+)
 def test_sum_same_for_any_thread_count(cpu_isa, rng, threads, shape, dims):
     values = attnkit.tensor((rng.standard_normal(shape) + 0.75).astype(np.float32))
     results = []
@@ -351,8 +375,11 @@ def test_integer_sums_are_exact_int64(rng, dtype, shape, dim):
 
 def test_reduction_errors():
     x = attnkit.tensor(np.ones((2, 3), np.float32))
-    with pytest.raises(ValueError, match=r"sum: argument 'dim' expected dims in \[-2, 2\) for an input of "
-                                         r"shape \[2, 3\], got 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"sum: argument 'dim' expected dims in \[-2, 2\) for an input of "
+        r"shape \[2, 3\], got 2",
+    ):
         F.sum(x, 2)
     with pytest.raises(ValueError, match="sum: argument 'dim' expected each dim at most once, got dim -1 twice"):
         F.sum(x, (1, -1))
@@ -362,18 +389,22 @@ def test_reduction_errors():
         F.mean(attnkit.tensor([1, 2]))
     with pytest.raises(TypeError, match="sum: argument 'input' expected float32, int32, int64 or bool, got float16"):
         F.sum(attnkit.tensor(np.ones(3, np.float16)))
-    with pytest.raises(ValueError, match=r"sum_to_shape: argument 'shape' expected a shape that broadcasts to "
-                                         r"the input's \[2, 3\], got \[2\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"sum_to_shape: argument 'shape' expected a shape that broadcasts to "
+        r"the input's \[2, 3\], got \[2\]",
+    ):
         _C.sum_to_shape(x._array, [2])
 
 
 # ----------------------------------------------------------------- max/argmax --
 
+
 def test_max_and_argmax_match_reference(rng):
     values = rng.standard_normal((17, 127)).astype(np.float32)
     values[3, 5] = values[3, 90] = 9.0  # a tie: the first index wins
     values[4, :] = -np.inf
-    values[5, 7] = np.nan               # NaN wins, at its first position
+    values[5, 7] = np.nan  # NaN wins, at its first position
     values[5, 70] = np.nan
     x = attnkit.tensor(values)
     result = F.max(x, -1)
@@ -408,7 +439,9 @@ def test_max_has_no_gradient_and_checks_arguments():
     assert not values.requires_grad and not indices.requires_grad
     with pytest.raises(ValueError, match=r"max: argument 'dim' expected a dim in \[-2, 2\), got 2"):
         F.max(x, 2)
-    with pytest.raises(ValueError, match=r"max: argument 'input' expected a non-empty last dimension, got shape \[2, 0\]"):
+    with pytest.raises(
+        ValueError, match=r"max: argument 'input' expected a non-empty last dimension, got shape \[2, 0\]"
+    ):
         F.max(attnkit.tensor(np.ones((2, 0), np.float32)), 1)
     with pytest.raises(ValueError, match="at least one dimension when 'dim' is given"):
         F.max(attnkit.tensor(np.float32(1.0)), 0)
@@ -418,8 +451,14 @@ def test_max_has_no_gradient_and_checks_arguments():
 
 # ----------------------------------------------------------------- comparisons --
 
-COMPARE = {"eq": (F.eq, np.equal), "ne": (F.ne, np.not_equal), "lt": (F.lt, np.less),
-           "le": (F.le, np.less_equal), "gt": (F.gt, np.greater), "ge": (F.ge, np.greater_equal)}
+COMPARE = {
+    "eq": (F.eq, np.equal),
+    "ne": (F.ne, np.not_equal),
+    "lt": (F.lt, np.less),
+    "le": (F.le, np.less_equal),
+    "gt": (F.gt, np.greater),
+    "ge": (F.ge, np.greater_equal),
+}
 
 
 @pytest.mark.parametrize("op", sorted(COMPARE))
@@ -453,7 +492,9 @@ def test_comparison_errors():
     x = attnkit.tensor(np.ones(3, np.float32))
     with pytest.raises(TypeError, match="lt: argument 'other' expected the dtype of 'input', float32, got int64"):
         F.lt(x, attnkit.tensor([1, 2, 3]))
-    with pytest.raises(ValueError, match=r"eq: argument 'other' expected a shape that broadcasts with 'input' \[3\], got \[2\]"):
+    with pytest.raises(
+        ValueError, match=r"eq: argument 'other' expected a shape that broadcasts with 'input' \[3\], got \[2\]"
+    ):
         F.eq(x, attnkit.tensor([1.0, 2.0]))
     with pytest.raises(TypeError, match="gt: argument 'other' expected an attnkit.Tensor or a number, got list"):
         F.gt(x, [1, 2, 3])
@@ -463,12 +504,16 @@ def test_comparison_errors():
 
 # -------------------------------------------------------------- where, masked --
 
-@pytest.mark.parametrize("condition_shape, a_shape, b_shape", [
-    ((3, 17), (3, 17), (3, 17)),
-    ((3, 1), (1, 17), (3, 17)),
-    ((17,), (127, 17), ()),
-    ((127, 1), (17,), (127, 17)),
-])
+
+@pytest.mark.parametrize(
+    "condition_shape, a_shape, b_shape",
+    [
+        ((3, 17), (3, 17), (3, 17)),
+        ((3, 1), (1, 17), (3, 17)),
+        ((17,), (127, 17), ()),
+        ((127, 1), (17,), (127, 17)),
+    ],
+)
 def test_where_matches_reference(rng, condition_shape, a_shape, b_shape):
     condition = rng.random(condition_shape) < 0.5
     a, b = rng.standard_normal(a_shape).astype(np.float32), rng.standard_normal(b_shape).astype(np.float32)
@@ -479,7 +524,10 @@ def test_where_matches_reference(rng, condition_shape, a_shape, b_shape):
     out.backward(attnkit.tensor(upstream))
     expected = reference.where_backward(upstream, condition, a_shape, b_shape)
     broadcast_condition = np.broadcast_to(condition, upstream.shape)
-    terms = (np.where(broadcast_condition, upstream, np.float32(0)), np.where(broadcast_condition, np.float32(0), upstream))
+    terms = (
+        np.where(broadcast_condition, upstream, np.float32(0)),
+        np.where(broadcast_condition, np.float32(0), upstream),
+    )
     for grad, value, term, want in zip((ta.grad, tb.grad), (a, b), terms, expected):
         assert grad.shape == value.shape
         if value.shape == upstream.shape:
@@ -495,8 +543,9 @@ def test_where_with_numbers_and_integers(rng):
     np.testing.assert_array_equal(out.detach().numpy(), [[1.0, 0.0, 3.0]])
     out.backward(attnkit.tensor(np.ones((1, 3), np.float32)))
     np.testing.assert_array_equal(x.grad.numpy(), [1.0, 0.0, 1.0])
-    np.testing.assert_array_equal(F.where(condition, -1.5, attnkit.tensor(np.zeros(3, np.float32))).numpy(),
-                                  [[-1.5, 0.0, -1.5]])
+    np.testing.assert_array_equal(
+        F.where(condition, -1.5, attnkit.tensor(np.zeros(3, np.float32))).numpy(), [[-1.5, 0.0, -1.5]]
+    )
     ids = attnkit.tensor(np.array([5, 6, 7], np.int64))
     np.testing.assert_array_equal(F.where(condition, ids, -100).numpy(), [[5, -100, 7]])
     with pytest.raises(TypeError, match="where: argument 'condition' expected bool, got float32"):
@@ -523,8 +572,11 @@ def test_masked_fill_integers_and_errors():
     ids = attnkit.tensor(np.array([1, 2, 3], np.int64))
     mask = attnkit.tensor(np.array([False, True, False]))
     np.testing.assert_array_equal(F.masked_fill(ids, mask, -100).numpy(), [1, -100, 3])
-    with pytest.raises(ValueError, match=r"masked_fill: argument 'mask' expected a shape that broadcasts to the "
-                                         r"input's \[3\], got \[2, 3\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"masked_fill: argument 'mask' expected a shape that broadcasts to the "
+        r"input's \[3\], got \[2, 3\]",
+    ):
         F.masked_fill(ids, attnkit.tensor(np.zeros((2, 3), bool)), 0)
     with pytest.raises(TypeError, match="masked_fill: argument 'mask' expected bool, got int64"):
         F.masked_fill(ids, ids, 0)
@@ -536,9 +588,12 @@ def test_masked_fill_integers_and_errors():
 
 # ----------------------------------------------------------------------- casts --
 
+
 def test_float_to_integer_casts_truncate_and_saturate():
-    values = np.array([0.0, -0.0, 2.9, -2.9, 0.5, -0.5, 3e9, -3e9, 1e19, -1e19, np.inf, -np.inf, np.nan,
-                       2147483520.0, -2147483648.0], np.float32)
+    values = np.array(
+        [0.0, -0.0, 2.9, -2.9, 0.5, -0.5, 3e9, -3e9, 1e19, -1e19, np.inf, -np.inf, np.nan, 2147483520.0, -2147483648.0],
+        np.float32,
+    )
     x = attnkit.tensor(values)
     for dtype, name in ((np.int32, "int32"), (np.int64, "int64")):
         out = F.elementwise.cast(x, name).numpy()
@@ -551,10 +606,13 @@ def test_other_casts(rng):
     np.testing.assert_array_equal(floats, ids.astype(np.float32))  # rounded to nearest
     np.testing.assert_array_equal(F.elementwise.cast(attnkit.tensor(ids), "int32").numpy(), ids.astype(np.int32))
     mixed = np.array([0.0, -0.0, 1e-45, np.nan, -3.0], np.float32)
-    np.testing.assert_array_equal(F.elementwise.cast(attnkit.tensor(mixed), "bool").numpy(),
-                                  [False, False, True, True, True])
+    np.testing.assert_array_equal(
+        F.elementwise.cast(attnkit.tensor(mixed), "bool").numpy(), [False, False, True, True, True]
+    )
     flags = np.array([True, False, True])
     for name, dtype in (("float32", np.float32), ("int32", np.int32), ("int64", np.int64)):
         np.testing.assert_array_equal(F.elementwise.cast(attnkit.tensor(flags), name).numpy(), flags.astype(dtype))
-    with pytest.raises(TypeError, match="cast: expected float32, int32, int64 or bool on both sides, got float32 to float16"):
+    with pytest.raises(
+        TypeError, match="cast: expected float32, int32, int64 or bool on both sides, got float32 to float16"
+    ):
         F.elementwise.cast(attnkit.tensor(mixed), attnkit.float16)

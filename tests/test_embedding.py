@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
-
-import reference
-from conftest import assert_reduction_close
 
 
 @pytest.fixture
@@ -77,8 +76,9 @@ def test_reference_backward_by_finite_differences(rng):
     for index in np.ndindex(weight.shape):
         step = np.zeros_like(weight)
         step[index] = h
-        numeric[index] = np.sum(dout * (reference.embedding(ids, weight + step)
-                                        - reference.embedding(ids, weight - step))) / (2 * h)
+        numeric[index] = np.sum(
+            dout * (reference.embedding(ids, weight + step) - reference.embedding(ids, weight - step))
+        ) / (2 * h)
     np.testing.assert_allclose(reference.embedding_backward(dout, ids, 5), numeric, rtol=1e-7, atol=1e-9)
 
 
@@ -103,8 +103,11 @@ def test_empty_input(rng):
 
 def test_out_of_range_ids_name_the_id(rng):
     weight = attnkit.tensor(rng.standard_normal((10, 4)).astype(np.float32))
-    with pytest.raises(ValueError, match=r"embedding: argument 'input' expected token ids in \[0, 10\), "
-                                         r"got id 10 at flat position 4"):
+    with pytest.raises(
+        ValueError,
+        match=r"embedding: argument 'input' expected token ids in \[0, 10\), "
+        r"got id 10 at flat position 4",
+    ):
         F.embedding(attnkit.tensor(np.array([[1, 2], [3, 4], [10, 0]], np.int32)), weight)
     with pytest.raises(ValueError, match="got id -1 at flat position 0"):
         F.embedding(attnkit.tensor([-1, 3]), weight)
@@ -137,8 +140,11 @@ def test_padding_idx_row_gets_no_gradient(rng, padding_idx, row):
 def test_padding_idx_bad_values(rng):
     weight = attnkit.tensor(rng.standard_normal((10, 4)).astype(np.float32))
     ids = attnkit.tensor([1, 2])
-    with pytest.raises(ValueError, match=r"embedding: argument 'padding_idx' expected an integer in \[-10, 10\) "
-                                         r"\(num_embeddings=10\), got 10"):
+    with pytest.raises(
+        ValueError,
+        match=r"embedding: argument 'padding_idx' expected an integer in \[-10, 10\) "
+        r"\(num_embeddings=10\), got 10",
+    ):
         F.embedding(ids, weight, padding_idx=10)
     with pytest.raises(ValueError, match="got -11"):
         F.embedding(ids, weight, padding_idx=-11)
@@ -155,13 +161,19 @@ def test_bad_arguments(rng):
         F.embedding(attnkit.tensor([1.0, 2.0]), weight)
     with pytest.raises(TypeError, match="embedding: argument 'weight' expected float32, got int64"):
         F.embedding(ids, attnkit.tensor([[1, 2]]))
-    with pytest.raises(ValueError, match=r"embedding: argument 'weight' expected a 2-d \[num_embeddings, "
-                                         r"embedding_dim\] array, got \[10\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"embedding: argument 'weight' expected a 2-d \[num_embeddings, "
+        r"embedding_dim\] array, got \[10\]",
+    ):
         F.embedding(ids, attnkit.tensor(np.ones(10, np.float32)))
     with pytest.raises(TypeError, match="embedding: argument 'input' expected an attnkit.Tensor, got list"):
         F.embedding([1, 2], weight)
-    with pytest.raises(ValueError, match=r"embedding_backward: argument 'grad_output' expected the shape of "
-                                         r"'input' plus an embedding dimension, \[2, C\], got \[3, 4\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"embedding_backward: argument 'grad_output' expected the shape of "
+        r"'input' plus an embedding dimension, \[2, C\], got \[3, 4\]",
+    ):
         _C.embedding_backward(_C.zeros([3, 4], "float32"), ids._array, 10)
     with pytest.raises(ValueError, match=r"\[C\], got \[\]"):
         _C.embedding_backward(_C.zeros([], "float32"), as_tensor(np.int64(3))._array, 10)

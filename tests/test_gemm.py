@@ -4,13 +4,12 @@ with their gradients."""
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close, assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
-
-import reference
-from conftest import assert_elementwise_close, assert_reduction_close
 
 
 def native(x):
@@ -29,8 +28,7 @@ def check_product(rng, m, k, n, transpose_a=False, transpose_b=False, batch_a=()
     a, b, op_a, op_b = operands(rng, m, k, n, transpose_a, transpose_b, batch_a, batch_b)
     out, pre = _C.matmul(native(a), native(b), transpose_a, transpose_b)
     assert pre is None
-    assert_reduction_close(np.asarray(out), reference.matmul(op_a, op_b),
-                           reference.matmul_naive_float32(op_a, op_b))
+    assert_reduction_close(np.asarray(out), reference.matmul(op_a, op_b), reference.matmul_naive_float32(op_a, op_b))
 
 
 @pytest.mark.parametrize("transpose_a", [False, True])
@@ -84,13 +82,16 @@ def test_empty_rows_or_columns(rng):
     assert out.shape == (2, 0)
 
 
-@pytest.mark.parametrize("batch_a, batch_b", [
-    ((4,), (4,)),          # strided batch
-    ((4,), ()),            # B shared by the batch
-    ((), (3,)),            # A shared by the batch
-    ((2, 1), (1, 3)),      # both broadcast
-    ((2, 3), (3,)),
-])
+@pytest.mark.parametrize(
+    "batch_a, batch_b",
+    [
+        ((4,), (4,)),  # strided batch
+        ((4,), ()),  # B shared by the batch
+        ((), (3,)),  # A shared by the batch
+        ((2, 1), (1, 3)),  # both broadcast
+        ((2, 3), (3,)),
+    ],
+)
 def test_batches_with_broadcast(cpu_isa, rng, batch_a, batch_b):
     check_product(rng, 19, 33, 21, batch_a=batch_a, batch_b=batch_b)
     check_product(rng, 19, 33, 21, True, True, batch_a=batch_a, batch_b=batch_b)
@@ -118,8 +119,9 @@ def test_bias_and_activation_epilogue(cpu_isa, rng, activation):
     m, k, n = 45, 70, 53
     a, b, _, _ = operands(rng, m, k, n, transpose_b=True)
     bias = rng.standard_normal(n).astype(np.float32)
-    out, pre = _C.matmul(native(a), native(b), transpose_b=True, bias=native(bias),
-                         activation=activation, save_pre_activation=True)
+    out, pre = _C.matmul(
+        native(a), native(b), transpose_b=True, bias=native(bias), activation=activation, save_pre_activation=True
+    )
     expected_pre = reference.matmul(a, b.T) + bias
     naive_pre = reference.matmul_naive_float32(a, b.T) + bias
     if activation == "none":
@@ -148,13 +150,22 @@ def test_decode_shapes(cpu_isa, rng, m, transpose_b):
     bias = rng.standard_normal(77).astype(np.float32)
     c0 = rng.standard_normal((m, 77)).astype(np.float32)
     out = native(c0)
-    _, pre = _C.matmul(native(a), native(b), False, transpose_b, alpha=0.5, beta=-2.0, out=out,
-                       bias=native(bias), activation="gelu_tanh", save_pre_activation=True)
+    _, pre = _C.matmul(
+        native(a),
+        native(b),
+        False,
+        transpose_b,
+        alpha=0.5,
+        beta=-2.0,
+        out=out,
+        bias=native(bias),
+        activation="gelu_tanh",
+        save_pre_activation=True,
+    )
     expected_pre = 0.5 * reference.matmul(a, op_b) - 2.0 * c0 + bias
     naive_pre = np.float32(0.5) * reference.matmul_naive_float32(a, op_b) - np.float32(2.0) * c0 + bias
     assert_reduction_close(np.asarray(pre), expected_pre, naive_pre)
-    assert_elementwise_close(np.asarray(out), reference.gelu(np.asarray(pre), "tanh"),
-                             scale=np.abs(np.asarray(pre)))
+    assert_elementwise_close(np.asarray(out), reference.gelu(np.asarray(pre), "tanh"), scale=np.abs(np.asarray(pre)))
 
 
 def test_results_do_not_depend_on_the_thread_count(rng):
@@ -207,10 +218,16 @@ def test_matmul_matches_numpy_semantics_and_gradients(rng):
     assert_reduction_close(out.detach().numpy(), reference.matmul(a, b), reference.matmul_naive_float32(a, b))
     # dA = dC B^T summed over the broadcast dimension; dB = A^T dC summed likewise
     bt, at = np.swapaxes(b, -1, -2), np.swapaxes(a, -1, -2)
-    assert_reduction_close(ta.grad.numpy(), reference.matmul(g, bt).sum(axis=1, keepdims=True),
-                           reference.matmul_naive_float32(g, bt).sum(axis=1, keepdims=True, dtype=np.float32))
-    assert_reduction_close(tb.grad.numpy(), reference.matmul(at, g).sum(axis=0),
-                           reference.matmul_naive_float32(at, g).sum(axis=0, dtype=np.float32))
+    assert_reduction_close(
+        ta.grad.numpy(),
+        reference.matmul(g, bt).sum(axis=1, keepdims=True),
+        reference.matmul_naive_float32(g, bt).sum(axis=1, keepdims=True, dtype=np.float32),
+    )
+    assert_reduction_close(
+        tb.grad.numpy(),
+        reference.matmul(at, g).sum(axis=0),
+        reference.matmul_naive_float32(at, g).sum(axis=0, dtype=np.float32),
+    )
 
 
 def test_matmul_vectors(rng):
@@ -248,9 +265,11 @@ def test_linear_forward_and_backward(cpu_isa, rng, activation):
     expected = reference.linear_backward(x, w, g * slope(pre))
     # naive: the same gradients summed plainly in float32
     gp = (g * slope(pre)).astype(np.float32)
-    naive = (reference.matmul_naive_float32(gp, w).reshape(x.shape),
-             reference.matmul_naive_float32(gp.reshape(-1, 11).T, x.reshape(-1, 13)),
-             np.add.reduce(gp.reshape(-1, 11), axis=0, dtype=np.float32))
+    naive = (
+        reference.matmul_naive_float32(gp, w).reshape(x.shape),
+        reference.matmul_naive_float32(gp.reshape(-1, 11).T, x.reshape(-1, 13)),
+        np.add.reduce(gp.reshape(-1, 11), axis=0, dtype=np.float32),
+    )
     for ours, theirs, plain in zip((tx.grad, tw.grad, tb.grad), expected, naive):
         assert_reduction_close(ours.numpy(), theirs.reshape(plain.shape), plain)
 
@@ -261,16 +280,22 @@ def test_linear_reference_by_finite_differences(rng):
     g = rng.standard_normal((3, 2))
     dx, dw, db = reference.linear_backward(x, w, g)
     h = 1e-6
-    loss = lambda x_, w_, b_: float(np.sum((x_ @ w_.T + b_) * g))
+
+    def loss(x_, w_, b_):
+        return float(np.sum((x_ @ w_.T + b_) * g))
+
     b = rng.standard_normal(2)
     for index in np.ndindex(x.shape):
-        e = np.zeros_like(x); e[index] = h
+        e = np.zeros_like(x)
+        e[index] = h
         assert abs((loss(x + e, w, b) - loss(x - e, w, b)) / (2 * h) - dx[index]) < 1e-6
     for index in np.ndindex(w.shape):
-        e = np.zeros_like(w); e[index] = h
+        e = np.zeros_like(w)
+        e[index] = h
         assert abs((loss(x, w + e, b) - loss(x, w - e, b)) / (2 * h) - dw[index]) < 1e-6
     for index in np.ndindex(b.shape):
-        e = np.zeros_like(b); e[index] = h
+        e = np.zeros_like(b)
+        e[index] = h
         assert abs((loss(x, w, b + e) - loss(x, w, b - e)) / (2 * h) - db[index]) < 1e-6
 
 

@@ -8,15 +8,14 @@ import math
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_reduction_close
+from test_attention_module import mha_reference
 
 import attnkit
 from attnkit import generation
 from attnkit.models import GPT, GPTConfig
 from attnkit.random import Generator
-
-import reference
-from conftest import assert_reduction_close
-from test_attention_module import mha_reference
 
 # The tests seed the default generator: put it back afterwards.
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
@@ -49,7 +48,8 @@ def assert_frequencies_match(tokens, probabilities):
     degrees = int(possible.sum()) - 1
     assert statistic <= chi_square_bound(degrees), (
         f"chi-square {statistic:.1f} over {degrees} degrees of freedom exceeds {chi_square_bound(degrees):.1f}: "
-        f"counts {counts.tolist()}, expected {(probabilities * tokens.size).round(1).tolist()}")
+        f"counts {counts.tolist()}, expected {(probabilities * tokens.size).round(1).tolist()}"
+    )
 
 
 def draw_many(logits_row, draws, seed=7, seen_row=None, **settings):
@@ -70,14 +70,14 @@ def uniform_numbers(rows, seed, offset):
 
 # ------------------------------------------------------------------ sampler --
 
+
 @pytest.mark.parametrize("vocab", [1, 3, 17, 1000])
 def test_greedy_is_the_argmax(rng, vocab):
     logits = rng.standard_normal((5, vocab)).astype(np.float32)
     tokens = generation.sample(attnkit.from_numpy(logits), temperature=0).numpy()
     np.testing.assert_array_equal(tokens, logits.argmax(axis=1))
     # top_k=1 at any temperature is the argmax too
-    tokens = generation.sample(attnkit.from_numpy(logits), temperature=1.7, top_k=1,
-                               generator=Generator(3)).numpy()
+    tokens = generation.sample(attnkit.from_numpy(logits), temperature=1.7, top_k=1, generator=Generator(3)).numpy()
     np.testing.assert_array_equal(tokens, logits.argmax(axis=1))
 
 
@@ -85,7 +85,8 @@ def test_greedy_ties_go_to_the_lower_id():
     logits = np.array([[1.0, 3.0, 3.0, -np.inf], [-np.inf, 2.0, 0.0, 2.0]], np.float32)
     np.testing.assert_array_equal(generation.sample(attnkit.from_numpy(logits), temperature=0).numpy(), [1, 1])
     np.testing.assert_array_equal(
-        generation.sample(attnkit.from_numpy(logits), top_k=1, generator=Generator(1)).numpy(), [1, 1])
+        generation.sample(attnkit.from_numpy(logits), top_k=1, generator=Generator(1)).numpy(), [1, 1]
+    )
 
 
 def test_greedy_draws_no_random_numbers():
@@ -122,23 +123,27 @@ def test_draws_follow_the_inverse_cdf_exactly(cpu_isa, rng):
         assert checked >= rows - 5
 
 
-@pytest.mark.parametrize("settings", [
-    {"temperature": 1.0},
-    {"temperature": 0.6},
-    {"temperature": 2.5},
-    {"temperature": 1.0, "top_k": 3},
-    {"temperature": 0.9, "top_p": 0.75},
-    {"temperature": 1.2, "top_k": 5, "top_p": 0.8},
-    {"temperature": 1.0, "repetition_penalty": 1.8},
-    {"temperature": 1.0, "repetition_penalty": 0.6, "top_k": 4},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"temperature": 1.0},
+        {"temperature": 0.6},
+        {"temperature": 2.5},
+        {"temperature": 1.0, "top_k": 3},
+        {"temperature": 0.9, "top_p": 0.75},
+        {"temperature": 1.2, "top_k": 5, "top_p": 0.8},
+        {"temperature": 1.0, "repetition_penalty": 1.8},
+        {"temperature": 1.0, "repetition_penalty": 0.6, "top_k": 4},
+    ],
+)
 def test_draws_follow_the_filtered_softmax(settings):
     logits = np.array([0.3, -0.4, 1.1, -np.inf, 0.9, -1.2, 0.0, 0.6], np.float32)
     seen = np.array([True, True, False, False, True, False, False, False])
     seen_row = seen if "repetition_penalty" in settings else None
     tokens = draw_many(logits, 40000, seen_row=seen_row, **settings)
-    expected = reference.filtered_probabilities(logits[None], seen=None if seen_row is None else seen[None],
-                                                **settings)[0]
+    expected = reference.filtered_probabilities(
+        logits[None], seen=None if seen_row is None else seen[None], **settings
+    )[0]
     assert_frequencies_match(tokens, expected)
 
 
@@ -179,8 +184,9 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
     assert generation.sample(logits, temperature=0, repetition_penalty=0.5, seen=seen).tolist() == [0]
     # negative logits move away from 0: -0.5 * 3 = -1.5 < -1.0
     only_negative = attnkit.tensor([[-1.0, -0.5]])
-    assert generation.sample(only_negative, temperature=0, repetition_penalty=3.0,
-                             seen=attnkit.tensor([[False, True]])).tolist() == [0]
+    assert generation.sample(
+        only_negative, temperature=0, repetition_penalty=3.0, seen=attnkit.tensor([[False, True]])
+    ).tolist() == [0]
     # without seen tokens the penalty changes nothing
     assert generation.sample(logits, temperature=0, repetition_penalty=9.0).tolist() == [0]
 
@@ -191,11 +197,13 @@ def test_extreme_repetition_penalties_keep_every_finite_logit_a_candidate():
     # so a row whose tokens were all seen still has candidates.
     seen = attnkit.tensor([[True, True]])
     logits = attnkit.tensor([[-3e38, -3e38]])
-    assert generation.sample(logits, temperature=1.0, repetition_penalty=1e300, seen=seen,
-                             generator=attnkit.random.Generator(0)).tolist()[0] in (0, 1)
+    assert generation.sample(
+        logits, temperature=1.0, repetition_penalty=1e300, seen=seen, generator=attnkit.random.Generator(0)
+    ).tolist()[0] in (0, 1)
     logits = attnkit.tensor([[3e38, 1.0]])
-    assert generation.sample(logits, temperature=1.0, repetition_penalty=1e-300, seen=seen,
-                             generator=attnkit.random.Generator(0)).tolist() == [0]
+    assert generation.sample(
+        logits, temperature=1.0, repetition_penalty=1e-300, seen=seen, generator=attnkit.random.Generator(0)
+    ).tolist() == [0]
 
 
 def test_minus_infinity_logits_are_never_drawn():
@@ -255,6 +263,7 @@ def test_sampler_bad_input():
 
 # --------------------------------------------------------------- generation --
 
+
 def tiny_model(seed=31, **changes):
     settings = dict(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16)
     settings.update(changes)
@@ -271,8 +280,9 @@ def greedy_by_full_passes(model, prompt, steps, repetition_penalty=1.0):
             logits = model(attnkit.from_numpy(sequence.copy())).numpy()[0, -1].astype(np.float64)
             if repetition_penalty != 1.0:
                 seen = np.isin(np.arange(logits.size), sequence)
-                logits = np.where(seen, np.where(logits > 0, logits / repetition_penalty,
-                                                 logits * repetition_penalty), logits)
+                logits = np.where(
+                    seen, np.where(logits > 0, logits / repetition_penalty, logits * repetition_penalty), logits
+                )
             sequence = np.concatenate([sequence, [[int(np.argmax(logits))]]], axis=1)
     return sequence[0].tolist()
 
@@ -315,8 +325,10 @@ def test_same_seed_same_text_and_top_k_1_is_greedy(rng):
     np.testing.assert_array_equal(model.generate(prompts, 12, **settings).numpy(), default_first)
     other = model.generate(prompts, 12, generator=Generator(6), **settings).numpy()
     assert (other != first).any()
-    np.testing.assert_array_equal(model.generate(prompts, 6, top_k=1, generator=Generator(1)).numpy(),
-                                  model.generate(prompts, 6, temperature=0).numpy())
+    np.testing.assert_array_equal(
+        model.generate(prompts, 6, top_k=1, generator=Generator(1)).numpy(),
+        model.generate(prompts, 6, temperature=0).numpy(),
+    )
 
 
 def test_stream_yields_the_steps_of_generate(rng):
@@ -338,19 +350,20 @@ def test_stop_tokens_end_rows_and_max_length_holds(rng):
     free = model.generate(prompts, 10, generator=Generator(3), **settings).numpy()
     assert free.shape == (2, 13)
     # stop row 0 at the first new token it has not drawn before and row 1 never draws
-    step = next(s for s in range(1, 10)
-                if free[0, 3 + s] not in free[0, 3:3 + s] and free[0, 3 + s] not in free[1, 3:])
+    step = next(
+        s for s in range(1, 10) if free[0, 3 + s] not in free[0, 3 : 3 + s] and free[0, 3 + s] not in free[1, 3:]
+    )
     stop = int(free[0, 3 + step])
     out = model.generate(prompts, 10, generator=Generator(3), stop_tokens=stop, **settings).numpy()
     assert out.shape == (2, 13)
-    np.testing.assert_array_equal(out[0, :4 + step], free[0, :4 + step])
-    assert (out[0, 4 + step:] == generation.FINISHED).all()
+    np.testing.assert_array_equal(out[0, : 4 + step], free[0, : 4 + step])
+    assert (out[0, 4 + step :] == generation.FINISHED).all()
     np.testing.assert_array_equal(out[1], free[1])
     steps = list(model.stream(prompts, 10, generator=Generator(3), stop_tokens=[stop], **settings))
-    assert steps[step][0] == stop and all(s[0] == generation.FINISHED for s in steps[step + 1:])
+    assert steps[step][0] == stop and all(s[0] == generation.FINISHED for s in steps[step + 1 :])
     # the list form cuts each row after its stop token
     as_list = model.generate(prompts.numpy().tolist(), 10, generator=Generator(3), stop_tokens=(stop,), **settings)
-    assert as_list[0] == free[0, :4 + step].tolist() and as_list[1] == free[1].tolist()
+    assert as_list[0] == free[0, : 4 + step].tolist() and as_list[1] == free[1].tolist()
     # every row stopped: generation ends at the step the last one stops
     row_1_stop = int(free[1, 4])
     both = model.generate(prompts, 10, generator=Generator(3), stop_tokens=[stop, row_1_stop], **settings).numpy()
@@ -434,6 +447,7 @@ def test_forward_with_padding_and_positions_bad_input():
 
 # ------------------------------------------------------------------ KVCache --
 
+
 def test_kv_cache_decoding_with_padding_needs_no_copy(rng):
     """Batch 3, rows padded on the left: the one-position steps read the
     whole buffer (key_lengths hides the unfilled part, the cache's mask the
@@ -446,11 +460,12 @@ def test_kv_cache_decoding_with_padding_needs_no_copy(rng):
     mask = np.arange(5)[None, :] < padding[:, None]
     cache = module.make_cache(3, 12)
     with attnkit.no_grad():
-        pieces = [module(attnkit.from_numpy(x[:, :5].copy()), key_padding_mask=attnkit.from_numpy(mask),
-                         cache=cache).numpy()]
+        pieces = [
+            module(attnkit.from_numpy(x[:, :5].copy()), key_padding_mask=attnkit.from_numpy(mask), cache=cache).numpy()
+        ]
         for t in range(5, 9):
             k_before = cache.k
-            pieces.append(module(attnkit.from_numpy(x[:, t:t + 1].copy()), cache=cache).numpy())
+            pieces.append(module(attnkit.from_numpy(x[:, t : t + 1].copy()), cache=cache).numpy())
             assert cache.k is k_before
         got = np.concatenate(pieces, axis=1)
     full_mask = np.arange(9)[None, :] < padding[:, None]

@@ -6,14 +6,12 @@ import math
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close, assert_reduction_close
 
 import attnkit
 from attnkit.models import GPT, GPTConfig
 from attnkit.nn import functional as F
-
-import reference
-from conftest import assert_elementwise_close, assert_reduction_close
-
 
 # These tests seed the default generator: restore its state after each one.
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
@@ -91,14 +89,29 @@ def test_layout_tied_head_and_initialization():
     # wte, wpe, ln_f (2) and per block: 2 norms (4), qkv and out (4), fc1 and fc2 (4)
     assert len(names) == 2 + 2 + 4 * 12
     width = 32
-    per_block = 4 * width + (3 * width * width + 3 * width) + (width * width + width) \
-        + (4 * width * width + 4 * width) + (4 * width * width + width)
+    per_block = (
+        4 * width
+        + (3 * width * width + 3 * width)
+        + (width * width + width)
+        + (4 * width * width + 4 * width)
+        + (4 * width * width + width)
+    )
     assert model.num_parameters() == 64 * width + 16 * width + 4 * per_block + 2 * width
     # GPT-2 init: residual projections have std 0.02 / sqrt(2 * n_layer), the rest 0.02
-    residual = np.concatenate([names[f"blocks.{i}.{n}.weight"].detach().numpy().ravel()
-                               for i in range(4) for n in ("self_attn.out_proj", "feed_forward.fc2")])
-    other = np.concatenate([names[f"blocks.{i}.{n}.weight"].detach().numpy().ravel()
-                            for i in range(4) for n in ("self_attn.qkv_proj", "feed_forward.fc1")])
+    residual = np.concatenate(
+        [
+            names[f"blocks.{i}.{n}.weight"].detach().numpy().ravel()
+            for i in range(4)
+            for n in ("self_attn.out_proj", "feed_forward.fc2")
+        ]
+    )
+    other = np.concatenate(
+        [
+            names[f"blocks.{i}.{n}.weight"].detach().numpy().ravel()
+            for i in range(4)
+            for n in ("self_attn.qkv_proj", "feed_forward.fc1")
+        ]
+    )
     assert abs(residual.std() - 0.02 / math.sqrt(8)) < 0.1 * 0.02 / math.sqrt(8)
     assert abs(other.std() - 0.02) < 0.1 * 0.02
     assert np.all(names["blocks.0.self_attn.qkv_proj.bias"].detach().numpy() == 0)
@@ -113,8 +126,7 @@ def test_forward_matches_reference(cpu_isa, rng, bias):
     logits = model(attnkit.from_numpy(idx)).detach().numpy()
     assert logits.shape == (3, 9, 13)
     values = parameter_values(model)
-    assert_reduction_close(logits, gpt_reference(values, config, idx),
-                           gpt_reference(values, config, idx, np.float32))
+    assert_reduction_close(logits, gpt_reference(values, config, idx), gpt_reference(values, config, idx, np.float32))
 
 
 def test_gradients_match_float64_finite_differences(cpu_isa, rng):
@@ -136,7 +148,8 @@ def test_gradients_match_float64_finite_differences(cpu_isa, rng):
 
     values = parameter_values(model)
     expected = reference.central_differences(
-        values, lambda: mean_cross_entropy(gpt_reference(values, config, idx), targets))
+        values, lambda: mean_cross_entropy(gpt_reference(values, config, idx), targets)
+    )
     # Scale: the largest gradient, not each entry's own magnitude. An entry is
     # a sum of terms of either sign (over positions, heads, features), so a
     # small entry is a difference of larger terms; its float32 rounding is
@@ -173,12 +186,15 @@ def test_cached_generation_equals_full_sequence(cpu_isa, rng):
     with attnkit.no_grad():
         caches = model.make_caches(batch=2)
         pieces = [model(attnkit.from_numpy(idx[:, :4].copy()), caches=caches).numpy()]
-        pieces += [model(attnkit.from_numpy(idx[:, t:t + 1].copy()), caches=caches).numpy() for t in range(4, 10)]
+        pieces += [model(attnkit.from_numpy(idx[:, t : t + 1].copy()), caches=caches).numpy() for t in range(4, 10)]
         with pytest.raises(ValueError, match="block_size"):
             model(attnkit.from_numpy(idx[:, :1].copy()), caches=caches)  # position 11 of 10
     values = parameter_values(model)
-    assert_reduction_close(np.concatenate(pieces, axis=1), gpt_reference(values, config, idx),
-                           gpt_reference(values, config, idx, np.float32))
+    assert_reduction_close(
+        np.concatenate(pieces, axis=1),
+        gpt_reference(values, config, idx),
+        gpt_reference(values, config, idx, np.float32),
+    )
 
 
 def test_state_dict_round_trip_keeps_the_tie(rng):

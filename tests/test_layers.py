@@ -12,17 +12,17 @@ import math
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close, assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import nn
 
-import reference
-from conftest import assert_elementwise_close, assert_reduction_close
-
 needs_norm_kernels = pytest.mark.skipif(
     not hasattr(F, "layer_norm") or not hasattr(F, "rms_norm"),
-    reason="F.layer_norm / F.rms_norm are not in this build yet (branch kernels-norm)")
+    reason="F.layer_norm / F.rms_norm are not in this build yet (branch kernels-norm)",
+)
 
 
 def check_by_finite_differences(layer, x, grad_output, differentiate_x=True):
@@ -66,6 +66,7 @@ def run(module, x, grad_output, input_requires_grad=True):
 
 # ---------------------------------------------------------------- Linear ---
 
+
 @pytest.mark.parametrize("activation", [None, "relu", "gelu", "gelu_tanh"])
 def test_linear_reference_by_finite_differences(rng, activation):
     layer = reference.LinearLayer(rng.standard_normal((3, 4)), rng.standard_normal(3), activation)
@@ -94,8 +95,9 @@ def test_linear_matches_reference(cpu_isa, rng, activation, bias):
     grad_pre = (grad_output * reference._activation_and_slope(pre, activation)[1]).astype(np.float32)
     rows = grad_pre.reshape(-1, 11)
     assert_reduction_close(grad_x, expected_x, reference.matmul_naive_float32(grad_pre, w))
-    assert_reduction_close(grads["weight"], expected["weight"],
-                           reference.matmul_naive_float32(rows.T, x.reshape(-1, 13)))
+    assert_reduction_close(
+        grads["weight"], expected["weight"], reference.matmul_naive_float32(rows.T, x.reshape(-1, 13))
+    )
     if bias:
         assert_reduction_close(grads["bias"], expected["bias"], np.add.reduce(rows, axis=0, dtype=np.float32))
     else:
@@ -147,8 +149,10 @@ def test_initialization_is_reproducible_from_manual_seed():
 
 def test_linear_repr_and_bad_arguments():
     assert repr(nn.Linear(3, 4)) == "Linear(in_features=3, out_features=4, bias=True)"
-    assert repr(nn.Linear(3, 4, bias=False, activation="gelu")) == \
-        "Linear(in_features=3, out_features=4, bias=False, activation='gelu')"
+    assert (
+        repr(nn.Linear(3, 4, bias=False, activation="gelu"))
+        == "Linear(in_features=3, out_features=4, bias=False, activation='gelu')"
+    )
     with pytest.raises(TypeError, match="Linear: argument 'in_features' expected an int"):
         nn.Linear(3.0, 4)
     with pytest.raises(ValueError, match="Linear: argument 'out_features' expected an integer >= 0"):
@@ -162,6 +166,7 @@ def test_linear_repr_and_bad_arguments():
 
 
 # ------------------------------------------------------------- Embedding ---
+
 
 def test_embedding_reference_by_finite_differences(rng):
     layer = reference.EmbeddingLayer(rng.standard_normal((5, 3)))
@@ -251,6 +256,7 @@ def test_embedding_from_pretrained_keeps_the_padding_row(rng):
 
 # --------------------------------------------------- LayerNorm, RMSNorm ---
 
+
 @pytest.mark.parametrize("affine", ["none", "weight", "weight and bias"])
 def test_layer_norm_reference_by_finite_differences(rng, affine):
     weight = rng.standard_normal(5) if affine != "none" else None
@@ -328,6 +334,7 @@ def test_norm_initialization_parameters_and_repr():
 
 # --------------------------------------------------------------- Dropout ---
 
+
 def test_dropout_reference_by_finite_differences(rng):
     layer = reference.DropoutLayer(0.4, seed=3, offset=8)
     check_by_finite_differences(layer, rng.standard_normal((4, 5)), rng.standard_normal((4, 5)))
@@ -365,6 +372,7 @@ def test_dropout_eval_mode_and_edges(rng):
 
 
 # ------------------------------------------------------------------ init ---
+
 
 def test_init_functions(rng):
     t = attnkit.tensor(np.zeros((64, 32), np.float32))

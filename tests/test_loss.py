@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
-import reference
 from attnkit import _C
-from conftest import assert_reduction_close
 
 SIZES = [1, 3, 17, 64, 127, 1000]
 
@@ -41,8 +41,9 @@ def check(logits, targets, grad, **options):
     z64 = logits.astype(np.float64)
     loss_ref = reference.cross_entropy(z64, targets, **options)
     loss_naive = reference.cross_entropy(logits, targets, **options)
-    dlogits_ref = reference.cross_entropy_backward(np.float64(grad) if np.ndim(grad) == 0 else grad.astype(np.float64),
-                                                   z64, targets, **options)
+    dlogits_ref = reference.cross_entropy_backward(
+        np.float64(grad) if np.ndim(grad) == 0 else grad.astype(np.float64), z64, targets, **options
+    )
     dlogits_naive = reference.cross_entropy_backward(grad, logits, targets, **options)
     assert_reduction_close(loss, loss_ref, loss_naive)
     assert_reduction_close(dlogits, dlogits_ref, dlogits_naive)
@@ -62,8 +63,14 @@ def test_reductions_smoothing_and_ignored_rows(cpu_isa, rng, reduction, label_sm
     n, vocab = 70, 333
     logits = (2 * rng.standard_normal((n, vocab))).astype(np.float32)
     targets = random_targets(rng, n, vocab, ignore_index=-1, ignored_fraction=0.3)
-    loss, dlogits = check(logits, targets, upstream_gradient(rng, n, reduction), ignore_index=-1,
-                          label_smoothing=label_smoothing, reduction=reduction)
+    loss, dlogits = check(
+        logits,
+        targets,
+        upstream_gradient(rng, n, reduction),
+        ignore_index=-1,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+    )
     ignored = targets == -1
     np.testing.assert_array_equal(dlogits[ignored], 0)
     if reduction == "none":
@@ -116,8 +123,9 @@ def test_large_logits_are_stable(cpu_isa, rng, label_smoothing):
     logits[:10] = (1e4 + rng.standard_normal((10, vocab))).astype(np.float32)
     logits[10:15] = (-1e4 + rng.standard_normal((5, vocab))).astype(np.float32)
     targets = random_targets(rng, n, vocab)
-    loss, dlogits = check(logits, targets, upstream_gradient(rng, n, "none"),
-                          label_smoothing=label_smoothing, reduction="none")
+    loss, dlogits = check(
+        logits, targets, upstream_gradient(rng, n, "none"), label_smoothing=label_smoothing, reduction="none"
+    )
     assert np.isfinite(loss).all() and np.isfinite(dlogits).all()
 
 
@@ -149,8 +157,9 @@ def test_same_bits_for_any_thread_count(cpu_isa, rng):
     try:
         for threads in (1, 2):
             attnkit.set_num_threads(threads)
-            results[threads] = (run(logits, targets, np.float32(1.0), label_smoothing=0.1)
-                                + run(logits, targets, np.ones(600, np.float32), reduction="none"))
+            results[threads] = run(logits, targets, np.float32(1.0), label_smoothing=0.1) + run(
+                logits, targets, np.ones(600, np.float32), reduction="none"
+            )
     finally:
         attnkit.set_num_threads(previous)
     for a, b in zip(results[1], results[2]):
@@ -170,8 +179,7 @@ def test_backward_allocates_only_dlogits(rng):
     grad = _C.array_from_numpy(np.array(1.0, np.float32), "", True)
     attnkit.empty_cpu_cache()
     before = attnkit.cpu_memory_stats()
-    dlogits = _C.cross_entropy_backward(grad, z._array, targets._array, saved_statistics, -100, 0.0,
-                                        "mean")
+    dlogits = _C.cross_entropy_backward(grad, z._array, targets._array, saved_statistics, -100, 0.0, "mean")
     after = attnkit.cpu_memory_stats()
     assert after["allocations"] - before["allocations"] == 1
     assert after["allocated_bytes"] - before["allocated_bytes"] < 2 * dlogits.nbytes
@@ -180,8 +188,11 @@ def test_backward_allocates_only_dlogits(rng):
 def test_bad_arguments(rng):
     logits = attnkit.tensor(rng.standard_normal((4, 10)).astype(np.float32))
     targets = attnkit.tensor(np.array([1, 2, 3, 4]))
-    with pytest.raises(ValueError, match=r"cross_entropy: argument 'targets' expected class indices "
-                                         r"in \[0, 10\) or ignore_index \(-100\), got 10 at index 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: argument 'targets' expected class indices "
+        r"in \[0, 10\) or ignore_index \(-100\), got 10 at index 2",
+    ):
         F.cross_entropy(logits, attnkit.tensor(np.array([1, 2, 10, 4])))
     with pytest.raises(ValueError, match=r"got -3 at index 0"):
         F.cross_entropy(logits, attnkit.tensor(np.array([-3, 2, 1, 4], np.int32)))
@@ -197,10 +208,14 @@ def test_bad_arguments(rng):
         F.cross_entropy(attnkit.tensor(np.ones((4, 0), np.float32)), targets)
     with pytest.raises(TypeError, match="cross_entropy: argument 'logits' expected float32, got int64"):
         F.cross_entropy(attnkit.tensor(np.ones((4, 10), np.int64)), targets)
-    with pytest.raises(ValueError, match="cross_entropy: argument 'reduction' expected 'none', 'mean' or 'sum', got 'avg'"):
+    with pytest.raises(
+        ValueError, match="cross_entropy: argument 'reduction' expected 'none', 'mean' or 'sum', got 'avg'"
+    ):
         F.cross_entropy(logits, targets, reduction="avg")
     for smoothing in (-0.1, 1.5, float("nan")):
-        with pytest.raises(ValueError, match="cross_entropy: argument 'label_smoothing' expected a number in \\[0, 1\\]"):
+        with pytest.raises(
+            ValueError, match="cross_entropy: argument 'label_smoothing' expected a number in \\[0, 1\\]"
+        ):
             F.cross_entropy(logits, targets, label_smoothing=smoothing)
     with pytest.raises(TypeError, match="cross_entropy: argument 'ignore_index' expected an int"):
         F.cross_entropy(logits, targets, ignore_index=1.5)
@@ -220,8 +235,9 @@ def test_backward_checks_its_arguments(rng):
     with pytest.raises(ValueError, match=r"cross_entropy_backward: argument 'grad_output' expected shape \[4\]"):
         _C.cross_entropy_backward(scalar, logits, good, statistics, -100, 0.0, "none")
     with pytest.raises(ValueError, match=r"cross_entropy_backward: argument 'statistics' expected shape \[4, 3\]"):
-        _C.cross_entropy_backward(scalar, logits, good, attnkit.tensor(np.ones((4,), np.float32))._array,
-                                  -100, 0.0, "mean")
+        _C.cross_entropy_backward(
+            scalar, logits, good, attnkit.tensor(np.ones((4,), np.float32))._array, -100, 0.0, "mean"
+        )
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.25])
@@ -230,15 +246,17 @@ def test_reference_by_finite_differences(rng, label_smoothing, reduction):
     logits = rng.standard_normal((4, 5))
     targets = np.array([1, -100, 4, 0])
     grad = rng.standard_normal(4) if reduction == "none" else np.float64(0.8)
-    analytic = reference.cross_entropy_backward(grad, logits, targets, label_smoothing=label_smoothing,
-                                                reduction=reduction)
+    analytic = reference.cross_entropy_backward(
+        grad, logits, targets, label_smoothing=label_smoothing, reduction=reduction
+    )
     h = 1e-6
     numeric = np.zeros_like(logits)
     for index in np.ndindex(logits.shape):
         plus, minus = logits.copy(), logits.copy()
         plus[index] += h
         minus[index] -= h
-        difference = (reference.cross_entropy(plus, targets, label_smoothing=label_smoothing, reduction=reduction)
-                      - reference.cross_entropy(minus, targets, label_smoothing=label_smoothing, reduction=reduction))
+        difference = reference.cross_entropy(
+            plus, targets, label_smoothing=label_smoothing, reduction=reduction
+        ) - reference.cross_entropy(minus, targets, label_smoothing=label_smoothing, reduction=reduction)
         numeric[index] = np.sum(grad * difference) / (2 * h)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)

@@ -177,8 +177,10 @@ def test_load_state_dict_strict_errors_list_every_problem():
 
 def test_load_state_dict_non_strict_returns_the_mismatches():
     block = Block()
-    partial = {"proj.weight": attnkit.tensor(np.full((4, 4), 0.5, np.float32)),
-               "unknown": attnkit.tensor(np.zeros(1, np.float32))}
+    partial = {
+        "proj.weight": attnkit.tensor(np.full((4, 4), 0.5, np.float32)),
+        "unknown": attnkit.tensor(np.zeros(1, np.float32)),
+    }
     result = block.load_state_dict(partial, strict=False)
     assert isinstance(result, nn.IncompatibleKeys)
     assert result.unexpected_keys == ["unknown"]
@@ -193,8 +195,12 @@ def test_load_state_dict_non_strict_returns_the_mismatches():
 def test_load_state_dict_converts_other_dtypes():
     layer = nn.Linear(2, 3)
     values = np.array([[0.5, -1.25], [3.0, 0.1], [7.0, 2.0]])
-    layer.load_state_dict({"weight": attnkit.tensor(values, dtype=attnkit.float16),
-                           "bias": attnkit.tensor(np.zeros(3), dtype=attnkit.bfloat16)})
+    layer.load_state_dict(
+        {
+            "weight": attnkit.tensor(values, dtype=attnkit.float16),
+            "bias": attnkit.tensor(np.zeros(3), dtype=attnkit.bfloat16),
+        }
+    )
     np.testing.assert_array_equal(layer.weight.detach().numpy(), values.astype(np.float16).astype(np.float32))
 
 
@@ -245,8 +251,11 @@ def test_to_device_and_dtype():
 
 
 def test_repr_is_a_readable_tree():
-    model = nn.Sequential(nn.Linear(3, 4, activation="relu"), nn.Dropout(0.1),
-                          nn.ModuleList([nn.Linear(4, 4) for _ in range(3)] + [nn.Linear(4, 2)]))
+    model = nn.Sequential(
+        nn.Linear(3, 4, activation="relu"),
+        nn.Dropout(0.1),
+        nn.ModuleList([nn.Linear(4, 4) for _ in range(3)] + [nn.Linear(4, 2)]),
+    )
     assert repr(model) == (
         "Sequential(\n"
         "  (0): Linear(in_features=3, out_features=4, bias=True, activation='relu')\n"
@@ -255,7 +264,8 @@ def test_repr_is_a_readable_tree():
         "    (0-2): 3 x Linear(in_features=4, out_features=4, bias=True)\n"
         "    (3): Linear(in_features=4, out_features=2, bias=True)\n"
         "  )\n"
-        ")")
+        ")"
+    )
     assert repr(nn.Module()) == "Module()"
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
-import reference
 from attnkit import _C
-from conftest import assert_reduction_close
 
 SIZES = [1, 3, 17, 64, 127, 1000]
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -68,6 +68,7 @@ def random_case(rng, shape, weight=True, bias=True):
 
 
 # ------------------------------------------------------------- LayerNorm ---
+
 
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("c", SIZES)
@@ -152,9 +153,12 @@ def test_same_bits_for_any_thread_count(cpu_isa, rng, op):
 def test_layer_norm_bad_arguments():
     x = attnkit.tensor(np.ones((4, 6), np.float32))
     w = attnkit.tensor(np.ones(6, np.float32))
-    with pytest.raises(ValueError, match=r"layer_norm: argument 'normalized_shape' expected \[6\] "
-                                         r"\(the last dimension of x; only the last dimension is "
-                                         r"normalized\), got \[4, 6\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer_norm: argument 'normalized_shape' expected \[6\] "
+        r"\(the last dimension of x; only the last dimension is "
+        r"normalized\), got \[4, 6\]",
+    ):
         F.layer_norm(x, (4, 6))
     with pytest.raises(ValueError, match=r"normalized_shape' expected \[6\].*got \[5\]"):
         F.layer_norm(x, 5)
@@ -173,7 +177,9 @@ def test_layer_norm_bad_arguments():
     for eps in (-1e-5, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="layer_norm: argument 'eps' expected a finite number >= 0"):
             F.layer_norm(x, 6, eps=eps)
-    with pytest.raises(ValueError, match="layer_norm: argument 'x' expected an array whose last dimension is at least 1"):
+    with pytest.raises(
+        ValueError, match="layer_norm: argument 'x' expected an array whose last dimension is at least 1"
+    ):
         F.layer_norm(attnkit.tensor(np.ones((4, 0), np.float32)), 0)
 
 
@@ -185,8 +191,9 @@ def test_layer_norm_backward_checks_saved_statistics():
     with pytest.raises(ValueError, match=r"layer_norm_backward: argument 'rstd' expected shape \[4\]"):
         _C.layer_norm_backward(dy, x, None, good, bad, 1e-5, False, False)
     with pytest.raises(ValueError, match="layer_norm_backward: argument 'grad_output' expected the shape of 'x'"):
-        _C.layer_norm_backward(attnkit.tensor(np.ones((4, 5), np.float32))._array, x, None, good, good,
-                               1e-5, False, False)
+        _C.layer_norm_backward(
+            attnkit.tensor(np.ones((4, 5), np.float32))._array, x, None, good, good, 1e-5, False, False
+        )
 
 
 def test_layer_norm_reference_by_finite_differences(rng):
@@ -198,8 +205,7 @@ def test_layer_norm_reference_by_finite_differences(rng):
 
     dx, dw, db = reference.layer_norm_backward(dy, x, w, eps=1e-3)
     for analytic, argument in ((dx, 0), (dw, 1), (db, 2)):
-        np.testing.assert_allclose(analytic, numeric_gradient(objective, [x, w, b], argument),
-                                   rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(analytic, numeric_gradient(objective, [x, w, b], argument), rtol=1e-6, atol=1e-8)
 
 
 def numeric_gradient(objective, arguments, which, h=1e-6):
@@ -217,6 +223,7 @@ def numeric_gradient(objective, arguments, which, h=1e-6):
 
 
 # --------------------------------------------------------------- RMSNorm ---
+
 
 def rms_norm_run(x, weight, dy, eps=None):
     xt, wt = tensor(x, True), tensor(weight, True)
@@ -284,6 +291,7 @@ def test_rms_norm_reference_by_finite_differences(rng):
 
 # ------------------------------------------------ residual add + LayerNorm ---
 
+
 @pytest.mark.parametrize("n", [1, 17, 127])
 @pytest.mark.parametrize("c", [1, 3, 64, 1000])
 def test_add_layer_norm_matches_reference(cpu_isa, rng, n, c):
@@ -326,7 +334,9 @@ def test_add_layer_norm_equals_the_unfused_ops(cpu_isa, rng):
 
 def test_add_layer_norm_bad_arguments():
     x = attnkit.tensor(np.ones((4, 6), np.float32))
-    with pytest.raises(ValueError, match=r"add_layer_norm: argument 'residual' expected the shape of 'x', \[4, 6\], got \[4, 5\]"):
+    with pytest.raises(
+        ValueError, match=r"add_layer_norm: argument 'residual' expected the shape of 'x', \[4, 6\], got \[4, 5\]"
+    ):
         F.add_layer_norm(x, attnkit.tensor(np.ones((4, 5), np.float32)), 6)
     with pytest.raises(TypeError, match="add_layer_norm: argument 'residual' expected float32"):
         F.add_layer_norm(x, attnkit.tensor(np.ones((4, 6), np.int32)), 6)

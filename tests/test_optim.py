@@ -6,14 +6,13 @@ import math
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close, assert_reduction_close
 
 import attnkit
 import attnkit.nn.utils
 import attnkit.optim.functional
 from attnkit import _C
-
-import reference
-from conftest import assert_elementwise_close, assert_reduction_close
 
 adamw_ = attnkit.optim.functional.adamw_
 clip_grad_norm_ = attnkit.nn.utils.clip_grad_norm_
@@ -69,8 +68,9 @@ def test_reference_first_step_from_zero_state(rng):
     # m_hat = g and v_hat = g^2, so p <- p (1 - lr wd) - lr g / (|g| + eps).
     p, g = rng.standard_normal(50), rng.standard_normal(50)
     lr, wd, eps = 0.01, 0.1, 1e-8
-    new_p, _, _ = reference.adamw(p, g, np.zeros(50), np.zeros(50), step=1, lr=lr, beta1=0.9,
-                                  beta2=0.999, eps=eps, weight_decay=wd)
+    new_p, _, _ = reference.adamw(
+        p, g, np.zeros(50), np.zeros(50), step=1, lr=lr, beta1=0.9, beta2=0.999, eps=eps, weight_decay=wd
+    )
     np.testing.assert_allclose(new_p, p * (1 - lr * wd) - lr * g / (np.abs(g) + eps), rtol=1e-12)
 
 
@@ -98,15 +98,21 @@ def test_adamw_bad_arguments():
 
     ok = dict(step=1, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
     p, g, m, v = state((3,), (4,))
-    with pytest.raises(ValueError, match=r"adamw_: argument 'grads' expected a list of 2 arrays \(one per "
-                                         r"parameter\), got a list of 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"adamw_: argument 'grads' expected a list of 2 arrays \(one per "
+        r"parameter\), got a list of 1",
+    ):
         adamw_(p, g[:1], m, v, **ok)
     with pytest.raises(ValueError, match="adamw_: argument 'decay_mask' expected None or a list of 2 bools"):
         adamw_(p, g, m, v, decay_mask=[True], **ok)
     with pytest.raises(TypeError, match="adamw_: argument 'decay_mask\\[1\\]' expected a bool, got int"):
         adamw_(p, g, m, v, decay_mask=[True, 0], **ok)
-    with pytest.raises(ValueError, match=r"adamw_: argument 'exp_avg_sqs\[1\]' expected the shape of "
-                                         r"'params\[1\]', \[4\], got \[5\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"adamw_: argument 'exp_avg_sqs\[1\]' expected the shape of "
+        r"'params\[1\]', \[4\], got \[5\]",
+    ):
         adamw_(p, g, m, [v[0], attnkit.tensor(np.ones(5, np.float32))], **ok)
     with pytest.raises(TypeError, match=r"adamw_: argument 'grads\[0\]' expected float32, got int64"):
         adamw_(p, [attnkit.tensor([1, 2, 3]), g[1]], m, v, **ok)
@@ -115,9 +121,12 @@ def test_adamw_bad_arguments():
     with pytest.raises(TypeError, match="adamw_: argument 'params' expected a list of attnkit.Tensor"):
         adamw_(p[0], g[0], m[0], v[0], **ok)
     bad_values = [
-        ("step", 0, "a step number >= 1"), ("lr", -1e-3, "a finite learning rate >= 0"),
-        ("lr", float("nan"), "a finite learning rate"), ("beta1", 1.0, r"a value in \[0, 1\)"),
-        ("beta2", -0.1, r"a value in \[0, 1\)"), ("eps", -1e-8, "a finite eps >= 0"),
+        ("step", 0, "a step number >= 1"),
+        ("lr", -1e-3, "a finite learning rate >= 0"),
+        ("lr", float("nan"), "a finite learning rate"),
+        ("beta1", 1.0, r"a value in \[0, 1\)"),
+        ("beta2", -0.1, r"a value in \[0, 1\)"),
+        ("eps", -1e-8, "a finite eps >= 0"),
         ("weight_decay", float("inf"), "a finite weight decay >= 0"),
     ]
     for name, value, expected in bad_values:
@@ -125,7 +134,9 @@ def test_adamw_bad_arguments():
             adamw_(p, g, m, v, **{**ok, name: value})
     with pytest.raises(TypeError, match="adamw_: argument 'lr' expected a float, got str"):
         adamw_(p, g, m, v, **{**ok, "lr": "0.1"})
-    with pytest.raises(ValueError, match="adamw_: argument 'step' expected a step number >= 1, got 36893488147419103232"):
+    with pytest.raises(
+        ValueError, match="adamw_: argument 'step' expected a step number >= 1, got 36893488147419103232"
+    ):
         adamw_(p, g, m, v, **{**ok, "step": 2**65})
     with pytest.raises(TypeError, match="adamw_: argument 'step' expected an int, got float"):
         adamw_(p, g, m, v, **{**ok, "step": 1.0})
@@ -134,19 +145,26 @@ def test_adamw_bad_arguments():
 def test_adamw_refuses_shared_memory():
     ok = dict(step=1, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
     p, g, m, v = [[attnkit.tensor(np.ones(3, np.float32)) for _ in range(2)] for _ in range(4)]
-    with pytest.raises(ValueError, match=r"adamw_: argument '(params\[0\]|params\[1\])' expected memory of its own, "
-                                         r"got memory shared with '(params\[0\]|params\[1\])'"):
+    with pytest.raises(
+        ValueError,
+        match=r"adamw_: argument '(params\[0\]|params\[1\])' expected memory of its own, "
+        r"got memory shared with '(params\[0\]|params\[1\])'",
+    ):
         adamw_([p[0], p[0]], g, m, v, **ok)  # a tied weight listed twice
     with pytest.raises(ValueError, match="expected memory of its own, got memory shared with"):
         adamw_(p, g, [p[0], m[1]], v, **ok)
-    with pytest.raises(ValueError, match=r"adamw_: argument 'grads\[1\]' expected memory apart from what the step "
-                                         r"writes, got memory shared with 'exp_avg_sqs\[0\]'"):
+    with pytest.raises(
+        ValueError,
+        match=r"adamw_: argument 'grads\[1\]' expected memory apart from what the step "
+        r"writes, got memory shared with 'exp_avg_sqs\[0\]'",
+    ):
         adamw_(p, [g[0], v[0]], m, v, **ok)
     # One gradient used for two parameters is fine: gradients are only read.
     adamw_(p, [g[0], g[0]], m, v, **ok)
 
 
 # -------------------------------------------------------- gradient norm --
+
 
 def parameters_with_grads(grads):
     params = []
@@ -188,7 +206,9 @@ def test_clip_grad_norm_accumulates_in_double():
         assert not np.isfinite(naive_float32_norm(grads))
     total = clip_grad_norm_(params, 1.0)
     assert total == pytest.approx(reference.global_norm(grads), rel=2**-50)
-    assert_elementwise_close(params[0].grad.numpy(), grads[0].astype(np.float64) / (reference.global_norm(grads) + 1e-6))
+    assert_elementwise_close(
+        params[0].grad.numpy(), grads[0].astype(np.float64) / (reference.global_norm(grads) + 1e-6)
+    )
 
 
 def test_grad_norm_same_for_any_thread_count(rng, threads):

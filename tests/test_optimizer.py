@@ -13,14 +13,13 @@ import sys
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close
 
 import attnkit
 import attnkit.nn.functional as F
 import attnkit.optim.optimizer as optimizer_module
 from attnkit import nn, optim
-
-import reference
-from conftest import assert_elementwise_close
 
 SHAPES = [(3, 5), (17,), (1,), (127,), (4, 4)]
 
@@ -45,15 +44,20 @@ def values(p):
 
 # ----------------------------------------------------------------- AdamW ---
 
+
 def test_adamw_matches_reference_over_steps_and_groups(cpu_isa, rng):
     params = make_parameters(rng)
-    groups = [dict(params=params[:2], lr=1e-2, weight_decay=0.1),
-              dict(params=params[2:4], lr=3e-3, weight_decay=0.0, betas=(0.8, 0.9), eps=1e-6),
-              dict(params=params[4:])]  # the defaults
+    groups = [
+        dict(params=params[:2], lr=1e-2, weight_decay=0.1),
+        dict(params=params[2:4], lr=3e-3, weight_decay=0.0, betas=(0.8, 0.9), eps=1e-6),
+        dict(params=params[4:]),
+    ]  # the defaults
     opt = optim.AdamW(groups, lr=2e-3, weight_decay=0.05)
-    settings = [dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)] * 2 + \
-               [dict(lr=3e-3, beta1=0.8, beta2=0.9, eps=1e-6, weight_decay=0.0)] * 2 + \
-               [dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.05)]
+    settings = (
+        [dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)] * 2
+        + [dict(lr=3e-3, beta1=0.8, beta2=0.9, eps=1e-6, weight_decay=0.0)] * 2
+        + [dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.05)]
+    )
     steps = [0] * len(params)
     for iteration in range(5):
         random_gradients(rng, params)
@@ -63,8 +67,14 @@ def test_adamw_matches_reference_over_steps_and_groups(cpu_isa, rng):
         for p in params:
             state = opt.state[p] if p in opt.state else None
             zeros = np.zeros(p.shape, np.float32)
-            before.append((copy(p.detach()), copy(p.grad),
-                           copy(state["exp_avg"]) if state else zeros, copy(state["exp_avg_sq"]) if state else zeros))
+            before.append(
+                (
+                    copy(p.detach()),
+                    copy(p.grad),
+                    copy(state["exp_avg"]) if state else zeros,
+                    copy(state["exp_avg_sq"]) if state else zeros,
+                )
+            )
         opt.step()
         for i, p in enumerate(params):
             if before[i][1] is None:
@@ -76,8 +86,9 @@ def test_adamw_matches_reference_over_steps_and_groups(cpu_isa, rng):
             arguments = dict(step=steps[i], **settings[i])
             expected = reference.adamw(*before[i], **arguments)
             scales = reference.adamw_term_magnitudes(*before[i], **arguments)
-            for actual, want, scale in zip((values(p), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy()),
-                                           expected, scales):
+            for actual, want, scale in zip(
+                (values(p), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy()), expected, scales
+            ):
                 assert_elementwise_close(actual, want, scale=scale)
     assert steps == [5, 4, 5, 5, 5]
 
@@ -100,8 +111,13 @@ def test_adamw_shares_native_calls_between_groups(monkeypatch, rng):
     optim.AdamW([dict(params=params[:3], lr=0.1), dict(params=params[3:], lr=0.2)]).step()
     assert sorted(calls) == [2, 3]
     calls.clear()
-    optim.AdamW([dict(params=params[:1], weight_decay=0.1), dict(params=params[1:3], weight_decay=0.2),
-                 dict(params=params[3:], weight_decay=0.0)]).step()
+    optim.AdamW(
+        [
+            dict(params=params[:1], weight_decay=0.1),
+            dict(params=params[1:3], weight_decay=0.2),
+            dict(params=params[3:], weight_decay=0.0),
+        ]
+    ).step()
     assert sorted(calls) == [2, 3]  # the non-decaying two ride with the first call
 
 
@@ -119,8 +135,16 @@ SGD_VARIANTS = [
 def test_sgd_reference_matches_a_hand_computed_step():
     # Nesterov, weight decay, an existing buffer: d = 2 + 0.5 * 1 = 2.5,
     # b = 0.9 * 1 + 2.5 = 3.4, d = 2.5 + 0.9 * 3.4 = 5.56, p = 1 - 0.1 * 5.56.
-    p, b = reference.sgd(np.array([1.0]), np.array([2.0]), np.array([1.0]), lr=0.1, momentum=0.9,
-                         dampening=0.0, weight_decay=0.5, nesterov=True)
+    p, b = reference.sgd(
+        np.array([1.0]),
+        np.array([2.0]),
+        np.array([1.0]),
+        lr=0.1,
+        momentum=0.9,
+        dampening=0.0,
+        weight_decay=0.5,
+        nesterov=True,
+    )
     np.testing.assert_allclose(p, [1 - 0.556], rtol=1e-15)
     np.testing.assert_allclose(b, [3.4], rtol=1e-15)
 
@@ -128,8 +152,7 @@ def test_sgd_reference_matches_a_hand_computed_step():
 @pytest.mark.parametrize("variant", SGD_VARIANTS)
 def test_sgd_matches_reference_over_steps_and_groups(rng, variant):
     params = make_parameters(rng)
-    opt = optim.SGD([dict(params=params[:3], lr=0.1), dict(params=params[3:], lr=0.03, weight_decay=0.2)],
-                    **variant)
+    opt = optim.SGD([dict(params=params[:3], lr=0.1), dict(params=params[3:], lr=0.03, weight_decay=0.2)], **variant)
     settings = [dict(variant, lr=0.1)] * 3 + [dict(variant, lr=0.03, weight_decay=0.2)] * 2
     for _ in range(4):
         random_gradients(rng, params)
@@ -145,11 +168,11 @@ def test_sgd_matches_reference_over_steps_and_groups(rng, variant):
             if variant["momentum"] == 0:
                 assert p not in opt.state
             else:
-                assert_elementwise_close(opt.state[p]["momentum_buffer"].numpy(), expected_buffer,
-                                         scale=scale_buffer)
+                assert_elementwise_close(opt.state[p]["momentum_buffer"].numpy(), expected_buffer, scale=scale_buffer)
 
 
 # ------------------------------------------------------------ bad input ---
+
 
 def test_optimizer_argument_errors(rng):
     params = make_parameters(rng)
@@ -234,8 +257,12 @@ def test_weight_decay_groups_exempts_biases_and_norm_weights():
     model = Model()
     decay, no_decay = optim.weight_decay_groups(model, 0.1, lr=3e-4)
     assert [id(p) for p in decay["params"]] == [id(model.embed.weight), id(model.proj.weight)]
-    assert [id(p) for p in no_decay["params"]] == [id(model.proj.bias), id(model.norm.weight),
-                                                   id(model.norm.bias), id(model.rms.weight)]
+    assert [id(p) for p in no_decay["params"]] == [
+        id(model.proj.bias),
+        id(model.norm.weight),
+        id(model.norm.bias),
+        id(model.rms.weight),
+    ]
     assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.1, 0.0)
     assert decay["lr"] == no_decay["lr"] == 3e-4
     opt = optim.AdamW([decay, no_decay])
@@ -245,6 +272,7 @@ def test_weight_decay_groups_exempts_biases_and_norm_weights():
 
 
 # ------------------------------------------------------- state and resume ---
+
 
 def bytes_of(tensor):
     return np.asarray(tensor.detach()).view(np.uint8).copy()
@@ -275,8 +303,9 @@ def test_resume_from_a_checkpoint_is_bit_identical(tmp_path, rng, kind):
     gradients = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(5)]
     take_steps(model, opt, scheduler, gradients[:3])
     path = tmp_path / "checkpoint.safetensors"
-    attnkit.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                  "scheduler": scheduler.state_dict()}, path)
+    attnkit.save(
+        {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict()}, path
+    )
     take_steps(model, opt, scheduler, gradients[3:])
 
     resumed, resumed_opt, resumed_scheduler = build(kind, seed=1)  # other initial weights
@@ -328,6 +357,7 @@ def test_load_state_dict_copies_and_checks(rng):
 
 # ------------------------------------------------------------- schedules ---
 
+
 def close(a, b):
     # the same formula in float64, evaluated in another order
     return math.isclose(a, b, rel_tol=4 * sys.float_info.epsilon)
@@ -343,8 +373,7 @@ def lrs_seen_by_the_optimizer(opt, scheduler, steps):
 
 def test_inverse_sqrt_schedule_is_the_papers(rng):
     params = make_parameters(rng)
-    opt = optim.AdamW([dict(params=params[:2], lr=1.0), dict(params=params[2:], lr=0.5)],
-                      betas=(0.9, 0.98), eps=1e-9)
+    opt = optim.AdamW([dict(params=params[:2], lr=1.0), dict(params=params[2:], lr=0.5)], betas=(0.9, 0.98), eps=1e-9)
     scheduler = optim.InverseSqrtLR(opt, d_model=512, warmup_steps=40)
     seen = lrs_seen_by_the_optimizer(opt, scheduler, 100)
     for t, (first, second) in enumerate(seen, start=1):
@@ -371,8 +400,9 @@ def linear_formula(t, warmup, total, ratio):
     return 1 - (1 - ratio) * (t - warmup) / (total - warmup)
 
 
-@pytest.mark.parametrize("schedule,formula", [(optim.WarmupCosineLR, cosine_formula),
-                                              (optim.WarmupLinearLR, linear_formula)])
+@pytest.mark.parametrize(
+    "schedule,formula", [(optim.WarmupCosineLR, cosine_formula), (optim.WarmupLinearLR, linear_formula)]
+)
 @pytest.mark.parametrize("warmup,total,ratio", [(3, 10, 0.1), (0, 7, 0.0), (4, 4, 0.25)])
 def test_warmup_schedules_follow_their_formulas(rng, schedule, formula, warmup, total, ratio):
     opt = optim.SGD(make_parameters(rng), lr=2.0)
@@ -385,7 +415,7 @@ def test_warmup_schedules_follow_their_formulas(rng, schedule, formula, warmup, 
     assert seen[-1] == 2.0 * ratio  # the floor after the schedule
     if total > warmup:
         assert seen[total - 1] == 2.0 * ratio  # reached exactly at the last decay step
-    assert all(a >= b for a, b in zip(seen[warmup:], seen[warmup + 1:]))
+    assert all(a >= b for a, b in zip(seen[warmup:], seen[warmup + 1 :]))
 
 
 def test_scheduler_state_round_trip_and_errors(rng):

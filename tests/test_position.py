@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
 
-import reference
-from conftest import assert_elementwise_close
-
-
 # ------------------------------------------------------------- sinusoidal --
 
-@pytest.mark.parametrize("length, dim, offset", [
-    (1, 1, 0), (3, 2, 0), (17, 3, 0), (127, 64, 5), (1000, 16, 0), (64, 128, 1000), (3, 17, 10**6),
-])
+
+@pytest.mark.parametrize(
+    "length, dim, offset",
+    [
+        (1, 1, 0),
+        (3, 2, 0),
+        (17, 3, 0),
+        (127, 64, 5),
+        (1000, 16, 0),
+        (64, 128, 1000),
+        (3, 17, 10**6),
+    ],
+)
 def test_sinusoidal_matches_reference(length, dim, offset):
     table = F.sinusoidal_position_encoding(length, dim, offset)
     assert table.shape == (length, dim) and table.dtype == attnkit.float32
@@ -31,8 +39,9 @@ def test_sinusoidal_known_values():
 
 
 def test_sinusoidal_offset_selects_rows():
-    np.testing.assert_array_equal(F.sinusoidal_position_encoding(10, 6, 20).numpy(),
-                                  F.sinusoidal_position_encoding(30, 6).numpy()[20:])
+    np.testing.assert_array_equal(
+        F.sinusoidal_position_encoding(10, 6, 20).numpy(), F.sinusoidal_position_encoding(30, 6).numpy()[20:]
+    )
 
 
 def test_sinusoidal_is_accurate_at_large_positions():
@@ -65,6 +74,7 @@ def test_sinusoidal_errors():
 
 # -------------------------------------------------------------------- RoPE --
 
+
 def run_rope(x_values, dy_values, **options):
     x = attnkit.tensor(x_values, requires_grad=True)
     y = F.rope(x, **options)
@@ -81,10 +91,16 @@ def test_rope_matches_reference(rng, shape, offset, base, interleaved):
     y, dx = run_rope(x, dy, offset=offset, base=base, interleaved=interleaved)
     # Each output is a sum or difference of two products: the error scales
     # with the terms' magnitudes, not with the (possibly cancelled) result.
-    assert_elementwise_close(y, reference.rope(x, offset, base, interleaved),
-                             scale=reference.rope_term_magnitudes(x, offset, base, interleaved))
-    assert_elementwise_close(dx, reference.rope_backward(dy, offset, base, interleaved),
-                             scale=reference.rope_term_magnitudes(dy, offset, base, interleaved))
+    assert_elementwise_close(
+        y,
+        reference.rope(x, offset, base, interleaved),
+        scale=reference.rope_term_magnitudes(x, offset, base, interleaved),
+    )
+    assert_elementwise_close(
+        dx,
+        reference.rope_backward(dy, offset, base, interleaved),
+        scale=reference.rope_term_magnitudes(dy, offset, base, interleaved),
+    )
 
 
 def test_reference_rope_backward_by_finite_differences(rng):
@@ -96,17 +112,26 @@ def test_reference_rope_backward_by_finite_differences(rng):
         for index in np.ndindex(shape):
             step = np.zeros(shape)
             step[index] = h
-            numeric[index] = np.sum(dy * (reference.rope(x + step, offset, base, interleaved)
-                                          - reference.rope(x - step, offset, base, interleaved))) / (2 * h)
-        np.testing.assert_allclose(reference.rope_backward(dy, offset, base, interleaved), numeric,
-                                   rtol=1e-7, atol=1e-9)
+            numeric[index] = np.sum(
+                dy
+                * (
+                    reference.rope(x + step, offset, base, interleaved)
+                    - reference.rope(x - step, offset, base, interleaved)
+                )
+            ) / (2 * h)
+        np.testing.assert_allclose(
+            reference.rope_backward(dy, offset, base, interleaved), numeric, rtol=1e-7, atol=1e-9
+        )
 
 
 def test_rope_default_is_interleaved(rng):
     x = attnkit.tensor(rng.standard_normal((1, 4, 1, 6)).astype(np.float32))
     np.testing.assert_array_equal(F.rope(x).numpy(), F.rope(x, 0, 10000.0, True).numpy())
-    assert_elementwise_close(F.rope(x).numpy(), reference.rope(x.numpy(), 0, 10000.0, True),
-                             scale=reference.rope_term_magnitudes(x.numpy(), 0, 10000.0, True))
+    assert_elementwise_close(
+        F.rope(x).numpy(),
+        reference.rope(x.numpy(), 0, 10000.0, True),
+        scale=reference.rope_term_magnitudes(x.numpy(), 0, 10000.0, True),
+    )
 
 
 def test_rope_layouts_are_a_permutation_of_each_other(rng):
@@ -122,17 +147,23 @@ def test_rope_offset_matches_decoding_one_position_at_a_time(rng):
     x = rng.standard_normal((2, 11, 3, 8)).astype(np.float32)
     full = F.rope(attnkit.tensor(x)).numpy()
     for t in (0, 5, 10):
-        step = F.rope(attnkit.tensor(np.ascontiguousarray(x[:, t:t + 1])), offset=t).numpy()
-        np.testing.assert_array_equal(step, full[:, t:t + 1])
+        step = F.rope(attnkit.tensor(np.ascontiguousarray(x[:, t : t + 1])), offset=t).numpy()
+        np.testing.assert_array_equal(step, full[:, t : t + 1])
 
 
 def test_rope_errors():
     x = attnkit.tensor(np.ones((1, 2, 1, 4), np.float32))
-    with pytest.raises(ValueError, match=r"rope: argument 'x' expected an even head_dim \(RoPE rotates pairs\), "
-                                         r"got \[1, 2, 1, 3\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"rope: argument 'x' expected an even head_dim \(RoPE rotates pairs\), "
+        r"got \[1, 2, 1, 3\]",
+    ):
         F.rope(attnkit.tensor(np.ones((1, 2, 1, 3), np.float32)))
-    with pytest.raises(ValueError, match=r"rope: argument 'x' expected a 4-d \[batch, seq, heads, head_dim\] array, "
-                                         r"got \[2, 1, 4\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"rope: argument 'x' expected a 4-d \[batch, seq, heads, head_dim\] array, "
+        r"got \[2, 1, 4\]",
+    ):
         F.rope(attnkit.tensor(np.ones((2, 1, 4), np.float32)))
     with pytest.raises(ValueError, match="rope: argument 'offset' expected a position >= 0, got -1"):
         F.rope(x, offset=-1)

@@ -4,20 +4,19 @@ gradients by finite differences, state_dict contents, and bad input."""
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close
+from test_attention_module import check_gradients_by_finite_differences, numpy_or_none
 
 import attnkit
 from attnkit import nn
 from attnkit.nn import functional as F
 
-import reference
-from conftest import assert_elementwise_close
-from test_attention_module import check_gradients_by_finite_differences, numpy_or_none
-
-
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
 
 
 # ------------------------------------------------------------- sinusoidal --
+
 
 @pytest.mark.parametrize("d_model, steps, offset", [(1, 1, 0), (3, 17, 0), (16, 5, 3), (127, 7, 40)])
 def test_sinusoidal_adds_the_table_rows(rng, d_model, steps, offset):
@@ -39,7 +38,7 @@ def test_sinusoidal_offset_continues_the_sequence(rng):
     module = nn.SinusoidalPositionalEncoding(8, max_len=10)
     x = rng.standard_normal((3, 10, 8)).astype(np.float32)
     full = module(attnkit.from_numpy(x)).numpy()
-    steps = [module(attnkit.from_numpy(x[:, t:t + 1].copy()), offset=t).numpy() for t in range(10)]
+    steps = [module(attnkit.from_numpy(x[:, t : t + 1].copy()), offset=t).numpy() for t in range(10)]
     np.testing.assert_array_equal(np.concatenate(steps, axis=1), full)
 
 
@@ -47,8 +46,8 @@ def test_sinusoidal_gradient_matches_finite_differences(cpu_isa, rng):
     module = nn.SinusoidalPositionalEncoding(6, max_len=12)
     x = rng.standard_normal((2, 4, 6)).astype(np.float32)
     check_gradients_by_finite_differences(
-        module, lambda m, x: m(x, offset=5),
-        lambda x: x + reference.sinusoidal_position_encoding(4, 6, 5), [x], rng)
+        module, lambda m, x: m(x, offset=5), lambda x: x + reference.sinusoidal_position_encoding(4, 6, 5), [x], rng
+    )
 
 
 def test_sinusoidal_has_no_state_to_save():
@@ -79,6 +78,7 @@ def test_sinusoidal_errors():
 
 # ---------------------------------------------------------------- learned --
 
+
 def test_learned_rows_and_positions(rng):
     attnkit.manual_seed(30)
     module = nn.LearnedPositionalEmbedding(9, 5)
@@ -89,8 +89,9 @@ def test_learned_rows_and_positions(rng):
     np.testing.assert_array_equal(module(4, offset=5).detach().numpy(), weight[5:9])
     positions = rng.integers(0, 7, size=(3, 4))
     np.testing.assert_array_equal(module(attnkit.from_numpy(positions)).detach().numpy(), weight[positions])
-    np.testing.assert_array_equal(module(attnkit.from_numpy(positions), offset=2).detach().numpy(),
-                                  weight[positions + 2])
+    np.testing.assert_array_equal(
+        module(attnkit.from_numpy(positions), offset=2).detach().numpy(), weight[positions + 2]
+    )
     assert module(0).shape == (0, 5)
     assert repr(module) == "LearnedPositionalEmbedding(max_len=9, d_model=5)"
 
@@ -100,11 +101,12 @@ def test_learned_gradient_matches_finite_differences(cpu_isa, rng):
     module = nn.LearnedPositionalEmbedding(7, 3)
     positions = np.array([[0, 2, 2], [4, 1, 2]])  # repeated positions sum their gradients
     check_gradients_by_finite_differences(
-        module, lambda m, p: m(p, offset=1),
-        lambda p: numpy_or_none(module.weight)[p + 1], [positions], rng)
+        module, lambda m, p: m(p, offset=1), lambda p: numpy_or_none(module.weight)[p + 1], [positions], rng
+    )
     module.zero_grad()
     check_gradients_by_finite_differences(
-        module, lambda m: m(4, offset=3), lambda: numpy_or_none(module.weight)[3:7], [], rng)
+        module, lambda m: m(4, offset=3), lambda: numpy_or_none(module.weight)[3:7], [], rng
+    )
 
 
 def test_learned_errors():

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
 from attnkit.random import Generator
 
-import reference
-from conftest import assert_elementwise_close
-
 # Random123's known-answer vectors for Philox 4x32-10 (tests/kat_vectors of the
 # reference implementation by Salmon et al.): counter, key, expected output.
 PHILOX_KNOWN_ANSWERS = [
     ([0x00000000] * 4, [0x00000000] * 2, [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
     ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
-    ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
-     [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+    (
+        [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344],
+        [0xA4093822, 0x299F31D0],
+        [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
+    ),
 ]
 SIZES = [1, 3, 17, 127, 1000, 4099]
 # Seeds and offsets whose high words are not zero, to exercise every counter word.
@@ -38,6 +40,7 @@ def threads():
 
 
 # ------------------------------------------------------------------ Philox --
+
 
 @pytest.mark.parametrize("counter, key, expected", PHILOX_KNOWN_ANSWERS)
 def test_philox_known_answers(cpu_isa, counter, key, expected):
@@ -98,6 +101,7 @@ def test_rand_shapes_and_errors():
 
 # --------------------------------------------------------------- Generator --
 
+
 def test_manual_seed_makes_runs_reproducible():
     attnkit.manual_seed(42)
     first = [attnkit.random.rand(100).numpy().copy() for _ in range(3)]
@@ -146,6 +150,7 @@ def test_generator_errors():
 
 # ----------------------------------------------------------------- dropout --
 
+
 def dropout_pair(x_values, p, generator, grad_values):
     """Forward and backward of F.dropout; returns (y, dx, (seed, offset))."""
     x = attnkit.tensor(x_values, requires_grad=True)
@@ -170,9 +175,14 @@ def test_reference_dropout_gradient_by_finite_differences(rng):
     x = rng.standard_normal(n)
     dy = rng.standard_normal(n)
     analytic = reference.dropout_backward(dy, p, seed, offset)
-    numeric = np.array([
-        dy @ (reference.dropout(x + h * e, p, seed, offset) - reference.dropout(x - h * e, p, seed, offset)) / (2 * h)
-        for e in np.eye(n)])
+    numeric = np.array(
+        [
+            dy
+            @ (reference.dropout(x + h * e, p, seed, offset) - reference.dropout(x - h * e, p, seed, offset))
+            / (2 * h)
+            for e in np.eye(n)
+        ]
+    )
     np.testing.assert_allclose(numeric, analytic, rtol=1e-7, atol=1e-9)
 
 

@@ -34,6 +34,7 @@ def run_python(code, isa=None):
 
 # --------------------------------------------------------------- threads --
 
+
 @pytest.mark.usefixtures("restore_threads")
 def test_set_and_get_num_threads():
     for n in (1, 2, 3, 1):
@@ -44,9 +45,19 @@ def test_set_and_get_num_threads():
 
 
 @pytest.mark.usefixtures("restore_threads")
-@pytest.mark.parametrize("bad, error", [
-    (0, ValueError), (-1, ValueError), (10**9, ValueError),
-    (2.5, TypeError), (2.0, TypeError), (True, TypeError), ("2", TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (10**9, ValueError),
+        (2.5, TypeError),
+        (2.0, TypeError),
+        (True, TypeError),
+        ("2", TypeError),
+        (None, TypeError),
+    ],
+)
 def test_bad_thread_counts(bad, error):
     attnkit.set_num_threads(2)
     with pytest.raises(error, match="set_num_threads.*'n'"):
@@ -62,13 +73,16 @@ def test_results_do_not_depend_on_the_thread_count(cpu_isa, approximate, rng):
     results = {}
     for threads in (1, 2):
         attnkit.set_num_threads(threads)
-        results[threads] = (np.asarray(_C.gelu_forward(x, approximate)),
-                            np.asarray(_C.gelu_backward(dy, x, approximate)))
+        results[threads] = (
+            np.asarray(_C.gelu_forward(x, approximate)),
+            np.asarray(_C.gelu_backward(dy, x, approximate)),
+        )
     for one, two in zip(results[1], results[2]):
         assert one.tobytes() == two.tobytes()
 
 
 # ------------------------------------------------------------- CPU ISAs --
+
 
 def test_supported_isas_are_known_and_generic_is_always_there():
     supported = attnkit.supported_cpu_isas()
@@ -118,6 +132,7 @@ def test_an_isa_this_cpu_lacks_fails_the_import_clearly():
 
 # ------------------------------------------------------------ attnkit info --
 
+
 def console_script():
     """The `attnkit` entry point installed next to this interpreter."""
     for folder in (os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable))):
@@ -149,8 +164,9 @@ def test_info_prints_version_isa_threads_and_cuda(command):
 def test_info_json_and_usage_errors():
     import json
 
-    result = subprocess.run([sys.executable, "-m", "attnkit", "info", "--json"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "attnkit", "info", "--json"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
     assert facts["version"] == attnkit.__version__ and "cuda" in facts and "openmp threads" in facts
@@ -165,6 +181,7 @@ def test_build_info():
 
 
 # -------------------------------------------------------------- allocator --
+
 
 def test_cpu_allocator_reuses_freed_blocks():
     size = (3 << 20) + 123  # an odd size, not used elsewhere in the tests

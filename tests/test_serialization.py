@@ -18,8 +18,7 @@ import attnkit
 from attnkit import nn
 from attnkit.serialization import load_config
 
-DTYPE_CODES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int32": "I32", "int64": "I64",
-               "bool": "BOOL"}
+DTYPE_CODES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int32": "I32", "int64": "I64", "bool": "BOOL"}
 
 
 def sample_tensors(rng):
@@ -36,8 +35,8 @@ def sample_tensors(rng):
         "weights.f32": attnkit.tensor(f32),
         "f16": attnkit.tensor(f16),
         "bf16": bf16,
-        "i32": attnkit.tensor(rng.integers(-2**31, 2**31, (2, 2, 3)).astype(np.int32)),
-        "i64": attnkit.tensor(np.array([-2**63, 2**63 - 1, 0, 5], np.int64)),
+        "i32": attnkit.tensor(rng.integers(-(2**31), 2**31, (2, 2, 3)).astype(np.int32)),
+        "i64": attnkit.tensor(np.array([-(2**63), 2**63 - 1, 0, 5], np.int64)),
         "mask": attnkit.tensor(rng.integers(0, 2, 11).astype(bool)),
         "scalar": attnkit.tensor(np.float32(2.5)),
         "empty": attnkit.tensor(np.zeros((0, 4), np.float32)),
@@ -56,8 +55,8 @@ def parse_by_hand(path):
     """(header dict, byte buffer, header length) read by the format's rules."""
     data = open(path, "rb").read()
     (header_length,) = struct.unpack("<Q", data[:8])
-    header_bytes = data[8:8 + header_length]
-    return json.loads(header_bytes.decode("utf-8")), data[8 + header_length:], header_length, header_bytes
+    header_bytes = data[8 : 8 + header_length]
+    return json.loads(header_bytes.decode("utf-8")), data[8 + header_length :], header_length, header_bytes
 
 
 def test_file_follows_the_safetensors_format(tmp_path, rng):
@@ -109,10 +108,12 @@ def test_a_file_written_by_hand_loads(tmp_path):
     a = np.arange(6, dtype="<f4").reshape(2, 3)
     b = np.array([1, -2], dtype="<i8")
     c = np.array(7, dtype="<i4")
-    header = {"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [16, 40]},
-              "__metadata__": {"source": "hand"},
-              "c": {"dtype": "I32", "shape": [], "data_offsets": [40, 44]},
-              "b": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}}
+    header = {
+        "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [16, 40]},
+        "__metadata__": {"source": "hand"},
+        "c": {"dtype": "I32", "shape": [], "data_offsets": [40, 44]},
+        "b": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]},
+    }
     header_bytes = json.dumps(header).encode()
     path = tmp_path / "hand.safetensors"
     path.write_bytes(struct.pack("<Q", len(header_bytes)) + header_bytes + b.tobytes() + a.tobytes() + c.tobytes())
@@ -134,12 +135,21 @@ def test_nested_checkpoints_keep_their_structure(tmp_path, rng):
     moment = attnkit.tensor(rng.standard_normal((2, 3)).astype(np.float32))
     checkpoint = {
         "model": {"w": weight},
-        "optimizer": {"state": {0: {"step": 3, "exp_avg": moment}}, "param_groups": [{"betas": (0.9, 0.95),
-                                                                                      "params": [0]}]},
+        "optimizer": {
+            "state": {0: {"step": 3, "exp_avg": moment}},
+            "param_groups": [{"betas": (0.9, 0.95), "params": [0]}],
+        },
         "same weight again": weight,
-        "step": 1200, "loss": 1.25, "best": float("inf"), "worst": float("-inf"), "bad": float("nan"),
-        "tiny": 5e-324, "name": "run-7", "flags": [True, None, "x", 2**70],
-        "@odd": {"@tensor": "not a tensor"}, "nested tuple": ((1, 2), [3]),
+        "step": 1200,
+        "loss": 1.25,
+        "best": float("inf"),
+        "worst": float("-inf"),
+        "bad": float("nan"),
+        "tiny": 5e-324,
+        "name": "run-7",
+        "flags": [True, None, "x", 2**70],
+        "@odd": {"@tensor": "not a tensor"},
+        "nested tuple": ((1, 2), [3]),
     }
     path = tmp_path / "checkpoint.safetensors"
     attnkit.save(checkpoint, path, config=Config())
@@ -236,23 +246,32 @@ def write_raw(path, header, payload=b""):
     path.write_bytes(struct.pack("<Q", len(header_bytes)) + header_bytes + payload)
 
 
-@pytest.mark.parametrize("header,payload,message", [
-    ({"a": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}}, bytes(8), "has dtype 'F64'; attnkit reads"),
-    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8), "needs 12 bytes, its offsets span 8"),
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}}, bytes(8), "outside the 8-byte buffer"),
-    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8), "a hole at byte 0"),
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-      "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8), "an overlap at byte 8"),
-    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(8), "cover 4 bytes of a 8-byte buffer"),
-    ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, bytes(4), "not a list of non-negative ints"),
-    ({"a": {"dtype": "F32", "shape": [1]}}, bytes(4), "needs 'dtype', 'shape' and 'data_offsets'"),
-    ({"a": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}}, b"\x01\x02", "bytes other than 0 and 1"),
-    ({"__metadata__": {"n": 1}}, b"", "'__metadata__' must map strings to strings"),
-    (b'{"a": 1, "a": 2}', b"", "duplicate key 'a'"),
-    (b"[1, 2]", b"", "the header is not a JSON object"),
-    (b"{\xff}", b"", "not UTF-8 JSON"),
-    ({"__metadata__": {"attnkit.structure": "{\"@tensor\": \"gone\"}"}}, b"", "refers to a tensor 'gone'"),
-])
+@pytest.mark.parametrize(
+    "header,payload,message",
+    [
+        ({"a": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}}, bytes(8), "has dtype 'F64'; attnkit reads"),
+        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8), "needs 12 bytes, its offsets span 8"),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}}, bytes(8), "outside the 8-byte buffer"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8), "a hole at byte 0"),
+        (
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+            },
+            bytes(8),
+            "an overlap at byte 8",
+        ),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(8), "cover 4 bytes of a 8-byte buffer"),
+        ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, bytes(4), "not a list of non-negative ints"),
+        ({"a": {"dtype": "F32", "shape": [1]}}, bytes(4), "needs 'dtype', 'shape' and 'data_offsets'"),
+        ({"a": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}}, b"\x01\x02", "bytes other than 0 and 1"),
+        ({"__metadata__": {"n": 1}}, b"", "'__metadata__' must map strings to strings"),
+        (b'{"a": 1, "a": 2}', b"", "duplicate key 'a'"),
+        (b"[1, 2]", b"", "the header is not a JSON object"),
+        (b"{\xff}", b"", "not UTF-8 JSON"),
+        ({"__metadata__": {"attnkit.structure": '{"@tensor": "gone"}'}}, b"", "refers to a tensor 'gone'"),
+    ],
+)
 def test_malformed_files_raise_clear_errors(tmp_path, header, payload, message):
     path = tmp_path / "bad.safetensors"
     write_raw(path, header, payload)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
-
-import reference
-from conftest import assert_reduction_close
 
 DTYPES = [np.float32, np.int64, np.int32, np.float16, np.bool_]
 
@@ -52,20 +51,31 @@ def test_references_by_finite_differences(rng):
     x = rng.standard_normal((3, 4))
     index = np.array([2, 0, 2])
     upstream = rng.standard_normal((3, 3))
-    np.testing.assert_allclose(reference.index_select_backward(upstream, x.shape, 1, index),
-                               numeric_gradient(lambda v: reference.index_select(v, 1, index), x, upstream),
-                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        reference.index_select_backward(upstream, x.shape, 1, index),
+        numeric_gradient(lambda v: reference.index_select(v, 1, index), x, upstream),
+        rtol=1e-7,
+        atol=1e-9,
+    )
     gather_index = rng.integers(0, 3, size=(2, 4))
     upstream = rng.standard_normal((2, 4))
-    np.testing.assert_allclose(reference.gather_backward(upstream, x.shape, 0, gather_index),
-                               numeric_gradient(lambda v: reference.gather(v, 0, gather_index), x, upstream),
-                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        reference.gather_backward(upstream, x.shape, 0, gather_index),
+        numeric_gradient(lambda v: reference.gather(v, 0, gather_index), x, upstream),
+        rtol=1e-7,
+        atol=1e-9,
+    )
     upstream = rng.standard_normal((3, 2))
-    np.testing.assert_allclose(reference.narrow_backward(upstream, x.shape, 1, 1),
-                               numeric_gradient(lambda v: v[:, 1:3], x, upstream), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        reference.narrow_backward(upstream, x.shape, 1, 1),
+        numeric_gradient(lambda v: v[:, 1:3], x, upstream),
+        rtol=1e-7,
+        atol=1e-9,
+    )
 
 
 # ------------------------------------------------------------------ reshape --
+
 
 def test_reshape_is_a_view_and_reshapes_the_gradient(rng):
     values = rng.standard_normal((3, 17)).astype(np.float32)
@@ -82,7 +92,9 @@ def test_reshape_is_a_view_and_reshapes_the_gradient(rng):
     assert F.squeeze(attnkit.tensor(np.zeros((1, 3, 1), np.float32))).shape == (3,)
     assert F.squeeze(attnkit.tensor(np.zeros((1, 3, 1), np.float32)), 0).shape == (3, 1)
     assert F.squeeze(attnkit.tensor(np.zeros((2, 3), np.float32)), 0).shape == (2, 3)
-    with pytest.raises(ValueError, match=r"reshape: argument 'shape' expected 51 elements like \[3, 17\], got \[4, 13\]"):
+    with pytest.raises(
+        ValueError, match=r"reshape: argument 'shape' expected 51 elements like \[3, 17\], got \[4, 13\]"
+    ):
         F.reshape(x, 4, 13)
     with pytest.raises(TypeError, match="reshape: argument 'shape' expected ints"):
         F.reshape(x, 3.0, 17)
@@ -93,7 +105,7 @@ def test_reshape_is_a_view_and_reshapes_the_gradient(rng):
 PERMUTE_CASES = [
     ((17,), (0,)),
     ((3, 17), (1, 0)),
-    ((127, 1000), (1, 0)),       # 2-d transpose, odd sizes, several tiles per side
+    ((127, 1000), (1, 0)),  # 2-d transpose, odd sizes, several tiles per side
     ((1000, 3), (1, 0)),
     ((1, 127), (1, 0)),
     ((2, 17, 3, 33), (0, 2, 1, 3)),  # the attention head shuffle: runs of 33
@@ -133,14 +145,26 @@ def test_transpose_copies(rng):
         F.transpose(x, 0, 3)
     with pytest.raises(ValueError, match="permute: argument 'dims' expected each dim exactly once, got dim 0 twice"):
         F.permute(x, 0, 0, 1)
-    with pytest.raises(ValueError, match="permute: argument 'dims' expected a permutation of the input's 3 dims, got 2 dims"):
+    with pytest.raises(
+        ValueError, match="permute: argument 'dims' expected a permutation of the input's 3 dims, got 2 dims"
+    ):
         F.permute(x, 0, 1)
 
 
 # ------------------------------------------------------------------- expand --
 
-@pytest.mark.parametrize("shape, target", [((3,), (2, 3)), ((3, 1), (3, 17)), ((1,), (1000,)),
-                                           ((2, 1, 3), (4, 2, 5, 3)), ((127, 1), (2, 127, 33)), ((), (3, 1))])
+
+@pytest.mark.parametrize(
+    "shape, target",
+    [
+        ((3,), (2, 3)),
+        ((3, 1), (3, 17)),
+        ((1,), (1000,)),
+        ((2, 1, 3), (4, 2, 5, 3)),
+        ((127, 1), (2, 127, 33)),
+        ((), (3, 1)),
+    ],
+)
 def test_expand_and_its_summed_gradient(rng, shape, target):
     values = rng.standard_normal(shape).astype(np.float32)
     x = leaf(values)
@@ -150,25 +174,42 @@ def test_expand_and_its_summed_gradient(rng, shape, target):
     out.backward(attnkit.tensor(upstream))
     lead = len(target) - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and target[lead + i] != 1)
-    naive = np.cumsum(np.moveaxis(upstream, axes, range(-len(axes), 0)).reshape(
-        [target[d] for d in range(len(target)) if d not in axes] + [-1]), axis=-1, dtype=np.float32)[..., -1]
+    naive = np.cumsum(
+        np.moveaxis(upstream, axes, range(-len(axes), 0)).reshape(
+            [target[d] for d in range(len(target)) if d not in axes] + [-1]
+        ),
+        axis=-1,
+        dtype=np.float32,
+    )[..., -1]
     assert_reduction_close(x.grad.numpy(), reference.sum_to_shape(upstream, shape), naive.reshape(shape))
 
 
 def test_expand_keeps_sizes_given_as_minus_one_and_checks():
     x = attnkit.tensor(np.arange(3, dtype=np.int64).reshape(3, 1))
     np.testing.assert_array_equal(F.expand(x, 2, -1, 4).numpy(), np.broadcast_to(np.arange(3).reshape(3, 1), (2, 3, 4)))
-    with pytest.raises(ValueError, match=r"expand: argument 'shape' expected a shape the input's \[3, 1\] "
-                                         r"broadcasts to, got \[2, 4\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"expand: argument 'shape' expected a shape the input's \[3, 1\] "
+        r"broadcasts to, got \[2, 4\]",
+    ):
         F.expand(x, 2, 4)
 
 
 # -------------------------------------------------------- split, cat, narrow --
 
-@pytest.mark.parametrize("shape, split, dim", [
-    ((17, 3), 5, 0), ((17, 3), [1, 16], 0), ((3, 127), 50, 1), ((2, 3, 17), [3, 0, 14], -1),
-    ((1, 1000, 3), 333, 1), ((4, 6), 6, 1), ((0, 4), 2, 1),
-])
+
+@pytest.mark.parametrize(
+    "shape, split, dim",
+    [
+        ((17, 3), 5, 0),
+        ((17, 3), [1, 16], 0),
+        ((3, 127), 50, 1),
+        ((2, 3, 17), [3, 0, 14], -1),
+        ((1, 1000, 3), 333, 1),
+        ((4, 6), 6, 1),
+        ((0, 4), 2, 1),
+    ],
+)
 def test_split_and_cat_round_trip(rng, shape, split, dim):
     values = rng.standard_normal(shape).astype(np.float32)
     x = leaf(values)
@@ -231,20 +272,33 @@ def test_stack_and_chunk(rng):
 
 def test_split_cat_errors():
     x = attnkit.tensor(np.zeros((4, 6), np.float32))
-    with pytest.raises(ValueError, match=r"split: argument 'split_size_or_sections' expected sizes summing to 6 "
-                                         r"\(the size of dim 1\), got sizes summing to 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"split: argument 'split_size_or_sections' expected sizes summing to 6 "
+        r"\(the size of dim 1\), got sizes summing to 5",
+    ):
         F.split(x, [2, 3], 1)
     with pytest.raises(ValueError, match="split: argument 'split_size_or_sections' expected a positive size, got 0"):
         F.split(x, 0)
-    with pytest.raises(ValueError, match=r"cat: argument 'tensors\[1\]' expected the shape of tensors\[0\], "
-                                         r"\[4, 6\], except along dim 0, got \[4, 5\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"cat: argument 'tensors\[1\]' expected the shape of tensors\[0\], "
+        r"\[4, 6\], except along dim 0, got \[4, 5\]",
+    ):
         F.cat([x, attnkit.tensor(np.zeros((4, 5), np.float32))])
-    with pytest.raises(ValueError, match=r"cat: argument 'tensors\[1\]' expected the shape of tensors\[0\], "
-                                         r"\[4, 6\], except along dim 1, got \[4\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"cat: argument 'tensors\[1\]' expected the shape of tensors\[0\], "
+        r"\[4, 6\], except along dim 1, got \[4\]",
+    ):
         F.cat([x, attnkit.tensor(np.zeros(4, np.float32))], 1)
-    with pytest.raises(TypeError, match=r"cat: argument 'tensors\[1\]' expected the dtype of tensors\[0\], float32, got int64"):
+    with pytest.raises(
+        TypeError, match=r"cat: argument 'tensors\[1\]' expected the dtype of tensors\[0\], float32, got int64"
+    ):
         F.cat([x, attnkit.tensor(np.zeros((4, 6), np.int64))])
-    with pytest.raises(TypeError, match="cat: argument 'tensors' expected a list or tuple of attnkit.Tensor, got Tensor"):
+    with pytest.raises(
+        TypeError, match="cat: argument 'tensors' expected a list or tuple of attnkit.Tensor, got Tensor"
+    ):
         F.cat(x)
     with pytest.raises(ValueError, match="cat: argument 'tensors' expected at least one tensor"):
         F.cat([])
@@ -264,7 +318,9 @@ def test_narrow_views_copies_and_gradient(rng):
     upstream = rng.standard_normal((5, 4)).astype(np.float32)
     columns.backward(attnkit.tensor(upstream))
     np.testing.assert_array_equal(x.grad.numpy(), reference.narrow_backward(upstream, (5, 17), 1, 13))
-    with pytest.raises(ValueError, match=r"narrow: argument 'length' expected a length in \[0, 2\] from start 3, got 3"):
+    with pytest.raises(
+        ValueError, match=r"narrow: argument 'length' expected a length in \[0, 2\] from start 3, got 3"
+    ):
         F.narrow(x, 0, 3, 3)
     with pytest.raises(ValueError, match=r"narrow: argument 'start' expected a start in \[0, 17\], got 20"):
         F.narrow(x, 1, 20, 0)
@@ -272,8 +328,18 @@ def test_narrow_views_copies_and_gradient(rng):
 
 # ------------------------------------------------------------ index_select --
 
-@pytest.mark.parametrize("shape, dim, count", [((17, 3), 0, 5), ((3, 127), 1, 1000), ((2, 17, 5), 1, 3),
-                                               ((4, 3, 17), -1, 17), ((1000, 1), 0, 127), ((5, 4), 0, 0)])
+
+@pytest.mark.parametrize(
+    "shape, dim, count",
+    [
+        ((17, 3), 0, 5),
+        ((3, 127), 1, 1000),
+        ((2, 17, 5), 1, 3),
+        ((4, 3, 17), -1, 17),
+        ((1000, 1), 0, 127),
+        ((5, 4), 0, 0),
+    ],
+)
 @pytest.mark.parametrize("index_dtype", [np.int64, np.int32])
 def test_index_select_matches_reference(rng, shape, dim, count, index_dtype):
     values = rng.standard_normal(shape).astype(np.float32)
@@ -297,8 +363,9 @@ def test_index_select_matches_reference(rng, shape, dim, count, index_dtype):
 def test_index_select_every_dtype(rng, dtype):
     values = random_values(rng, (7, 3), dtype)
     index = np.array([6, 0, 6, 2])
-    np.testing.assert_array_equal(F.index_select(attnkit.tensor(values), 0, attnkit.tensor(index)).numpy(),
-                                  values[index])
+    np.testing.assert_array_equal(
+        F.index_select(attnkit.tensor(values), 0, attnkit.tensor(index)).numpy(), values[index]
+    )
 
 
 def test_index_select_gradient_same_for_any_thread_count(rng, threads):
@@ -315,32 +382,46 @@ def test_index_select_gradient_same_for_any_thread_count(rng, threads):
 
 def test_index_select_errors():
     x = attnkit.tensor(np.zeros((10, 4), np.float32))
-    with pytest.raises(ValueError, match=r"index_select: argument 'index' expected indices in \[0, 10\) "
-                                         r"\(the size of dimension 0\), got index 10 at flat position 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"index_select: argument 'index' expected indices in \[0, 10\) "
+        r"\(the size of dimension 0\), got index 10 at flat position 2",
+    ):
         F.index_select(x, 0, attnkit.tensor([1, 2, 10]))
     with pytest.raises(ValueError, match="got index -1 at flat position 0"):
         F.index_select(x, 1, attnkit.tensor(np.array([-1], np.int32)))
-    with pytest.raises(TypeError, match="index_select: argument 'index' expected an int32 or int64 tensor, got float32"):
+    with pytest.raises(
+        TypeError, match="index_select: argument 'index' expected an int32 or int64 tensor, got float32"
+    ):
         F.index_select(x, 0, attnkit.tensor([1.0]))
-    with pytest.raises(ValueError, match=r"index_select: argument 'index' expected a 0-d or 1-d array of indices, "
-                                         r"got shape \[1, 2\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"index_select: argument 'index' expected a 0-d or 1-d array of indices, "
+        r"got shape \[1, 2\]",
+    ):
         F.index_select(x, 0, attnkit.tensor([[1, 2]]))
-    with pytest.raises(ValueError, match=r"index_select_backward: argument 'grad_output' expected shape \[2, 4\], got \[3, 4\]"):
+    with pytest.raises(
+        ValueError, match=r"index_select_backward: argument 'grad_output' expected shape \[2, 4\], got \[3, 4\]"
+    ):
         _C.index_select_backward(_C.zeros([3, 4], "float32"), [10, 4], 0, attnkit.tensor([1, 2])._array)
 
 
 # ------------------------------------------------------------------ gather --
 
-@pytest.mark.parametrize("shape, dim, index_shape", [
-    ((17, 127), -1, (17, 1)),      # one target per row, as in a loss
-    ((17, 127), 1, (17, 5)),
-    ((3, 17), 0, (5, 17)),
-    ((3, 17), 0, (4, 2)),          # smaller than the input outside dim
-    ((2, 5, 3), 1, (2, 7, 3)),
-    ((2, 5, 3), 1, (1, 2, 2)),
-    ((1000,), 0, (127,)),
-    ((3, 4), 1, (3, 0)),
-])
+
+@pytest.mark.parametrize(
+    "shape, dim, index_shape",
+    [
+        ((17, 127), -1, (17, 1)),  # one target per row, as in a loss
+        ((17, 127), 1, (17, 5)),
+        ((3, 17), 0, (5, 17)),
+        ((3, 17), 0, (4, 2)),  # smaller than the input outside dim
+        ((2, 5, 3), 1, (2, 7, 3)),
+        ((2, 5, 3), 1, (1, 2, 2)),
+        ((1000,), 0, (127,)),
+        ((3, 4), 1, (3, 0)),
+    ],
+)
 @pytest.mark.parametrize("index_dtype", [np.int64, np.int32])
 def test_gather_matches_reference(rng, shape, dim, index_shape, index_dtype):
     values = rng.standard_normal(shape).astype(np.float32)
@@ -367,8 +448,9 @@ def _coordinates(index, axis):
 def test_gather_every_dtype(rng, dtype):
     values = random_values(rng, (4, 9), dtype)
     index = rng.integers(0, 9, size=(4, 3))
-    np.testing.assert_array_equal(F.gather(attnkit.tensor(values), 1, attnkit.tensor(index)).numpy(),
-                                  np.take_along_axis(values, index, 1))
+    np.testing.assert_array_equal(
+        F.gather(attnkit.tensor(values), 1, attnkit.tensor(index)).numpy(), np.take_along_axis(values, index, 1)
+    )
 
 
 def test_gather_gradient_same_for_any_thread_count(rng, threads):
@@ -384,14 +466,23 @@ def test_gather_gradient_same_for_any_thread_count(rng, threads):
 
 def test_gather_errors():
     x = attnkit.tensor(np.zeros((3, 4), np.float32))
-    with pytest.raises(ValueError, match=r"gather: argument 'index' expected indices in \[0, 4\) \(the size of "
-                                         r"dimension 1\), got index 4 at flat position 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"gather: argument 'index' expected indices in \[0, 4\) \(the size of "
+        r"dimension 1\), got index 4 at flat position 3",
+    ):
         F.gather(x, 1, attnkit.tensor([[0, 1], [2, 4]]))
-    with pytest.raises(ValueError, match=r"gather: argument 'index' expected as many dimensions as the input, 2, "
-                                         r"got shape \[2\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"gather: argument 'index' expected as many dimensions as the input, 2, "
+        r"got shape \[2\]",
+    ):
         F.gather(x, 1, attnkit.tensor([0, 1]))
-    with pytest.raises(ValueError, match=r"gather: argument 'index' expected sizes at most the input's \[3, 4\] "
-                                         r"outside dim 1, got shape \[4, 1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"gather: argument 'index' expected sizes at most the input's \[3, 4\] "
+        r"outside dim 1, got shape \[4, 1\]",
+    ):
         F.gather(x, 1, attnkit.tensor(np.zeros((4, 1), np.int64)))
     with pytest.raises(TypeError, match="gather: argument 'index' expected an int32 or int64 tensor, got bool"):
         F.gather(x, 1, attnkit.tensor(np.zeros((3, 1), bool)))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
-import reference
-from conftest import assert_reduction_close
 
 SIZES = [1, 3, 17, 64, 127, 1000]
 OPS = {
@@ -171,8 +171,10 @@ def test_reference_by_finite_differences(rng, op):
         plus, minus = x.copy(), x.copy()
         plus[index] += h
         minus[index] -= h
-        numeric[index] = (np.sum(dy * np.where(np.isinf(forward(plus, scale)), 0, forward(plus, scale)))
-                          - np.sum(dy * np.where(np.isinf(forward(minus, scale)), 0, forward(minus, scale)))) / (2 * h)
+        numeric[index] = (
+            np.sum(dy * np.where(np.isinf(forward(plus, scale)), 0, forward(plus, scale)))
+            - np.sum(dy * np.where(np.isinf(forward(minus, scale)), 0, forward(minus, scale)))
+        ) / (2 * h)
     analytic = backward(dy, forward(x, scale), scale)
     finite = np.isfinite(x)
     np.testing.assert_allclose(analytic[finite], numeric[finite], rtol=1e-6, atol=1e-8)

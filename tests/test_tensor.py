@@ -39,6 +39,7 @@ def shares_memory(tensor, array):
 
 # ----------------------------------------------------------------- numpy --
 
+
 def test_from_numpy_shares_memory_both_ways():
     array = np.arange(6, dtype=np.float32).reshape(2, 3)
     t = attnkit.from_numpy(array)
@@ -113,6 +114,7 @@ def test_default_dtypes_follow_pytorch():
 
 # -------------------------------------------------------------- bfloat16 --
 
+
 def bfloat16_round_reference(values):
     """Nearest bfloat16 (8 significant bits, ties to even) of float64 normal
     numbers, by frexp and np.rint (which rounds half to even)."""
@@ -162,6 +164,7 @@ def test_bfloat16_reads_back_widened_and_numpy_raises():
 
 # ---------------------------------------------------- empty and 0-d --
 
+
 @pytest.mark.parametrize("shape", [(0,), (0, 3), (2, 0, 4)])
 @pytest.mark.parametrize("dtype_name", ALL_DTYPES)
 def test_empty_tensors(shape, dtype_name):
@@ -193,6 +196,7 @@ def test_zero_dimensional_tensors(dtype_name):
 
 # ------------------------------------------------------------ bad input --
 
+
 def test_from_numpy_refuses_non_contiguous_and_tensor_copies_it():
     base = np.arange(24, dtype=np.float32).reshape(4, 6)
     for view in (base[:, ::2], base.T, base[:, 1:]):
@@ -214,9 +218,16 @@ def test_from_numpy_refuses_read_only_memory():
     np.testing.assert_array_equal(attnkit.tensor(read_only).numpy(), np.zeros(4, np.float32))
 
 
-@pytest.mark.parametrize("array", [
-    np.zeros(3, np.float64), np.zeros(3, np.complex64), np.array([object(), object()]),
-    np.zeros(3, np.uint8), np.array(["a", "b"])])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros(3, np.float64),
+        np.zeros(3, np.complex64),
+        np.array([object(), object()]),
+        np.zeros(3, np.uint8),
+        np.array(["a", "b"]),
+    ],
+)
 def test_from_numpy_refuses_dtypes_attnkit_lacks(array):
     with pytest.raises(TypeError, match="from_numpy.*'array'"):
         attnkit.from_numpy(array)
@@ -245,6 +256,7 @@ def test_bad_arguments_to_constructors():
 
 # ------------------------------------------------------ __array__ (NumPy 2) --
 
+
 def test_array_protocol_copy_semantics():
     t = attnkit.tensor([1.0, 2.0, 3.0])
     assert shares_memory(t, t.numpy())  # copy=None: no copy needed, none made
@@ -265,6 +277,7 @@ def test_array_protocol_copy_semantics():
 
 
 # ---------------------------------------------------------------- DLPack --
+
 
 class LegacyProducer:
     """A DLPack producer from before DLPack 1.0: __dlpack__ takes no max_version."""
@@ -399,6 +412,7 @@ def test_dlpack_with_pytorch():
 
 # -------------------------------------------------------------- autograd --
 
+
 def test_gelu_backward_reaches_the_leaf(rng):
     values = rng.standard_normal(17).astype(np.float32)
     upstream = rng.standard_normal(17).astype(np.float32)
@@ -499,8 +513,13 @@ def test_backward_argument_checks():
     F.gelu(s).backward()
     assert s.grad.shape == ()
     np.testing.assert_array_equal(
-        s.grad.numpy(), np.asarray(_C.gelu_backward(_C.array_from_numpy(np.array(1.0, np.float32)),
-                                                    _C.array_from_numpy(np.array(2.0, np.float32)), "none")))
+        s.grad.numpy(),
+        np.asarray(
+            _C.gelu_backward(
+                _C.array_from_numpy(np.array(1.0, np.float32)), _C.array_from_numpy(np.array(2.0, np.float32)), "none"
+            )
+        ),
+    )
 
 
 def _native(values):

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
+from conftest import assert_elementwise_close
 
 import attnkit
 import attnkit.nn.functional as F
-
-import reference
-from conftest import assert_elementwise_close
 
 
 def leaf(values):
@@ -25,6 +24,7 @@ def same(a, b) -> None:
 
 
 # ----------------------------------------------------------------- operators --
+
 
 def test_arithmetic_operators_are_the_functional_ops(rng):
     a = attnkit.tensor(rng.standard_normal((3, 17)).astype(np.float32))
@@ -84,9 +84,14 @@ def test_in_place_operators_rebind_to_a_new_tensor():
 def test_comparison_operators(rng):
     a = attnkit.tensor(rng.integers(-2, 2, size=(4, 5)).astype(np.float32))
     b = attnkit.tensor(rng.integers(-2, 2, size=5).astype(np.float32))
-    for result, expected in (((a == b), a.numpy() == b.numpy()), ((a != b), a.numpy() != b.numpy()),
-                             ((a < b), a.numpy() < b.numpy()), ((a <= 0), a.numpy() <= 0),
-                             ((a > b), a.numpy() > b.numpy()), ((0 >= a), a.numpy() <= 0)):
+    for result, expected in (
+        ((a == b), a.numpy() == b.numpy()),
+        ((a != b), a.numpy() != b.numpy()),
+        ((a < b), a.numpy() < b.numpy()),
+        ((a <= 0), a.numpy() <= 0),
+        ((a > b), a.numpy() > b.numpy()),
+        ((0 >= a), a.numpy() <= 0),
+    ):
         assert result.dtype == attnkit.bool
         np.testing.assert_array_equal(result.numpy(), expected)
     same(a.eq(b), a == b)
@@ -146,17 +151,30 @@ def test_gradients_of_a_tensor_used_several_times_add_natively(rng):
 
 # ------------------------------------------------------------------ indexing --
 
+
 def test_getitem_ints_slices_and_ellipsis(rng):
     values = rng.standard_normal((4, 5, 6)).astype(np.float32)
     x = attnkit.tensor(values)
-    for key in (0, -1, slice(1, 3), (slice(None), -1), (2, slice(1, 4)), (Ellipsis, 2), (1, Ellipsis, slice(0, 2)),
-                (slice(None), slice(None), 5), (3, 4, 5), slice(2, 100), slice(3, 1), np.int64(2),
-                (slice(-2, None), 0)):
+    for key in (
+        0,
+        -1,
+        slice(1, 3),
+        (slice(None), -1),
+        (2, slice(1, 4)),
+        (Ellipsis, 2),
+        (1, Ellipsis, slice(0, 2)),
+        (slice(None), slice(None), 5),
+        (3, 4, 5),
+        slice(2, 100),
+        slice(3, 1),
+        np.int64(2),
+        (slice(-2, None), 0),
+    ):
         np.testing.assert_array_equal(x[key].numpy(), values[key], err_msg=f"key {key!r}")
-    assert np.shares_memory(x[1].numpy(), x.numpy())          # leading-dim parts are views
+    assert np.shares_memory(x[1].numpy(), x.numpy())  # leading-dim parts are views
     assert np.shares_memory(x[1, 2:4].numpy(), x.numpy())
-    assert not np.shares_memory(x[:, -1].numpy(), x.numpy())   # others copy
-    assert [row.shape for row in x] == [(5, 6)] * 4           # iteration stops at IndexError
+    assert not np.shares_memory(x[:, -1].numpy(), x.numpy())  # others copy
+    assert [row.shape for row in x] == [(5, 6)] * 4  # iteration stops at IndexError
 
 
 def test_getitem_with_ids(rng):
@@ -209,6 +227,7 @@ def test_getitem_errors():
 
 # ------------------------------------------------------------ shape methods --
 
+
 def test_shape_methods(rng):
     values = rng.standard_normal((2, 3, 4)).astype(np.float32)
     x = attnkit.tensor(values)
@@ -254,6 +273,7 @@ def test_reduction_methods(rng):
 
 # ------------------------------------------------------------------ in place --
 
+
 def test_zero_and_fill_in_place():
     x = attnkit.tensor(np.arange(6, dtype=np.float32))
     assert x.zero_() is x
@@ -274,11 +294,14 @@ def test_zero_and_fill_in_place():
         x.fill_("1")
     with pytest.raises(ValueError, match="fill_: argument 'value' expected a whole number"):
         ids.fill_(0.5)
-    with pytest.raises(ValueError, match="fill_: argument 'value' expected an integer in the int64 range, got 2361183241434822606848"):
+    with pytest.raises(
+        ValueError, match="fill_: argument 'value' expected an integer in the int64 range, got 2361183241434822606848"
+    ):
         ids.fill_(2**71)
 
 
 # ----------------------------------------------------------------- factories --
+
 
 def test_factories():
     z = attnkit.zeros(2, 3)
@@ -318,6 +341,7 @@ def test_arange():
 
 
 # ---------------------------------------------------------------- conversions --
+
 
 def test_conversions():
     x = attnkit.tensor(np.array([1.7, -2.2, 0.0], np.float32))

@@ -9,31 +9,40 @@ import math
 
 import numpy as np
 import pytest
-
-import attnkit
-from attnkit.models import Transformer, TransformerConfig
-
 import reference
 from conftest import assert_elementwise_close, assert_reduction_close
 from test_attention_module import PARAMETER_VALUES, mha_reference
 from test_blocks import as_numpy, encoder_layer_reference, feed_forward_reference, layer_norm_reference
 
+import attnkit
+from attnkit.models import Transformer, TransformerConfig
 
 # These tests seed the default generator: restore its state after each one.
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
 
 
 def tiny_config(**changes):
-    settings = dict(src_vocab_size=13, tgt_vocab_size=13, block_size=12, n_layer=2, n_head=4, n_embd=16, d_ff=24,
-                    dropout=0.0, label_smoothing=0.0)
+    settings = dict(
+        src_vocab_size=13,
+        tgt_vocab_size=13,
+        block_size=12,
+        n_layer=2,
+        n_head=4,
+        n_embd=16,
+        d_ff=24,
+        dropout=0.0,
+        label_smoothing=0.0,
+    )
     settings.update(changes)
     return TransformerConfig(**settings)
 
 
 # --------------------------------------------------------- the reference --
 
+
 def decoder_layer_reference(layer, x, memory, dtype, tgt_mask=None, memory_mask=None):
     """nn.TransformerDecoderLayer in numpy, with a target padding mask as well."""
+
     def self_attend(h):
         return mha_reference(layer.self_attn, h, causal=True, key_padding_mask=tgt_mask, dtype=dtype)
 
@@ -78,7 +87,7 @@ def transformer_reference(model, src, tgt, dtype=np.float64, src_mask=None, tgt_
 def cut_after_eos(row, eos_id):
     """The hypothesis in a decoded row: up to and with its first EOS."""
     ends = np.flatnonzero(row == eos_id)
-    return row if ends.size == 0 else row[:ends[0] + 1]
+    return row if ends.size == 0 else row[: ends[0] + 1]
 
 
 def sequence_scores(model, src, rows, bos_id, eos_id, alpha, dtype=np.float64, src_mask=None):
@@ -88,8 +97,8 @@ def sequence_scores(model, src, rows, bos_id, eos_id, alpha, dtype=np.float64, s
     for index, row in enumerate(rows):
         sequence = cut_after_eos(row, eos_id)
         decoder_input = np.concatenate([[bos_id], sequence[:-1]])[None]
-        mask = None if src_mask is None else src_mask[index:index + 1]
-        logits = transformer_reference(model, src[index:index + 1], decoder_input, dtype, src_mask=mask)[0]
+        mask = None if src_mask is None else src_mask[index : index + 1]
+        logits = transformer_reference(model, src[index : index + 1], decoder_input, dtype, src_mask=mask)[0]
         log_probabilities = reference.log_softmax(logits)
         total = log_probabilities[np.arange(len(sequence)), sequence].sum()
         scores.append(total / ((5.0 + len(sequence)) / 6.0) ** alpha)
@@ -104,6 +113,7 @@ def random_model(seed, **changes):
 
 
 # ----------------------------------------------------------------- sizes --
+
 
 def test_base_parameter_count(monkeypatch):
     # The count does not depend on the values: skip the random fills.
@@ -136,11 +146,12 @@ def test_layout_sharing_and_initialization():
     width = 32
     attention = 4 * (width * width + width)
     feed_forward = 2 * width * 48 + 48 + width
-    assert model.num_parameters() == 64 * width + 2 * (attention + feed_forward + 4 * width) \
-        + 2 * (2 * attention + feed_forward + 6 * width)
+    assert model.num_parameters() == 64 * width + 2 * (attention + feed_forward + 4 * width) + 2 * (
+        2 * attention + feed_forward + 6 * width
+    )
     # embeddings N(0, d^-0.5); each q/k/v block Xavier uniform over [d, d]
     embedding = names["src_embedding.weight"].detach().numpy()
-    assert abs(embedding.std() - width ** -0.5) < 0.1 * width ** -0.5
+    assert abs(embedding.std() - width**-0.5) < 0.1 * width**-0.5
     qkv = names["encoder.layers.0.self_attn.qkv_proj.weight"].detach().numpy()
     bound = math.sqrt(6.0 / (width + width))
     assert qkv.shape == (3 * width, width) and 0.95 * bound < np.abs(qkv).max() <= bound
@@ -153,12 +164,18 @@ def test_layout_sharing_and_initialization():
 
 # --------------------------------------------------------------- forward --
 
-@pytest.mark.parametrize("norm_first, share_embeddings, bias", [(False, True, True), (True, False, True),
-                                                                  (False, False, False)])
+
+@pytest.mark.parametrize(
+    "norm_first, share_embeddings, bias", [(False, True, True), (True, False, True), (False, False, False)]
+)
 def test_forward_matches_reference(cpu_isa, rng, norm_first, share_embeddings, bias):
     attnkit.manual_seed(41)
-    config = tiny_config(norm_first=norm_first, share_embeddings=share_embeddings, bias=bias,
-                         tgt_vocab_size=13 if share_embeddings else 11)
+    config = tiny_config(
+        norm_first=norm_first,
+        share_embeddings=share_embeddings,
+        bias=bias,
+        tgt_vocab_size=13 if share_embeddings else 11,
+    )
     model = Transformer(config)
     src = rng.integers(0, 13, size=(3, 7))
     tgt = rng.integers(0, config.tgt_vocab_size, size=(3, 5))
@@ -166,11 +183,19 @@ def test_forward_matches_reference(cpu_isa, rng, norm_first, share_embeddings, b
     src_mask[1, 4:] = True
     tgt_mask = np.zeros((3, 5), bool)
     tgt_mask[2, 3:] = True
-    logits = model(attnkit.from_numpy(src), attnkit.from_numpy(tgt), attnkit.from_numpy(src_mask),
-                   attnkit.from_numpy(tgt_mask)).detach().numpy()
+    logits = (
+        model(
+            attnkit.from_numpy(src), attnkit.from_numpy(tgt), attnkit.from_numpy(src_mask), attnkit.from_numpy(tgt_mask)
+        )
+        .detach()
+        .numpy()
+    )
     assert logits.shape == (3, 5, config.tgt_vocab_size)
-    assert_reduction_close(logits, transformer_reference(model, src, tgt, np.float64, src_mask, tgt_mask),
-                           transformer_reference(model, src, tgt, np.float32, src_mask, tgt_mask))
+    assert_reduction_close(
+        logits,
+        transformer_reference(model, src, tgt, np.float64, src_mask, tgt_mask),
+        transformer_reference(model, src, tgt, np.float32, src_mask, tgt_mask),
+    )
 
 
 def mean_cross_entropy(logits, targets):
@@ -186,16 +211,24 @@ def check_gradients_by_finite_differences(rng, norm_first, share_embeddings):
     model's float32 rounding. Larger weights than the init, so every path
     carries a visible gradient."""
     attnkit.manual_seed(42)
-    model = Transformer(tiny_config(src_vocab_size=5, tgt_vocab_size=5, n_embd=4, n_head=2, d_ff=6,
-                                    norm_first=norm_first, share_embeddings=share_embeddings))
+    model = Transformer(
+        tiny_config(
+            src_vocab_size=5,
+            tgt_vocab_size=5,
+            n_embd=4,
+            n_head=2,
+            d_ff=6,
+            norm_first=norm_first,
+            share_embeddings=share_embeddings,
+        )
+    )
     for parameter in model.parameters():
         attnkit.nn.init.normal_(parameter, 0.0, 0.5)
     src = rng.integers(0, 5, size=(2, 3))
     tgt = rng.integers(0, 5, size=(2, 3))
     targets = rng.integers(0, 5, size=(2, 3))
     src_mask = np.array([[False, False, False], [False, False, True]])
-    logits = model(attnkit.from_numpy(src), attnkit.from_numpy(tgt),
-                   src_key_padding_mask=attnkit.from_numpy(src_mask))
+    logits = model(attnkit.from_numpy(src), attnkit.from_numpy(tgt), src_key_padding_mask=attnkit.from_numpy(src_mask))
     model.loss(logits, attnkit.from_numpy(targets)).backward()
 
     # The reference reads each parameter through PARAMETER_VALUES (by id):
@@ -205,7 +238,8 @@ def check_gradients_by_finite_differences(rng, norm_first, share_embeddings):
         arrays[name] = PARAMETER_VALUES[id(parameter)] = np.asarray(parameter.detach().numpy(), np.float64)
     try:
         expected = reference.central_differences(
-            arrays, lambda: mean_cross_entropy(transformer_reference(model, src, tgt, src_mask=src_mask), targets))
+            arrays, lambda: mean_cross_entropy(transformer_reference(model, src, tgt, src_mask=src_mask), targets)
+        )
     finally:
         PARAMETER_VALUES.clear()
     # Scale: the largest gradient, as in test_gpt: an entry is a sum of terms
@@ -236,12 +270,14 @@ def test_loss_uses_label_smoothing(rng):
     targets = rng.integers(0, 13, size=(2, 5))
     targets[1, 3:] = -100  # padding, left out
     logits = model(attnkit.from_numpy(src), attnkit.from_numpy(tgt))
-    expected = attnkit.nn.functional.cross_entropy(logits.reshape(-1, 13), attnkit.from_numpy(targets.reshape(-1)),
-                                                   label_smoothing=0.1)
+    expected = attnkit.nn.functional.cross_entropy(
+        logits.reshape(-1, 13), attnkit.from_numpy(targets.reshape(-1)), label_smoothing=0.1
+    )
     assert model.loss(logits, attnkit.from_numpy(targets)).item() == expected.item()
 
 
 # -------------------------------------------------------------- learning --
+
 
 def copy_batch(rng, count, reverse=False):
     """Sources of 10 random symbols 1..10; the target is the source (or its
@@ -267,8 +303,9 @@ def train_step(model, optimizer, batch):
 def test_pre_and_post_ln_both_train(norm_first):
     """Both layer placements fit a fixed batch of the reverse task."""
     attnkit.manual_seed(44)
-    model = Transformer(tiny_config(src_vocab_size=11, tgt_vocab_size=11, n_layer=1, n_embd=32, d_ff=64,
-                                    norm_first=norm_first))
+    model = Transformer(
+        tiny_config(src_vocab_size=11, tgt_vocab_size=11, n_layer=1, n_embd=32, d_ff=64, norm_first=norm_first)
+    )
     optimizer = attnkit.optim.AdamW(model.parameters(), lr=5e-3, betas=(0.9, 0.98), weight_decay=0.0)
     batch = copy_batch(np.random.default_rng(44), 16, reverse=True)
     losses = [train_step(model, optimizer, batch) for _ in range(40)]
@@ -284,13 +321,23 @@ def copy_model():
     400 steps of 64 fresh examples."""
     state = attnkit.random.default_generator.state_dict()
     attnkit.manual_seed(45)
-    config = TransformerConfig(src_vocab_size=11, tgt_vocab_size=11, block_size=COPY_MAX_LEN, n_layer=1, n_head=4,
-                               n_embd=64, d_ff=128, dropout=0.0, label_smoothing=0.0)
+    config = TransformerConfig(
+        src_vocab_size=11,
+        tgt_vocab_size=11,
+        block_size=COPY_MAX_LEN,
+        n_layer=1,
+        n_head=4,
+        n_embd=64,
+        d_ff=128,
+        dropout=0.0,
+        label_smoothing=0.0,
+    )
     model = Transformer(config)
     steps = 400
     optimizer = attnkit.optim.AdamW(model.parameters(), lr=5e-3, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
-    schedule = attnkit.optim.lr_scheduler.WarmupCosineLR(optimizer, warmup_steps=50, total_steps=steps,
-                                                         min_lr_ratio=0.1)
+    schedule = attnkit.optim.lr_scheduler.WarmupCosineLR(
+        optimizer, warmup_steps=50, total_steps=steps, min_lr_ratio=0.1
+    )
     rng = np.random.default_rng(45)
     for _ in range(steps):
         train_step(model, optimizer, copy_batch(rng, 64))
@@ -314,15 +361,18 @@ def test_beam_search_on_the_copy_task(copy_model):
     sequences, scores = copy_model.beam_search(src, max_len=COPY_MAX_LEN, bos_id=0, eos_id=0, return_scores=True)
     np.testing.assert_array_equal(sequences.numpy(), target)
     greedy = copy_model.greedy_decode(src, COPY_MAX_LEN, 0, 0).numpy()
-    np.testing.assert_array_equal(copy_model.beam_search(src, 1, max_len=COPY_MAX_LEN, bos_id=0, eos_id=0).numpy(),
-                                  greedy)
+    np.testing.assert_array_equal(
+        copy_model.beam_search(src, 1, max_len=COPY_MAX_LEN, bos_id=0, eos_id=0).numpy(), greedy
+    )
     beam_scores = sequence_scores(copy_model, source, sequences.numpy(), 0, 0, 0.6)
     assert np.all(beam_scores >= sequence_scores(copy_model, source, greedy, 0, 0, 0.6))
-    assert_reduction_close(scores, beam_scores,
-                           sequence_scores(copy_model, source, sequences.numpy(), 0, 0, 0.6, np.float32))
+    assert_reduction_close(
+        scores, beam_scores, sequence_scores(copy_model, source, sequences.numpy(), 0, 0, 0.6, np.float32)
+    )
 
 
 # -------------------------------------------------------------- decoding --
+
 
 def test_cached_decoding_equals_the_full_sequence(cpu_isa, rng):
     model = random_model(48)
@@ -332,10 +382,15 @@ def test_cached_decoding_equals_the_full_sequence(cpu_isa, rng):
         memory = model.encode(attnkit.from_numpy(src))
         caches = model.make_caches(batch=2, max_len=9)
         pieces = [model.decode(attnkit.from_numpy(tgt[:, :3].copy()), memory, caches=caches).numpy()]
-        pieces += [model.decode(attnkit.from_numpy(tgt[:, t:t + 1].copy()), memory, caches=caches).numpy()
-                   for t in range(3, 9)]
-    assert_reduction_close(np.concatenate(pieces, axis=1), transformer_reference(model, src, tgt),
-                           transformer_reference(model, src, tgt, np.float32))
+        pieces += [
+            model.decode(attnkit.from_numpy(tgt[:, t : t + 1].copy()), memory, caches=caches).numpy()
+            for t in range(3, 9)
+        ]
+    assert_reduction_close(
+        np.concatenate(pieces, axis=1),
+        transformer_reference(model, src, tgt),
+        transformer_reference(model, src, tgt, np.float32),
+    )
 
 
 def test_greedy_decode_equals_argmax_of_full_forward_passes(cpu_isa, rng):
@@ -344,15 +399,19 @@ def test_greedy_decode_equals_argmax_of_full_forward_passes(cpu_isa, rng):
     src_mask = np.zeros((4, 5), bool)
     src_mask[2, 3:] = True
     bos_id, eos_id, max_len = 1, 2, 9
-    decoded = model.greedy_decode(attnkit.from_numpy(src), max_len, bos_id, eos_id,
-                                  src_key_padding_mask=attnkit.from_numpy(src_mask)).numpy()
+    decoded = model.greedy_decode(
+        attnkit.from_numpy(src), max_len, bos_id, eos_id, src_key_padding_mask=attnkit.from_numpy(src_mask)
+    ).numpy()
     expected = np.empty((4, 0), np.int64)
     finished = np.zeros(4, bool)
     with attnkit.no_grad():
         for _ in range(max_len):
             decoder_input = np.concatenate([np.full((4, 1), bos_id), expected], axis=1)
-            logits = model(attnkit.from_numpy(src), attnkit.from_numpy(decoder_input),
-                           src_key_padding_mask=attnkit.from_numpy(src_mask)).numpy()
+            logits = model(
+                attnkit.from_numpy(src),
+                attnkit.from_numpy(decoder_input),
+                src_key_padding_mask=attnkit.from_numpy(src_mask),
+            ).numpy()
             token = np.where(finished, eos_id, logits[:, -1].argmax(axis=-1))
             expected = np.concatenate([expected, token[:, None]], axis=1)
             finished |= token == eos_id
@@ -380,23 +439,35 @@ def test_wide_beam_finds_the_best_sequence(rng, alpha):
     model = random_model(52, src_vocab_size=4, tgt_vocab_size=4, block_size=5)
     source = rng.integers(0, 4, size=(3, 5))
     bos_id, eos_id, max_len = 1, 0, 3
-    sequences, scores = model.beam_search(attnkit.from_numpy(source), beam_size=128, length_penalty=alpha,
-                                          max_len=max_len, bos_id=bos_id, eos_id=eos_id, return_scores=True)
+    sequences, scores = model.beam_search(
+        attnkit.from_numpy(source),
+        beam_size=128,
+        length_penalty=alpha,
+        max_len=max_len,
+        bos_id=bos_id,
+        eos_id=eos_id,
+        return_scores=True,
+    )
     sequences = sequences.numpy()
     words = [1, 2, 3]  # every token but EOS
-    candidates = [[eos_id]] + [[a, eos_id] for a in words] + \
-        [[a, b, c] for a, b in itertools.product(words, words) for c in range(4)]
+    candidates = (
+        [[eos_id]]
+        + [[a, eos_id] for a in words]
+        + [[a, b, c] for a, b in itertools.product(words, words) for c in range(4)]
+    )
     for index in range(3):
         rows = np.array([c + [eos_id] * (max_len - len(c)) for c in candidates])
-        all_scores = sequence_scores(model, np.repeat(source[index:index + 1], len(rows), axis=0), rows, bos_id,
-                                     eos_id, alpha)
+        all_scores = sequence_scores(
+            model, np.repeat(source[index : index + 1], len(rows), axis=0), rows, bos_id, eos_id, alpha
+        )
         best = rows[np.argmax(all_scores)]
-        np.testing.assert_array_equal(sequences[index, :len(cut_after_eos(best, eos_id))], cut_after_eos(best, eos_id))
+        np.testing.assert_array_equal(sequences[index, : len(cut_after_eos(best, eos_id))], cut_after_eos(best, eos_id))
     greedy = model.greedy_decode(attnkit.from_numpy(source), max_len, bos_id, eos_id).numpy()
     beam_scores = sequence_scores(model, source, sequences, bos_id, eos_id, alpha)
     assert np.all(beam_scores >= sequence_scores(model, source, greedy, bos_id, eos_id, alpha))
-    assert_reduction_close(scores, beam_scores, sequence_scores(model, source, sequences, bos_id, eos_id, alpha,
-                                                                np.float32))
+    assert_reduction_close(
+        scores, beam_scores, sequence_scores(model, source, sequences, bos_id, eos_id, alpha, np.float32)
+    )
 
 
 def test_batched_beam_search_equals_one_source_at_a_time(rng):
@@ -406,20 +477,35 @@ def test_batched_beam_search_equals_one_source_at_a_time(rng):
     lengths = [5, 2, 4]
     source = rng.integers(0, 6, size=(3, 5))
     mask = np.arange(5)[None, :] >= np.array(lengths)[:, None]
-    batched, batched_scores = model.beam_search(attnkit.from_numpy(source), beam_size=3, max_len=8, bos_id=0,
-                                                eos_id=5, src_key_padding_mask=attnkit.from_numpy(mask),
-                                                return_scores=True)
+    batched, batched_scores = model.beam_search(
+        attnkit.from_numpy(source),
+        beam_size=3,
+        max_len=8,
+        bos_id=0,
+        eos_id=5,
+        src_key_padding_mask=attnkit.from_numpy(mask),
+        return_scores=True,
+    )
     for index, length in enumerate(lengths):
-        alone, alone_scores = model.beam_search(attnkit.from_numpy(source[index:index + 1, :length].copy()),
-                                                beam_size=3, max_len=8, bos_id=0, eos_id=5, return_scores=True)
+        alone, alone_scores = model.beam_search(
+            attnkit.from_numpy(source[index : index + 1, :length].copy()),
+            beam_size=3,
+            max_len=8,
+            bos_id=0,
+            eos_id=5,
+            return_scores=True,
+        )
         alone = cut_after_eos(alone.numpy()[0], 5)
         np.testing.assert_array_equal(cut_after_eos(batched.numpy()[index], 5), alone)
-        assert_reduction_close(batched_scores[index], alone_scores[0],
-                               sequence_scores(model, source[index:index + 1, :length], alone[None], 0, 5, 0.6,
-                                               np.float32)[0])
+        assert_reduction_close(
+            batched_scores[index],
+            alone_scores[0],
+            sequence_scores(model, source[index : index + 1, :length], alone[None], 0, 5, 0.6, np.float32)[0],
+        )
 
 
 # --------------------------------------------------------- state and errors --
+
 
 def test_state_dict_round_trip(rng):
     config = tiny_config()

@@ -45,8 +45,8 @@ struct Result {
 };
 
 // A timed call that does `work` bytes (unit "GB/s") or FLOPs ("GFLOP/s").
-Result timed_result(std::string op, std::string variant, int threads, const Timing& timing,
-                    double work, std::string unit, double limit, std::string limit_name);
+Result timed_result(std::string op, std::string variant, int threads, const Timing& timing, double work,
+                    std::string unit, double limit, std::string limit_name);
 
 class Report {
  public:

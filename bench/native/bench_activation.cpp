@@ -27,16 +27,14 @@ void bench_activation(const Options& options, Report& report) {
     const double triad = memory_limit("triad", threads, options);
     for (auto approximation : {cpu::GeluApproximation::none, cpu::GeluApproximation::tanh}) {
       const std::string form = approximation == cpu::GeluApproximation::none ? "none" : "tanh";
-      const Timing forward = time_function(
-          [&] { cpu::gelu_forward(out.data(), x.data(), n, approximation); }, options.warmup,
-          options.repeats);
-      report.add(timed_result("gelu forward", form + ", " + size, threads, forward, 8.0 * n, "GB/s", copy,
-                              "copy"));
-      const Timing backward = time_function(
-          [&] { cpu::gelu_backward(out.data(), dy.data(), x.data(), n, approximation); },
-          options.warmup, options.repeats);
-      report.add(timed_result("gelu backward", form + ", " + size, threads, backward, 12.0 * n, "GB/s",
-                              triad, "triad"));
+      const Timing forward = time_function([&] { cpu::gelu_forward(out.data(), x.data(), n, approximation); },
+                                           options.warmup, options.repeats);
+      report.add(timed_result("gelu forward", form + ", " + size, threads, forward, 8.0 * n, "GB/s", copy, "copy"));
+      const Timing backward =
+          time_function([&] { cpu::gelu_backward(out.data(), dy.data(), x.data(), n, approximation); }, options.warmup,
+                        options.repeats);
+      report.add(
+          timed_result("gelu backward", form + ", " + size, threads, backward, 12.0 * n, "GB/s", triad, "triad"));
     }
   }
 }

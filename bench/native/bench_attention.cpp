@@ -20,8 +20,8 @@ void bench_attention(const Options& options, Report& report) {
     std::int64_t b, h, t, d;
     bool causal;
   };
-  const Shape shapes[] = {{4, 12, 256, 64, false}, {1, 12, 1024, 64, false}, {8, 8, 128, 64, false},
-                          {1, 16, 4096, 64, true}};
+  const Shape shapes[] = {
+      {4, 12, 256, 64, false}, {1, 12, 1024, 64, false}, {8, 8, 128, 64, false}, {1, 16, 4096, 64, true}};
   std::mt19937 generator(0);
   std::normal_distribution<float> normal(0.0f, 1.0f);
 
@@ -42,11 +42,11 @@ void bench_attention(const Options& options, Report& report) {
       p.causal = s.causal;
       p.for_backward = true;
       const double flops = 4.0 * s.b * s.h * s.t * s.t * s.d * (s.causal ? 0.5 : 1.0);
-      const std::string name = "B" + std::to_string(s.b) + " H" + std::to_string(s.h) + " T" +
-                               std::to_string(s.t) + " D" + std::to_string(s.d) + (s.causal ? " causal" : "");
-      const Timing forward = time_function(
-          [&] { cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), p); },
-          options.warmup, options.repeats);
+      const std::string name = "B" + std::to_string(s.b) + " H" + std::to_string(s.h) + " T" + std::to_string(s.t) +
+                               " D" + std::to_string(s.d) + (s.causal ? " causal" : "");
+      const Timing forward =
+          time_function([&] { cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), p); },
+                        options.warmup, options.repeats);
       report.add(timed_result("attention forward", name, threads, forward, flops, "GFLOP/s", peak, "FMA peak"));
       const Timing both = time_function(
           [&] {

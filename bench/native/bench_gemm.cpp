@@ -18,8 +18,8 @@ void bench_gemm(const Options& options, Report& report) {
   struct Shape {
     std::int64_t m, k, n;
   };
-  const Shape shapes[] = {{512, 512, 512},   {1024, 1024, 1024}, {768, 768, 768},
-                          {2048, 768, 768},  {2048, 768, 3072},  {2048, 3072, 768}};
+  const Shape shapes[] = {{512, 512, 512},  {1024, 1024, 1024}, {768, 768, 768},
+                          {2048, 768, 768}, {2048, 768, 3072},  {2048, 3072, 768}};
   const Shape decode_shapes[] = {{1, 768, 3072}, {8, 768, 3072}};
   std::mt19937 generator(0);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -53,8 +53,8 @@ void bench_gemm(const Options& options, Report& report) {
         const Timing t = time_function(
             [&] {
               for (const std::vector<float>& w : weights)
-                cpu::gemm(c.data(), s.n, a.data(), s.k, false, w.data(), transposed ? s.k : s.n, transposed,
-                          s.m, s.n, s.k, 1.0f, 0.0f);
+                cpu::gemm(c.data(), s.n, a.data(), s.k, false, w.data(), transposed ? s.k : s.n, transposed, s.m, s.n,
+                          s.k, 1.0f, 0.0f);
             },
             options.warmup, options.repeats);
         report.add(timed_result("gemm decode",

@@ -24,9 +24,8 @@ void bench_loss(const Options& options, Report& report) {
   // V = 50257: 2048 rows (two sequences of 1024 tokens, as bench_loss.py) at
   // the default --mib 128, scaled with --mib so that a short run stays short.
   // V = 65: as many rows as fill --mib.
-  const Case cases[] = {
-      {50257, std::max<std::int64_t>(1, 2048 * options.bytes_per_array / default_bytes)},
-      {65, std::max<std::int64_t>(1, options.bytes_per_array / (65 * std::int64_t(sizeof(float))))}};
+  const Case cases[] = {{50257, std::max<std::int64_t>(1, 2048 * options.bytes_per_array / default_bytes)},
+                        {65, std::max<std::int64_t>(1, options.bytes_per_array / (65 * std::int64_t(sizeof(float))))}};
   std::mt19937 generator(0);
   std::normal_distribution<float> normal(0.0f, 2.0f);
 
@@ -45,8 +44,8 @@ void bench_loss(const Options& options, Report& report) {
       set_num_threads(threads);
       const Timing forward = time_function(
           [&] {
-            cpu::cross_entropy_forward(losses.data(), statistics.data(), logits.data(), targets.data(), rows,
-                                       vocab, kIgnoreIndex, 0.0f);
+            cpu::cross_entropy_forward(losses.data(), statistics.data(), logits.data(), targets.data(), rows, vocab,
+                                       kIgnoreIndex, 0.0f);
             cpu::sum_in_order(losses.data(), rows);  // the mean reduction, as ops:: does it
           },
           options.warmup, options.repeats);
@@ -55,8 +54,8 @@ void bench_loss(const Options& options, Report& report) {
       // Backward of the mean: every row's gradient is 1 / rows.
       const Timing backward = time_function(
           [&] {
-            cpu::cross_entropy_backward(dlogits.data(), statistics.data(), &grad_loss, 0, float(rows),
-                                        logits.data(), targets.data(), rows, vocab, kIgnoreIndex, 0.0f);
+            cpu::cross_entropy_backward(dlogits.data(), statistics.data(), &grad_loss, 0, float(rows), logits.data(),
+                                        targets.data(), rows, vocab, kIgnoreIndex, 0.0f);
           },
           options.warmup, options.repeats);
       report.add(timed_result("cross_entropy backward", size, threads, backward, 8 * nv + 20 * n, "GB/s",

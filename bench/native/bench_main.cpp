@@ -44,8 +44,7 @@ long long parse_integer(const std::string& flag, const std::string& text, long l
   char* end = nullptr;
   const long long value = std::strtoll(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || value < low) {
-    std::fprintf(stderr, "attnkit_bench: %s expects an integer >= %lld, got '%s'\n", flag.c_str(), low,
-                 text.c_str());
+    std::fprintf(stderr, "attnkit_bench: %s expects an integer >= %lld, got '%s'\n", flag.c_str(), low, text.c_str());
     std::exit(2);
   }
   return value;
@@ -71,9 +70,7 @@ double memory_limit(const std::string& kind, int threads, const Options& options
   const auto key = std::make_pair(kind, threads);
   auto it = cache.find(key);
   if (it == cache.end())
-    it = cache.emplace(key, cpu::memory_bandwidth(cpu::parse_memory_pass(kind), options.probe_bytes,
-                                                  threads, 5))
-             .first;
+    it = cache.emplace(key, cpu::memory_bandwidth(cpu::parse_memory_pass(kind), options.probe_bytes, threads, 5)).first;
   return it->second;
 }
 
@@ -112,8 +109,8 @@ int run(int argc, char** argv) {
     }
   }
   for (const std::string& name : only) {
-    const bool known = std::any_of(std::begin(kBenchmarks), std::end(kBenchmarks),
-                                   [&](const Benchmark& b) { return name == b.name; });
+    const bool known =
+        std::any_of(std::begin(kBenchmarks), std::end(kBenchmarks), [&](const Benchmark& b) { return name == b.name; });
     if (!known) {
       std::fprintf(stderr, "attnkit_bench: no benchmark named '%s'\n", name.c_str());
       usage(stderr);
@@ -121,8 +118,8 @@ int run(int argc, char** argv) {
     }
   }
 
-  std::printf("attnkit %s, %s build, %s; cpu isa %s\n", ATTNKIT_VERSION_STRING, ATTNKIT_BUILD_TYPE,
-              ATTNKIT_COMPILER, cpu_isa_name(active_cpu_isa()));
+  std::printf("attnkit %s, %s build, %s; cpu isa %s\n", ATTNKIT_VERSION_STRING, ATTNKIT_BUILD_TYPE, ATTNKIT_COMPILER,
+              cpu_isa_name(active_cpu_isa()));
   Report report;
   for (const Benchmark& b : kBenchmarks)
     if (only.empty() || std::find(only.begin(), only.end(), b.name) != only.end()) b.run(options, report);

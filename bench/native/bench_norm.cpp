@@ -41,44 +41,56 @@ void bench_norm(const Options& options, Report& report) {
       const double copy = memory_limit("copy", threads, options);
       const double triad = memory_limit("triad", threads, options);
       auto add = [&](const char* op, const Timing& t, double bytes, bool forward) {
-        report.add(timed_result(op, size, threads, t, bytes, "GB/s", forward ? copy : triad,
-                                forward ? "copy" : "triad"));
+        report.add(
+            timed_result(op, size, threads, t, bytes, "GB/s", forward ? copy : triad, forward ? "copy" : "triad"));
       };
       // Each backward runs on the statistics of its own forward, timed just before.
       add("layer_norm forward",
-          time_function([&] { cpu::layer_norm_forward(y.data(), mean.data(), rstd.data(), x.data(), weight.data(),
-                                                      bias.data(), rows, width, kLayerNormEps); },
-                        options.warmup, options.repeats),
+          time_function(
+              [&] {
+                cpu::layer_norm_forward(y.data(), mean.data(), rstd.data(), x.data(), weight.data(), bias.data(), rows,
+                                        width, kLayerNormEps);
+              },
+              options.warmup, options.repeats),
           8 * nc + 8 * n + 8 * c, true);
       add("layer_norm backward",
-          time_function([&] { cpu::layer_norm_backward(dx.data(), dweight.data(), dbias.data(), dy.data(), nullptr,
-                                                       x.data(), weight.data(), mean.data(), rstd.data(), rows,
-                                                       width, kLayerNormEps); },
-                        options.warmup, options.repeats),
+          time_function(
+              [&] {
+                cpu::layer_norm_backward(dx.data(), dweight.data(), dbias.data(), dy.data(), nullptr, x.data(),
+                                         weight.data(), mean.data(), rstd.data(), rows, width, kLayerNormEps);
+              },
+              options.warmup, options.repeats),
           12 * nc + 8 * n + 12 * c, false);
       add("rms_norm forward",
-          time_function([&] { cpu::rms_norm_forward(y.data(), rstd.data(), x.data(), weight.data(), rows, width,
-                                                    kRmsNormEps); },
-                        options.warmup, options.repeats),
+          time_function(
+              [&] { cpu::rms_norm_forward(y.data(), rstd.data(), x.data(), weight.data(), rows, width, kRmsNormEps); },
+              options.warmup, options.repeats),
           8 * nc + 4 * n + 4 * c, true);
       add("rms_norm backward",
-          time_function([&] { cpu::rms_norm_backward(dx.data(), dweight.data(), dy.data(), x.data(), weight.data(),
-                                                     rstd.data(), rows, width, kRmsNormEps); },
-                        options.warmup, options.repeats),
+          time_function(
+              [&] {
+                cpu::rms_norm_backward(dx.data(), dweight.data(), dy.data(), x.data(), weight.data(), rstd.data(), rows,
+                                       width, kRmsNormEps);
+              },
+              options.warmup, options.repeats),
           12 * nc + 4 * n + 8 * c, false);
       add("add_layer_norm forward",
-          time_function([&] { cpu::add_layer_norm_forward(sum.data(), y.data(), mean.data(), rstd.data(), x.data(),
-                                                          residual.data(), weight.data(), bias.data(), rows,
-                                                          width, kLayerNormEps); },
-                        options.warmup, options.repeats),
+          time_function(
+              [&] {
+                cpu::add_layer_norm_forward(sum.data(), y.data(), mean.data(), rstd.data(), x.data(), residual.data(),
+                                            weight.data(), bias.data(), rows, width, kLayerNormEps);
+              },
+              options.warmup, options.repeats),
           16 * nc + 8 * n + 8 * c, true);
       // Backward of both outputs: reads dsum, dy and the saved sum (3 reads, 1
       // write); triad (2 reads, 1 write) is the nearest probe pass.
       add("add_layer_norm backward",
-          time_function([&] { cpu::layer_norm_backward(dx.data(), dweight.data(), dbias.data(), dy.data(),
-                                                       dsum.data(), sum.data(), weight.data(), mean.data(),
-                                                       rstd.data(), rows, width, kLayerNormEps); },
-                        options.warmup, options.repeats),
+          time_function(
+              [&] {
+                cpu::layer_norm_backward(dx.data(), dweight.data(), dbias.data(), dy.data(), dsum.data(), sum.data(),
+                                         weight.data(), mean.data(), rstd.data(), rows, width, kLayerNormEps);
+              },
+              options.warmup, options.repeats),
           16 * nc + 8 * n + 12 * c, false);
     }
   }

@@ -12,8 +12,8 @@ void bench_probe(const Options& options, Report& report) {
   const std::string footprint = std::to_string(options.probe_bytes >> 20) + " MiB";
   for (int threads : options.threads) {
     for (const char* kind : {"read", "write", "copy", "triad"})
-      report.add({std::string("memory ") + kind, footprint, threads, 0, 0,
-                  memory_limit(kind, threads, options), "GB/s", 0, ""});
+      report.add({std::string("memory ") + kind, footprint, threads, 0, 0, memory_limit(kind, threads, options), "GB/s",
+                  0, ""});
     for (CpuIsa isa : supported_cpu_isas())
       report.add({"fma peak", cpu_isa_name(isa), threads, 0, 0, cpu::fma_peak(threads, isa), "GFLOP/s", 0, ""});
   }

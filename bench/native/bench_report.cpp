@@ -23,16 +23,22 @@ Timing time_function(const std::function<void()>& fn, int warmup, int repeats) {
   return {median, seconds.front(), seconds.back()};
 }
 
-Result timed_result(std::string op, std::string variant, int threads, const Timing& timing,
-                    double work, std::string unit, double limit, std::string limit_name) {
-  return {std::move(op), std::move(variant), threads, timing.median * 1e3,
-          0.5 * (timing.high - timing.low) / timing.median, work / timing.median * 1e-9,
-          std::move(unit), limit, std::move(limit_name)};
+Result timed_result(std::string op, std::string variant, int threads, const Timing& timing, double work,
+                    std::string unit, double limit, std::string limit_name) {
+  return {std::move(op),
+          std::move(variant),
+          threads,
+          timing.median * 1e3,
+          0.5 * (timing.high - timing.low) / timing.median,
+          work / timing.median * 1e-9,
+          std::move(unit),
+          limit,
+          std::move(limit_name)};
 }
 
 void Report::print() const {
-  std::printf("%-24s %-30s %3s %9s %5s %16s %8s  %s\n", "op", "case", "thr", "ms", "±", "throughput",
-              "of limit", "limit");
+  std::printf("%-24s %-30s %3s %9s %5s %16s %8s  %s\n", "op", "case", "thr", "ms", "±", "throughput", "of limit",
+              "limit");
   for (const Result& r : results_) {
     char milliseconds[16] = "-", spread[16] = "-", value[32], fraction[16] = "-", limit[48] = "-";
     if (r.milliseconds > 0) {
@@ -44,8 +50,8 @@ void Report::print() const {
       std::snprintf(fraction, sizeof fraction, "%.0f%%", 100.0 * r.throughput / r.limit);
       std::snprintf(limit, sizeof limit, "%.1f %s %s", r.limit, r.unit.c_str(), r.limit_name.c_str());
     }
-    std::printf("%-24s %-30s %3d %9s %5s %16s %8s  %s\n", r.op.c_str(), r.variant.c_str(), r.threads,
-                milliseconds, spread, value, fraction, limit);
+    std::printf("%-24s %-30s %3d %9s %5s %16s %8s  %s\n", r.op.c_str(), r.variant.c_str(), r.threads, milliseconds,
+                spread, value, fraction, limit);
   }
 }
 

@@ -31,13 +31,12 @@ void bench_softmax(const Options& options, Report& report) {
       for (bool log : {false, true}) {
         const std::string name = log ? "log_softmax" : "softmax";
         // The backward's y is the forward's output of the same form.
-        const Timing forward = time_function(
-            [&] { cpu::softmax_forward(y.data(), x.data(), rows, width, 1.0f, log); }, options.warmup,
-            options.repeats);
+        const Timing forward = time_function([&] { cpu::softmax_forward(y.data(), x.data(), rows, width, 1.0f, log); },
+                                             options.warmup, options.repeats);
         report.add(timed_result(name + " forward", size, threads, forward, 8.0 * n, "GB/s", copy, "copy"));
-        const Timing backward = time_function(
-            [&] { cpu::softmax_backward(dx.data(), dy.data(), y.data(), rows, width, 1.0f, log); },
-            options.warmup, options.repeats);
+        const Timing backward =
+            time_function([&] { cpu::softmax_backward(dx.data(), dy.data(), y.data(), rows, width, 1.0f, log); },
+                          options.warmup, options.repeats);
         report.add(timed_result(name + " backward", size, threads, backward, 12.0 * n, "GB/s", triad, "triad"));
       }
     }

@@ -19,8 +19,8 @@ struct CpuMemoryStats {
   std::size_t allocated_bytes;  // handed out and not yet freed (rounded sizes)
   std::size_t cached_bytes;     // freed, held for reuse
   std::size_t cache_limit_bytes;
-  std::uint64_t allocations;    // cpu_allocate calls
-  std::uint64_t cache_hits;     // ... that reused a cached block
+  std::uint64_t allocations;  // cpu_allocate calls
+  std::uint64_t cache_hits;   // ... that reused a cached block
 };
 CpuMemoryStats cpu_memory_stats();
 // Returns every cached block to the system.

@@ -34,12 +34,10 @@ const char* dtype_name(DType dtype) {
 }
 
 DType dtype_from_name(const std::string& name) {
-  for (DType d : {DType::float32, DType::float16, DType::bfloat16, DType::int32, DType::int64,
-                  DType::bool_}) {
+  for (DType d : {DType::float32, DType::float16, DType::bfloat16, DType::int32, DType::int64, DType::bool_}) {
     if (name == dtype_name(d)) return d;
   }
-  throw_value_error("dtype", "name",
-                    "one of float32, float16, bfloat16, int32, int64, bool", "'" + name + "'");
+  throw_value_error("dtype", "name", "one of float32, float16, bfloat16, int32, int64, bool", "'" + name + "'");
 }
 
 bool dtype_is_floating(DType dtype) {
@@ -92,17 +90,18 @@ std::shared_ptr<Storage> Storage::allocate(std::size_t nbytes, Device device) {
   if (device.kind != Device::Kind::cpu)
     throw RuntimeError("attnkit was built without CUDA support; cannot allocate on " + device.str());
   void* data = cpu_allocate(nbytes);
-  return std::make_shared<Storage>(data, nbytes, device,
-                                   [nbytes](void* p) { cpu_free(p, nbytes); });
+  return std::make_shared<Storage>(data, nbytes, device, [nbytes](void* p) { cpu_free(p, nbytes); });
 }
 
 Array::Array(std::shared_ptr<Storage> storage, std::size_t byte_offset, Shape shape, DType dtype)
-    : storage_(std::move(storage)), byte_offset_(byte_offset), shape_(std::move(shape)),
-      numel_(shape_numel(shape_)), dtype_(dtype) {
+    : storage_(std::move(storage)),
+      byte_offset_(byte_offset),
+      shape_(std::move(shape)),
+      numel_(shape_numel(shape_)),
+      dtype_(dtype) {
   if (storage_ && byte_offset_ + nbytes() > storage_->nbytes())
-    throw RuntimeError("Array: a view of " + describe() + " at byte offset " +
-                       std::to_string(byte_offset_) + " does not fit its storage of " +
-                       std::to_string(storage_->nbytes()) + " bytes");
+    throw RuntimeError("Array: a view of " + describe() + " at byte offset " + std::to_string(byte_offset_) +
+                       " does not fit its storage of " + std::to_string(storage_->nbytes()) + " bytes");
 }
 
 Array Array::empty(const Shape& shape, DType dtype, Device device) {
@@ -120,8 +119,8 @@ std::int64_t Array::dim(int axis) const {
   const int n = ndim();
   const int a = axis < 0 ? axis + n : axis;
   if (a < 0 || a >= n)
-    throw_value_error("Array.dim", "axis", "an axis in [" + std::to_string(-n) + ", " +
-                      std::to_string(n) + ")", std::to_string(axis));
+    throw_value_error("Array.dim", "axis", "an axis in [" + std::to_string(-n) + ", " + std::to_string(n) + ")",
+                      std::to_string(axis));
   return shape_[a];
 }
 
@@ -138,21 +137,18 @@ Array Array::reshape(const Shape& shape) const {
     if (resolved[i] == -1 && inferred < 0) {
       inferred = static_cast<int>(i);
     } else if (resolved[i] < 0) {
-      throw_value_error("reshape", "shape", "non-negative sizes and at most one -1",
-                        shape_string(shape));
+      throw_value_error("reshape", "shape", "non-negative sizes and at most one -1", shape_string(shape));
     } else {
       known *= resolved[i];
     }
   }
   if (inferred >= 0) {
     if (known == 0 || numel_ % known != 0)
-      throw_value_error("reshape", "shape", "a shape compatible with " + shape_string(shape_),
-                        shape_string(shape));
+      throw_value_error("reshape", "shape", "a shape compatible with " + shape_string(shape_), shape_string(shape));
     resolved[inferred] = numel_ / known;
   }
   if (shape_numel(resolved) != numel_)
-    throw_value_error("reshape", "shape",
-                      std::to_string(numel_) + " elements like " + shape_string(shape_),
+    throw_value_error("reshape", "shape", std::to_string(numel_) + " elements like " + shape_string(shape_),
                       shape_string(shape));
   return Array(storage_, byte_offset_, resolved, dtype_);
 }

@@ -82,7 +82,9 @@ class Array {
 
   void* raw_data() const;
   template <typename T>
-  T* data() const { return static_cast<T*>(raw_data()); }
+  T* data() const {
+    return static_cast<T*>(raw_data());
+  }
 
   // A view with another shape and the same number of elements; one entry may
   // be -1 and is inferred.

@@ -80,9 +80,13 @@ std::vector<CpuIsa> supported_cpu_isas() {
   return isas;
 }
 
-CpuIsa best_cpu_isa() { return supported_cpu_isas().back(); }
+CpuIsa best_cpu_isa() {
+  return supported_cpu_isas().back();
+}
 
-CpuIsa active_cpu_isa() { return active().load(std::memory_order_relaxed); }
+CpuIsa active_cpu_isa() {
+  return active().load(std::memory_order_relaxed);
+}
 
 void select_cpu_isa(const std::string& name) {
   if (name.empty() || name == "auto") {
@@ -94,14 +98,13 @@ void select_cpu_isa(const std::string& name) {
     if (!cpu_can_run(isa)) {
       std::string have;
       for (CpuIsa s : supported_cpu_isas()) have += std::string(have.empty() ? "" : ", ") + cpu_isa_name(s);
-      throw RuntimeError("ATTNKIT_CPU_ISA=" + name + ": this CPU (or this build) cannot run " +
-                         name + " kernels; available here: " + have);
+      throw RuntimeError("ATTNKIT_CPU_ISA=" + name + ": this CPU (or this build) cannot run " + name +
+                         " kernels; available here: " + have);
     }
     active().store(isa);
     return;
   }
-  throw_value_error("ATTNKIT_CPU_ISA", "name", "one of auto, generic, avx2, avx512",
-                    "'" + name + "'");
+  throw_value_error("ATTNKIT_CPU_ISA", "name", "one of auto, generic, avx2, avx512", "'" + name + "'");
 }
 
 }  // namespace attnkit

@@ -19,12 +19,12 @@ struct RuntimeError : std::runtime_error {
 };
 
 // "gelu: argument 'x' expected float32, got int32"
-std::string argument_message(const std::string& op, const std::string& argument,
-                             const std::string& expected, const std::string& got);
+std::string argument_message(const std::string& op, const std::string& argument, const std::string& expected,
+                             const std::string& got);
 
-[[noreturn]] void throw_value_error(const std::string& op, const std::string& argument,
-                                    const std::string& expected, const std::string& got);
-[[noreturn]] void throw_type_error(const std::string& op, const std::string& argument,
-                                   const std::string& expected, const std::string& got);
+[[noreturn]] void throw_value_error(const std::string& op, const std::string& argument, const std::string& expected,
+                                    const std::string& got);
+[[noreturn]] void throw_type_error(const std::string& op, const std::string& argument, const std::string& expected,
+                                   const std::string& got);
 
 }  // namespace attnkit

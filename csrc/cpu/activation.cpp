@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "cpu/dispatch.h"
 #include "core/threading.h"
-#include "cpu/vec/vec_generic.h"
 #include "cpu/activation_kernels.h"
+#include "cpu/dispatch.h"
+#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
@@ -43,13 +43,12 @@ void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
   activation_kernels::tanh_backward<Vec>(dx, dy, x, n);
 }
 
-void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
-                    std::int64_t hidden) {
+void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden) {
   activation_kernels::swiglu_forward<Vec>(y, x, rows, columns, hidden);
 }
 
-void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
-                     std::int64_t columns, std::int64_t hidden) {
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
+                     std::int64_t hidden) {
   activation_kernels::swiglu_backward<Vec>(dx, dy, x, rows, columns, hidden);
 }
 
@@ -98,13 +97,10 @@ void for_each_tile(std::int64_t rows, std::int64_t hidden, const Body& body) {
 void gelu_forward(float* y, const float* x, std::int64_t n, GeluApproximation approximation) {
   const bool tanh_form = approximation == GeluApproximation::tanh;
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(gelu_forward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
-    kernel(y + offset, x + offset, count, tanh_form);
-  });
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count, tanh_form); });
 }
 
-void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n,
-                   GeluApproximation approximation) {
+void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, GeluApproximation approximation) {
   const bool tanh_form = approximation == GeluApproximation::tanh;
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(gelu_backward);
   for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
@@ -114,60 +110,48 @@ void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n,
 
 void relu_forward(float* y, const float* x, std::int64_t n) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(relu_forward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
-    kernel(y + offset, x + offset, count);
-  });
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
 }
 
 void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(relu_backward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
-    kernel(dx + offset, dy + offset, x + offset, count);
-  });
+  for_each_block(n,
+                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
 }
 
 void silu_forward(float* y, const float* x, std::int64_t n) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(silu_forward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
-    kernel(y + offset, x + offset, count);
-  });
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
 }
 
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(silu_backward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
-    kernel(dx + offset, dy + offset, x + offset, count);
-  });
+  for_each_block(n,
+                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
 }
 
 void tanh_forward(float* y, const float* x, std::int64_t n) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(tanh_forward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
-    kernel(y + offset, x + offset, count);
-  });
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
 }
 
 void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(tanh_backward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
-    kernel(dx + offset, dy + offset, x + offset, count);
-  });
+  for_each_block(n,
+                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
 }
 
 void swiglu_forward(float* y, const float* x, std::int64_t N, std::int64_t H) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(swiglu_forward);
-  for_each_tile(N, H, [&](std::int64_t row, std::int64_t rows, std::int64_t column,
-                          std::int64_t columns) {
+  for_each_tile(N, H, [&](std::int64_t row, std::int64_t rows, std::int64_t column, std::int64_t columns) {
     kernel(y + row * H + column, x + row * 2 * H + column, rows, columns, H);
   });
 }
 
 void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t N, std::int64_t H) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(swiglu_backward);
-  for_each_tile(N, H, [&](std::int64_t row, std::int64_t rows, std::int64_t column,
-                          std::int64_t columns) {
-    kernel(dx + row * 2 * H + column, dy + row * H + column, x + row * 2 * H + column, rows,
-           columns, H);
+  for_each_tile(N, H, [&](std::int64_t row, std::int64_t rows, std::int64_t column, std::int64_t columns) {
+    kernel(dx + row * 2 * H + column, dy + row * H + column, x + row * 2 * H + column, rows, columns, H);
   });
 }
 

@@ -11,8 +11,7 @@ enum class GeluApproximation { none, tanh };
 // y[n] = gelu(x[n])
 void gelu_forward(float* y, const float* x, std::int64_t n, GeluApproximation approximation);
 // dx[n] = dy[n] * gelu'(x[n]); dx may alias dy.
-void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n,
-                   GeluApproximation approximation);
+void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, GeluApproximation approximation);
 
 // y[n] = max(x[n], 0)
 void relu_forward(float* y, const float* x, std::int64_t n);
@@ -48,10 +47,9 @@ void silu_forward(float* y, const float* x, std::int64_t n);
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 void tanh_forward(float* y, const float* x, std::int64_t n);
 void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
-                    std::int64_t hidden);
-void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
-                     std::int64_t columns, std::int64_t hidden);
+void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden);
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
+                     std::int64_t hidden);
 }  // namespace generic
 namespace avx2 {
 void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form);
@@ -62,10 +60,9 @@ void silu_forward(float* y, const float* x, std::int64_t n);
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 void tanh_forward(float* y, const float* x, std::int64_t n);
 void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
-                    std::int64_t hidden);
-void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
-                     std::int64_t columns, std::int64_t hidden);
+void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden);
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
+                     std::int64_t hidden);
 }  // namespace avx2
 namespace avx512 {
 void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form);
@@ -76,10 +73,9 @@ void silu_forward(float* y, const float* x, std::int64_t n);
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
 void tanh_forward(float* y, const float* x, std::int64_t n);
 void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
-                    std::int64_t hidden);
-void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
-                     std::int64_t columns, std::int64_t hidden);
+void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden);
+void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
+                     std::int64_t hidden);
 }  // namespace avx512
 
 }  // namespace attnkit::cpu

@@ -61,8 +61,7 @@ inline V erfc_exponent_polynomial(V t) {
 // it, plenty for a first-order correction of a rounding error.
 template <class V>
 inline V erfc_sensitivity_to_t(V t) {
-  return fma(fma(V::broadcast(-0.37469205f), t, V::broadcast(1.7800238f)), t,
-             V::broadcast(0.88346654f));
+  return fma(fma(V::broadcast(-0.37469205f), t, V::broadcast(1.7800238f)), t, V::broadcast(0.88346654f));
 }
 
 // For the exact form: the lower-tail probability q = Phi(-|x|), and the
@@ -104,8 +103,7 @@ inline NormalTail<V> normal_tail(V x, bool with_density) {
   // The small terms are summed first, so the exponent's low part rounds once.
   const V small_terms = fma(erfc_sensitivity_to_t(t), delta, minus_half_error);
   NormalTail<V> out;
-  out.q = half * t *
-          vec_math::exp_sum(minus_half_square, erfc_exponent_polynomial(t) + small_terms);
+  out.q = half * t * vec_math::exp_sum(minus_half_square, erfc_exponent_polynomial(t) + small_terms);
   if (with_density) out.density = vec_math::exp_sum(minus_half_square, minus_half_error);
   return out;
 }
@@ -163,8 +161,7 @@ inline V gelu_tanh_derivative(V x) {
   const V one = V::broadcast(1.0f);
   const TanhFormTerms<V> terms = tanh_form_terms(x);
   const V s_one_minus_s = terms.a / (terms.one_plus_a * terms.one_plus_a);
-  const V du_dx = V::broadcast(kSqrt2OverPi) *
-                  fma(V::broadcast(3.0f * kTanhCubic), x * x, one);
+  const V du_dx = V::broadcast(kSqrt2OverPi) * fma(V::broadcast(3.0f * kTanhCubic), x * x, one);
   const V derivative = fma(V::broadcast(2.0f) * x * du_dx, s_one_minus_s, terms.s);
   const V zero = V::broadcast(0.0f);
   const V saturated = select(greater(x, zero), one, zero);
@@ -289,8 +286,8 @@ inline TanhTerms<V> tanh_terms(V x) {
   const V magnitude = abs(x);
 
   const V square = x * x;
-  const V small_value = select(less(magnitude, V::broadcast(kTanhIdentityLimit)), x,
-                                fma(x * square, tanh_polynomial(square), x));
+  const V small_value =
+      select(less(magnitude, V::broadcast(kTanhIdentityLimit)), x, fma(x * square, tanh_polynomial(square), x));
   const V small_derivative = fma(-small_value, small_value, one);
 
   // 1 - e and 1 + e are rounded; their rounding errors are exact (1 - e and
@@ -307,8 +304,8 @@ inline TanhTerms<V> tanh_terms(V x) {
   const V large_value = select(less(x, V::broadcast(0.0f)), -large_magnitude, large_magnitude);
   // (1 + e)^2 = square_of_sum + square_low to first order.
   const V square_of_sum = one_plus_e * one_plus_e;
-  const V square_low = fma(one_plus_e + one_plus_e, one_plus_e_error,
-                           product_error(one_plus_e, one_plus_e, square_of_sum));
+  const V square_low =
+      fma(one_plus_e + one_plus_e, one_plus_e_error, product_error(one_plus_e, one_plus_e, square_of_sum));
   const V quotient = (V::broadcast(4.0f) * e) / square_of_sum;
   const V large_derivative = fma(-quotient, square_low / square_of_sum, quotient);
 
@@ -359,8 +356,7 @@ inline void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_for
 
 // dx[i] = dy[i] * gelu'(x[i]) for i < n.
 template <class V>
-inline void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n,
-                          bool tanh_form) {
+inline void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form) {
   if (tanh_form) {
     map<V>(dx, dy, x, n, [](V g, V v) { return g * gelu_tanh_derivative(v); });
   } else {
@@ -403,8 +399,7 @@ inline void tanh_backward(float* dx, const float* dy, const float* x, std::int64
 // (and dx) 2 * hidden: the gate half, then the up half.
 //   y[r, j] = silu(x[r, j]) * x[r, hidden + j]
 template <class V>
-inline void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns,
-                           std::int64_t hidden) {
+inline void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* gate = x + r * 2 * hidden;
     map<V>(y + r * hidden, gate, gate + hidden, columns, [](V g, V u) { return silu(g) * u; });
@@ -414,8 +409,8 @@ inline void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int
 //   dx[r, j]          = dy[r, j] * up * silu'(gate)
 //   dx[r, hidden + j] = dy[r, j] * silu(gate)
 template <class V>
-inline void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows,
-                            std::int64_t columns, std::int64_t hidden) {
+inline void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
+                            std::int64_t hidden) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* gate = x + r * 2 * hidden;
     const float* up = gate + hidden;

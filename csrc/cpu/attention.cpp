@@ -12,37 +12,36 @@
 
 #include "core/allocator.h"
 #include "core/threading.h"
+#include "cpu/attention_kernels.h"
 #include "cpu/dispatch.h"
 #include "cpu/gemm.h"
 #include "cpu/random.h"
 #include "cpu/vec/vec_generic.h"
-#include "cpu/attention_kernels.h"
 
 namespace attnkit::cpu {
 
 namespace generic {
-void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
-                            const float* lo, const float* hi, const float* key_blocked,
-                            float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                            std::int64_t d) {
-  attention_kernels::online_softmax_columns<Vec>(s, lds, n, columns, j0, lo, hi, key_blocked, running_max,
-                                                 running_sum, out, ldo, d);
+void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0, const float* lo,
+                            const float* hi, const float* key_blocked, float* running_max, float* running_sum,
+                            float* out, std::int64_t ldo, std::int64_t d) {
+  attention_kernels::online_softmax_columns<Vec>(s, lds, n, columns, j0, lo, hi, key_blocked, running_max, running_sum,
+                                                 out, ldo, d);
 }
-void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
-                           std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
-                           const float* key_blocked, const float* lse, const float* delta) {
+void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
+                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked, const float* lse,
+                           const float* delta) {
   attention_kernels::softmax_backward_tile<Vec>(s, dp, ld, rows, n, j0, lo, hi, key_blocked, lse, delta);
 }
-void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-             std::int64_t rows, std::int64_t d) {
+void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
+             std::int64_t d) {
   attention_kernels::row_dot<Vec>(delta, a, lda, b, ldb, rows, d);
 }
-void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                    int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                    std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
-                    const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked) {
-  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, rows, kv_heads, k, v, ldk, ldv, j0,
-                                         j1, d, scale, lo, hi, key_blocked);
+void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows, int kv_heads,
+                    const float* k, const float* v, std::int64_t ldk, std::int64_t ldv, std::int64_t j0,
+                    std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo, const std::int64_t* hi,
+                    const float* key_blocked) {
+  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, rows, kv_heads, k, v, ldk, ldv, j0, j1, d,
+                                         scale, lo, hi, key_blocked);
 }
 }  // namespace generic
 
@@ -73,13 +72,15 @@ struct RowOps {
 
 RowOps row_ops() {
   return {ATTNKIT_ACTIVE_KERNEL(online_softmax_columns), ATTNKIT_ACTIVE_KERNEL(softmax_backward_tile),
-          ATTNKIT_ACTIVE_KERNEL(row_dot), ATTNKIT_ACTIVE_KERNEL(decode_partial),
-          ATTNKIT_ACTIVE_KERNEL(random_bits)};
+          ATTNKIT_ACTIVE_KERNEL(row_dot), ATTNKIT_ACTIVE_KERNEL(decode_partial), ATTNKIT_ACTIVE_KERNEL(random_bits)};
 }
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
-std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
-
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b;
+}
+std::int64_t round_up(std::int64_t a, std::int64_t b) {
+  return ceil_div(a, b) * b;
+}
 
 // Which keys each query row may see, and which keys are padding.
 class Visibility {
@@ -113,8 +114,8 @@ class Visibility {
   }
 
   // The ranges of rows [i0, i0 + rows) and the union [first, end) of them.
-  void tile_ranges(std::int64_t b, std::int64_t i0, int rows, std::int64_t* lo, std::int64_t* hi,
-                   std::int64_t* first, std::int64_t* end) const {
+  void tile_ranges(std::int64_t b, std::int64_t i0, int rows, std::int64_t* lo, std::int64_t* hi, std::int64_t* first,
+                   std::int64_t* end) const {
     *first = p_.key_length;
     *end = 0;
     for (int i = 0; i < rows; ++i) {
@@ -155,8 +156,8 @@ struct PackedKeys {
         rows_tile_stride(key_tile * round_up(p.head_dim, nr)),
         rows_size(ceil_div(p.key_length, key_tile) * key_tile * round_up(p.head_dim, nr)) {}
 
-  static void pack_columns(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p,
-                           int nr, const float* blocked) {
+  static void pack_columns(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p, int nr,
+                           const float* blocked) {
     const std::int64_t d = p.head_dim;
     gemm_pack_b(packed, keys, ld, true, p.key_length, d, nr);
     if (blocked == nullptr) return;
@@ -165,8 +166,8 @@ struct PackedKeys {
         for (std::int64_t x = 0; x < d; ++x) packed[(j / nr) * d * nr + x * nr + j % nr] = 0.0f;
   }
 
-  static void pack_as_a(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p,
-                        int mr, const float* blocked) {
+  static void pack_as_a(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p, int mr,
+                        const float* blocked) {
     const std::int64_t d = p.head_dim;
     gemm_pack_a(packed, keys, ld, false, p.key_length, d, mr);
     if (blocked == nullptr) return;
@@ -194,8 +195,8 @@ struct PackedKeys {
 // first) of head h in batch b; entry (i, j) is at tile[i * query_stride + j *
 // key_stride]. Zeroes the dropped entries and scales the kept ones.
 void apply_dropout(const RowOps& ops, const AttentionProblem& p, float* tile, std::int64_t query_stride,
-                   std::int64_t key_stride, int rows, std::int64_t n, std::int64_t b, std::int64_t h,
-                   std::int64_t row0, std::int64_t j0) {
+                   std::int64_t key_stride, int rows, std::int64_t n, std::int64_t b, std::int64_t h, std::int64_t row0,
+                   std::int64_t j0) {
   std::uint32_t bits[std::max(kKeyTile, kForwardKeyTile)];
   for (int i = 0; i < rows; ++i) {
     const std::int64_t first = ((b * p.heads + h) * p.query_length + row0 + i) * p.key_length + j0;
@@ -207,8 +208,8 @@ void apply_dropout(const RowOps& ops, const AttentionProblem& p, float* tile, st
   }
 }
 
-GemmMacroTile product_tile(const float* packed_a, const float* packed_b, float* c, std::int64_t ldc,
-                           std::int64_t m, std::int64_t n, std::int64_t kc, float alpha, bool accumulate) {
+GemmMacroTile product_tile(const float* packed_a, const float* packed_b, float* c, std::int64_t ldc, std::int64_t m,
+                           std::int64_t n, std::int64_t kc, float alpha, bool accumulate) {
   GemmMacroTile t{};
   t.packed_a = packed_a;
   t.packed_b = packed_b;
@@ -239,14 +240,14 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
   const std::int64_t d = p.head_dim;
   const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
-  const int rows = static_cast<int>(group * p.query_length);  // per kv head, ordered (head, query)
-  const int total_rows = static_cast<int>(p.kv_heads) * rows;   // per batch: row R = g * rows + r
+  const int rows = static_cast<int>(group * p.query_length);   // per kv head, ordered (head, query)
+  const int total_rows = static_cast<int>(p.kv_heads) * rows;  // per batch: row R = g * rows + r
   const Visibility visibility(p);
   // Work items: (batch, key range). With fewer batches than threads the keys
   // are split (split-KV) and the partial softmaxes merged below.
   const std::int64_t threads = get_num_threads();
-  const std::int64_t splits = std::max<std::int64_t>(
-      1, std::min(ceil_div(threads, p.batch), p.key_length / kDecodeMinimumKeysPerSplit));
+  const std::int64_t splits =
+      std::max<std::int64_t>(1, std::min(ceil_div(threads, p.batch), p.key_length / kDecodeMinimumKeysPerSplit));
   const std::int64_t keys_per_split = ceil_div(p.key_length, splits);
   // per (batch, split): acc [total_rows x d], max [total_rows], sum [total_rows]
   const std::int64_t partial_size = total_rows * (d + 2);
@@ -264,15 +265,14 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
       for (int row = 0; row < total_rows; ++row) {
         const int g = row / rows, r = row % rows;
         const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
-        std::memcpy(queries.data() + row * d, q + (b * p.query_length + i) * p.q_stride + h * d,
-                    d * sizeof(float));
+        std::memcpy(queries.data() + row * d, q + (b * p.query_length + i) * p.q_stride + h * d, d * sizeof(float));
       }
       for (int r = 0; r < rows; ++r) visibility.range(b, r % p.query_length, &lo[r], &hi[r]);
       float* partial = partials.data() + item * partial_size;
       ops.decode_partial(partial, partial + total_rows * d, partial + total_rows * (d + 1), scores.data(),
-                         queries.data(), rows, static_cast<int>(p.kv_heads),
-                         k + b * p.key_length * p.k_stride, v + b * p.key_length * p.v_stride, p.k_stride,
-                         p.v_stride, j0, j1, d, p.scale, lo.data(), hi.data(), visibility.blocked(b));
+                         queries.data(), rows, static_cast<int>(p.kv_heads), k + b * p.key_length * p.k_stride,
+                         v + b * p.key_length * p.v_stride, p.k_stride, p.v_stride, j0, j1, d, p.scale, lo.data(),
+                         hi.data(), visibility.blocked(b));
     }
   });
 
@@ -339,8 +339,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       const std::int64_t g = item % p.kv_heads;
       PackedKeys::pack_as_a(packed_k.data() + item * layout.a_size, k + b * p.key_length * p.k_stride + g * d,
                             p.k_stride, p, mr, visibility.blocked(b));
-      layout.pack_rows(packed_v.data() + item * layout.rows_size, v + b * p.key_length * p.v_stride + g * d,
-                       p.v_stride, p, nr, visibility.blocked(b));
+      layout.pack_rows(packed_v.data() + item * layout.rows_size, v + b * p.key_length * p.v_stride + g * d, p.v_stride,
+                       p, nr, visibility.blocked(b));
     }
   });
 
@@ -367,8 +367,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       }
 
       // Q tile as the B operand of S^T = K Q^T: slivers of nr queries by D
-      gemm_pack_b(packed_q.data(), q + (b * p.query_length + row0) * p.q_stride + h * d, p.q_stride, true, rows,
-                  d, nr);
+      gemm_pack_b(packed_q.data(), q + (b * p.query_length + row0) * p.q_stride + h * d, p.q_stride, true, rows, d, nr);
       std::fill(running_max, running_max + rows, kNegativeInfinity);
       std::fill(running_sum, running_sum + rows, 0.0f);
       std::fill(accumulator.data(), accumulator.data() + rows * d, 0.0f);
@@ -377,20 +376,20 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
         const std::int64_t n = std::min(kForwardKeyTile, p.key_length - j0);
         const float* blocked = visibility.blocked(b);
         kernel.macro_kernel(product_tile(packed_k.data() + kv_item * layout.a_size + (j0 / mr) * d * mr,
-                                         packed_q.data(), scores.data(), kForwardQueryTile, n, rows, d,
-                                         p.scale, false));
+                                         packed_q.data(), scores.data(), kForwardQueryTile, n, rows, d, p.scale,
+                                         false));
         ops.online_softmax_columns(scores.data(), kForwardQueryTile, n, rows, j0, first_key, end_key,
-                                   blocked ? blocked + j0 : nullptr, running_max, running_sum,
-                                   accumulator.data(), d, d);
+                                   blocked ? blocked + j0 : nullptr, running_max, running_sum, accumulator.data(), d,
+                                   d);
         // The normalizer counts every key; only the weights that reach V are dropped.
         if (p.dropout_drop_below != 0)
           apply_dropout(ops, p, scores.data(), 1, kForwardQueryTile, rows, n, b, h, row0, j0);
         // P = (S^T)^T as the A operand: contiguous runs of mr queries per key
         gemm_pack_a(packed_p.data(), scores.data(), kForwardQueryTile, true, rows, n, mr);
-        kernel.macro_kernel(product_tile(packed_p.data(),
-                                         packed_v.data() + kv_item * layout.rows_size +
-                                             (j0 / kForwardKeyTile) * layout.rows_tile_stride,
-                                         accumulator.data(), d, rows, d, n, 1.0f, true));
+        kernel.macro_kernel(product_tile(
+            packed_p.data(),
+            packed_v.data() + kv_item * layout.rows_size + (j0 / kForwardKeyTile) * layout.rows_tile_stride,
+            accumulator.data(), d, rows, d, n, 1.0f, true));
       }
       for (int i = 0; i < rows; ++i) {
         float* o = out + (b * p.query_length + row0 + i) * ldo + h * d;
@@ -405,9 +404,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   });
 }
 
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
-                        const float* k, const float* v, const float* out, const float* lse,
-                        const AttentionProblem& p) {
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const AttentionProblem& p) {
   const GemmMicroKernel kernel = active_gemm_kernel();
   const int mr = kernel.shape.mr;
   const int nr = kernel.shape.nr;
@@ -490,33 +488,28 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             const float* k_sliver = k_columns.data() + (j0 / nr) * d * nr;
             const float* v_sliver = v_columns.data() + (j0 / nr) * d * nr;
             // S = scale Q K^T and dP = dO V^T for this pair of tiles
-            kernel.macro_kernel(product_tile(q_as_a.data() + t * a_tile_stride, k_sliver, scores.data(),
-                                             kKeyTile, rows, n, d, p.scale, false));
-            kernel.macro_kernel(product_tile(dout_as_a.data() + t * a_tile_stride, v_sliver,
-                                             dscores.data(), kKeyTile, rows, n, d, 1.0f, false));
+            kernel.macro_kernel(product_tile(q_as_a.data() + t * a_tile_stride, k_sliver, scores.data(), kKeyTile, rows,
+                                             n, d, p.scale, false));
+            kernel.macro_kernel(product_tile(dout_as_a.data() + t * a_tile_stride, v_sliver, dscores.data(), kKeyTile,
+                                             rows, n, d, 1.0f, false));
             // With dropout, out = (P o M) V: the gradient reaching P is dP o M,
             // and dV takes P o M (M: the same mask, scaled, regenerated here).
-            if (p.dropout_drop_below != 0)
-              apply_dropout(ops, p, dscores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
-            ops.softmax_backward_tile(scores.data(), dscores.data(), kKeyTile, rows, n, j0, &lo[row0],
-                                      &hi[row0], blocked ? blocked + j0 : nullptr, head_lse + row0,
-                                      delta.data() + row0);
-            if (p.dropout_drop_below != 0)
-              apply_dropout(ops, p, scores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
+            if (p.dropout_drop_below != 0) apply_dropout(ops, p, dscores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
+            ops.softmax_backward_tile(scores.data(), dscores.data(), kKeyTile, rows, n, j0, &lo[row0], &hi[row0],
+                                      blocked ? blocked + j0 : nullptr, head_lse + row0, delta.data() + row0);
+            if (p.dropout_drop_below != 0) apply_dropout(ops, p, scores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
             // dV += P^T dO
             gemm_pack_a(packed.data(), scores.data(), kKeyTile, true, n, rows, mr);
-            kernel.macro_kernel(product_tile(packed.data(), dout_as_b.data() + t * b_tile_stride,
-                                             dv_tile.data(), d, n, d, rows, 1.0f, true));
+            kernel.macro_kernel(product_tile(packed.data(), dout_as_b.data() + t * b_tile_stride, dv_tile.data(), d, n,
+                                             d, rows, 1.0f, true));
             // dK += scale dS^T Q
             gemm_pack_a(packed.data(), dscores.data(), kKeyTile, true, n, rows, mr);
-            kernel.macro_kernel(product_tile(packed.data(), q_as_b.data() + t * b_tile_stride,
-                                             dk_tile.data(), d, n, d, rows, p.scale, true));
+            kernel.macro_kernel(product_tile(packed.data(), q_as_b.data() + t * b_tile_stride, dk_tile.data(), d, n, d,
+                                             rows, p.scale, true));
             // dQ += scale dS K
             gemm_pack_a(packed.data(), dscores.data(), kKeyTile, false, rows, n, mr);
-            kernel.macro_kernel(product_tile(packed.data(),
-                                             k_rows.data() + (j0 / kKeyTile) * layout.rows_tile_stride,
-                                             dq + q_offset + row0 * p.q_stride, p.q_stride, rows, d, n, p.scale,
-                                             true));
+            kernel.macro_kernel(product_tile(packed.data(), k_rows.data() + (j0 / kKeyTile) * layout.rows_tile_stride,
+                                             dq + q_offset + row0 * p.q_stride, p.q_stride, rows, d, n, p.scale, true));
           }
           for (std::int64_t r = 0; r < n; ++r) {
             std::memcpy(dk + k_offset + (j0 + r) * p.k_stride, dk_tile.data() + r * d, d * sizeof(float));

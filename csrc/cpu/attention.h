@@ -24,8 +24,8 @@ struct AttentionProblem {
   // Query i sits at position i + (key_length - query_length). With window > 0,
   // key j is visible only when |position - j| < window.
   std::int64_t window;
-  const std::int64_t* key_lengths;   // [B] or null: keys >= key_lengths[b] are padding
-  const std::uint8_t* key_padding;   // [B, Tk] or null: nonzero = ignore that key
+  const std::int64_t* key_lengths;  // [B] or null: keys >= key_lengths[b] are padding
+  const std::uint8_t* key_padding;  // [B, Tk] or null: nonzero = ignore that key
   // The saved lse will feed attention_backward: compute the scores exactly as
   // backward recomputes them (the tiled path), never on the decode path.
   bool for_backward;
@@ -44,55 +44,51 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                        const AttentionProblem& problem);
 
 // dq, dk, dv from dout and what forward saved (out, lse) plus q, k, v.
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
-                        const float* k, const float* v, const float* out, const float* lse,
-                        const AttentionProblem& problem);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const AttentionProblem& problem);
 
 // ---- what each ISA provides (attention_kernels.h instantiated) -------------
 namespace generic {
-void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
-                            const float* lo, const float* hi, const float* key_blocked,
-                            float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                            std::int64_t d);
-void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
-                           std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
-                           const float* key_blocked, const float* lse, const float* delta);
-void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-             std::int64_t rows, std::int64_t d);
-void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                    int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                    std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
-                    const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
+void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0, const float* lo,
+                            const float* hi, const float* key_blocked, float* running_max, float* running_sum,
+                            float* out, std::int64_t ldo, std::int64_t d);
+void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
+                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked, const float* lse,
+                           const float* delta);
+void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
+             std::int64_t d);
+void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows, int kv_heads,
+                    const float* k, const float* v, std::int64_t ldk, std::int64_t ldv, std::int64_t j0,
+                    std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo, const std::int64_t* hi,
+                    const float* key_blocked);
 }  // namespace generic
 namespace avx2 {
-void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
-                            const float* lo, const float* hi, const float* key_blocked,
-                            float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                            std::int64_t d);
-void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
-                           std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
-                           const float* key_blocked, const float* lse, const float* delta);
-void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-             std::int64_t rows, std::int64_t d);
-void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                    int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                    std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
-                    const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
+void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0, const float* lo,
+                            const float* hi, const float* key_blocked, float* running_max, float* running_sum,
+                            float* out, std::int64_t ldo, std::int64_t d);
+void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
+                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked, const float* lse,
+                           const float* delta);
+void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
+             std::int64_t d);
+void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows, int kv_heads,
+                    const float* k, const float* v, std::int64_t ldk, std::int64_t ldv, std::int64_t j0,
+                    std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo, const std::int64_t* hi,
+                    const float* key_blocked);
 }  // namespace avx2
 namespace avx512 {
-void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
-                            const float* lo, const float* hi, const float* key_blocked,
-                            float* running_max, float* running_sum, float* out, std::int64_t ldo,
-                            std::int64_t d);
-void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
-                           std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
-                           const float* key_blocked, const float* lse, const float* delta);
-void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-             std::int64_t rows, std::int64_t d);
-void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                    int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                    std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
-                    const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked);
+void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0, const float* lo,
+                            const float* hi, const float* key_blocked, float* running_max, float* running_sum,
+                            float* out, std::int64_t ldo, std::int64_t d);
+void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
+                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked, const float* lse,
+                           const float* delta);
+void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
+             std::int64_t d);
+void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows, int kv_heads,
+                    const float* k, const float* v, std::int64_t ldk, std::int64_t ldv, std::int64_t j0,
+                    std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo, const std::int64_t* hi,
+                    const float* key_blocked);
 }  // namespace avx512
 
 }  // namespace attnkit::cpu

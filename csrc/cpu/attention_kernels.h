@@ -27,8 +27,8 @@ inline V lane_indices() {
 // Scores s[0:n] of one row, keys j0..j0+n-1: -inf outside [lo, hi) and where
 // key_blocked is set.
 template <class V>
-inline V masked_scores(const float* s, std::int64_t j, int lanes, std::int64_t j0, std::int64_t lo,
-                       std::int64_t hi, const float* key_blocked) {
+inline V masked_scores(const float* s, std::int64_t j, int lanes, std::int64_t j0, std::int64_t lo, std::int64_t hi,
+                       const float* key_blocked) {
   const V minus_inf = V::broadcast(kNegativeInfinity);
   V x = lanes == V::width ? V::load(s + j) : V::load_partial(s + j, lanes);
   const V column = lane_indices<V>() + V::broadcast(static_cast<float>(j0 + j));
@@ -52,16 +52,18 @@ inline V masked_scores(const float* s, std::int64_t j, int lanes, std::int64_t j
 // exp(old_max - new_max), so that out + P^T V stays the unnormalized sum over
 // all keys seen so far.
 template <class V>
-inline void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns,
-                                   std::int64_t j0, const float* lo, const float* hi,
-                                   const float* key_blocked, float* running_max, float* running_sum,
-                                   float* out, std::int64_t ldo, std::int64_t d) {
+inline void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
+                                   const float* lo, const float* hi, const float* key_blocked, float* running_max,
+                                   float* running_sum, float* out, std::int64_t ldo, std::int64_t d) {
   constexpr int W = V::width;
   const V minus_inf = V::broadcast(kNegativeInfinity);
   for (int c = 0; c < columns; c += W) {
     const int lanes = columns - c < W ? columns - c : W;
     auto load = [&](const float* p) { return lanes == W ? V::load(p) : V::load_partial(p, lanes); };
-    auto store = [&](V x, float* p) { if (lanes == W) x.store(p); else x.store_partial(p, lanes); };
+    auto store = [&](V x, float* p) {
+      if (lanes == W) x.store(p);
+      else x.store_partial(p, lanes);
+    };
     const V first = load(lo + c), end = load(hi + c);
     V tile_max = minus_inf;
     for (std::int64_t j = 0; j < n; ++j) {
@@ -101,7 +103,8 @@ inline void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, i
       for (std::int64_t x = 0; x < d; x += W) {
         const int width = d - x < W ? static_cast<int>(d - x) : W;
         const V scaled = (width == W ? V::load(o + x) : V::load_partial(o + x, width)) * f;
-        if (width == W) scaled.store(o + x); else scaled.store_partial(o + x, width);
+        if (width == W) scaled.store(o + x);
+        else scaled.store_partial(o + x, width);
       }
     }
   }
@@ -112,9 +115,9 @@ inline void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, i
 // -inf) and dP = dO V^T (overwritten with dS = P * (dP - delta), where delta
 // = rowsum(dO * O), the softmax Jacobian applied to dP).
 template <class V>
-inline void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n,
-                                  std::int64_t j0, const std::int64_t* lo, const std::int64_t* hi,
-                                  const float* key_blocked, const float* lse, const float* delta) {
+inline void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
+                                  const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
+                                  const float* lse, const float* delta) {
   constexpr int W = V::width;
   for (int i = 0; i < rows; ++i) {
     float* srow = s + i * ld;
@@ -144,8 +147,8 @@ inline void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows
 
 // delta[i] = sum_d dO[i, d] * O[i, d] for `rows` rows (strided).
 template <class V>
-inline void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-                    std::int64_t rows, std::int64_t d) {
+inline void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
+                    std::int64_t d) {
   constexpr int W = V::width;
   for (std::int64_t i = 0; i < rows; ++i) {
     V acc = V::broadcast(0.0f);
@@ -170,10 +173,10 @@ inline void row_dot(float* delta, const float* a, std::int64_t lda, const float*
 // floats of scratch. k and v point at the batch's key 0, head 0; ldk and ldv
 // are the strides from one key (value) to the next.
 template <class V>
-inline void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q,
-                           int rows, int kv_heads, const float* k, const float* v, std::int64_t ldk,
-                           std::int64_t ldv, std::int64_t j0, std::int64_t j1, std::int64_t d, float scale,
-                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked) {
+inline void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows,
+                           int kv_heads, const float* k, const float* v, std::int64_t ldk, std::int64_t ldv,
+                           std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,
+                           const std::int64_t* hi, const float* key_blocked) {
   constexpr int W = V::width;
   const std::int64_t n = j1 - j0;
   const int total_rows = kv_heads * rows;
@@ -213,7 +216,8 @@ inline void decode_partial(float* acc, float* row_max, float* row_sum, float* sc
       for (std::int64_t j = 0; j < n; j += W) {
         const int lanes = n - j < W ? static_cast<int>(n - j) : W;
         const V e = vec_math::exp((lanes == W ? V::load(s + j) : V::load_partial(s + j, lanes)) - shift);
-        if (lanes == W) e.store(s + j); else e.store_partial(s + j, lanes);
+        if (lanes == W) e.store(s + j);
+        else e.store_partial(s + j, lanes);
       }
       for (std::int64_t j = 0; j < n; ++j) total += s[j];
     }
@@ -234,7 +238,8 @@ inline void decode_partial(float* acc, float* row_max, float* row_sum, float* sc
         const int lanes = d - x < W ? static_cast<int>(d - x) : W;
         const V sum = fma(pv, lanes == W ? V::load(vj + x) : V::load_partial(vj + x, lanes),
                           lanes == W ? V::load(a + x) : V::load_partial(a + x, lanes));
-        if (lanes == W) sum.store(a + x); else sum.store_partial(a + x, lanes);
+        if (lanes == W) sum.store(a + x);
+        else sum.store_partial(a + x, lanes);
       }
     }
   }

@@ -7,27 +7,26 @@
 
 #include "core/threading.h"
 #include "cpu/dispatch.h"
+#include "cpu/elementwise_kernels.h"
 #include "cpu/tiling.h"
 #include "cpu/vec/vec_generic.h"
-#include "cpu/elementwise_kernels.h"
 
 namespace attnkit::cpu {
 
 namespace generic {
 
-void binary_tile(float* out, const float* a, const float* b, std::int64_t rows,
-                 std::int64_t columns, std::int64_t out_row_stride, std::int64_t a_row_stride,
-                 std::int64_t b_row_stride, int a_step, int b_step, BinaryOp op) {
-  elementwise_kernels::binary_tile<Vec>(out, a, b, rows, columns, out_row_stride, a_row_stride,
-                                        b_row_stride, a_step, b_step, op);
+void binary_tile(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
+                 std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
+                 int b_step, BinaryOp op) {
+  elementwise_kernels::binary_tile<Vec>(out, a, b, rows, columns, out_row_stride, a_row_stride, b_row_stride, a_step,
+                                        b_step, op);
 }
 
 float sum_contiguous(const float* x, std::int64_t n) {
   return elementwise_kernels::sum_contiguous<Vec>(x, n);
 }
 
-void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns,
-                 std::int64_t row_stride) {
+void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride) {
   elementwise_kernels::sum_columns<Vec>(out, x, rows, columns, row_stride);
 }
 
@@ -36,21 +35,20 @@ void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t col
 namespace {
 
 template <typename T, typename Compare>
-void compare_with(bool* out, const T* a, const T* b, const BroadcastLayout& layout,
-                  const Compare& compare) {
+void compare_with(bool* out, const T* a, const T* b, const BroadcastLayout& layout, const Compare& compare) {
   const int dims = static_cast<int>(layout.sizes.size());
   const std::int64_t columns = layout.sizes[dims - 1];
   const std::int64_t a_step = layout.strides[0][dims - 1];
   const std::int64_t b_step = layout.strides[1][dims - 1];
-  for_each_tile(layout, [&](std::int64_t out_offset, const std::int64_t* offsets, std::int64_t rows,
-                            std::int64_t tile_columns) {
-    for (std::int64_t r = 0; r < rows; ++r) {
-      bool* o = out + out_offset + r * columns;
-      const T* x = a + offsets[0] + r * layout.strides[0][dims - 2];
-      const T* y = b + offsets[1] + r * layout.strides[1][dims - 2];
-      for (std::int64_t j = 0; j < tile_columns; ++j) o[j] = compare(x[j * a_step], y[j * b_step]);
-    }
-  });
+  for_each_tile(
+      layout, [&](std::int64_t out_offset, const std::int64_t* offsets, std::int64_t rows, std::int64_t tile_columns) {
+        for (std::int64_t r = 0; r < rows; ++r) {
+          bool* o = out + out_offset + r * columns;
+          const T* x = a + offsets[0] + r * layout.strides[0][dims - 2];
+          const T* y = b + offsets[1] + r * layout.strides[1][dims - 2];
+          for (std::int64_t j = 0; j < tile_columns; ++j) o[j] = compare(x[j * a_step], y[j * b_step]);
+        }
+      });
 }
 
 // The float sums' chunks: a chunk is the unit of parallel work along the
@@ -90,8 +88,7 @@ BroadcastLayout broadcast_layout(const std::vector<std::int64_t>& output,
   for (int d = 0; d < dims; ++d) {
     if (output[d] == 1) continue;
     bool merges = !layout.sizes.empty();
-    for (int k = 0; k < layout.operands && merges; ++k)
-      merges = layout.strides[k].back() == full[k][d] * output[d];
+    for (int k = 0; k < layout.operands && merges; ++k) merges = layout.strides[k].back() == full[k][d] * output[d];
     if (merges) {
       layout.sizes.back() *= output[d];
       for (int k = 0; k < layout.operands; ++k) layout.strides[k].back() = full[k][d];
@@ -109,8 +106,7 @@ BroadcastLayout broadcast_layout(const std::vector<std::int64_t>& output,
 
 // ---------------------------------------------------------------- arithmetic --
 
-void binary(float* out, const float* a, const float* b, const BroadcastLayout& layout,
-            BinaryOp op) {
+void binary(float* out, const float* a, const float* b, const BroadcastLayout& layout, BinaryOp op) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(binary_tile);
   const int dims = static_cast<int>(layout.sizes.size());
   const std::int64_t columns = layout.sizes[dims - 1];
@@ -118,21 +114,18 @@ void binary(float* out, const float* a, const float* b, const BroadcastLayout& l
   const std::int64_t b_row_stride = layout.strides[1][dims - 2];
   const int a_step = static_cast<int>(layout.strides[0][dims - 1]);
   const int b_step = static_cast<int>(layout.strides[1][dims - 1]);
-  for_each_tile(layout, [&](std::int64_t out_offset, const std::int64_t* offsets, std::int64_t rows,
-                            std::int64_t tile_columns) {
-    kernel(out + out_offset, a + offsets[0], b + offsets[1], rows, tile_columns, columns,
-           a_row_stride, b_row_stride, a_step, b_step, op);
-  });
+  for_each_tile(
+      layout, [&](std::int64_t out_offset, const std::int64_t* offsets, std::int64_t rows, std::int64_t tile_columns) {
+        kernel(out + out_offset, a + offsets[0], b + offsets[1], rows, tile_columns, columns, a_row_stride,
+               b_row_stride, a_step, b_step, op);
+      });
 }
 
-void binary_scalar(float* out, const float* a, float scalar, std::int64_t n, bool scalar_first,
-                   BinaryOp op) {
+void binary_scalar(float* out, const float* a, float scalar, std::int64_t n, bool scalar_first, BinaryOp op) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(binary_tile);
   for_each_range(n, [&](std::int64_t begin, std::int64_t end) {
-    if (scalar_first)
-      kernel(out + begin, &scalar, a + begin, 1, end - begin, 0, 0, 0, 0, 1, op);
-    else
-      kernel(out + begin, a + begin, &scalar, 1, end - begin, 0, 0, 0, 1, 0, op);
+    if (scalar_first) kernel(out + begin, &scalar, a + begin, 1, end - begin, 0, 0, 0, 0, 1, op);
+    else kernel(out + begin, a + begin, &scalar, 1, end - begin, 0, 0, 0, 1, 0, op);
   });
 }
 
@@ -141,26 +134,18 @@ void binary_scalar(float* out, const float* a, float scalar, std::int64_t n, boo
 template <typename T>
 void compare(bool* out, const T* a, const T* b, const BroadcastLayout& layout, CompareOp op) {
   switch (op) {
-    case CompareOp::equal:
-      return compare_with(out, a, b, layout, [](T x, T y) { return x == y; });
-    case CompareOp::not_equal:
-      return compare_with(out, a, b, layout, [](T x, T y) { return x != y; });
-    case CompareOp::less:
-      return compare_with(out, a, b, layout, [](T x, T y) { return x < y; });
-    case CompareOp::less_equal:
-      return compare_with(out, a, b, layout, [](T x, T y) { return x <= y; });
-    case CompareOp::greater:
-      return compare_with(out, a, b, layout, [](T x, T y) { return x > y; });
-    case CompareOp::greater_equal:
-      return compare_with(out, a, b, layout, [](T x, T y) { return x >= y; });
+    case CompareOp::equal: return compare_with(out, a, b, layout, [](T x, T y) { return x == y; });
+    case CompareOp::not_equal: return compare_with(out, a, b, layout, [](T x, T y) { return x != y; });
+    case CompareOp::less: return compare_with(out, a, b, layout, [](T x, T y) { return x < y; });
+    case CompareOp::less_equal: return compare_with(out, a, b, layout, [](T x, T y) { return x <= y; });
+    case CompareOp::greater: return compare_with(out, a, b, layout, [](T x, T y) { return x > y; });
+    case CompareOp::greater_equal: return compare_with(out, a, b, layout, [](T x, T y) { return x >= y; });
   }
 }
 
 template void compare<float>(bool*, const float*, const float*, const BroadcastLayout&, CompareOp);
-template void compare<std::int32_t>(bool*, const std::int32_t*, const std::int32_t*,
-                                    const BroadcastLayout&, CompareOp);
-template void compare<std::int64_t>(bool*, const std::int64_t*, const std::int64_t*,
-                                    const BroadcastLayout&, CompareOp);
+template void compare<std::int32_t>(bool*, const std::int32_t*, const std::int32_t*, const BroadcastLayout&, CompareOp);
+template void compare<std::int64_t>(bool*, const std::int64_t*, const std::int64_t*, const BroadcastLayout&, CompareOp);
 template void compare<bool>(bool*, const bool*, const bool*, const BroadcastLayout&, CompareOp);
 
 template <typename T>
@@ -170,27 +155,26 @@ void where(T* out, const bool* condition, const T* a, const T* b, const Broadcas
   const std::int64_t condition_step = layout.strides[0][dims - 1];
   const std::int64_t a_step = layout.strides[1][dims - 1];
   const std::int64_t b_step = layout.strides[2][dims - 1];
-  for_each_tile(layout, [&](std::int64_t out_offset, const std::int64_t* offsets, std::int64_t rows,
-                            std::int64_t tile_columns) {
-    for (std::int64_t r = 0; r < rows; ++r) {
-      T* o = out + out_offset + r * columns;
-      const bool* c = condition + offsets[0] + r * layout.strides[0][dims - 2];
-      const T* x = a + offsets[1] + r * layout.strides[1][dims - 2];
-      const T* y = b + offsets[2] + r * layout.strides[2][dims - 2];
-      for (std::int64_t j = 0; j < tile_columns; ++j)
-        o[j] = c[j * condition_step] ? x[j * a_step] : y[j * b_step];
-    }
-  });
+  for_each_tile(
+      layout, [&](std::int64_t out_offset, const std::int64_t* offsets, std::int64_t rows, std::int64_t tile_columns) {
+        for (std::int64_t r = 0; r < rows; ++r) {
+          T* o = out + out_offset + r * columns;
+          const bool* c = condition + offsets[0] + r * layout.strides[0][dims - 2];
+          const T* x = a + offsets[1] + r * layout.strides[1][dims - 2];
+          const T* y = b + offsets[2] + r * layout.strides[2][dims - 2];
+          for (std::int64_t j = 0; j < tile_columns; ++j) o[j] = c[j * condition_step] ? x[j * a_step] : y[j * b_step];
+        }
+      });
 }
 
-template void where<std::uint8_t>(std::uint8_t*, const bool*, const std::uint8_t*,
-                                  const std::uint8_t*, const BroadcastLayout&);
-template void where<std::uint16_t>(std::uint16_t*, const bool*, const std::uint16_t*,
-                                   const std::uint16_t*, const BroadcastLayout&);
-template void where<std::uint32_t>(std::uint32_t*, const bool*, const std::uint32_t*,
-                                   const std::uint32_t*, const BroadcastLayout&);
-template void where<std::uint64_t>(std::uint64_t*, const bool*, const std::uint64_t*,
-                                   const std::uint64_t*, const BroadcastLayout&);
+template void where<std::uint8_t>(std::uint8_t*, const bool*, const std::uint8_t*, const std::uint8_t*,
+                                  const BroadcastLayout&);
+template void where<std::uint16_t>(std::uint16_t*, const bool*, const std::uint16_t*, const std::uint16_t*,
+                                   const BroadcastLayout&);
+template void where<std::uint32_t>(std::uint32_t*, const bool*, const std::uint32_t*, const std::uint32_t*,
+                                   const BroadcastLayout&);
+template void where<std::uint64_t>(std::uint64_t*, const bool*, const std::uint64_t*, const std::uint64_t*,
+                                   const BroadcastLayout&);
 
 // ---------------------------------------------------------------- reductions --
 
@@ -205,10 +189,9 @@ void sum(float* out, const float* x, std::int64_t outer, std::int64_t reduced, s
   if (inner == 1) {
     const std::int64_t chunks = ceil_div(reduced, kSumChunkElements);
     if (chunks == 1) {
-      parallel_for(outer, std::max<std::int64_t>(1, kUnitElements / reduced),
-                   [&](std::int64_t o0, std::int64_t o1) {
-                     for (std::int64_t o = o0; o < o1; ++o) out[o] = sum_contiguous(x + o * reduced, reduced);
-                   });
+      parallel_for(outer, std::max<std::int64_t>(1, kUnitElements / reduced), [&](std::int64_t o0, std::int64_t o1) {
+        for (std::int64_t o = o0; o < o1; ++o) out[o] = sum_contiguous(x + o * reduced, reduced);
+      });
       return;
     }
     // Long rows: the chunks' sums first (in parallel), then each row's chunk sums.
@@ -252,15 +235,14 @@ void sum(float* out, const float* x, std::int64_t outer, std::int64_t reduced, s
     for (std::int64_t u = u0; u < u1; ++u) {
       const std::int64_t c0 = (u % column_blocks) * column_block;
       const std::int64_t o = u / column_blocks;
-      sum_columns(out + o * inner + c0, sums + o * chunks * inner + c0, chunks,
-                  std::min(column_block, inner - c0), inner);
+      sum_columns(out + o * inner + c0, sums + o * chunks * inner + c0, chunks, std::min(column_block, inner - c0),
+                  inner);
     }
   });
 }
 
 template <typename T>
-void sum_integer(std::int64_t* out, const T* x, std::int64_t outer, std::int64_t reduced,
-                 std::int64_t inner) {
+void sum_integer(std::int64_t* out, const T* x, std::int64_t outer, std::int64_t reduced, std::int64_t inner) {
   // Integer addition is associative (wrapping in uint64), so any order gives
   // the same result; threads take whole output rows.
   const std::int64_t grain = std::max<std::int64_t>(1, kUnitElements / std::max<std::int64_t>(1, reduced * inner));
@@ -278,13 +260,10 @@ void sum_integer(std::int64_t* out, const T* x, std::int64_t outer, std::int64_t
 }
 
 template void sum_integer<bool>(std::int64_t*, const bool*, std::int64_t, std::int64_t, std::int64_t);
-template void sum_integer<std::int32_t>(std::int64_t*, const std::int32_t*, std::int64_t,
-                                        std::int64_t, std::int64_t);
-template void sum_integer<std::int64_t>(std::int64_t*, const std::int64_t*, std::int64_t,
-                                        std::int64_t, std::int64_t);
+template void sum_integer<std::int32_t>(std::int64_t*, const std::int32_t*, std::int64_t, std::int64_t, std::int64_t);
+template void sum_integer<std::int64_t>(std::int64_t*, const std::int64_t*, std::int64_t, std::int64_t, std::int64_t);
 
-void max_last_dim(float* values, std::int64_t* indices, const float* x, std::int64_t rows,
-                  std::int64_t columns) {
+void max_last_dim(float* values, std::int64_t* indices, const float* x, std::int64_t rows, std::int64_t columns) {
   parallel_for(rows, std::max<std::int64_t>(1, kUnitElements / columns), [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r) {
       const float* row = x + r * columns;
@@ -333,8 +312,8 @@ void cast(To* out, const From* x, std::int64_t n) {
   });
 }
 
-#define ATTNKIT_INSTANTIATE_CAST(From)                                 \
-  template void cast<From, float>(float*, const From*, std::int64_t);   \
+#define ATTNKIT_INSTANTIATE_CAST(From)                                              \
+  template void cast<From, float>(float*, const From*, std::int64_t);               \
   template void cast<From, std::int32_t>(std::int32_t*, const From*, std::int64_t); \
   template void cast<From, std::int64_t>(std::int64_t*, const From*, std::int64_t); \
   template void cast<From, bool>(bool*, const From*, std::int64_t);

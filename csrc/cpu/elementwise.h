@@ -38,11 +38,9 @@ BroadcastLayout broadcast_layout(const std::vector<std::int64_t>& output,
 
 // out = a op b over a two-operand layout (operand 0 is a, 1 is b). out may be
 // a itself when a is not broadcast (each element is read before it is written).
-void binary(float* out, const float* a, const float* b, const BroadcastLayout& layout,
-            BinaryOp op);
+void binary(float* out, const float* a, const float* b, const BroadcastLayout& layout, BinaryOp op);
 // out[i] = a[i] op scalar, or scalar op a[i] with scalar_first; out may be a.
-void binary_scalar(float* out, const float* a, float scalar, std::int64_t n, bool scalar_first,
-                   BinaryOp op);
+void binary_scalar(float* out, const float* a, float scalar, std::int64_t n, bool scalar_first, BinaryOp op);
 
 // out = a op b as 0/1 bytes over a two-operand layout; T is float, std::int32_t,
 // std::int64_t or bool. NaN compares unequal to everything, as in IEEE 754.
@@ -63,14 +61,12 @@ void where(T* out, const bool* condition, const T* a, const T* b, const Broadcas
 void sum(float* out, const float* x, std::int64_t outer, std::int64_t reduced, std::int64_t inner);
 // The same for integers and booleans, exactly, in int64 (wrapping on overflow).
 template <typename T>
-void sum_integer(std::int64_t* out, const T* x, std::int64_t outer, std::int64_t reduced,
-                 std::int64_t inner);
+void sum_integer(std::int64_t* out, const T* x, std::int64_t outer, std::int64_t reduced, std::int64_t inner);
 
 // values[r] = max over c of x[r, c], indices[r] = the first c where it occurs;
 // x [rows, columns], columns >= 1. NaN counts as larger than every number, so
 // a row with a NaN gives NaN and the index of its first NaN.
-void max_last_dim(float* values, std::int64_t* indices, const float* x, std::int64_t rows,
-                  std::int64_t columns);
+void max_last_dim(float* values, std::int64_t* indices, const float* x, std::int64_t rows, std::int64_t columns);
 
 // ------------------------------------------------------- casts, fill, range --
 // out[i] = x[i] converted; From and To are float, std::int32_t, std::int64_t or
@@ -99,28 +95,25 @@ void arange(T* out, std::int64_t start, std::int64_t step, std::int64_t n);
 // out[c] = sum over r < rows of x[r * row_stride + c] for c < columns, also
 // as a tree that depends on rows alone.
 namespace generic {
-void binary_tile(float* out, const float* a, const float* b, std::int64_t rows,
-                 std::int64_t columns, std::int64_t out_row_stride, std::int64_t a_row_stride,
-                 std::int64_t b_row_stride, int a_step, int b_step, BinaryOp op);
+void binary_tile(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
+                 std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
+                 int b_step, BinaryOp op);
 float sum_contiguous(const float* x, std::int64_t n);
-void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns,
-                 std::int64_t row_stride);
+void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride);
 }  // namespace generic
 namespace avx2 {
-void binary_tile(float* out, const float* a, const float* b, std::int64_t rows,
-                 std::int64_t columns, std::int64_t out_row_stride, std::int64_t a_row_stride,
-                 std::int64_t b_row_stride, int a_step, int b_step, BinaryOp op);
+void binary_tile(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
+                 std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
+                 int b_step, BinaryOp op);
 float sum_contiguous(const float* x, std::int64_t n);
-void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns,
-                 std::int64_t row_stride);
+void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride);
 }  // namespace avx2
 namespace avx512 {
-void binary_tile(float* out, const float* a, const float* b, std::int64_t rows,
-                 std::int64_t columns, std::int64_t out_row_stride, std::int64_t a_row_stride,
-                 std::int64_t b_row_stride, int a_step, int b_step, BinaryOp op);
+void binary_tile(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
+                 std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
+                 int b_step, BinaryOp op);
 float sum_contiguous(const float* x, std::int64_t n);
-void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns,
-                 std::int64_t row_stride);
+void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride);
 }  // namespace avx512
 
 }  // namespace attnkit::cpu

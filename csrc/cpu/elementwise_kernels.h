@@ -16,26 +16,33 @@ namespace attnkit::cpu::elementwise_kernels {
 
 struct Add {
   template <class V>
-  static V apply(V a, V b) { return a + b; }
+  static V apply(V a, V b) {
+    return a + b;
+  }
 };
 struct Subtract {
   template <class V>
-  static V apply(V a, V b) { return a - b; }
+  static V apply(V a, V b) {
+    return a - b;
+  }
 };
 struct Multiply {
   template <class V>
-  static V apply(V a, V b) { return a * b; }
+  static V apply(V a, V b) {
+    return a * b;
+  }
 };
 struct Divide {
   template <class V>
-  static V apply(V a, V b) { return a / b; }
+  static V apply(V a, V b) {
+    return a / b;
+  }
 };
 
 // out[c] = a[c * a_step] op b[c * b_step] for c < n; a_step and b_step are
 // 0 or 1. Each vector is loaded before it is stored, so out may be a or b.
 template <class V, class Op>
-inline void binary_run(float* out, const float* a, const float* b, std::int64_t n, int a_step,
-                       int b_step) {
+inline void binary_run(float* out, const float* a, const float* b, std::int64_t n, int a_step, int b_step) {
   constexpr int W = V::width;
   std::int64_t i = 0;
   if (a_step != 0 && b_step != 0) {
@@ -66,32 +73,30 @@ inline void binary_run(float* out, const float* a, const float* b, std::int64_t 
 }
 
 template <class V, class Op>
-inline void binary_tile_with(float* out, const float* a, const float* b, std::int64_t rows,
-                             std::int64_t columns, std::int64_t out_row_stride,
-                             std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
-                             int b_step) {
+inline void binary_tile_with(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
+                             std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride,
+                             int a_step, int b_step) {
   for (std::int64_t r = 0; r < rows; ++r)
-    binary_run<V, Op>(out + r * out_row_stride, a + r * a_row_stride, b + r * b_row_stride, columns,
-                      a_step, b_step);
+    binary_run<V, Op>(out + r * out_row_stride, a + r * a_row_stride, b + r * b_row_stride, columns, a_step, b_step);
 }
 
 template <class V>
-inline void binary_tile(float* out, const float* a, const float* b, std::int64_t rows,
-                        std::int64_t columns, std::int64_t out_row_stride, std::int64_t a_row_stride,
-                        std::int64_t b_row_stride, int a_step, int b_step, BinaryOp op) {
+inline void binary_tile(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
+                        std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
+                        int b_step, BinaryOp op) {
   switch (op) {
     case BinaryOp::add:
-      return binary_tile_with<V, Add>(out, a, b, rows, columns, out_row_stride, a_row_stride,
-                                      b_row_stride, a_step, b_step);
+      return binary_tile_with<V, Add>(out, a, b, rows, columns, out_row_stride, a_row_stride, b_row_stride, a_step,
+                                      b_step);
     case BinaryOp::subtract:
-      return binary_tile_with<V, Subtract>(out, a, b, rows, columns, out_row_stride, a_row_stride,
-                                           b_row_stride, a_step, b_step);
+      return binary_tile_with<V, Subtract>(out, a, b, rows, columns, out_row_stride, a_row_stride, b_row_stride, a_step,
+                                           b_step);
     case BinaryOp::multiply:
-      return binary_tile_with<V, Multiply>(out, a, b, rows, columns, out_row_stride, a_row_stride,
-                                           b_row_stride, a_step, b_step);
+      return binary_tile_with<V, Multiply>(out, a, b, rows, columns, out_row_stride, a_row_stride, b_row_stride, a_step,
+                                           b_step);
     case BinaryOp::divide:
-      return binary_tile_with<V, Divide>(out, a, b, rows, columns, out_row_stride, a_row_stride,
-                                         b_row_stride, a_step, b_step);
+      return binary_tile_with<V, Divide>(out, a, b, rows, columns, out_row_stride, a_row_stride, b_row_stride, a_step,
+                                         b_step);
   }
 }
 
@@ -156,8 +161,7 @@ constexpr std::int64_t kRowsPerBlock = 8;
 constexpr int kMaxLevels = 40;  // 8 * 2^40 rows: more than any array holds
 
 template <class V>
-inline void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns,
-                        std::int64_t row_stride) {
+inline void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride) {
   constexpr int W = V::width;
   static_assert(kColumnTile % W == 0, "a column tile is a whole number of vectors");
   for (std::int64_t c0 = 0; c0 < columns; c0 += kColumnTile) {
@@ -171,14 +175,12 @@ inline void sum_columns(float* out, const float* x, std::int64_t rows, std::int6
       for (int j = 0; j < width; j += W) {
         const int lanes = width - j < W ? width - j : W;
         V acc = V::load_partial(first + j, lanes);
-        for (std::int64_t r = 1; r < block_rows; ++r)
-          acc = acc + V::load_partial(first + r * row_stride + j, lanes);
+        for (std::int64_t r = 1; r < block_rows; ++r) acc = acc + V::load_partial(first + r * row_stride + j, lanes);
         acc.store(block + j);
       }
       int level = 0;
       for (; (blocks_done >> level) & 1u; ++level)
-        for (int j = 0; j < width; j += W)
-          (V::load(levels[level] + j) + V::load(block + j)).store(block + j);
+        for (int j = 0; j < width; j += W) (V::load(levels[level] + j) + V::load(block + j)).store(block + j);
       for (int j = 0; j < width; j += W) V::load(block + j).store(levels[level] + j);
       ++blocks_done;
     }

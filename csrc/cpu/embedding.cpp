@@ -12,7 +12,9 @@ namespace {
 // Below ~16K floats of rows a parallel region costs more than it saves.
 constexpr std::int64_t kGrainFloats = 16384;
 
-std::int64_t rows_per_grain(std::int64_t C) { return std::max<std::int64_t>(1, kGrainFloats / std::max<std::int64_t>(1, C)); }
+std::int64_t rows_per_grain(std::int64_t C) {
+  return std::max<std::int64_t>(1, kGrainFloats / std::max<std::int64_t>(1, C));
+}
 
 template <typename Index>
 void gather_rows(float* out, const Index* ids, const float* weight, std::int64_t N, std::int64_t C) {
@@ -28,8 +30,8 @@ void gather_rows(float* out, const Index* ids, const float* weight, std::int64_t
 // token order. The sort is O(N + V) and serial; the O(N C) adds and the
 // O(V C) zeroing are split over the rows.
 template <typename Index>
-void scatter_add_rows(float* dweight, const float* dout, const Index* ids, std::int64_t N,
-                      std::int64_t V, std::int64_t C) {
+void scatter_add_rows(float* dweight, const float* dout, const Index* ids, std::int64_t N, std::int64_t V,
+                      std::int64_t C) {
   // tokens_of[first[v] .. first[v + 1]) are the positions n with ids[n] == v, increasing.
   std::vector<std::int64_t> first(static_cast<std::size_t>(V) + 1, 0);
   for (std::int64_t n = 0; n < N; ++n) ++first[static_cast<std::size_t>(ids[n]) + 1];
@@ -52,23 +54,21 @@ void scatter_add_rows(float* dweight, const float* dout, const Index* ids, std::
 
 }  // namespace
 
-void embedding_forward(float* out, const std::int64_t* ids, const float* weight, std::int64_t N,
-                       std::int64_t C) {
+void embedding_forward(float* out, const std::int64_t* ids, const float* weight, std::int64_t N, std::int64_t C) {
   gather_rows(out, ids, weight, N, C);
 }
 
-void embedding_forward(float* out, const std::int32_t* ids, const float* weight, std::int64_t N,
-                       std::int64_t C) {
+void embedding_forward(float* out, const std::int32_t* ids, const float* weight, std::int64_t N, std::int64_t C) {
   gather_rows(out, ids, weight, N, C);
 }
 
-void embedding_backward(float* dweight, const float* dout, const std::int64_t* ids,
-                        std::int64_t N, std::int64_t V, std::int64_t C) {
+void embedding_backward(float* dweight, const float* dout, const std::int64_t* ids, std::int64_t N, std::int64_t V,
+                        std::int64_t C) {
   scatter_add_rows(dweight, dout, ids, N, V, C);
 }
 
-void embedding_backward(float* dweight, const float* dout, const std::int32_t* ids,
-                        std::int64_t N, std::int64_t V, std::int64_t C) {
+void embedding_backward(float* dweight, const float* dout, const std::int32_t* ids, std::int64_t N, std::int64_t V,
+                        std::int64_t C) {
   scatter_add_rows(dweight, dout, ids, N, V, C);
 }
 

@@ -19,10 +19,10 @@
 
 #include "core/allocator.h"
 #include "core/cpu_features.h"
-#include "cpu/dispatch.h"
 #include "core/threading.h"
-#include "cpu/vec/vec_generic.h"
+#include "cpu/dispatch.h"
 #include "cpu/gemm_kernels.h"
+#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
@@ -31,17 +31,21 @@ namespace generic {
 // ISA's registers.
 constexpr int kRows = 4;
 constexpr int kColumns = 8;
-GemmKernelShape gemm_kernel_shape() { return {kRows, kColumns}; }
+GemmKernelShape gemm_kernel_shape() {
+  return {kRows, kColumns};
+}
 void gemm_macro_kernel(const GemmMacroTile& tile) {
   gemm_kernels::macro_kernel<Vec, kRows, kColumns>(tile);
 }
-void gemm_decode(const GemmDecodeRange& r) { gemm_kernels::decode<Vec>(r); }
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
-                 std::int64_t kc, int mr) {
+void gemm_decode(const GemmDecodeRange& r) {
+  gemm_kernels::decode<Vec>(r);
+}
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
+                 int mr) {
   gemm_kernels::pack_a<Vec>(packed, a, lda, transpose, m, kc, mr);
 }
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
-                 std::int64_t kc, int nr) {
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
+                 int nr) {
   gemm_kernels::pack_b<Vec>(packed, b, ldb, transpose, n, kc, nr);
 }
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
@@ -60,8 +64,7 @@ struct GemmKernel {
   GemmKernelShape shape;
   void (*macro_kernel)(const GemmMacroTile&);
   void (*decode)(const GemmDecodeRange&);
-  void (*epilogue_rows)(float*, std::int64_t, std::int64_t, std::int64_t, const float*, GemmActivation,
-                        float*);
+  void (*epilogue_rows)(float*, std::int64_t, std::int64_t, std::int64_t, const float*, GemmActivation, float*);
   Blocking blocking;
 };
 
@@ -79,16 +82,17 @@ struct GemmKernel {
 Blocking blocking_override(const char* env, Blocking fallback) {
   if (env == nullptr) return fallback;
   long long mc = 0, kc = 0, nc = 0;
-  if (std::sscanf(env, "%lld,%lld,%lld", &mc, &kc, &nc) != 3 || mc <= 0 || kc <= 0 || nc <= 0)
-    return fallback;
+  if (std::sscanf(env, "%lld,%lld,%lld", &mc, &kc, &nc) != 3 || mc <= 0 || kc <= 0 || nc <= 0) return fallback;
   return {mc, kc, nc};
 }
 
 GemmKernel active_kernel() {
   // The override is read once: gemm runs thousands of times a step.
   static const char* const blocking_text = std::getenv("ATTNKIT_GEMM_BLOCKING");
-  GemmKernel kernel{ATTNKIT_ACTIVE_KERNEL(gemm_kernel_shape)(), ATTNKIT_ACTIVE_KERNEL(gemm_macro_kernel),
-                    ATTNKIT_ACTIVE_KERNEL(gemm_decode), ATTNKIT_ACTIVE_KERNEL(gemm_epilogue_rows),
+  GemmKernel kernel{ATTNKIT_ACTIVE_KERNEL(gemm_kernel_shape)(),
+                    ATTNKIT_ACTIVE_KERNEL(gemm_macro_kernel),
+                    ATTNKIT_ACTIVE_KERNEL(gemm_decode),
+                    ATTNKIT_ACTIVE_KERNEL(gemm_epilogue_rows),
                     {128, 256, 4096}};
   switch (active_cpu_isa()) {
     case CpuIsa::avx512: kernel.blocking = {144, 384, 4096}; break;
@@ -99,8 +103,12 @@ GemmKernel active_kernel() {
   return kernel;
 }
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
-std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b;
+}
+std::int64_t round_up(std::int64_t a, std::int64_t b) {
+  return ceil_div(a, b) * b;
+}
 
 // Below this many multiply-adds a product runs on one thread: a parallel
 // region costs a few microseconds, about 1e5 FMAs on one core.
@@ -112,8 +120,8 @@ constexpr std::int64_t kDecodeRows = 16;
 
 }  // namespace
 
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
-                 std::int64_t kc, int mr) {
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
+                 int mr) {
   ATTNKIT_ACTIVE_KERNEL(gemm_pack_a)(packed, a, lda, transpose, m, kc, mr);
 }
 
@@ -122,14 +130,14 @@ GemmMicroKernel active_gemm_kernel() {
   return {kernel.shape, kernel.macro_kernel};
 }
 
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
-                 std::int64_t kc, int nr) {
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
+                 int nr) {
   ATTNKIT_ACTIVE_KERNEL(gemm_pack_b)(packed, b, ldb, transpose, n, kc, nr);
 }
 
-void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a,
-          const float* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,
-          std::int64_t k, float alpha, float beta, const GemmEpilogue& epilogue) {
+void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a, const float* b,
+          std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta,
+          const GemmEpilogue& epilogue) {
   if (m <= 0 || n <= 0) return;
   const GemmKernel kernel = active_kernel();
   const int mr = kernel.shape.mr;
@@ -171,7 +179,8 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
                            epilogue.pre_activation ? epilogue.pre_activation + part.col0 : nullptr);
     };
     const std::int64_t units = ceil_div(n, unit);
-    if (threads > 1) parallel_for(units, 1, run); else run(0, units);
+    if (threads > 1) parallel_for(units, 1, run);
+    else run(0, units);
     return;
   }
 
@@ -241,16 +250,15 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
   }
 }
 
-void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c,
-                  const float* a, std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a,
-                  const float* b, std::int64_t ldb, const std::int64_t* offsets_b, bool transpose_b,
-                  std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta,
-                  const GemmEpilogue& epilogue) {
+void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c, const float* a,
+                  std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a, const float* b, std::int64_t ldb,
+                  const std::int64_t* offsets_b, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                  float alpha, float beta, const GemmEpilogue& epilogue) {
   auto one = [&](std::int64_t i) {
     GemmEpilogue e = epilogue;
     if (e.pre_activation) e.pre_activation += i * stride_c;
-    gemm(c + i * stride_c, ldc, a + offsets_a[i], lda, transpose_a, b + offsets_b[i], ldb,
-         transpose_b, m, n, k, alpha, beta, e);
+    gemm(c + i * stride_c, ldc, a + offsets_a[i], lda, transpose_a, b + offsets_b[i], ldb, transpose_b, m, n, k, alpha,
+         beta, e);
   };
   // With at least as many products as threads, give each thread whole
   // products (no synchronization inside them); otherwise thread each product.
@@ -270,14 +278,14 @@ void column_sum(float* out, const float* grad, std::int64_t rows, std::int64_t n
   constexpr std::int64_t kColumns = 16;
   parallel_for(ceil_div(n, kColumns), std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(rows, 1)),
                [&](std::int64_t b0, std::int64_t b1) {
-    const std::int64_t j0 = b0 * kColumns;
-    const std::int64_t j1 = std::min(n, b1 * kColumns);
-    for (std::int64_t j = j0; j < j1; ++j) out[j] = 0.0f;
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const float* row = grad + r * n;
-      for (std::int64_t j = j0; j < j1; ++j) out[j] += row[j];
-    }
-  });
+                 const std::int64_t j0 = b0 * kColumns;
+                 const std::int64_t j1 = std::min(n, b1 * kColumns);
+                 for (std::int64_t j = j0; j < j1; ++j) out[j] = 0.0f;
+                 for (std::int64_t r = 0; r < rows; ++r) {
+                   const float* row = grad + r * n;
+                   for (std::int64_t j = j0; j < j1; ++j) out[j] += row[j];
+                 }
+               });
 }
 
 }  // namespace attnkit::cpu

@@ -16,27 +16,26 @@ namespace attnkit::cpu {
 enum class GemmActivation { none, relu, gelu, gelu_tanh };
 
 struct GemmEpilogue {
-  const float* bias = nullptr;        // [N], added to every row of C
+  const float* bias = nullptr;  // [N], added to every row of C
   GemmActivation activation = GemmActivation::none;
-  float* pre_activation = nullptr;    // [M, N] (row stride ldc): C before the activation, for backward
+  float* pre_activation = nullptr;  // [M, N] (row stride ldc): C before the activation, for backward
 };
 
 // C[m, n] (row stride ldc) = alpha * op(A)[m, k] op(B)[k, n] + beta * C, then the
 // epilogue. A is [m, k] (or [k, m] when transposed) with row stride lda, B is
 // [k, n] (or [n, k]) with row stride ldb. beta = 0 never reads C (NaN in C
 // does not leak). Multithreaded unless called from inside a parallel region.
-void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a,
-          const float* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,
-          std::int64_t k, float alpha, float beta, const GemmEpilogue& epilogue = {});
+void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a, const float* b,
+          std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta,
+          const GemmEpilogue& epilogue = {});
 
 // `batch` independent products. The i-th reads A at a + offsets_a[i] and B at
 // b + offsets_b[i] (element offsets, so a repeated offset broadcasts an
 // operand) and writes C at c + i * stride_c (and the pre-activation likewise).
-void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c,
-                  const float* a, std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a,
-                  const float* b, std::int64_t ldb, const std::int64_t* offsets_b, bool transpose_b,
-                  std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta,
-                  const GemmEpilogue& epilogue = {});
+void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c, const float* a,
+                  std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a, const float* b, std::int64_t ldb,
+                  const std::int64_t* offsets_b, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                  float alpha, float beta, const GemmEpilogue& epilogue = {});
 
 // bias_grad[n] = sum over rows r of grad[r, n] (rows summed in order, so the
 // result does not depend on the thread count).
@@ -52,12 +51,12 @@ GemmMicroKernel active_gemm_kernel();
 
 // Packs op(A)[0:m, 0:kc] into ceil(m/mr) slivers of kc x mr (k-major),
 // zero-padding the rows past m.
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
-                 std::int64_t kc, int mr);
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
+                 int mr);
 // Packs op(B)[0:kc, 0:n] into ceil(n/nr) slivers of kc x nr (k-major),
 // zero-padding the columns past n.
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
-                 std::int64_t kc, int nr);
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
+                 int nr);
 
 // ---- what each ISA provides ------------------------------------------------
 
@@ -69,10 +68,10 @@ struct GemmMacroTile {
   std::int64_t ldc;
   std::int64_t m, n, kc;
   float alpha;
-  float beta;             // used when first_k: C = alpha*AB + beta*C; later k blocks add
+  float beta;  // used when first_k: C = alpha*AB + beta*C; later k blocks add
   bool first_k;
-  bool last_k;            // apply the epilogue
-  const float* bias;      // offset to this block's first column, or null
+  bool last_k;        // apply the epilogue
+  const float* bias;  // offset to this block's first column, or null
   GemmActivation activation;
   float* pre_activation;  // offset to this block, row stride ldc, or null
 };
@@ -106,10 +105,10 @@ struct GemmMicroKernel {
 namespace generic {
 GemmKernelShape gemm_kernel_shape();
 void gemm_macro_kernel(const GemmMacroTile& tile);
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
-                 std::int64_t kc, int mr);
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
-                 std::int64_t kc, int nr);
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
+                 int mr);
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
+                 int nr);
 void gemm_decode(const GemmDecodeRange& range);
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation);
@@ -117,10 +116,10 @@ void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t
 namespace avx2 {
 GemmKernelShape gemm_kernel_shape();
 void gemm_macro_kernel(const GemmMacroTile& tile);
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
-                 std::int64_t kc, int mr);
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
-                 std::int64_t kc, int nr);
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
+                 int mr);
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
+                 int nr);
 void gemm_decode(const GemmDecodeRange& range);
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation);
@@ -128,10 +127,10 @@ void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t
 namespace avx512 {
 GemmKernelShape gemm_kernel_shape();
 void gemm_macro_kernel(const GemmMacroTile& tile);
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m,
-                 std::int64_t kc, int mr);
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n,
-                 std::int64_t kc, int nr);
+void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
+                 int mr);
+void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
+                 int nr);
 void gemm_decode(const GemmDecodeRange& range);
 void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation);

@@ -32,7 +32,8 @@ inline V load_columns(const float* p, int count) {
 }
 template <class V>
 inline void store_columns(V x, float* p, int count) {
-  if (count == V::width) x.store(p); else x.store_partial(p, count);
+  if (count == V::width) x.store(p);
+  else x.store_partial(p, count);
 }
 
 // Writes the accumulators of the tile at (row, col) into C: alpha*acc, plus
@@ -59,8 +60,7 @@ inline void store_tile(const GemmMacroTile& t, V (&acc)[MR][NV], std::int64_t ro
       }
       if (t.last_k) {
         if (t.bias != nullptr) r = r + load_columns<V>(t.bias + col + v * W, cols);
-        if (t.pre_activation != nullptr)
-          store_columns(r, t.pre_activation + (row + i) * t.ldc + col + v * W, cols);
+        if (t.pre_activation != nullptr) store_columns(r, t.pre_activation + (row + i) * t.ldc + col + v * W, cols);
         r = apply_activation(r, t.activation);
       }
       store_columns(r, c_ptr, cols);
@@ -70,8 +70,7 @@ inline void store_tile(const GemmMacroTile& t, V (&acc)[MR][NV], std::int64_t ro
 
 // acc = (kc x MR sliver of A)^T (kc x NR sliver of B), then into C.
 template <class V, int MR, int NV>
-inline void micro_tile(const GemmMacroTile& t, const float* a, const float* b, std::int64_t row,
-                       std::int64_t col) {
+inline void micro_tile(const GemmMacroTile& t, const float* a, const float* b, std::int64_t row, std::int64_t col) {
   constexpr int W = V::width;
   constexpr int NR = NV * W;
   // Ask for the C tile now so it is in L1 when the k loop ends: its rows are
@@ -80,8 +79,7 @@ inline void micro_tile(const GemmMacroTile& t, const float* a, const float* b, s
   // time at 1024^3).
   const int rows = static_cast<int>(t.m - row < MR ? t.m - row : MR);
   for (int i = 0; i < rows; ++i)
-    for (int line = 0; line < NR; line += 16)
-      __builtin_prefetch(t.c + (row + i) * t.ldc + col + line, 1, 2);
+    for (int line = 0; line < NR; line += 16) __builtin_prefetch(t.c + (row + i) * t.ldc + col + line, 1, 2);
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V::broadcast(0.0f);
@@ -115,8 +113,8 @@ inline void macro_kernel(const GemmMacroTile& t) {
 
 // The bias, the pre-activation copy and the activation over finished rows of C.
 template <class V>
-inline void epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
-                          const float* bias, GemmActivation activation, float* pre_activation) {
+inline void epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+                          GemmActivation activation, float* pre_activation) {
   if (bias == nullptr && activation == GemmActivation::none) return;
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < n; j += V::width) {
@@ -136,8 +134,8 @@ inline void epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64
 // a new page on almost every load (measured: 14 GB/s instead of ~60 from L3).
 template <class V>
 inline void decode_columns(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b,
-                           std::int64_t ldb, std::int64_t m, std::int64_t k, std::int64_t col0,
-                           std::int64_t col1, float alpha, float beta) {
+                           std::int64_t ldb, std::int64_t m, std::int64_t k, std::int64_t col0, std::int64_t col1,
+                           float alpha, float beta) {
   constexpr int W = V::width;
   constexpr std::int64_t kBlockFloats = 4096;
   alignas(64) float block[kBlockFloats];
@@ -193,8 +191,8 @@ inline void decode_columns(float* c, std::int64_t ldc, const float* a, std::int6
 // and 4 rows of Bt (B transposed: the weight [N, K] of a linear layer). Rows
 // of Bt past `b_rows` repeat the last one and are not written.
 template <class V, int R>
-inline void decode_dot(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* bt,
-                       std::int64_t ldb, int b_rows, std::int64_t k, float alpha, float beta) {
+inline void decode_dot(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* bt, std::int64_t ldb,
+                       int b_rows, std::int64_t k, float alpha, float beta) {
   constexpr int W = V::width;
   const float* brow[4];
   for (int j = 0; j < 4; ++j) brow[j] = bt + (j < b_rows ? j : b_rows - 1) * ldb;
@@ -221,9 +219,9 @@ inline void decode_dot(float* c, std::int64_t ldc, const float* a, std::int64_t 
 // C[0:m, col0:col1] for B transposed, 4 rows of Bt at a time against groups
 // of up to 4 rows of A (the 4 Bt rows stay in L1 while the groups pass).
 template <class V>
-inline void decode_dot_columns(float* c, std::int64_t ldc, const float* a, std::int64_t lda,
-                               const float* bt, std::int64_t ldb, std::int64_t m, std::int64_t k,
-                               std::int64_t col0, std::int64_t col1, float alpha, float beta) {
+inline void decode_dot_columns(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* bt,
+                               std::int64_t ldb, std::int64_t m, std::int64_t k, std::int64_t col0, std::int64_t col1,
+                               float alpha, float beta) {
   for (std::int64_t j = col0; j < col1; j += 4) {
     const int b_rows = col1 - j < 4 ? static_cast<int>(col1 - j) : 4;
     for (std::int64_t i = 0; i < m; i += 4) {
@@ -246,8 +244,7 @@ template <class V>
 inline void decode(const GemmDecodeRange& r) {
   if (r.transpose_b)
     decode_dot_columns<V>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1, r.alpha, r.beta);
-  else
-    decode_columns<V>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1, r.alpha, r.beta);
+  else decode_columns<V>(r.c, r.ldc, r.a, r.lda, r.b, r.ldb, r.m, r.k, r.col0, r.col1, r.alpha, r.beta);
 }
 
 // ---- packing (gemm.h: gemm_pack_a, gemm_pack_b) ----------------------------
@@ -270,8 +267,7 @@ inline void pack_run(float* dst, const float* src, int count, int width) {
 // For p in [0, kc): dst[p * width + i] = src[i * stride + p] for i < count,
 // then zeros up to width.
 template <class V>
-inline void pack_transposed(float* dst, int width, const float* src, std::int64_t stride, int count,
-                            std::int64_t kc) {
+inline void pack_transposed(float* dst, int width, const float* src, std::int64_t stride, int count, std::int64_t kc) {
   constexpr int W = V::width;
   for (std::int64_t p0 = 0; p0 < kc; p0 += W) {
     const int depth = kc - p0 < W ? static_cast<int>(kc - p0) : W;
@@ -286,8 +282,8 @@ inline void pack_transposed(float* dst, int width, const float* src, std::int64_
 }
 
 template <class V>
-inline void pack_a(float* packed, const float* a, std::int64_t lda, bool transpose_a, std::int64_t m,
-                   std::int64_t kc, int mr) {
+inline void pack_a(float* packed, const float* a, std::int64_t lda, bool transpose_a, std::int64_t m, std::int64_t kc,
+                   int mr) {
   if (transpose_a) {
     // op(A)(i, p) = a[p * lda + i]: source row p holds row p of every
     // sliver, so it is read once, front to back. (Walking one sliver down
@@ -300,14 +296,14 @@ inline void pack_a(float* packed, const float* a, std::int64_t lda, bool transpo
     return;
   }
   for (std::int64_t r0 = 0; r0 < m; r0 += mr) {  // op(A)(i, p) = a[i * lda + p]
-    pack_transposed<V>(packed + (r0 / mr) * kc * mr, mr, a + r0 * lda, lda,
-                       static_cast<int>(m - r0 < mr ? m - r0 : mr), kc);
+    pack_transposed<V>(packed + (r0 / mr) * kc * mr, mr, a + r0 * lda, lda, static_cast<int>(m - r0 < mr ? m - r0 : mr),
+                       kc);
   }
 }
 
 template <class V>
-inline void pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose_b, std::int64_t n,
-                   std::int64_t kc, int nr) {
+inline void pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose_b, std::int64_t n, std::int64_t kc,
+                   int nr) {
   for (std::int64_t j0 = 0; j0 < n; j0 += nr) {
     float* dst = packed + (j0 / nr) * kc * nr;
     const int cols = static_cast<int>(n - j0 < nr ? n - j0 : nr);

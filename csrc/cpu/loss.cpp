@@ -1,28 +1,25 @@
 #include "cpu/loss.h"
 
-#include "cpu/dispatch.h"
 #include "core/threading.h"
-#include "cpu/vec/vec_generic.h"
+#include "cpu/dispatch.h"
 #include "cpu/loss_kernels.h"
+#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
 namespace generic {
 
-void cross_entropy_forward(float* losses, float* statistics, const float* logits,
-                           const std::int64_t* targets, std::int64_t rows, std::int64_t vocab,
-                           std::int64_t ignore_index, float label_smoothing) {
-  loss_kernels::cross_entropy_forward<Vec>(losses, statistics, logits, targets, rows, vocab,
-                                           ignore_index, label_smoothing);
+void cross_entropy_forward(float* losses, float* statistics, const float* logits, const std::int64_t* targets,
+                           std::int64_t rows, std::int64_t vocab, std::int64_t ignore_index, float label_smoothing) {
+  loss_kernels::cross_entropy_forward<Vec>(losses, statistics, logits, targets, rows, vocab, ignore_index,
+                                           label_smoothing);
 }
 
-void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss,
-                            std::int64_t grad_stride, float grad_divisor, const float* logits,
-                            const std::int64_t* targets, std::int64_t rows, std::int64_t vocab,
-                            std::int64_t ignore_index, float label_smoothing) {
-  loss_kernels::cross_entropy_backward<Vec>(dlogits, statistics, grad_loss, grad_stride,
-                                            grad_divisor, logits, targets, rows, vocab,
-                                            ignore_index, label_smoothing);
+void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss, std::int64_t grad_stride,
+                            float grad_divisor, const float* logits, const std::int64_t* targets, std::int64_t rows,
+                            std::int64_t vocab, std::int64_t ignore_index, float label_smoothing) {
+  loss_kernels::cross_entropy_backward<Vec>(dlogits, statistics, grad_loss, grad_stride, grad_divisor, logits, targets,
+                                            rows, vocab, ignore_index, label_smoothing);
 }
 
 }  // namespace generic
@@ -31,13 +28,14 @@ namespace {
 
 // Rows go to threads in chunks of at least ~16K logits: below that a
 // parallel region costs more than it saves.
-std::int64_t rows_per_chunk(std::int64_t vocab) { return vocab >= 16384 ? 1 : 16384 / vocab; }
+std::int64_t rows_per_chunk(std::int64_t vocab) {
+  return vocab >= 16384 ? 1 : 16384 / vocab;
+}
 
 }  // namespace
 
-void cross_entropy_forward(float* losses, float* statistics, const float* logits,
-                           const std::int64_t* targets, std::int64_t N, std::int64_t vocab,
-                           std::int64_t ignore_index, float label_smoothing) {
+void cross_entropy_forward(float* losses, float* statistics, const float* logits, const std::int64_t* targets,
+                           std::int64_t N, std::int64_t vocab, std::int64_t ignore_index, float label_smoothing) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(cross_entropy_forward);
   parallel_for(N, rows_per_chunk(vocab), [&](std::int64_t begin, std::int64_t end) {
     float* losses_rows = losses + begin;
@@ -49,10 +47,9 @@ void cross_entropy_forward(float* losses, float* statistics, const float* logits
   });
 }
 
-void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss,
-                            std::int64_t grad_stride, float grad_divisor, const float* logits,
-                            const std::int64_t* targets, std::int64_t N, std::int64_t vocab,
-                            std::int64_t ignore_index, float label_smoothing) {
+void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss, std::int64_t grad_stride,
+                            float grad_divisor, const float* logits, const std::int64_t* targets, std::int64_t N,
+                            std::int64_t vocab, std::int64_t ignore_index, float label_smoothing) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(cross_entropy_backward);
   parallel_for(N, rows_per_chunk(vocab), [&](std::int64_t begin, std::int64_t end) {
     float* dlogits_rows = dlogits + begin * vocab;
@@ -61,7 +58,8 @@ void cross_entropy_backward(float* dlogits, const float* statistics, const float
     const float* logits_rows = logits + begin * vocab;
     const std::int64_t* targets_rows = targets + begin;
     const std::int64_t rows = end - begin;
-    kernel(dlogits_rows, statistics_rows, grad_rows, grad_stride, grad_divisor, logits_rows, targets_rows, rows, vocab, ignore_index, label_smoothing);
+    kernel(dlogits_rows, statistics_rows, grad_rows, grad_stride, grad_divisor, logits_rows, targets_rows, rows, vocab,
+           ignore_index, label_smoothing);
   });
 }
 

@@ -57,8 +57,7 @@ constexpr std::int64_t kChunkVectors = 8;
 template <class V>
 inline V load_masked(const float* z, std::int64_t j, std::int64_t vocab) {
   const int lanes = row_reduction::lanes_at<V>(j, vocab);
-  return select(V::first_lanes(lanes), row_reduction::load_n<V>(z + j, lanes),
-                V::broadcast(kNegativeInfinity));
+  return select(V::first_lanes(lanes), row_reduction::load_n<V>(z + j, lanes), V::broadcast(kNegativeInfinity));
 }
 
 // with_sum_logits: also sum z (only label smoothing needs it).
@@ -68,19 +67,16 @@ inline RowStatistics row_statistics(const float* z, std::int64_t vocab, bool wit
   row_reduction::CompensatedSum<V> s;
   row_reduction::CompensatedSum<V> total;
   for (std::int64_t chunk = 0; chunk < vocab; chunk += kChunkVectors * V::width) {
-    const std::int64_t chunk_end =
-        vocab - chunk < kChunkVectors * V::width ? vocab : chunk + kChunkVectors * V::width;
+    const std::int64_t chunk_end = vocab - chunk < kChunkVectors * V::width ? vocab : chunk + kChunkVectors * V::width;
     V m_new = m;
-    for (std::int64_t j = chunk; j < chunk_end; j += V::width)
-      m_new = max(load_masked<V>(z, j, vocab), m_new);
+    for (std::int64_t j = chunk; j < chunk_end; j += V::width) m_new = max(load_masked<V>(z, j, vocab), m_new);
     s.scale(vec_math::exp(m - m_new));  // a factor of exactly 1 unless the max grew
     m = m_new;
     for (std::int64_t j = chunk; j < chunk_end; j += V::width) {
       const V v = load_masked<V>(z, j, vocab);
       s.add(vec_math::exp(v - m));
       // Missing lanes read as 0 here: right for the sum of z.
-      if (with_sum_logits)
-        total.add(row_reduction::load_n<V>(z + j, row_reduction::lanes_at<V>(j, vocab)));
+      if (with_sum_logits) total.add(row_reduction::load_n<V>(z + j, row_reduction::lanes_at<V>(j, vocab)));
     }
   }
   RowStatistics out;
@@ -95,9 +91,8 @@ inline RowStatistics row_statistics(const float* z, std::int64_t vocab, bool wit
 // (m, s_high, s_low) per row, for rows [0, rows) of logits[rows, vocab]. Targets are valid
 // (checked in ops/).
 template <class V>
-inline void cross_entropy_forward(float* losses, float* statistics, const float* logits,
-                                  const std::int64_t* targets, std::int64_t rows,
-                                  std::int64_t vocab, std::int64_t ignore_index,
+inline void cross_entropy_forward(float* losses, float* statistics, const float* logits, const std::int64_t* targets,
+                                  std::int64_t rows, std::int64_t vocab, std::int64_t ignore_index,
                                   float label_smoothing) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int64_t target = targets[r];
@@ -129,12 +124,10 @@ inline void cross_entropy_forward(float* losses, float* statistics, const float*
 // / grad_divisor (stride 0: one gradient for all rows, as for the mean and
 // the sum); rows whose target is ignore_index get 0.
 template <class V>
-inline void cross_entropy_backward(float* dlogits, const float* statistics,
-                                   const float* grad_loss, std::int64_t grad_stride,
-                                   float grad_divisor, const float* logits,
-                                   const std::int64_t* targets, std::int64_t rows,
-                                   std::int64_t vocab, std::int64_t ignore_index,
-                                   float label_smoothing) {
+inline void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss,
+                                   std::int64_t grad_stride, float grad_divisor, const float* logits,
+                                   const std::int64_t* targets, std::int64_t rows, std::int64_t vocab,
+                                   std::int64_t ignore_index, float label_smoothing) {
   const double off_target = label_smoothing / static_cast<double>(vocab);
   for (std::int64_t r = 0; r < rows; ++r) {
     float* dz = dlogits + r * vocab;
@@ -157,8 +150,7 @@ inline void cross_entropy_backward(float* dlogits, const float* statistics,
       fma(vec_math::exp(V::load(z + j) + minus_max), g_over_sum, minus_g_off).store(dz + j);
     if (j < vocab) {
       const int rest = int(vocab - j);
-      fma(vec_math::exp(V::load_partial(z + j, rest) + minus_max), g_over_sum, minus_g_off)
-          .store_partial(dz + j, rest);
+      fma(vec_math::exp(V::load_partial(z + j, rest) + minus_max), g_over_sum, minus_g_off).store_partial(dz + j, rest);
     }
     // The target's entry again, as (p_t - q_t) g in double: p_t - q_t
     // cancels when the model is confident (p_t near 1 - e), and a float exp

@@ -2,43 +2,39 @@
 
 #include <vector>
 
-#include "cpu/dispatch.h"
 #include "core/threading.h"
-#include "cpu/vec/vec_generic.h"
+#include "cpu/dispatch.h"
 #include "cpu/norm_kernels.h"
+#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
 namespace generic {
 
-void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight,
-                        const float* bias, std::int64_t rows, std::int64_t C, float eps) {
+void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
+                        std::int64_t rows, std::int64_t C, float eps) {
   norm_kernels::layer_norm_forward<Vec>(y, mean, rstd, x, weight, bias, rows, C, eps);
 }
 
-void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x,
-                            const float* residual, const float* weight, const float* bias,
-                            std::int64_t rows, std::int64_t C, float eps) {
-  norm_kernels::add_layer_norm_forward<Vec>(sum, y, mean, rstd, x, residual, weight, bias, rows, C,
-                                            eps);
+void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x, const float* residual,
+                            const float* weight, const float* bias, std::int64_t rows, std::int64_t C, float eps) {
+  norm_kernels::add_layer_norm_forward<Vec>(sum, y, mean, rstd, x, residual, weight, bias, rows, C, eps);
 }
 
-void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy,
-                         const float* dsum, const float* x, const float* weight,
-                         const float* mean, const float* rstd, std::int64_t rows, std::int64_t C,
-                         float eps) {
-  norm_kernels::layer_norm_backward<Vec>(dx, dweight_partial, dbias_partial, dy, dsum, x, weight,
-                                         mean, rstd, rows, C, eps);
+void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy, const float* dsum,
+                         const float* x, const float* weight, const float* mean, const float* rstd, std::int64_t rows,
+                         std::int64_t C, float eps) {
+  norm_kernels::layer_norm_backward<Vec>(dx, dweight_partial, dbias_partial, dy, dsum, x, weight, mean, rstd, rows, C,
+                                         eps);
 }
 
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
-                      std::int64_t rows, std::int64_t C, float eps) {
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t rows, std::int64_t C,
+                      float eps) {
   norm_kernels::rms_norm_forward<Vec>(y, rstd, x, weight, rows, C, eps);
 }
 
-void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t rows, std::int64_t C,
-                       float eps) {
+void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x, const float* weight,
+                       const float* rstd, std::int64_t rows, std::int64_t C, float eps) {
   norm_kernels::rms_norm_backward<Vec>(dx, dweight_partial, dy, x, weight, rstd, rows, C, eps);
 }
 
@@ -63,7 +59,9 @@ NormKernels active_kernels() {
 
 // Rows go to threads in chunks of at least ~16K elements: below that a
 // parallel region costs more than it saves.
-std::int64_t rows_per_chunk(std::int64_t C) { return C >= 16384 ? 1 : 16384 / C; }
+std::int64_t rows_per_chunk(std::int64_t C) {
+  return C >= 16384 ? 1 : 16384 / C;
+}
 
 // The weight and bias gradients are summed over fixed blocks of rows, one
 // partial sum per block (compensated: a sum and its rounding errors, [2, C]),
@@ -87,8 +85,7 @@ void for_each_row_block(std::int64_t N, std::int64_t C, std::int64_t blocks, con
   const std::int64_t elements_per_block = (N / blocks) * C;
   const std::int64_t grain = elements_per_block >= 16384 ? 1 : 16384 / (elements_per_block + 1) + 1;
   parallel_for(blocks, grain, [&](std::int64_t first_block, std::int64_t end_block) {
-    for (std::int64_t b = first_block; b < end_block; ++b)
-      body(b, N * b / blocks, N * (b + 1) / blocks);
+    for (std::int64_t b = first_block; b < end_block; ++b) body(b, N * b / blocks, N * (b + 1) / blocks);
   });
 }
 
@@ -115,68 +112,60 @@ void add_partials(float* out, const float* partials, std::int64_t blocks, std::i
 
 }  // namespace
 
-void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight,
-                        const float* bias, std::int64_t N, std::int64_t C, float eps) {
+void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
+                        std::int64_t N, std::int64_t C, float eps) {
   const NormKernels kernels = active_kernels();
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
-    kernels.layer_norm_forward(y + begin * C, mean + begin, rstd + begin, x + begin * C, weight,
-                               bias, end - begin, C, eps);
+    kernels.layer_norm_forward(y + begin * C, mean + begin, rstd + begin, x + begin * C, weight, bias, end - begin, C,
+                               eps);
   });
 }
 
-void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x,
-                            const float* residual, const float* weight, const float* bias,
-                            std::int64_t N, std::int64_t C, float eps) {
+void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x, const float* residual,
+                            const float* weight, const float* bias, std::int64_t N, std::int64_t C, float eps) {
   const NormKernels kernels = active_kernels();
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
-    kernels.add_layer_norm_forward(sum + begin * C, y + begin * C, mean + begin, rstd + begin,
-                                   x + begin * C, residual + begin * C, weight, bias, end - begin,
-                                   C, eps);
+    kernels.add_layer_norm_forward(sum + begin * C, y + begin * C, mean + begin, rstd + begin, x + begin * C,
+                                   residual + begin * C, weight, bias, end - begin, C, eps);
   });
 }
 
-void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* dy,
-                         const float* dsum, const float* x, const float* weight,
-                         const float* mean, const float* rstd, std::int64_t N, std::int64_t C,
+void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* dsum, const float* x,
+                         const float* weight, const float* mean, const float* rstd, std::int64_t N, std::int64_t C,
                          float eps) {
   const NormKernels kernels = active_kernels();
   const std::int64_t blocks = row_block_count(N);
   // Zero-filled partial sums: [blocks, 2, C] for dweight, then for dbias.
   const std::int64_t partial_size = 2 * C;
-  std::vector<float> partials(static_cast<std::size_t>(blocks * partial_size) *
-                              ((dweight ? 1 : 0) + (dbias ? 1 : 0)));
+  std::vector<float> partials(static_cast<std::size_t>(blocks * partial_size) * ((dweight ? 1 : 0) + (dbias ? 1 : 0)));
   float* dweight_partials = dweight ? partials.data() : nullptr;
   float* dbias_partials = dbias ? partials.data() + (dweight ? blocks * partial_size : 0) : nullptr;
   for_each_row_block(N, C, blocks, [&](std::int64_t b, std::int64_t begin, std::int64_t end) {
-    kernels.layer_norm_backward(dx + begin * C,
-                                dweight ? dweight_partials + b * partial_size : nullptr,
+    kernels.layer_norm_backward(dx + begin * C, dweight ? dweight_partials + b * partial_size : nullptr,
                                 dbias ? dbias_partials + b * partial_size : nullptr, dy + begin * C,
-                                dsum ? dsum + begin * C : nullptr, x + begin * C, weight,
-                                mean + begin, rstd + begin, end - begin, C, eps);
+                                dsum ? dsum + begin * C : nullptr, x + begin * C, weight, mean + begin, rstd + begin,
+                                end - begin, C, eps);
   });
   if (dweight) add_partials(dweight, dweight_partials, blocks, C);
   if (dbias) add_partials(dbias, dbias_partials, blocks, C);
 }
 
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t N,
-                      std::int64_t C, float eps) {
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t N, std::int64_t C,
+                      float eps) {
   const NormKernels kernels = active_kernels();
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
-    kernels.rms_norm_forward(y + begin * C, rstd + begin, x + begin * C, weight, end - begin, C,
-                             eps);
+    kernels.rms_norm_forward(y + begin * C, rstd + begin, x + begin * C, weight, end - begin, C, eps);
   });
 }
 
-void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* x,
-                       const float* weight, const float* rstd, std::int64_t N, std::int64_t C,
-                       float eps) {
+void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* x, const float* weight,
+                       const float* rstd, std::int64_t N, std::int64_t C, float eps) {
   const NormKernels kernels = active_kernels();
   const std::int64_t blocks = row_block_count(N);
   std::vector<float> partials(dweight ? static_cast<std::size_t>(blocks * 2 * C) : 0);
   for_each_row_block(N, C, blocks, [&](std::int64_t b, std::int64_t begin, std::int64_t end) {
-    kernels.rms_norm_backward(dx + begin * C, dweight ? partials.data() + b * 2 * C : nullptr,
-                              dy + begin * C, x + begin * C, weight, rstd + begin, end - begin, C,
-                              eps);
+    kernels.rms_norm_backward(dx + begin * C, dweight ? partials.data() + b * 2 * C : nullptr, dy + begin * C,
+                              x + begin * C, weight, rstd + begin, end - begin, C, eps);
   });
   if (dweight) add_partials(dweight, partials.data(), blocks, C);
 }

@@ -73,8 +73,8 @@ struct RowMoments {
   V shift;
   V correction;
   DoubleFloat<V> rstd;
-  float mean;       // shift + correction, rounded once
-  float rstd_float; // rstd rounded once
+  float mean;        // shift + correction, rounded once
+  float rstd_float;  // rstd rounded once
 };
 
 // g = dy * weight as a float and its exact rounding error (weight may be null).
@@ -85,8 +85,7 @@ struct Gradient {
 };
 
 template <class V>
-inline Gradient<V> weighted_gradient(const float* dy, const float* weight, std::int64_t i,
-                                     int lanes) {
+inline Gradient<V> weighted_gradient(const float* dy, const float* weight, std::int64_t i, int lanes) {
   const V dy_v = load_n<V>(dy + i, lanes);
   if (!weight) return {dy_v, V::broadcast(0.0f)};
   const V w = load_n<V>(weight + i, lanes);
@@ -127,27 +126,23 @@ inline double row_sum(const float* x, std::int64_t n) {
 // y = x_hat * weight + bias, x_hat = ((x - shift) - correction) * rstd;
 // weight and bias may be null (1 and 0).
 template <class V>
-inline void normalize_row(float* y, const float* x, std::int64_t n, const RowMoments<V>& m,
-                          const float* weight, const float* bias) {
+inline void normalize_row(float* y, const float* x, std::int64_t n, const RowMoments<V>& m, const float* weight,
+                          const float* bias) {
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
     const V x_hat = multiply((load_n<V>(x + i, lanes) - m.shift) - m.correction, m.rstd);
     V out = x_hat;
-    if (weight && bias)
-      out = fma(x_hat, load_n<V>(weight + i, lanes), load_n<V>(bias + i, lanes));
-    else if (weight)
-      out = x_hat * load_n<V>(weight + i, lanes);
-    else if (bias)
-      out = x_hat + load_n<V>(bias + i, lanes);
+    if (weight && bias) out = fma(x_hat, load_n<V>(weight + i, lanes), load_n<V>(bias + i, lanes));
+    else if (weight) out = x_hat * load_n<V>(weight + i, lanes);
+    else if (bias) out = x_hat + load_n<V>(bias + i, lanes);
     store_n(out, y + i, lanes);
   }
 }
 
 // Rows [0, rows) of width C: y[rows, C], mean[rows], rstd[rows].
 template <class V>
-inline void layer_norm_forward(float* y, float* mean, float* rstd, const float* x,
-                               const float* weight, const float* bias, std::int64_t rows,
-                               std::int64_t C, float eps) {
+inline void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight,
+                               const float* bias, std::int64_t rows, std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
     const RowMoments<V> m = moments_given_sum<V>(x_row, C, row_sum<V>(x_row, C), eps);
@@ -162,8 +157,8 @@ inline void layer_norm_forward(float* y, float* mean, float* rstd, const float* 
 // while it is still in cache.
 template <class V>
 inline void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x,
-                                   const float* residual, const float* weight, const float* bias,
-                                   std::int64_t rows, std::int64_t C, float eps) {
+                                   const float* residual, const float* weight, const float* bias, std::int64_t rows,
+                                   std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     float* sum_row = sum + r * C;
     const float* x_row = x + r * C;
@@ -193,10 +188,9 @@ inline void add_layer_norm_forward(float* sum, float* y, float* mean, float* rst
 // a float and its TwoSum error), k and b are DoubleFloats, e k_high is split
 // exactly, both subtractions keep their TwoSum errors, and dx is rounded once.
 template <class V>
-inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial,
-                                const float* dy, const float* dsum, const float* x,
-                                const float* weight, const float* mean, const float* rstd,
-                                std::int64_t rows, std::int64_t C, float eps) {
+inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy,
+                                const float* dsum, const float* x, const float* weight, const float* mean,
+                                const float* rstd, std::int64_t rows, std::int64_t C, float eps) {
   const double count = static_cast<double>(C);
   const V zero = V::broadcast(0.0f);
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -243,11 +237,9 @@ inline void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_
       const V e_k = e * k_split.high;
       const V g_minus_e_k = g.g - e_k;
       const V bracket = g_minus_e_k - b.high;
-      const V rounding =
-          sum_error(g.g, -e_k, g_minus_e_k) + sum_error(g_minus_e_k, -b.high, bracket);
+      const V rounding = sum_error(g.g, -e_k, g_minus_e_k) + sum_error(g_minus_e_k, -b.high, bracket);
       const V tail = (rounding + g.error) -
-                     (product_error(e, k_split.high, e_k) +
-                      fma(e, k_split.low, fma(e_error, k_split.high, b.low)));
+                     (product_error(e, k_split.high, e_k) + fma(e, k_split.low, fma(e_error, k_split.high, b.low)));
       V dx_v = multiply_with_tail(bracket, tail, r_std);
       if (dsum) dx_v = dx_v + load_n<V>(dsum + r * C + i, lanes);
       store_n(dx_v, dx + r * C + i, lanes);
@@ -274,8 +266,8 @@ inline double sum_of_squares(const float* x, std::int64_t C) {
 
 // RMSNorm: y = x_hat * weight, x_hat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps).
 template <class V>
-inline void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight,
-                             std::int64_t rows, std::int64_t C, float eps) {
+inline void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t rows,
+                             std::int64_t C, float eps) {
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
     const double mean_square = sum_of_squares<V>(x_row, C) / static_cast<double>(C);
@@ -299,9 +291,8 @@ inline void rms_norm_forward(float* y, float* rstd, const float* x, const float*
 // C = 1, dx = rstd g eps / (x^2 + eps)): k is a DoubleFloat, x k_high is split
 // exactly, g - x k_high keeps its TwoSum error, and dx is rounded once.
 template <class V>
-inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x,
-                              const float* weight, const float* rstd, std::int64_t rows,
-                              std::int64_t C, float eps) {
+inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x, const float* weight,
+                              const float* rstd, std::int64_t rows, std::int64_t C, float eps) {
   const double count = static_cast<double>(C);
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* x_row = x + r * C;
@@ -327,12 +318,10 @@ inline void rms_norm_backward(float* dx, float* dweight_partial, const float* dy
       const Gradient<V> g = weighted_gradient<V>(dy_row, weight, i, lanes);
       const V x_k = x_v * k.high;
       const V bracket = g.g - x_k;
-      const V tail = (sum_error(g.g, -x_k, bracket) + g.error) -
-                     fma(x_v, k.low, product_error(x_v, k.high, x_k));
+      const V tail = (sum_error(g.g, -x_k, bracket) + g.error) - fma(x_v, k.low, product_error(x_v, k.high, x_k));
       store_n(multiply_with_tail(bracket, tail, r_std), dx + r * C + i, lanes);
       if (dweight_partial)
-        add_scaled_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_v,
-                                           V::broadcast(0.0f), r_std);
+        add_scaled_products_to_column_sums(dweight_partial, C, i, lanes, dy_v, x_v, V::broadcast(0.0f), r_std);
     }
   }
 }

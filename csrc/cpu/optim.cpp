@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <vector>
 
-#include "cpu/dispatch.h"
 #include "core/threading.h"
-#include "cpu/vec/vec_generic.h"
+#include "cpu/dispatch.h"
 #include "cpu/optim_kernels.h"
+#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
@@ -37,8 +37,7 @@ std::vector<Chunk> make_chunks(std::size_t tensors, const Sizes& size_of, std::i
   for (std::size_t t = 0; t < tensors; ++t) {
     const std::int64_t n = size_of(t);
     total += n;
-    for (std::int64_t begin = 0; begin < n; begin += kChunk)
-      chunks.push_back({t, begin, std::min(kChunk, n - begin)});
+    for (std::int64_t begin = 0; begin < n; begin += kChunk) chunks.push_back({t, begin, std::min(kChunk, n - begin)});
   }
   return chunks;
 }
@@ -75,13 +74,11 @@ double chunk_sum_of_squares(const float* x, std::int64_t n) {
 
 }  // namespace
 
-void adamw_step(const AdamWTensors* tensors, std::size_t count,
-                const optim_kernels::AdamWConstants& constants) {
+void adamw_step(const AdamWTensors* tensors, std::size_t count, const optim_kernels::AdamWConstants& constants) {
   optim_kernels::AdamWConstants without_decay = constants;
   without_decay.decay = 1.0f;
   std::int64_t total = 0;
-  const std::vector<Chunk> chunks =
-      make_chunks(count, [&](std::size_t t) { return tensors[t].n; }, total);
+  const std::vector<Chunk> chunks = make_chunks(count, [&](std::size_t t) { return tensors[t].n; }, total);
   const auto adamw_update = ATTNKIT_ACTIVE_KERNEL(adamw_update);
   for_each_chunk(chunks, total, [&](const Chunk& chunk) {
     const AdamWTensors& t = tensors[chunk.tensor];
@@ -96,8 +93,7 @@ void adamw_step(const AdamWTensors* tensors, std::size_t count,
 
 double sum_of_squares(const FloatSpan* spans, std::size_t count) {
   std::int64_t total = 0;
-  const std::vector<Chunk> chunks =
-      make_chunks(count, [&](std::size_t s) { return spans[s].n; }, total);
+  const std::vector<Chunk> chunks = make_chunks(count, [&](std::size_t s) { return spans[s].n; }, total);
   std::vector<double> partial(chunks.size());
   const Chunk* first = chunks.data();
   for_each_chunk(chunks, total, [&](const Chunk& chunk) {
@@ -111,8 +107,7 @@ double sum_of_squares(const FloatSpan* spans, std::size_t count) {
 
 void scale_in_place(const FloatSpan* spans, std::size_t count, float factor) {
   std::int64_t total = 0;
-  const std::vector<Chunk> chunks =
-      make_chunks(count, [&](std::size_t s) { return spans[s].n; }, total);
+  const std::vector<Chunk> chunks = make_chunks(count, [&](std::size_t s) { return spans[s].n; }, total);
   for_each_chunk(chunks, total, [&](const Chunk& chunk) {
     float* x = spans[chunk.tensor].data + chunk.begin;
     for (std::int64_t i = 0; i < chunk.count; ++i) x[i] *= factor;

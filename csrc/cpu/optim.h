@@ -24,8 +24,7 @@ struct AdamWTensors {
 
 // One AdamW step, in place, over every tensor of the list. constants.decay
 // is used for the tensors with decay set, 1 for the others.
-void adamw_step(const AdamWTensors* tensors, std::size_t count,
-                const optim_kernels::AdamWConstants& constants);
+void adamw_step(const AdamWTensors* tensors, std::size_t count, const optim_kernels::AdamWConstants& constants);
 
 // A contiguous float buffer of n elements.
 struct FloatSpan {

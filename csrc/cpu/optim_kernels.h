@@ -17,18 +17,18 @@ namespace attnkit::cpu::optim_kernels {
 
 // The step's constants, computed in double and rounded to float once.
 struct AdamWConstants {
-  float decay;                  // 1 - lr * weight_decay, or 1 without decay
+  float decay;  // 1 - lr * weight_decay, or 1 without decay
   float one_minus_beta1;
   float beta2;
   float one_minus_beta2;
   float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
   float eps;
-  float step_size;              // lr / (1 - beta1^t)
+  float step_size;  // lr / (1 - beta1^t)
 };
 
 template <class V>
-inline void adamw_update(float* param, float* exp_avg, float* exp_avg_sq, const float* grad,
-                         std::int64_t n, const AdamWConstants& c) {
+inline void adamw_update(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, std::int64_t n,
+                         const AdamWConstants& c) {
   const V decay = V::broadcast(c.decay);
   const V one_minus_beta1 = V::broadcast(c.one_minus_beta1);
   const V beta2 = V::broadcast(c.beta2);
@@ -53,8 +53,8 @@ inline void adamw_update(float* param, float* exp_avg, float* exp_avg_sq, const 
   if (i < n) {
     const int rest = int(n - i);
     V p, m, v;
-    update(V::load_partial(param + i, rest), V::load_partial(exp_avg + i, rest),
-           V::load_partial(exp_avg_sq + i, rest), V::load_partial(grad + i, rest), p, m, v);
+    update(V::load_partial(param + i, rest), V::load_partial(exp_avg + i, rest), V::load_partial(exp_avg_sq + i, rest),
+           V::load_partial(grad + i, rest), p, m, v);
     p.store_partial(param + i, rest);
     m.store_partial(exp_avg + i, rest);
     v.store_partial(exp_avg_sq + i, rest);

@@ -41,8 +41,8 @@ std::vector<double> inverse_frequencies(double base, std::int64_t pairs, std::in
 // sines[i] (i < pairs) are the cos and sin of (offset + t) * frequencies[i]
 // in double. Threads split the anchor spans.
 template <class Store>
-void for_each_position(std::int64_t length, std::int64_t offset,
-                       const std::vector<double>& frequencies, const Store& store) {
+void for_each_position(std::int64_t length, std::int64_t offset, const std::vector<double>& frequencies,
+                       const Store& store) {
   if (length <= 0) return;
   const std::int64_t pairs = static_cast<std::int64_t>(frequencies.size());
   std::vector<double> step_cosines(frequencies.size()), step_sines(frequencies.size());
@@ -81,8 +81,7 @@ void for_each_position(std::int64_t length, std::int64_t offset,
 
 // The rotation of one [D] vector by the angles of one row of the table.
 // Forward: (a, b) -> (a c - b s, a s + b c); the inverse passes -s.
-inline void rotate_interleaved(float* y, const float* x, const float* cosines, const float* sines,
-                               std::int64_t pairs) {
+inline void rotate_interleaved(float* y, const float* x, const float* cosines, const float* sines, std::int64_t pairs) {
   for (std::int64_t i = 0; i < pairs; ++i) {
     const float a = x[2 * i], b = x[2 * i + 1];
     y[2 * i] = a * cosines[i] - b * sines[i];
@@ -90,8 +89,7 @@ inline void rotate_interleaved(float* y, const float* x, const float* cosines, c
   }
 }
 
-inline void rotate_halves(float* y, const float* x, const float* cosines, const float* sines,
-                          std::int64_t pairs) {
+inline void rotate_halves(float* y, const float* x, const float* cosines, const float* sines, std::int64_t pairs) {
   for (std::int64_t i = 0; i < pairs; ++i) {
     const float a = x[i], b = x[i + pairs];
     y[i] = a * cosines[i] - b * sines[i];
@@ -101,8 +99,7 @@ inline void rotate_halves(float* y, const float* x, const float* cosines, const 
 
 }  // namespace
 
-void sinusoidal_position_encoding(float* table, std::int64_t length, std::int64_t dim,
-                                  std::int64_t offset) {
+void sinusoidal_position_encoding(float* table, std::int64_t length, std::int64_t dim, std::int64_t offset) {
   const std::int64_t pairs = (dim + 1) / 2;
   for_each_position(length, offset, inverse_frequencies(10000.0, pairs, dim),
                     [&](std::int64_t t, const double* cosines, const double* sines) {
@@ -112,8 +109,8 @@ void sinusoidal_position_encoding(float* table, std::int64_t length, std::int64_
                     });
 }
 
-void rope(float* y, const float* x, std::int64_t B, std::int64_t T, std::int64_t H,
-          std::int64_t D, std::int64_t offset, double base, bool interleaved, bool inverse) {
+void rope(float* y, const float* x, std::int64_t B, std::int64_t T, std::int64_t H, std::int64_t D, std::int64_t offset,
+          double base, bool interleaved, bool inverse) {
   const std::int64_t pairs = D / 2;
   // cos and sin of every (t, i) once, shared by the B * H vectors of row t.
   std::vector<float> cosines(static_cast<std::size_t>(T * pairs));
@@ -135,10 +132,8 @@ void rope(float* y, const float* x, std::int64_t B, std::int64_t T, std::int64_t
       const float* row_sines = sines.data() + t * pairs;
       for (std::int64_t h = 0; h < H; ++h) {
         const std::int64_t start = row * row_size + h * D;
-        if (interleaved)
-          rotate_interleaved(y + start, x + start, row_cosines, row_sines, pairs);
-        else
-          rotate_halves(y + start, x + start, row_cosines, row_sines, pairs);
+        if (interleaved) rotate_interleaved(y + start, x + start, row_cosines, row_sines, pairs);
+        else rotate_halves(y + start, x + start, row_cosines, row_sines, pairs);
       }
     }
   });

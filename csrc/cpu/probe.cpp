@@ -9,8 +9,8 @@
 #include <omp.h>
 
 #include "core/errors.h"
-#include "cpu/vec/vec_generic.h"
 #include "cpu/probe_kernels.h"
+#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
@@ -31,8 +31,12 @@ const int fma_flops_per_iteration = 2 * Vec::width * kFmaChains;
 float memory_read(const float* a, std::int64_t n) {
   return probe_kernels::memory_read<Vec, kReadAccumulators>(a, n);
 }
-void memory_write(float* a, float value, std::int64_t n) { probe_kernels::memory_write<Vec>(a, value, n); }
-void memory_copy(float* b, const float* a, std::int64_t n) { probe_kernels::memory_copy<Vec>(b, a, n); }
+void memory_write(float* a, float value, std::int64_t n) {
+  probe_kernels::memory_write<Vec>(a, value, n);
+}
+void memory_copy(float* b, const float* a, std::int64_t n) {
+  probe_kernels::memory_copy<Vec>(b, a, n);
+}
 void memory_triad(float* a, const float* b, const float* c, float scalar, std::int64_t n) {
   probe_kernels::memory_triad<Vec>(a, b, c, scalar, n);
 }
@@ -50,8 +54,7 @@ constexpr std::int64_t kMinBytes = 4096;
 
 void check_threads(const char* op, int threads) {
   if (threads < 1 || threads > kMaxThreads)
-    throw_value_error(op, "threads", "an integer from 1 to " + std::to_string(kMaxThreads),
-                      std::to_string(threads));
+    throw_value_error(op, "threads", "an integer from 1 to " + std::to_string(kMaxThreads), std::to_string(threads));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -74,9 +77,7 @@ Buffer allocate_floats(std::int64_t n) {
   // the kernel may allocate the range with huge pages.
   const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(float);
   float* p = static_cast<float*>(std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096));
-  if (!p)
-    throw RuntimeError("probe_memory_bandwidth: could not allocate " + std::to_string(bytes) +
-                       " bytes");
+  if (!p) throw RuntimeError("probe_memory_bandwidth: could not allocate " + std::to_string(bytes) + " bytes");
   return Buffer(p);
 }
 
@@ -100,13 +101,10 @@ struct MemoryKernels {
 MemoryKernels memory_kernels(CpuIsa isa) {
   switch (isa) {
 #ifdef ATTNKIT_HAVE_X86_KERNELS
-    case CpuIsa::avx512:
-      return {avx512::memory_read, avx512::memory_write, avx512::memory_copy, avx512::memory_triad};
-    case CpuIsa::avx2:
-      return {avx2::memory_read, avx2::memory_write, avx2::memory_copy, avx2::memory_triad};
+    case CpuIsa::avx512: return {avx512::memory_read, avx512::memory_write, avx512::memory_copy, avx512::memory_triad};
+    case CpuIsa::avx2: return {avx2::memory_read, avx2::memory_write, avx2::memory_copy, avx2::memory_triad};
 #endif
-    default:
-      return {generic::memory_read, generic::memory_write, generic::memory_copy, generic::memory_triad};
+    default: return {generic::memory_read, generic::memory_write, generic::memory_copy, generic::memory_triad};
   }
 }
 
@@ -117,8 +115,7 @@ MemoryPass parse_memory_pass(const std::string& kind) {
   if (kind == "write") return MemoryPass::write;
   if (kind == "copy") return MemoryPass::copy;
   if (kind == "triad") return MemoryPass::triad;
-  throw_value_error("probe_memory_bandwidth", "kind", "one of read, write, copy, triad",
-                    "'" + kind + "'");
+  throw_value_error("probe_memory_bandwidth", "kind", "one of read, write, copy, triad", "'" + kind + "'");
 }
 
 double memory_bandwidth(MemoryPass kind, std::int64_t nbytes, int threads, int repeats) {
@@ -130,8 +127,7 @@ double memory_bandwidth(MemoryPass kind, std::int64_t nbytes, int threads, int r
     throw_value_error(op, "repeats", "an integer from 1 to 1000", std::to_string(repeats));
 
   const int arrays = kind == MemoryPass::copy ? 2 : kind == MemoryPass::triad ? 3 : 1;
-  const std::int64_t n =
-      nbytes / arrays / std::int64_t(sizeof(float)) / kCacheLineFloats * kCacheLineFloats;
+  const std::int64_t n = nbytes / arrays / std::int64_t(sizeof(float)) / kCacheLineFloats * kCacheLineFloats;
   const double bytes_per_pass = double(n) * sizeof(float) * arrays;
   Buffer a = allocate_floats(n);
   Buffer b = arrays >= 2 ? allocate_floats(n) : Buffer();
@@ -162,9 +158,7 @@ double memory_bandwidth(MemoryPass kind, std::int64_t nbytes, int threads, int r
         case MemoryPass::read: sink += kernels.read(a.get() + begin, count); break;
         case MemoryPass::write: kernels.write(a.get() + begin, float(pass), count); break;
         case MemoryPass::copy: kernels.copy(b.get() + begin, a.get() + begin, count); break;
-        case MemoryPass::triad:
-          kernels.triad(a.get() + begin, b.get() + begin, c.get() + begin, 0.5f, count);
-          break;
+        case MemoryPass::triad: kernels.triad(a.get() + begin, b.get() + begin, c.get() + begin, 0.5f, count); break;
       }
     }
     const double seconds = seconds_since(start);

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "cpu/dispatch.h"
 #include "core/threading.h"
-#include "cpu/vec/vec_generic.h"
+#include "cpu/dispatch.h"
 #include "cpu/random_kernels.h"
+#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
@@ -17,12 +17,11 @@ void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count, st
                  std::uint64_t offset) {
   random_kernels::random_bits<VecU32>(bits, first, count, seed, offset);
 }
-void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed,
-             std::uint64_t offset) {
+void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset) {
   random_kernels::uniform<Vec, VecU32>(values, first, count, seed, offset);
 }
-void dropout(float* y, const float* x, std::int64_t first, std::int64_t count,
-             std::uint32_t drop_below, float scale, std::uint64_t seed, std::uint64_t offset) {
+void dropout(float* y, const float* x, std::int64_t first, std::int64_t count, std::uint32_t drop_below, float scale,
+             std::uint64_t seed, std::uint64_t offset) {
   random_kernels::dropout<Vec, VecU32>(y, x, first, count, drop_below, scale, seed, offset);
 }
 }  // namespace generic
@@ -53,11 +52,12 @@ void random_bits(std::uint32_t* bits, std::int64_t n, std::uint64_t seed, std::u
 
 void uniform(float* values, std::int64_t n, std::uint64_t seed, std::uint64_t offset) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(uniform);
-  for_each_block(n, [&](std::int64_t first, std::int64_t count) { kernel(values + first, first, count, seed, offset); });
+  for_each_block(n,
+                 [&](std::int64_t first, std::int64_t count) { kernel(values + first, first, count, seed, offset); });
 }
 
-void dropout(float* y, const float* x, std::int64_t n, std::uint32_t drop_below, float scale,
-             std::uint64_t seed, std::uint64_t offset) {
+void dropout(float* y, const float* x, std::int64_t n, std::uint32_t drop_below, float scale, std::uint64_t seed,
+             std::uint64_t offset) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(dropout);
   for_each_block(n, [&](std::int64_t first, std::int64_t count) {
     kernel(y + first, x + first, first, count, drop_below, scale, seed, offset);

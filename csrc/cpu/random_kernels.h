@@ -56,8 +56,7 @@ inline void philox_rounds(U& c0, U& c1, U& c2, U& c3, std::uint32_t key0, std::u
 
 // numbers[0..63] = elements 64 g .. 64 g + 63 of the stream (seed, offset).
 template <class U>
-inline void philox_group(std::uint32_t* numbers, std::uint64_t group, std::uint64_t seed,
-                         std::uint64_t offset) {
+inline void philox_group(std::uint32_t* numbers, std::uint64_t group, std::uint64_t seed, std::uint64_t offset) {
   static_assert(kBlocksPerGroup % U::width == 0, "a group is a whole number of vectors");
   for (int lane0 = 0; lane0 < kBlocksPerGroup; lane0 += U::width) {
     // Blocks 16 g + lane0 + lane: the low word of 16 g is a multiple of 16, so
@@ -78,8 +77,7 @@ inline void philox_group(std::uint32_t* numbers, std::uint64_t group, std::uint6
 // One Philox 4x32-10 block for an arbitrary counter and key (the known-answer
 // tests), through the same rounds as the streams.
 template <class U>
-inline void philox_block(std::uint32_t out[4], const std::uint32_t counter[4],
-                         const std::uint32_t key[2]) {
+inline void philox_block(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]) {
   U c0 = U::broadcast(counter[0]), c1 = U::broadcast(counter[1]);
   U c2 = U::broadcast(counter[2]), c3 = U::broadcast(counter[3]);
   philox_rounds(c0, c1, c2, c3, key[0], key[1]);
@@ -95,14 +93,13 @@ inline void philox_block(std::uint32_t out[4], const std::uint32_t counter[4],
 // [first, first + count), each within one group; numbers[k] is element
 // group_begin + k, where group_begin = begin - begin % 64.
 template <class U, class Apply>
-inline void for_each_group(std::int64_t first, std::int64_t count, std::uint64_t seed,
-                           std::uint64_t offset, const Apply& apply) {
+inline void for_each_group(std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset,
+                           const Apply& apply) {
   // 16 entries of slack: a full vector load at a piece's last, partial
   // vector may read up to 15 entries past the group.
   alignas(64) std::uint32_t numbers[kGroupSize + 16] = {};
   const std::int64_t end = first + count;
-  for (std::int64_t group_begin = first - first % kGroupSize; group_begin < end;
-       group_begin += kGroupSize) {
+  for (std::int64_t group_begin = first - first % kGroupSize; group_begin < end; group_begin += kGroupSize) {
     philox_group<U>(numbers, std::uint64_t(group_begin / kGroupSize), seed, offset);
     const std::int64_t begin = group_begin > first ? group_begin : first;
     const std::int64_t stop = group_begin + kGroupSize < end ? group_begin + kGroupSize : end;
@@ -112,12 +109,11 @@ inline void for_each_group(std::int64_t first, std::int64_t count, std::uint64_t
 
 // bits[i - first] = number i of the stream, for i in [first, first + count).
 template <class U>
-inline void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count,
-                        std::uint64_t seed, std::uint64_t offset) {
+inline void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count, std::uint64_t seed,
+                        std::uint64_t offset) {
   for_each_group<U>(first, count, seed, offset,
                     [&](const std::uint32_t* numbers, std::int64_t begin, std::int64_t end) {
-                      for (std::int64_t i = begin; i < end; ++i)
-                        bits[i - first] = numbers[i % kGroupSize];
+                      for (std::int64_t i = begin; i < end; ++i) bits[i - first] = numbers[i % kGroupSize];
                     });
 }
 
@@ -125,8 +121,7 @@ inline void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t co
 // begin + V::width, ... < end, within one group; lanes < V::width only for
 // the last vector of a piece.
 template <class V, class U, class Op>
-inline void for_each_vector(const std::uint32_t* numbers, std::int64_t begin, std::int64_t end,
-                            const Op& op) {
+inline void for_each_vector(const std::uint32_t* numbers, std::int64_t begin, std::int64_t end, const Op& op) {
   static_assert(V::width == U::width, "Vec and VecU32 have one lane per element");
   for (std::int64_t i = begin; i < end; i += V::width) {
     // A full load past `end` stays inside numbers (see for_each_group).
@@ -138,8 +133,7 @@ inline void for_each_vector(const std::uint32_t* numbers, std::int64_t begin, st
 // values[i - first] = (number i >> 8) * 2^-24: its 24 high bits as a float in
 // [0, 1), each of the 2^24 values equally likely.
 template <class V, class U>
-inline void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed,
-                    std::uint64_t offset) {
+inline void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset) {
   const V unit = V::broadcast(0x1p-24f);
   for_each_group<U>(first, count, seed, offset,
                     [&](const std::uint32_t* numbers, std::int64_t begin, std::int64_t end) {
@@ -152,9 +146,8 @@ inline void uniform(float* values, std::int64_t first, std::int64_t count, std::
 // Dropout of elements [first, first + count), x and y pointing at element
 // `first`: y = x * scale where number i >= drop_below (kept), else exactly 0.
 template <class V, class U>
-inline void dropout(float* y, const float* x, std::int64_t first, std::int64_t count,
-                    std::uint32_t drop_below, float scale, std::uint64_t seed,
-                    std::uint64_t offset) {
+inline void dropout(float* y, const float* x, std::int64_t first, std::int64_t count, std::uint32_t drop_below,
+                    float scale, std::uint64_t seed, std::uint64_t offset) {
   const U threshold = U::broadcast(drop_below);
   const V scale_vector = V::broadcast(scale);
   const V zero = V::broadcast(0.0f);

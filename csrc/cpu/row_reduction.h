@@ -35,10 +35,8 @@ inline V load_n(const float* p, int count) {
 }
 template <class V>
 inline void store_n(V v, float* p, int count) {
-  if (count == V::width)
-    v.store(p);
-  else
-    v.store_partial(p, count);
+  if (count == V::width) v.store(p);
+  else v.store_partial(p, count);
 }
 // How many of the row's n elements the vector at i holds.
 template <class V>
@@ -74,8 +72,7 @@ inline V multiply(V x, const DoubleFloat<V>& factor) {
 template <class V>
 inline V multiply_with_tail(V value, V tail, const DoubleFloat<V>& factor) {
   const V product = value * factor.high;
-  return product + fma(tail, factor.high,
-                       fma(value, factor.low, product_error(value, factor.high, product)));
+  return product + fma(tail, factor.high, fma(value, factor.low, product_error(value, factor.high, product)));
 }
 
 // The exact rounding error of s = fl(a + b): a + b - s (TwoSum).
@@ -141,8 +138,7 @@ struct CompensatedSum {
 // column_sums[2, C], row 0 holds the running sums and row 1 the sums of their
 // rounding errors. Each call adds one row's vector at column i, compensated.
 template <class V>
-inline void add_to_column_sums(float* column_sums, std::int64_t C, std::int64_t i, int lanes,
-                               V value) {
+inline void add_to_column_sums(float* column_sums, std::int64_t C, std::int64_t i, int lanes, V value) {
   CompensatedSum<V> acc{load_n<V>(column_sums + i, lanes), load_n<V>(column_sums + C + i, lanes)};
   acc.add(value);
   store_n(acc.sum, column_sums + i, lanes);
@@ -152,15 +148,13 @@ inline void add_to_column_sums(float* column_sums, std::int64_t C, std::int64_t 
 // rounding counted (dweight's dy * x_hat, with x_hat = (value + tail) * rstd
 // never rounded to a float).
 template <class V>
-inline void add_scaled_products_to_column_sums(float* column_sums, std::int64_t C, std::int64_t i,
-                                               int lanes, V a, V value, V tail,
-                                               const DoubleFloat<V>& factor) {
+inline void add_scaled_products_to_column_sums(float* column_sums, std::int64_t C, std::int64_t i, int lanes, V a,
+                                               V value, V tail, const DoubleFloat<V>& factor) {
   CompensatedSum<V> acc{load_n<V>(column_sums + i, lanes), load_n<V>(column_sums + C + i, lanes)};
   const V product = a * value;
   const V product_rounding = product_error(a, value, product);
   acc.add_product(product, factor.high);
-  acc.error = acc.error + fma(product, factor.low,
-                              fma(product_rounding, factor.high, (a * tail) * factor.high));
+  acc.error = acc.error + fma(product, factor.low, fma(product_rounding, factor.high, (a * tail) * factor.high));
   store_n(acc.sum, column_sums + i, lanes);
   store_n(acc.error, column_sums + C + i, lanes);
 }

@@ -72,8 +72,8 @@ std::int64_t nucleus(std::vector<Candidate>& candidates, double total, double to
     if (more_probable(c[middle], c[high - 1])) std::swap(c[middle], c[high - 1]);
     const Candidate pivot = c[high - 1];
     // [low, split): more probable than the pivot; then the pivot at split.
-    Candidate* split_at = std::partition(c + low, c + high - 1,
-                                         [&](const Candidate& x) { return more_probable(x, pivot); });
+    Candidate* split_at =
+        std::partition(c + low, c + high - 1, [&](const Candidate& x) { return more_probable(x, pivot); });
     const std::int64_t split = split_at - c;
     std::swap(c[split], c[high - 1]);
     double upper = 0.0;
@@ -140,9 +140,7 @@ std::int64_t sample_row(RowScratch& scratch, const float* row, const std::uint8_
     total += weight;
   }
   double kept_total = total;
-  if (s.top_p < 1.0) {
-    n = nucleus(candidates, total, s.top_p, &kept_total);
-  }
+  if (s.top_p < 1.0) { n = nucleus(candidates, total, s.top_p, &kept_total); }
 
   // Inverse CDF over the kept candidates, in their current order.
   const double target = uniform * kept_total;
@@ -161,8 +159,7 @@ std::int64_t sample_row(RowScratch& scratch, const float* row, const std::uint8_
 }  // namespace
 
 void sample_tokens(std::int64_t* tokens, const float* logits, const std::uint8_t* seen, std::int64_t batch,
-                   std::int64_t vocab, const SamplingSettings& settings, std::uint64_t seed,
-                   std::uint64_t offset) {
+                   std::int64_t vocab, const SamplingSettings& settings, std::uint64_t seed, std::uint64_t offset) {
   // Greedy decoding draws nothing.
   const bool greedy = settings.temperature == 0.0;
   std::vector<std::uint32_t> bits(greedy ? 0 : static_cast<std::size_t>(2 * batch));
@@ -174,8 +171,8 @@ void sample_tokens(std::int64_t* tokens, const float* logits, const std::uint8_t
     RowScratch scratch;
     for (std::int64_t b = b0; b < b1; ++b) {
       const double uniform = greedy ? 0.0 : uniform_53(bits[2 * b], bits[2 * b + 1]);
-      tokens[b] = sample_row(scratch, logits + b * vocab, seen == nullptr ? nullptr : seen + b * vocab, vocab,
-                             settings, uniform);
+      tokens[b] = sample_row(scratch, logits + b * vocab, seen == nullptr ? nullptr : seen + b * vocab, vocab, settings,
+                             uniform);
     }
   });
 }

@@ -28,7 +28,6 @@ struct SamplingSettings {
 // stream, not on the thread count. Rows must hold no NaN or +inf and at least
 // one logit above -inf (ops/ checks).
 void sample_tokens(std::int64_t* tokens, const float* logits, const std::uint8_t* seen, std::int64_t batch,
-                   std::int64_t vocab, const SamplingSettings& settings, std::uint64_t seed,
-                   std::uint64_t offset);
+                   std::int64_t vocab, const SamplingSettings& settings, std::uint64_t seed, std::uint64_t offset);
 
 }  // namespace attnkit::cpu

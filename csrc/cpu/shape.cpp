@@ -60,19 +60,17 @@ void copy_by_rows(T* out, const T* x, const BroadcastLayout& layout) {
   const std::int64_t columns = layout.sizes[dims - 1];
   const std::int64_t row_stride = layout.strides[0][dims - 2];
   const std::int64_t step = layout.strides[0][dims - 1];
-  for_each_tile(layout, [&](std::int64_t out_offset, const std::int64_t* offsets, std::int64_t rows,
-                            std::int64_t tile_columns) {
-    for (std::int64_t r = 0; r < rows; ++r) {
-      T* o = out + out_offset + r * columns;
-      const T* source = x + offsets[0] + r * row_stride;
-      if (step == 1)
-        std::memcpy(o, source, static_cast<std::size_t>(tile_columns) * sizeof(T));
-      else if (step == 0)
-        std::fill(o, o + tile_columns, *source);
-      else
-        for (std::int64_t c = 0; c < tile_columns; ++c) o[c] = source[c * step];
-    }
-  });
+  for_each_tile(
+      layout, [&](std::int64_t out_offset, const std::int64_t* offsets, std::int64_t rows, std::int64_t tile_columns) {
+        for (std::int64_t r = 0; r < rows; ++r) {
+          T* o = out + out_offset + r * columns;
+          const T* source = x + offsets[0] + r * row_stride;
+          if (step == 1) std::memcpy(o, source, static_cast<std::size_t>(tile_columns) * sizeof(T));
+          else if (step == 0) std::fill(o, o + tile_columns, *source);
+          else
+            for (std::int64_t c = 0; c < tile_columns; ++c) o[c] = source[c * step];
+        }
+      });
 }
 
 // The transpose pattern: x is contiguous along dimension `unit` of out (not
@@ -129,15 +127,13 @@ void strided_copy(void* out, const void* x, const std::vector<std::int64_t>& siz
       if (layout.strides[0][d] == 1 && layout.sizes[d] > 1) unit = d;
   with_element_type(element_size, [&](auto type) {
     using T = decltype(type);
-    if (unit >= 0)
-      copy_transposed(static_cast<T*>(out), static_cast<const T*>(x), layout, unit);
-    else
-      copy_by_rows(static_cast<T*>(out), static_cast<const T*>(x), layout);
+    if (unit >= 0) copy_transposed(static_cast<T*>(out), static_cast<const T*>(x), layout, unit);
+    else copy_by_rows(static_cast<T*>(out), static_cast<const T*>(x), layout);
   });
 }
 
-void copy_rows(void* out, std::int64_t out_stride, const void* x, std::int64_t x_stride,
-               std::int64_t rows, std::int64_t row_bytes) {
+void copy_rows(void* out, std::int64_t out_stride, const void* x, std::int64_t x_stride, std::int64_t rows,
+               std::int64_t row_bytes) {
   if (rows == 0 || row_bytes == 0) return;
   char* destination = static_cast<char*>(out);
   const char* source = static_cast<const char*>(x);
@@ -160,9 +156,8 @@ void copy_rows(void* out, std::int64_t out_stride, const void* x, std::int64_t x
 }
 
 template <typename Index>
-void index_select(void* out, const void* x, const Index* index, std::int64_t outer,
-                  std::int64_t size, std::int64_t count, std::int64_t inner,
-                  std::size_t element_size) {
+void index_select(void* out, const void* x, const Index* index, std::int64_t outer, std::int64_t size,
+                  std::int64_t count, std::int64_t inner, std::size_t element_size) {
   const std::int64_t row_bytes = inner * static_cast<std::int64_t>(element_size);
   if (row_bytes == 0) return;
   char* destination = static_cast<char*>(out);
@@ -170,21 +165,21 @@ void index_select(void* out, const void* x, const Index* index, std::int64_t out
   parallel_for(outer * count, std::max<std::int64_t>(1, kUnitBytes / row_bytes), [&](std::int64_t u0, std::int64_t u1) {
     for (std::int64_t u = u0; u < u1; ++u) {
       const std::int64_t o = u / count, j = u % count;
-      std::memcpy(destination + u * row_bytes,
-                  source + (o * size + static_cast<std::int64_t>(index[j])) * row_bytes,
+      std::memcpy(destination + u * row_bytes, source + (o * size + static_cast<std::int64_t>(index[j])) * row_bytes,
                   static_cast<std::size_t>(row_bytes));
     }
   });
 }
 
 template <typename Index>
-void index_select_backward(float* dx, const float* dy, const Index* index, std::int64_t outer,
-                           std::int64_t size, std::int64_t count, std::int64_t inner) {
+void index_select_backward(float* dx, const float* dy, const Index* index, std::int64_t outer, std::int64_t size,
+                           std::int64_t count, std::int64_t inner) {
   fill(dx, 0.0f, outer * size * inner);
   if (inner == 0) return;
   // A unit owns columns [c0, c0 + block) of one outer slab and adds every j
   // into them in order; the block size only spreads the work.
-  const std::int64_t block = std::min(inner, std::max<std::int64_t>(64, kUnitElements / std::max<std::int64_t>(1, count)));
+  const std::int64_t block =
+      std::min(inner, std::max<std::int64_t>(64, kUnitElements / std::max<std::int64_t>(1, count)));
   const std::int64_t blocks = ceil_div(inner, block);
   parallel_for(outer * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
     for (std::int64_t u = u0; u < u1; ++u) {
@@ -201,8 +196,8 @@ void index_select_backward(float* dx, const float* dy, const Index* index, std::
 
 template <typename Index>
 void gather(void* out, const void* x, const Index* index, const std::vector<std::int64_t>& outer_offsets,
-            std::int64_t count, const std::vector<std::int64_t>& inner_offsets,
-            std::int64_t dim_stride, std::size_t element_size) {
+            std::int64_t count, const std::vector<std::int64_t>& inner_offsets, std::int64_t dim_stride,
+            std::size_t element_size) {
   const std::int64_t outer = static_cast<std::int64_t>(outer_offsets.size());
   const std::int64_t inner = static_cast<std::int64_t>(inner_offsets.size());
   if (inner == 0) return;
@@ -210,15 +205,16 @@ void gather(void* out, const void* x, const Index* index, const std::vector<std:
     using T = decltype(type);
     T* destination = static_cast<T*>(out);
     const T* source = static_cast<const T*>(x);
-    parallel_for(outer * count, std::max<std::int64_t>(1, kUnitElements / inner), [&](std::int64_t u0, std::int64_t u1) {
-      for (std::int64_t u = u0; u < u1; ++u) {
-        const T* slab = source + outer_offsets[u / count];
-        const Index* ids = index + u * inner;
-        T* row = destination + u * inner;
-        for (std::int64_t t = 0; t < inner; ++t)
-          row[t] = slab[static_cast<std::int64_t>(ids[t]) * dim_stride + inner_offsets[t]];
-      }
-    });
+    parallel_for(outer * count, std::max<std::int64_t>(1, kUnitElements / inner),
+                 [&](std::int64_t u0, std::int64_t u1) {
+                   for (std::int64_t u = u0; u < u1; ++u) {
+                     const T* slab = source + outer_offsets[u / count];
+                     const Index* ids = index + u * inner;
+                     T* row = destination + u * inner;
+                     for (std::int64_t t = 0; t < inner; ++t)
+                       row[t] = slab[static_cast<std::int64_t>(ids[t]) * dim_stride + inner_offsets[t]];
+                   }
+                 });
   });
 }
 
@@ -232,7 +228,8 @@ void gather_backward(float* dx, std::int64_t dx_numel, const float* dy, const In
   if (inner == 0) return;
   // Distinct (o, t) never read the same element of x, so a unit owning a block
   // of t for one o adds into elements no other unit touches, in increasing j.
-  const std::int64_t block = std::min(inner, std::max<std::int64_t>(64, kUnitElements / std::max<std::int64_t>(1, count)));
+  const std::int64_t block =
+      std::min(inner, std::max<std::int64_t>(64, kUnitElements / std::max<std::int64_t>(1, count)));
   const std::int64_t blocks = ceil_div(inner, block);
   parallel_for(outer * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
     for (std::int64_t u = u0; u < u1; ++u) {
@@ -248,16 +245,15 @@ void gather_backward(float* dx, std::int64_t dx_numel, const float* dy, const In
   });
 }
 
-#define ATTNKIT_INSTANTIATE_INDEXED(Index)                                                           \
-  template void index_select<Index>(void*, const void*, const Index*, std::int64_t, std::int64_t,    \
-                                    std::int64_t, std::int64_t, std::size_t);                        \
-  template void index_select_backward<Index>(float*, const float*, const Index*, std::int64_t,       \
-                                             std::int64_t, std::int64_t, std::int64_t);              \
-  template void gather<Index>(void*, const void*, const Index*, const std::vector<std::int64_t>&,    \
-                              std::int64_t, const std::vector<std::int64_t>&, std::int64_t,          \
-                              std::size_t);                                                          \
-  template void gather_backward<Index>(float*, std::int64_t, const float*, const Index*,             \
-                                       const std::vector<std::int64_t>&, std::int64_t,               \
+#define ATTNKIT_INSTANTIATE_INDEXED(Index)                                                                      \
+  template void index_select<Index>(void*, const void*, const Index*, std::int64_t, std::int64_t, std::int64_t, \
+                                    std::int64_t, std::size_t);                                                 \
+  template void index_select_backward<Index>(float*, const float*, const Index*, std::int64_t, std::int64_t,    \
+                                             std::int64_t, std::int64_t);                                       \
+  template void gather<Index>(void*, const void*, const Index*, const std::vector<std::int64_t>&, std::int64_t, \
+                              const std::vector<std::int64_t>&, std::int64_t, std::size_t);                     \
+  template void gather_backward<Index>(float*, std::int64_t, const float*, const Index*,                        \
+                                       const std::vector<std::int64_t>&, std::int64_t,                          \
                                        const std::vector<std::int64_t>&, std::int64_t);
 ATTNKIT_INSTANTIATE_INDEXED(std::int32_t)
 ATTNKIT_INSTANTIATE_INDEXED(std::int64_t)

@@ -21,22 +21,21 @@ void strided_copy(void* out, const void* x, const std::vector<std::int64_t>& siz
 
 // For r < rows: row_bytes bytes from x + r * x_stride to out + r * out_stride
 // (strides in bytes). The rows must not overlap.
-void copy_rows(void* out, std::int64_t out_stride, const void* x, std::int64_t x_stride,
-               std::int64_t rows, std::int64_t row_bytes);
+void copy_rows(void* out, std::int64_t out_stride, const void* x, std::int64_t x_stride, std::int64_t rows,
+               std::int64_t row_bytes);
 
 // out[o, j, :] = x[o, index[j], :] for o < outer, j < count; x [outer, size,
 // inner], out [outer, count, inner]; every index in [0, size) (checked by the
 // caller).
 template <typename Index>
-void index_select(void* out, const void* x, const Index* index, std::int64_t outer,
-                  std::int64_t size, std::int64_t count, std::int64_t inner,
-                  std::size_t element_size);
+void index_select(void* out, const void* x, const Index* index, std::int64_t outer, std::int64_t size,
+                  std::int64_t count, std::int64_t inner, std::size_t element_size);
 // dx [outer, size, inner] = 0, then dx[o, index[j], :] += dy[o, j, :] in
 // increasing j: each element of dx is summed by one thread, in one order, so
 // the result is bitwise the same for any thread count.
 template <typename Index>
-void index_select_backward(float* dx, const float* dy, const Index* index, std::int64_t outer,
-                           std::int64_t size, std::int64_t count, std::int64_t inner);
+void index_select_backward(float* dx, const float* dy, const Index* index, std::int64_t outer, std::int64_t size,
+                           std::int64_t count, std::int64_t inner);
 
 // Gather along one dimension of x. The index array is [outer, count, inner]
 // (its dimensions before, at and after `dim`); its element (o, j, t) reads
@@ -45,8 +44,8 @@ void index_select_backward(float* dx, const float* dy, const Index* index, std::
 // be larger. Every index in [0, x.size(dim)) (checked by the caller).
 template <typename Index>
 void gather(void* out, const void* x, const Index* index, const std::vector<std::int64_t>& outer_offsets,
-            std::int64_t count, const std::vector<std::int64_t>& inner_offsets,
-            std::int64_t dim_stride, std::size_t element_size);
+            std::int64_t count, const std::vector<std::int64_t>& inner_offsets, std::int64_t dim_stride,
+            std::size_t element_size);
 // dx (x's shape, `dx_numel` elements) = 0, then every gathered element's
 // gradient is added back to where it was read from, in increasing j for each
 // (o, t): deterministic as above.

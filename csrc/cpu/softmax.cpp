@@ -1,19 +1,18 @@
 #include "cpu/softmax.h"
 
-#include "cpu/dispatch.h"
 #include "core/threading.h"
-#include "cpu/vec/vec_generic.h"
+#include "cpu/dispatch.h"
 #include "cpu/softmax_kernels.h"
+#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
 namespace generic {
-void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale,
-                     bool log) {
+void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale, bool log) {
   softmax_kernels::softmax_forward<Vec>(y, x, rows, C, scale, log);
 }
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows,
-                      std::int64_t C, float scale, bool log) {
+void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t C, float scale,
+                      bool log) {
   softmax_kernels::softmax_backward<Vec>(dx, dy, y, rows, C, scale, log);
 }
 }  // namespace generic
@@ -22,12 +21,13 @@ namespace {
 
 // Rows go to threads in chunks of at least ~16K elements: below that a
 // parallel region costs more than it saves.
-std::int64_t rows_per_chunk(std::int64_t C) { return C >= 16384 ? 1 : 16384 / (C > 0 ? C : 1); }
+std::int64_t rows_per_chunk(std::int64_t C) {
+  return C >= 16384 ? 1 : 16384 / (C > 0 ? C : 1);
+}
 
 }  // namespace
 
-void softmax_forward(float* y, const float* x, std::int64_t N, std::int64_t C, float scale,
-                     bool log) {
+void softmax_forward(float* y, const float* x, std::int64_t N, std::int64_t C, float scale, bool log) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(softmax_forward);
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
     float* y_rows = y + begin * C;
@@ -36,8 +36,8 @@ void softmax_forward(float* y, const float* x, std::int64_t N, std::int64_t C, f
   });
 }
 
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t N, std::int64_t C,
-                      float scale, bool log) {
+void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t N, std::int64_t C, float scale,
+                      bool log) {
   const auto kernel = ATTNKIT_ACTIVE_KERNEL(softmax_backward);
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
     float* dx_rows = dx + begin * C;

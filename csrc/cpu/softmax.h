@@ -10,30 +10,26 @@ namespace attnkit::cpu {
 
 // y[N, C] = softmax(scale * x[N, C]) along each row, or log_softmax when `log`;
 // scale > 0.
-void softmax_forward(float* y, const float* x, std::int64_t N, std::int64_t C, float scale,
-                     bool log);
+void softmax_forward(float* y, const float* x, std::int64_t N, std::int64_t C, float scale, bool log);
 // dx[N, C] from dy[N, C] and the forward's output y[N, C] (see softmax_kernels.h).
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t N, std::int64_t C,
-                      float scale, bool log);
+void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t N, std::int64_t C, float scale,
+                      bool log);
 
 // Per-ISA kernels over `rows` consecutive rows of width C, single-threaded.
 namespace generic {
-void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale,
-                     bool log);
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows,
-                      std::int64_t C, float scale, bool log);
+void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale, bool log);
+void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t C, float scale,
+                      bool log);
 }  // namespace generic
 namespace avx2 {
-void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale,
-                     bool log);
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows,
-                      std::int64_t C, float scale, bool log);
+void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale, bool log);
+void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t C, float scale,
+                      bool log);
 }  // namespace avx2
 namespace avx512 {
-void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale,
-                     bool log);
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows,
-                      std::int64_t C, float scale, bool log);
+void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale, bool log);
+void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t C, float scale,
+                      bool log);
 }  // namespace avx512
 
 }  // namespace attnkit::cpu

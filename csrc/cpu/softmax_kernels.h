@@ -66,8 +66,7 @@ inline double sum_exponentials(float* y, const float* x, std::int64_t n, float s
   CompensatedSum<V> sum;
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
-    const V e = select(V::first_lanes(lanes),
-                       vec_math::exp(fma(load_n<V>(x + i, lanes), s, minus_shift)), zero);
+    const V e = select(V::first_lanes(lanes), vec_math::exp(fma(load_n<V>(x + i, lanes), s, minus_shift)), zero);
     if (y) store_n(e, y + i, lanes);
     sum.add(e);
   }
@@ -97,8 +96,7 @@ inline void log_softmax_forward_row(float* y, const float* x, std::int64_t n, fl
   const double sum = sum_exponentials<V>(nullptr, x, n, scale, shift);
   if (sum == 0.0) {  // a row of -inf
     const V minus_infinity = V::broadcast(kNegativeInfinity);
-    for (std::int64_t i = 0; i < n; i += V::width)
-      store_n(minus_infinity, y + i, lanes_at<V>(i, n));
+    for (std::int64_t i = 0; i < n; i += V::width) store_n(minus_infinity, y + i, lanes_at<V>(i, n));
     return;
   }
   const V s = V::broadcast(scale);
@@ -116,8 +114,7 @@ inline void log_softmax_forward_row(float* y, const float* x, std::int64_t n, fl
 // largest y weighs most in the sum), so the sum is applied as a DoubleFloat:
 // its rounding would otherwise be magnified by the cancellation.
 template <class V>
-inline void softmax_backward_row(float* dx, const float* dy, const float* y, std::int64_t n,
-                                 float scale) {
+inline void softmax_backward_row(float* dx, const float* dy, const float* y, std::int64_t n, float scale) {
   CompensatedSum<V> dot;
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
@@ -138,8 +135,7 @@ inline void softmax_backward_row(float* dx, const float* dy, const float* y, std
 // The sum is a DoubleFloat and exp(y) times its high part is taken exactly,
 // for the same reason as above.
 template <class V>
-inline void log_softmax_backward_row(float* dx, const float* dy, const float* y, std::int64_t n,
-                                     float scale) {
+inline void log_softmax_backward_row(float* dx, const float* dy, const float* y, std::int64_t n, float scale) {
   CompensatedSum<V> sum;
   for (std::int64_t i = 0; i < n; i += V::width) sum.add(load_n<V>(dy + i, lanes_at<V>(i, n)));
   const DoubleFloat<V> total = split<V>(sum.total());
@@ -148,32 +144,27 @@ inline void log_softmax_backward_row(float* dx, const float* dy, const float* y,
     const int lanes = lanes_at<V>(i, n);
     const V p = vec_math::exp(load_n<V>(y + i, lanes));
     const V p_total = p * total.high;
-    const V difference = (load_n<V>(dy + i, lanes) - p_total) -
-                         fma(p, total.low, product_error(p, total.high, p_total));
+    const V difference =
+        (load_n<V>(dy + i, lanes) - p_total) - fma(p, total.low, product_error(p, total.high, p_total));
     store_n(difference * s, dx + i, lanes);
   }
 }
 
 // The per-ISA entry points: rows [0, rows) of width n, single-threaded.
 template <class V>
-inline void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t n,
-                            float scale, bool log) {
+inline void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t n, float scale, bool log) {
   for (std::int64_t r = 0; r < rows; ++r) {
-    if (log)
-      log_softmax_forward_row<V>(y + r * n, x + r * n, n, scale);
-    else
-      softmax_forward_row<V>(y + r * n, x + r * n, n, scale);
+    if (log) log_softmax_forward_row<V>(y + r * n, x + r * n, n, scale);
+    else softmax_forward_row<V>(y + r * n, x + r * n, n, scale);
   }
 }
 
 template <class V>
-inline void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows,
-                             std::int64_t n, float scale, bool log) {
+inline void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t n, float scale,
+                             bool log) {
   for (std::int64_t r = 0; r < rows; ++r) {
-    if (log)
-      log_softmax_backward_row<V>(dx + r * n, dy + r * n, y + r * n, n, scale);
-    else
-      softmax_backward_row<V>(dx + r * n, dy + r * n, y + r * n, n, scale);
+    if (log) log_softmax_backward_row<V>(dx + r * n, dy + r * n, y + r * n, n, scale);
+    else softmax_backward_row<V>(dx + r * n, dy + r * n, y + r * n, n, scale);
   }
 }
 

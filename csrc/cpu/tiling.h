@@ -15,7 +15,9 @@ namespace attnkit::cpu {
 // elements a parallel region costs more than it saves.
 constexpr std::int64_t kUnitElements = 16384;
 
-inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Splits the output of a layout (sizes, and each operand's strides; at least
 // two dimensions) into tiles of whole rows of its last two dimensions, or
@@ -63,9 +65,8 @@ void for_each_tile(const BroadcastLayout& layout, const Body& body) {
 template <typename Body>
 void for_each_range(std::int64_t n, const Body& body) {
   const std::int64_t blocks = ceil_div(n, kUnitElements);
-  parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
-    body(b0 * kUnitElements, std::min(n, b1 * kUnitElements));
-  });
+  parallel_for(blocks, 1,
+               [&](std::int64_t b0, std::int64_t b1) { body(b0 * kUnitElements, std::min(n, b1 * kUnitElements)); });
 }
 
 }  // namespace attnkit::cpu

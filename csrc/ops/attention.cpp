@@ -62,8 +62,9 @@ void describe_options(const char* op, const AttentionOptions& o, std::vector<std
     check_dtype(op, "key_padding_mask", m, DType::bool_);
     check_cpu(op, "key_padding_mask", m);
     if (m.shape() != Shape{batch, p.key_length})
-      throw_value_error(op, "key_padding_mask", "shape [" + std::to_string(batch) + ", " +
-                        std::to_string(p.key_length) + "]", shape_string(m.shape()));
+      throw_value_error(op, "key_padding_mask",
+                        "shape [" + std::to_string(batch) + ", " + std::to_string(p.key_length) + "]",
+                        shape_string(m.shape()));
     p.key_padding = m.data<std::uint8_t>();
   }
 }
@@ -79,8 +80,9 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
   }
   const std::int64_t batch = q.dim(0), heads = q.dim(2), head_dim = q.dim(3);
   if (k.dim(0) != batch || k.dim(3) != head_dim)
-    throw_value_error(op, "k", "shape [" + std::to_string(batch) + ", Tk, Hkv, " +
-                      std::to_string(head_dim) + "] to match q " + shape_string(q.shape()),
+    throw_value_error(op, "k",
+                      "shape [" + std::to_string(batch) + ", Tk, Hkv, " + std::to_string(head_dim) + "] to match q " +
+                          shape_string(q.shape()),
                       shape_string(k.shape()));
   if (v.shape() != k.shape())
     throw_value_error(op, "v", "the shape of k, " + shape_string(k.shape()), shape_string(v.shape()));
@@ -88,11 +90,10 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
   if (heads < 1) throw_value_error(op, "q", "at least one head", shape_string(q.shape()));
   if (head_dim < 1) throw_value_error(op, "q", "a head_dim of at least 1", shape_string(q.shape()));
   if (kv_heads < 1 || heads % kv_heads != 0)
-    throw_value_error(op, "k", "a number of heads dividing q's " + std::to_string(heads),
-                      std::to_string(kv_heads));
+    throw_value_error(op, "k", "a number of heads dividing q's " + std::to_string(heads), std::to_string(kv_heads));
   if (q.dim(1) >= kMaximumLength || k.dim(1) >= kMaximumLength)
-    throw_value_error(op, "q", "sequences shorter than 2^24", shape_string(q.shape()) + " and k " +
-                      shape_string(k.shape()));
+    throw_value_error(op, "q", "sequences shorter than 2^24",
+                      shape_string(q.shape()) + " and k " + shape_string(k.shape()));
   cpu::AttentionProblem p{};
   p.batch = batch;
   p.query_length = q.dim(1);
@@ -110,9 +111,8 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
 // queries of the H heads, then the keys, then the values of the Hkv heads)
 // and the options into the kernel's problem, with q, k, v reading the rows of
 // qkv in place.
-cpu::AttentionProblem describe_packed(const char* op, const Array& qkv, std::int64_t heads,
-                                      std::int64_t kv_heads, const AttentionOptions& o,
-                                      std::vector<std::int64_t>& lengths) {
+cpu::AttentionProblem describe_packed(const char* op, const Array& qkv, std::int64_t heads, std::int64_t kv_heads,
+                                      const AttentionOptions& o, std::vector<std::int64_t>& lengths) {
   check_dtype(op, "qkv", qkv, DType::float32);
   check_cpu(op, "qkv", qkv);
   if (qkv.ndim() != 3)
@@ -125,8 +125,11 @@ cpu::AttentionProblem describe_packed(const char* op, const Array& qkv, std::int
   const std::int64_t width = qkv.dim(2);
   const std::int64_t head_count = heads + 2 * kv_heads;
   if (width < 1 || width % head_count != 0)
-    throw_value_error(op, "qkv", "a last dimension that is a positive multiple of num_heads + 2 "
-                      "num_kv_heads = " + std::to_string(head_count), shape_string(qkv.shape()));
+    throw_value_error(op, "qkv",
+                      "a last dimension that is a positive multiple of num_heads + 2 "
+                      "num_kv_heads = " +
+                          std::to_string(head_count),
+                      shape_string(qkv.shape()));
   if (qkv.dim(1) >= kMaximumLength)
     throw_value_error(op, "qkv", "a sequence shorter than 2^24", shape_string(qkv.shape()));
   cpu::AttentionProblem p{};
@@ -142,8 +145,8 @@ cpu::AttentionProblem describe_packed(const char* op, const Array& qkv, std::int
 
 // Validates what a backward call gets from its forward: grad_output and out
 // [B, Tq, H, D], and lse [B, H, Tq].
-void check_forward_results(const char* op, const cpu::AttentionProblem& p, const Array& grad_out,
-                           const Array& out, const Array& lse) {
+void check_forward_results(const char* op, const cpu::AttentionProblem& p, const Array& grad_out, const Array& out,
+                           const Array& lse) {
   const Shape out_shape{p.batch, p.query_length, p.heads, p.head_dim};
   for (auto [name, a] : {std::pair<const char*, const Array*>{"grad_output", &grad_out}, {"out", &out}}) {
     check_dtype(op, name, *a, DType::float32);
@@ -160,21 +163,19 @@ void check_forward_results(const char* op, const cpu::AttentionProblem& p, const
 
 }  // namespace
 
-AttentionForward attention_forward(const Array& q, const Array& k, const Array& v,
-                                   const AttentionOptions& options) {
+AttentionForward attention_forward(const Array& q, const Array& k, const Array& v, const AttentionOptions& options) {
   std::vector<std::int64_t> lengths;
   const cpu::AttentionProblem p = describe("attention", q, k, v, options, lengths);
   AttentionForward r{Array::zeros(q.shape(), DType::float32),
                      Array::empty({p.batch, p.heads, p.query_length}, DType::float32)};
   if (r.out.numel() == 0) return r;
-  cpu::attention_forward(r.out.data<float>(), r.lse.data<float>(), q.data<float>(), k.data<float>(),
-                         v.data<float>(), p);
+  cpu::attention_forward(r.out.data<float>(), r.lse.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
+                         p);
   return r;
 }
 
-AttentionGradients attention_backward(const Array& grad_out, const Array& q, const Array& k,
-                                      const Array& v, const Array& out, const Array& lse,
-                                      const AttentionOptions& options) {
+AttentionGradients attention_backward(const Array& grad_out, const Array& q, const Array& k, const Array& v,
+                                      const Array& out, const Array& lse, const AttentionOptions& options) {
   const char* op = "attention_backward";
   std::vector<std::int64_t> lengths;
   const cpu::AttentionProblem p = describe(op, q, k, v, options, lengths);
@@ -183,9 +184,8 @@ AttentionGradients attention_backward(const Array& grad_out, const Array& q, con
   AttentionGradients g{Array::zeros(q.shape(), DType::float32), Array::zeros(k.shape(), DType::float32),
                        Array::zeros(v.shape(), DType::float32)};
   if (g.dq.numel() == 0 || g.dk.numel() == 0) return g;
-  cpu::attention_backward(g.dq.data<float>(), g.dk.data<float>(), g.dv.data<float>(),
-                          grad_out.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
-                          out.data<float>(), lse.data<float>(), p);
+  cpu::attention_backward(g.dq.data<float>(), g.dk.data<float>(), g.dv.data<float>(), grad_out.data<float>(),
+                          q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(), lse.data<float>(), p);
   return g;
 }
 
@@ -215,8 +215,8 @@ Array attention_qkv_backward(const Array& grad_out, const Array& qkv, const Arra
   const float* q = qkv.data<float>();
   float* dq = grad_qkv.data<float>();
   const std::int64_t k_column = p.heads * p.head_dim, v_column = (p.heads + p.kv_heads) * p.head_dim;
-  cpu::attention_backward(dq, dq + k_column, dq + v_column, grad_out.data<float>(), q, q + k_column,
-                          q + v_column, out.data<float>(), lse.data<float>(), p);
+  cpu::attention_backward(dq, dq + k_column, dq + v_column, grad_out.data<float>(), q, q + k_column, q + v_column,
+                          out.data<float>(), lse.data<float>(), p);
   return grad_qkv;
 }
 

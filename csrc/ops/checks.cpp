@@ -20,11 +20,12 @@ void check_cpu(const char* op, const char* argument, const Array& a) {
     throw_value_error(op, argument, "an array on cpu", "one on " + a.device().str());
 }
 
-void check_same_shape(const char* op, const char* argument, const Array& a,
-                      const char* other_argument, const Array& other) {
+void check_same_shape(const char* op, const char* argument, const Array& a, const char* other_argument,
+                      const Array& other) {
   if (a.shape() != other.shape())
-    throw_value_error(op, argument, std::string("the shape of '") + other_argument + "', " +
-                      shape_string(other.shape()), shape_string(a.shape()));
+    throw_value_error(op, argument,
+                      std::string("the shape of '") + other_argument + "', " + shape_string(other.shape()),
+                      shape_string(a.shape()));
 }
 
 std::string number_text(double value, int significant_digits) {

@@ -11,8 +11,8 @@ namespace attnkit::ops {
 void check_defined(const char* op, const char* argument, const Array& a);
 void check_dtype(const char* op, const char* argument, const Array& a, DType expected);
 void check_cpu(const char* op, const char* argument, const Array& a);
-void check_same_shape(const char* op, const char* argument, const Array& a,
-                      const char* other_argument, const Array& other);
+void check_same_shape(const char* op, const char* argument, const Array& a, const char* other_argument,
+                      const Array& other);
 
 // A number for an error message, with enough significant digits to show the
 // value that came: 9 for a float32 value, 17 for a double.

@@ -46,13 +46,11 @@ void check_defined_cpu(const char* op, const char* argument, const Array& a) {
 
 // The dtypes the comparison, cast and fill kernels are built for.
 bool is_basic_dtype(DType dtype) {
-  return dtype == DType::float32 || dtype == DType::int32 || dtype == DType::int64 ||
-         dtype == DType::bool_;
+  return dtype == DType::float32 || dtype == DType::int32 || dtype == DType::int64 || dtype == DType::bool_;
 }
 
 void check_basic_dtype(const char* op, const char* argument, DType dtype) {
-  if (!is_basic_dtype(dtype))
-    throw_type_error(op, argument, "float32, int32, int64 or bool", dtype_name(dtype));
+  if (!is_basic_dtype(dtype)) throw_type_error(op, argument, "float32, int32, int64 or bool", dtype_name(dtype));
 }
 
 // Writes a op b into out, which has the broadcast shape of a and b (checked
@@ -79,21 +77,16 @@ std::vector<Group> group_dimensions(const Shape& shape, const std::vector<bool>&
   std::vector<Group> groups;
   for (std::size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 1) continue;
-    if (!groups.empty() && groups.back().reduced == reduce[d])
-      groups.back().size *= shape[d];
-    else
-      groups.push_back({shape[d], reduce[d]});
+    if (!groups.empty() && groups.back().reduced == reduce[d]) groups.back().size *= shape[d];
+    else groups.push_back({shape[d], reduce[d]});
   }
   return groups;
 }
 
 template <typename T>
-void sum_pass(const Array& out, const Array& x, std::int64_t outer, std::int64_t reduced,
-              std::int64_t inner) {
-  if constexpr (std::is_same_v<T, float>)
-    cpu::sum(out.data<float>(), x.data<float>(), outer, reduced, inner);
-  else
-    cpu::sum_integer(out.data<std::int64_t>(), x.data<T>(), outer, reduced, inner);
+void sum_pass(const Array& out, const Array& x, std::int64_t outer, std::int64_t reduced, std::int64_t inner) {
+  if constexpr (std::is_same_v<T, float>) cpu::sum(out.data<float>(), x.data<float>(), outer, reduced, inner);
+  else cpu::sum_integer(out.data<std::int64_t>(), x.data<T>(), outer, reduced, inner);
 }
 
 // Sums x over the dimensions marked in `reduce`, one merged group at a time,
@@ -114,12 +107,9 @@ Array reduce_marked(const Array& x, const std::vector<bool>& reduce, DType out_d
     for (int g = 0; g < last; ++g) outer *= groups[g].size;
     for (int g = last + 1; g < static_cast<int>(groups.size()); ++g) inner *= groups[g].size;
     Array next = Array::empty({outer * inner}, out_dtype);
-    if (!reduced_any)
-      sum_pass<T>(next, current, outer, groups[last].size, inner);
-    else if constexpr (std::is_same_v<T, float>)
-      sum_pass<float>(next, current, outer, groups[last].size, inner);
-    else
-      sum_pass<std::int64_t>(next, current, outer, groups[last].size, inner);
+    if (!reduced_any) sum_pass<T>(next, current, outer, groups[last].size, inner);
+    else if constexpr (std::is_same_v<T, float>) sum_pass<float>(next, current, outer, groups[last].size, inner);
+    else sum_pass<std::int64_t>(next, current, outer, groups[last].size, inner);
     reduced_any = true;
     current = next;
     // The neighbours of the removed group are both kept: they merge.
@@ -147,8 +137,7 @@ Array reduce_sum(const Array& x, const std::vector<bool>& reduce, const Shape& o
 
 // Marks the dims to reduce (each in [-ndim, ndim), at most once) and gives
 // the output shape. A 0-d array accepts dim 0 or -1, which reduce nothing.
-std::vector<bool> reduction_dims(const char* op, const Array& x,
-                                 const std::vector<std::int64_t>& dims, bool keepdim,
+std::vector<bool> reduction_dims(const char* op, const Array& x, const std::vector<std::int64_t>& dims, bool keepdim,
                                  Shape& out_shape, std::int64_t& count) {
   const int n = x.ndim();
   const int range = std::max(n, 1);
@@ -156,8 +145,10 @@ std::vector<bool> reduction_dims(const char* op, const Array& x,
   std::vector<bool> seen(static_cast<std::size_t>(range), false);
   for (std::int64_t dim : dims) {
     if (dim < -range || dim >= range)
-      throw_value_error(op, "dim", "dims in [" + std::to_string(-range) + ", " + std::to_string(range) +
-                        ") for an input of shape " + shape_string(x.shape()), std::to_string(dim));
+      throw_value_error(op, "dim",
+                        "dims in [" + std::to_string(-range) + ", " + std::to_string(range) +
+                            ") for an input of shape " + shape_string(x.shape()),
+                        std::to_string(dim));
     const std::int64_t d = dim < 0 ? dim + range : dim;
     if (seen[d]) throw_value_error(op, "dim", "each dim at most once", "dim " + std::to_string(dim) + " twice");
     seen[d] = true;
@@ -202,7 +193,8 @@ std::int64_t integral_value(const char* op, double value) {
 Array scalar_of_dtype(const char* op, DType dtype, double value) {
   switch (dtype) {
     case DType::float32: return scalar_array<float>(dtype, static_cast<float>(value));
-    case DType::int32: return scalar_array<std::int32_t>(dtype, checked_integer<std::int32_t>(op, integral_value(op, value)));
+    case DType::int32:
+      return scalar_array<std::int32_t>(dtype, checked_integer<std::int32_t>(op, integral_value(op, value)));
     case DType::int64: return scalar_array<std::int64_t>(dtype, integral_value(op, value));
     case DType::bool_: return scalar_array<bool>(dtype, value != 0.0);
     default: break;
@@ -212,8 +204,7 @@ Array scalar_of_dtype(const char* op, DType dtype, double value) {
 
 Array where_unchecked(const Array& condition, const Array& a, const Array& b, const Shape& shape) {
   Array out = Array::empty(shape, a.dtype());
-  const cpu::BroadcastLayout layout =
-      cpu::broadcast_layout(shape, {condition.shape(), a.shape(), b.shape()});
+  const cpu::BroadcastLayout layout = cpu::broadcast_layout(shape, {condition.shape(), a.shape(), b.shape()});
   const bool* c = condition.data<bool>();
   switch (a.itemsize()) {
     case 1: cpu::where(out.data<std::uint8_t>(), c, a.data<std::uint8_t>(), b.data<std::uint8_t>(), layout); break;
@@ -256,16 +247,14 @@ cpu::CompareOp parse_compare_op(const std::string& name) {
   throw_value_error("compare", "op", "'eq', 'ne', 'lt', 'le', 'gt' or 'ge'", "'" + name + "'");
 }
 
-Shape broadcast_shapes(const char* op, const char* a_name, const Shape& a, const char* b_name,
-                       const Shape& b) {
+Shape broadcast_shapes(const char* op, const char* a_name, const Shape& a, const char* b_name, const Shape& b) {
   const std::size_t n = std::max(a.size(), b.size());
   Shape out(n);
   for (std::size_t i = 0; i < n; ++i) {
     const std::int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
     const std::int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
     if (da != db && da != 1 && db != 1)
-      throw_value_error(op, b_name,
-                        std::string("a shape that broadcasts with '") + a_name + "' " + shape_string(a),
+      throw_value_error(op, b_name, std::string("a shape that broadcasts with '") + a_name + "' " + shape_string(a),
                         shape_string(b));
     out[i] = da == 1 ? db : da;
   }
@@ -286,8 +275,7 @@ Array binary(const Array& a, const Array& b, cpu::BinaryOp op) {
 Array binary_scalar(const Array& a, double scalar, bool scalar_first, cpu::BinaryOp op) {
   check_float32_cpu(binary_op_name(op), "input", a);
   Array out = Array::empty(a.shape(), DType::float32);
-  cpu::binary_scalar(out.data<float>(), a.data<float>(), static_cast<float>(scalar), a.numel(),
-                     scalar_first, op);
+  cpu::binary_scalar(out.data<float>(), a.data<float>(), static_cast<float>(scalar), a.numel(), scalar_first, op);
   return out;
 }
 
@@ -308,8 +296,8 @@ void add_in_place(const Array& target, const Array& source) {
   binary_into(target, target, source, cpu::BinaryOp::add);
 }
 
-std::pair<Array, Array> binary_backward(const Array& grad_output, const Array& a, const Array& b,
-                                        cpu::BinaryOp op, bool need_a, bool need_b) {
+std::pair<Array, Array> binary_backward(const Array& grad_output, const Array& a, const Array& b, cpu::BinaryOp op,
+                                        bool need_a, bool need_b) {
   const std::string name = std::string(binary_op_name(op)) + "_backward";
   if (op != cpu::BinaryOp::multiply && op != cpu::BinaryOp::divide)
     throw_value_error(name, "op", "'mul' or 'div' (add and sub backward are sum_to_shape)", binary_op_name(op));
@@ -378,8 +366,8 @@ Array mean(const Array& x, const std::vector<std::int64_t>& dims, bool keepdim) 
   std::int64_t count = 0;
   const std::vector<bool> reduce = reduction_dims("mean", x, dims, keepdim, out_shape, count);
   Array out = reduce_sum(x, reduce, out_shape);
-  cpu::binary_scalar(out.data<float>(), out.data<float>(), static_cast<float>(count), out.numel(),
-                     false, cpu::BinaryOp::divide);
+  cpu::binary_scalar(out.data<float>(), out.data<float>(), static_cast<float>(count), out.numel(), false,
+                     cpu::BinaryOp::divide);
   return out;
 }
 
@@ -407,8 +395,7 @@ std::pair<Array, Array> max_last_dim(const Array& x) {
   Array values = Array::empty(shape, DType::float32);
   Array indices = Array::empty(shape, DType::int64);
   const std::int64_t columns = x.dim(-1);
-  cpu::max_last_dim(values.data<float>(), indices.data<std::int64_t>(), x.data<float>(),
-                    x.numel() / columns, columns);
+  cpu::max_last_dim(values.data<float>(), indices.data<std::int64_t>(), x.data<float>(), x.numel() / columns, columns);
   return {values, indices};
 }
 
@@ -447,15 +434,14 @@ Array where(const Array& condition, const Array& a, const Array& b) {
   return where_unchecked(condition, a, b, shape);
 }
 
-std::pair<Array, Array> where_backward(const Array& grad_output, const Array& condition,
-                                       const Shape& a_shape, const Shape& b_shape, bool need_a,
-                                       bool need_b) {
+std::pair<Array, Array> where_backward(const Array& grad_output, const Array& condition, const Shape& a_shape,
+                                       const Shape& b_shape, bool need_a, bool need_b) {
   check_float32_cpu("where_backward", "grad_output", grad_output);
   check_dtype("where_backward", "condition", condition, DType::bool_);
   check_cpu("where_backward", "condition", condition);
   const Shape ab = broadcast_shapes("where_backward", "input", a_shape, "other", b_shape);
-  const Shape shape = broadcast_shapes("where_backward", "input and other (broadcast)", ab, "condition",
-                                       condition.shape());
+  const Shape shape =
+      broadcast_shapes("where_backward", "input and other (broadcast)", ab, "condition", condition.shape());
   if (grad_output.shape() != shape)
     throw_value_error("where_backward", "grad_output", "the broadcast shape " + shape_string(shape),
                       shape_string(grad_output.shape()));
@@ -498,7 +484,9 @@ void fill(const Array& x, double value) {
   const std::int64_t n = x.numel();
   switch (x.dtype()) {
     case DType::float32: cpu::fill(x.data<float>(), static_cast<float>(value), n); return;
-    case DType::int32: cpu::fill(x.data<std::int32_t>(), checked_integer<std::int32_t>("fill_", integral_value("fill_", value)), n); return;
+    case DType::int32:
+      cpu::fill(x.data<std::int32_t>(), checked_integer<std::int32_t>("fill_", integral_value("fill_", value)), n);
+      return;
     case DType::int64: cpu::fill(x.data<std::int64_t>(), integral_value("fill_", value), n); return;
     case DType::bool_: cpu::fill(x.data<bool>(), value != 0.0, n); return;
     default: break;
@@ -537,22 +525,20 @@ Array arange_integer(std::int64_t start, std::int64_t step, std::int64_t count, 
     // The last value, start + (count - 1) step, must fit the dtype; the
     // overflow builtins (GCC, Clang) keep the check itself from overflowing.
     std::int64_t offset = 0, last = 0;
-    const bool overflows = __builtin_mul_overflow(count - 1, step, &offset) ||
-                           __builtin_add_overflow(start, offset, &last);
-    const std::int64_t low = dtype == DType::int32 ? std::numeric_limits<std::int32_t>::min()
-                                                   : std::numeric_limits<std::int64_t>::min();
-    const std::int64_t high = dtype == DType::int32 ? std::numeric_limits<std::int32_t>::max()
-                                                    : std::numeric_limits<std::int64_t>::max();
+    const bool overflows =
+        __builtin_mul_overflow(count - 1, step, &offset) || __builtin_add_overflow(start, offset, &last);
+    const std::int64_t low =
+        dtype == DType::int32 ? std::numeric_limits<std::int32_t>::min() : std::numeric_limits<std::int64_t>::min();
+    const std::int64_t high =
+        dtype == DType::int32 ? std::numeric_limits<std::int32_t>::max() : std::numeric_limits<std::int64_t>::max();
     if (overflows || start < low || start > high || last < low || last > high)
-      throw_value_error("arange", "end", std::string("a range whose values fit ") + dtype_name(dtype),
-                        "one from " + std::to_string(start) + " in " + std::to_string(count) +
-                            " steps of " + std::to_string(step));
+      throw_value_error(
+          "arange", "end", std::string("a range whose values fit ") + dtype_name(dtype),
+          "one from " + std::to_string(start) + " in " + std::to_string(count) + " steps of " + std::to_string(step));
   }
   Array out = Array::empty({count}, dtype);
-  if (dtype == DType::int32)
-    cpu::arange(out.data<std::int32_t>(), start, step, count);
-  else
-    cpu::arange(out.data<std::int64_t>(), start, step, count);
+  if (dtype == DType::int32) cpu::arange(out.data<std::int32_t>(), start, step, count);
+  else cpu::arange(out.data<std::int64_t>(), start, step, count);
   return out;
 }
 

@@ -19,8 +19,7 @@ cpu::BinaryOp parse_binary_op(const std::string& name);
 cpu::CompareOp parse_compare_op(const std::string& name);
 
 // The shape both broadcast to; ValueError naming op, both shapes otherwise.
-Shape broadcast_shapes(const char* op, const char* a_name, const Shape& a, const char* b_name,
-                       const Shape& b);
+Shape broadcast_shapes(const char* op, const char* a_name, const Shape& a, const char* b_name, const Shape& b);
 
 // ---------------------------------------------------------------- arithmetic --
 // out = a op b; a and b float32, broadcast against each other.
@@ -40,8 +39,8 @@ void add_in_place(const Array& target, const Array& source);
 //   mul: (g b, g a)   div: (g / b, -((g / b) a) / b)
 // add and sub need no operand: their gradients are sum_to_shape(g) and its
 // negative, so they are not taken here (saving a and b would keep them alive).
-std::pair<Array, Array> binary_backward(const Array& grad_output, const Array& a, const Array& b,
-                                        cpu::BinaryOp op, bool need_a, bool need_b);
+std::pair<Array, Array> binary_backward(const Array& grad_output, const Array& a, const Array& b, cpu::BinaryOp op,
+                                        bool need_a, bool need_b);
 // The gradient of out = scalar / a with respect to a: -((g / a) scalar) / a.
 // (The other scalar ops' gradients are g, -g, g * scalar and g / scalar.)
 Array scalar_divide_backward(const Array& grad_output, const Array& a, double scalar);
@@ -73,9 +72,8 @@ Array where(const Array& condition, const Array& a, const Array& b);
 // The gradients of where(condition, a, b) given grad_output (the broadcast
 // shape): (grad_output where condition else 0, 0 where condition else
 // grad_output), each summed back to a_shape and b_shape; undefined where not needed.
-std::pair<Array, Array> where_backward(const Array& grad_output, const Array& condition,
-                                       const Shape& a_shape, const Shape& b_shape, bool need_a,
-                                       bool need_b);
+std::pair<Array, Array> where_backward(const Array& grad_output, const Array& condition, const Shape& a_shape,
+                                       const Shape& b_shape, bool need_a, bool need_b);
 // out = value where mask else x; mask bool, broadcastable to x's shape (the
 // output keeps x's shape). value is converted to x's dtype.
 Array masked_fill(const Array& x, const Array& mask, double value);

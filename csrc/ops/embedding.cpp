@@ -19,8 +19,7 @@ void check_indices_dtype(const char* op, const char* argument, const Array& indi
 // Every id must name a row: the kernels read (forward) or write (backward)
 // row id without further checks.
 template <typename Index>
-void check_ids_in_range(const char* op, const char* argument, const Index* ids, std::int64_t n,
-                        std::int64_t V) {
+void check_ids_in_range(const char* op, const char* argument, const Index* ids, std::int64_t n, std::int64_t V) {
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int64_t id = static_cast<std::int64_t>(ids[i]);
     if (id < 0 || id >= V)
@@ -32,8 +31,7 @@ void check_ids_in_range(const char* op, const char* argument, const Index* ids, 
 void check_ids(const char* op, const char* argument, const Array& indices, std::int64_t V) {
   if (indices.dtype() == DType::int64)
     check_ids_in_range(op, argument, indices.data<std::int64_t>(), indices.numel(), V);
-  else
-    check_ids_in_range(op, argument, indices.data<std::int32_t>(), indices.numel(), V);
+  else check_ids_in_range(op, argument, indices.data<std::int32_t>(), indices.numel(), V);
 }
 
 Shape output_shape(const Array& indices, std::int64_t C) {
@@ -63,34 +61,30 @@ Array embedding_forward(const Array& indices, const Array& weight) {
   const std::int64_t N = indices.numel();
   if (indices.dtype() == DType::int64)
     cpu::embedding_forward(out.data<float>(), indices.data<std::int64_t>(), weight.data<float>(), N, C);
-  else
-    cpu::embedding_forward(out.data<float>(), indices.data<std::int32_t>(), weight.data<float>(), N, C);
+  else cpu::embedding_forward(out.data<float>(), indices.data<std::int32_t>(), weight.data<float>(), N, C);
   return out;
 }
 
-Array embedding_backward(const Array& grad_output, const Array& indices,
-                         std::int64_t num_embeddings) {
+Array embedding_backward(const Array& grad_output, const Array& indices, std::int64_t num_embeddings) {
   check_indices_dtype("embedding_backward", "input", indices);
   check_dtype("embedding_backward", "grad_output", grad_output, DType::float32);
   check_cpu("embedding_backward", "grad_output", grad_output);
   if (num_embeddings < 0)
-    throw_value_error("embedding_backward", "num_embeddings", "a count >= 0",
-                      std::to_string(num_embeddings));
+    throw_value_error("embedding_backward", "num_embeddings", "a count >= 0", std::to_string(num_embeddings));
   const std::int64_t C = grad_output.ndim() > 0 ? grad_output.dim(-1) : 0;
   if (grad_output.ndim() != indices.ndim() + 1 || grad_output.shape() != output_shape(indices, C))
     throw_value_error("embedding_backward", "grad_output",
-                      "the shape of 'input' plus an embedding dimension, " +
-                          symbolic_output_shape(indices),
+                      "the shape of 'input' plus an embedding dimension, " + symbolic_output_shape(indices),
                       shape_string(grad_output.shape()));
   check_ids("embedding_backward", "input", indices, num_embeddings);
   Array dweight = Array::empty({num_embeddings, C}, DType::float32);
   const std::int64_t N = indices.numel();
   if (indices.dtype() == DType::int64)
-    cpu::embedding_backward(dweight.data<float>(), grad_output.data<float>(),
-                            indices.data<std::int64_t>(), N, num_embeddings, C);
+    cpu::embedding_backward(dweight.data<float>(), grad_output.data<float>(), indices.data<std::int64_t>(), N,
+                            num_embeddings, C);
   else
-    cpu::embedding_backward(dweight.data<float>(), grad_output.data<float>(),
-                            indices.data<std::int32_t>(), N, num_embeddings, C);
+    cpu::embedding_backward(dweight.data<float>(), grad_output.data<float>(), indices.data<std::int32_t>(), N,
+                            num_embeddings, C);
   return dweight;
 }
 

@@ -13,8 +13,7 @@ cpu::GemmActivation parse_gemm_activation(const std::string& activation) {
   if (activation == "relu") return cpu::GemmActivation::relu;
   if (activation == "gelu") return cpu::GemmActivation::gelu;
   if (activation == "gelu_tanh") return cpu::GemmActivation::gelu_tanh;
-  throw_value_error("matmul", "activation", "'none', 'relu', 'gelu' or 'gelu_tanh'",
-                    "'" + activation + "'");
+  throw_value_error("matmul", "activation", "'none', 'relu', 'gelu' or 'gelu_tanh'", "'" + activation + "'");
 }
 
 namespace {
@@ -50,8 +49,7 @@ std::vector<std::int64_t> batch_offsets(const Shape& batch_shape, const Shape& o
 
 }  // namespace
 
-MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Array& bias,
-                    const MatmulOptions& options) {
+MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Array& bias, const MatmulOptions& options) {
   const char* op = "matmul";
   check_dtype(op, "a", a, DType::float32);
   check_dtype(op, "b", b, DType::float32);
@@ -64,8 +62,9 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
   const std::int64_t kb = options.transpose_b ? b.dim(-1) : b.dim(-2);
   const std::int64_t n = options.transpose_b ? b.dim(-2) : b.dim(-1);
   if (k != kb)
-    throw_value_error(op, "b", "an inner dimension of " + std::to_string(k) + " to match a " +
-                      shape_string(a.shape()) + (options.transpose_a ? " (transposed)" : ""),
+    throw_value_error(op, "b",
+                      "an inner dimension of " + std::to_string(k) + " to match a " + shape_string(a.shape()) +
+                          (options.transpose_a ? " (transposed)" : ""),
                       shape_string(b.shape()) + (options.transpose_b ? " (transposed)" : ""));
 
   // Broadcast the batch dimensions (numpy rules: align from the right; sizes
@@ -122,15 +121,15 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
   // A batch of row-major A's against one shared B is a single tall product:
   // stack the batch into the rows (better blocking than many small products).
   if (!options.transpose_a && b.ndim() == 2 && a.ndim() > 2) {
-    cpu::gemm(result.data<float>(), n, a.data<float>(), lda, false, b.data<float>(), ldb,
-              options.transpose_b, batch * m, n, k, options.alpha, options.beta, epilogue);
+    cpu::gemm(result.data<float>(), n, a.data<float>(), lda, false, b.data<float>(), ldb, options.transpose_b,
+              batch * m, n, k, options.alpha, options.beta, epilogue);
     return r;
   }
   const std::vector<std::int64_t> offsets_a = batch_offsets(batch_shape, a.shape(), m * k);
   const std::vector<std::int64_t> offsets_b = batch_offsets(batch_shape, b.shape(), k * n);
-  cpu::gemm_batched(batch, result.data<float>(), n, m * n, a.data<float>(), lda, offsets_a.data(),
-                    options.transpose_a, b.data<float>(), ldb, offsets_b.data(), options.transpose_b,
-                    m, n, k, options.alpha, options.beta, epilogue);
+  cpu::gemm_batched(batch, result.data<float>(), n, m * n, a.data<float>(), lda, offsets_a.data(), options.transpose_a,
+                    b.data<float>(), ldb, offsets_b.data(), options.transpose_b, m, n, k, options.alpha, options.beta,
+                    epilogue);
   return r;
 }
 

@@ -30,8 +30,7 @@ struct MatmulResult {
 //   with transpose_b); the batch dimensions broadcast as in numpy.matmul.
 //   out: undefined (a new array) or the result's shape, updated in place;
 //   bias: undefined or [N].
-MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Array& bias,
-                    const MatmulOptions& options);
+MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Array& bias, const MatmulOptions& options);
 
 // grad_bias[N] = the sum of grad_output[..., N] over every leading index.
 Array bias_gradient(const Array& grad_output);

@@ -15,8 +15,7 @@ std::int64_t check_rows(const char* op, const char* argument, const Array& x) {
   check_dtype(op, argument, x, DType::float32);
   check_cpu(op, argument, x);
   if (x.ndim() < 1 || x.dim(-1) < 1)
-    throw_value_error(op, argument, "an array whose last dimension is at least 1",
-                      "shape " + shape_string(x.shape()));
+    throw_value_error(op, argument, "an array whose last dimension is at least 1", "shape " + shape_string(x.shape()));
   return x.dim(-1);
 }
 
@@ -24,8 +23,7 @@ void check_normalized_shape(const char* op, const Shape& normalized_shape, const
   const Shape expected{x.dim(-1)};
   if (normalized_shape != expected)
     throw_value_error(op, "normalized_shape",
-                      shape_string(expected) +
-                          " (the last dimension of x; only the last dimension is normalized)",
+                      shape_string(expected) + " (the last dimension of x; only the last dimension is normalized)",
                       shape_string(normalized_shape));
 }
 
@@ -35,8 +33,7 @@ void check_parameter(const char* op, const char* argument, const Array& p, std::
   check_dtype(op, argument, p, DType::float32);
   check_cpu(op, argument, p);
   if (p.shape() != Shape{C})
-    throw_value_error(op, argument,
-                      "shape " + shape_string(Shape{C}) + " (the normalized dimension)",
+    throw_value_error(op, argument, "shape " + shape_string(Shape{C}) + " (the normalized dimension)",
                       shape_string(p.shape()));
 }
 
@@ -54,15 +51,18 @@ void check_eps(const char* op, double eps) {
     throw_value_error(op, "eps", "a finite number >= 0", number_text(eps, 9));
 }
 
-void check_gradient(const char* op, const Array& grad, const char* argument, const Array& x,
-                    const char* x_argument) {
+void check_gradient(const char* op, const Array& grad, const char* argument, const Array& x, const char* x_argument) {
   check_dtype(op, argument, grad, DType::float32);
   check_cpu(op, argument, grad);
   check_same_shape(op, argument, grad, x_argument, x);
 }
 
-const float* data_or_null(const Array& a) { return a.defined() ? a.data<float>() : nullptr; }
-float* data_or_null(Array& a) { return a.defined() ? a.data<float>() : nullptr; }
+const float* data_or_null(const Array& a) {
+  return a.defined() ? a.data<float>() : nullptr;
+}
+float* data_or_null(Array& a) {
+  return a.defined() ? a.data<float>() : nullptr;
+}
 
 NormGradients allocate_gradients(const Array& x, bool weight_grad, bool bias_grad) {
   const std::int64_t C = x.dim(-1);
@@ -75,8 +75,8 @@ NormGradients allocate_gradients(const Array& x, bool weight_grad, bool bias_gra
 
 }  // namespace
 
-LayerNormOutputs layer_norm_forward(const Array& x, const Shape& normalized_shape,
-                                    const Array& weight, const Array& bias, double eps) {
+LayerNormOutputs layer_norm_forward(const Array& x, const Shape& normalized_shape, const Array& weight,
+                                    const Array& bias, double eps) {
   const char* op = "layer_norm";
   const std::int64_t C = check_rows(op, "x", x);
   check_normalized_shape(op, normalized_shape, x);
@@ -86,15 +86,13 @@ LayerNormOutputs layer_norm_forward(const Array& x, const Shape& normalized_shap
   const std::int64_t N = x.numel() / C;
   LayerNormOutputs out{Array::empty(x.shape(), DType::float32), Array::empty({N}, DType::float32),
                        Array::empty({N}, DType::float32)};
-  cpu::layer_norm_forward(out.y.data<float>(), out.mean.data<float>(), out.rstd.data<float>(),
-                          x.data<float>(), data_or_null(weight), data_or_null(bias), N, C,
-                          static_cast<float>(eps));
+  cpu::layer_norm_forward(out.y.data<float>(), out.mean.data<float>(), out.rstd.data<float>(), x.data<float>(),
+                          data_or_null(weight), data_or_null(bias), N, C, static_cast<float>(eps));
   return out;
 }
 
-NormGradients layer_norm_backward(const Array& grad_output, const Array& x, const Array& weight,
-                                  const Array& mean, const Array& rstd, double eps,
-                                  bool weight_grad, bool bias_grad) {
+NormGradients layer_norm_backward(const Array& grad_output, const Array& x, const Array& weight, const Array& mean,
+                                  const Array& rstd, double eps, bool weight_grad, bool bias_grad) {
   const char* op = "layer_norm_backward";
   const std::int64_t C = check_rows(op, "x", x);
   const std::int64_t N = x.numel() / C;
@@ -105,15 +103,13 @@ NormGradients layer_norm_backward(const Array& grad_output, const Array& x, cons
   check_eps(op, eps);
   NormGradients out = allocate_gradients(x, weight_grad, bias_grad);
   cpu::layer_norm_backward(out.dx.data<float>(), data_or_null(out.dweight), data_or_null(out.dbias),
-                           grad_output.data<float>(), nullptr, x.data<float>(),
-                           data_or_null(weight), mean.data<float>(), rstd.data<float>(), N, C,
-                           static_cast<float>(eps));
+                           grad_output.data<float>(), nullptr, x.data<float>(), data_or_null(weight),
+                           mean.data<float>(), rstd.data<float>(), N, C, static_cast<float>(eps));
   return out;
 }
 
-AddLayerNormOutputs add_layer_norm_forward(const Array& x, const Array& residual,
-                                           const Shape& normalized_shape, const Array& weight,
-                                           const Array& bias, double eps) {
+AddLayerNormOutputs add_layer_norm_forward(const Array& x, const Array& residual, const Shape& normalized_shape,
+                                           const Array& weight, const Array& bias, double eps) {
   const char* op = "add_layer_norm";
   const std::int64_t C = check_rows(op, "x", x);
   check_dtype(op, "residual", residual, DType::float32);
@@ -124,20 +120,17 @@ AddLayerNormOutputs add_layer_norm_forward(const Array& x, const Array& residual
   check_parameter(op, "bias", bias, C);
   check_eps(op, eps);
   const std::int64_t N = x.numel() / C;
-  AddLayerNormOutputs out{Array::empty(x.shape(), DType::float32),
-                          Array::empty(x.shape(), DType::float32),
+  AddLayerNormOutputs out{Array::empty(x.shape(), DType::float32), Array::empty(x.shape(), DType::float32),
                           Array::empty({N}, DType::float32), Array::empty({N}, DType::float32)};
   cpu::add_layer_norm_forward(out.sum.data<float>(), out.y.data<float>(), out.mean.data<float>(),
-                              out.rstd.data<float>(), x.data<float>(), residual.data<float>(),
-                              data_or_null(weight), data_or_null(bias), N, C,
-                              static_cast<float>(eps));
+                              out.rstd.data<float>(), x.data<float>(), residual.data<float>(), data_or_null(weight),
+                              data_or_null(bias), N, C, static_cast<float>(eps));
   return out;
 }
 
-NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_output,
-                                      const Array& sum, const Array& weight, const Array& mean,
-                                      const Array& rstd, double eps, bool weight_grad,
-                                      bool bias_grad) {
+NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_output, const Array& sum,
+                                      const Array& weight, const Array& mean, const Array& rstd, double eps,
+                                      bool weight_grad, bool bias_grad) {
   const char* op = "add_layer_norm_backward";
   const std::int64_t C = check_rows(op, "sum", sum);
   const std::int64_t N = sum.numel() / C;
@@ -149,14 +142,12 @@ NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_o
   check_eps(op, eps);
   NormGradients out = allocate_gradients(sum, weight_grad, bias_grad);
   cpu::layer_norm_backward(out.dx.data<float>(), data_or_null(out.dweight), data_or_null(out.dbias),
-                           grad_output.data<float>(), grad_sum.data<float>(), sum.data<float>(),
-                           data_or_null(weight), mean.data<float>(), rstd.data<float>(), N, C,
-                           static_cast<float>(eps));
+                           grad_output.data<float>(), grad_sum.data<float>(), sum.data<float>(), data_or_null(weight),
+                           mean.data<float>(), rstd.data<float>(), N, C, static_cast<float>(eps));
   return out;
 }
 
-RmsNormOutputs rms_norm_forward(const Array& x, const Shape& normalized_shape,
-                                const Array& weight, double eps) {
+RmsNormOutputs rms_norm_forward(const Array& x, const Shape& normalized_shape, const Array& weight, double eps) {
   const char* op = "rms_norm";
   const std::int64_t C = check_rows(op, "x", x);
   check_normalized_shape(op, normalized_shape, x);
@@ -164,13 +155,13 @@ RmsNormOutputs rms_norm_forward(const Array& x, const Shape& normalized_shape,
   check_eps(op, eps);
   const std::int64_t N = x.numel() / C;
   RmsNormOutputs out{Array::empty(x.shape(), DType::float32), Array::empty({N}, DType::float32)};
-  cpu::rms_norm_forward(out.y.data<float>(), out.rstd.data<float>(), x.data<float>(),
-                        data_or_null(weight), N, C, static_cast<float>(eps));
+  cpu::rms_norm_forward(out.y.data<float>(), out.rstd.data<float>(), x.data<float>(), data_or_null(weight), N, C,
+                        static_cast<float>(eps));
   return out;
 }
 
-NormGradients rms_norm_backward(const Array& grad_output, const Array& x, const Array& weight,
-                                const Array& rstd, double eps, bool weight_grad) {
+NormGradients rms_norm_backward(const Array& grad_output, const Array& x, const Array& weight, const Array& rstd,
+                                double eps, bool weight_grad) {
   const char* op = "rms_norm_backward";
   const std::int64_t C = check_rows(op, "x", x);
   const std::int64_t N = x.numel() / C;
@@ -179,9 +170,8 @@ NormGradients rms_norm_backward(const Array& grad_output, const Array& x, const 
   check_statistic(op, "rstd", rstd, N);
   check_eps(op, eps);
   NormGradients out = allocate_gradients(x, weight_grad, false);
-  cpu::rms_norm_backward(out.dx.data<float>(), data_or_null(out.dweight),
-                         grad_output.data<float>(), x.data<float>(), data_or_null(weight),
-                         rstd.data<float>(), N, C, static_cast<float>(eps));
+  cpu::rms_norm_backward(out.dx.data<float>(), data_or_null(out.dweight), grad_output.data<float>(), x.data<float>(),
+                         data_or_null(weight), rstd.data<float>(), N, C, static_cast<float>(eps));
   return out;
 }
 

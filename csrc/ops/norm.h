@@ -34,27 +34,23 @@ struct NormGradients {
 
 // normalized_shape must be [C], the last dimension of x; weight and bias are
 // [C] or undefined; eps >= 0.
-LayerNormOutputs layer_norm_forward(const Array& x, const Shape& normalized_shape,
-                                    const Array& weight, const Array& bias, double eps);
+LayerNormOutputs layer_norm_forward(const Array& x, const Shape& normalized_shape, const Array& weight,
+                                    const Array& bias, double eps);
 // eps: the forward's (backward recomputes rstd in double, see cpu/norm_kernels.h).
-NormGradients layer_norm_backward(const Array& grad_output, const Array& x, const Array& weight,
-                                  const Array& mean, const Array& rstd, double eps,
-                                  bool weight_grad, bool bias_grad);
+NormGradients layer_norm_backward(const Array& grad_output, const Array& x, const Array& weight, const Array& mean,
+                                  const Array& rstd, double eps, bool weight_grad, bool bias_grad);
 
 // sum = x + residual, y = layer_norm(sum), in one pass over x and residual.
-AddLayerNormOutputs add_layer_norm_forward(const Array& x, const Array& residual,
-                                           const Shape& normalized_shape, const Array& weight,
-                                           const Array& bias, double eps);
+AddLayerNormOutputs add_layer_norm_forward(const Array& x, const Array& residual, const Shape& normalized_shape,
+                                           const Array& weight, const Array& bias, double eps);
 // dx (the gradient of both x and residual) = grad_sum + the LayerNorm gradient
 // of grad_output; sum is the forward's first output.
-NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_output,
-                                      const Array& sum, const Array& weight, const Array& mean,
-                                      const Array& rstd, double eps, bool weight_grad,
-                                      bool bias_grad);
+NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_output, const Array& sum,
+                                      const Array& weight, const Array& mean, const Array& rstd, double eps,
+                                      bool weight_grad, bool bias_grad);
 
-RmsNormOutputs rms_norm_forward(const Array& x, const Shape& normalized_shape,
-                                const Array& weight, double eps);
-NormGradients rms_norm_backward(const Array& grad_output, const Array& x, const Array& weight,
-                                const Array& rstd, double eps, bool weight_grad);
+RmsNormOutputs rms_norm_forward(const Array& x, const Shape& normalized_shape, const Array& weight, double eps);
+NormGradients rms_norm_backward(const Array& grad_output, const Array& x, const Array& weight, const Array& rstd,
+                                double eps, bool weight_grad);
 
 }  // namespace attnkit::ops

@@ -29,8 +29,7 @@ void check_float32_cpu(const char* op, const std::string& argument, const Array&
 // A list argument must have one entry per parameter.
 void check_list_length(const char* argument, std::size_t got, std::size_t expected) {
   if (got != expected)
-    throw_value_error(kAdamW, argument,
-                      "a list of " + std::to_string(expected) + " arrays (one per parameter)",
+    throw_value_error(kAdamW, argument, "a list of " + std::to_string(expected) + " arrays (one per parameter)",
                       "a list of " + std::to_string(got));
 }
 
@@ -51,8 +50,7 @@ struct NamedRange {
 // another part of it had already changed (a tied weight listed twice would be
 // stepped twice).
 void check_written_memory_is_disjoint(const std::vector<Array>& params, const std::vector<Array>& grads,
-                                      const std::vector<Array>& exp_avgs,
-                                      const std::vector<Array>& exp_avg_sqs) {
+                                      const std::vector<Array>& exp_avgs, const std::vector<Array>& exp_avg_sqs) {
   std::vector<NamedRange> written, read;
   auto add = [](std::vector<NamedRange>& ranges, const Array& a, const std::string& name) {
     if (a.nbytes() == 0) return;
@@ -94,9 +92,9 @@ std::vector<cpu::FloatSpan> float_spans(const char* op, const char* list, const 
 
 }  // namespace
 
-void adamw_step(const std::vector<Array>& params, const std::vector<Array>& grads,
-                const std::vector<Array>& exp_avgs, const std::vector<Array>& exp_avg_sqs,
-                const std::vector<bool>& decay_mask, const AdamWOptions& options) {
+void adamw_step(const std::vector<Array>& params, const std::vector<Array>& grads, const std::vector<Array>& exp_avgs,
+                const std::vector<Array>& exp_avg_sqs, const std::vector<bool>& decay_mask,
+                const AdamWOptions& options) {
   const std::size_t n = params.size();
   check_list_length("grads", grads.size(), n);
   check_list_length("exp_avgs", exp_avgs.size(), n);

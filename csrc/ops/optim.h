@@ -22,9 +22,9 @@ struct AdamWOptions {
 // All arrays float32 on cpu, the four of each parameter of one shape, each
 // written array with memory of its own. decay_mask: empty (decay all) or
 // one flag per parameter.
-void adamw_step(const std::vector<Array>& params, const std::vector<Array>& grads,
-                const std::vector<Array>& exp_avgs, const std::vector<Array>& exp_avg_sqs,
-                const std::vector<bool>& decay_mask, const AdamWOptions& options);
+void adamw_step(const std::vector<Array>& params, const std::vector<Array>& grads, const std::vector<Array>& exp_avgs,
+                const std::vector<Array>& exp_avg_sqs, const std::vector<bool>& decay_mask,
+                const AdamWOptions& options);
 
 // The sum of the squares of every element of float32 `arrays`, accumulated
 // in double; bitwise the same for any thread count.

@@ -20,18 +20,16 @@ void check_positions(const char* op, std::int64_t length, std::int64_t offset) {
     throw_value_error(op, "offset", "offset + length <= 2^53", std::to_string(offset));
 }
 
-Array rope(const char* op, const char* argument, const Array& x, std::int64_t offset, double base,
-           bool interleaved, bool inverse) {
+Array rope(const char* op, const char* argument, const Array& x, std::int64_t offset, double base, bool interleaved,
+           bool inverse) {
   check_dtype(op, argument, x, DType::float32);
   check_cpu(op, argument, x);
   if (x.ndim() != 4)
     throw_value_error(op, argument, "a 4-d [batch, seq, heads, head_dim] array", shape_string(x.shape()));
   const std::int64_t B = x.dim(0), T = x.dim(1), H = x.dim(2), D = x.dim(3);
-  if (D % 2 != 0)
-    throw_value_error(op, argument, "an even head_dim (RoPE rotates pairs)", shape_string(x.shape()));
+  if (D % 2 != 0) throw_value_error(op, argument, "an even head_dim (RoPE rotates pairs)", shape_string(x.shape()));
   check_positions(op, T, offset);
-  if (!(base > 0.0 && std::isfinite(base)))
-    throw_value_error(op, "base", "a finite base > 0", number_text(base));
+  if (!(base > 0.0 && std::isfinite(base))) throw_value_error(op, "base", "a finite base > 0", number_text(base));
   Array y = Array::empty(x.shape(), DType::float32);
   cpu::rope(y.data<float>(), x.data<float>(), B, T, H, D, offset, base, interleaved, inverse);
   return y;

@@ -25,14 +25,15 @@ Array dropout(const char* op, const char* argument, const Array& x, double p, st
 DropoutThreshold dropout_threshold(const char* op, const char* argument, double p) {
   // Written so that NaN fails too.
   if (!(p > 0.0 && p < 1.0))
-    throw_value_error(op, argument, "a drop probability with 0 < p < 1 (p = 0 and p = 1 are handled "
-                      "without random numbers)", number_text(p));
+    throw_value_error(op, argument,
+                      "a drop probability with 0 < p < 1 (p = 0 and p = 1 are handled "
+                      "without random numbers)",
+                      number_text(p));
   // p * 2^32 is exact in double; rounding it to the nearest integer makes
   // P(drop) = drop_below / 2^32 within 2^-33 of p. Only p > 1 - 2^-33 rounds
   // to 2^32, out of uint32's range: clamped, it keeps one number in 2^32.
   const double threshold = std::nearbyint(p * 4294967296.0);
-  const std::uint32_t drop_below =
-      threshold >= 4294967295.0 ? 4294967295u : static_cast<std::uint32_t>(threshold);
+  const std::uint32_t drop_below = threshold >= 4294967295.0 ? 4294967295u : static_cast<std::uint32_t>(threshold);
   return {drop_below, static_cast<float>(1.0 / (1.0 - p))};
 }
 

@@ -52,8 +52,8 @@ Array sample_tokens(const Array& logits, const Array& seen, const SamplingOption
   Array tokens = Array::empty({batch}, DType::int64);
   if (batch == 0) return tokens;
   const cpu::SamplingSettings settings{o.temperature, o.top_k, o.top_p, o.repetition_penalty};
-  cpu::sample_tokens(tokens.data<std::int64_t>(), values, seen.defined() ? seen.data<std::uint8_t>() : nullptr,
-                     batch, vocab, settings, seed, offset);
+  cpu::sample_tokens(tokens.data<std::int64_t>(), values, seen.defined() ? seen.data<std::uint8_t>() : nullptr, batch,
+                     vocab, settings, seed, offset);
   return tokens;
 }
 

@@ -22,8 +22,7 @@ void check_float32_cpu(const char* op, const char* argument, const Array& a) {
 
 // dim in [-ndim, ndim), counted from the end when negative.
 std::int64_t normalize_dim(const char* op, std::int64_t dim, int ndim) {
-  if (ndim == 0)
-    throw_value_error(op, "input", "an array with at least one dimension", "a 0-d array");
+  if (ndim == 0) throw_value_error(op, "input", "an array with at least one dimension", "a 0-d array");
   if (dim < -ndim || dim >= ndim)
     throw_value_error(op, "dim", "a dim in [" + std::to_string(-ndim) + ", " + std::to_string(ndim) + ")",
                       std::to_string(dim));
@@ -58,10 +57,10 @@ Array copy_along(const Array& x, std::int64_t dim, std::int64_t start, std::int6
   shape[dim] = length;
   Array out = Array::empty(shape, x.dtype());
   const std::int64_t outer = product(x.shape(), 0, dim);
-  const std::int64_t inner_bytes = product(x.shape(), dim + 1, x.shape().size()) * static_cast<std::int64_t>(x.itemsize());
-  cpu::copy_rows(out.raw_data(), length * inner_bytes,
-                 static_cast<const char*>(x.raw_data()) + start * inner_bytes, x.shape()[dim] * inner_bytes,
-                 outer, length * inner_bytes);
+  const std::int64_t inner_bytes =
+      product(x.shape(), dim + 1, x.shape().size()) * static_cast<std::int64_t>(x.itemsize());
+  cpu::copy_rows(out.raw_data(), length * inner_bytes, static_cast<const char*>(x.raw_data()) + start * inner_bytes,
+                 x.shape()[dim] * inner_bytes, outer, length * inner_bytes);
   return out;
 }
 
@@ -78,18 +77,16 @@ void check_in_range(const char* op, const Index* ids, std::int64_t n, std::int64
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int64_t id = static_cast<std::int64_t>(ids[i]);
     if (id < 0 || id >= size)
-      throw_value_error(op, "index",
-                        "indices in [0, " + std::to_string(size) + ") (the size of dimension " +
-                            std::to_string(dim) + ")",
-                        "index " + std::to_string(id) + " at flat position " + std::to_string(i));
+      throw_value_error(
+          op, "index",
+          "indices in [0, " + std::to_string(size) + ") (the size of dimension " + std::to_string(dim) + ")",
+          "index " + std::to_string(id) + " at flat position " + std::to_string(i));
   }
 }
 
 void check_indices(const char* op, const Array& index, std::int64_t size, std::int64_t dim) {
-  if (index.dtype() == DType::int64)
-    check_in_range(op, index.data<std::int64_t>(), index.numel(), size, dim);
-  else
-    check_in_range(op, index.data<std::int32_t>(), index.numel(), size, dim);
+  if (index.dtype() == DType::int64) check_in_range(op, index.data<std::int64_t>(), index.numel(), size, dim);
+  else check_in_range(op, index.data<std::int32_t>(), index.numel(), size, dim);
 }
 
 // ------------------------------------------------------------ index_select --
@@ -148,9 +145,9 @@ void check_gather(const char* op, const Shape& input_shape, std::int64_t dim, co
                       "shape " + shape_string(index.shape()));
   for (std::size_t d = 0; d < input_shape.size(); ++d)
     if (static_cast<std::int64_t>(d) != dim && index.shape()[d] > input_shape[d])
-      throw_value_error(op, "index",
-                        "sizes at most the input's " + shape_string(input_shape) + " outside dim " + std::to_string(dim),
-                        "shape " + shape_string(index.shape()));
+      throw_value_error(
+          op, "index", "sizes at most the input's " + shape_string(input_shape) + " outside dim " + std::to_string(dim),
+          "shape " + shape_string(index.shape()));
   check_indices(op, index, input_shape[dim], dim);
 }
 
@@ -168,7 +165,8 @@ Array permute(const Array& x, const std::vector<std::int64_t>& dims) {
   std::vector<std::int64_t> source_strides(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) {
     const std::int64_t d = normalize_dim("permute", dims[i], n);
-    if (seen[d]) throw_value_error("permute", "dims", "each dim exactly once", "dim " + std::to_string(dims[i]) + " twice");
+    if (seen[d])
+      throw_value_error("permute", "dims", "each dim exactly once", "dim " + std::to_string(dims[i]) + " twice");
     seen[d] = true;
     shape[i] = x.shape()[d];
     source_strides[i] = strides[d];
@@ -206,9 +204,10 @@ std::vector<Array> split(const Array& x, const std::vector<std::int64_t>& sizes,
     total += size;
   }
   if (total != x.shape()[d])
-    throw_value_error("split", "split_size_or_sections",
-                      "sizes summing to " + std::to_string(x.shape()[d]) + " (the size of dim " + std::to_string(dim) + ")",
-                      "sizes summing to " + std::to_string(total));
+    throw_value_error(
+        "split", "split_size_or_sections",
+        "sizes summing to " + std::to_string(x.shape()[d]) + " (the size of dim " + std::to_string(dim) + ")",
+        "sizes summing to " + std::to_string(total));
   const bool contiguous_pieces = product(x.shape(), 0, d) == 1;
   std::vector<Array> pieces;
   pieces.reserve(sizes.size());
@@ -237,9 +236,10 @@ Array cat(const std::vector<Array>& arrays, std::int64_t dim) {
     bool matches = a.ndim() == first.ndim();
     for (int k = 0; k < first.ndim() && matches; ++k) matches = k == d || a.shape()[k] == first.shape()[k];
     if (!matches)
-      throw_value_error("cat", argument,
-                        "the shape of tensors[0], " + shape_string(first.shape()) + ", except along dim " + std::to_string(dim),
-                        shape_string(a.shape()));
+      throw_value_error(
+          "cat", argument,
+          "the shape of tensors[0], " + shape_string(first.shape()) + ", except along dim " + std::to_string(dim),
+          shape_string(a.shape()));
     shape[d] += a.shape()[d];
   }
   Array out = Array::empty(shape, first.dtype());
@@ -262,13 +262,13 @@ Array narrow(const Array& x, std::int64_t dim, std::int64_t start, std::int64_t 
   if (start < 0 || start > size)
     throw_value_error("narrow", "start", "a start in [0, " + std::to_string(size) + "]", std::to_string(start));
   if (length < 0 || length > size - start)
-    throw_value_error("narrow", "length", "a length in [0, " + std::to_string(size - start) + "] from start " +
-                      std::to_string(start), std::to_string(length));
+    throw_value_error("narrow", "length",
+                      "a length in [0, " + std::to_string(size - start) + "] from start " + std::to_string(start),
+                      std::to_string(length));
   return product(x.shape(), 0, d) == 1 ? view_along(x, d, start, length) : copy_along(x, d, start, length);
 }
 
-Array narrow_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim,
-                      std::int64_t start) {
+Array narrow_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim, std::int64_t start) {
   check_float32_cpu("narrow_backward", "grad_output", grad_output);
   const std::int64_t d = normalize_dim("narrow_backward", dim, static_cast<int>(input_shape.size()));
   Shape expected = input_shape;
@@ -305,8 +305,7 @@ Array index_select(const Array& x, std::int64_t dim, const Array& index) {
   return out;
 }
 
-Array index_select_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim,
-                            const Array& index) {
+Array index_select_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim, const Array& index) {
   check_float32_cpu("index_select_backward", "grad_output", grad_output);
   const std::int64_t d = normalize_dim("index_select_backward", dim, static_cast<int>(input_shape.size()));
   check_index_select("index_select_backward", input_shape, d, index);
@@ -341,8 +340,7 @@ Array gather(const Array& x, std::int64_t dim, const Array& index) {
   return out;
 }
 
-Array gather_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim,
-                      const Array& index) {
+Array gather_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim, const Array& index) {
   check_float32_cpu("gather_backward", "grad_output", grad_output);
   const std::int64_t d = normalize_dim("gather_backward", dim, static_cast<int>(input_shape.size()));
   check_gather("gather_backward", input_shape, d, index);

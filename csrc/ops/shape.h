@@ -29,8 +29,7 @@ Array cat(const std::vector<Array>& arrays, std::int64_t dim);
 Array narrow(const Array& x, std::int64_t dim, std::int64_t start, std::int64_t length);
 // The gradient of narrow: zeros of input_shape with grad_output placed at
 // [start, start + grad_output.shape[dim]) along dim.
-Array narrow_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim,
-                      std::int64_t start);
+Array narrow_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim, std::int64_t start);
 
 // out = x with dimension dim indexed by `index` (int32 or int64, 0-d or 1-d,
 // every entry in [0, x.shape[dim]); ValueError naming the first bad one):
@@ -38,8 +37,7 @@ Array narrow_backward(const Array& grad_output, const Shape& input_shape, std::i
 Array index_select(const Array& x, std::int64_t dim, const Array& index);
 // The gradient: zeros of input_shape, grad_output's slices added back to the
 // rows index names, each row's additions in index order (deterministic).
-Array index_select_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim,
-                            const Array& index);
+Array index_select_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim, const Array& index);
 
 // out[i][j][k] = x[i][index[i][j][k]][k] for dim = 1, and likewise for any
 // dim: index (int32 or int64) has x's ndim, sizes at most x's outside dim, and
@@ -47,7 +45,6 @@ Array index_select_backward(const Array& grad_output, const Shape& input_shape, 
 Array gather(const Array& x, std::int64_t dim, const Array& index);
 // The gradient: zeros of input_shape with every grad_output element added
 // where its value was read, in index order (deterministic).
-Array gather_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim,
-                      const Array& index);
+Array gather_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim, const Array& index);
 
 }  // namespace attnkit::ops

@@ -23,8 +23,7 @@ void check_scale(const char* op, double scale) {
 }
 
 void check_has_rows(const char* op, const char* argument, const Array& a) {
-  if (a.ndim() < 1)
-    throw_value_error(op, argument, "an array with at least one dimension", "a 0-d array");
+  if (a.ndim() < 1) throw_value_error(op, argument, "an array with at least one dimension", "a 0-d array");
 }
 
 }  // namespace
@@ -54,8 +53,8 @@ Array softmax_backward(const Array& grad_output, const Array& y, double scale, b
   const std::int64_t C = y.dim(-1);
   const std::int64_t N = C == 0 ? 0 : y.numel() / C;
   Array dx = Array::empty(y.shape(), DType::float32);
-  cpu::softmax_backward(dx.data<float>(), grad_output.data<float>(), y.data<float>(), N, C,
-                        static_cast<float>(scale), log);
+  cpu::softmax_backward(dx.data<float>(), grad_output.data<float>(), y.data<float>(), N, C, static_cast<float>(scale),
+                        log);
   return dx;
 }
 

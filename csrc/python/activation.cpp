@@ -28,8 +28,7 @@ void bind_activation(py::module_& m) {
   m.def("tanh_forward", &ops::tanh_forward, py::arg("x"), release_gil);
   m.def("tanh_backward", &ops::tanh_backward, py::arg("grad_output"), py::arg("x"), release_gil);
   m.def("swiglu_forward", &ops::swiglu_forward, py::arg("x"), release_gil);
-  m.def("swiglu_backward", &ops::swiglu_backward, py::arg("grad_output"), py::arg("x"),
-        release_gil);
+  m.def("swiglu_backward", &ops::swiglu_backward, py::arg("grad_output"), py::arg("x"), release_gil);
 }
 
 }  // namespace attnkit::python

@@ -38,8 +38,7 @@ DType dtype_of_numpy(const py::dtype& dt) {
   if (kind == 'i' && size == 4) return DType::int32;
   if (kind == 'i' && size == 8) return DType::int64;
   if (kind == 'b' && size == 1) return DType::bool_;
-  throw_type_error("from_numpy", "array", "dtype float32, float16, int32, int64 or bool",
-                   std::string(py::str(dt)));
+  throw_type_error("from_numpy", "array", "dtype float32, float16, int32, int64 or bool", std::string(py::str(dt)));
 }
 
 // Keeps a Python object alive for as long as an Array borrows its memory. The
@@ -59,8 +58,7 @@ Array array_from_numpy(const py::array& source, const std::string& as_dtype, boo
   if (!as_dtype.empty()) {
     dtype = dtype_from_name(as_dtype);
     if (dtype_size(dtype) != dtype_size(source_dtype))
-      throw_type_error("from_numpy", "as_dtype", "a dtype of the source's item size",
-                       as_dtype);
+      throw_type_error("from_numpy", "as_dtype", "a dtype of the source's item size", as_dtype);
   }
   Shape shape(source.shape(), source.shape() + source.ndim());
   const bool c_contiguous = (source.flags() & py::array::c_style) != 0;
@@ -80,8 +78,7 @@ Array array_from_numpy(const py::array& source, const std::string& as_dtype, boo
     throw_value_error("from_numpy", "array", "a writable array (zero-copy)",
                       "a read-only one; use attnkit.tensor() to copy it");
   const std::size_t nbytes = static_cast<std::size_t>(source.nbytes());
-  auto storage = std::make_shared<Storage>(const_cast<void*>(source.data()), nbytes,
-                                           Device::cpu(), keep_alive(source));
+  auto storage = std::make_shared<Storage>(const_cast<void*>(source.data()), nbytes, Device::cpu(), keep_alive(source));
   return Array(storage, 0, shape, dtype);
 }
 
@@ -90,8 +87,7 @@ py::buffer_info array_buffer(const Array& a) {
     throw_value_error("numpy", "array", "an array on cpu", "one on " + a.device().str());
   const char* format = buffer_format(a.dtype());
   if (format == nullptr)
-    throw_type_error("numpy", "array", "a dtype numpy has (numpy has no bfloat16)",
-                     dtype_name(a.dtype()));
+    throw_type_error("numpy", "array", "a dtype numpy has (numpy has no bfloat16)", dtype_name(a.dtype()));
   std::vector<py::ssize_t> shape(a.shape().begin(), a.shape().end());
   std::vector<py::ssize_t> strides(shape.size());
   py::ssize_t stride = static_cast<py::ssize_t>(a.itemsize());
@@ -127,8 +123,8 @@ DType dtype_from_dlpack(DLDataType t) {
     if (t.code == kDLBool && t.bits == 8) return DType::bool_;
   }
   throw_type_error("from_dlpack", "tensor", "dtype float32, float16, bfloat16, int32, int64 or bool",
-                   "DLPack type code " + std::to_string(t.code) + ", " + std::to_string(t.bits) +
-                       " bits, " + std::to_string(t.lanes) + " lanes");
+                   "DLPack type code " + std::to_string(t.code) + ", " + std::to_string(t.bits) + " bits, " +
+                       std::to_string(t.lanes) + " lanes");
 }
 
 // What an exported DLPack tensor owns: the Array (keeping its storage alive)
@@ -144,8 +140,7 @@ void fill_dltensor(Managed* managed, ExportContext* context) {
   const Array& a = context->array;
   context->shape = a.shape();
   context->strides.assign(a.shape().size(), 1);
-  for (int i = a.ndim() - 2; i >= 0; --i)
-    context->strides[i] = context->strides[i + 1] * a.shape()[i + 1];
+  for (int i = a.ndim() - 2; i >= 0; --i) context->strides[i] = context->strides[i + 1] * a.shape()[i + 1];
   DLTensor& t = managed->dl_tensor;
   t.data = a.raw_data();
   t.device = {kDLCPU, 0};
@@ -174,8 +169,7 @@ void destroy_legacy_capsule(PyObject* capsule) {
 
 void destroy_versioned_capsule(PyObject* capsule) {
   if (PyCapsule_IsValid(capsule, "dltensor_versioned")) {
-    auto* managed = static_cast<DLManagedTensorVersioned*>(
-        PyCapsule_GetPointer(capsule, "dltensor_versioned"));
+    auto* managed = static_cast<DLManagedTensorVersioned*>(PyCapsule_GetPointer(capsule, "dltensor_versioned"));
     if (managed && managed->deleter) managed->deleter(managed);
   }
 }
@@ -210,9 +204,9 @@ Array array_from_dltensor(const DLTensor& t, std::function<void(void*)> release)
   // Take ownership first, so every early error below still frees the tensor.
   auto owner = std::make_shared<Storage>(nullptr, 0, Device::cpu(), std::move(release));
   if (t.device.device_type != kDLCPU && t.device.device_type != kDLCUDAHost)
-    throw_value_error("from_dlpack", "tensor", "a tensor in CPU memory",
-                      "DLPack device type " + std::to_string(t.device.device_type) +
-                          " (attnkit has no CUDA backend in this build)");
+    throw_value_error(
+        "from_dlpack", "tensor", "a tensor in CPU memory",
+        "DLPack device type " + std::to_string(t.device.device_type) + " (attnkit has no CUDA backend in this build)");
   const DType dtype = dtype_from_dlpack(t.dtype);
   if (t.ndim < 0) throw_value_error("from_dlpack", "tensor", "ndim >= 0", std::to_string(t.ndim));
   Shape shape(t.shape, t.shape + t.ndim);
@@ -230,19 +224,16 @@ Array array_from_dltensor(const DLTensor& t, std::function<void(void*)> release)
   void* data = static_cast<char*>(t.data) + t.byte_offset;
   const std::size_t nbytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
   // The storage's release keeps `owner` (and so the producer's deleter) alive.
-  auto storage = std::make_shared<Storage>(data, nbytes, Device::cpu(),
-                                           [owner](void*) mutable { owner.reset(); });
+  auto storage = std::make_shared<Storage>(data, nbytes, Device::cpu(), [owner](void*) mutable { owner.reset(); });
   return Array(storage, 0, shape, dtype);
 }
 
 Array from_dlpack_capsule(py::capsule capsule) {
   PyObject* object = capsule.ptr();
   if (PyCapsule_IsValid(object, "dltensor_versioned")) {
-    auto* managed = static_cast<DLManagedTensorVersioned*>(
-        PyCapsule_GetPointer(object, "dltensor_versioned"));
+    auto* managed = static_cast<DLManagedTensorVersioned*>(PyCapsule_GetPointer(object, "dltensor_versioned"));
     if (managed->version.major > kDLPackMajorVersion)
-      throw_value_error("from_dlpack", "tensor", "DLPack major version <= 1",
-                        std::to_string(managed->version.major));
+      throw_value_error("from_dlpack", "tensor", "DLPack major version <= 1", std::to_string(managed->version.major));
     // Refused before the capsule is marked used, so it still frees its tensor.
     // (Shared read-only memory could be written through Tensor.numpy().)
     if (managed->flags & kDLPackFlagReadOnly)
@@ -278,31 +269,28 @@ void bind_array(py::module_& m) {
       .def_property_readonly("nbytes", &Array::nbytes)
       .def_property_readonly("numel", &Array::numel)
       .def_property_readonly("itemsize", &Array::itemsize)
-      .def_property_readonly("data_ptr", [](const Array& a) {
-        return reinterpret_cast<std::uintptr_t>(a.raw_data());
-      })
+      .def_property_readonly("data_ptr", [](const Array& a) { return reinterpret_cast<std::uintptr_t>(a.raw_data()); })
       .def("reshape", &Array::reshape, py::arg("shape"))
       .def("copy", &Array::copy)
-      .def("view_as_dtype",
-           [](const Array& a, const std::string& name) {
-             const DType dtype = dtype_from_name(name);
-             if (dtype_size(dtype) != a.itemsize())
-               throw_type_error("view_as_dtype", "dtype", "a dtype of item size " +
-                                std::to_string(a.itemsize()), name);
-             return Array(a.storage(), a.byte_offset(), a.shape(), dtype);
-           },
-           py::arg("dtype"), "Reinterprets the bytes as another dtype of the same size.")
+      .def(
+          "view_as_dtype",
+          [](const Array& a, const std::string& name) {
+            const DType dtype = dtype_from_name(name);
+            if (dtype_size(dtype) != a.itemsize())
+              throw_type_error("view_as_dtype", "dtype", "a dtype of item size " + std::to_string(a.itemsize()), name);
+            return Array(a.storage(), a.byte_offset(), a.shape(), dtype);
+          },
+          py::arg("dtype"), "Reinterprets the bytes as another dtype of the same size.")
       .def("to_dlpack", &to_dlpack, py::arg("versioned"))
       .def("__repr__", [](const Array& a) { return "<attnkit._C.Array " + a.describe() + ">"; });
 
-  m.def("empty", [](const Shape& shape, const std::string& dtype) {
-    return Array::empty(shape, dtype_from_name(dtype));
-  }, py::arg("shape"), py::arg("dtype"));
-  m.def("zeros", [](const Shape& shape, const std::string& dtype) {
-    return Array::zeros(shape, dtype_from_name(dtype));
-  }, py::arg("shape"), py::arg("dtype"));
-  m.def("array_from_numpy", &array_from_numpy, py::arg("array"), py::arg("as_dtype") = "",
-        py::arg("copy") = false,
+  m.def(
+      "empty", [](const Shape& shape, const std::string& dtype) { return Array::empty(shape, dtype_from_name(dtype)); },
+      py::arg("shape"), py::arg("dtype"));
+  m.def(
+      "zeros", [](const Shape& shape, const std::string& dtype) { return Array::zeros(shape, dtype_from_name(dtype)); },
+      py::arg("shape"), py::arg("dtype"));
+  m.def("array_from_numpy", &array_from_numpy, py::arg("array"), py::arg("as_dtype") = "", py::arg("copy") = false,
         "Wraps a numpy array (zero-copy when copy=False and it is C-contiguous).");
   m.def("array_from_dlpack_capsule", &from_dlpack_capsule, py::arg("capsule"));
 }

@@ -40,9 +40,7 @@ void bind_elementwise(py::module_& m) {
   const auto release_gil = py::call_guard<py::gil_scoped_release>();
   m.def(
       "binary",
-      [](const Array& a, const Array& b, const std::string& op) {
-        return ops::binary(a, b, ops::parse_binary_op(op));
-      },
+      [](const Array& a, const Array& b, const std::string& op) { return ops::binary(a, b, ops::parse_binary_op(op)); },
       py::arg("input"), py::arg("other"), py::arg("op"), release_gil,
       "input op other with numpy broadcasting; op is 'add', 'sub', 'mul' or 'div'.");
   m.def(
@@ -55,8 +53,7 @@ void bind_elementwise(py::module_& m) {
   m.def("add_in_place", &ops::add_in_place, py::arg("target"), py::arg("source"), release_gil);
   m.def(
       "binary_backward",
-      [](const Array& grad_output, const Array& a, const Array& b, const std::string& op,
-         bool need_a, bool need_b) {
+      [](const Array& grad_output, const Array& a, const Array& b, const std::string& op, bool need_a, bool need_b) {
         return optional_pair(ops::binary_backward(grad_output, a, b, ops::parse_binary_op(op), need_a, need_b));
       },
       py::arg("grad_output"), py::arg("input"), py::arg("other"), py::arg("op"), py::arg("need_input"),
@@ -78,8 +75,8 @@ void bind_elementwise(py::module_& m) {
   m.def("where", &ops::where, py::arg("condition"), py::arg("input"), py::arg("other"), release_gil);
   m.def(
       "where_backward",
-      [](const Array& grad_output, const Array& condition, const Shape& a_shape, const Shape& b_shape,
-         bool need_a, bool need_b) {
+      [](const Array& grad_output, const Array& condition, const Shape& a_shape, const Shape& b_shape, bool need_a,
+         bool need_b) {
         return optional_pair(ops::where_backward(grad_output, condition, a_shape, b_shape, need_a, need_b));
       },
       py::arg("grad_output"), py::arg("condition"), py::arg("input_shape"), py::arg("other_shape"),
@@ -87,8 +84,7 @@ void bind_elementwise(py::module_& m) {
   m.def("masked_fill", &ops::masked_fill, py::arg("input"), py::arg("mask"), py::arg("value"), release_gil);
 
   m.def(
-      "cast",
-      [](const Array& x, const std::string& dtype) { return ops::cast(x, dtype_from_name(dtype)); },
+      "cast", [](const Array& x, const std::string& dtype) { return ops::cast(x, dtype_from_name(dtype)); },
       py::arg("input"), py::arg("dtype"), release_gil);
   m.def(
       "fill_",

@@ -17,9 +17,7 @@ PYBIND11_MODULE(_C, m) {
       PyErr_SetString(PyExc_TypeError, e.what());
     } catch (const attnkit::ValueError& e) {
       PyErr_SetString(PyExc_ValueError, e.what());
-    } catch (const attnkit::RuntimeError& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
+    } catch (const attnkit::RuntimeError& e) { PyErr_SetString(PyExc_RuntimeError, e.what()); }
   });
 
   attnkit::python::bind_array(m);

@@ -16,10 +16,10 @@ void bind_random(py::module_& m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("uniform", &ops::uniform, py::arg("shape"), py::arg("seed"), py::arg("offset"),
         py::call_guard<py::gil_scoped_release>());
-  m.def("dropout_forward", &ops::dropout_forward, py::arg("x"), py::arg("p"), py::arg("seed"),
+  m.def("dropout_forward", &ops::dropout_forward, py::arg("x"), py::arg("p"), py::arg("seed"), py::arg("offset"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("dropout_backward", &ops::dropout_backward, py::arg("grad_output"), py::arg("p"), py::arg("seed"),
         py::arg("offset"), py::call_guard<py::gil_scoped_release>());
-  m.def("dropout_backward", &ops::dropout_backward, py::arg("grad_output"), py::arg("p"),
-        py::arg("seed"), py::arg("offset"), py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace attnkit::python

@@ -13,8 +13,8 @@ namespace attnkit::python {
 void bind_sampling(py::module_& m) {
   m.def(
       "sample_tokens",
-      [](const Array& logits, const std::optional<Array>& seen, double temperature, std::int64_t top_k,
-         double top_p, double repetition_penalty, std::uint64_t seed, std::uint64_t offset) {
+      [](const Array& logits, const std::optional<Array>& seen, double temperature, std::int64_t top_k, double top_p,
+         double repetition_penalty, std::uint64_t seed, std::uint64_t offset) {
         ops::SamplingOptions o;
         o.temperature = temperature;
         o.top_k = top_k;

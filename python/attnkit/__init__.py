@@ -2,16 +2,19 @@
 
 import os as _os
 
-from ._version import __version__
 from . import _C
+from ._version import __version__
 
 # The CPU kernel family is chosen once, here: the best the CPU runs, unless
 # ATTNKIT_CPU_ISA (generic, avx2, avx512) forces one. A forced ISA the CPU
 # lacks fails the import with a message that says what is available.
 _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 
+from . import models, nn, optim, random  # noqa: E402
 from ._dtypes import bfloat16, bool_, dtype, float16, float32, int32, int64  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from .nn.functional import cat, stack, where  # noqa: E402
+from .random import manual_seed  # noqa: E402
 from .runtime import (  # noqa: E402
     build_info,
     cpu_isa,
@@ -21,21 +24,48 @@ from .runtime import (  # noqa: E402
     set_num_threads,
     supported_cpu_isas,
 )
-from .tensor import Tensor, device, from_dlpack, from_numpy, tensor  # noqa: E402
-from .tensor import arange, empty, full, ones, zeros  # noqa: E402
-from . import models, nn, optim, random  # noqa: E402
-from .nn.functional import cat, stack, where  # noqa: E402
-from .random import manual_seed  # noqa: E402
 from .serialization import load, save  # noqa: E402
+from .tensor import Tensor, arange, device, empty, from_dlpack, from_numpy, full, ones, tensor, zeros  # noqa: E402  # noqa: E402
 
 bool = bool_  # attnkit.bool, as torch.bool; the builtin stays reachable as builtins.bool
 
 __all__ = [
-    "__version__", "Tensor", "tensor", "from_numpy", "from_dlpack", "device", "dtype",
-    "float32", "float16", "bfloat16", "int32", "int64", "bool",
-    "no_grad", "enable_grad", "is_grad_enabled",
-    "set_num_threads", "get_num_threads", "cpu_isa", "supported_cpu_isas",
-    "cpu_memory_stats", "empty_cpu_cache", "build_info", "models", "nn", "optim", "random", "manual_seed",
-    "save", "load",
-    "zeros", "ones", "full", "arange", "empty", "cat", "stack", "where",
+    "__version__",
+    "Tensor",
+    "tensor",
+    "from_numpy",
+    "from_dlpack",
+    "device",
+    "dtype",
+    "float32",
+    "float16",
+    "bfloat16",
+    "int32",
+    "int64",
+    "bool",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "set_num_threads",
+    "get_num_threads",
+    "cpu_isa",
+    "supported_cpu_isas",
+    "cpu_memory_stats",
+    "empty_cpu_cache",
+    "build_info",
+    "models",
+    "nn",
+    "optim",
+    "random",
+    "manual_seed",
+    "save",
+    "load",
+    "zeros",
+    "ones",
+    "full",
+    "arange",
+    "empty",
+    "cat",
+    "stack",
+    "where",
 ]

@@ -48,8 +48,9 @@ def copy_into(destination, source) -> None:
     if destination.dtype == source.dtype:
         raw_bytes(destination)[...] = raw_bytes(source)
     elif destination.dtype.is_floating_point or not source.dtype.is_floating_point:
-        fill_from_values(destination, float64_values(source) if source.dtype.is_floating_point
-                         else np.asarray(source._array))
+        fill_from_values(
+            destination, float64_values(source) if source.dtype.is_floating_point else np.asarray(source._array)
+        )
     else:
         # float -> integer: truncation toward zero, as a cast in C and PyTorch
         np.asarray(destination._array)[...] = np.trunc(float64_values(source))

@@ -69,8 +69,8 @@ class KVCache:
         end = self.length + k_new.shape[2]
         if end > self.max_len:
             raise ValueError(f"KVCache: {end} positions exceed max_len={self.max_len}")
-        self.k[:, :, self.length:end] = k_new
-        self.v[:, :, self.length:end] = v_new
+        self.k[:, :, self.length : end] = k_new
+        self.v[:, :, self.length : end] = v_new
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
 
@@ -99,8 +99,9 @@ class MultiHeadAttention(nn.Module):
                 causal = False
             elif past > 0:
                 raise ValueError("torch_gpt: feed the prompt in one call on an empty cache, then one token per step")
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(
+            q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.out_proj(out.transpose(1, 2).reshape(batch, steps, width))
 
 
@@ -180,9 +181,15 @@ class GPT(nn.Module):
         return F.linear(self.ln_f(x), self.wte.weight)
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None,
-                 caches: list | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        caches: list | None = None,
+    ) -> torch.Tensor:
         """Feeds the prompt ``idx`` [B, T] once, then one token per step
         through the KV caches; returns [B, T + max_new_tokens]. temperature 0
         is greedy; otherwise samples softmax(logits / temperature), over the
@@ -222,8 +229,10 @@ def copy_from_attnkit(torch_model: GPT, attnkit_model) -> None:
     source = {name: param for name, param in attnkit_model.named_parameters()}
     target = dict(torch_model.named_parameters())
     if set(source) != set(target):
-        raise KeyError(f"copy_from_attnkit: names differ: only in attnkit {sorted(set(source) - set(target))}, "
-                       f"only in torch {sorted(set(target) - set(source))}")
+        raise KeyError(
+            f"copy_from_attnkit: names differ: only in attnkit {sorted(set(source) - set(target))}, "
+            f"only in torch {sorted(set(target) - set(source))}"
+        )
     with torch.no_grad():
         for name, param in target.items():
             param.copy_(torch.from_numpy(source[name].detach().numpy().copy()))
@@ -231,8 +240,7 @@ def copy_from_attnkit(torch_model: GPT, attnkit_model) -> None:
 
 def copy_to_attnkit(attnkit_model, torch_model: GPT) -> None:
     """The reverse: copies ``torch_model``'s parameters into an attnkit GPT."""
-    state = {name: tensor(param.detach().numpy().copy())
-             for name, param in torch_model.named_parameters()}
+    state = {name: tensor(param.detach().numpy().copy()) for name, param in torch_model.named_parameters()}
     attnkit_model.load_state_dict(state)
 
 

@@ -114,8 +114,9 @@ class Function:
 def _graph_inputs(args, needs_input_grad) -> tuple:
     """Node.inputs: the producer of each argument that requires a gradient
     ((Node, index), or the leaf Tensor itself), None for the others."""
-    return tuple([(a._grad_fn if a._grad_fn is not None else a) if needed else None
-                  for a, needed in zip(args, needs_input_grad)])
+    return tuple(
+        [(a._grad_fn if a._grad_fn is not None else a) if needed else None for a, needed in zip(args, needs_input_grad)]
+    )
 
 
 _tensor_type = None
@@ -172,7 +173,8 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
         if node.ctx is None:
             raise RuntimeError(
                 "backward: this graph was already freed by an earlier backward(); "
-                "pass retain_graph=True to the first call to backward through it twice")
+                "pass retain_graph=True to the first call to backward through it twice"
+            )
         output_grads = grads.pop(id(node))
         for i, g in enumerate(output_grads):
             if g is None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -44,10 +43,26 @@ MIB = 1 << 20
 # Full and --quick sizes. The full ones are those the bench/ scripts report;
 # the quick ones finish the whole suite in seconds.
 SIZES = {
-    "full": dict(gemm=(1024, 1024, 1024), attention=(4, 12, 256, 64), softmax=(2048, 4096),
-                 layer_norm=(8192, 768), train_config="A", decode_tokens=64, probe_mib=256, repeats=10),
-    "quick": dict(gemm=(256, 256, 256), attention=(2, 4, 64, 32), softmax=(256, 1024),
-                  layer_norm=(512, 256), train_config="tiny", decode_tokens=8, probe_mib=64, repeats=3),
+    "full": dict(
+        gemm=(1024, 1024, 1024),
+        attention=(4, 12, 256, 64),
+        softmax=(2048, 4096),
+        layer_norm=(8192, 768),
+        train_config="A",
+        decode_tokens=64,
+        probe_mib=256,
+        repeats=10,
+    ),
+    "quick": dict(
+        gemm=(256, 256, 256),
+        attention=(2, 4, 64, 32),
+        softmax=(256, 1024),
+        layer_norm=(512, 256),
+        train_config="tiny",
+        decode_tokens=8,
+        probe_mib=64,
+        repeats=3,
+    ),
 }
 
 # GPT configs of the train-step row: A is nanoGPT's CPU Shakespeare config,
@@ -111,21 +126,35 @@ class Suite:
         self.copy_gbps = _C.probe_memory_bandwidth("copy", probe_mib * MIB, threads, 3)
         self.rows = []
 
-    def add(self, op: str, shape: str, times: dict, peer: str, work: float | None = None,
-            unit: str = "", limit: float | None = None) -> None:
+    def add(
+        self,
+        op: str,
+        shape: str,
+        times: dict,
+        peer: str,
+        work: float | None = None,
+        unit: str = "",
+        limit: float | None = None,
+    ) -> None:
         """``times``: seconds of "ours" and, when measured, of ``peer``;
         ``work`` in GFLOP or GB per call, so a time becomes ``unit``."""
         ours = times["ours"]
         peer_time = times.get(peer)
         throughput = None if work is None else work / ours
-        self.rows.append({
-            "op": op, "shape": shape, "threads": self.threads,
-            "ours_ms": ours * 1e3,
-            "peer": peer, "peer_ms": None if peer_time is None else peer_time * 1e3,
-            "speedup": None if peer_time is None else peer_time / ours,
-            "throughput": throughput, "unit": unit,
-            "fraction_of_peak": None if throughput is None or limit is None else throughput / limit,
-        })
+        self.rows.append(
+            {
+                "op": op,
+                "shape": shape,
+                "threads": self.threads,
+                "ours_ms": ours * 1e3,
+                "peer": peer,
+                "peer_ms": None if peer_time is None else peer_time * 1e3,
+                "speedup": None if peer_time is None else peer_time / ours,
+                "throughput": throughput,
+                "unit": unit,
+                "fraction_of_peak": None if throughput is None or limit is None else throughput / limit,
+            }
+        )
 
     def time(self, callables: dict, warmup: int = 2, repeats: int | None = None) -> dict:
         return time_side_by_side(callables, warmup, self.repeats if repeats is None else repeats)
@@ -137,8 +166,7 @@ def bench_gemm(suite: Suite, m: int, n: int, k: int) -> None:
     b = rng.standard_normal((k, n), dtype=np.float32)
     ours_a, ours_b = from_numpy(a), from_numpy(b)
     times = suite.time({"ours": lambda: F.matmul(ours_a, ours_b), "numpy": lambda: a @ b})
-    suite.add("gemm", f"{m}x{k} @ {k}x{n}", times, "numpy", 2.0 * m * n * k * 1e-9, "GFLOP/s",
-              suite.fma_gflops)
+    suite.add("gemm", f"{m}x{k} @ {k}x{n}", times, "numpy", 2.0 * m * n * k * 1e-9, "GFLOP/s", suite.fma_gflops)
 
 
 def bench_attention(suite: Suite, batch: int, heads: int, steps: int, head_dim: int) -> None:
@@ -157,8 +185,15 @@ def bench_attention(suite: Suite, batch: int, heads: int, steps: int, head_dim: 
     times = suite.time(callables)
     # forward 4 B H T^2 D (two products), backward 2.5x that; causal needs half
     gflop = 3.5 * 4.0 * batch * heads * steps * steps * head_dim * 0.5 * 1e-9
-    suite.add("attention fwd+bwd", f"B{batch} H{heads} T{steps} D{head_dim} causal", times, "torch", gflop,
-              "GFLOP/s", suite.fma_gflops)
+    suite.add(
+        "attention fwd+bwd",
+        f"B{batch} H{heads} T{steps} D{head_dim} causal",
+        times,
+        "torch",
+        gflop,
+        "GFLOP/s",
+        suite.fma_gflops,
+    )
 
 
 def bench_softmax(suite: Suite, rows: int, width: int) -> None:
@@ -185,8 +220,9 @@ def bench_layer_norm(suite: Suite, rows: int, width: int) -> None:
         layer_norm = suite.torch.nn.functional.layer_norm
         callables["torch"] = lambda: layer_norm(tx, (width,), tw, tb, 1e-5)
     times = suite.time(callables)
-    suite.add("layer_norm forward", f"{rows}x{width}", times, "torch", 8.0 * rows * width * 1e-9, "GB/s",
-              suite.copy_gbps)
+    suite.add(
+        "layer_norm forward", f"{rows}x{width}", times, "torch", 8.0 * rows * width * 1e-9, "GB/s", suite.copy_gbps
+    )
 
 
 def gpt_train_step(model, inputs: np.ndarray, targets: np.ndarray):
@@ -211,8 +247,9 @@ def torch_gpt_train_step(torch, model, inputs: np.ndarray, targets: np.ndarray, 
     """The same step for the PyTorch model (``attnkit._torch_gpt.GPT``);
     AdamW ``fused`` (PyTorch's fastest on the CPU) or ``foreach``."""
     options = {"fused": True} if optimizer_kind == "fused" else {"foreach": True}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=BETAS, weight_decay=WEIGHT_DECAY,
-                                  **options)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=LEARNING_RATE, betas=BETAS, weight_decay=WEIGHT_DECAY, **options
+    )
     x, y = torch.from_numpy(inputs), torch.from_numpy(targets)
     vocab = model.config.vocab_size
     cross_entropy = torch.nn.functional.cross_entropy
@@ -235,7 +272,7 @@ def train_step_flops(config, batch: int) -> float:
     tokens = batch * config.block_size
     width = config.n_embd
     matrix_parameters = 12 * config.n_layer * width * width + config.vocab_size * width
-    attention_forward = config.n_layer * 4.0 * batch * config.block_size ** 2 * width * 0.5
+    attention_forward = config.n_layer * 4.0 * batch * config.block_size**2 * width * 0.5
     return 3 * 2.0 * tokens * matrix_parameters + 3.5 * attention_forward
 
 
@@ -271,10 +308,16 @@ def bench_train_step(suite: Suite, name: str) -> None:
     if theirs is not None:
         callables["torch"] = torch_gpt_train_step(suite.torch, theirs, inputs, targets)
     times = suite.time(callables, warmup=2)
-    shape = (f"L{config.n_layer} H{config.n_head} C{config.n_embd} T{config.block_size} B{batch} "
-             f"V{config.vocab_size}")
-    suite.add(f"train step (config {name})", shape, times, "torch", train_step_flops(config, batch) * 1e-9,
-              "GFLOP/s", suite.fma_gflops)
+    shape = f"L{config.n_layer} H{config.n_head} C{config.n_embd} T{config.block_size} B{batch} V{config.vocab_size}"
+    suite.add(
+        f"train step (config {name})",
+        shape,
+        times,
+        "torch",
+        train_step_flops(config, batch) * 1e-9,
+        "GFLOP/s",
+        suite.fma_gflops,
+    )
 
 
 def bench_decode(suite: Suite, name: str, new_tokens: int) -> None:
@@ -316,13 +359,19 @@ def format_table(rows: list) -> str:
             rate = f"{r['throughput']:.1f} {r['unit']}"
         else:
             rate = "-"
-        lines.append([
-            r["op"], r["shape"], str(r["threads"]), f"{r['ours_ms']:.3f}", r["peer"],
-            "absent" if r["peer_ms"] is None else f"{r['peer_ms']:.3f}",
-            "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
-            rate,
-            "-" if r["fraction_of_peak"] is None else f"{r['fraction_of_peak']:.0%}",
-        ])
+        lines.append(
+            [
+                r["op"],
+                r["shape"],
+                str(r["threads"]),
+                f"{r['ours_ms']:.3f}",
+                r["peer"],
+                "absent" if r["peer_ms"] is None else f"{r['peer_ms']:.3f}",
+                "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+                rate,
+                "-" if r["fraction_of_peak"] is None else f"{r['fraction_of_peak']:.0%}",
+            ]
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     text = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     text += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
@@ -340,10 +389,18 @@ def main(argv=None) -> int:
     """Runs the suite, prints the table (and writes ``--json``); returns 0."""
     parser = argparse.ArgumentParser(prog="attnkit bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats: seconds, not a minute")
-    parser.add_argument("--threads", type=_positive, default=None,
-                        help="threads for attnkit and PyTorch (default: attnkit's current setting)")
-    parser.add_argument("--repeats", type=_positive, default=None,
-                        help="timed rounds per row; the median is reported (default: 10, 3 with --quick)")
+    parser.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="threads for attnkit and PyTorch (default: attnkit's current setting)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=_positive,
+        default=None,
+        help="timed rounds per row; the median is reported (default: 10, 3 with --quick)",
+    )
     parser.add_argument("--json", metavar="PATH", default=None, help="write the figures to PATH as JSON")
     parser.add_argument("--no-torch", action="store_true", help="do not compare against PyTorch")
     args = parser.parse_args(argv)
@@ -360,9 +417,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
     try:
         suite = Suite(threads, sizes["probe_mib"], args.repeats or sizes["repeats"], torch)
-        print(f"attnkit bench: {threads} threads, cpu isa {cpu_isa()}, FMA peak {suite.fma_gflops:.1f} GFLOP/s, "
-              f"copy bandwidth {suite.copy_gbps:.1f} GB/s"
-              + ("" if torch is not None else "; PyTorch not installed: its columns are absent"))
+        print(
+            f"attnkit bench: {threads} threads, cpu isa {cpu_isa()}, FMA peak {suite.fma_gflops:.1f} GFLOP/s, "
+            f"copy bandwidth {suite.copy_gbps:.1f} GB/s"
+            + ("" if torch is not None else "; PyTorch not installed: its columns are absent")
+        )
         sys.stdout.flush()
         bench_gemm(suite, *sizes["gemm"])
         bench_attention(suite, *sizes["attention"])
@@ -376,16 +435,25 @@ def main(argv=None) -> int:
             torch.set_num_threads(previous_torch_threads)
 
     print(format_table(suite.rows))
-    print("speed-up: peer ms / attnkit ms (above 1: attnkit is faster). of peak: of the FMA peak (GFLOP/s) "
-          "or of the copy bandwidth (GB/s) measured above.")
+    print(
+        "speed-up: peer ms / attnkit ms (above 1: attnkit is faster). of peak: of the FMA peak (GFLOP/s) "
+        "or of the copy bandwidth (GB/s) measured above."
+    )
     if args.json:
         document = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": {"cpu": cpu_model(), "logical cpus": os.cpu_count(), "python": platform.python_version(),
-                        "cpu isa": cpu_isa(), "compiler": build_info()["compiler"],
-                        "torch": None if torch is None else torch.__version__},
-            "threads": threads, "quick": args.quick,
-            "fma_peak_gflops": suite.fma_gflops, "copy_bandwidth_gbps": suite.copy_gbps,
+            "machine": {
+                "cpu": cpu_model(),
+                "logical cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "cpu isa": cpu_isa(),
+                "compiler": build_info()["compiler"],
+                "torch": None if torch is None else torch.__version__,
+            },
+            "threads": threads,
+            "quick": args.quick,
+            "fma_peak_gflops": suite.fma_gflops,
+            "copy_bandwidth_gbps": suite.copy_gbps,
             "rows": suite.rows,
         }
         with open(args.json, "w") as f:

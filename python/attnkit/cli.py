@@ -19,7 +19,7 @@ TRAIN_FLAG_HELP = {
     "data": {
         "data": "a UTF-8 text file to train on (default: the bundled tiny Shakespeare)",
         "tokenizer": "char: one id per character; byte: UTF-8 bytes; bpe: byte-level BPE trained on the text "
-                     "(needs pip install 'attnkit[bpe]')",
+        "(needs pip install 'attnkit[bpe]')",
         "bpe_vocab_size": "the BPE vocabulary size, with --tokenizer bpe",
         "val_fraction": "the last fraction of the text held out for validation",
     },
@@ -83,8 +83,10 @@ def _parse_value(kind, optional: bool):
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'none or ' if optional else ''}{kind.__name__}, "
-                                             f"got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'none or ' if optional else ''}{kind.__name__}, got {text!r}"
+            ) from None
+
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
@@ -105,14 +107,27 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
             shown = "" if default is None else f" (default: {default})"
             # SUPPRESS: only the flags given appear, so they can override a config file.
             if kind is bool:
-                group.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
-                                   default=argparse.SUPPRESS, help=help_text + shown)
+                group.add_argument(
+                    _flag(name),
+                    dest=name,
+                    action=argparse.BooleanOptionalAction,
+                    default=argparse.SUPPRESS,
+                    help=help_text + shown,
+                )
             else:
                 choices = TRAIN_FLAG_CHOICES.get(name)
-                metavar = TRAIN_FLAG_METAVARS.get(name) or ("{" + ",".join(choices) + "}" if choices else
-                                                            "N" if kind is int else "X")
-                group.add_argument(_flag(name), dest=name, type=_parse_value(kind, optional), choices=choices,
-                                   default=argparse.SUPPRESS, metavar=metavar, help=help_text + shown)
+                metavar = TRAIN_FLAG_METAVARS.get(name) or (
+                    "{" + ",".join(choices) + "}" if choices else "N" if kind is int else "X"
+                )
+                group.add_argument(
+                    _flag(name),
+                    dest=name,
+                    type=_parse_value(kind, optional),
+                    choices=choices,
+                    default=argparse.SUPPRESS,
+                    metavar=metavar,
+                    help=help_text + shown,
+                )
 
 
 def read_config_file(path: str) -> dict:
@@ -153,8 +168,11 @@ def _train(args) -> int:
         values = dict(dataclasses.asdict(saved_train_config(out)), **values)
     config = TrainConfig.from_dict(values, source=args.config or "settings")
     summary = train(config)
-    print(f"done: {summary['steps']} steps in {summary['elapsed_s']:.1f} s, train loss {summary['train_loss']:.4f}, "
-          f"val loss {summary['val_loss']:.4f}; sample it with: attnkit generate {config.out}", file=sys.stderr)
+    print(
+        f"done: {summary['steps']} steps in {summary['elapsed_s']:.1f} s, train loss {summary['train_loss']:.4f}, "
+        f"val loss {summary['val_loss']:.4f}; sample it with: attnkit generate {config.out}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -198,9 +216,16 @@ def _generate(args) -> int:
     out.write(args.prompt)
     out.flush()
     # A top-k beyond the vocabulary (the default 200, a 65-character model) keeps every token.
-    for token in stream_text_tokens(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                                    top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-                                    generator=generator):
+    for token in stream_text_tokens(
+        model,
+        prompt,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        generator=generator,
+    ):
         out.write(decoder.push([token]))
         out.flush()
     out.write(decoder.flush() + "\n")
@@ -262,38 +287,62 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
 
     train = commands.add_parser(
-        "train", help="train a GPT on a text (default: a character-level model of tiny Shakespeare)",
+        "train",
+        help="train a GPT on a text (default: a character-level model of tiny Shakespeare)",
         usage="attnkit train [--config FILE] [settings]",
         description="Trains a GPT on a text. The defaults are nanoGPT's CPU recipe for tiny Shakespeare "
-                    "(about 0.8M parameters, 2000 steps). Settings come from the flags, then --config, "
-                    "then the defaults.")
-    train.add_argument("--config", metavar="FILE", default=None,
-                       help="a .toml or .json file of settings (names as the flags: max_iters = 500); "
-                            "flags override it")
+        "(about 0.8M parameters, 2000 steps). Settings come from the flags, then --config, "
+        "then the defaults.",
+    )
+    train.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="a .toml or .json file of settings (names as the flags: max_iters = 500); flags override it",
+    )
     _add_train_flags(train)
     train.set_defaults(run=_train)
 
     generate = commands.add_parser(
-        "generate", help="write text with a trained run's model, streaming it as it comes",
-        description="Continues a prompt with the model of an attnkit train run directory.")
+        "generate",
+        help="write text with a trained run's model, streaming it as it comes",
+        description="Continues a prompt with the model of an attnkit train run directory.",
+    )
     generate.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of attnkit train")
     generate.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
     generate.add_argument("--max-new-tokens", type=_positive_int, default=500, help="tokens to write (default: 500)")
-    generate.add_argument("--temperature", type=float, default=0.8,
-                          help="divides the logits; 0 picks the most likely token (default: 0.8)")
-    generate.add_argument("--top-k", type=_optional_int, default=200,
-                          help="sample among the k most likely tokens; none for all (default: 200)")
-    generate.add_argument("--top-p", type=_optional_float, default=None,
-                          help="sample among the most likely tokens whose probabilities sum to p (default: off)")
-    generate.add_argument("--repetition-penalty", type=float, default=1.0,
-                          help="divides the positive logits of tokens already present (default: 1.0, off)")
+    generate.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="divides the logits; 0 picks the most likely token (default: 0.8)",
+    )
+    generate.add_argument(
+        "--top-k",
+        type=_optional_int,
+        default=200,
+        help="sample among the k most likely tokens; none for all (default: 200)",
+    )
+    generate.add_argument(
+        "--top-p",
+        type=_optional_float,
+        default=None,
+        help="sample among the most likely tokens whose probabilities sum to p (default: off)",
+    )
+    generate.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="divides the positive logits of tokens already present (default: 1.0, off)",
+    )
     generate.add_argument("--seed", type=int, default=1, help="the sampling seed (default: 1)")
     generate.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: cpu)")
     generate.set_defaults(run=_generate)
 
     # Listed for --help; `attnkit bench ...` is handed to attnkit.benchmarks before parsing.
-    commands.add_parser("bench", add_help=False,
-                        help="run the benchmark suite against PyTorch (attnkit bench --help for its options)")
+    commands.add_parser(
+        "bench", add_help=False, help="run the benchmark suite against PyTorch (attnkit bench --help for its options)"
+    )
     return parser
 
 

@@ -34,8 +34,7 @@ def _check_sampling(op: str, temperature, top_k, top_p, repetition_penalty) -> d
     if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
         raise TypeError(f"{op}: argument 'temperature' expected a float, got {type(temperature).__name__}")
     if not 0.0 <= float(temperature) < float("inf"):  # NaN fails too
-        raise ValueError(f"{op}: argument 'temperature' expected a finite number >= 0 (0: greedy), "
-                         f"got {temperature!r}")
+        raise ValueError(f"{op}: argument 'temperature' expected a finite number >= 0 (0: greedy), got {temperature!r}")
     if top_k is not None:
         if not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool):
             raise TypeError(f"{op}: argument 'top_k' expected an int or None, got {type(top_k).__name__}")
@@ -47,13 +46,19 @@ def _check_sampling(op: str, temperature, top_k, top_p, repetition_penalty) -> d
         if not 0.0 < float(top_p) <= 1.0:
             raise ValueError(f"{op}: argument 'top_p' expected a probability in (0, 1], got {top_p!r}")
     if not isinstance(repetition_penalty, numbers.Real) or isinstance(repetition_penalty, bool):
-        raise TypeError(f"{op}: argument 'repetition_penalty' expected a float, "
-                        f"got {type(repetition_penalty).__name__}")
+        raise TypeError(
+            f"{op}: argument 'repetition_penalty' expected a float, got {type(repetition_penalty).__name__}"
+        )
     if not 0.0 < float(repetition_penalty) < float("inf"):
-        raise ValueError(f"{op}: argument 'repetition_penalty' expected a finite number > 0 (1: none), "
-                         f"got {repetition_penalty!r}")
-    return {"temperature": float(temperature), "top_k": 0 if top_k is None else int(top_k),
-            "top_p": 1.0 if top_p is None else float(top_p), "repetition_penalty": float(repetition_penalty)}
+        raise ValueError(
+            f"{op}: argument 'repetition_penalty' expected a finite number > 0 (1: none), got {repetition_penalty!r}"
+        )
+    return {
+        "temperature": float(temperature),
+        "top_k": 0 if top_k is None else int(top_k),
+        "top_p": 1.0 if top_p is None else float(top_p),
+        "repetition_penalty": float(repetition_penalty),
+    }
 
 
 def _draw(logits, seen, settings: dict, generator) -> np.ndarray:
@@ -63,8 +68,16 @@ def _draw(logits, seen, settings: dict, generator) -> np.ndarray:
     return np.asarray(_C.sample_tokens(logits, seen, seed=seed, offset=offset, **settings))
 
 
-def sample(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           repetition_penalty: float = 1.0, seen: Tensor | None = None, generator=None) -> Tensor:
+def sample(
+    logits: Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    seen: Tensor | None = None,
+    generator=None,
+) -> Tensor:
     """The next token of each row of ``logits`` (float32 [B, V]): int64 [B].
 
     Per row, in this order:
@@ -113,11 +126,14 @@ def _prompts(op: str, idx, vocab_size: int) -> tuple:
     """(tokens int64 [B, T] left-padded with 0, lengths int64 [B], from_list)."""
     if isinstance(idx, Tensor):
         if idx.dtype not in (int32, int64) or idx.ndim != 2:
-            raise ValueError(f"{op}: argument 'idx' expected int token ids of shape [batch, seq], "
-                             f"got {idx.dtype} of shape {list(idx.shape)}")
+            raise ValueError(
+                f"{op}: argument 'idx' expected int token ids of shape [batch, seq], "
+                f"got {idx.dtype} of shape {list(idx.shape)}"
+            )
         if 0 in idx.shape:
-            raise ValueError(f"{op}: argument 'idx' is empty (shape {list(idx.shape)}); "
-                             f"every prompt needs at least one token")
+            raise ValueError(
+                f"{op}: argument 'idx' is empty (shape {list(idx.shape)}); every prompt needs at least one token"
+            )
         tokens = np.asarray(idx._array).astype(np.int64)
         lengths = np.full(tokens.shape[0], tokens.shape[1], np.int64)
         from_list = False
@@ -128,17 +144,21 @@ def _prompts(op: str, idx, vocab_size: int) -> tuple:
         lengths = np.array([len(row) for row in rows], np.int64)
         tokens = np.zeros((len(rows), int(lengths.max())), np.int64)
         for i, row in enumerate(rows):
-            tokens[i, tokens.shape[1] - len(row):] = row
+            tokens[i, tokens.shape[1] - len(row) :] = row
         from_list = True
     else:
-        raise TypeError(f"{op}: argument 'idx' expected an int Tensor [batch, seq] or a list of token "
-                        f"sequences, got {type(idx).__name__}")
+        raise TypeError(
+            f"{op}: argument 'idx' expected an int Tensor [batch, seq] or a list of token "
+            f"sequences, got {type(idx).__name__}"
+        )
     real = np.arange(tokens.shape[1])[None, :] >= (tokens.shape[1] - lengths)[:, None]
     bad = real & ((tokens < 0) | (tokens >= vocab_size))
     if bad.any():
         row, column = np.argwhere(bad)[0]
-        raise ValueError(f"{op}: argument 'idx' expected token ids in [0, {vocab_size}) (vocab_size), "
-                         f"got {tokens[row, column]} in prompt {row}")
+        raise ValueError(
+            f"{op}: argument 'idx' expected token ids in [0, {vocab_size}) (vocab_size), "
+            f"got {tokens[row, column]} in prompt {row}"
+        )
     return tokens, lengths, from_list
 
 
@@ -150,8 +170,9 @@ def _stop_set(op: str, stop_tokens, vocab_size: int) -> np.ndarray:
     try:
         values = list(stop_tokens)
     except TypeError:
-        raise TypeError(f"{op}: argument 'stop_tokens' expected an int or a collection of ints, "
-                        f"got {type(stop_tokens).__name__}") from None
+        raise TypeError(
+            f"{op}: argument 'stop_tokens' expected an int or a collection of ints, got {type(stop_tokens).__name__}"
+        ) from None
     for value in values:
         if not isinstance(value, numbers.Integral) or isinstance(value, bool):
             raise TypeError(f"{op}: argument 'stop_tokens' expected ints, got {value!r}")
@@ -163,8 +184,9 @@ def _stop_set(op: str, stop_tokens, vocab_size: int) -> np.ndarray:
 class _Decoding:
     """Everything one generate/stream call checks and prepares up front."""
 
-    def __init__(self, op: str, model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
-                 stop_tokens, generator) -> None:
+    def __init__(
+        self, op: str, model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_tokens, generator
+    ) -> None:
         config = model.config
         self.model = model
         self.tokens, self.lengths, self.from_list = _prompts(op, idx, config.vocab_size)
@@ -172,14 +194,18 @@ class _Decoding:
             raise TypeError(f"{op}: argument 'max_new_tokens' expected an int, got {type(max_new_tokens).__name__}")
         prompt_length = self.tokens.shape[1]
         if prompt_length > config.block_size:
-            raise ValueError(f"{op}: argument 'idx' holds a prompt of {prompt_length} tokens, more than "
-                             f"block_size={config.block_size}")
+            raise ValueError(
+                f"{op}: argument 'idx' holds a prompt of {prompt_length} tokens, more than "
+                f"block_size={config.block_size}"
+            )
         # The last new token is drawn, never fed: the model sees at most
         # prompt_length + max_new_tokens - 1 positions.
         room = config.block_size - prompt_length + 1
         if not 0 <= max_new_tokens <= room:
-            raise ValueError(f"{op}: argument 'max_new_tokens' expected 0 to {room} (a prompt of "
-                             f"{prompt_length} tokens and block_size={config.block_size}), got {max_new_tokens}")
+            raise ValueError(
+                f"{op}: argument 'max_new_tokens' expected 0 to {room} (a prompt of "
+                f"{prompt_length} tokens and block_size={config.block_size}), got {max_new_tokens}"
+            )
         self.max_new_tokens = int(max_new_tokens)
         self.settings = _check_sampling(op, temperature, top_k, top_p, repetition_penalty)
         self.stop = _stop_set(op, stop_tokens, config.vocab_size)
@@ -199,7 +225,7 @@ class _Decoding:
         if self.settings["repetition_penalty"] != 1.0:
             seen = np.zeros((batch, vocab_size), np.bool_)
             for row in range(batch):
-                seen[row, self.tokens[row, padding[row]:]] = True
+                seen[row, self.tokens[row, padding[row] :]] = True
             seen_array = from_numpy(seen)._array  # shares seen's memory: updated in place below
         finished = np.zeros(batch, np.bool_)
         next_position = self.lengths.copy()
@@ -214,11 +240,16 @@ class _Decoding:
             mask = from_numpy(columns < padding[:, None])
             positions = from_numpy(np.maximum(columns - padding[:, None], 0))
         with no_grad():
-            logits = model(from_numpy(self.tokens), caches, key_padding_mask=mask, position_ids=positions,
-                           last_only=True)
+            logits = model(
+                from_numpy(self.tokens), caches, key_padding_mask=mask, position_ids=positions, last_only=True
+            )
         for step in range(self.max_new_tokens):
-            tokens = _draw(logits._array.reshape([batch, vocab_size]), None if seen is None else seen_array,
-                           self.settings, self.generator)
+            tokens = _draw(
+                logits._array.reshape([batch, vocab_size]),
+                None if seen is None else seen_array,
+                self.settings,
+                self.generator,
+            )
             tokens[finished] = FINISHED
             if seen is not None:
                 seen[rows[~finished], tokens[~finished]] = True
@@ -232,9 +263,12 @@ class _Decoding:
             if step == self.max_new_tokens - 1 or finished.all():
                 return
             with no_grad():
-                logits = model(from_numpy(feed), caches,
-                               position_ids=from_numpy(next_position[:, None].copy()) if padded else None,
-                               last_only=True)
+                logits = model(
+                    from_numpy(feed),
+                    caches,
+                    position_ids=from_numpy(next_position[:, None].copy()) if padded else None,
+                    last_only=True,
+                )
             next_position += 1
 
 
@@ -254,16 +288,27 @@ class _EvalMode:
             module.training = flag
 
 
-def stream(model, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-           top_p: float | None = None, repetition_penalty: float = 1.0, stop_tokens=None, generator=None):
+def stream(
+    model,
+    idx,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    stop_tokens=None,
+    generator=None,
+):
     """An iterator over the decoding steps of ``generate``: per step, a numpy
     int64 array [B] of the new tokens, FINISHED (-1) for a row that stopped
     at an earlier step. The arguments are checked when ``stream`` is called,
     before the first token. While the iterator runs the model is in eval
     mode; when it ends (exhausted or closed) every module's previous
     training flag is restored. Gradients are never recorded."""
-    decoding = _Decoding("stream", model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
-                         stop_tokens, generator)
+    decoding = _Decoding(
+        "stream", model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_tokens, generator
+    )
 
     def iterate():
         with _EvalMode(model):
@@ -272,8 +317,18 @@ def stream(model, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: 
     return iterate()
 
 
-def generate(model, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, repetition_penalty: float = 1.0, stop_tokens=None, generator=None):
+def generate(
+    model,
+    idx,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    stop_tokens=None,
+    generator=None,
+):
     """Continues each prompt by up to ``max_new_tokens`` tokens.
 
     - ``idx``: an int Tensor [B, T] (B prompts of T tokens) or a list of 1-D
@@ -301,16 +356,19 @@ def generate(model, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k
     holds FINISHED, -1, after its stop token); for a list, a list of lists
     of ints, each prompt followed by its own new tokens.
     """
-    decoding = _Decoding("generate", model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
-                         stop_tokens, generator)
+    decoding = _Decoding(
+        "generate", model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_tokens, generator
+    )
     with _EvalMode(model):
         steps = list(decoding.steps())
     new = np.stack(steps, axis=1) if steps else np.zeros((decoding.tokens.shape[0], 0), np.int64)
     if not decoding.from_list:
         return from_numpy(np.concatenate([decoding.tokens, new], axis=1))
     padding = decoding.tokens.shape[1] - decoding.lengths
-    return [decoding.tokens[row, padding[row]:].tolist() + [int(t) for t in new[row] if t != FINISHED]
-            for row in range(len(padding))]
+    return [
+        decoding.tokens[row, padding[row] :].tolist() + [int(t) for t in new[row] if t != FINISHED]
+        for row in range(len(padding))
+    ]
 
 
 __all__ = ["FINISHED", "sample", "generate", "stream"]

@@ -47,7 +47,7 @@ class Generator:
         self._seed = _check_uint64("Generator", "seed", seed)
         self._offset = 0
 
-    def manual_seed(self, seed: int) -> "Generator":
+    def manual_seed(self, seed: int) -> Generator:
         """Sets the seed (an int in [0, 2**64)) and restarts at offset 0."""
         seed = _check_uint64("manual_seed", "seed", seed)
         with self._lock:
@@ -76,8 +76,9 @@ class Generator:
         """Restores a state from ``state_dict()``."""
         if not isinstance(state, dict) or set(state) != {"seed", "offset"}:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"load_state_dict: argument 'state' expected a dict with keys "
-                             f"'offset' and 'seed', got {got}")
+            raise ValueError(
+                f"load_state_dict: argument 'state' expected a dict with keys 'offset' and 'seed', got {got}"
+            )
         seed = _check_uint64("load_state_dict", "state['seed']", state["seed"])
         offset = _check_uint64("load_state_dict", "state['offset']", state["offset"])
         with self._lock:
@@ -88,8 +89,9 @@ class Generator:
         For ops that draw random numbers; their backward keeps the pair."""
         with self._lock:
             if self._offset >= _UINT64_LIMIT - 1:
-                raise RuntimeError("Generator: the 2**64 streams of this seed are used up; "
-                                   "call manual_seed() to start again")
+                raise RuntimeError(
+                    "Generator: the 2**64 streams of this seed are used up; call manual_seed() to start again"
+                )
             stream = (self._seed, self._offset)
             self._offset += 1
             return stream
@@ -114,8 +116,9 @@ def _generator_or_default(op: str, generator) -> Generator:
     if generator is None:
         return default_generator
     if not isinstance(generator, Generator):
-        raise TypeError(f"{op}: argument 'generator' expected an attnkit.random.Generator or None, "
-                        f"got {type(generator).__name__}")
+        raise TypeError(
+            f"{op}: argument 'generator' expected an attnkit.random.Generator or None, got {type(generator).__name__}"
+        )
     return generator
 
 

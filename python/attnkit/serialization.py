@@ -57,8 +57,14 @@ from .tensor import Tensor
 _DTYPE_BY_CODE = {"F32": float32, "F16": float16, "BF16": bfloat16, "I32": int32, "I64": int64, "BOOL": bool_}
 _CODE_BY_DTYPE = {dtype.name: code for code, dtype in _DTYPE_BY_CODE.items()}
 # Each dtype's bytes as numpy reads them in the file (bfloat16 as its bits).
-_FILE_NUMPY_DTYPE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2"),
-                     "int32": np.dtype("<i4"), "int64": np.dtype("<i8"), "bool": np.dtype("u1")}
+_FILE_NUMPY_DTYPE = {
+    "float32": np.dtype("<f4"),
+    "float16": np.dtype("<f2"),
+    "bfloat16": np.dtype("<u2"),
+    "int32": np.dtype("<i4"),
+    "int64": np.dtype("<i8"),
+    "bool": np.dtype("u1"),
+}
 # safetensors' own readers refuse headers beyond this, so files stay portable.
 MAX_HEADER_BYTES = 100_000_000
 METADATA_KEY = "__metadata__"
@@ -74,6 +80,7 @@ _LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 #   {"@tuple": [...]}     a tuple
 #   {"@dict": [[k, v]]}   a dict with a key that is not a str, or starts with "@"
 #   {"@float": "nan"}     NaN, inf or -inf (JSON has no such numbers)
+
 
 def _unique_name(path: list, used: set) -> str:
     base = ".".join(str(part) for part in path) or "tensor"
@@ -111,13 +118,17 @@ def _encode(value, path: list, tensors: list, used: set, written: dict):
             return {k: _encode(v, path + [k], tensors, used, written) for k, v in value.items()}
         for k in value:
             if isinstance(k, bool) or not isinstance(k, (str, int)):
-                raise TypeError(f"save: the dict at '{'.'.join(map(str, path)) or '<root>'}' has a key of type "
-                                f"{type(k).__name__}; keys must be str or int")
+                raise TypeError(
+                    f"save: the dict at '{'.'.join(map(str, path)) or '<root>'}' has a key of type "
+                    f"{type(k).__name__}; keys must be str or int"
+                )
         return {"@dict": [[k, _encode(v, path + [k], tensors, used, written)] for k, v in value.items()]}
     where = ".".join(map(str, path)) or "<root>"
     hint = "; save module.state_dict() instead" if hasattr(value, "state_dict") else ""
-    raise TypeError(f"save: cannot store a {type(value).__name__} at '{where}': a checkpoint holds tensors, "
-                    f"dicts, lists, tuples, str, int, float, bool and None{hint}")
+    raise TypeError(
+        f"save: cannot store a {type(value).__name__} at '{where}': a checkpoint holds tensors, "
+        f"dicts, lists, tuples, str, int, float, bool and None{hint}"
+    )
 
 
 def _decode(value, tensors: dict):
@@ -126,7 +137,7 @@ def _decode(value, tensors: dict):
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
-        (tag, content), = value.items()
+        ((tag, content),) = value.items()
         if tag == "@tensor":
             if content not in tensors:
                 raise ValueError(f"the structure refers to a tensor '{content}' the file does not have")
@@ -144,12 +155,16 @@ def _decode(value, tensors: dict):
 
 def _is_flat_tensor_dict(obj) -> bool:
     """A dict of distinct tensors by str names: written as plain entries."""
-    return (isinstance(obj, dict) and all(isinstance(k, str) for k in obj)
-            and all(isinstance(v, Tensor) for v in obj.values())
-            and len({id(v._array) for v in obj.values()}) == len(obj))
+    return (
+        isinstance(obj, dict)
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, Tensor) for v in obj.values())
+        and len({id(v._array) for v in obj.values()}) == len(obj)
+    )
 
 
 # ----------------------------------------------------------------- save ---
+
 
 def _config_json(config) -> str:
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
@@ -208,13 +223,18 @@ def save(obj, path, *, config=None) -> None:
         cursor += tensors[i][1].nbytes
     header = {METADATA_KEY: metadata}
     for i, (name, tensor) in enumerate(tensors):
-        header[name] = {"dtype": _CODE_BY_DTYPE[tensor.dtype.name], "shape": list(tensor.shape),
-                        "data_offsets": list(offsets[i])}
+        header[name] = {
+            "dtype": _CODE_BY_DTYPE[tensor.dtype.name],
+            "shape": list(tensor.shape),
+            "data_offsets": list(offsets[i]),
+        }
     header_bytes = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     header_bytes += b" " * (-(8 + len(header_bytes)) % 8)
     if len(header_bytes) > MAX_HEADER_BYTES:
-        raise ValueError(f"save: the header would be {len(header_bytes)} bytes, beyond the format's "
-                         f"{MAX_HEADER_BYTES}; store long non-tensor data elsewhere")
+        raise ValueError(
+            f"save: the header would be {len(header_bytes)} bytes, beyond the format's "
+            f"{MAX_HEADER_BYTES}; store long non-tensor data elsewhere"
+        )
 
     # open(..., "xb") creates the file with the usual permissions (umask),
     # which tempfile's private 0600 files would not have.
@@ -235,6 +255,7 @@ def save(obj, path, *, config=None) -> None:
 
 # ----------------------------------------------------------------- load ---
 
+
 def _refuse_duplicate_keys(pairs):
     result = {}
     for key, value in pairs:
@@ -246,6 +267,7 @@ def _refuse_duplicate_keys(pairs):
 
 def _read_header(path: str):
     """(entries in header order, metadata, byte offset of the data, data length)."""
+
     def bad(reason: str):
         return ValueError(f"load: '{path}' is not a valid safetensors file: {reason}")
 
@@ -273,23 +295,32 @@ def _read_header(path: str):
             raise bad(f"tensor '{name}' needs 'dtype', 'shape' and 'data_offsets'")
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if code not in _DTYPE_BY_CODE:
-            raise ValueError(f"load: tensor '{name}' in '{path}' has dtype {code!r}; attnkit reads "
-                             f"{', '.join(_DTYPE_BY_CODE)}")
+            raise ValueError(
+                f"load: tensor '{name}' in '{path}' has dtype {code!r}; attnkit reads {', '.join(_DTYPE_BY_CODE)}"
+            )
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             raise bad(f"tensor '{name}' has shape {shape!r}, not a list of non-negative ints")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1] <= data_length):
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(type(o) is int for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= data_length
+        ):
             raise bad(f"tensor '{name}' has data_offsets {offsets!r}, outside the {data_length}-byte buffer")
         dtype = _DTYPE_BY_CODE[code]
         if offsets[1] - offsets[0] != math.prod(shape) * dtype.itemsize:
-            raise bad(f"tensor '{name}' of shape {shape} and dtype {code} needs "
-                      f"{math.prod(shape) * dtype.itemsize} bytes, its offsets span {offsets[1] - offsets[0]}")
+            raise bad(
+                f"tensor '{name}' of shape {shape} and dtype {code} needs "
+                f"{math.prod(shape) * dtype.itemsize} bytes, its offsets span {offsets[1] - offsets[0]}"
+            )
         entries.append((name, dtype, tuple(shape), offsets[0], offsets[1]))
     cursor = 0
     for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
         if begin != cursor:
-            raise bad(f"the buffer has {'a hole' if begin > cursor else 'an overlap'} at byte {cursor} "
-                      f"(tensor '{name}' starts at {begin})")
+            raise bad(
+                f"the buffer has {'a hole' if begin > cursor else 'an overlap'} at byte {cursor} "
+                f"(tensor '{name}' starts at {begin})"
+            )
         cursor = end
     if cursor != data_length:
         raise bad(f"the tensors cover {cursor} bytes of a {data_length}-byte buffer")
@@ -337,8 +368,10 @@ def load(path, *, mmap: bool = True):
         with open(path, "rb") as f:
             f.seek(data_start)
             buffer = np.frombuffer(bytearray(f.read(data_length)), np.uint8)
-    tensors = {name: _tensor_from_bytes(buffer[begin:end], name, dtype, shape, path)
-               for name, dtype, shape, begin, end in entries}
+    tensors = {
+        name: _tensor_from_bytes(buffer[begin:end], name, dtype, shape, path)
+        for name, dtype, shape, begin, end in entries
+    }
     if STRUCTURE_KEY not in metadata:
         return tensors
     try:

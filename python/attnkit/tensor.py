@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 
-from . import _C
-from . import _dtypes
+from . import _C, _dtypes
 from ._dtypes import as_dtype, bfloat16, float32
 from .autograd import Node, is_grad_enabled, run_backward
 
@@ -66,11 +65,13 @@ class Tensor:
     __array_priority__ = 100  # numpy defers to our operators in mixed expressions
 
     def __init__(self, *args, **kwargs):
-        raise TypeError("attnkit.Tensor is not built directly: use attnkit.tensor(data), "
-                        "attnkit.from_numpy(array) or attnkit.from_dlpack(obj)")
+        raise TypeError(
+            "attnkit.Tensor is not built directly: use attnkit.tensor(data), "
+            "attnkit.from_numpy(array) or attnkit.from_dlpack(obj)"
+        )
 
     @classmethod
-    def _wrap(cls, array, requires_grad: bool = False, grad_fn=None) -> "Tensor":
+    def _wrap(cls, array, requires_grad: bool = False, grad_fn=None) -> Tensor:
         """grad_fn: None for a leaf, else (Node, output_index)."""
         t = object.__new__(cls)
         t._array = array
@@ -137,13 +138,14 @@ class Tensor:
     # ---------------------------------------------------- numpy and DLPack --
     def numpy(self) -> np.ndarray:
         """A numpy view of the same memory (no copy). CPU only; numpy has no
-    bfloat16, so a bfloat16 tensor raises TypeError (``np.asarray`` widens it)."""
+        bfloat16, so a bfloat16 tensor raises TypeError (``np.asarray`` widens it)."""
         if self.requires_grad:
             raise RuntimeError("numpy(): this tensor requires grad; call .detach().numpy()")
         if self.dtype == bfloat16:
             # Checked here: np.asarray would wrap the failing buffer in an object array.
-            raise TypeError("numpy(): numpy has no bfloat16; use np.asarray(t) (widens to float32) "
-                            "or t.float().numpy()")
+            raise TypeError(
+                "numpy(): numpy has no bfloat16; use np.asarray(t) (widens to float32) or t.float().numpy()"
+            )
         return np.asarray(self._array)
 
     def __array__(self, dtype=None, copy=None):
@@ -179,14 +181,15 @@ class Tensor:
         return np.asarray(self.detach()).tolist()
 
     # ------------------------------------------------------------ autograd --
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """The same memory, cut out of the graph."""
         return Tensor._wrap(self._array)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         if requires_grad and not self.dtype.is_floating_point:
-            raise TypeError(f"requires_grad_: only floating-point tensors can require gradients, "
-                            f"this one is {self.dtype}")
+            raise TypeError(
+                f"requires_grad_: only floating-point tensors can require gradients, this one is {self.dtype}"
+            )
         if not requires_grad and self._grad_fn is not None:
             raise RuntimeError("requires_grad_(False): only leaf tensors can stop requiring grad; use detach()")
         self.requires_grad = bool(requires_grad)
@@ -198,19 +201,18 @@ class Tensor:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
         if gradient is None:
             if self.numel() != 1:
-                raise RuntimeError(f"backward(): a gradient must be given for a non-scalar "
-                                   f"output of shape {self.shape}")
+                raise RuntimeError(
+                    f"backward(): a gradient must be given for a non-scalar output of shape {self.shape}"
+                )
             grad = _C.empty(list(self.shape), self._array.dtype)
             _C.fill_(grad, 1)
         else:
             if not isinstance(gradient, Tensor):
                 gradient = tensor(gradient, dtype=self.dtype)
             if gradient.shape != self.shape:
-                raise ValueError(f"backward(): argument 'gradient' expected shape {self.shape}, "
-                                 f"got {gradient.shape}")
+                raise ValueError(f"backward(): argument 'gradient' expected shape {self.shape}, got {gradient.shape}")
             if gradient.dtype != self.dtype:
-                raise TypeError(f"backward(): argument 'gradient' expected dtype {self.dtype}, "
-                                f"got {gradient.dtype}")
+                raise TypeError(f"backward(): argument 'gradient' expected dtype {self.dtype}, got {gradient.dtype}")
             grad = gradient._array
         run_backward(self, grad, retain_graph=retain_graph)
 
@@ -222,7 +224,7 @@ class Tensor:
             _C.add_in_place(self.grad._array, grad_array)
 
     # --------------------------------------------------------- conversions --
-    def to(self, target) -> "Tensor":
+    def to(self, target) -> Tensor:
         """A copy converted to a dtype (``attnkit.float32``, ...); only 'cpu' as a device."""
         if isinstance(target, (str, device)) and str(target).split(":")[0] in ("cpu", "cuda"):
             if device(target) == self.device:
@@ -236,31 +238,33 @@ class Tensor:
         values = _bfloat16_values(self._array) if self.dtype == bfloat16 else np.asarray(self._array)
         return tensor(values, dtype=target)
 
-    def float(self) -> "Tensor":
+    def float(self) -> Tensor:
         return self.to(float32)
 
-    def long(self) -> "Tensor":
+    def long(self) -> Tensor:
         return self.to(_dtypes.int64)
 
-    def int(self) -> "Tensor":
+    def int(self) -> Tensor:
         return self.to(_dtypes.int32)
 
-    def bool(self) -> "Tensor":
+    def bool(self) -> Tensor:
         return self.to(_dtypes.bool_)
 
     # ------------------------------------------------------------ in place --
     def _check_in_place(self, op: str) -> None:
         if self.requires_grad and is_grad_enabled():
-            raise RuntimeError(f"{op}: a tensor that requires grad cannot be changed in place while "
-                               f"gradients are recorded; use 'with attnkit.no_grad():'")
+            raise RuntimeError(
+                f"{op}: a tensor that requires grad cannot be changed in place while "
+                f"gradients are recorded; use 'with attnkit.no_grad():'"
+            )
 
-    def zero_(self) -> "Tensor":
+    def zero_(self) -> Tensor:
         """Sets every element to 0, in place; returns self."""
         self._check_in_place("zero_")
         _C.fill_(self._array, 0)
         return self
 
-    def fill_(self, value) -> "Tensor":
+    def fill_(self, value) -> Tensor:
         """Sets every element to ``value`` (a number), in place; returns self."""
         self._check_in_place("fill_")
         if not _elementwise.is_scalar(value):
@@ -351,85 +355,85 @@ class Tensor:
             raise TypeError(f"float(): only a tensor with one element converts, got shape {self.shape}")
         return float(self.item())
 
-    def __getitem__(self, key) -> "Tensor":
+    def __getitem__(self, key) -> Tensor:
         return _shape.getitem(self, key)
 
     # ------------------------------------------------------------- methods --
-    def add(self, other) -> "Tensor":
+    def add(self, other) -> Tensor:
         return _elementwise.add(self, other)
 
-    def sub(self, other) -> "Tensor":
+    def sub(self, other) -> Tensor:
         return _elementwise.sub(self, other)
 
-    def mul(self, other) -> "Tensor":
+    def mul(self, other) -> Tensor:
         return _elementwise.mul(self, other)
 
-    def div(self, other) -> "Tensor":
+    def div(self, other) -> Tensor:
         return _elementwise.div(self, other)
 
-    def neg(self) -> "Tensor":
+    def neg(self) -> Tensor:
         return _elementwise.neg(self)
 
-    def matmul(self, other) -> "Tensor":
+    def matmul(self, other) -> Tensor:
         return _matmul(self, other)
 
-    def sum(self, dim=None, keepdim: bool = False) -> "Tensor":
+    def sum(self, dim=None, keepdim: bool = False) -> Tensor:
         return _elementwise.sum(self, dim, keepdim)
 
-    def mean(self, dim=None, keepdim: bool = False) -> "Tensor":
+    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
         return _elementwise.mean(self, dim, keepdim)
 
     def max(self, dim=None, keepdim: bool = False):
         return _elementwise.max(self, dim, keepdim)
 
-    def argmax(self, dim=None, keepdim: bool = False) -> "Tensor":
+    def argmax(self, dim=None, keepdim: bool = False) -> Tensor:
         return _elementwise.argmax(self, dim, keepdim)
 
-    def eq(self, other) -> "Tensor":
+    def eq(self, other) -> Tensor:
         return _elementwise.eq(self, other)
 
-    def ne(self, other) -> "Tensor":
+    def ne(self, other) -> Tensor:
         return _elementwise.ne(self, other)
 
-    def lt(self, other) -> "Tensor":
+    def lt(self, other) -> Tensor:
         return _elementwise.lt(self, other)
 
-    def le(self, other) -> "Tensor":
+    def le(self, other) -> Tensor:
         return _elementwise.le(self, other)
 
-    def gt(self, other) -> "Tensor":
+    def gt(self, other) -> Tensor:
         return _elementwise.gt(self, other)
 
-    def ge(self, other) -> "Tensor":
+    def ge(self, other) -> Tensor:
         return _elementwise.ge(self, other)
 
-    def masked_fill(self, mask, value) -> "Tensor":
+    def masked_fill(self, mask, value) -> Tensor:
         return _elementwise.masked_fill(self, mask, value)
 
-    def reshape(self, *shape) -> "Tensor":
+    def reshape(self, *shape) -> Tensor:
         return _shape.reshape(self, *shape)
 
-    def view(self, *shape) -> "Tensor":
+    def view(self, *shape) -> Tensor:
         """reshape: tensors are always contiguous, so every view is a reshape."""
         return _shape.reshape(self, *shape)
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         return _shape.flatten(self, start_dim, end_dim)
 
-    def unsqueeze(self, dim: int) -> "Tensor":
+    def unsqueeze(self, dim: int) -> Tensor:
         return _shape.unsqueeze(self, dim)
 
-    def squeeze(self, dim=None) -> "Tensor":
+    def squeeze(self, dim=None) -> Tensor:
         return _shape.squeeze(self, dim)
 
-    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
         return _shape.transpose(self, dim0, dim1)
 
-    def permute(self, *dims) -> "Tensor":
+    def permute(self, *dims) -> Tensor:
         return _shape.permute(self, *dims)
 
     @property
-    def T(self) -> "Tensor":
+    def T(self) -> Tensor:
         """The transpose of a 2-d tensor (a copy); 0-d and 1-d tensors are their own."""
         if self.ndim < 2:
             return self
@@ -437,11 +441,11 @@ class Tensor:
             raise ValueError(f"T: expected at most 2 dimensions, got shape {self.shape}; use permute()")
         return _shape.transpose(self, 0, 1)
 
-    def contiguous(self) -> "Tensor":
+    def contiguous(self) -> Tensor:
         """self: attnkit tensors are always contiguous."""
         return self
 
-    def expand(self, *shape) -> "Tensor":
+    def expand(self, *shape) -> Tensor:
         return _shape.expand(self, *shape)
 
     def split(self, split_size_or_sections, dim: int = 0) -> tuple:
@@ -450,16 +454,16 @@ class Tensor:
     def chunk(self, chunks: int, dim: int = 0) -> tuple:
         return _shape.chunk(self, chunks, dim)
 
-    def narrow(self, dim: int, start: int, length: int) -> "Tensor":
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
         return _shape.narrow(self, dim, start, length)
 
-    def index_select(self, dim: int, index) -> "Tensor":
+    def index_select(self, dim: int, index) -> Tensor:
         return _shape.index_select(self, dim, index)
 
-    def gather(self, dim: int, index) -> "Tensor":
+    def gather(self, dim: int, index) -> Tensor:
         return _shape.gather(self, dim, index)
 
-    def clone(self) -> "Tensor":
+    def clone(self) -> Tensor:
         return _shape.clone(self)
 
 
@@ -514,8 +518,10 @@ def from_numpy(array: np.ndarray) -> Tensor:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: argument 'array' expected a numpy.ndarray, got {type(array).__name__}")
     if _dtypes.from_numpy_dtype(array.dtype) is None:
-        raise TypeError(f"from_numpy: argument 'array' expected dtype float32, float16, int32, int64 "
-                        f"or bool, got {array.dtype}; attnkit.tensor(array) copies and converts")
+        raise TypeError(
+            f"from_numpy: argument 'array' expected dtype float32, float16, int32, int64 "
+            f"or bool, got {array.dtype}; attnkit.tensor(array) copies and converts"
+        )
     return Tensor._wrap(_C.array_from_numpy(array, "", False))
 
 
@@ -524,8 +530,10 @@ def from_dlpack(obj) -> Tensor:
     if hasattr(obj, "__dlpack_device__"):
         kind, index = obj.__dlpack_device__()
         if kind not in (_DLPACK_CPU, 3):  # 3: CUDA pinned host memory, readable by the CPU
-            raise RuntimeError(f"from_dlpack: the producer's memory is on DLPack device type {kind} "
-                               f"(index {index}); this attnkit build has only the CPU backend")
+            raise RuntimeError(
+                f"from_dlpack: the producer's memory is on DLPack device type {kind} "
+                f"(index {index}); this attnkit build has only the CPU backend"
+            )
     if hasattr(obj, "__dlpack__"):
         try:
             capsule = obj.__dlpack__(max_version=(1, 0))
@@ -537,12 +545,15 @@ def from_dlpack(obj) -> Tensor:
         return Tensor._wrap(_C.array_from_dlpack_capsule(capsule))
     except TypeError as error:
         if "incompatible function arguments" in str(error):
-            raise TypeError(f"from_dlpack: argument 'obj' expected an object with __dlpack__ "
-                            f"or a DLPack capsule, got {type(obj).__name__}") from None
+            raise TypeError(
+                f"from_dlpack: argument 'obj' expected an object with __dlpack__ "
+                f"or a DLPack capsule, got {type(obj).__name__}"
+            ) from None
         raise
 
 
 # ----------------------------------------------------------------- factories --
+
 
 def _size_argument(op: str, size) -> list:
     """A size given as ints or as one sequence of ints: (2, 3) or ((2, 3),)."""
@@ -591,14 +602,14 @@ def full(size, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
 
 def zeros(*size, dtype=None, requires_grad: bool = False) -> Tensor:
     """A tensor of ``size`` filled with 0 (float32 by default)."""
-    return full(_size_argument("zeros", size), 0, dtype=float32 if dtype is None else dtype,
-                requires_grad=requires_grad)
+    return full(
+        _size_argument("zeros", size), 0, dtype=float32 if dtype is None else dtype, requires_grad=requires_grad
+    )
 
 
 def ones(*size, dtype=None, requires_grad: bool = False) -> Tensor:
     """A tensor of ``size`` filled with 1 (float32 by default)."""
-    return full(_size_argument("ones", size), 1, dtype=float32 if dtype is None else dtype,
-                requires_grad=requires_grad)
+    return full(_size_argument("ones", size), 1, dtype=float32 if dtype is None else dtype, requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -636,5 +647,5 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
 # The operators and methods are implemented in nn.functional, whose modules
 # import Tensor from here: imported last, once everything above exists.
 from .nn.functional import elementwise as _elementwise  # noqa: E402
-from .nn.functional.linear import matmul as _matmul  # noqa: E402
 from .nn.functional import shape as _shape  # noqa: E402
+from .nn.functional.linear import matmul as _matmul  # noqa: E402

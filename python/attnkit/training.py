@@ -78,8 +78,9 @@ class ConfigError(ValueError):
 def _require_cuda(what: str) -> None:
     """ConfigError unless attnkit's CUDA module (attnkit._cuda) was built."""
     if importlib.util.find_spec(f"{__package__}._cuda") is None:
-        raise ConfigError(f"{what}, but this attnkit was built without CUDA (cuda: {build_info()['cuda']}); "
-                          f"use --device cpu")
+        raise ConfigError(
+            f"{what}, but this attnkit was built without CUDA (cuda: {build_info()['cuda']}); use --device cpu"
+        )
 
 
 @dataclass
@@ -142,8 +143,9 @@ class TrainConfig:
                 value = int(value)
                 setattr(self, field.name, value)
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-                raise ConfigError(f"setting '{field.name}' expected {'None or ' if optional else ''}"
-                                  f"{kind.__name__}, got {value!r}")
+                raise ConfigError(
+                    f"setting '{field.name}' expected {'None or ' if optional else ''}{kind.__name__}, got {value!r}"
+                )
             if kind is float and not math.isfinite(value):
                 raise ConfigError(f"setting '{field.name}' expected a finite number, got {value}")
 
@@ -157,14 +159,20 @@ class TrainConfig:
             require(getattr(self, name) >= 0, name, "an int >= 0")
         require(self.n_embd % self.n_head == 0, "n_embd", f"a multiple of n_head={self.n_head}")
         require(self.tokenizer in _data.TOKENIZER_KINDS, "tokenizer", "one of " + ", ".join(_data.TOKENIZER_KINDS))
-        require(self.bpe_vocab_size >= 256 + len(_data.SPECIAL_TOKENS), "bpe_vocab_size",
-                "an int >= 259 (the 256 bytes and three specials)")
+        require(
+            self.bpe_vocab_size >= 256 + len(_data.SPECIAL_TOKENS),
+            "bpe_vocab_size",
+            "an int >= 259 (the 256 bytes and three specials)",
+        )
         require(0.0 < self.val_fraction < 1.0, "val_fraction", "a number in (0, 1)")
         require(0.0 <= self.dropout < 1.0, "dropout", "a number in [0, 1)")
         require(self.lr > 0.0, "lr", "a positive number")
         require(0.0 <= self.min_lr <= self.lr, "min_lr", f"a number in [0, lr={self.lr}]")
-        require(self.lr_decay_iters is None or self.lr_decay_iters >= self.warmup_iters, "lr_decay_iters",
-                f"None or an int >= warmup_iters={self.warmup_iters}")
+        require(
+            self.lr_decay_iters is None or self.lr_decay_iters >= self.warmup_iters,
+            "lr_decay_iters",
+            f"None or an int >= warmup_iters={self.warmup_iters}",
+        )
         require(0.0 <= self.beta1 < 1.0, "beta1", "a number in [0, 1)")
         require(0.0 <= self.beta2 < 1.0, "beta2", "a number in [0, 1)")
         require(self.weight_decay >= 0.0, "weight_decay", "a number >= 0")
@@ -177,8 +185,15 @@ class TrainConfig:
             _require_cuda("setting 'device' is cuda")
 
     def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout, bias=self.bias)
+        return GPTConfig(
+            vocab_size=vocab_size,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+            dropout=self.dropout,
+            bias=self.bias,
+        )
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "config") -> TrainConfig:
@@ -186,19 +201,36 @@ class TrainConfig:
         names = [field.name for field in dataclasses.fields(cls)]
         unknown = [key for key in values if key not in names]
         if unknown:
-            raise ConfigError(f"{source}: unknown setting{'s' if len(unknown) > 1 else ''} "
-                              f"{', '.join(map(repr, unknown))}; the settings are {', '.join(names)}")
+            raise ConfigError(
+                f"{source}: unknown setting{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))}; the settings are {', '.join(names)}"
+            )
         return cls(**values)
 
 
 # Settings that fix the model, its data and the optimizer's state (the
 # optimizer's checkpoint carries its betas and weight decay): a resumed run
 # must keep them. The schedule (lr, min_lr, warmup, decay) may change.
-_RUN_DEFINING = ("data", "tokenizer", "bpe_vocab_size", "val_fraction", "n_layer", "n_head", "n_embd",
-                 "block_size", "bias", "batch_size", "seed", "beta1", "beta2", "weight_decay")
+_RUN_DEFINING = (
+    "data",
+    "tokenizer",
+    "bpe_vocab_size",
+    "val_fraction",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "bias",
+    "batch_size",
+    "seed",
+    "beta1",
+    "beta2",
+    "weight_decay",
+)
 
 
 # ---------------------------------------------------------------- data ---
+
 
 def load_corpus(config: TrainConfig, tokenizer=None) -> tuple:
     """(tokenizer, train tokens, val tokens) for ``config``: the text of
@@ -215,14 +247,17 @@ def load_corpus(config: TrainConfig, tokenizer=None) -> tuple:
     try:
         tokens = tokenizer.encode(text)
     except ValueError as error:
-        raise ConfigError(f"the text of {config.data or 'the bundled corpus'} does not fit the run's "
-                          f"tokenizer: {error}") from None
+        raise ConfigError(
+            f"the text of {config.data or 'the bundled corpus'} does not fit the run's tokenizer: {error}"
+        ) from None
     train_tokens, val_tokens = _data.split_tokens(tokens, config.val_fraction)
     for name, part in (("training", train_tokens), ("validation", val_tokens)):
         if len(part) <= config.block_size:
-            raise ConfigError(f"the {name} split of {config.data or 'the bundled corpus'} has {len(part)} tokens, "
-                              f"fewer than one window of block_size + 1 = {config.block_size + 1}; "
-                              f"use more text or a smaller --block-size")
+            raise ConfigError(
+                f"the {name} split of {config.data or 'the bundled corpus'} has {len(part)} tokens, "
+                f"fewer than one window of block_size + 1 = {config.block_size + 1}; "
+                f"use more text or a smaller --block-size"
+            )
     return tokenizer, train_tokens, val_tokens
 
 
@@ -237,18 +272,27 @@ def evaluation_batches(tokens: np.ndarray, config: TrainConfig, split_index: int
     """The fixed evaluation batches of a split (0: train, 1: val): a list of
     ``eval_iters`` numpy (x, y) pairs."""
     generator = Generator(config.seed)
-    generator.load_state_dict({"seed": config.seed,
-                               "offset": EVAL_STREAM_OFFSET + split_index * config.eval_iters})
-    return [_data.batch_arrays(tokens, _data.random_offsets(len(tokens), config.batch_size, config.block_size,
-                                                            generator), config.block_size)
-            for _ in range(config.eval_iters)]
+    generator.load_state_dict({"seed": config.seed, "offset": EVAL_STREAM_OFFSET + split_index * config.eval_iters})
+    return [
+        _data.batch_arrays(
+            tokens,
+            _data.random_offsets(len(tokens), config.batch_size, config.block_size, generator),
+            config.block_size,
+        )
+        for _ in range(config.eval_iters)
+    ]
 
 
 # ------------------------------------------------------------ run files ---
 
+
 def _model_metadata(model: GPT, tokenizer, config: TrainConfig, step: int) -> dict:
-    return {"model": dataclasses.asdict(model.config), "tokenizer": tokenizer.to_dict(),
-            "train": dataclasses.asdict(config), "step": step}
+    return {
+        "model": dataclasses.asdict(model.config),
+        "tokenizer": tokenizer.to_dict(),
+        "train": dataclasses.asdict(config),
+        "step": step,
+    }
 
 
 def load_run(run_dir, *, device: str = "cpu") -> tuple:
@@ -260,8 +304,10 @@ def load_run(run_dir, *, device: str = "cpu") -> tuple:
         raise ConfigError(f"'{run_dir}' is not a directory; give the --out directory of an attnkit train run")
     path = os.path.join(run_dir, MODEL_FILE)
     if not os.path.isfile(path):
-        raise ConfigError(f"'{run_dir}' is not an attnkit run directory: it has no {MODEL_FILE} "
-                          f"(attnkit train --out {run_dir} writes one)")
+        raise ConfigError(
+            f"'{run_dir}' is not an attnkit run directory: it has no {MODEL_FILE} "
+            f"(attnkit train --out {run_dir} writes one)"
+        )
     try:
         metadata = load_config(path)
         if not isinstance(metadata, dict) or not {"model", "tokenizer"} <= set(metadata):
@@ -351,6 +397,7 @@ class _DeferredInterrupt:
 
 # --------------------------------------------------------------- train ---
 
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
@@ -396,11 +443,16 @@ def train(config: TrainConfig, *, callback=None) -> dict:
     saved_state = tokenizer = None
     if config.resume:
         if not os.path.isfile(state_path) or not os.path.isfile(model_path):
-            raise ConfigError(f"nothing to resume: '{out}' has no checkpoint ({MODEL_FILE} and {STATE_FILE}); "
-                              f"start a new run without --resume")
+            raise ConfigError(
+                f"nothing to resume: '{out}' has no checkpoint ({MODEL_FILE} and {STATE_FILE}); "
+                f"start a new run without --resume"
+            )
         saved = saved_train_config(out)
-        changed = [f"{name} (the run has {getattr(saved, name)!r}, this config {getattr(config, name)!r})"
-                   for name in _RUN_DEFINING if getattr(saved, name) != getattr(config, name)]
+        changed = [
+            f"{name} (the run has {getattr(saved, name)!r}, this config {getattr(config, name)!r})"
+            for name in _RUN_DEFINING
+            if getattr(saved, name) != getattr(config, name)
+        ]
         if changed:
             raise ConfigError(f"cannot resume the run in '{out}' with different settings: " + "; ".join(changed))
         model_metadata = load_config(model_path)
@@ -410,18 +462,22 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         # can leave them a step apart, and resuming would pair one step's
         # weights with another's optimizer state.
         if model_metadata["step"] != saved_state["step"]:
-            raise ConfigError(f"cannot resume the run in '{out}': {MODEL_FILE} is at step {model_metadata['step']} "
-                              f"but {STATE_FILE} at step {saved_state['step']} (a save was interrupted)")
+            raise ConfigError(
+                f"cannot resume the run in '{out}': {MODEL_FILE} is at step {model_metadata['step']} "
+                f"but {STATE_FILE} at step {saved_state['step']} (a save was interrupted)"
+            )
     elif os.path.isfile(model_path):
         say(f"note: starting a new run in '{out}'; the checkpoint there is replaced (--resume continues it)")
 
     tokenizer, train_tokens, val_tokens = load_corpus(config, tokenizer)
     default_generator.manual_seed(config.seed)
     model = GPT(config.model_config(tokenizer.vocab_size)).to(config.device)
-    optimizer = optim.AdamW(optim.weight_decay_groups(model, config.weight_decay), lr=config.lr,
-                            betas=(config.beta1, config.beta2))
-    scheduler = optim.WarmupCosineLR(optimizer, config.warmup_iters, config.decay_steps(),
-                                     min_lr_ratio=config.min_lr / config.lr)
+    optimizer = optim.AdamW(
+        optim.weight_decay_groups(model, config.weight_decay), lr=config.lr, betas=(config.beta1, config.beta2)
+    )
+    scheduler = optim.WarmupCosineLR(
+        optimizer, config.warmup_iters, config.decay_steps(), min_lr_ratio=config.min_lr / config.lr
+    )
     step, elapsed_before, train_seconds_before = 0, 0.0, 0.0
     if saved_state is not None:
         step = saved_state["step"]
@@ -443,16 +499,25 @@ def train(config: TrainConfig, *, callback=None) -> dict:
 
     def save_checkpoint() -> None:
         save(model.state_dict(), model_path, config=_model_metadata(model, tokenizer, config, step))
-        save({"optimizer": optimizer.state_dict(), "default_generator": default_generator.state_dict(), "step": step,
-              "elapsed_s": elapsed(), "train_s": train_seconds},
-             state_path)
+        save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "default_generator": default_generator.state_dict(),
+                "step": step,
+                "elapsed_s": elapsed(),
+                "train_s": train_seconds,
+            },
+            state_path,
+        )
 
     if not config.resume:
-        say(f"training a GPT of {model.num_parameters() / 1e6:.2f}M parameters ({_count(config.n_layer, 'layer')}, "
+        say(
+            f"training a GPT of {model.num_parameters() / 1e6:.2f}M parameters ({_count(config.n_layer, 'layer')}, "
             f"{_count(config.n_head, 'head')}, width {config.n_embd}, block {config.block_size}) on "
             f"{config.data or 'the bundled tiny Shakespeare'}: {len(train_tokens):,} training and "
             f"{len(val_tokens):,} validation tokens, {tokenizer.kind} tokenizer of {tokenizer.vocab_size} ids; "
-            f"run directory '{out}'")
+            f"run directory '{out}'"
+        )
     else:
         say(f"resuming the run in '{out}' at step {step}")
 
@@ -464,8 +529,14 @@ def train(config: TrainConfig, *, callback=None) -> dict:
 
     last_loss = math.nan
     interval_tokens, interval_seconds = 0, 0.0  # since the last evaluation, for tokens_per_s
-    bar = tqdm(total=config.max_iters, initial=min(step, config.max_iters), unit="step", dynamic_ncols=True,
-               disable=not config.progress, smoothing=0.1)
+    bar = tqdm(
+        total=config.max_iters,
+        initial=min(step, config.max_iters),
+        unit="step",
+        dynamic_ncols=True,
+        disable=not config.progress,
+        smoothing=0.1,
+    )
     with bar, _DeferredInterrupt(say) as interrupt:
         window_tokens, window_start = 0, time.perf_counter()
         while True:
@@ -473,18 +544,25 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 save_checkpoint()
                 if records:
                     write_loss_plot(records, plot_path)
-                say(f"stopped at step {step}; the checkpoint is in '{out}'; "
-                    f"attnkit train --resume --out {out} continues the run")
+                say(
+                    f"stopped at step {step}; the checkpoint is in '{out}'; "
+                    f"attnkit train --resume --out {out} continues the run"
+                )
                 raise KeyboardInterrupt
             if (step % config.eval_interval == 0 or step == config.max_iters) and step not in logged_steps:
                 model.eval()
                 train_loss = _evaluate(model, eval_sets[0], config.device)
                 val_loss = _evaluate(model, eval_sets[1], config.device)
                 model.train()
-                record = {"step": step, "train_loss": train_loss, "val_loss": val_loss,
-                          "lr": scheduler.get_last_lr()[0], "elapsed_s": round(elapsed(), 3),
-                          "tokens_per_s": round(interval_tokens / interval_seconds, 1) if interval_seconds else None,
-                          "tokens": step * tokens_per_step}
+                record = {
+                    "step": step,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "lr": scheduler.get_last_lr()[0],
+                    "elapsed_s": round(elapsed(), 3),
+                    "tokens_per_s": round(interval_tokens / interval_seconds, 1) if interval_seconds else None,
+                    "tokens": step * tokens_per_step,
+                }
                 records.append(record)
                 logged_steps.add(step)
                 with open(metrics_path, "a", encoding="utf-8") as f:
@@ -518,8 +596,10 @@ def train(config: TrainConfig, *, callback=None) -> dict:
             bar.update(1)
             now = time.perf_counter()
             if now - window_start >= 1.0 or step == 1:
-                bar.set_postfix_str(f"loss {last_loss:.4f}, lr {lr:.2e}, "
-                                    f"{window_tokens / (now - window_start):,.0f} tok/s", refresh=False)
+                bar.set_postfix_str(
+                    f"loss {last_loss:.4f}, lr {lr:.2e}, {window_tokens / (now - window_start):,.0f} tok/s",
+                    refresh=False,
+                )
                 window_tokens, window_start = 0, now
             if callback is not None:
                 callback(step, last_loss)
@@ -527,10 +607,26 @@ def train(config: TrainConfig, *, callback=None) -> dict:
     if records and not write_loss_plot(records, plot_path):
         say("note: matplotlib is not installed, so there is no loss.png (pip install 'attnkit[plot]')")
     final = records[-1] if records else {}
-    return {"steps": step, "train_loss": final.get("train_loss"), "val_loss": final.get("val_loss"),
-            "last_step_loss": last_loss, "elapsed_s": elapsed(), "train_s": train_seconds,
-            "tokens_per_s": step * tokens_per_step / train_seconds if train_seconds else None, "out": out}
+    return {
+        "steps": step,
+        "train_loss": final.get("train_loss"),
+        "val_loss": final.get("val_loss"),
+        "last_step_loss": last_loss,
+        "elapsed_s": elapsed(),
+        "train_s": train_seconds,
+        "tokens_per_s": step * tokens_per_step / train_seconds if train_seconds else None,
+        "out": out,
+    }
 
 
-__all__ = ["TrainConfig", "ConfigError", "train", "load_run", "load_corpus", "saved_train_config",
-           "evaluation_batches", "train_generator", "write_loss_plot"]
+__all__ = [
+    "TrainConfig",
+    "ConfigError",
+    "train",
+    "load_run",
+    "load_corpus",
+    "saved_train_config",
+    "evaluation_batches",
+    "train_generator",
+    "write_loss_plot",
+]

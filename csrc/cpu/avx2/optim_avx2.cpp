@@ -1,8 +1,8 @@
 // The AdamW update compiled with the avx2 flags (see CMakeLists.txt); entered
 // only when the CPU has avx2 (core/cpu_features.cpp).
-#include "cpu/vec/vec_avx2.h"
 #include "cpu/optim.h"
 #include "cpu/optim_kernels.h"
+#include "cpu/vec/vec_avx2.h"
 
 namespace attnkit::cpu::avx2 {
 

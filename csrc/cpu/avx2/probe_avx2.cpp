@@ -1,8 +1,8 @@
 // Probe loops compiled with the avx2 flags (see CMakeLists.txt); entered only
 // when the CPU has avx2 (core/cpu_features.cpp).
-#include "cpu/vec/vec_avx2.h"
 #include "cpu/probe.h"
 #include "cpu/probe_kernels.h"
+#include "cpu/vec/vec_avx2.h"
 
 namespace attnkit::cpu::avx2 {
 
@@ -14,9 +14,15 @@ constexpr int kFmaChains = 12;
 
 const int fma_flops_per_iteration = 2 * Vec::width * kFmaChains;
 
-float memory_read(const float* a, std::int64_t n) { return probe_kernels::memory_read<Vec, 4>(a, n); }
-void memory_write(float* a, float value, std::int64_t n) { probe_kernels::memory_write<Vec>(a, value, n); }
-void memory_copy(float* b, const float* a, std::int64_t n) { probe_kernels::memory_copy<Vec>(b, a, n); }
+float memory_read(const float* a, std::int64_t n) {
+  return probe_kernels::memory_read<Vec, 4>(a, n);
+}
+void memory_write(float* a, float value, std::int64_t n) {
+  probe_kernels::memory_write<Vec>(a, value, n);
+}
+void memory_copy(float* b, const float* a, std::int64_t n) {
+  probe_kernels::memory_copy<Vec>(b, a, n);
+}
 void memory_triad(float* a, const float* b, const float* c, float scalar, std::int64_t n) {
   probe_kernels::memory_triad<Vec>(a, b, c, scalar, n);
 }

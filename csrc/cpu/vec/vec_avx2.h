@@ -24,23 +24,57 @@ struct Vec {
 };
 using Mask = __m256;
 
-inline Vec operator+(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
-inline Vec operator-(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
-inline Vec operator*(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
-inline Vec operator/(Vec a, Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
-inline Vec operator-(Vec a) { return {_mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f))}; }
-inline Vec fma(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
-inline Vec product_error(Vec a, Vec b, Vec p) { return {_mm256_fmsub_ps(a.v, b.v, p.v)}; }
-inline Vec max(Vec a, Vec b) { return {_mm256_max_ps(a.v, b.v)}; }
-inline Vec min(Vec a, Vec b) { return {_mm256_min_ps(a.v, b.v)}; }
-inline Vec abs(Vec a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
-inline Vec sqrt(Vec a) { return {_mm256_sqrt_ps(a.v)}; }
-inline Mask less(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
-inline Mask greater(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ); }
-inline Mask greater_equal(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
-inline Vec select(Mask m, Vec if_true, Vec if_false) { return {_mm256_blendv_ps(if_false.v, if_true.v, m)}; }
-inline Vec round_nearest(Vec a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
-inline Vec truncate(Vec a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)}; }
+inline Vec operator+(Vec a, Vec b) {
+  return {_mm256_add_ps(a.v, b.v)};
+}
+inline Vec operator-(Vec a, Vec b) {
+  return {_mm256_sub_ps(a.v, b.v)};
+}
+inline Vec operator*(Vec a, Vec b) {
+  return {_mm256_mul_ps(a.v, b.v)};
+}
+inline Vec operator/(Vec a, Vec b) {
+  return {_mm256_div_ps(a.v, b.v)};
+}
+inline Vec operator-(Vec a) {
+  return {_mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f))};
+}
+inline Vec fma(Vec a, Vec b, Vec c) {
+  return {_mm256_fmadd_ps(a.v, b.v, c.v)};
+}
+inline Vec product_error(Vec a, Vec b, Vec p) {
+  return {_mm256_fmsub_ps(a.v, b.v, p.v)};
+}
+inline Vec max(Vec a, Vec b) {
+  return {_mm256_max_ps(a.v, b.v)};
+}
+inline Vec min(Vec a, Vec b) {
+  return {_mm256_min_ps(a.v, b.v)};
+}
+inline Vec abs(Vec a) {
+  return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)};
+}
+inline Vec sqrt(Vec a) {
+  return {_mm256_sqrt_ps(a.v)};
+}
+inline Mask less(Vec a, Vec b) {
+  return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ);
+}
+inline Mask greater(Vec a, Vec b) {
+  return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ);
+}
+inline Mask greater_equal(Vec a, Vec b) {
+  return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ);
+}
+inline Vec select(Mask m, Vec if_true, Vec if_false) {
+  return {_mm256_blendv_ps(if_false.v, if_true.v, m)};
+}
+inline Vec round_nearest(Vec a) {
+  return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline Vec truncate(Vec a) {
+  return {_mm256_round_ps(a.v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)};
+}
 inline Vec pow2_integer(Vec n) {
   const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
   return {_mm256_castsi256_ps(bits)};
@@ -77,9 +111,15 @@ struct VecU32 {
   static VecU32 lane_index() { return {_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)}; }
 };
 
-inline VecU32 operator+(VecU32 a, VecU32 b) { return {_mm256_add_epi32(a.v, b.v)}; }
-inline VecU32 operator^(VecU32 a, VecU32 b) { return {_mm256_xor_si256(a.v, b.v)}; }
-inline VecU32 shift_right(VecU32 a, int bits) { return {_mm256_srli_epi32(a.v, bits)}; }
+inline VecU32 operator+(VecU32 a, VecU32 b) {
+  return {_mm256_add_epi32(a.v, b.v)};
+}
+inline VecU32 operator^(VecU32 a, VecU32 b) {
+  return {_mm256_xor_si256(a.v, b.v)};
+}
+inline VecU32 shift_right(VecU32 a, int bits) {
+  return {_mm256_srli_epi32(a.v, bits)};
+}
 // The full 64-bit products a * b, lane by lane, split in their high and low
 // words: vpmuludq multiplies the even lanes; the odd lanes are shifted down
 // into even position for a second one.
@@ -94,7 +134,9 @@ inline Mask greater_equal(VecU32 a, VecU32 b) {
   return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_max_epu32(a.v, b.v), a.v));
 }
 // The lanes as floats; exact for values below 2^24.
-inline Vec to_float(VecU32 a) { return {_mm256_cvtepi32_ps(a.v)}; }
+inline Vec to_float(VecU32 a) {
+  return {_mm256_cvtepi32_ps(a.v)};
+}
 
 // The sum of the lanes, halves folded onto each other (a tree: 3 dependent
 // adds, not 7).

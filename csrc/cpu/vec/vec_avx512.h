@@ -35,23 +35,57 @@ struct Vec {
 };
 using Mask = __mmask16;
 
-inline Vec operator+(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
-inline Vec operator-(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
-inline Vec operator*(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
-inline Vec operator/(Vec a, Vec b) { return {_mm512_div_ps(a.v, b.v)}; }
-inline Vec operator-(Vec a) { return {_mm512_xor_ps(a.v, _mm512_set1_ps(-0.0f))}; }
-inline Vec fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
-inline Vec product_error(Vec a, Vec b, Vec p) { return {_mm512_fmsub_ps(a.v, b.v, p.v)}; }
-inline Vec max(Vec a, Vec b) { return {_mm512_max_ps(a.v, b.v)}; }
-inline Vec min(Vec a, Vec b) { return {_mm512_min_ps(a.v, b.v)}; }
-inline Vec abs(Vec a) { return {_mm512_abs_ps(a.v)}; }
-inline Vec sqrt(Vec a) { return {_mm512_sqrt_ps(a.v)}; }
-inline Mask less(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
-inline Mask greater(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
-inline Mask greater_equal(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ); }
-inline Vec select(Mask m, Vec if_true, Vec if_false) { return {_mm512_mask_blend_ps(m, if_false.v, if_true.v)}; }
-inline Vec round_nearest(Vec a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
-inline Vec truncate(Vec a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)}; }
+inline Vec operator+(Vec a, Vec b) {
+  return {_mm512_add_ps(a.v, b.v)};
+}
+inline Vec operator-(Vec a, Vec b) {
+  return {_mm512_sub_ps(a.v, b.v)};
+}
+inline Vec operator*(Vec a, Vec b) {
+  return {_mm512_mul_ps(a.v, b.v)};
+}
+inline Vec operator/(Vec a, Vec b) {
+  return {_mm512_div_ps(a.v, b.v)};
+}
+inline Vec operator-(Vec a) {
+  return {_mm512_xor_ps(a.v, _mm512_set1_ps(-0.0f))};
+}
+inline Vec fma(Vec a, Vec b, Vec c) {
+  return {_mm512_fmadd_ps(a.v, b.v, c.v)};
+}
+inline Vec product_error(Vec a, Vec b, Vec p) {
+  return {_mm512_fmsub_ps(a.v, b.v, p.v)};
+}
+inline Vec max(Vec a, Vec b) {
+  return {_mm512_max_ps(a.v, b.v)};
+}
+inline Vec min(Vec a, Vec b) {
+  return {_mm512_min_ps(a.v, b.v)};
+}
+inline Vec abs(Vec a) {
+  return {_mm512_abs_ps(a.v)};
+}
+inline Vec sqrt(Vec a) {
+  return {_mm512_sqrt_ps(a.v)};
+}
+inline Mask less(Vec a, Vec b) {
+  return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ);
+}
+inline Mask greater(Vec a, Vec b) {
+  return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ);
+}
+inline Mask greater_equal(Vec a, Vec b) {
+  return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ);
+}
+inline Vec select(Mask m, Vec if_true, Vec if_false) {
+  return {_mm512_mask_blend_ps(m, if_false.v, if_true.v)};
+}
+inline Vec round_nearest(Vec a) {
+  return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline Vec truncate(Vec a) {
+  return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)};
+}
 inline Vec pow2_integer(Vec n) {
   const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23);
   return {_mm512_castsi512_ps(bits)};
@@ -94,14 +128,18 @@ struct VecU32 {
   static VecU32 broadcast(std::uint32_t x) { return {_mm512_set1_epi32(static_cast<int>(x))}; }
   static VecU32 load(const std::uint32_t* p) { return {_mm512_loadu_si512(p)}; }
   void store(std::uint32_t* p) const { _mm512_storeu_si512(p, v); }
-  static VecU32 lane_index() {
-    return {_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)};
-  }
+  static VecU32 lane_index() { return {_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)}; }
 };
 
-inline VecU32 operator+(VecU32 a, VecU32 b) { return {_mm512_add_epi32(a.v, b.v)}; }
-inline VecU32 operator^(VecU32 a, VecU32 b) { return {_mm512_xor_si512(a.v, b.v)}; }
-inline VecU32 shift_right(VecU32 a, int bits) { return {_mm512_srli_epi32(a.v, static_cast<unsigned>(bits))}; }
+inline VecU32 operator+(VecU32 a, VecU32 b) {
+  return {_mm512_add_epi32(a.v, b.v)};
+}
+inline VecU32 operator^(VecU32 a, VecU32 b) {
+  return {_mm512_xor_si512(a.v, b.v)};
+}
+inline VecU32 shift_right(VecU32 a, int bits) {
+  return {_mm512_srli_epi32(a.v, static_cast<unsigned>(bits))};
+}
 // The full 64-bit products a * b, lane by lane, split in their high and low
 // words: vpmuludq multiplies the even lanes; the odd lanes are shifted down
 // into even position for a second one.
@@ -112,9 +150,13 @@ inline void multiply_wide(VecU32 a, VecU32 b, VecU32& high, VecU32& low) {
   low.v = _mm512_mask_blend_epi32(__mmask16(0xAAAA), even, _mm512_slli_epi64(odd, 32));
 }
 // Unsigned a >= b, as a Mask for select on Vec.
-inline Mask greater_equal(VecU32 a, VecU32 b) { return _mm512_cmpge_epu32_mask(a.v, b.v); }
+inline Mask greater_equal(VecU32 a, VecU32 b) {
+  return _mm512_cmpge_epu32_mask(a.v, b.v);
+}
 // The lanes as floats; exact for values below 2^24.
-inline Vec to_float(VecU32 a) { return {_mm512_cvtepi32_ps(a.v)}; }
+inline Vec to_float(VecU32 a) {
+  return {_mm512_cvtepi32_ps(a.v)};
+}
 
 // The sum of the lanes, halves folded onto each other (a tree: 4 dependent
 // adds, not 15).

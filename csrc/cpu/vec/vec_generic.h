@@ -30,14 +30,26 @@ struct Vec {
 };
 using Mask = bool;
 
-inline Vec operator+(Vec a, Vec b) { return {a.v + b.v}; }
-inline Vec operator-(Vec a, Vec b) { return {a.v - b.v}; }
-inline Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
-inline Vec operator/(Vec a, Vec b) { return {a.v / b.v}; }
-inline Vec operator-(Vec a) { return {-a.v}; }
+inline Vec operator+(Vec a, Vec b) {
+  return {a.v + b.v};
+}
+inline Vec operator-(Vec a, Vec b) {
+  return {a.v - b.v};
+}
+inline Vec operator*(Vec a, Vec b) {
+  return {a.v * b.v};
+}
+inline Vec operator/(Vec a, Vec b) {
+  return {a.v / b.v};
+}
+inline Vec operator-(Vec a) {
+  return {-a.v};
+}
 // Without a guaranteed FMA unit, a*b+c is two roundings; the generic kernels'
 // accuracy does not rest on fusing.
-inline Vec fma(Vec a, Vec b, Vec c) { return {a.v * b.v + c.v}; }
+inline Vec fma(Vec a, Vec b, Vec c) {
+  return {a.v * b.v + c.v};
+}
 // The exact rounding error of the product p = fl(a*b): a*b - p. Double holds
 // the product of two floats exactly.
 inline Vec product_error(Vec a, Vec b, Vec p) {
@@ -45,21 +57,39 @@ inline Vec product_error(Vec a, Vec b, Vec p) {
 }
 // max(a, b) = a > b ? a : b, min(a, b) = a < b ? a : b: with a NaN in `a` they
 // return b, as the x86 instructions do. Put the constant first to keep NaNs.
-inline Vec max(Vec a, Vec b) { return {a.v > b.v ? a.v : b.v}; }
-inline Vec min(Vec a, Vec b) { return {a.v < b.v ? a.v : b.v}; }
-inline Vec abs(Vec a) { return {std::fabs(a.v)}; }
-inline Vec sqrt(Vec a) { return {std::sqrt(a.v)}; }
-inline Mask less(Vec a, Vec b) { return a.v < b.v; }
-inline Mask greater(Vec a, Vec b) { return a.v > b.v; }
-inline Mask greater_equal(Vec a, Vec b) { return a.v >= b.v; }
-inline Vec select(Mask m, Vec if_true, Vec if_false) { return {m ? if_true.v : if_false.v}; }
+inline Vec max(Vec a, Vec b) {
+  return {a.v > b.v ? a.v : b.v};
+}
+inline Vec min(Vec a, Vec b) {
+  return {a.v < b.v ? a.v : b.v};
+}
+inline Vec abs(Vec a) {
+  return {std::fabs(a.v)};
+}
+inline Vec sqrt(Vec a) {
+  return {std::sqrt(a.v)};
+}
+inline Mask less(Vec a, Vec b) {
+  return a.v < b.v;
+}
+inline Mask greater(Vec a, Vec b) {
+  return a.v > b.v;
+}
+inline Mask greater_equal(Vec a, Vec b) {
+  return a.v >= b.v;
+}
+inline Vec select(Mask m, Vec if_true, Vec if_false) {
+  return {m ? if_true.v : if_false.v};
+}
 // Round to nearest integer (ties to even) for |x| < 2^22, by the 1.5*2^23 trick.
 inline Vec round_nearest(Vec a) {
   volatile float magic = 12582912.0f;  // volatile: keep the compiler from folding it away
   float m = magic;
   return {(a.v + m) - m};
 }
-inline Vec truncate(Vec a) { return {static_cast<float>(static_cast<std::int32_t>(a.v))}; }
+inline Vec truncate(Vec a) {
+  return {static_cast<float>(static_cast<std::int32_t>(a.v))};
+}
 // 2^n for an integer-valued n in [-126, 127], built from the exponent bits.
 inline Vec pow2_integer(Vec n) {
   const std::uint32_t bits = static_cast<std::uint32_t>(static_cast<std::int32_t>(n.v) + 127) << 23;
@@ -81,9 +111,15 @@ struct VecU32 {
   static VecU32 lane_index() { return {0u}; }  // {0, 1, ..., width - 1}
 };
 
-inline VecU32 operator+(VecU32 a, VecU32 b) { return {a.v + b.v}; }
-inline VecU32 operator^(VecU32 a, VecU32 b) { return {a.v ^ b.v}; }
-inline VecU32 shift_right(VecU32 a, int bits) { return {a.v >> bits}; }
+inline VecU32 operator+(VecU32 a, VecU32 b) {
+  return {a.v + b.v};
+}
+inline VecU32 operator^(VecU32 a, VecU32 b) {
+  return {a.v ^ b.v};
+}
+inline VecU32 shift_right(VecU32 a, int bits) {
+  return {a.v >> bits};
+}
 // The full 64-bit products a * b, lane by lane, split in their high and low words.
 inline void multiply_wide(VecU32 a, VecU32 b, VecU32& high, VecU32& low) {
   const std::uint64_t product = std::uint64_t(a.v) * b.v;
@@ -91,14 +127,22 @@ inline void multiply_wide(VecU32 a, VecU32 b, VecU32& high, VecU32& low) {
   low.v = static_cast<std::uint32_t>(product);
 }
 // Unsigned a >= b, as a Mask for select on Vec.
-inline Mask greater_equal(VecU32 a, VecU32 b) { return a.v >= b.v; }
+inline Mask greater_equal(VecU32 a, VecU32 b) {
+  return a.v >= b.v;
+}
 // The lanes as floats; exact for values below 2^24.
-inline Vec to_float(VecU32 a) { return {static_cast<float>(a.v)}; }
+inline Vec to_float(VecU32 a) {
+  return {static_cast<float>(a.v)};
+}
 
 // The sum of the lanes.
-inline float reduce_add(Vec a) { return a.v; }
+inline float reduce_add(Vec a) {
+  return a.v;
+}
 
 // The largest lane.
-inline float reduce_max(Vec a) { return a.v; }
+inline float reduce_max(Vec a) {
+  return a.v;
+}
 
 }  // namespace attnkit::cpu::generic

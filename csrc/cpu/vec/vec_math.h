@@ -23,8 +23,7 @@ template <class V>
 inline V exp_sum(V a, V b) {
   // n from the clamped sum (never NaN, so the integer conversion is defined);
   // the clamps on a alone keep NaN (constant first, see Vec's max/min).
-  V n = round_nearest(min(V::broadcast(129.0f),
-                          max((a + b) * V::broadcast(kLog2e), V::broadcast(-152.0f))));
+  V n = round_nearest(min(V::broadcast(129.0f), max((a + b) * V::broadcast(kLog2e), V::broadcast(-152.0f))));
   a = min(V::broadcast(90.0f), max(V::broadcast(-106.0f), a));
   // r = a + b - n*ln2 in [-ln2/2, ln2/2] (slightly wider when clamped).
   V r = fma(-n, V::broadcast(kLn2Hi), a) + fma(-n, V::broadcast(kLn2Lo), b);

@@ -50,8 +50,10 @@ def load_text(path=None) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"the data file '{path}' is not UTF-8 text: byte {error.start} is "
-                         f"0x{raw[error.start]:02x}, which cannot start or continue a UTF-8 character") from None
+        raise ValueError(
+            f"the data file '{path}' is not UTF-8 text: byte {error.start} is "
+            f"0x{raw[error.start]:02x}, which cannot start or continue a UTF-8 character"
+        ) from None
 
 
 def split_tokens(tokens, val_fraction: float = 0.1) -> tuple:
@@ -59,8 +61,10 @@ def split_tokens(tokens, val_fraction: float = 0.1) -> tuple:
     (int64 numpy arrays; views, not copies)."""
     tokens = np.asarray(tokens)
     if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
-        raise ValueError(f"split_tokens: argument 'tokens' expected a 1-D array of token ids, got "
-                         f"{tokens.dtype} of shape {list(tokens.shape)}")
+        raise ValueError(
+            f"split_tokens: argument 'tokens' expected a 1-D array of token ids, got "
+            f"{tokens.dtype} of shape {list(tokens.shape)}"
+        )
     if not isinstance(val_fraction, numbers.Real) or not 0.0 < val_fraction < 1.0:
         raise ValueError(f"split_tokens: argument 'val_fraction' expected a number in (0, 1), got {val_fraction!r}")
     cut = int(len(tokens) * (1.0 - val_fraction))
@@ -87,8 +91,10 @@ def random_offsets(num_tokens: int, batch_size: int, block_size: int, generator=
     block_size = _positive_int(op, "block_size", block_size)
     count = int(num_tokens) - block_size
     if count < 1:
-        raise ValueError(f"{op}: a window of block_size + 1 = {block_size + 1} tokens does not fit in "
-                         f"{num_tokens} tokens; use a smaller block_size or more text")
+        raise ValueError(
+            f"{op}: a window of block_size + 1 = {block_size + 1} tokens does not fit in "
+            f"{num_tokens} tokens; use a smaller block_size or more text"
+        )
     seed, offset = _generator_or_default(op, generator).next_stream()
     words = np.asarray(_C.random_bits(2 * batch_size, seed, offset)).view(np.uint32).astype(np.uint64)
     wide = (words[0::2] << np.uint64(32)) | words[1::2]
@@ -114,5 +120,12 @@ def get_batch(tokens: np.ndarray, batch_size: int, block_size: int, *, generator
     return from_numpy(x), from_numpy(y)
 
 
-__all__ = ["BUNDLED_CORPUS", "bundled_corpus_path", "load_text", "split_tokens", "random_offsets",
-           "batch_arrays", "get_batch"]
+__all__ = [
+    "BUNDLED_CORPUS",
+    "bundled_corpus_path",
+    "load_text",
+    "split_tokens",
+    "random_offsets",
+    "batch_arrays",
+    "get_batch",
+]

@@ -42,8 +42,9 @@ def _check_range(op: str, ids: np.ndarray, vocab_size: int) -> None:
     bad = (ids < 0) | (ids >= vocab_size)
     if bad.any():
         position = int(np.argmax(bad))
-        raise ValueError(f"{op}: token id {int(ids[position])} at position {position} is outside the "
-                         f"vocabulary [0, {vocab_size})")
+        raise ValueError(
+            f"{op}: token id {int(ids[position])} at position {position} is outside the vocabulary [0, {vocab_size})"
+        )
 
 
 class CharTokenizer:
@@ -88,9 +89,11 @@ class CharTokenizer:
         known[known] = self._code_points[ids[known]] == code_points[known]
         if not known.all():
             position = int(np.argmin(known))
-            raise ValueError(f"CharTokenizer.encode: the character {text[position]!r} at position {position} "
-                             f"is not in the vocabulary of {self.vocab_size} characters this tokenizer was "
-                             f"built from")
+            raise ValueError(
+                f"CharTokenizer.encode: the character {text[position]!r} at position {position} "
+                f"is not in the vocabulary of {self.vocab_size} characters this tokenizer was "
+                f"built from"
+            )
         return ids.astype(np.int64)
 
     def decode(self, ids) -> str:
@@ -138,8 +141,10 @@ def _import_tokenizers():
     try:
         import tokenizers
     except ImportError:
-        raise ImportError("BPETokenizer needs the 'tokenizers' package: pip install 'attnkit[bpe]' "
-                          "(or pip install tokenizers)", name="tokenizers") from None
+        raise ImportError(
+            "BPETokenizer needs the 'tokenizers' package: pip install 'attnkit[bpe]' (or pip install tokenizers)",
+            name="tokenizers",
+        ) from None
     return tokenizers
 
 
@@ -164,20 +169,26 @@ class BPETokenizer:
         if not isinstance(text, str) or not text:
             raise ValueError("BPETokenizer.train: argument 'text' expected a non-empty str")
         if not isinstance(vocab_size, numbers.Integral) or vocab_size < 256 + len(SPECIAL_TOKENS):
-            raise ValueError(f"BPETokenizer.train: argument 'vocab_size' expected an int >= "
-                             f"{256 + len(SPECIAL_TOKENS)} (the bytes and the specials), got {vocab_size!r}")
+            raise ValueError(
+                f"BPETokenizer.train: argument 'vocab_size' expected an int >= "
+                f"{256 + len(SPECIAL_TOKENS)} (the bytes and the specials), got {vocab_size!r}"
+            )
         from tokenizers import decoders, models, pre_tokenizers, trainers
 
         tokenizer = tokenizers.Tokenizer(models.BPE())
         # add_prefix_space=False keeps encode(text) -> decode a round trip.
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=int(vocab_size), special_tokens=list(SPECIAL_TOKENS),
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=int(vocab_size),
+            special_tokens=list(SPECIAL_TOKENS),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
         # Lines in chunks: the trainer counts words per item, and one item of
         # megabytes would be held whole in its buffers.
         lines = text.splitlines(keepends=True)
-        chunks = ("".join(lines[i:i + 1000]) for i in range(0, len(lines), 1000))
+        chunks = ("".join(lines[i : i + 1000]) for i in range(0, len(lines), 1000))
         tokenizer.train_from_iterator(chunks, trainer=trainer)
         return cls(tokenizer)
 
@@ -223,8 +234,10 @@ def tokenizer_from_dict(state: dict):
     if kind == "bpe" and isinstance(state.get("tokenizer"), dict):
         tokenizers = _import_tokenizers()
         return BPETokenizer(tokenizers.Tokenizer.from_str(json.dumps(state["tokenizer"])))
-    raise ValueError(f"tokenizer_from_dict: expected the to_dict() of a char, byte or bpe tokenizer, got "
-                     f"{state if not isinstance(state, dict) else sorted(state)!r}")
+    raise ValueError(
+        f"tokenizer_from_dict: expected the to_dict() of a char, byte or bpe tokenizer, got "
+        f"{state if not isinstance(state, dict) else sorted(state)!r}"
+    )
 
 
 class StreamDecoder:
@@ -251,7 +264,7 @@ class StreamDecoder:
         self._ids.extend(ids.tolist())
         text = self.tokenizer.decode(self._ids)
         final = len(text.rstrip("\ufffd"))
-        new = text[self._emitted:final]
+        new = text[self._emitted : final]
         self._emitted = max(self._emitted, final)
         return new
 
@@ -261,10 +274,18 @@ class StreamDecoder:
             return self._bytes.decode(b"", final=True)
         if self.tokenizer.kind == "bpe":
             text = self.tokenizer.decode(self._ids)
-            rest, self._emitted = text[self._emitted:], len(text)
+            rest, self._emitted = text[self._emitted :], len(text)
             return rest
         return ""
 
 
-__all__ = ["CharTokenizer", "ByteTokenizer", "BPETokenizer", "StreamDecoder", "build_tokenizer",
-           "tokenizer_from_dict", "TOKENIZER_KINDS", "SPECIAL_TOKENS"]
+__all__ = [
+    "CharTokenizer",
+    "ByteTokenizer",
+    "BPETokenizer",
+    "StreamDecoder",
+    "build_tokenizer",
+    "tokenizer_from_dict",
+    "TOKENIZER_KINDS",
+    "SPECIAL_TOKENS",
+]

@@ -17,9 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _C
-from .. import _dtypes
-from .. import nn
+from .. import _C, _dtypes, nn
 from .._tensor_data import values_view
 from ..nn import functional as F
 from ..nn import init
@@ -45,8 +43,18 @@ class BertConfig:
         """BERT-base: 110,104,890 parameters with the MLM head (tied decoder),
         109,482,240 without it (``BERT.num_parameters(include_mlm_head=False)``,
         the figure of Hugging Face's BertModel for bert-base-uncased)."""
-        return cls(vocab_size=30522, block_size=512, n_layer=12, n_head=12, n_embd=768, d_ff=3072,
-                   type_vocab_size=2, dropout=0.1, layer_norm_eps=1e-12, pad_token_id=0)
+        return cls(
+            vocab_size=30522,
+            block_size=512,
+            n_layer=12,
+            n_head=12,
+            n_embd=768,
+            d_ff=3072,
+            type_vocab_size=2,
+            dropout=0.1,
+            layer_norm_eps=1e-12,
+            pad_token_id=0,
+        )
 
 
 class BertOutput(NamedTuple):
@@ -58,11 +66,14 @@ def _check_ids(op: str, argument: str, ids, shape=None) -> None:
     if not isinstance(ids, Tensor):
         raise TypeError(f"{op}: argument '{argument}' expected an attnkit.Tensor, got {type(ids).__name__}")
     if ids.dtype not in (_dtypes.int32, _dtypes.int64) or ids.ndim != 2:
-        raise ValueError(f"{op}: argument '{argument}' expected int32 or int64 ids of shape [batch, seq], "
-                         f"got {ids.dtype} of shape {list(ids.shape)}")
+        raise ValueError(
+            f"{op}: argument '{argument}' expected int32 or int64 ids of shape [batch, seq], "
+            f"got {ids.dtype} of shape {list(ids.shape)}"
+        )
     if shape is not None and tuple(ids.shape) != tuple(shape):
-        raise ValueError(f"{op}: argument '{argument}' expected shape {list(shape)} (that of input_ids), "
-                         f"got {list(ids.shape)}")
+        raise ValueError(
+            f"{op}: argument '{argument}' expected shape {list(shape)} (that of input_ids), got {list(ids.shape)}"
+        )
 
 
 def _lookup(table: nn.Embedding, ids: Tensor, argument: str, size_name: str) -> Tensor:
@@ -71,8 +82,9 @@ def _lookup(table: nn.Embedding, ids: Tensor, argument: str, size_name: str) -> 
     try:
         return table(ids)
     except ValueError as error:
-        raise ValueError(f"BERT: argument '{argument}' expected ids in [0, {size_name}={table.num_embeddings}): "
-                         f"{error}") from error
+        raise ValueError(
+            f"BERT: argument '{argument}' expected ids in [0, {size_name}={table.num_embeddings}): {error}"
+        ) from error
 
 
 class BERT(nn.Module):
@@ -112,8 +124,10 @@ class BERT(nn.Module):
         if not isinstance(config, BertConfig):
             raise TypeError(f"BERT: argument 'config' expected a BertConfig, got {type(config).__name__}")
         if not 0 <= config.pad_token_id < config.vocab_size:
-            raise ValueError(f"BERT: config.pad_token_id expected an id in [0, vocab_size={config.vocab_size}), "
-                             f"got {config.pad_token_id}")
+            raise ValueError(
+                f"BERT: config.pad_token_id expected an id in [0, vocab_size={config.vocab_size}), "
+                f"got {config.pad_token_id}"
+            )
         self.config = config
         width = config.n_embd
         self.word_embeddings = nn.Embedding(config.vocab_size, width)
@@ -121,9 +135,16 @@ class BERT(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
         self.embedding_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.embedding_dropout = nn.Dropout(config.dropout)
-        self.encoder = nn.TransformerEncoder(config.n_layer, width, config.n_head, dim_feedforward=config.d_ff,
-                                             dropout=config.dropout, activation="gelu", norm_first=False,
-                                             layer_norm_eps=config.layer_norm_eps)
+        self.encoder = nn.TransformerEncoder(
+            config.n_layer,
+            width,
+            config.n_head,
+            dim_feedforward=config.d_ff,
+            dropout=config.dropout,
+            activation="gelu",
+            norm_first=False,
+            layer_norm_eps=config.layer_norm_eps,
+        )
         self.pooler = nn.Linear(width, width)
         self.mlm_dense = nn.Linear(width, width, activation="gelu")
         self.mlm_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
@@ -152,25 +173,30 @@ class BERT(nn.Module):
         head.add(id(self.mlm_bias))
         return sum(p.numel() for p in self.parameters() if include_mlm_head or id(p) not in head)
 
-    def encode(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
-               attention_mask: Tensor | None = None) -> Tensor:
+    def encode(
+        self, input_ids: Tensor, token_type_ids: Tensor | None = None, attention_mask: Tensor | None = None
+    ) -> Tensor:
         """The sequence output: the last encoder layer, float32 [B, T, n_embd]."""
         _check_ids("BERT", "input_ids", input_ids)
         batch, steps = input_ids.shape
         if steps > self.config.block_size:
-            raise ValueError(f"BERT: argument 'input_ids' has {steps} positions, more than "
-                             f"block_size={self.config.block_size}")
+            raise ValueError(
+                f"BERT: argument 'input_ids' has {steps} positions, more than block_size={self.config.block_size}"
+            )
         if token_type_ids is not None:
             _check_ids("BERT", "token_type_ids", token_type_ids, (batch, steps))
         key_padding_mask = None
         if attention_mask is not None:
             if not isinstance(attention_mask, Tensor):
-                raise TypeError(f"BERT: argument 'attention_mask' expected an attnkit.Tensor, "
-                                f"got {type(attention_mask).__name__}")
+                raise TypeError(
+                    f"BERT: argument 'attention_mask' expected an attnkit.Tensor, got {type(attention_mask).__name__}"
+                )
             if tuple(attention_mask.shape) != (batch, steps) or attention_mask.dtype.is_floating_point:
-                raise ValueError(f"BERT: argument 'attention_mask' expected a bool or integer tensor of shape "
-                                 f"{[batch, steps]} (that of input_ids; 1 = token, 0 = padding), got "
-                                 f"{attention_mask.dtype} of shape {list(attention_mask.shape)}")
+                raise ValueError(
+                    f"BERT: argument 'attention_mask' expected a bool or integer tensor of shape "
+                    f"{[batch, steps]} (that of input_ids; 1 = token, 0 = padding), got "
+                    f"{attention_mask.dtype} of shape {list(attention_mask.shape)}"
+                )
             key_padding_mask = attention_mask == 0
 
         positions = self.position_embeddings(arange(steps, dtype=_dtypes.int64))
@@ -179,8 +205,11 @@ class BERT(nn.Module):
             positions = positions + F.narrow(self.token_type_embeddings.weight, 0, 0, 1)
             x = _lookup(self.word_embeddings, input_ids, "input_ids", "vocab_size") + positions
         else:
-            x = (_lookup(self.word_embeddings, input_ids, "input_ids", "vocab_size") + positions
-                 + _lookup(self.token_type_embeddings, token_type_ids, "token_type_ids", "type_vocab_size"))
+            x = (
+                _lookup(self.word_embeddings, input_ids, "input_ids", "vocab_size")
+                + positions
+                + _lookup(self.token_type_embeddings, token_type_ids, "token_type_ids", "type_vocab_size")
+            )
         x = self.embedding_dropout(self.embedding_norm(x))
         return self.encoder(x, key_padding_mask=key_padding_mask)
 
@@ -194,13 +223,15 @@ class BERT(nn.Module):
         hidden = self.mlm_norm(self.mlm_dense(sequence_output))
         return F.linear(hidden, self.word_embeddings.weight, self.mlm_bias)
 
-    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
-                attention_mask: Tensor | None = None) -> BertOutput:
+    def forward(
+        self, input_ids: Tensor, token_type_ids: Tensor | None = None, attention_mask: Tensor | None = None
+    ) -> BertOutput:
         sequence_output = self.encode(input_ids, token_type_ids, attention_mask)
         return BertOutput(sequence_output, self.pool(sequence_output))
 
-    def mlm_logits(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
-                   attention_mask: Tensor | None = None) -> Tensor:
+    def mlm_logits(
+        self, input_ids: Tensor, token_type_ids: Tensor | None = None, attention_mask: Tensor | None = None
+    ) -> Tensor:
         """The masked-language-model logits, float32 [B, T, vocab_size] (the
         pooler is not run)."""
         return self.mlm_head(self.encode(input_ids, token_type_ids, attention_mask))
@@ -222,15 +253,25 @@ def _probability(argument: str, value) -> float:
 
 def _token_id(argument: str, value, vocab_size: int) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 0 <= value < vocab_size:
-        raise ValueError(f"mask_tokens: argument '{argument}' expected a token id in [0, vocab_size={vocab_size}), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"mask_tokens: argument '{argument}' expected a token id in [0, vocab_size={vocab_size}), got {value!r}"
+        )
     return int(value)
 
 
-def mask_tokens(input_ids, *, mask_token_id: int, vocab_size: int, special_token_ids=(),
-                special_tokens_mask=None, mask_probability: float = 0.15, replace_probability: float = 0.8,
-                random_probability: float = 0.1, generator: Generator | None = None,
-                ignore_index: int = -100):
+def mask_tokens(
+    input_ids,
+    *,
+    mask_token_id: int,
+    vocab_size: int,
+    special_token_ids=(),
+    special_tokens_mask=None,
+    mask_probability: float = 0.15,
+    replace_probability: float = 0.8,
+    random_probability: float = 0.1,
+    generator: Generator | None = None,
+    ignore_index: int = -100,
+):
     """BERT's masked-LM corruption (section 3.1 of the paper): returns
     ``(masked_ids, labels)``.
 
@@ -268,8 +309,10 @@ def mask_tokens(input_ids, *, mask_token_id: int, vocab_size: int, special_token
     replace_probability = _probability("replace_probability", replace_probability)
     random_probability = _probability("random_probability", random_probability)
     if replace_probability + random_probability > 1.0:
-        raise ValueError(f"{op}: 'replace_probability' + 'random_probability' expected at most 1, got "
-                         f"{replace_probability} + {random_probability}")
+        raise ValueError(
+            f"{op}: 'replace_probability' + 'random_probability' expected at most 1, got "
+            f"{replace_probability} + {random_probability}"
+        )
     if not isinstance(ignore_index, numbers.Integral) or isinstance(ignore_index, bool):
         raise TypeError(f"{op}: argument 'ignore_index' expected an int, got {type(ignore_index).__name__}")
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
@@ -277,11 +320,14 @@ def mask_tokens(input_ids, *, mask_token_id: int, vocab_size: int, special_token
         raise ValueError(f"{op}: argument 'input_ids' expected token ids in [0, vocab_size={vocab_size}), got {bad}")
     never = np.isin(ids, special)
     if special_tokens_mask is not None:
-        given = np.asarray(special_tokens_mask._array if isinstance(special_tokens_mask, Tensor)
-                           else special_tokens_mask)
+        given = np.asarray(
+            special_tokens_mask._array if isinstance(special_tokens_mask, Tensor) else special_tokens_mask
+        )
         if given.dtype != np.bool_ or given.shape != ids.shape:
-            raise ValueError(f"{op}: argument 'special_tokens_mask' expected a bool mask of shape "
-                             f"{list(ids.shape)} (that of input_ids), got {given.dtype} of shape {list(given.shape)}")
+            raise ValueError(
+                f"{op}: argument 'special_tokens_mask' expected a bool mask of shape "
+                f"{list(ids.shape)} (that of input_ids), got {given.dtype} of shape {list(given.shape)}"
+            )
         never |= given
 
     seed, offset = _generator_or_default(op, generator).next_stream()

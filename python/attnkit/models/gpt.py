@@ -9,9 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _dtypes
-from .. import generation
-from .. import nn
+from .. import _dtypes, generation, nn
 from ..nn import functional as F
 from ..nn import init
 from ..tensor import Tensor, arange
@@ -58,9 +56,17 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(config.block_size, width)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(width, config.n_head, dim_feedforward=4 * width, dropout=config.dropout,
-                                       activation="gelu_tanh", norm_first=True, bias=config.bias)
-            for _ in range(config.n_layer))
+            nn.TransformerEncoderLayer(
+                width,
+                config.n_head,
+                dim_feedforward=4 * width,
+                dropout=config.dropout,
+                activation="gelu_tanh",
+                norm_first=True,
+                bias=config.bias,
+            )
+            for _ in range(config.n_layer)
+        )
         self.ln_f = nn.LayerNorm(width, bias=config.bias)
         self.reset_parameters()
 
@@ -83,11 +89,20 @@ class GPT(nn.Module):
     def make_caches(self, batch: int, max_len: int | None = None) -> list:
         """One KVCache per block for decoding up to ``max_len`` positions
         (default block_size): pass them as ``model(idx, caches=caches)``."""
-        return [block.self_attn.make_cache(batch, self.config.block_size if max_len is None else max_len)
-                for block in self.blocks]
+        return [
+            block.self_attn.make_cache(batch, self.config.block_size if max_len is None else max_len)
+            for block in self.blocks
+        ]
 
-    def forward(self, idx: Tensor, caches: list | None = None, *, key_padding_mask: Tensor | None = None,
-                position_ids: Tensor | None = None, last_only: bool = False) -> Tensor:
+    def forward(
+        self,
+        idx: Tensor,
+        caches: list | None = None,
+        *,
+        key_padding_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        last_only: bool = False,
+    ) -> Tensor:
         """Logits float32 [B, T, vocab_size] for idx [B, T].
 
         - ``caches``: one KVCache per block (``make_caches``); idx continues
@@ -105,53 +120,77 @@ class GPT(nn.Module):
         if not isinstance(idx, Tensor):
             raise TypeError(f"GPT: argument 'idx' expected an attnkit.Tensor, got {type(idx).__name__}")
         if idx.dtype not in (_dtypes.int32, _dtypes.int64) or idx.ndim != 2:
-            raise ValueError(f"GPT: argument 'idx' expected int32 or int64 token ids of shape [batch, seq], "
-                             f"got {idx.dtype} of shape {list(idx.shape)}")
+            raise ValueError(
+                f"GPT: argument 'idx' expected int32 or int64 token ids of shape [batch, seq], "
+                f"got {idx.dtype} of shape {list(idx.shape)}"
+            )
         if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(f"GPT: argument 'caches' expected {len(self.blocks)} KVCaches (make_caches), "
-                             f"got {len(caches)}")
+            raise ValueError(
+                f"GPT: argument 'caches' expected {len(self.blocks)} KVCaches (make_caches), got {len(caches)}"
+            )
         batch, steps = idx.shape
         if key_padding_mask is not None:
             if not isinstance(key_padding_mask, Tensor):
-                raise TypeError(f"GPT: argument 'key_padding_mask' expected an attnkit.Tensor, "
-                                f"got {type(key_padding_mask).__name__}")
+                raise TypeError(
+                    f"GPT: argument 'key_padding_mask' expected an attnkit.Tensor, "
+                    f"got {type(key_padding_mask).__name__}"
+                )
             if key_padding_mask.dtype != _dtypes.bool_ or list(key_padding_mask.shape) != [batch, steps]:
-                raise ValueError(f"GPT: argument 'key_padding_mask' expected bool of shape [{batch}, {steps}] "
-                                 f"(that of idx), got {key_padding_mask.dtype} of shape "
-                                 f"{list(key_padding_mask.shape)}")
+                raise ValueError(
+                    f"GPT: argument 'key_padding_mask' expected bool of shape [{batch}, {steps}] "
+                    f"(that of idx), got {key_padding_mask.dtype} of shape "
+                    f"{list(key_padding_mask.shape)}"
+                )
         if position_ids is None:
             # With caches, idx continues the cached sequence: its positions
             # start after the cached ones.
             start = 0 if caches is None else caches[0].length
             if start + steps > self.config.block_size:
-                raise ValueError(f"GPT: argument 'idx' reaches position {start + steps}, more than block_size="
-                                 f"{self.config.block_size}")
+                raise ValueError(
+                    f"GPT: argument 'idx' reaches position {start + steps}, more than block_size="
+                    f"{self.config.block_size}"
+                )
             positions = self.wpe(arange(start, start + steps, dtype=_dtypes.int64))
         else:
             if not isinstance(position_ids, Tensor):
-                raise TypeError(f"GPT: argument 'position_ids' expected an attnkit.Tensor, "
-                                f"got {type(position_ids).__name__}")
+                raise TypeError(
+                    f"GPT: argument 'position_ids' expected an attnkit.Tensor, got {type(position_ids).__name__}"
+                )
             if position_ids.dtype not in (_dtypes.int32, _dtypes.int64) or list(position_ids.shape) != [batch, steps]:
-                raise ValueError(f"GPT: argument 'position_ids' expected int32 or int64 of shape [{batch}, {steps}] "
-                                 f"(that of idx), got {position_ids.dtype} of shape {list(position_ids.shape)}")
+                raise ValueError(
+                    f"GPT: argument 'position_ids' expected int32 or int64 of shape [{batch}, {steps}] "
+                    f"(that of idx), got {position_ids.dtype} of shape {list(position_ids.shape)}"
+                )
             values = np.asarray(position_ids._array)
             if values.size and (values.min() < 0 or values.max() >= self.config.block_size):
                 bad = values.min() if values.min() < 0 else values.max()
-                raise ValueError(f"GPT: argument 'position_ids' expected positions in [0, "
-                                 f"{self.config.block_size}) (block_size), got {bad}")
+                raise ValueError(
+                    f"GPT: argument 'position_ids' expected positions in [0, "
+                    f"{self.config.block_size}) (block_size), got {bad}"
+                )
             positions = self.wpe(position_ids)
         # Token ids >= vocab_size are caught by the embedding kernel (ValueError naming the id).
         x = self.drop(self.wte(idx) + positions)
         for index, block in enumerate(self.blocks):
-            x = block(x, key_padding_mask=key_padding_mask, causal=True,
-                      cache=None if caches is None else caches[index])
+            x = block(
+                x, key_padding_mask=key_padding_mask, causal=True, cache=None if caches is None else caches[index]
+            )
         if last_only and steps > 1:
             x = F.narrow(x, 1, steps - 1, 1)
         return F.linear(self.ln_f(x), self.wte.weight)
 
-    def generate(self, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, repetition_penalty: float = 1.0, stop_tokens=None,
-                 generator=None):
+    def generate(
+        self,
+        idx,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float = 1.0,
+        stop_tokens=None,
+        generator=None,
+    ):
         """Continues each prompt by up to ``max_new_tokens`` tokens with the KV
         cache (see ``attnkit.generation.generate`` for every argument).
 
@@ -164,19 +203,44 @@ class GPT(nn.Module):
         each prompt followed by its new tokens, up to and including the stop
         token that ended it.
         """
-        return generation.generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   repetition_penalty=repetition_penalty, stop_tokens=stop_tokens,
-                                   generator=generator)
+        return generation.generate(
+            self,
+            idx,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            stop_tokens=stop_tokens,
+            generator=generator,
+        )
 
-    def stream(self, idx, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, repetition_penalty: float = 1.0, stop_tokens=None,
-               generator=None):
+    def stream(
+        self,
+        idx,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float = 1.0,
+        stop_tokens=None,
+        generator=None,
+    ):
         """The arguments of ``generate``; an iterator that yields, per decoding
         step, a numpy int64 array [B] of the new tokens (-1 for a row that
         has already stopped), as soon as they are drawn."""
-        return generation.stream(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                 repetition_penalty=repetition_penalty, stop_tokens=stop_tokens,
-                                 generator=generator)
+        return generation.stream(
+            self,
+            idx,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            stop_tokens=stop_tokens,
+            generator=generator,
+        )
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _dtypes
-from .. import nn
+from .. import _dtypes, nn
 from .._tensor_data import values_view
 from ..autograd import no_grad
 from ..nn import functional as F
@@ -33,6 +32,7 @@ class TransformerConfig:
     n_layer = N (encoder layers, and as many decoder layers), n_head = h,
     n_embd = d_model, block_size = the longest source or target sequence
     (the size of the position table)."""
+
     src_vocab_size: int = 37000
     tgt_vocab_size: int = 37000
     block_size: int = 1024
@@ -54,9 +54,20 @@ class TransformerConfig:
         tokens, the default here). With 37000 tokens: 63,082,496 parameters
         (18,944,000 in the shared embedding, 18,914,304 in the encoder,
         25,224,192 in the decoder; the paper rounds its own count to 65M)."""
-        return cls(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, block_size=1024, n_layer=6, n_head=8,
-                   n_embd=512, d_ff=2048, dropout=0.1, bias=True, norm_first=False, share_embeddings=True,
-                   label_smoothing=0.1)
+        return cls(
+            src_vocab_size=vocab_size,
+            tgt_vocab_size=vocab_size,
+            block_size=1024,
+            n_layer=6,
+            n_head=8,
+            n_embd=512,
+            d_ff=2048,
+            dropout=0.1,
+            bias=True,
+            norm_first=False,
+            share_embeddings=True,
+            label_smoothing=0.1,
+        )
 
 
 def _length_penalty(length: int, alpha: float) -> float:
@@ -92,25 +103,35 @@ class Transformer(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         if not isinstance(config, TransformerConfig):
-            raise TypeError(f"Transformer: argument 'config' expected a TransformerConfig, "
-                            f"got {type(config).__name__}")
+            raise TypeError(f"Transformer: argument 'config' expected a TransformerConfig, got {type(config).__name__}")
         if config.share_embeddings and config.src_vocab_size != config.tgt_vocab_size:
-            raise ValueError(f"Transformer: share_embeddings needs one vocabulary, got src_vocab_size="
-                             f"{config.src_vocab_size} and tgt_vocab_size={config.tgt_vocab_size} (set "
-                             f"share_embeddings=False for separate vocabularies)")
+            raise ValueError(
+                f"Transformer: share_embeddings needs one vocabulary, got src_vocab_size="
+                f"{config.src_vocab_size} and tgt_vocab_size={config.tgt_vocab_size} (set "
+                f"share_embeddings=False for separate vocabularies)"
+            )
         if not isinstance(config.label_smoothing, numbers.Real) or not 0.0 <= config.label_smoothing <= 1.0:
-            raise ValueError(f"Transformer: config.label_smoothing expected a number in [0, 1], "
-                             f"got {config.label_smoothing!r}")
+            raise ValueError(
+                f"Transformer: config.label_smoothing expected a number in [0, 1], got {config.label_smoothing!r}"
+            )
         self.config = config
         width = config.n_embd
         self.src_embedding = nn.Embedding(config.src_vocab_size, width)
-        self.tgt_embedding = self.src_embedding if config.share_embeddings \
-            else nn.Embedding(config.tgt_vocab_size, width)
+        self.tgt_embedding = (
+            self.src_embedding if config.share_embeddings else nn.Embedding(config.tgt_vocab_size, width)
+        )
         self.position = nn.SinusoidalPositionalEncoding(width, config.block_size)
         self.dropout = nn.Dropout(config.dropout)
-        stack_arguments = dict(num_layers=config.n_layer, d_model=width, nhead=config.n_head,
-                               dim_feedforward=config.d_ff, dropout=config.dropout, activation="relu",
-                               norm_first=config.norm_first, bias=config.bias)
+        stack_arguments = dict(
+            num_layers=config.n_layer,
+            d_model=width,
+            nhead=config.n_head,
+            dim_feedforward=config.d_ff,
+            dropout=config.dropout,
+            activation="relu",
+            norm_first=config.norm_first,
+            bias=config.bias,
+        )
         self.encoder = nn.TransformerEncoder(**stack_arguments)
         self.decoder = nn.TransformerDecoder(**stack_arguments)
         if config.share_embeddings:
@@ -121,9 +142,9 @@ class Transformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.normal_(self.src_embedding.weight, 0.0, self.config.n_embd ** -0.5)
+        init.normal_(self.src_embedding.weight, 0.0, self.config.n_embd**-0.5)
         if not self.config.share_embeddings:
-            init.normal_(self.tgt_embedding.weight, 0.0, self.config.n_embd ** -0.5)
+            init.normal_(self.tgt_embedding.weight, 0.0, self.config.n_embd**-0.5)
             init.xavier_uniform_(self.output_projection.weight)
         # Fused projections hold their query, key and value weights stacked
         # by rows; each block gets Xavier's bound for its own shape.
@@ -147,17 +168,22 @@ class Transformer(nn.Module):
         if not isinstance(ids, Tensor):
             raise TypeError(f"{op}: argument '{argument}' expected an attnkit.Tensor, got {type(ids).__name__}")
         if ids.dtype not in (_dtypes.int32, _dtypes.int64) or ids.ndim != 2 or ids.shape[1] == 0:
-            raise ValueError(f"{op}: argument '{argument}' expected int32 or int64 token ids of shape "
-                             f"[batch, seq] with seq >= 1, got {ids.dtype} of shape {list(ids.shape)}")
+            raise ValueError(
+                f"{op}: argument '{argument}' expected int32 or int64 token ids of shape "
+                f"[batch, seq] with seq >= 1, got {ids.dtype} of shape {list(ids.shape)}"
+            )
         if offset + ids.shape[1] > self.config.block_size:
             where = f"{ids.shape[1]} tokens" if offset == 0 else f"{ids.shape[1]} tokens after {offset} cached"
-            raise ValueError(f"{op}: argument '{argument}' has {where}, more than block_size="
-                             f"{self.config.block_size} positions")
+            raise ValueError(
+                f"{op}: argument '{argument}' has {where}, more than block_size={self.config.block_size} positions"
+            )
         values = values_view(ids)
         low, high = int(values.min()), int(values.max())
         if low < 0 or high >= vocab_size:
-            raise ValueError(f"{op}: argument '{argument}' has token id {low if low < 0 else high}, expected ids "
-                             f"in [0, {vocab_size})")
+            raise ValueError(
+                f"{op}: argument '{argument}' has token id {low if low < 0 else high}, expected ids "
+                f"in [0, {vocab_size})"
+            )
 
     @staticmethod
     def _check_mask(op: str, argument: str, mask, batch: int, length: int) -> None:
@@ -166,8 +192,10 @@ class Transformer(nn.Module):
         if not isinstance(mask, Tensor):
             raise TypeError(f"{op}: argument '{argument}' expected an attnkit.Tensor, got {type(mask).__name__}")
         if mask.dtype != _dtypes.bool_ or tuple(mask.shape) != (batch, length):
-            raise ValueError(f"{op}: argument '{argument}' expected a bool mask of shape [{batch}, {length}] "
-                             f"(True marks padding), got {mask.dtype} of shape {list(mask.shape)}")
+            raise ValueError(
+                f"{op}: argument '{argument}' expected a bool mask of shape [{batch}, {length}] "
+                f"(True marks padding), got {mask.dtype} of shape {list(mask.shape)}"
+            )
 
     # ----------------------------------------------------------- forward --
     def _embed(self, ids: Tensor, embedding: nn.Embedding, offset: int = 0) -> Tensor:
@@ -180,8 +208,14 @@ class Transformer(nn.Module):
         self._check_mask(op, "src_key_padding_mask", src_key_padding_mask, *src.shape)
         return self.encoder(self._embed(src, self.src_embedding), key_padding_mask=src_key_padding_mask)
 
-    def decode(self, tgt: Tensor, memory: Tensor, src_key_padding_mask: Tensor | None = None,
-               tgt_key_padding_mask: Tensor | None = None, caches: list | None = None) -> Tensor:
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        src_key_padding_mask: Tensor | None = None,
+        tgt_key_padding_mask: Tensor | None = None,
+        caches: list | None = None,
+    ) -> Tensor:
         """Logits [B, T, tgt_vocab_size] for tgt [B, T] given ``memory``
         [B, S, d_model] (from ``encode``; ``src_key_padding_mask`` is the
         source's). With ``caches`` (``make_caches``, under ``no_grad``), tgt
@@ -191,34 +225,55 @@ class Transformer(nn.Module):
         offset = 0
         if caches is not None:
             if not isinstance(caches, (list, tuple)) or len(caches) != self.config.n_layer:
-                raise ValueError(f"{op}: argument 'caches' expected a list of {self.config.n_layer} KVCaches "
-                                 f"(make_caches), got {caches!r}")
+                raise ValueError(
+                    f"{op}: argument 'caches' expected a list of {self.config.n_layer} KVCaches "
+                    f"(make_caches), got {caches!r}"
+                )
             if tgt_key_padding_mask is not None:
-                raise ValueError(f"{op}: 'tgt_key_padding_mask' is not supported with caches: decoding is "
-                                 f"causal, so padding after a sequence's end never reaches it")
+                raise ValueError(
+                    f"{op}: 'tgt_key_padding_mask' is not supported with caches: decoding is "
+                    f"causal, so padding after a sequence's end never reaches it"
+                )
             offset = caches[0].length
         self._check_ids(op, "tgt", tgt, self.config.tgt_vocab_size, offset)
         batch = tgt.shape[0]
         if not isinstance(memory, Tensor):
             raise TypeError(f"{op}: argument 'memory' expected an attnkit.Tensor, got {type(memory).__name__}")
         if memory.ndim != 3 or memory.shape[0] != batch or memory.shape[2] != self.config.n_embd:
-            raise ValueError(f"{op}: argument 'memory' expected shape [{batch}, source_seq, {self.config.n_embd}] "
-                             f"(encode's output), got {list(memory.shape)}")
+            raise ValueError(
+                f"{op}: argument 'memory' expected shape [{batch}, source_seq, {self.config.n_embd}] "
+                f"(encode's output), got {list(memory.shape)}"
+            )
         self._check_mask(op, "src_key_padding_mask", src_key_padding_mask, batch, memory.shape[1])
         self._check_mask(op, "tgt_key_padding_mask", tgt_key_padding_mask, batch, tgt.shape[1])
-        x = self.decoder(self._embed(tgt, self.tgt_embedding, offset), memory,
-                         key_padding_mask=tgt_key_padding_mask, memory_key_padding_mask=src_key_padding_mask,
-                         caches=caches)
+        x = self.decoder(
+            self._embed(tgt, self.tgt_embedding, offset),
+            memory,
+            key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=src_key_padding_mask,
+            caches=caches,
+        )
         if self.output_projection is None:
             return F.linear(x, self.tgt_embedding.weight)
         return self.output_projection(x)
 
-    def forward(self, src: Tensor, tgt: Tensor, src_key_padding_mask: Tensor | None = None,
-                tgt_key_padding_mask: Tensor | None = None) -> Tensor:
-        if isinstance(src, Tensor) and isinstance(tgt, Tensor) and src.ndim == 2 and tgt.ndim == 2 \
-                and src.shape[0] != tgt.shape[0]:
-            raise ValueError(f"Transformer: 'src' and 'tgt' expected one batch size, got {src.shape[0]} and "
-                             f"{tgt.shape[0]}")
+    def forward(
+        self,
+        src: Tensor,
+        tgt: Tensor,
+        src_key_padding_mask: Tensor | None = None,
+        tgt_key_padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        if (
+            isinstance(src, Tensor)
+            and isinstance(tgt, Tensor)
+            and src.ndim == 2
+            and tgt.ndim == 2
+            and src.shape[0] != tgt.shape[0]
+        ):
+            raise ValueError(
+                f"Transformer: 'src' and 'tgt' expected one batch size, got {src.shape[0]} and {tgt.shape[0]}"
+            )
         memory = self.encode(src, src_key_padding_mask)
         return self.decode(tgt, memory, src_key_padding_mask, tgt_key_padding_mask)
 
@@ -227,8 +282,12 @@ class Transformer(nn.Module):
         with the config's label smoothing; targets equal to ``ignore_index``
         (padding) are left out."""
         vocab = self.config.tgt_vocab_size
-        return F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1), ignore_index=ignore_index,
-                               label_smoothing=float(self.config.label_smoothing))
+        return F.cross_entropy(
+            logits.reshape(-1, vocab),
+            targets.reshape(-1),
+            ignore_index=ignore_index,
+            label_smoothing=float(self.config.label_smoothing),
+        )
 
     def make_caches(self, batch: int, max_len: int | None = None) -> list:
         """One KVCache per decoder layer for ``batch`` sequences of up to
@@ -241,22 +300,26 @@ class Transformer(nn.Module):
             if not isinstance(value, numbers.Integral) or isinstance(value, bool):
                 raise TypeError(f"{op}: argument '{name}' expected an int, got {type(value).__name__}")
         if not 1 <= max_len <= self.config.block_size:
-            raise ValueError(f"{op}: argument 'max_len' expected 1 .. block_size={self.config.block_size}, "
-                             f"got {max_len}")
+            raise ValueError(
+                f"{op}: argument 'max_len' expected 1 .. block_size={self.config.block_size}, got {max_len}"
+            )
         for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
             if not 0 <= value < self.config.tgt_vocab_size:
-                raise ValueError(f"{op}: argument '{name}' expected a token id in [0, "
-                                 f"{self.config.tgt_vocab_size}), got {value}")
+                raise ValueError(
+                    f"{op}: argument '{name}' expected a token id in [0, {self.config.tgt_vocab_size}), got {value}"
+                )
 
     def _next_step_logits(self, tokens: np.ndarray, memory, mask, caches) -> Tensor:
         """Logits [rows, V] for one new token per row (int64 numpy [rows])."""
-        logits = self.decode(from_numpy(np.ascontiguousarray(tokens[:, None], dtype=np.int64)), memory, mask,
-                             caches=caches)
+        logits = self.decode(
+            from_numpy(np.ascontiguousarray(tokens[:, None], dtype=np.int64)), memory, mask, caches=caches
+        )
         return logits.reshape(tokens.shape[0], self.config.tgt_vocab_size)
 
     @no_grad()
-    def greedy_decode(self, src: Tensor, max_len: int, bos_id: int, eos_id: int,
-                      src_key_padding_mask: Tensor | None = None) -> Tensor:
+    def greedy_decode(
+        self, src: Tensor, max_len: int, bos_id: int, eos_id: int, src_key_padding_mask: Tensor | None = None
+    ) -> Tensor:
         """The most probable next token at every step, up to ``max_len``
         tokens per source: int64 [B, L], L <= max_len the longest output;
         each row ends with its first ``eos_id`` and is filled with eos_id
@@ -274,13 +337,22 @@ class Transformer(nn.Module):
             output[:, step] = tokens
             finished |= tokens == eos_id
             if finished.all():
-                return from_numpy(np.ascontiguousarray(output[:, :step + 1]))
+                return from_numpy(np.ascontiguousarray(output[:, : step + 1]))
         return from_numpy(output)
 
     @no_grad()
-    def beam_search(self, src: Tensor, beam_size: int = 4, length_penalty: float = 0.6, *, max_len: int,
-                    bos_id: int, eos_id: int, src_key_padding_mask: Tensor | None = None,
-                    return_scores: bool = False):
+    def beam_search(
+        self,
+        src: Tensor,
+        beam_size: int = 4,
+        length_penalty: float = 0.6,
+        *,
+        max_len: int,
+        bos_id: int,
+        eos_id: int,
+        src_key_padding_mask: Tensor | None = None,
+        return_scores: bool = False,
+    ):
         """Beam search over the sources of the batch at once (``beam_size``
         hypotheses each), ranking finished hypotheses by GNMT's
         length-normalized score log P(Y | X) / lp(Y), lp(Y) = ((5 + |Y|) /
@@ -306,8 +378,11 @@ class Transformer(nn.Module):
         self._check_decode_arguments(op, max_len, bos_id, eos_id)
         if not isinstance(beam_size, numbers.Integral) or isinstance(beam_size, bool) or beam_size < 1:
             raise ValueError(f"{op}: argument 'beam_size' expected an int >= 1, got {beam_size!r}")
-        if not isinstance(length_penalty, numbers.Real) or isinstance(length_penalty, bool) \
-                or not math.isfinite(length_penalty):
+        if (
+            not isinstance(length_penalty, numbers.Real)
+            or isinstance(length_penalty, bool)
+            or not math.isfinite(length_penalty)
+        ):
             raise ValueError(f"{op}: argument 'length_penalty' expected a finite number, got {length_penalty!r}")
         beams, alpha, vocab = int(beam_size), float(length_penalty), self.config.tgt_vocab_size
         memory = self.encode(src, src_key_padding_mask)
@@ -315,8 +390,11 @@ class Transformer(nn.Module):
         # Row b * beams + k of the decoder batch is hypothesis k of source b.
         source_of_row = np.repeat(np.arange(batch, dtype=np.int64), beams)
         memory = F.index_select(memory, 0, from_numpy(source_of_row))
-        mask = None if src_key_padding_mask is None else \
-            from_numpy(np.ascontiguousarray(values_view(src_key_padding_mask)[source_of_row]))
+        mask = (
+            None
+            if src_key_padding_mask is None
+            else from_numpy(np.ascontiguousarray(values_view(src_key_padding_mask)[source_of_row]))
+        )
         caches = self.make_caches(batch * beams, max_len)
 
         history = np.full((batch, beams, max_len), eos_id, np.int64)  # the tokens of the live hypotheses
@@ -361,16 +439,21 @@ class Transformer(nn.Module):
                 if length == max_len:
                     for k in range(live):
                         sequence = np.append(history[source, parents[source, k], :step], next_tokens[source, k])
-                        finished[source].append((next_log_probability[source, k] / _length_penalty(length, alpha),
-                                                 sequence))
+                        finished[source].append(
+                            (next_log_probability[source, k] / _length_penalty(length, alpha), sequence)
+                        )
                     done[source] = True
                     continue
                 best_live = next_log_probability[source].max()
                 # log P <= best_live < 0 from here on; lp is monotonic in the length.
-                reachable = max(best_live / _length_penalty(length + 1, alpha),
-                                best_live / _length_penalty(max_len, alpha))
-                done[source] = len(finished[source]) >= beams or best_live == -np.inf or (
-                    bool(finished[source]) and max(score for score, _ in finished[source]) >= reachable)
+                reachable = max(
+                    best_live / _length_penalty(length + 1, alpha), best_live / _length_penalty(max_len, alpha)
+                )
+                done[source] = (
+                    len(finished[source]) >= beams
+                    or best_live == -np.inf
+                    or (bool(finished[source]) and max(score for score, _ in finished[source]) >= reachable)
+                )
             if done.all():
                 break
             history = np.take_along_axis(history, parents[:, :, None], axis=1)
@@ -386,7 +469,7 @@ class Transformer(nn.Module):
         best = [max(hypotheses, key=lambda entry: entry[0]) for hypotheses in finished]
         output = np.full((batch, max(len(sequence) for _, sequence in best)), eos_id, np.int64)
         for source, (_, sequence) in enumerate(best):
-            output[source, :len(sequence)] = sequence
+            output[source, : len(sequence)] = sequence
         sequences = from_numpy(output)
         return (sequences, np.array([score for score, _ in best])) if return_scores else sequences
 

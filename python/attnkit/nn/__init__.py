@@ -2,18 +2,42 @@
 holds the differentiable ops; ``Module`` and the layers assemble them."""
 
 from . import functional, init, utils
-from .container import ModuleDict, ModuleList, Sequential
 from .attention import KVCache, MultiHeadAttention
+from .container import ModuleDict, ModuleList, Sequential
 from .layers import Dropout, Embedding, LayerNorm, Linear, RMSNorm
 from .module import IncompatibleKeys, Module
 from .parameter import Parameter
 from .position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
-from .transformer import (FeedForward, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
-                          TransformerEncoderLayer)
+from .transformer import (
+    FeedForward,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
-    "functional", "init", "utils", "Module", "IncompatibleKeys", "Parameter", "Sequential", "ModuleList",
-    "ModuleDict", "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout", "KVCache", "MultiHeadAttention",
-    "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder",
-    "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding",
+    "functional",
+    "init",
+    "utils",
+    "Module",
+    "IncompatibleKeys",
+    "Parameter",
+    "Sequential",
+    "ModuleList",
+    "ModuleDict",
+    "Linear",
+    "Embedding",
+    "LayerNorm",
+    "RMSNorm",
+    "Dropout",
+    "KVCache",
+    "MultiHeadAttention",
+    "FeedForward",
+    "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerDecoder",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEmbedding",
 ]

@@ -76,33 +76,42 @@ class KVCache:
                 raise TypeError(f"{op}: argument '{name}' expected an attnkit.Tensor, got {type(t).__name__}")
             shape = t.shape
             if len(shape) != 4 or (shape[0], shape[2], shape[3]) != (self.batch, self.num_kv_heads, self.head_dim):
-                raise ValueError(f"{op}: argument '{name}' expected shape "
-                                 f"[{self.batch}, t, {self.num_kv_heads}, {self.head_dim}], got {list(shape)}")
+                raise ValueError(
+                    f"{op}: argument '{name}' expected shape "
+                    f"[{self.batch}, t, {self.num_kv_heads}, {self.head_dim}], got {list(shape)}"
+                )
             if t.requires_grad:
-                raise RuntimeError(f"{op}: argument '{name}' requires grad; the cache stores no "
-                                   f"gradient, so decode under attnkit.no_grad()")
+                raise RuntimeError(
+                    f"{op}: argument '{name}' requires grad; the cache stores no "
+                    f"gradient, so decode under attnkit.no_grad()"
+                )
         if k_new.shape != v_new.shape:
-            raise ValueError(f"{op}: 'k_new' and 'v_new' expected one shape, "
-                             f"got {list(k_new.shape)} and {list(v_new.shape)}")
+            raise ValueError(
+                f"{op}: 'k_new' and 'v_new' expected one shape, got {list(k_new.shape)} and {list(v_new.shape)}"
+            )
         steps = k_new.shape[1]
         if key_padding_mask is not None:
             if not isinstance(key_padding_mask, Tensor):
-                raise TypeError(f"{op}: argument 'key_padding_mask' expected an attnkit.Tensor, "
-                                f"got {type(key_padding_mask).__name__}")
+                raise TypeError(
+                    f"{op}: argument 'key_padding_mask' expected an attnkit.Tensor, "
+                    f"got {type(key_padding_mask).__name__}"
+                )
             if key_padding_mask.dtype != bool_ or list(key_padding_mask.shape) != [self.batch, steps]:
-                raise ValueError(f"{op}: argument 'key_padding_mask' expected bool of shape "
-                                 f"[{self.batch}, {steps}], got {key_padding_mask.dtype} of shape "
-                                 f"{list(key_padding_mask.shape)}")
+                raise ValueError(
+                    f"{op}: argument 'key_padding_mask' expected bool of shape "
+                    f"[{self.batch}, {steps}], got {key_padding_mask.dtype} of shape "
+                    f"{list(key_padding_mask.shape)}"
+                )
         if self.length + steps > self.max_len:
             raise ValueError(f"{op}: {steps} new positions after {self.length} exceed max_len={self.max_len}")
         end = self.length + steps
-        self._k_values[:, self.length:end] = k_new._array
-        self._v_values[:, self.length:end] = v_new._array
+        self._k_values[:, self.length : end] = k_new._array
+        self._v_values[:, self.length : end] = v_new._array
         if key_padding_mask is not None and self.key_padding_mask is None:
             self.key_padding_mask = Tensor._wrap(_C.zeros([self.batch, self.max_len], "bool"))
             self._padding_values = values_view(self.key_padding_mask)
         if self._padding_values is not None:
-            self._padding_values[:, self.length:end] = False if key_padding_mask is None else key_padding_mask._array
+            self._padding_values[:, self.length : end] = False if key_padding_mask is None else key_padding_mask._array
         self.length = end
 
     def select(self, rows) -> None:
@@ -112,11 +121,15 @@ class KVCache:
         op = "KVCache.select"
         index = np.asarray(rows._array) if isinstance(rows, Tensor) else np.asarray(rows)
         if index.shape != (self.batch,) or (index.size and index.dtype.kind not in "iu"):
-            raise ValueError(f"{op}: argument 'rows' expected {self.batch} int indices, "
-                             f"got {index.dtype} of shape {list(index.shape)}")
+            raise ValueError(
+                f"{op}: argument 'rows' expected {self.batch} int indices, "
+                f"got {index.dtype} of shape {list(index.shape)}"
+            )
         if index.size and (index.min() < 0 or index.max() >= self.batch):
-            raise ValueError(f"{op}: argument 'rows' expected indices in [0, {self.batch}), "
-                             f"got {index.min() if index.min() < 0 else index.max()}")
+            raise ValueError(
+                f"{op}: argument 'rows' expected indices in [0, {self.batch}), "
+                f"got {index.min() if index.min() < 0 else index.max()}"
+            )
         filled = slice(0, self.length)
         for buffer in (self.k, self.v, self.key_padding_mask):
             if buffer is not None:
@@ -157,14 +170,19 @@ class KVCache:
             return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask}
         if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None):
             self._key_lengths_values[...] = self.length
-            return self.k, self.v, {"causal": True, "key_lengths": self._key_lengths,
-                                    "key_padding_mask": self.key_padding_mask}
+            return (
+                self.k,
+                self.v,
+                {"causal": True, "key_lengths": self._key_lengths, "key_padding_mask": self.key_padding_mask},
+            )
         padding = None if self.key_padding_mask is None else self._filled(self.key_padding_mask)
         return self._filled(self.k), self._filled(self.v), {"causal": True, "key_padding_mask": padding}
 
     def __repr__(self) -> str:
-        return (f"KVCache(batch={self.batch}, max_len={self.max_len}, num_kv_heads={self.num_kv_heads}, "
-                f"head_dim={self.head_dim}, length={self.length})")
+        return (
+            f"KVCache(batch={self.batch}, max_len={self.max_len}, num_kv_heads={self.num_kv_heads}, "
+            f"head_dim={self.head_dim}, length={self.length})"
+        )
 
 
 class MultiHeadAttention(Module):
@@ -190,21 +208,28 @@ class MultiHeadAttention(Module):
     length). Returns [B, T, C].
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, num_kv_heads: int | None = None, bias: bool = True,
-                 dropout: float = 0.0, rope: bool = False, rope_base: float = 10000.0,
-                 qkv_fused: bool = True) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        num_kv_heads: int | None = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+        rope: bool = False,
+        rope_base: float = 10000.0,
+        qkv_fused: bool = True,
+    ) -> None:
         super().__init__()
         op = "MultiHeadAttention"
         self.embed_dim = _positive_int(op, "embed_dim", embed_dim)
         self.num_heads = _positive_int(op, "num_heads", num_heads)
-        self.num_kv_heads = self.num_heads if num_kv_heads is None else _positive_int(op, "num_kv_heads",
-                                                                                     num_kv_heads)
+        self.num_kv_heads = self.num_heads if num_kv_heads is None else _positive_int(op, "num_kv_heads", num_kv_heads)
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"{op}: argument 'embed_dim' ({embed_dim}) expected a multiple of num_heads "
-                             f"({num_heads})")
+            raise ValueError(f"{op}: argument 'embed_dim' ({embed_dim}) expected a multiple of num_heads ({num_heads})")
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"{op}: argument 'num_kv_heads' expected a divisor of num_heads ({num_heads}), "
-                             f"got {num_kv_heads}")
+            raise ValueError(
+                f"{op}: argument 'num_kv_heads' expected a divisor of num_heads ({num_heads}), got {num_kv_heads}"
+            )
         self.head_dim = self.embed_dim // self.num_heads
         if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"{op}: argument 'dropout' expected a probability in [0, 1), got {dropout!r}")
@@ -234,18 +259,28 @@ class MultiHeadAttention(Module):
                 return F.split(self.qkv_proj(x), [query_width, kv_width, kv_width], dim=-1)
             # Rows of the fused weight: narrowing dim 0 is a view, and its
             # gradient lands in the right rows of the one parameter.
-            q = F.linear(x, F.narrow(weight, 0, 0, query_width),
-                         None if bias is None else F.narrow(bias, 0, 0, query_width))
-            kv = F.linear(key_value, F.narrow(weight, 0, query_width, 2 * kv_width),
-                          None if bias is None else F.narrow(bias, 0, query_width, 2 * kv_width))
+            q = F.linear(
+                x, F.narrow(weight, 0, 0, query_width), None if bias is None else F.narrow(bias, 0, 0, query_width)
+            )
+            kv = F.linear(
+                key_value,
+                F.narrow(weight, 0, query_width, 2 * kv_width),
+                None if bias is None else F.narrow(bias, 0, query_width, 2 * kv_width),
+            )
         else:
             q = self.q_proj(x)
             kv = self.kv_proj(x if key_value is None else key_value)
         k, v = F.split(kv, [kv_width, kv_width], dim=-1)
         return q, k, v
 
-    def forward(self, x: Tensor, key_value: Tensor | None = None, causal: bool = False,
-                key_padding_mask: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        key_value: Tensor | None = None,
+        causal: bool = False,
+        key_padding_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> Tensor:
         op = "MultiHeadAttention"
         for name, t in (("x", x), ("key_value", key_value)):
             if t is None:
@@ -253,8 +288,9 @@ class MultiHeadAttention(Module):
             if not isinstance(t, Tensor):
                 raise TypeError(f"{op}: argument '{name}' expected an attnkit.Tensor, got {type(t).__name__}")
             if t.ndim != 3 or t.shape[-1] != self.embed_dim:
-                raise ValueError(f"{op}: argument '{name}' expected shape [batch, seq, {self.embed_dim}], "
-                                 f"got {list(t.shape)}")
+                raise ValueError(
+                    f"{op}: argument '{name}' expected shape [batch, seq, {self.embed_dim}], got {list(t.shape)}"
+                )
         if key_value is not None and key_value.shape[0] != x.shape[0]:
             raise ValueError(f"{op}: 'key_value' expected batch {x.shape[0]} (that of x), got {key_value.shape[0]}")
         if cache is not None:
@@ -263,8 +299,10 @@ class MultiHeadAttention(Module):
             if key_value is not None:
                 raise ValueError(f"{op}: a KVCache serves self-attention only; got key_value as well")
             if (cache.num_kv_heads, cache.head_dim) != (self.num_kv_heads, self.head_dim):
-                raise ValueError(f"{op}: argument 'cache' expected {self.num_kv_heads} kv heads of size "
-                                 f"{self.head_dim}, got {cache.num_kv_heads} of size {cache.head_dim}")
+                raise ValueError(
+                    f"{op}: argument 'cache' expected {self.num_kv_heads} kv heads of size "
+                    f"{self.head_dim}, got {cache.num_kv_heads} of size {cache.head_dim}"
+                )
         batch, steps, _ = x.shape
         dropout_p = self.dropout if self.training else 0.0
         if self.qkv_fused and key_value is None and cache is None and not self.rope:
@@ -272,8 +310,14 @@ class MultiHeadAttention(Module):
             # projection (and backward writes their gradients into one
             # array): no split, no concatenation. Rope rotates q and k, and
             # a cache stores k and v, so those paths split.
-            out = F.attention_qkv(self.qkv_proj(x), self.num_heads, self.num_kv_heads, causal=causal,
-                                  key_padding_mask=key_padding_mask, dropout_p=dropout_p)
+            out = F.attention_qkv(
+                self.qkv_proj(x),
+                self.num_heads,
+                self.num_kv_heads,
+                causal=causal,
+                key_padding_mask=key_padding_mask,
+                dropout_p=dropout_p,
+            )
             return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
         q, k, v = self._project(x, key_value)
         source_steps = k.shape[1]

@@ -5,7 +5,7 @@ entries are registered submodules, so parameters, state_dict keys
 from __future__ import annotations
 
 import numbers
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .module import Module, _indent
 

@@ -11,8 +11,8 @@ from .. import _C
 from .._tensor_data import values_view
 from ..tensor import Tensor
 from . import functional as F
-from .functional.embedding import resolve_padding_idx
 from . import init
+from .functional.embedding import resolve_padding_idx
 from .module import Module
 from .parameter import Parameter
 
@@ -51,15 +51,15 @@ class Linear(Module):
     default generator (``attnkit.manual_seed``).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 activation: str | None = None) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str | None = None) -> None:
         super().__init__()
         self.in_features = _positive_int("Linear", "in_features", in_features, allow_zero=True)
         self.out_features = _positive_int("Linear", "out_features", out_features, allow_zero=True)
         _flag("Linear", "bias", bias)
         if activation not in _LINEAR_ACTIVATIONS:
-            raise ValueError(f"Linear: argument 'activation' expected None, 'relu', 'gelu' or 'gelu_tanh', "
-                             f"got {activation!r}")
+            raise ValueError(
+                f"Linear: argument 'activation' expected None, 'relu', 'gelu' or 'gelu_tanh', got {activation!r}"
+            )
         self.activation = activation
         self.weight = _empty_parameter((self.out_features, self.in_features))
         if bias:
@@ -95,8 +95,9 @@ class Embedding(Module):
     training (a padding token's vector).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, *,
-                 _weight: Tensor | None = None) -> None:
+    def __init__(
+        self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, *, _weight: Tensor | None = None
+    ) -> None:
         super().__init__()
         self.num_embeddings = _positive_int("Embedding", "num_embeddings", num_embeddings)
         self.embedding_dim = _positive_int("Embedding", "embedding_dim", embedding_dim)
@@ -107,8 +108,10 @@ class Embedding(Module):
         else:
             if not isinstance(_weight, Tensor) or tuple(_weight.shape) != (num_embeddings, embedding_dim):
                 got = tuple(_weight.shape) if isinstance(_weight, Tensor) else type(_weight).__name__
-                raise ValueError(f"Embedding: argument '_weight' expected a tensor of shape "
-                                 f"({num_embeddings}, {embedding_dim}), got {got}")
+                raise ValueError(
+                    f"Embedding: argument '_weight' expected a tensor of shape "
+                    f"({num_embeddings}, {embedding_dim}), got {got}"
+                )
             self.weight = _weight if isinstance(_weight, Parameter) else Parameter(_weight)
 
     @classmethod
@@ -147,8 +150,9 @@ def _normalized_shape(op: str, normalized_shape) -> tuple:
     except TypeError:
         shape = None
     if not shape or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in shape):
-        raise ValueError(f"{op}: argument 'normalized_shape' expected a positive int or a tuple of them, "
-                         f"got {normalized_shape!r}")
+        raise ValueError(
+            f"{op}: argument 'normalized_shape' expected a positive int or a tuple of them, got {normalized_shape!r}"
+        )
     return tuple(int(d) for d in shape)
 
 
@@ -168,8 +172,7 @@ class LayerNorm(Module):
     both; ``bias=False`` keeps only the weight (as GPT-style models without
     biases use). One fused kernel, ``F.layer_norm``."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True) -> None:
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True) -> None:
         super().__init__()
         self.normalized_shape = _normalized_shape("LayerNorm", normalized_shape)
         self.eps = _eps("LayerNorm", eps)
@@ -202,8 +205,9 @@ class LayerNorm(Module):
         return F.add_layer_norm(x, residual, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
-                + ("" if not self.elementwise_affine or self.bias is not None else ", bias=False"))
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}" + (
+            "" if not self.elementwise_affine or self.bias is not None else ", bias=False"
+        )
 
 
 class RMSNorm(Module):

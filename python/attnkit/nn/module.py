@@ -11,12 +11,14 @@ PyTorch's for the same layout.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Callable, NamedTuple
 
 from .. import _dtypes
 from .._tensor_data import copy_into, raw_bytes
 from ..autograd import no_grad
-from ..tensor import Tensor, device as Device
+from ..tensor import Tensor
+from ..tensor import device as Device
 from .parameter import Parameter
 
 
@@ -44,8 +46,7 @@ def _parse_to_arguments(args, device, dtype):
     """Module.to's (device, dtype) from positional and keyword arguments,
     each positional one read as a device if it names one, else as a dtype."""
     for argument in args:
-        if isinstance(argument, Device) or (isinstance(argument, str) and
-                                            argument.split(":")[0] in ("cpu", "cuda")):
+        if isinstance(argument, Device) or (isinstance(argument, str) and argument.split(":")[0] in ("cpu", "cuda")):
             if device is not None:
                 raise TypeError("to: the device was given twice")
             device = argument
@@ -89,8 +90,10 @@ class Module:
     # ------------------------------------------------------ registration --
     def _require_init(self, op: str) -> None:
         if "_parameters" not in self.__dict__:
-            raise AttributeError(f"{op}: call super().__init__() in {type(self).__name__}.__init__ "
-                                 f"before assigning parameters, buffers or submodules")
+            raise AttributeError(
+                f"{op}: call super().__init__() in {type(self).__name__}.__init__ "
+                f"before assigning parameters, buffers or submodules"
+            )
 
     def _forget(self, name: str) -> None:
         """Removes ``name`` from every table and from the instance dict."""
@@ -106,8 +109,10 @@ class Module:
         self._require_init("register_parameter")
         _check_name("register_parameter", name)
         if parameter is not None and not isinstance(parameter, Parameter):
-            raise TypeError(f"register_parameter: '{name}' expected an attnkit.nn.Parameter or None, "
-                            f"got {type(parameter).__name__}; wrap a tensor as nn.Parameter(tensor)")
+            raise TypeError(
+                f"register_parameter: '{name}' expected an attnkit.nn.Parameter or None, "
+                f"got {type(parameter).__name__}; wrap a tensor as nn.Parameter(tensor)"
+            )
         if name not in self._parameters and hasattr(type(self), name):
             raise KeyError(f"register_parameter: '{name}' is a class attribute of {type(self).__name__}")
         self._forget(name)
@@ -120,14 +125,15 @@ class Module:
         self._require_init("register_buffer")
         _check_name("register_buffer", name)
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"register_buffer: '{name}' expected an attnkit.Tensor or None, "
-                            f"got {type(tensor).__name__}")
+            raise TypeError(
+                f"register_buffer: '{name}' expected an attnkit.Tensor or None, got {type(tensor).__name__}"
+            )
         if isinstance(tensor, Parameter):
-            raise TypeError(f"register_buffer: '{name}' is a Parameter; assign it as an attribute to "
-                            f"register a parameter")
+            raise TypeError(
+                f"register_buffer: '{name}' is a Parameter; assign it as an attribute to register a parameter"
+            )
         if not isinstance(persistent, bool):
-            raise TypeError(f"register_buffer: argument 'persistent' expected a bool, "
-                            f"got {type(persistent).__name__}")
+            raise TypeError(f"register_buffer: argument 'persistent' expected a bool, got {type(persistent).__name__}")
         if name not in self._buffers and hasattr(type(self), name):
             raise KeyError(f"register_buffer: '{name}' is a class attribute of {type(self).__name__}")
         self._forget(name)
@@ -140,8 +146,7 @@ class Module:
         self._require_init("add_module")
         _check_name("add_module", name)
         if module is not None and not isinstance(module, Module):
-            raise TypeError(f"add_module: '{name}' expected an attnkit.nn.Module or None, "
-                            f"got {type(module).__name__}")
+            raise TypeError(f"add_module: '{name}' expected an attnkit.nn.Module or None, got {type(module).__name__}")
         if name not in self._modules and hasattr(type(self), name):
             raise KeyError(f"add_module: '{name}' is a class attribute of {type(self).__name__}")
         self._forget(name)
@@ -157,8 +162,10 @@ class Module:
             self._parameters[name] = value
         elif tables and name in self._parameters:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} to parameter '{name}' of "
-                                f"{type(self).__name__}: expected an attnkit.nn.Parameter or None")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to parameter '{name}' of "
+                    f"{type(self).__name__}: expected an attnkit.nn.Parameter or None"
+                )
             self._parameters[name] = None
         elif isinstance(value, Module):
             self._require_init("__setattr__")
@@ -166,13 +173,17 @@ class Module:
             self._modules[name] = value
         elif tables and name in self._modules:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} to submodule '{name}' of "
-                                f"{type(self).__name__}: expected an attnkit.nn.Module or None")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to submodule '{name}' of "
+                    f"{type(self).__name__}: expected an attnkit.nn.Module or None"
+                )
             self._modules[name] = None
         elif tables and name in self._buffers:
             if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"cannot assign {type(value).__name__} to buffer '{name}' of "
-                                f"{type(self).__name__}: expected an attnkit.Tensor or None")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to buffer '{name}' of "
+                    f"{type(self).__name__}: expected an attnkit.Tensor or None"
+                )
             self._buffers[name] = value
         else:
             object.__setattr__(self, name, value)
@@ -192,12 +203,12 @@ class Module:
             object.__delattr__(self, name)
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
-                      | set(self._modules))
+        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules))
 
     # ------------------------------------------------------------- walks --
-    def named_modules(self, memo: set | None = None, prefix: str = "",
-                      remove_duplicate: bool = True) -> Iterator[tuple]:
+    def named_modules(
+        self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple]:
         """(name, module) for this module and every descendant, depth first
         in registration order; a module reachable twice appears once."""
         if memo is None:
@@ -229,8 +240,7 @@ class Module:
 
     def _named_members(self, table: str, prefix: str, recurse: bool, remove_duplicate: bool):
         seen = set()
-        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse \
-            else [(prefix, self)]
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
         for module_prefix, module in modules:
             for name, value in getattr(module, table).items():
                 if value is None:
@@ -241,8 +251,9 @@ class Module:
                     seen.add(id(value))
                 yield (f"{module_prefix}.{name}" if module_prefix else name), value
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True) -> Iterator[tuple]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple]:
         """(dotted name, parameter) pairs. A parameter shared by several
         modules (tied embeddings) appears once, under its first name."""
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
@@ -251,8 +262,7 @@ class Module:
         for _, parameter in self.named_parameters(recurse=recurse):
             yield parameter
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True,
-                      remove_duplicate: bool = True) -> Iterator[tuple]:
+    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True) -> Iterator[tuple]:
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
@@ -320,12 +330,15 @@ class Module:
         RuntimeError."""
         device, dtype = _parse_to_arguments(args, device, dtype)
         if device is not None and device.type != "cpu":
-            raise RuntimeError(f"to: cannot move {type(self).__name__} to {device}: this attnkit "
-                               f"was built without the CUDA backend; only 'cpu' is available")
+            raise RuntimeError(
+                f"to: cannot move {type(self).__name__} to {device}: this attnkit "
+                f"was built without the CUDA backend; only 'cpu' is available"
+            )
         if dtype is not None:
             if not dtype.is_floating_point:
-                raise TypeError(f"to: a module converts to a floating-point dtype "
-                                f"(float32, float16, bfloat16), got {dtype}")
+                raise TypeError(
+                    f"to: a module converts to a floating-point dtype (float32, float16, bfloat16), got {dtype}"
+                )
             self._convert_floating(dtype)
         return self
 
@@ -333,7 +346,7 @@ class Module:
         converted = set()
         for module in self.modules():
             for table in (module._parameters, module._buffers):
-                for name, tensor in table.items():
+                for _name, tensor in table.items():
                     if tensor is None or id(tensor) in converted or not tensor.dtype.is_floating_point:
                         continue
                     converted.add(id(tensor))
@@ -374,8 +387,7 @@ class Module:
         persistent buffer. The tensors share memory with the module (save
         them, or copy them, before training on). ``keep_vars=True`` returns
         the Parameter objects themselves instead of detached tensors."""
-        return {key: (tensor if keep_vars else tensor.detach())
-                for key, tensor in self._state_entries(prefix)}
+        return {key: (tensor if keep_vars else tensor.detach()) for key, tensor in self._state_entries(prefix)}
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
         """Copies ``state_dict``'s tensors into this module's parameters and
@@ -390,21 +402,24 @@ class Module:
         returned. A non-tensor value raises TypeError.
         """
         if not isinstance(state_dict, dict):
-            raise TypeError(f"load_state_dict: argument 'state_dict' expected a dict of tensors, "
-                            f"got {type(state_dict).__name__}")
+            raise TypeError(
+                f"load_state_dict: argument 'state_dict' expected a dict of tensors, got {type(state_dict).__name__}"
+            )
         if not isinstance(strict, bool):
             raise TypeError(f"load_state_dict: argument 'strict' expected a bool, got {type(strict).__name__}")
         expected = dict(self._state_entries())
         for key, value in state_dict.items():
             if not isinstance(value, Tensor):
-                raise TypeError(f"load_state_dict: entry '{key}' expected an attnkit.Tensor, "
-                                f"got {type(value).__name__}")
+                raise TypeError(
+                    f"load_state_dict: entry '{key}' expected an attnkit.Tensor, got {type(value).__name__}"
+                )
         missing = [key for key in expected if key not in state_dict]
         unexpected = [key for key in state_dict if key not in expected]
-        mismatched = [f"{key}: the checkpoint has shape {tuple(state_dict[key].shape)}, "
-                      f"the module {tuple(target.shape)}"
-                      for key, target in expected.items()
-                      if key in state_dict and tuple(state_dict[key].shape) != tuple(target.shape)]
+        mismatched = [
+            f"{key}: the checkpoint has shape {tuple(state_dict[key].shape)}, the module {tuple(target.shape)}"
+            for key, target in expected.items()
+            if key in state_dict and tuple(state_dict[key].shape) != tuple(target.shape)
+        ]
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -413,8 +428,9 @@ class Module:
         if mismatched:
             problems.append("shape mismatches (an error also with strict=False): " + "; ".join(mismatched))
         if problems:
-            raise ValueError(f"load_state_dict: the state dict does not fit {type(self).__name__}: "
-                             + "; ".join(problems))
+            raise ValueError(
+                f"load_state_dict: the state dict does not fit {type(self).__name__}: " + "; ".join(problems)
+            )
         with no_grad():
             for key, target in expected.items():
                 if key in state_dict:

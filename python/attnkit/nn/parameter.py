@@ -20,8 +20,7 @@ class Parameter(Tensor):
         if not isinstance(data, Tensor):
             raise TypeError(f"Parameter: argument 'data' expected an attnkit.Tensor, got {type(data).__name__}")
         if not isinstance(requires_grad, bool):
-            raise TypeError(f"Parameter: argument 'requires_grad' expected a bool, "
-                            f"got {type(requires_grad).__name__}")
+            raise TypeError(f"Parameter: argument 'requires_grad' expected a bool, got {type(requires_grad).__name__}")
         parameter = cls._wrap(data._array)
         if requires_grad:
             parameter.requires_grad_(True)  # refuses integer dtypes with a clear error

@@ -31,8 +31,10 @@ def _offset(op: str, offset) -> int:
 
 def _check_span(op: str, argument: str, offset: int, length: int, max_len: int) -> None:
     if offset + length > max_len:
-        raise ValueError(f"{op}: positions {offset}..{offset + length - 1} (argument '{argument}' of length "
-                         f"{length} after offset {offset}) exceed the table of max_len={max_len} positions")
+        raise ValueError(
+            f"{op}: positions {offset}..{offset + length - 1} (argument '{argument}' of length "
+            f"{length} after offset {offset}) exceed the table of max_len={max_len} positions"
+        )
 
 
 class SinusoidalPositionalEncoding(Module):
@@ -90,8 +92,10 @@ class LearnedPositionalEmbedding(Embedding):
     """
 
     def __init__(self, max_len: int, d_model: int) -> None:
-        super().__init__(_positive_int("LearnedPositionalEmbedding", "max_len", max_len),
-                         _positive_int("LearnedPositionalEmbedding", "d_model", d_model))
+        super().__init__(
+            _positive_int("LearnedPositionalEmbedding", "max_len", max_len),
+            _positive_int("LearnedPositionalEmbedding", "d_model", d_model),
+        )
         self.max_len, self.d_model = self.num_embeddings, self.embedding_dim
 
     def forward(self, positions, offset: int = 0) -> Tensor:
@@ -99,8 +103,7 @@ class LearnedPositionalEmbedding(Embedding):
         offset = _offset(op, offset)
         if isinstance(positions, Tensor):
             if positions.dtype not in (_dtypes.int32, _dtypes.int64):
-                raise TypeError(f"{op}: argument 'positions' expected int32 or int64 positions, "
-                                f"got {positions.dtype}")
+                raise TypeError(f"{op}: argument 'positions' expected int32 or int64 positions, got {positions.dtype}")
             values = values_view(positions)
             if values.size == 0:
                 return F.embedding(positions, self.weight)
@@ -108,8 +111,10 @@ class LearnedPositionalEmbedding(Embedding):
             if low < 0:
                 raise ValueError(f"{op}: argument 'positions' expected positions >= 0, got {low}")
             if offset + high >= self.max_len:
-                raise ValueError(f"{op}: argument 'positions' reaches position {offset + high} (offset "
-                                 f"{offset}), past the table of max_len={self.max_len} positions")
+                raise ValueError(
+                    f"{op}: argument 'positions' reaches position {offset + high} (offset "
+                    f"{offset}), past the table of max_len={self.max_len} positions"
+                )
             if offset:
                 positions = from_numpy(np.ascontiguousarray(values + offset))
             return F.embedding(positions, self.weight)

@@ -31,14 +31,17 @@ class FeedForward(Module):
     ``F.swiglu`` gives silu(gate) * up).
     """
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", dropout: float = 0.0,
-                 bias: bool = True) -> None:
+    def __init__(
+        self, d_model: int, d_ff: int, activation: str = "gelu", dropout: float = 0.0, bias: bool = True
+    ) -> None:
         super().__init__()
         self.d_model = _positive_int("FeedForward", "d_model", d_model)
         self.d_ff = _positive_int("FeedForward", "d_ff", d_ff)
         if activation not in (*_FUSED_ACTIVATIONS, "swiglu"):
-            raise ValueError(f"FeedForward: argument 'activation' expected 'relu', 'gelu', 'gelu_tanh' or "
-                             f"'swiglu', got {activation!r}")
+            raise ValueError(
+                f"FeedForward: argument 'activation' expected 'relu', 'gelu', 'gelu_tanh' or "
+                f"'swiglu', got {activation!r}"
+            )
         self.activation = activation
         if activation == "swiglu":
             self.fc1 = Linear(self.d_model, 2 * self.d_ff, bias=bias)
@@ -69,9 +72,19 @@ class TransformerEncoderLayer(Module):
     (decoder-only models such as GPT; under ``no_grad``).
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str = "relu", norm_first: bool = False, bias: bool = True,
-                 layer_norm_eps: float = 1e-5, num_kv_heads: int | None = None, rope: bool = False) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        bias: bool = True,
+        layer_norm_eps: float = 1e-5,
+        num_kv_heads: int | None = None,
+        rope: bool = False,
+    ) -> None:
         super().__init__()
         self.norm_first = _flag("TransformerEncoderLayer", "norm_first", norm_first)
         self.self_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout, rope=rope)
@@ -81,8 +94,9 @@ class TransformerEncoderLayer(Module):
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False,
-                cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False, cache: KVCache | None = None
+    ) -> Tensor:
         def self_attention(h):
             return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
 
@@ -108,15 +122,23 @@ class TransformerDecoderLayer(Module):
     self-attention when decoding step by step (under ``no_grad``).
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str = "relu", norm_first: bool = False, bias: bool = True,
-                 layer_norm_eps: float = 1e-5, num_kv_heads: int | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        bias: bool = True,
+        layer_norm_eps: float = 1e-5,
+        num_kv_heads: int | None = None,
+    ) -> None:
         super().__init__()
         self.norm_first = _flag("TransformerDecoderLayer", "norm_first", norm_first)
         self.self_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout)
         # Queries and keys come from different sequences: separate projections.
-        self.cross_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout,
-                                             qkv_fused=False)
+        self.cross_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout, qkv_fused=False)
         self.feed_forward = FeedForward(d_model, dim_feedforward, activation, dropout, bias)
         self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
@@ -125,9 +147,15 @@ class TransformerDecoderLayer(Module):
         self.dropout2 = Dropout(dropout)
         self.dropout3 = Dropout(dropout)
 
-    def forward(self, x: Tensor, memory: Tensor, key_padding_mask: Tensor | None = None,
-                memory_key_padding_mask: Tensor | None = None, causal: bool = True,
-                cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        key_padding_mask: Tensor | None = None,
+        memory_key_padding_mask: Tensor | None = None,
+        causal: bool = True,
+        cache: KVCache | None = None,
+    ) -> Tensor:
         def self_attention(h):
             return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
 
@@ -156,14 +184,28 @@ class TransformerEncoder(Module):
     """``num_layers`` TransformerEncoderLayers (same arguments), then a final
     LayerNorm when ``norm`` is True (default: with pre-LN layers only)."""
 
-    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int = 2048,
-                 dropout: float = 0.1, activation: str = "relu", norm_first: bool = False, bias: bool = True,
-                 layer_norm_eps: float = 1e-5, norm: bool | None = None, **layer_options) -> None:
+    def __init__(
+        self,
+        num_layers: int,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        bias: bool = True,
+        layer_norm_eps: float = 1e-5,
+        norm: bool | None = None,
+        **layer_options,
+    ) -> None:
         super().__init__()
         count = _positive_int("TransformerEncoder", "num_layers", num_layers)
         self.layers = ModuleList(
-            TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias,
-                                    layer_norm_eps, **layer_options) for _ in range(count))
+            TransformerEncoderLayer(
+                d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias, layer_norm_eps, **layer_options
+            )
+            for _ in range(count)
+        )
         final = _final_norm(norm, norm_first, d_model, layer_norm_eps, bias)
         if final is None:
             self.add_module("norm", None)
@@ -181,30 +223,56 @@ class TransformerDecoder(Module):
     LayerNorm when ``norm`` is True (default: with pre-LN layers only).
     ``caches``, when given, is one KVCache per layer."""
 
-    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int = 2048,
-                 dropout: float = 0.1, activation: str = "relu", norm_first: bool = False, bias: bool = True,
-                 layer_norm_eps: float = 1e-5, norm: bool | None = None, **layer_options) -> None:
+    def __init__(
+        self,
+        num_layers: int,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        bias: bool = True,
+        layer_norm_eps: float = 1e-5,
+        norm: bool | None = None,
+        **layer_options,
+    ) -> None:
         super().__init__()
         count = _positive_int("TransformerDecoder", "num_layers", num_layers)
         self.layers = ModuleList(
-            TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias,
-                                    layer_norm_eps, **layer_options) for _ in range(count))
+            TransformerDecoderLayer(
+                d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias, layer_norm_eps, **layer_options
+            )
+            for _ in range(count)
+        )
         final = _final_norm(norm, norm_first, d_model, layer_norm_eps, bias)
         if final is None:
             self.add_module("norm", None)
         else:
             self.norm = final
 
-    def forward(self, x: Tensor, memory: Tensor, key_padding_mask: Tensor | None = None,
-                memory_key_padding_mask: Tensor | None = None, causal: bool = True,
-                caches: list | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        key_padding_mask: Tensor | None = None,
+        memory_key_padding_mask: Tensor | None = None,
+        causal: bool = True,
+        caches: list | None = None,
+    ) -> Tensor:
         if caches is not None and len(caches) != len(self.layers):
-            raise ValueError(f"TransformerDecoder: argument 'caches' expected {len(self.layers)} KVCaches, "
-                             f"got {len(caches)}")
+            raise ValueError(
+                f"TransformerDecoder: argument 'caches' expected {len(self.layers)} KVCaches, got {len(caches)}"
+            )
         for index, layer in enumerate(self.layers):
-            x = layer(x, memory, key_padding_mask=key_padding_mask,
-                      memory_key_padding_mask=memory_key_padding_mask, causal=causal,
-                      cache=None if caches is None else caches[index])
+            x = layer(
+                x,
+                memory,
+                key_padding_mask=key_padding_mask,
+                memory_key_padding_mask=memory_key_padding_mask,
+                causal=causal,
+                cache=None if caches is None else caches[index],
+            )
         return x if self.norm is None else self.norm(x)
 
     def make_caches(self, batch: int, max_len: int) -> list:
@@ -212,5 +280,10 @@ class TransformerDecoder(Module):
         return [layer.self_attn.make_cache(batch, max_len) for layer in self.layers]
 
 
-__all__ = ["FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder",
-           "TransformerDecoder"]
+__all__ = [
+    "FeedForward",
+    "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerDecoder",
+]

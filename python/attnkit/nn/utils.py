@@ -9,8 +9,7 @@ from .. import _C
 from ..tensor import Tensor
 
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False) -> float:
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
     """Scales the gradients of ``parameters`` (a tensor or an iterable of
     them; those without ``.grad`` are skipped) in place so that their global
     L2 norm is at most ``max_norm``, as torch.nn.utils.clip_grad_norm_ does:
@@ -41,8 +40,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         return 0.0
     total = math.sqrt(_C.sum_of_squares(grads))
     if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"{op}: the total norm of the gradients is {total}; set "
-                           f"error_if_nonfinite=False to clip anyway")
+        raise RuntimeError(
+            f"{op}: the total norm of the gradients is {total}; set error_if_nonfinite=False to clip anyway"
+        )
     clip = max_norm / (total + 1e-6)
     if not clip >= 1.0:  # also when NaN, which then spreads to every gradient, as in PyTorch
         _C.scale_in_place(grads, clip)

@@ -6,6 +6,14 @@ from .lr_scheduler import InverseSqrtLR, LRScheduler, WarmupCosineLR, WarmupLine
 from .optimizer import SGD, AdamW, Optimizer, weight_decay_groups
 
 __all__ = [
-    "functional", "lr_scheduler", "Optimizer", "AdamW", "SGD", "weight_decay_groups",
-    "LRScheduler", "InverseSqrtLR", "WarmupCosineLR", "WarmupLinearLR",
+    "functional",
+    "lr_scheduler",
+    "Optimizer",
+    "AdamW",
+    "SGD",
+    "weight_decay_groups",
+    "LRScheduler",
+    "InverseSqrtLR",
+    "WarmupCosineLR",
+    "WarmupLinearLR",
 ]

@@ -10,8 +10,7 @@ from ..tensor import Tensor
 
 def _arrays(op: str, argument: str, tensors) -> list:
     if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
-        raise TypeError(f"{op}: argument '{argument}' expected a list of attnkit.Tensor, "
-                        f"got {type(tensors).__name__}")
+        raise TypeError(f"{op}: argument '{argument}' expected a list of attnkit.Tensor, got {type(tensors).__name__}")
     arrays = []
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
@@ -26,8 +25,20 @@ def _real(op: str, argument: str, value) -> float:
     return float(value)
 
 
-def adamw_(params, grads, exp_avgs, exp_avg_sqs, *, step: int, lr: float, beta1: float,
-           beta2: float, eps: float, weight_decay: float, decay_mask=None) -> None:
+def adamw_(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decay_mask=None,
+) -> None:
     """One AdamW step over every parameter, in place on ``params``,
     ``exp_avgs`` and ``exp_avg_sqs``, in a single native call.
 
@@ -54,8 +65,9 @@ def adamw_(params, grads, exp_avgs, exp_avg_sqs, *, step: int, lr: float, beta1:
         decay_mask = []
     else:
         if not isinstance(decay_mask, (list, tuple)):
-            raise TypeError(f"{op}: argument 'decay_mask' expected None or a list of bools, "
-                            f"got {type(decay_mask).__name__}")
+            raise TypeError(
+                f"{op}: argument 'decay_mask' expected None or a list of bools, got {type(decay_mask).__name__}"
+            )
         for i, flag in enumerate(decay_mask):
             if not isinstance(flag, bool):
                 raise TypeError(f"{op}: argument 'decay_mask[{i}]' expected a bool, got {type(flag).__name__}")
@@ -64,9 +76,19 @@ def adamw_(params, grads, exp_avgs, exp_avg_sqs, *, step: int, lr: float, beta1:
         raise TypeError(f"{op}: argument 'step' expected an int, got {type(step).__name__}")
     if not 1 <= step < 2**63:
         raise ValueError(f"{op}: argument 'step' expected a step number >= 1, got {step}")
-    _C.adamw_step(params, grads, exp_avgs, exp_avg_sqs, decay_mask, int(step),
-                  _real(op, "lr", lr), _real(op, "beta1", beta1), _real(op, "beta2", beta2),
-                  _real(op, "eps", eps), _real(op, "weight_decay", weight_decay))
+    _C.adamw_step(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        decay_mask,
+        int(step),
+        _real(op, "lr", lr),
+        _real(op, "beta1", beta1),
+        _real(op, "beta2", beta2),
+        _real(op, "eps", eps),
+        _real(op, "weight_decay", weight_decay),
+    )
 
 
 __all__ = ["adamw_"]

@@ -45,8 +45,10 @@ class LRScheduler:
 
     def __init__(self, optimizer: Optimizer) -> None:
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: argument 'optimizer' expected an attnkit.optim "
-                            f"Optimizer, got {type(optimizer).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}: argument 'optimizer' expected an attnkit.optim "
+                f"Optimizer, got {type(optimizer).__name__}"
+            )
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -83,10 +85,11 @@ class LRScheduler:
             got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
             raise ValueError(f"{type(self).__name__}.load_state_dict: expected keys {sorted(expected)}, got {got}")
         if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved schedule has "
-                             f"{len(state_dict['base_lrs'])} groups, the optimizer {len(self.optimizer.param_groups)}")
-        self.__dict__.update({key: (list(value) if key == "base_lrs" else value)
-                              for key, value in state_dict.items()})
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the saved schedule has "
+                f"{len(state_dict['base_lrs'])} groups, the optimizer {len(self.optimizer.param_groups)}"
+            )
+        self.__dict__.update({key: (list(value) if key == "base_lrs" else value) for key, value in state_dict.items()})
         self._apply()
 
 
@@ -121,8 +124,7 @@ class WarmupCosineLR(LRScheduler):
     (the floor as a fraction of the base lr; nanoGPT uses 0.1).
     """
 
-    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int,
-                 min_lr_ratio: float = 0.0) -> None:
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> None:
         self.warmup_steps = _count("WarmupCosineLR", "warmup_steps", warmup_steps)
         self.total_steps = _count("WarmupCosineLR", "total_steps", total_steps, minimum=self.warmup_steps)
         self.min_lr_ratio = _ratio("WarmupCosineLR", "min_lr_ratio", min_lr_ratio)
@@ -148,8 +150,7 @@ class WarmupLinearLR(LRScheduler):
     with W = ``warmup_steps``, T = ``total_steps``, r = ``min_lr_ratio``.
     """
 
-    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int,
-                 min_lr_ratio: float = 0.0) -> None:
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> None:
         self.warmup_steps = _count("WarmupLinearLR", "warmup_steps", warmup_steps)
         self.total_steps = _count("WarmupLinearLR", "total_steps", total_steps, minimum=self.warmup_steps)
         self.min_lr_ratio = _ratio("WarmupLinearLR", "min_lr_ratio", min_lr_ratio)
@@ -161,7 +162,8 @@ class WarmupLinearLR(LRScheduler):
         if step > self.total_steps:
             return self.min_lr_ratio
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * (self.total_steps - step) / (
-            self.total_steps - self.warmup_steps)
+            self.total_steps - self.warmup_steps
+        )
 
 
 __all__ = ["LRScheduler", "InverseSqrtLR", "WarmupCosineLR", "WarmupLinearLR"]

@@ -79,8 +79,10 @@ class Optimizer:
         self.state = ParameterState()
         self.param_groups = []
         if isinstance(params, Tensor) or isinstance(params, dict):
-            raise TypeError(f"{type(self).__name__}: argument 'params' expected an iterable of tensors or of "
-                            f"parameter-group dicts, got {type(params).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}: argument 'params' expected an iterable of tensors or of "
+                f"parameter-group dicts, got {type(params).__name__}"
+            )
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -103,16 +105,20 @@ class Optimizer:
         if isinstance(params, Tensor):
             params = [params]
         elif isinstance(params, (set, frozenset)):
-            raise TypeError(f"{name}: a group's params must be an ordered sequence (a set has no stable "
-                            f"order, so a saved state could not be matched back)")
+            raise TypeError(
+                f"{name}: a group's params must be an ordered sequence (a set has no stable "
+                f"order, so a saved state could not be matched back)"
+            )
         else:
             params = list(params)
         for i, p in enumerate(params):
             if not isinstance(p, Tensor):
                 raise TypeError(f"{name}: params[{i}] expected an attnkit.Tensor, got {type(p).__name__}")
             if not p.is_leaf:
-                raise ValueError(f"{name}: params[{i}] is not a leaf tensor (it comes from an op); "
-                                 f"optimize the leaf, or .detach() it first")
+                raise ValueError(
+                    f"{name}: params[{i}] is not a leaf tensor (it comes from an op); "
+                    f"optimize the leaf, or .detach() it first"
+                )
             if not p.dtype.is_floating_point:
                 raise TypeError(f"{name}: params[{i}] expected a floating-point tensor, got {p.dtype}")
         ids = {id(p) for p in params}
@@ -159,11 +165,14 @@ class Optimizer:
             # The native arrays' dtype names and shape tuples: this runs for
             # every parameter at every step.
             if p._array.dtype != "float32" or p.grad._array.dtype != "float32":
-                raise TypeError(f"{name}.step: parameters and gradients must be float32, got a "
-                                f"{p.dtype} parameter with a {p.grad.dtype} gradient")
+                raise TypeError(
+                    f"{name}.step: parameters and gradients must be float32, got a "
+                    f"{p.dtype} parameter with a {p.grad.dtype} gradient"
+                )
             if p.grad._array.shape != p._array.shape:
-                raise ValueError(f"{name}.step: a gradient of shape {p.grad.shape} does not fit "
-                                 f"its parameter of shape {p.shape}")
+                raise ValueError(
+                    f"{name}.step: a gradient of shape {p.grad.shape} does not fit its parameter of shape {p.shape}"
+                )
             yield p
 
     # ------------------------------------------------------- state dict --
@@ -201,15 +210,18 @@ class Optimizer:
         saved_groups = state_dict["param_groups"]
         if not isinstance(saved_groups, (list, tuple)) or len(saved_groups) != len(self.param_groups):
             count = len(saved_groups) if isinstance(saved_groups, (list, tuple)) else type(saved_groups).__name__
-            raise ValueError(f"{name}: the saved state has {count} parameter groups, "
-                             f"this optimizer {len(self.param_groups)}")
+            raise ValueError(
+                f"{name}: the saved state has {count} parameter groups, this optimizer {len(self.param_groups)}"
+            )
         by_index = {}
         for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if not isinstance(saved, dict) or not isinstance(saved.get("params"), (list, tuple)):
                 raise ValueError(f"{name}: saved parameter group {g} has no 'params' list")
             if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"{name}: saved parameter group {g} has {len(saved['params'])} parameters, "
-                                 f"this optimizer's {len(group['params'])}")
+                raise ValueError(
+                    f"{name}: saved parameter group {g} has {len(saved['params'])} parameters, "
+                    f"this optimizer's {len(group['params'])}"
+                )
             for i, p in zip(saved["params"], group["params"]):
                 by_index[i] = p
         state = state_dict["state"]
@@ -226,9 +238,11 @@ class Optimizer:
             for field, value in entry.items():
                 if isinstance(value, Tensor):
                     if tuple(value.shape) != tuple(p.shape) or value.dtype != p.dtype:
-                        raise ValueError(f"{name}: state '{field}' of parameter {key} is a {value.dtype} "
-                                         f"tensor of shape {tuple(value.shape)}, the parameter a {p.dtype} "
-                                         f"one of shape {tuple(p.shape)}")
+                        raise ValueError(
+                            f"{name}: state '{field}' of parameter {key} is a {value.dtype} "
+                            f"tensor of shape {tuple(value.shape)}, the parameter a {p.dtype} "
+                            f"one of shape {tuple(p.shape)}"
+                        )
                     value = Tensor._wrap(clone_array(value))
                 copied[field] = value
             restored[p] = copied
@@ -264,8 +278,9 @@ class AdamW(Optimizer):
     parameter: ``step`` (int), ``exp_avg`` and ``exp_avg_sq`` (float32).
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2) -> None:
+    def __init__(
+        self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2
+    ) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def _check_group(self, group: dict) -> None:
@@ -275,8 +290,10 @@ class AdamW(Optimizer):
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"AdamW: argument 'betas' expected a pair of floats, got {betas!r}")
-        group["betas"] = (_real("AdamW", "betas[0]", betas[0], below=1.0),
-                          _real("AdamW", "betas[1]", betas[1], below=1.0))
+        group["betas"] = (
+            _real("AdamW", "betas[0]", betas[0], below=1.0),
+            _real("AdamW", "betas[1]", betas[1], below=1.0),
+        )
 
     def step(self, closure=None):
         """One update of every parameter with a gradient; returns the
@@ -291,8 +308,7 @@ class AdamW(Optimizer):
             for p in self._parameters_with_gradients(group):
                 state = self.state[p]
                 if not state:
-                    state.update(step=0, exp_avg=Tensor._wrap(_zeros_like(p)),
-                                 exp_avg_sq=Tensor._wrap(_zeros_like(p)))
+                    state.update(step=0, exp_avg=Tensor._wrap(_zeros_like(p)), exp_avg_sq=Tensor._wrap(_zeros_like(p)))
                 state["step"] += 1
                 key = (state["step"], group["lr"], beta1, beta2, group["eps"])
                 calls.setdefault(key, []).append((p, state, group["weight_decay"]))
@@ -301,10 +317,19 @@ class AdamW(Optimizer):
             for k, decay in enumerate(decays or [0.0]):
                 # the non-decaying parameters ride along with the first call
                 part = [e for e in entries if e[2] == decay or (k == 0 and e[2] == 0.0)]
-                adamw_([p for p, _, _ in part], [p.grad for p, _, _ in part],
-                       [s["exp_avg"] for _, s, _ in part], [s["exp_avg_sq"] for _, s, _ in part],
-                       step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=decay,
-                       decay_mask=[d != 0.0 for _, _, d in part])
+                adamw_(
+                    [p for p, _, _ in part],
+                    [p.grad for p, _, _ in part],
+                    [s["exp_avg"] for _, s, _ in part],
+                    [s["exp_avg_sq"] for _, s, _ in part],
+                    step=step,
+                    lr=lr,
+                    beta1=beta1,
+                    beta2=beta2,
+                    eps=eps,
+                    weight_decay=decay,
+                    decay_mask=[d != 0.0 for _, _, d in part],
+                )
         return loss
 
 
@@ -323,10 +348,18 @@ class SGD(Optimizer):
     parameter: ``momentum_buffer`` (float32) when momentum != 0.
     """
 
-    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+        )
 
     def _check_group(self, group: dict) -> None:
         for key in ("lr", "momentum", "dampening", "weight_decay"):
@@ -334,8 +367,10 @@ class SGD(Optimizer):
         if not isinstance(group["nesterov"], bool):
             raise TypeError(f"SGD: argument 'nesterov' expected a bool, got {type(group['nesterov']).__name__}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0, got "
-                             f"momentum={group['momentum']}, dampening={group['dampening']}")
+            raise ValueError(
+                "SGD: nesterov momentum needs momentum > 0 and dampening = 0, got "
+                f"momentum={group['momentum']}, dampening={group['dampening']}"
+            )
 
     def step(self, closure=None):
         """One update of every parameter with a gradient; returns the
@@ -392,19 +427,22 @@ def weight_decay_groups(module, weight_decay: float, **group_options) -> list:
     from ..nn.module import Module
 
     if not isinstance(module, Module):
-        raise TypeError(f"weight_decay_groups: argument 'module' expected an attnkit.nn.Module, "
-                        f"got {type(module).__name__}")
+        raise TypeError(
+            f"weight_decay_groups: argument 'module' expected an attnkit.nn.Module, got {type(module).__name__}"
+        )
     weight_decay = _real("weight_decay_groups", "weight_decay", weight_decay)
     decay, no_decay, seen = [], [], set()
-    for module_name, owner in module.named_modules():
+    for _module_name, owner in module.named_modules():
         is_norm = isinstance(owner, (LayerNorm, RMSNorm))
         for name, p in owner.named_parameters(recurse=False):
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
             (no_decay if is_norm or name == "bias" else decay).append(p)
-    return [dict(params=decay, weight_decay=weight_decay, **group_options),
-            dict(params=no_decay, weight_decay=0.0, **group_options)]
+    return [
+        dict(params=decay, weight_decay=weight_decay, **group_options),
+        dict(params=no_decay, weight_decay=0.0, **group_options),
+    ]
 
 
 __all__ = ["Optimizer", "AdamW", "SGD", "ParameterState", "weight_decay_groups"]

@@ -28,10 +28,19 @@ class _Attention(Function):
         return dq, dk, dv, None
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False,
-              key_padding_mask: Tensor | None = None, key_lengths: Tensor | None = None,
-              window: int | None = None, scale: float | None = None, dropout_p: float = 0.0,
-              generator=None) -> Tensor:
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool = False,
+    key_padding_mask: Tensor | None = None,
+    key_lengths: Tensor | None = None,
+    window: int | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    generator=None,
+) -> Tensor:
     """softmax(scale * q k^T + mask) v, fused: the Tq x Tk matrix is never
     materialized; backward recomputes it tile by tile from the saved
     log-sum-exp of each query row.
@@ -86,10 +95,19 @@ class _AttentionQKV(Function):
         return grad_qkv, None, None
 
 
-def attention_qkv(qkv: Tensor, num_heads: int, num_kv_heads: int | None = None, *, causal: bool = False,
-                  key_padding_mask: Tensor | None = None, key_lengths: Tensor | None = None,
-                  window: int | None = None, scale: float | None = None, dropout_p: float = 0.0,
-                  generator=None) -> Tensor:
+def attention_qkv(
+    qkv: Tensor,
+    num_heads: int,
+    num_kv_heads: int | None = None,
+    *,
+    causal: bool = False,
+    key_padding_mask: Tensor | None = None,
+    key_lengths: Tensor | None = None,
+    window: int | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    generator=None,
+) -> Tensor:
     """Self-attention read straight from a fused projection: ``qkv`` is
     ``[batch, T, (num_heads + 2 num_kv_heads) * head_dim]``, each row the
     queries of the ``num_heads`` heads, then the keys and then the values of
@@ -113,8 +131,7 @@ def attention_qkv(qkv: Tensor, num_heads: int, num_kv_heads: int | None = None, 
 
 def _options(op: str, causal, key_padding_mask, key_lengths, window, scale, dropout_p, generator) -> dict:
     """The keyword arguments of the native attention entry points, checked."""
-    options = {"causal": bool(causal), "window": 0, "scale": 0.0,
-               "key_lengths": None, "key_padding_mask": None}
+    options = {"causal": bool(causal), "window": 0, "scale": 0.0, "key_lengths": None, "key_padding_mask": None}
     if window is not None:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise ValueError(f"{op}: argument 'window' expected a positive int, got {window!r}")
@@ -127,8 +144,10 @@ def _options(op: str, causal, key_padding_mask, key_lengths, window, scale, drop
     if key_padding_mask is not None:
         check_tensor(op, "key_padding_mask", key_padding_mask)
         if key_padding_mask.dtype != bool_:
-            raise TypeError(f"{op}: argument 'key_padding_mask' expected a bool tensor, "
-                            f"got {key_padding_mask.dtype} (pass lengths as key_lengths)")
+            raise TypeError(
+                f"{op}: argument 'key_padding_mask' expected a bool tensor, "
+                f"got {key_padding_mask.dtype} (pass lengths as key_lengths)"
+            )
         options["key_padding_mask"] = key_padding_mask._array
     if key_lengths is not None:
         check_tensor(op, "key_lengths", key_lengths)

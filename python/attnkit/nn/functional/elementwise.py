@@ -27,11 +27,13 @@ def is_scalar(value) -> bool:
 
 def _check_operand(op: str, argument: str, value) -> None:
     if not isinstance(value, Tensor) and not is_scalar(value):
-        raise TypeError(f"{op}: argument '{argument}' expected an attnkit.Tensor or a number, "
-                        f"got {type(value).__name__}")
+        raise TypeError(
+            f"{op}: argument '{argument}' expected an attnkit.Tensor or a number, got {type(value).__name__}"
+        )
 
 
 # ---------------------------------------------------------------- arithmetic --
+
 
 class _AddSub(Function):
     """a + b or a - b: the gradients are the output's, summed to each shape."""
@@ -65,8 +67,7 @@ class _MulDiv(Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved
-        grad_a, grad_b = _C.binary_backward(grad, a, b, ctx.op, ctx.needs_input_grad[0],
-                                            ctx.needs_input_grad[1])
+        grad_a, grad_b = _C.binary_backward(grad, a, b, ctx.op, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return grad_a, grad_b, None
 
 
@@ -149,6 +150,7 @@ def neg(input: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------- reductions --
+
 
 def _reduction_dims(op: str, input: Tensor, dim) -> list:
     if dim is None:
@@ -269,6 +271,7 @@ def argmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tens
 
 # ------------------------------------------------------ comparisons, where --
 
+
 def _scalar_array(value, dtype):
     """A 0-d native array of ``dtype`` holding ``value``."""
     array = _C.empty([], dtype.name)
@@ -346,8 +349,9 @@ class _Where(Function):
     def backward(ctx, grad):
         (condition,) = ctx.saved
         input_shape, other_shape = ctx.shapes
-        grad_input, grad_other = _C.where_backward(grad, condition, input_shape, other_shape,
-                                                   ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+        grad_input, grad_other = _C.where_backward(
+            grad, condition, input_shape, other_shape, ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        )
         return None, grad_input, grad_other
 
 
@@ -402,12 +406,32 @@ def cast(input: Tensor, dtype) -> Tensor:
     check_tensor("cast", "input", input)
     dtype = as_dtype(dtype, "dtype")
     if dtype.name not in _NATIVE_CASTS or input.dtype.name not in _NATIVE_CASTS:
-        raise TypeError(f"cast: expected float32, int32, int64 or bool on both sides, "
-                        f"got {input.dtype} to {dtype}; use Tensor.to() for float16 and bfloat16")
+        raise TypeError(
+            f"cast: expected float32, int32, int64 or bool on both sides, "
+            f"got {input.dtype} to {dtype}; use Tensor.to() for float16 and bfloat16"
+        )
     return Tensor._wrap(_C.cast(input._array, dtype.name))
 
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "sum", "mean", "max", "argmax", "MaxResult",
-    "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "where", "masked_fill", "cast",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "sum",
+    "mean",
+    "max",
+    "argmax",
+    "MaxResult",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_not",
+    "where",
+    "masked_fill",
+    "cast",
 ]

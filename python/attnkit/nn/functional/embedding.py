@@ -39,8 +39,10 @@ def resolve_padding_idx(op: str, padding_idx, num_embeddings: int):
     if not isinstance(padding_idx, numbers.Integral) or isinstance(padding_idx, bool):
         raise TypeError(f"{op}: argument 'padding_idx' expected None or an int, got {type(padding_idx).__name__}")
     if not -num_embeddings <= padding_idx < num_embeddings:
-        raise ValueError(f"{op}: argument 'padding_idx' expected an integer in [{-num_embeddings}, "
-                         f"{num_embeddings}) (num_embeddings={num_embeddings}), got {padding_idx}")
+        raise ValueError(
+            f"{op}: argument 'padding_idx' expected an integer in [{-num_embeddings}, "
+            f"{num_embeddings}) (num_embeddings={num_embeddings}), got {padding_idx}"
+        )
     return int(padding_idx) % num_embeddings
 
 

@@ -79,9 +79,14 @@ class _Linear(Function):
     def forward(ctx, x, weight, bias, activation):
         # The pre-activation is kept only when a backward will use it.
         need_pre = activation != "none" and is_grad_enabled() and any(ctx.needs_input_grad[:3])
-        out, pre = _C.matmul(x._array, weight._array, transpose_b=True,
-                             bias=None if bias is None else bias._array, activation=activation,
-                             save_pre_activation=need_pre)
+        out, pre = _C.matmul(
+            x._array,
+            weight._array,
+            transpose_b=True,
+            bias=None if bias is None else bias._array,
+            activation=activation,
+            save_pre_activation=need_pre,
+        )
         ctx.activation = activation
         ctx.save_for_backward(x._array, weight._array, pre)
         return out
@@ -101,8 +106,9 @@ class _Linear(Function):
             grad_x = _C.matmul(grad_pre, weight)[0]  # dX = dY W
         if ctx.needs_input_grad[1]:
             # dW = dY^T X, over all leading dimensions stacked into rows
-            grad_weight = _C.matmul(grad_pre.reshape([-1, out_features]), x.reshape([-1, in_features]),
-                                    transpose_a=True)[0]
+            grad_weight = _C.matmul(
+                grad_pre.reshape([-1, out_features]), x.reshape([-1, in_features]), transpose_a=True
+            )[0]
         if ctx.needs_input_grad[2]:
             grad_bias = _C.bias_gradient(grad_pre)
         return grad_x, grad_weight, grad_bias, None
@@ -119,12 +125,18 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     if bias is not None:
         check_tensor("linear", "bias", bias)
     if activation not in _ACTIVATIONS:
-        raise ValueError(f"linear: argument 'activation' expected None, 'relu', 'gelu' or 'gelu_tanh', got {activation!r}")
+        raise ValueError(
+            f"linear: argument 'activation' expected None, 'relu', 'gelu' or 'gelu_tanh', got {activation!r}"
+        )
     if weight.ndim != 2:
-        raise ValueError(f"linear: argument 'weight' expected 2 dimensions [out_features, in_features], got shape {weight.shape}")
+        raise ValueError(
+            f"linear: argument 'weight' expected 2 dimensions [out_features, in_features], got shape {weight.shape}"
+        )
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: argument 'x' expected a last dimension of {weight.shape[1]} "
-                         f"(weight's in_features), got shape {x.shape}")
+        raise ValueError(
+            f"linear: argument 'x' expected a last dimension of {weight.shape[1]} "
+            f"(weight's in_features), got shape {x.shape}"
+        )
     squeeze = x.ndim == 1
     if squeeze:
         x = _view(x, (1,) + x.shape)

@@ -13,8 +13,9 @@ from ._common import check_tensor
 class _CrossEntropy(Function):
     @staticmethod
     def forward(ctx, logits, targets, ignore_index, label_smoothing, reduction):
-        loss, statistics = _C.cross_entropy_forward(logits._array, targets._array, ignore_index,
-                                                    label_smoothing, reduction)
+        loss, statistics = _C.cross_entropy_forward(
+            logits._array, targets._array, ignore_index, label_smoothing, reduction
+        )
         # Per row: the max logit and the sum of exp(logit - max) as two floats,
         # 12 bytes; the probabilities are recomputed from them, never stored.
         ctx.save_for_backward(logits._array, targets._array, statistics)
@@ -28,8 +29,9 @@ class _CrossEntropy(Function):
         return dlogits, None, None, None, None
 
 
-def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100,
-                  label_smoothing: float = 0.0, reduction: str = "mean") -> Tensor:
+def cross_entropy(
+    logits: Tensor, targets: Tensor, ignore_index: int = -100, label_smoothing: float = 0.0, reduction: str = "mean"
+) -> Tensor:
     """Cross-entropy between ``softmax(logits)`` and class targets, with the
     log-softmax fused in: each row is read once for its max and its sum of
     exponentials, so logits up to float32's range are stable.
@@ -45,12 +47,11 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100,
     check_tensor("cross_entropy", "logits", logits)
     check_tensor("cross_entropy", "targets", targets)
     if not isinstance(ignore_index, numbers.Integral) or isinstance(ignore_index, bool):
-        raise TypeError(f"cross_entropy: argument 'ignore_index' expected an int, "
-                        f"got {type(ignore_index).__name__}")
+        raise TypeError(f"cross_entropy: argument 'ignore_index' expected an int, got {type(ignore_index).__name__}")
     if not isinstance(label_smoothing, numbers.Real) or isinstance(label_smoothing, bool):
-        raise TypeError(f"cross_entropy: argument 'label_smoothing' expected a number, "
-                        f"got {type(label_smoothing).__name__}")
+        raise TypeError(
+            f"cross_entropy: argument 'label_smoothing' expected a number, got {type(label_smoothing).__name__}"
+        )
     if not isinstance(reduction, str):
-        raise TypeError(f"cross_entropy: argument 'reduction' expected 'none', 'mean' or 'sum', "
-                        f"got {reduction!r}")
+        raise TypeError(f"cross_entropy: argument 'reduction' expected 'none', 'mean' or 'sum', got {reduction!r}")
     return _CrossEntropy.apply(logits, targets, int(ignore_index), float(label_smoothing), reduction)

@@ -27,8 +27,9 @@ def _wants_grad(t) -> bool:
 class _LayerNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, normalized_shape, eps):
-        y, mean, rstd = _C.layer_norm_forward(x._array, normalized_shape, _array_or_none(weight),
-                                              _array_or_none(bias), eps)
+        y, mean, rstd = _C.layer_norm_forward(
+            x._array, normalized_shape, _array_or_none(weight), _array_or_none(bias), eps
+        )
         ctx.save_for_backward(x._array, _array_or_none(weight), mean, rstd)
         ctx.eps = eps
         ctx.weight_grad = _wants_grad(weight)
@@ -38,8 +39,9 @@ class _LayerNorm(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, mean, rstd = ctx.saved
-        dx, dweight, dbias = _C.layer_norm_backward(grad, x, weight, mean, rstd, ctx.eps,
-                                                    ctx.weight_grad, ctx.bias_grad)
+        dx, dweight, dbias = _C.layer_norm_backward(
+            grad, x, weight, mean, rstd, ctx.eps, ctx.weight_grad, ctx.bias_grad
+        )
         return dx, dweight, dbias, None, None
 
 
@@ -47,8 +49,8 @@ class _AddLayerNorm(Function):
     @staticmethod
     def forward(ctx, x, residual, weight, bias, normalized_shape, eps):
         total, y, mean, rstd = _C.add_layer_norm_forward(
-            x._array, residual._array, normalized_shape, _array_or_none(weight),
-            _array_or_none(bias), eps)
+            x._array, residual._array, normalized_shape, _array_or_none(weight), _array_or_none(bias), eps
+        )
         ctx.save_for_backward(total, _array_or_none(weight), mean, rstd)
         ctx.eps = eps
         ctx.weight_grad = _wants_grad(weight)
@@ -58,9 +60,9 @@ class _AddLayerNorm(Function):
     @staticmethod
     def backward(ctx, grad_sum, grad_normed):
         total, weight, mean, rstd = ctx.saved
-        dx, dweight, dbias = _C.add_layer_norm_backward(grad_sum, grad_normed, total, weight, mean,
-                                                        rstd, ctx.eps, ctx.weight_grad,
-                                                        ctx.bias_grad)
+        dx, dweight, dbias = _C.add_layer_norm_backward(
+            grad_sum, grad_normed, total, weight, mean, rstd, ctx.eps, ctx.weight_grad, ctx.bias_grad
+        )
         # x and residual have the same gradient; one array serves both (the
         # tape never writes into a gradient it was handed).
         return dx, dx, dweight, dbias, None, None
@@ -91,8 +93,9 @@ def _normalized_shape(op: str, normalized_shape) -> list:
     except TypeError:
         dims = None
     if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
-        raise TypeError(f"{op}: argument 'normalized_shape' expected an int or a tuple of ints, "
-                        f"got {normalized_shape!r}")
+        raise TypeError(
+            f"{op}: argument 'normalized_shape' expected an int or a tuple of ints, got {normalized_shape!r}"
+        )
     return [int(d) for d in dims]
 
 
@@ -107,8 +110,9 @@ def _check_eps(op: str, eps) -> float:
     return float(eps)
 
 
-def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def layer_norm(
+    x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
+) -> Tensor:
     """LayerNorm over the last dimension C: ``(x - mean) / sqrt(var + eps) *
     weight + bias``, with the biased variance, as PyTorch. ``normalized_shape``
     must be ``(C,)`` (or ``C``); ``weight`` and ``bias`` are float32 ``[C]`` or
@@ -126,8 +130,7 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
     return _LayerNorm.apply(x, weight, bias, shape, _check_eps("layer_norm", eps))
 
 
-def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
-             eps: float | None = None) -> Tensor:
+def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
     """RMSNorm (Zhang and Sennrich, 2019) over the last dimension C:
     ``x / sqrt(mean(x^2) + eps) * weight``. ``eps`` defaults to float32's
     machine epsilon (2^-23), as in PyTorch. ``normalized_shape`` must be
@@ -140,8 +143,14 @@ def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
     return _RmsNorm.apply(x, weight, shape, eps)
 
 
-def add_layer_norm(x: Tensor, residual: Tensor, normalized_shape, weight: Tensor | None = None,
-                   bias: Tensor | None = None, eps: float = 1e-5):
+def add_layer_norm(
+    x: Tensor,
+    residual: Tensor,
+    normalized_shape,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+):
     """The residual add and LayerNorm of a pre-LN block, fused:
     returns ``(sum, normed)`` with ``sum = x + residual`` and ``normed =
     layer_norm(sum, normalized_shape, weight, bias, eps)``. One pass reads x

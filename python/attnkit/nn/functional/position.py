@@ -14,7 +14,7 @@ from ._common import check_tensor
 def _check_int(op: str, argument: str, value) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{op}: argument '{argument}' expected an int, got {type(value).__name__}")
-    if not -2**63 <= value < 2**63:
+    if not -(2**63) <= value < 2**63:
         raise ValueError(f"{op}: argument '{argument}' expected a 64-bit integer, got {value}")
     return int(value)
 

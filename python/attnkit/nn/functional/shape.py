@@ -39,6 +39,7 @@ def _shape_argument(op: str, shape) -> list:
 
 # ------------------------------------------------------------------ reshape --
 
+
 class _Reshape(Function):
     @staticmethod
     def forward(ctx, input, shape):
@@ -68,7 +69,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if start > end:
         raise ValueError(f"flatten: argument 'start_dim' ({start_dim}) must not come after 'end_dim' ({end_dim})")
     shape = list(input.shape)
-    return reshape(input, shape[:start] + [math.prod(shape[start:end + 1])] + shape[end + 1:])
+    return reshape(input, shape[:start] + [math.prod(shape[start : end + 1])] + shape[end + 1 :])
 
 
 def unsqueeze(input: Tensor, dim: int) -> Tensor:
@@ -96,6 +97,7 @@ def squeeze(input: Tensor, dim: int | None = None) -> Tensor:
 
 
 # ---------------------------------------------------------- permute, expand --
+
 
 class _Permute(Function):
     @staticmethod
@@ -160,6 +162,7 @@ def expand(input: Tensor, *shape) -> Tensor:
 
 # -------------------------------------------------------- split, cat, narrow --
 
+
 class _Split(Function):
     @staticmethod
     def forward(ctx, input, sizes, dim):
@@ -186,8 +189,10 @@ def split(input: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     elif isinstance(split_size_or_sections, (tuple, list)) and all(isinstance(s, int) for s in split_size_or_sections):
         sizes = list(split_size_or_sections)
     else:
-        raise TypeError(f"split: argument 'split_size_or_sections' expected an int or a list of ints, "
-                        f"got {split_size_or_sections!r}")
+        raise TypeError(
+            f"split: argument 'split_size_or_sections' expected an int or a list of ints, "
+            f"got {split_size_or_sections!r}"
+        )
     return _Split.apply(input, sizes, dim)
 
 
@@ -218,8 +223,9 @@ def cat(tensors, dim: int = 0) -> Tensor:
     """The tensors joined along ``dim``: one dtype, equal sizes elsewhere.
     Differentiable."""
     if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
-        raise TypeError(f"cat: argument 'tensors' expected a list or tuple of attnkit.Tensor, "
-                        f"got {type(tensors).__name__}")
+        raise TypeError(
+            f"cat: argument 'tensors' expected a list or tuple of attnkit.Tensor, got {type(tensors).__name__}"
+        )
     if not tensors:
         raise ValueError("cat: argument 'tensors' expected at least one tensor, got an empty sequence")
     for i, t in enumerate(tensors):
@@ -232,15 +238,17 @@ def stack(tensors, dim: int = 0) -> Tensor:
     """The tensors (one shape, one dtype) joined along a new dimension ``dim``.
     Differentiable."""
     if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
-        raise TypeError(f"stack: argument 'tensors' expected a list or tuple of attnkit.Tensor, "
-                        f"got {type(tensors).__name__}")
+        raise TypeError(
+            f"stack: argument 'tensors' expected a list or tuple of attnkit.Tensor, got {type(tensors).__name__}"
+        )
     if not tensors:
         raise ValueError("stack: argument 'tensors' expected at least one tensor, got an empty sequence")
     for i, t in enumerate(tensors):
         check_tensor("stack", f"tensors[{i}]", t)
         if t.shape != tensors[0].shape:
-            raise ValueError(f"stack: argument 'tensors[{i}]' expected the shape of tensors[0], "
-                             f"{tensors[0].shape}, got {t.shape}")
+            raise ValueError(
+                f"stack: argument 'tensors[{i}]' expected the shape of tensors[0], {tensors[0].shape}, got {t.shape}"
+            )
     dim = _normalize_dim("stack", dim, tensors[0].ndim + 1)
     return cat([unsqueeze(t, dim) for t in tensors], dim)
 
@@ -286,6 +294,7 @@ def clone(input: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------ indexed copies --
+
 
 def _check_index(op: str, index) -> None:
     check_tensor(op, "index", index)
@@ -349,8 +358,10 @@ def getitem(input: Tensor, key) -> Tensor:
         key = Tensor._wrap(_C.array_from_numpy(_int64_ids(key), "", True))
     if isinstance(key, Tensor):
         if key.dtype.name not in ("int32", "int64"):
-            raise TypeError(f"__getitem__: a tensor index must hold int32 or int64 ids, got {key.dtype}; "
-                            f"for a bool mask use masked_fill or where")
+            raise TypeError(
+                f"__getitem__: a tensor index must hold int32 or int64 ids, got {key.dtype}; "
+                f"for a bool mask use masked_fill or where"
+            )
         if input.ndim == 0:
             raise IndexError("__getitem__: a 0-d tensor cannot be indexed by ids")
         ids = Tensor._wrap(key._array.reshape([-1]))
@@ -362,10 +373,9 @@ def getitem(input: Tensor, key) -> Tensor:
         raise IndexError("__getitem__: an index can hold only one ellipsis ('...')")
     if ellipses:
         i = ellipses[0]
-        entries[i:i + 1] = [slice(None)] * (input.ndim - len(entries) + 1)
+        entries[i : i + 1] = [slice(None)] * (input.ndim - len(entries) + 1)
     if len(entries) > input.ndim:
-        raise IndexError(f"__getitem__: too many indices ({len(entries)}) for a tensor of "
-                         f"{input.ndim} dimensions")
+        raise IndexError(f"__getitem__: too many indices ({len(entries)}) for a tensor of {input.ndim} dimensions")
     out = input
     removed = []
     for dim, entry in enumerate(entries):
@@ -373,21 +383,24 @@ def getitem(input: Tensor, key) -> Tensor:
         if isinstance(entry, slice):
             start, stop, step = entry.indices(size)
             if step != 1:
-                raise ValueError(f"__getitem__: only step-1 slices are supported (tensors are contiguous), "
-                                 f"got step {step} for dimension {dim}")
+                raise ValueError(
+                    f"__getitem__: only step-1 slices are supported (tensors are contiguous), "
+                    f"got step {step} for dimension {dim}"
+                )
             length = max(0, stop - start)
             if length != size:
                 out = narrow(out, dim, start, length)
         elif isinstance(entry, int) and not isinstance(entry, bool) or _is_numpy_integer(entry):
             position = int(entry)
             if not -size <= position < size:
-                raise IndexError(f"__getitem__: index {position} is out of range for dimension {dim} "
-                                 f"of size {size}")
+                raise IndexError(f"__getitem__: index {position} is out of range for dimension {dim} of size {size}")
             out = narrow(out, dim, position % size, 1)
             removed.append(dim)
         else:
-            raise TypeError(f"__getitem__: expected ints, step-1 slices, '...' or one int tensor of ids, "
-                            f"got {type(entry).__name__} for dimension {dim}")
+            raise TypeError(
+                f"__getitem__: expected ints, step-1 slices, '...' or one int tensor of ids, "
+                f"got {type(entry).__name__} for dimension {dim}"
+            )
     if removed:
         out = reshape(out, [size for dim, size in enumerate(out.shape) if dim not in removed])
     return out
@@ -402,6 +415,20 @@ def _int64_ids(values: list) -> np.ndarray:
 
 
 __all__ = [
-    "reshape", "flatten", "unsqueeze", "squeeze", "permute", "transpose", "expand", "split", "chunk",
-    "cat", "stack", "narrow", "clone", "index_select", "gather", "getitem",
+    "reshape",
+    "flatten",
+    "unsqueeze",
+    "squeeze",
+    "permute",
+    "transpose",
+    "expand",
+    "split",
+    "chunk",
+    "cat",
+    "stack",
+    "narrow",
+    "clone",
+    "index_select",
+    "gather",
+    "getitem",
 ]

@@ -36,8 +36,10 @@ def _check_arguments(op: str, x, dim, scale) -> None:
     if not -ndim <= dim < ndim:
         raise ValueError(f"{op}: argument 'dim' expected a dimension in [{-ndim}, {ndim}), got {dim}")
     if dim % ndim != ndim - 1:
-        raise ValueError(f"{op}: argument 'dim' expected the last dimension (-1 or {ndim - 1}); "
-                         f"only the last dimension is supported, got {dim}")
+        raise ValueError(
+            f"{op}: argument 'dim' expected the last dimension (-1 or {ndim - 1}); "
+            f"only the last dimension is supported, got {dim}"
+        )
     if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
         raise TypeError(f"{op}: argument 'scale' expected a number, got {type(scale).__name__}")
 
