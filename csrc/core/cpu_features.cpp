@@ -47,9 +47,22 @@ X86Features detect_x86() {
 }
 #endif
 
+// Whether this build has kernels for `isa`: CMake lists the ISAs it compiled
+// in ATTNKIT_CPU_ISAS, as X(generic)X(avx2)...
+bool compiled(CpuIsa isa) {
+  switch (isa) {
+#define X(name) \
+  case CpuIsa::name: return true;
+    ATTNKIT_CPU_ISAS
+#undef X
+    default: return false;
+  }
+}
+
 bool cpu_can_run(CpuIsa isa) {
+  if (!compiled(isa)) return false;
   if (isa == CpuIsa::generic) return true;
-#if defined(ATTNKIT_X86_CPU) && defined(ATTNKIT_HAVE_X86_KERNELS)
+#ifdef ATTNKIT_X86_CPU
   static const X86Features features = detect_x86();
   return isa == CpuIsa::avx2 ? features.avx2_fma : features.avx512;
 #else

@@ -1,0 +1,37 @@
+// Included first by every file in csrc/cpu/isa/. CMake compiles each of those
+// files once per ISA (attnkit_add_cpu_isa in CMakeLists.txt), with the ISA's
+// flags and two definitions:
+//   ATTNKIT_ISA      its name, which is also its namespace: a file defines
+//                    everything in namespace attnkit::cpu::isa::ATTNKIT_ISA;
+//   ATTNKIT_ISA_VEC  the Vec header its kernels are written in, included
+//                    here (e.g. "cpu/vec/vec_avx512.h").
+// A file defines one family's table (cpu/dispatch.h) from the family's
+// templates over this Vec; the templates, instantiated over a Vec of this
+// namespace, are this ISA's own functions.
+//
+// What a copy compiled with AVX flags may hold: leaf loops and their table,
+// nothing else. No std:: containers, no threads, no static initializers, and
+// no inline function outside the ISA's namespace (or not templated on its
+// Vec): the linker keeps one copy of an inline function that several objects
+// define, and if it kept the AVX one, baseline code would run AVX on any CPU.
+// CI checks the disassembly (.ci/check_baseline_isa.py).
+#pragma once
+
+#if !defined(ATTNKIT_ISA) || !defined(ATTNKIT_ISA_VEC)
+#error "csrc/cpu/isa/ files are compiled once per ISA by CMake (attnkit_add_cpu_isa), which defines ATTNKIT_ISA"
+#endif
+
+#include ATTNKIT_ISA_VEC
+#include "cpu/dispatch.h"
+
+namespace attnkit::cpu::isa::ATTNKIT_ISA {
+
+// Transitional: the vec headers still define their Vec in attnkit::cpu::<isa>.
+using ::attnkit::cpu::ATTNKIT_ISA::Vec;
+using ::attnkit::cpu::ATTNKIT_ISA::VecU32;
+
+// This ISA's family tables (isa/<family>.cpp), gathered in isa/kernel_tables.cpp.
+extern const NormKernels norm_table;
+extern const KernelTables kernel_tables;
+
+}  // namespace attnkit::cpu::isa::ATTNKIT_ISA
