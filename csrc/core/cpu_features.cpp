@@ -86,6 +86,13 @@ const char* cpu_isa_name(CpuIsa isa) {
   return "?";
 }
 
+std::vector<CpuIsa> compiled_cpu_isas() {
+  std::vector<CpuIsa> isas;
+  for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512})
+    if (compiled(isa)) isas.push_back(isa);
+  return isas;
+}
+
 std::vector<CpuIsa> supported_cpu_isas() {
   std::vector<CpuIsa> isas;
   for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512})

@@ -21,11 +21,29 @@ enum class CpuIsa;  // core/cpu_features.h
 
 namespace attnkit::cpu {
 
+struct ActivationKernels;
+struct AttentionKernels;
+struct ElementwiseKernels;
+struct GemmKernels;
+struct LossKernels;
 struct NormKernels;
+struct OptimKernels;
+struct ProbeKernels;
+struct RandomKernels;
+struct SoftmaxKernels;
 
 // Every family's table, for one ISA.
 struct KernelTables {
+  const ActivationKernels* activation;
+  const AttentionKernels* attention;
+  const ElementwiseKernels* elementwise;
+  const GemmKernels* gemm;
+  const LossKernels* loss;
   const NormKernels* norm;
+  const OptimKernels* optim;
+  const ProbeKernels* probe;
+  const RandomKernels* random;
+  const SoftmaxKernels* softmax;
 };
 
 // The tables of the ISA in use (active_cpu_isa()).
@@ -34,26 +52,3 @@ const KernelTables& active_kernels();
 const KernelTables& kernels_for(CpuIsa isa);
 
 }  // namespace attnkit::cpu
-
-// Transitional: the families not yet moved to csrc/cpu/isa.
-#include "core/cpu_features.h"
-
-namespace attnkit::cpu {
-
-template <class Kernel>
-Kernel pick_kernel(Kernel generic_kernel, Kernel avx2_kernel, Kernel avx512_kernel) {
-  switch (active_cpu_isa()) {
-    case CpuIsa::avx512: return avx512_kernel;
-    case CpuIsa::avx2: return avx2_kernel;
-    case CpuIsa::generic: break;
-  }
-  return generic_kernel;
-}
-
-}  // namespace attnkit::cpu
-
-#ifdef ATTNKIT_HAVE_X86_KERNELS
-#define ATTNKIT_ACTIVE_KERNEL(name) ::attnkit::cpu::pick_kernel(&generic::name, &avx2::name, &avx512::name)
-#else
-#define ATTNKIT_ACTIVE_KERNEL(name) (&generic::name)
-#endif

@@ -31,7 +31,16 @@ using ::attnkit::cpu::ATTNKIT_ISA::Vec;
 using ::attnkit::cpu::ATTNKIT_ISA::VecU32;
 
 // This ISA's family tables (isa/<family>.cpp), gathered in isa/kernel_tables.cpp.
+extern const ActivationKernels activation_table;
+extern const AttentionKernels attention_table;
+extern const ElementwiseKernels elementwise_table;
+extern const GemmKernels gemm_table;
+extern const LossKernels loss_table;
 extern const NormKernels norm_table;
+extern const OptimKernels optim_table;
+extern const ProbeKernels probe_table;
+extern const RandomKernels random_table;
+extern const SoftmaxKernels softmax_table;
 extern const KernelTables kernel_tables;
 
 }  // namespace attnkit::cpu::isa::ATTNKIT_ISA
