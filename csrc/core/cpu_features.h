@@ -10,10 +10,14 @@
 namespace attnkit {
 
 enum class CpuIsa { generic, avx2, avx512 };
+// Every ISA attnkit knows, the best last.
+constexpr CpuIsa kCpuIsas[] = {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512};
 
 const char* cpu_isa_name(CpuIsa isa);
 // ISAs this build has kernels for, whether or not this CPU can run them.
 std::vector<CpuIsa> compiled_cpu_isas();
+// "generic, avx2, avx512": kCpuIsas by name, for messages.
+std::string known_cpu_isa_names();
 // ISAs this build has kernels for and this CPU can run, best last.
 std::vector<CpuIsa> supported_cpu_isas();
 // The best supported ISA.

@@ -21,11 +21,11 @@ namespace attnkit::cpu {
 namespace {
 
 // Tile sizes. Backward works on S = Q K^T tiles of kQueryTile x kKeyTile:
-// query tiles hold whole register-tile rows of every ISA (MR = 4, 6, 12) and
-// key tiles whole register-tile columns (NR = 8, 16, 32). Forward works on
-// the transposed tile S^T = K Q^T, so there the roles swap: kForwardKeyTile
-// keys are the rows (a multiple of every MR) and kForwardQueryTile queries the
-// columns (a multiple of every NR). With D = 64 the operands of one step (a
+// query tiles hold whole register-tile rows of every ISA (MR = 4, 6, 12, see
+// isa/gemm.cpp) and key tiles whole register-tile columns (NR = 8, 16, 32).
+// Forward works on the transposed tile S^T = K Q^T, so there the roles swap:
+// kForwardKeyTile keys are the rows (a multiple of every MR) and
+// kForwardQueryTile queries the columns (a multiple of every NR). With D = 64 the operands of one step (a
 // query tile of Q, a key tile of K and V, P) take ~60 KiB and stay in L2 next
 // to the output accumulator.
 constexpr std::int64_t kQueryTile = 48;

@@ -129,10 +129,11 @@ CpuIsa parse_probe_isa(const std::string& name) {
     if (name == cpu_isa_name(isa)) return isa;
     have += std::string(have.empty() ? "" : ", ") + cpu_isa_name(isa);
   }
-  if (name == "generic" || name == "avx2" || name == "avx512")
-    throw RuntimeError("probe_fma_peak: this CPU (or this build) cannot run " + name +
-                       " kernels; available here: " + have);
-  throw_value_error("probe_fma_peak", "isa", "one of generic, avx2, avx512 or None", "'" + name + "'");
+  for (CpuIsa isa : kCpuIsas)
+    if (name == cpu_isa_name(isa))
+      throw RuntimeError("probe_fma_peak: this CPU (or this build) cannot run " + name +
+                         " kernels; available here: " + have);
+  throw_value_error("probe_fma_peak", "isa", "one of " + known_cpu_isa_names() + " or None", "'" + name + "'");
 }
 
 double fma_peak(int threads, CpuIsa isa) {

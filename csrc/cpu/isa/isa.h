@@ -10,11 +10,12 @@
 // namespace, are this ISA's own functions.
 //
 // What a copy compiled with AVX flags may hold: leaf loops and their table,
-// nothing else. No std:: containers, no threads, no static initializers, and
-// no inline function outside the ISA's namespace (or not templated on its
-// Vec): the linker keeps one copy of an inline function that several objects
-// define, and if it kept the AVX one, baseline code would run AVX on any CPU.
-// CI checks the disassembly (.ci/check_baseline_isa.py).
+// nothing else. No std:: containers, no threads, no static initializers (a
+// table is a constant), and no inline function that is neither in the ISA's
+// namespace nor a template over its Vec: the linker keeps one copy of an
+// inline function that several objects define, and if it kept an AVX one,
+// baseline code would run AVX on any CPU. CI checks the disassembly
+// (.ci/check_baseline_isa.py).
 #pragma once
 
 #if !defined(ATTNKIT_ISA) || !defined(ATTNKIT_ISA_VEC)
@@ -25,10 +26,6 @@
 #include "cpu/dispatch.h"
 
 namespace attnkit::cpu::isa::ATTNKIT_ISA {
-
-// Transitional: the vec headers still define their Vec in attnkit::cpu::<isa>.
-using ::attnkit::cpu::ATTNKIT_ISA::Vec;
-using ::attnkit::cpu::ATTNKIT_ISA::VecU32;
 
 // This ISA's family tables (isa/<family>.cpp), gathered in isa/kernel_tables.cpp.
 extern const ActivationKernels activation_table;
