@@ -21,6 +21,19 @@ void for_each_block(std::int64_t n, const Body& body) {
   parallel_for_blocks(n, kBlock, kGrainBlocks, body);
 }
 
+// y = f(x) and dx = dy * f'(x) over [0, n) with one of the ISA's kernels.
+using ForwardKernel = decltype(ActivationKernels::relu_forward);
+using BackwardKernel = decltype(ActivationKernels::relu_backward);
+
+void run_forward(ForwardKernel kernel, float* y, const float* x, std::int64_t n) {
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
+}
+
+void run_backward(BackwardKernel kernel, float* dx, const float* dy, const float* x, std::int64_t n) {
+  for_each_block(n,
+                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
+}
+
 // SwiGLU's output [N, H] is cut into tiles for the threads: whole rows when a
 // row is short, so that H = 1 still runs many rows per kernel call; rows cut
 // into column blocks when a row alone is worth a thread, so that N = 1 with a
@@ -62,36 +75,27 @@ void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, G
 }
 
 void relu_forward(float* y, const float* x, std::int64_t n) {
-  const auto kernel = active_kernels().activation->relu_forward;
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
+  run_forward(active_kernels().activation->relu_forward, y, x, n);
 }
 
 void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
-  const auto kernel = active_kernels().activation->relu_backward;
-  for_each_block(n,
-                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
+  run_backward(active_kernels().activation->relu_backward, dx, dy, x, n);
 }
 
 void silu_forward(float* y, const float* x, std::int64_t n) {
-  const auto kernel = active_kernels().activation->silu_forward;
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
+  run_forward(active_kernels().activation->silu_forward, y, x, n);
 }
 
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
-  const auto kernel = active_kernels().activation->silu_backward;
-  for_each_block(n,
-                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
+  run_backward(active_kernels().activation->silu_backward, dx, dy, x, n);
 }
 
 void tanh_forward(float* y, const float* x, std::int64_t n) {
-  const auto kernel = active_kernels().activation->tanh_forward;
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
+  run_forward(active_kernels().activation->tanh_forward, y, x, n);
 }
 
 void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
-  const auto kernel = active_kernels().activation->tanh_backward;
-  for_each_block(n,
-                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
+  run_backward(active_kernels().activation->tanh_backward, dx, dy, x, n);
 }
 
 void swiglu_forward(float* y, const float* x, std::int64_t N, std::int64_t H) {
