@@ -1,19 +1,23 @@
 """Checks that the baseline code of attnkit's extension uses no AVX.
 
-attnkit's extension must import and run on any x86-64 CPU: only the kernels in
-csrc/cpu/avx2 and csrc/cpu/avx512 may use AVX/AVX2/FMA/AVX-512, and they run
-only after CPUID said the CPU has them. A VEX/EVEX instruction anywhere else
-(an inline function whose AVX copy the linker kept, a static initializer in an
-ISA file, a -march flag that leaked) is an illegal instruction on an older CPU.
+attnkit's extension must import and run on any x86-64 CPU: only the kernels
+that CMake compiles per ISA (csrc/cpu/isa, once per attnkit_add_cpu_isa) may
+use AVX/AVX2/FMA/AVX-512, and they run only after CPUID said the CPU has them.
+A VEX/EVEX instruction anywhere else (an inline function whose AVX copy the
+linker kept, a static initializer in an ISA file, a -march flag that leaked) is
+an illegal instruction on an older CPU.
 
 The check disassembles the extension (objdump), splits it into functions by its
 symbol table, and fails if a function that does not belong to an ISA uses an
 AVX instruction: a 'v'-prefixed SIMD mnemonic, or a ymm, zmm or opmask (k)
 register. A function belongs to an ISA when its demangled name names
-attnkit::cpu::avx2:: or attnkit::cpu::avx512:: - as its namespace (this covers
-the compiler's clones, e.g. "[clone ._omp_fn.0]", ".constprop.0", ".cold") or
-as a template argument (probe_kernels::memory_read<attnkit::cpu::avx512::Vec, 4>
-is instantiated only in the avx512 objects).
+attnkit::cpu::isa::<name>:: for any <name> but generic (the baseline copy) - as
+its namespace (this covers the compiler's clones, e.g. "[clone ._omp_fn.0]",
+".constprop.0", ".cold") or as a template argument
+(probe_kernels::memory_read<attnkit::cpu::isa::avx512::Vec, 4> is instantiated
+only in the avx512 objects). It also fails when an ISA's functions use no AVX
+at all: then it is not seeing what it should (a renamed namespace, a parse
+failure).
 
     python .ci/check_baseline_isa.py [path/to/_C*.so]
 
@@ -29,9 +33,10 @@ import subprocess
 import sys
 from collections import defaultdict
 
-# ISA-owned: the ISA namespace in the name, but not as a pointer template
-# argument (&attnkit::cpu::avx2::f names a function, it is not one).
-ISA_OWNED = re.compile(r"(?<![&\w])attnkit::cpu::(avx2|avx512)::")
+# An ISA's namespace in a name, but not as a pointer template argument
+# (&attnkit::cpu::isa::avx2::f names a function, it is not one).
+ISA_NAMESPACE = re.compile(r"(?<![&\w])attnkit::cpu::isa::(\w+)::")
+BASELINE_ISA = "generic"
 FUNCTION_HEADER = re.compile(r"^([0-9a-f]+) <(.*)>:$")
 INSTRUCTION = re.compile(r"^\s*[0-9a-f]+:\t(.*)$")
 AVX_REGISTER = re.compile(r"%(?:[yz]mm\d+|k[0-7])\b")
@@ -91,6 +96,14 @@ def is_avx(instruction: str) -> bool:
     return bool(AVX_REGISTER.search(instruction))
 
 
+def owning_isa(name: str):
+    """The ISA whose kernels the function `name` belongs to; None for baseline code."""
+    for match in ISA_NAMESPACE.finditer(name):
+        if match.group(1) != BASELINE_ISA:
+            return match.group(1)
+    return None
+
+
 def extension_path() -> str:
     import importlib.util
 
@@ -145,14 +158,20 @@ def main(argv: list) -> int:
         return 1
 
     uses = avx_use_by_function(path)
-    owned = {name: found for name, found in uses.items() if ISA_OWNED.search(name)}
-    violations = {name: found for name, found in uses.items() if found and not ISA_OWNED.search(name)}
-    isa_functions_with_avx = sum(1 for found in owned.values() if found)
+    counts = defaultdict(lambda: [0, 0])  # ISA -> [its functions, those that use AVX]
+    violations = {}
+    for name, found in uses.items():
+        isa = owning_isa(name)
+        if isa is None:
+            if found:
+                violations[name] = found
+        else:
+            counts[isa][0] += 1
+            counts[isa][1] += bool(found)
+    isas = sorted(counts)
     print(f"check_baseline_isa: {path}")
-    print(
-        f"  {len(uses)} functions; {len(owned)} belong to the avx2/avx512 kernels, "
-        f"{isa_functions_with_avx} of them use AVX"
-    )
+    summary = ", ".join(f"{isa} {total} ({with_avx} use AVX)" for isa, (total, with_avx) in sorted(counts.items()))
+    print(f"  {len(uses)} functions; of the ISA kernels: {summary or 'none'}")
 
     if violations:
         print(f"  FAIL: {len(violations)} baseline functions use AVX instructions:")
@@ -162,12 +181,17 @@ def main(argv: list) -> int:
         if len(violations) > len(shown):
             print(f"    ... and {len(violations) - len(shown)} more")
         return 1
-    if isa_functions_with_avx == 0:
-        # The ISA kernels are compiled with AVX flags; finding none means this
-        # check is not seeing them (a renamed namespace, a parse failure).
-        print("  FAIL: no AVX instruction found in any avx2/avx512 function; the check cannot be trusted on this file")
+    # Every x86 ISA beyond the baseline is compiled with AVX flags; finding
+    # none, or an ISA without any, means this check is not seeing the kernels
+    # (a renamed namespace, a parse failure).
+    if not isas:
+        print("  FAIL: no function of an ISA's kernels found; the check cannot be trusted on this file")
         return 1
-    print("  OK: no AVX instruction outside the avx2/avx512 kernels")
+    silent = [isa for isa in isas if counts[isa][1] == 0]
+    if silent:
+        print(f"  FAIL: no AVX instruction in any function of {', '.join(silent)}; the check cannot be trusted")
+        return 1
+    print(f"  OK: no AVX instruction outside the kernels of {', '.join(isas)}")
     return 0
 
 

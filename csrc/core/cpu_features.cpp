@@ -47,14 +47,31 @@ X86Features detect_x86() {
 }
 #endif
 
+// Whether this build has kernels for `isa`: CMake lists the ISAs it compiled
+// in ATTNKIT_CPU_ISAS, as X(generic)X(avx2)...
+bool compiled(CpuIsa isa) {
+  switch (isa) {
+#define X(name) \
+  case CpuIsa::name: return true;
+    ATTNKIT_CPU_ISAS
+#undef X
+    default: return false;
+  }
+}
+
 bool cpu_can_run(CpuIsa isa) {
-  if (isa == CpuIsa::generic) return true;
-#if defined(ATTNKIT_X86_CPU) && defined(ATTNKIT_HAVE_X86_KERNELS)
+  if (!compiled(isa)) return false;
+#ifdef ATTNKIT_X86_CPU
   static const X86Features features = detect_x86();
-  return isa == CpuIsa::avx2 ? features.avx2_fma : features.avx512;
 #else
-  return false;
+  const X86Features features;  // none of the x86 ISAs
 #endif
+  switch (isa) {
+    case CpuIsa::generic: return true;
+    case CpuIsa::avx2: return features.avx2_fma;
+    case CpuIsa::avx512: return features.avx512;
+  }
+  return false;
 }
 
 std::atomic<CpuIsa>& active() {
@@ -73,9 +90,22 @@ const char* cpu_isa_name(CpuIsa isa) {
   return "?";
 }
 
+std::vector<CpuIsa> compiled_cpu_isas() {
+  std::vector<CpuIsa> isas;
+  for (CpuIsa isa : kCpuIsas)
+    if (compiled(isa)) isas.push_back(isa);
+  return isas;
+}
+
+std::string known_cpu_isa_names() {
+  std::string names;
+  for (CpuIsa isa : kCpuIsas) names += std::string(names.empty() ? "" : ", ") + cpu_isa_name(isa);
+  return names;
+}
+
 std::vector<CpuIsa> supported_cpu_isas() {
   std::vector<CpuIsa> isas;
-  for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512})
+  for (CpuIsa isa : kCpuIsas)
     if (cpu_can_run(isa)) isas.push_back(isa);
   return isas;
 }
@@ -93,7 +123,7 @@ void select_cpu_isa(const std::string& name) {
     active().store(best_cpu_isa());
     return;
   }
-  for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512}) {
+  for (CpuIsa isa : kCpuIsas) {
     if (name != cpu_isa_name(isa)) continue;
     if (!cpu_can_run(isa)) {
       std::string have;
@@ -104,7 +134,7 @@ void select_cpu_isa(const std::string& name) {
     active().store(isa);
     return;
   }
-  throw_value_error("ATTNKIT_CPU_ISA", "name", "one of auto, generic, avx2, avx512", "'" + name + "'");
+  throw_value_error("ATTNKIT_CPU_ISA", "name", "one of auto, " + known_cpu_isa_names(), "'" + name + "'");
 }
 
 }  // namespace attnkit

@@ -1,5 +1,5 @@
-// CPU instruction-set dispatch. The kernels in csrc/cpu/avx2 and csrc/cpu/avx512
-// are compiled with their own flags; which family runs is chosen once, when the
+// CPU instruction-set dispatch. The kernels in csrc/cpu/isa are compiled once
+// per ISA, with its own flags; which ISA's kernels run is chosen once, when the
 // module is imported, from CPUID and XGETBV (the CPU must have the instructions
 // and the OS must save their registers). ATTNKIT_CPU_ISA forces a choice.
 #pragma once
@@ -10,8 +10,14 @@
 namespace attnkit {
 
 enum class CpuIsa { generic, avx2, avx512 };
+// Every ISA attnkit knows, the best last.
+constexpr CpuIsa kCpuIsas[] = {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512};
 
 const char* cpu_isa_name(CpuIsa isa);
+// ISAs this build has kernels for, whether or not this CPU can run them.
+std::vector<CpuIsa> compiled_cpu_isas();
+// "generic, avx2, avx512": kCpuIsas by name, for messages.
+std::string known_cpu_isa_names();
 // ISAs this build has kernels for and this CPU can run, best last.
 std::vector<CpuIsa> supported_cpu_isas();
 // The best supported ISA.

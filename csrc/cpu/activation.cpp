@@ -3,56 +3,9 @@
 #include <algorithm>
 
 #include "core/threading.h"
-#include "cpu/activation_kernels.h"
 #include "cpu/dispatch.h"
-#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
-
-namespace generic {
-
-void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form) {
-  activation_kernels::gelu_forward<Vec>(y, x, n, tanh_form);
-}
-
-void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form) {
-  activation_kernels::gelu_backward<Vec>(dx, dy, x, n, tanh_form);
-}
-
-void relu_forward(float* y, const float* x, std::int64_t n) {
-  activation_kernels::relu_forward<Vec>(y, x, n);
-}
-
-void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
-  activation_kernels::relu_backward<Vec>(dx, dy, x, n);
-}
-
-void silu_forward(float* y, const float* x, std::int64_t n) {
-  activation_kernels::silu_forward<Vec>(y, x, n);
-}
-
-void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
-  activation_kernels::silu_backward<Vec>(dx, dy, x, n);
-}
-
-void tanh_forward(float* y, const float* x, std::int64_t n) {
-  activation_kernels::tanh_forward<Vec>(y, x, n);
-}
-
-void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
-  activation_kernels::tanh_backward<Vec>(dx, dy, x, n);
-}
-
-void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden) {
-  activation_kernels::swiglu_forward<Vec>(y, x, rows, columns, hidden);
-}
-
-void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
-                     std::int64_t hidden) {
-  activation_kernels::swiglu_backward<Vec>(dx, dy, x, rows, columns, hidden);
-}
-
-}  // namespace generic
 
 namespace {
 
@@ -66,6 +19,19 @@ constexpr std::int64_t kGrainElements = kBlock * kGrainBlocks;
 template <typename Body>
 void for_each_block(std::int64_t n, const Body& body) {
   parallel_for_blocks(n, kBlock, kGrainBlocks, body);
+}
+
+// y = f(x) and dx = dy * f'(x) over [0, n) with one of the ISA's kernels.
+using ForwardKernel = decltype(ActivationKernels::relu_forward);
+using BackwardKernel = decltype(ActivationKernels::relu_backward);
+
+void run_forward(ForwardKernel kernel, float* y, const float* x, std::int64_t n) {
+  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
+}
+
+void run_backward(BackwardKernel kernel, float* dx, const float* dy, const float* x, std::int64_t n) {
+  for_each_block(n,
+                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
 }
 
 // SwiGLU's output [N, H] is cut into tiles for the threads: whole rows when a
@@ -96,60 +62,51 @@ void for_each_tile(std::int64_t rows, std::int64_t hidden, const Body& body) {
 
 void gelu_forward(float* y, const float* x, std::int64_t n, GeluApproximation approximation) {
   const bool tanh_form = approximation == GeluApproximation::tanh;
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(gelu_forward);
+  const auto kernel = active_kernels().activation->gelu_forward;
   for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count, tanh_form); });
 }
 
 void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, GeluApproximation approximation) {
   const bool tanh_form = approximation == GeluApproximation::tanh;
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(gelu_backward);
+  const auto kernel = active_kernels().activation->gelu_backward;
   for_each_block(n, [&](std::int64_t offset, std::int64_t count) {
     kernel(dx + offset, dy + offset, x + offset, count, tanh_form);
   });
 }
 
 void relu_forward(float* y, const float* x, std::int64_t n) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(relu_forward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
+  run_forward(active_kernels().activation->relu_forward, y, x, n);
 }
 
 void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(relu_backward);
-  for_each_block(n,
-                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
+  run_backward(active_kernels().activation->relu_backward, dx, dy, x, n);
 }
 
 void silu_forward(float* y, const float* x, std::int64_t n) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(silu_forward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
+  run_forward(active_kernels().activation->silu_forward, y, x, n);
 }
 
 void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(silu_backward);
-  for_each_block(n,
-                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
+  run_backward(active_kernels().activation->silu_backward, dx, dy, x, n);
 }
 
 void tanh_forward(float* y, const float* x, std::int64_t n) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(tanh_forward);
-  for_each_block(n, [&](std::int64_t offset, std::int64_t count) { kernel(y + offset, x + offset, count); });
+  run_forward(active_kernels().activation->tanh_forward, y, x, n);
 }
 
 void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(tanh_backward);
-  for_each_block(n,
-                 [&](std::int64_t offset, std::int64_t count) { kernel(dx + offset, dy + offset, x + offset, count); });
+  run_backward(active_kernels().activation->tanh_backward, dx, dy, x, n);
 }
 
 void swiglu_forward(float* y, const float* x, std::int64_t N, std::int64_t H) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(swiglu_forward);
+  const auto kernel = active_kernels().activation->swiglu_forward;
   for_each_tile(N, H, [&](std::int64_t row, std::int64_t rows, std::int64_t column, std::int64_t columns) {
     kernel(y + row * H + column, x + row * 2 * H + column, rows, columns, H);
   });
 }
 
 void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t N, std::int64_t H) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(swiglu_backward);
+  const auto kernel = active_kernels().activation->swiglu_backward;
   for_each_tile(N, H, [&](std::int64_t row, std::int64_t rows, std::int64_t column, std::int64_t columns) {
     kernel(dx + row * 2 * H + column, dy + row * H + column, x + row * 2 * H + column, rows, columns, H);
   });

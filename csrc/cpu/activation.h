@@ -34,48 +34,22 @@ void swiglu_forward(float* y, const float* x, std::int64_t N, std::int64_t H);
 // dy [N, H], x [N, 2H] -> dx [N, 2H] = [dy * up * silu'(gate), dy * silu(gate)].
 void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t N, std::int64_t H);
 
-// Per-ISA kernels over one contiguous range (single-threaded). tanh_form
-// selects GELU's tanh approximation. The SwiGLU kernels take a tile of
-// `rows` x `columns` outputs whose rows lie `hidden` (x, dx: 2 * hidden)
-// floats apart.
-namespace generic {
-void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form);
-void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form);
-void relu_forward(float* y, const float* x, std::int64_t n);
-void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void silu_forward(float* y, const float* x, std::int64_t n);
-void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void tanh_forward(float* y, const float* x, std::int64_t n);
-void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden);
-void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
-                     std::int64_t hidden);
-}  // namespace generic
-namespace avx2 {
-void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form);
-void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form);
-void relu_forward(float* y, const float* x, std::int64_t n);
-void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void silu_forward(float* y, const float* x, std::int64_t n);
-void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void tanh_forward(float* y, const float* x, std::int64_t n);
-void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden);
-void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
-                     std::int64_t hidden);
-}  // namespace avx2
-namespace avx512 {
-void gelu_forward(float* y, const float* x, std::int64_t n, bool tanh_form);
-void gelu_backward(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form);
-void relu_forward(float* y, const float* x, std::int64_t n);
-void relu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void silu_forward(float* y, const float* x, std::int64_t n);
-void silu_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void tanh_forward(float* y, const float* x, std::int64_t n);
-void tanh_backward(float* dx, const float* dy, const float* x, std::int64_t n);
-void swiglu_forward(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden);
-void swiglu_backward(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
-                     std::int64_t hidden);
-}  // namespace avx512
+// The kernels of one ISA (cpu/dispatch.h), over one contiguous range,
+// single-threaded. tanh_form selects GELU's tanh approximation. The SwiGLU
+// kernels take a tile of `rows` x `columns` outputs whose rows lie `hidden`
+// (x, dx: 2 * hidden) floats apart.
+struct ActivationKernels {
+  void (*gelu_forward)(float* y, const float* x, std::int64_t n, bool tanh_form);
+  void (*gelu_backward)(float* dx, const float* dy, const float* x, std::int64_t n, bool tanh_form);
+  void (*relu_forward)(float* y, const float* x, std::int64_t n);
+  void (*relu_backward)(float* dx, const float* dy, const float* x, std::int64_t n);
+  void (*silu_forward)(float* y, const float* x, std::int64_t n);
+  void (*silu_backward)(float* dx, const float* dy, const float* x, std::int64_t n);
+  void (*tanh_forward)(float* y, const float* x, std::int64_t n);
+  void (*tanh_backward)(float* dx, const float* dy, const float* x, std::int64_t n);
+  void (*swiglu_forward)(float* y, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t hidden);
+  void (*swiglu_backward)(float* dx, const float* dy, const float* x, std::int64_t rows, std::int64_t columns,
+                          std::int64_t hidden);
+};
 
 }  // namespace attnkit::cpu

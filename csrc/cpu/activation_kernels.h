@@ -1,6 +1,5 @@
 // The activations over a Vec, written once and compiled per ISA
-// (activation.cpp for the generic build, avx2/activation_avx2.cpp,
-// avx512/activation_avx512.cpp). Include a vec_<isa>.h first.
+// (isa/activation.cpp). Include a vec_<isa>.h first.
 //
 //   exact:  gelu(x) = x * Phi(x),  Phi(x) = erfc(-x / sqrt 2) / 2
 //   tanh:   gelu(x) = x * (1 + tanh(u)) / 2 = x * sigmoid(2u),

@@ -12,47 +12,20 @@
 
 #include "core/allocator.h"
 #include "core/threading.h"
-#include "cpu/attention_kernels.h"
 #include "cpu/dispatch.h"
 #include "cpu/gemm.h"
 #include "cpu/random.h"
-#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
-
-namespace generic {
-void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0, const float* lo,
-                            const float* hi, const float* key_blocked, float* running_max, float* running_sum,
-                            float* out, std::int64_t ldo, std::int64_t d) {
-  attention_kernels::online_softmax_columns<Vec>(s, lds, n, columns, j0, lo, hi, key_blocked, running_max, running_sum,
-                                                 out, ldo, d);
-}
-void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
-                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked, const float* lse,
-                           const float* delta) {
-  attention_kernels::softmax_backward_tile<Vec>(s, dp, ld, rows, n, j0, lo, hi, key_blocked, lse, delta);
-}
-void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
-             std::int64_t d) {
-  attention_kernels::row_dot<Vec>(delta, a, lda, b, ldb, rows, d);
-}
-void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows, int kv_heads,
-                    const float* k, const float* v, std::int64_t ldk, std::int64_t ldv, std::int64_t j0,
-                    std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo, const std::int64_t* hi,
-                    const float* key_blocked) {
-  attention_kernels::decode_partial<Vec>(acc, row_max, row_sum, scores, q, rows, kv_heads, k, v, ldk, ldv, j0, j1, d,
-                                         scale, lo, hi, key_blocked);
-}
-}  // namespace generic
 
 namespace {
 
 // Tile sizes. Backward works on S = Q K^T tiles of kQueryTile x kKeyTile:
-// query tiles hold whole register-tile rows of every ISA (MR = 4, 6, 12) and
-// key tiles whole register-tile columns (NR = 8, 16, 32). Forward works on
-// the transposed tile S^T = K Q^T, so there the roles swap: kForwardKeyTile
-// keys are the rows (a multiple of every MR) and kForwardQueryTile queries the
-// columns (a multiple of every NR). With D = 64 the operands of one step (a
+// query tiles hold whole register-tile rows of every ISA (MR = 4, 6, 12, see
+// isa/gemm.cpp) and key tiles whole register-tile columns (NR = 8, 16, 32).
+// Forward works on the transposed tile S^T = K Q^T, so there the roles swap:
+// kForwardKeyTile keys are the rows (a multiple of every MR) and
+// kForwardQueryTile queries the columns (a multiple of every NR). With D = 64 the operands of one step (a
 // query tile of Q, a key tile of K and V, P) take ~60 KiB and stay in L2 next
 // to the output accumulator.
 constexpr std::int64_t kQueryTile = 48;
@@ -61,19 +34,6 @@ constexpr std::int64_t kForwardQueryTile = 64;
 constexpr std::int64_t kForwardKeyTile = 48;
 
 constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
-
-struct RowOps {
-  decltype(&generic::online_softmax_columns) online_softmax_columns;
-  decltype(&generic::softmax_backward_tile) softmax_backward_tile;
-  decltype(&generic::row_dot) row_dot;
-  decltype(&generic::decode_partial) decode_partial;
-  decltype(&generic::random_bits) random_bits;
-};
-
-RowOps row_ops() {
-  return {ATTNKIT_ACTIVE_KERNEL(online_softmax_columns), ATTNKIT_ACTIVE_KERNEL(softmax_backward_tile),
-          ATTNKIT_ACTIVE_KERNEL(row_dot), ATTNKIT_ACTIVE_KERNEL(decode_partial), ATTNKIT_ACTIVE_KERNEL(random_bits)};
-}
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
@@ -156,33 +116,36 @@ struct PackedKeys {
         rows_tile_stride(key_tile * round_up(p.head_dim, nr)),
         rows_size(ceil_div(p.key_length, key_tile) * key_tile * round_up(p.head_dim, nr)) {}
 
-  static void pack_columns(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p, int nr,
-                           const float* blocked) {
+  static void pack_columns(const GemmKernels& gemm, float* packed, const float* keys, std::int64_t ld,
+                           const AttentionProblem& p, const float* blocked) {
     const std::int64_t d = p.head_dim;
-    gemm_pack_b(packed, keys, ld, true, p.key_length, d, nr);
+    const int nr = gemm.shape.nr;
+    gemm.pack_b(packed, keys, ld, true, p.key_length, d, nr);
     if (blocked == nullptr) return;
     for (std::int64_t j = 0; j < p.key_length; ++j)
       if (blocked[j] != 0.0f)
         for (std::int64_t x = 0; x < d; ++x) packed[(j / nr) * d * nr + x * nr + j % nr] = 0.0f;
   }
 
-  static void pack_as_a(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p, int mr,
-                        const float* blocked) {
+  static void pack_as_a(const GemmKernels& gemm, float* packed, const float* keys, std::int64_t ld,
+                        const AttentionProblem& p, const float* blocked) {
     const std::int64_t d = p.head_dim;
-    gemm_pack_a(packed, keys, ld, false, p.key_length, d, mr);
+    const int mr = gemm.shape.mr;
+    gemm.pack_a(packed, keys, ld, false, p.key_length, d, mr);
     if (blocked == nullptr) return;
     for (std::int64_t j = 0; j < p.key_length; ++j)
       if (blocked[j] != 0.0f)
         for (std::int64_t x = 0; x < d; ++x) packed[(j / mr) * d * mr + x * mr + j % mr] = 0.0f;
   }
 
-  void pack_rows(float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p, int nr,
+  void pack_rows(const GemmKernels& gemm, float* packed, const float* keys, std::int64_t ld, const AttentionProblem& p,
                  const float* blocked) const {
     const std::int64_t d = p.head_dim;
+    const int nr = gemm.shape.nr;
     for (std::int64_t j0 = 0; j0 < p.key_length; j0 += key_tile) {
       const std::int64_t n = std::min(key_tile, p.key_length - j0);
       float* tile = packed + (j0 / key_tile) * rows_tile_stride;
-      gemm_pack_b(tile, keys + j0 * ld, ld, false, d, n, nr);
+      gemm.pack_b(tile, keys + j0 * ld, ld, false, d, n, nr);
       if (blocked == nullptr) continue;
       for (std::int64_t r = 0; r < n; ++r)
         if (blocked[j0 + r] != 0.0f)
@@ -194,13 +157,13 @@ struct PackedKeys {
 // Attention dropout on a tile of `rows` queries (row0 first) x n keys (j0
 // first) of head h in batch b; entry (i, j) is at tile[i * query_stride + j *
 // key_stride]. Zeroes the dropped entries and scales the kept ones.
-void apply_dropout(const RowOps& ops, const AttentionProblem& p, float* tile, std::int64_t query_stride,
+void apply_dropout(const RandomKernels& random, const AttentionProblem& p, float* tile, std::int64_t query_stride,
                    std::int64_t key_stride, int rows, std::int64_t n, std::int64_t b, std::int64_t h, std::int64_t row0,
                    std::int64_t j0) {
   std::uint32_t bits[std::max(kKeyTile, kForwardKeyTile)];
   for (int i = 0; i < rows; ++i) {
     const std::int64_t first = ((b * p.heads + h) * p.query_length + row0 + i) * p.key_length + j0;
-    ops.random_bits(bits, first, n, p.dropout_seed, p.dropout_offset);
+    random.random_bits(bits, first, n, p.dropout_seed, p.dropout_offset);
     for (std::int64_t j = 0; j < n; ++j) {
       float& x = tile[i * query_stride + j * key_stride];
       x = bits[j] >= p.dropout_drop_below ? x * p.dropout_scale : 0.0f;
@@ -236,7 +199,7 @@ constexpr std::int64_t kDecodeMinimumKeysPerSplit = 256;
 
 void attention_decode(float* out, float* lse, const float* q, const float* k, const float* v,
                       const AttentionProblem& p) {
-  const RowOps ops = row_ops();
+  const AttentionKernels& ops = *active_kernels().attention;
   const std::int64_t d = p.head_dim;
   const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
@@ -316,10 +279,12 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     attention_decode(out, lse, q, k, v, p);
     return;
   }
-  const GemmMicroKernel kernel = active_gemm_kernel();
-  const int mr = kernel.shape.mr;
-  const int nr = kernel.shape.nr;
-  const RowOps ops = row_ops();
+  const KernelTables& kernels = active_kernels();
+  const GemmKernels& gemm = *kernels.gemm;
+  const AttentionKernels& ops = *kernels.attention;
+  const RandomKernels& random = *kernels.random;
+  const int mr = gemm.shape.mr;
+  const int nr = gemm.shape.nr;
   const std::int64_t d = p.head_dim;
   const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
@@ -337,10 +302,10 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     for (std::int64_t item = i0; item < i1; ++item) {
       const std::int64_t b = item / p.kv_heads;
       const std::int64_t g = item % p.kv_heads;
-      PackedKeys::pack_as_a(packed_k.data() + item * layout.a_size, k + b * p.key_length * p.k_stride + g * d,
-                            p.k_stride, p, mr, visibility.blocked(b));
-      layout.pack_rows(packed_v.data() + item * layout.rows_size, v + b * p.key_length * p.v_stride + g * d, p.v_stride,
-                       p, nr, visibility.blocked(b));
+      PackedKeys::pack_as_a(gemm, packed_k.data() + item * layout.a_size, k + b * p.key_length * p.k_stride + g * d,
+                            p.k_stride, p, visibility.blocked(b));
+      layout.pack_rows(gemm, packed_v.data() + item * layout.rows_size, v + b * p.key_length * p.v_stride + g * d,
+                       p.v_stride, p, visibility.blocked(b));
     }
   });
 
@@ -367,7 +332,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       }
 
       // Q tile as the B operand of S^T = K Q^T: slivers of nr queries by D
-      gemm_pack_b(packed_q.data(), q + (b * p.query_length + row0) * p.q_stride + h * d, p.q_stride, true, rows, d, nr);
+      gemm.pack_b(packed_q.data(), q + (b * p.query_length + row0) * p.q_stride + h * d, p.q_stride, true, rows, d, nr);
       std::fill(running_max, running_max + rows, kNegativeInfinity);
       std::fill(running_sum, running_sum + rows, 0.0f);
       std::fill(accumulator.data(), accumulator.data() + rows * d, 0.0f);
@@ -375,18 +340,17 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       for (std::int64_t j0 = first / kForwardKeyTile * kForwardKeyTile; j0 < end; j0 += kForwardKeyTile) {
         const std::int64_t n = std::min(kForwardKeyTile, p.key_length - j0);
         const float* blocked = visibility.blocked(b);
-        kernel.macro_kernel(product_tile(packed_k.data() + kv_item * layout.a_size + (j0 / mr) * d * mr,
-                                         packed_q.data(), scores.data(), kForwardQueryTile, n, rows, d, p.scale,
-                                         false));
+        gemm.macro_kernel(product_tile(packed_k.data() + kv_item * layout.a_size + (j0 / mr) * d * mr, packed_q.data(),
+                                       scores.data(), kForwardQueryTile, n, rows, d, p.scale, false));
         ops.online_softmax_columns(scores.data(), kForwardQueryTile, n, rows, j0, first_key, end_key,
                                    blocked ? blocked + j0 : nullptr, running_max, running_sum, accumulator.data(), d,
                                    d);
         // The normalizer counts every key; only the weights that reach V are dropped.
         if (p.dropout_drop_below != 0)
-          apply_dropout(ops, p, scores.data(), 1, kForwardQueryTile, rows, n, b, h, row0, j0);
+          apply_dropout(random, p, scores.data(), 1, kForwardQueryTile, rows, n, b, h, row0, j0);
         // P = (S^T)^T as the A operand: contiguous runs of mr queries per key
-        gemm_pack_a(packed_p.data(), scores.data(), kForwardQueryTile, true, rows, n, mr);
-        kernel.macro_kernel(product_tile(
+        gemm.pack_a(packed_p.data(), scores.data(), kForwardQueryTile, true, rows, n, mr);
+        gemm.macro_kernel(product_tile(
             packed_p.data(),
             packed_v.data() + kv_item * layout.rows_size + (j0 / kForwardKeyTile) * layout.rows_tile_stride,
             accumulator.data(), d, rows, d, n, 1.0f, true));
@@ -406,10 +370,12 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, const AttentionProblem& p) {
-  const GemmMicroKernel kernel = active_gemm_kernel();
-  const int mr = kernel.shape.mr;
-  const int nr = kernel.shape.nr;
-  const RowOps ops = row_ops();
+  const KernelTables& kernels = active_kernels();
+  const GemmKernels& gemm = *kernels.gemm;
+  const AttentionKernels& ops = *kernels.attention;
+  const RandomKernels& random = *kernels.random;
+  const int mr = gemm.shape.mr;
+  const int nr = gemm.shape.nr;
   const std::int64_t d = p.head_dim;
   const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
@@ -442,9 +408,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       const float* blocked = visibility.blocked(b);
       const std::int64_t k_offset = b * p.key_length * p.k_stride + g * d;
       const std::int64_t v_offset = b * p.key_length * p.v_stride + g * d;
-      PackedKeys::pack_columns(k_columns.data(), k + k_offset, p.k_stride, p, nr, blocked);
-      PackedKeys::pack_columns(v_columns.data(), v + v_offset, p.v_stride, p, nr, blocked);
-      layout.pack_rows(k_rows.data(), k + k_offset, p.k_stride, p, nr, blocked);
+      PackedKeys::pack_columns(gemm, k_columns.data(), k + k_offset, p.k_stride, p, blocked);
+      PackedKeys::pack_columns(gemm, v_columns.data(), v + v_offset, p.v_stride, p, blocked);
+      layout.pack_rows(gemm, k_rows.data(), k + k_offset, p.k_stride, p, blocked);
       for (std::int64_t t = 0; t < query_tiles; ++t) {
         const std::int64_t row0 = t * kQueryTile;
         const int rows = static_cast<int>(std::min(kQueryTile, p.query_length - row0));
@@ -460,10 +426,10 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           const std::int64_t rows = std::min(kQueryTile, p.query_length - row0);
           const float* q_tile = q + q_offset + row0 * p.q_stride;
           const float* dout_tile = dout + out_offset + row0 * ldo;
-          gemm_pack_a(q_as_a.data() + t * a_tile_stride, q_tile, p.q_stride, false, rows, d, mr);
-          gemm_pack_b(q_as_b.data() + t * b_tile_stride, q_tile, p.q_stride, false, d, rows, nr);
-          gemm_pack_a(dout_as_a.data() + t * a_tile_stride, dout_tile, ldo, false, rows, d, mr);
-          gemm_pack_b(dout_as_b.data() + t * b_tile_stride, dout_tile, ldo, false, d, rows, nr);
+          gemm.pack_a(q_as_a.data() + t * a_tile_stride, q_tile, p.q_stride, false, rows, d, mr);
+          gemm.pack_b(q_as_b.data() + t * b_tile_stride, q_tile, p.q_stride, false, d, rows, nr);
+          gemm.pack_a(dout_as_a.data() + t * a_tile_stride, dout_tile, ldo, false, rows, d, mr);
+          gemm.pack_b(dout_as_b.data() + t * b_tile_stride, dout_tile, ldo, false, d, rows, nr);
         }
         ops.row_dot(delta.data(), dout + out_offset, ldo, out + out_offset, ldo, p.query_length, d);
         const float* head_lse = lse + (b * p.heads + h) * p.query_length;
@@ -488,28 +454,30 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             const float* k_sliver = k_columns.data() + (j0 / nr) * d * nr;
             const float* v_sliver = v_columns.data() + (j0 / nr) * d * nr;
             // S = scale Q K^T and dP = dO V^T for this pair of tiles
-            kernel.macro_kernel(product_tile(q_as_a.data() + t * a_tile_stride, k_sliver, scores.data(), kKeyTile, rows,
-                                             n, d, p.scale, false));
-            kernel.macro_kernel(product_tile(dout_as_a.data() + t * a_tile_stride, v_sliver, dscores.data(), kKeyTile,
-                                             rows, n, d, 1.0f, false));
+            gemm.macro_kernel(product_tile(q_as_a.data() + t * a_tile_stride, k_sliver, scores.data(), kKeyTile, rows,
+                                           n, d, p.scale, false));
+            gemm.macro_kernel(product_tile(dout_as_a.data() + t * a_tile_stride, v_sliver, dscores.data(), kKeyTile,
+                                           rows, n, d, 1.0f, false));
             // With dropout, out = (P o M) V: the gradient reaching P is dP o M,
             // and dV takes P o M (M: the same mask, scaled, regenerated here).
-            if (p.dropout_drop_below != 0) apply_dropout(ops, p, dscores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
+            if (p.dropout_drop_below != 0)
+              apply_dropout(random, p, dscores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
             ops.softmax_backward_tile(scores.data(), dscores.data(), kKeyTile, rows, n, j0, &lo[row0], &hi[row0],
                                       blocked ? blocked + j0 : nullptr, head_lse + row0, delta.data() + row0);
-            if (p.dropout_drop_below != 0) apply_dropout(ops, p, scores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
+            if (p.dropout_drop_below != 0)
+              apply_dropout(random, p, scores.data(), kKeyTile, 1, rows, n, b, h, row0, j0);
             // dV += P^T dO
-            gemm_pack_a(packed.data(), scores.data(), kKeyTile, true, n, rows, mr);
-            kernel.macro_kernel(product_tile(packed.data(), dout_as_b.data() + t * b_tile_stride, dv_tile.data(), d, n,
-                                             d, rows, 1.0f, true));
+            gemm.pack_a(packed.data(), scores.data(), kKeyTile, true, n, rows, mr);
+            gemm.macro_kernel(product_tile(packed.data(), dout_as_b.data() + t * b_tile_stride, dv_tile.data(), d, n, d,
+                                           rows, 1.0f, true));
             // dK += scale dS^T Q
-            gemm_pack_a(packed.data(), dscores.data(), kKeyTile, true, n, rows, mr);
-            kernel.macro_kernel(product_tile(packed.data(), q_as_b.data() + t * b_tile_stride, dk_tile.data(), d, n, d,
-                                             rows, p.scale, true));
+            gemm.pack_a(packed.data(), dscores.data(), kKeyTile, true, n, rows, mr);
+            gemm.macro_kernel(product_tile(packed.data(), q_as_b.data() + t * b_tile_stride, dk_tile.data(), d, n, d,
+                                           rows, p.scale, true));
             // dQ += scale dS K
-            gemm_pack_a(packed.data(), dscores.data(), kKeyTile, false, rows, n, mr);
-            kernel.macro_kernel(product_tile(packed.data(), k_rows.data() + (j0 / kKeyTile) * layout.rows_tile_stride,
-                                             dq + q_offset + row0 * p.q_stride, p.q_stride, rows, d, n, p.scale, true));
+            gemm.pack_a(packed.data(), dscores.data(), kKeyTile, false, rows, n, mr);
+            gemm.macro_kernel(product_tile(packed.data(), k_rows.data() + (j0 / kKeyTile) * layout.rows_tile_stride,
+                                           dq + q_offset + row0 * p.q_stride, p.q_stride, rows, d, n, p.scale, true));
           }
           for (std::int64_t r = 0; r < n; ++r) {
             std::memcpy(dk + k_offset + (j0 + r) * p.k_stride, dk_tile.data() + r * d, d * sizeof(float));

@@ -47,48 +47,23 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, const AttentionProblem& problem);
 
-// ---- what each ISA provides (attention_kernels.h instantiated) -------------
-namespace generic {
-void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0, const float* lo,
-                            const float* hi, const float* key_blocked, float* running_max, float* running_sum,
-                            float* out, std::int64_t ldo, std::int64_t d);
-void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
-                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked, const float* lse,
-                           const float* delta);
-void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
-             std::int64_t d);
-void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows, int kv_heads,
-                    const float* k, const float* v, std::int64_t ldk, std::int64_t ldv, std::int64_t j0,
-                    std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo, const std::int64_t* hi,
-                    const float* key_blocked);
-}  // namespace generic
-namespace avx2 {
-void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0, const float* lo,
-                            const float* hi, const float* key_blocked, float* running_max, float* running_sum,
-                            float* out, std::int64_t ldo, std::int64_t d);
-void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
-                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked, const float* lse,
-                           const float* delta);
-void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
-             std::int64_t d);
-void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows, int kv_heads,
-                    const float* k, const float* v, std::int64_t ldk, std::int64_t ldv, std::int64_t j0,
-                    std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo, const std::int64_t* hi,
-                    const float* key_blocked);
-}  // namespace avx2
-namespace avx512 {
-void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0, const float* lo,
-                            const float* hi, const float* key_blocked, float* running_max, float* running_sum,
-                            float* out, std::int64_t ldo, std::int64_t d);
-void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
-                           const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked, const float* lse,
-                           const float* delta);
-void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
-             std::int64_t d);
-void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows, int kv_heads,
-                    const float* k, const float* v, std::int64_t ldk, std::int64_t ldv, std::int64_t j0,
-                    std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo, const std::int64_t* hi,
-                    const float* key_blocked);
-}  // namespace avx512
+// ---- what each ISA provides ------------------------------------------------
+// The row operations of one ISA (attention_kernels.h; cpu/dispatch.h). The
+// products between them run on the same ISA's GEMM table, and dropout on its
+// random table.
+struct AttentionKernels {
+  void (*online_softmax_columns)(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
+                                 const float* lo, const float* hi, const float* key_blocked, float* running_max,
+                                 float* running_sum, float* out, std::int64_t ldo, std::int64_t d);
+  void (*softmax_backward_tile)(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
+                                const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
+                                const float* lse, const float* delta);
+  void (*row_dot)(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
+                  std::int64_t d);
+  void (*decode_partial)(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows,
+                         int kv_heads, const float* k, const float* v, std::int64_t ldk, std::int64_t ldv,
+                         std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,
+                         const std::int64_t* hi, const float* key_blocked);
+};
 
 }  // namespace attnkit::cpu

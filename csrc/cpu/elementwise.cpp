@@ -7,30 +7,9 @@
 
 #include "core/threading.h"
 #include "cpu/dispatch.h"
-#include "cpu/elementwise_kernels.h"
 #include "cpu/tiling.h"
-#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
-
-namespace generic {
-
-void binary_tile(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
-                 std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
-                 int b_step, BinaryOp op) {
-  elementwise_kernels::binary_tile<Vec>(out, a, b, rows, columns, out_row_stride, a_row_stride, b_row_stride, a_step,
-                                        b_step, op);
-}
-
-float sum_contiguous(const float* x, std::int64_t n) {
-  return elementwise_kernels::sum_contiguous<Vec>(x, n);
-}
-
-void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride) {
-  elementwise_kernels::sum_columns<Vec>(out, x, rows, columns, row_stride);
-}
-
-}  // namespace generic
 
 namespace {
 
@@ -107,7 +86,7 @@ BroadcastLayout broadcast_layout(const std::vector<std::int64_t>& output,
 // ---------------------------------------------------------------- arithmetic --
 
 void binary(float* out, const float* a, const float* b, const BroadcastLayout& layout, BinaryOp op) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(binary_tile);
+  const auto kernel = active_kernels().elementwise->binary_tile;
   const int dims = static_cast<int>(layout.sizes.size());
   const std::int64_t columns = layout.sizes[dims - 1];
   const std::int64_t a_row_stride = layout.strides[0][dims - 2];
@@ -122,7 +101,7 @@ void binary(float* out, const float* a, const float* b, const BroadcastLayout& l
 }
 
 void binary_scalar(float* out, const float* a, float scalar, std::int64_t n, bool scalar_first, BinaryOp op) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(binary_tile);
+  const auto kernel = active_kernels().elementwise->binary_tile;
   for_each_range(n, [&](std::int64_t begin, std::int64_t end) {
     if (scalar_first) kernel(out + begin, &scalar, a + begin, 1, end - begin, 0, 0, 0, 0, 1, op);
     else kernel(out + begin, a + begin, &scalar, 1, end - begin, 0, 0, 0, 1, 0, op);
@@ -184,8 +163,9 @@ void sum(float* out, const float* x, std::int64_t outer, std::int64_t reduced, s
     fill(out, 0.0f, outer * inner);
     return;
   }
-  const auto sum_contiguous = ATTNKIT_ACTIVE_KERNEL(sum_contiguous);
-  const auto sum_columns = ATTNKIT_ACTIVE_KERNEL(sum_columns);
+  const ElementwiseKernels& kernels = *active_kernels().elementwise;
+  const auto sum_contiguous = kernels.sum_contiguous;
+  const auto sum_columns = kernels.sum_columns;
   if (inner == 1) {
     const std::int64_t chunks = ceil_div(reduced, kSumChunkElements);
     if (chunks == 1) {

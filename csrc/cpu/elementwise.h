@@ -87,33 +87,19 @@ template <typename T>
 void arange(T* out, std::int64_t start, std::int64_t step, std::int64_t n);
 
 // --------------------------------------------------------- per-ISA kernels --
-// Single-threaded kernels over one tile. binary_tile computes
-//   out[r * out_row_stride + c] = a[r * a_row_stride + c * a_step] op b[...]
-// for r < rows, c < columns, where a_step and b_step (the column strides) are
-// 0 or 1: a varying along the row or one value repeated.
-// sum_contiguous returns the pairwise sum of x[0, n). sum_columns writes
-// out[c] = sum over r < rows of x[r * row_stride + c] for c < columns, also
-// as a tree that depends on rows alone.
-namespace generic {
-void binary_tile(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
-                 std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
-                 int b_step, BinaryOp op);
-float sum_contiguous(const float* x, std::int64_t n);
-void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride);
-}  // namespace generic
-namespace avx2 {
-void binary_tile(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
-                 std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
-                 int b_step, BinaryOp op);
-float sum_contiguous(const float* x, std::int64_t n);
-void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride);
-}  // namespace avx2
-namespace avx512 {
-void binary_tile(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
-                 std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
-                 int b_step, BinaryOp op);
-float sum_contiguous(const float* x, std::int64_t n);
-void sum_columns(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride);
-}  // namespace avx512
+// The kernels of one ISA (cpu/dispatch.h), single-threaded.
+struct ElementwiseKernels {
+  // out[r * out_row_stride + c] = a[r * a_row_stride + c * a_step] op b[...]
+  // for r < rows, c < columns, where a_step and b_step (the column strides)
+  // are 0 or 1: a varying along the row or one value repeated.
+  void (*binary_tile)(float* out, const float* a, const float* b, std::int64_t rows, std::int64_t columns,
+                      std::int64_t out_row_stride, std::int64_t a_row_stride, std::int64_t b_row_stride, int a_step,
+                      int b_step, BinaryOp op);
+  // The pairwise sum of x[0, n).
+  float (*sum_contiguous)(const float* x, std::int64_t n);
+  // out[c] = sum over r < rows of x[r * row_stride + c] for c < columns, as a
+  // tree that depends on rows alone.
+  void (*sum_columns)(float* out, const float* x, std::int64_t rows, std::int64_t columns, std::int64_t row_stride);
+};
 
 }  // namespace attnkit::cpu

@@ -1,6 +1,5 @@
 // The float arithmetic and sum kernels over a Vec, written once and compiled
-// per ISA (elementwise.cpp for the generic build, avx2/elementwise_avx2.cpp,
-// avx512/elementwise_avx512.cpp). Include a vec_<isa>.h first.
+// per ISA (isa/elementwise.cpp). Include a vec_<isa>.h first.
 //
 // Every add, subtract, multiply and divide is one IEEE operation, so the
 // arithmetic is bitwise the same on every ISA (and as numpy's float32). The

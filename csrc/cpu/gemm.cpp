@@ -18,89 +18,20 @@
 #include <memory>
 
 #include "core/allocator.h"
-#include "core/cpu_features.h"
 #include "core/threading.h"
 #include "cpu/dispatch.h"
-#include "cpu/gemm_kernels.h"
-#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
-namespace generic {
-// 4 x 8 scalar tiles: the compiler vectorizes the 8 columns with the baseline
-// ISA's registers.
-constexpr int kRows = 4;
-constexpr int kColumns = 8;
-GemmKernelShape gemm_kernel_shape() {
-  return {kRows, kColumns};
-}
-void gemm_macro_kernel(const GemmMacroTile& tile) {
-  gemm_kernels::macro_kernel<Vec, kRows, kColumns>(tile);
-}
-void gemm_decode(const GemmDecodeRange& r) {
-  gemm_kernels::decode<Vec>(r);
-}
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
-                 int mr) {
-  gemm_kernels::pack_a<Vec>(packed, a, lda, transpose, m, kc, mr);
-}
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
-                 int nr) {
-  gemm_kernels::pack_b<Vec>(packed, b, ldb, transpose, n, kc, nr);
-}
-void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
-                        GemmActivation activation, float* pre_activation) {
-  gemm_kernels::epilogue_rows<Vec>(c, ldc, m, n, bias, activation, pre_activation);
-}
-}  // namespace generic
-
 namespace {
 
-struct Blocking {
-  std::int64_t mc, kc, nc;
-};
-
-struct GemmKernel {
-  GemmKernelShape shape;
-  void (*macro_kernel)(const GemmMacroTile&);
-  void (*decode)(const GemmDecodeRange&);
-  void (*epilogue_rows)(float*, std::int64_t, std::int64_t, std::int64_t, const float*, GemmActivation, float*);
-  Blocking blocking;
-};
-
-// Block sizes, measured on a Zen 4 core (32 KiB L1d, 1 MiB L2, 32 MiB L3):
-//  - KC: the depth of one pass. Each pass reads and writes the C tile once,
-//    so a deeper pass means fewer trips of C through the caches; the kc x NR
-//    sliver of B it reuses across the A slivers should stay close (L1, or L2
-//    with the hardware prefetcher streaming it). AVX2: 256 (a 16 KiB sliver,
-//    in L1). AVX-512: 384 (48 KiB, streamed from L2) beat 192 by 5-15% on one
-//    thread at the Transformer shapes: with K = 768 it halves the passes.
-//  - MC: the packed A block, MC*KC*4 bytes (144 x 384: 216 KiB), stays in L2
-//    while the B slivers stream past it; it also fits Zen 1's 512 KiB L2.
-//  - NC: the packed B panel, KC*NC*4 bytes, comes from L3.
-// ATTNKIT_GEMM_BLOCKING="MC,KC,NC" overrides them, for measuring only.
-Blocking blocking_override(const char* env, Blocking fallback) {
+// ATTNKIT_GEMM_BLOCKING="MC,KC,NC" overrides the ISA's cache blocks, for
+// measuring only.
+GemmBlocking blocking_override(const char* env, GemmBlocking fallback) {
   if (env == nullptr) return fallback;
   long long mc = 0, kc = 0, nc = 0;
   if (std::sscanf(env, "%lld,%lld,%lld", &mc, &kc, &nc) != 3 || mc <= 0 || kc <= 0 || nc <= 0) return fallback;
   return {mc, kc, nc};
-}
-
-GemmKernel active_kernel() {
-  // The override is read once: gemm runs thousands of times a step.
-  static const char* const blocking_text = std::getenv("ATTNKIT_GEMM_BLOCKING");
-  GemmKernel kernel{ATTNKIT_ACTIVE_KERNEL(gemm_kernel_shape)(),
-                    ATTNKIT_ACTIVE_KERNEL(gemm_macro_kernel),
-                    ATTNKIT_ACTIVE_KERNEL(gemm_decode),
-                    ATTNKIT_ACTIVE_KERNEL(gemm_epilogue_rows),
-                    {128, 256, 4096}};
-  switch (active_cpu_isa()) {
-    case CpuIsa::avx512: kernel.blocking = {144, 384, 4096}; break;
-    case CpuIsa::avx2: kernel.blocking = {144, 256, 4096}; break;
-    case CpuIsa::generic: break;
-  }
-  kernel.blocking = blocking_override(blocking_text, kernel.blocking);
-  return kernel;
 }
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
@@ -120,26 +51,11 @@ constexpr std::int64_t kDecodeRows = 16;
 
 }  // namespace
 
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
-                 int mr) {
-  ATTNKIT_ACTIVE_KERNEL(gemm_pack_a)(packed, a, lda, transpose, m, kc, mr);
-}
-
-GemmMicroKernel active_gemm_kernel() {
-  const GemmKernel kernel = active_kernel();
-  return {kernel.shape, kernel.macro_kernel};
-}
-
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
-                 int nr) {
-  ATTNKIT_ACTIVE_KERNEL(gemm_pack_b)(packed, b, ldb, transpose, n, kc, nr);
-}
-
 void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a, const float* b,
           std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta,
           const GemmEpilogue& epilogue) {
   if (m <= 0 || n <= 0) return;
-  const GemmKernel kernel = active_kernel();
+  const GemmKernels& kernel = *active_kernels().gemm;
   const int mr = kernel.shape.mr;
   const int nr = kernel.shape.nr;
 
@@ -197,9 +113,12 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
   const bool rows_enough = m >= static_cast<std::int64_t>(threads) * mr * 4;
   const bool columns_enough = n >= static_cast<std::int64_t>(threads) * nr * 4;
   const bool split_rows = rows_enough && (m >= n || !columns_enough);
-  const std::int64_t mc = std::min(round_up(kernel.blocking.mc, mr), round_up(m, mr));
-  const std::int64_t kc_max = std::min(kernel.blocking.kc, k);
-  const std::int64_t nc_max = std::min(kernel.blocking.nc, n);
+  // The override is read once: gemm runs thousands of times a step.
+  static const char* const blocking_text = std::getenv("ATTNKIT_GEMM_BLOCKING");
+  const GemmBlocking blocking = blocking_override(blocking_text, kernel.blocking);
+  const std::int64_t mc = std::min(round_up(blocking.mc, mr), round_up(m, mr));
+  const std::int64_t kc_max = std::min(blocking.kc, k);
+  const std::int64_t nc_max = std::min(blocking.nc, n);
 
   auto run_band = [&](std::int64_t t) {
     std::int64_t row_begin = 0, row_end = m, col_begin = 0, col_end = n;
@@ -220,11 +139,11 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
       for (std::int64_t pc = 0; pc < k; pc += kc_max) {
         const std::int64_t kc = std::min(kc_max, k - pc);
         const float* b_block = transpose_b ? b + jc * ldb + pc : b + pc * ldb + jc;
-        gemm_pack_b(packed_b.data(), b_block, ldb, transpose_b, nc, kc, nr);
+        kernel.pack_b(packed_b.data(), b_block, ldb, transpose_b, nc, kc, nr);
         for (std::int64_t row0 = row_begin; row0 < row_end; row0 += mc) {
           const std::int64_t rows = std::min(mc, row_end - row0);
           const float* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
-          gemm_pack_a(packed_a.data(), a_block, lda, transpose_a, rows, kc, mr);
+          kernel.pack_a(packed_a.data(), a_block, lda, transpose_a, rows, kc, mr);
           GemmMacroTile tile = base;
           tile.packed_a = packed_a.data();
           tile.packed_b = packed_b.data();

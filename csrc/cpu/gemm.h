@@ -4,9 +4,11 @@
 //
 // The driver (gemm.cpp, baseline ISA) blocks the problem for the caches, packs
 // panels of A and B into contiguous zero-padded buffers, and splits the work
-// over threads. Each ISA supplies the macro kernel: the loops over MR x NR
-// register tiles of one packed A block times one packed B panel, with the
-// micro-kernel and the epilogue inlined (gemm_kernels.h).
+// over threads. Each ISA's table (GemmKernels, below) supplies the macro
+// kernel: the loops over MR x NR register tiles of one packed A block times
+// one packed B panel, with the micro-kernel and the epilogue inlined
+// (gemm_kernels.h); and the packing, the decode path, and its tile and block
+// sizes.
 #pragma once
 
 #include <cstdint>
@@ -41,23 +43,6 @@ void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t s
 // result does not depend on the thread count).
 void column_sum(float* out, const float* grad, std::int64_t rows, std::int64_t n);
 
-// ---- building blocks for kernels that run their own tiles (attention) ------
-
-// The active ISA's register tile and macro kernel. Callers pack their operands
-// with gemm_pack_a / gemm_pack_b for this shape and call macro_kernel directly,
-// packing an operand once when they reuse it across many products.
-struct GemmMicroKernel;
-GemmMicroKernel active_gemm_kernel();
-
-// Packs op(A)[0:m, 0:kc] into ceil(m/mr) slivers of kc x mr (k-major),
-// zero-padding the rows past m.
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
-                 int mr);
-// Packs op(B)[0:kc, 0:n] into ceil(n/nr) slivers of kc x nr (k-major),
-// zero-padding the columns past n.
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
-                 int nr);
-
 // ---- what each ISA provides ------------------------------------------------
 
 // One packed A block times one packed B panel, written into C.
@@ -78,7 +63,7 @@ struct GemmMacroTile {
 
 // The decode path (few rows of A, not transposed): C[0:m, col0:col1] =
 // alpha * A B + beta * C, B read once and unpacked; the caller applies the
-// bias/activation epilogue afterwards with gemm_epilogue_rows.
+// bias/activation epilogue afterwards with epilogue_rows.
 struct GemmDecodeRange {
   float* c;
   std::int64_t ldc;
@@ -97,43 +82,33 @@ struct GemmKernelShape {
   int nr;  // columns of a register tile
 };
 
-struct GemmMicroKernel {
-  GemmKernelShape shape;
-  void (*macro_kernel)(const GemmMacroTile& tile);
+// Cache blocks: the driver packs MC x KC blocks of A and KC x NC panels of B.
+struct GemmBlocking {
+  std::int64_t mc, kc, nc;
 };
 
-namespace generic {
-GemmKernelShape gemm_kernel_shape();
-void gemm_macro_kernel(const GemmMacroTile& tile);
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
+// The GEMM of one ISA (cpu/dispatch.h): its register tile and cache blocks,
+// the macro kernel, the packing for its tile, and the decode path. Kernels
+// that run their own tiles (attention) pack with pack_a / pack_b for `shape`
+// and call macro_kernel directly, packing an operand once when they reuse it
+// across many products.
+struct GemmKernels {
+  GemmKernelShape shape;
+  GemmBlocking blocking;
+  // One packed A block times one packed B panel, written into C.
+  void (*macro_kernel)(const GemmMacroTile& tile);
+  // Packs op(A)[0:m, 0:kc] into ceil(m/mr) slivers of kc x mr (k-major),
+  // zero-padding the rows past m.
+  void (*pack_a)(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
                  int mr);
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
+  // Packs op(B)[0:kc, 0:n] into ceil(n/nr) slivers of kc x nr (k-major),
+  // zero-padding the columns past n.
+  void (*pack_b)(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
                  int nr);
-void gemm_decode(const GemmDecodeRange& range);
-void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
+  void (*decode)(const GemmDecodeRange& range);
+  // The bias/activation epilogue over C[0:m, 0:n] (after decode).
+  void (*epilogue_rows)(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation);
-}  // namespace generic
-namespace avx2 {
-GemmKernelShape gemm_kernel_shape();
-void gemm_macro_kernel(const GemmMacroTile& tile);
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
-                 int mr);
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
-                 int nr);
-void gemm_decode(const GemmDecodeRange& range);
-void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
-                        GemmActivation activation, float* pre_activation);
-}  // namespace avx2
-namespace avx512 {
-GemmKernelShape gemm_kernel_shape();
-void gemm_macro_kernel(const GemmMacroTile& tile);
-void gemm_pack_a(float* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
-                 int mr);
-void gemm_pack_b(float* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
-                 int nr);
-void gemm_decode(const GemmDecodeRange& range);
-void gemm_epilogue_rows(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
-                        GemmActivation activation, float* pre_activation);
-}  // namespace avx512
+};
 
 }  // namespace attnkit::cpu

@@ -2,27 +2,8 @@
 
 #include "core/threading.h"
 #include "cpu/dispatch.h"
-#include "cpu/loss_kernels.h"
-#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
-
-namespace generic {
-
-void cross_entropy_forward(float* losses, float* statistics, const float* logits, const std::int64_t* targets,
-                           std::int64_t rows, std::int64_t vocab, std::int64_t ignore_index, float label_smoothing) {
-  loss_kernels::cross_entropy_forward<Vec>(losses, statistics, logits, targets, rows, vocab, ignore_index,
-                                           label_smoothing);
-}
-
-void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss, std::int64_t grad_stride,
-                            float grad_divisor, const float* logits, const std::int64_t* targets, std::int64_t rows,
-                            std::int64_t vocab, std::int64_t ignore_index, float label_smoothing) {
-  loss_kernels::cross_entropy_backward<Vec>(dlogits, statistics, grad_loss, grad_stride, grad_divisor, logits, targets,
-                                            rows, vocab, ignore_index, label_smoothing);
-}
-
-}  // namespace generic
 
 namespace {
 
@@ -36,7 +17,7 @@ std::int64_t rows_per_chunk(std::int64_t vocab) {
 
 void cross_entropy_forward(float* losses, float* statistics, const float* logits, const std::int64_t* targets,
                            std::int64_t N, std::int64_t vocab, std::int64_t ignore_index, float label_smoothing) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(cross_entropy_forward);
+  const auto kernel = active_kernels().loss->cross_entropy_forward;
   parallel_for(N, rows_per_chunk(vocab), [&](std::int64_t begin, std::int64_t end) {
     float* losses_rows = losses + begin;
     float* statistics_rows = statistics + 3 * begin;
@@ -50,7 +31,7 @@ void cross_entropy_forward(float* losses, float* statistics, const float* logits
 void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss, std::int64_t grad_stride,
                             float grad_divisor, const float* logits, const std::int64_t* targets, std::int64_t N,
                             std::int64_t vocab, std::int64_t ignore_index, float label_smoothing) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(cross_entropy_backward);
+  const auto kernel = active_kernels().loss->cross_entropy_backward;
   parallel_for(N, rows_per_chunk(vocab), [&](std::int64_t begin, std::int64_t end) {
     float* dlogits_rows = dlogits + begin * vocab;
     const float* statistics_rows = statistics + 3 * begin;

@@ -22,27 +22,16 @@ void cross_entropy_backward(float* dlogits, const float* statistics, const float
 // for any thread count, and no error of its own worth counting.
 double sum_in_order(const float* values, std::int64_t N);
 
-// Per-ISA kernels over `rows` consecutive rows, single-threaded.
-namespace generic {
-void cross_entropy_forward(float* losses, float* statistics, const float* logits, const std::int64_t* targets,
-                           std::int64_t rows, std::int64_t vocab, std::int64_t ignore_index, float label_smoothing);
-void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss, std::int64_t grad_stride,
-                            float grad_divisor, const float* logits, const std::int64_t* targets, std::int64_t rows,
-                            std::int64_t vocab, std::int64_t ignore_index, float label_smoothing);
-}  // namespace generic
-namespace avx2 {
-void cross_entropy_forward(float* losses, float* statistics, const float* logits, const std::int64_t* targets,
-                           std::int64_t rows, std::int64_t vocab, std::int64_t ignore_index, float label_smoothing);
-void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss, std::int64_t grad_stride,
-                            float grad_divisor, const float* logits, const std::int64_t* targets, std::int64_t rows,
-                            std::int64_t vocab, std::int64_t ignore_index, float label_smoothing);
-}  // namespace avx2
-namespace avx512 {
-void cross_entropy_forward(float* losses, float* statistics, const float* logits, const std::int64_t* targets,
-                           std::int64_t rows, std::int64_t vocab, std::int64_t ignore_index, float label_smoothing);
-void cross_entropy_backward(float* dlogits, const float* statistics, const float* grad_loss, std::int64_t grad_stride,
-                            float grad_divisor, const float* logits, const std::int64_t* targets, std::int64_t rows,
-                            std::int64_t vocab, std::int64_t ignore_index, float label_smoothing);
-}  // namespace avx512
+// The kernels of one ISA (cpu/dispatch.h), over `rows` consecutive rows,
+// single-threaded.
+struct LossKernels {
+  void (*cross_entropy_forward)(float* losses, float* statistics, const float* logits, const std::int64_t* targets,
+                                std::int64_t rows, std::int64_t vocab, std::int64_t ignore_index,
+                                float label_smoothing);
+  void (*cross_entropy_backward)(float* dlogits, const float* statistics, const float* grad_loss,
+                                 std::int64_t grad_stride, float grad_divisor, const float* logits,
+                                 const std::int64_t* targets, std::int64_t rows, std::int64_t vocab,
+                                 std::int64_t ignore_index, float label_smoothing);
+};
 
 }  // namespace attnkit::cpu

@@ -1,7 +1,6 @@
 // Cross-entropy fused with log-softmax over the rows of logits[N, vocab],
-// written once over a Vec and compiled per ISA (loss.cpp for the generic
-// build, avx2/loss_avx2.cpp, avx512/loss_avx512.cpp). Include a vec_<isa>.h
-// first.
+// written once over a Vec and compiled per ISA (isa/loss.cpp). Include a
+// vec_<isa>.h first.
 //
 // With label smoothing e (Szegedy et al. 2016, as PyTorch defines it), the
 // target distribution is q = (1 - e) onehot(t) + e / vocab, and

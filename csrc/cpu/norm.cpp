@@ -4,58 +4,10 @@
 
 #include "core/threading.h"
 #include "cpu/dispatch.h"
-#include "cpu/norm_kernels.h"
-#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
 
-namespace generic {
-
-void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
-                        std::int64_t rows, std::int64_t C, float eps) {
-  norm_kernels::layer_norm_forward<Vec>(y, mean, rstd, x, weight, bias, rows, C, eps);
-}
-
-void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x, const float* residual,
-                            const float* weight, const float* bias, std::int64_t rows, std::int64_t C, float eps) {
-  norm_kernels::add_layer_norm_forward<Vec>(sum, y, mean, rstd, x, residual, weight, bias, rows, C, eps);
-}
-
-void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy, const float* dsum,
-                         const float* x, const float* weight, const float* mean, const float* rstd, std::int64_t rows,
-                         std::int64_t C, float eps) {
-  norm_kernels::layer_norm_backward<Vec>(dx, dweight_partial, dbias_partial, dy, dsum, x, weight, mean, rstd, rows, C,
-                                         eps);
-}
-
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t rows, std::int64_t C,
-                      float eps) {
-  norm_kernels::rms_norm_forward<Vec>(y, rstd, x, weight, rows, C, eps);
-}
-
-void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x, const float* weight,
-                       const float* rstd, std::int64_t rows, std::int64_t C, float eps) {
-  norm_kernels::rms_norm_backward<Vec>(dx, dweight_partial, dy, x, weight, rstd, rows, C, eps);
-}
-
-}  // namespace generic
-
 namespace {
-
-// The kernels of one ISA.
-struct NormKernels {
-  decltype(&generic::layer_norm_forward) layer_norm_forward;
-  decltype(&generic::add_layer_norm_forward) add_layer_norm_forward;
-  decltype(&generic::layer_norm_backward) layer_norm_backward;
-  decltype(&generic::rms_norm_forward) rms_norm_forward;
-  decltype(&generic::rms_norm_backward) rms_norm_backward;
-};
-
-NormKernels active_kernels() {
-  return {ATTNKIT_ACTIVE_KERNEL(layer_norm_forward), ATTNKIT_ACTIVE_KERNEL(add_layer_norm_forward),
-          ATTNKIT_ACTIVE_KERNEL(layer_norm_backward), ATTNKIT_ACTIVE_KERNEL(rms_norm_forward),
-          ATTNKIT_ACTIVE_KERNEL(rms_norm_backward)};
-}
 
 // Rows go to threads in chunks of at least ~16K elements: below that a
 // parallel region costs more than it saves.
@@ -114,7 +66,7 @@ void add_partials(float* out, const float* partials, std::int64_t blocks, std::i
 
 void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
                         std::int64_t N, std::int64_t C, float eps) {
-  const NormKernels kernels = active_kernels();
+  const NormKernels& kernels = *active_kernels().norm;
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
     kernels.layer_norm_forward(y + begin * C, mean + begin, rstd + begin, x + begin * C, weight, bias, end - begin, C,
                                eps);
@@ -123,7 +75,7 @@ void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, cons
 
 void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x, const float* residual,
                             const float* weight, const float* bias, std::int64_t N, std::int64_t C, float eps) {
-  const NormKernels kernels = active_kernels();
+  const NormKernels& kernels = *active_kernels().norm;
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
     kernels.add_layer_norm_forward(sum + begin * C, y + begin * C, mean + begin, rstd + begin, x + begin * C,
                                    residual + begin * C, weight, bias, end - begin, C, eps);
@@ -133,7 +85,7 @@ void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, cons
 void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* dsum, const float* x,
                          const float* weight, const float* mean, const float* rstd, std::int64_t N, std::int64_t C,
                          float eps) {
-  const NormKernels kernels = active_kernels();
+  const NormKernels& kernels = *active_kernels().norm;
   const std::int64_t blocks = row_block_count(N);
   // Zero-filled partial sums: [blocks, 2, C] for dweight, then for dbias.
   const std::int64_t partial_size = 2 * C;
@@ -152,7 +104,7 @@ void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* d
 
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t N, std::int64_t C,
                       float eps) {
-  const NormKernels kernels = active_kernels();
+  const NormKernels& kernels = *active_kernels().norm;
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
     kernels.rms_norm_forward(y + begin * C, rstd + begin, x + begin * C, weight, end - begin, C, eps);
   });
@@ -160,7 +112,7 @@ void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight
 
 void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* x, const float* weight,
                        const float* rstd, std::int64_t N, std::int64_t C, float eps) {
-  const NormKernels kernels = active_kernels();
+  const NormKernels& kernels = *active_kernels().norm;
   const std::int64_t blocks = row_block_count(N);
   std::vector<float> partials(dweight ? static_cast<std::size_t>(blocks * 2 * C) : 0);
   for_each_row_block(N, C, blocks, [&](std::int64_t b, std::int64_t begin, std::int64_t end) {

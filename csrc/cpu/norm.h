@@ -31,47 +31,22 @@ void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight
 void rms_norm_backward(float* dx, float* dweight, const float* dy, const float* x, const float* weight,
                        const float* rstd, std::int64_t N, std::int64_t C, float eps);
 
-// Per-ISA kernels over `rows` consecutive rows, single-threaded. The backward
-// kernels add their rows' weight and bias gradients into *_partial[2, C]
-// (sums and their rounding errors, see row_reduction.h).
-namespace generic {
-void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
-                        std::int64_t rows, std::int64_t C, float eps);
-void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x, const float* residual,
-                            const float* weight, const float* bias, std::int64_t rows, std::int64_t C, float eps);
-void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy, const float* dsum,
-                         const float* x, const float* weight, const float* mean, const float* rstd, std::int64_t rows,
-                         std::int64_t C, float eps);
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t rows, std::int64_t C,
-                      float eps);
-void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x, const float* weight,
-                       const float* rstd, std::int64_t rows, std::int64_t C, float eps);
-}  // namespace generic
-namespace avx2 {
-void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
-                        std::int64_t rows, std::int64_t C, float eps);
-void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x, const float* residual,
-                            const float* weight, const float* bias, std::int64_t rows, std::int64_t C, float eps);
-void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy, const float* dsum,
-                         const float* x, const float* weight, const float* mean, const float* rstd, std::int64_t rows,
-                         std::int64_t C, float eps);
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t rows, std::int64_t C,
-                      float eps);
-void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x, const float* weight,
-                       const float* rstd, std::int64_t rows, std::int64_t C, float eps);
-}  // namespace avx2
-namespace avx512 {
-void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
-                        std::int64_t rows, std::int64_t C, float eps);
-void add_layer_norm_forward(float* sum, float* y, float* mean, float* rstd, const float* x, const float* residual,
-                            const float* weight, const float* bias, std::int64_t rows, std::int64_t C, float eps);
-void layer_norm_backward(float* dx, float* dweight_partial, float* dbias_partial, const float* dy, const float* dsum,
-                         const float* x, const float* weight, const float* mean, const float* rstd, std::int64_t rows,
-                         std::int64_t C, float eps);
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* weight, std::int64_t rows, std::int64_t C,
-                      float eps);
-void rms_norm_backward(float* dx, float* dweight_partial, const float* dy, const float* x, const float* weight,
-                       const float* rstd, std::int64_t rows, std::int64_t C, float eps);
-}  // namespace avx512
+// The kernels of one ISA (cpu/dispatch.h), over `rows` consecutive rows,
+// single-threaded. The backward kernels add their rows' weight and bias
+// gradients into *_partial[2, C] (sums and their rounding errors, see
+// row_reduction.h).
+struct NormKernels {
+  void (*layer_norm_forward)(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
+                             std::int64_t rows, std::int64_t C, float eps);
+  void (*add_layer_norm_forward)(float* sum, float* y, float* mean, float* rstd, const float* x, const float* residual,
+                                 const float* weight, const float* bias, std::int64_t rows, std::int64_t C, float eps);
+  void (*layer_norm_backward)(float* dx, float* dweight_partial, float* dbias_partial, const float* dy,
+                              const float* dsum, const float* x, const float* weight, const float* mean,
+                              const float* rstd, std::int64_t rows, std::int64_t C, float eps);
+  void (*rms_norm_forward)(float* y, float* rstd, const float* x, const float* weight, std::int64_t rows,
+                           std::int64_t C, float eps);
+  void (*rms_norm_backward)(float* dx, float* dweight_partial, const float* dy, const float* x, const float* weight,
+                            const float* rstd, std::int64_t rows, std::int64_t C, float eps);
+};
 
 }  // namespace attnkit::cpu

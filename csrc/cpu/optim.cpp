@@ -6,16 +6,8 @@
 #include "core/threading.h"
 #include "cpu/dispatch.h"
 #include "cpu/optim_kernels.h"
-#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
-
-namespace generic {
-void adamw_update(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, std::int64_t n,
-                  const optim_kernels::AdamWConstants& constants) {
-  optim_kernels::adamw_update<Vec>(param, exp_avg, exp_avg_sq, grad, n, constants);
-}
-}  // namespace generic
 
 namespace {
 
@@ -79,7 +71,7 @@ void adamw_step(const AdamWTensors* tensors, std::size_t count, const optim_kern
   without_decay.decay = 1.0f;
   std::int64_t total = 0;
   const std::vector<Chunk> chunks = make_chunks(count, [&](std::size_t t) { return tensors[t].n; }, total);
-  const auto adamw_update = ATTNKIT_ACTIVE_KERNEL(adamw_update);
+  const auto adamw_update = active_kernels().optim->adamw_update;
   for_each_chunk(chunks, total, [&](const Chunk& chunk) {
     const AdamWTensors& t = tensors[chunk.tensor];
     const optim_kernels::AdamWConstants& c = t.decay ? constants : without_decay;

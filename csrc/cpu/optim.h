@@ -41,17 +41,11 @@ double sum_of_squares(const FloatSpan* spans, std::size_t count);
 // x *= factor for every element of every span.
 void scale_in_place(const FloatSpan* spans, std::size_t count, float factor);
 
-namespace generic {
-void adamw_update(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, std::int64_t n,
-                  const optim_kernels::AdamWConstants& constants);
-}  // namespace generic
-namespace avx2 {
-void adamw_update(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, std::int64_t n,
-                  const optim_kernels::AdamWConstants& constants);
-}  // namespace avx2
-namespace avx512 {
-void adamw_update(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, std::int64_t n,
-                  const optim_kernels::AdamWConstants& constants);
-}  // namespace avx512
+// The kernels of one ISA (cpu/dispatch.h), single-threaded.
+struct OptimKernels {
+  // One AdamW step over n elements of one tensor, in place.
+  void (*adamw_update)(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, std::int64_t n,
+                       const optim_kernels::AdamWConstants& constants);
+};
 
 }  // namespace attnkit::cpu

@@ -1,6 +1,5 @@
-// The AdamW update over a Vec, written once and compiled per ISA (optim.cpp
-// for the generic build, avx2/optim_avx2.cpp, avx512/optim_avx512.cpp).
-// Include a vec_<isa>.h first.
+// The AdamW update over a Vec, written once and compiled per ISA
+// (isa/optim.cpp). Include a vec_<isa>.h first.
 //
 // The update of torch.optim.AdamW (Loshchilov & Hutter, "Decoupled weight
 // decay regularization", ICLR 2019, algorithm 2, in PyTorch's form), step t:

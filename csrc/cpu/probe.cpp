@@ -9,42 +9,9 @@
 #include <omp.h>
 
 #include "core/errors.h"
-#include "cpu/probe_kernels.h"
-#include "cpu/vec/vec_generic.h"
+#include "cpu/dispatch.h"
 
 namespace attnkit::cpu {
-
-namespace generic {
-
-namespace {
-// The generic Vec is one float; the compiler packs these scalar chains into
-// SSE2 registers (4 lanes), where a*b+c is a multiply and a dependent add
-// (latency 6-8 cycles) on two pipes each: 12 registers of 4 chains stay
-// within the 16 xmm registers.
-constexpr int kFmaChains = 48;
-// Sixteen scalar sums, packed by the compiler into four SSE2 accumulators.
-constexpr int kReadAccumulators = 16;
-}  // namespace
-
-const int fma_flops_per_iteration = 2 * Vec::width * kFmaChains;
-
-float memory_read(const float* a, std::int64_t n) {
-  return probe_kernels::memory_read<Vec, kReadAccumulators>(a, n);
-}
-void memory_write(float* a, float value, std::int64_t n) {
-  probe_kernels::memory_write<Vec>(a, value, n);
-}
-void memory_copy(float* b, const float* a, std::int64_t n) {
-  probe_kernels::memory_copy<Vec>(b, a, n);
-}
-void memory_triad(float* a, const float* b, const float* c, float scalar, std::int64_t n) {
-  probe_kernels::memory_triad<Vec>(a, b, c, scalar, n);
-}
-float fma_chains(std::int64_t iterations, float multiplier, float addend) {
-  return probe_kernels::fma_chains<Vec, kFmaChains>(iterations, multiplier, addend);
-}
-
-}  // namespace generic
 
 namespace {
 
@@ -91,23 +58,6 @@ void thread_range(std::int64_t n, std::int64_t* begin, std::int64_t* end) {
   *end = lines * (t + 1) / nt * kCacheLineFloats;
 }
 
-struct MemoryKernels {
-  float (*read)(const float*, std::int64_t);
-  void (*write)(float*, float, std::int64_t);
-  void (*copy)(float*, const float*, std::int64_t);
-  void (*triad)(float*, const float*, const float*, float, std::int64_t);
-};
-
-MemoryKernels memory_kernels(CpuIsa isa) {
-  switch (isa) {
-#ifdef ATTNKIT_HAVE_X86_KERNELS
-    case CpuIsa::avx512: return {avx512::memory_read, avx512::memory_write, avx512::memory_copy, avx512::memory_triad};
-    case CpuIsa::avx2: return {avx2::memory_read, avx2::memory_write, avx2::memory_copy, avx2::memory_triad};
-#endif
-    default: return {generic::memory_read, generic::memory_write, generic::memory_copy, generic::memory_triad};
-  }
-}
-
 }  // namespace
 
 MemoryPass parse_memory_pass(const std::string& kind) {
@@ -132,7 +82,7 @@ double memory_bandwidth(MemoryPass kind, std::int64_t nbytes, int threads, int r
   Buffer a = allocate_floats(n);
   Buffer b = arrays >= 2 ? allocate_floats(n) : Buffer();
   Buffer c = arrays >= 3 ? allocate_floats(n) : Buffer();
-  const MemoryKernels kernels = memory_kernels(active_cpu_isa());
+  const ProbeKernels& kernels = *active_kernels().probe;
 
   // Touch every page on the thread that will use it (first touch places pages
   // on that thread's NUMA node) before anything is timed.
@@ -140,9 +90,9 @@ double memory_bandwidth(MemoryPass kind, std::int64_t nbytes, int threads, int r
   {
     std::int64_t begin, end;
     thread_range(n, &begin, &end);
-    kernels.write(a.get() + begin, 1.0f, end - begin);
-    if (b) kernels.write(b.get() + begin, 2.0f, end - begin);
-    if (c) kernels.write(c.get() + begin, 0.5f, end - begin);
+    kernels.memory_write(a.get() + begin, 1.0f, end - begin);
+    if (b) kernels.memory_write(b.get() + begin, 2.0f, end - begin);
+    if (c) kernels.memory_write(c.get() + begin, 0.5f, end - begin);
   }
 
   std::vector<double> rates;
@@ -155,10 +105,12 @@ double memory_bandwidth(MemoryPass kind, std::int64_t nbytes, int threads, int r
       thread_range(n, &begin, &end);
       const std::int64_t count = end - begin;
       switch (kind) {
-        case MemoryPass::read: sink += kernels.read(a.get() + begin, count); break;
-        case MemoryPass::write: kernels.write(a.get() + begin, float(pass), count); break;
-        case MemoryPass::copy: kernels.copy(b.get() + begin, a.get() + begin, count); break;
-        case MemoryPass::triad: kernels.triad(a.get() + begin, b.get() + begin, c.get() + begin, 0.5f, count); break;
+        case MemoryPass::read: sink += kernels.memory_read(a.get() + begin, count); break;
+        case MemoryPass::write: kernels.memory_write(a.get() + begin, float(pass), count); break;
+        case MemoryPass::copy: kernels.memory_copy(b.get() + begin, a.get() + begin, count); break;
+        case MemoryPass::triad:
+          kernels.memory_triad(a.get() + begin, b.get() + begin, c.get() + begin, 0.5f, count);
+          break;
       }
     }
     const double seconds = seconds_since(start);
@@ -177,25 +129,18 @@ CpuIsa parse_probe_isa(const std::string& name) {
     if (name == cpu_isa_name(isa)) return isa;
     have += std::string(have.empty() ? "" : ", ") + cpu_isa_name(isa);
   }
-  if (name == "generic" || name == "avx2" || name == "avx512")
-    throw RuntimeError("probe_fma_peak: this CPU (or this build) cannot run " + name +
-                       " kernels; available here: " + have);
-  throw_value_error("probe_fma_peak", "isa", "one of generic, avx2, avx512 or None", "'" + name + "'");
+  for (CpuIsa isa : kCpuIsas)
+    if (name == cpu_isa_name(isa))
+      throw RuntimeError("probe_fma_peak: this CPU (or this build) cannot run " + name +
+                         " kernels; available here: " + have);
+  throw_value_error("probe_fma_peak", "isa", "one of " + known_cpu_isa_names() + " or None", "'" + name + "'");
 }
 
 double fma_peak(int threads, CpuIsa isa) {
   check_threads("probe_fma_peak", threads);
-  float (*chains)(std::int64_t, float, float) = generic::fma_chains;
-  int flops_per_iteration = generic::fma_flops_per_iteration;
-#ifdef ATTNKIT_HAVE_X86_KERNELS
-  if (isa == CpuIsa::avx512) {
-    chains = avx512::fma_chains;
-    flops_per_iteration = avx512::fma_flops_per_iteration;
-  } else if (isa == CpuIsa::avx2) {
-    chains = avx2::fma_chains;
-    flops_per_iteration = avx2::fma_flops_per_iteration;
-  }
-#endif
+  const ProbeKernels& kernels = *kernels_for(isa).probe;
+  const auto chains = kernels.fma_chains;
+  const int flops_per_iteration = kernels.fma_flops_per_iteration;
   // volatile: the compiler must not see the constants and fold the chains.
   volatile float multiplier_source = 0.999999f;
   volatile float addend_source = 1e-6f;

@@ -42,34 +42,18 @@ CpuIsa parse_probe_isa(const std::string& name);
 // the kernels of `isa`. ValueError for threads outside 1..1024.
 double fma_peak(int threads, CpuIsa isa);
 
-// Per-ISA leaf loops over one contiguous range (single-threaded). n is a
-// multiple of 16 floats (one cache line).
-namespace generic {
-float memory_read(const float* a, std::int64_t n);
-void memory_write(float* a, float value, std::int64_t n);
-void memory_copy(float* b, const float* a, std::int64_t n);
-void memory_triad(float* a, const float* b, const float* c, float scalar, std::int64_t n);
-// Runs `iterations` rounds of the ISA's independent FMA chains, each round
-// fma_flops_per_iteration FLOPs, and returns a value that depends on every
-// chain (so none is optimized away).
-float fma_chains(std::int64_t iterations, float multiplier, float addend);
-extern const int fma_flops_per_iteration;
-}  // namespace generic
-namespace avx2 {
-float memory_read(const float* a, std::int64_t n);
-void memory_write(float* a, float value, std::int64_t n);
-void memory_copy(float* b, const float* a, std::int64_t n);
-void memory_triad(float* a, const float* b, const float* c, float scalar, std::int64_t n);
-float fma_chains(std::int64_t iterations, float multiplier, float addend);
-extern const int fma_flops_per_iteration;
-}  // namespace avx2
-namespace avx512 {
-float memory_read(const float* a, std::int64_t n);
-void memory_write(float* a, float value, std::int64_t n);
-void memory_copy(float* b, const float* a, std::int64_t n);
-void memory_triad(float* a, const float* b, const float* c, float scalar, std::int64_t n);
-float fma_chains(std::int64_t iterations, float multiplier, float addend);
-extern const int fma_flops_per_iteration;
-}  // namespace avx512
+// The kernels of one ISA (cpu/dispatch.h): leaf loops over one contiguous
+// range, single-threaded. n is a multiple of 16 floats (one cache line).
+struct ProbeKernels {
+  float (*memory_read)(const float* a, std::int64_t n);
+  void (*memory_write)(float* a, float value, std::int64_t n);
+  void (*memory_copy)(float* b, const float* a, std::int64_t n);
+  void (*memory_triad)(float* a, const float* b, const float* c, float scalar, std::int64_t n);
+  // Runs `iterations` rounds of the ISA's independent FMA chains, each round
+  // fma_flops_per_iteration FLOPs, and returns a value that depends on every
+  // chain (so none is optimized away).
+  float (*fma_chains)(std::int64_t iterations, float multiplier, float addend);
+  int fma_flops_per_iteration;
+};
 
 }  // namespace attnkit::cpu

@@ -1,6 +1,5 @@
-// Probe loops over a Vec, written once and compiled per ISA (probe.cpp for the
-// generic build, avx2/probe_avx2.cpp, avx512/probe_avx512.cpp). Include a
-// vec_<isa>.h first. n is always a whole number of cache lines (16 floats), so
+// Probe loops over a Vec, written once and compiled per ISA (isa/probe.cpp).
+// Include a vec_<isa>.h first. n is always a whole number of cache lines (16 floats), so
 // there are no tails.
 #pragma once
 

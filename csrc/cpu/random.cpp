@@ -4,27 +4,8 @@
 
 #include "core/threading.h"
 #include "cpu/dispatch.h"
-#include "cpu/random_kernels.h"
-#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
-
-namespace generic {
-void philox4x32_10(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]) {
-  random_kernels::philox_block<VecU32>(out, counter, key);
-}
-void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count, std::uint64_t seed,
-                 std::uint64_t offset) {
-  random_kernels::random_bits<VecU32>(bits, first, count, seed, offset);
-}
-void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset) {
-  random_kernels::uniform<Vec, VecU32>(values, first, count, seed, offset);
-}
-void dropout(float* y, const float* x, std::int64_t first, std::int64_t count, std::uint32_t drop_below, float scale,
-             std::uint64_t seed, std::uint64_t offset) {
-  random_kernels::dropout<Vec, VecU32>(y, x, first, count, drop_below, scale, seed, offset);
-}
-}  // namespace generic
 
 namespace {
 
@@ -42,23 +23,23 @@ void for_each_block(std::int64_t n, const Body& body) {
 }  // namespace
 
 void philox4x32_10(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]) {
-  ATTNKIT_ACTIVE_KERNEL(philox4x32_10)(out, counter, key);
+  active_kernels().random->philox4x32_10(out, counter, key);
 }
 
 void random_bits(std::uint32_t* bits, std::int64_t n, std::uint64_t seed, std::uint64_t offset) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(random_bits);
+  const auto kernel = active_kernels().random->random_bits;
   for_each_block(n, [&](std::int64_t first, std::int64_t count) { kernel(bits + first, first, count, seed, offset); });
 }
 
 void uniform(float* values, std::int64_t n, std::uint64_t seed, std::uint64_t offset) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(uniform);
+  const auto kernel = active_kernels().random->uniform;
   for_each_block(n,
                  [&](std::int64_t first, std::int64_t count) { kernel(values + first, first, count, seed, offset); });
 }
 
 void dropout(float* y, const float* x, std::int64_t n, std::uint32_t drop_below, float scale, std::uint64_t seed,
              std::uint64_t offset) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(dropout);
+  const auto kernel = active_kernels().random->dropout;
   for_each_block(n, [&](std::int64_t first, std::int64_t count) {
     kernel(y + first, x + first, first, count, drop_below, scale, seed, offset);
   });

@@ -23,28 +23,15 @@ void uniform(float* values, std::int64_t n, std::uint64_t seed, std::uint64_t of
 void dropout(float* y, const float* x, std::int64_t n, std::uint32_t drop_below, float scale, std::uint64_t seed,
              std::uint64_t offset);
 
-// Per-ISA kernels over elements [first, first + count) of a stream,
-// single-threaded; pointers point at element `first`.
-namespace generic {
-void philox4x32_10(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]);
-void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset);
-void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset);
-void dropout(float* y, const float* x, std::int64_t first, std::int64_t count, std::uint32_t drop_below, float scale,
-             std::uint64_t seed, std::uint64_t offset);
-}  // namespace generic
-namespace avx2 {
-void philox4x32_10(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]);
-void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset);
-void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset);
-void dropout(float* y, const float* x, std::int64_t first, std::int64_t count, std::uint32_t drop_below, float scale,
-             std::uint64_t seed, std::uint64_t offset);
-}  // namespace avx2
-namespace avx512 {
-void philox4x32_10(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]);
-void random_bits(std::uint32_t* bits, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset);
-void uniform(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset);
-void dropout(float* y, const float* x, std::int64_t first, std::int64_t count, std::uint32_t drop_below, float scale,
-             std::uint64_t seed, std::uint64_t offset);
-}  // namespace avx512
+// The kernels of one ISA (cpu/dispatch.h), over elements [first, first +
+// count) of a stream, single-threaded; pointers point at element `first`.
+struct RandomKernels {
+  void (*philox4x32_10)(std::uint32_t out[4], const std::uint32_t counter[4], const std::uint32_t key[2]);
+  void (*random_bits)(std::uint32_t* bits, std::int64_t first, std::int64_t count, std::uint64_t seed,
+                      std::uint64_t offset);
+  void (*uniform)(float* values, std::int64_t first, std::int64_t count, std::uint64_t seed, std::uint64_t offset);
+  void (*dropout)(float* y, const float* x, std::int64_t first, std::int64_t count, std::uint32_t drop_below,
+                  float scale, std::uint64_t seed, std::uint64_t offset);
+};
 
 }  // namespace attnkit::cpu

@@ -1,7 +1,6 @@
 // Philox 4x32-10 and what is built on it (raw bits, uniform floats, dropout),
-// written once over Vec/VecU32 and compiled per ISA (random.cpp for the
-// generic build, avx2/random_avx2.cpp, avx512/random_avx512.cpp). Include a
-// vec_<isa>.h first.
+// written once over Vec/VecU32 and compiled per ISA (isa/random.cpp). Include
+// a vec_<isa>.h first.
 //
 // Philox 4x32-10 is the counter-based generator of Salmon, Moraes, Dror and
 // Shaw, "Parallel random numbers: as easy as 1, 2, 3" (SC'11): a 128-bit

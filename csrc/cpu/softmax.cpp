@@ -2,20 +2,8 @@
 
 #include "core/threading.h"
 #include "cpu/dispatch.h"
-#include "cpu/softmax_kernels.h"
-#include "cpu/vec/vec_generic.h"
 
 namespace attnkit::cpu {
-
-namespace generic {
-void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale, bool log) {
-  softmax_kernels::softmax_forward<Vec>(y, x, rows, C, scale, log);
-}
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t C, float scale,
-                      bool log) {
-  softmax_kernels::softmax_backward<Vec>(dx, dy, y, rows, C, scale, log);
-}
-}  // namespace generic
 
 namespace {
 
@@ -28,7 +16,7 @@ std::int64_t rows_per_chunk(std::int64_t C) {
 }  // namespace
 
 void softmax_forward(float* y, const float* x, std::int64_t N, std::int64_t C, float scale, bool log) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(softmax_forward);
+  const auto kernel = active_kernels().softmax->softmax_forward;
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
     float* y_rows = y + begin * C;
     const float* x_rows = x + begin * C;
@@ -38,7 +26,7 @@ void softmax_forward(float* y, const float* x, std::int64_t N, std::int64_t C, f
 
 void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t N, std::int64_t C, float scale,
                       bool log) {
-  const auto kernel = ATTNKIT_ACTIVE_KERNEL(softmax_backward);
+  const auto kernel = active_kernels().softmax->softmax_backward;
   parallel_for(N, rows_per_chunk(C), [&](std::int64_t begin, std::int64_t end) {
     float* dx_rows = dx + begin * C;
     const float* dy_rows = dy + begin * C;

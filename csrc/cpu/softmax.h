@@ -15,21 +15,12 @@ void softmax_forward(float* y, const float* x, std::int64_t N, std::int64_t C, f
 void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t N, std::int64_t C, float scale,
                       bool log);
 
-// Per-ISA kernels over `rows` consecutive rows of width C, single-threaded.
-namespace generic {
-void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale, bool log);
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t C, float scale,
-                      bool log);
-}  // namespace generic
-namespace avx2 {
-void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale, bool log);
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t C, float scale,
-                      bool log);
-}  // namespace avx2
-namespace avx512 {
-void softmax_forward(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale, bool log);
-void softmax_backward(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t C, float scale,
-                      bool log);
-}  // namespace avx512
+// The kernels of one ISA (cpu/dispatch.h), over `rows` consecutive rows of
+// width C, single-threaded.
+struct SoftmaxKernels {
+  void (*softmax_forward)(float* y, const float* x, std::int64_t rows, std::int64_t C, float scale, bool log);
+  void (*softmax_backward)(float* dx, const float* dy, const float* y, std::int64_t rows, std::int64_t C, float scale,
+                           bool log);
+};
 
 }  // namespace attnkit::cpu

@@ -43,11 +43,9 @@ void bind_runtime(py::module_& m) {
     out["compiler"] = ATTNKIT_COMPILER;
     out["cuda"] = ATTNKIT_CUDA_STATUS;
     out["openmp"] = _OPENMP;
-#ifdef ATTNKIT_HAVE_X86_KERNELS
-    out["compiled_isas"] = std::vector<std::string>{"generic", "avx2", "avx512"};
-#else
-    out["compiled_isas"] = std::vector<std::string>{"generic"};
-#endif
+    std::vector<std::string> compiled;
+    for (CpuIsa isa : compiled_cpu_isas()) compiled.emplace_back(cpu_isa_name(isa));
+    out["compiled_isas"] = compiled;
     return out;
   });
 }

@@ -1,12 +1,13 @@
-// Vec for AVX2 + FMA: 8 floats in a ymm register. Included only by the
-// translation units in csrc/cpu/avx2 (see vec_generic.h for the vocabulary).
+// Vec for AVX2 + FMA: 8 floats in a ymm register (see vec_generic.h for the
+// vocabulary). Included only by cpu/isa/isa.h, for an ISA compiled with at
+// least these instructions.
 #pragma once
 
 #include <immintrin.h>
 
 #include <cstdint>
 
-namespace attnkit::cpu::avx2 {
+namespace attnkit::cpu::isa::ATTNKIT_ISA {
 
 struct Vec {
   __m256 v;
@@ -155,4 +156,4 @@ inline float reduce_max(Vec a) {
   return _mm_cvtss_f32(m);
 }
 
-}  // namespace attnkit::cpu::avx2
+}  // namespace attnkit::cpu::isa::ATTNKIT_ISA

@@ -1,5 +1,6 @@
 // Vec for AVX-512 (F/BW/DQ/VL): 16 floats in a zmm register, with opmask
-// registers for tails and selects. Included only by csrc/cpu/avx512.
+// registers for tails and selects. Included only by cpu/isa/isa.h, for an ISA
+// compiled with at least these instructions.
 #pragma once
 
 // GCC 12 reports the deliberately undefined vectors inside its own AVX-512
@@ -18,7 +19,7 @@
 
 #include <cstdint>
 
-namespace attnkit::cpu::avx512 {
+namespace attnkit::cpu::isa::ATTNKIT_ISA {
 
 struct Vec {
   __m512 v;
@@ -180,4 +181,4 @@ inline float reduce_max(Vec a) {
   return _mm_cvtss_f32(m);
 }
 
-}  // namespace attnkit::cpu::avx512
+}  // namespace attnkit::cpu::isa::ATTNKIT_ISA

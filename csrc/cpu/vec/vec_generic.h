@@ -2,17 +2,18 @@
 // written over it are plain scalar code, which the compiler auto-vectorizes for
 // the baseline ISA (SSE2 on x86-64, NEON on aarch64).
 //
-// Every Vec header defines the same small vocabulary in its own namespace, so
-// templates over Vec (vec_math.h, the *_kernels.h files) are compiled once per
-// ISA with that ISA's flags and never collide at link time. Only baseline
-// translation units include this header.
+// Every Vec header defines the same small vocabulary, in the namespace of the
+// ISA that includes it (attnkit::cpu::isa::ATTNKIT_ISA, see cpu/isa/isa.h):
+// templates over Vec (vec_math.h, the *_kernels.h files) are then compiled
+// once per ISA with that ISA's flags and never collide at link time, also
+// when two ISAs share one Vec header.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
-namespace attnkit::cpu::generic {
+namespace attnkit::cpu::isa::ATTNKIT_ISA {
 
 struct Vec {
   float v;
@@ -145,4 +146,4 @@ inline float reduce_max(Vec a) {
   return a.v;
 }
 
-}  // namespace attnkit::cpu::generic
+}  // namespace attnkit::cpu::isa::ATTNKIT_ISA
