@@ -20,7 +20,7 @@ def _check(hf_config: dict) -> None:
         )
 
 
-def _to_hf_extra(config: GPTConfig) -> dict:
+def _to_hf_extra(config: GPTConfig, base: dict) -> dict:
     # One dropout in attnkit for GPT-2's three.
     return {"n_inner": None, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
 

@@ -115,7 +115,7 @@ def config_to_hf(architecture: Architecture, config, base: dict | None = None) -
     for entry in architecture.fields:
         hf_config[entry.hf] = entry.value if isinstance(entry, Fixed) else getattr(config, entry.attnkit)
     if architecture.to_hf_extra is not None:
-        hf_config.update(architecture.to_hf_extra(config))
+        hf_config.update(architecture.to_hf_extra(config, base or {}))
     hf_config["dtype"] = "float32"
     return dict(sorted(hf_config.items()))
 

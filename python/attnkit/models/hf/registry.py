@@ -179,8 +179,9 @@ class Architecture:
       derived sizes); ``names`` is the set of checkpoint names, unprefixed.
     - ``check(hf_config)``: raises CheckpointError for settings attnkit
       cannot run that no single Fixed expresses (may be None).
-    - ``to_hf_extra(config) -> dict``: config.json values that ``derive``
-      reads, for saving.
+    - ``to_hf_extra(config, base) -> dict``: config.json values that
+      ``derive`` reads, for saving (``base``: the config.json the model was
+      loaded from, or {}).
     - ``saves(model) -> bool``: whether ``save_pretrained`` writes this
       model as this class (the first registered that says yes is used).
     - ``default_for_type``: the class to use for a config.json that names
@@ -199,7 +200,7 @@ class Architecture:
     tied: tuple = ()
     derive: Optional[Callable[[dict, set], dict]] = None
     check: Optional[Callable[[dict], None]] = None
-    to_hf_extra: Optional[Callable[[Any], dict]] = None
+    to_hf_extra: Optional[Callable[[Any, dict], dict]] = None
     saves: Optional[Callable[[Any], bool]] = None
     default_for_type: bool = False
     _ignored: tuple = field(default=(), init=False, repr=False, compare=False)
