@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -257,6 +258,23 @@ def read_generation_config(directory: str):
     return read_json(path, "the generation config") if os.path.isfile(path) else None
 
 
+def _tokenizer(directory: str):
+    """The directory's tokenizer, or None where it has none. Without the
+    package it needs (the hf extra) the model still loads, with a warning."""
+    from ...data.pretrained_tokenizer import MARIAN_FILES, TOKENIZER_FILE, Tokenizer
+
+    present = os.path.isfile(os.path.join(directory, TOKENIZER_FILE)) or all(
+        os.path.isfile(os.path.join(directory, name)) for name in MARIAN_FILES
+    )
+    if not present:
+        return None
+    try:
+        return Tokenizer.from_pretrained(directory)
+    except ImportError as error:
+        warnings.warn(f"from_pretrained: the tokenizer in '{directory}' was not loaded: {error}", stacklevel=3)
+        return None
+
+
 def from_pretrained(path, dtype=None):
     """The attnkit model of a Hugging Face checkpoint directory.
 
@@ -278,9 +296,10 @@ def from_pretrained(path, dtype=None):
     nothing is returned.
 
     The model comes back in eval mode, with ``hf_config`` (config.json),
-    ``generation_config`` (generation_config.json, or None) and
-    ``hf_architecture`` (the class name) attached; ``save_pretrained``
-    writes them back.
+    ``generation_config`` (generation_config.json, or None),
+    ``hf_architecture`` (the class name) and ``tokenizer`` (an
+    ``attnkit.data.Tokenizer`` when the directory has one and the hf extra
+    is installed, else None) attached; ``save_pretrained`` writes them back.
     """
     op = "from_pretrained"
     directory = _directory(op, path)
@@ -302,6 +321,7 @@ def from_pretrained(path, dtype=None):
     model.hf_config = hf_config
     model.hf_architecture = architecture.name
     model.generation_config = generation_config
+    model.tokenizer = _tokenizer(directory)
     return model
 
 
