@@ -237,3 +237,29 @@ def test_a_model_carries_its_tokenizer_through_save_pretrained(tmp_path):
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
     _same_as_transformers(Tokenizer.from_pretrained(tmp_path), theirs, TEXTS)
     assert from_pretrained(tmp_path).tokenizer.encode(TEXTS[0]).tolist() == theirs.encode(TEXTS[0])
+
+
+@pytest.mark.parametrize("kind", ["char", "byte", "bpe"])
+def test_attnkit_tokenizers_convert_to_tokenizer_json(kind, tmp_path):
+    from attnkit.data import build_tokenizer
+
+    text = load_text()[:20_000]
+    own = build_tokenizer(kind, text, bpe_vocab_size=300)
+    converted = Tokenizer.from_attnkit(own)
+    assert converted.vocab_size == own.vocab_size
+    samples = [text[1000:1400], "ROMEO:\nWhat?  ", ""] + ([] if kind == "char" else ["naïve café 😀"])
+    for sample in samples:
+        np.testing.assert_array_equal(converted.encode(sample), own.encode(sample))
+        assert converted.decode(own.encode(sample)) == own.decode(own.encode(sample))
+    converted.save_pretrained(tmp_path)
+    again = Tokenizer.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(again.encode(samples[0]), own.encode(samples[0]))
+    if kind != "char":
+        assert (again.bos_id, again.eos_id, again.pad_id) == (own.bos_id, own.eos_id, own.pad_id)
+    try:
+        transformers = __import__("transformers")
+    except ImportError:
+        return
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert theirs.encode(samples[0]) == own.encode(samples[0]).tolist()
+    assert theirs.decode(own.encode(samples[1])) == own.decode(own.encode(samples[1]))

@@ -526,12 +526,12 @@ class Transformer(nn.Module):
         sequences = from_numpy(output)
         return (sequences, np.array([score for score, _ in best])) if return_scores else sequences
 
-    def save_pretrained(self, path) -> None:
+    def save_pretrained(self, path, *, tokenizer=None) -> None:
         """Writes a Hugging Face MarianMTModel checkpoint directory, for a
         model of Marian's shape (see ``attnkit.models.hf.marian``)."""
         from .hf import save_pretrained
 
-        save_pretrained(self, path)
+        save_pretrained(self, path, tokenizer=tokenizer)
 
     def extra_repr(self) -> str:
         return f"{self.config}"
