@@ -9,7 +9,8 @@
 
 Both packages come with ``pip install 'attnkit[hf]'``. The interface is that
 of attnkit's other tokenizers (``encode``, ``decode``, ``vocab_size``,
-``kind``), plus what pretrained models need: ``encode_batch`` (padding,
+``kind``; they are stored as files, ``save_pretrained``, not as
+``to_dict``), plus what pretrained models need: ``encode_batch`` (padding,
 truncation, attention masks, token types), the special tokens and their ids,
 and ``save_pretrained``.
 """
@@ -368,9 +369,6 @@ class Tokenizer:
             json.dump(config, f, indent=2, ensure_ascii=False)
             f.write("\n")
 
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "tokenizer": json.loads(self._tokenizer.to_str()), "config": self.config}
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
@@ -487,9 +485,6 @@ class MarianTokenizer(Tokenizer):
         config.setdefault("tokenizer_class", "MarianTokenizer")
         self.config = config
         self._write_config(directory)
-
-    def to_dict(self) -> dict:
-        raise NotImplementedError("MarianTokenizer: store its directory (save_pretrained), not a dict")
 
 
 __all__ = ["Tokenizer", "MarianTokenizer"]
