@@ -240,7 +240,8 @@ def test_dtype_argument(saved):
 
 
 def test_save_refuses_what_no_architecture_fits(tmp_path):
-    with pytest.raises(ValueError, match="no Hugging Face architecture that attnkit writes fits this GPT"):
+    # The class must express the model exactly: config -> config.json -> config gives it back.
+    with pytest.raises(ValueError, match=r"fits this GPT: GPT2LMHeadModel cannot express bias=False \(it has True\)"):
         _gpt(bias=False).save_pretrained(tmp_path)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):

@@ -146,7 +146,7 @@ def test_save_pretrained_round_trips_through_transformers(checkpoint, tmp_path):
 
 def test_only_marian_shaped_transformers_save():
     model = Transformer(TransformerConfig(src_vocab_size=20, tgt_vocab_size=20, n_layer=1, n_head=2, n_embd=8, d_ff=8))
-    with pytest.raises(ValueError, match="no Hugging Face architecture that attnkit writes fits this Transformer"):
+    with pytest.raises(ValueError, match="fits this Transformer: MarianMTModel cannot express position_layout="):
         model.save_pretrained("unused-directory")
 
 

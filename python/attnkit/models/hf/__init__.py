@@ -31,8 +31,11 @@ How to add an architecture (``gpt2.py`` is the shortest example):
      is a ``Transform`` with both directions and the shape function.
      Saving runs the same table backwards.
    - ``ignore`` (names that hold no weights), ``tied`` (output heads that
-     checkpoints may store as a copy of the embedding), ``saves`` (which
-     attnkit models ``save_pretrained`` writes as this class).
+     checkpoints may store as a copy of the embedding), ``training_fields``.
+     ``save_pretrained`` writes a model as the first registered class whose
+     table and config fields express it exactly (config -> config.json ->
+     config gives it back), so a table that omits a setting can never
+     write a model that needs it.
 3. Import the module at the bottom of this file.
 4. Test it against ``transformers`` on random weights (``tests/
    test_hf_<name>.py``): logits at every position, with padding, greedy

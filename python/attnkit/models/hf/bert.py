@@ -117,7 +117,6 @@ register(
         ignore=_IGNORE,
         derive=_heads(mlm_head=False, classifier=True),
         to_hf_extra=_label_names,
-        saves=lambda model: model.config.num_labels > 0 and not model.config.mlm_head,
     )
 )
 
@@ -141,7 +140,6 @@ register(
         ),
         derive=_heads(mlm_head=True, classifier=False),
         to_hf_extra=lambda config, base: _dropouts(config),
-        saves=lambda model: model.config.mlm_head and model.config.num_labels == 0,
     )
 )
 
@@ -157,7 +155,6 @@ register(
         ignore=_IGNORE,
         derive=_heads(mlm_head=False, classifier=False),
         to_hf_extra=lambda config, base: _dropouts(config),
-        saves=lambda model: not model.config.mlm_head and model.config.num_labels == 0,
         default_for_type=True,
     )
 )

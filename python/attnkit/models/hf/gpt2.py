@@ -79,8 +79,6 @@ GPT2 = register(
         tied=(("lm_head.weight", "wte.weight"),),
         check=_check,
         to_hf_extra=_to_hf_extra,
-        # GPT-2 has biases everywhere; a bias-free GPT has no HF class here.
-        saves=lambda model: model.config.bias,
         default_for_type=True,
     )
 )

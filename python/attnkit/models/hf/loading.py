@@ -4,6 +4,7 @@ files); the architecture modules know the names."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -135,20 +136,25 @@ def _model_weights(model) -> list:
     return weights
 
 
-def _rule_for(architecture: Architecture, name: str) -> tuple:
-    """(the Weight rule for the attnkit name, its HF names with {i} filled)."""
+def _rules_for(architecture: Architecture, name: str) -> list:
+    """[(Weight rule, its HF names with {i} filled)] for the attnkit name:
+    exactly one in a table that covers the model."""
     found = []
     for rule in architecture.weights:
         match = rule.pattern().match(name)
         if match:
-            found.append((rule, match.groupdict()))
+            found.append((rule, [hf.format(**match.groupdict()) for hf in rule.hf]))
+    return found
+
+
+def _rule_for(architecture: Architecture, name: str) -> tuple:
+    found = _rules_for(architecture, name)
     if len(found) != 1:
         # A gap or an overlap in the table: a bug in the architecture module.
         raise RuntimeError(
             f"the weight table of {architecture.name} has {len(found)} rules for the attnkit parameter '{name}'"
         )
-    rule, groups = found[0]
-    return rule, [hf.format(**groups) for hf in rule.hf]
+    return found[0]
 
 
 def _full_name(architecture: Architecture, hf_name: str, prefixed: bool) -> str:
@@ -325,13 +331,42 @@ def from_pretrained(path, dtype=None):
     return model
 
 
+def _misfit(architecture: Architecture, model) -> str | None:
+    """Why ``architecture`` cannot hold ``model`` exactly, or None when it
+    can: every weight has a rule, and the config written as config.json
+    and read back is the model's config (training-only fields aside)."""
+    names = set()
+    for name, _ in _model_weights(model):
+        found = _rules_for(architecture, name)
+        if len(found) != 1:
+            return f"{architecture.name} has no place for '{name}'"
+        names.update(found[0][1])
+    try:
+        hf_config = config_to_hf(architecture, model.config, getattr(model, "hf_config", None))
+        back = config_from_hf(architecture, hf_config, names, architecture.name)
+    except CheckpointError as error:
+        return str(error)
+    ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(back)
+    differing = [
+        f"{field}={ours[field]!r} (it has {theirs[field]!r})"
+        for field in ours
+        if field not in architecture.training_fields and ours[field] != theirs.get(field)
+    ]
+    return f"{architecture.name} cannot express {', '.join(differing)}" if differing else None
+
+
 def _architecture_for_saving(model) -> Architecture:
+    """The first registered class that expresses the model exactly."""
+    reasons = []
     for architecture in registered().values():
-        if isinstance(model, architecture.model_class) and (architecture.saves is None or architecture.saves(model)):
-            return architecture
+        if isinstance(model, architecture.model_class):
+            reason = _misfit(architecture, model)
+            if reason is None:
+                return architecture
+            reasons.append(reason)
     raise CheckpointError(
-        f"save_pretrained: no Hugging Face architecture that attnkit writes fits this {type(model).__name__} "
-        f"(supported: {_supported()})"
+        f"save_pretrained: no Hugging Face architecture that attnkit writes fits this {type(model).__name__}"
+        + (f": {'; '.join(reasons)}" if reasons else f" (supported: {_supported()})")
     )
 
 

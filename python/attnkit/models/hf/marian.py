@@ -65,22 +65,11 @@ def _to_hf_extra(config: TransformerConfig, base: dict) -> dict:
         "decoder_attention_heads": config.n_head,
         "decoder_ffn_dim": config.d_ff,
         "decoder_vocab_size": config.tgt_vocab_size,
-        "activation_function": _HF_ACTIVATIONS[config.activation],
+        # An activation Marian has no name for stays as it is, and is refused on the way back.
+        "activation_function": _HF_ACTIVATIONS.get(config.activation, config.activation),
         "attention_dropout": 0.0,
         "activation_dropout": 0.0,
     }
-
-
-def _saves(model: Transformer) -> bool:
-    config = model.config
-    return (
-        config.position_layout == "halves"
-        and config.final_logits_bias
-        and config.share_embeddings
-        and not config.norm_first
-        and config.bias
-        and config.activation in _HF_ACTIVATIONS
-    )
 
 
 def _attention(ours: str, theirs: str) -> tuple:
@@ -173,7 +162,7 @@ register(
         check=_check,
         derive=_derive,
         to_hf_extra=_to_hf_extra,
-        saves=_saves,
+        training_fields=("label_smoothing",),
         default_for_type=True,
     )
 )
