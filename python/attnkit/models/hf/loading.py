@@ -168,7 +168,7 @@ def _plan(architecture: Architecture, model, config, files: CheckpointFiles, pre
     checkpoint has every weight the model needs, in its shape, and nothing
     else. Reads headers only."""
     plan, used = [], set()
-    missing, mismatched = [], []
+    missing, mismatched, not_float = [], [], []
     for name, tensor in _model_weights(model):
         rule, hf_names = _rule_for(architecture, name)
         full_names = [_full_name(architecture, hf, prefixed) for hf in hf_names]
@@ -178,6 +178,8 @@ def _plan(architecture: Architecture, model, config, files: CheckpointFiles, pre
                 missing.append(full)
                 continue
             used.add(full)
+            if files.entries[full].dtype.name not in ("float32", "float16", "bfloat16"):
+                not_float.append(f"'{full}' is {files.entries[full].dtype}")
             if tuple(files.entries[full].shape) != tuple(shape):
                 mismatched.append(
                     f"'{full}': the checkpoint has {list(files.entries[full].shape)}, config.json implies {list(shape)}"
@@ -204,6 +206,8 @@ def _plan(architecture: Architecture, model, config, files: CheckpointFiles, pre
         problems.append("unexpected weights (attnkit's model has no place for them): " + ", ".join(unexpected))
     if mismatched:
         problems.append("shape mismatches: " + "; ".join(mismatched))
+    if not_float:
+        problems.append("weights must be float32, float16 or bfloat16: " + ", ".join(not_float))
     if problems:
         raise CheckpointError(f"{source}: the weights do not fit {architecture.name}: " + "; ".join(problems))
     return plan
