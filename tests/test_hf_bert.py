@@ -179,3 +179,19 @@ def test_a_classifier_without_pooler_and_mixed_heads():
     model = BERT(BertConfig(vocab_size=10, n_layer=1, n_head=1, n_embd=4, d_ff=4, num_labels=2))
     with pytest.raises(ValueError, match="no Hugging Face architecture .* fits this BERT"):
         model.save_pretrained("unused-directory")
+
+
+def test_tensorflow_layer_norm_names_load(tmp_path):
+    # bert-base-uncased's checkpoint names its LayerNorms' weights gamma and beta.
+    from safetensors.numpy import load_file, save_file
+
+    hf_model = _perturbed(transformers.BertModel(_hf_config()), seed=11)
+    hf_model.save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    renamed = {
+        name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value
+        for name, value in tensors.items()
+    }
+    assert "embeddings.LayerNorm.gamma" in renamed
+    save_file(renamed, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    _check_encoder(from_pretrained(tmp_path), hf_model, seed=12)

@@ -104,6 +104,19 @@ class CheckpointFiles:
         self._buffers: dict = {}
         for file, listed in shards.items():
             self._open(file, listed)
+        self._rename_legacy()
+
+    def _rename_legacy(self) -> None:
+        """LayerNorm.gamma / LayerNorm.beta, the names of checkpoints converted
+        from TensorFlow (bert-base-uncased among them), read as
+        LayerNorm.weight / LayerNorm.bias, as transformers reads them."""
+        for name in list(self.entries):
+            for old, new in ((".gamma", ".weight"), (".beta", ".bias")):
+                if name.endswith("LayerNorm" + old):
+                    renamed = name[: -len(old)] + new
+                    if renamed in self.entries:
+                        raise CheckpointError(f"the checkpoint has both '{name}' and '{renamed}'")
+                    self.entries[renamed] = self.entries.pop(name)
 
     def _open(self, file: str, listed) -> None:
         path = os.path.join(self.directory, file)
