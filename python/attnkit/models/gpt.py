@@ -242,6 +242,15 @@ class GPT(nn.Module):
             generator=generator,
         )
 
+    def save_pretrained(self, path, *, tokenizer=None) -> None:
+        """Writes a Hugging Face GPT2LMHeadModel checkpoint directory that
+        ``transformers`` loads, with ``tokenizer`` (attnkit's own or a
+        pretrained one) as tokenizer.json (see
+        ``attnkit.models.hf.save_pretrained``)."""
+        from .hf import save_pretrained
+
+        save_pretrained(self, path, tokenizer=tokenizer)
+
     def extra_repr(self) -> str:
         return f"{self.config}"
 
