@@ -151,6 +151,40 @@ def test_ddp_in_a_world_of_one_is_the_plain_model():
         np.testing.assert_array_equal(np.asarray(p.grad.detach()), grad)
 
 
+class _TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.left, self.right = nn.Linear(3, 2), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.left(x), self.right(x)
+
+
+def test_ddp_names_what_a_backward_left_unaveraged():
+    """Averaging forced on over MPI's world of one (its sums are the values
+    themselves): a backward that leaves some gradients out, or one more
+    backward after the averaging, is an error, not a silent divergence."""
+    from attnkit.distributed import world
+
+    dist.init()
+    if world._world.comm is None:
+        pytest.skip("needs mpi4py: the averaging runs through MPI")
+    ddp = DistributedDataParallel(_TwoHeads(), bucket_mb=1e-6)
+    ddp.world_size = 2
+    x = attnkit.tensor(np.ones((4, 3), np.float32))
+    left, right = ddp(x)
+    left.sum().backward()  # right's parameters never get a gradient
+    with pytest.raises(RuntimeError, match="did not average every gradient: the loss did not depend on right.weight"):
+        ddp(x)
+    ddp = DistributedDataParallel(_TwoHeads(), bucket_mb=1e-6)
+    ddp.world_size = 2
+    left, right = ddp(x)
+    loss = left.sum() + right.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="gradient came after its bucket was averaged"):
+        loss.backward()
+
+
 def test_ddp_refuses_bad_arguments():
     with pytest.raises(TypeError, match="DistributedDataParallel: argument 'module'"):
         DistributedDataParallel(attnkit.zeros(3))

@@ -46,7 +46,7 @@ class _Bucket:
             from_numpy(self.buffer[start:end].reshape(p.shape))
             for p, start, end in zip(parameters, self.offsets[:-1], self.offsets[1:])
         ]
-        self.waiting_for = 0  # parameters whose gradient is not final yet in this backward
+        self.waiting_for = set()  # ids of the parameters whose gradient is not final yet in this backward
         self.request = None
 
     def pack(self) -> None:
@@ -148,7 +148,9 @@ class DistributedDataParallel(Module):
                 self._bucket_of[id(p)] = index
                 p.register_post_accumulate_grad_hook(self._gradient_ready)
         self._sync = True
-        self._averaging = False  # a backward is expected to average
+        # "averaging": the forward ran and its backward is to average the
+        # gradients; "done": it has; "off": no averaging (no_sync, no grad).
+        self._phase = "off"
         self._reported = False  # some gradient of that backward has come
         self._next_bucket = 0
         self.comm_wait_s = 0.0
@@ -183,12 +185,9 @@ class DistributedDataParallel(Module):
             self._sync = previous
 
     def forward(self, *args, **kwargs):
-        if self._averaging and self._reported:
-            unfinished = [
-                name
-                for name, p in self.module.named_parameters()
-                if id(p) in self._bucket_of and self._buckets[self._bucket_of[id(p)]].request is None
-            ]
+        if self._phase == "averaging" and self._reported:
+            waiting = set().union(*(bucket.waiting_for for bucket in self._buckets))
+            unfinished = [name for name, p in self.module.named_parameters() if id(p) in waiting]
             raise RuntimeError(
                 "DistributedDataParallel: the previous backward did not average every gradient: the loss did "
                 f"not depend on {', '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}; "
@@ -196,25 +195,31 @@ class DistributedDataParallel(Module):
             )
         output = self.module(*args, **kwargs)
         averaging = self.world_size > 1 and self._sync and is_grad_enabled() and bool(self._buckets)
-        self._averaging = averaging
+        self._phase = "averaging" if averaging else "off"
         self._reported = False
         if averaging:
             # Parameters the graph does not reach get no hook call in backward: ready now.
             reached = _leaves_reached(list(_tensors_in(output)))
             for bucket in self._buckets:
-                bucket.waiting_for = sum(1 for p in bucket.parameters if id(p) in reached)
+                bucket.waiting_for = {id(p) for p in bucket.parameters if id(p) in reached}
                 bucket.request = None
             self._next_bucket = 0
         return output
 
     def _gradient_ready(self, parameter: Tensor) -> None:
-        if not self._averaging:
+        if self._phase == "off":
             return
         self._reported = True
-        self._buckets[self._bucket_of[id(parameter)]].waiting_for -= 1
         buckets = self._buckets
+        bucket = buckets[self._bucket_of[id(parameter)]]
+        if self._phase == "done" or bucket.request is not None:
+            raise RuntimeError(
+                "DistributedDataParallel: a parameter's gradient came after its bucket was averaged: the loss "
+                "uses the parameter outside the wrapped model's forward (or a forward output left out of the loss)"
+            )
+        bucket.waiting_for.discard(id(parameter))
         index = self._next_bucket
-        while index < len(buckets) and buckets[index].waiting_for == 0:
+        while index < len(buckets) and not buckets[index].waiting_for:
             buckets[index].pack()
             buckets[index].request = collectives.start_all_reduce_sum(buckets[index].buffer)
             index += 1
@@ -228,7 +233,7 @@ class DistributedDataParallel(Module):
         self.comm_wait_s = time.perf_counter() - start
         for bucket in buckets:
             bucket.unpack_mean(self.world_size)
-        self._averaging = False
+        self._phase = "done"
 
     def extra_repr(self) -> str:
         return f"world_size={self.world_size}, buckets={len(self._buckets)}"
