@@ -160,10 +160,24 @@ class _TwoHeads(nn.Module):
         return self.left(x), self.right(x)
 
 
+class _Stack(nn.Module):
+    """Two layers, and between them (in registration order) one the forward does not use."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(3, 3)
+        self.unused = nn.Linear(3, 3)
+        self.second = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.second(self.first(x))
+
+
 def test_ddp_names_what_a_backward_left_unaveraged():
     """Averaging forced on over MPI's world of one (its sums are the values
-    themselves): a backward that leaves some gradients out, or one more
-    backward after the averaging, is an error, not a silent divergence."""
+    themselves): a backward that leaves some gradients out, or a gradient
+    that comes after its bucket was sent, is an error, not ranks that
+    silently diverge."""
     from attnkit.distributed import world
 
     dist.init()
@@ -176,13 +190,17 @@ def test_ddp_names_what_a_backward_left_unaveraged():
     left.sum().backward()  # right's parameters never get a gradient
     with pytest.raises(RuntimeError, match="did not average every gradient: the loss did not depend on right.weight"):
         ddp(x)
-    ddp = DistributedDataParallel(_TwoHeads(), bucket_mb=1e-6)
+    # `unused` is not in the forward's graph, so its buckets go out as soon as
+    # second's have; a gradient for it then (one the loss brings from outside
+    # the forward, while first's buckets are still to come) would be lost.
+    model = _Stack()
+    ddp = DistributedDataParallel(model, bucket_mb=1e-6)
     ddp.world_size = 2
-    left, right = ddp(x)
-    loss = left.sum() + right.sum()
-    loss.backward(retain_graph=True)
+    ddp(x)
+    for p in (model.second.weight, model.second.bias):  # as backward calls the hook
+        ddp._gradient_ready(p)
     with pytest.raises(RuntimeError, match="gradient came after its bucket was averaged"):
-        loss.backward()
+        ddp._gradient_ready(model.unused.weight)
 
 
 def test_ddp_refuses_bad_arguments():

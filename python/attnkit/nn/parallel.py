@@ -148,9 +148,7 @@ class DistributedDataParallel(Module):
                 self._bucket_of[id(p)] = index
                 p.register_post_accumulate_grad_hook(self._gradient_ready)
         self._sync = True
-        # "averaging": the forward ran and its backward is to average the
-        # gradients; "done": it has; "off": no averaging (no_sync, no grad).
-        self._phase = "off"
+        self._averaging = False  # the forward ran and its backward is to average the gradients
         self._reported = False  # some gradient of that backward has come
         self._next_bucket = 0
         self.comm_wait_s = 0.0
@@ -185,7 +183,7 @@ class DistributedDataParallel(Module):
             self._sync = previous
 
     def forward(self, *args, **kwargs):
-        if self._phase == "averaging" and self._reported:
+        if self._averaging and self._reported:
             waiting = set().union(*(bucket.waiting_for for bucket in self._buckets))
             unfinished = [name for name, p in self.module.named_parameters() if id(p) in waiting]
             raise RuntimeError(
@@ -195,7 +193,7 @@ class DistributedDataParallel(Module):
             )
         output = self.module(*args, **kwargs)
         averaging = self.world_size > 1 and self._sync and is_grad_enabled() and bool(self._buckets)
-        self._phase = "averaging" if averaging else "off"
+        self._averaging = averaging
         self._reported = False
         if averaging:
             # Parameters the graph does not reach get no hook call in backward: ready now.
@@ -207,12 +205,12 @@ class DistributedDataParallel(Module):
         return output
 
     def _gradient_ready(self, parameter: Tensor) -> None:
-        if self._phase == "off":
-            return
+        if not self._averaging:
+            return  # no_sync, the wrapped model used on its own, or a backward after the averaging
         self._reported = True
         buckets = self._buckets
         bucket = buckets[self._bucket_of[id(parameter)]]
-        if self._phase == "done" or bucket.request is not None:
+        if bucket.request is not None:
             raise RuntimeError(
                 "DistributedDataParallel: a parameter's gradient came after its bucket was averaged: the loss "
                 "uses the parameter outside the wrapped model's forward (or a forward output left out of the loss)"
@@ -233,7 +231,7 @@ class DistributedDataParallel(Module):
         self.comm_wait_s = time.perf_counter() - start
         for bucket in buckets:
             bucket.unpack_mean(self.world_size)
-        self._phase = "done"
+        self._averaging = False
 
     def extra_repr(self) -> str:
         return f"world_size={self.world_size}, buckets={len(self._buckets)}"
