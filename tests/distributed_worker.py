@@ -11,8 +11,10 @@ train        20 steps of a tiny GPT under DistributedDataParallel with AdamW,
              and again from the same start with ZeroRedundancyOptimizer;
              each rank saves its final parameters and the mean losses, rank
              0 also every step's parameters and averaged gradients
-hang         rank 1 stops answering at step 3 (sleeps); the others must abort
-die          rank 1 kills itself at step 3
+hang SECONDS rank 1 stops answering at step 3 (sleeps); the others must abort
+             once a wait has lasted SECONDS (the timeout, set after start-up,
+             which may take long on a busy machine)
+die SECONDS  rank 1 kills itself at step 3
 """
 
 from __future__ import annotations
@@ -188,12 +190,14 @@ def scenario_train(rank: int, size: int, out: str) -> None:
     np.savez(os.path.join(out, f"train-rank{rank}.npz"), **results)
 
 
-def scenario_fault(rank: int, size: int, out: str, how: str) -> None:
+def scenario_fault(rank: int, size: int, how: str, timeout: float) -> None:
     attnkit.set_num_threads(1)
     model, optimizer = build()
     ddp = DistributedDataParallel(model, bucket_mb=BUCKET_MB)
     data = batches(size, rank)
     for step in range(STEPS):
+        if step == 3:
+            dist.init(timeout=timeout)
         if rank == 1 and step == 3:
             print(f"rank 1: {'stops answering' if how == 'hang' else 'dies'} at step 3", file=sys.stderr, flush=True)
             if how == "hang":
@@ -207,14 +211,14 @@ def scenario_fault(rank: int, size: int, out: str, how: str) -> None:
 
 
 def main(argv: list) -> None:
-    scenario, out = argv
+    scenario, out = argv[:2]
     rank, size = dist.init()
     if scenario == "collectives":
         scenario_collectives(rank, size, out)
     elif scenario == "train":
         scenario_train(rank, size, out)
     elif scenario in ("hang", "die"):
-        scenario_fault(rank, size, out, scenario)
+        scenario_fault(rank, size, scenario, float(argv[2]))
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
 

@@ -38,12 +38,12 @@ if MPIEXEC is None:
     pytest.skip("no mpiexec next to this Python or on PATH", allow_module_level=True)
 
 WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
-FAULT_TIMEOUT_S = 2  # ATTNKIT_DIST_TIMEOUT for the fault tests
+FAULT_TIMEOUT_S = 2  # the fault tests' timeout, from step 3 on (start-up may take longer)
 
 
-def mpiexec(n: int, command: list, *, launcher_options=(), timeout_s: float = 120, **env) -> tuple:
+def mpiexec(n: int, command: list, *, launcher_options=(), timeout_s: float = 120) -> tuple:
     """(CompletedProcess, seconds): ``mpiexec -n n command`` with one thread per rank."""
-    environment = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
     start = time.monotonic()
     result = subprocess.run(
         [MPIEXEC, *launcher_options, "-n", str(n), *command],
@@ -55,8 +55,8 @@ def mpiexec(n: int, command: list, *, launcher_options=(), timeout_s: float = 12
     return result, time.monotonic() - start
 
 
-def run_worker(n: int, scenario: str, out, **kwargs) -> tuple:
-    return mpiexec(n, [sys.executable, WORKER, scenario, str(out)], **kwargs)
+def run_worker(n: int, scenario: str, out, *arguments, **kwargs) -> tuple:
+    return mpiexec(n, [sys.executable, WORKER, scenario, str(out), *map(str, arguments)], **kwargs)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -183,7 +183,7 @@ def test_ddp_gradient_is_one_process_gradient_to_rounding(trained, n):
 
 def test_a_killed_rank_ends_the_job(tmp_path):
     """mpiexec itself notices a rank killed by a signal and ends the others."""
-    result, seconds = run_worker(2, "die", tmp_path, ATTNKIT_DIST_TIMEOUT=str(FAULT_TIMEOUT_S))
+    result, seconds = run_worker(2, "die", tmp_path, FAULT_TIMEOUT_S)
     assert result.returncode != 0
     assert "rank 1: dies at step 3" in result.stderr
     assert "finished all steps" not in result.stderr
@@ -194,13 +194,8 @@ def test_a_killed_rank_under_a_launcher_that_does_not_clean_up(tmp_path):
     """Where the launcher lets the others run on (here its child is a shell,
     which outlives the killed Python), the survivor's wait hits the deadline
     and it aborts the job with a message naming what it waited for."""
-    command = f"{sys.executable} {WORKER} die {tmp_path}; exit $?"
-    result, seconds = mpiexec(
-        2,
-        ["sh", "-c", command],
-        launcher_options=["-disable-auto-cleanup"],
-        ATTNKIT_DIST_TIMEOUT=str(FAULT_TIMEOUT_S),
-    )
+    command = f"{sys.executable} {WORKER} die {tmp_path} {FAULT_TIMEOUT_S}; exit $?"
+    result, seconds = mpiexec(2, ["sh", "-c", command], launcher_options=["-disable-auto-cleanup"])
     assert result.returncode != 0
     waited = f"the gradient all-reduce (13 buckets) did not complete within {FAULT_TIMEOUT_S} s"
     assert f"attnkit.distributed: rank 0 of 2: {waited}" in result.stderr
@@ -210,7 +205,7 @@ def test_a_killed_rank_under_a_launcher_that_does_not_clean_up(tmp_path):
 
 def test_a_rank_that_stops_answering(tmp_path):
     """A rank alive but stuck: no launcher notices; the others' deadline does."""
-    result, seconds = run_worker(2, "hang", tmp_path, ATTNKIT_DIST_TIMEOUT=str(FAULT_TIMEOUT_S))
+    result, seconds = run_worker(2, "hang", tmp_path, FAULT_TIMEOUT_S)
     assert result.returncode != 0
     assert "rank 1: stops answering at step 3" in result.stderr
     assert f"rank 0 of 2: the gradient all-reduce (13 buckets) did not complete within {FAULT_TIMEOUT_S} s" in (
