@@ -10,7 +10,9 @@ collectives  every dtype through all_reduce (sum, mean), broadcast and
 train        20 steps of a tiny GPT under DistributedDataParallel with AdamW,
              and again from the same start with ZeroRedundancyOptimizer;
              each rank saves its final parameters and the mean losses, rank
-             0 also every step's parameters and averaged gradients
+             0 also every step's parameters and averaged gradients, AdamW's
+             state and ZeRO's consolidated one; each rank checks that AdamW's
+             state loaded into a fresh ZeRO gives it its shard
 hang SECONDS rank 1 stops answering at step 3 (sleeps); the others must abort
              once a wait has lasted SECONDS (the timeout, set after start-up,
              which may take long on a busy machine)
@@ -155,6 +157,7 @@ def scenario_collectives(rank: int, size: int, out: str) -> None:
 def scenario_train(rank: int, size: int, out: str) -> None:
     attnkit.set_num_threads(1)
     results = {}
+    states = {}
     for kind in ("ddp", "zero"):
         model, optimizer = build()
         if kind == "zero":
@@ -187,6 +190,28 @@ def scenario_train(rank: int, size: int, out: str) -> None:
         if kind == "zero":
             results["zero-state-numel"] = np.array(optimizer.local_state_numel())
             results["ddp-buckets"] = np.array(ddp.bucket_sizes)
+            optimizer.consolidate_state_dict(to=0)
+            if rank == 0:
+                states[kind] = optimizer.state_dict()
+            # The unsharded AdamW's state (the same on every rank) into a fresh
+            # ZeRO: each rank keeps its shard, as it was after the steps.
+            fresh = optim.ZeroRedundancyOptimizer(
+                optim.weight_decay_groups(model, 0.1), optim.AdamW, lr=1e-2, betas=(0.9, 0.99)
+            )
+            fresh.load_state_dict(states["ddp"])
+            for p, entry in optimizer.optimizer.state.items():
+                loaded = fresh.optimizer.state[p]
+                assert loaded["step"] == entry["step"] == STEPS
+                for key in ("exp_avg", "exp_avg_sq"):
+                    np.testing.assert_array_equal(np.asarray(loaded[key]), np.asarray(entry[key]))
+        else:
+            states[kind] = optimizer.state_dict()
+    if rank == 0:  # the consolidated ZeRO state and AdamW's, by parameter number
+        for kind, state in states.items():
+            for index, entry in state["state"].items():
+                results[f"{kind}-state/{index}/step"] = np.array(entry["step"])
+                for key in ("exp_avg", "exp_avg_sq"):
+                    results[f"{kind}-state/{index}/{key}"] = np.asarray(entry[key])
     np.savez(os.path.join(out, f"train-rank{rank}.npz"), **results)
 
 

@@ -116,6 +116,19 @@ def test_ranks_end_identical_and_zero_equals_ddp(trained, n):
         assert any(size % n for size in ranks[0]["ddp-buckets"])
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_zero_consolidates_adamw_state(trained, n):
+    """ZeRO's shards gathered on rank 0 are AdamW's state after the same
+    steps, bit for bit, numbered as AdamW numbers them (and loading AdamW's
+    state gives each rank its shard back: checked on the ranks)."""
+    saved = trained(n)[0]
+    adamw = {key.split("/", 1)[1]: saved[key] for key in saved if key.startswith("ddp-state/")}
+    zero = {key.split("/", 1)[1]: saved[key] for key in saved if key.startswith("zero-state/")}
+    assert sorted(zero) == sorted(adamw) and adamw
+    for key, values in adamw.items():
+        np.testing.assert_array_equal(zero[key], values, err_msg=key)
+
+
 def test_two_ranks_equal_one_process_averaging_their_gradients(trained):
     """DDP on 2 ranks is bit for bit one process that takes each step's
     gradient as (g0 + g1) / 2 of the two halves of the batch: the averaging is
