@@ -313,3 +313,10 @@ def test_without_mpi4py(monkeypatch):
     dist.broadcast(t)
     dist.barrier()
     assert t.tolist() == [1.0, 2.0] and dist.all_gather(t).tolist() == [[1.0, 2.0]]
+
+
+def test_zero_optimizer_needs_several_ranks(tmp_path):
+    from attnkit.training import ConfigError, TrainConfig, train
+
+    with pytest.raises(ConfigError, match="'zero_optimizer' shards the optimizer over MPI ranks"):
+        train(TrainConfig(zero_optimizer=True, out=str(tmp_path / "run"), progress=False))

@@ -287,3 +287,11 @@ def test_attnkit_train_on_two_ranks_resumes_on_one_and_on_two(tmp_path):
     for mine, theirs in zip(one, reference):
         for key in ("train_loss", "val_loss"):
             assert mine[key] == pytest.approx(theirs[key], rel=1e-6), (mine["step"], key)
+
+
+def test_attnkit_train_refuses_a_batch_the_ranks_cannot_split(tmp_path):
+    script = _next_to_python("attnkit")
+    command = [script] if script else [sys.executable, "-m", "attnkit"]
+    result, _ = mpiexec(3, [*command, "train", *TRAIN_FLAGS, "--max-iters", "1", "--out", str(tmp_path / "run")])
+    assert result.returncode == 2
+    assert "setting 'batch_size' (the global batch) expected a multiple of the 3 ranks, got 4" in result.stderr
