@@ -32,7 +32,7 @@ TRAIN_FLAG_HELP = {
         "bias": "biases in the Linear and LayerNorm layers",
     },
     "optimization": {
-        "batch_size": "sequences per step",
+        "batch_size": "sequences per step (under mpiexec, the global batch: each rank takes its share)",
         "max_iters": "training steps",
         "lr": "the peak learning rate",
         "min_lr": "the learning rate at the end of the cosine decay",
@@ -42,6 +42,7 @@ TRAIN_FLAG_HELP = {
         "beta2": "AdamW's beta2",
         "weight_decay": "AdamW's weight decay (biases and norms are exempt)",
         "grad_clip": "clip the gradients' global norm to this; 0 turns clipping off",
+        "zero_optimizer": "under mpiexec: shard AdamW's state over the ranks (ZeRO stage 1)",
     },
     "evaluation": {
         "eval_interval": "steps between evaluations and checkpoints",
@@ -157,6 +158,7 @@ def read_config_file(path: str) -> dict:
 
 
 def _train(args) -> int:
+    from .distributed import get_rank
     from .training import TrainConfig, saved_train_config, train
 
     given = {name: value for name, value in vars(args).items() if name not in ("command", "run", "config")}
@@ -168,6 +170,8 @@ def _train(args) -> int:
         values = dict(dataclasses.asdict(saved_train_config(out)), **values)
     config = TrainConfig.from_dict(values, source=args.config or "settings")
     summary = train(config)
+    if get_rank() != 0:
+        return 0
     print(
         f"done: {summary['steps']} steps in {summary['elapsed_s']:.1f} s, train loss {summary['train_loss']:.4f}, "
         f"val loss {summary['val_loss']:.4f}; sample it with: attnkit generate {config.out}",

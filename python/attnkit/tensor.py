@@ -61,7 +61,8 @@ class Tensor:
     (copies), ``attnkit.from_numpy`` (zero-copy) or ``attnkit.from_dlpack``.
     """
 
-    __slots__ = ("_array", "requires_grad", "grad", "_grad_fn", "__weakref__")
+    # _post_accumulate_grad_hooks is set only on the leaves that get a hook.
+    __slots__ = ("_array", "requires_grad", "grad", "_grad_fn", "_post_accumulate_grad_hooks", "__weakref__")
     __array_priority__ = 100  # numpy defers to our operators in mixed expressions
 
     def __init__(self, *args, **kwargs):
@@ -215,6 +216,25 @@ class Tensor:
                 raise TypeError(f"backward(): argument 'gradient' expected dtype {self.dtype}, got {gradient.dtype}")
             grad = gradient._array
         run_backward(self, grad, retain_graph=retain_graph)
+
+    def register_post_accumulate_grad_hook(self, hook) -> HookHandle:
+        """Calls ``hook(self)`` in every backward pass that reaches this leaf,
+        once its ``.grad`` holds everything the pass adds to it (as PyTorch's
+        hook of that name). Hooks run in the order registered; the returned
+        handle's ``remove()`` unregisters this one."""
+        if not callable(hook):
+            raise TypeError(
+                f"register_post_accumulate_grad_hook: argument 'hook' expected a callable, got {type(hook).__name__}"
+            )
+        if not self.requires_grad or self._grad_fn is not None:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: only a leaf tensor that requires grad accumulates a gradient"
+            )
+        hooks = getattr(self, "_post_accumulate_grad_hooks", None)
+        if hooks is None:
+            hooks = self._post_accumulate_grad_hooks = []
+        hooks.append(hook)
+        return HookHandle(hooks, hook)
 
     def _accumulate_grad(self, grad_array) -> None:
         if self.grad is None:
@@ -465,6 +485,19 @@ class Tensor:
 
     def clone(self) -> Tensor:
         return _shape.clone(self)
+
+
+class HookHandle:
+    """What registering a hook returns: ``remove()`` unregisters it."""
+
+    __slots__ = ("_hooks", "_hook")
+
+    def __init__(self, hooks: list, hook) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
 
 
 def _bfloat16_values(array) -> np.ndarray:

@@ -24,6 +24,15 @@ The run directory (``config.out``) holds:
   previous evaluation) and tokens (seen so far).
 - ``loss.png``: the loss curves, when matplotlib is installed.
 
+Data-parallel: launched by an MPI launcher (``mpiexec -n 2 attnkit train``,
+with mpi4py installed), every rank trains a replica under
+``DistributedDataParallel`` on its share of each global batch (``batch_size``
+stays the global batch), evaluations are split over the ranks, and rank 0
+alone shows progress and writes the run directory, which every rank reads
+when resuming (a filesystem they share). ``zero_optimizer`` shards AdamW's
+state over the ranks. The checkpoint is the same as one process writes, so a
+run resumes on any number of ranks.
+
 Reproducibility: the model's initialization and dropout draw from the
 default generator seeded with ``config.seed``; the training batch of step t
 comes from stream 2**63 + t - 1 of the same seed (never a stream the model
@@ -51,15 +60,16 @@ from typing import Optional
 import numpy as np
 
 from . import data as _data
-from . import optim
+from . import distributed, optim
 from .autograd import no_grad
 from .models import GPT, GPTConfig
 from .nn import functional as F
+from .nn.parallel import DistributedDataParallel
 from .nn.utils import clip_grad_norm_
 from .random import Generator, default_generator
-from .runtime import build_info, set_num_threads
+from .runtime import build_info, get_num_threads, set_num_threads
 from .serialization import load, load_config, save
-from .tensor import from_numpy
+from .tensor import from_numpy, tensor
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "training_state.safetensors"
@@ -67,6 +77,9 @@ METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
 TRAIN_STREAM_OFFSET = 2**63
 EVAL_STREAM_OFFSET = 3 * 2**62
+# Rank r's dropout draws from the default generator's streams this far on, so
+# ranks never drop the same units; rank 0 keeps the single-process streams.
+RANK_STREAM_STRIDE = 2**48
 DEVICES = ("cpu", "cuda")
 
 
@@ -110,6 +123,7 @@ class TrainConfig:
     beta2: float = 0.99
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # the gradients' global norm limit; 0 turns clipping off
+    zero_optimizer: bool = False  # data-parallel: shard AdamW's state over the ranks (ZeRO stage 1)
     # evaluation
     eval_interval: int = 250  # steps between evaluations (and checkpoints)
     eval_iters: int = 20  # batches per split in an evaluation
@@ -402,14 +416,21 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _evaluate(model: GPT, batches: list, device: str) -> float:
-    """The mean cross-entropy over ``batches``."""
-    total = 0.0
+def _evaluate(model: GPT, batches: list, device: str, rank: int = 0, world_size: int = 1) -> float:
+    """The mean cross-entropy over ``batches``. Data-parallel, rank r scores
+    batches r, r + world_size, ...; the losses are then summed in batch
+    order, so the mean is the one a single process computes."""
+    losses = np.zeros(len(batches), np.float32)
     with no_grad():
-        for x, y in batches:
+        for i in range(rank, len(batches), world_size):
+            x, y = batches[i]
             logits = model(from_numpy(x).to(device))
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), from_numpy(y.reshape(-1)).to(device)).item()
-    return total / len(batches)
+            losses[i] = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), from_numpy(y.reshape(-1)).to(device)
+            ).item()
+    if world_size > 1:
+        distributed.all_reduce(from_numpy(losses))  # each entry comes from one rank: x + 0 is exact
+    return sum(float(loss) for loss in losses) / len(batches)
 
 
 def train(config: TrainConfig, *, callback=None) -> dict:
@@ -429,13 +450,24 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         raise TypeError(f"train: argument 'config' expected a TrainConfig, got {type(config).__name__}")
     config = dataclasses.replace(config)
     config.validate()
+    rank, world_size = distributed.init()
+    if config.batch_size % world_size:
+        raise ConfigError(
+            f"setting 'batch_size' (the global batch) expected a multiple of the {world_size} ranks, "
+            f"got {config.batch_size}"
+        )
+    if config.zero_optimizer and world_size == 1:
+        raise ConfigError("setting 'zero_optimizer' shards the optimizer over MPI ranks; launch with mpiexec -n N")
 
     def say(message: str) -> None:
         # stderr, with the progress bar: stdout stays free for the caller.
-        tqdm.write(message, file=sys.stderr)
+        if rank == 0:
+            tqdm.write(message, file=sys.stderr)
 
     if config.num_threads is not None:
         set_num_threads(config.num_threads)
+    elif world_size > 1:  # the ranks on one machine share its cores
+        set_num_threads(max(1, get_num_threads() // distributed.local_world_size()))
     out = config.out
     model_path, state_path = os.path.join(out, MODEL_FILE), os.path.join(out, STATE_FILE)
     metrics_path, plot_path = os.path.join(out, METRICS_FILE), os.path.join(out, PLOT_FILE)
@@ -472,9 +504,11 @@ def train(config: TrainConfig, *, callback=None) -> dict:
     tokenizer, train_tokens, val_tokens = load_corpus(config, tokenizer)
     default_generator.manual_seed(config.seed)
     model = GPT(config.model_config(tokenizer.vocab_size)).to(config.device)
-    optimizer = optim.AdamW(
-        optim.weight_decay_groups(model, config.weight_decay), lr=config.lr, betas=(config.beta1, config.beta2)
-    )
+    groups = optim.weight_decay_groups(model, config.weight_decay)
+    if config.zero_optimizer:
+        optimizer = optim.ZeroRedundancyOptimizer(groups, optim.AdamW, lr=config.lr, betas=(config.beta1, config.beta2))
+    else:
+        optimizer = optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
     scheduler = optim.WarmupCosineLR(
         optimizer, config.warmup_iters, config.decay_steps(), min_lr_ratio=config.min_lr / config.lr
     )
@@ -487,17 +521,30 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         scheduler.load_state_dict(dict(scheduler.state_dict(), last_step=step))
         default_generator.load_state_dict(saved_state["default_generator"])
         elapsed_before, train_seconds_before = saved_state["elapsed_s"], saved_state["train_s"]
+    trained = model
+    if world_size > 1:
+        trained = DistributedDataParallel(model)  # also gives every rank rank 0's weights
+        streams = default_generator.state_dict()
+        default_generator.load_state_dict(dict(streams, offset=streams["offset"] + rank * RANK_STREAM_STRIDE))
     batches = train_generator(config.seed, step)
     eval_sets = (evaluation_batches(train_tokens, config, 0), evaluation_batches(val_tokens, config, 1))
     tokens_per_step = config.batch_size * config.block_size
 
-    os.makedirs(out, exist_ok=True)
     records = _read_metrics(metrics_path, step) if config.resume else []
-    with open(metrics_path, "w", encoding="utf-8") as f:  # drops records past the checkpoint
-        f.writelines(json.dumps(record) + "\n" for record in records)
+    if world_size > 1:
+        distributed.barrier()  # every rank has read the run directory before rank 0 rewrites it
+    if rank == 0:
+        os.makedirs(out, exist_ok=True)
+        with open(metrics_path, "w", encoding="utf-8") as f:  # drops records past the checkpoint
+            f.writelines(json.dumps(record) + "\n" for record in records)
     logged_steps = {record["step"] for record in records}
 
     def save_checkpoint() -> None:
+        # Every rank calls it (ZeRO gathers the optimizer's shards); rank 0 writes.
+        if config.zero_optimizer:
+            optimizer.consolidate_state_dict(to=0)
+        if rank != 0:
+            return  # (rank 0's generator is the one a single process has)
         save(model.state_dict(), model_path, config=_model_metadata(model, tokenizer, config, step))
         save(
             {
@@ -534,15 +581,16 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         initial=min(step, config.max_iters),
         unit="step",
         dynamic_ncols=True,
-        disable=not config.progress,
+        disable=not config.progress or rank != 0,
         smoothing=0.1,
     )
     with bar, _DeferredInterrupt(say) as interrupt:
         window_tokens, window_start = 0, time.perf_counter()
+        stop = False  # data-parallel: whether any rank was interrupted, agreed at the last step
         while True:
-            if interrupt.requested:
+            if stop if world_size > 1 else interrupt.requested:
                 save_checkpoint()
-                if records:
+                if records and rank == 0:
                     write_loss_plot(records, plot_path)
                 say(
                     f"stopped at step {step}; the checkpoint is in '{out}'; "
@@ -551,8 +599,8 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 raise KeyboardInterrupt
             if (step % config.eval_interval == 0 or step == config.max_iters) and step not in logged_steps:
                 model.eval()
-                train_loss = _evaluate(model, eval_sets[0], config.device)
-                val_loss = _evaluate(model, eval_sets[1], config.device)
+                train_loss = _evaluate(model, eval_sets[0], config.device, rank, world_size)
+                val_loss = _evaluate(model, eval_sets[1], config.device, rank, world_size)
                 model.train()
                 record = {
                     "step": step,
@@ -565,8 +613,9 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 }
                 records.append(record)
                 logged_steps.add(step)
-                with open(metrics_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(record) + "\n")
+                if rank == 0:
+                    with open(metrics_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
                 say(f"step {step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}")
                 save_checkpoint()
                 interval_tokens, interval_seconds = 0, 0.0
@@ -575,8 +624,10 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 break
 
             step_start = time.perf_counter()
-            x, y = _data.get_batch(train_tokens, config.batch_size, config.block_size, generator=batches)
-            logits = model(x.to(config.device))
+            x, y = _data.get_batch(
+                train_tokens, config.batch_size, config.block_size, generator=batches, rank=rank, world_size=world_size
+            )
+            logits = trained(x.to(config.device))
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).to(config.device))
             optimizer.zero_grad()
             loss.backward()
@@ -586,6 +637,11 @@ def train(config: TrainConfig, *, callback=None) -> dict:
             optimizer.step()
             scheduler.step()
             last_loss = loss.item()
+            if world_size > 1:  # the global batch's loss, and whether any rank was interrupted
+                agreed = tensor([last_loss, float(interrupt.requested)])
+                distributed.all_reduce(agreed)
+                loss_sum, interrupted = agreed.tolist()
+                last_loss, stop = loss_sum / world_size, interrupted > 0
             step += 1
             seconds = time.perf_counter() - step_start
             train_seconds += seconds
@@ -604,7 +660,7 @@ def train(config: TrainConfig, *, callback=None) -> dict:
             if callback is not None:
                 callback(step, last_loss)
 
-    if records and not write_loss_plot(records, plot_path):
+    if records and rank == 0 and not write_loss_plot(records, plot_path):
         say("note: matplotlib is not installed, so there is no loss.png (pip install 'attnkit[plot]')")
     final = records[-1] if records else {}
     return {
