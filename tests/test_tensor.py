@@ -396,6 +396,18 @@ def test_dlpack_refuses_non_contiguous_producers():
     assert attnkit.from_dlpack(base[1:]).shape == (2, 4)
 
 
+@pytest.mark.parametrize("shape", [(0, 6), (6, 0), (0,), (3, 0, 5)])
+def test_dlpack_of_empty_arrays(shape):
+    """An empty array has no element to place, so any strides describe it
+    (numpy gives (0, 6) int64 the strides (48, 8), not row-major for 0 rows)."""
+    for dtype in (np.int64, np.float32):
+        t = attnkit.from_dlpack(np.zeros(shape, dtype))
+        assert t.shape == shape and t.numel() == 0 and t.dtype.numpy_dtype == dtype
+        assert np.from_dlpack(t).shape == shape
+    strided = np.zeros((6, 4), np.int64)[:0, ::2]
+    assert attnkit.from_dlpack(strided).shape == (0, 2)
+
+
 def test_dlpack_with_pytorch():
     torch = pytest.importorskip("torch")
     t = attnkit.tensor([1.0, -2.0, 3.5], dtype=attnkit.bfloat16)

@@ -129,7 +129,10 @@ class Tensor:
             extra = f", grad_fn=<{self.grad_fn.name}>"
         elif self.requires_grad:
             extra = ", requires_grad=True"
-        if self.dtype == bfloat16:
+        if self.numel() == 0:
+            # as PyTorch; numpy refuses empty shapes whose other sizes multiply past 2**63
+            body = f"[], size={self.shape}"
+        elif self.dtype == bfloat16:
             body = np.array2string(self.detach().to(float32).numpy(), separator=", ")
         else:
             body = np.array2string(self.detach().numpy(), separator=", ")
@@ -555,14 +558,18 @@ def from_dlpack(obj) -> Tensor:
 # ----------------------------------------------------------------- factories --
 
 
+# Sizes are int64 in the native layer: one beyond it cannot even be passed.
+_SIZE_LIMIT = 2**63
+
+
 def _size_argument(op: str, size) -> list:
     """A size given as ints or as one sequence of ints: (2, 3) or ((2, 3),)."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = size[0]
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
         raise TypeError(f"{op}: argument 'size' expected ints, got {tuple(size)!r}")
-    if any(s < 0 for s in size):
-        raise ValueError(f"{op}: argument 'size' expected sizes >= 0, got {tuple(size)}")
+    if not all(0 <= s < _SIZE_LIMIT for s in size):
+        raise ValueError(f"{op}: argument 'size' expected sizes in [0, 2**63), got {tuple(size)}")
     return list(size)
 
 
@@ -628,11 +635,15 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
         dtype = _dtypes.int64 if integral else float32
     dtype = as_dtype(dtype)
     if integral:
-        count = len(range(int(start), int(end), int(step)))
+        # len(range(...)) in exact integers (len() itself stops at 2**63).
+        start, end, step = int(start), int(end), int(step)
+        count = max(0, (end - start + step - (1 if step > 0 else -1)) // step)
     else:
         if not all(np.isfinite(float(v)) for v in (start, end, step)):
             raise ValueError(f"arange: expected finite start, end and step, got {start}, {end}, {step}")
         count = max(0, math.ceil((float(end) - float(start)) / float(step)))
+    if count >= _SIZE_LIMIT:
+        raise ValueError(f"arange: the range has {count} values, beyond the 2**63 - 1 a tensor can hold")
     if dtype.name in ("int32", "int64"):
         if not integral:
             raise TypeError(f"arange: dtype {dtype} needs int start, end and step, got {start}, {end}, {step}")

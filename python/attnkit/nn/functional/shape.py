@@ -34,6 +34,8 @@ def _shape_argument(op: str, shape) -> list:
         shape = shape[0]
     if not all(isinstance(size, int) for size in shape):
         raise TypeError(f"{op}: argument 'shape' expected ints, got {tuple(shape)!r}")
+    if not all(-(2**63) <= size < 2**63 for size in shape):  # the native layer's int64
+        raise ValueError(f"{op}: argument 'shape' expected sizes below 2**63, got {tuple(shape)}")
     return list(shape)
 
 
@@ -63,6 +65,9 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Dims ``start_dim..end_dim`` merged into one, sharing memory."""
     check_tensor("flatten", "input", input)
     if input.ndim == 0:
+        # As in PyTorch, a 0-d tensor takes the dims of a 1-d one (0 or -1).
+        _normalize_dim("flatten", start_dim, 1)
+        _normalize_dim("flatten", end_dim, 1)
         return reshape(input, [1])
     start = _normalize_dim("flatten", start_dim, input.ndim)
     end = _normalize_dim("flatten", end_dim, input.ndim)
@@ -89,6 +94,7 @@ def squeeze(input: Tensor, dim: int | None = None) -> Tensor:
     if dim is None:
         return reshape(input, [size for size in shape if size != 1])
     if input.ndim == 0:
+        _normalize_dim("squeeze", dim, 1)  # as flatten: 0 or -1
         return reshape(input, [])
     position = _normalize_dim("squeeze", dim, input.ndim)
     if shape[position] == 1:
