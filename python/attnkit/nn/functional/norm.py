@@ -119,7 +119,9 @@ def layer_norm(
     None. float32, any leading shape.
 
     The statistics are exact to float32 rounding also when the mean is much
-    larger than the spread (a mean of 1e4 with a std of 1e-2), and a constant
+    larger than the spread (a mean of 1e4 with a std of 1e-2), and for rows of
+    any magnitude (each row is computed in units of a power of two near its
+    largest value, so no square overflows or underflows float32); a constant
     row gives exactly ``bias``. Differentiable in x, weight and bias; saves the
     per-row mean and 1/std (float32, one value per row). The weight and bias
     gradients are the same bits for any thread count."""
@@ -134,8 +136,8 @@ def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, eps: flo
     """RMSNorm (Zhang and Sennrich, 2019) over the last dimension C:
     ``x / sqrt(mean(x^2) + eps) * weight``. ``eps`` defaults to float32's
     machine epsilon (2^-23), as in PyTorch. ``normalized_shape`` must be
-    ``(C,)``; ``weight`` is float32 ``[C]`` or None. Differentiable in x and
-    weight; saves 1/rms per row."""
+    ``(C,)``; ``weight`` is float32 ``[C]`` or None. Rows of any magnitude, as
+    ``layer_norm``. Differentiable in x and weight; saves 1/rms per row."""
     check_tensor("rms_norm", "x", x)
     _check_optional_tensor("rms_norm", "weight", weight)
     shape = _normalized_shape("rms_norm", normalized_shape)
