@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 
 import numpy as np
 
@@ -192,6 +194,14 @@ class Tensor:
         if requires_grad and not self.dtype.is_floating_point:
             raise TypeError(
                 f"requires_grad_: only floating-point tensors can require gradients, this one is {self.dtype}"
+            )
+        if requires_grad and self.dtype != float32:
+            # Until low-precision compute lands: then this warning goes.
+            warnings.warn(
+                f"requires_grad_: no attnkit op computes in {self.dtype} yet (only storage and conversion), "
+                f"so nothing can compute a gradient for this tensor; train in float32 (.float())",
+                UserWarning,
+                stacklevel=_caller_stacklevel(),
             )
         if not requires_grad and self._grad_fn is not None:
             raise RuntimeError("requires_grad_(False): only leaf tensors can stop requiring grad; use detach()")
@@ -470,6 +480,15 @@ class Tensor:
         return _shape.clone(self)
 
 
+def _caller_stacklevel() -> int:
+    """The stacklevel of a warning raised here that names the first caller
+    outside attnkit (the user's line, not a factory's)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "attnkit":
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _bfloat16_values(array) -> np.ndarray:
     """float32 copy of a bfloat16 native array (read through its bits)."""
     return _dtypes.bfloat16_bits_to_float32(np.asarray(array.view_as_dtype("float16")).view(np.uint16))
@@ -509,10 +528,36 @@ def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
         dtype = as_dtype(dtype)
         if values.dtype.kind not in "fiub":
             raise TypeError(f"tensor: argument 'data' expected numbers or booleans, got {values.dtype} data")
+    if not dtype.is_floating_point and dtype != _dtypes.bool_:
+        _check_integers_fit("tensor", values, dtype)
     out = Tensor._wrap(_array_from_values(values, dtype))
     if requires_grad:
         out.requires_grad_(True)
     return out
+
+
+def _check_integers_fit(op: str, values: np.ndarray, dtype: _dtypes.dtype) -> None:
+    """Values given for an integer dtype must be numbers it holds (after
+    truncation toward zero): numpy's conversion would wrap 2**64 - 1 to -1,
+    and turn NaN or 1e30 into -2**63, silently."""
+    if values.size == 0 or values.dtype.kind == "b":
+        return
+    info = np.iinfo(dtype.numpy_dtype)
+    bad = None
+    if values.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            whole = np.trunc(values)
+            fits = np.isfinite(values) & (whole >= info.min) & (whole < -float(info.min))
+        if not fits.all():
+            bad = values[~fits].reshape(-1)[0].item()
+    else:
+        low, high = int(values.min()), int(values.max())  # Python ints: exact for uint64 too
+        bad = low if low < info.min else high if high > info.max else None
+    if bad is not None:
+        raise ValueError(
+            f"{op}: argument 'data' expected values that fit {dtype}, in [{info.min}, {info.max}]; "
+            f"got {bad} in the {values.dtype} data"
+        )
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
