@@ -248,6 +248,10 @@ class Tensor:
             return self
         if target.name in _NATIVE_CAST_DTYPES and self.dtype.name in _NATIVE_CAST_DTYPES:
             return Tensor._wrap(_C.cast(self._array, target.name))
+        if not target.is_floating_point and self.dtype.is_floating_point:
+            # float16/bfloat16 widen to float32 exactly, then the native cast
+            # rounds as from float32 (toward zero, saturating, NaN to 0)
+            return self.to(float32).to(target)
         values = _bfloat16_values(self._array) if self.dtype == bfloat16 else np.asarray(self._array)
         return tensor(values, dtype=target)
 
@@ -501,7 +505,8 @@ def _array_from_values(values: np.ndarray, dtype: _dtypes.dtype):
     if dtype == bfloat16:
         bits = _dtypes.to_bfloat16_bits(values)
         return _C.array_from_numpy(bits.view(np.float16), "bfloat16", True)
-    return _C.array_from_numpy(np.asarray(values, dtype=dtype.numpy_dtype), "", True)
+    with np.errstate(over="ignore"):  # a float beyond float16's range rounds to inf, as IEEE says
+        return _C.array_from_numpy(np.asarray(values, dtype=dtype.numpy_dtype), "", True)
 
 
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -545,6 +550,7 @@ def _check_integers_fit(op: str, values: np.ndarray, dtype: _dtypes.dtype) -> No
     info = np.iinfo(dtype.numpy_dtype)
     bad = None
     if values.dtype.kind == "f":
+        values = values.astype(np.float64)  # float16 cannot even hold the limits it is compared with
         with np.errstate(invalid="ignore"):
             whole = np.trunc(values)
             fits = np.isfinite(values) & (whole >= info.min) & (whole < -float(info.min))
@@ -686,9 +692,10 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
     else:
         if not all(np.isfinite(float(v)) for v in (start, end, step)):
             raise ValueError(f"arange: expected finite start, end and step, got {start}, {end}, {step}")
-        count = max(0, math.ceil((float(end) - float(start)) / float(step)))
+        steps = (float(end) - float(start)) / float(step)  # +-inf when the range is too long for a double
+        count = 0 if not steps > 0 else math.ceil(steps) if steps < _SIZE_LIMIT else _SIZE_LIMIT
     if count >= _SIZE_LIMIT:
-        raise ValueError(f"arange: the range has {count} values, beyond the 2**63 - 1 a tensor can hold")
+        raise ValueError(f"arange: the range has {count} values or more, beyond the 2**63 - 1 a tensor can hold")
     if dtype.name in ("int32", "int64"):
         if not integral:
             raise TypeError(f"arange: dtype {dtype} needs int start, end and step, got {start}, {end}, {step}")

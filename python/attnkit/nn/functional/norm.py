@@ -10,7 +10,7 @@ import numpy as np
 from ... import _C
 from ...autograd import Function
 from ...tensor import Tensor
-from ._common import check_tensor
+from ._common import check_int64, check_tensor
 
 # PyTorch's default RMSNorm eps: the float32 machine epsilon, 2^-23.
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -87,15 +87,16 @@ class _RmsNorm(Function):
 def _normalized_shape(op: str, normalized_shape) -> list:
     """An int or a sequence of ints, as a list (the ops check it against x)."""
     if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+        check_int64(op, "normalized_shape", int(normalized_shape))
         return [int(normalized_shape)]
-    try:
-        dims = list(normalized_shape)
-    except TypeError:
-        dims = None
+    # A sequence of ints, not any iterable: iterating a tensor of a huge leading
+    # size would build a list of billions of tensors.
+    dims = list(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else None
     if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
         raise TypeError(
             f"{op}: argument 'normalized_shape' expected an int or a tuple of ints, got {normalized_shape!r}"
         )
+    check_int64(op, "normalized_shape", [int(d) for d in dims])
     return [int(d) for d in dims]
 
 

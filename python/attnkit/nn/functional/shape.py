@@ -17,7 +17,7 @@ import numpy as np
 from ... import _C
 from ...autograd import Function
 from ...tensor import Tensor
-from ._common import check_tensor
+from ._common import check_int64, check_tensor
 
 
 def _normalize_dim(op: str, dim, ndim: int) -> int:
@@ -128,6 +128,7 @@ def permute(input: Tensor, *dims) -> Tensor:
         dims = dims[0]
     if not all(isinstance(d, int) for d in dims):
         raise TypeError(f"permute: argument 'dims' expected ints, got {tuple(dims)!r}")
+    check_int64("permute", "dims", list(dims))
     return _Permute.apply(input, list(dims))
 
 
@@ -194,6 +195,7 @@ def split(input: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
         sizes = [min(step, size - start) for start in range(0, size, step)] if size else [0]
     elif isinstance(split_size_or_sections, (tuple, list)) and all(isinstance(s, int) for s in split_size_or_sections):
         sizes = list(split_size_or_sections)
+        check_int64("split", "split_size_or_sections", sizes)
     else:
         raise TypeError(
             f"split: argument 'split_size_or_sections' expected an int or a list of ints, "
@@ -280,6 +282,8 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
         raise TypeError(f"narrow: arguments 'start' and 'length' expected ints, got {start!r} and {length!r}")
     if start < 0:
         start += input.shape[dim]
+    check_int64("narrow", "start", start)
+    check_int64("narrow", "length", length)
     return _Narrow.apply(input, dim, start, length)
 
 
@@ -361,6 +365,7 @@ def getitem(input: Tensor, key) -> Tensor:
     for the leading dimensions, as in ``x[0]``, ``x[:, -1]``, ``x[2:5]``.
     Leading-dimension parts are views; other parts copy. Differentiable."""
     if isinstance(key, list) and all(isinstance(k, int) and not isinstance(k, bool) for k in key):
+        check_int64("__getitem__", "key", key)
         key = Tensor._wrap(_C.array_from_numpy(_int64_ids(key), "", True))
     if isinstance(key, Tensor):
         if key.dtype.name not in ("int32", "int64"):
