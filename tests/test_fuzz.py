@@ -206,13 +206,14 @@ def _api():
         "ones": lambda d: (attnkit.ones, [d.size() for _ in range(d.random.randrange(4))], {"dtype": d.maybe(d.dtype)}),
         "empty": lambda d: (attnkit.empty, [d.size() for _ in range(d.random.randrange(4))], {}),
         "full": lambda d: (attnkit.full, [d.maybe(lambda: d.shape(bad=0.1)), d.number()], {"dtype": d.dtype()}),
-        # (ends and steps that make either short ranges or ones too long to allocate)
+        # (starts, ends and steps that make either short ranges or ones too long
+        # to allocate: never the valid 2**31 values, slow to fill)
         "arange": lambda d: (
             attnkit.arange,
             [
-                d.pick([0, -3, 2.5, *BAD_INTS[:4], *FLOATS]),
-                d.pick([7, 3.5, -1, 2**62, 2**64, *FLOATS]),
-                d.pick([1, -1, 0, 0.5, 2**31, 1e-45, *FLOATS]),
+                d.pick([0, -3, 2.5, -(2**63), 1e-45, 3.4e38, -3.4e38, math.nan, math.inf]),
+                d.pick([7, 3.5, -1, 2**62, 2**64, 1e300, -1e300, math.nan, math.inf]),
+                d.pick([1, -1, 0, 0.5, 1e-45, 1e300, math.nan, -math.inf, True]),
             ],
             {},
         ),  # fmt: skip
