@@ -81,6 +81,22 @@ def test_greedy_is_the_argmax(rng, vocab):
     np.testing.assert_array_equal(tokens, logits.argmax(axis=1))
 
 
+@pytest.mark.parametrize("temperature", [1e-3, 1e-9, 1e-30, 1e-300, 5e-324])
+def test_a_temperature_near_zero_is_the_argmax(rng, temperature):
+    """1 / temperature is a huge scale: the sampler subtracts the max before
+    dividing, so the limit is the argmax, with logits of any size."""
+    logits = rng.standard_normal((6, 300)).astype(np.float32)
+    logits[1] += np.float32(1e4)
+    logits[2] *= np.float32(1e30)
+    logits[3, rng.random(300) < 0.5] = -np.inf
+    logits[4] = np.float32(3e38) * np.sign(logits[4])
+    logits[4, 7] = np.float32(3.4e38)  # one largest among many large
+    logits[5, 100] = logits[5].max() + np.float32(1)
+    for seed in range(5):
+        tokens = generation.sample(attnkit.from_numpy(logits), temperature=temperature, generator=Generator(seed))
+        np.testing.assert_array_equal(tokens.numpy(), logits.argmax(axis=1))
+
+
 def test_greedy_ties_go_to_the_lower_id():
     logits = np.array([[1.0, 3.0, 3.0, -np.inf], [-np.inf, 2.0, 0.0, 2.0]], np.float32)
     np.testing.assert_array_equal(generation.sample(attnkit.from_numpy(logits), temperature=0).numpy(), [1, 1])

@@ -40,6 +40,7 @@ def _check_sampling(op: str, temperature, top_k, top_p, repetition_penalty) -> d
             raise TypeError(f"{op}: argument 'top_k' expected an int or None, got {type(top_k).__name__}")
         if top_k < 1:
             raise ValueError(f"{op}: argument 'top_k' expected a count >= 1 (None: no top-k), got {top_k}")
+        top_k = min(int(top_k), 2**63 - 1)  # any k >= the vocabulary keeps every token
     if top_p is not None:
         if not isinstance(top_p, numbers.Real) or isinstance(top_p, bool):
             raise TypeError(f"{op}: argument 'top_p' expected a float or None, got {type(top_p).__name__}")

@@ -50,6 +50,8 @@ class GPT(nn.Module):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT: argument 'config' expected a GPTConfig, got {type(config).__name__}")
+        if not isinstance(config.n_layer, int) or isinstance(config.n_layer, bool) or config.n_layer < 1:
+            raise ValueError(f"GPT: config.n_layer expected an int >= 1, got {config.n_layer!r}")
         self.config = config
         width = config.n_embd
         self.wte = nn.Embedding(config.vocab_size, width)
