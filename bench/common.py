@@ -250,6 +250,7 @@ def write_document(script: str, facts: dict, document: dict) -> Path:
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "machine": facts,
         "limits": {f"{threads} threads": limit for threads, limit in sorted(_limits.items())},
+        "load average at the end": benchmarks.load_average(),
         **document,
     }
     path.write_text(json.dumps(full, indent=2) + "\n")

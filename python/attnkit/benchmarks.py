@@ -367,7 +367,17 @@ def machine_facts() -> dict:
         "versions": versions(),
         "thread settings": thread_settings(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load average": load_average(),
     }
+
+
+def load_average() -> list | None:
+    """The 1-, 5- and 15-minute load averages (None where the OS has none):
+    on a machine shared with other work, how far to trust the figures."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def thread_settings() -> dict:
@@ -382,7 +392,8 @@ def describe_machine(facts: dict, limits: dict) -> str:
         f"cpu: {facts['cpu']} ({facts['logical cpus']} logical cpus), isa in use: {facts['cpu isa']} "
         f"(supported: {' '.join(facts['supported isas'])}), {facts['os']}",
         "caches: " + ", ".join(f"{k} {v}" for k, v in facts["caches"].items()),
-        f"versions: {library_versions}; compiler {facts['compiler']}; {facts['date']}",
+        f"versions: {library_versions}; compiler {facts['compiler']}; {facts['date']}, load average "
+        f"{facts['load average']}",
         "thread settings: " + (" ".join(f"{k}={v}" for k, v in facts["thread settings"].items()) or "defaults"),
     ]
     for threads, limit in limits.items():
@@ -782,6 +793,7 @@ def main(argv=None) -> int:
             "fma_peak_gflops": limit["fma"],
             "copy_bandwidth_gbps": limit["copy"],
             "worker thread settings": {side: docs[0]["thread settings"] for side, docs in documents.items()},
+            "load average at the end": load_average(),
             "rows": rows,
         }
         with open(args.json, "w") as f:
