@@ -1,7 +1,7 @@
 """GELU forward and backward throughput (GB/s) against PyTorch and against the
 machine's memory bandwidth, at each thread count, on arrays far above the L3.
 
-    python bench/bench_activation.py [--threads 1 2] [--mib 128] [--no-torch]
+    python bench/bench_activation.py [--threads 1 2] [--mib MIB] [--rounds 3] [--no-torch]
 
 Bytes counted are those the op must move: forward reads x and writes y (8 bytes
 per element), backward reads dy and x and writes dx (12 bytes per element). The
@@ -65,7 +65,9 @@ def measure(recorder, side: str, torch, args) -> None:
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=128, help="size of each array in MiB (default: 128)")
+    parser.add_argument(
+        "--mib", type=int, default=common.beyond_l3_mib(128, 1), help="MiB per array (default: the L3, at least 128)"
+    )
     args = parser.parse_args()
     n = args.mib * common.MIB // 4
     common.run(

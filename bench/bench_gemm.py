@@ -42,7 +42,7 @@ from attnkit import _C
 SHAPES = [(512, 512, 512), (1024, 1024, 1024), (768, 768, 768), (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768)]
 DECODE_SHAPES = [(1, 768, 3072), (8, 768, 3072)]
 EPILOGUE_SHAPE = (2048, 768, 3072)
-MIXED_PAUSE_S = 1.0  # longer than any library's idle threads spin (OpenBLAS: 2^28 cycles by default)
+MIXED_SETTLE_S = 0.5  # longer than any library's idle threads spin (OpenBLAS: 2^28 cycles by default)
 
 
 def gemm_callable(side: str, torch, a: np.ndarray, b: np.ndarray, c: np.ndarray, transpose_b: bool = False):
@@ -110,8 +110,8 @@ def measure_mixed(recorder, side: str, torch, args) -> None:
     """The --mixed worker: numpy, attnkit and PyTorch in this one process, as
     in an app that calls all three, each at the worker's thread count with
     its default settings. Each library's SGEMM is timed alone (its calls back
-    to back, after a pause that lets the others' idle threads settle), then
-    right after one call of each other library."""
+    to back, after half a second of them, which lets the others' idle
+    threads park), then right after one call of each other library."""
     names = common.sides(args, peers=("numpy", "torch"))
     if "torch" in names:
         import torch
@@ -127,8 +127,12 @@ def measure_mixed(recorder, side: str, torch, args) -> None:
         for _ in range(max(args.warmup, 1)):
             fn()
     for name, fn in libraries.items():
-        time.sleep(MIXED_PAUSE_S)
-        recorder.time("sgemm", name, {"alone": fn}, work=2.0 * size**3, unit="GFLOP/s", limit="fma", warmup=1)
+        # Its own calls for a while first, so that the other libraries' idle
+        # threads have parked (a pause would hand the cores to other processes).
+        deadline = time.perf_counter() + MIXED_SETTLE_S
+        while time.perf_counter() < deadline:
+            fn()
+        recorder.time("sgemm", name, {"alone": fn}, work=2.0 * size**3, unit="GFLOP/s", limit="fma", warmup=0)
         for before_name, before in libraries.items():
             if before_name == name:
                 continue
@@ -182,7 +186,10 @@ def run_mixed(args) -> None:
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument(
-        "--decode-mib", type=int, default=96, help="total size of the rotated decode weights in MiB (default: 96)"
+        "--decode-mib",
+        type=int,
+        default=common.beyond_l3_mib(96),
+        help="MiB of rotated decode weights (default: twice the L3, at least 96)",
     )
     parser.add_argument(
         "--mixed",

@@ -3,7 +3,7 @@ against the machine's memory bandwidth, at each thread count: a GPT-2 vocabulary
 (V = 50257) over a few thousand rows, and a character-level one (V = 65) over
 many rows, both far above the L3.
 
-    python bench/bench_loss.py [--threads 1 2] [--rows 2048] [--mib 128] [--no-torch]
+    python bench/bench_loss.py [--threads 1 2] [--rows 2048] [--mib MIB] [--rounds 3] [--no-torch]
 
 Bytes counted are those the op must move, for N rows of V logits (float32) and
 int64 targets:
@@ -134,7 +134,12 @@ def main() -> None:
     parser.add_argument(
         "--rows", type=int, default=2048, help="rows of the V = 50257 case (default: 2048, 393 MiB of logits)"
     )
-    parser.add_argument("--mib", type=int, default=128, help="MiB of logits in the V = 65 case (default: 128)")
+    parser.add_argument(
+        "--mib",
+        type=int,
+        default=common.beyond_l3_mib(128, 1),
+        help="MiB of logits in the V = 65 case (default: the L3, at least 128)",
+    )
     args = parser.parse_args()
     common.run(__file__, args, measure, title="Cross-entropy (float32 logits, int64 targets, mean reduction)")
 

@@ -3,7 +3,7 @@ backward throughput (GB/s) against PyTorch and against the machine's memory
 bandwidth, at each thread count, over rows of 768 and 4096 on arrays far above
 the L3.
 
-    python bench/bench_norm.py [--threads 1 2] [--mib 128] [--widths 768 4096] [--no-torch]
+    python bench/bench_norm.py [--threads 1 2] [--mib MIB] [--rounds 3] [--widths 768 4096] [--no-torch]
 
 Bytes counted are those the op must move, for N rows of width C (float32):
 - layer_norm forward: reads x, writes y (8 NC), writes the saved mean and
@@ -180,7 +180,12 @@ def measure(recorder, side: str, torch, args) -> None:
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=128, help="size of each [N, C] array in MiB (default: 128)")
+    parser.add_argument(
+        "--mib",
+        type=int,
+        default=common.beyond_l3_mib(128, 1),
+        help="MiB per [N, C] array (default: the L3, at least 128)",
+    )
     parser.add_argument(
         "--widths",
         type=int,

@@ -2,7 +2,7 @@
 PyTorch and against the machine's memory bandwidth, at each thread count, over
 rows of 1024 and 4096 on arrays far above the L3.
 
-    python bench/bench_softmax.py [--threads 1 2] [--mib 128] [--widths 1024 4096] [--no-torch]
+    python bench/bench_softmax.py [--threads 1 2] [--mib MIB] [--rounds 3] [--widths 1024 4096] [--no-torch]
 
 Bytes counted are those the op must move: forward reads x and writes y (8 bytes
 per element); backward reads dy and the forward's output y and writes dx (12
@@ -86,7 +86,9 @@ def measure(recorder, side: str, torch, args) -> None:
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=128, help="size of each array in MiB (default: 128)")
+    parser.add_argument(
+        "--mib", type=int, default=common.beyond_l3_mib(128, 1), help="MiB per array (default: the L3, at least 128)"
+    )
     parser.add_argument(
         "--widths",
         type=int,

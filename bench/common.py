@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import attnkit
 from attnkit import benchmarks
-from attnkit.benchmarks import LIMIT_NAMES, MIB, Recorder, Timing, torch_installed  # noqa: F401 (for the scripts)
+from attnkit.benchmarks import LIMIT_NAMES, MIB, Recorder, Timing, torch_installed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -40,8 +40,8 @@ def argument_parser(description: str, peers: bool = True, calls: bool = True) ->
     parser.add_argument(
         "--probe-mib",
         type=int,
-        default=512,
-        help="memory-bandwidth probe footprint in MiB; keep it far above the L3 (default: 512)",
+        default=beyond_l3_mib(512),
+        help="memory-bandwidth probe footprint in MiB (default: twice the L3, at least 512)",
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="worker processes per library, run in alternating rounds (default: 3)"
@@ -56,6 +56,14 @@ def argument_parser(description: str, peers: bool = True, calls: bool = True) ->
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     return parser
+
+
+def beyond_l3_mib(minimum: int, times: int = 2) -> int:
+    """MiB that ``times`` L3 caches do not hold (sysfs's size; in a virtual
+    machine the hypervisor's), at least ``minimum``: a working set that must
+    come from memory on this machine."""
+    l3 = benchmarks.cache_bytes("L3") or 0
+    return max(minimum, -(-times * l3 // MIB))
 
 
 def sides(args, peers: tuple = ("torch",)) -> list:

@@ -119,6 +119,17 @@ def test_run_rounds_stops_at_a_failing_worker(tmp_path, monkeypatch):
         benchmarks.run_rounds(commands, 0)
 
 
+def test_timed_rounds_warm_up_for_a_minimum_time_unless_told_none():
+    calls = []
+    seconds = benchmarks.timed_rounds({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 1, 3)
+    assert [len(v) for v in seconds.values()] == [3, 3]
+    assert calls[-6:] == ["a", "b"] * 3  # the timed calls alternate
+    assert len(calls) > 8  # a cheap call warms up many times in WARMUP_MIN_S
+    calls.clear()
+    benchmarks.timed_rounds({"a": lambda: calls.append("a")}, 0, 2)
+    assert calls == ["a", "a"]
+
+
 def test_timing_of_one_round_is_over_its_calls_and_of_several_over_their_medians():
     one = benchmarks.Timing.of_rounds([[3.0, 1.0, 2.0, 10.0, 2.5]])
     assert (one.median, one.low, one.high, one.calls, one.rounds) == (2.5, 1.0, 10.0, 5, 1)
@@ -138,6 +149,8 @@ def test_machine_facts_name_the_cpu_isa_caches_versions_and_date():
     assert facts["date"][:2] == "20"
     if Path("/sys/devices/system/cpu/cpu0/cache").is_dir():
         assert any(name.startswith("L1") for name in facts["caches"])
+        assert benchmarks.cache_bytes("L1d") >= 4096
+    assert benchmarks.cache_bytes("L9") is None
     limits = benchmarks.measure_limits(1, 8, repeats=1)
     assert set(limits) == set(benchmarks.LIMIT_NAMES) and all(v > 0 for v in limits.values())
     text = benchmarks.describe_machine(facts, {1: limits})

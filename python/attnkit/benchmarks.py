@@ -102,17 +102,27 @@ THREAD_SETTINGS = ("OMP_", "GOMP_", "KMP_", "OPENBLAS_", "MKL_", "ATTNKIT_")
 
 
 # ------------------------------------------------------------------ timing --
+# Warm-up lasts at least this long, whatever the count asked for: a fresh
+# process's first tenth of a second can run a 2-thread kernel at a tenth of
+# its speed (measured: 512^3 SGEMM, 4-8 slow calls after 2 warm ones).
+WARMUP_MIN_S = 0.25
+
+
 def timed_rounds(callables: dict, warmup: int, repeats: int) -> dict:
     """name -> the seconds of each of ``repeats`` timed calls. The callables
     run in rounds, one call of each per round, so that all of them meet the
-    same load from the rest of the machine; ``warmup`` untimed rounds come
-    first. Only callables of one library share a process (see the module
+    same load from the rest of the machine; untimed rounds come first,
+    ``warmup`` of them and for WARMUP_MIN_S at least (none with ``warmup``
+    0). Only callables of one library share a process (see the module
     docstring), so they share its thread pool and never fight over cores."""
     if repeats < 1:
         raise ValueError(f"timed_rounds: repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
+    warm_until = time.perf_counter() + (WARMUP_MIN_S if warmup > 0 else 0.0)
+    done = 0
+    while done < warmup or time.perf_counter() < warm_until:
         for fn in callables.values():
             fn()
+        done += 1
     seconds = {name: [] for name in callables}
     for _ in range(repeats):
         for name, fn in callables.items():
@@ -323,23 +333,34 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _sysfs_caches() -> list:
+    """(name, size text, CPUs sharing it) of each cache of CPU 0 in sysfs."""
+    caches = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size, shared = (
+                (index / name).read_text().strip() for name in ("level", "type", "size", "shared_cpu_list")
+            )
+        except OSError:
+            continue
+        caches.append((f"L{level}" + {"Data": "d", "Instruction": "i"}.get(kind, ""), size, shared))
+    return caches
+
+
 def cache_sizes() -> dict:
     """The caches of CPU 0 as Linux reports them in sysfs: "L1d", "L1i",
     "L2", "L3" -> size ("2048K") and the CPUs sharing it; {} without sysfs.
     (In a virtual machine these are what the hypervisor reports.)"""
-    caches = {}
-    folder = Path("/sys/devices/system/cpu/cpu0/cache")
-    for index in sorted(folder.glob("index*")):
-        try:
-            level = (index / "level").read_text().strip()
-            kind = (index / "type").read_text().strip()
-            size = (index / "size").read_text().strip()
-            shared = (index / "shared_cpu_list").read_text().strip()
-        except OSError:
-            continue
-        name = f"L{level}" + {"Data": "d", "Instruction": "i"}.get(kind, "")
-        caches[name] = f"{size} (cpus {shared})"
-    return caches
+    return {name: f"{size} (cpus {shared})" for name, size, shared in _sysfs_caches()}
+
+
+def cache_bytes(name: str) -> int | None:
+    """The size in bytes of the cache ``name`` ("L2", "L3") of CPU 0, or None."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    for cache, size, _ in _sysfs_caches():
+        if cache == name:
+            return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+    return None
 
 
 def versions() -> dict:
