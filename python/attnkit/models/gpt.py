@@ -274,6 +274,8 @@ class GPT(nn.Module):
         repetition_penalty: float = 1.0,
         stop_tokens=None,
         generator=None,
+        stop_strings=None,
+        tokenizer=None,
     ):
         """Continues each prompt by up to ``max_new_tokens`` tokens with the KV
         cache (see ``attnkit.generation.generate`` for every argument).
@@ -297,6 +299,8 @@ class GPT(nn.Module):
             repetition_penalty=repetition_penalty,
             stop_tokens=stop_tokens,
             generator=generator,
+            stop_strings=stop_strings,
+            tokenizer=tokenizer,
         )
 
     def stream(
@@ -310,6 +314,8 @@ class GPT(nn.Module):
         repetition_penalty: float = 1.0,
         stop_tokens=None,
         generator=None,
+        stop_strings=None,
+        tokenizer=None,
     ):
         """The arguments of ``generate``; an iterator that yields, per decoding
         step, a numpy int64 array [B] of the new tokens (-1 for a row that
@@ -324,6 +330,8 @@ class GPT(nn.Module):
             repetition_penalty=repetition_penalty,
             stop_tokens=stop_tokens,
             generator=generator,
+            stop_strings=stop_strings,
+            tokenizer=tokenizer,
         )
 
     def extra_repr(self) -> str:
