@@ -102,3 +102,21 @@ def keep_default_generator():
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
+
+
+# Models loaded from Hugging Face checkpoints against transformers, both in
+# float32 (the acceptance bound of issue 13): every logit within this
+# fraction of the largest logit magnitude of the compared tensor.
+PRETRAINED_LOGITS_RTOL = 1e-5
+
+
+def assert_logits_close(actual, expected, *, rtol=PRETRAINED_LOGITS_RTOL):
+    """max |actual - expected| <= rtol * max |expected|, over the whole
+    tensor (logits near zero have no meaningful relative error of their own)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    assert np.isfinite(actual).all(), "non-finite values"
+    scale = np.max(np.abs(expected))
+    error = np.max(np.abs(actual - expected))
+    assert error <= rtol * scale, f"max error {error:.3g} > {rtol} x max |expected| {scale:.3g}"

@@ -1,9 +1,13 @@
-"""Complete models: a config dataclass and a Module each."""
+"""Complete models: a config dataclass and a Module each, and
+``from_pretrained`` for Hugging Face checkpoint directories (``hf``)."""
 
 from .bert import BERT, BertConfig, BertOutput, mask_tokens
 from .gpt import GPT, GPTConfig
 from .llama import Llama, LlamaConfig
 from .transformer import Transformer, TransformerConfig
+
+from . import hf  # noqa: E402  isort: skip  (it registers the models above)
+from .hf import from_pretrained  # noqa: E402  isort: skip
 
 __all__ = [
     "BERT",
@@ -16,4 +20,6 @@ __all__ = [
     "LlamaConfig",
     "Transformer",
     "TransformerConfig",
+    "from_pretrained",
+    "hf",
 ]

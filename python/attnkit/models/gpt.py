@@ -334,6 +334,13 @@ class GPT(nn.Module):
             tokenizer=tokenizer,
         )
 
+    def save_pretrained(self, path) -> None:
+        """Writes a Hugging Face GPT2LMHeadModel checkpoint directory that
+        ``transformers`` loads (see ``attnkit.models.hf.save_pretrained``)."""
+        from .hf import save_pretrained
+
+        save_pretrained(self, path)
+
     def extra_repr(self) -> str:
         return f"{self.config}"
 

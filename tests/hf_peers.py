@@ -1,0 +1,45 @@
+"""The peers of the Hugging Face interop tests: ``transformers`` and PyTorch
+(the ``test-hf`` extra). ``require()`` skips the calling test module, with
+the reason printed (pytest -ra), where they are not installed; attnkit itself
+never imports them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def require():
+    """(torch, transformers), or a skip of the whole module."""
+    reason = "needs the test-hf extra: pip install '.[test-hf]' (transformers, torch, safetensors)"
+    torch = pytest.importorskip("torch", reason=reason)
+    transformers = pytest.importorskip("transformers", reason=reason)
+    pytest.importorskip("safetensors", reason=reason)
+    transformers.logging.set_verbosity_error()
+    return torch, transformers
+
+
+def left_padded(lengths, vocab_size: int, seed: int = 0):
+    """(ids int64 [B, T] left-padded with 0, attention_mask [B, T] 1 = token,
+    position_ids [B, T] counting each row's real tokens from 0)."""
+    rng = np.random.default_rng(seed)
+    steps = max(lengths)
+    ids = np.zeros((len(lengths), steps), np.int64)
+    mask = np.zeros((len(lengths), steps), np.int64)
+    for row, length in enumerate(lengths):
+        ids[row, steps - length :] = rng.integers(0, vocab_size, length)
+        mask[row, steps - length :] = 1
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    return ids, mask, positions
+
+
+def right_padded(lengths, vocab_size: int, seed: int = 0, low: int = 0):
+    """(ids int64 [B, T] right-padded with 0, attention_mask [B, T])."""
+    rng = np.random.default_rng(seed)
+    steps = max(lengths)
+    ids = np.zeros((len(lengths), steps), np.int64)
+    mask = np.zeros((len(lengths), steps), np.int64)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = rng.integers(low, vocab_size, length)
+        mask[row, :length] = 1
+    return ids, mask
