@@ -179,7 +179,8 @@ def _plan(architecture: Architecture, model, config, files: CheckpointFiles, pre
         plan.append((tensor, rule, full_names))
     for alias, original in architecture.tied:
         alias_full, original_full = (_full_name(architecture, hf, prefixed) for hf in (alias, original))
-        if alias_full in files.entries:
+        # A model with an output head of its own (untied) loads the alias as a weight: no tie to check.
+        if alias_full in files.entries and alias_full not in used:
             used.add(alias_full)
             if original_full in files.entries and not _same_values(files, alias_full, original_full):
                 raise CheckpointError(
