@@ -253,7 +253,6 @@ def test_config_file_errors(tmp_path, capsys):
         (["train", "--max-iters", "many"], "argument --max-iters: expected int, got 'many'"),
         (["train", "--tokenizer", "words"], "argument --tokenizer: invalid choice: 'words'"),
         (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        (["generate"], "the following arguments are required: RUN_DIR"),
         (["generate", "out", "--max-new-tokens", "0"], "expected a positive int, got 0"),
         (["teach"], "invalid choice: 'teach'"),
         ([], "the following arguments are required: COMMAND"),
@@ -263,6 +262,19 @@ def test_bad_flags_exit_2_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate"], "give a run directory (RUN_DIR) or a Hugging Face checkpoint (--model DIR), one of them"),
+        (["generate", "out", "--model", "m"], "one of them"),
+        (["generate", "out", "--chat"], "--chat and --system are for a chat model's checkpoint (--model DIR)"),
+    ],
+)
+def test_generate_needs_one_model(argv, message, capsys):
+    assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
 
 

@@ -362,40 +362,42 @@ def test_gradients_match_pytorch_float64(tmp_path):
     assert ours_error <= 2 * naive_error + ulp, f"{ours_error:.3g} vs PyTorch float32 {naive_error:.3g}"
 
 
-def test_chat_template_renders_as_transformers_does(tmp_path):
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are helpful.<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] | trim + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _chatml_tokenizer(directory) -> int:
+    """Writes a byte-level BPE tokenizer with ChatML special tokens and chat
+    template (as Qwen2 ships them, in miniature) into ``directory``; returns
+    its vocabulary size."""
     tokenizers = pytest.importorskip("tokenizers", reason="needs the tokenizers package (the hf extra)")
     pytest.importorskip("jinja2", reason="needs the jinja2 package (the hf extra)")
-    from attnkit.data import Tokenizer
-
-    # A byte-level BPE tokenizer with ChatML special tokens, as Qwen2 ships one.
-    words = ["hello", "world", "assistant", "user", "system", "a", "b", "You", "are", "helpful"]
-    model = tokenizers.models.BPE(
-        vocab={w: i for i, w in enumerate(["<unk>"] + [chr(c) for c in range(33, 127)] + words)},
-        merges=[],
-        unk_token="<unk>",
-    )
-    backend = tokenizers.Tokenizer(model)
+    words = ["hello", "world", "assistant", "user", "system", "You", "are", "helpful"]
+    vocab = {w: i for i, w in enumerate(["<unk>"] + [chr(c) for c in range(33, 127)] + words)}
+    backend = tokenizers.Tokenizer(tokenizers.models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     backend.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = tokenizers.decoders.ByteLevel()
     backend.add_special_tokens(["<|im_start|>", "<|im_end|>", "<|endoftext|>"])
-    backend.save(str(tmp_path / "tokenizer.json"))
-    template = (
-        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-        "{{ '<|im_start|>system\nYou are helpful.<|im_end|>\n' }}{% endif %}"
-        "{{'<|im_start|>' + message['role'] + '\n' + message['content'] | trim + '<|im_end|>' + '\n'}}"
-        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-        "{{ eos_token if false else '' }}"
-    )
-    (tmp_path / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "chat_template": template,
-                "eos_token": "<|im_end|>",
-                "pad_token": "<|endoftext|>",
-                "tokenizer_class": "PreTrainedTokenizerFast",
-            }
-        )
-    )
+    directory.mkdir(parents=True, exist_ok=True)
+    backend.save(str(directory / "tokenizer.json"))
+    config = {
+        "chat_template": CHATML_TEMPLATE,
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    return backend.get_vocab_size()
+
+
+def test_chat_template_renders_as_transformers_does(tmp_path):
+    from attnkit.data import Tokenizer
+
+    _chatml_tokenizer(tmp_path)
     ours = Tokenizer.from_pretrained(tmp_path)
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
     for messages in (
@@ -411,5 +413,44 @@ def test_chat_template_renders_as_transformers_does(tmp_path):
             text = theirs.apply_chat_template(messages, add_generation_prompt=prompt, tokenize=False)
             assert ours.apply_chat_template(messages, add_generation_prompt=prompt, tokenize=False) == text
             ids = theirs.apply_chat_template(messages, add_generation_prompt=prompt, tokenize=True)
-            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+            ids = ids["input_ids"] if hasattr(ids, "keys") else ids
             assert ours.apply_chat_template(messages, add_generation_prompt=prompt).tolist() == list(ids)
+
+
+@pytest.mark.parametrize("kind, chat", [("qwen2", True), ("qwen2", False), ("gpt2", False)])
+def test_cli_generate_with_a_checkpoint_writes_what_transformers_generates(tmp_path, capsys, kind, chat):
+    """attnkit generate --model DIR [--chat]: greedy (the generation config
+    says no sampling), stopping at the checkpoint's eos; the text is that of
+    transformers' generate, decoded without special tokens."""
+    from attnkit import cli
+
+    vocab = _chatml_tokenizer(tmp_path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if kind == "gpt2":
+        torch.manual_seed(0)
+        config = transformers.GPT2Config(
+            vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=2, eos_token_id=eos
+        )
+        hf_model = transformers.GPT2LMHeadModel(config).eval()
+        with torch.no_grad():
+            for parameter in hf_model.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.2)
+    else:
+        hf_model = _hf_model(kind, seed=3, vocab_size=vocab, eos_token_id=eos, bos_token_id=None, pad_token_id=None)
+    hf_model.save_pretrained(tmp_path)
+    prompt = "hello world"
+    if chat:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    else:
+        ids = tokenizer(prompt)["input_ids"]
+    with torch.no_grad():
+        free = hf_model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=None)
+    new = free[0, len(ids) :].tolist()
+    stop = new[2]  # an eos the model reaches: its third greedy token
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [stop], "do_sample": False}))
+    expected = tokenizer.decode(new[: new.index(stop) + 1], skip_special_tokens=True)
+    argv = ["generate", "--model", str(tmp_path), "--prompt", prompt, "--max-new-tokens", "12"]
+    assert cli.main(argv + (["--chat"] if chat else [])) == 0
+    assert capsys.readouterr().out == ("" if chat else prompt) + expected + "\n"
