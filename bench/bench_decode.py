@@ -14,7 +14,11 @@ median is reported, per token.
 - shakespeare: nanoGPT's CPU Shakespeare model (4 layers, 4 heads, 128 wide,
   vocab 65) with block 256, decoding 255 tokens;
 - gpt2: GPT-2-small dims (12 layers, 12 heads, 768 wide, vocab 50257, block
-  1024), random weights, decoding 64 tokens.
+  1024), random weights, decoding 64 tokens;
+- qwen2-0.5b: a Llama-family model (Qwen2-0.5B's dims, 494M parameters,
+  grouped-query attention) loaded from a transformers checkpoint, against
+  transformers' own ``generate``, each library in worker processes of its
+  own: see ``llama_decode.py``, which this script runs for it.
 
 The bandwidth bound: a decoding step reads every weight once (the tied
 embedding twice over: one row for the input, all of it for the LM head; the
@@ -41,6 +45,8 @@ import numpy as np
 import attnkit
 from attnkit.models import GPT, GPTConfig
 
+# Measured by llama_decode.py (transformers' generate as the peer, in processes of its own).
+LLAMA_MODELS = ("qwen2-0.5b",)
 MODELS = {
     "shakespeare": dict(
         config=GPTConfig(vocab_size=65, block_size=256, n_layer=4, n_head=4, n_embd=128, dropout=0.0), new_tokens=255
@@ -94,9 +100,19 @@ def decoders(config: GPTConfig, new_tokens: int, torch):
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.set_defaults(threads=[2], repeats=3, warmup=1)
-    parser.add_argument("--models", nargs="+", default=["shakespeare", "gpt2"], choices=sorted(MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=["shakespeare", "gpt2"], choices=sorted(MODELS) + list(LLAMA_MODELS)
+    )
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one decode")
     args = parser.parse_args()
+    if any(name in LLAMA_MODELS for name in args.models):
+        import llama_decode
+
+        for threads in args.threads:
+            llama_decode.main(["--decode-only", "--threads", str(threads), "--repeats", str(args.repeats)])
+        args.models = [name for name in args.models if name not in LLAMA_MODELS]
+        if not args.models:
+            return
     torch = common.optional_torch(disabled=args.no_torch)
 
     results = []

@@ -335,8 +335,10 @@ class GPT(nn.Module):
         )
 
     def save_pretrained(self, path) -> None:
-        """Writes a Hugging Face GPT2LMHeadModel checkpoint directory that
-        ``transformers`` loads (see ``attnkit.models.hf.save_pretrained``)."""
+        """Writes a Hugging Face checkpoint directory that ``transformers``
+        loads: a GPT2LMHeadModel for GPT-2's layout, a LlamaForCausalLM,
+        MistralForCausalLM or Qwen2ForCausalLM for the Llama family's (see
+        ``attnkit.models.hf.save_pretrained``)."""
         from .hf import save_pretrained
 
         save_pretrained(self, path)
