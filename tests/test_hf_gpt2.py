@@ -116,21 +116,36 @@ def test_save_pretrained_round_trips_through_transformers(checkpoint, tmp_path):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=name)
 
 
-def test_an_attnkit_trained_gpt_saves_as_gpt2(tmp_path):
+def test_an_attnkit_trained_gpt_saves_as_gpt2_with_its_tokenizer(tmp_path):
+    pytest.importorskip("tokenizers", reason="needs the hf extra: pip install '.[hf]'")
+    from attnkit.data import CharTokenizer, load_text
+
+    text = load_text()[:20_000]
+    tokenizer = CharTokenizer.from_text(text)
+    vocab = tokenizer.vocab_size
     attnkit.manual_seed(3)
-    model = GPT(GPTConfig(vocab_size=97, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    model = GPT(GPTConfig(vocab_size=vocab, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
     optimizer = attnkit.optim.AdamW(model.parameters(), lr=1e-2)
-    rng = np.random.default_rng(0)
-    for _ in range(3):  # a few steps, so the weights are not the initialization
-        batch = attnkit.from_numpy(rng.integers(0, 97, (2, 16)))
-        loss = attnkit.nn.functional.cross_entropy(model(batch).reshape(-1, 97), batch.reshape(-1))
+    ids = tokenizer.encode(text)
+    for step in range(3):  # a few steps, so the weights are not the initialization
+        batch = attnkit.from_numpy(ids[step * 64 : step * 64 + 64].reshape(2, 32))
+        loss = attnkit.nn.functional.cross_entropy(model(batch).reshape(-1, vocab), batch.reshape(-1))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    model.save_pretrained(tmp_path)
-    hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
     model.eval()
+    model.save_pretrained(tmp_path, tokenizer=tokenizer)
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
     _assert_same_logits(model, hf_model, [16, 7], seed=4)
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    prompt = "ROMEO:"
+    assert hf_tokenizer.encode(prompt) == tokenizer.encode(prompt).tolist()
+    ours = model.generate([tokenizer.encode(prompt)], 20, temperature=0.0)[0]
+    with torch.no_grad():
+        theirs = hf_model.generate(
+            torch.tensor([hf_tokenizer.encode(prompt)]), max_new_tokens=20, do_sample=False, pad_token_id=0
+        )[0]
+    assert hf_tokenizer.decode(theirs) == tokenizer.decode(ours)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

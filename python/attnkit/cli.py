@@ -1,4 +1,4 @@
-"""The ``attnkit`` command line: ``info``, ``train``, ``generate`` and ``bench``."""
+"""The ``attnkit`` command line: ``info``, ``train``, ``generate``, ``embed`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -319,7 +319,47 @@ def _bench(argv: list) -> int:
     return benchmarks.main(argv)
 
 
+def _print_facts(facts: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(facts, indent=2))
+    else:
+        width = max(len(k) for k in facts)
+        for key, value in facts.items():
+            print(f"{key:<{width}}  {value}")
+
+
+def _load_pretrained(directory: str):
+    """attnkit.models.from_pretrained, its refusals as usage errors."""
+    from .models import from_pretrained
+
+    try:
+        return from_pretrained(directory)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _model_facts(directory: str) -> dict:
+    from .models.hf.checkpoint import CheckpointFiles
+
+    model = _load_pretrained(directory)
+    entries = CheckpointFiles(directory).entries.values()
+    stored = sorted({entry.dtype.name for entry in entries if entry.dtype.is_floating_point})
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    dtypes = sorted({parameter.dtype.name for parameter in model.parameters()})
+    facts = {
+        "architecture": f"{model.hf_architecture} (attnkit {type(model).__name__})",
+        "parameters": f"{parameters:,}",
+        "dtype": f"{', '.join(dtypes)} (checkpoint: {', '.join(stored)})",
+    }
+    if model.tokenizer is not None:
+        facts["tokenizer"] = f"{type(model.tokenizer).__name__}, {model.tokenizer.vocab_size} ids"
+    return facts
+
+
 def _info(args) -> int:
+    if args.model is not None:
+        _print_facts(_model_facts(args.model), args.json)
+        return 0
     import attnkit
 
     info = attnkit.build_info()
@@ -334,12 +374,39 @@ def _info(args) -> int:
         "openmp version": info["openmp"],
         "cuda": info["cuda"],
     }
-    if args.json:
-        print(json.dumps(facts, indent=2))
+    _print_facts(facts, args.json)
+    return 0
+
+
+def _embed(args) -> int:
+    from .models import SentenceEncoder
+
+    if args.input is not None:
+        if args.sentences:
+            raise UsageError("give sentences as arguments or --input FILE, not both")
+        try:
+            with open(args.input, encoding="utf-8") as f:
+                sentences = f.read().splitlines()
+        except OSError as error:
+            raise UsageError(f"cannot read --input '{args.input}': {error.strerror}") from None
     else:
-        width = max(len(k) for k in facts)
-        for key, value in facts.items():
-            print(f"{key:<{width}}  {value}")
+        sentences = list(args.sentences)
+    if not sentences:
+        raise UsageError("no sentences: give them as arguments or --input FILE (one a line)")
+    if args.output is not None and not args.output.endswith(".npy"):
+        raise UsageError(f"--output '{args.output}' should end in .npy")
+    try:
+        encoder = SentenceEncoder.from_pretrained(args.model)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    embeddings = encoder.encode(sentences, batch_size=args.batch_size, normalize=args.normalize)
+    if args.output is not None:
+        np.save(args.output, embeddings)
+        rows, width = embeddings.shape
+        print(f"wrote {rows} embeddings of {width} numbers to {args.output}", file=sys.stderr)
+    else:
+        for row in embeddings:
+            print(" ".join(f"{value:.8g}" for value in row))
     return 0
 
 
@@ -362,8 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description="attnkit: Transformers on attnkit's own kernels")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = commands.add_parser("info", help="print the version, build and CPU/CUDA facts")
+    info = commands.add_parser(
+        "info", help="print the version, build and CPU/CUDA facts, or those of a pretrained model (--model)"
+    )
     info.add_argument("--json", action="store_true", help="print JSON")
+    info.add_argument(
+        "--model",
+        metavar="DIR",
+        default=None,
+        help="a Hugging Face model directory: print its architecture, parameter count and dtype",
+    )
     info.set_defaults(run=_info)
 
     train = commands.add_parser(
@@ -427,6 +502,27 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: cpu)")
     generate.set_defaults(run=_generate)
 
+    embed = commands.add_parser(
+        "embed",
+        help="sentence embeddings with a sentence-transformers model",
+        description="Embeds sentences with a sentence-transformers model directory (all-MiniLM-L6-v2 and "
+        "other BERT encoders): one line of numbers per sentence, or a .npy file.",
+    )
+    embed.add_argument("sentences", nargs="*", metavar="SENTENCE", help="the texts to embed")
+    embed.add_argument("--model", required=True, metavar="DIR", help="the sentence-transformers model directory")
+    embed.add_argument("--input", metavar="FILE", default=None, help="read the texts from FILE, one a line")
+    embed.add_argument(
+        "--output", metavar="FILE.npy", default=None, help="write a float32 array [sentences, dim] instead of printing"
+    )
+    embed.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward pass (default: 32)")
+    embed.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="unit-length embeddings (default: as the model, with or without its Normalize module)",
+    )
+    embed.set_defaults(run=_embed)
+
     # Listed for --help; `attnkit bench ...` is handed to attnkit.benchmarks before parsing.
     commands.add_parser(
         "bench", add_help=False, help="run the benchmark suite against PyTorch (attnkit bench --help for its options)"
@@ -448,7 +544,8 @@ def main(argv=None) -> int:
         print(f"attnkit {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ImportError as error:
-        if error.name != "tokenizers":  # an optional extra that is not installed; anything else is a bug
+        # an optional extra that is not installed; anything else is a bug
+        if error.name not in ("tokenizers", "sentencepiece", "jinja2"):
             raise
         print(f"attnkit {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

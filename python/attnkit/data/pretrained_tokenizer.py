@@ -74,6 +74,21 @@ def _token_text(value):
     return value if isinstance(value, str) else None
 
 
+def _byte_characters() -> list:
+    """GPT-2's byte-level alphabet: for each byte 0..255, the printable
+    character that stands for it (the printable Latin-1 bytes stand for
+    themselves; the others, in order, for chr(256), chr(257), ...)."""
+    printable = set(range(ord("!"), ord("~") + 1)) | set(range(0xA1, 0xAC + 1)) | set(range(0xAE, 0xFF + 1))
+    characters, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            characters.append(chr(byte))
+        else:
+            characters.append(chr(256 + extra))
+            extra += 1
+    return characters
+
+
 def _check_text(op: str, text) -> str:
     if not isinstance(text, str):
         raise TypeError(f"{op}: argument 'text' expected a str, got {type(text).__name__}")
@@ -143,6 +158,42 @@ class Tokenizer:
                 f"AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)"
             )
         return cls._load(directory, config)
+
+    @classmethod
+    def from_attnkit(cls, tokenizer) -> Tokenizer:
+        """The tokenizer.json form of one of attnkit's own tokenizers (a
+        ``CharTokenizer``, ``ByteTokenizer`` or ``BPETokenizer``): the same
+        ids for the same text, and the same text back, in a file that
+        transformers reads. ``save_pretrained`` of an attnkit-trained model
+        writes its tokenizer so."""
+        tokenizers = _import("tokenizers", "Tokenizer.from_attnkit")
+        from tokenizers import Regex, decoders, models, pre_tokenizers
+
+        kind = getattr(tokenizer, "kind", None)
+        if kind == "char":
+            vocab = {char: index for index, char in enumerate(tokenizer.chars)}
+            # A character outside the vocabulary is an error, as in CharTokenizer.
+            result = tokenizers.Tokenizer(models.WordLevel(vocab, unk_token="<unknown character>"))
+            result.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
+            result.decoder = decoders.Fuse()
+            return cls(result, {"tokenizer_class": "PreTrainedTokenizerFast"})
+        specials = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", **specials}
+        if kind == "bpe":
+            return cls(tokenizers.Tokenizer.from_str(tokenizer._tokenizer.to_str()), config)
+        if kind == "byte":
+            # Byte-level BPE without merges: byte b is id b, written as
+            # GPT-2's printable stand-in for that byte.
+            vocab = {char: byte for byte, char in enumerate(_byte_characters())}
+            result = tokenizers.Tokenizer(models.BPE(vocab, []))
+            result.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+            result.decoder = decoders.ByteLevel()
+            result.add_special_tokens(list(specials.values()))
+            return cls(result, config)
+        raise TypeError(
+            f"Tokenizer.from_attnkit: argument 'tokenizer' expected a CharTokenizer, ByteTokenizer or "
+            f"BPETokenizer, got {type(tokenizer).__name__}"
+        )
 
     @staticmethod
     def _read_config(directory: str) -> dict:

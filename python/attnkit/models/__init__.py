@@ -8,6 +8,7 @@ from .transformer import Transformer, TransformerConfig
 
 from . import hf  # noqa: E402  isort: skip  (it registers the models above)
 from .hf import from_pretrained  # noqa: E402  isort: skip
+from .sentence_encoder import SentenceEncoder  # noqa: E402  isort: skip
 
 __all__ = [
     "BERT",
@@ -21,5 +22,6 @@ __all__ = [
     "Transformer",
     "TransformerConfig",
     "from_pretrained",
+    "SentenceEncoder",
     "hf",
 ]

@@ -334,14 +334,15 @@ class GPT(nn.Module):
             tokenizer=tokenizer,
         )
 
-    def save_pretrained(self, path) -> None:
+    def save_pretrained(self, path, *, tokenizer=None) -> None:
         """Writes a Hugging Face checkpoint directory that ``transformers``
         loads: a GPT2LMHeadModel for GPT-2's layout, a LlamaForCausalLM,
-        MistralForCausalLM or Qwen2ForCausalLM for the Llama family's (see
+        MistralForCausalLM or Qwen2ForCausalLM for the Llama family's; with
+        ``tokenizer`` (attnkit's own or a pretrained one) as tokenizer.json (see
         ``attnkit.models.hf.save_pretrained``)."""
         from .hf import save_pretrained
 
-        save_pretrained(self, path)
+        save_pretrained(self, path, tokenizer=tokenizer)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

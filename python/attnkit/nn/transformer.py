@@ -26,9 +26,10 @@ class FeedForward(Module):
     """``fc2(dropout(activation(fc1(x))))``, section 3.3 of the paper.
 
     ``activation``: "relu" (the paper's), "gelu" (erf, as BERT), "gelu_tanh"
-    (GPT-2) - each fused into fc1's kernel - or "swiglu" (Shazeer, 2020:
-    fc1 projects to 2 * d_ff, the gate then the up projection, and
-    ``F.swiglu`` gives silu(gate) * up).
+    (GPT-2) - each fused into fc1's kernel -, "silu" (swish, as Marian's
+    OPUS-MT models; applied after fc1) or "swiglu" (Shazeer, 2020: fc1
+    projects to 2 * d_ff, the gate then the up projection, and ``F.swiglu``
+    gives silu(gate) * up).
     """
 
     def __init__(
@@ -37,16 +38,16 @@ class FeedForward(Module):
         super().__init__()
         self.d_model = _positive_int("FeedForward", "d_model", d_model)
         self.d_ff = _positive_int("FeedForward", "d_ff", d_ff)
-        if activation not in (*_FUSED_ACTIVATIONS, "swiglu"):
+        if activation not in (*_FUSED_ACTIVATIONS, "silu", "swiglu"):
             raise ValueError(
-                f"FeedForward: argument 'activation' expected 'relu', 'gelu', 'gelu_tanh' or "
+                f"FeedForward: argument 'activation' expected 'relu', 'gelu', 'gelu_tanh', 'silu' or "
                 f"'swiglu', got {activation!r}"
             )
         self.activation = activation
         if activation == "swiglu":
             self.fc1 = Linear(self.d_model, 2 * self.d_ff, bias=bias)
         else:
-            self.fc1 = Linear(self.d_model, self.d_ff, bias=bias, activation=_FUSED_ACTIVATIONS[activation])
+            self.fc1 = Linear(self.d_model, self.d_ff, bias=bias, activation=_FUSED_ACTIVATIONS.get(activation))
         self.fc2 = Linear(self.d_ff, self.d_model, bias=bias)
         self.dropout = Dropout(dropout)
 
@@ -54,6 +55,8 @@ class FeedForward(Module):
         hidden = self.fc1(x)
         if self.activation == "swiglu":
             hidden = F.swiglu(hidden)
+        elif self.activation == "silu":
+            hidden = F.silu(hidden)
         return self.fc2(self.dropout(hidden))
 
     def extra_repr(self) -> str:

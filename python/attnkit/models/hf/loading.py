@@ -378,11 +378,13 @@ def hf_state_dict(model, architecture: Architecture | None = None) -> dict:
     return tensors
 
 
-def save_pretrained(model, path) -> None:
+def save_pretrained(model, path, *, tokenizer=None) -> None:
     """Writes ``model`` as a Hugging Face checkpoint directory that
     ``transformers``' ``from_pretrained`` (and attnkit's) loads: config.json,
     model.safetensors (float32), generation_config.json when the model has
-    one, and the tokenizer files when ``model.tokenizer`` is set. The class
+    one, and the tokenizer files of ``tokenizer`` (default: ``model.tokenizer``,
+    set by ``from_pretrained``; one of attnkit's own tokenizers, as
+    ``attnkit train`` makes, is written as tokenizer.json). The class
     is the first registered architecture that fits the model (an attnkit
     GPT is a GPT2LMHeadModel). Files are written whole and renamed into
     place, so an interrupted save leaves no half-written file."""
@@ -402,8 +404,12 @@ def save_pretrained(model, path) -> None:
     generation_config = getattr(model, "generation_config", None)
     if generation_config:
         _write_json(os.path.join(directory, GENERATION_CONFIG_FILE), generation_config)
-    tokenizer = getattr(model, "tokenizer", None)
+    tokenizer = getattr(model, "tokenizer", None) if tokenizer is None else tokenizer
     if tokenizer is not None:
+        from ...data.pretrained_tokenizer import Tokenizer
+
+        if not isinstance(tokenizer, Tokenizer):
+            tokenizer = Tokenizer.from_attnkit(tokenizer)
         tokenizer.save_pretrained(directory)
 
 
