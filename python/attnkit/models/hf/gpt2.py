@@ -42,8 +42,16 @@ def _saves(model) -> bool:
 
 
 def _to_hf_extra(config: GPTConfig, base: dict) -> dict:
-    # One dropout in attnkit for GPT-2's three.
-    return {"n_inner": None, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
+    return {
+        "n_inner": None,
+        # One dropout in attnkit for GPT-2's three.
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout,
+        # The loaded checkpoint's, else none: GPT2Config's default, 50256, is
+        # GPT-2's own vocabulary's <|endoftext|>, past an attnkit model's.
+        "bos_token_id": base.get("bos_token_id"),
+        "eos_token_id": base.get("eos_token_id"),
+    }
 
 
 GPT2 = register(
