@@ -130,6 +130,34 @@ def test_train_50_steps_writes_a_run_that_loads_and_generates(tmp_path, capsys):
     assert capsys.readouterr().out == greedy  # top-k 1 is greedy
 
 
+def test_train_a_llama_from_scratch(tmp_path, capsys):
+    """--arch llama: the same recipe on the Llama family's blocks (RMSNorm,
+    rotary positions, SwiGLU, grouped-query attention with --n-kv-head);
+    it learns, resumes refuses another arch, and it generates."""
+    out = str(tmp_path / "run")
+    argv = ["train", "--arch", "llama", "--n-kv-head", "1", "--max-iters", "40", "--eval-interval", "20"]
+    assert cli.main([*argv, "--warmup-iters", "5", "--lr", "3e-3", "--out", out, *TINY]) == 0
+    records = read_metrics(out)
+    assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.5
+    model, _, _ = load_run(out)
+    config = model.config
+    assert (config.norm, config.position, config.mlp, config.n_kv_head, config.bias) == (
+        "rmsnorm",
+        "rope",
+        "swiglu",
+        1,
+        False,
+    )
+    assert config.d_ff == 96 and "wpe.weight" not in dict(model.named_parameters())  # 8/3 * 32 to a multiple of 32
+    capsys.readouterr()
+    assert cli.main(["generate", out, "--prompt", "ROMEO:", "--max-new-tokens", "20", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("ROMEO:")
+    with pytest.raises(ConfigError, match=r"arch \(the run has 'llama', this config 'gpt'\)"):
+        train(TrainConfig(out=out, max_iters=60, resume=True, **TINY_SETTINGS))
+    with pytest.raises(ConfigError, match="setting 'n_kv_head' expected None unless arch is llama"):
+        train(TrainConfig(out=str(tmp_path / "other"), n_kv_head=1, **TINY_SETTINGS))
+
+
 def test_python_m_attnkit_train_in_a_subprocess(tmp_path, small_text):
     out = str(tmp_path / "run")
     result = subprocess.run(

@@ -24,12 +24,15 @@ TRAIN_FLAG_HELP = {
         "val_fraction": "the last fraction of the text held out for validation",
     },
     "model": {
+        "arch": "gpt: GPT-2's blocks (LayerNorm, learned positions, GELU); llama: the Llama family's "
+        "(RMSNorm, rotary positions, SwiGLU, no biases)",
         "n_layer": "Transformer blocks",
         "n_head": "attention heads per block",
         "n_embd": "the model width (a multiple of --n-head)",
         "block_size": "the context length in tokens",
         "dropout": "dropout probability",
-        "bias": "biases in the Linear and LayerNorm layers",
+        "bias": "biases in the Linear and LayerNorm layers (gpt)",
+        "n_kv_head": "key/value heads, fewer than --n-head for grouped-query attention (llama; default: --n-head)",
     },
     "optimization": {
         "batch_size": "sequences per step",
@@ -57,7 +60,7 @@ TRAIN_FLAG_HELP = {
     },
 }
 
-TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda")}
+TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda"), "arch": ("gpt", "llama")}
 TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR"}
 
 
