@@ -118,7 +118,9 @@ def _qkv_transform() -> Transform:
                 arrays[index] = rotate_half
         return arrays
 
-    return Transform("qkv(rope layout)", to_attnkit, to_hf, stack.hf_shapes)
+    return Transform(
+        "qkv(rope layout)", to_attnkit, to_hf, stack.hf_shapes, stacked=lambda config: not config.rope_interleaved
+    )
 
 
 _QKV = _qkv_transform()
