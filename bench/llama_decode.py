@@ -159,6 +159,31 @@ def _time_calls(decode, args) -> dict:
     return {"tokens": list(tokens), "seconds": seconds}
 
 
+def profile_worker(args) -> dict:
+    """One attnkit decode with every native call timed (common.KernelTimer):
+    per token, the milliseconds of each kernel and of the Python between."""
+    import common  # here only: it changes how idle OpenMP threads wait, which the timed workers must not see
+
+    import attnkit
+    from attnkit.models import from_pretrained
+
+    attnkit.set_num_threads(args.threads)
+    model = from_pretrained(args.checkpoint)
+    prompt = [prompt_ids()]
+    model.generate(prompt, args.new_tokens, temperature=0.0, stop_tokens=[])
+    with common.KernelTimer() as timer:
+        start = time.perf_counter()
+        model.generate(prompt, args.new_tokens, temperature=0.0, stop_tokens=[])
+        wall = time.perf_counter() - start
+    per_token = 1e3 / args.new_tokens
+    return {
+        "wall_ms": wall * per_token,
+        "python_ms": timer.python_seconds(wall) * per_token,
+        "kernels_ms": {kernel: seconds * per_token for kernel, seconds, _ in timer.breakdown()},
+        "calls": {kernel: calls / args.new_tokens for kernel, _, calls in timer.breakdown()},
+    }
+
+
 def load_worker(args) -> dict:
     """The files read once, then the attnkit load (and, memory-mapped, the
     load with every weight page touched)."""
@@ -191,7 +216,12 @@ def load_worker(args) -> dict:
     return {"bytes": size, "read_s": read, "load_s": load, "load_touched_s": touched, "checksum": total}
 
 
-WORKERS = {"attnkit": attnkit_worker, "transformers": transformers_worker, "load": load_worker}
+WORKERS = {
+    "attnkit": attnkit_worker,
+    "transformers": transformers_worker,
+    "load": load_worker,
+    "profile": profile_worker,
+}
 
 
 def run_worker(side: str, checkpoint: Path, args) -> dict:
@@ -218,19 +248,23 @@ def run_worker(side: str, checkpoint: Path, args) -> dict:
 # ------------------------------------------------------------------ main ---
 
 
-def bytes_per_token(new_tokens: int, dtype_bytes: int = 4) -> float:
-    """Bytes one decoding step reads, averaged over the steps of a call: the
-    weights once (embedding: one row in, all of it as the tied head) and the
-    cached keys and values (float32 in attnkit's cache)."""
+def weight_bytes(dtype_bytes: int = 4) -> float:
+    """The weights one decoding step reads: each once (the embedding: one
+    row in, all of it as the tied head)."""
     c = QWEN2_0_5B
     width, layers, d_ff = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
-    head_dim = width // c["num_attention_heads"]
-    kv_width = c["num_key_value_heads"] * head_dim
+    kv_width = c["num_key_value_heads"] * width // c["num_attention_heads"]
     per_block = width * (width + 2 * kv_width) + (width + 2 * kv_width) + width * width + 3 * width * d_ff + 2 * width
-    weights = layers * per_block + width + c["vocab_size"] * width + width
+    return dtype_bytes * (layers * per_block + width + c["vocab_size"] * width + width)
+
+
+def bytes_per_token(new_tokens: int) -> float:
+    """float32 bytes one decoding step reads, averaged over the steps of a
+    call: the weights and the keys and values cached so far."""
+    c = QWEN2_0_5B
+    kv_width = c["num_key_value_heads"] * c["hidden_size"] // c["num_attention_heads"]
     mean_cached = PROMPT_TOKENS + (new_tokens + 1) / 2
-    cache = layers * 2 * mean_cached * kv_width
-    return dtype_bytes * weights + 4.0 * cache
+    return weight_bytes() + 4.0 * c["num_hidden_layers"] * 2 * mean_cached * kv_width
 
 
 def read_bandwidth(threads: int) -> float:
@@ -288,7 +322,19 @@ def decode_table(paths: dict, args) -> list:
         f"float32 bound: {bytes_per_token(args.new_tokens) / 1e9:.3f} GB per token over {bandwidth:.1f} GB/s read "
         f"(probe, {args.threads} threads) = {bound:.2f} tokens/s; attnkit at {ours / bound:.0%} of it"
     )
-    return rows, {"read_bandwidth_gbps": bandwidth, "bound_tokens_per_s": bound}
+    limits = {"read_bandwidth_gbps": bandwidth, "bound_tokens_per_s": bound}
+    if args.profile:
+        profile = run_worker("profile", paths["float32"], args)
+        matmul = profile["kernels_ms"].get("matmul", 0.0)
+        print(
+            f"\nwhere an attnkit step goes (one decode, every native call timed): {profile['wall_ms']:.1f} ms "
+            f"per token, {profile['python_ms']:.1f} ms of it Python between kernels"
+        )
+        for kernel, ms in sorted(profile["kernels_ms"].items(), key=lambda item: -item[1])[:8]:
+            print(f"  {kernel:<22}{ms:8.2f} ms  {profile['calls'][kernel]:5.1f} calls")
+        print(f"  the matrix-vector products stream the weights at {weight_bytes() / (matmul * 1e-3) / 1e9:.1f} GB/s")
+        limits["profile"] = profile
+    return rows, limits
 
 
 def load_table(paths: dict, args) -> list:
@@ -328,6 +374,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--load-only", action="store_true", help="only the load table")
     parser.add_argument("--decode-only", action="store_true", help="only the decode table")
     parser.add_argument("--skip-bf16", action="store_true", help="no transformers run on the bf16 checkpoint")
+    parser.add_argument("--profile", action="store_true", help="time attnkit's kernels in one more decode")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     return parser
