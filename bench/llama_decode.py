@@ -239,7 +239,10 @@ def run_worker(side: str, checkpoint: Path, args) -> dict:
         "--repeats",
         str(args.repeats),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    # Each library with its own defaults: not the idle-thread settings that
+    # common.py puts into this process's environment (bench_decode.py imports it).
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"the {side} worker failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
