@@ -232,9 +232,10 @@ def test_transformers_4_rope_fields_load(tmp_path):
     _assert_same_logits(model, hf_model, [30, 3], seed=4)
 
 
-def test_bfloat16_checkpoints_load_exactly(tmp_path):
-    hf_model, directory = _checkpoint(tmp_path, "qwen2", dtype=torch.bfloat16)
-    assert json.loads((directory / "config.json").read_text())["dtype"] == "bfloat16"
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_checkpoints_load_exactly(tmp_path, dtype):
+    hf_model, directory = _checkpoint(tmp_path, "qwen2", dtype=getattr(torch, dtype))
+    assert json.loads((directory / "config.json").read_text())["dtype"] == dtype
     model = from_pretrained(directory)
     layer = hf_model.model.layers[1].self_attn
     np.testing.assert_array_equal(
