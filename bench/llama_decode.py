@@ -30,8 +30,9 @@ in float32 (bf16 compute is a later issue).
 The bound: a decoding step reads every weight once (the embedding twice:
 one row for the input, all of it for the tied head) and the cached keys and
 values so far; those bytes over the read bandwidth of attnkit's native probe
-(``_C.probe_memory_bandwidth``, measured in the parent at the same thread
-count) give the fastest a step can be.
+(``_C.probe_memory_bandwidth``, at the same thread count, in each attnkit
+worker just before and after its timed calls, so under the same load) give
+the fastest a step can be.
 
 Load: in one worker process per round, the checkpoint's files read once
 into a buffer (``readinto``; the page cache warm, as it is for the load
@@ -121,7 +122,11 @@ def attnkit_worker(args) -> dict:
     def decode():
         return model.generate(prompt, args.new_tokens, temperature=0.0, stop_tokens=[])[0]
 
-    return {"load_s": load, **_time_calls(decode, args)}
+    # The bound's bandwidth, probed in this process around its timed calls:
+    # under the same load as they are.
+    before = read_bandwidth(args.threads)
+    timings = _time_calls(decode, args)
+    return {"load_s": load, "read_gbps": (before + read_bandwidth(args.threads)) / 2, **timings}
 
 
 def transformers_worker(args) -> dict:
@@ -288,7 +293,7 @@ def decode_table(paths: dict, args) -> list:
             results[(side, path)].append(result)
             per_token = statistics.median(result["seconds"]) / args.new_tokens
             print(f"  round {round_index + 1}: {side:<12} {path.name:<8} {1 / per_token:6.2f} tokens/s", flush=True)
-    bandwidth = read_bandwidth(args.threads)
+    bandwidth = statistics.median(outcome["read_gbps"] for outcome in results[runs[0]])
     bound = bandwidth * 1e9 / bytes_per_token(args.new_tokens)
     reference = results[runs[0]][0]["tokens"]
     rows = []
@@ -323,7 +328,8 @@ def decode_table(paths: dict, args) -> list:
         )
     print(
         f"float32 bound: {bytes_per_token(args.new_tokens) / 1e9:.3f} GB per token over {bandwidth:.1f} GB/s read "
-        f"(probe, {args.threads} threads) = {bound:.2f} tokens/s; attnkit at {ours / bound:.0%} of it"
+        f"(the probe around attnkit's timed calls, {args.threads} threads, median) = {bound:.2f} tokens/s; "
+        f"attnkit at {ours / bound:.0%} of it"
     )
     limits = {"read_bandwidth_gbps": bandwidth, "bound_tokens_per_s": bound}
     if args.profile:
