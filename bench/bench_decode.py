@@ -15,7 +15,11 @@ rounds (common.py); the figures are per token.
 - shakespeare: nanoGPT's CPU Shakespeare model (4 layers, 4 heads, 128 wide,
   vocab 65) with block 256, decoding 255 tokens;
 - gpt2: GPT-2-small dims (12 layers, 12 heads, 768 wide, vocab 50257, block
-  1024), random weights, decoding 64 tokens.
+  1024), random weights, decoding 64 tokens;
+- qwen2-0.5b: a Llama-family model (Qwen2-0.5B's dims, 494M parameters,
+  grouped-query attention) loaded from a transformers checkpoint, against
+  transformers' own ``generate``, each library in worker processes of its
+  own: see ``llama_decode.py``, which this script runs for it.
 
 The bandwidth bound: a decoding step reads every weight once (the tied
 embedding twice over: one row for the input, all of it for the LM head; the
@@ -35,11 +39,14 @@ from __future__ import annotations
 import time
 
 import common
+import llama_decode
 import numpy as np
 
 import attnkit
 from attnkit.models import GPT, GPTConfig
 
+# Measured by llama_decode.py (transformers' generate as the peer, in processes of its own).
+LLAMA_MODELS = ("qwen2-0.5b",)
 MODELS = {
     "shakespeare": dict(
         config=GPTConfig(vocab_size=65, block_size=256, n_layer=4, n_head=4, n_embd=128, dropout=0.0), new_tokens=255
@@ -123,9 +130,20 @@ def profile(decode, new_tokens: int) -> dict:
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.set_defaults(threads=[2], repeats=3, warmup=1)
-    parser.add_argument("--models", nargs="+", default=["shakespeare", "gpt2"], choices=sorted(MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=["shakespeare", "gpt2"], choices=sorted(MODELS) + list(LLAMA_MODELS)
+    )
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one decode")
     args = parser.parse_args()
+    # The Llama-family models run in llama_decode.py (transformers as the peer);
+    # the workers of this script see only the GPT models.
+    llama_models = [name for name in args.models if name in LLAMA_MODELS]
+    args.models = [name for name in args.models if name not in LLAMA_MODELS]
+    if llama_models and not args.worker:
+        for threads in args.threads:
+            llama_decode.main(["--decode-only", "--threads", str(threads), "--repeats", str(args.repeats)])
+    if not args.models:
+        return
     common.run_worker(args, measure)
 
     facts = common.print_machine(args)

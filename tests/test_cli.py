@@ -132,6 +132,34 @@ def test_train_50_steps_writes_a_run_that_loads_and_generates(tmp_path, capsys):
     assert capsys.readouterr().out == greedy  # top-k 1 is greedy
 
 
+def test_train_a_llama_from_scratch(tmp_path, capsys):
+    """--arch llama: the same recipe on the Llama family's blocks (RMSNorm,
+    rotary positions, SwiGLU, grouped-query attention with --n-kv-head);
+    it learns, resumes refuses another arch, and it generates."""
+    out = str(tmp_path / "run")
+    argv = ["train", "--arch", "llama", "--n-kv-head", "1", "--max-iters", "40", "--eval-interval", "20"]
+    assert cli.main([*argv, "--warmup-iters", "5", "--lr", "3e-3", "--out", out, *TINY]) == 0
+    records = read_metrics(out)
+    assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.5
+    model, _, _ = load_run(out)
+    config = model.config
+    assert (config.norm, config.position, config.mlp, config.n_kv_head, config.bias) == (
+        "rmsnorm",
+        "rope",
+        "swiglu",
+        1,
+        False,
+    )
+    assert config.d_ff == 96 and "wpe.weight" not in dict(model.named_parameters())  # 8/3 * 32 to a multiple of 32
+    capsys.readouterr()
+    assert cli.main(["generate", out, "--prompt", "ROMEO:", "--max-new-tokens", "20", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("ROMEO:")
+    with pytest.raises(ConfigError, match=r"arch \(the run has 'llama', this config 'gpt'\)"):
+        train(TrainConfig(out=out, max_iters=60, resume=True, **TINY_SETTINGS))
+    with pytest.raises(ConfigError, match="setting 'n_kv_head' expected None unless arch is llama"):
+        train(TrainConfig(out=str(tmp_path / "other"), n_kv_head=1, **TINY_SETTINGS))
+
+
 def test_python_m_attnkit_train_in_a_subprocess(tmp_path, small_text):
     out = str(tmp_path / "run")
     result = subprocess.run(
@@ -255,7 +283,6 @@ def test_config_file_errors(tmp_path, capsys):
         (["train", "--max-iters", "many"], "argument --max-iters: expected int, got 'many'"),
         (["train", "--tokenizer", "words"], "argument --tokenizer: invalid choice: 'words'"),
         (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        (["generate"], "the following arguments are required: RUN_DIR"),
         (["generate", "out", "--max-new-tokens", "0"], "expected a positive int, got 0"),
         (["teach"], "invalid choice: 'teach'"),
         ([], "the following arguments are required: COMMAND"),
@@ -265,6 +292,19 @@ def test_bad_flags_exit_2_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate"], "give a run directory (RUN_DIR) or a Hugging Face checkpoint (--model DIR), one of them"),
+        (["generate", "out", "--model", "m"], "one of them"),
+        (["generate", "out", "--chat"], "--chat and --system are for a chat model's checkpoint (--model DIR)"),
+    ],
+)
+def test_generate_needs_one_model(argv, message, capsys):
+    assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
 
 

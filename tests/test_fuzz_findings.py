@@ -98,7 +98,7 @@ def test_sgd_hyperparameters_beyond_float32_are_refused():
 def test_a_gpt_of_no_layers_is_refused():
     """Its residual init divided by sqrt(2 n_layer): ZeroDivisionError."""
     for n_layer in (0, -1):
-        with pytest.raises(ValueError, match=f"GPT: config.n_layer expected an int >= 1, got {n_layer}"):
+        with pytest.raises(ValueError, match=f"GPTConfig: field 'n_layer' expected an int >= 1, got {n_layer}"):
             GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=n_layer, n_head=1, n_embd=4))
 
 

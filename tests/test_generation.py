@@ -391,6 +391,49 @@ def test_stop_tokens_end_rows_and_max_length_holds(rng):
     assert model.generate(prompts, 0).shape == (2, 3)
 
 
+class _LetterTokenizer:
+    """Token t decodes to the letter 'a' + t."""
+
+    def decode(self, ids):
+        return "".join(chr(ord("a") + int(t)) for t in ids)
+
+
+def test_stop_strings_end_a_row_at_the_token_that_completes_them(rng):
+    model = tiny_model(seed=38)
+    prompts = [rng.integers(0, 13, size=n).tolist() for n in (4, 2)]
+    free = model.generate(prompts, 10, temperature=0, stop_tokens=[])
+    tokenizer = _LetterTokenizer()
+    new = [row[len(prompt) :] for row, prompt in zip(free, prompts)]
+    # a two-letter string row 0 writes at its steps 3-4 (and row 1 never writes)
+    text = tokenizer.decode(new[0])
+    stop = next(text[i : i + 2] for i in range(3, 9) if text[i : i + 2] not in tokenizer.decode(new[1]))
+    end = text.index(stop) + 2  # the token count that completes it
+    out = model.generate(prompts, 10, temperature=0, stop_tokens=[], stop_strings=[stop], tokenizer=tokenizer)
+    assert out[0] == prompts[0] + new[0][:end]
+    assert out[1] == free[1]
+    with pytest.raises(TypeError, match="'stop_strings' needs a 'tokenizer'"):
+        model.generate(prompts, 3, stop_strings="ab")
+    with pytest.raises(ValueError, match="'stop_strings' expected non-empty strings"):
+        model.generate(prompts, 3, stop_strings=[""], tokenizer=tokenizer)
+
+
+def test_eos_of_the_generation_config_stops_by_default(rng):
+    model = tiny_model(seed=39)
+    prompt = [rng.integers(0, 13, size=3).tolist()]
+    free = model.generate(prompt, 8, temperature=0)[0]
+    new = free[3:]
+    eos = new[2]
+    expected = free[: 3 + new.index(eos) + 1]
+    other = next(t for t in range(13) if t not in new)  # an eos id the model never draws here
+    assert generation.default_stop_tokens(model) == []
+    model.generation_config = {"eos_token_id": [other, eos]}  # a list, as Llama 3's
+    assert generation.default_stop_tokens(model) == [other, eos]
+    assert model.generate(prompt, 8, temperature=0)[0] == expected
+    assert model.generate(prompt, 8, temperature=0, stop_tokens=[])[0] == free  # [] stops on nothing
+    model.generation_config = {"eos_token_id": eos}
+    assert model.generate(prompt, 8, temperature=0)[0] == expected
+
+
 def test_generation_restores_modes_and_records_no_gradients():
     model = tiny_model(seed=37, dropout=0.1)
     model.train()

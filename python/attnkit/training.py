@@ -65,7 +65,7 @@ import numpy as np
 from . import data as _data
 from . import distributed, optim
 from .autograd import no_grad
-from .models import GPT, GPTConfig
+from .models import GPT, GPTConfig, LlamaConfig
 from .nn import functional as F
 from .nn.parallel import DistributedDataParallel
 from .nn.utils import clip_grad_norm_
@@ -84,6 +84,7 @@ EVAL_STREAM_OFFSET = 3 * 2**62
 # ranks never drop the same units; rank 0 keeps the single-process streams.
 RANK_STREAM_STRIDE = 2**48
 DEVICES = ("cpu", "cuda")
+ARCHITECTURES = ("gpt", "llama")
 
 
 class ConfigError(ValueError):
@@ -109,12 +110,14 @@ class TrainConfig:
     bpe_vocab_size: int = 512  # ids of the BPE tokenizer, when tokenizer is bpe
     val_fraction: float = 0.1  # the last part of the text, held out for validation
     # model
+    arch: str = "gpt"  # gpt (GPT-2's blocks) or llama (RMSNorm, rotary positions, SwiGLU, no biases)
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = True
+    n_kv_head: Optional[int] = None  # key/value heads of a llama (grouped-query attention); None: n_head
     # optimization
     batch_size: int = 12
     max_iters: int = 2000
@@ -175,6 +178,18 @@ class TrainConfig:
         for name in ("max_iters", "warmup_iters"):
             require(getattr(self, name) >= 0, name, "an int >= 0")
         require(self.n_embd % self.n_head == 0, "n_embd", f"a multiple of n_head={self.n_head}")
+        require(self.arch in ARCHITECTURES, "arch", "one of " + ", ".join(ARCHITECTURES))
+        require(
+            self.n_kv_head is None or (self.n_kv_head >= 1 and self.n_head % self.n_kv_head == 0),
+            "n_kv_head",
+            f"None or a divisor of n_head={self.n_head}",
+        )
+        require(self.n_kv_head is None or self.arch == "llama", "n_kv_head", "None unless arch is llama")
+        require(
+            self.arch != "llama" or (self.n_embd // self.n_head) % 2 == 0,
+            "n_embd",
+            "an even head size n_embd / n_head (rotary positions turn pairs)",
+        )
         require(self.tokenizer in _data.TOKENIZER_KINDS, "tokenizer", "one of " + ", ".join(_data.TOKENIZER_KINDS))
         require(
             self.bpe_vocab_size >= 256 + len(_data.SPECIAL_TOKENS),
@@ -202,15 +217,18 @@ class TrainConfig:
             _require_cuda("setting 'device' is cuda")
 
     def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(
+        sizes = dict(
             vocab_size=vocab_size,
             block_size=self.block_size,
             n_layer=self.n_layer,
             n_head=self.n_head,
             n_embd=self.n_embd,
-            dropout=self.dropout,
-            bias=self.bias,
         )
+        if self.arch == "llama":
+            # SwiGLU's width: 2/3 of the 4x MLP (the same parameters), to a multiple of 32, as Llama sizes it.
+            d_ff = -(-(8 * self.n_embd // 3) // 32) * 32
+            return LlamaConfig(**sizes, dropout=self.dropout, n_kv_head=self.n_kv_head, d_ff=d_ff, tie_embeddings=True)
+        return GPTConfig(**sizes, dropout=self.dropout, bias=self.bias)
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "config") -> TrainConfig:
@@ -229,6 +247,8 @@ class TrainConfig:
 # optimizer's checkpoint carries its betas and weight decay): a resumed run
 # must keep them. The schedule (lr, min_lr, warmup, decay) may change.
 _RUN_DEFINING = (
+    "arch",
+    "n_kv_head",
     "data",
     "tokenizer",
     "bpe_vocab_size",

@@ -239,6 +239,13 @@ class RMSNorm(Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
 
+    def add_forward(self, x: Tensor, residual: Tensor) -> tuple:
+        """``(x + residual, self(x + residual))``, the interface of
+        ``LayerNorm.add_forward`` (pre-norm blocks call either); here the
+        add and the norm are two ops."""
+        total = x + residual
+        return total, self(total)
+
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
