@@ -39,6 +39,7 @@ import common  # first: it sets how idle threads wait, before any thread pool st
 import numpy as np
 
 import attnkit
+from attnkit.benchmarks import optional_torch
 from attnkit.models import GPT, GPTConfig
 
 MODELS = {
@@ -80,7 +81,7 @@ def decoders(config: GPTConfig, new_tokens: int, torch):
     ours_prompt = attnkit.from_numpy(prompt)
     result = {"attnkit": lambda: model.generate(ours_prompt, new_tokens, temperature=0).numpy()}
     if torch is not None:
-        import torch_gpt  # imports torch: only when it is installed
+        from attnkit import _torch_gpt as torch_gpt  # imports torch: only when it is installed
 
         theirs = torch_gpt.GPT(torch_gpt.GPTConfig.from_config(config))
         torch_gpt.copy_from_attnkit(theirs, model)
@@ -97,7 +98,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["shakespeare", "gpt2"], choices=sorted(MODELS))
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one decode")
     args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
+    torch = optional_torch(disabled=args.no_torch)
 
     results = []
     for threads in args.threads:

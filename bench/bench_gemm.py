@@ -29,6 +29,7 @@ import numpy as np
 
 import attnkit
 from attnkit import _C
+from attnkit.benchmarks import optional_torch
 
 SHAPES = [(512, 512, 512), (1024, 1024, 1024), (768, 768, 768), (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768)]
 DECODE_SHAPES = [(1, 768, 3072), (8, 768, 3072)]
@@ -50,7 +51,7 @@ def main() -> None:
         "--decode-mib", type=int, default=96, help="total size of the rotated decode weights in MiB (default: 96)"
     )
     args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
+    torch = optional_torch(disabled=args.no_torch)
     rng = np.random.default_rng(0)
     timed = dict(warmup=args.warmup, repeats=args.repeats)
     rows = []
