@@ -1,7 +1,7 @@
 """GEMM GFLOP/s against numpy (OpenBLAS) and PyTorch, at each thread count, and
 the decode shapes' GB/s against memory bandwidth.
 
-    python bench/bench_gemm.py [--threads 1 2] [--repeats 10] [--no-torch]
+    python bench/bench_gemm.py [--threads 1 2] [--repeats 10] [--no-torch] [--mixed]
 
 Every side writes into a preallocated output (numpy and torch with out=,
 attnkit with out= and beta=0), so the kernels are compared, not allocators.
@@ -18,11 +18,27 @@ Rows:
   the probe's read bandwidth. B rotates through enough copies (> 2x the L3)
   that every product reads it from memory, as a model's layers would. Both
   the row-major B[K,N] and the linear layer's W[N,K] (x @ W^T) are timed.
+- ``--mixed`` (only these rows): sharing the cores. Each library's 1024^3
+  product at the largest thread count, timed right after a call of another
+  library in the same process and right after its own ("alone"); the ratio
+  column is the speed it keeps. It runs in a child process in which numpy,
+  torch and attnkit keep their default thread settings (no OMP_WAIT_POLICY or
+  OPENBLAS_THREAD_TIMEOUT from bench/common.py), as an application has them.
+
+The GEMM's register tile and cache blocks (``_C.gemm_config()``, chosen from
+the caches the CPU reports) are printed with the machine and written to the
+JSON.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import common  # first: it sets how idle threads wait, before any thread pool starts
 import numpy as np
@@ -45,13 +61,108 @@ def numpy_threads(threads):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+# Runs in the child of --mixed, which imports numpy, torch and attnkit before
+# anything that sets their thread environment.
+MIXED_CHILD = """
+import json, sys
+import numpy
+try:
+    import torch
+except ImportError:
+    torch = None
+import attnkit
+sys.path.insert(0, {bench_dir!r})
+import bench_gemm
+print(json.dumps(bench_gemm.mixed_timings({threads}, {repeats}, torch is not None and not {no_torch})))
+"""
+
+
+def mixed_timings(threads: int, repeats: int, with_torch: bool) -> dict:
+    """{library: {previous library or "alone": [seconds per call]}} for the
+    1024^3 product at ``threads`` threads, each call right after one of
+    ``previous``."""
+    import time
+
+    size = 1024
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    c = np.empty((size, size), np.float32)
+    a_, b_, c_ = (attnkit.from_numpy(x)._array for x in (a, b, c))
+    attnkit.set_num_threads(threads)
+    calls = {"attnkit": lambda: _C.matmul(a_, b_, out=c_), "numpy": lambda: np.matmul(a, b, out=c)}
+    if with_torch:
+        import torch
+
+        torch.set_num_threads(threads)
+        ta, tb, tc = (torch.from_numpy(x) for x in (a, b, c))
+        calls["torch"] = lambda: torch.matmul(ta, tb, out=tc)
+    pin = numpy_threads(threads)
+    seconds = {name: {other: [] for other in ["alone", *calls] if other != name} for name in calls}
+    with pin if pin is not None else contextlib.nullcontext():
+        for fn in calls.values():
+            fn()
+        for _ in range(repeats):
+            for name, fn in calls.items():
+                for previous in seconds[name]:
+                    (fn if previous == "alone" else calls[previous])()
+                    start = time.perf_counter()
+                    fn()
+                    seconds[name][previous].append(time.perf_counter() - start)
+    return seconds
+
+
+def timing_of(seconds: list) -> common.Timing:
+    return common.Timing(statistics.median(seconds), min(seconds), max(seconds), len(seconds))
+
+
+def mixed_rows(args, threads: int) -> list:
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    code = MIXED_CHILD.format(
+        bench_dir=str(Path(__file__).resolve().parent), threads=threads, repeats=args.repeats, no_torch=args.no_torch
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True)
+    seconds = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = []
+    for name, by_previous in seconds.items():
+        alone = timing_of(by_previous["alone"])
+        for previous, values in by_previous.items():
+            if previous != "alone":
+                rows.append(
+                    common.Row(
+                        "gemm 1024^3",
+                        f"{name} after {previous}",
+                        threads,
+                        2.0 * 1024**3,
+                        "GFLOP/s",
+                        timing_of(values),
+                        {"alone": alone},
+                    )
+                )
+    return rows
+
+
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--decode-mib", type=int, default=96, help="total size of the rotated decode weights in MiB (default: 96)"
     )
+    parser.add_argument("--mixed", action="store_true", help="only the rows of sharing the cores with numpy and torch")
     args = parser.parse_args()
     torch = optional_torch(disabled=args.no_torch)
+    config = _C.gemm_config()
+    caches = attnkit.build_info()["cpu_caches"]
+    print(
+        f"gemm: {attnkit.cpu_isa()} tile {config['mr']}x{config['nr']}, blocks MC {config['mc']} KC {config['kc']} "
+        f"NC {config['nc']}{' (overridden)' if config['overridden'] else ''}; caches {caches}"
+    )
+    settings = {**vars(args), "gemm_config": config, "cpu_caches": caches}
+    if args.mixed:
+        rows = mixed_rows(args, max(args.threads))
+        print(", ".join(f"{key}: {value}" for key, value in common.machine_facts(torch).items()))
+        common.print_table(rows, title="GEMM right after another library's call (ours/alone: the speed it keeps)")
+        print(f"written to {common.write_results(__file__, rows, settings, torch)}")
+        return
     rng = np.random.default_rng(0)
     timed = dict(warmup=args.warmup, repeats=args.repeats)
     rows = []
@@ -166,7 +277,7 @@ def main() -> None:
     if not numpy_pinned:
         print("note: threadpoolctl is not installed; numpy ran at its default thread count")
     common.print_table(rows, title="GEMM (float32); decode rows in GB/s of weights")
-    path = common.write_results(__file__, rows, vars(args), torch)
+    path = common.write_results(__file__, rows, settings, torch)
     print(f"written to {path}")
 
 
