@@ -99,11 +99,13 @@ inline void micro_tile(const GemmMacroTile& t, const float* a, const float* b, s
       for (int v = 0; v < NV; ++v) acc[i][v] = fma(ai, bv[v], acc[i][v]);
     }
   }
-  // store_tile indexes the tile with run-time bounds (a partial tile), which
-  // would keep `acc` in memory and make the compiler store every accumulator
-  // on every step of the loop above (a 512-bit store per FMA: half the FMA
-  // rate). The loop's accumulators stay in registers; a copy goes to memory
-  // once.
+  // store_tile indexes the tile with run-time bounds (a partial tile). Where
+  // GCC inlines this function into a larger caller, that can make it keep
+  // `acc` itself in memory and store every accumulator on every step of the
+  // loop above (seen with the macro kernel inlined into a benchmark loop: a
+  // 512-bit store per FMA, half the FMA rate; decode_dot below had the same
+  // in the library). The loop's accumulators stay in registers; a copy goes
+  // to memory once.
   V finished[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) finished[i][v] = acc[i][v];
