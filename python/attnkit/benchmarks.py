@@ -382,6 +382,7 @@ def machine_facts() -> dict:
         "logical cpus": os.cpu_count(),
         "caches": cache_sizes(),
         "cpu isa": cpu_isa(),
+        "gemm blocking": _C.gemm_config(),
         "supported isas": supported_cpu_isas(),
         "compiler": build_info()["compiler"],
         "os": platform.platform(),
@@ -413,6 +414,7 @@ def describe_machine(facts: dict, limits: dict) -> str:
         f"cpu: {facts['cpu']} ({facts['logical cpus']} logical cpus), isa in use: {facts['cpu isa']} "
         f"(supported: {' '.join(facts['supported isas'])}), {facts['os']}",
         "caches: " + ", ".join(f"{k} {v}" for k, v in facts["caches"].items()),
+        "gemm: tile {mr}x{nr}, blocks MC {mc} KC {kc} NC {nc}".format(**facts["gemm blocking"]),
         f"versions: {library_versions}; compiler {facts['compiler']}; {facts['date']}, load average "
         f"{facts['load average']}",
         "thread settings: " + (" ".join(f"{k}={v}" for k, v in facts["thread settings"].items()) or "defaults"),

@@ -377,7 +377,13 @@ def _info(args) -> int:
         "cpu isa": attnkit.cpu_isa(),
         "cpu isas available": ", ".join(attnkit.supported_cpu_isas()),
         "cpu isas compiled": ", ".join(info["compiled_isas"]),
-        "openmp threads": attnkit.get_num_threads(),
+        "threads": attnkit.get_num_threads(),
+        "cpu caches": ", ".join(
+            f"{name} {info['cpu_caches'][key] >> 10} KiB"
+            for name, key in (("L1d", "l1d_bytes"), ("L2", "l2_bytes"), ("L3", "l3_bytes"))
+        )
+        + f" ({info['cpu_caches']['source']})",
+        "gemm tile and blocks": "{mr}x{nr}, MC {mc} KC {kc} NC {nc}".format(**attnkit._C.gemm_config()),
         "openmp version": info["openmp"],
         "cuda": info["cuda"],
     }

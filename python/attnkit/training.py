@@ -136,7 +136,7 @@ class TrainConfig:
     # the run
     seed: int = 1337
     device: str = "cpu"
-    num_threads: Optional[int] = None  # attnkit's threads; None: the OpenMP default
+    num_threads: Optional[int] = None  # attnkit's threads; None: OMP_NUM_THREADS, else one per CPU
     out: str = "out"  # the run directory
     resume: bool = False  # continue the run in `out` from its checkpoint
     progress: bool = True  # show a progress bar
