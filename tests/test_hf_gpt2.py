@@ -204,3 +204,31 @@ def test_config_settings_attnkit_does_not_run_are_refused(tmp_path):
     _hf_gpt2(seed=12, activation_function="relu").save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"'activation_function' is 'relu'; attnkit's GPT2LMHeadModel runs 'gelu_new'"):
         from_pretrained(tmp_path)
+
+
+def test_save_pretrained_shards_above_max_shard_size(checkpoint, tmp_path):
+    """Shards as transformers writes them (numbered files and an index), which
+    transformers and attnkit load; saving again unsharded removes them."""
+    hf_model, directory = checkpoint
+    model = from_pretrained(directory)
+    largest = max(t.numel() for t in model.state_dict().values()) * 4
+    model.save_pretrained(tmp_path, max_shard_size=largest)
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) > 2 and files[0] == f"model-00001-of-{len(files):05d}.safetensors"
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == files
+    assert all((tmp_path / file).stat().st_size <= largest + 4096 for file in files)  # + the header
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    original = hf_model.state_dict()
+    for name, tensor in reloaded.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+    again = from_pretrained(tmp_path)
+    for (name, ours), (_, theirs) in zip(again.state_dict().items(), model.state_dict().items()):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=name)
+
+    model.save_pretrained(tmp_path, max_shard_size="1GB")
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["model.safetensors"]
+    assert not (tmp_path / "model.safetensors.index.json").exists()
+    for bad in (0, "5XB", "-1GB", True, "nanGB"):
+        with pytest.raises(ValueError, match="argument 'max_shard_size' expected"):
+            model.save_pretrained(tmp_path, max_shard_size=bad)

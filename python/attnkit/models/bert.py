@@ -282,13 +282,13 @@ class BERT(nn.Module):
         pooled = self.pool(self.encode(input_ids, token_type_ids, attention_mask))
         return self.classifier(self.classifier_dropout(pooled))
 
-    def save_pretrained(self, path, *, tokenizer=None) -> None:
+    def save_pretrained(self, path, *, tokenizer=None, max_shard_size="5GB") -> None:
         """Writes a Hugging Face checkpoint directory: BertForMaskedLM with
         the MLM head, BertForSequenceClassification with a classifier,
         BertModel otherwise (see ``attnkit.models.hf.save_pretrained``)."""
         from .hf import save_pretrained
 
-        save_pretrained(self, path, tokenizer=tokenizer)
+        save_pretrained(self, path, tokenizer=tokenizer, max_shard_size=max_shard_size)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -351,7 +351,7 @@ class GPT(nn.Module):
             tokenizer=tokenizer,
         )
 
-    def save_pretrained(self, path, *, tokenizer=None) -> None:
+    def save_pretrained(self, path, *, tokenizer=None, max_shard_size="5GB") -> None:
         """Writes a Hugging Face checkpoint directory that ``transformers``
         loads: a GPT2LMHeadModel for GPT-2's layout, a LlamaForCausalLM,
         MistralForCausalLM or Qwen2ForCausalLM for the Llama family's; with
@@ -359,7 +359,7 @@ class GPT(nn.Module):
         ``attnkit.models.hf.save_pretrained``)."""
         from .hf import save_pretrained
 
-        save_pretrained(self, path, tokenizer=tokenizer)
+        save_pretrained(self, path, tokenizer=tokenizer, max_shard_size=max_shard_size)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -540,12 +540,12 @@ class Transformer(nn.Module):
         sequences = from_numpy(output)
         return (sequences, np.array([score for score, _ in best])) if return_scores else sequences
 
-    def save_pretrained(self, path, *, tokenizer=None) -> None:
+    def save_pretrained(self, path, *, tokenizer=None, max_shard_size="5GB") -> None:
         """Writes a Hugging Face MarianMTModel checkpoint directory, for a
         model of Marian's shape (see ``attnkit.models.hf.marian``)."""
         from .hf import save_pretrained
 
-        save_pretrained(self, path, tokenizer=tokenizer)
+        save_pretrained(self, path, tokenizer=tokenizer, max_shard_size=max_shard_size)
 
     def extra_repr(self) -> str:
         return f"{self.config}"
