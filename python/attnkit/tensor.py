@@ -742,6 +742,6 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
 
 # The operators and methods are implemented in nn.functional, whose modules
 # import Tensor from here: imported last, once everything above exists.
-from .nn.functional import elementwise as _elementwise  # noqa: E402
-from .nn.functional import shape as _shape  # noqa: E402
-from .nn.functional.linear import matmul as _matmul  # noqa: E402
+from .ops import elementwise as _elementwise  # noqa: E402
+from .ops import shape as _shape  # noqa: E402
+from .ops.gemm import matmul as _matmul  # noqa: E402

@@ -35,4 +35,9 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+def empty_parameter(shape) -> Parameter:
+    """A float32 parameter of ``shape`` whose values a module's reset_parameters sets."""
+    return Parameter(Tensor._wrap(_C.empty(list(shape), "float32")))
+
+
 __all__ = ["Parameter"]

@@ -14,10 +14,10 @@ import math
 
 import numpy as np
 
-from ... import _C
-from ...autograd import Function
-from ...tensor import Tensor
-from ._common import check_int64, check_tensor
+from .. import _C
+from ..autograd import Function
+from ..tensor import Tensor
+from .checks import check_int64, check_tensor
 
 
 def _normalize_dim(op: str, dim, ndim: int) -> int:

@@ -423,8 +423,8 @@ def weight_decay_groups(module, weight_decay: float, **group_options) -> list:
 
     A tied parameter is listed once, under its first name.
     """
-    from ..nn.layers import LayerNorm, RMSNorm
     from ..nn.module import Module
+    from ..nn.norm import LayerNorm, RMSNorm
 
     if not isinstance(module, Module):
         raise TypeError(

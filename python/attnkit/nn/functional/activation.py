@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ... import _C
 from ...autograd import Function
+from ...ops.checks import check_tensor
 from ...tensor import Tensor
-from ._common import check_tensor
 
 
 class _Gelu(Function):

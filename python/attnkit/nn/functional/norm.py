@@ -9,8 +9,8 @@ import numpy as np
 
 from ... import _C
 from ...autograd import Function
+from ...ops.checks import check_int64, check_tensor
 from ...tensor import Tensor
-from ._common import check_int64, check_tensor
 
 # PyTorch's default RMSNorm eps: the float32 machine epsilon, 2^-23.
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)

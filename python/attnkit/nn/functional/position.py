@@ -10,8 +10,8 @@ import numpy as np
 from ... import _C
 from ..._dtypes import int32, int64
 from ...autograd import Function
+from ...ops.checks import check_tensor
 from ...tensor import Tensor
-from ._common import check_tensor
 
 
 def _check_int(op: str, argument: str, value) -> int:
