@@ -164,7 +164,7 @@ COMMON_FIELDS = (
     Field("rms_norm_eps", "norm_eps", 1e-6),
     Field("tie_word_embeddings", "tie_embeddings", False),
     Fixed("hidden_act", "silu"),
-    Fixed("attention_dropout", 0.0, also=(0,), default=0.0),
+    Fixed("attention_dropout", 0.0, also=(0,)),
 )
 
 
@@ -222,12 +222,6 @@ def _llama_to_hf(config, base: dict) -> dict:
     return {**_common_to_hf(config), "attention_bias": qkv, "mlp_bias": mlp}
 
 
-def _llama_saves(model) -> bool:
-    config = model.config
-    qkv, out, _ = _biases(config)
-    return _plain_llama(config) and qkv == out and config.sliding_window is None
-
-
 LLAMA = register(
     Architecture(
         name="LlamaForCausalLM",
@@ -242,7 +236,6 @@ LLAMA = register(
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=_llama_derive,
         to_hf_extra=_llama_to_hf,
-        saves=_llama_saves,
         default_for_type=True,
     )
 )
@@ -263,16 +256,6 @@ def _mistral_to_hf(config, base: dict) -> dict:
     return {**_common_to_hf(config), "sliding_window": config.sliding_window}
 
 
-def _mistral_saves(model) -> bool:
-    config = model.config
-    return (
-        _plain_llama(config)
-        and _biases(config) == (False, False, False)
-        and config.sliding_window is not None
-        and config.sliding_window_layers is None
-    )
-
-
 MISTRAL = register(
     Architecture(
         name="MistralForCausalLM",
@@ -287,7 +270,6 @@ MISTRAL = register(
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=_mistral_derive,
         to_hf_extra=_mistral_to_hf,
-        saves=_mistral_saves,
         default_for_type=True,
     )
 )
@@ -343,10 +325,6 @@ def _qwen2_to_hf(config, base: dict) -> dict:
     }
 
 
-def _qwen2_saves(model) -> bool:
-    return _plain_llama(model.config) and _biases(model.config) == (True, False, False)
-
-
 QWEN2 = register(
     Architecture(
         name="Qwen2ForCausalLM",
@@ -361,7 +339,6 @@ QWEN2 = register(
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=_qwen2_derive,
         to_hf_extra=_qwen2_to_hf,
-        saves=_qwen2_saves,
         default_for_type=True,
     )
 )
