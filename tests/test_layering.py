@@ -1,7 +1,8 @@
-"""The package's import graph: no circles. Every import of an attnkit module
-counts, at the top of a file or inside a function: an import moved into a
-function to dodge a circle still makes one (the circle is only postponed to
-the first call)."""
+"""The package's layers. Its import graph has no circles: every import of an
+attnkit module counts, at the top of a file or inside a function (an import
+moved into a function to dodge a circle still makes one, postponed to the
+first call). The lower layers do not import the upper ones, and a tensor's
+native array is reached only by the modules that own it."""
 
 from __future__ import annotations
 
@@ -86,6 +87,60 @@ def test_no_import_circles():
     assert circles(import_graph()) == []
 
 
+# What each lower layer must not import (a prefix matches the package and its modules).
+FORBIDDEN_IMPORTS = {
+    "attnkit.tensor": ("attnkit.autograd", "attnkit.ops", "attnkit.nn", "attnkit.optim", "attnkit.models"),
+    "attnkit.autograd": ("attnkit.ops", "attnkit.nn", "attnkit.optim", "attnkit.models"),
+    "attnkit.ops": ("attnkit.nn", "attnkit.optim", "attnkit.models"),
+    "attnkit.optim": ("attnkit.nn", "attnkit.models"),
+    "attnkit.nn": ("attnkit.models", "attnkit.training", "attnkit.generation"),
+}
+
+
+def test_lower_layers_do_not_import_upper_ones():
+    graph = import_graph()
+    found = [
+        (module, target)
+        for module, targets in graph.items()
+        for layer, forbidden in FORBIDDEN_IMPORTS.items()
+        if module == layer or module.startswith(layer + ".")
+        for target in targets
+        if any(target == f or target.startswith(f + ".") for f in forbidden)
+    ]
+    assert found == []
+
+
+# The modules that own a tensor's native array (Tensor._array, Tensor._wrap):
+# the tensor itself, the autograd, the ops that call kernels, Parameter (a
+# Tensor subclass) and _tensor_data, the helper everything else goes through.
+NATIVE_ARRAY_OWNERS = ("attnkit.tensor", "attnkit._tensor_methods", "attnkit.autograd", "attnkit._tensor_data")
+NATIVE_ARRAY_OWNER_PACKAGES = ("attnkit.ops.", "attnkit.nn.functional.")
+NATIVE_ARRAY_OWNERS += ("attnkit.optim.functional", "attnkit.nn.parameter")
+
+
+def native_array_users() -> dict[str, list[str]]:
+    """module -> the lines that touch ``._array`` / ``._wrap`` or call
+    ``_C.random_bits`` (random.py's to wrap)."""
+    users = {}
+    for path in PACKAGE_ROOT.rglob("*.py"):
+        name = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = name in NATIVE_ARRAY_OWNERS or name.startswith(NATIVE_ARRAY_OWNER_PACKAGES)
+            if (node.attr in ("_array", "_wrap") and not owner) or (
+                node.attr == "random_bits" and name != "attnkit.random"
+            ):
+                users.setdefault(name, []).append(f"line {node.lineno}: .{node.attr}")
+    return users
+
+
+def test_native_arrays_are_reached_through_their_owners():
+    assert native_array_users() == {}
+
+
 if __name__ == "__main__":
     for component in circles(import_graph()):
-        print(len(component), " ".join(component))
+        print("circle:", len(component), " ".join(component))
+    for module, lines in sorted(native_array_users().items()):
+        print("native array:", module, len(lines))

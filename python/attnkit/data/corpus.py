@@ -19,8 +19,7 @@ from importlib import resources
 
 import numpy as np
 
-from .. import _C
-from ..random import _generator_or_default
+from ..random import random_words
 
 BUNDLED_CORPUS = "tinyshakespeare.txt"
 
@@ -97,8 +96,7 @@ def random_offsets(num_tokens: int, batch_size: int, block_size: int, generator=
             f"{op}: a window of block_size + 1 = {block_size + 1} tokens does not fit in "
             f"{num_tokens} tokens; use a smaller block_size or more text"
         )
-    seed, offset = _generator_or_default(op, generator).next_stream()
-    words = np.asarray(_C.random_bits(2 * batch_size, seed, offset)).view(np.uint32).astype(np.uint64)
+    words = random_words(op, 2 * batch_size, generator).astype(np.uint64)
     wide = (words[0::2] << np.uint64(32)) | words[1::2]
     return np.array([(int(u) * count) >> 64 for u in wide], np.int64)
 

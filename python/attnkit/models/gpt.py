@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from .. import _dtypes, generation, nn
+from .._tensor_data import values_view
 from ..nn import functional as F
 from ..nn import init
 from ..tensor import Tensor, arange
+from .hf import loading as hf_loading
 
 _NORMS = ("layernorm", "rmsnorm")
 _POSITIONS = ("learned", "rope")
@@ -240,7 +240,7 @@ class GPT(nn.Module):
                     f"GPT: argument 'position_ids' expected int32 or int64 of shape [{batch}, {steps}] "
                     f"(that of idx), got {position_ids.dtype} of shape {list(position_ids.shape)}"
                 )
-            values = np.asarray(position_ids._array)
+            values = values_view(position_ids)
             if values.size and (values.min() < 0 or values.max() >= self.config.block_size):
                 bad = values.min() if values.min() < 0 else values.max()
                 raise ValueError(
@@ -342,9 +342,7 @@ class GPT(nn.Module):
         MistralForCausalLM or Qwen2ForCausalLM for the Llama family's; with
         ``tokenizer`` (attnkit's own or a pretrained one) as tokenizer.json (see
         ``attnkit.models.hf.save_pretrained``)."""
-        from .hf import save_pretrained
-
-        save_pretrained(self, path, tokenizer=tokenizer)
+        hf_loading.save_pretrained(self, path, tokenizer=tokenizer)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

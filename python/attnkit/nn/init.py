@@ -24,9 +24,8 @@ import threading
 
 import numpy as np
 
-from .. import _C
 from .._tensor_data import fill_from_values
-from ..random import _generator_or_default
+from ..random import random_words
 from ..tensor import Tensor
 
 _TWO_TO_MINUS_32 = 2.0**-32
@@ -73,8 +72,7 @@ def _real(op: str, argument: str, value) -> float:
 
 def _random_words(op: str, count: int, generator) -> np.ndarray:
     """``count`` 32-bit numbers (as float64) from the generator's next stream."""
-    seed, offset = _generator_or_default(op, generator).next_stream()
-    return np.asarray(_C.random_bits(count, seed, offset)).view(np.uint32).astype(np.float64)
+    return random_words(op, count, generator).astype(np.float64)
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:

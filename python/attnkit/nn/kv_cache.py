@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _C
-from .._dtypes import bool_
+from .._dtypes import bool_, int64
 from .._tensor_data import values_view
 from ..ops import checks
-from ..tensor import Tensor
+from ..tensor import Tensor, zeros
 from . import functional as F
 
 
@@ -38,12 +37,12 @@ class KVCache:
         self.num_kv_heads = checks.positive_int("KVCache", "num_kv_heads", num_kv_heads)
         self.head_dim = checks.positive_int("KVCache", "head_dim", head_dim)
         shape = [self.batch, self.max_len, self.num_kv_heads, self.head_dim]
-        self.k = Tensor._wrap(_C.zeros(shape, "float32"))
-        self.v = Tensor._wrap(_C.zeros(shape, "float32"))
+        self.k = zeros(shape)
+        self.v = zeros(shape)
         self.key_padding_mask = None
         # The filled length of every row, for F.attention's key_lengths when
         # a decoding step reads the whole buffer (see attention_inputs).
-        self._key_lengths = Tensor._wrap(_C.zeros([self.batch], "int64"))
+        self._key_lengths = zeros(self.batch, dtype=int64)
         # numpy views of the buffers, made once: every decoding step writes
         # through them.
         self._k_values, self._v_values = values_view(self.k), values_view(self.v)
@@ -95,13 +94,15 @@ class KVCache:
         if self.length + steps > self.max_len:
             raise ValueError(f"{op}: {steps} new positions after {self.length} exceed max_len={self.max_len}")
         end = self.length + steps
-        self._k_values[:, self.length : end] = k_new._array
-        self._v_values[:, self.length : end] = v_new._array
+        self._k_values[:, self.length : end] = values_view(k_new)
+        self._v_values[:, self.length : end] = values_view(v_new)
         if key_padding_mask is not None and self.key_padding_mask is None:
-            self.key_padding_mask = Tensor._wrap(_C.zeros([self.batch, self.max_len], "bool"))
+            self.key_padding_mask = zeros(self.batch, self.max_len, dtype=bool_)
             self._padding_values = values_view(self.key_padding_mask)
         if self._padding_values is not None:
-            self._padding_values[:, self.length : end] = False if key_padding_mask is None else key_padding_mask._array
+            self._padding_values[:, self.length : end] = (
+                False if key_padding_mask is None else values_view(key_padding_mask)
+            )
         self.length = end
 
     def select(self, rows) -> None:
@@ -109,7 +110,7 @@ class KVCache:
         int indices, repeats allowed): beam search reorders its hypotheses'
         caches with it after each step."""
         op = "KVCache.select"
-        index = np.asarray(rows._array) if isinstance(rows, Tensor) else np.asarray(rows)
+        index = values_view(rows) if isinstance(rows, Tensor) else np.asarray(rows)
         if index.shape != (self.batch,) or (index.size and index.dtype.kind not in "iu"):
             raise ValueError(
                 f"{op}: argument 'rows' expected {self.batch} int indices, "
