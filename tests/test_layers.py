@@ -16,13 +16,7 @@ import reference
 from conftest import assert_elementwise_close, assert_reduction_close
 
 import attnkit
-import attnkit.nn.functional as F
 from attnkit import nn
-
-needs_norm_kernels = pytest.mark.skipif(
-    not hasattr(F, "layer_norm") or not hasattr(F, "rms_norm"),
-    reason="F.layer_norm / F.rms_norm are not in this build yet (branch kernels-norm)",
-)
 
 
 def check_by_finite_differences(layer, x, grad_output, differentiate_x=True):
@@ -285,7 +279,6 @@ def compare_norm(module, reference_class, options, x, grad_output):
         assert_reduction_close(grads[name], expected[name], plain_grads[name])
 
 
-@needs_norm_kernels
 @pytest.mark.parametrize("shape", [(1, 1), (3, 17), (2, 5, 127)])
 @pytest.mark.parametrize("options", [dict(), dict(bias=False), dict(elementwise_affine=False), dict(eps=0.5)])
 def test_layer_norm_matches_reference(cpu_isa, rng, shape, options):
@@ -297,7 +290,6 @@ def test_layer_norm_matches_reference(cpu_isa, rng, shape, options):
     compare_norm(module, reference.LayerNormLayer, dict(eps=module.eps), x, grad_output)
 
 
-@needs_norm_kernels
 @pytest.mark.parametrize("shape", [(1, 1), (3, 17), (2, 5, 127)])
 @pytest.mark.parametrize("options", [dict(), dict(elementwise_affine=False), dict(eps=0.5)])
 def test_rms_norm_matches_reference(cpu_isa, rng, shape, options):
