@@ -11,6 +11,7 @@ from conftest import assert_elementwise_close, assert_reduction_close
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
+from attnkit.ops import elementwise
 
 OPS = ["add", "sub", "mul", "div"]
 FUNCTIONS = {"add": F.add, "sub": F.sub, "mul": F.mul, "div": F.div}
@@ -596,23 +597,23 @@ def test_float_to_integer_casts_truncate_and_saturate():
     )
     x = attnkit.tensor(values)
     for dtype, name in ((np.int32, "int32"), (np.int64, "int64")):
-        out = F.elementwise.cast(x, name).numpy()
+        out = elementwise.cast(x, name).numpy()
         np.testing.assert_array_equal(out, reference.cast_float_to_integer(values, dtype))
 
 
 def test_other_casts(rng):
     ids = rng.integers(-(2**40), 2**40, size=127)
-    floats = F.elementwise.cast(attnkit.tensor(ids), "float32").numpy()
+    floats = elementwise.cast(attnkit.tensor(ids), "float32").numpy()
     np.testing.assert_array_equal(floats, ids.astype(np.float32))  # rounded to nearest
-    np.testing.assert_array_equal(F.elementwise.cast(attnkit.tensor(ids), "int32").numpy(), ids.astype(np.int32))
+    np.testing.assert_array_equal(elementwise.cast(attnkit.tensor(ids), "int32").numpy(), ids.astype(np.int32))
     mixed = np.array([0.0, -0.0, 1e-45, np.nan, -3.0], np.float32)
     np.testing.assert_array_equal(
-        F.elementwise.cast(attnkit.tensor(mixed), "bool").numpy(), [False, False, True, True, True]
+        elementwise.cast(attnkit.tensor(mixed), "bool").numpy(), [False, False, True, True, True]
     )
     flags = np.array([True, False, True])
     for name, dtype in (("float32", np.float32), ("int32", np.int32), ("int64", np.int64)):
-        np.testing.assert_array_equal(F.elementwise.cast(attnkit.tensor(flags), name).numpy(), flags.astype(dtype))
+        np.testing.assert_array_equal(elementwise.cast(attnkit.tensor(flags), name).numpy(), flags.astype(dtype))
     with pytest.raises(
         TypeError, match="cast: expected float32, int32, int64 or bool on both sides, got float32 to float16"
     ):
-        F.elementwise.cast(attnkit.tensor(mixed), attnkit.float16)
+        elementwise.cast(attnkit.tensor(mixed), attnkit.float16)
