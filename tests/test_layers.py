@@ -314,14 +314,20 @@ def test_norm_initialization_parameters_and_repr():
     np.testing.assert_array_equal(rms.weight.detach().numpy(), np.ones(6, np.float32))
     assert repr(rms) == "RMSNorm((6,), eps=1e-06, elementwise_affine=True)"
     assert nn.RMSNorm(6).eps is None  # F.rms_norm then takes float32's machine epsilon
-    with pytest.raises(ValueError, match="LayerNorm: argument 'normalized_shape'"):
-        nn.LayerNorm(0)
-    with pytest.raises(ValueError, match="RMSNorm: argument 'normalized_shape'"):
-        nn.RMSNorm(())
-    with pytest.raises(ValueError, match="LayerNorm: argument 'eps' expected a non-negative number"):
-        nn.LayerNorm(4, eps=-1.0)
-    with pytest.raises(TypeError, match="RMSNorm: argument 'eps' expected a float"):
-        nn.RMSNorm(4, eps="small")
+    with pytest.raises(ValueError, match="LayerNorm: argument 'normalized_shape' expected sizes in"):
+        nn.LayerNorm(-1)
+    with pytest.raises(TypeError, match="RMSNorm: argument 'normalized_shape' expected an int or a tuple"):
+        nn.RMSNorm("6")
+    # What the op refuses is refused once, there, at the first call.
+    with pytest.raises(ValueError, match="layer_norm: argument 'x' expected an array whose last dimension is at least"):
+        nn.LayerNorm(0)(attnkit.ones(2, 0))
+    with pytest.raises(ValueError, match="rms_norm: argument 'normalized_shape' expected \\[3\\]"):
+        nn.RMSNorm(())(attnkit.ones(2, 3))
+    # eps is checked once, by the op (its rule: a finite number >= 0).
+    with pytest.raises(ValueError, match="layer_norm: argument 'eps' expected a finite number >= 0"):
+        nn.LayerNorm(4, eps=-1.0)(attnkit.ones(2, 4))
+    with pytest.raises(TypeError, match="rms_norm: argument 'eps' expected a float"):
+        nn.RMSNorm(4, eps="small")(attnkit.ones(2, 4))
 
 
 # --------------------------------------------------------------- Dropout ---

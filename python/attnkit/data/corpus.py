@@ -19,6 +19,7 @@ from importlib import resources
 
 import numpy as np
 
+from ..ops import checks
 from ..random import random_words
 
 BUNDLED_CORPUS = "tinyshakespeare.txt"
@@ -71,12 +72,6 @@ def split_tokens(tokens, val_fraction: float = 0.1) -> tuple:
     return tokens[:cut], tokens[cut:]
 
 
-def _positive_int(op: str, argument: str, value) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{op}: argument '{argument}' expected a positive int, got {value!r}")
-    return int(value)
-
-
 def random_offsets(num_tokens: int, batch_size: int, block_size: int, generator=None) -> np.ndarray:
     """``batch_size`` window starts, uniform over [0, num_tokens -
     block_size) as nanoGPT's ``torch.randint(len(data) - block_size, ...)``,
@@ -86,8 +81,8 @@ def random_offsets(num_tokens: int, batch_size: int, block_size: int, generator=
     floor(u * count / 2**64): exact integer arithmetic, uniform to within
     count / 2**64 for any corpus size."""
     op = "random_offsets"
-    batch_size = _positive_int(op, "batch_size", batch_size)
-    block_size = _positive_int(op, "block_size", block_size)
+    batch_size = checks.positive_int(op, "batch_size", batch_size)
+    block_size = checks.positive_int(op, "block_size", block_size)
     if batch_size >= 2**62:  # two 32-bit numbers per window must be countable in int64
         raise ValueError(f"{op}: argument 'batch_size' expected a positive int below 2**62, got {batch_size}")
     count = int(num_tokens) - block_size
@@ -124,10 +119,10 @@ def get_batch(
     from ..tensor import from_numpy
 
     op = "get_batch"
-    world_size = _positive_int(op, "world_size", world_size)
+    world_size = checks.positive_int(op, "world_size", world_size)
     if not isinstance(rank, numbers.Integral) or isinstance(rank, bool) or not 0 <= rank < world_size:
         raise ValueError(f"{op}: argument 'rank' expected an int in [0, {world_size}), got {rank!r}")
-    if _positive_int(op, "batch_size", batch_size) % world_size:
+    if checks.positive_int(op, "batch_size", batch_size) % world_size:
         raise ValueError(
             f"{op}: argument 'batch_size' expected a multiple of world_size={world_size} "
             f"(the global batch splits evenly over the ranks), got {batch_size}"

@@ -21,8 +21,8 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True) -> None:
         super().__init__()
-        self.normalized_shape = checks.normalized_shape("LayerNorm", normalized_shape)
-        self.eps = checks.eps("LayerNorm", eps)
+        self.normalized_shape = tuple(checks.normalized_shape("LayerNorm", normalized_shape))
+        self.eps = eps  # F.layer_norm checks it
         self.elementwise_affine = checks.flag("LayerNorm", "elementwise_affine", elementwise_affine)
         checks.flag("LayerNorm", "bias", bias)
         if elementwise_affine:
@@ -65,8 +65,8 @@ class RMSNorm(Module):
 
     def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True) -> None:
         super().__init__()
-        self.normalized_shape = checks.normalized_shape("RMSNorm", normalized_shape)
-        self.eps = None if eps is None else checks.eps("RMSNorm", eps)
+        self.normalized_shape = tuple(checks.normalized_shape("RMSNorm", normalized_shape))
+        self.eps = eps  # F.rms_norm checks it
         self.elementwise_affine = checks.flag("RMSNorm", "elementwise_affine", elementwise_affine)
         if elementwise_affine:
             self.weight = empty_parameter(self.normalized_shape)

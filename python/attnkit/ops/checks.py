@@ -1,10 +1,24 @@
-"""Argument checks shared by the functional ops."""
+"""Argument checks, the Python side of ``csrc/ops/checks.h``. Each raises
+TypeError or ValueError with the op, the argument, what was expected and what
+came (``op: argument 'x' expected ..., got ...``).
+
+What the native ops check (shapes against each other, dtypes, devices, eps,
+probabilities, token ids in range) is checked there, once. Python checks what
+cannot reach them intact: the type of a Python value before pybind11 converts
+it (which would say only "incompatible function arguments") and integers
+beyond int64; and what a layer needs before any op runs (the sizes it
+allocates its parameters with).
+"""
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from ..tensor import Tensor
+
+# Sizes and integers cross into the native layer as int64.
+_INT64_LIMIT = 2**63
 
 
 def check_tensor(op: str, argument: str, value) -> None:
@@ -12,19 +26,45 @@ def check_tensor(op: str, argument: str, value) -> None:
         raise TypeError(f"{op}: argument '{argument}' expected an attnkit.Tensor, got {type(value).__name__}")
 
 
+def check_optional_tensor(op: str, argument: str, value) -> None:
+    if value is not None:
+        check_tensor(op, argument, value)
+
+
+def check_tensor_of(op: str, argument: str, value, dtypes: tuple, expected: str, *, shape=None, ndim=None) -> None:
+    """``value`` is a Tensor of one of ``dtypes`` and, when given, of
+    ``shape`` or of ``ndim`` dimensions; ``expected`` says what in words
+    ("bool of shape [2, 5]")."""
+    check_tensor(op, argument, value)
+    if (
+        value.dtype not in dtypes
+        or (shape is not None and list(value.shape) != list(shape))
+        or (ndim is not None and value.ndim != ndim)
+    ):
+        raise ValueError(
+            f"{op}: argument '{argument}' expected {expected}, got {value.dtype} of shape {list(value.shape)}"
+        )
+
+
 def check_int64(op: str, argument: str, values) -> None:
     """Integers go to the native layer as int64: one beyond it cannot even be
     passed (pybind11 would say only "incompatible function arguments"), so it
     is refused here by name. ``values``: an int or a sequence of ints."""
     for value in values if isinstance(values, (list, tuple)) else (values,):
-        if not -(2**63) <= value < 2**63:
+        if not -_INT64_LIMIT <= value < _INT64_LIMIT:
             raise ValueError(f"{op}: argument '{argument}' expected integers in [-2**63, 2**63), got {value}")
 
 
+def is_int(value) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def positive_int(op: str, argument: str, value, allow_zero: bool = False) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+    """A size: an int in [1, 2**63), or [0, 2**63) with ``allow_zero``."""
+    if not is_int(value):
         raise TypeError(f"{op}: argument '{argument}' expected an int, got {type(value).__name__}")
-    if not (0 if allow_zero else 1) <= value < 2**63:  # sizes are int64 in the native layer
+    if not (0 if allow_zero else 1) <= value < _INT64_LIMIT:
         raise ValueError(
             f"{op}: argument '{argument}' expected an integer in [{0 if allow_zero else 1}, 2**63), got {value}"
         )
@@ -37,26 +77,28 @@ def flag(op: str, argument: str, value) -> bool:
     return value
 
 
-def normalized_shape(op: str, normalized_shape) -> tuple:
-    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
-        normalized_shape = (normalized_shape,)
-    try:
-        shape = tuple(normalized_shape)
-    except TypeError:
-        shape = None
-    if not shape or not all(
-        isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d < 2**63 for d in shape
-    ):
-        raise ValueError(
-            f"{op}: argument 'normalized_shape' expected a positive int below 2**63 or a tuple of them, "
-            f"got {normalized_shape!r}"
-        )
-    return tuple(int(d) for d in shape)
+def real(op: str, argument: str, value, *, finite: bool = True, low: float | None = None, below=None) -> float:
+    """A Python or numpy real number (not a bool) as a float: finite unless
+    ``finite=False``, and >= ``low`` (and < ``below``, with ``low``) when given."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{op}: argument '{argument}' expected a float, got {type(value).__name__}")
+    value = float(value)
+    out_of_bounds = (low is not None and not value >= low) or (below is not None and not value < below)
+    if (finite and not math.isfinite(value)) or out_of_bounds:
+        bound = "" if low is None and below is None else f" >= {low}" if below is None else f" in [{low}, {below})"
+        raise ValueError(f"{op}: argument '{argument}' expected a finite number{bound}, got {value}")
+    return value
 
 
-def eps(op: str, eps) -> float:
-    if not isinstance(eps, numbers.Real) or isinstance(eps, bool):
-        raise TypeError(f"{op}: argument 'eps' expected a float, got {type(eps).__name__}")
-    if not eps >= 0:
-        raise ValueError(f"{op}: argument 'eps' expected a non-negative number, got {eps}")
-    return float(eps)
+def normalized_shape(op: str, value) -> list:
+    """An int or a tuple/list of ints, as a list of sizes in [0, 2**63): the
+    trailing dimensions a norm normalizes over (the op checks them against
+    x's shape; a module allocates its parameters with them). A sequence,
+    not any iterable: iterating a tensor of a huge leading size would build a
+    list of billions of tensors."""
+    dims = [value] if is_int(value) else list(value) if isinstance(value, (tuple, list)) else None
+    if dims is None or not all(is_int(d) for d in dims):
+        raise TypeError(f"{op}: argument 'normalized_shape' expected an int or a tuple of ints, got {value!r}")
+    if not all(0 <= d < _INT64_LIMIT for d in dims):
+        raise ValueError(f"{op}: argument 'normalized_shape' expected sizes in [0, 2**63), got {value!r}")
+    return [int(d) for d in dims]

@@ -5,8 +5,6 @@ normalization weights from weight decay."""
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import MutableMapping
 
 import numpy as np
@@ -14,6 +12,7 @@ import numpy as np
 from .._dtypes import float32
 from .._tensor_data import clone_array, from_native, values_view
 from ..autograd import enable_grad
+from ..ops import checks
 from ..tensor import Tensor, tensor, zeros
 from .functional import adamw_
 
@@ -55,17 +54,6 @@ class ParameterState(MutableMapping):
     def __contains__(self, parameter) -> bool:
         entry = self._entries.get(id(parameter))
         return entry is not None and entry[0] is parameter
-
-
-def _real(op: str, argument: str, value, low: float = 0.0, below: float | None = None) -> float:
-    """A finite float >= low (and < below when given)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{op}: argument '{argument}' expected a float, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= low and (below is None or value < below)):
-        bound = f"in [{low}, {below})" if below is not None else f">= {low}"
-        raise ValueError(f"{op}: argument '{argument}' expected a finite number {bound}, got {value}")
-    return value
 
 
 class Optimizer:
@@ -284,15 +272,15 @@ class AdamW(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def _check_group(self, group: dict) -> None:
-        group["lr"] = _real("AdamW", "lr", group["lr"])
-        group["eps"] = _real("AdamW", "eps", group["eps"])
-        group["weight_decay"] = _real("AdamW", "weight_decay", group["weight_decay"])
+        group["lr"] = checks.real("AdamW", "lr", group["lr"], low=0.0)
+        group["eps"] = checks.real("AdamW", "eps", group["eps"], low=0.0)
+        group["weight_decay"] = checks.real("AdamW", "weight_decay", group["weight_decay"], low=0.0)
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"AdamW: argument 'betas' expected a pair of floats, got {betas!r}")
         group["betas"] = (
-            _real("AdamW", "betas[0]", betas[0], below=1.0),
-            _real("AdamW", "betas[1]", betas[1], below=1.0),
+            checks.real("AdamW", "betas[0]", betas[0], low=0.0, below=1.0),
+            checks.real("AdamW", "betas[1]", betas[1], low=0.0, below=1.0),
         )
 
     def step(self, closure=None):
@@ -363,7 +351,7 @@ class SGD(Optimizer):
 
     def _check_group(self, group: dict) -> None:
         for key in ("lr", "momentum", "dampening", "weight_decay"):  # the update is float32
-            group[key] = _real("SGD", key, group[key], below=float(np.finfo(np.float32).max))
+            group[key] = checks.real("SGD", key, group[key], low=0.0, below=float(np.finfo(np.float32).max))
         if not isinstance(group["nesterov"], bool):
             raise TypeError(f"SGD: argument 'nesterov' expected a bool, got {type(group['nesterov']).__name__}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
@@ -419,7 +407,7 @@ def weight_decay_groups(module, weight_decay: float, **group_options) -> list:
         raise TypeError(
             f"weight_decay_groups: argument 'module' expected an attnkit.nn.Module, got {type(module).__name__}"
         )
-    weight_decay = _real("weight_decay_groups", "weight_decay", weight_decay)
+    weight_decay = checks.real("weight_decay_groups", "weight_decay", weight_decay, low=0.0)
     decay, no_decay = [], []
     for _name, p in module.named_parameters():  # each tied parameter once
         if p.requires_grad:
