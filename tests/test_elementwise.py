@@ -73,16 +73,6 @@ def float32_terms(grad, a, b, op):
     return tuple(np.broadcast_to(t, grad.shape).astype(np.float32) for t in terms)
 
 
-def numeric_gradient(f, x, upstream, h=1e-6):
-    """d sum(upstream * f(x)) / dx by central differences (float64)."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = h
-        grad[index] = np.sum(upstream * (f(x + step) - f(x - step))) / (2 * h)
-    return grad
-
-
 # ------------------------------------------------------------- references --
 
 
@@ -94,10 +84,16 @@ def test_reference_binary_backward_by_finite_differences(rng, op, a_shape, b_sha
     upstream = rng.standard_normal(np.broadcast_shapes(a_shape, b_shape))
     grad_a, grad_b = reference.binary_backward(upstream, a, b, op)
     np.testing.assert_allclose(
-        grad_a, numeric_gradient(lambda v: reference.binary(v, b, op), a, upstream), rtol=1e-7, atol=1e-9
+        grad_a,
+        reference.gradient_of_weighted_sum(lambda v: reference.binary(v, b, op), a, upstream),
+        rtol=1e-7,
+        atol=1e-9,
     )
     np.testing.assert_allclose(
-        grad_b, numeric_gradient(lambda v: reference.binary(a, v, op), b, upstream), rtol=1e-7, atol=1e-9
+        grad_b,
+        reference.gradient_of_weighted_sum(lambda v: reference.binary(a, v, op), b, upstream),
+        rtol=1e-7,
+        atol=1e-9,
     )
 
 
@@ -107,17 +103,23 @@ def test_reference_where_backward_by_finite_differences(rng):
     upstream = rng.standard_normal((3, 4))
     grad_a, grad_b = reference.where_backward(upstream, condition, a.shape, b.shape)
     np.testing.assert_allclose(
-        grad_a, numeric_gradient(lambda v: np.where(condition, v, b), a, upstream), rtol=1e-7, atol=1e-9
+        grad_a,
+        reference.gradient_of_weighted_sum(lambda v: np.where(condition, v, b), a, upstream),
+        rtol=1e-7,
+        atol=1e-9,
     )
     np.testing.assert_allclose(
-        grad_b, numeric_gradient(lambda v: np.where(condition, a, v), b, upstream), rtol=1e-7, atol=1e-9
+        grad_b,
+        reference.gradient_of_weighted_sum(lambda v: np.where(condition, a, v), b, upstream),
+        rtol=1e-7,
+        atol=1e-9,
     )
 
 
 def test_reference_mean_gradient_by_finite_differences(rng):
     x = rng.standard_normal((3, 4, 2))
     upstream = rng.standard_normal((4,))
-    numeric = numeric_gradient(lambda v: reference.reduce_mean(v, (0, 2)), x, upstream)
+    numeric = reference.gradient_of_weighted_sum(lambda v: reference.reduce_mean(v, (0, 2)), x, upstream)
     np.testing.assert_allclose(numeric, np.broadcast_to(upstream[None, :, None] / 6, x.shape), rtol=1e-7, atol=1e-9)
 
 

@@ -110,17 +110,9 @@ def test_reference_rope_backward_by_finite_differences(rng):
     x = rng.standard_normal(shape)
     dy = rng.standard_normal(shape)
     for interleaved in (True, False):
-        numeric = np.zeros(shape)
-        for index in np.ndindex(shape):
-            step = np.zeros(shape)
-            step[index] = h
-            numeric[index] = np.sum(
-                dy
-                * (
-                    reference.rope(x + step, offset, base, interleaved)
-                    - reference.rope(x - step, offset, base, interleaved)
-                )
-            ) / (2 * h)
+        numeric = reference.gradient_of_weighted_sum(
+            lambda v, interleaved=interleaved: reference.rope(v, offset, base, interleaved), x, dy, h
+        )
         np.testing.assert_allclose(
             reference.rope_backward(dy, offset, base, interleaved), numeric, rtol=1e-7, atol=1e-9
         )
