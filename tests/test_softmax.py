@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
-from conftest import assert_reduction_close
+from op_check import check_op, run_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -19,25 +19,20 @@ OPS = {
 
 def run(op, x, dy, scale=1.0):
     """Our forward output and input gradient for the upstream gradient dy."""
-    function = OPS[op][0]
-    t = attnkit.tensor(x, requires_grad=True)
-    y = function(t, scale=scale)
-    y.backward(attnkit.tensor(dy))
-    return y.detach().numpy().copy(), t.grad.numpy().copy()
+    y, (dx,) = run_op(OPS[op][0], [x], dy, scale=scale)
+    return y, dx
 
 
 def check(op, x, dy, scale=1.0):
-    """Forward and backward within twice the naive float32 error. Infinite
-    entries (log_softmax of -inf) must match exactly; the rest is compared."""
-    _, forward, backward = OPS[op]
-    y, dx = run(op, x, dy, scale)
-    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
-    y_ref = forward(x64, scale)
-    y_naive = forward(x, scale)
-    finite = np.isfinite(y_ref)
-    np.testing.assert_array_equal(y[~finite], y_ref[~finite])
-    assert_reduction_close(y[finite], y_ref[finite], y_naive[finite])
-    assert_reduction_close(dx, backward(dy64, y_ref, scale), backward(dy, y_naive, scale))
+    """check_op: forward and backward within twice the naive float32 error;
+    infinite entries (log_softmax of -inf) must match exactly."""
+    function, forward, backward = OPS[op]
+
+    def expected(x, dy):
+        y = forward(x, scale)
+        return y, backward(dy, y, scale)
+
+    y, (dx,) = check_op(function, [x], dy, expected, options={"scale": scale})
     return y, dx
 
 
