@@ -79,41 +79,27 @@ def float32_terms(grad, a, b, op):
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("a_shape, b_shape", [((2, 3), (3,)), ((3, 1), (1, 2)), ((), (2, 2))])
 def test_reference_binary_backward_by_finite_differences(rng, op, a_shape, b_shape):
-    a = operand(rng, a_shape, op).astype(np.float64)
-    b = operand(rng, b_shape, op).astype(np.float64)
+    a = np.array(operand(rng, a_shape, op), np.float64)
+    b = np.array(operand(rng, b_shape, op), np.float64)
     upstream = rng.standard_normal(np.broadcast_shapes(a_shape, b_shape))
-    grad_a, grad_b = reference.binary_backward(upstream, a, b, op)
-    np.testing.assert_allclose(
-        grad_a,
-        reference.gradient_of_weighted_sum(lambda v: reference.binary(v, b, op), a, upstream),
-        rtol=1e-7,
-        atol=1e-9,
-    )
-    np.testing.assert_allclose(
-        grad_b,
-        reference.gradient_of_weighted_sum(lambda v: reference.binary(a, v, op), b, upstream),
-        rtol=1e-7,
-        atol=1e-9,
-    )
+    check_by_finite_differences(reference.binary_backward(upstream, a, b, op), a, b, upstream, reference.binary, op)
 
 
 def test_reference_where_backward_by_finite_differences(rng):
     condition = rng.random((3, 1)) < 0.5
     a, b = rng.standard_normal((1, 4)), rng.standard_normal((3, 4))
     upstream = rng.standard_normal((3, 4))
-    grad_a, grad_b = reference.where_backward(upstream, condition, a.shape, b.shape)
-    np.testing.assert_allclose(
-        grad_a,
-        reference.gradient_of_weighted_sum(lambda v: np.where(condition, v, b), a, upstream),
-        rtol=1e-7,
-        atol=1e-9,
+    gradients = reference.where_backward(upstream, condition, a.shape, b.shape)
+    check_by_finite_differences(gradients, a, b, upstream, lambda a, b: np.where(condition, a, b))
+
+
+def check_by_finite_differences(gradients, a, b, upstream, function, *arguments):
+    """(d/da, d/db) of sum(upstream * function(a, b, *arguments))."""
+    numeric = reference.central_differences(
+        {"a": a, "b": b}, lambda: float(np.sum(upstream * function(a, b, *arguments)))
     )
-    np.testing.assert_allclose(
-        grad_b,
-        reference.gradient_of_weighted_sum(lambda v: np.where(condition, a, v), b, upstream),
-        rtol=1e-7,
-        atol=1e-9,
-    )
+    for name, gradient in zip("ab", gradients):
+        np.testing.assert_allclose(gradient, numeric[name], rtol=1e-7, atol=1e-9)
 
 
 def test_reference_mean_gradient_by_finite_differences(rng):

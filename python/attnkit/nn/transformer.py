@@ -243,9 +243,12 @@ def _final_norm(norm: bool | None, norm_first: bool, d_model: int, eps: float, b
     return LayerNorm(d_model, eps=eps, bias=bias) if wanted else None
 
 
-class TransformerEncoder(Module):
-    """``num_layers`` TransformerEncoderLayers (same arguments), then a final
-    LayerNorm when ``norm`` is True (default: with pre-LN layers only)."""
+class _TransformerStack(Module):
+    """``num_layers`` layers of ``layer_class`` (same arguments), then a final
+    LayerNorm when ``norm`` is True (default: with pre-LN layers only): what
+    TransformerEncoder and TransformerDecoder share."""
+
+    layer_class = None
 
     def __init__(
         self,
@@ -262,9 +265,9 @@ class TransformerEncoder(Module):
         **layer_options,
     ) -> None:
         super().__init__()
-        count = checks.positive_int("TransformerEncoder", "num_layers", num_layers)
+        count = checks.positive_int(type(self).__name__, "num_layers", num_layers)
         self.layers = ModuleList(
-            TransformerEncoderLayer(
+            self.layer_class(
                 d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias, layer_norm_eps, **layer_options
             )
             for _ in range(count)
@@ -274,6 +277,13 @@ class TransformerEncoder(Module):
             self.add_module("norm", None)
         else:
             self.norm = final
+
+
+class TransformerEncoder(_TransformerStack):
+    """``num_layers`` TransformerEncoderLayers (same arguments), then a final
+    LayerNorm when ``norm`` is True (default: with pre-LN layers only)."""
+
+    layer_class = TransformerEncoderLayer
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         for layer in self.layers:
@@ -281,38 +291,12 @@ class TransformerEncoder(Module):
         return x if self.norm is None else self.norm(x)
 
 
-class TransformerDecoder(Module):
+class TransformerDecoder(_TransformerStack):
     """``num_layers`` TransformerDecoderLayers (same arguments), then a final
     LayerNorm when ``norm`` is True (default: with pre-LN layers only).
     ``caches``, when given, is one KVCache per layer."""
 
-    def __init__(
-        self,
-        num_layers: int,
-        d_model: int,
-        nhead: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        bias: bool = True,
-        layer_norm_eps: float = 1e-5,
-        norm: bool | None = None,
-        **layer_options,
-    ) -> None:
-        super().__init__()
-        count = checks.positive_int("TransformerDecoder", "num_layers", num_layers)
-        self.layers = ModuleList(
-            TransformerDecoderLayer(
-                d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias, layer_norm_eps, **layer_options
-            )
-            for _ in range(count)
-        )
-        final = _final_norm(norm, norm_first, d_model, layer_norm_eps, bias)
-        if final is None:
-            self.add_module("norm", None)
-        else:
-            self.norm = final
+    layer_class = TransformerDecoderLayer
 
     def forward(
         self,

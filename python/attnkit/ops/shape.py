@@ -312,17 +312,26 @@ def _check_index(op: str, index) -> None:
         raise TypeError(f"{op}: argument 'index' expected an int32 or int64 tensor, got {index.dtype}")
 
 
-class _IndexSelect(Function):
-    @staticmethod
-    def forward(ctx, input, dim, index):
+class _IndexedCopy(Function):
+    """A copy of the entries ``index`` names along ``dim`` (``forward_kernel``);
+    backward scatter-adds the gradient back (``backward_kernel``)."""
+
+    forward_kernel = backward_kernel = None
+
+    @classmethod
+    def forward(cls, ctx, input, dim, index):
         ctx.input_shape, ctx.dim = list(input.shape), dim
         ctx.save_for_backward(index._array)
-        return _C.index_select(input._array, dim, index._array)
+        return cls.forward_kernel(input._array, dim, index._array)
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         (index,) = ctx.saved
-        return _C.index_select_backward(grad, ctx.input_shape, ctx.dim, index), None, None
+        return cls.backward_kernel(grad, ctx.input_shape, ctx.dim, index), None, None
+
+
+class _IndexSelect(_IndexedCopy):
+    forward_kernel, backward_kernel = staticmethod(_C.index_select), staticmethod(_C.index_select_backward)
 
 
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -335,17 +344,8 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     return _IndexSelect.apply(input, _normalize_dim("index_select", dim, input.ndim), index)
 
 
-class _Gather(Function):
-    @staticmethod
-    def forward(ctx, input, dim, index):
-        ctx.input_shape, ctx.dim = list(input.shape), dim
-        ctx.save_for_backward(index._array)
-        return _C.gather(input._array, dim, index._array)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (index,) = ctx.saved
-        return _C.gather_backward(grad, ctx.input_shape, ctx.dim, index), None, None
+class _Gather(_IndexedCopy):
+    forward_kernel, backward_kernel = staticmethod(_C.gather), staticmethod(_C.gather_backward)
 
 
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
