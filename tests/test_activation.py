@@ -1,5 +1,5 @@
 """Activations (GELU exact and tanh, ReLU, SiLU, tanh, SwiGLU): forward and backward
-against the float64 references in reference.py, under each CPU ISA; the
+against the float64 references in reference/activation.py, under each CPU ISA; the
 references themselves against finite differences and independent formulas;
 infinities and NaN; odd shapes; bad input."""
 

@@ -1,7 +1,7 @@
 """nn layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout.
 
 Each layer's forward and backward are compared with a float64 numpy
-re-implementation of the layer (tests/reference.py, "nn layers"), whose own
+re-implementation of the layer (tests/reference/layers.py), whose own
 gradients are checked by central finite differences at tiny sizes. Also:
 PyTorch's default initialization, reproducible from attnkit.manual_seed,
 and bad arguments."""

@@ -1,4 +1,4 @@
-"""F.cross_entropy against the float64 references in reference.py."""
+"""F.cross_entropy against the float64 references in reference/loss.py."""
 
 from __future__ import annotations
 

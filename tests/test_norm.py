@@ -1,5 +1,5 @@
 """F.layer_norm, F.rms_norm and F.add_layer_norm against the float64
-references in reference.py."""
+references in reference/norm.py."""
 
 from __future__ import annotations
 

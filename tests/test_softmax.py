@@ -1,4 +1,4 @@
-"""F.softmax and F.log_softmax against the float64 references in reference.py."""
+"""F.softmax and F.log_softmax against the float64 references in reference/softmax.py."""
 
 from __future__ import annotations
 
