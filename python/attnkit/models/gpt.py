@@ -9,6 +9,7 @@ attention's heads, biases and window, the tied head - is a field of
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -51,6 +52,20 @@ class GPTConfig:
     out_bias: bool | None = None  # bias of the attention's output projection (None: bias)
     mlp_bias: bool | None = None  # biases of the feed-forward (None: bias)
     tie_embeddings: bool = True  # the LM head is the token embedding (else a Linear of its own, lm_head)
+
+    def resolved(self) -> GPTConfig:
+        """The same model with every None default spelled out (two configs
+        build the same model when their resolved forms are equal)."""
+        bias = lambda value: self.bias if value is None else value  # noqa: E731
+        return dataclasses.replace(
+            self,
+            n_kv_head=self.n_head if self.n_kv_head is None else self.n_kv_head,
+            head_dim=self.n_embd // self.n_head if self.head_dim is None else self.head_dim,
+            d_ff=4 * self.n_embd if self.d_ff is None else self.d_ff,
+            qkv_bias=bias(self.qkv_bias),
+            out_bias=bias(self.out_bias),
+            mlp_bias=bias(self.mlp_bias),
+        )
 
     @classmethod
     def gpt2(cls) -> GPTConfig:

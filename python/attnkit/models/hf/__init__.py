@@ -31,7 +31,7 @@ How to add an architecture (``gpt2.py`` is the shortest example):
      is a ``Transform`` with both directions and the shape function.
      Saving runs the same table backwards.
    - ``ignore`` (names that hold no weights), ``tied`` (output heads that
-     checkpoints may store as a copy of the embedding), ``training_fields``.
+     checkpoints may store as a copy of the embedding), ``free_fields``.
      ``save_pretrained`` writes a model as the first registered class whose
      table and config fields express it exactly (config -> config.json ->
      config gives it back), so a table that omits a setting can never

@@ -186,21 +186,6 @@ def _common_to_hf(config) -> dict:
     }
 
 
-def _plain_llama(config) -> bool:
-    """A config attnkit's Llama-family table describes: RMSNorm, rope in
-    either pairing, SwiGLU, one tied or separate head."""
-    return (
-        config.norm == "rmsnorm"
-        and config.position == "rope"
-        and config.mlp == "swiglu"
-        and config.dropout == 0.0
-        and (
-            config.rope_scaling is None
-            or config.rope_scaling.get("rope_type", config.rope_scaling.get("type")) in ROPE_SCALING_TYPES
-        )
-    )
-
-
 def _biases(config) -> tuple:
     """(q/k/v, o, mlp) biases as the model has them."""
     pick = lambda value: config.bias if value is None else value  # noqa: E731
@@ -222,6 +207,11 @@ def _llama_to_hf(config, base: dict) -> dict:
     return {**_common_to_hf(config), "attention_bias": qkv, "mlp_bias": mlp}
 
 
+# Dropout (the Llama family's checkpoints have attention dropout only, fixed
+# at 0) and the rope pairing, which saving converts to the rotate-half layout.
+LLAMA_FREE_FIELDS = ("dropout", "rope_interleaved")
+
+
 def _llama_family(name: str, model_type: str, derive, to_hf_extra, ignore: tuple) -> Architecture:
     """One class of the Llama family: the same fields, weights and names;
     what differs is derived from and written to config.json."""
@@ -234,6 +224,7 @@ def _llama_family(name: str, model_type: str, derive, to_hf_extra, ignore: tuple
         weights=WEIGHTS,
         base_prefix="model.",
         heads=("lm_head.",),
+        free_fields=LLAMA_FREE_FIELDS,
         ignore=ignore,
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=derive,

@@ -362,11 +362,12 @@ def _misfit(architecture: Architecture, model) -> str | None:
         back = config_from_hf(architecture, hf_config, names, architecture.name)
     except CheckpointError as error:
         return str(error)
-    ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(back)
+    resolved = lambda config: config.resolved() if hasattr(config, "resolved") else config  # noqa: E731
+    ours, theirs = dataclasses.asdict(resolved(model.config)), dataclasses.asdict(resolved(back))
     differing = [
         f"{field}={ours[field]!r} (it has {theirs[field]!r})"
         for field in ours
-        if field not in architecture.training_fields and ours[field] != theirs.get(field)
+        if field not in architecture.free_fields and ours[field] != theirs.get(field)
     ]
     return f"{architecture.name} cannot express {', '.join(differing)}" if differing else None
 
