@@ -26,6 +26,18 @@ def check_tensor(op: str, argument: str, value) -> None:
         raise TypeError(f"{op}: argument '{argument}' expected an attnkit.Tensor, got {type(value).__name__}")
 
 
+def check_tensor_sequence(op: str, tensors) -> None:
+    """A non-empty list or tuple of tensors (cat, stack)."""
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
+        raise TypeError(
+            f"{op}: argument 'tensors' expected a list or tuple of attnkit.Tensor, got {type(tensors).__name__}"
+        )
+    if not tensors:
+        raise ValueError(f"{op}: argument 'tensors' expected at least one tensor, got an empty sequence")
+    for i, t in enumerate(tensors):
+        check_tensor(op, f"tensors[{i}]", t)
+
+
 def check_optional_tensor(op: str, argument: str, value) -> None:
     if value is not None:
         check_tensor(op, argument, value)

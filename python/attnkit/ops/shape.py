@@ -17,7 +17,7 @@ import numpy as np
 from .. import _C
 from ..autograd import Function
 from ..tensor import Tensor
-from .checks import check_int64, check_tensor
+from .checks import check_int64, check_tensor, check_tensor_sequence
 
 
 def _normalize_dim(op: str, dim, ndim: int) -> int:
@@ -230,14 +230,7 @@ class _Cat(Function):
 def cat(tensors, dim: int = 0) -> Tensor:
     """The tensors joined along ``dim``: one dtype, equal sizes elsewhere.
     Differentiable."""
-    if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
-        raise TypeError(
-            f"cat: argument 'tensors' expected a list or tuple of attnkit.Tensor, got {type(tensors).__name__}"
-        )
-    if not tensors:
-        raise ValueError("cat: argument 'tensors' expected at least one tensor, got an empty sequence")
-    for i, t in enumerate(tensors):
-        check_tensor("cat", f"tensors[{i}]", t)
+    check_tensor_sequence("cat", tensors)
     dim = _normalize_dim("cat", dim, tensors[0].ndim)
     return _Cat.apply(dim, *tensors)
 
@@ -245,14 +238,8 @@ def cat(tensors, dim: int = 0) -> Tensor:
 def stack(tensors, dim: int = 0) -> Tensor:
     """The tensors (one shape, one dtype) joined along a new dimension ``dim``.
     Differentiable."""
-    if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
-        raise TypeError(
-            f"stack: argument 'tensors' expected a list or tuple of attnkit.Tensor, got {type(tensors).__name__}"
-        )
-    if not tensors:
-        raise ValueError("stack: argument 'tensors' expected at least one tensor, got an empty sequence")
+    check_tensor_sequence("stack", tensors)
     for i, t in enumerate(tensors):
-        check_tensor("stack", f"tensors[{i}]", t)
         if t.shape != tensors[0].shape:
             raise ValueError(
                 f"stack: argument 'tensors[{i}]' expected the shape of tensors[0], {tensors[0].shape}, got {t.shape}"
