@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import reference as R
 from conftest import assert_elementwise_close
+from op_check import run_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -45,10 +46,8 @@ def upstream_gradient(n):
 
 def forward_and_backward(function, values, upstream, **kwargs):
     """(y, dx) from the differentiable function through attnkit's Tensor stack."""
-    x = attnkit.tensor(values, requires_grad=True)
-    y = function(x, **kwargs)
-    y.backward(attnkit.tensor(upstream))
-    return y.detach().numpy(), x.grad.numpy()
+    y, (dx,) = run_op(function, [values], upstream, **kwargs)
+    return y, dx
 
 
 # --------------------------------------------------------- tolerance scales --

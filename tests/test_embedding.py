@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import reference
 from conftest import assert_reduction_close
+from op_check import run_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -26,10 +27,8 @@ def as_tensor(values):
 
 def run_embedding(ids, weight, dout):
     """Forward and backward through F.embedding; returns (out, dweight)."""
-    w = as_tensor(weight).requires_grad_()
-    out = F.embedding(as_tensor(ids), w)
-    out.backward(as_tensor(dout))
-    return out.detach().numpy(), w.grad.numpy()
+    out, (_, dweight) = run_op(F.embedding, [ids, weight], dout)
+    return out, dweight
 
 
 def serial_float32_scatter_add(dout, ids, num_embeddings):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import reference
 from conftest import assert_elementwise_close
+from op_check import run_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -78,10 +79,8 @@ def test_sinusoidal_errors():
 
 
 def run_rope(x_values, dy_values, **options):
-    x = attnkit.tensor(x_values, requires_grad=True)
-    y = F.rope(x, **options)
-    y.backward(attnkit.tensor(dy_values))
-    return y.detach().numpy(), x.grad.numpy()
+    y, (dx,) = run_op(F.rope, [x_values], dy_values, **options)
+    return y, dx
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 2), (2, 17, 3, 16), (1, 127, 2, 64), (2, 5, 4, 80), (1, 1000, 1, 128)])
