@@ -72,6 +72,16 @@ def is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def integer(op: str, argument: str, value, low: int | None = None) -> int:
+    """An int (not a bool) in int64's range, and >= ``low`` when given."""
+    if not is_int(value):
+        raise TypeError(f"{op}: argument '{argument}' expected an int, got {type(value).__name__}")
+    if low is not None and value < low:
+        raise ValueError(f"{op}: argument '{argument}' expected an integer >= {low}, got {value}")
+    check_int64(op, argument, value)
+    return int(value)
+
+
 def positive_int(op: str, argument: str, value, allow_zero: bool = False) -> int:
     """A size: an int in [1, 2**63), or [0, 2**63) with ``allow_zero``."""
     if not is_int(value):

@@ -20,15 +20,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from ..ops import checks
 from .optimizer import Optimizer
-
-
-def _count(op: str, argument: str, value, minimum: int = 0) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{op}: argument '{argument}' expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{op}: argument '{argument}' expected an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def _ratio(op: str, argument: str, value) -> float:
@@ -105,8 +98,8 @@ class InverseSqrtLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, d_model: int, warmup_steps: int = 4000) -> None:
-        self.d_model = _count("InverseSqrtLR", "d_model", d_model, minimum=1)
-        self.warmup_steps = _count("InverseSqrtLR", "warmup_steps", warmup_steps, minimum=1)
+        self.d_model = checks.integer("InverseSqrtLR", "d_model", d_model, low=1)
+        self.warmup_steps = checks.integer("InverseSqrtLR", "warmup_steps", warmup_steps, low=1)
         super().__init__(optimizer)
 
     def factor(self, step: int) -> float:
@@ -122,8 +115,8 @@ class _WarmupDecayLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> None:
         op = type(self).__name__
-        self.warmup_steps = _count(op, "warmup_steps", warmup_steps)
-        self.total_steps = _count(op, "total_steps", total_steps, minimum=self.warmup_steps)
+        self.warmup_steps = checks.integer(op, "warmup_steps", warmup_steps, low=0)
+        self.total_steps = checks.integer(op, "total_steps", total_steps, low=self.warmup_steps)
         self.min_lr_ratio = _ratio(op, "min_lr_ratio", min_lr_ratio)
         super().__init__(optimizer)
 
