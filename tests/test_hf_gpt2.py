@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 from conftest import assert_logits_close
-from hf_peers import left_padded, require
+from hf_peers import hf_logits, left_padded, our_logits, require
 
 import attnkit
 from attnkit.models import GPT, GPTConfig, from_pretrained
@@ -32,33 +32,11 @@ def _hf_gpt2(seed: int = 0, **overrides):
     return model
 
 
-def _hf_logits(model, ids, mask, positions):
-    with torch.no_grad():
-        return (
-            model(
-                input_ids=torch.from_numpy(ids),
-                attention_mask=torch.from_numpy(mask),
-                position_ids=torch.from_numpy(positions),
-            )
-            .logits.float()
-            .numpy()
-        )
-
-
-def _our_logits(model, ids, mask, positions):
-    with attnkit.no_grad():
-        return model(
-            attnkit.from_numpy(ids),
-            key_padding_mask=attnkit.from_numpy(mask == 0),
-            position_ids=attnkit.from_numpy(positions),
-        ).numpy()
-
-
 def _assert_same_logits(model, hf_model, lengths, seed) -> None:
     """Logits at every real position of a left-padded batch of ``lengths``."""
     ids, mask, positions = left_padded(lengths, model.config.vocab_size, seed=seed)
     real = mask.astype(bool)
-    ours, theirs = _our_logits(model, ids, mask, positions)[real], _hf_logits(hf_model, ids, mask, positions)[real]
+    ours, theirs = our_logits(model, ids, mask, positions)[real], hf_logits(hf_model, ids, mask, positions)[real]
     assert_logits_close(ours, theirs)
     np.testing.assert_array_equal(ours.argmax(-1), theirs.argmax(-1))
 

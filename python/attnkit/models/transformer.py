@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _C, _dtypes, nn
+from .. import _dtypes, nn
 from .._tensor_data import values_view
 from ..autograd import no_grad
 from ..nn import functional as F
 from ..nn import init
-from ..tensor import Tensor, from_numpy
+from ..tensor import Tensor, from_numpy, zeros
+from .hf import loading as hf_loading
 
 
 @dataclass
@@ -150,7 +151,7 @@ class Transformer(nn.Module):
         else:
             self.output_projection = nn.Linear(width, config.tgt_vocab_size, bias=False)
         if config.final_logits_bias:
-            self.register_buffer("final_logits_bias", Tensor._wrap(_C.zeros([1, config.tgt_vocab_size], "float32")))
+            self.register_buffer("final_logits_bias", zeros(1, config.tgt_vocab_size))
         else:
             self.register_buffer("final_logits_bias", None)
         self.embedding_scale = math.sqrt(width) if config.scale_embeddings else 1.0
@@ -543,9 +544,7 @@ class Transformer(nn.Module):
     def save_pretrained(self, path, *, tokenizer=None, max_shard_size="5GB") -> None:
         """Writes a Hugging Face MarianMTModel checkpoint directory, for a
         model of Marian's shape (see ``attnkit.models.hf.marian``)."""
-        from .hf import save_pretrained
-
-        save_pretrained(self, path, tokenizer=tokenizer, max_shard_size=max_shard_size)
+        hf_loading.save_pretrained(self, path, tokenizer=tokenizer, max_shard_size=max_shard_size)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

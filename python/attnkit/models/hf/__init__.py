@@ -61,8 +61,9 @@ from .registry import (
     transpose,
 )
 
-# The architectures: each module registers itself on import.
-from . import bert, gpt2, llama, marian  # noqa: E402, F401  isort: skip
+# The architectures (bert.py, gpt2.py, llama.py, marian.py) each register
+# their tables on import; attnkit.models imports them after the model classes
+# they build, which import this package's loader for save_pretrained.
 
 __all__ = [
     "from_pretrained",

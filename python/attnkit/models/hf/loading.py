@@ -13,7 +13,8 @@ import warnings
 
 import numpy as np
 
-from ... import _C, _dtypes
+from ... import _dtypes
+from ..._tensor_data import set_memory, values_view
 from ...nn import init
 from ...serialization import save as save_safetensors
 from ...tensor import from_numpy
@@ -238,9 +239,9 @@ def _fill(plan: list, files: CheckpointFiles, config) -> None:
     for tensor, rule, names in plan:
         if names[0] in shared and len(names) == 1:
             values = files.float32(names[0])
-            tensor._array = _C.array_from_numpy(values, "", False)
+            set_memory(tensor, from_numpy(values))
             continue
-        destination = np.asarray(tensor._array)
+        destination = values_view(tensor)
         if rule.transform.stacked is not None and rule.transform.stacked(config):
             if len(names) == 1:
                 files.float32_into(names[0], destination)
@@ -468,7 +469,7 @@ def hf_state_dict(model, architecture: Architecture | None = None) -> dict:
         rule, hf_names = _rule_for(architecture, name)
         if tensor.dtype != _dtypes.float32:
             raise CheckpointError(f"save_pretrained: '{name}' is {tensor.dtype}; attnkit writes float32 checkpoints")
-        values = np.asarray(tensor._array)
+        values = values_view(tensor)
         for hf_name, array in zip(hf_names, rule.transform.to_hf(values, model.config)):
             tensors[_full_name(architecture, hf_name, True)] = np.ascontiguousarray(array, dtype=np.float32)
     return tensors
