@@ -172,6 +172,8 @@ def wait(requests: list, what: str) -> None:
     or an error MPI reports (a peer it found dead), aborts the job with a
     message that names ``what`` and this rank; it never returns to a
     caller whose peers are gone."""
+    if not requests:  # nothing to wait for (a world of one, without MPI too)
+        return
     world = _world
     test_all = world.MPI.Request.Testall
     start = time.monotonic()
@@ -192,6 +194,8 @@ def wait(requests: list, what: str) -> None:
 def poll(requests: list) -> None:
     """Lets MPI progress ``requests`` without waiting for them (MPI moves a
     non-blocking collective forward only inside MPI calls)."""
+    if not requests:
+        return
     try:
         _world.MPI.Request.Testall(requests)
     except _world.MPI.Exception as error:
