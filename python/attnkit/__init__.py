@@ -12,6 +12,7 @@ _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 
 from . import models, nn, optim, random  # noqa: E402
 from ._dtypes import bfloat16, bool_, dtype, float16, float32, int32, int64  # noqa: E402
+from .amp import autocast  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from .nn.functional import cat, stack, where  # noqa: E402
 from .random import manual_seed  # noqa: E402
@@ -45,6 +46,7 @@ __all__ = [
     "int64",
     "bool",
     "no_grad",
+    "autocast",
     "enable_grad",
     "is_grad_enabled",
     "set_num_threads",

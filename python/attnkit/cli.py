@@ -54,6 +54,8 @@ TRAIN_FLAG_HELP = {
     "run": {
         "seed": "the random seed: the same seed gives the same run, bit for bit, on one machine",
         "device": "cpu or cuda",
+        "dtype": "float32, or bf16: the matrix products in bfloat16 under attnkit.autocast (float32 sums, "
+        "weights, gradients, norms, softmax and loss)",
         "num_threads": "attnkit's CPU threads (default: all cores)",
         "out": "the run directory: checkpoint, metrics.jsonl, loss.png",
         "resume": "continue the run in --out from its checkpoint, with its settings unless flags change them",
@@ -61,7 +63,12 @@ TRAIN_FLAG_HELP = {
     },
 }
 
-TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda"), "arch": ("gpt", "llama")}
+TRAIN_FLAG_CHOICES = {
+    "tokenizer": ("char", "byte", "bpe"),
+    "device": ("cpu", "cuda"),
+    "arch": ("gpt", "llama"),
+    "dtype": ("float32", "bf16"),
+}
 TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR"}
 
 

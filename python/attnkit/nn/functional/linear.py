@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ... import _C
+from ..._dtypes import float32
+from ...amp import autocast_dtype
 from ...autograd import Function, is_grad_enabled
 from ...tensor import Tensor
 from ._common import check_tensor
@@ -10,27 +12,43 @@ from ._common import check_tensor
 _ACTIVATIONS = {None: "none", "relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}
 
 
+def _autocast_operands(*tensors):
+    """The arrays a product multiplies: under ``autocast``, float32 operands
+    rounded to bfloat16 (the result stays float32); else the tensors' own."""
+    if autocast_dtype() is not None and all(t.dtype == float32 for t in tensors):
+        return True, [_C.cast(t._array, "bfloat16") for t in tensors]
+    return False, [t._array for t in tensors]
+
+
+def _gradient_operand(grad, low_precision):
+    """An incoming float32 gradient as a backward product's operand: in
+    bfloat16 when the forward ran under autocast, as PyTorch's does."""
+    return _C.cast(grad, "bfloat16") if low_precision else grad
+
+
 class _Matmul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a._array, b._array)
-        out, _ = _C.matmul(a._array, b._array)
+        ctx.low_precision, (a_array, b_array) = _autocast_operands(a, b)
+        ctx.save_for_backward(a_array, b_array)
+        out, _ = _C.matmul(a_array, b_array, out_dtype="float32" if ctx.low_precision else None)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved
+        grad = _gradient_operand(grad, ctx.low_precision)
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             # dA = dC B^T, summed over the batch dimensions A was broadcast along
-            grad_a = _C.sum_to_shape(_C.matmul(grad, b, transpose_b=True)[0], list(a.shape))
+            grad_a = _C.sum_to_shape(_C.matmul(grad, b, transpose_b=True, out_dtype="float32")[0], list(a.shape))
         if ctx.needs_input_grad[1]:
             if len(b.shape) == 2 and len(a.shape) > 2:
                 # one B for the whole batch: dB = A^T dC over the stacked rows, one product
                 k, n = b.shape
-                grad_b = _C.matmul(a.reshape([-1, k]), grad.reshape([-1, n]), transpose_a=True)[0]
+                grad_b = _C.matmul(a.reshape([-1, k]), grad.reshape([-1, n]), transpose_a=True, out_dtype="float32")[0]
             else:
-                grad_b = _C.sum_to_shape(_C.matmul(a, grad, transpose_a=True)[0], list(b.shape))
+                grad_b = _C.sum_to_shape(_C.matmul(a, grad, transpose_a=True, out_dtype="float32")[0], list(b.shape))
         return grad_a, grad_b
 
 
@@ -79,16 +97,18 @@ class _Linear(Function):
     def forward(ctx, x, weight, bias, activation):
         # The pre-activation is kept only when a backward will use it.
         need_pre = activation != "none" and is_grad_enabled() and any(ctx.needs_input_grad[:3])
+        ctx.low_precision, (x_array, weight_array) = _autocast_operands(x, weight)
         out, pre = _C.matmul(
-            x._array,
-            weight._array,
+            x_array,
+            weight_array,
             transpose_b=True,
             bias=None if bias is None else bias._array,
             activation=activation,
             save_pre_activation=need_pre,
+            out_dtype="float32" if ctx.low_precision else None,
         )
         ctx.activation = activation
-        ctx.save_for_backward(x._array, weight._array, pre)
+        ctx.save_for_backward(x_array, weight_array, pre)
         return out
 
     @staticmethod
@@ -102,12 +122,16 @@ class _Linear(Function):
             grad_pre = grad
         out_features, in_features = weight.shape
         grad_x = grad_weight = grad_bias = None
+        operand = _gradient_operand(grad_pre, ctx.low_precision)
         if ctx.needs_input_grad[0]:
-            grad_x = _C.matmul(grad_pre, weight)[0]  # dX = dY W
+            grad_x = _C.matmul(operand, weight, out_dtype="float32")[0]  # dX = dY W
         if ctx.needs_input_grad[1]:
             # dW = dY^T X, over all leading dimensions stacked into rows
             grad_weight = _C.matmul(
-                grad_pre.reshape([-1, out_features]), x.reshape([-1, in_features]), transpose_a=True
+                operand.reshape([-1, out_features]),
+                x.reshape([-1, in_features]),
+                transpose_a=True,
+                out_dtype="float32",
             )[0]
         if ctx.needs_input_grad[2]:
             grad_bias = _C.bias_gradient(grad_pre)
