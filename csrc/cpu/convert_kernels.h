@@ -13,6 +13,7 @@ namespace attnkit::cpu::convert_kernels {
 // lower half is above half an ulp, or at half with an odd upper half. A NaN
 // would carry its payload into the exponent (or become infinity), so it keeps
 // its upper half with the quiet bit set instead.
+template <class V>
 inline std::uint16_t bfloat16_bits_nearest(std::uint32_t bits) {
   if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);
   return static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
@@ -23,7 +24,7 @@ inline void float_to_bfloat16(std::uint16_t* out, const float* in, std::int64_t 
   for (std::int64_t i = 0; i < n; ++i) {
     std::uint32_t bits;
     std::memcpy(&bits, in + i, sizeof bits);
-    out[i] = bfloat16_bits_nearest(bits);
+    out[i] = bfloat16_bits_nearest<V>(bits);
   }
 }
 

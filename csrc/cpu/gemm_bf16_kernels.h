@@ -22,6 +22,10 @@
 
 namespace attnkit::cpu::gemm_bf16_kernels {
 
+// Helpers are templates over the ISA's Vec too, so each ISA gets its own copy
+// (an inline function shared by every ISA's objects would be kept once, maybe
+// compiled with AVX-512: see cpu/isa/isa.h).
+template <class V>
 inline float widen(std::uint16_t bits) {
   const std::uint32_t wide = std::uint32_t(bits) << 16;
   float x;
@@ -29,11 +33,13 @@ inline float widen(std::uint16_t bits) {
   return x;
 }
 
+template <class V>
 inline std::int64_t round_up(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b * b;
 }
 
 // op(X)(i, p) of an operand whose rows (not transposed) run along p.
+template <class V>
 inline std::uint16_t element(const std::uint16_t* x, std::int64_t ld, bool transpose, std::int64_t i, std::int64_t p) {
   return transpose ? x[p * ld + i] : x[i * ld + p];
 }
@@ -52,7 +58,7 @@ inline void pack_widened(void* packed, const std::uint16_t* x, std::int64_t ld, 
     const int n = static_cast<int>(count - i0 < width ? count - i0 : width);
     for (std::int64_t p = 0; p < kc; ++p) {
       float* row = sliver + p * width;
-      for (int i = 0; i < n; ++i) row[i] = widen(element(x, ld, !rows_along_p, i0 + i, p));
+      for (int i = 0; i < n; ++i) row[i] = widen<V>(element<V>(x, ld, !rows_along_p, i0 + i, p));
       for (int i = n; i < width; ++i) row[i] = 0.0f;
     }
   }
@@ -86,15 +92,15 @@ template <class V, int KM>
 inline void pack_pairs(void* packed, const std::uint16_t* x, std::int64_t ld, bool rows_along_p, std::int64_t count,
                        std::int64_t kc, int width) {
   std::uint16_t* out = static_cast<std::uint16_t*>(packed);
-  const std::int64_t depth = round_up(kc, KM);
+  const std::int64_t depth = round_up<V>(kc, KM);
   for (std::int64_t i0 = 0; i0 < count; i0 += width) {
     std::uint16_t* sliver = out + (i0 / width) * depth * width;
     const int n = static_cast<int>(count - i0 < width ? count - i0 : width);
     for (std::int64_t p = 0; p < depth; p += 2) {
       std::uint16_t* row = sliver + p * width;
       for (int i = 0; i < n; ++i) {
-        row[2 * i] = p < kc ? element(x, ld, !rows_along_p, i0 + i, p) : 0;
-        row[2 * i + 1] = p + 1 < kc ? element(x, ld, !rows_along_p, i0 + i, p + 1) : 0;
+        row[2 * i] = p < kc ? element<V>(x, ld, !rows_along_p, i0 + i, p) : 0;
+        row[2 * i + 1] = p + 1 < kc ? element<V>(x, ld, !rows_along_p, i0 + i, p + 1) : 0;
       }
       for (int i = n; i < width; ++i) row[2 * i] = row[2 * i + 1] = 0;
     }
@@ -150,7 +156,7 @@ inline void micro_tile_pairs(const GemmMacroTile& t, const std::uint16_t* a, con
 template <class V, int MR, int NV>
 inline void macro_kernel_pairs(const GemmMacroTile& t, const void* packed_a, const void* packed_b) {
   constexpr int NR = NV * V::width;
-  const std::int64_t depth = round_up(t.kc, 2);
+  const std::int64_t depth = round_up<V>(t.kc, 2);
   const std::uint16_t* a = static_cast<const std::uint16_t*>(packed_a);
   const std::uint16_t* b = static_cast<const std::uint16_t*>(packed_b);
   for (std::int64_t row = 0; row < t.m; row += MR)
@@ -183,7 +189,7 @@ template <class V>
 inline void pack_a_rows(void* packed, const std::uint16_t* a, std::int64_t lda, bool transpose, std::int64_t m,
                         std::int64_t kc, int mr) {
   std::uint16_t* out = static_cast<std::uint16_t*>(packed);
-  const std::int64_t depth = round_up(kc, kAmxDepth);
+  const std::int64_t depth = round_up<V>(kc, kAmxDepth);
   for (std::int64_t i0 = 0; i0 < m; i0 += mr) {
     std::uint16_t* sliver = out + (i0 / mr) * depth * mr;
     for (int i = 0; i < mr; ++i) {
@@ -211,7 +217,7 @@ inline void macro_kernel_amx(const GemmMacroTile& t, const void* packed_a, const
     config.rows[tile] = 16;
   }
   _tile_loadconfig(&config);
-  const std::int64_t depth = round_up(t.kc, kAmxDepth);
+  const std::int64_t depth = round_up<V>(t.kc, kAmxDepth);
   const std::int64_t a_stride = depth * 2;                // bytes between rows of an A tile
   constexpr std::int64_t b_stride = kAmxColumns * 2 * 2;  // bytes between pairs of a B tile
   const std::uint16_t* a_all = static_cast<const std::uint16_t*>(packed_a);
