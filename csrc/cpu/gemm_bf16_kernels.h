@@ -22,9 +22,9 @@
 
 namespace attnkit::cpu::gemm_bf16_kernels {
 
-// Helpers are templates over the ISA's Vec too, so each ISA gets its own copy
-// (an inline function shared by every ISA's objects would be kept once, maybe
-// compiled with AVX-512: see cpu/isa/isa.h).
+// The helpers are templates over the ISA's Vec too, so each ISA gets its own
+// copy (an inline function shared by every ISA's objects would be kept once,
+// maybe compiled with AVX-512: see cpu/isa/isa.h).
 template <class V>
 inline float widen(std::uint16_t bits) {
   const std::uint32_t wide = std::uint32_t(bits) << 16;
@@ -38,17 +38,18 @@ inline std::int64_t round_up(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b * b;
 }
 
-// op(X)(i, p) of an operand whose rows (not transposed) run along p.
-template <class V>
-inline std::uint16_t element(const std::uint16_t* x, std::int64_t ld, bool transpose, std::int64_t i, std::int64_t p) {
-  return transpose ? x[p * ld + i] : x[i * ld + p];
-}
-
 // ---- widened: the float32 layout (gemm_kernels.h) -------------------------
+//
+// The packing routines below walk the source along its rows (contiguous
+// reads) and keep the choice of layout out of their inner loops, which the
+// compiler then vectorizes or at least keeps free of branches: packing
+// touches every element of A and B once per block, and with a per-element
+// branch it cost as much as an AMX product of 1024^3.
 
 // Slivers of `width` (mr rows of A or nr columns of B) x kc, k-major:
 // packed[s][p][i] = op(X)(s * width + i, p), zeros past `count`. `rows_along_p`
-// says whether the source's rows run along p (A not transposed, B transposed).
+// says whether the source's rows run along p (A not transposed, B transposed):
+// op(X)(i, p) = x[i * ld + p]; else x[p * ld + i].
 template <class V>
 inline void pack_widened(void* packed, const std::uint16_t* x, std::int64_t ld, bool rows_along_p, std::int64_t count,
                          std::int64_t kc, int width) {
@@ -56,10 +57,20 @@ inline void pack_widened(void* packed, const std::uint16_t* x, std::int64_t ld, 
   for (std::int64_t i0 = 0; i0 < count; i0 += width) {
     float* sliver = out + (i0 / width) * kc * width;
     const int n = static_cast<int>(count - i0 < width ? count - i0 : width);
-    for (std::int64_t p = 0; p < kc; ++p) {
-      float* row = sliver + p * width;
-      for (int i = 0; i < n; ++i) row[i] = widen<V>(element<V>(x, ld, !rows_along_p, i0 + i, p));
-      for (int i = n; i < width; ++i) row[i] = 0.0f;
+    if (rows_along_p) {
+      for (int i = 0; i < n; ++i) {
+        const std::uint16_t* src = x + (i0 + i) * ld;
+        for (std::int64_t p = 0; p < kc; ++p) sliver[p * width + i] = widen<V>(src[p]);
+      }
+      for (std::int64_t p = 0; p < kc; ++p)
+        for (int i = n; i < width; ++i) sliver[p * width + i] = 0.0f;
+    } else {
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const std::uint16_t* src = x + p * ld + i0;
+        float* row = sliver + p * width;
+        for (int i = 0; i < n; ++i) row[i] = widen<V>(src[i]);
+        for (int i = n; i < width; ++i) row[i] = 0.0f;
+      }
     }
   }
 }
@@ -87,22 +98,56 @@ inline void macro_kernel_widened(const GemmMacroTile& tile, const void* packed_a
 // ---- pairs of k: the layout of vdpbf16ps and of AMX's B tiles ------------
 
 // Slivers of `width` x round_up(kc, KM) in pairs of k:
-// packed[s][p / 2][i][p % 2] = op(X)(s * width + i, p), zeros past count and kc.
+// packed[s][p / 2][i][p % 2] = op(X)(s * width + i, p), zeros past count and
+// kc (rows_along_p as in pack_widened). Pair row p / 2 starts at p * width.
 template <class V, int KM>
 inline void pack_pairs(void* packed, const std::uint16_t* x, std::int64_t ld, bool rows_along_p, std::int64_t count,
                        std::int64_t kc, int width) {
   std::uint16_t* out = static_cast<std::uint16_t*>(packed);
   const std::int64_t depth = round_up<V>(kc, KM);
+  const std::int64_t whole_pairs = kc / 2 * 2;
   for (std::int64_t i0 = 0; i0 < count; i0 += width) {
     std::uint16_t* sliver = out + (i0 / width) * depth * width;
     const int n = static_cast<int>(count - i0 < width ? count - i0 : width);
-    for (std::int64_t p = 0; p < depth; p += 2) {
-      std::uint16_t* row = sliver + p * width;
+    if (rows_along_p) {
+      // Each source row is one column of the sliver: its pairs of k are
+      // 32-bit words, one per pair row.
       for (int i = 0; i < n; ++i) {
-        row[2 * i] = p < kc ? element<V>(x, ld, !rows_along_p, i0 + i, p) : 0;
-        row[2 * i + 1] = p + 1 < kc ? element<V>(x, ld, !rows_along_p, i0 + i, p + 1) : 0;
+        const std::uint16_t* src = x + (i0 + i) * ld;
+        std::uint16_t* column = sliver + 2 * i;
+        std::int64_t p = 0;
+        for (; p < whole_pairs; p += 2) std::memcpy(column + p * width, src + p, 2 * sizeof(std::uint16_t));
+        if (p < kc) {
+          column[p * width] = src[p];
+          column[p * width + 1] = 0;
+          p += 2;
+        }
+        for (; p < depth; p += 2) column[p * width] = column[p * width + 1] = 0;
       }
-      for (int i = n; i < width; ++i) row[2 * i] = row[2 * i + 1] = 0;
+      for (std::int64_t p = 0; p < depth; p += 2)
+        for (int i = n; i < width; ++i) sliver[p * width + 2 * i] = sliver[p * width + 2 * i + 1] = 0;
+    } else {
+      // Source rows p and p + 1, interleaved into one pair row.
+      for (std::int64_t p = 0; p < depth; p += 2) {
+        std::uint16_t* row = sliver + p * width;
+        if (p < whole_pairs) {
+          const std::uint16_t* even = x + p * ld + i0;
+          const std::uint16_t* odd = even + ld;
+          for (int i = 0; i < n; ++i) {
+            row[2 * i] = even[i];
+            row[2 * i + 1] = odd[i];
+          }
+        } else if (p < kc) {
+          const std::uint16_t* even = x + p * ld + i0;
+          for (int i = 0; i < n; ++i) {
+            row[2 * i] = even[i];
+            row[2 * i + 1] = 0;
+          }
+        } else {
+          for (int i = 0; i < n; ++i) row[2 * i] = row[2 * i + 1] = 0;
+        }
+        for (int i = n; i < width; ++i) row[2 * i] = row[2 * i + 1] = 0;
+      }
     }
   }
 }
@@ -192,19 +237,20 @@ inline void pack_a_rows(void* packed, const std::uint16_t* a, std::int64_t lda, 
   const std::int64_t depth = round_up<V>(kc, kAmxDepth);
   for (std::int64_t i0 = 0; i0 < m; i0 += mr) {
     std::uint16_t* sliver = out + (i0 / mr) * depth * mr;
-    for (int i = 0; i < mr; ++i) {
-      std::uint16_t* row = sliver + i * depth;
-      std::int64_t p = 0;
-      if (i0 + i < m) {
-        if (!transpose) {
-          std::memcpy(row, a + (i0 + i) * lda, static_cast<std::size_t>(kc) * sizeof(std::uint16_t));
-          p = kc;
-        } else {
-          for (; p < kc; ++p) row[p] = a[p * lda + i0 + i];
-        }
+    const int n = static_cast<int>(m - i0 < mr ? m - i0 : mr);
+    if (!transpose) {  // op(A)(i, p) = a[i * lda + p]: row by row
+      for (int i = 0; i < n; ++i)
+        std::memcpy(sliver + i * depth, a + (i0 + i) * lda, static_cast<std::size_t>(kc) * sizeof(std::uint16_t));
+    } else {  // op(A)(i, p) = a[p * lda + i]: source rows read front to back
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const std::uint16_t* src = a + p * lda + i0;
+        for (int i = 0; i < n; ++i) sliver[i * depth + p] = src[i];
       }
-      for (; p < depth; ++p) row[p] = 0;
     }
+    for (int i = 0; i < n; ++i)
+      for (std::int64_t p = kc; p < depth; ++p) sliver[i * depth + p] = 0;
+    for (int i = n; i < mr; ++i)
+      for (std::int64_t p = 0; p < depth; ++p) sliver[i * depth + p] = 0;
   }
 }
 
