@@ -224,6 +224,26 @@ def test_bf16_epilogues_alpha_beta_and_bf16_out(rng):
 
 
 @pytest.mark.usefixtures("bf16_isa")
+@pytest.mark.parametrize("alpha, beta, with_bias", [(1.0, 0.0, False), (1.0, 0.5, True), (0.5, 1.0, False)])
+def test_bf16_epilogue_over_several_passes_of_k(rng, alpha, beta, with_bias):
+    """K deeper than one cache block: C is carried between passes (in AMX's
+    tiles where the block is whole and the epilogue plain), the epilogue
+    applies once, on the last pass; edge blocks take the general path."""
+    m, k, n = 70, 2100, 90
+    a, b, a16, b16, a_values, b_values = bf16_operands(rng, (m, k), (k, n))
+    bias = rng.standard_normal(n).astype(np.float32) if with_bias else np.zeros(n, np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    c = attnkit.tensor(c0.copy())
+    _C.matmul(
+        a16._array, b16._array, alpha=alpha, beta=beta, out=c._array, out_dtype="float32",
+        bias=attnkit.tensor(bias)._array if with_bias else None,
+    )  # fmt: skip
+    exact = alpha * reference.matmul(a_values, b_values) + beta * c0 + bias
+    naive = alpha * reference.matmul_naive_float32(a_values, b_values) + beta * c0 + bias
+    assert_reduction_close(np.asarray(c), exact, naive)
+
+
+@pytest.mark.usefixtures("bf16_isa")
 def test_bf16_nan_and_inf_stay_in_their_rows(rng):
     a = rng.standard_normal((35, 64)).astype(np.float32)
     a[3, 10] = np.nan

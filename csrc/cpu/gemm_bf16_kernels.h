@@ -273,10 +273,28 @@ inline void macro_kernel_amx(const GemmMacroTile& t, const void* packed_a, const
     const std::uint16_t* a = a_all + (row / kAmxRows) * depth * kAmxRows;
     for (std::int64_t col = 0; col < t.n; col += kAmxColumns) {
       const std::uint16_t* b = b_all + (col / kAmxColumns) * depth * kAmxColumns;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      // A whole block whose epilogue is plain (alpha 1; on the last pass
+      // no bias, activation or pre-activation) keeps C in the tiles: loaded
+      // from C on later passes, stored straight back. Any other block goes
+      // through `block` and the float32 epilogue (store_tile).
+      const bool whole = row + kAmxRows <= t.m && col + kAmxColumns <= t.n;
+      const bool plain =
+          t.alpha == 1.0f &&
+          (!t.last_k || (t.bias == nullptr && t.pre_activation == nullptr && t.activation == GemmActivation::none));
+      const bool direct = whole && plain && (!t.first_k || t.beta == 0.0f);
+      float* c = t.c + row * t.ldc + col;
+      const std::int64_t c_stride = t.ldc * static_cast<std::int64_t>(sizeof(float));
+      if (direct && !t.first_k) {  // C += A B
+        _tile_loadd(0, c, c_stride);
+        _tile_loadd(1, c + 16, c_stride);
+        _tile_loadd(2, c + 16 * t.ldc, c_stride);
+        _tile_loadd(3, c + 16 * t.ldc + 16, c_stride);
+      } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      }
       for (std::int64_t p = 0; p < depth; p += kAmxDepth) {
         const std::uint16_t* b_pairs = b + p * kAmxColumns;  // pair row p / 2
         _tile_loadd(4, a + p, a_stride);
@@ -287,6 +305,13 @@ inline void macro_kernel_amx(const GemmMacroTile& t, const void* packed_a, const
         _tile_loadd(5, a + 16 * depth + p, a_stride);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
+      }
+      if (direct) {
+        _tile_stored(0, c, c_stride);
+        _tile_stored(1, c + 16, c_stride);
+        _tile_stored(2, c + 16 * t.ldc, c_stride);
+        _tile_stored(3, c + 16 * t.ldc + 16, c_stride);
+        continue;
       }
       _tile_stored(0, &block[0][0], kAmxColumns * 4);
       _tile_stored(1, &block[0][16], kAmxColumns * 4);
