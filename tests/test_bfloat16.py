@@ -262,6 +262,18 @@ def test_bf16_nan_and_inf_stay_in_their_rows(rng):
     assert np.isfinite(out[others]).all()
 
 
+def test_bf16_gemm_config_is_the_tiers_own(bf16_isa):
+    float32 = _C.gemm_config()
+    bf16 = _C.gemm_config("bfloat16")
+    if bf16_isa == "amx":
+        assert (bf16["mr"], bf16["nr"]) == (32, 32)  # four 16 x 16 tiles of C
+    else:  # the float32 tile: widened, or vdpbf16ps on avx512's register tile
+        assert (bf16["mr"], bf16["nr"]) == (float32["mr"], float32["nr"])
+    assert bf16["mc"] % bf16["mr"] == 0 and bf16["nc"] % bf16["nr"] == 0 and bf16["kc"] >= 16
+    with pytest.raises(ValueError, match="gemm_config.*'dtype'"):
+        _C.gemm_config("float16")
+
+
 def test_bf16_matmul_bad_input():
     a16 = attnkit.ones(4, 5).to(attnkit.bfloat16)
     b32 = attnkit.ones(5, 3)

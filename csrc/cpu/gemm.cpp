@@ -274,6 +274,13 @@ GemmConfig gemm_config() {
   return config;
 }
 
+GemmConfig gemm_bf16_config() {
+  const GemmBf16Kernels& kernel = *active_kernels().gemm_bf16;
+  GemmConfig config{kernel.shape, {}, false};
+  config.blocking = active_blocking(kernel.shape, &config.overridden, kernel.packed_bytes);
+  return config;
+}
+
 void set_gemm_blocking(GemmBlocking blocking) {
   const bool all_zero = blocking.mc == 0 && blocking.kc == 0 && blocking.nc == 0;
   const bool all_positive = blocking.mc > 0 && blocking.kc > 0 && blocking.nc > 0;

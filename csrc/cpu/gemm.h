@@ -116,6 +116,8 @@ struct GemmConfig {
   bool overridden;  // the blocks come from set_gemm_blocking or ATTNKIT_GEMM_BLOCKING="MC,KC,NC"
 };
 GemmConfig gemm_config();
+// The same for the bf16 GEMM (gemm_bf16): its tier's tile and blocks.
+GemmConfig gemm_bf16_config();
 // Forces the cache blocks, for measuring and testing (MC and NC are rounded
 // up to whole register tiles); {0, 0, 0} returns to the blocks chosen from
 // the caches. ValueError unless all three are positive, or all zero.

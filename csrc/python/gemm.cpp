@@ -40,17 +40,22 @@ void bind_gemm(py::module_& m) {
   m.def("bias_gradient", &ops::bias_gradient, py::arg("grad_output"), py::call_guard<py::gil_scoped_release>());
 
   // What the GEMM chose on this machine, for benchmarks and `attnkit info`.
-  m.def("gemm_config", [] {
-    const cpu::GemmConfig config = cpu::gemm_config();
-    py::dict out;
-    out["mr"] = config.shape.mr;
-    out["nr"] = config.shape.nr;
-    out["mc"] = config.blocking.mc;
-    out["kc"] = config.blocking.kc;
-    out["nc"] = config.blocking.nc;
-    out["overridden"] = config.overridden;
-    return out;
-  });
+  m.def(
+      "gemm_config",
+      [](const std::string& dtype) {
+        if (dtype != "float32" && dtype != "bfloat16")
+          throw_value_error("gemm_config", "dtype", "'float32' or 'bfloat16'", "'" + dtype + "'");
+        const cpu::GemmConfig config = dtype == "float32" ? cpu::gemm_config() : cpu::gemm_bf16_config();
+        py::dict out;
+        out["mr"] = config.shape.mr;
+        out["nr"] = config.shape.nr;
+        out["mc"] = config.blocking.mc;
+        out["kc"] = config.blocking.kc;
+        out["nc"] = config.blocking.nc;
+        out["overridden"] = config.overridden;
+        return out;
+      },
+      py::arg("dtype") = "float32");
   m.def(
       "set_gemm_blocking",
       [](std::int64_t mc, std::int64_t kc, std::int64_t nc) { cpu::set_gemm_blocking({mc, kc, nc}); }, py::arg("mc"),
