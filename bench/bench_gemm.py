@@ -2,6 +2,7 @@
 the decode shapes' GB/s against memory bandwidth.
 
     python bench/bench_gemm.py [--threads 1 2] [--rounds 3] [--repeats 10] [--no-torch]
+    python bench/bench_gemm.py --bf16-only [--threads 1 2]
     python bench/bench_gemm.py --mixed [--threads 2] [--mixed-size 1024]
 
 Every side writes into a preallocated output (numpy and torch with out=,
@@ -15,6 +16,9 @@ Rows:
   against the FMA peak measured by the probe;
 - "bias+gelu": the same product with the bias and GELU fused into the
   epilogue, against our plain product (the epilogue's cost);
+- "gemm bf16": bfloat16 A and B, bfloat16 C (float32 sums), against
+  torch.matmul on bfloat16 tensors and against attnkit's own float32 GEMM
+  ("fp32" column) on the same shape; GFLOP/s against the float32 FMA peak;
 - decode shapes (M = 1 and 8 rows): GB/s counted on the bytes of B, against
   the probe's read bandwidth. B rotates through enough copies (> 2x the L3)
   that every product reads it from memory, as a model's layers would. Both
@@ -41,6 +45,7 @@ from attnkit import _C
 
 SHAPES = [(512, 512, 512), (1024, 1024, 1024), (768, 768, 768), (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768)]
 DECODE_SHAPES = [(1, 768, 3072), (8, 768, 3072)]
+BF16_SHAPES = [(1024, 1024, 1024), (2048, 768, 3072), (2048, 3072, 768)]
 EPILOGUE_SHAPE = (2048, 768, 3072)
 MIXED_SETTLE_S = 0.5  # longer than any library's idle threads spin (OpenBLAS: 2^28 cycles by default)
 
@@ -60,14 +65,14 @@ def gemm_callable(side: str, torch, a: np.ndarray, b: np.ndarray, c: np.ndarray,
 def measure(recorder, side: str, torch, args) -> None:
     """This side's rows: the shapes, the epilogue (attnkit only), the decode shapes."""
     rng = np.random.default_rng(0)
-    for m, k, n in SHAPES:
+    for m, k, n in [] if args.bf16_only else SHAPES:
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         c = np.empty((m, n), np.float32)
         fn = gemm_callable(side, torch, a, b, c)
         recorder.time("gemm", f"{m}x{k}x{n}", {side: fn}, work=2.0 * m * n * k, unit="GFLOP/s", limit="fma")
 
-    if side == "attnkit":
+    if side == "attnkit" and not args.bf16_only:
         m, k, n = EPILOGUE_SHAPE
         a = rng.standard_normal((m, k), dtype=np.float32)
         w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
@@ -82,7 +87,26 @@ def measure(recorder, side: str, torch, args) -> None:
             "gemm bias+gelu", f"{m}x{k}x{n} vs plain", callables, work=2.0 * m * n * k, unit="GFLOP/s", limit="fma"
         )
 
-    for m, k, n in DECODE_SHAPES:
+    for m, k, n in BF16_SHAPES:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        if side == "attnkit":
+            a16, b16 = (attnkit.from_numpy(x).to(attnkit.bfloat16)._array for x in (a, b))
+            c16 = attnkit.empty(m, n, dtype=attnkit.bfloat16)._array
+            callables = {
+                "attnkit": functools.partial(_C.matmul, a16, b16, out=c16),
+                "fp32": gemm_callable(side, torch, a, b, np.empty((m, n), np.float32)),
+            }
+        elif side == "torch":
+            a16, b16 = (torch.from_numpy(x).to(torch.bfloat16) for x in (a, b))
+            callables = {
+                "torch": functools.partial(torch.matmul, a16, b16, out=torch.empty(m, n, dtype=torch.bfloat16))
+            }
+        else:
+            continue  # numpy has no bfloat16
+        recorder.time("gemm bf16", f"{m}x{k}x{n}", callables, work=2.0 * m * n * k, unit="GFLOP/s", limit="fma")
+
+    for m, k, n in [] if args.bf16_only else DECODE_SHAPES:
         copies = max(2, args.decode_mib * common.MIB // (4 * k * n))
         x = rng.standard_normal((m, k), dtype=np.float32)
         y = np.empty((m, n), np.float32)
@@ -198,13 +222,18 @@ def main() -> None:
         action="store_true",
         help="instead: numpy, attnkit and PyTorch sharing one process, each SGEMM alone and after the others'",
     )
+    parser.add_argument("--bf16-only", action="store_true", help="only the bf16 rows")
     parser.add_argument("--mixed-size", type=int, default=1024, help="the --mixed SGEMM's M = N = K (default: 1024)")
     args = parser.parse_args()
     if args.mixed:
         run_mixed(args)
         return
     common.run(
-        __file__, args, measure, peers=("numpy", "torch"), title="GEMM (float32); decode rows in GB/s of weights"
+        __file__,
+        args,
+        measure,
+        peers=("numpy", "torch"),
+        title="GEMM (float32; bf16 rows: bfloat16 in and out); decode rows in GB/s of weights",
     )
 
 

@@ -21,6 +21,22 @@ ELEMENTWISE_RTOL = {
 # this many times as far from the float64 result as a naive same-dtype
 # computation of the same quantity.
 NAIVE_ERROR_FACTOR = 2.0
+# A product whose inputs were rounded to bfloat16 (8 significant bits: a
+# relative error of at most 2**-9 each, round to nearest): each term a*b is
+# then off by at most (1 + 2**-9)**2 - 1 < 2**-8 + 2**-18 of |a b|, so the
+# product is within this fraction of sum |a| |b| of the float64 product of the
+# unrounded inputs, plus the float32 summation's error over k terms (at most
+# k * 2**-24 of the same sum; the bf16 kernels sum in float32).
+BFLOAT16_PRODUCT_RTOL = 2.0**-8 + 2.0**-18
+
+
+def bfloat16_product_bound(abs_a, abs_b):
+    """The bound above, elementwise for op(A) @ op(B) given |op(A)| and
+    |op(B)| (float64): (BFLOAT16_PRODUCT_RTOL + k * 2**-24) * |A| @ |B|."""
+    k = abs_a.shape[-1]
+    return (BFLOAT16_PRODUCT_RTOL + k * 2.0**-24) * (abs_a @ abs_b)
+
+
 # Data-parallel training against one process on the same global batch: from
 # the same weights, each step's averaged gradient may differ from the one
 # process's by this many units in the last place of the tensor's largest
@@ -87,11 +103,39 @@ def _isas_under_test():
     return attnkit.supported_cpu_isas()
 
 
-@pytest.fixture(params=_isas_under_test())
-def cpu_isa(request):
-    """Runs the test once under each CPU kernel family this machine has."""
+# The bf16 tiers (avx512_bf16, amx) compile the float32 kernels from avx512's
+# Vec: the same source and vocabulary. A float32 test runs under each Vec's
+# own tier and the best tier (which runs by default); the bf16 tests run under
+# every tier (bf16_isa).
+_FLOAT32_SAME_AS_AVX512 = ("avx512_bf16", "amx")
+
+
+def _float32_isas_under_test():
+    isas = _isas_under_test()
+    best = isas[-1]
+    return [isa for isa in isas if isa not in _FLOAT32_SAME_AS_AVX512 or isa == best]
+
+
+def _select(isa):
     previous = attnkit.cpu_isa()
-    attnkit._C.select_cpu_isa(request.param)
+    attnkit._C.select_cpu_isa(isa)
+    return previous
+
+
+@pytest.fixture(params=_float32_isas_under_test())
+def cpu_isa(request):
+    """Runs the test once under each CPU kernel family this machine has
+    (each Vec's tier and the best; see above)."""
+    previous = _select(request.param)
+    yield request.param
+    attnkit._C.select_cpu_isa(previous)
+
+
+@pytest.fixture(params=_isas_under_test())
+def bf16_isa(request):
+    """Runs the test once under every CPU tier this machine has, the bf16
+    ones included."""
+    previous = _select(request.param)
     yield request.param
     attnkit._C.select_cpu_isa(previous)
 

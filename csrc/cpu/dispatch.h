@@ -23,8 +23,10 @@ namespace attnkit::cpu {
 
 struct ActivationKernels;
 struct AttentionKernels;
+struct ConvertKernels;
 struct ElementwiseKernels;
 struct GemmKernels;
+struct GemmBf16Kernels;
 struct LossKernels;
 struct NormKernels;
 struct OptimKernels;
@@ -36,8 +38,10 @@ struct SoftmaxKernels;
 struct KernelTables {
   const ActivationKernels* activation;
   const AttentionKernels* attention;
+  const ConvertKernels* convert;
   const ElementwiseKernels* elementwise;
   const GemmKernels* gemm;
+  const GemmBf16Kernels* gemm_bf16;
   const LossKernels* loss;
   const NormKernels* norm;
   const OptimKernels* optim;

@@ -63,13 +63,170 @@ bool override_from_environment() {
 }
 const bool g_environment_override = override_from_environment();
 
-GemmBlocking active_blocking(GemmKernelShape shape, bool* overridden) {
+GemmBlocking active_blocking(GemmKernelShape shape, bool* overridden, int element_bytes = 4) {
   const GemmBlocking forced{g_override_mc.load(std::memory_order_relaxed),
                             g_override_kc.load(std::memory_order_relaxed),
                             g_override_nc.load(std::memory_order_relaxed)};
   *overridden = forced.mc > 0 && forced.kc > 0 && forced.nc > 0;
   if (*overridden) return {round_up(forced.mc, shape.mr), forced.kc, round_up(forced.nc, shape.nr)};
-  return gemm_blocking_for(cpu_caches(), shape);
+  return gemm_blocking_for(cpu_caches(), shape, element_bytes);
+}
+
+// The float32 table seen as the blocked loop nest (blocked_gemm) sees a
+// kernel: packing into untyped buffers, the packed operands beside the tile.
+struct Float32Blocked {
+  const GemmKernels& kernel;
+  GemmKernelShape shape;
+  int k_multiple;
+  int packed_bytes;
+  void pack_a(void* packed, const float* a, std::int64_t lda, bool transpose, std::int64_t m, std::int64_t kc,
+              int mr) const {
+    kernel.pack_a(static_cast<float*>(packed), a, lda, transpose, m, kc, mr);
+  }
+  void pack_b(void* packed, const float* b, std::int64_t ldb, bool transpose, std::int64_t n, std::int64_t kc,
+              int nr) const {
+    kernel.pack_b(static_cast<float*>(packed), b, ldb, transpose, n, kc, nr);
+  }
+  void macro_kernel(const GemmMacroTile& tile, const void* packed_a, const void* packed_b) const {
+    GemmMacroTile t = tile;
+    t.packed_a = static_cast<const float*>(packed_a);
+    t.packed_b = static_cast<const float*>(packed_b);
+    kernel.macro_kernel(t);
+  }
+};
+
+// The blocked loop nest (see the top of this file) for a kernel with inputs
+// of type In: GemmBf16Kernels, or Float32Blocked for float32.
+template <class In, class Kernel>
+void blocked_gemm(const Kernel& kernel, float* c, std::int64_t ldc, const In* a, std::int64_t lda, bool transpose_a,
+                  const In* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                  float alpha, float beta, const GemmEpilogue& epilogue, int threads) {
+  const int mr = kernel.shape.mr;
+  const int nr = kernel.shape.nr;
+  GemmMacroTile base{};
+  base.ldc = ldc;
+  base.alpha = alpha;
+  base.beta = beta;
+  base.activation = epilogue.activation;
+
+  bool overridden = false;
+  const GemmBlocking blocking = active_blocking(kernel.shape, &overridden, kernel.packed_bytes);
+  // K in passes of equal depth: a short last pass would pay a full trip of C
+  // through the caches for a few FMAs. Each pass but the last is a whole
+  // number of the kernel's k steps, so only the last one is padded.
+  const std::int64_t kc_max = round_up(ceil_div(k, ceil_div(k, blocking.kc)), kernel.k_multiple);
+  const std::int64_t nc_max = std::min(blocking.nc, round_up(n, nr));
+
+  // Rows when M has enough of them for every thread; else columns. Split by
+  // rows, the threads share the packing of B (each packs a share of each
+  // panel, then all wait for the panel to be whole) and pack their own A
+  // blocks; split by columns, each thread packs its own part of B and all of
+  // A, which is small then.
+  const bool rows_enough = m >= static_cast<std::int64_t>(threads) * mr * 4;
+  const bool columns_enough = n >= static_cast<std::int64_t>(threads) * nr * 4;
+  const bool split_rows = threads == 1 || rows_enough || !columns_enough;
+  const std::int64_t tiles = ceil_div(m, mr);
+  const std::int64_t slivers = ceil_div(n, nr);
+  // The widest band of rows and columns a thread gets, and its A blocks: as
+  // many blocks for every thread (they meet at the panel's barriers), each at
+  // most MC rows.
+  const std::int64_t band_rows = split_rows ? ceil_div(tiles, threads) * mr : round_up(m, mr);
+  const std::int64_t band_columns = split_rows ? round_up(n, nr) : ceil_div(slivers, threads) * nr;
+  const std::int64_t row_blocks = ceil_div(band_rows, std::min(blocking.mc, band_rows));
+  const std::int64_t mc = round_up(ceil_div(band_rows, row_blocks), mr);
+  const std::int64_t bytes = kernel.packed_bytes;
+  const std::int64_t panel_bytes = kc_max * std::min(nc_max, band_columns) * bytes;
+
+  // Every buffer is allocated before the threads start: nothing inside the
+  // region may throw, or the others would wait at a barrier forever.
+  const std::int64_t a_block_bytes = mc * kc_max * bytes;
+  ScratchBuffer packed_a(static_cast<std::size_t>(threads * a_block_bytes / 4));
+  ScratchBuffer packed_b(static_cast<std::size_t>((split_rows ? 1 : threads) * panel_bytes / 4));
+  SpinBarrier barrier(threads);
+
+  // The loop nest: for each pass over K, each A block of the thread's rows
+  // is packed once; the B panels of the thread's columns pass it one by one
+  // (packed once per A block: with MC from the L3, usually once).
+  run_on_threads(threads, [&](int t, int nt) {
+    const bool shared = split_rows && nt > 1;
+    std::int64_t row_begin = 0, row_end = m, col_begin = 0, col_end = n;
+    if (split_rows) {
+      row_begin = std::min(m, tiles * t / nt * mr);
+      row_end = std::min(m, tiles * (t + 1) / nt * mr);
+    } else {
+      col_begin = std::min(n, slivers * t / nt * nr);
+      col_end = std::min(n, slivers * (t + 1) / nt * nr);
+    }
+    char* own_a = reinterpret_cast<char*>(packed_a.data()) + t * a_block_bytes;
+    char* panel = reinterpret_cast<char*>(packed_b.data()) + (split_rows ? 0 : t * panel_bytes);
+    for (std::int64_t pc = 0; pc < k; pc += kc_max) {
+      const std::int64_t kc = std::min(kc_max, k - pc);
+      // A sliver's packed depth (kc, rounded up to whole k steps).
+      const std::int64_t kc_packed = round_up(kc, kernel.k_multiple);
+      for (std::int64_t block = 0; block < row_blocks; ++block) {
+        const std::int64_t row0 = std::min(row_end, row_begin + block * mc);
+        const std::int64_t rows = std::min(mc, row_end - row0);
+        if (rows > 0) {
+          const In* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
+          kernel.pack_a(own_a, a_block, lda, transpose_a, rows, kc, mr);
+        }
+        for (std::int64_t jc = col_begin; jc < col_end; jc += nc_max) {
+          const std::int64_t nc = std::min(nc_max, col_end - jc);
+          // This thread's slivers of the panel: all of them, or its share.
+          std::int64_t col0 = 0, col1 = nc;
+          if (shared) {
+            const std::int64_t panel_slivers = ceil_div(nc, nr);
+            col0 = std::min(nc, panel_slivers * t / nt * nr);
+            col1 = std::min(nc, panel_slivers * (t + 1) / nt * nr);
+          }
+          if (col0 < col1) {
+            const In* b_block = transpose_b ? b + (jc + col0) * ldb + pc : b + pc * ldb + jc + col0;
+            kernel.pack_b(panel + (col0 / nr) * kc_packed * nr * bytes, b_block, ldb, transpose_b, col1 - col0, kc, nr);
+          }
+          if (shared) barrier.wait();  // the panel is whole
+          if (rows > 0) {
+            GemmMacroTile tile = base;
+            tile.c = c + row0 * ldc + jc;
+            tile.m = rows;
+            tile.n = nc;
+            tile.kc = kc;
+            tile.first_k = pc == 0;
+            tile.last_k = pc + kc >= k;
+            tile.bias = epilogue.bias ? epilogue.bias + jc : nullptr;
+            tile.pre_activation = epilogue.pre_activation ? epilogue.pre_activation + row0 * ldc + jc : nullptr;
+            kernel.macro_kernel(tile, own_a, panel);
+          }
+          if (shared) barrier.wait();  // everyone is done with the panel
+        }
+      }
+    }
+  });
+}
+
+// C = beta * C, then the epilogue, for k = 0: one pass of the macro kernel
+// with empty slivers.
+template <class Kernel>
+void gemm_empty_k(const Kernel& kernel, float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, float beta,
+                  const GemmEpilogue& epilogue) {
+  GemmMacroTile tile{};
+  tile.c = c;
+  tile.ldc = ldc;
+  tile.m = m;
+  tile.n = n;
+  tile.kc = 0;
+  tile.alpha = 1.0f;
+  tile.beta = beta;
+  tile.first_k = tile.last_k = true;
+  tile.bias = epilogue.bias;
+  tile.activation = epilogue.activation;
+  tile.pre_activation = epilogue.pre_activation;
+  kernel.macro_kernel(tile, nullptr, nullptr);
+}
+
+int threads_for(std::int64_t m, std::int64_t n, std::int64_t k) {
+  if (in_parallel_region()) return 1;
+  if (static_cast<double>(m) * n * k < kParallelWorkThreshold) return 1;
+  return get_num_threads();
 }
 
 }  // namespace
@@ -95,8 +252,8 @@ GemmBlocking active_blocking(GemmKernelShape shape, bool* overridden) {
 // L2), 1024^3 and 2048 x 768 x 3072: 142-143 GFLOP/s with KC = 512 and
 // NC = 512 as chosen here, 137-140 with the (MC, KC, NC) = (144, 384, 4096)
 // fitted by hand on a Zen 4 before.
-GemmBlocking gemm_blocking_for(const CpuCaches& caches, GemmKernelShape shape) {
-  constexpr std::int64_t kFloat = sizeof(float);
+GemmBlocking gemm_blocking_for(const CpuCaches& caches, GemmKernelShape shape, int element_bytes) {
+  const std::int64_t kFloat = std::max(element_bytes, 1);
   constexpr std::int64_t kDeepestPass = 512;
   constexpr std::int64_t kPanelSlivers = 8;
   const std::int64_t l1 = std::max<std::int64_t>(caches.l1d_bytes, 4096);
@@ -114,6 +271,13 @@ GemmConfig gemm_config() {
   const GemmKernels& kernel = *active_kernels().gemm;
   GemmConfig config{kernel.shape, {}, false};
   config.blocking = active_blocking(kernel.shape, &config.overridden);
+  return config;
+}
+
+GemmConfig gemm_bf16_config() {
+  const GemmBf16Kernels& kernel = *active_kernels().gemm_bf16;
+  GemmConfig config{kernel.shape, {}, false};
+  config.blocking = active_blocking(kernel.shape, &config.overridden, kernel.packed_bytes);
   return config;
 }
 
@@ -135,29 +299,9 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
           const GemmEpilogue& epilogue) {
   if (m <= 0 || n <= 0) return;
   const GemmKernels& kernel = *active_kernels().gemm;
-  const int mr = kernel.shape.mr;
-  const int nr = kernel.shape.nr;
-
-  GemmMacroTile base{};
-  base.ldc = ldc;
-  base.alpha = alpha;
-  base.beta = beta;
-  base.activation = epilogue.activation;
-
-  if (k <= 0) {  // C = beta * C, then the epilogue: one pass with empty slivers
-    base.c = c;
-    base.m = m;
-    base.n = n;
-    base.kc = 0;
-    base.first_k = base.last_k = true;
-    base.bias = epilogue.bias;
-    base.pre_activation = epilogue.pre_activation;
-    kernel.macro_kernel(base);
-    return;
-  }
-
-  int threads = in_parallel_region() ? 1 : get_num_threads();
-  if (static_cast<double>(m) * n * k < kParallelWorkThreshold) threads = 1;
+  const Float32Blocked blocked{kernel, kernel.shape, 1, sizeof(float)};
+  if (k <= 0) return gemm_empty_k(blocked, c, ldc, m, n, beta, epilogue);
+  const int threads = threads_for(m, n, k);
 
   if (m <= kDecodeRows && !transpose_a) {
     // Bound by reading B: no packing; threads take column ranges (whole
@@ -178,111 +322,26 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
     else run(0, units);
     return;
   }
-
-  bool overridden = false;
-  const GemmBlocking blocking = active_blocking(kernel.shape, &overridden);
-  // K in passes of equal depth: a short last pass would pay a full trip of C
-  // through the caches for a few FMAs.
-  const std::int64_t kc_max = ceil_div(k, ceil_div(k, blocking.kc));
-  const std::int64_t nc_max = std::min(blocking.nc, round_up(n, nr));
-
-  // Rows when M has enough of them for every thread; else columns. Split by
-  // rows, the threads share the packing of B (each packs a share of each
-  // panel, then all wait for the panel to be whole) and pack their own A
-  // blocks; split by columns, each thread packs its own part of B and all of
-  // A, which is small then.
-  const bool rows_enough = m >= static_cast<std::int64_t>(threads) * mr * 4;
-  const bool columns_enough = n >= static_cast<std::int64_t>(threads) * nr * 4;
-  const bool split_rows = threads == 1 || rows_enough || !columns_enough;
-  const std::int64_t tiles = ceil_div(m, mr);
-  const std::int64_t slivers = ceil_div(n, nr);
-  // The widest band of rows and columns a thread gets, and its A blocks: as
-  // many blocks for every thread (they meet at the panel's barriers), each at
-  // most MC rows.
-  const std::int64_t band_rows = split_rows ? ceil_div(tiles, threads) * mr : round_up(m, mr);
-  const std::int64_t band_columns = split_rows ? round_up(n, nr) : ceil_div(slivers, threads) * nr;
-  const std::int64_t row_blocks = ceil_div(band_rows, std::min(blocking.mc, band_rows));
-  const std::int64_t mc = round_up(ceil_div(band_rows, row_blocks), mr);
-  const std::int64_t panel_floats = kc_max * std::min(nc_max, band_columns);
-
-  // Every buffer is allocated before the threads start: nothing inside the
-  // region may throw, or the others would wait at a barrier forever.
-  const std::int64_t a_block_floats = mc * kc_max;
-  ScratchBuffer packed_a(static_cast<std::size_t>(threads * a_block_floats));
-  ScratchBuffer packed_b(static_cast<std::size_t>((split_rows ? 1 : threads) * panel_floats));
-  SpinBarrier barrier(threads);
-
-  // The loop nest: for each pass over K, each A block of the thread's rows
-  // is packed once; the B panels of the thread's columns pass it one by one
-  // (packed once per A block: with MC from the L3, usually once).
-  run_on_threads(threads, [&](int t, int nt) {
-    const bool shared = split_rows && nt > 1;
-    std::int64_t row_begin = 0, row_end = m, col_begin = 0, col_end = n;
-    if (split_rows) {
-      row_begin = std::min(m, tiles * t / nt * mr);
-      row_end = std::min(m, tiles * (t + 1) / nt * mr);
-    } else {
-      col_begin = std::min(n, slivers * t / nt * nr);
-      col_end = std::min(n, slivers * (t + 1) / nt * nr);
-    }
-    float* own_a = packed_a.data() + t * a_block_floats;
-    float* panel = packed_b.data() + (split_rows ? 0 : t * panel_floats);
-    for (std::int64_t pc = 0; pc < k; pc += kc_max) {
-      const std::int64_t kc = std::min(kc_max, k - pc);
-      for (std::int64_t block = 0; block < row_blocks; ++block) {
-        const std::int64_t row0 = std::min(row_end, row_begin + block * mc);
-        const std::int64_t rows = std::min(mc, row_end - row0);
-        if (rows > 0) {
-          const float* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
-          kernel.pack_a(own_a, a_block, lda, transpose_a, rows, kc, mr);
-        }
-        for (std::int64_t jc = col_begin; jc < col_end; jc += nc_max) {
-          const std::int64_t nc = std::min(nc_max, col_end - jc);
-          // This thread's slivers of the panel: all of them, or its share.
-          std::int64_t col0 = 0, col1 = nc;
-          if (shared) {
-            const std::int64_t panel_slivers = ceil_div(nc, nr);
-            col0 = std::min(nc, panel_slivers * t / nt * nr);
-            col1 = std::min(nc, panel_slivers * (t + 1) / nt * nr);
-          }
-          if (col0 < col1) {
-            const float* b_block = transpose_b ? b + (jc + col0) * ldb + pc : b + pc * ldb + jc + col0;
-            kernel.pack_b(panel + (col0 / nr) * kc * nr, b_block, ldb, transpose_b, col1 - col0, kc, nr);
-          }
-          if (shared) barrier.wait();  // the panel is whole
-          if (rows > 0) {
-            GemmMacroTile tile = base;
-            tile.packed_a = own_a;
-            tile.packed_b = panel;
-            tile.c = c + row0 * ldc + jc;
-            tile.m = rows;
-            tile.n = nc;
-            tile.kc = kc;
-            tile.first_k = pc == 0;
-            tile.last_k = pc + kc >= k;
-            tile.bias = epilogue.bias ? epilogue.bias + jc : nullptr;
-            tile.pre_activation = epilogue.pre_activation ? epilogue.pre_activation + row0 * ldc + jc : nullptr;
-            kernel.macro_kernel(tile);
-          }
-          if (shared) barrier.wait();  // everyone is done with the panel
-        }
-      }
-    }
-  });
+  blocked_gemm(blocked, c, ldc, a, lda, transpose_a, b, ldb, transpose_b, m, n, k, alpha, beta, epilogue, threads);
 }
 
-void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c, const float* a,
-                  std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a, const float* b, std::int64_t ldb,
-                  const std::int64_t* offsets_b, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k,
-                  float alpha, float beta, const GemmEpilogue& epilogue) {
-  auto one = [&](std::int64_t i) {
-    GemmEpilogue e = epilogue;
-    if (e.pre_activation) e.pre_activation += i * stride_c;
-    gemm(c + i * stride_c, ldc, a + offsets_a[i], lda, transpose_a, b + offsets_b[i], ldb, transpose_b, m, n, k, alpha,
-         beta, e);
-  };
-  // With at least as many products as threads, give each thread whole
-  // products (no synchronization inside them); otherwise thread each product.
+void gemm_bf16(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, bool transpose_a,
+               const std::uint16_t* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,
+               std::int64_t k, float alpha, float beta, const GemmEpilogue& epilogue) {
+  if (m <= 0 || n <= 0) return;
+  const GemmBf16Kernels& kernel = *active_kernels().gemm_bf16;
+  if (k <= 0) return gemm_empty_k(kernel, c, ldc, m, n, beta, epilogue);
+  blocked_gemm(kernel, c, ldc, a, lda, transpose_a, b, ldb, transpose_b, m, n, k, alpha, beta, epilogue,
+               threads_for(m, n, k));
+}
+
+namespace {
+
+// `batch` products through `one(i)`: with at least as many products as
+// threads, each thread takes whole products (no synchronization inside them);
+// otherwise each product is threaded.
+template <class One>
+void run_batch(std::int64_t batch, const One& one) {
   const int threads = in_parallel_region() ? 1 : get_num_threads();
   if (batch >= threads && threads > 1) {
     parallel_for(batch, 1, [&](std::int64_t i0, std::int64_t i1) {
@@ -291,6 +350,32 @@ void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t s
   } else {
     for (std::int64_t i = 0; i < batch; ++i) one(i);
   }
+}
+
+}  // namespace
+
+void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c, const float* a,
+                  std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a, const float* b, std::int64_t ldb,
+                  const std::int64_t* offsets_b, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                  float alpha, float beta, const GemmEpilogue& epilogue) {
+  run_batch(batch, [&](std::int64_t i) {
+    GemmEpilogue e = epilogue;
+    if (e.pre_activation) e.pre_activation += i * stride_c;
+    gemm(c + i * stride_c, ldc, a + offsets_a[i], lda, transpose_a, b + offsets_b[i], ldb, transpose_b, m, n, k, alpha,
+         beta, e);
+  });
+}
+
+void gemm_bf16_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c, const std::uint16_t* a,
+                       std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a, const std::uint16_t* b,
+                       std::int64_t ldb, const std::int64_t* offsets_b, bool transpose_b, std::int64_t m,
+                       std::int64_t n, std::int64_t k, float alpha, float beta, const GemmEpilogue& epilogue) {
+  run_batch(batch, [&](std::int64_t i) {
+    GemmEpilogue e = epilogue;
+    if (e.pre_activation) e.pre_activation += i * stride_c;
+    gemm_bf16(c + i * stride_c, ldc, a + offsets_a[i], lda, transpose_a, b + offsets_b[i], ldb, transpose_b, m, n, k,
+              alpha, beta, e);
+  });
 }
 
 void column_sum(float* out, const float* grad, std::int64_t rows, std::int64_t n) {

@@ -42,6 +42,19 @@ void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t s
                   const std::int64_t* offsets_b, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k,
                   float alpha, float beta, const GemmEpilogue& epilogue = {});
 
+// gemm with bfloat16 A and B (their bits, std::uint16_t): the products and
+// their sums in float32, C float32. The active ISA's bf16 tier (GemmBf16Kernels)
+// runs it: AMX tiles, AVX512-BF16 dot products, or, anywhere else, A and B
+// widened to float32 as they are packed and the float32 kernels (exact
+// products, float32 sums: what float32 gemm gives on the same values).
+void gemm_bf16(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, bool transpose_a,
+               const std::uint16_t* b, std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n,
+               std::int64_t k, float alpha, float beta, const GemmEpilogue& epilogue = {});
+void gemm_bf16_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c, const std::uint16_t* a,
+                       std::int64_t lda, const std::int64_t* offsets_a, bool transpose_a, const std::uint16_t* b,
+                       std::int64_t ldb, const std::int64_t* offsets_b, bool transpose_b, std::int64_t m,
+                       std::int64_t n, std::int64_t k, float alpha, float beta, const GemmEpilogue& epilogue = {});
+
 // bias_grad[n] = sum over rows r of grad[r, n] (rows summed in order, so the
 // result does not depend on the thread count).
 void column_sum(float* out, const float* grad, std::int64_t rows, std::int64_t n);
@@ -91,9 +104,10 @@ struct GemmBlocking {
 };
 
 // The cache blocks for a register tile of `shape` on a CPU with `caches`
-// (gemm.cpp says how they follow from the cache sizes). MC and NC are whole
+// (gemm.cpp says how they follow from the cache sizes) when packed elements
+// take `element_bytes` each (4 for float32, 2 for bf16). MC and NC are whole
 // register tiles.
-GemmBlocking gemm_blocking_for(const CpuCaches& caches, GemmKernelShape shape);
+GemmBlocking gemm_blocking_for(const CpuCaches& caches, GemmKernelShape shape, int element_bytes = 4);
 
 // What gemm uses now: the active ISA's register tile and the cache blocks.
 struct GemmConfig {
@@ -102,6 +116,8 @@ struct GemmConfig {
   bool overridden;  // the blocks come from set_gemm_blocking or ATTNKIT_GEMM_BLOCKING="MC,KC,NC"
 };
 GemmConfig gemm_config();
+// The same for the bf16 GEMM (gemm_bf16): its tier's tile and blocks.
+GemmConfig gemm_bf16_config();
 // Forces the cache blocks, for measuring and testing (MC and NC are rounded
 // up to whole register tiles); {0, 0, 0} returns to the blocks chosen from
 // the caches. ValueError unless all three are positive, or all zero.
@@ -128,6 +144,26 @@ struct GemmKernels {
   // The bias/activation epilogue over C[0:m, 0:n] (after decode).
   void (*epilogue_rows)(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, const float* bias,
                         GemmActivation activation, float* pre_activation);
+};
+
+// The bf16 GEMM of one ISA, run by the same driver as float32 (gemm.cpp): a
+// register tile, the packing of bf16 A and B into the layout its macro kernel
+// reads, and that kernel. The packed depth of a sliver is kc rounded up to
+// k_multiple (zeros past kc): AMX tiles take k in steps of 32, the dot
+// products of AVX512-BF16 in pairs.
+struct GemmBf16Kernels {
+  GemmKernelShape shape;
+  int k_multiple;
+  int packed_bytes;  // bytes per packed element: 2 (bf16), or 4 when packing widens to float32
+  // ceil(m / mr) slivers of op(A)[0:m, 0:kc], ceil(n / nr) of op(B)[0:kc, 0:n],
+  // each a whole sliver of round_up(kc, k_multiple) x mr (x nr) elements.
+  void (*pack_a)(void* packed, const std::uint16_t* a, std::int64_t lda, bool transpose, std::int64_t m,
+                 std::int64_t kc, int mr);
+  void (*pack_b)(void* packed, const std::uint16_t* b, std::int64_t ldb, bool transpose, std::int64_t n,
+                 std::int64_t kc, int nr);
+  // As GemmKernels::macro_kernel, on the packed operands given apart (the
+  // tile's packed_a and packed_b are unused).
+  void (*macro_kernel)(const GemmMacroTile& tile, const void* packed_a, const void* packed_b);
 };
 
 }  // namespace attnkit::cpu

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/errors.h"
+#include "cpu/convert.h"
 #include "ops/checks.h"
 
 namespace attnkit::ops {
@@ -467,6 +468,17 @@ Array masked_fill(const Array& x, const Array& mask, double value) {
 
 Array cast(const Array& x, DType dtype) {
   check_defined_cpu("cast", "input", x);
+  // float32 <-> bfloat16: the exact conversions of cpu/convert.h.
+  if (x.dtype() == DType::float32 && dtype == DType::bfloat16) {
+    Array out = Array::empty(x.shape(), dtype);
+    cpu::float_to_bfloat16(out.data<std::uint16_t>(), x.data<float>(), x.numel());
+    return out;
+  }
+  if (x.dtype() == DType::bfloat16 && dtype == DType::float32) {
+    Array out = Array::empty(x.shape(), dtype);
+    cpu::bfloat16_to_float(out.data<float>(), x.data<std::uint16_t>(), x.numel());
+    return out;
+  }
   check_basic_dtype("cast", "input", x.dtype());
   check_basic_dtype("cast", "dtype", dtype);
   Array out = Array::empty(x.shape(), dtype);

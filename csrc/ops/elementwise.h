@@ -80,7 +80,8 @@ Array masked_fill(const Array& x, const Array& mask, double value);
 
 // --------------------------------------------------- casts, fills, ranges --
 // x converted to dtype (float32, int32, int64, bool; see cpu::cast for the
-// float -> integer rule). Always a new array.
+// float -> integer rule), or between float32 and bfloat16 (exact: nearest,
+// ties to even, NaN kept; cpu/convert.h). Always a new array.
 Array cast(const Array& x, DType dtype);
 // Sets every element to value (converted to the array's dtype), in place.
 void fill(const Array& x, double value);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "cpu/convert.h"
 #include "ops/checks.h"
 
 namespace attnkit::ops {
@@ -51,8 +52,12 @@ std::vector<std::int64_t> batch_offsets(const Shape& batch_shape, const Shape& o
 
 MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Array& bias, const MatmulOptions& options) {
   const char* op = "matmul";
-  check_dtype(op, "a", a, DType::float32);
-  check_dtype(op, "b", b, DType::float32);
+  const bool bf16 = a.dtype() == DType::bfloat16;
+  if (!bf16) check_dtype(op, "a", a, DType::float32);
+  check_dtype(op, "b", b, a.dtype());
+  const DType out_dtype = bf16 ? options.out_dtype : DType::float32;
+  if (out_dtype != DType::float32 && out_dtype != DType::bfloat16)
+    throw_type_error(op, "out_dtype", "float32 or bfloat16", dtype_name(out_dtype));
   check_cpu(op, "a", a);
   check_cpu(op, "b", b);
   if (a.ndim() < 2) throw_value_error(op, "a", "at least 2 dimensions", a.describe());
@@ -93,7 +98,7 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
   }
   Array result = out;
   if (out.defined()) {
-    check_dtype(op, "out", out, DType::float32);
+    check_dtype(op, "out", out, out_dtype);
     check_cpu(op, "out", out);
     if (out.shape() != out_shape)
       throw_value_error(op, "out", "shape " + shape_string(out_shape), shape_string(out.shape()));
@@ -102,8 +107,10 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
   } else {
     if (options.beta != 0.0f)
       throw_value_error(op, "beta", "0 when no 'out' array is given", std::to_string(options.beta));
-    result = Array::empty(out_shape, DType::float32);
+    result = Array::empty(out_shape, out_dtype);
   }
+  if (out_dtype == DType::bfloat16 && options.beta != 0.0f)
+    throw_value_error(op, "beta", "0 for a bfloat16 result", std::to_string(options.beta));
   MatmulResult r{result, Array()};
   if (options.save_pre_activation && options.activation != cpu::GemmActivation::none)
     r.pre_activation = Array::empty(out_shape, DType::float32);
@@ -118,18 +125,31 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
   const std::int64_t batch = shape_numel(batch_shape);
   if (batch == 0 || m == 0 || n == 0) return r;
 
+  // A bfloat16 result is the float32 one, rounded once.
+  Array product = out_dtype == DType::float32 ? result : Array::empty(out_shape, DType::float32);
+  float* c = product.data<float>();
   // A batch of row-major A's against one shared B is a single tall product:
   // stack the batch into the rows (better blocking than many small products).
   if (!options.transpose_a && b.ndim() == 2 && a.ndim() > 2) {
-    cpu::gemm(result.data<float>(), n, a.data<float>(), lda, false, b.data<float>(), ldb, options.transpose_b,
-              batch * m, n, k, options.alpha, options.beta, epilogue);
-    return r;
+    if (bf16)
+      cpu::gemm_bf16(c, n, a.data<std::uint16_t>(), lda, false, b.data<std::uint16_t>(), ldb, options.transpose_b,
+                     batch * m, n, k, options.alpha, options.beta, epilogue);
+    else
+      cpu::gemm(c, n, a.data<float>(), lda, false, b.data<float>(), ldb, options.transpose_b, batch * m, n, k,
+                options.alpha, options.beta, epilogue);
+  } else {
+    const std::vector<std::int64_t> offsets_a = batch_offsets(batch_shape, a.shape(), m * k);
+    const std::vector<std::int64_t> offsets_b = batch_offsets(batch_shape, b.shape(), k * n);
+    if (bf16)
+      cpu::gemm_bf16_batched(batch, c, n, m * n, a.data<std::uint16_t>(), lda, offsets_a.data(), options.transpose_a,
+                             b.data<std::uint16_t>(), ldb, offsets_b.data(), options.transpose_b, m, n, k,
+                             options.alpha, options.beta, epilogue);
+    else
+      cpu::gemm_batched(batch, c, n, m * n, a.data<float>(), lda, offsets_a.data(), options.transpose_a,
+                        b.data<float>(), ldb, offsets_b.data(), options.transpose_b, m, n, k, options.alpha,
+                        options.beta, epilogue);
   }
-  const std::vector<std::int64_t> offsets_a = batch_offsets(batch_shape, a.shape(), m * k);
-  const std::vector<std::int64_t> offsets_b = batch_offsets(batch_shape, b.shape(), k * n);
-  cpu::gemm_batched(batch, result.data<float>(), n, m * n, a.data<float>(), lda, offsets_a.data(), options.transpose_a,
-                    b.data<float>(), ldb, offsets_b.data(), options.transpose_b, m, n, k, options.alpha, options.beta,
-                    epilogue);
+  if (out_dtype == DType::bfloat16) cpu::float_to_bfloat16(result.data<std::uint16_t>(), c, result.numel());
   return r;
 }
 

@@ -18,8 +18,9 @@ void bind_gemm(py::module_& m) {
       "matmul",
       [](const Array& a, const Array& b, bool transpose_a, bool transpose_b, float alpha, float beta,
          const std::optional<Array>& out, const std::optional<Array>& bias, const std::string& activation,
-         bool save_pre_activation) {
+         bool save_pre_activation, const std::optional<std::string>& out_dtype) {
         ops::MatmulOptions options;
+        options.out_dtype = out_dtype ? dtype_from_name(*out_dtype) : a.dtype();
         options.transpose_a = transpose_a;
         options.transpose_b = transpose_b;
         options.alpha = alpha;
@@ -32,22 +33,29 @@ void bind_gemm(py::module_& m) {
       },
       py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
       py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("out") = std::nullopt, py::arg("bias") = std::nullopt,
-      py::arg("activation") = "none", py::arg("save_pre_activation") = false, py::call_guard<py::gil_scoped_release>(),
-      "activation(alpha * op(a) @ op(b) + beta * out + bias) -> (out, pre_activation or None)");
+      py::arg("activation") = "none", py::arg("save_pre_activation") = false, py::arg("out_dtype") = std::nullopt,
+      py::call_guard<py::gil_scoped_release>(),
+      "activation(alpha * op(a) @ op(b) + beta * out + bias) -> (out, pre_activation or None); bfloat16 a and b "
+      "give out_dtype (default bfloat16; or float32)");
   m.def("bias_gradient", &ops::bias_gradient, py::arg("grad_output"), py::call_guard<py::gil_scoped_release>());
 
   // What the GEMM chose on this machine, for benchmarks and `attnkit info`.
-  m.def("gemm_config", [] {
-    const cpu::GemmConfig config = cpu::gemm_config();
-    py::dict out;
-    out["mr"] = config.shape.mr;
-    out["nr"] = config.shape.nr;
-    out["mc"] = config.blocking.mc;
-    out["kc"] = config.blocking.kc;
-    out["nc"] = config.blocking.nc;
-    out["overridden"] = config.overridden;
-    return out;
-  });
+  m.def(
+      "gemm_config",
+      [](const std::string& dtype) {
+        if (dtype != "float32" && dtype != "bfloat16")
+          throw_value_error("gemm_config", "dtype", "'float32' or 'bfloat16'", "'" + dtype + "'");
+        const cpu::GemmConfig config = dtype == "float32" ? cpu::gemm_config() : cpu::gemm_bf16_config();
+        py::dict out;
+        out["mr"] = config.shape.mr;
+        out["nr"] = config.shape.nr;
+        out["mc"] = config.blocking.mc;
+        out["kc"] = config.blocking.kc;
+        out["nc"] = config.blocking.nc;
+        out["overridden"] = config.overridden;
+        return out;
+      },
+      py::arg("dtype") = "float32");
   m.def(
       "set_gemm_blocking",
       [](std::int64_t mc, std::int64_t kc, std::int64_t nc) { cpu::set_gemm_blocking({mc, kc, nc}); }, py::arg("mc"),

@@ -6,7 +6,7 @@ from . import _C
 from ._version import __version__
 
 # The CPU kernel family is chosen once, here: the best the CPU runs, unless
-# ATTNKIT_CPU_ISA (generic, avx2, avx512) forces one. A forced ISA the CPU
+# ATTNKIT_CPU_ISA (generic, avx2, avx512, avx512_bf16, amx) forces one. A forced ISA the CPU
 # lacks fails the import with a message that says what is available.
 _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 
@@ -14,12 +14,14 @@ _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 from . import _tensor_methods  # noqa: E402, F401  isort: skip
 from . import models, nn, optim, random  # noqa: E402
 from ._dtypes import bfloat16, bool_, dtype, float16, float32, int32, int64  # noqa: E402
+from .amp import autocast  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from .ops.elementwise import where  # noqa: E402
 from .ops.shape import cat, stack  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .runtime import (  # noqa: E402
     build_info,
+    cpu_features,
     cpu_isa,
     cpu_memory_stats,
     empty_cpu_cache,
@@ -47,10 +49,12 @@ __all__ = [
     "int64",
     "bool",
     "no_grad",
+    "autocast",
     "enable_grad",
     "is_grad_enabled",
     "set_num_threads",
     "get_num_threads",
+    "cpu_features",
     "cpu_isa",
     "supported_cpu_isas",
     "cpu_memory_stats",

@@ -383,6 +383,7 @@ def machine_facts() -> dict:
         "caches": cache_sizes(),
         "cpu isa": cpu_isa(),
         "gemm blocking": _C.gemm_config(),
+        "gemm bf16 blocking": _C.gemm_config("bfloat16"),
         "supported isas": supported_cpu_isas(),
         "compiler": build_info()["compiler"],
         "os": platform.platform(),

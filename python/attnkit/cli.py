@@ -54,6 +54,8 @@ TRAIN_FLAG_HELP = {
     "run": {
         "seed": "the random seed: the same seed gives the same run, bit for bit, on one machine",
         "device": "cpu or cuda (CUDA is not built yet: cuda is refused)",
+        "dtype": "float32, or bf16: the matrix products in bfloat16 under attnkit.autocast (float32 sums, "
+        "weights, gradients, norms, softmax and loss)",
         "num_threads": "attnkit's CPU threads (default: all cores)",
         "out": "the run directory: checkpoint, metrics.jsonl, loss.png",
         "resume": "continue the run in --out from its checkpoint, with its settings unless flags change them",
@@ -61,7 +63,12 @@ TRAIN_FLAG_HELP = {
     },
 }
 
-TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda"), "arch": ("gpt", "llama")}
+TRAIN_FLAG_CHOICES = {
+    "tokenizer": ("char", "byte", "bpe"),
+    "device": ("cpu", "cuda"),
+    "arch": ("gpt", "llama"),
+    "dtype": ("float32", "bf16"),
+}
 TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR"}
 
 
@@ -377,6 +384,7 @@ def _info(args) -> int:
         "cpu isa": attnkit.cpu_isa(),
         "cpu isas available": ", ".join(attnkit.supported_cpu_isas()),
         "cpu isas compiled": ", ".join(info["compiled_isas"]),
+        "cpu features": ", ".join(attnkit.cpu_features()) or "none beyond the baseline",
         "threads": attnkit.get_num_threads(),
         "cpu caches": ", ".join(
             f"{name} {info['cpu_caches'][key] >> 10} KiB"
@@ -384,6 +392,7 @@ def _info(args) -> int:
         )
         + f" ({info['cpu_caches']['source']})",
         "gemm tile and blocks": "{mr}x{nr}, MC {mc} KC {kc} NC {nc}".format(**attnkit._C.gemm_config()),
+        "bf16 gemm tile and blocks": "{mr}x{nr}, MC {mc} KC {kc} NC {nc}".format(**attnkit._C.gemm_config("bfloat16")),
         "openmp version": info["openmp"],
         "cuda": info["cuda"],
     }

@@ -255,6 +255,9 @@ class Tensor:
             return self
         if target.name in _NATIVE_CAST_DTYPES and self.dtype.name in _NATIVE_CAST_DTYPES:
             return Tensor._wrap(_C.cast(self._array, target.name))
+        if {target.name, self.dtype.name} == {"float32", "bfloat16"}:
+            # exact both ways (nearest, ties to even; NaN kept): cpu/convert.h
+            return Tensor._wrap(_C.cast(self._array, target.name))
         if not target.is_floating_point and self.dtype.is_floating_point:
             # float16/bfloat16 widen to float32 exactly, then the native cast
             # rounds as from float32 (toward zero, saturating, NaN to 0)

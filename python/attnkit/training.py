@@ -64,6 +64,7 @@ import numpy as np
 
 from . import data as _data
 from . import distributed, optim
+from .amp import autocast
 from .autograd import no_grad
 from .models import GPT, GPTConfig, LlamaConfig
 from .nn import functional as F
@@ -85,6 +86,7 @@ EVAL_STREAM_OFFSET = 3 * 2**62
 RANK_STREAM_STRIDE = 2**48
 DEVICES = ("cpu", "cuda")
 ARCHITECTURES = ("gpt", "llama")
+TRAIN_DTYPES = ("float32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -136,6 +138,7 @@ class TrainConfig:
     # the run
     seed: int = 1337
     device: str = "cpu"
+    dtype: str = "float32"  # float32, or bf16: the products under autocast(bfloat16)
     num_threads: Optional[int] = None  # attnkit's threads; None: OMP_NUM_THREADS, else one per CPU
     out: str = "out"  # the run directory
     resume: bool = False  # continue the run in `out` from its checkpoint
@@ -196,6 +199,7 @@ class TrainConfig:
             "bpe_vocab_size",
             "an int >= 259 (the 256 bytes and three specials)",
         )
+        require(self.dtype in TRAIN_DTYPES, "dtype", "one of " + ", ".join(TRAIN_DTYPES))
         require(0.0 < self.val_fraction < 1.0, "val_fraction", "a number in (0, 1)")
         require(0.0 <= self.dropout < 1.0, "dropout", "a number in [0, 1)")
         require(self.lr > 0.0, "lr", "a positive number")
@@ -699,8 +703,9 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 raise KeyboardInterrupt
             if (step % config.eval_interval == 0 or step == config.max_iters) and step not in logged_steps:
                 model.eval()
-                train_loss = _evaluate(model, eval_sets[0], config.device, rank, world_size)
-                val_loss = _evaluate(model, eval_sets[1], config.device, rank, world_size)
+                with autocast(enabled=config.dtype == "bf16"):  # the model as it trains
+                    train_loss = _evaluate(model, eval_sets[0], config.device, rank, world_size)
+                    val_loss = _evaluate(model, eval_sets[1], config.device, rank, world_size)
                 model.train()
                 record = {
                     "step": step,
@@ -727,8 +732,9 @@ def train(config: TrainConfig, *, callback=None) -> dict:
             x, y = _data.get_batch(
                 train_tokens, config.batch_size, config.block_size, generator=batches, rank=rank, world_size=world_size
             )
-            logits = trained(x.to(config.device))
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).to(config.device))
+            with autocast(enabled=config.dtype == "bf16"):
+                logits = trained(x.to(config.device))
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).to(config.device))
             optimizer.zero_grad()
             loss.backward()
             if config.grad_clip > 0.0:

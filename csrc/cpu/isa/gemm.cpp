@@ -4,6 +4,7 @@
 #include "cpu/isa/isa.h"
 
 #include "cpu/gemm.h"
+#include "cpu/gemm_bf16_kernels.h"
 #include "cpu/gemm_kernels.h"
 
 namespace attnkit::cpu::isa::ATTNKIT_ISA {
@@ -34,5 +35,37 @@ const GemmKernels gemm_table = {
     gemm_kernels::decode<Vec>,
     gemm_kernels::epilogue_rows<Vec>,
 };
+
+// The bf16 tier: the best this ISA's flags allow (see gemm_bf16_kernels.h).
+namespace bf16 = gemm_bf16_kernels;
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+const GemmBf16Kernels gemm_bf16_table = {
+    {bf16::kAmxRows, bf16::kAmxColumns},
+    bf16::kAmxDepth,
+    2,
+    bf16::pack_a_rows<Vec>,
+    bf16::pack_b_pairs<Vec, bf16::kAmxDepth>,
+    bf16::macro_kernel_amx<Vec>,
+};
+#elif defined(__AVX512BF16__)
+static_assert(Vec::width == 16, "the AVX512-BF16 tile is written for 16-float vectors");
+const GemmBf16Kernels gemm_bf16_table = {
+    {kTileRows, kTileVectors * Vec::width},
+    2,
+    2,
+    bf16::pack_a_pairs<Vec>,
+    bf16::pack_b_pairs<Vec, 2>,
+    bf16::macro_kernel_pairs<Vec, kTileRows, kTileVectors>,
+};
+#else
+const GemmBf16Kernels gemm_bf16_table = {
+    {kTileRows, kTileVectors * Vec::width},
+    1,
+    4,
+    bf16::pack_a_widened<Vec>,
+    bf16::pack_b_widened<Vec>,
+    bf16::macro_kernel_widened<Vec, kTileRows, kTileVectors>,
+};
+#endif
 
 }  // namespace attnkit::cpu::isa::ATTNKIT_ISA

@@ -30,8 +30,10 @@ namespace attnkit::cpu::isa::ATTNKIT_ISA {
 // This ISA's family tables (isa/<family>.cpp), gathered in isa/kernel_tables.cpp.
 extern const ActivationKernels activation_table;
 extern const AttentionKernels attention_table;
+extern const ConvertKernels convert_table;
 extern const ElementwiseKernels elementwise_table;
 extern const GemmKernels gemm_table;
+extern const GemmBf16Kernels gemm_bf16_table;
 extern const LossKernels loss_table;
 extern const NormKernels norm_table;
 extern const OptimKernels optim_table;

@@ -4,33 +4,52 @@
 from __future__ import annotations
 
 from .. import _C
+from .._dtypes import float32
+from ..amp import autocast_dtype
 from ..autograd import Function
 from ..tensor import Tensor
 from .checks import check_tensor
 from .shape import reshape
 
 
+def autocast_operands(*tensors):
+    """The arrays a product multiplies: under ``autocast``, float32 operands
+    rounded to bfloat16 (the result stays float32); else the tensors' own.
+    Returns (whether rounded, the arrays)."""
+    if autocast_dtype() is not None and all(t.dtype == float32 for t in tensors):
+        return True, [_C.cast(t._array, "bfloat16") for t in tensors]
+    return False, [t._array for t in tensors]
+
+
+def gradient_operand(grad, low_precision):
+    """An incoming float32 gradient as a backward product's operand: in
+    bfloat16 when the forward ran under autocast, as PyTorch's does."""
+    return _C.cast(grad, "bfloat16") if low_precision else grad
+
+
 class _Matmul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a._array, b._array)
-        out, _ = _C.matmul(a._array, b._array)
+        ctx.low_precision, (a_array, b_array) = autocast_operands(a, b)
+        ctx.save_for_backward(a_array, b_array)
+        out, _ = _C.matmul(a_array, b_array, out_dtype="float32" if ctx.low_precision else None)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved
+        grad = gradient_operand(grad, ctx.low_precision)
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             # dA = dC B^T, summed over the batch dimensions A was broadcast along
-            grad_a = _C.sum_to_shape(_C.matmul(grad, b, transpose_b=True)[0], list(a.shape))
+            grad_a = _C.sum_to_shape(_C.matmul(grad, b, transpose_b=True, out_dtype="float32")[0], list(a.shape))
         if ctx.needs_input_grad[1]:
             if len(b.shape) == 2 and len(a.shape) > 2:
                 # one B for the whole batch: dB = A^T dC over the stacked rows, one product
                 k, n = b.shape
-                grad_b = _C.matmul(a.reshape([-1, k]), grad.reshape([-1, n]), transpose_a=True)[0]
+                grad_b = _C.matmul(a.reshape([-1, k]), grad.reshape([-1, n]), transpose_a=True, out_dtype="float32")[0]
             else:
-                grad_b = _C.sum_to_shape(_C.matmul(a, grad, transpose_a=True)[0], list(b.shape))
+                grad_b = _C.sum_to_shape(_C.matmul(a, grad, transpose_a=True, out_dtype="float32")[0], list(b.shape))
         return grad_a, grad_b
 
 

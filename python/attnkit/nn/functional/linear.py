@@ -6,6 +6,7 @@ from __future__ import annotations
 from ... import _C
 from ...autograd import Function, is_grad_enabled
 from ...ops.checks import check_tensor
+from ...ops.gemm import autocast_operands, gradient_operand
 from ...ops.shape import reshape
 from ...tensor import Tensor
 
@@ -17,16 +18,18 @@ class _Linear(Function):
     def forward(ctx, x, weight, bias, activation):
         # The pre-activation is kept only when a backward will use it.
         need_pre = activation != "none" and is_grad_enabled() and any(ctx.needs_input_grad[:3])
+        ctx.low_precision, (x_array, weight_array) = autocast_operands(x, weight)
         out, pre = _C.matmul(
-            x._array,
-            weight._array,
+            x_array,
+            weight_array,
             transpose_b=True,
             bias=None if bias is None else bias._array,
             activation=activation,
             save_pre_activation=need_pre,
+            out_dtype="float32" if ctx.low_precision else None,
         )
         ctx.activation = activation
-        ctx.save_for_backward(x._array, weight._array, pre)
+        ctx.save_for_backward(x_array, weight_array, pre)
         return out
 
     @staticmethod
@@ -40,12 +43,16 @@ class _Linear(Function):
             grad_pre = grad
         out_features, in_features = weight.shape
         grad_x = grad_weight = grad_bias = None
+        operand = gradient_operand(grad_pre, ctx.low_precision)
         if ctx.needs_input_grad[0]:
-            grad_x = _C.matmul(grad_pre, weight)[0]  # dX = dY W
+            grad_x = _C.matmul(operand, weight, out_dtype="float32")[0]  # dX = dY W
         if ctx.needs_input_grad[1]:
             # dW = dY^T X, over all leading dimensions stacked into rows
             grad_weight = _C.matmul(
-                grad_pre.reshape([-1, out_features]), x.reshape([-1, in_features]), transpose_a=True
+                operand.reshape([-1, out_features]),
+                x.reshape([-1, in_features]),
+                transpose_a=True,
+                out_dtype="float32",
             )[0]
         if ctx.needs_input_grad[2]:
             grad_bias = _C.bias_gradient(grad_pre)
