@@ -164,7 +164,7 @@ COMMON_FIELDS = (
     Field("rms_norm_eps", "norm_eps", 1e-6),
     Field("tie_word_embeddings", "tie_embeddings", False),
     Fixed("hidden_act", "silu"),
-    Fixed("attention_dropout", 0.0, also=(0,), default=0.0),
+    Fixed("attention_dropout", 0.0, also=(0,)),
 )
 
 
@@ -184,21 +184,6 @@ def _common_to_hf(config) -> dict:
         "head_dim": _head_dim(config),
         **_rope_to_hf(config),
     }
-
-
-def _plain_llama(config) -> bool:
-    """A config attnkit's Llama-family table describes: RMSNorm, rope in
-    either pairing, SwiGLU, one tied or separate head."""
-    return (
-        config.norm == "rmsnorm"
-        and config.position == "rope"
-        and config.mlp == "swiglu"
-        and config.dropout == 0.0
-        and (
-            config.rope_scaling is None
-            or config.rope_scaling.get("rope_type", config.rope_scaling.get("type")) in ROPE_SCALING_TYPES
-        )
-    )
 
 
 def _biases(config) -> tuple:
@@ -222,28 +207,39 @@ def _llama_to_hf(config, base: dict) -> dict:
     return {**_common_to_hf(config), "attention_bias": qkv, "mlp_bias": mlp}
 
 
-def _llama_saves(model) -> bool:
-    config = model.config
-    qkv, out, _ = _biases(config)
-    return _plain_llama(config) and qkv == out and config.sliding_window is None
+# Dropout (the Llama family's checkpoints have attention dropout only, fixed
+# at 0) and the rope pairing, which saving converts to the rotate-half layout.
+LLAMA_FREE_FIELDS = ("dropout", "rope_interleaved")
 
 
-LLAMA = register(
-    Architecture(
-        name="LlamaForCausalLM",
-        model_type="llama",
+def _llama_family(name: str, model_type: str, derive, to_hf_extra, ignore: tuple) -> Architecture:
+    """One class of the Llama family: the same fields, weights and names;
+    what differs is derived from and written to config.json."""
+    return Architecture(
+        name=name,
+        model_type=model_type,
         config_class=LlamaConfig,
         model_class=Llama,
         fields=COMMON_FIELDS,
         weights=WEIGHTS,
         base_prefix="model.",
         heads=("lm_head.",),
-        ignore=(r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq", r"rotary_emb\.inv_freq"),
+        free_fields=LLAMA_FREE_FIELDS,
+        ignore=ignore,
         tied=(("lm_head.weight", "embed_tokens.weight"),),
-        derive=_llama_derive,
-        to_hf_extra=_llama_to_hf,
-        saves=_llama_saves,
+        derive=derive,
+        to_hf_extra=to_hf_extra,
         default_for_type=True,
+    )
+
+
+LLAMA = register(
+    _llama_family(
+        "LlamaForCausalLM",
+        "llama",
+        _llama_derive,
+        _llama_to_hf,
+        ignore=(r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq", r"rotary_emb\.inv_freq"),
     )
 )
 
@@ -263,32 +259,13 @@ def _mistral_to_hf(config, base: dict) -> dict:
     return {**_common_to_hf(config), "sliding_window": config.sliding_window}
 
 
-def _mistral_saves(model) -> bool:
-    config = model.config
-    return (
-        _plain_llama(config)
-        and _biases(config) == (False, False, False)
-        and config.sliding_window is not None
-        and config.sliding_window_layers is None
-    )
-
-
 MISTRAL = register(
-    Architecture(
-        name="MistralForCausalLM",
-        model_type="mistral",
-        config_class=LlamaConfig,
-        model_class=Llama,
-        fields=COMMON_FIELDS,
-        weights=WEIGHTS,
-        base_prefix="model.",
-        heads=("lm_head.",),
+    _llama_family(
+        "MistralForCausalLM",
+        "mistral",
+        _mistral_derive,
+        _mistral_to_hf,
         ignore=(r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq",),
-        tied=(("lm_head.weight", "embed_tokens.weight"),),
-        derive=_mistral_derive,
-        to_hf_extra=_mistral_to_hf,
-        saves=_mistral_saves,
-        default_for_type=True,
     )
 )
 
@@ -343,25 +320,12 @@ def _qwen2_to_hf(config, base: dict) -> dict:
     }
 
 
-def _qwen2_saves(model) -> bool:
-    return _plain_llama(model.config) and _biases(model.config) == (True, False, False)
-
-
 QWEN2 = register(
-    Architecture(
-        name="Qwen2ForCausalLM",
-        model_type="qwen2",
-        config_class=LlamaConfig,
-        model_class=Llama,
-        fields=COMMON_FIELDS,
-        weights=WEIGHTS,
-        base_prefix="model.",
-        heads=("lm_head.",),
+    _llama_family(
+        "Qwen2ForCausalLM",
+        "qwen2",
+        _qwen2_derive,
+        _qwen2_to_hf,
         ignore=(r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq",),
-        tied=(("lm_head.weight", "embed_tokens.weight"),),
-        derive=_qwen2_derive,
-        to_hf_extra=_qwen2_to_hf,
-        saves=_qwen2_saves,
-        default_for_type=True,
     )
 )
