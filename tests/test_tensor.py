@@ -293,13 +293,23 @@ class LegacyProducer:
         return self.tensor.__dlpack_device__()
 
 
+# numpy 2.1 asks for versioned (DLPack 1.x) capsules, which say whether the
+# memory may be written; before it, numpy's arrays from DLPack are read-only,
+# and numpy refuses to export a read-only array.
+NUMPY_WRITES_THROUGH_DLPACK = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
+
+
 def test_dlpack_to_numpy_shares_memory():
     t = attnkit.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
     assert t.__dlpack_device__() == (1, 0)  # kDLCPU, device 0
-    array = np.from_dlpack(t)  # numpy asks for a versioned (DLPack 1.x) capsule
+    array = np.from_dlpack(t)
     assert array.shape == (2, 3) and array.dtype == np.float32
-    array[1, 1] = 50.0
-    assert t.numpy()[1, 1] == 50.0
+    if NUMPY_WRITES_THROUGH_DLPACK:
+        array[1, 1] = 50.0
+    else:
+        assert not array.flags.writeable
+        t.numpy()[1, 1] = 50.0
+    assert t.numpy()[1, 1] == 50.0 and array[1, 1] == 50.0
     # From a legacy capsule numpy cannot know whether writing is allowed, so
     # its array is read-only; it still shows the tensor's memory.
     legacy = np.from_dlpack(LegacyProducer(t))
@@ -374,7 +384,8 @@ def test_dlpack_every_dtype(dtype_name, rng):
     np.testing.assert_array_equal(np.asarray(back), np.asarray(t))
     if dtype_name == "bfloat16":
         return  # numpy has no bfloat16 to import into
-    through_numpy = attnkit.from_dlpack(np.from_dlpack(t))
+    as_numpy = np.from_dlpack(t)
+    through_numpy = attnkit.from_dlpack(as_numpy if NUMPY_WRITES_THROUGH_DLPACK else as_numpy.copy())
     assert through_numpy.dtype.name == dtype_name
     np.testing.assert_array_equal(through_numpy.numpy(), values)
 
