@@ -10,7 +10,7 @@ from ._version import __version__
 # lacks fails the import with a message that says what is available.
 _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 
-from . import models, nn, optim, random  # noqa: E402
+from . import lora, models, nn, optim, random, utils  # noqa: E402
 from ._dtypes import bfloat16, bool_, dtype, float16, float32, int32, int64  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from .nn.functional import cat, stack, where  # noqa: E402
@@ -55,6 +55,8 @@ __all__ = [
     "build_info",
     "models",
     "nn",
+    "lora",
+    "utils",
     "optim",
     "random",
     "manual_seed",

@@ -40,6 +40,24 @@ def no_grad():
     return _grad_mode(False)
 
 
+def recomputed_in_backward() -> bool:
+    """True inside the first forward of a checkpointed segment
+    (``attnkit.utils.checkpoint``): it runs without grad, but backward runs
+    it again with grad, and the two must give the same bits, so an op must
+    not take an inference-only path here (attention's decode path)."""
+    return getattr(_state, "recomputed_in_backward", False)
+
+
+@contextlib.contextmanager
+def _recomputed_in_backward():
+    previous = recomputed_in_backward()
+    _state.recomputed_in_backward = True
+    try:
+        yield
+    finally:
+        _state.recomputed_in_backward = previous
+
+
 def enable_grad():
     return _grad_mode(True)
 
@@ -145,11 +163,22 @@ def _accumulate(existing, new):
     return _C.binary(existing, new, "add")
 
 
-def run_backward(root, grad, retain_graph: bool = False) -> None:
-    """Backpropagates ``grad`` (a native array) from the tensor ``root``."""
+def run_backward(root, grad, retain_graph: bool = False, capture: dict | None = None) -> None:
+    """Backpropagates ``grad`` (a native array) from the tensor ``root``.
+
+    ``capture``: {id(leaf): [leaf, None]} for leaves whose gradient is
+    returned instead of accumulated: their sum lands in the second slot,
+    their ``.grad`` is left alone and their hooks do not run (a checkpointed
+    segment's backward hands its inputs' and parameters' gradients to the
+    outer pass, which accumulates them)."""
     from .tensor import Tensor
 
+    capture = {} if capture is None else capture
     if root._grad_fn is None:
+        entry = capture.get(id(root))
+        if entry is not None:
+            entry[1] = _accumulate(entry[1], grad)
+            return
         root._accumulate_grad(grad)
         _run_post_accumulate_grad_hooks(root)
         return
@@ -171,7 +200,7 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
                 if id(child_node) not in nodes:
                     nodes[id(child_node)] = child_node
                     stack.append(child_node)
-            elif child is not None and getattr(child, "_post_accumulate_grad_hooks", None):
+            elif child is not None and id(child) not in capture and getattr(child, "_post_accumulate_grad_hooks", None):
                 hooked_leaves.setdefault(id(child), [child, 0])[1] += 1
 
     # grads[id(node)][i]: the summed gradient of the node's i-th output so far.
@@ -199,6 +228,11 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
             if child is None:
                 continue
             if isinstance(child, Tensor):
+                captured = capture.get(id(child))
+                if captured is not None:
+                    if child_grad is not None:
+                        captured[1] = _accumulate(captured[1], child_grad)
+                    continue
                 if child_grad is not None:
                     child._accumulate_grad(child_grad)
                 entry = hooked_leaves.get(id(child))

@@ -30,6 +30,8 @@ TRAIN_FLAG_HELP = {
         "block_size": "the context length in tokens",
         "dropout": "dropout probability",
         "bias": "biases in the Linear and LayerNorm layers",
+        "gradient_checkpointing": "keep only each block's input and run the block again in backward: "
+        "less memory, about one more forward's time, the same gradients",
     },
     "optimization": {
         "batch_size": "sequences per step (under mpiexec, the global batch: each rank takes its share)",
@@ -43,6 +45,15 @@ TRAIN_FLAG_HELP = {
         "weight_decay": "AdamW's weight decay (biases and norms are exempt)",
         "grad_clip": "clip the gradients' global norm to this; 0 turns clipping off",
         "zero_optimizer": "under mpiexec: shard AdamW's state over the ranks (ZeRO stage 1)",
+    },
+    "fine-tuning": {
+        "init_from": "start from the weights of the attnkit train run in this directory, with its model "
+        "settings and tokenizer (they replace --n-layer and the others)",
+        "lora_r": "the rank of LoRA adapters: freeze the model and train only them (0: no LoRA)",
+        "lora_alpha": "the LoRA scaling numerator: updates are scaled by alpha / r",
+        "lora_dropout": "dropout on the LoRA adapters' input",
+        "lora_targets": "the projections that get adapters, comma-separated (qkv_proj, out_proj, fc1, fc2; "
+        "q_proj, k_proj, v_proj for parts of qkv_proj)",
     },
     "evaluation": {
         "eval_interval": "steps between evaluations and checkpoints",
@@ -59,7 +70,7 @@ TRAIN_FLAG_HELP = {
 }
 
 TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda")}
-TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR"}
+TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR", "init_from": "RUN_DIR", "lora_targets": "NAMES"}
 
 
 class UsageError(Exception):

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _dtypes, generation, nn
+from ..autograd import is_grad_enabled
 from ..nn import functional as F
 from ..nn import init
 from ..tensor import Tensor, arange
+from ..utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -24,6 +26,9 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in the Linears and LayerNorms, as GPT-2
+    # Training: keep only each block's input and run the block again in
+    # backward (attnkit.utils.checkpoint); the same gradients, bit for bit.
+    gradient_checkpointing: bool = False
 
     @classmethod
     def gpt2(cls) -> GPTConfig:
@@ -172,6 +177,9 @@ class GPT(nn.Module):
         # Token ids >= vocab_size are caught by the embedding kernel (ValueError naming the id).
         x = self.drop(self.wte(idx) + positions)
         for index, block in enumerate(self.blocks):
+            if self.config.gradient_checkpointing and caches is None and is_grad_enabled():
+                x = checkpoint(block, x, key_padding_mask=key_padding_mask, causal=True)
+                continue
             x = block(
                 x, key_padding_mask=key_padding_mask, causal=True, cache=None if caches is None else caches[index]
             )

@@ -5,6 +5,7 @@ from . import functional, init, parallel, utils
 from .attention import KVCache, MultiHeadAttention
 from .container import ModuleDict, ModuleList, Sequential
 from .layers import Dropout, Embedding, LayerNorm, Linear, RMSNorm
+from .lora import LoRALinear
 from .module import IncompatibleKeys, Module
 from .parameter import Parameter
 from .position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
@@ -28,6 +29,7 @@ __all__ = [
     "ModuleList",
     "ModuleDict",
     "Linear",
+    "LoRALinear",
     "Embedding",
     "LayerNorm",
     "RMSNorm",
