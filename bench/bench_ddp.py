@@ -47,8 +47,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
 import numpy as np
 
 import attnkit
@@ -292,9 +293,9 @@ def main() -> None:
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS_DIR / "bench_ddp.json"
     figures.update(
-        command=" ".join([common.Path(sys.executable).name] + sys.argv),
+        command=" ".join([Path(sys.executable).name] + sys.argv),
         time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        machine=common.machine_facts(),
+        machine=benchmarks.machine_facts(),
     )
     path.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"written to {path}")

@@ -21,24 +21,20 @@ ships (``pip install '.[test-hf]'``).
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-# Each worker gets the environment this script was started with, before
-# bench/common.py sets how idle threads wait (it is for in-process
-# side-by-side timing; here every library runs with its own defaults).
-ORIGINAL_ENVIRONMENT = dict(os.environ)
+import common
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import common  # noqa: E402
-import numpy as np  # noqa: E402
+from attnkit import benchmarks
 
 LENGTHS = {"short": 10, "medium": 60, "long": 300}  # target tokens per text (long ones are cut to 256)
 COUNTS = {"short": 512, "medium": 128, "long": 32}  # texts per set at --scale 1
@@ -115,9 +111,7 @@ class Worker:
     def __init__(self, library: str, model: str, threads: int, texts_path: str) -> None:
         command = [sys.executable, __file__, "--worker", library, "--model", model, "--threads", str(threads)]
         command += ["--texts", texts_path]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ORIGINAL_ENVIRONMENT
-        )
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._expect("ready")
 
     def _expect(self, word: str) -> str:
@@ -218,7 +212,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"threads": args.threads, "rounds": args.rounds, "scale": args.scale, "batch_size": BATCH_SIZE},
-        "machine": common.machine_facts(),
+        "machine": benchmarks.machine_facts(),
         "load_average": os.getloadavg(),
         "rows": rows,
     }

@@ -24,12 +24,15 @@ TRAIN_FLAG_HELP = {
         "val_fraction": "the last fraction of the text held out for validation",
     },
     "model": {
+        "arch": "gpt: GPT-2's blocks (LayerNorm, learned positions, GELU); llama: the Llama family's "
+        "(RMSNorm, rotary positions, SwiGLU, no biases)",
         "n_layer": "Transformer blocks",
         "n_head": "attention heads per block",
         "n_embd": "the model width (a multiple of --n-head)",
         "block_size": "the context length in tokens",
         "dropout": "dropout probability",
-        "bias": "biases in the Linear and LayerNorm layers",
+        "bias": "biases in the Linear and LayerNorm layers (gpt)",
+        "n_kv_head": "key/value heads, fewer than --n-head for grouped-query attention (llama; default: --n-head)",
         "gradient_checkpointing": "keep only each block's input and run the block again in backward: "
         "less memory, about one more forward's time, the same gradients",
     },
@@ -69,7 +72,7 @@ TRAIN_FLAG_HELP = {
     },
 }
 
-TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda")}
+TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda"), "arch": ("gpt", "llama")}
 TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR", "init_from": "RUN_DIR", "lora_targets": "NAMES"}
 
 
@@ -213,11 +216,94 @@ def stream_text_tokens(model, prompt, max_new_tokens: int, **sampling):
             yield token
 
 
+# The sampling flags of attnkit generate, and their defaults for a run
+# directory's model (a checkpoint's come from its generation_config.json).
+_SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "repetition_penalty")
+_RUN_SAMPLING = {"temperature": 0.8, "top_k": 200, "top_p": None, "repetition_penalty": 1.0}
+
+
+def checkpoint_sampling(generation_config, given: dict) -> dict:
+    """The sampling settings for a Hugging Face checkpoint, as transformers
+    generates with it: its generation_config.json (greedy unless
+    ``do_sample``; then its temperature, top_k (default 50, 0 = off) and
+    top_p), overridden by the flags ``given``."""
+    config = generation_config or {}
+    sampling = bool(config.get("do_sample", False))
+    top_k = config.get("top_k", 50) if sampling else None
+    top_p = config.get("top_p", 1.0) if sampling else None
+    settings = {
+        "temperature": float(config.get("temperature", 1.0) or 0.0) if sampling else 0.0,
+        "top_k": top_k or None,
+        "top_p": None if top_p in (None, 1.0) else top_p,
+        "repetition_penalty": float(config.get("repetition_penalty", 1.0) or 1.0),
+    }
+    settings.update(given)
+    return settings
+
+
+def _generate_pretrained(args, given: dict) -> int:
+    """attnkit generate --model DIR: a Hugging Face causal LM directory."""
+    from .data import StreamDecoder
+    from .models import from_pretrained
+    from .models.hf import CheckpointError
+    from .random import Generator
+    from .training import ConfigError
+
+    try:
+        model = from_pretrained(args.model)
+    except CheckpointError as error:
+        raise ConfigError(str(error)) from None
+    if not hasattr(model, "generate"):
+        raise ConfigError(f"'{args.model}' holds a {model.hf_architecture}, not a causal language model")
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        raise ConfigError(f"'{args.model}' has no tokenizer (tokenizer.json); attnkit generate needs one")
+    if args.chat:
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": args.prompt}
+        ]
+        try:
+            prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    else:
+        prompt = tokenizer.encode(args.prompt)
+    if len(prompt) == 0:
+        raise ConfigError("the prompt is empty; give some text with --prompt")
+    room = model.config.block_size - len(prompt) + 1
+    if room < 1:
+        raise ConfigError(f"the prompt has {len(prompt)} tokens, more than the model's {model.config.block_size}")
+    out = sys.stdout
+    if not args.chat:
+        out.write(args.prompt)
+        out.flush()
+    decoder = StreamDecoder(tokenizer)
+    for step_tokens in model.stream(
+        [prompt],
+        min(args.max_new_tokens, room),
+        generator=Generator(args.seed),
+        **checkpoint_sampling(model.generation_config, given),
+    ):
+        out.write(decoder.push([int(step_tokens[0])]))
+        out.flush()
+    out.write(decoder.flush() + "\n")
+    out.flush()
+    return 0
+
+
 def _generate(args) -> int:
     from .data import StreamDecoder
     from .random import Generator
     from .training import ConfigError, load_run
 
+    given = {name: getattr(args, name) for name in _SAMPLING_FLAGS if hasattr(args, name)}
+    if (args.run_dir is None) == (args.model is None):
+        raise UsageError("give a run directory (RUN_DIR) or a Hugging Face checkpoint (--model DIR), one of them")
+    if args.model is not None:
+        return _generate_pretrained(args, given)
+    if args.chat or args.system:
+        raise UsageError("--chat and --system are for a chat model's checkpoint (--model DIR)")
+    sampling = {**_RUN_SAMPLING, **given}
     model, tokenizer, _ = load_run(args.run_dir, device=args.device)
     try:
         prompt = tokenizer.encode(args.prompt)
@@ -235,11 +321,8 @@ def _generate(args) -> int:
         model,
         prompt,
         args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
         generator=generator,
+        **sampling,
     ):
         out.write(decoder.push([token]))
         out.flush()
@@ -305,7 +388,13 @@ def _info(args) -> int:
         "cpu isa": attnkit.cpu_isa(),
         "cpu isas available": ", ".join(attnkit.supported_cpu_isas()),
         "cpu isas compiled": ", ".join(info["compiled_isas"]),
-        "openmp threads": attnkit.get_num_threads(),
+        "threads": attnkit.get_num_threads(),
+        "cpu caches": ", ".join(
+            f"{name} {info['cpu_caches'][key] >> 10} KiB"
+            for name, key in (("L1d", "l1d_bytes"), ("L2", "l2_bytes"), ("L3", "l3_bytes"))
+        )
+        + f" ({info['cpu_caches']['source']})",
+        "gemm tile and blocks": "{mr}x{nr}, MC {mc} KC {kc} NC {nc}".format(**attnkit._C.gemm_config()),
         "openmp version": info["openmp"],
         "cuda": info["cuda"],
     }
@@ -395,35 +484,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser(
         "generate",
-        help="write text with a trained run's model, streaming it as it comes",
-        description="Continues a prompt with the model of an attnkit train run directory.",
+        help="write text with a trained run's model or a Hugging Face causal LM, streaming it as it comes",
+        description="Continues a prompt with the model of an attnkit train run directory, or of a local Hugging "
+        "Face checkpoint directory (--model DIR: GPT-2, Llama, Mistral, Qwen2). A checkpoint samples as its "
+        "generation_config.json says (greedy unless do_sample) and stops at its end-of-sequence tokens; the "
+        "flags override it.",
     )
-    generate.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of attnkit train")
+    generate.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="the --out directory of attnkit train")
+    generate.add_argument("--model", metavar="DIR", help="a Hugging Face causal LM checkpoint directory instead")
+    generate.add_argument(
+        "--chat", action="store_true", help="with --model: send the prompt as a user message through the chat template"
+    )
+    generate.add_argument("--system", default=None, help="with --chat: a system message first")
     generate.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
     generate.add_argument("--max-new-tokens", type=_positive_int, default=500, help="tokens to write (default: 500)")
     generate.add_argument(
         "--temperature",
         type=float,
-        default=0.8,
-        help="divides the logits; 0 picks the most likely token (default: 0.8)",
+        default=argparse.SUPPRESS,
+        help="divides the logits; 0 picks the most likely token (default: 0.8; a checkpoint's own)",
     )
     generate.add_argument(
         "--top-k",
         type=_optional_int,
-        default=200,
-        help="sample among the k most likely tokens; none for all (default: 200)",
+        default=argparse.SUPPRESS,
+        help="sample among the k most likely tokens; none for all (default: 200; a checkpoint's own)",
     )
     generate.add_argument(
         "--top-p",
         type=_optional_float,
-        default=None,
-        help="sample among the most likely tokens whose probabilities sum to p (default: off)",
+        default=argparse.SUPPRESS,
+        help="sample among the most likely tokens whose probabilities sum to p (default: off; a checkpoint's own)",
     )
     generate.add_argument(
         "--repetition-penalty",
         type=float,
-        default=1.0,
-        help="divides the positive logits of tokens already present (default: 1.0, off)",
+        default=argparse.SUPPRESS,
+        help="divides the positive logits of tokens already present (default: 1.0, off; a checkpoint's own)",
     )
     generate.add_argument("--seed", type=int, default=1, help="the sampling seed (default: 1)")
     generate.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: cpu)")

@@ -17,6 +17,8 @@ The run directory (``config.out``) holds:
 - ``training_state.safetensors``: what resuming needs besides the weights:
   the optimizer state, the random generator, the step, the time (the
   schedule is a function of the step, so it is rebuilt, not saved).
+  The two files are replaced as a pair (see ``_write_checkpoint``): a run
+  killed at any instant, even mid-save, resumes from its last whole pair.
 - ``metrics.jsonl``: one JSON object per evaluation: step (steps done),
   train_loss and val_loss (mean cross-entropy over the fixed evaluation
   batches), lr (of the next step), elapsed_s (wall time since the run
@@ -49,6 +51,7 @@ import json
 import math
 import numbers
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -62,7 +65,7 @@ import numpy as np
 from . import data as _data
 from . import distributed, lora, optim
 from .autograd import no_grad
-from .models import GPT, GPTConfig
+from .models import GPT, GPTConfig, LlamaConfig
 from .nn import functional as F
 from .nn.parallel import DistributedDataParallel
 from .nn.utils import clip_grad_norm_
@@ -82,6 +85,7 @@ EVAL_STREAM_OFFSET = 3 * 2**62
 # ranks never drop the same units; rank 0 keeps the single-process streams.
 RANK_STREAM_STRIDE = 2**48
 DEVICES = ("cpu", "cuda")
+ARCHITECTURES = ("gpt", "llama")
 
 
 class ConfigError(ValueError):
@@ -107,12 +111,14 @@ class TrainConfig:
     bpe_vocab_size: int = 512  # ids of the BPE tokenizer, when tokenizer is bpe
     val_fraction: float = 0.1  # the last part of the text, held out for validation
     # model
+    arch: str = "gpt"  # gpt (GPT-2's blocks) or llama (RMSNorm, rotary positions, SwiGLU, no biases)
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = True
+    n_kv_head: Optional[int] = None  # key/value heads of a llama (grouped-query attention); None: n_head
     gradient_checkpointing: bool = False  # keep each block's input only; rerun the block in backward
     # optimization
     batch_size: int = 12
@@ -138,7 +144,7 @@ class TrainConfig:
     # the run
     seed: int = 1337
     device: str = "cpu"
-    num_threads: Optional[int] = None  # attnkit's threads; None: the OpenMP default
+    num_threads: Optional[int] = None  # attnkit's threads; None: OMP_NUM_THREADS, else one per CPU
     out: str = "out"  # the run directory
     resume: bool = False  # continue the run in `out` from its checkpoint
     progress: bool = True  # show a progress bar
@@ -180,6 +186,18 @@ class TrainConfig:
         for name in ("max_iters", "warmup_iters"):
             require(getattr(self, name) >= 0, name, "an int >= 0")
         require(self.n_embd % self.n_head == 0, "n_embd", f"a multiple of n_head={self.n_head}")
+        require(self.arch in ARCHITECTURES, "arch", "one of " + ", ".join(ARCHITECTURES))
+        require(
+            self.n_kv_head is None or (self.n_kv_head >= 1 and self.n_head % self.n_kv_head == 0),
+            "n_kv_head",
+            f"None or a divisor of n_head={self.n_head}",
+        )
+        require(self.n_kv_head is None or self.arch == "llama", "n_kv_head", "None unless arch is llama")
+        require(
+            self.arch != "llama" or (self.n_embd // self.n_head) % 2 == 0,
+            "n_embd",
+            "an even head size n_embd / n_head (rotary positions turn pairs)",
+        )
         require(self.tokenizer in _data.TOKENIZER_KINDS, "tokenizer", "one of " + ", ".join(_data.TOKENIZER_KINDS))
         require(
             self.bpe_vocab_size >= 256 + len(_data.SPECIAL_TOKENS),
@@ -215,16 +233,19 @@ class TrainConfig:
         return [name.strip() for name in self.lora_targets.split(",") if name.strip()]
 
     def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(
+        sizes = dict(
             vocab_size=vocab_size,
             block_size=self.block_size,
             n_layer=self.n_layer,
             n_head=self.n_head,
             n_embd=self.n_embd,
-            dropout=self.dropout,
-            bias=self.bias,
             gradient_checkpointing=self.gradient_checkpointing,
         )
+        if self.arch == "llama":
+            # SwiGLU's width: 2/3 of the 4x MLP (the same parameters), to a multiple of 32, as Llama sizes it.
+            d_ff = -(-(8 * self.n_embd // 3) // 32) * 32
+            return LlamaConfig(**sizes, dropout=self.dropout, n_kv_head=self.n_kv_head, d_ff=d_ff, tie_embeddings=True)
+        return GPTConfig(**sizes, dropout=self.dropout, bias=self.bias)
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "config") -> TrainConfig:
@@ -243,6 +264,8 @@ class TrainConfig:
 # optimizer's checkpoint carries its betas and weight decay): a resumed run
 # must keep them. The schedule (lr, min_lr, warmup, decay) may change.
 _RUN_DEFINING = (
+    "arch",
+    "n_kv_head",
     "data",
     "tokenizer",
     "bpe_vocab_size",
@@ -263,7 +286,17 @@ _RUN_DEFINING = (
     "lora_targets",
 )
 # The settings a run started with --init-from takes from that run.
-_MODEL_SETTINGS = ("tokenizer", "bpe_vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias")
+_MODEL_SETTINGS = (
+    "arch",
+    "tokenizer",
+    "bpe_vocab_size",
+    "n_layer",
+    "n_head",
+    "n_kv_head",
+    "n_embd",
+    "block_size",
+    "bias",
+)
 
 
 # ---------------------------------------------------------------- data ---
@@ -321,6 +354,75 @@ def evaluation_batches(tokens: np.ndarray, config: TrainConfig, split_index: int
 
 
 # ------------------------------------------------------------ run files ---
+
+# A checkpoint is written whole into a staging directory, which a rename then
+# turns into the pending one: from that instant the new pair is complete, and
+# moving its files over the old ones can be finished by whoever comes next.
+_STAGING_PREFIX = ".checkpoint-staging-"
+_STATE_KEYS = {"optimizer", "default_generator", "step", "elapsed_s", "train_s"}
+_PENDING_DIR = ".checkpoint-pending"
+
+
+def _sync(path: str) -> None:
+    """Flushes a file's or a directory's contents (a directory: its entries,
+    so that a rename survives a power cut, not only a killed process)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _finish_checkpoint(out: str) -> None:
+    """Completes the switch to a pending checkpoint, if a save was stopped in
+    the middle of one: its remaining files replace the old ones (the state
+    first, so that model.safetensors, which ``attnkit generate`` reads, stays
+    whole and last)."""
+    pending = os.path.join(out, _PENDING_DIR)
+    if not os.path.isdir(pending):
+        return
+    for name in (STATE_FILE, MODEL_FILE):
+        if os.path.exists(os.path.join(pending, name)):
+            os.replace(os.path.join(pending, name), os.path.join(out, name))
+    _sync(out)
+    os.rmdir(pending)
+
+
+def _discard_unfinished_checkpoints(out: str, *, pending: bool) -> None:
+    """Removes staging directories of saves that were killed before they
+    completed (never a whole pair), and with ``pending`` a pending checkpoint
+    too (a new run must not be overwritten by an old run's last save)."""
+    if not os.path.isdir(out):
+        return
+    names = [n for n in os.listdir(out) if n.startswith(_STAGING_PREFIX) or (pending and n == _PENDING_DIR)]
+    for name in names:
+        directory = os.path.join(out, name)
+        for entry in os.listdir(directory):
+            os.unlink(os.path.join(directory, entry))
+        os.rmdir(directory)
+
+
+def _write_checkpoint(out: str, model_state: dict, model_config: dict, training_state: dict) -> None:
+    """Replaces model.safetensors and training_state.safetensors in ``out``
+    as a pair. Both are written into a fresh staging directory and synced;
+    renaming it to the pending directory is the commit point; then its files
+    are moved over the old ones. Killed before the commit, the old pair stays;
+    after it, the next ``_finish_checkpoint`` (resume calls it) completes the
+    move. At no instant is the last whole pair lost."""
+    _finish_checkpoint(out)  # a stopped switch first: its pair is the newest
+    _discard_unfinished_checkpoints(out, pending=False)
+    staging = os.path.join(out, f"{_STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+    os.mkdir(staging)
+    save(model_state, os.path.join(staging, MODEL_FILE), config=model_config)
+    save(training_state, os.path.join(staging, STATE_FILE))
+    for name in (MODEL_FILE, STATE_FILE):
+        _sync(os.path.join(staging, name))
+    _sync(staging)
+    os.rename(staging, os.path.join(out, _PENDING_DIR))
+    _sync(out)
+    _finish_checkpoint(out)
 
 
 def _model_metadata(model: GPT, tokenizer, config: TrainConfig, step: int) -> dict:
@@ -511,6 +613,10 @@ def train(config: TrainConfig, *, callback=None) -> dict:
 
     saved_state = tokenizer = None
     if config.resume:
+        if rank == 0:
+            _finish_checkpoint(out)  # a save stopped mid-switch: its pair is the newest
+        if world_size > 1:
+            distributed.barrier()
         if not os.path.isfile(state_path) or not os.path.isfile(model_path):
             raise ConfigError(
                 f"nothing to resume: '{out}' has no checkpoint ({MODEL_FILE} and {STATE_FILE}); "
@@ -527,15 +633,17 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         model_metadata = load_config(model_path)
         tokenizer = _data.tokenizer_from_dict(model_metadata["tokenizer"])
         saved_state = load(state_path, mmap=False)
-        # The two files are written one after the other: an interrupted save
-        # can leave them a step apart, and resuming would pair one step's
-        # weights with another's optimizer state.
+        if not isinstance(saved_state, dict) or not _STATE_KEYS <= set(saved_state):
+            raise ConfigError(f"cannot resume the run in '{out}': {STATE_FILE} is not a training state attnkit wrote")
+        # Files saved one after the other (by attnkit before pairs were
+        # written whole, or copied by hand) can be a step apart, and resuming
+        # would pair one step's weights with another's optimizer state.
         if model_metadata["step"] != saved_state["step"]:
             raise ConfigError(
                 f"cannot resume the run in '{out}': {MODEL_FILE} is at step {model_metadata['step']} "
-                f"but {STATE_FILE} at step {saved_state['step']} (a save was interrupted)"
+                f"but {STATE_FILE} at step {saved_state['step']} (not saved as one pair)"
             )
-    elif os.path.isfile(model_path):
+    elif os.path.isfile(model_path) or os.path.isdir(os.path.join(out, _PENDING_DIR)):
         say(f"note: starting a new run in '{out}'; the checkpoint there is replaced (--resume continues it)")
 
     initial_weights = None
@@ -594,6 +702,7 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         distributed.barrier()  # every rank has read the run directory before rank 0 rewrites it
     if rank == 0:
         os.makedirs(out, exist_ok=True)
+        _discard_unfinished_checkpoints(out, pending=not config.resume)
         with open(metrics_path, "w", encoding="utf-8") as f:  # drops records past the checkpoint
             f.writelines(json.dumps(record) + "\n" for record in records)
     logged_steps = {record["step"] for record in records}
@@ -604,10 +713,10 @@ def train(config: TrainConfig, *, callback=None) -> dict:
             optimizer.consolidate_state_dict(to=0)
         if rank != 0:
             return  # (rank 0's generator is the one a single process has)
-        save(model.state_dict(), model_path, config=_model_metadata(model, tokenizer, config, step))
-        if config.lora_r > 0:  # the adapters alone too, in PEFT's format
-            lora.save_adapter(model, os.path.join(out, ADAPTER_DIR), base_model_name_or_path=config.init_from)
-        save(
+        _write_checkpoint(
+            out,
+            model.state_dict(),
+            _model_metadata(model, tokenizer, config, step),
             {
                 "optimizer": optimizer.state_dict(),
                 "default_generator": default_generator.state_dict(),
@@ -615,8 +724,9 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 "elapsed_s": elapsed(),
                 "train_s": train_seconds,
             },
-            state_path,
         )
+        if config.lora_r > 0:  # the adapters alone too, in PEFT's format (model.safetensors has them as well)
+            lora.save_adapter(model, os.path.join(out, ADAPTER_DIR), base_model_name_or_path=config.init_from)
 
     if config.lora_r > 0 and not config.resume:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

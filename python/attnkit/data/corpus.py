@@ -89,6 +89,8 @@ def random_offsets(num_tokens: int, batch_size: int, block_size: int, generator=
     op = "random_offsets"
     batch_size = _positive_int(op, "batch_size", batch_size)
     block_size = _positive_int(op, "block_size", block_size)
+    if batch_size >= 2**62:  # two 32-bit numbers per window must be countable in int64
+        raise ValueError(f"{op}: argument 'batch_size' expected a positive int below 2**62, got {batch_size}")
     count = int(num_tokens) - block_size
     if count < 1:
         raise ValueError(

@@ -352,6 +352,45 @@ class Tokenizer:
     def batch_decode(self, rows, *, skip_special_tokens: bool = True) -> list:
         return [self.decode(row, skip_special_tokens=skip_special_tokens) for row in rows]
 
+    # ---------------------------------------------------------------- chat --
+    def apply_chat_template(
+        self, messages, *, add_generation_prompt: bool = False, tokenize: bool = True, tools=None, **variables
+    ):
+        """``messages`` (dicts with "role" and "content") in the model's chat
+        format: the Jinja2 ``chat_template`` rendered as transformers renders
+        it (see ``attnkit.data.chat``), with this tokenizer's special tokens
+        and any ``variables`` in reach of the template. With
+        ``add_generation_prompt`` the text ends where the assistant's reply
+        begins. Returns the ids (``tokenize=True``; the special tokens are
+        those the template writes, none added) or the text. A tokenizer
+        config with several named templates uses "tool_use" when ``tools``
+        are given and it has one, else "default"."""
+        from .chat import render_chat_template
+
+        op = f"{type(self).__name__}.apply_chat_template"
+        template = self.chat_template
+        if isinstance(template, list):  # [{"name": ..., "template": ...}, ...]
+            named = {entry.get("name"): entry.get("template") for entry in template if isinstance(entry, dict)}
+            template = named.get("tool_use") if tools is not None and "tool_use" in named else named.get("default")
+        if template is None:
+            raise ValueError(
+                f"{op}: this tokenizer has no chat template (tokenizer_config.json's 'chat_template' or "
+                f"chat_template.jinja); it is not a chat model's tokenizer"
+            )
+        special = {role: token for role, token in self.special_tokens.items() if token is not None}
+        extra = self.config.get("additional_special_tokens")
+        if extra is not None:
+            special["additional_special_tokens"] = [_token_text(token) for token in extra]
+        text = render_chat_template(
+            template,
+            messages,
+            add_generation_prompt=add_generation_prompt,
+            special_tokens=special,
+            tools=tools,
+            **variables,
+        )
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
     # -------------------------------------------------------------- saving --
     def save_pretrained(self, path) -> None:
         """Writes tokenizer.json and tokenizer_config.json into ``path`` (a

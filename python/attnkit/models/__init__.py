@@ -3,6 +3,7 @@
 
 from .bert import BERT, BertConfig, BertOutput, mask_tokens
 from .gpt import GPT, GPTConfig
+from .llama import Llama, LlamaConfig
 from .transformer import Transformer, TransformerConfig
 
 from . import hf  # noqa: E402  isort: skip  (it registers the models above)
@@ -16,6 +17,8 @@ __all__ = [
     "mask_tokens",
     "GPT",
     "GPTConfig",
+    "Llama",
+    "LlamaConfig",
     "Transformer",
     "TransformerConfig",
     "from_pretrained",

@@ -15,7 +15,7 @@ from ..tensor import Tensor
 from . import functional as F
 from .attention import KVCache, MultiHeadAttention
 from .container import ModuleList
-from .layers import Dropout, LayerNorm, Linear, _flag, _positive_int
+from .layers import Dropout, LayerNorm, Linear, RMSNorm, _flag, _positive_int
 from .module import Module
 
 # activation name -> the activation fused into the first Linear
@@ -65,14 +65,28 @@ class FeedForward(Module):
 
 class TransformerEncoderLayer(Module):
     """Self-attention then feed-forward, each with a residual connection,
-    dropout on the sublayer output (section 5.4) and a LayerNorm, placed
-    after the residual add (``norm_first=False``, the paper) or before the
+    dropout on the sublayer output (section 5.4) and a norm, placed after
+    the residual add (``norm_first=False``, the paper) or before the
     sublayer (``norm_first=True``).
 
-    ``forward(x, key_padding_mask=None, causal=False, cache=None)``: x
-    [B, T, d_model]; ``key_padding_mask`` bool [B, T], True marks padding;
-    ``cache`` a KVCache for the self-attention when decoding step by step
-    (decoder-only models such as GPT; under ``no_grad``).
+    ``forward(x, key_padding_mask=None, causal=False, cache=None,
+    positions=None)``: x [B, T, d_model]; ``key_padding_mask`` bool [B, T],
+    True marks padding; ``cache`` a KVCache for the self-attention when
+    decoding step by step (decoder-only models such as GPT; under
+    ``no_grad``); ``positions`` int [B, T], the rope positions of the rows.
+
+    The variants decoder-only models differ by (GPT-2's are the defaults,
+    the Llama family sets the others):
+
+    - ``norm``: "layernorm" or "rmsnorm", each with ``layer_norm_eps``;
+    - ``activation``: the FeedForward's, "swiglu" included;
+    - ``num_kv_heads``, ``head_dim``: grouped-query attention, a head size
+      other than d_model / nhead;
+    - ``rope`` with ``rope_base``, ``rope_scaling``, ``rope_interleaved``;
+      ``window``: a sliding attention window (see MultiHeadAttention);
+    - ``bias`` for every Linear and LayerNorm, overridden by ``qkv_bias``
+      and ``out_bias`` for the attention's projections and by ``mlp_bias``
+      for the FeedForward's.
     """
 
     def __init__(
@@ -87,21 +101,54 @@ class TransformerEncoderLayer(Module):
         layer_norm_eps: float = 1e-5,
         num_kv_heads: int | None = None,
         rope: bool = False,
+        *,
+        norm: str = "layernorm",
+        head_dim: int | None = None,
+        rope_base: float = 10000.0,
+        rope_scaling: dict | None = None,
+        rope_interleaved: bool = True,
+        window: int | None = None,
+        qkv_bias: bool | None = None,
+        out_bias: bool | None = None,
+        mlp_bias: bool | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = _flag("TransformerEncoderLayer", "norm_first", norm_first)
-        self.self_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout, rope=rope)
-        self.feed_forward = FeedForward(d_model, dim_feedforward, activation, dropout, bias)
-        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.self_attn = MultiHeadAttention(
+            d_model,
+            nhead,
+            num_kv_heads,
+            bias=bias,
+            dropout=dropout,
+            rope=rope,
+            rope_base=rope_base,
+            head_dim=head_dim,
+            qkv_bias=qkv_bias,
+            out_bias=out_bias,
+            rope_scaling=rope_scaling,
+            rope_interleaved=rope_interleaved,
+            window=window,
+        )
+        self.feed_forward = FeedForward(
+            d_model, dim_feedforward, activation, dropout, bias if mlp_bias is None else mlp_bias
+        )
+        self.norm1 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
+        self.norm2 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
 
     def forward(
-        self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False, cache: KVCache | None = None
+        self,
+        x: Tensor,
+        key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+        positions: Tensor | None = None,
     ) -> Tensor:
         def self_attention(h):
-            return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
+            return self.dropout1(
+                self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache, positions=positions)
+            )
 
         if self.norm_first:
             # each residual add and the next sublayer's norm in one pass
@@ -176,6 +223,16 @@ class TransformerDecoderLayer(Module):
 
     def extra_repr(self) -> str:
         return f"norm_first={self.norm_first}"
+
+
+_NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
+
+
+def _norm(op: str, kind: str, d_model: int, eps: float, bias: bool) -> Module:
+    """The block's norm: a LayerNorm (with a bias when ``bias``) or an RMSNorm."""
+    if kind not in _NORMS:
+        raise ValueError(f"{op}: argument 'norm' expected 'layernorm' or 'rmsnorm', got {kind!r}")
+    return LayerNorm(d_model, eps=eps, bias=bias) if kind == "layernorm" else RMSNorm(d_model, eps=eps)
 
 
 def _final_norm(norm: bool | None, norm_first: bool, d_model: int, eps: float, bias: bool):

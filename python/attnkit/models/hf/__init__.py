@@ -62,7 +62,7 @@ from .registry import (
 )
 
 # The architectures: each module registers itself on import.
-from . import bert, gpt2, marian  # noqa: E402, F401  isort: skip
+from . import bert, gpt2, llama, marian  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "from_pretrained",

@@ -188,6 +188,29 @@ class CheckpointFiles:
             return values.astype(np.float32)
         return values
 
+    def float32_into(self, name: str, out: np.ndarray) -> None:
+        """Writes the tensor's values into ``out`` (float32, C-contiguous,
+        as many elements), widening float16 and bfloat16 exactly on the
+        way: one pass over ``out`` and no temporary array (what
+        ``float32`` followed by a copy would cost three times over)."""
+        entry = self.entries[name]
+        if entry.dtype.name not in _FILE_DTYPES:
+            raise CheckpointError(
+                f"the tensor '{name}' in '{entry.file}' is {entry.dtype}; a weight must be float32, float16 or bfloat16"
+            )
+        data = self._bytes(name)
+        flat = out.reshape(-1)
+        if data.size == 0:
+            return
+        if entry.begin % _FILE_DTYPES[entry.dtype.name].itemsize:
+            data = data.copy()  # a fresh buffer is aligned
+        values = data.view(_FILE_DTYPES[entry.dtype.name])
+        if entry.dtype == _dtypes.bfloat16:
+            # bfloat16 is the high half of a float32: each uint16 zero-extended and shifted, in one pass.
+            np.left_shift(values, np.uint32(16), out=flat.view(np.uint32), dtype=np.uint32, casting="unsafe")
+        else:
+            np.copyto(flat, values, casting="unsafe")  # float16 widens exactly; float32 copies
+
     def release(self, name: str) -> None:
         """Drops the pages that hold only this tensor from memory (they are
         read again from disk if touched): called once a tensor has been

@@ -187,7 +187,8 @@ def _plan(architecture: Architecture, model, config, files: CheckpointFiles, pre
         plan.append((tensor, rule, full_names))
     for alias, original in architecture.tied:
         alias_full, original_full = (_full_name(architecture, hf, prefixed) for hf in (alias, original))
-        if alias_full in files.entries:
+        # A model with an output head of its own (untied) loads the alias as a weight: no tie to check.
+        if alias_full in files.entries and alias_full not in used:
             used.add(alias_full)
             if original_full in files.entries and not _same_values(files, alias_full, original_full):
                 raise CheckpointError(
@@ -238,8 +239,18 @@ def _fill(plan: list, files: CheckpointFiles, config) -> None:
             values = files.float32(names[0])
             tensor._array = _C.array_from_numpy(values, "", False)
             continue
-        values = rule.transform.to_attnkit([files.float32(name) for name in names], config)
-        np.asarray(tensor._array)[...] = values
+        destination = np.asarray(tensor._array)
+        if rule.transform.stacked is not None and rule.transform.stacked(config):
+            if len(names) == 1:
+                files.float32_into(names[0], destination)
+            else:  # each part into its rows (leading-dim slices of a C-contiguous array are too)
+                row = 0
+                for name in names:
+                    rows = files.entries[name].shape[0]
+                    files.float32_into(name, destination[row : row + rows])
+                    row += rows
+        else:
+            destination[...] = rule.transform.to_attnkit([files.float32(name) for name in names], config)
         for name in names:
             if name not in shared:
                 files.release(name)

@@ -73,12 +73,18 @@ class Transform:
     ``config`` is the attnkit model's config (part sizes come from it).
     ``identity`` is the one transform under which a parameter may share the
     checkpoint's memory (a memory-mapped float32 tensor).
+
+    ``stacked(config)``, when given and True, says that ``to_attnkit`` is the
+    checkpoint tensors as they are, stacked along dim 0 (one tensor: itself):
+    the loader then writes each straight into its rows of the parameter,
+    widening float16/bfloat16 there, with no temporary array.
     """
 
     name: str
     to_attnkit: Callable[[list, Any], np.ndarray]
     to_hf: Callable[[np.ndarray, Any], list]
     hf_shapes: Callable[[tuple, Any], list]
+    stacked: Optional[Callable[[Any], bool]] = None
 
     def __repr__(self) -> str:
         return f"Transform({self.name})"
@@ -89,6 +95,7 @@ identity = Transform(
     to_attnkit=lambda arrays, config: arrays[0],
     to_hf=lambda array, config: [array],
     hf_shapes=lambda shape, config: [tuple(shape)],
+    stacked=lambda config: True,
 )
 
 # A matrix stored [in, out] (GPT-2's Conv1D) for a Linear's [out, in].
@@ -124,7 +131,9 @@ def concat(parts: Optional[Callable[[Any], list]] = None, count: int = 3) -> Tra
     def hf_shapes(shape, config):
         return [(rows, *shape[1:]) for rows in sizes(shape, config)]
 
-    return Transform("concat" if parts is None else "concat(parts)", to_attnkit, to_hf, hf_shapes)
+    return Transform(
+        "concat" if parts is None else "concat(parts)", to_attnkit, to_hf, hf_shapes, stacked=lambda config: True
+    )
 
 
 @dataclass(frozen=True)
