@@ -116,6 +116,10 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.config, args.worker == "checkpointed", args.steps, args.threads)))
         return
+    from attnkit import benchmarks
+
+    facts = benchmarks.machine_facts()  # the load average at the start among them
+    print(f"{facts['cpu']}, {facts['logical cpus']} logical CPUs, load average {facts['load average']}")
     runs = {"plain": [], "checkpointed": []}
     for _ in range(args.rounds):
         for variant in runs:
@@ -151,7 +155,10 @@ def main() -> None:
     )
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / "bench_checkpoint.json"
-    path.write_text(json.dumps({"command": " ".join(sys.argv), "runs": runs, "median": summary}, indent=2) + "\n")
+    end_load = benchmarks.load_average()
+    print(f"load average at the end {end_load}")
+    document = {"command": " ".join(sys.argv), "machine": facts, "load average at the end": end_load}
+    path.write_text(json.dumps({**document, "runs": runs, "median": summary}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
