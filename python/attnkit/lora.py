@@ -290,8 +290,6 @@ def save_adapter(model: Module, directory, *, base_model_name_or_path: str | Non
         "alpha_pattern": {},
         "inference_mode": True,
         "revision": None,
-        # Where a Hugging Face architecture named the modules; None: attnkit's names.
-        "attnkit_architecture": None if architecture is None else architecture.name,
     }
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
