@@ -12,7 +12,7 @@ import attnkit.nn.functional as F
 from attnkit import nn
 from attnkit.autograd import run_backward
 from attnkit.data import load_text
-from attnkit.models import GPT, GPTConfig
+from attnkit.models import BERT, GPT, BertConfig, GPTConfig, Llama, LlamaConfig, Transformer, TransformerConfig
 from attnkit.serialization import load_config
 from attnkit.utils import checkpoint
 
@@ -56,6 +56,109 @@ def test_gpt_gradient_checkpointing_is_bit_identical(steps, dropout):
         model(attnkit.from_numpy(ids)).reshape(-1, 37), attnkit.from_numpy(targets.reshape(-1))
     ).item()
     assert other != loss_plain
+
+
+def _checkpointed_segments(loss) -> int:
+    """The CheckpointBackward nodes of loss's graph."""
+    seen, stack = {}, [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        stack.extend(child[0] for child in node.inputs if isinstance(child, tuple))
+    return sum(node.name == "CheckpointBackward" for node in seen.values())
+
+
+def _model_grads(build, loss_of, checkpointing: bool):
+    attnkit.manual_seed(7)
+    model = build(checkpointing).train()
+    attnkit.manual_seed(8)
+    loss = loss_of(model)
+    layers = sum(len(m.layers if hasattr(m, "layers") else m.blocks) for m in model.modules() if _is_stack(m))
+    assert _checkpointed_segments(loss) == (layers if checkpointing else 0)
+    loss.backward()
+    grads = {name: p.grad.numpy().copy() for name, p in model.named_parameters() if p.grad is not None}
+    return loss.item(), grads
+
+
+def _is_stack(module) -> bool:
+    return isinstance(module, (nn.TransformerEncoder, nn.TransformerDecoder, GPT))
+
+
+def _assert_same_gradients(build, loss_of):
+    loss_plain, plain = _model_grads(build, loss_of, False)
+    loss_ckpt, ckpt = _model_grads(build, loss_of, True)
+    assert loss_ckpt == loss_plain
+    assert plain.keys() == ckpt.keys() and len(plain) > 0
+    for name in plain:
+        np.testing.assert_array_equal(ckpt[name], plain[name], err_msg=name)
+
+
+def test_llama_gradient_checkpointing_is_bit_identical():
+    # rotary positions (passed to each checkpointed block), grouped-query
+    # attention, RMSNorm, SwiGLU, an untied head, and dropout
+    rng = np.random.default_rng(1)
+    ids = attnkit.from_numpy(rng.integers(0, 41, size=(2, 12)).astype(np.int64))
+    settings = dict(vocab_size=41, block_size=16, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, d_ff=48, dropout=0.2)
+
+    def build(checkpointing):
+        return Llama(LlamaConfig(**settings, gradient_checkpointing=checkpointing))
+
+    def loss_of(model):
+        return F.cross_entropy(model(ids).reshape(-1, 41), ids.reshape(-1))
+
+    _assert_same_gradients(build, loss_of)
+
+
+def test_bert_gradient_checkpointing_is_bit_identical():
+    # post-LN encoder layers with a padding mask and dropout
+    rng = np.random.default_rng(2)
+    ids = attnkit.from_numpy(rng.integers(0, 53, size=(2, 9)).astype(np.int64))
+    mask = np.ones((2, 9), np.int64)
+    mask[1, 6:] = 0
+    attention_mask = attnkit.from_numpy(mask)
+
+    def build(checkpointing):
+        config = BertConfig(vocab_size=53, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32, dropout=0.2)
+        config.gradient_checkpointing = checkpointing
+        return BERT(config)
+
+    def loss_of(model):
+        sequence, pooled = model(ids, attention_mask=attention_mask)
+        logits = model.mlm_head(sequence)
+        return F.cross_entropy(logits.reshape(-1, 53), ids.reshape(-1)) + pooled.sum()
+
+    _assert_same_gradients(build, loss_of)
+
+
+def test_encoder_decoder_gradient_checkpointing_is_bit_identical():
+    # the decoder's layers take the encoder's output (memory) as a
+    # positional input of their checkpoint: its gradient flows back through
+    # the checkpointed encoder
+    rng = np.random.default_rng(3)
+    src = attnkit.from_numpy(rng.integers(0, 23, size=(2, 7)).astype(np.int64))
+    tgt = attnkit.from_numpy(rng.integers(0, 23, size=(2, 5)).astype(np.int64))
+    src_mask = np.zeros((2, 7), bool)
+    src_mask[0, 5:] = True
+
+    def build(checkpointing):
+        config = TransformerConfig(
+            src_vocab_size=23, tgt_vocab_size=23, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32
+        )
+        config.dropout, config.gradient_checkpointing = 0.2, checkpointing
+        return Transformer(config)
+
+    def loss_of(model):
+        logits = model(src, tgt, src_key_padding_mask=attnkit.from_numpy(src_mask))
+        return model.loss(logits, tgt)
+
+    _assert_same_gradients(build, loss_of)
+    assert Transformer(
+        TransformerConfig(
+            n_layer=1, n_embd=8, n_head=2, d_ff=8, src_vocab_size=5, tgt_vocab_size=5, gradient_checkpointing=True
+        )
+    ).decoder.gradient_checkpointing
 
 
 def test_gpt_checkpointing_in_eval_and_no_grad_is_a_plain_forward():

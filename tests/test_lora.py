@@ -288,3 +288,24 @@ def test_attnkit_train_lora_fine_tunes_a_run_on_a_second_text(tmp_path):
     ids = attnkit.from_numpy(np.arange(20, dtype=np.int64).reshape(2, 10) % 10)
     with attnkit.no_grad():
         np.testing.assert_array_equal(base_model.eval()(ids).numpy(), model(ids).numpy())
+
+
+def test_attnkit_train_lora_settings_are_checked(tmp_path, capsys):
+    from attnkit import cli
+    from attnkit.data import load_text
+
+    data = tmp_path / "text.txt"
+    data.write_text(load_text()[:5_000], encoding="utf-8")
+    common = ["train", "--data", str(data), "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8"]
+    common += ["--batch-size", "2", "--max-iters", "1", "--eval-iters", "1", "--no-progress"]
+    assert cli.main([*common, "--lora-r", "-1", "--out", str(tmp_path / "a")]) == 2
+    assert "setting 'lora_r' expected an int >= 0" in capsys.readouterr().err
+    assert (
+        cli.main([*common, "--lora-r", "4", "--lora-targets", "qkv_proj,attn_proj", "--out", str(tmp_path / "b")]) == 2
+    )
+    error = capsys.readouterr().err
+    assert "setting 'lora_targets'" in error and "'attn_proj', which names no Linear" in error
+    assert (
+        cli.main([*common, "--lora-r", "4", "--init-from", str(tmp_path / "none"), "--out", str(tmp_path / "c")]) == 2
+    )
+    assert "is not a directory" in capsys.readouterr().err

@@ -663,13 +663,10 @@ def train(config: TrainConfig, *, callback=None) -> dict:
     if initial_weights is not None:
         model.load_state_dict(initial_weights)
     if config.lora_r > 0:
-        lora.apply(
-            model,
-            r=config.lora_r,
-            alpha=config.lora_alpha,
-            dropout=config.lora_dropout,
-            targets=config.lora_target_list(),
-        )
+        try:
+            _apply_lora(model, dataclasses.asdict(config))
+        except ValueError as error:  # a target the model does not have
+            raise ConfigError(f"setting 'lora_targets': {error}") from None
     model.to(config.device)
     groups = optim.weight_decay_groups(model, config.weight_decay)
     if config.zero_optimizer:

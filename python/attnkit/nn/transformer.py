@@ -11,7 +11,9 @@ normalized otherwise.
 
 from __future__ import annotations
 
+from ..autograd import is_grad_enabled
 from ..tensor import Tensor
+from ..utils.checkpoint import checkpoint
 from . import functional as F
 from .attention import KVCache, MultiHeadAttention
 from .container import ModuleList
@@ -242,7 +244,10 @@ def _final_norm(norm: bool | None, norm_first: bool, d_model: int, eps: float, b
 
 class TransformerEncoder(Module):
     """``num_layers`` TransformerEncoderLayers (same arguments), then a final
-    LayerNorm when ``norm`` is True (default: with pre-LN layers only)."""
+    LayerNorm when ``norm`` is True (default: with pre-LN layers only).
+    ``gradient_checkpointing``: in a forward with grad, each layer keeps only
+    its input and runs again in backward (``attnkit.utils.checkpoint``: the
+    same gradients, for one more forward's time)."""
 
     def __init__(
         self,
@@ -256,10 +261,12 @@ class TransformerEncoder(Module):
         bias: bool = True,
         layer_norm_eps: float = 1e-5,
         norm: bool | None = None,
+        gradient_checkpointing: bool = False,
         **layer_options,
     ) -> None:
         super().__init__()
         count = _positive_int("TransformerEncoder", "num_layers", num_layers)
+        self.gradient_checkpointing = _flag("TransformerEncoder", "gradient_checkpointing", gradient_checkpointing)
         self.layers = ModuleList(
             TransformerEncoderLayer(
                 d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias, layer_norm_eps, **layer_options
@@ -274,14 +281,18 @@ class TransformerEncoder(Module):
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         for layer in self.layers:
-            x = layer(x, key_padding_mask=key_padding_mask, causal=causal)
+            if self.gradient_checkpointing and is_grad_enabled():
+                x = checkpoint(layer, x, key_padding_mask=key_padding_mask, causal=causal)
+            else:
+                x = layer(x, key_padding_mask=key_padding_mask, causal=causal)
         return x if self.norm is None else self.norm(x)
 
 
 class TransformerDecoder(Module):
     """``num_layers`` TransformerDecoderLayers (same arguments), then a final
     LayerNorm when ``norm`` is True (default: with pre-LN layers only).
-    ``caches``, when given, is one KVCache per layer."""
+    ``caches``, when given, is one KVCache per layer. ``gradient_checkpointing``
+    as TransformerEncoder's (not with caches)."""
 
     def __init__(
         self,
@@ -295,10 +306,12 @@ class TransformerDecoder(Module):
         bias: bool = True,
         layer_norm_eps: float = 1e-5,
         norm: bool | None = None,
+        gradient_checkpointing: bool = False,
         **layer_options,
     ) -> None:
         super().__init__()
         count = _positive_int("TransformerDecoder", "num_layers", num_layers)
+        self.gradient_checkpointing = _flag("TransformerDecoder", "gradient_checkpointing", gradient_checkpointing)
         self.layers = ModuleList(
             TransformerDecoderLayer(
                 d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias, layer_norm_eps, **layer_options
@@ -325,6 +338,16 @@ class TransformerDecoder(Module):
                 f"TransformerDecoder: argument 'caches' expected {len(self.layers)} KVCaches, got {len(caches)}"
             )
         for index, layer in enumerate(self.layers):
+            if self.gradient_checkpointing and caches is None and is_grad_enabled():
+                x = checkpoint(
+                    layer,
+                    x,
+                    memory,
+                    key_padding_mask=key_padding_mask,
+                    memory_key_padding_mask=memory_key_padding_mask,
+                    causal=causal,
+                )
+                continue
             x = layer(
                 x,
                 memory,

@@ -79,7 +79,6 @@ GPT2 = register(
         tied=(("lm_head.weight", "wte.weight"),),
         check=_check,
         to_hf_extra=_to_hf_extra,
-        training_fields=("gradient_checkpointing",),
         default_for_type=True,
     )
 )

@@ -221,7 +221,6 @@ LLAMA = register(
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=_llama_derive,
         to_hf_extra=_llama_to_hf,
-        training_fields=("gradient_checkpointing",),
         default_for_type=True,
     )
 )
@@ -256,7 +255,6 @@ MISTRAL = register(
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=_mistral_derive,
         to_hf_extra=_mistral_to_hf,
-        training_fields=("gradient_checkpointing",),
         default_for_type=True,
     )
 )
@@ -326,7 +324,6 @@ QWEN2 = register(
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=_qwen2_derive,
         to_hf_extra=_qwen2_to_hf,
-        training_fields=("gradient_checkpointing",),
         default_for_type=True,
     )
 )
