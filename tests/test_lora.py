@@ -213,8 +213,9 @@ def test_qkv_parts_get_adapters_of_their_own():
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"LoRALinear: argument 'r' expected an integer in \[1, "):
         LoRALinear(4, 4, r=0)
-    with pytest.raises(ValueError, match="argument 'alpha' expected a positive number"):
-        LoRALinear(4, 4, alpha=0)
+    for alpha in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="argument 'alpha' expected a positive finite number"):
+            LoRALinear(4, 4, alpha=alpha)
     with pytest.raises(ValueError, match="argument 'dropout'"):
         LoRALinear(4, 4, dropout=1.0)
     with pytest.raises(ValueError, match="argument 'slices'"):

@@ -29,6 +29,7 @@ base model's name.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 
@@ -323,8 +324,8 @@ def read_adapter_config(directory) -> dict:
     r, alpha = config.get("r"), config.get("lora_alpha")
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         problems.append(f"r is {r!r}, not a positive int")
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
-        problems.append(f"lora_alpha is {alpha!r}, not a positive number")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha < math.inf:
+        problems.append(f"lora_alpha is {alpha!r}, not a positive finite number")
     if problems:
         raise ValueError(f"lora.load_adapter: {path} is not an adapter attnkit runs: " + "; ".join(problems))
     return config

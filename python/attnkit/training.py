@@ -218,7 +218,7 @@ class TrainConfig:
         require(self.weight_decay >= 0.0, "weight_decay", "a number >= 0")
         require(self.grad_clip >= 0.0, "grad_clip", "a number >= 0 (0: no clipping)")
         require(self.lora_r >= 0, "lora_r", "an int >= 0 (0: no LoRA)")
-        require(self.lora_alpha > 0.0, "lora_alpha", "a positive number")
+        require(0.0 < self.lora_alpha < math.inf, "lora_alpha", "a positive finite number")
         require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", "a number in [0, 1)")
         require(bool(self.lora_target_list()), "lora_targets", "comma-separated module names")
         require(self.init_from is None or bool(self.init_from), "init_from", "None or a run directory")

@@ -85,8 +85,8 @@ class LoRALinear(Linear):
 
     def _setup_adapter(self, r, alpha, dropout, slices, rslora) -> None:
         self.r = _positive_int("LoRALinear", "r", r)
-        if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not alpha > 0:
-            raise ValueError(f"LoRALinear: argument 'alpha' expected a positive number, got {alpha!r}")
+        if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not 0 < alpha < math.inf:
+            raise ValueError(f"LoRALinear: argument 'alpha' expected a positive finite number, got {alpha!r}")
         if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"LoRALinear: argument 'dropout' expected a probability in [0, 1), got {dropout!r}")
         if not isinstance(rslora, bool):
