@@ -310,3 +310,23 @@ def test_attnkit_train_lora_settings_are_checked(tmp_path, capsys):
         cli.main([*common, "--lora-r", "4", "--init-from", str(tmp_path / "none"), "--out", str(tmp_path / "c")]) == 2
     )
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_lora_with_gradient_checkpointing_gives_the_same_adapter_gradients():
+    # The blocks' inputs need no gradient (the embeddings are frozen): the
+    # checkpoints exist for the adapters inside them alone.
+    ids = attnkit.from_numpy(np.random.default_rng(6).integers(0, 29, size=(2, 10)).astype(np.int64))
+
+    def grads(checkpointing):
+        model = _tiny_gpt(6, dropout=0.2, gradient_checkpointing=checkpointing)
+        lora.apply(model, r=2, dropout=0.1, targets=("qkv_proj", "fc1"))
+        for _, module in lora.lora_modules(model):
+            _random_adapter(module, np.random.default_rng(7))
+        attnkit.manual_seed(9)
+        F.cross_entropy(model.train()(ids).reshape(-1, 29), ids.reshape(-1)).backward()
+        return {n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.requires_grad}
+
+    plain, checkpointed = grads(False), grads(True)
+    assert plain.keys() == checkpointed.keys() and len(plain) == 8
+    for name in plain:
+        np.testing.assert_array_equal(checkpointed[name], plain[name], err_msg=name)
