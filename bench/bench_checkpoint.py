@@ -11,15 +11,14 @@ repeat) and AdamW, runs one warm-up step, and then ``--steps`` timed steps
 
 How activation memory is told apart from the rest:
 
-- ``floor``: the worker's RSS after the warm-up step, with the graph freed,
-  the gradients dropped (``zero_grad``) and the allocator's cache returned
-  to the system (``empty_cpu_cache``): weights, AdamW's two moments,
-  Python and the libraries, what every step holds whatever it computes;
-- ``gradients``: the parameters' bytes (one float32 gradient each), which
-  backward allocates whether or not the blocks are checkpointed;
-- activation memory by RSS = peak RSS (``ru_maxrss``) - floor - gradients:
-  the saved activations, the logits and their gradient, and the transient
-  buffers of backward, at their highest;
+- ``floor``: the worker's RSS with the model and AdamW built, before any
+  step (weights, Python and the libraries), plus the bytes every step adds
+  whatever it computes: AdamW's two moments and the gradients (three
+  float32 values per parameter). The RSS after a step is no floor: freed
+  memory the C library keeps in its heap stays counted there;
+- activation memory by RSS = peak RSS (``ru_maxrss``) - floor: the saved
+  activations, the logits and their gradient, the transient buffers of
+  backward and what the allocator keeps for reuse, at their highest;
 - activation memory by the allocator: the bytes attnkit's arrays hold at
   the end of forward beyond those at its start (what the graph saved, plus
   the logits and loss), and the highest live bytes sampled during backward
@@ -27,9 +26,8 @@ How activation memory is told apart from the rest:
   the gradients finished by then. These count attnkit's arrays only,
   exactly, with no allocator cache in them.
 
-RSS includes what the allocator caches for reuse and what the floor kept
-of the warm-up step, so it understates the difference; the allocator's
-figures are the activation memory itself. With a vocabulary of 50,257 the
+RSS includes what the allocator caches for reuse, so it understates the
+difference; the allocator's figures are the activation memory itself. With a vocabulary of 50,257 the
 logits (and their gradient) are a large part of it in both variants: no
 block checkpoint removes them.
 """
@@ -93,10 +91,9 @@ def worker(config_name: str, checkpointing: bool, steps: int, threads: int) -> d
         optimizer.step()
         return loss.item(), after_forward, max(samples)
 
+    floor = _rss_bytes() + 3 * parameter_bytes  # + AdamW's moments and the gradients
     step()  # warm-up: AdamW's state exists from here on
     optimizer.zero_grad()
-    attnkit.empty_cpu_cache()
-    floor = _rss_bytes()
     start_live = attnkit.cpu_memory_stats()["allocated_bytes"]
     times, forward_live, backward_live = [], [], []
     for _ in range(steps):
@@ -113,7 +110,7 @@ def worker(config_name: str, checkpointing: bool, steps: int, threads: int) -> d
         "peak_rss": peak,
         "floor_rss": floor,
         "gradient_bytes": parameter_bytes,
-        "activation_rss": peak - floor - parameter_bytes,
+        "activation_rss": peak - floor,
         "saved_after_forward": max(forward_live),
         "live_in_backward_beyond_start": max(backward_live),
     }
@@ -153,7 +150,7 @@ def main() -> None:
     rows = [
         ("step time (s)", "step_s", 1.0),
         ("peak RSS (MiB)", "peak_rss", mib),
-        ("floor RSS (MiB)", "floor_rss", mib),
+        ("floor: before a step + 3 x params (MiB)", "floor_rss", mib),
         ("gradients (MiB)", "gradient_bytes", mib),
         ("activations by RSS (MiB)", "activation_rss", mib),
         ("saved at end of forward (MiB)", "saved_after_forward", mib),
