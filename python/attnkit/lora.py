@@ -37,7 +37,7 @@ import numpy as np
 
 from ._tensor_data import fill_from_values
 from .nn.attention import MultiHeadAttention
-from .nn.layers import Linear
+from .nn.linear import Linear
 from .nn.lora import LoRALinear
 from .nn.module import Module
 from .serialization import load, save

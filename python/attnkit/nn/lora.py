@@ -16,11 +16,13 @@ import numbers
 import numpy as np
 
 from .._tensor_data import values_view
+from ..ops import checks
 from ..tensor import Tensor, zeros
 from . import functional as F
 from . import init
-from .layers import Linear, _empty_parameter, _positive_int
+from .linear import Linear
 from .module import Module
+from .parameter import empty_parameter
 
 
 def _check_slices(slices, out_features: int) -> tuple:
@@ -84,7 +86,7 @@ class LoRALinear(Linear):
         self._setup_adapter(r, alpha, dropout, slices, rslora)
 
     def _setup_adapter(self, r, alpha, dropout, slices, rslora) -> None:
-        self.r = _positive_int("LoRALinear", "r", r)
+        self.r = checks.positive_int("LoRALinear", "r", r)
         if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not 0 < alpha < math.inf:
             raise ValueError(f"LoRALinear: argument 'alpha' expected a positive finite number, got {alpha!r}")
         if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
@@ -97,8 +99,8 @@ class LoRALinear(Linear):
         self.slices = _check_slices(slices, self.out_features)
         self.scaling = self.alpha / (math.sqrt(self.r) if rslora else self.r)
         adapted_rows = sum(stop - start for start, stop in self.slices)
-        self.lora_A = _empty_parameter((len(self.slices) * self.r, self.in_features))
-        self.lora_B = _empty_parameter((adapted_rows, self.r))
+        self.lora_A = empty_parameter((len(self.slices) * self.r, self.in_features))
+        self.lora_B = empty_parameter((adapted_rows, self.r))
         self.merged = False
         self.reset_adapter()
 

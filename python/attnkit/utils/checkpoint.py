@@ -26,7 +26,8 @@ during the rerun, as ``backward()`` would.
 from __future__ import annotations
 
 from .. import _C
-from ..autograd import Function, _recomputed_in_backward, enable_grad, is_grad_enabled, no_grad, run_backward
+from ..autograd import Function, enable_grad, is_grad_enabled, no_grad, run_backward
+from ..grad_mode import _recomputed_in_backward
 from ..nn.module import Module
 from ..random import default_generator
 from ..tensor import Tensor

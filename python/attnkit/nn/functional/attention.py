@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from ... import _C
 from ..._dtypes import bool_, int32, int64
-from ...autograd import Function, is_grad_enabled, recomputed_in_backward
+from ...autograd import Function, is_grad_enabled
+from ...grad_mode import recomputed_in_backward
+from ...ops.checks import check_int64, check_tensor
 from ...random import _generator_or_default
 from ...tensor import Tensor
-from ._common import check_int64, check_tensor
 
 
 class _Attention(Function):

@@ -1,0 +1,50 @@
+"""Whether ops record a graph for backward: ``no_grad`` / ``enable_grad``,
+per thread. Below tensor.py and autograd.py, which both read it."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled: bool):
+    previous = is_grad_enabled()
+    _state.grad_enabled = enabled
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+def no_grad():
+    """Context manager: ops inside record nothing for backward."""
+    return _grad_mode(False)
+
+
+def enable_grad():
+    return _grad_mode(True)
+
+
+def recomputed_in_backward() -> bool:
+    """True inside the first forward of a checkpointed segment
+    (``attnkit.utils.checkpoint``): it runs without grad, but backward runs
+    it again with grad, and the two must give the same bits, so an op must
+    not take an inference-only path here (attention's decode path)."""
+    return getattr(_state, "recomputed_in_backward", False)
+
+
+@contextlib.contextmanager
+def _recomputed_in_backward():
+    previous = recomputed_in_backward()
+    _state.recomputed_in_backward = True
+    try:
+        yield
+    finally:
+        _state.recomputed_in_backward = previous
