@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-from ._tensor_data import fill_from_values
+from ._tensor_data import fill_from_values, float64_values, values_view
 from .nn.attention import MultiHeadAttention
 from .nn.linear import Linear
 from .nn.lora import LoRALinear
@@ -251,8 +251,8 @@ def save_adapter(model: Module, directory, *, base_model_name_or_path: str | Non
     tensors, targets, fan_in_fan_out = {}, set(), set()
     for name, module in modules:
         parts = _hf_parts(model, architecture, name, module)
-        a = np.asarray(module.lora_A._array)
-        b = np.asarray(module.lora_B._array)
+        a = values_view(module.lora_A)
+        b = values_view(module.lora_B)
         row = 0
         for s, (start, stop) in enumerate(module.slices):
             found = [p for p in parts if p[1] == (start, stop)]
@@ -369,7 +369,10 @@ def load_adapter(model: Module, directory) -> Module:
             )
         module_name, rows = places[module_key]
         pair = found.setdefault(module_name, {}).setdefault(rows, [None, None])
-        pair[0 if key.endswith(".lora_A.weight") else 1] = np.asarray(tensors[key]._array)
+        if not tensors[key].dtype.is_floating_point:
+            raise ValueError(f"lora.load_adapter: {path} has '{key}' of {tensors[key].dtype}, not a float type")
+        # float16 and bfloat16 adapters widen exactly; filling rounds once to float32.
+        pair[0 if key.endswith(".lora_A.weight") else 1] = float64_values(tensors[key])
     for module_name, by_rows in found.items():
         for rows, (a, b) in by_rows.items():
             if a is None or b is None:

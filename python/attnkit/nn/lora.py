@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from .._tensor_data import values_view
+from .._tensor_data import float64_values, values_view
 from ..ops import checks
 from ..tensor import Tensor, zeros
 from . import functional as F
@@ -138,8 +138,8 @@ class LoRALinear(Linear):
     def delta_weight(self) -> np.ndarray:
         """The update ``scaling * B A`` as a float64 [out, in] array (zero
         rows outside the slices)."""
-        a = np.asarray(self.lora_A._array, dtype=np.float64)
-        b = np.asarray(self.lora_B._array, dtype=np.float64)
+        a = float64_values(self.lora_A)
+        b = float64_values(self.lora_B)
         delta = np.zeros((self.out_features, self.in_features))
         row = 0
         for s, (start, stop) in enumerate(self.slices):

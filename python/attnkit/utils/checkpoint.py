@@ -10,7 +10,7 @@ The rerun must be the same computation as the first run, bit for bit:
   where backward found it, so nothing after the segment sees a difference;
 - kernel paths: ops that would take an inference-only path without grad
   (attention's decode path for a few queries) take the training path in the
-  first run too (``autograd.recomputed_in_backward``).
+  first run too (``grad_mode.recomputed_in_backward``).
 
 The gradients are therefore those of the run without checkpointing, bit for
 bit: the same ops, on the same inputs, in the same order.
