@@ -330,3 +330,25 @@ def test_lora_with_gradient_checkpointing_gives_the_same_adapter_gradients():
     assert plain.keys() == checkpointed.keys() and len(plain) == 8
     for name in plain:
         np.testing.assert_array_equal(checkpointed[name], plain[name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [attnkit.float16, attnkit.bfloat16])
+def test_half_precision_adapter_files_widen_exactly(tmp_path, dtype):
+    model = _tiny_gpt(8)
+    lora.apply(model, r=2, targets=("qkv_proj",))
+    for _, module in lora.lora_modules(model):
+        _random_adapter(module, np.random.default_rng(8))
+    lora.save_adapter(model, tmp_path)
+    path = str(tmp_path / "adapter_model.safetensors")
+    half = {name: tensor.to(dtype) for name, tensor in attnkit.load(path).items()}
+    attnkit.save(half, path)
+    fresh = lora.load_adapter(_tiny_gpt(8), tmp_path)
+    for name, tensor in lora.adapter_state_dict(fresh).items():
+        hf_name = name.replace("blocks.", "base_model.model.transformer.h.").replace(
+            "self_attn.qkv_proj", "attn.c_attn"
+        )
+        expected = half[f"{hf_name}.weight"].to(attnkit.float32).numpy()
+        np.testing.assert_array_equal(tensor.detach().numpy(), expected, err_msg=name)
+    attnkit.save({k: v.to(attnkit.int32) for k, v in half.items()}, path)
+    with pytest.raises(ValueError, match="not a float type"):
+        lora.load_adapter(_tiny_gpt(8), tmp_path)
