@@ -116,6 +116,9 @@ def test_lower_layers_do_not_import_upper_ones():
 NATIVE_ARRAY_OWNERS = ("attnkit.tensor", "attnkit._tensor_methods", "attnkit.autograd", "attnkit._tensor_data")
 NATIVE_ARRAY_OWNER_PACKAGES = ("attnkit.ops.", "attnkit.nn.functional.")
 NATIVE_ARRAY_OWNERS += ("attnkit.optim.functional", "attnkit.nn.parameter")
+# Gradient checkpointing: an autograd Function around a whole segment, which
+# keeps its inputs' arrays and rebuilds tensors from them in backward.
+NATIVE_ARRAY_OWNERS += ("attnkit.utils.checkpoint",)
 
 
 def native_array_users() -> dict[str, list[str]]:

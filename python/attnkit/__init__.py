@@ -12,7 +12,7 @@ _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 
 # Tensor's operators and op methods, set on the class before anything uses it.
 from . import _tensor_methods  # noqa: E402, F401  isort: skip
-from . import models, nn, optim, random  # noqa: E402
+from . import lora, models, nn, optim, random, utils  # noqa: E402
 from ._dtypes import bfloat16, bool_, dtype, float16, float32, int32, int64  # noqa: E402
 from .amp import autocast  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
@@ -62,6 +62,8 @@ __all__ = [
     "build_info",
     "models",
     "nn",
+    "lora",
+    "utils",
     "optim",
     "random",
     "manual_seed",

@@ -105,9 +105,20 @@ def _accumulate(existing, new):
     return _C.binary(existing, new, "add")
 
 
-def run_backward(root, grad, retain_graph: bool = False) -> None:
-    """Backpropagates ``grad`` (a native array) from the tensor ``root``."""
+def run_backward(root, grad, retain_graph: bool = False, capture: dict | None = None) -> None:
+    """Backpropagates ``grad`` (a native array) from the tensor ``root``.
+
+    ``capture``: {id(leaf): [leaf, None]} for leaves whose gradient is
+    returned instead of accumulated: their sum lands in the second slot,
+    their ``.grad`` is left alone and their hooks do not run (a checkpointed
+    segment's backward hands its inputs' and parameters' gradients to the
+    outer pass, which accumulates them)."""
+    capture = {} if capture is None else capture
     if root._grad_fn is None:
+        entry = capture.get(id(root))
+        if entry is not None:
+            entry[1] = _accumulate(entry[1], grad)
+            return
         root._accumulate_grad(grad)
         _run_post_accumulate_grad_hooks(root)
         return
@@ -129,7 +140,7 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
                 if id(child_node) not in nodes:
                     nodes[id(child_node)] = child_node
                     stack.append(child_node)
-            elif child is not None and getattr(child, "_post_accumulate_grad_hooks", None):
+            elif child is not None and id(child) not in capture and getattr(child, "_post_accumulate_grad_hooks", None):
                 hooked_leaves.setdefault(id(child), [child, 0])[1] += 1
 
     # grads[id(node)][i]: the summed gradient of the node's i-th output so far.
@@ -157,6 +168,11 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
             if child is None:
                 continue
             if isinstance(child, Tensor):
+                captured = capture.get(id(child))
+                if captured is not None:
+                    if child_grad is not None:
+                        captured[1] = _accumulate(captured[1], child_grad)
+                    continue
                 if child_grad is not None:
                     child._accumulate_grad(child_grad)
                 entry = hooked_leaves.get(id(child))

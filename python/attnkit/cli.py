@@ -33,6 +33,8 @@ TRAIN_FLAG_HELP = {
         "dropout": "dropout probability",
         "bias": "biases in the Linear and LayerNorm layers (gpt)",
         "n_kv_head": "key/value heads, fewer than --n-head for grouped-query attention (llama; default: --n-head)",
+        "gradient_checkpointing": "keep only each block's input and run the block again in backward: "
+        "less memory, about one more forward's time, the same gradients",
     },
     "optimization": {
         "batch_size": "sequences per step (under mpiexec, the global batch: each rank takes its share)",
@@ -46,6 +48,15 @@ TRAIN_FLAG_HELP = {
         "weight_decay": "AdamW's weight decay (biases and norms are exempt)",
         "grad_clip": "clip the gradients' global norm to this; 0 turns clipping off",
         "zero_optimizer": "under mpiexec: shard AdamW's state over the ranks (ZeRO stage 1)",
+    },
+    "fine-tuning": {
+        "init_from": "start from the weights of the attnkit train run in this directory, with its model "
+        "settings and tokenizer (they replace --n-layer and the others)",
+        "lora_r": "the rank of LoRA adapters: freeze the model and train only them (0: no LoRA)",
+        "lora_alpha": "the LoRA scaling numerator: updates are scaled by alpha / r",
+        "lora_dropout": "dropout on the LoRA adapters' input",
+        "lora_targets": "the projections that get adapters, comma-separated (qkv_proj, out_proj, fc1, fc2; "
+        "q_proj, k_proj, v_proj for parts of qkv_proj)",
     },
     "evaluation": {
         "eval_interval": "steps between evaluations and checkpoints",
@@ -69,7 +80,7 @@ TRAIN_FLAG_CHOICES = {
     "arch": ("gpt", "llama"),
     "dtype": ("float32", "bf16"),
 }
-TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR"}
+TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR", "init_from": "RUN_DIR", "lora_targets": "NAMES"}
 
 
 class UsageError(Exception):

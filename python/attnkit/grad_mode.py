@@ -30,3 +30,21 @@ def no_grad():
 
 def enable_grad():
     return _grad_mode(True)
+
+
+def recomputed_in_backward() -> bool:
+    """True inside the first forward of a checkpointed segment
+    (``attnkit.utils.checkpoint``): it runs without grad, but backward runs
+    it again with grad, and the two must give the same bits, so an op must
+    not take an inference-only path here (attention's decode path)."""
+    return getattr(_state, "recomputed_in_backward", False)
+
+
+@contextlib.contextmanager
+def _recomputed_in_backward():
+    previous = recomputed_in_backward()
+    _state.recomputed_in_backward = True
+    try:
+        yield
+    finally:
+        _state.recomputed_in_backward = previous

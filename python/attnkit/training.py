@@ -63,7 +63,7 @@ from typing import Optional
 import numpy as np
 
 from . import data as _data
-from . import distributed, optim
+from . import distributed, lora, optim
 from .amp import autocast
 from .autograd import no_grad
 from .models import GPT, GPTConfig, LlamaConfig
@@ -79,6 +79,7 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "training_state.safetensors"
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
+ADAPTER_DIR = "adapter"
 TRAIN_STREAM_OFFSET = 2**63
 EVAL_STREAM_OFFSET = 3 * 2**62
 # Rank r's dropout draws from the default generator's streams this far on, so
@@ -120,6 +121,7 @@ class TrainConfig:
     dropout: float = 0.0
     bias: bool = True
     n_kv_head: Optional[int] = None  # key/value heads of a llama (grouped-query attention); None: n_head
+    gradient_checkpointing: bool = False  # keep each block's input only; rerun the block in backward
     # optimization
     batch_size: int = 12
     max_iters: int = 2000
@@ -132,6 +134,12 @@ class TrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # the gradients' global norm limit; 0 turns clipping off
     zero_optimizer: bool = False  # data-parallel: shard AdamW's state over the ranks (ZeRO stage 1)
+    # fine-tuning
+    init_from: Optional[str] = None  # start from the weights of this run directory (its model and tokenizer)
+    lora_r: int = 0  # > 0: freeze the model and train LoRA adapters of this rank (attnkit.lora)
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = "qkv_proj"  # comma-separated module names (attnkit.lora.apply)
     # evaluation
     eval_interval: int = 250  # steps between evaluations (and checkpoints)
     eval_iters: int = 20  # batches per split in an evaluation
@@ -213,12 +221,20 @@ class TrainConfig:
         require(0.0 <= self.beta2 < 1.0, "beta2", "a number in [0, 1)")
         require(self.weight_decay >= 0.0, "weight_decay", "a number >= 0")
         require(self.grad_clip >= 0.0, "grad_clip", "a number >= 0 (0: no clipping)")
+        require(self.lora_r >= 0, "lora_r", "an int >= 0 (0: no LoRA)")
+        require(0.0 < self.lora_alpha < math.inf, "lora_alpha", "a positive finite number")
+        require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", "a number in [0, 1)")
+        require(bool(self.lora_target_list()), "lora_targets", "comma-separated module names")
+        require(self.init_from is None or bool(self.init_from), "init_from", "None or a run directory")
         require(0 <= self.seed < 2**64, "seed", "an int in [0, 2**64)")
         require(self.device in DEVICES, "device", "cpu or cuda")
         require(self.num_threads is None or self.num_threads >= 1, "num_threads", "None or a positive int")
         require(bool(self.out), "out", "a directory path")
         if self.device == "cuda":
             _require_cuda("setting 'device' is cuda")
+
+    def lora_target_list(self) -> list:
+        return [name.strip() for name in self.lora_targets.split(",") if name.strip()]
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         sizes = dict(
@@ -227,6 +243,7 @@ class TrainConfig:
             n_layer=self.n_layer,
             n_head=self.n_head,
             n_embd=self.n_embd,
+            gradient_checkpointing=self.gradient_checkpointing,
         )
         if self.arch == "llama":
             # SwiGLU's width: 2/3 of the 4x MLP (the same parameters), to a multiple of 32, as Llama sizes it.
@@ -267,6 +284,22 @@ _RUN_DEFINING = (
     "beta1",
     "beta2",
     "weight_decay",
+    "init_from",
+    "lora_r",
+    "lora_alpha",
+    "lora_targets",
+)
+# The settings a run started with --init-from takes from that run.
+_MODEL_SETTINGS = (
+    "arch",
+    "tokenizer",
+    "bpe_vocab_size",
+    "n_layer",
+    "n_head",
+    "n_kv_head",
+    "n_embd",
+    "block_size",
+    "bias",
 )
 
 
@@ -424,6 +457,7 @@ def load_run(run_dir, *, device: str = "cpu") -> tuple:
             raise ValueError("its metadata has no model config and tokenizer")
         model = GPT(GPTConfig(**metadata["model"]))
         tokenizer = _data.tokenizer_from_dict(metadata["tokenizer"])
+        _apply_lora(model, metadata.get("train", {}))
         model.load_state_dict(load(path, mmap=False))
     except (ValueError, TypeError, json.JSONDecodeError) as error:
         raise ConfigError(f"'{path}' is not a checkpoint attnkit train wrote: {error}") from None
@@ -431,6 +465,19 @@ def load_run(run_dir, *, device: str = "cpu") -> tuple:
         _require_cuda(f"device {device}")
         model.to(device)
     return model.eval(), tokenizer, metadata
+
+
+def _apply_lora(model: GPT, train_settings: dict) -> None:
+    """The LoRA adapters a run's train settings (a TrainConfig as a dict) put on its model."""
+    if train_settings.get("lora_r", 0) > 0:
+        settings = TrainConfig.from_dict(train_settings)
+        lora.apply(
+            model,
+            r=settings.lora_r,
+            alpha=settings.lora_alpha,
+            dropout=settings.lora_dropout,
+            targets=settings.lora_target_list(),
+        )
 
 
 def saved_train_config(run_dir) -> TrainConfig:
@@ -603,9 +650,28 @@ def train(config: TrainConfig, *, callback=None) -> dict:
     elif os.path.isfile(model_path) or os.path.isdir(os.path.join(out, _PENDING_DIR)):
         say(f"note: starting a new run in '{out}'; the checkpoint there is replaced (--resume continues it)")
 
+    initial_weights = None
+    if config.init_from is not None and saved_state is None:
+        # A new fine-tuning run: the model, its settings and its tokenizer
+        # are those of the run it starts from.
+        initial, tokenizer, initial_metadata = load_run(config.init_from)
+        if initial_metadata.get("train", {}).get("lora_r", 0) > 0:
+            lora.merge_and_unload(initial)
+        base_settings = TrainConfig.from_dict(initial_metadata["train"])
+        for name in _MODEL_SETTINGS:
+            setattr(config, name, getattr(base_settings, name))
+        initial_weights = initial.state_dict()
     tokenizer, train_tokens, val_tokens = load_corpus(config, tokenizer)
     default_generator.manual_seed(config.seed)
-    model = GPT(config.model_config(tokenizer.vocab_size)).to(config.device)
+    model = GPT(config.model_config(tokenizer.vocab_size))
+    if initial_weights is not None:
+        model.load_state_dict(initial_weights)
+    if config.lora_r > 0:
+        try:
+            _apply_lora(model, dataclasses.asdict(config))
+        except ValueError as error:  # a target the model does not have
+            raise ConfigError(f"setting 'lora_targets': {error}") from None
+    model.to(config.device)
     groups = optim.weight_decay_groups(model, config.weight_decay)
     if config.zero_optimizer:
         optimizer = optim.ZeroRedundancyOptimizer(groups, optim.AdamW, lr=config.lr, betas=(config.beta1, config.beta2))
@@ -660,7 +726,16 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 "train_s": train_seconds,
             },
         )
+        if config.lora_r > 0:  # the adapters alone too, in PEFT's format (model.safetensors has them as well)
+            lora.save_adapter(model, os.path.join(out, ADAPTER_DIR), base_model_name_or_path=config.init_from)
 
+    if config.lora_r > 0 and not config.resume:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        say(
+            f"LoRA rank {config.lora_r} on {', '.join(config.lora_target_list())}: {trainable:,} trainable "
+            f"parameters, {trainable / model.num_parameters():.2%} of the model"
+            + (f" from '{config.init_from}'" if config.init_from else "")
+        )
     if not config.resume:
         say(
             f"training a GPT of {model.num_parameters() / 1e6:.2f}M parameters ({_count(config.n_layer, 'layer')}, "

@@ -41,6 +41,9 @@ class BertConfig:
     pooler: bool = True  # the pooler (dense + tanh on [CLS]); Hugging Face's BertForMaskedLM has none
     mlm_head: bool = True  # the masked-LM head; False: the encoder alone, as Hugging Face's BertModel
     num_labels: int = 0  # > 0: a classifier on the pooled output (BertForSequenceClassification)
+    # Training: each encoder layer keeps only its input and runs again in
+    # backward (attnkit.utils.checkpoint); the same gradients, bit for bit.
+    gradient_checkpointing: bool = False
 
     @classmethod
     def base(cls) -> BertConfig:
@@ -156,6 +159,7 @@ class BERT(nn.Module):
             activation="gelu",
             norm_first=False,
             layer_norm_eps=config.layer_norm_eps,
+            gradient_checkpointing=config.gradient_checkpointing,
         )
         if config.pooler:
             self.pooler = nn.Linear(width, width)

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 from .. import _dtypes, generation, nn
 from .._tensor_data import values_view
+from ..grad_mode import is_grad_enabled
 from ..nn import functional as F
 from ..nn import init
 from ..ops import checks
 from ..tensor import Tensor, arange
+from ..utils.checkpoint import checkpoint
 from .hf import loading as hf_loading
 
 _NORMS = ("layernorm", "rmsnorm")
@@ -52,6 +54,9 @@ class GPTConfig:
     out_bias: bool | None = None  # bias of the attention's output projection (None: bias)
     mlp_bias: bool | None = None  # biases of the feed-forward (None: bias)
     tie_embeddings: bool = True  # the LM head is the token embedding (else a Linear of its own, lm_head)
+    # Training: keep only each block's input and run the block again in
+    # backward (attnkit.utils.checkpoint); the same gradients, bit for bit.
+    gradient_checkpointing: bool = False
 
     def resolved(self) -> GPTConfig:
         """The same model with every None default spelled out (two configs
@@ -223,6 +228,9 @@ class GPT(nn.Module):
         x = self.drop(x)
         rope_positions = None if learned else position_ids
         for index, block in enumerate(self.blocks):
+            if self.config.gradient_checkpointing and caches is None and is_grad_enabled():
+                x = checkpoint(block, x, key_padding_mask=key_padding_mask, causal=True, positions=rope_positions)
+                continue
             cache = None if caches is None else caches[index]
             x = block(x, key_padding_mask=key_padding_mask, causal=True, cache=cache, positions=rope_positions)
         if last_only and steps > 1:

@@ -50,6 +50,9 @@ class TransformerConfig:
     position_layout: str = "interleaved"  # sinusoid columns: sin/cos interleaved (the paper), or "halves" (Marian)
     scale_embeddings: bool = True  # embeddings times sqrt(d_model) (section 3.4)
     final_logits_bias: bool = False  # a fixed bias added to the logits (Marian's final_logits_bias buffer)
+    # Training: each encoder and decoder layer keeps only its inputs and runs
+    # again in backward (attnkit.utils.checkpoint); the same gradients.
+    gradient_checkpointing: bool = False
 
     @classmethod
     def base(cls, vocab_size: int = 37000) -> TransformerConfig:
@@ -143,6 +146,7 @@ class Transformer(nn.Module):
             activation=config.activation,
             norm_first=config.norm_first,
             bias=config.bias,
+            gradient_checkpointing=config.gradient_checkpointing,
         )
         self.encoder = nn.TransformerEncoder(**stack_arguments)
         self.decoder = nn.TransformerDecoder(**stack_arguments)

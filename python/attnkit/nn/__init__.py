@@ -7,6 +7,7 @@ from .container import ModuleDict, ModuleList, Sequential
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
+from .lora import LoRALinear
 from .module import IncompatibleKeys, Module
 from .norm import LayerNorm, RMSNorm
 from .parameter import Parameter
@@ -31,6 +32,7 @@ __all__ = [
     "ModuleList",
     "ModuleDict",
     "Linear",
+    "LoRALinear",
     "Embedding",
     "LayerNorm",
     "RMSNorm",

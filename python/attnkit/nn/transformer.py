@@ -11,8 +11,10 @@ normalized otherwise.
 
 from __future__ import annotations
 
+from ..grad_mode import is_grad_enabled
 from ..ops import checks
 from ..tensor import Tensor
+from ..utils.checkpoint import checkpoint
 from . import functional as F
 from .attention import KVCache, MultiHeadAttention
 from .container import ModuleList
@@ -246,7 +248,10 @@ def _final_norm(norm: bool | None, norm_first: bool, d_model: int, eps: float, b
 class _TransformerStack(Module):
     """``num_layers`` layers of ``layer_class`` (same arguments), then a final
     LayerNorm when ``norm`` is True (default: with pre-LN layers only): what
-    TransformerEncoder and TransformerDecoder share."""
+    TransformerEncoder and TransformerDecoder share. ``gradient_checkpointing``:
+    in a forward with grad, each layer keeps only its inputs and runs again in
+    backward (``attnkit.utils.checkpoint``: the same gradients, for one more
+    forward's time); never with caches."""
 
     layer_class = None
 
@@ -262,10 +267,12 @@ class _TransformerStack(Module):
         bias: bool = True,
         layer_norm_eps: float = 1e-5,
         norm: bool | None = None,
+        gradient_checkpointing: bool = False,
         **layer_options,
     ) -> None:
         super().__init__()
         count = checks.positive_int(type(self).__name__, "num_layers", num_layers)
+        self.gradient_checkpointing = checks.flag(type(self).__name__, "gradient_checkpointing", gradient_checkpointing)
         self.layers = ModuleList(
             self.layer_class(
                 d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias, layer_norm_eps, **layer_options
@@ -287,7 +294,10 @@ class TransformerEncoder(_TransformerStack):
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         for layer in self.layers:
-            x = layer(x, key_padding_mask=key_padding_mask, causal=causal)
+            if self.gradient_checkpointing and is_grad_enabled():
+                x = checkpoint(layer, x, key_padding_mask=key_padding_mask, causal=causal)
+            else:
+                x = layer(x, key_padding_mask=key_padding_mask, causal=causal)
         return x if self.norm is None else self.norm(x)
 
 
@@ -312,6 +322,16 @@ class TransformerDecoder(_TransformerStack):
                 f"TransformerDecoder: argument 'caches' expected {len(self.layers)} KVCaches, got {len(caches)}"
             )
         for index, layer in enumerate(self.layers):
+            if self.gradient_checkpointing and caches is None and is_grad_enabled():
+                x = checkpoint(
+                    layer,
+                    x,
+                    memory,
+                    key_padding_mask=key_padding_mask,
+                    memory_key_padding_mask=memory_key_padding_mask,
+                    causal=causal,
+                )
+                continue
             x = layer(
                 x,
                 memory,

@@ -25,6 +25,9 @@ CONFIG_FILE = "config.json"
 GENERATION_CONFIG_FILE = "generation_config.json"
 # config.json's record of the weights' dtype (transformers 5 and 4 spellings).
 _DTYPE_KEYS = ("dtype", "torch_dtype")
+# Config fields of every attnkit model that shape training, not the
+# checkpoint (an architecture adds its own in Architecture.free_fields).
+TRAINING_FIELDS = ("gradient_checkpointing",)
 
 
 # ------------------------------------------------------------ choosing ---
@@ -368,7 +371,7 @@ def _misfit(architecture: Architecture, model) -> str | None:
     differing = [
         f"{field}={ours[field]!r} (it has {theirs[field]!r})"
         for field in ours
-        if field not in architecture.free_fields and ours[field] != theirs.get(field)
+        if field not in (*architecture.free_fields, *TRAINING_FIELDS) and ours[field] != theirs.get(field)
     ]
     return f"{architecture.name} cannot express {', '.join(differing)}" if differing else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ... import _C
 from ..._dtypes import bool_, int32, int64
 from ...autograd import Function, is_grad_enabled
+from ...grad_mode import recomputed_in_backward
 from ...ops.checks import check_int64, check_tensor
 from ...random import _generator_or_default
 from ...tensor import Tensor
@@ -14,8 +15,9 @@ class _Attention(Function):
     @staticmethod
     def forward(ctx, q, k, v, options):
         # Without a backward to come (generation with a cache), a few query
-        # rows may take the decode path, which reads the cache once.
-        for_backward = is_grad_enabled() and any(ctx.needs_input_grad)
+        # rows may take the decode path, which reads the cache once; a
+        # checkpointed forward must give the bits its recomputation will.
+        for_backward = (is_grad_enabled() and any(ctx.needs_input_grad)) or recomputed_in_backward()
         out, lse = _C.attention_forward(q._array, k._array, v._array, for_backward=for_backward, **options)
         ctx.options = options
         ctx.save_for_backward(q._array, k._array, v._array, out, lse)
@@ -82,7 +84,7 @@ def attention(
 class _AttentionQKV(Function):
     @staticmethod
     def forward(ctx, qkv, heads, options):
-        for_backward = is_grad_enabled() and any(ctx.needs_input_grad)
+        for_backward = (is_grad_enabled() and any(ctx.needs_input_grad)) or recomputed_in_backward()
         out, lse = _C.attention_qkv_forward(qkv._array, heads[0], heads[1], for_backward=for_backward, **options)
         ctx.heads, ctx.options = heads, options
         ctx.save_for_backward(qkv._array, out, lse)

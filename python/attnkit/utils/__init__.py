@@ -1,0 +1,5 @@
+"""Utilities: ``checkpoint`` (gradient checkpointing)."""
+
+from .checkpoint import checkpoint
+
+__all__ = ["checkpoint"]
