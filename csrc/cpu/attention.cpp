@@ -334,9 +334,12 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       // NaN sum, from a NaN among the visible keys, stays NaN.)
       ops.normalize_rows(out + (b * p.query_length + row0) * ldo + h * d, ldo, accumulator.data(), rows, d,
                          running_sum);
+      // lse = max + log(sum) rounded once (in double): backward's P = e^(s -
+      // lse) carries lse's rounding into every weight of the row
       for (std::int64_t i = 0; i < rows; ++i)
         lse[(b * p.heads + h) * p.query_length + row0 + i] =
-            running_sum[i] != 0.0f ? running_max[i] + std::log(running_sum[i]) : kNegativeInfinity;
+            running_sum[i] != 0.0f ? static_cast<float>(running_max[i] + std::log(static_cast<double>(running_sum[i])))
+                                   : kNegativeInfinity;
     }
   });
 }
@@ -365,7 +368,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     ScratchBuffer head_k(kv_size), head_v(kv_size), dk_sum(kv_size), dv_sum(kv_size);
     // per query block of the current head: Q^T and dO^T [d x bq]; its rows of
     // Q and dO and the sum of dQ [Tq x d]; lse and delta; the key ranges
-    ScratchBuffer qt(query_blocks * bq * d), dout_t(query_blocks * bq * d);
+    ScratchBuffer qt(query_blocks * bq * d), dout_t(query_blocks * bq * d), out_t(bq * d);
     ScratchBuffer head_q(q_size), head_dout(q_size), dq_sum(q_size);
     ScratchBuffer row_state(4 * query_blocks * bq);
     float* block_lse = row_state.data();
@@ -397,7 +400,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
           ops.transpose_rows(qt.data() + t * bq * d, bq, bq, head_q.data() + row0 * d, d, rows, d);
           ops.transpose_rows(dout_t.data() + t * bq * d, bq, bq, head_dout.data() + row0 * d, d, rows, d);
-          ops.row_dot(delta + t * bq, head_dout.data() + row0 * d, d, out_head + row0 * ldo, ldo, rows, d);
+          // delta = rowsum(dO * O), summed as dP = dO V^T sums (column_dot)
+          ops.transpose_rows(out_t.data(), bq, bq, out_head + row0 * ldo, ldo, rows, d);
+          ops.column_dot(delta + t * bq, out_t.data(), dout_t.data() + t * bq * d, bq, bq, d);
           std::copy(head_lse + row0, head_lse + row0 + rows, block_lse + t * bq);
           // columns past the last query: no key seen, P = 0
           std::fill(block_lse + t * bq + rows, block_lse + (t + 1) * bq, kNegativeInfinity);

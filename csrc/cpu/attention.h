@@ -89,8 +89,10 @@ struct AttentionKernels {
   // out[i * ldo + x] = acc[i * d + x] / sum[i] (0 where sum[i] = 0).
   void (*normalize_rows)(float* out, std::int64_t ldo, const float* acc, std::int64_t rows, std::int64_t d,
                          const float* sum);
-  void (*row_dot)(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
-                  std::int64_t d);
+  // out[i] = sum_x at[x * ld + i] bt[x * ld + i], i < columns: summed as
+  // block_scores sums a score.
+  void (*column_dot)(float* out, const float* at, const float* bt, std::int64_t ld, std::int64_t columns,
+                     std::int64_t depth);
   void (*decode_partial)(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows,
                          int kv_heads, const float* k, const float* v, std::int64_t ldk, std::int64_t ldv,
                          std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,

@@ -22,6 +22,10 @@ namespace attnkit::cpu::attention_kernels {
 
 constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
 
+// Terms of a score's dot product summed in registers before they join the
+// running sum (score_tile).
+constexpr std::int64_t kScoreChunk = 16;
+
 template <class V>
 inline V load_lanes(const float* p, int lanes) {
   return lanes == V::width ? V::load(p) : V::load_partial(p, lanes);
@@ -47,16 +51,33 @@ inline void score_tile(float* s, std::int64_t lds, float* column_max, const floa
   constexpr int W = V::width;
   const float* a_row[MR];
   for (int r = 0; r < MR; ++r) a_row[r] = a + (r < rows ? r : rows - 1) * lda;  // a short tile repeats its last row
+  // The dot products in chunks of kScoreChunk terms, each summed in the
+  // registers and then added to the block (in L1): the rounding error of a
+  // float sum grows with the number of terms behind each rounding, and
+  // chunks halve it against one chain of D terms (scores of magnitude 30-300
+  // carry it into every exponential).
+  alignas(64) float total[MR * NV * W];
   V acc[MR][NV];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::broadcast(0.0f);
-  for (std::int64_t x = 0; x < depth; ++x) {
-    V b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = V::load(bt + x * ldb + v * W);
-    for (int r = 0; r < MR; ++r) {
-      const V ar = V::broadcast(a_row[r][x]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, b[v], acc[r][v]);
+  for (std::int64_t x0 = 0; x0 < depth; x0 += kScoreChunk) {
+    const std::int64_t x1 = depth - x0 < kScoreChunk ? depth : x0 + kScoreChunk;
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::broadcast(0.0f);
+    for (std::int64_t x = x0; x < x1; ++x) {
+      V b[NV];
+      for (int v = 0; v < NV; ++v) b[v] = V::load(bt + x * ldb + v * W);
+      for (int r = 0; r < MR; ++r) {
+        const V ar = V::broadcast(a_row[r][x]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, b[v], acc[r][v]);
+      }
     }
+    // (every row, short tiles too: indexing acc by a run-time row count
+    // would keep it in memory instead of registers)
+    if (x0 > 0)
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::load(total + (r * NV + v) * W) + acc[r][v];
+    if (x1 < depth)
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v].store(total + (r * NV + v) * W);
   }
   const V factor = V::broadcast(scale);
   const V minus_inf = V::broadcast(kNegativeInfinity);
@@ -208,9 +229,14 @@ inline void block_product(float* c, std::int64_t ldc, const float* a, std::int64
 // 2^-126.5) are flushed to 0:
 // next to the maximum's e^0 = 1 in the same sum they are below the rounding
 // of any float sum, and the flush saves the subnormal scaling of vec_math::exp.
-// The reduction x - n ln2 is exact (n ln2 in two parts, kLn2Hi n exact for |n| <
-// 2^10 and fused into the subtraction): e^r on [-ln2/2, ln2/2] by its Taylor
-// series to degree 7 (truncation < 6e-9, below float rounding).
+// The reduction r = x - n ln2 loses nothing but the last rounding (n ln2 in
+// two parts, kLn2Hi n exact for |n| < 2^10 and fused into the subtraction).
+// e^r on [-ln2/2, ln2/2] as 1 + (r + r^2 q(r)), q the Taylor series of
+// (e^r - 1 - r) / r^2 to degree 5 (truncation < 6e-9): the small part is
+// summed first and the 1 added last, so the result rounds once where it
+// counts, about 0.75 ulp in all. (Horner's rule over the whole series ends
+// on two additions of order 1 and is good to about 1.5 ulp: where a sum has
+// a few terms, as dV of a short query block, that error shows.)
 template <class V>
 inline V softmax_exp(V x) {
   // n = round(x log2 e) >= -127, and n = -127 (x <= -87.68, -inf included)
@@ -218,15 +244,14 @@ inline V softmax_exp(V x) {
   x = max(V::broadcast(-88.0f), x);
   const V n = round_nearest(x * V::broadcast(vec_math::kLog2e));
   const V r = fma(n, V::broadcast(-vec_math::kLn2Lo), fma(n, V::broadcast(-vec_math::kLn2Hi), x));
-  V p = V::broadcast(1.0f / 5040.0f);
-  p = fma(p, r, V::broadcast(1.0f / 720.0f));
-  p = fma(p, r, V::broadcast(1.0f / 120.0f));
-  p = fma(p, r, V::broadcast(1.0f / 24.0f));
-  p = fma(p, r, V::broadcast(1.0f / 6.0f));
-  p = fma(p, r, V::broadcast(0.5f));
-  p = fma(p, r, V::broadcast(1.0f));
-  p = fma(p, r, V::broadcast(1.0f));
-  return p * pow2_integer(n);
+  V q = V::broadcast(1.0f / 5040.0f);
+  q = fma(q, r, V::broadcast(1.0f / 720.0f));
+  q = fma(q, r, V::broadcast(1.0f / 120.0f));
+  q = fma(q, r, V::broadcast(1.0f / 24.0f));
+  q = fma(q, r, V::broadcast(1.0f / 6.0f));
+  q = fma(q, r, V::broadcast(0.5f));
+  const V small = fma(r * r, q, r);
+  return (small + V::broadcast(1.0f)) * pow2_integer(n);
 }
 
 // One step of the online softmax (Milakov & Gimelshein 2018; FlashAttention,
@@ -245,24 +270,19 @@ inline void softmax_block(float* s, std::int64_t lds, std::int64_t rows, std::in
     // A query that has seen no visible key yet keeps P = 0: shift by 0, not
     // by -inf (e^(-inf - -inf) would be NaN).
     const V shift = select(less(new_max, V::broadcast(-3.0e38f)), V::broadcast(0.0f), new_max);
-    V sum0 = V::broadcast(0.0f), sum1 = V::broadcast(0.0f);
-    std::int64_t j = 0;
-    for (; j + 2 <= rows; j += 2) {
+    // Four sums, one per row modulo 4, added pairwise at the end: a quarter
+    // of the terms behind each rounding (this sum becomes lse, whose
+    // rounding backward's P carries), and four independent chains.
+    V sums[4] = {V::broadcast(0.0f), V::broadcast(0.0f), V::broadcast(0.0f), V::broadcast(0.0f)};
+    for (std::int64_t j = 0; j < rows; ++j) {
       float* row = s + j * lds + c;
-      const V p0 = softmax_exp(V::load(row) - shift);
-      const V p1 = softmax_exp(V::load(row + lds) - shift);
-      p0.store(row);
-      p1.store(row + lds);
-      sum0 = sum0 + p0;
-      sum1 = sum1 + p1;
+      const V p = softmax_exp(V::load(row) - shift);
+      p.store(row);
+      sums[j % 4] = sums[j % 4] + p;
     }
-    if (j < rows) {
-      const V p0 = softmax_exp(V::load(s + j * lds + c) - shift);
-      p0.store(s + j * lds + c);
-      sum0 = sum0 + p0;
-    }
+    const V block_sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
     const V factor = softmax_exp(old_max - shift);  // 0 on the first visible block
-    fma(V::load(running_sum + c), factor, sum0 + sum1).store(running_sum + c);
+    fma(V::load(running_sum + c), factor, block_sum).store(running_sum + c);
     new_max.store(running_max + c);
     factor.store(correction + c);
   }
@@ -333,18 +353,27 @@ inline void normalize_rows(float* out, std::int64_t ldo, const float* acc, std::
   }
 }
 
-// delta[i] = sum_d dO[i, d] * O[i, d] for `rows` rows (strided).
+// out[i] = sum_x at[x * ld + i] bt[x * ld + i] for i < columns (a multiple of
+// W): dot products down the columns of two transposed blocks, summed in
+// exactly the order score_tile sums a score (chunks of kScoreChunk FMAs, each
+// chunk then added to the running sum). Backward's delta = rowsum(dO * O) is
+// computed so: where a query's softmax is (nearly) one-hot, O is (nearly) the
+// row of V it picked, and dP - delta cancels (nearly) exactly, as it does in
+// exact arithmetic, instead of leaving the rounding difference of two
+// different summation orders (which is most of dS there).
 template <class V>
-inline void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
-                    std::int64_t d) {
+inline void column_dot(float* out, const float* at, const float* bt, std::int64_t ld, std::int64_t columns,
+                       std::int64_t depth) {
   constexpr int W = V::width;
-  for (std::int64_t i = 0; i < rows; ++i) {
-    V acc = V::broadcast(0.0f);
-    for (std::int64_t x = 0; x < d; x += W) {
-      const int lanes = d - x < W ? static_cast<int>(d - x) : W;
-      acc = fma(load_lanes<V>(a + i * lda + x, lanes), load_lanes<V>(b + i * ldb + x, lanes), acc);
+  for (std::int64_t i = 0; i < columns; i += W) {
+    V total = V::broadcast(0.0f);
+    for (std::int64_t x0 = 0; x0 < depth; x0 += kScoreChunk) {
+      const std::int64_t x1 = depth - x0 < kScoreChunk ? depth : x0 + kScoreChunk;
+      V acc = V::broadcast(0.0f);
+      for (std::int64_t x = x0; x < x1; ++x) acc = fma(V::load(at + x * ld + i), V::load(bt + x * ld + i), acc);
+      total = x0 > 0 ? total + acc : acc;
     }
-    delta[i] = vec_math::lane_sum(acc);
+    total.store(out + i);
   }
 }
 

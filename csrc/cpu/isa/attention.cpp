@@ -44,7 +44,7 @@ const AttentionKernels attention_table = {
     attention_kernels::softmax_gradient_block<Vec>,
     attention_kernels::transpose_rows<Vec>,
     attention_kernels::normalize_rows<Vec>,
-    attention_kernels::row_dot<Vec>,
+    attention_kernels::column_dot<Vec>,
     attention_kernels::decode_partial<Vec>,
 };
 
