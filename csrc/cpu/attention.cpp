@@ -47,6 +47,13 @@ std::int64_t key_block_size(std::int64_t query_block, std::int64_t d) {
 // How much of a block of queries x keys the mask lets through.
 enum class BlockVisibility { hidden, partial, visible };
 
+// A block as the kernels run it: its visibility and the keys [begin, end)
+// to compute, the block's keys less those no query of the block sees.
+struct BlockKeys {
+  BlockVisibility visibility;
+  std::int64_t begin, end;
+};
+
 // The mask of a problem: which keys each query sees. Two views of it:
 //  - classify() sorts a block of queries x keys into hidden (skipped whole),
 //    partial (masked in registers, BlockMask) or visible (no mask at all);
@@ -97,15 +104,17 @@ class AttentionMask {
   // decrease with the query, so the first and last query bound the block:
   // hidden when every range ends before j0 or starts at j1 or later, or every
   // key is padding; visible when every range covers [j0, j1) and no key is
-  // padding; partial otherwise (which is always safe).
-  BlockVisibility classify(std::int64_t b, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const {
+  // padding; partial otherwise (which is always safe), with the keys before
+  // the first query's range and from the last query's end on left out (the
+  // causal diagonal: a triangle, not the whole block).
+  BlockKeys classify(std::int64_t b, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const {
     std::int64_t first_lo, first_hi, last_lo, last_hi;
     range(b, i0, &first_lo, &first_hi);
     range(b, i1 - 1, &last_lo, &last_hi);
     const std::int64_t padded = padded_keys(b, j0, j1);
-    if (last_hi <= j0 || first_lo >= j1 || padded == j1 - j0) return BlockVisibility::hidden;
-    if (last_lo <= j0 && first_hi >= j1 && padded == 0) return BlockVisibility::visible;
-    return BlockVisibility::partial;
+    if (last_hi <= j0 || first_lo >= j1 || padded == j1 - j0) return {BlockVisibility::hidden, j0, j0};
+    if (last_lo <= j0 && first_hi >= j1 && padded == 0) return {BlockVisibility::visible, j0, j1};
+    return {BlockVisibility::partial, std::max(j0, first_lo), std::min(j1, last_hi)};
   }
 
   // The key range of each query of [i0, i0 + rows) as floats, for BlockMask;
@@ -309,20 +318,21 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       const std::int64_t columns = std::min(bq, round_up(rows, kColumnMultiple));
       const float* head_k = packed_k.data() + (b * p.kv_heads + h / group) * kv_size;
       const float* head_v = packed_v.data() + (b * p.kv_heads + h / group) * kv_size;
-      ops.transpose_rows(qt.data(), bq, bq, q + (b * p.query_length + row0) * p.q_stride + h * d, p.q_stride, rows, d);
+      ops.transpose_rows(qt.data(), bq, columns, q + (b * p.query_length + row0) * p.q_stride + h * d, p.q_stride, rows,
+                         d);
       mask.fill_rows(b, row0, rows, columns, first_key, end_key);
       std::fill(running_max, running_max + columns, kNegativeInfinity);
       std::fill(running_sum, running_sum + columns, 0.0f);
       std::fill(accumulator.data(), accumulator.data() + rows * d, 0.0f);
       const float* blocked = mask.key_blocked(b);
-      for (std::int64_t j0 = 0; j0 < p.key_length; j0 += bk) {
-        const std::int64_t n = std::min(bk, p.key_length - j0);
-        const BlockVisibility visibility = mask.classify(b, row0, row0 + rows, j0, j0 + n);
-        if (visibility == BlockVisibility::hidden) continue;
+      for (std::int64_t block = 0; block < p.key_length; block += bk) {
+        const BlockKeys keys = mask.classify(b, row0, row0 + rows, block, std::min(block + bk, p.key_length));
+        if (keys.visibility == BlockVisibility::hidden) continue;
+        const std::int64_t j0 = keys.begin, n = keys.end - keys.begin;
         const BlockMask block_mask{first_key, end_key, blocked != nullptr ? blocked + j0 : nullptr, j0};
         std::fill(column_max, column_max + columns, kNegativeInfinity);
         ops.block_scores(scores.data(), bq, column_max, head_k + j0 * d, d, qt.data(), bq, n, columns, d, p.scale,
-                         visibility == BlockVisibility::partial ? &block_mask : nullptr);
+                         keys.visibility == BlockVisibility::partial ? &block_mask : nullptr);
         ops.softmax_block(scores.data(), bq, n, columns, column_max, running_max, running_sum, correction);
         // The normalizer counts every key; only the weights that reach V are dropped.
         if (p.dropout_drop_below != 0)
@@ -408,14 +418,14 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           std::fill(block_lse + t * bq + rows, block_lse + (t + 1) * bq, kNegativeInfinity);
           std::fill(delta + t * bq + rows, delta + (t + 1) * bq, 0.0f);
         }
-        for (std::int64_t j0 = 0; j0 < p.key_length; j0 += bk) {
-          const std::int64_t n = std::min(bk, p.key_length - j0);
-          const float* block_k = head_k.data() + j0 * d;
-          const float* block_v = head_v.data() + j0 * d;
+        for (std::int64_t block = 0; block < p.key_length; block += bk) {
           for (std::int64_t t = 0; t < query_blocks; ++t) {
             const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
-            const BlockVisibility visibility = mask.classify(b, row0, row0 + rows, j0, j0 + n);
-            if (visibility == BlockVisibility::hidden) continue;
+            const BlockKeys keys = mask.classify(b, row0, row0 + rows, block, std::min(block + bk, p.key_length));
+            if (keys.visibility == BlockVisibility::hidden) continue;
+            const std::int64_t j0 = keys.begin, n = keys.end - keys.begin;
+            const float* block_k = head_k.data() + j0 * d;
+            const float* block_v = head_v.data() + j0 * d;
             const std::int64_t columns = std::min(bq, round_up(rows, kColumnMultiple));
             const BlockMask block_mask{first_key + t * bq, end_key + t * bq,
                                        blocked != nullptr ? blocked + j0 : nullptr, j0};
@@ -423,7 +433,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             // the same order: the same scores, consistent with the saved lse),
             // and dP^T = V dO^T
             ops.block_scores(scores.data(), bq, nullptr, block_k, d, qt.data() + t * bq * d, bq, n, columns, d, p.scale,
-                             visibility == BlockVisibility::partial ? &block_mask : nullptr);
+                             keys.visibility == BlockVisibility::partial ? &block_mask : nullptr);
             ops.block_scores(dscores.data(), bq, nullptr, block_v, d, dout_t.data() + t * bq * d, bq, n, columns, d,
                              1.0f, nullptr);
             // With dropout, out = (P o M) V: the gradient reaching P is dP o M,
