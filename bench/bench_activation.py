@@ -1,7 +1,7 @@
 """GELU forward and backward throughput (GB/s) against PyTorch and against the
 machine's memory bandwidth, at each thread count, on arrays far above the L3.
 
-    python bench/bench_activation.py [--threads 1 2] [--mib 128] [--no-torch]
+    python bench/bench_activation.py [--threads 1 2] [--mib MIB] [--rounds 3] [--no-torch]
 
 Bytes counted are those the op must move: forward reads x and writes y (8 bytes
 per element), backward reads dy and x and writes dx (12 bytes per element). The
@@ -17,7 +17,7 @@ previous call, so they pay no page faults after the first call.
 
 from __future__ import annotations
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
 import numpy as np
 
 import attnkit
@@ -29,52 +29,54 @@ FORWARD_BYTES = 8  # read x, write y
 BACKWARD_BYTES = 12  # read dy and x, write dx
 
 
-def main() -> None:
-    parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=128, help="size of each array in MiB (default: 128, 4x a 32 MiB L3)")
-    args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
-
+def measure(recorder, side: str, torch, args) -> None:
+    """This side's rows: attnkit's F.gelu and the kernel autograd calls, or
+    PyTorch's as a user calls it and with preallocated outputs."""
     n = args.mib * common.MIB // 4
     rng = np.random.default_rng(0)
     x_numpy = rng.standard_normal(n, dtype=np.float32) * 3
     dy_numpy = rng.standard_normal(n, dtype=np.float32)
-    x = attnkit.from_numpy(x_numpy)
-    x_array, dy_array = x._array, attnkit.from_numpy(dy_numpy)._array
-    if torch is not None:
+    if side == "attnkit":
+        x = attnkit.from_numpy(x_numpy)
+        x_array, dy_array = x._array, attnkit.from_numpy(dy_numpy)._array
+    else:
         x_torch, dy_torch = torch.from_numpy(x_numpy), torch.from_numpy(dy_numpy)
         out_torch = torch.empty_like(x_torch)
-
-    timed = dict(warmup=args.warmup, repeats=args.repeats)
-    rows = []
-    for threads in args.threads:
-        common.set_threads(threads, torch)
-        copy_bandwidth = common.memory_bandwidth("copy", threads, args.probe_mib)
-        triad_bandwidth = common.memory_bandwidth("triad", threads, args.probe_mib)
-        for approximate in ("none", "tanh"):
-            forward = {"ours": lambda: F.gelu(x, approximate=approximate)}
+    for approximate in ("none", "tanh"):
+        if side == "attnkit":
+            forward = {"attnkit": lambda: F.gelu(x, approximate=approximate)}
             # backward: the kernel autograd calls, without the forward
-            backward = {"ours": lambda: _C.gelu_backward(dy_array, x_array, approximate)}
-            if torch is not None:
-                forward["torch"] = lambda: torch.nn.functional.gelu(x_torch, approximate=approximate)
-                forward["torch out="] = lambda: torch.ops.aten.gelu.out(x_torch, approximate=approximate, out=out_torch)
-                backward["torch"] = lambda: torch.ops.aten.gelu_backward(dy_torch, x_torch, approximate=approximate)
-                backward["torch out="] = lambda: torch.ops.aten.gelu_backward.grad_input(
+            backward = {"attnkit": lambda: _C.gelu_backward(dy_array, x_array, approximate)}
+        else:
+            aten = torch.ops.aten
+            forward = {
+                "torch": lambda: torch.nn.functional.gelu(x_torch, approximate=approximate),
+                "torch out=": lambda: aten.gelu.out(x_torch, approximate=approximate, out=out_torch),
+            }
+            backward = {
+                "torch": lambda: aten.gelu_backward(dy_torch, x_torch, approximate=approximate),
+                "torch out=": lambda: aten.gelu_backward.grad_input(
                     dy_torch, x_torch, approximate=approximate, grad_input=out_torch
-                )
-            for op, callables, work, limit, limit_name in (
-                ("gelu forward", forward, FORWARD_BYTES * n, copy_bandwidth, "copy"),
-                ("gelu backward", backward, BACKWARD_BYTES * n, triad_bandwidth, "triad"),
-            ):
-                timings = common.time_side_by_side(callables, **timed)
-                ours = timings.pop("ours")
-                rows.append(common.Row(op, approximate, threads, work, "GB/s", ours, timings, limit, limit_name))
+                ),
+            }
+        recorder.time("gelu forward", approximate, forward, work=FORWARD_BYTES * n, unit="GB/s", limit="copy")
+        recorder.time("gelu backward", approximate, backward, work=BACKWARD_BYTES * n, unit="GB/s", limit="triad")
 
-    facts = common.machine_facts(torch)
-    print(", ".join(f"{k}: {v}" for k, v in facts.items()))
-    common.print_table(rows, title=f"GELU, {n} float32 elements ({args.mib} MiB per array)")
-    path = common.write_results(__file__, rows, {**vars(args), "elements": n}, torch)
-    print(f"written to {path}")
+
+def main() -> None:
+    parser = common.argument_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--mib", type=int, default=common.beyond_l3_mib(128, 1), help="MiB per array (default: the L3, at least 128)"
+    )
+    args = parser.parse_args()
+    n = args.mib * common.MIB // 4
+    common.run(
+        __file__,
+        args,
+        measure,
+        title=f"GELU, {n} float32 elements ({args.mib} MiB per array)",
+        settings={"elements": n},
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 attnkit's own unfused composition, forward and forward+backward, and the decode
 step against memory bandwidth.
 
-    python bench/bench_attention.py [--threads 1 2] [--repeats 10] [--no-torch]
+    python bench/bench_attention.py [--threads 1 2] [--rounds 3] [--repeats 10] [--no-torch]
 
 FLOPs: forward 4 B H Tq Tk D (Q K^T and P V), forward+backward 3.5x that (the
 backward does five products of the same size, 2.5x the forward); causal
@@ -16,13 +16,14 @@ runs on the non-causal shapes up to T = 1024.
 
 Decode: one query per head against a cache of Tk keys, as when generating a
 token; GB/s are counted on the bytes of K and V read, against the probe's read
-bandwidth. The step rotates through one cache per layer (12, as GPT-2 small),
-more than the L3 holds, so the caches come from memory as in a real model.
+bandwidth. The step rotates through one cache per layer (12, as GPT-2 small,
+or more, to twice the L3's size), so the caches come from memory as in a real
+model.
 """
 
 from __future__ import annotations
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
 import numpy as np
 
 import attnkit
@@ -39,7 +40,14 @@ SHAPES = [  # (B, H, T, D, causal)
     (4, 12, 256, 64, True),
 ]
 DECODE = (1, 12, 1024, 64)  # B, H, Tk, D
-DECODE_LAYERS = 12
+DECODE_LAYERS = 12  # at least; more where twice the L3 holds more caches
+
+
+def decode_layers() -> int:
+    """Caches (one per layer) the decode step rotates through: as GPT-2 small
+    has, or as many as make twice the L3, so that they come from memory."""
+    b, h, tk, d = DECODE
+    return max(DECODE_LAYERS, -(-common.beyond_l3_mib(0) * common.MIB // (2 * b * tk * h * d * 4)))
 
 
 def unfused(q, k, v):
@@ -51,105 +59,71 @@ def unfused(q, k, v):
     return out
 
 
-def main() -> None:
-    parser = common.argument_parser(__doc__.splitlines()[0])
-    args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
-    rng = np.random.default_rng(0)
-    timed = dict(warmup=args.warmup, repeats=args.repeats)
-    rows = []
-
-    for threads in args.threads:
-        common.set_threads(threads, torch)
-        peak = common.fma_peak(threads)
-        for b, h, t, d, causal in SHAPES:
-            shape = (b, t, h, d)
-            q, k, v, g = (rng.standard_normal(shape, dtype=np.float32) for _ in range(4))
+def measure(recorder, side: str, torch, args) -> None:
+    """This side's rows: attnkit's fused attention (and the unfused
+    composition), or PyTorch's SDPA."""
+    for b, h, t, d, causal in SHAPES:
+        rng = np.random.default_rng(t)
+        shape = (b, t, h, d)
+        q, k, v, g = (rng.standard_normal(shape, dtype=np.float32) for _ in range(4))
+        if side == "attnkit":
             aq, ak, av = (attnkit.tensor(x, requires_grad=True) for x in (q, k, v))
             ag = attnkit.tensor(g)
-            forward = {"ours": lambda: F.attention(aq, ak, av, causal=causal)}
-            both = {"ours": lambda: F.attention(aq, ak, av, causal=causal).backward(ag)}
+            forward = {"attnkit": lambda: F.attention(aq, ak, av, causal=causal)}
+            both = {"attnkit": lambda: F.attention(aq, ak, av, causal=causal).backward(ag)}
             if not causal and t <= 1024:
                 heads_first = [np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(b * h, t, d)) for x in (q, k, v)]
                 uq, uk, uv = (attnkit.from_numpy(x)._array for x in heads_first)
                 forward["unfused"] = lambda: unfused(uq, uk, uv)
-            if torch is not None:
-                tq, tk, tv = (torch.tensor(x).transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
-                tg = torch.tensor(g).transpose(1, 2).contiguous()
-                sdpa = torch.nn.functional.scaled_dot_product_attention
-                forward["torch"] = lambda: sdpa(tq, tk, tv, is_causal=causal)
-                both["torch"] = lambda: sdpa(tq, tk, tv, is_causal=causal).backward(tg)
-            flops = 4.0 * b * h * t * t * d * (0.5 if causal else 1.0)
-            case = f"B{b} H{h} T{t} D{d}" + (" causal" if causal else "")
-            timings = common.time_side_by_side(forward, **timed)
-            rows.append(
-                common.Row(
-                    "attention forward", case, threads, flops, "GFLOP/s", timings.pop("ours"), timings, peak, "FMA peak"
-                )
-            )
-            timings = common.time_side_by_side(both, **timed)
-            rows.append(
-                common.Row(
-                    "attention fwd+bwd",
-                    case,
-                    threads,
-                    3.5 * flops,
-                    "GFLOP/s",
-                    timings.pop("ours"),
-                    timings,
-                    peak,
-                    "FMA peak",
-                )
-            )
+        else:
+            tq, tk, tv = (torch.tensor(x).transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
+            tg = torch.tensor(g).transpose(1, 2).contiguous()
+            sdpa = torch.nn.functional.scaled_dot_product_attention
+            forward = {"torch": lambda: sdpa(tq, tk, tv, is_causal=causal)}
+            both = {"torch": lambda: sdpa(tq, tk, tv, is_causal=causal).backward(tg)}
+        flops = 4.0 * b * h * t * t * d * (0.5 if causal else 1.0)
+        case = f"B{b} H{h} T{t} D{d}" + (" causal" if causal else "")
+        recorder.time("attention forward", case, forward, work=flops, unit="GFLOP/s", limit="fma")
+        recorder.time("attention fwd+bwd", case, both, work=3.5 * flops, unit="GFLOP/s", limit="fma")
 
-        b, h, tk, d = DECODE
-        read_bandwidth = common.memory_bandwidth("read", threads, args.probe_mib)
-        queries = [attnkit.tensor(rng.standard_normal((b, 1, h, d), dtype=np.float32)) for _ in range(DECODE_LAYERS)]
-        caches = [
-            (
-                attnkit.tensor(rng.standard_normal((b, tk, h, d), dtype=np.float32)),
-                attnkit.tensor(rng.standard_normal((b, tk, h, d), dtype=np.float32)),
-            )
-            for _ in range(DECODE_LAYERS)
-        ]
+    b, h, tk, d = DECODE
+    layers = decode_layers()
+    rng = np.random.default_rng(0)
+    queries = [rng.standard_normal((b, 1, h, d), dtype=np.float32) for _ in range(layers)]
+    first = tuple(rng.standard_normal((b, tk, h, d), dtype=np.float32) for _ in range(2))
+    caches = [first] + [tuple(x.copy() for x in first) for _ in range(layers - 1)]  # distinct memory, as fast as a copy
+    if side == "attnkit":
+        our_queries = [attnkit.tensor(x) for x in queries]
+        our_caches = [tuple(attnkit.tensor(x) for x in kv) for kv in caches]
 
         def decode_step():
             with attnkit.no_grad():
-                for query, (key, value) in zip(queries, caches):
+                for query, (key, value) in zip(our_queries, our_caches):
                     F.attention(query, key, value, causal=True)
 
-        decode = {"ours": decode_step}
-        if torch is not None:
-            tqueries = [torch.tensor(x.numpy()).transpose(1, 2).contiguous() for x in queries]
-            tcaches = [tuple(torch.tensor(x.numpy()).transpose(1, 2).contiguous() for x in kv) for kv in caches]
+    else:
+        torch_queries = [torch.tensor(x).transpose(1, 2).contiguous() for x in queries]
+        torch_caches = [tuple(torch.tensor(x).transpose(1, 2).contiguous() for x in kv) for kv in caches]
 
-            def torch_step():
-                with torch.no_grad():
-                    for query, (key, value) in zip(tqueries, tcaches):
-                        torch.nn.functional.scaled_dot_product_attention(query, key, value)
+        def decode_step():
+            with torch.no_grad():
+                for query, (key, value) in zip(torch_queries, torch_caches):
+                    torch.nn.functional.scaled_dot_product_attention(query, key, value)
 
-            decode["torch"] = torch_step
-        timings = common.time_side_by_side(decode, **timed)
-        cache_bytes = 2.0 * b * tk * h * d * 4 * DECODE_LAYERS
-        rows.append(
-            common.Row(
-                "attention decode",
-                f"B{b} H{h} Tk{tk} D{d} x{DECODE_LAYERS} layers",
-                threads,
-                cache_bytes,
-                "GB/s",
-                timings.pop("ours"),
-                timings,
-                read_bandwidth,
-                "read",
-            )
-        )
+    recorder.time(
+        "attention decode",
+        f"B{b} H{h} Tk{tk} D{d} x{layers} layers",
+        {side: decode_step},
+        work=2.0 * b * tk * h * d * 4 * layers,  # the bytes of K and V
+        unit="GB/s",
+        limit="read",
+    )
 
-    facts = common.machine_facts(torch)
-    print(", ".join(f"{key}: {value}" for key, value in facts.items()))
-    common.print_table(rows, title="Attention (float32): GFLOP/s; decode in GB/s of K and V")
-    path = common.write_results(__file__, rows, vars(args), torch)
-    print(f"written to {path}")
+
+def main() -> None:
+    parser = common.argument_parser(__doc__.splitlines()[0])
+    args = parser.parse_args()
+    common.run(__file__, args, measure, title="Attention (float32): GFLOP/s; decode in GB/s of K and V")
 
 
 if __name__ == "__main__":

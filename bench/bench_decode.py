@@ -1,6 +1,7 @@
 """Decode tokens/s with the KV cache, attnkit against the same GPT in PyTorch.
 
-    python bench/bench_decode.py [--models shakespeare gpt2] [--threads 2] [--repeats 3] [--no-torch] [--profile]
+    python bench/bench_decode.py [--models shakespeare gpt2] [--threads 2] [--rounds 3] [--repeats 3] [--no-torch]
+                                 [--profile]
 
 One call decodes ``new_tokens`` tokens greedily after a one-token prompt,
 batch 1: attnkit's ``GPT.generate`` (caches allocated once per call, the
@@ -8,13 +9,17 @@ prompt in one forward pass, then one token per step, the next token from the
 native sampler) against ``bench/torch_gpt.py``'s ``GPT.generate``
 (preallocated caches, SDPA attention, ``argmax``) with the same weights
 (copied from attnkit's model). Both must produce the same tokens; the script
-says so. The two are timed in alternating rounds at one thread count; the
-median is reported, per token.
+says so. Each library runs in worker processes of its own, in alternating
+rounds (common.py); the figures are per token.
 
 - shakespeare: nanoGPT's CPU Shakespeare model (4 layers, 4 heads, 128 wide,
   vocab 65) with block 256, decoding 255 tokens;
 - gpt2: GPT-2-small dims (12 layers, 12 heads, 768 wide, vocab 50257, block
-  1024), random weights, decoding 64 tokens.
+  1024), random weights, decoding 64 tokens;
+- qwen2-0.5b: a Llama-family model (Qwen2-0.5B's dims, 494M parameters,
+  grouped-query attention) loaded from a transformers checkpoint, against
+  transformers' own ``generate``, each library in worker processes of its
+  own: see ``llama_decode.py``, which this script runs for it.
 
 The bandwidth bound: a decoding step reads every weight once (the tied
 embedding twice over: one row for the input, all of it for the LM head; the
@@ -24,23 +29,24 @@ fastest a step can be. The Shakespeare model's 3.2 MB of weights stay in the
 L2/L3 caches, so its bound from DRAM bandwidth is loose and its steps are
 bound by per-op overhead instead.
 
-``--profile`` times every native call of one attnkit decode
-(``common.KernelTimer``) and prints the per-kernel breakdown and the Python
-time between kernels.
+``--profile`` times every native call of one attnkit decode, in one more
+worker run under bench/kernel_timer.py, and prints the per-kernel breakdown
+and the Python time between kernels.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
+import llama_decode
 import numpy as np
 
 import attnkit
 from attnkit.models import GPT, GPTConfig
 
+# Measured by llama_decode.py (transformers' generate as the peer, in processes of its own).
+LLAMA_MODELS = ("qwen2-0.5b",)
 MODELS = {
     "shakespeare": dict(
         config=GPTConfig(vocab_size=65, block_size=256, n_layer=4, n_head=4, n_embd=128, dropout=0.0), new_tokens=255
@@ -50,6 +56,7 @@ MODELS = {
         new_tokens=64,
     ),
 }
+PROFILE_SIDE = "attnkit profile"
 
 
 def bytes_per_token(config: GPTConfig, new_tokens: int) -> float:
@@ -71,96 +78,123 @@ def bytes_per_token(config: GPTConfig, new_tokens: int) -> float:
     return 4.0 * (weights + cache)
 
 
-def decoders(config: GPTConfig, new_tokens: int, torch):
-    """name -> () -> int64 tokens [1, 1 + new_tokens], from one set of weights."""
+def decoder(side: str, config: GPTConfig, new_tokens: int, torch):
+    """() -> int64 tokens [1, 1 + new_tokens]: the side's model, with the
+    weights of attnkit's GPT at seed 0, decoding greedily."""
     attnkit.manual_seed(0)
     model = GPT(config)
     model.eval()
     prompt = np.zeros((1, 1), np.int64)
-    ours_prompt = attnkit.from_numpy(prompt)
-    result = {"attnkit": lambda: model.generate(ours_prompt, new_tokens, temperature=0).numpy()}
-    if torch is not None:
-        import torch_gpt  # imports torch: only when it is installed
+    if side.startswith("attnkit"):
+        ours_prompt = attnkit.from_numpy(prompt)
+        return lambda: model.generate(ours_prompt, new_tokens, temperature=0).numpy()
+    import torch_gpt  # imports torch: only on PyTorch's side
 
-        theirs = torch_gpt.GPT(torch_gpt.GPTConfig.from_config(config))
-        torch_gpt.copy_from_attnkit(theirs, model)
-        theirs.eval()
-        torch_prompt = torch.from_numpy(prompt)
-        caches = theirs.make_caches(1, 1 + new_tokens)
-        result["torch"] = lambda: theirs.generate(torch_prompt, new_tokens, caches=caches).numpy()
-    return result, model
+    theirs = torch_gpt.GPT(config)
+    torch_gpt.copy_from_attnkit(theirs, model)
+    theirs.eval()
+    torch_prompt = torch.from_numpy(prompt)
+    caches = theirs.make_caches(1, 1 + new_tokens)
+    return lambda: theirs.generate(torch_prompt, new_tokens, caches=caches).numpy()
+
+
+def measure(recorder, side: str, torch, args) -> None:
+    for name in args.models:
+        config, new_tokens = MODELS[name]["config"], MODELS[name]["new_tokens"]
+        decode = decoder(side, config, new_tokens, torch)
+        recorder.facts[f"tokens {name}"] = decode().tolist()
+        if side == PROFILE_SIDE:
+            recorder.facts[f"profile {name}"] = profile(decode, new_tokens)
+            continue
+        recorder.time("decode", name, {side: decode}, new_tokens=new_tokens)
+
+
+def profile(decode, new_tokens: int) -> dict:
+    """Per token, of one decode timed kernel by kernel: wall, kernel and
+    Python milliseconds, and the milliseconds and calls of each kernel."""
+    import kernel_timer  # in the profile worker only, which runs under bench/kernel_timer.py
+
+    with kernel_timer.KernelTimer() as timer:
+        start = time.perf_counter()
+        decode()
+        wall = time.perf_counter() - start
+    return {
+        "wall_ms": wall * 1e3 / new_tokens,
+        "kernel_ms": timer.kernel_seconds * 1e3 / new_tokens,
+        "python_ms": timer.python_seconds(wall) * 1e3 / new_tokens,
+        "by_kernel_ms": {kernel: seconds * 1e3 / new_tokens for kernel, seconds, _ in timer.breakdown()},
+        "calls_by_kernel": {kernel: calls / new_tokens for kernel, _, calls in timer.breakdown()},
+    }
 
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.set_defaults(threads=[2], repeats=3, warmup=1)
-    parser.add_argument("--models", nargs="+", default=["shakespeare", "gpt2"], choices=sorted(MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=["shakespeare", "gpt2"], choices=sorted(MODELS) + list(LLAMA_MODELS)
+    )
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one decode")
     args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
+    # The Llama-family models run in llama_decode.py (transformers as the peer);
+    # the workers of this script see only the GPT models.
+    llama_models = [name for name in args.models if name in LLAMA_MODELS]
+    args.models = [name for name in args.models if name not in LLAMA_MODELS]
+    if llama_models and not args.worker:
+        for threads in args.threads:
+            llama_decode.main(["--decode-only", "--threads", str(threads), "--repeats", str(args.repeats)])
+    if not args.models:
+        return
+    common.run_worker(args, measure)
+
+    facts = common.print_machine(args)
+    names = common.sides(args)
+    print(f"{args.rounds} round(s) of {', '.join(names)} worker processes at {args.threads} thread(s)")
+    merged, documents = common.measure_sides(__file__, args, names)
+    profiles = {}
+    if args.profile:
+        _, profiles = common.measure_sides(
+            __file__, args, [PROFILE_SIDE], rounds=1, runner=common.kernel_timer_runner(__file__)
+        )
 
     results = []
-    for threads in args.threads:
-        common.set_threads(threads, torch)
-        bandwidth = common.memory_bandwidth("read", threads, args.probe_mib)
-        for name in args.models:
-            config, new_tokens = MODELS[name]["config"], MODELS[name]["new_tokens"]
-            calls, model = decoders(config, new_tokens, torch)
-            outputs = {key: fn() for key, fn in calls.items()}
-            same = None if "torch" not in outputs else bool(np.array_equal(outputs["attnkit"], outputs["torch"]))
-            timings = common.time_side_by_side(calls, warmup=args.warmup, repeats=args.repeats)
-            per_token = {key: t.median / new_tokens for key, t in timings.items()}
-            step_bytes = bytes_per_token(config, new_tokens)
-            bound_s = step_bytes / (bandwidth * 1e9)
-            row = {
-                "model": name,
-                "threads": threads,
-                "new_tokens": new_tokens,
-                "n_layer": config.n_layer,
-                "n_embd": config.n_embd,
-                "vocab": config.vocab_size,
-                "attnkit_tokens_per_s": 1.0 / per_token["attnkit"],
-                "attnkit_spread": timings["attnkit"].spread,
-                "torch_tokens_per_s": 1.0 / per_token["torch"] if "torch" in per_token else None,
-                "torch_spread": timings["torch"].spread if "torch" in timings else None,
-                "same_tokens": same,
-                "bytes_per_token": step_bytes,
-                "read_bandwidth_gbps": bandwidth,
-                "bound_tokens_per_s": 1.0 / bound_s,
-            }
-            if args.profile:
-                with common.KernelTimer() as timer:
-                    start = time.perf_counter()
-                    calls["attnkit"]()
-                    wall = time.perf_counter() - start
-                row["profile_ms_per_token"] = {
-                    "wall": wall * 1e3 / new_tokens,
-                    "kernels": timer.kernel_seconds * 1e3 / new_tokens,
-                    "python": timer.python_seconds(wall) * 1e3 / new_tokens,
-                    "by_kernel": {kernel: seconds * 1e3 / new_tokens for kernel, seconds, _ in timer.breakdown()},
-                }
-                print(
-                    f"\n{name}, {threads} threads: one decode of {new_tokens} tokens, per token: "
-                    f"wall {wall * 1e3 / new_tokens:.3f} ms, kernels {timer.kernel_seconds * 1e3 / new_tokens:.3f} ms,"
-                    f" Python {timer.python_seconds(wall) * 1e3 / new_tokens:.3f} ms"
-                )
-                for kernel, seconds, count in timer.breakdown(top=15):
-                    print(f"  {kernel:<24} {seconds * 1e3 / new_tokens:8.3f} ms  {count / new_tokens:5.1f} calls")
-            results.append(row)
+    for row in merged:
+        name, threads = row["case"], row["threads"]
+        config, new_tokens = MODELS[name]["config"], row["extra"]["new_tokens"]
+        timings = row["columns"]
+        ours = timings["attnkit"]
+        theirs = timings.get("torch")
+        tokens = {side: docs[0]["facts"][f"tokens {name}"] for side, docs in documents[threads].items()}
+        bandwidth = common.limits(threads, args.probe_mib)["read"]
+        step_bytes = bytes_per_token(config, new_tokens)
+        result = {
+            "model": name,
+            "threads": threads,
+            "new_tokens": new_tokens,
+            "n_layer": config.n_layer,
+            "n_embd": config.n_embd,
+            "vocab": config.vocab_size,
+            "attnkit": ours.to_json(),
+            "attnkit_tokens_per_s": new_tokens / ours.median,
+            "torch": None if theirs is None else theirs.to_json(),
+            "torch_tokens_per_s": None if theirs is None else new_tokens / theirs.median,
+            "same_tokens": None if "torch" not in tokens else tokens["attnkit"] == tokens["torch"],
+            "bytes_per_token": step_bytes,
+            "read_bandwidth_gbps": bandwidth,
+            "bound_tokens_per_s": bandwidth * 1e9 / step_bytes,
+        }
+        if profiles:
+            result["profile_ms_per_token"] = profiles[threads][PROFILE_SIDE][0]["facts"][f"profile {name}"]
+            p = result["profile_ms_per_token"]
+            print(
+                f"\n{name}, {threads} threads: one decode of {new_tokens} tokens, per token: wall "
+                f"{p['wall_ms']:.3f} ms, kernels {p['kernel_ms']:.3f} ms, Python {p['python_ms']:.3f} ms"
+            )
+            for kernel, ms in list(p["by_kernel_ms"].items())[:15]:
+                print(f"  {kernel:<24} {ms:8.3f} ms  {p['calls_by_kernel'][kernel]:5.1f} calls")
+        results.append(result)
 
-    print()
-    header = [
-        "model",
-        "thr",
-        "attnkit tok/s",
-        "±",
-        "torch tok/s",
-        "±",
-        "attnkit/torch",
-        "bound tok/s",
-        "of bound",
-        "same tokens",
-    ]
+    header = ["model", "thr", "attnkit tok/s", "±", "torch tok/s", "±", "attnkit/torch", "bound tok/s", "of bound"]
+    header.append("same tokens")
     lines = []
     for r in results:
         theirs = r["torch_tokens_per_s"]
@@ -169,43 +203,22 @@ def main() -> None:
                 r["model"],
                 str(r["threads"]),
                 f"{r['attnkit_tokens_per_s']:.1f}",
-                f"{50 * r['attnkit_spread']:.0f}%",
+                f"{50 * r['attnkit']['spread']:.0f}%",
                 "-" if theirs is None else f"{theirs:.1f}",
-                "-" if theirs is None else f"{50 * r['torch_spread']:.0f}%",
+                "-" if theirs is None else f"{50 * r['torch']['spread']:.0f}%",
                 "-" if theirs is None else f"{r['attnkit_tokens_per_s'] / theirs:.2f}",
                 f"{r['bound_tokens_per_s']:.1f}",
                 f"{r['attnkit_tokens_per_s'] / r['bound_tokens_per_s']:.0%}",
                 "-" if r["same_tokens"] is None else ("yes" if r["same_tokens"] else "NO"),
             ]
         )
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for line in lines:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
-    bandwidths = ", ".join(
-        f"{r['read_bandwidth_gbps']:.1f} GB/s at {r['threads']} threads"
-        for r in results
-        if r["model"] == results[0]["model"]
-    )
+    print()
+    print(common.format_columns(header, lines))
     print(
-        f"\nattnkit/torch above 1: attnkit is faster. bound: bytes read per token over the read "
-        f"bandwidth measured in this run ({bandwidths})."
+        "\nattnkit/torch above 1: attnkit is faster. ±: half the spread of the round medians (one round: of the "
+        "calls). bound: bytes read per token over the read bandwidth measured in this run."
     )
-
-    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = common.RESULTS_DIR / "bench_decode.json"
-    path.write_text(
-        json.dumps(
-            {
-                "command": " ".join([common.Path(sys.executable).name] + sys.argv),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "machine": common.machine_facts(torch),
-                "rows": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    path = common.write_document(__file__, facts, {"settings": vars(args), "rows": results})
     print(f"written to {path}")
 
 

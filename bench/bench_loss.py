@@ -3,7 +3,7 @@ against the machine's memory bandwidth, at each thread count: a GPT-2 vocabulary
 (V = 50257) over a few thousand rows, and a character-level one (V = 65) over
 many rows, both far above the L3.
 
-    python bench/bench_loss.py [--threads 1 2] [--rows 2048] [--mib 128] [--no-torch]
+    python bench/bench_loss.py [--threads 1 2] [--rows 2048] [--mib MIB] [--rounds 3] [--no-torch]
 
 Bytes counted are those the op must move, for N rows of V logits (float32) and
 int64 targets:
@@ -27,7 +27,7 @@ recomputes the probabilities from the saved statistics.
 
 from __future__ import annotations
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
 import numpy as np
 
 import attnkit
@@ -102,39 +102,31 @@ def torch_callables(torch, logits_numpy, targets_numpy):
     )
 
 
-def measure_case(vocab: int, n: int, args, torch, rng) -> list:
-    """The rows of one vocabulary; its arrays are freed on return, before the
-    next case allocates its own."""
+def measure_case(recorder, side: str, torch, vocab: int, n: int) -> None:
+    """This side's rows of one vocabulary; its arrays are freed on return,
+    before the next case allocates its own."""
+    rng = np.random.default_rng(vocab)
     logits_numpy = rng.standard_normal((n, vocab), dtype=np.float32) * 2
     targets_numpy = rng.integers(0, vocab, n, dtype=np.int64)
-    ours = our_callables(logits_numpy, targets_numpy)
-    peers = ({}, {}) if torch is None else torch_callables(torch, logits_numpy, targets_numpy)
+    if side == "attnkit":
+        forward, backward = ({"attnkit": fn} for fn in our_callables(logits_numpy, targets_numpy))
+    else:
+        forward, backward = torch_callables(torch, logits_numpy, targets_numpy)
     case = f"V={vocab}, {n} rows"
-    timed = dict(warmup=args.warmup, repeats=args.repeats)
-    rows = []
-    for threads in args.threads:
-        common.set_threads(threads, torch)
-        limits = {
-            "forward": (common.memory_bandwidth("read", threads, args.probe_mib), "read"),
-            "backward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy"),
-        }
-        for direction, our_callable, peer_callables in zip(("forward", "backward"), ours, peers):
-            timings = common.time_side_by_side({"ours": our_callable, **peer_callables}, **timed)
-            limit, limit_name = limits[direction]
-            rows.append(
-                common.Row(
-                    f"cross_entropy {direction}",
-                    case,
-                    threads,
-                    loss_bytes(direction, n, vocab),
-                    "GB/s",
-                    timings.pop("ours"),
-                    timings,
-                    limit,
-                    limit_name,
-                )
-            )
-    return rows
+    for direction, callables, limit in (("forward", forward, "read"), ("backward", backward, "copy")):
+        work = loss_bytes(direction, n, vocab)
+        recorder.time(f"cross_entropy {direction}", case, callables, work=work, unit="GB/s", limit=limit)
+
+
+def measure(recorder, side: str, torch, args) -> None:
+    for vocab, n in cases(args):
+        measure_case(recorder, side, torch, vocab, n)
+
+
+def cases(args) -> list:
+    """(V, rows): a GPT-2 vocabulary over ``--rows`` rows, a character-level
+    one over ``--mib`` MiB of logits."""
+    return [(50257, args.rows), (65, max(1, args.mib * common.MIB // (4 * 65)))]
 
 
 def main() -> None:
@@ -143,19 +135,13 @@ def main() -> None:
         "--rows", type=int, default=2048, help="rows of the V = 50257 case (default: 2048, 393 MiB of logits)"
     )
     parser.add_argument(
-        "--mib", type=int, default=128, help="MiB of logits in the V = 65 case (default: 128, 4x a 32 MiB L3)"
+        "--mib",
+        type=int,
+        default=common.beyond_l3_mib(128, 1),
+        help="MiB of logits in the V = 65 case (default: the L3, at least 128)",
     )
     args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
-    rng = np.random.default_rng(0)
-    cases = [(50257, args.rows), (65, max(1, args.mib * common.MIB // (4 * 65)))]
-    rows = [row for vocab, n in cases for row in measure_case(vocab, n, args, torch, rng)]
-
-    facts = common.machine_facts(torch)
-    print(", ".join(f"{k}: {v}" for k, v in facts.items()))
-    common.print_table(rows, title="Cross-entropy (float32 logits, int64 targets, mean reduction)")
-    path = common.write_results(__file__, rows, vars(args), torch)
-    print(f"written to {path}")
+    common.run(__file__, args, measure, title="Cross-entropy (float32 logits, int64 targets, mean reduction)")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ backward throughput (GB/s) against PyTorch and against the machine's memory
 bandwidth, at each thread count, over rows of 768 and 4096 on arrays far above
 the L3.
 
-    python bench/bench_norm.py [--threads 1 2] [--mib 128] [--widths 768 4096] [--no-torch]
+    python bench/bench_norm.py [--threads 1 2] [--mib MIB] [--rounds 3] [--widths 768 4096] [--no-torch]
 
 Bytes counted are those the op must move, for N rows of width C (float32):
 - layer_norm forward: reads x, writes y (8 NC), writes the saved mean and
@@ -33,7 +33,7 @@ their gradients computed on both sides, as in a Transformer block.
 
 from __future__ import annotations
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
 import numpy as np
 
 import attnkit
@@ -155,50 +155,36 @@ def torch_callables(torch, x_numpy, residual_numpy, dy_numpy, grad_sum_numpy, we
     return peers
 
 
-def measure_width(width: int, args, torch, rng) -> list:
-    """The rows of one width; its arrays are freed on return, before the next
-    width allocates its own."""
+def measure_width(recorder, side: str, torch, width: int, args) -> None:
+    """This side's rows of one width; its arrays are freed on return, before
+    the next width allocates its own."""
     n = max(1, args.mib * common.MIB // (4 * width))
+    rng = np.random.default_rng(width)
     inputs = [rng.standard_normal((n, width), dtype=np.float32) for _ in range(4)]  # x, residual, dy, grad_sum
     inputs += [rng.standard_normal(width, dtype=np.float32) for _ in range(2)]  # weight, bias
-    ours = our_callables(*inputs)
-    peers = {} if torch is None else torch_callables(torch, *inputs)
+    if side == "attnkit":
+        ops = {op: ({"attnkit": fwd}, {"attnkit": bwd}) for op, (fwd, bwd) in our_callables(*inputs).items()}
+    else:
+        ops = torch_callables(torch, *inputs)
     case = f"C={width}, {n} rows"
-    timed = dict(warmup=args.warmup, repeats=args.repeats)
-    rows = []
-    for threads in args.threads:
-        common.set_threads(threads, torch)
-        limits = {
-            "forward": (common.memory_bandwidth("copy", threads, args.probe_mib), "copy"),
-            "backward": (common.memory_bandwidth("triad", threads, args.probe_mib), "triad"),
-        }
-        for op, our_directions in ours.items():
-            peer_directions = peers.get(op, ({}, {}))
-            for direction, our_callable, peer_callables in zip(
-                ("forward", "backward"), our_directions, peer_directions
-            ):
-                timings = common.time_side_by_side({"ours": our_callable, **peer_callables}, **timed)
-                limit, limit_name = limits[direction]
-                rows.append(
-                    common.Row(
-                        f"{op} {direction}",
-                        case,
-                        threads,
-                        norm_bytes(op, direction, n, width),
-                        "GB/s",
-                        timings.pop("ours"),
-                        timings,
-                        limit,
-                        limit_name,
-                    )
-                )
-    return rows
+    for op, directions in ops.items():
+        for direction, callables, limit in zip(("forward", "backward"), directions, ("copy", "triad")):
+            work = norm_bytes(op, direction, n, width)
+            recorder.time(f"{op} {direction}", case, callables, work=work, unit="GB/s", limit=limit)
+
+
+def measure(recorder, side: str, torch, args) -> None:
+    for width in args.widths:
+        measure_width(recorder, side, torch, width, args)
 
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument(
-        "--mib", type=int, default=128, help="size of each [N, C] array in MiB (default: 128, 4x a 32 MiB L3)"
+        "--mib",
+        type=int,
+        default=common.beyond_l3_mib(128, 1),
+        help="MiB per [N, C] array (default: the L3, at least 128)",
     )
     parser.add_argument(
         "--widths",
@@ -208,15 +194,8 @@ def main() -> None:
         help="row widths C, the normalized dimension (default: 768 4096)",
     )
     args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
-    rng = np.random.default_rng(0)
-    rows = [row for width in args.widths for row in measure_width(width, args, torch, rng)]
-
-    facts = common.machine_facts(torch)
-    print(", ".join(f"{k}: {v}" for k, v in facts.items()))
-    common.print_table(rows, title=f"Normalizations over the last dimension, float32 ({args.mib} MiB per [N, C] array)")
-    path = common.write_results(__file__, rows, vars(args), torch)
-    print(f"written to {path}")
+    title = f"Normalizations over the last dimension, float32 ({args.mib} MiB per [N, C] array)"
+    common.run(__file__, args, measure, title=title)
 
 
 if __name__ == "__main__":

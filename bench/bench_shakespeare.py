@@ -1,7 +1,7 @@
 """Tiny Shakespeare end to end: `attnkit train`'s default run (nanoGPT's CPU
-recipe, 2000 steps) against the same run in PyTorch, in one process.
+recipe, 2000 steps) against the same run in PyTorch.
 
-    python bench/bench_shakespeare.py [--max-iters 2000] [--threads 2] [--repeats 1] [--no-torch]
+    python bench/bench_shakespeare.py [--max-iters 2000] [--threads 2] [--rounds 1] [--no-torch]
 
 attnkit runs ``attnkit.training.train`` exactly as ``attnkit train`` does
 (checkpoints and metrics.jsonl in a temporary run directory). PyTorch runs
@@ -10,7 +10,10 @@ in), the same batches in the same order (the window starts of attnkit's
 Philox stream for each step), the same evaluation batches at the same steps,
 the same AdamW groups (biases and LayerNorms without decay), the same lr
 schedule and gradient clipping; it saves a checkpoint at each evaluation
-too. PyTorch's AdamW is its fused CPU kernel, its fastest.
+too. Two PyTorch runs: ``torch`` with torch.optim.AdamW's defaults (what
+nanoGPT uses on the CPU), ``torch fused`` with ``fused=True``, PyTorch's
+fastest documented CPU form. Each run is a worker process of its own; with
+``--rounds N`` the three alternate N times (common.py).
 
 Reported per side: wall time of the training loop (evaluations and
 checkpoints included; setup, data loading and the first model build
@@ -21,19 +24,16 @@ most 0.7x PyTorch's wall time (nanoGPT reports 1.88 for this recipe).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
 
 import attnkit
-from attnkit import data, optim
+from attnkit import benchmarks, data, optim
 from attnkit.models import GPT
 from attnkit.training import TrainConfig, evaluation_batches, load_corpus, train, train_generator
 
@@ -47,8 +47,9 @@ def run_attnkit(config: TrainConfig) -> dict:
     return {"wall_s": summary["elapsed_s"], "train_loss": summary["train_loss"], "val_loss": summary["val_loss"]}
 
 
-def run_torch(torch, config: TrainConfig) -> dict:
-    """The same training in PyTorch; see the module docstring."""
+def run_torch(torch, config: TrainConfig, optimizer_kind: str) -> dict:
+    """The same training in PyTorch, with AdamW's ``optimizer_kind`` form
+    (attnkit.benchmarks.TORCH_OPTIMIZERS); see the module docstring."""
     import torch.nn.functional as F
     import torch_gpt
 
@@ -64,7 +65,13 @@ def run_torch(torch, config: TrainConfig) -> dict:
         dict(params=[torch_parameters[names[id(p)]] for p in group["params"]], weight_decay=group["weight_decay"])
         for group in optim.weight_decay_groups(source, config.weight_decay)
     ]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=1e-8, fused=True)
+    optimizer = torch.optim.AdamW(
+        groups,
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        eps=1e-8,
+        **benchmarks.TORCH_OPTIMIZERS[optimizer_kind],
+    )
     # attnkit's schedule object gives the factor of each step.
     schedule = optim.WarmupCosineLR(
         optim.SGD(source.parameters(), lr=config.lr),
@@ -120,8 +127,23 @@ def run_torch(torch, config: TrainConfig) -> dict:
     return {"wall_s": wall, "train_loss": record["train_loss"], "val_loss": record["val_loss"]}
 
 
+def config_of(args) -> TrainConfig:
+    return TrainConfig(max_iters=args.max_iters, eval_interval=args.eval_interval, progress=False)
+
+
+def measure(recorder, side: str, torch, args) -> None:
+    config = config_of(args)
+    if side == "attnkit":
+        result = run_attnkit(config)
+    else:
+        result = run_torch(torch, config, "fused" if side == "torch fused" else "default")
+    recorder.add("train", "shakespeare", side, [result["wall_s"]])
+    recorder.facts.update(result)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.argument_parser(__doc__.splitlines()[0], calls=False)
+    parser.set_defaults(threads=[os.cpu_count()], rounds=1)
     parser.add_argument(
         "--max-iters",
         type=int,
@@ -129,78 +151,72 @@ def main() -> int:
         help=f"training steps (default: {TrainConfig.max_iters}; fewer for a quick check)",
     )
     parser.add_argument("--eval-interval", type=int, default=TrainConfig.eval_interval)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both (default: all cores)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per side; the median wall time is reported")
-    parser.add_argument("--no-torch", action="store_true", help="run attnkit only")
     args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
-    common.set_threads(args.threads, torch)
-    config = TrainConfig(max_iters=args.max_iters, eval_interval=args.eval_interval, progress=False)
-    tokens_per_step = config.batch_size * config.block_size
+    common.run_worker(args, measure)
+    if len(args.threads) != 1:
+        parser.error("--threads takes one count here")
 
-    runs = {"attnkit": [], "torch": []}
-    for _repeat in range(args.repeats):
-        # Alternating sides, so a slow spell of a shared machine hits both.
-        runs["attnkit"].append(run_attnkit(config))
-        if torch is not None:
-            runs["torch"].append(run_torch(torch, config))
+    facts = common.print_machine(args)
+    names = common.sides(args, peers=("torch", "torch fused"))
+    print(f"{args.rounds} round(s) of {', '.join(names)} worker processes at {args.threads[0]} thread(s)")
+    _, documents = common.measure_sides(__file__, args, names)
+    documents = documents[args.threads[0]]
+    config = config_of(args)
+    tokens_per_step = config.batch_size * config.block_size
 
     rows = {}
     print(
         f"\ntiny Shakespeare, {config.max_iters} steps of batch {config.batch_size} x block {config.block_size}, "
-        f"{args.threads} threads, {args.repeats} run(s) per side (median wall time)"
+        f"{args.threads[0]} threads, {args.rounds} run(s) per side (median wall time, ± half the spread)"
     )
-    print(f"{'':8}  {'wall s':>8}  {'ms/step':>8}  {'tokens/s':>9}  {'train loss':>10}  {'val loss':>8}")
-    for side, results in runs.items():
-        if not results:
-            continue
-        wall = statistics.median(r["wall_s"] for r in results)
-        last = results[-1]
+    header = ["side", "wall s", "±", "ms/step", "tokens/s", "train loss", "val loss", "wall / attnkit's"]
+    lines = []
+    for side, runs in documents.items():
+        timing = common.Timing.of_rounds([[run["facts"]["wall_s"]] for run in runs])
+        last = runs[-1]["facts"]
         rows[side] = {
-            "wall_s": wall,
-            "all_wall_s": [r["wall_s"] for r in results],
-            "ms_per_step": 1e3 * wall / max(config.max_iters, 1),
-            "tokens_per_s": config.max_iters * tokens_per_step / wall,
+            "wall_s": timing.median,
+            "all_wall_s": [run["facts"]["wall_s"] for run in runs],
+            "spread": timing.spread,
+            "ms_per_step": 1e3 * timing.median / max(config.max_iters, 1),
+            "tokens_per_s": config.max_iters * tokens_per_step / timing.median,
             "train_loss": last["train_loss"],
             "val_loss": last["val_loss"],
         }
         row = rows[side]
-        print(
-            f"{side:8}  {wall:8.1f}  {row['ms_per_step']:8.1f}  {row['tokens_per_s']:9.0f}  "
-            f"{row['train_loss']:10.4f}  {row['val_loss']:8.4f}"
+        lines.append(
+            [
+                side,
+                f"{row['wall_s']:.1f}",
+                f"{50 * row['spread']:.0f}%",
+                f"{row['ms_per_step']:.1f}",
+                f"{row['tokens_per_s']:.0f}",
+                f"{row['train_loss']:.4f}",
+                f"{row['val_loss']:.4f}",
+                f"{row['wall_s'] / rows['attnkit']['wall_s']:.2f}",
+            ]
         )
+    print(common.format_columns(header, lines))
     verdict = {"val_loss_target_met": rows["attnkit"]["val_loss"] <= TARGET_VAL_LOSS}
-    if "torch" in rows:
-        ratio = rows["attnkit"]["wall_s"] / rows["torch"]["wall_s"]
+    peers = [side for side in rows if side != "attnkit"]
+    if peers:
+        ratio = rows["attnkit"]["wall_s"] / min(rows[side]["wall_s"] for side in peers)
         verdict["wall_ratio"] = ratio
         verdict["wall_ratio_target_met"] = ratio <= TARGET_WALL_RATIO
-        print(f"attnkit / torch wall time: {ratio:.2f} (target <= {TARGET_WALL_RATIO})")
+        print(f"attnkit / the faster PyTorch run, wall time: {ratio:.2f} (target <= {TARGET_WALL_RATIO})")
     print(
         f"attnkit val loss {rows['attnkit']['val_loss']:.4f} "
         f"({'meets' if verdict['val_loss_target_met'] else 'misses'} the target <= {TARGET_VAL_LOSS}"
         f"{'' if config.max_iters == 2000 else '; the target is for 2000 steps'})"
     )
-
-    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = common.RESULTS_DIR / "bench_shakespeare.json"
-    path.write_text(
-        json.dumps(
-            {
-                "script": "bench_shakespeare.py",
-                "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "threads": args.threads,
-                "repeats": args.repeats,
-                "config": dataclasses.asdict(config),
-                "machine": common.machine_facts(torch),
-                "results": rows,
-                "targets": {"val_loss": TARGET_VAL_LOSS, "wall_ratio": TARGET_WALL_RATIO},
-                **verdict,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    document = {
+        "settings": vars(args),
+        "config": dataclasses.asdict(config),
+        "results": rows,
+        "targets": {"val_loss": TARGET_VAL_LOSS, "wall_ratio": TARGET_WALL_RATIO},
+        **verdict,
+    }
+    path = common.write_document(__file__, facts, document)
     print(f"results: {path}")
     return 0
 

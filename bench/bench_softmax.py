@@ -2,7 +2,7 @@
 PyTorch and against the machine's memory bandwidth, at each thread count, over
 rows of 1024 and 4096 on arrays far above the L3.
 
-    python bench/bench_softmax.py [--threads 1 2] [--mib 128] [--widths 1024 4096] [--no-torch]
+    python bench/bench_softmax.py [--threads 1 2] [--mib MIB] [--rounds 3] [--widths 1024 4096] [--no-torch]
 
 Bytes counted are those the op must move: forward reads x and writes y (8 bytes
 per element); backward reads dy and the forward's output y and writes dx (12
@@ -21,7 +21,7 @@ hands back the block freed by the previous call.
 
 from __future__ import annotations
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
 import numpy as np
 
 import attnkit
@@ -33,62 +33,62 @@ FORWARD_BYTES = 8  # read x, write y
 BACKWARD_BYTES = 12  # read dy and y, write dx
 
 
-def measure_width(width: int, args, torch, rng) -> list:
-    """The rows of one width; its arrays are freed on return, before the next
-    width allocates its own."""
+def measure_width(recorder, side: str, torch, width: int, args) -> None:
+    """This side's rows of one width; its arrays are freed on return, before
+    the next width allocates its own."""
     n_rows = max(1, args.mib * common.MIB // (4 * width))
+    rng = np.random.default_rng(0)
     x_numpy = rng.standard_normal((n_rows, width), dtype=np.float32) * 3
     dy_numpy = rng.standard_normal((n_rows, width), dtype=np.float32)
-    x = attnkit.from_numpy(x_numpy)
-    dy_array = attnkit.from_numpy(dy_numpy)._array
-    # The backward's input is the forward's output, each side its own.
-    outputs = {log: _C.softmax_forward(x._array, 1.0, log) for log in (False, True)}
-    if torch is not None:
+    if side == "attnkit":
+        x = attnkit.from_numpy(x_numpy)
+        dy_array = attnkit.from_numpy(dy_numpy)._array
+        # The backward's input is the forward's output.
+        outputs = {log: _C.softmax_forward(x._array, 1.0, log) for log in (False, True)}
+    else:
         aten = torch.ops.aten
         x_torch, dy_torch = torch.from_numpy(x_numpy), torch.from_numpy(dy_numpy)
         torch_outputs = {False: torch.softmax(x_torch, -1), True: torch.log_softmax(x_torch, -1)}
         out_torch = torch.empty_like(x_torch)
     case = f"C={width}, {n_rows} rows"
-    timed = dict(warmup=args.warmup, repeats=args.repeats)
-    rows = []
-
-    for threads in args.threads:
-        common.set_threads(threads, torch)
-        copy_bandwidth = common.memory_bandwidth("copy", threads, args.probe_mib)
-        triad_bandwidth = common.memory_bandwidth("triad", threads, args.probe_mib)
-        for log in (False, True):
-            name = "log_softmax" if log else "softmax"
+    for log in (False, True):
+        name = "log_softmax" if log else "softmax"
+        if side == "attnkit":
             user_function = F.log_softmax if log else F.softmax
             y = outputs[log]
-            forward = {"ours": lambda: user_function(x, dim=-1)}
-            backward = {"ours": lambda: _C.softmax_backward(dy_array, y, 1.0, log)}
-            if torch is not None:
-                forward_op = aten._log_softmax if log else aten._softmax
-                backward_op = aten._log_softmax_backward_data if log else aten._softmax_backward_data
-                y_torch = torch_outputs[log]
-                torch_function = torch.log_softmax if log else torch.softmax
-                forward["torch"] = lambda: torch_function(x_torch, -1)
-                forward["torch out="] = lambda: forward_op.out(x_torch, -1, False, out=out_torch)
-                backward["torch"] = lambda: backward_op(dy_torch, y_torch, -1, torch.float32)
+            forward = {"attnkit": lambda: user_function(x, dim=-1)}
+            backward = {"attnkit": lambda: _C.softmax_backward(dy_array, y, 1.0, log)}
+        else:
+            forward_op = aten._log_softmax if log else aten._softmax
+            backward_op = aten._log_softmax_backward_data if log else aten._softmax_backward_data
+            y_torch = torch_outputs[log]
+            torch_function = torch.log_softmax if log else torch.softmax
+            forward = {
+                "torch": lambda: torch_function(x_torch, -1),
+                "torch out=": lambda: forward_op.out(x_torch, -1, False, out=out_torch),
+            }
+            backward = {
+                "torch": lambda: backward_op(dy_torch, y_torch, -1, torch.float32),
                 # The out argument is named grad_input for softmax and out for log_softmax.
-                backward["torch out="] = lambda: backward_op.out(
+                "torch out=": lambda: backward_op.out(
                     dy_torch, y_torch, -1, torch.float32, **{("out" if log else "grad_input"): out_torch}
-                )
-            for direction, callables, work, limit, limit_name in (
-                ("forward", forward, FORWARD_BYTES * x_numpy.size, copy_bandwidth, "copy"),
-                ("backward", backward, BACKWARD_BYTES * x_numpy.size, triad_bandwidth, "triad"),
-            ):
-                timings = common.time_side_by_side(callables, **timed)
-                ours = timings.pop("ours")
-                rows.append(
-                    common.Row(f"{name} {direction}", case, threads, work, "GB/s", ours, timings, limit, limit_name)
-                )
-    return rows
+                ),
+            }
+        size = x_numpy.size
+        recorder.time(f"{name} forward", case, forward, work=FORWARD_BYTES * size, unit="GB/s", limit="copy")
+        recorder.time(f"{name} backward", case, backward, work=BACKWARD_BYTES * size, unit="GB/s", limit="triad")
+
+
+def measure(recorder, side: str, torch, args) -> None:
+    for width in args.widths:
+        measure_width(recorder, side, torch, width, args)
 
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=128, help="size of each array in MiB (default: 128, 4x a 32 MiB L3)")
+    parser.add_argument(
+        "--mib", type=int, default=common.beyond_l3_mib(128, 1), help="MiB per array (default: the L3, at least 128)"
+    )
     parser.add_argument(
         "--widths",
         type=int,
@@ -97,15 +97,7 @@ def main() -> None:
         help="row widths, the softmax dimension (default: 1024 4096)",
     )
     args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
-    rng = np.random.default_rng(0)
-    rows = [row for width in args.widths for row in measure_width(width, args, torch, rng)]
-
-    facts = common.machine_facts(torch)
-    print(", ".join(f"{k}: {v}" for k, v in facts.items()))
-    common.print_table(rows, title=f"Softmax over the last dimension, float32 ({args.mib} MiB per array)")
-    path = common.write_results(__file__, rows, vars(args), torch)
-    print(f"written to {path}")
+    common.run(__file__, args, measure, title=f"Softmax over the last dimension, float32 ({args.mib} MiB per array)")
 
 
 if __name__ == "__main__":

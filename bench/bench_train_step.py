@@ -1,51 +1,95 @@
 """Milliseconds per GPT training step, attnkit against the same model in PyTorch.
 
-    python bench/bench_train_step.py [--configs A B] [--threads 2] [--repeats 5] [--no-torch] [--profile]
+    python bench/bench_train_step.py [--configs A B] [--threads 2] [--rounds 3] [--repeats 5] [--no-torch]
+                                     [--torch-compile] [--profile]
 
 One step is what a training loop does: forward, cross-entropy, backward,
 AdamW step, zero_grad, and ``loss.item()``. Both models start from the same
-weights (attnkit.benchmarks.gpt_pair copies attnkit's) and see the same batch; the two
-steps are timed in alternating rounds at one thread count, and the medians
-are compared.
+weights (attnkit.benchmarks.gpt_pair copies attnkit's) and see the same
+batch. Each library runs in worker processes of its own, in alternating
+rounds (common.py):
 
 - config A, nanoGPT's CPU Shakespeare config: 4 layers, 4 heads, 128 wide,
   block 64, batch 12, vocab 65;
 - config B, GPT-2-small dims: 12 layers, 12 heads, 768 wide, block 256,
   batch 4, vocab 50257.
 
+PyTorch's columns: ``torch`` is torch.optim.AdamW as a user gets it without
+options (on the CPU, its per-parameter loop); ``torch fused`` passes
+``fused=True``, its fastest documented CPU form; ``--torch-compile`` adds
+``torch compile``, the model through ``torch.compile`` with fused AdamW (the
+compilation happens in the warm-up, untimed).
+
 Also reported:
 - the Python overhead of attnkit's step: the wall time of one instrumented
-  step less the time inside native kernels (every ``attnkit._C`` function is
-  wrapped with a timer for that step, ``common.KernelTimer``) and less the
-  timers' own cost; ``--profile`` prints the per-kernel breakdown;
+  step less the time inside native kernels and less the timers' own cost, in
+  one more worker run under bench/kernel_timer.py (every ``attnkit._C``
+  function timed); ``--profile`` prints the per-kernel breakdown;
 - the FMA-peak bound: the step's FLOPs over the FP32 FMA peak measured by
   the native probe at the same thread count. FLOPs count the matrix products
   (2 per multiply-add; backward twice the forward) and causal attention's
   needed half (forward 4 B T^2 C per layer, backward 2.5x that).
 
 The step itself (and its FLOP count) is attnkit.benchmarks', which ``attnkit
-bench`` times for config A too. PyTorch's AdamW runs with ``fused=True`` (its fastest CPU form;
-``--torch-optimizer foreach`` picks the other).
+bench`` times for config A too.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
-import sys
 import time
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
 
 from attnkit import benchmarks
 
+PROFILE_SIDE = "attnkit profile"
 
-def python_overhead(step, passes: int = 3):
-    """(wall, kernel seconds, Python seconds) per step, each the median over
-    ``passes`` instrumented steps, and the KernelTimer that timed them all
-    (its per-kernel totals cover every pass: divide by ``passes``)."""
+
+def repeats_of(config: str, args) -> int:
+    return args.repeats if config == "A" else args.repeats_b
+
+
+def measure(recorder, side: str, torch, args) -> None:
+    for key in args.configs:
+        config, batch, ours, theirs = benchmarks.gpt_pair(key, torch)
+        inputs, targets = benchmarks.random_batch(config, batch)
+        if side == PROFILE_SIDE:
+            recorder.facts[key] = python_overhead(benchmarks.gpt_train_step(ours, inputs, targets), key)
+            continue
+        if side == "attnkit":
+            steps = {"attnkit": benchmarks.gpt_train_step(ours, inputs, targets)}
+        else:
+            steps = {"torch": benchmarks.torch_gpt_train_step(torch, theirs, inputs, targets, "default")}
+            _, _, _, fused_model = benchmarks.gpt_pair(key, torch)
+            steps["torch fused"] = benchmarks.torch_gpt_train_step(torch, fused_model, inputs, targets, "fused")
+            if args.torch_compile:
+                _, _, _, compiled_model = benchmarks.gpt_pair(key, torch)
+                compiled = torch.compile(compiled_model)  # forwards .config and .parameters() to the model
+                steps["torch compile"] = benchmarks.torch_gpt_train_step(torch, compiled, inputs, targets, "fused")
+        recorder.time(
+            "train step",
+            key,
+            steps,
+            work=benchmarks.train_step_flops(config, batch),
+            unit="GFLOP/s",
+            limit="fma",
+            repeats=repeats_of(key, args),
+            shape=f"L{config.n_layer} H{config.n_head} C{config.n_embd} T{config.block_size} B{batch}"
+            f" V{config.vocab_size}",
+        )
+
+
+def python_overhead(step, config: str) -> dict:
+    """Per step, the medians over a few instrumented steps (after one
+    untimed): wall, kernel and Python milliseconds, native calls; and the
+    per-kernel totals of all of them."""
+    import kernel_timer  # in the profile worker only, which runs under bench/kernel_timer.py
+
+    passes = 5 if config == "A" else 1
+    step()
     figures = []
-    with common.KernelTimer() as timer:
+    with kernel_timer.KernelTimer() as timer:
         for _ in range(passes):
             kernel_before, calls_before = timer.kernel_seconds, timer.total_calls
             start = time.perf_counter()
@@ -53,8 +97,17 @@ def python_overhead(step, passes: int = 3):
             wall = time.perf_counter() - start
             kernel = timer.kernel_seconds - kernel_before
             calls = timer.total_calls - calls_before
-            figures.append((wall, kernel, wall - kernel - calls * timer.wrapper_seconds_per_call))
-    return tuple(statistics.median(f[i] for f in figures) for i in range(3)), timer
+            figures.append((wall, kernel, wall - kernel - calls * timer.wrapper_seconds_per_call, calls))
+    wall, kernel, python, calls = (statistics.median(f[i] for f in figures) for i in range(4))
+    return {
+        "wall_ms": wall * 1e3,
+        "kernel_ms": kernel * 1e3,
+        "python_ms": python * 1e3,
+        "native_calls": calls,
+        "wrapper_us_per_call": timer.wrapper_seconds_per_call * 1e6,
+        "by_kernel_ms": {name: seconds / passes * 1e3 for name, seconds, _ in timer.breakdown()},
+        "calls_by_kernel": {name: count / passes for name, _, count in timer.breakdown()},
+    }
 
 
 def main() -> None:
@@ -62,119 +115,89 @@ def main() -> None:
     parser.set_defaults(threads=[2], repeats=5, warmup=1)
     parser.add_argument("--configs", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument(
-        "--repeats-b", type=int, default=3, help="timed rounds for config B, whose steps take seconds (default: 3)"
+        "--repeats-b", type=int, default=3, help="timed steps of config B per worker; they take seconds (default: 3)"
     )
-    parser.add_argument("--torch-optimizer", choices=["fused", "foreach"], default="fused")
+    parser.add_argument("--torch-compile", action="store_true", help="add PyTorch with torch.compile (slow to start)")
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one step")
     args = parser.parse_args()
-    torch = common.optional_torch(disabled=args.no_torch)
+    common.run_worker(args, measure)
+
+    facts = common.print_machine(args)
+    names = common.sides(args)
+    print(f"{args.rounds} round(s) of {', '.join(names)} worker processes at {args.threads} thread(s)")
+    merged, _ = common.measure_sides(__file__, args, names)
+    _, profiles = common.measure_sides(
+        __file__, args, [PROFILE_SIDE], rounds=1, runner=common.kernel_timer_runner(__file__)
+    )
 
     results = []
-    for threads in args.threads:
-        common.set_threads(threads, torch)
-        peak = common.fma_peak(threads)
-        for key in args.configs:
-            config, batch, ours, theirs = benchmarks.gpt_pair(key, torch)
-            inputs, targets = benchmarks.random_batch(config, batch)
-            steps = {"attnkit": benchmarks.gpt_train_step(ours, inputs, targets)}
-            if theirs is not None:
-                steps["torch"] = benchmarks.torch_gpt_train_step(torch, theirs, inputs, targets, args.torch_optimizer)
-            repeats = args.repeats if key == "A" else args.repeats_b
-            timings = common.time_side_by_side(steps, warmup=args.warmup, repeats=repeats)
-            passes = 5 if key == "A" else 1
-            (wall, kernel, python), timer = python_overhead(steps["attnkit"], passes)
-            flops = benchmarks.train_step_flops(config, batch)
-            row = {
+    for row in merged:
+        key, threads = row["case"], row["threads"]
+        profile = profiles[threads][PROFILE_SIDE][0]["facts"][key]
+        timings = row["columns"]
+        ours = timings.pop("attnkit")
+        peak = common.limits(threads, args.probe_mib)["fma"]
+        fma_bound_ms = row["work"] / (peak * 1e9) * 1e3
+        results.append(
+            {
                 "config": key,
+                "shape": row["extra"]["shape"],
                 "threads": threads,
-                "batch": batch,
-                "block": config.block_size,
-                "n_layer": config.n_layer,
-                "n_embd": config.n_embd,
-                "vocab": config.vocab_size,
-                "attnkit_ms": timings["attnkit"].median * 1e3,
-                "attnkit_spread": timings["attnkit"].spread,
-                "torch_ms": timings["torch"].median * 1e3 if "torch" in timings else None,
-                "torch_spread": timings["torch"].spread if "torch" in timings else None,
-                "instrumented_wall_ms": wall * 1e3,
-                "kernel_ms": kernel * 1e3,
-                "python_ms": python * 1e3,
-                "native_calls": timer.total_calls // passes,
-                "wrapper_us_per_call": timer.wrapper_seconds_per_call * 1e6,
-                "step_gflop": flops * 1e-9,
+                "attnkit": ours.to_json(),
+                "peers": {name: t.to_json() for name, t in timings.items()},
+                "attnkit_over_peer": {name: ours.median / t.median for name, t in timings.items()},
+                "profile": profile,
+                "step_gflop": row["work"] * 1e-9,
                 "fma_peak_gflops": peak,
-                "fma_bound_ms": flops / (peak * 1e9) * 1e3,
+                "fma_bound_ms": fma_bound_ms,
+                "fraction_of_peak": fma_bound_ms / (ours.median * 1e3),
             }
-            results.append(row)
-            if args.profile:
-                print(
-                    f"\nconfig {key}, {threads} threads: per step (mean of {passes}), "
-                    f"{timer.total_calls // passes} native calls, kernels {kernel * 1e3:.1f} ms, "
-                    f"Python {python * 1e3:.1f} ms of {wall * 1e3:.1f} ms (medians)"
-                )
-                for name, seconds, calls in timer.breakdown(top=25):
-                    print(f"  {name:<28} {seconds / passes * 1e3:9.2f} ms  {calls // passes:5d} calls")
+        )
+        if args.profile:
+            print(
+                f"\nconfig {key}, {threads} threads, per step: {profile['native_calls']:.0f} native calls, kernels "
+                f"{profile['kernel_ms']:.1f} ms, Python {profile['python_ms']:.1f} ms of {profile['wall_ms']:.1f} ms"
+            )
+            for name, ms in list(profile["by_kernel_ms"].items())[:25]:
+                print(f"  {name:<28} {ms:9.2f} ms  {profile['calls_by_kernel'][name]:7.1f} calls")
 
-    print()
-    header = [
-        "config",
-        "thr",
-        "attnkit ms",
-        "±",
-        "torch ms",
-        "±",
-        "attnkit/torch",
-        "kernels ms",
-        "python ms",
-        "calls",
-        "FMA bound ms",
-        "of peak",
-    ]
+    peer_names = list(dict.fromkeys(name for r in results for name in r["peers"]))
+    header = ["config", "thr", "attnkit ms", "±"]
+    for name in peer_names:
+        header += [f"{name} ms", "±", f"attnkit/{name}"]
+    header += ["kernels ms", "python ms", "calls", "FMA bound ms", "of peak"]
     lines = []
     for r in results:
-        torch_ms = r["torch_ms"]
-        lines.append(
-            [
-                r["config"],
-                str(r["threads"]),
-                f"{r['attnkit_ms']:.1f}",
-                f"{50 * r['attnkit_spread']:.0f}%",
-                "-" if torch_ms is None else f"{torch_ms:.1f}",
-                "-" if torch_ms is None else f"{50 * r['torch_spread']:.0f}%",
-                "-" if torch_ms is None else f"{r['attnkit_ms'] / torch_ms:.2f}",
-                f"{r['kernel_ms']:.1f}",
-                f"{r['python_ms']:.1f}",
-                str(r["native_calls"]),
-                f"{r['fma_bound_ms']:.1f}",
-                f"{r['fma_bound_ms'] / r['attnkit_ms']:.0%}",
-            ]
-        )
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for line in lines:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+        line = [r["config"], str(r["threads"]), f"{r['attnkit']['median'] * 1e3:.1f}", spread(r["attnkit"])]
+        for name in peer_names:
+            peer = r["peers"].get(name)
+            line += (
+                ["-", "", "-"]
+                if peer is None
+                else [f"{peer['median'] * 1e3:.1f}", spread(peer), f"{r['attnkit_over_peer'][name]:.2f}"]
+            )
+        profile = r["profile"]
+        line += [
+            f"{profile['kernel_ms']:.1f}",
+            f"{profile['python_ms']:.1f}",
+            f"{profile['native_calls']:.0f}",
+            f"{r['fma_bound_ms']:.1f}",
+            f"{r['fraction_of_peak']:.0%}",
+        ]
+        lines.append(line)
+    print()
+    print(common.format_columns(header, lines))
     print(
-        "\nattnkit/torch below 1: attnkit is faster. python ms: wall of one instrumented step "
-        "less kernel time less the timers' own cost "
-        f"({results[0]['wrapper_us_per_call']:.2f} us per call)."
+        "\nattnkit/peer below 1: attnkit is faster. ±: half the spread of the round medians (one round: of the calls). "
+        "kernels and python ms: one instrumented attnkit step, in a worker of its own "
+        f"(timers' own cost {results[0]['profile']['wrapper_us_per_call']:.2f} us per call, taken out)."
     )
-
-    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = common.RESULTS_DIR / "bench_train_step.json"
-    path.write_text(
-        json.dumps(
-            {
-                "command": " ".join([common.Path(sys.executable).name] + sys.argv),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "machine": common.machine_facts(torch),
-                "torch_optimizer": args.torch_optimizer,
-                "rows": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    path = common.write_document(__file__, facts, {"settings": vars(args), "rows": results})
     print(f"written to {path}")
+
+
+def spread(timing: dict) -> str:
+    return f"{50 * timing['spread']:.0f}%"
 
 
 if __name__ == "__main__":

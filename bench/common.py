@@ -1,160 +1,170 @@
 """Shared helpers for the bench scripts.
 
-Every script times attnkit and its peer (PyTorch, when installed) side by side
-in one process, at the same thread count, and states each figure as a fraction
-of the machine's limit measured in the same run (memory bandwidth for
-memory-bound ops, FMA peak for compute-bound ones). Results are printed as a
-table and written to ``bench/results/<script>.json``.
+The method is attnkit.benchmarks' (its module docstring says it in full):
+each library runs in a worker process of its own, with its default settings
+at the thread count asked for; the parent runs the workers one at a time in
+alternating rounds (``--rounds``), merges their timings (median of the round
+medians, and their spread), measures the machine's limits, and states every
+figure with our time, each peer's, the ratio and the fraction of the limit.
+
+A script is both the parent and the worker: the parent reruns it with
+``--worker SIDE --threads N --worker-out PATH``; ``run`` (or, for scripts
+with tables of their own, ``run_worker`` and ``measure_sides``) takes care
+of both. Results are printed and written to ``bench/results/<script>.json``,
+with the machine's facts (CPU model, ISA, caches, versions, date) and limits.
 """
 
 from __future__ import annotations
 
-import os
-
-# Several thread pools share two cores in one process here: attnkit's and
-# PyTorch's OpenMP teams and numpy's OpenBLAS threads. By default each keeps
-# spinning for a while after its call returns, and steals the cores from the
-# next library's timed call (measured: 2-thread GEMM spreads of 100-400%).
-# Threads that sleep when idle make the side-by-side timings fair. These must
-# be set before numpy, torch or attnkit start their threads, so every bench
-# script imports this module first.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # OpenBLAS spins 2^4 cycles at most
-
 import argparse
 import json
-import os
-import platform
-import statistics
 import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 import attnkit
-from attnkit import _C
-from attnkit.benchmarks import cpu_model, timed_rounds
+from attnkit import benchmarks
+from attnkit.benchmarks import LIMIT_NAMES, MIB, Recorder, Timing, torch_installed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-MIB = 1 << 20
 
 
 # ------------------------------------------------------------------ options --
-def argument_parser(description: str, timed: bool = True) -> argparse.ArgumentParser:
-    """The options every bench script shares (``timed``: those of scripts that
-    time ops against a peer); scripts add their own."""
+def argument_parser(description: str, peers: bool = True, calls: bool = True) -> argparse.ArgumentParser:
+    """The options every bench script shares, with ``--no-torch`` where it
+    has ``peers`` and ``--repeats`` / ``--warmup`` where it times repeated
+    ``calls``; scripts add their own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to run at (default: 1 2)")
     parser.add_argument(
         "--probe-mib",
         type=int,
-        default=512,
-        help="memory-bandwidth probe footprint in MiB; far above the L3 (default: 512)",
+        default=beyond_l3_mib(512),
+        help="memory-bandwidth probe footprint in MiB (default: twice the L3, at least 512)",
     )
-    if timed:
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="worker processes per library, run in alternating rounds (default: 3)"
+    )
+    if calls:
         parser.add_argument(
-            "--repeats", type=int, default=10, help="timed calls per measurement; the median is reported (default: 10)"
+            "--repeats", type=int, default=10, help="timed calls per measurement in each worker (default: 10)"
         )
         parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (default: 2)")
+    if peers:
         parser.add_argument("--no-torch", action="store_true", help="do not compare against PyTorch")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     return parser
 
 
-# ------------------------------------------------------------------- timing --
-@dataclass
-class Timing:
-    """Seconds per call over ``repeats`` timed calls."""
-
-    median: float
-    low: float
-    high: float
-    repeats: int
-
-    @property
-    def spread(self) -> float:
-        """(slowest - fastest) / median: how much to trust the median."""
-        return (self.high - self.low) / self.median
+def beyond_l3_mib(minimum: int, times: int = 2) -> int:
+    """MiB that ``times`` L3 caches do not hold (sysfs's size; in a virtual
+    machine the hypervisor's), at least ``minimum``: a working set that must
+    come from memory on this machine."""
+    l3 = benchmarks.cache_bytes("L3") or 0
+    return max(minimum, -(-times * l3 // MIB))
 
 
-def time_callable(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10) -> Timing:
-    """Calls fn ``warmup`` times untimed (page faults, caches, thread start-up),
-    then ``repeats`` times timed, one call at a time."""
-    return time_side_by_side({"fn": fn}, warmup=warmup, repeats=repeats)["fn"]
+def sides(args, peers: tuple = ("torch",)) -> list:
+    """attnkit and those of ``peers`` that can run here: PyTorch when it is
+    installed and not ``--no-torch``; numpy always."""
+    return ["attnkit"] + [p for p in peers if p != "torch" or torch_installed(args.no_torch)]
 
 
-def time_side_by_side(callables: dict, *, warmup: int = 2, repeats: int = 10) -> dict:
-    """Times several callables (name -> fn) in alternating rounds
-    (``attnkit.benchmarks.timed_rounds``). Returns name -> Timing."""
-    rounds = timed_rounds(callables, warmup, repeats)
-    return {name: Timing(statistics.median(s), min(s), max(s), repeats) for name, s in rounds.items()}
+# ------------------------------------------------------------------ workers --
+def start_side(side: str, threads: int):
+    """In a worker: gives the side's library ``threads`` threads and returns
+    the torch module on PyTorch's sides (named "torch..."), else None. numpy's
+    threads are set by the parent, through the worker's environment."""
+    if side.startswith("torch"):
+        import torch
 
-
-# -------------------------------------------------------------------- peers --
-def set_threads(threads: int, torch=None) -> None:
-    """One thread count for attnkit and the peer, so the comparison is fair."""
-    attnkit.set_num_threads(threads)
-    if torch is not None:
         torch.set_num_threads(threads)
+        return torch
+    if side.startswith("attnkit"):
+        attnkit.set_num_threads(threads)
+    return None
+
+
+def run_worker(args, measure: Callable) -> None:
+    """When this process is a worker (``--worker``): calls ``measure(recorder,
+    side, torch, args)`` at its one thread count, writes what it recorded for
+    the parent, and exits. Otherwise returns at once."""
+    if not getattr(args, "worker", None):
+        return
+    threads = args.threads[0]
+    torch = start_side(args.worker, threads)
+    recorder = Recorder(args.worker, threads, getattr(args, "warmup", 0), getattr(args, "repeats", 1))
+    measure(recorder, args.worker, torch, args)
+    recorder.write(args.worker_out)
+    sys.exit(0)
+
+
+def measure_sides(
+    script: str,
+    args,
+    side_names: list,
+    rounds: Optional[int] = None,
+    runner: Optional[list] = None,
+    numpy_sides: tuple = ("numpy",),
+):
+    """In the parent: runs each side's worker (this script again, with
+    ``--worker SIDE``) in ``rounds`` (default ``args.rounds``) alternating
+    rounds at each of ``args.threads``. Returns (rows, documents): the rows
+    of ``benchmarks.merge_rounds`` and, by thread count, side -> the
+    workers' documents. ``runner``: argv that runs the script instead of
+    ``python SCRIPT`` (``python bench/kernel_timer.py SCRIPT``, say).
+    ``numpy_sides`` get numpy's BLAS thread count in their environment."""
+    rows, documents = [], {}
+    prefix = runner or [sys.executable, script]
+    for threads in args.threads:
+        commands = {side: [*prefix, *sys.argv[1:], "--threads", str(threads), "--worker", side] for side in side_names}
+        environments = {side: benchmarks.blas_threads_environment(threads) for side in numpy_sides}
+        documents[threads] = benchmarks.run_rounds(commands, rounds or args.rounds, environments)
+        rows += benchmarks.merge_rounds(documents[threads])
+    return rows, documents
+
+
+KERNEL_TIMER = str(Path(__file__).resolve().parent / "kernel_timer.py")
+
+
+def kernel_timer_runner(script: str) -> list:
+    """The argv that runs ``script`` with bench/kernel_timer.py's timer installed."""
+    return [sys.executable, KERNEL_TIMER, script]
 
 
 # ------------------------------------------------------------ machine limits --
-_bandwidth_cache: dict = {}
-_fma_cache: dict = {}
+_limits: dict = {}
 
 
-def memory_bandwidth(kind: str, threads: int, probe_mib: int = 512, repeats: int = 5) -> float:
-    """GB/s of a STREAM-style pass ('read', 'write', 'copy', 'triad') on
-    ``threads`` threads with the active ISA; measured once per run."""
-    key = (kind, threads, probe_mib, attnkit.cpu_isa())
-    if key not in _bandwidth_cache:
-        _bandwidth_cache[key] = _C.probe_memory_bandwidth(kind, probe_mib * MIB, threads, repeats)
-    return _bandwidth_cache[key]
+def limits(threads: int, probe_mib: int) -> dict:
+    """``benchmarks.measure_limits`` at ``threads`` threads, measured once per
+    run (in the parent, while no worker runs)."""
+    if threads not in _limits:
+        _limits[threads] = benchmarks.measure_limits(threads, probe_mib)
+    return _limits[threads]
 
 
-def fma_peak(threads: int, isa: Optional[str] = None) -> float:
-    """FP32 GFLOP/s of independent FMA chains on ``threads`` threads, with the
-    given ISA's kernels (default: the active one); measured once per run."""
-    isa = isa or attnkit.cpu_isa()
-    key = (threads, isa)
-    if key not in _fma_cache:
-        _fma_cache[key] = _C.probe_fma_peak(threads, isa)
-    return _fma_cache[key]
-
-
-def machine_facts(torch=None) -> dict:
-    """What a reader needs to compare figures across machines."""
-    facts = {
-        "cpu": cpu_model(),
-        "logical cpus": os.cpu_count(),
-        "l3 cache": _l3_size(),
-        "python": platform.python_version(),
-        "attnkit": attnkit.__version__,
-        "attnkit cpu isa": attnkit.cpu_isa(),
-        "compiler": attnkit.build_info()["compiler"],
-    }
-    if torch is not None:
-        facts["torch"] = torch.__version__
+def print_machine(args) -> dict:
+    """Measures the limits at every thread count, prints them with the
+    machine's facts, and returns the facts."""
+    facts = benchmarks.machine_facts()
+    for threads in args.threads:
+        limits(threads, args.probe_mib)
+    print(benchmarks.describe_machine(facts, _limits))
+    if "OMP_WAIT_POLICY" in facts["thread settings"]:
+        print("note: OMP_WAIT_POLICY is set in this shell, so it applies to every library measured")
+    sys.stdout.flush()
     return facts
-
-
-def _l3_size() -> str:
-    for index in range(8):
-        base = Path(f"/sys/devices/system/cpu/cpu0/cache/index{index}")
-        try:
-            if (base / "level").read_text().strip() == "3":
-                return (base / "size").read_text().strip()
-        except OSError:
-            break
-    return "unknown"
 
 
 # ------------------------------------------------------------------- tables --
 @dataclass
 class Row:
     """One measurement: ``work`` units (bytes or FLOPs) per call, so a time
-    becomes a throughput; the peers' times from the same run, by name; the
-    machine's limit for this kind of work."""
+    becomes a throughput; the peers' times by name; the machine's limit for
+    this kind of work."""
 
     op: str
     case: str
@@ -166,6 +176,15 @@ class Row:
     limit: Optional[float] = None  # in `unit`
     limit_name: str = ""
 
+    @classmethod
+    def from_merged(cls, row: dict, probe_mib: int) -> Row:
+        """A row of ``benchmarks.merge_rounds``: the "attnkit" column is ours."""
+        peers = dict(row["columns"])
+        ours = peers.pop("attnkit")
+        kind = row["limit"]
+        limit = None if kind is None else limits(row["threads"], probe_mib)[kind]
+        return cls(row["op"], row["case"], row["threads"], row["work"], row["unit"], ours, peers, limit, kind or "")
+
     def throughput(self, timing: Timing) -> float:
         return self.work / timing.median * 1e-9
 
@@ -176,9 +195,9 @@ class Row:
             "threads": self.threads,
             "work": self.work,
             "unit": self.unit,
-            "ours": {**asdict(self.ours), "throughput": self.throughput(self.ours)},
+            "ours": {**self.ours.to_json(), "throughput": self.throughput(self.ours)},
             "peers": {
-                name: {**asdict(t), "throughput": self.throughput(t), "ours_speedup": t.median / self.ours.median}
+                name: {**t.to_json(), "throughput": self.throughput(t), "ours_speedup": t.median / self.ours.median}
                 for name, t in self.peers.items()
             },
             "limit": self.limit,
@@ -187,14 +206,22 @@ class Row:
         }
 
 
+def format_columns(header: list, lines: list) -> str:
+    """Left-aligned columns, two spaces apart."""
+    widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(header)]
+    text = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    text += ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    return "\n".join(text)
+
+
 def print_table(rows: list, title: str = "") -> None:
     """One line per row: our time and throughput (± half the spread), the
-    fraction of the limit, then each peer's throughput and ours/peer (above 1:
-    attnkit is faster)."""
+    fraction of the limit, then each peer's throughput, its ± and ours/peer
+    (above 1: attnkit is faster)."""
     peer_names = list(dict.fromkeys(name for r in rows for name in r.peers))
     header = ["op", "case", "thr", "ours ms", "±", "ours", "of limit", "limit"]
     for name in peer_names:
-        header += [name, f"ours/{name}"]
+        header += [name, "±", f"ours/{name}"]
     lines = []
     for r in rows:
         ours = r.throughput(r.ours)
@@ -206,127 +233,51 @@ def print_table(rows: list, title: str = "") -> None:
             f"{50 * r.ours.spread:.0f}%",
             f"{ours:.1f} {r.unit}",
             "-" if r.limit is None else f"{ours / r.limit:.0%}",
-            "-" if r.limit is None else f"{r.limit:.1f} {r.unit} {r.limit_name}",
+            "-" if r.limit is None else f"{r.limit:.1f} {LIMIT_NAMES[r.limit_name]}",
         ]
         for name in peer_names:
             peer = r.peers.get(name)
-            line += ["-", "-"] if peer is None else [f"{r.throughput(peer):.1f}", f"{peer.median / r.ours.median:.2f}"]
+            if peer is None:
+                line += ["-", "", "-"]
+            else:
+                line += [f"{r.throughput(peer):.1f}", f"{50 * peer.spread:.0f}%", f"{peer.median / r.ours.median:.2f}"]
         lines.append(line)
-    widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(header)]
     if title:
         print(title)
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-    for line in lines:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    print(format_columns(header, lines))
     sys.stdout.flush()
 
 
-def write_results(script: str, rows: list, settings: dict, torch=None) -> Path:
-    """bench/results/<script>.json: the command, the machine, the limits
-    measured, every row."""
+def write_document(script: str, facts: dict, document: dict) -> Path:
+    """bench/results/<script>.json: the command, the machine's facts and the
+    limits measured in this run, then ``document``."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{Path(script).stem}.json"
-    document = {
+    full = {
         "script": Path(script).name,
         "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": settings,
-        "machine": machine_facts(torch),
-        "memory_bandwidth_gbps": {f"{k[0]}@{k[1]}t": v for k, v in _bandwidth_cache.items()},
-        "fma_peak_gflops": {f"{k[1]}@{k[0]}t": v for k, v in _fma_cache.items()},
-        "rows": [r.to_json() for r in rows],
+        "machine": facts,
+        "limits": {f"{threads} threads": limit for threads, limit in sorted(_limits.items())},
+        "load average at the end": benchmarks.load_average(),
+        **document,
     }
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    path.write_text(json.dumps(full, indent=2) + "\n")
     return path
 
 
-# ------------------------------------------------------------ kernel timing --
-class KernelTimer:
-    """Times every call into the native module ``attnkit._C`` while active.
-
-    The functional ops call kernels as ``_C.name(...)``, an attribute lookup
-    on the module at each call, so replacing the module's attributes with
-    timing wrappers catches every call made through them. (Methods of
-    ``_C.Array``, such as reshape, are not wrapped: they make no arithmetic
-    and count as Python time.) Use as a context manager around one pass;
-    afterwards ``seconds`` and ``calls`` hold per-name totals, and
-    ``wrapper_seconds_per_call`` the wrapper's own cost per call, measured on
-    a no-op, so that ``python_seconds(wall)`` can take it out of the Python
-    time rather than blaming it on the library.
-    """
-
-    def __init__(self) -> None:
-        self.seconds: dict = {}
-        self.calls: dict = {}
-        self._originals: dict = {}
-        self.wrapper_seconds_per_call = self._measure_wrapper_cost()
-
-    def _wrap(self, name: str, fn):
-        seconds, calls, clock = self.seconds, self.calls, time.perf_counter
-
-        def timed(*args, **kwargs):
-            start = clock()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                elapsed = clock() - start
-                seconds[name] = seconds.get(name, 0.0) + elapsed
-                calls[name] = calls.get(name, 0) + 1
-
-        return timed
-
-    def _measure_wrapper_cost(self, count: int = 20000) -> float:
-        """Seconds a wrapped call costs beyond the bare call, per call: the
-        wrapper's frame, the two clock reads and the bookkeeping, part of
-        which lands inside the measured interval and part outside."""
-
-        def noop():
-            return None
-
-        probe = KernelTimer.__new__(KernelTimer)
-        probe.seconds, probe.calls = {}, {}
-        wrapped = KernelTimer._wrap(probe, "noop", noop)
-        best_bare = best_wrapped = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(count):
-                noop()
-            best_bare = min(best_bare, time.perf_counter() - start)
-            start = time.perf_counter()
-            for _ in range(count):
-                wrapped()
-            best_wrapped = min(best_wrapped, time.perf_counter() - start)
-        return max(best_wrapped - best_bare, 0.0) / count
-
-    def __enter__(self) -> KernelTimer:
-        for name in dir(_C):
-            value = getattr(_C, name)
-            # Builtin functions only: classes (Array) and submodules stay as they are.
-            if name.startswith("__") or isinstance(value, type) or not callable(value):
-                continue
-            self._originals[name] = value
-            setattr(_C, name, self._wrap(name, value))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for name, value in self._originals.items():
-            setattr(_C, name, value)
-        self._originals.clear()
-
-    @property
-    def kernel_seconds(self) -> float:
-        return sum(self.seconds.values())
-
-    @property
-    def total_calls(self) -> int:
-        return sum(self.calls.values())
-
-    def python_seconds(self, wall: float) -> float:
-        """``wall`` (of the instrumented pass) less the time inside kernels
-        and less the wrappers' own cost: the time Python spent around them."""
-        return wall - self.kernel_seconds - self.total_calls * self.wrapper_seconds_per_call
-
-    def breakdown(self, top: int = 0) -> list:
-        """(name, seconds, calls), the most expensive first."""
-        rows = sorted(((n, s, self.calls[n]) for n, s in self.seconds.items()), key=lambda r: -r[1])
-        return rows[:top] if top else rows
+def run(script: str, args, measure: Callable, peers: tuple = ("torch",), title: str = "", settings=None) -> list:
+    """The whole of a script that times ops against peers: as a worker,
+    ``measure(recorder, side, torch, args)`` and exit (``run_worker``); as the
+    parent, the machine, the rounds of workers, the table and the JSON.
+    Returns the rows."""
+    run_worker(args, measure)
+    facts = print_machine(args)
+    names = sides(args, peers)
+    print(f"{args.rounds} round(s) of {', '.join(names)} worker processes at {args.threads} thread(s)")
+    merged, _ = measure_sides(script, args, names)
+    rows = [Row.from_merged(row, args.probe_mib) for row in merged]
+    print_table(rows, title=title)
+    settings = dict(vars(args), **(settings or {}))
+    path = write_document(script, facts, {"settings": settings, "rows": [r.to_json() for r in rows]})
+    print(f"written to {path}")
+    return rows

@@ -1,43 +1,54 @@
 """The machine's limits, as attnkit's benchmarks measure them: memory bandwidth
 (read, write, copy, triad over a footprint far above the L3) and FP32 FMA peak
-per ISA, at each thread count.
+per ISA, at each thread count, each in ``--rounds`` separate processes.
 
-    python bench/probe.py [--threads 1 2] [--probe-mib 512]
+    python bench/probe.py [--threads 1 2] [--probe-mib 512] [--rounds 3]
 """
 
 from __future__ import annotations
 
-import json
+import statistics
 
-import common  # first: it sets how idle threads wait, before any thread pool starts
+import common
 
 import attnkit
+from attnkit import _C
+
+KINDS = ["read", "write", "copy", "triad"]
+
+
+def measure(recorder, side: str, torch, args) -> None:
+    threads = recorder.threads
+    recorder.facts["GB/s"] = {
+        kind: _C.probe_memory_bandwidth(kind, args.probe_mib * common.MIB, threads, 5) for kind in KINDS
+    }
+    recorder.facts["GFLOP/s"] = {isa: _C.probe_fma_peak(threads, isa) for isa in attnkit.supported_cpu_isas()}
 
 
 def main() -> None:
-    parser = common.argument_parser(__doc__.splitlines()[0], timed=False)
+    parser = common.argument_parser(__doc__.splitlines()[0], peers=False, calls=False)
     args = parser.parse_args()
+    common.run_worker(args, measure)
 
-    facts = common.machine_facts()
-    for key, value in facts.items():
-        print(f"{key:<16} {value}")
-    print()
-
-    kinds = ["read", "write", "copy", "triad"]
+    facts = common.print_machine(args)
+    _, documents = common.measure_sides(__file__, args, ["attnkit"])
     isas = attnkit.supported_cpu_isas()
-    header = ["threads"] + [f"{k} GB/s" for k in kinds] + [f"fma {isa} GFLOP/s" for isa in isas]
-    print("  ".join(header))
-    results = {}
-    for threads in args.threads:
-        bandwidth = {k: common.memory_bandwidth(k, threads, args.probe_mib) for k in kinds}
-        peak = {isa: common.fma_peak(threads, isa) for isa in isas}
-        results[threads] = {"memory_bandwidth_gbps": bandwidth, "fma_peak_gflops": peak}
-        cells = [str(threads)] + [f"{bandwidth[k]:.1f}" for k in kinds] + [f"{peak[i]:.1f}" for i in isas]
-        print("  ".join(c.rjust(len(h)) for c, h in zip(cells, header)))
-
-    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = common.RESULTS_DIR / "probe.json"
-    path.write_text(json.dumps({"machine": facts, "probe_mib": args.probe_mib, "by_threads": results}, indent=2) + "\n")
+    header = ["threads"] + [f"{k} GB/s" for k in KINDS] + [f"fma {isa} GFLOP/s" for isa in isas]
+    lines, results = [], {}
+    for threads, by_side in documents.items():
+        rounds = [document["facts"] for document in by_side["attnkit"]]
+        results[threads] = {}
+        line = [str(threads)]
+        for unit, names in (("GB/s", KINDS), ("GFLOP/s", isas)):
+            for name in names:
+                values = [r[unit][name] for r in rounds]
+                median = statistics.median(values)
+                results[threads][f"{name} {unit}"] = {"median": median, "low": min(values), "high": max(values)}
+                line.append(f"{median:.1f} ±{50 * (max(values) - min(values)) / median:.0f}%")
+        lines.append(line)
+    print(f"\nmedians of {args.rounds} process(es); ±: half the spread")
+    print(common.format_columns(header, lines))
+    path = common.write_document(__file__, facts, {"settings": vars(args), "by_threads": results})
     print(f"\nwritten to {path}")
 
 

@@ -434,6 +434,15 @@ def rope_backward(dy, offset, base, interleaved):
     return _rope_join(a * np.cos(theta) + b * np.sin(theta), -a * np.sin(theta) + b * np.cos(theta), interleaved)
 
 
+def rope_at(x, positions, frequencies, interleaved):
+    """RoPE of x [B, T, H, D] with row (b, t) at positions[b, t] and pair i
+    turning at frequencies[i] (any positions and frequencies)."""
+    x = np.asarray(x, np.float64)
+    theta = (np.asarray(positions, np.float64)[..., None] * np.asarray(frequencies, np.float64))[:, :, None, :]
+    a, b = _rope_pairs(x, interleaved)
+    return _rope_join(a * np.cos(theta) - b * np.sin(theta), a * np.sin(theta) + b * np.cos(theta), interleaved)
+
+
 def rope_term_magnitudes(x, offset, base, interleaved):
     """|a c| + |b s| and |a s| + |b c| in the output's layout: the size of the
     two terms each output is a sum or difference of."""

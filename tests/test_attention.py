@@ -2,6 +2,8 @@
 checked by finite differences), every mask, GQA, decode, and the numerics
 that must hold."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import reference
@@ -301,6 +303,25 @@ def test_masks_across_blocks(cpu_isa, rng, t, mask):
         padding[5, ::3] = True
         mask["key_padding_mask"] = padding
     check(rng, batch, t, t, 2, 1, 16, **mask)
+
+
+@pytest.mark.parametrize("scale", [1e9, 1e30])
+@pytest.mark.parametrize("tq, tk, inference", [(17, 40, False), (2, 700, True)])
+def test_large_scales_reach_the_hard_max(cpu_isa, rng, scale, tq, tk, inference):
+    """A large scale (a temperature near 0) turns attention into a hard max:
+    each query gets the value of its best key. The scores are scale * q.k,
+    rounded once, and the max is subtracted from those same rounded scores,
+    so the best key gets exp(0) = 1 exactly (while scale * q.k stays within
+    float32's range). The tiled path (training) and the decode path."""
+    q, k, v = random_qkv(rng, 2, tq, tk, 4, 2, 16)
+    scores = np.einsum("bihd,bjhd->bhij", q.astype(np.float64), np.repeat(k, 2, axis=2).astype(np.float64))
+    best = scores.argmax(axis=-1)  # [b, h, i]
+    values = np.repeat(v, 2, axis=2).transpose(0, 2, 1, 3)  # [b, h, j, d]
+    expected = np.take_along_axis(values, best[..., None], axis=2).transpose(0, 2, 1, 3)
+    qt = attnkit.tensor(q, requires_grad=not inference)
+    with attnkit.no_grad() if inference else contextlib.nullcontext():
+        out = F.attention(qt, attnkit.tensor(k), attnkit.tensor(v), scale=scale)
+    np.testing.assert_array_equal(out.detach().numpy(), expected)
 
 
 def test_decode_equals_the_last_row_of_causal_attention(cpu_isa, rng):

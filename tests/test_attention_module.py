@@ -321,3 +321,70 @@ def test_fused_self_attention_equals_the_split_projection(cpu_isa, rng, num_kv_h
         )
     for fused, split in zip(*results):
         np.testing.assert_array_equal(fused, split)
+
+
+@pytest.mark.parametrize("batch, padded", [(1, False), (2, False), (2, True)])
+def test_cached_decoding_within_a_sliding_window_equals_the_full_pass(cpu_isa, rng, batch, padded):
+    """Decoding past the window (the cache then hands over its last
+    ``window`` positions, not its whole buffer) gives the rows of the full
+    windowed pass; with left padding too."""
+    attnkit.manual_seed(4)
+    module = nn.MultiHeadAttention(16, 4, 2, rope=True, rope_interleaved=False, window=3)
+    module.eval()
+    steps = 11
+    x = rng.standard_normal((batch, steps, 16)).astype(np.float32)
+    padding = np.zeros((batch, steps), bool)
+    if padded:
+        padding[1, :4] = True
+    positions = np.maximum(np.arange(steps)[None, :] - padding.sum(axis=1, keepdims=True), 0)
+    with attnkit.no_grad():
+        full = module(
+            attnkit.from_numpy(x),
+            causal=True,
+            key_padding_mask=attnkit.from_numpy(padding),
+            positions=attnkit.from_numpy(positions),
+        ).numpy()
+        cache = module.make_cache(batch, steps)
+        pieces = [
+            module(
+                attnkit.from_numpy(x[:, :5].copy()),
+                cache=cache,
+                key_padding_mask=attnkit.from_numpy(padding[:, :5].copy()),
+                positions=attnkit.from_numpy(positions[:, :5].copy()),
+            ).numpy()
+        ]
+        for t in range(5, steps):
+            pieces.append(
+                module(
+                    attnkit.from_numpy(x[:, t : t + 1].copy()),
+                    cache=cache,
+                    positions=attnkit.from_numpy(positions[:, t : t + 1].copy()),
+                ).numpy()
+            )
+    real = ~padding
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1)[real], full[real], rtol=0, atol=1e-5)
+    # the window is live: without it the last rows differ
+    module.window = None
+    with attnkit.no_grad():
+        unwindowed = module(
+            attnkit.from_numpy(x),
+            causal=True,
+            key_padding_mask=attnkit.from_numpy(padding),
+            positions=attnkit.from_numpy(positions),
+        ).numpy()
+    assert np.abs(unwindowed[:, -1] - full[:, -1]).max() > 1e-3
+
+
+def test_head_dim_and_separate_biases():
+    module = nn.MultiHeadAttention(8, 4, 2, head_dim=6, bias=False, qkv_bias=True)
+    assert module.qkv_proj.weight.shape == ((4 + 2 * 2) * 6, 8) and module.qkv_proj.bias is not None
+    assert module.out_proj.weight.shape == (8, 24) and module.out_proj.bias is None
+    assert module.make_cache(1, 5).k.shape == (1, 5, 2, 6)
+    out = module(attnkit.zeros(2, 3, 8), causal=True)
+    assert out.shape == (2, 3, 8)
+    module = nn.MultiHeadAttention(8, 2, bias=True, out_bias=False)
+    assert module.qkv_proj.bias is not None and module.out_proj.bias is None
+    with pytest.raises(ValueError, match="argument 'positions' is for rope=True"):
+        module(attnkit.zeros(1, 3, 8), positions=attnkit.zeros(1, 3, dtype=attnkit.int64))
+    with pytest.raises(ValueError, match="argument 'window' expected an integer >= 1, got 0"):
+        nn.MultiHeadAttention(8, 2, window=0)

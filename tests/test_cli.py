@@ -2,9 +2,11 @@
 and Ctrl-C (bit for bit), seed reproducibility, config files, and the
 errors a user meets (bad flags, data files, run directories)."""
 
+import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 import attnkit
-from attnkit import cli
+from attnkit import cli, training
 from attnkit.training import ConfigError, TrainConfig, load_run, train
 
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
@@ -128,6 +130,34 @@ def test_train_50_steps_writes_a_run_that_loads_and_generates(tmp_path, capsys):
         cli.main(["generate", out, "--prompt", "ROMEO:", "--max-new-tokens", "40", "--top-k", "1", "--seed", "7"]) == 0
     )
     assert capsys.readouterr().out == greedy  # top-k 1 is greedy
+
+
+def test_train_a_llama_from_scratch(tmp_path, capsys):
+    """--arch llama: the same recipe on the Llama family's blocks (RMSNorm,
+    rotary positions, SwiGLU, grouped-query attention with --n-kv-head);
+    it learns, resumes refuses another arch, and it generates."""
+    out = str(tmp_path / "run")
+    argv = ["train", "--arch", "llama", "--n-kv-head", "1", "--max-iters", "40", "--eval-interval", "20"]
+    assert cli.main([*argv, "--warmup-iters", "5", "--lr", "3e-3", "--out", out, *TINY]) == 0
+    records = read_metrics(out)
+    assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.5
+    model, _, _ = load_run(out)
+    config = model.config
+    assert (config.norm, config.position, config.mlp, config.n_kv_head, config.bias) == (
+        "rmsnorm",
+        "rope",
+        "swiglu",
+        1,
+        False,
+    )
+    assert config.d_ff == 96 and "wpe.weight" not in dict(model.named_parameters())  # 8/3 * 32 to a multiple of 32
+    capsys.readouterr()
+    assert cli.main(["generate", out, "--prompt", "ROMEO:", "--max-new-tokens", "20", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("ROMEO:")
+    with pytest.raises(ConfigError, match=r"arch \(the run has 'llama', this config 'gpt'\)"):
+        train(TrainConfig(out=out, max_iters=60, resume=True, **TINY_SETTINGS))
+    with pytest.raises(ConfigError, match="setting 'n_kv_head' expected None unless arch is llama"):
+        train(TrainConfig(out=str(tmp_path / "other"), n_kv_head=1, **TINY_SETTINGS))
 
 
 def test_python_m_attnkit_train_in_a_subprocess(tmp_path, small_text):
@@ -253,7 +283,6 @@ def test_config_file_errors(tmp_path, capsys):
         (["train", "--max-iters", "many"], "argument --max-iters: expected int, got 'many'"),
         (["train", "--tokenizer", "words"], "argument --tokenizer: invalid choice: 'words'"),
         (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        (["generate"], "the following arguments are required: RUN_DIR"),
         (["generate", "out", "--max-new-tokens", "0"], "expected a positive int, got 0"),
         (["teach"], "invalid choice: 'teach'"),
         ([], "the following arguments are required: COMMAND"),
@@ -263,6 +292,19 @@ def test_bad_flags_exit_2_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate"], "give a run directory (RUN_DIR) or a Hugging Face checkpoint (--model DIR), one of them"),
+        (["generate", "out", "--model", "m"], "one of them"),
+        (["generate", "out", "--chat"], "--chat and --system are for a chat model's checkpoint (--model DIR)"),
+    ],
+)
+def test_generate_needs_one_model(argv, message, capsys):
+    assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
 
 
@@ -308,14 +350,130 @@ def test_resume_with_other_model_settings_is_refused(tmp_path, small_text, capsy
         train(TrainConfig(out=out, data=small_text, max_iters=4, resume=True, **dict(TINY_SETTINGS, n_embd=64)))
 
 
+class Crash(BaseException):
+    """A simulated crash: nothing after it runs but the cleanup a killed
+    process would not do either (save() unlinking a temporary file in the
+    staging directory, which is discarded anyway)."""
+
+
+CHECKPOINT_OPERATIONS = ("mkdir", "rename", "replace", "rmdir", "unlink")
+
+
+@contextlib.contextmanager
+def crash_before_operation(crash_at):
+    """Within the block, the crash_at-th file operation (counted from 1) of a
+    checkpoint write raises Crash instead of running (0: none does); yields a
+    list whose length is the number of operations seen."""
+    seen, originals, write = [], {name: getattr(os, name) for name in CHECKPOINT_OPERATIONS}, training._write_checkpoint
+
+    def counted(name):
+        def operation(*args, **kwargs):
+            seen.append(name)
+            if len(seen) == crash_at:
+                raise Crash(name)
+            return originals[name](*args, **kwargs)
+
+        return operation
+
+    def write_counted(*args):
+        for name in CHECKPOINT_OPERATIONS:
+            setattr(os, name, counted(name))
+        try:
+            write(*args)
+        finally:
+            for name, original in originals.items():
+                setattr(os, name, original)
+
+    training._write_checkpoint = write_counted
+    try:
+        yield seen
+    finally:
+        training._write_checkpoint = write
+
+
+# The same with a real SIGKILL, in a child process that resumes a run.
+KILLED_WRITER = """
+import json, os, signal, sys
+import attnkit.training as training
+
+kill_at, settings = int(sys.argv[1]), json.loads(sys.argv[2])
+count = 0
+write = training._write_checkpoint
+
+def write_killed(*args):
+    def counted(operation):
+        def wrapper(*a, **k):
+            global count
+            count += 1
+            if count == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return operation(*a, **k)
+        return wrapper
+    for name in ("mkdir", "rename", "replace", "rmdir", "unlink"):
+        setattr(os, name, counted(getattr(os, name)))
+    write(*args)
+
+training._write_checkpoint = write_killed
+training.train(training.TrainConfig(**settings))
+"""
+
+
+def test_a_run_stopped_at_any_point_of_a_checkpoint_write_resumes(tmp_path, small_text):
+    """model.safetensors and training_state.safetensors are replaced as one
+    pair: a crash before any file operation of a save leaves the last whole
+    pair resumable (the old one before the commit rename, the new one after
+    it), and the resumed run ends with the bits of an unbroken one."""
+    settings = dict(TINY_SETTINGS, data=small_text, eval_interval=2, dropout=0.1, lr_decay_iters=8, warmup_iters=2)
+    whole, base = str(tmp_path / "whole"), str(tmp_path / "base")
+    train(TrainConfig(out=whole, max_iters=6, **settings))
+    train(TrainConfig(out=base, max_iters=2, **settings))
+
+    def resume_and_compare(out):
+        """The step the run resumes from, after checking it ends as the whole run."""
+        pending = os.path.isdir(os.path.join(out, ".checkpoint-pending"))
+        step = 4 if pending else attnkit.load(os.path.join(out, "training_state.safetensors"))["step"]
+        train(TrainConfig(out=out, max_iters=6, resume=True, **settings))
+        assert_same_weights(weights(whole), weights(out))
+        assert losses(read_metrics(whole)) == losses(read_metrics(out))
+        assert not [n for n in os.listdir(out) if n.startswith(".checkpoint")]
+        return step
+
+    counting = str(tmp_path / "counting")
+    shutil.copytree(base, counting)
+    with crash_before_operation(0) as seen:
+        train(TrainConfig(out=counting, max_iters=4, resume=True, **settings))
+    assert seen == ["mkdir", "replace", "replace", "rename", "replace", "replace", "rmdir"], seen
+    resumed_from = []
+    for crash_at in range(1, len(seen) + 1):
+        out = str(tmp_path / f"crashed{crash_at}")
+        shutil.copytree(base, out)
+        with pytest.raises(Crash), crash_before_operation(crash_at):
+            train(TrainConfig(out=out, max_iters=4, resume=True, **settings))
+        resumed_from.append(resume_and_compare(out))
+    assert resumed_from == [2, 2, 2, 2, 4, 4, 4]  # the commit is the rename (operation 4)
+
+    # A real SIGKILL between moving the new state and the new weights into place.
+    out = str(tmp_path / "killed")
+    shutil.copytree(base, out)
+    child = dict(settings, out=out, max_iters=4, resume=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, "6", json.dumps(child)], capture_output=True, text=True, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert resume_and_compare(out) == 4
+
+
 def test_resume_refuses_weights_and_state_of_different_steps(tmp_path, small_text):
-    # What an interrupted save can leave: the state file one step behind the weights.
+    # What two files saved one after the other can leave: the state one step behind the weights.
     out = str(tmp_path / "run")
     train(TrainConfig(out=out, data=small_text, max_iters=2, eval_interval=2, **TINY_SETTINGS))
     state_path = os.path.join(out, "training_state.safetensors")
     state = attnkit.load(state_path, mmap=False)
     attnkit.save(dict(state, step=state["step"] - 1), state_path)
-    with pytest.raises(ConfigError, match="model.safetensors is at step 2 but training_state.safetensors at step 1"):
+    with pytest.raises(
+        ConfigError,
+        match="model.safetensors is at step 2 but training_state.safetensors at step 1 \\(not saved as one pair\\)",
+    ):
         train(TrainConfig(out=out, data=small_text, max_iters=4, resume=True, **TINY_SETTINGS))
 
 

@@ -2,6 +2,8 @@
 broadcasting, the epilogues, alpha/beta, each ISA; then F.matmul and F.linear
 with their gradients."""
 
+import os
+
 import numpy as np
 import pytest
 import reference
@@ -181,6 +183,167 @@ def test_results_do_not_depend_on_the_thread_count(rng):
     np.testing.assert_array_equal(one, two)
 
 
+# ---- the driver's paths: blocking, threads, tails ------------------------
+
+
+@pytest.fixture
+def threads():
+    """Runs a test at 1 and 2 threads, restoring the count afterwards."""
+    previous = attnkit.get_num_threads()
+    yield lambda n: attnkit.set_num_threads(n)
+    attnkit.set_num_threads(previous)
+
+
+@pytest.fixture
+def forced_blocking():
+    """set_gemm_blocking for the test, back to the caches' blocks afterwards."""
+    yield lambda mc, kc, nc: _C.set_gemm_blocking(mc, kc, nc)
+    _C.set_gemm_blocking(0, 0, 0)
+
+
+def check_with_epilogue(rng, m, k, n, transpose_a, transpose_b, activation="gelu", beta=0.5):
+    """The product with alpha, beta, a bias, an activation and the saved
+    pre-activation, against the float64 reference."""
+    a, b, op_a, op_b = operands(rng, m, k, n, transpose_a, transpose_b)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    out = native(c0)
+    _, pre = _C.matmul(
+        native(a),
+        native(b),
+        transpose_a,
+        transpose_b,
+        alpha=-0.75,
+        beta=beta,
+        out=out,
+        bias=native(bias),
+        activation=activation,
+        save_pre_activation=True,
+    )
+    expected_pre = -0.75 * reference.matmul(op_a, op_b) + beta * c0.astype(np.float64) + bias
+    naive_pre = np.float32(-0.75) * reference.matmul_naive_float32(op_a, op_b) + np.float32(beta) * c0 + bias
+    pre = np.asarray(pre)
+    assert_reduction_close(pre, expected_pre, naive_pre)
+    expected = np.maximum(pre.astype(np.float64), 0) if activation == "relu" else reference.gelu(pre, "none")
+    assert_elementwise_close(np.asarray(out), expected, scale=np.maximum(np.abs(expected), np.abs(pre)))
+
+
+def test_config_reports_the_tile_and_blocks(cpu_isa):
+    config = _C.gemm_config()
+    assert config["overridden"] is False
+    mr, nr = config["mr"], config["nr"]
+    assert config["mc"] % mr == 0 and config["nc"] % nr == 0 and config["kc"] >= 16
+    caches = attnkit.build_info()["cpu_caches"]
+    assert caches["l1d_bytes"] >= 4096 and caches["l2_bytes"] >= caches["l1d_bytes"]
+    assert caches["source"] in ("cpuid", "sysfs", "default")
+    assert (config["mc"], config["kc"], config["nc"]) == _C.gemm_blocking_for(
+        caches["l1d_bytes"],
+        caches["l2_bytes"] // caches["l2_sharing"],
+        caches["l3_bytes"] // caches["l3_sharing"],
+        mr,
+        nr,
+    )
+
+
+@pytest.mark.parametrize("l1d", [4096, 24 * 1024 + 64, 48 * 1024, 80 * 1024])
+@pytest.mark.parametrize("l2", [64 * 1024, 1_250_000, 2 << 20, 5 << 20])
+@pytest.mark.parametrize("l3", [0, 3_000_000, 480 << 20])
+@pytest.mark.parametrize("mr, nr", [(4, 8), (6, 16), (12, 32), (5, 24)])
+def test_blocking_from_odd_cache_sizes(l1d, l2, l3, mr, nr):
+    mc, kc, nc = _C.gemm_blocking_for(l1d, l2, l3, mr, nr)
+    assert mc % mr == 0 and nc % nr == 0 and mc >= mr and nc >= nr
+    assert kc % 16 == 0 and 16 <= kc <= 512
+    if kc > 16:  # the A sliver fits half the L1D
+        assert mr * kc * 4 <= l1d // 2
+    if nc > nr:  # the B panel fits half the L2
+        assert kc * nc * 4 <= max(l2, 2 * l1d) // 2
+
+
+def test_blocking_bad_arguments():
+    with pytest.raises(ValueError, match="set_gemm_blocking: argument 'blocking' expected three positive"):
+        _C.set_gemm_blocking(8, 0, 64)
+    with pytest.raises(ValueError, match="set_gemm_blocking"):
+        _C.set_gemm_blocking(-1, 16, 64)
+    with pytest.raises(ValueError, match="gemm_blocking_for"):
+        _C.gemm_blocking_for(0, 1 << 20, 0, 12, 32)
+
+
+@pytest.mark.parametrize("caches", [(4096, 8192, 0), (6000, 20000, 70000), (32768, 1 << 20, 32 << 20)])
+@pytest.mark.parametrize("thread_count", [1, 2])
+def test_products_under_blocks_from_odd_caches(cpu_isa, rng, forced_blocking, threads, caches, thread_count):
+    # Blocks from small, odd caches cut every operand into many panels and
+    # passes, with partial blocks, slivers and register tiles at every edge;
+    # at 2 threads the threads share each B panel's packing.
+    config = _C.gemm_config()
+    forced_blocking(*_C.gemm_blocking_for(*caches, config["mr"], config["nr"]))
+    threads(thread_count)
+    for transpose_a in (False, True):
+        for transpose_b in (False, True):
+            check_product(rng, 203, 301, 157, transpose_a, transpose_b)
+    check_with_epilogue(rng, 131, 777, 97, False, True)
+
+
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize("thread_count", [1, 2])
+def test_epilogue_across_passes_and_panels(
+    cpu_isa, rng, forced_blocking, threads, transpose_a, transpose_b, thread_count
+):
+    # K in several passes (beta only on the first, the epilogue only on the
+    # last), several B panels and A blocks, odd block sizes.
+    mr = _C.gemm_config()["mr"]
+    forced_blocking(2 * mr + 1, 37, 45)
+    threads(thread_count)
+    check_with_epilogue(rng, 5 * mr + 3, 150, 211, transpose_a, transpose_b)
+    check_with_epilogue(rng, 5 * mr + 3, 150, 211, transpose_a, transpose_b, activation="relu", beta=0.0)
+
+
+def test_tails_of_every_size_modulo_the_tile(cpu_isa, rng):
+    mr, nr = _C.gemm_config()["mr"], _C.gemm_config()["nr"]
+    for m in range(17, 17 + mr + 1):  # past the decode path's 16 rows
+        check_product(rng, m, 23, nr + 5)
+    for n in range(1, nr + 2):
+        check_product(rng, 2 * mr + 1, 19, n, transpose_b=True)
+    for k in (1, 2, 15, 16, 17):
+        check_product(rng, mr + 1, k, nr + 1, transpose_a=True)
+
+
+@pytest.mark.parametrize("thread_count", [1, 2])
+def test_few_rows_split_by_columns(cpu_isa, rng, threads, thread_count):
+    # More than the decode path's rows but too few for every thread: the
+    # threads split the columns and each packs its own part of B.
+    threads(thread_count)
+    for transpose_a, transpose_b in ((False, False), (True, True)):
+        check_product(rng, 29, 300, 1000, transpose_a, transpose_b)
+    check_with_epilogue(rng, 29, 300, 1000, False, True)
+
+
+@pytest.mark.parametrize("thread_count", [1, 2])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_decode_every_row_count(cpu_isa, rng, threads, thread_count, transpose_b):
+    threads(thread_count)
+    for m in range(1, 17):  # wide enough for both threads from one row on
+        check_product(rng, m, 200, 1261, transpose_b=transpose_b)
+    check_with_epilogue(rng, 7, 50, 261, False, transpose_b, activation="relu")
+    check_with_epilogue(rng, 16, 33, 130, False, transpose_b)
+
+
+def test_blocked_results_do_not_depend_on_the_thread_count(rng, forced_blocking):
+    # The threads share the packing of B, but each element of C is summed in
+    # the same order at any thread count.
+    a, b, _, _ = operands(rng, 301, 257, 263)
+    forced_blocking(24, 48, 64)
+    previous = attnkit.get_num_threads()
+    try:
+        attnkit.set_num_threads(1)
+        one = np.asarray(_C.matmul(native(a), native(b))[0]).copy()
+        attnkit.set_num_threads(2)
+        two = np.asarray(_C.matmul(native(a), native(b))[0]).copy()
+    finally:
+        attnkit.set_num_threads(previous)
+    np.testing.assert_array_equal(one, two)
+
+
 def test_bad_arguments():
     f = native(np.ones((3, 4)))
     with pytest.raises(TypeError, match="matmul: argument 'a' expected float32, got int32"):
@@ -202,6 +365,29 @@ def test_bad_arguments():
         _C.matmul(f, f, transpose_b=True, activation="swish")
     with pytest.raises(ValueError, match="batch dimensions that broadcast"):
         _C.matmul(native(np.ones((2, 3, 4))), native(np.ones((3, 4, 5))))
+
+
+def _product_in_child(queue):
+    attnkit.set_num_threads(2)
+    a = np.ones((300, 200), np.float32)
+    out = np.asarray(_C.matmul(native(a), native(a.T.copy()))[0])
+    queue.put(bool((out == 200).all()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threads_work_after_fork(rng):
+    # A forked child has none of the parent's worker threads: the pool starts
+    # anew there instead of waiting on workers that do not exist.
+    import multiprocessing
+
+    _C.matmul(native(np.ones((300, 200))), native(np.ones((200, 300))))  # the parent's workers are running
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_product_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the child hung or failed"
+    assert queue.get(timeout=5) is True
 
 
 # ---- the differentiable wrappers ---------------------------------------

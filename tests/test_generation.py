@@ -81,6 +81,22 @@ def test_greedy_is_the_argmax(rng, vocab):
     np.testing.assert_array_equal(tokens, logits.argmax(axis=1))
 
 
+@pytest.mark.parametrize("temperature", [1e-3, 1e-9, 1e-30, 1e-300, 5e-324])
+def test_a_temperature_near_zero_is_the_argmax(rng, temperature):
+    """1 / temperature is a huge scale: the sampler subtracts the max before
+    dividing, so the limit is the argmax, with logits of any size."""
+    logits = rng.standard_normal((6, 300)).astype(np.float32)
+    logits[1] += np.float32(1e4)
+    logits[2] *= np.float32(1e30)
+    logits[3, rng.random(300) < 0.5] = -np.inf
+    logits[4] = np.float32(3e38) * np.sign(logits[4])
+    logits[4, 7] = np.float32(3.4e38)  # one largest among many large
+    logits[5, 100] = logits[5].max() + np.float32(1)
+    for seed in range(5):
+        tokens = generation.sample(attnkit.from_numpy(logits), temperature=temperature, generator=Generator(seed))
+        np.testing.assert_array_equal(tokens.numpy(), logits.argmax(axis=1))
+
+
 def test_greedy_ties_go_to_the_lower_id():
     logits = np.array([[1.0, 3.0, 3.0, -np.inf], [-np.inf, 2.0, 0.0, 2.0]], np.float32)
     np.testing.assert_array_equal(generation.sample(attnkit.from_numpy(logits), temperature=0).numpy(), [1, 1])
@@ -373,6 +389,49 @@ def test_stop_tokens_end_rows_and_max_length_holds(rng):
     room = model.config.block_size - 3 + 1
     assert model.generate(prompts, room, temperature=0).shape == (2, 3 + room)
     assert model.generate(prompts, 0).shape == (2, 3)
+
+
+class _LetterTokenizer:
+    """Token t decodes to the letter 'a' + t."""
+
+    def decode(self, ids):
+        return "".join(chr(ord("a") + int(t)) for t in ids)
+
+
+def test_stop_strings_end_a_row_at_the_token_that_completes_them(rng):
+    model = tiny_model(seed=38)
+    prompts = [rng.integers(0, 13, size=n).tolist() for n in (4, 2)]
+    free = model.generate(prompts, 10, temperature=0, stop_tokens=[])
+    tokenizer = _LetterTokenizer()
+    new = [row[len(prompt) :] for row, prompt in zip(free, prompts)]
+    # a two-letter string row 0 writes at its steps 3-4 (and row 1 never writes)
+    text = tokenizer.decode(new[0])
+    stop = next(text[i : i + 2] for i in range(3, 9) if text[i : i + 2] not in tokenizer.decode(new[1]))
+    end = text.index(stop) + 2  # the token count that completes it
+    out = model.generate(prompts, 10, temperature=0, stop_tokens=[], stop_strings=[stop], tokenizer=tokenizer)
+    assert out[0] == prompts[0] + new[0][:end]
+    assert out[1] == free[1]
+    with pytest.raises(TypeError, match="'stop_strings' needs a 'tokenizer'"):
+        model.generate(prompts, 3, stop_strings="ab")
+    with pytest.raises(ValueError, match="'stop_strings' expected non-empty strings"):
+        model.generate(prompts, 3, stop_strings=[""], tokenizer=tokenizer)
+
+
+def test_eos_of_the_generation_config_stops_by_default(rng):
+    model = tiny_model(seed=39)
+    prompt = [rng.integers(0, 13, size=3).tolist()]
+    free = model.generate(prompt, 8, temperature=0)[0]
+    new = free[3:]
+    eos = new[2]
+    expected = free[: 3 + new.index(eos) + 1]
+    other = next(t for t in range(13) if t not in new)  # an eos id the model never draws here
+    assert generation.default_stop_tokens(model) == []
+    model.generation_config = {"eos_token_id": [other, eos]}  # a list, as Llama 3's
+    assert generation.default_stop_tokens(model) == [other, eos]
+    assert model.generate(prompt, 8, temperature=0)[0] == expected
+    assert model.generate(prompt, 8, temperature=0, stop_tokens=[])[0] == free  # [] stops on nothing
+    model.generation_config = {"eos_token_id": eos}
+    assert model.generate(prompt, 8, temperature=0)[0] == expected
 
 
 def test_generation_restores_modes_and_records_no_gradients():

@@ -129,6 +129,26 @@ def test_large_logits_are_stable(cpu_isa, rng, label_smoothing):
     assert np.isfinite(loss).all() and np.isfinite(dlogits).all()
 
 
+@pytest.mark.parametrize("magnitude", [1e30, 1e37, 3e38])
+def test_logits_near_the_largest_float(cpu_isa, rng, magnitude):
+    """With label smoothing the loss takes the mean of the logits: summed
+    plainly, logits near float32's largest overflowed it, and a loss beyond
+    float32's range came out -inf instead of inf. Every loss is the float64
+    value rounded to float32 (inf where beyond it), to within 2 roundings;
+    the gradients, p - q, stay exact to float32 rounding."""
+    n, vocab = 9, 130
+    logits = (rng.uniform(-1, 1, (n, vocab)) * magnitude).astype(np.float32)
+    targets = random_targets(rng, n, vocab)
+    loss, dlogits = run(logits, targets, upstream_gradient(rng, n, "none"), label_smoothing=0.1, reduction="none")
+    expected = reference.cross_entropy(logits.astype(np.float64), targets, label_smoothing=0.1, reduction="none")
+    with np.errstate(over="ignore"):
+        rounded = expected.astype(np.float32)
+    finite = np.isfinite(rounded)
+    np.testing.assert_array_equal(loss[~finite], rounded[~finite])
+    np.testing.assert_allclose(loss[finite], expected[finite], rtol=2 * 2.0**-24)
+    assert np.isfinite(dlogits).all()
+
+
 def test_negative_infinity_logits(cpu_isa, rng):
     """Masked classes (-inf) get probability 0 and gradient 0; without label
     smoothing the loss stays finite (with it, log 0 enters the loss: inf)."""

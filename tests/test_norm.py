@@ -342,3 +342,129 @@ def test_add_layer_norm_bad_arguments():
         F.add_layer_norm(x, attnkit.tensor(np.ones((4, 6), np.int32)), 6)
     with pytest.raises(ValueError, match=r"add_layer_norm: argument 'normalized_shape' expected \[6\]"):
         F.add_layer_norm(x, x, (2, 3))
+
+
+# ------------------------------------ rows of any magnitude (scaled rows) ---
+# Squares of 2e19 overflow float32 and squares of 1e-25 fall below its normal
+# range: the kernels normalize each row in units of a power of two near its
+# largest magnitude. LayerNorm and RMSNorm of x * 2^k with eps * 4^k are those
+# of x with eps (mean and rstd scaled by 2^k and 2^-k, dx by 2^-k); with the
+# scaling exact, ours must keep every bit of that.
+
+MAGNITUDES = [2**64, 2**100, 2.0**-64, 2.0**-100]
+EPS = 2.0**-16  # a power of two, so eps * 4^k is exact
+
+
+def norm_outputs(op, x, w, b, dy, eps, residual=None):
+    """Everything op gives: outputs, saved statistics, input and parameter gradients."""
+    xt, wt = tensor(x, True), tensor(w, True)
+    if op == "layer_norm":
+        bt = tensor(b, True)
+        y = F.layer_norm(xt, x.shape[-1], wt, bt, eps)
+        stats = _C.layer_norm_forward(xt._array, [x.shape[-1]], wt._array, bt._array, eps)[1:]
+        params = (wt, bt)
+    elif op == "rms_norm":
+        y = F.rms_norm(xt, x.shape[-1], wt, eps)
+        stats = _C.rms_norm_forward(xt._array, [x.shape[-1]], wt._array, eps)[1:]
+        params = (wt,)
+    else:
+        bt, rt = tensor(b, True), tensor(residual, True)
+        y = F.add_layer_norm(xt, rt, x.shape[-1], wt, bt, eps)[1]
+        stats = ()
+        params = (wt, bt)
+    y.backward(attnkit.tensor(dy))
+    if op == "add_layer_norm":  # the same gradient reaches both addends
+        np.testing.assert_array_equal(rt.grad.numpy(), xt.grad.numpy())
+    return y.detach().numpy(), [np.asarray(s) for s in stats], xt.grad.numpy(), [p.grad.numpy() for p in params]
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm", "add_layer_norm"])
+@pytest.mark.parametrize("magnitude", MAGNITUDES)
+def test_rows_of_any_magnitude_give_the_bits_of_unit_rows(cpu_isa, rng, op, magnitude):
+    x, w, b, dy = random_case(rng, (9, 61))
+    residual = rng.standard_normal(x.shape).astype(np.float32)
+    x[3] = 0.0
+    x[4] = x[4, 0]  # constant rows
+    x[5, ::2] = 1e-3 * x[5, ::2]  # (elements of 1e-3 scaled by 2^-100 stay normal)
+    factor = np.float32(magnitude)
+    # eps * factor^2 must be a float32 (eps = 0 scales to anything; then the
+    # constant rows have rstd = inf and NaN gradients, alike in both runs)
+    eps = EPS if 2.0**-149 <= EPS * magnitude**2 < 2.0**127 else 0.0
+    y1, stats1, dx1, dp1 = norm_outputs(op, x, w, b, dy, eps, residual)
+    y2, stats2, dx2, dp2 = norm_outputs(op, x * factor, w, b, dy, eps * magnitude**2, residual * factor)
+    np.testing.assert_array_equal(y2, y1)
+    for s1, s2, power in zip(stats1, stats2, (1, -1) if op == "layer_norm" else (-1,)):
+        np.testing.assert_array_equal(s2, s1 * factor**power)
+    np.testing.assert_array_equal(dx2, dx1 / factor)
+    for p1, p2 in zip(dp1, dp2):
+        np.testing.assert_array_equal(p2, p1)
+
+
+def naive_scaled(expected_fn, x, eps, factor):
+    """The plain float32 computation, run on x * factor (exact: a power of two)
+    with eps * factor^2, where float32 can hold its squares; dx (which scales
+    by 1 / factor) scaled back."""
+    return expected_fn(x * np.float32(factor), eps * factor**2, factor)
+
+
+@pytest.mark.parametrize("magnitude", [1e19, 1e30, 3e38, 1e-25, 1e-35])
+def test_layer_norm_of_huge_and_tiny_rows(cpu_isa, rng, magnitude):
+    """Rows whose squares overflow (or underflow) float32: within twice the
+    error of the plain float32 computation run where float32 holds them."""
+    x, w, b, dy = random_case(rng, (20, 77))
+    x = ((rng.standard_normal(x.shape) * 0.5 + 0.25) * magnitude / 4).astype(np.float32)  # all below 2 magnitude
+    x[0, :4] = np.array([2, -2, 0, 0]) * magnitude / 4  # the fuzzer's [2e19, -2e19, 0, 0]
+    x[0, 4:] = 0
+    eps = 1e-5 * (magnitude / 4) ** 2 if magnitude < 1 else 1e-5  # eps must matter no less than for unit rows
+    eps = float(np.float32(eps))
+    factor = 2.0 ** -round(np.log2(magnitude))
+    ours = layer_norm_run(x, w, b, dy, eps)
+    expected = layer_norm_expected(f64(x), f64(w), f64(b), f64(dy), eps)
+
+    def naive_fn(xs, eps_s, dx_back):
+        y, dx, dw, db = layer_norm_expected(xs, w, b, dy, eps_s)
+        return y, dx.astype(np.float64) * dx_back, dw, db
+
+    naive = naive_scaled(naive_fn, x, eps, factor)
+    for name, a, e, n in zip(("y", "dx", "dweight", "dbias"), ours, expected, naive):
+        assert np.isfinite(n).all(), name
+        assert np.isfinite(a).all(), name
+        assert_reduction_close(a, e, n)
+
+
+@pytest.mark.parametrize("magnitude", [1e19, 1e30, 3e38, 1e-25, 1e-35])
+def test_rms_norm_of_huge_and_tiny_rows(cpu_isa, rng, magnitude):
+    x, w, _, dy = random_case(rng, (20, 77))
+    x = ((rng.standard_normal(x.shape) * 0.5 + 0.25) * magnitude / 4).astype(np.float32)
+    x[0, :4] = np.array([2, -2, 0, 0]) * magnitude / 4
+    x[0, 4:] = 0
+    eps = float(np.float32(1e-6 * (magnitude / 4) ** 2 if magnitude < 1 else 1e-6))
+    factor = 2.0 ** -round(np.log2(magnitude))
+    ours = rms_norm_run(x, w, dy, eps)
+    y_ref = reference.rms_norm(f64(x), f64(w), eps)[0]
+    dx_ref, dw_ref = reference.rms_norm_backward(f64(dy), f64(x), f64(w), eps)
+    xs = x * np.float32(factor)
+    y_naive = reference.rms_norm(xs, w, eps * factor**2)[0]
+    dx_naive, dw_naive = reference.rms_norm_backward(dy, xs, w, eps * factor**2)
+    dx_naive = dx_naive.astype(np.float64) * factor
+    for a, e, n in zip(ours, (y_ref, dx_ref, dw_ref), (y_naive, dx_naive, dw_naive)):
+        assert np.isfinite(a).all() and np.isfinite(n).all()
+        assert_reduction_close(a, e, n)
+
+
+@pytest.mark.parametrize("value", [3e38, -3.4e38, 1e30, 2e19, 1.5e-45, -1e-40])
+def test_constant_rows_of_any_magnitude_give_the_bias(cpu_isa, rng, value):
+    """A constant row has x - mean = 0: y is the bias, bit for bit, even where
+    eps / s^2 overflows float32 in the scaled units; dx = rstd (g - mean(g))."""
+    c = 37
+    x = np.full((3, c), value, np.float32)
+    _, w, b, dy = random_case(rng, x.shape)
+    y, dx, dw, db = layer_norm_run(x, w, b, dy)
+    np.testing.assert_array_equal(y, np.broadcast_to(b, y.shape))
+    g = f64(dy) * f64(w)
+    assert_reduction_close(
+        dx, (g - g.mean(axis=1, keepdims=True)) / np.sqrt(1e-5), layer_norm_expected(np.zeros_like(x), w, b, dy)[1]
+    )
+    np.testing.assert_array_equal(dw, 0)
+    total, normed = F.add_layer_norm(attnkit.tensor(x), attnkit.tensor(np.zeros_like(x)), c, tensor(w), tensor(b))
+    np.testing.assert_array_equal(normed.numpy(), np.broadcast_to(b, y.shape))

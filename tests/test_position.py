@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import reference
@@ -182,3 +184,116 @@ def test_rope_errors():
         F.rope(np.ones((1, 2, 1, 4), np.float32))
     with pytest.raises(ValueError, match="rope_backward: argument 'base' expected a finite base > 0"):
         _C.rope_backward(x._array, 0, 0.0, True)
+
+
+# ------------------------------------------- RoPE: positions, frequencies --
+
+
+@pytest.mark.parametrize("interleaved", [True, False])
+def test_rope_per_row_positions_and_frequencies_match_reference(rng, interleaved):
+    shape = (3, 7, 2, 10)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    positions = np.array([[0, 1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 1, 2, 3], [100, 7, 5000, 31, 32, 33, 7]])
+    frequencies = rng.uniform(0.001, 2.0, size=5)
+    y, dx = run_rope(
+        x, dy, interleaved=interleaved, positions=attnkit.from_numpy(positions), frequencies=frequencies.tolist()
+    )
+    expected = reference.rope_at(x, positions, frequencies, interleaved)
+    magnitude = np.abs(reference.rope_at(np.abs(x), positions, frequencies, interleaved)) + np.abs(x)
+    assert_elementwise_close(y, expected, scale=magnitude)
+    # backward: the rotation by minus the angle
+    assert_elementwise_close(
+        dx, reference.rope_at(dy, -positions, frequencies, interleaved), scale=np.abs(dy) + np.abs(expected)
+    )
+
+
+def test_rope_positions_give_the_bits_of_the_offset_form(rng):
+    # Any position, in any row, gets the angles the contiguous form gives it:
+    # a left-padded batch decodes as each prompt alone, bit for bit.
+    x = rng.standard_normal((2, 6, 3, 8)).astype(np.float32)
+    positions = np.array([[0, 0, 0, 1, 2, 3], [70, 33, 64, 65, 95, 96]])
+    y = F.rope(attnkit.tensor(x), positions=attnkit.from_numpy(positions.astype(np.int32)), interleaved=False).numpy()
+    for b in range(2):
+        for t in range(6):
+            alone = F.rope(
+                attnkit.tensor(x[b : b + 1, t : t + 1].copy()), offset=int(positions[b, t]), interleaved=False
+            )
+            np.testing.assert_array_equal(y[b, t], alone.numpy()[0, 0])
+
+
+def test_rope_frequencies_of_the_base_are_the_default(rng):
+    x = attnkit.tensor(rng.standard_normal((1, 40, 2, 16)).astype(np.float32))
+    given = F.rope(x, 3, frequencies=F.rope_frequencies(16, 500000.0), interleaved=False).numpy()
+    default = F.rope(x, 3, base=500000.0, interleaved=False).numpy()
+    np.testing.assert_allclose(given, default, rtol=0, atol=1e-6)
+
+
+def test_rope_frequencies_llama3_and_linear_scaling():
+    head_dim, base = 128, 500000.0
+    scaling = {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
+    got = F.rope_frequencies(head_dim, base, scaling)
+    # Llama 3.1's rule, pair by pair, in plain Python floats.
+    for i, w in enumerate(got):
+        plain = base ** (-2 * i / head_dim)
+        wavelength = 2 * math.pi / plain
+        if wavelength < 8192 / 4.0:
+            expected = plain
+        elif wavelength > 8192 / 1.0:
+            expected = plain / 8.0
+        else:
+            blend = (8192 / wavelength - 1.0) / (4.0 - 1.0)
+            expected = (1 - blend) * plain / 8.0 + blend * plain
+        assert w == pytest.approx(expected, rel=1e-15)
+    # all three regimes occur for these (Llama 3.1's own) settings
+    plain = F.rope_frequencies(head_dim, base)
+    assert (got == plain).sum() > 0 and (got == plain / 8).sum() > 0 and ((got != plain) & (got != plain / 8)).sum() > 0
+    np.testing.assert_array_equal(
+        F.rope_frequencies(64, 10000.0, {"type": "linear", "factor": 4.0}), F.rope_frequencies(64, 10000.0) / 4.0
+    )
+    np.testing.assert_array_equal(
+        F.rope_frequencies(64, 10000.0, {"rope_type": "default"}), F.rope_frequencies(64, 10000.0)
+    )
+
+
+def test_rope_positions_and_frequencies_errors():
+    x = attnkit.tensor(np.ones((2, 3, 1, 4), np.float32))
+    with pytest.raises(
+        ValueError, match=r"rope: argument 'positions' expected shape \[2, 3\] \(\[batch, seq\] of x\), got \[2, 2\]"
+    ):
+        F.rope(x, positions=attnkit.zeros(2, 2, dtype=attnkit.int64))
+    with pytest.raises(ValueError, match=r"rope: argument 'positions' expected positions in \[0, 2\^53\), got -1"):
+        F.rope(x, positions=attnkit.tensor(np.array([[0, 1, 2], [0, -1, 2]])))
+    with pytest.raises(TypeError, match="rope: argument 'positions' expected int32 or int64, got float32"):
+        F.rope(x, positions=attnkit.zeros(2, 3))
+    with pytest.raises(
+        ValueError, match=r"rope: argument 'frequencies' expected 2 values \(head_dim / 2\), got 3 values"
+    ):
+        F.rope(x, frequencies=[1.0, 0.5, 0.25])
+    with pytest.raises(ValueError, match="rope: argument 'frequencies' expected finite frequencies > 0, got nan"):
+        F.rope(x, frequencies=[1.0, float("nan")])
+    with pytest.raises(TypeError, match="rope: argument 'frequencies' expected a sequence of numbers"):
+        F.rope(x, frequencies=["a", "b"])
+    with pytest.raises(ValueError, match="rope_frequencies: argument 'head_dim' expected an even int >= 2, got 5"):
+        F.rope_frequencies(5)
+    with pytest.raises(ValueError, match="rope_type 'dynamic'; supported: default, linear, llama3"):
+        F.rope_frequencies(8, scaling={"rope_type": "dynamic", "factor": 2.0})
+    with pytest.raises(ValueError, match="'factor' a finite number > 0, got 0"):
+        F.rope_frequencies(8, scaling={"rope_type": "linear", "factor": 0})
+    with pytest.raises(ValueError, match="high_freq_factor > low_freq_factor"):
+        F.rope_frequencies(
+            8,
+            scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 4.0,
+                "high_freq_factor": 1.0,
+                "original_max_position_embeddings": 64,
+            },
+        )

@@ -156,7 +156,7 @@ def test_info_prints_version_isa_threads_and_cuda(command):
     assert facts["version"] == attnkit.__version__
     assert facts["cpu isa"] == attnkit.supported_cpu_isas()[-1]
     assert facts["cpu isas available"] == ", ".join(attnkit.supported_cpu_isas())
-    assert int(facts["openmp threads"]) >= 1
+    assert int(facts["threads"]) >= 1
     assert facts["cuda"] == attnkit.build_info()["cuda"]
     assert facts["build type"] and facts["compiler"]
 
@@ -169,7 +169,7 @@ def test_info_json_and_usage_errors():
     )
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
-    assert facts["version"] == attnkit.__version__ and "cuda" in facts and "openmp threads" in facts
+    assert facts["version"] == attnkit.__version__ and "cuda" in facts and "threads" in facts
     result = subprocess.run([sys.executable, "-m", "attnkit"], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "usage" in result.stderr
 

@@ -262,7 +262,11 @@ def write_raw(path, header, payload=b""):
             "an overlap at byte 8",
         ),
         ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(8), "cover 4 bytes of a 8-byte buffer"),
-        ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, bytes(4), "not a list of non-negative ints"),
+        (
+            {"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}},
+            bytes(4),
+            r"not a list of sizes in \[0, 2\*\*63\)",
+        ),
         ({"a": {"dtype": "F32", "shape": [1]}}, bytes(4), "needs 'dtype', 'shape' and 'data_offsets'"),
         ({"a": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}}, b"\x01\x02", "bytes other than 0 and 1"),
         ({"__metadata__": {"n": 1}}, b"", "'__metadata__' must map strings to strings"),
@@ -270,6 +274,36 @@ def write_raw(path, header, payload=b""):
         (b"[1, 2]", b"", "the header is not a JSON object"),
         (b"{\xff}", b"", "not UTF-8 JSON"),
         ({"__metadata__": {"attnkit.structure": '{"@tensor": "gone"}'}}, b"", "refers to a tensor 'gone'"),
+        # what a fuzzer found or could: every way a header can lie is refused whole
+        (b"[" * 100_000 + b"]" * 100_000, b"", "the header nests too deeply"),
+        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b"", "the header nests too deeply"),
+        ({"__metadata__": {"attnkit.structure": "[" * 100_000 + "]" * 100_000}}, b"", "it nests too deeply"),
+        ({"__metadata__": {"attnkit.structure": '{"@tuple": 5}'}}, b"", "malformed 'attnkit.structure' entry"),
+        ({"__metadata__": {"attnkit.structure": '{"@dict": [[[1], 2]]}'}}, b"", "malformed 'attnkit.structure'"),
+        ({"__metadata__": {"attnkit.structure": '{"@tensor": ["a"]}'}}, b"", "malformed 'attnkit.structure'"),
+        ({"__metadata__": {"attnkit.structure": "{not json"}}, b"", "malformed 'attnkit.structure' entry"),
+        ({"__metadata__": []}, b"", "'__metadata__' must map strings to strings"),
+        ({"__metadata__": ""}, b"", "'__metadata__' must map strings to strings"),
+        ({"a": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}, bytes(4), r"has dtype \['F32'\]"),
+        ({"a": {"dtype": "F32", "shape": [2**64], "data_offsets": [0, 0]}}, b"", "not a list of sizes"),
+        ({"a": {"dtype": "F32", "shape": [2**63, 0], "data_offsets": [0, 0]}}, b"", "not a list of sizes"),
+        ({"a": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, bytes(4), "not a list of sizes"),
+        ({"a": {"dtype": "F32", "shape": 1, "data_offsets": [0, 4]}}, bytes(4), "not a list of sizes"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}}, bytes(4), "outside the 4-byte buffer"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, bytes(4), "outside the 4-byte buffer"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4.0]}}, bytes(4), "outside the 4-byte buffer"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 2**70]}}, bytes(4), "outside the 4-byte buffer"),
+        ({"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 4]}}, bytes(4), "needs 4835703278458"),
+        ({"a": {"dtype": "I64", "shape": [1], "data_offsets": [0, 4]}}, bytes(4), "needs 8 bytes, its offsets span 4"),
+        (
+            {
+                "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                "b": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+            },
+            bytes(8),
+            "an overlap at byte 4",
+        ),
+        ({"a": []}, b"", "needs 'dtype', 'shape' and 'data_offsets'"),
     ],
 )
 def test_malformed_files_raise_clear_errors(tmp_path, header, payload, message):
@@ -277,6 +311,28 @@ def test_malformed_files_raise_clear_errors(tmp_path, header, payload, message):
     write_raw(path, header, payload)
     with pytest.raises(ValueError, match=message):
         attnkit.load(path)
+
+
+def test_malformed_configs_raise_clear_errors(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    for config, message in (
+        ("[" * 100_000 + "]" * 100_000, "malformed 'config' entry \\(it nests too deeply\\)"),
+        ("{oops", "malformed 'config' entry"),
+        ("[1, 2]", "malformed 'config' entry \\(not a JSON object\\)"),
+    ):
+        write_raw(path, {"__metadata__": {"config": config}})
+        with pytest.raises(ValueError, match=message):
+            load_config(path)
+        assert attnkit.load(path) == {}  # the tensors (none) do not depend on the config
+
+
+def test_objects_too_deep_to_save(tmp_path):
+    deep = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="save: the object nests too deeply"):
+        attnkit.save({"x": deep}, tmp_path / "deep.safetensors")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_truncated_files(tmp_path):

@@ -100,6 +100,23 @@ def test_reshape_is_a_view_and_reshapes_the_gradient(rng):
         F.reshape(x, 3.0, 17)
 
 
+def test_zero_dimensional_tensors_take_the_dims_of_a_one_dimensional_one():
+    """As in PyTorch: 0 and -1 name the one dim of a 0-d tensor; anything else
+    is out of range (it used to be ignored)."""
+    t0 = attnkit.tensor(2.5)
+    for start, end in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
+        assert F.flatten(t0, start, end).shape == (1,)
+    for dim in (None, 0, -1):
+        assert F.squeeze(t0, dim).shape == ()
+    assert t0.flatten().shape == (1,) and t0.squeeze(0).shape == ()
+    for start, end in ((-100, 100), (1, -1), (0, 1), (-2, 0)):
+        with pytest.raises(ValueError, match=r"flatten: argument 'dim' expected a dim in \[-1, 1\)"):
+            F.flatten(t0, start, end)
+    for dim in (1, -2, 2**40, -(2**70)):
+        with pytest.raises(ValueError, match=r"squeeze: argument 'dim' expected a dim in \[-1, 1\)"):
+            F.squeeze(t0, dim)
+
+
 # ------------------------------------------------------------------ permute --
 
 PERMUTE_CASES = [

@@ -68,6 +68,54 @@ def test_large_logits_are_stable(cpu_isa, rng, op):
     assert np.isfinite(y).all() and np.isfinite(dx).all()
 
 
+def large_scale_rows(rng, c=77):
+    """Ordinary rows, rows of large logits, a tie, and masked entries."""
+    x = rng.standard_normal((9, c)).astype(np.float32)
+    x[2:4] += np.float32(1000)  # scale * max alone carried an error of many units
+    x[4] -= np.float32(1e4)
+    x[5] *= np.float32(1e30)
+    x[6, :5] = x[6].max() + 1  # a five-way tie for the max
+    x[7, rng.random(c) < 0.5] = -np.inf
+    x[8] = np.where(rng.random(c) < 0.5, np.float32(3e38), np.float32(-3e38))
+    return x
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("scale", [1e3, 1e9])
+def test_large_scales_match_the_reference(cpu_isa, rng, op, scale):
+    """softmax(scale * x) with a large scale (a temperature near 0): it used to
+    give NaN or a row of zeros (softmax) and -inf everywhere (log_softmax)."""
+    x = large_scale_rows(rng)[:5]
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y, dx = check(op, x, dy, scale=scale)
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("scale", [1e9, 1e30, float(np.finfo(np.float32).max)])
+def test_large_scales_reach_the_limit(cpu_isa, rng, op, scale):
+    """Where scale * x itself overflows float32, the result is still the limit:
+    one-hot softmax (1 / k on a k-way tie) and log_softmax (x - max) * scale,
+    rounded to float32 (-inf where that is beyond float32's range)."""
+    x = large_scale_rows(rng)
+    y = OPS[op][0](attnkit.tensor(x), scale=scale).numpy()
+    x64 = x.astype(np.float64)
+    m = np.max(x64, axis=-1, keepdims=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        exponents = (x64 - m) * scale  # exact but for the double rounding
+    ties = np.sum(x64 == m, axis=-1, keepdims=True)
+    if op == "softmax":
+        np.testing.assert_array_equal(y, np.where(x64 == m, 1.0 / ties, 0.0).astype(np.float32))
+    else:
+        expected = np.where(x64 == m, -np.log(ties), exponents - np.log(ties))
+        with np.errstate(over="ignore"):
+            rounded = expected.astype(np.float32)
+        finite = np.isfinite(rounded)
+        np.testing.assert_array_equal(y[~finite], rounded[~finite])
+        # (x - max) rounds once, then the product: two roundings
+        np.testing.assert_allclose(y[finite], expected[finite], rtol=2 * 2.0**-24, atol=0)
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_negative_infinity_entries(cpu_isa, rng, op):
     x = rng.standard_normal((9, 45)).astype(np.float32)

@@ -4,6 +4,7 @@ every dtype, empty and 0-d tensors, bad input, and the autograd basics."""
 from __future__ import annotations
 
 import gc
+import warnings
 
 import numpy as np
 import pytest
@@ -396,6 +397,18 @@ def test_dlpack_refuses_non_contiguous_producers():
     assert attnkit.from_dlpack(base[1:]).shape == (2, 4)
 
 
+@pytest.mark.parametrize("shape", [(0, 6), (6, 0), (0,), (3, 0, 5)])
+def test_dlpack_of_empty_arrays(shape):
+    """An empty array has no element to place, so any strides describe it
+    (numpy gives (0, 6) int64 the strides (48, 8), not row-major for 0 rows)."""
+    for dtype in (np.int64, np.float32):
+        t = attnkit.from_dlpack(np.zeros(shape, dtype))
+        assert t.shape == shape and t.numel() == 0 and t.dtype.numpy_dtype == dtype
+        assert np.from_dlpack(t).shape == shape
+    strided = np.zeros((6, 4), np.int64)[:0, ::2]
+    assert attnkit.from_dlpack(strided).shape == (0, 2)
+
+
 def test_dlpack_with_pytorch():
     torch = pytest.importorskip("torch")
     t = attnkit.tensor([1.0, -2.0, 3.5], dtype=attnkit.bfloat16)
@@ -496,7 +509,57 @@ def test_requires_grad_only_for_floating_point():
     with pytest.raises(TypeError, match="bool"):
         attnkit.tensor([True]).requires_grad_(True)
     assert attnkit.tensor([1, 2]).requires_grad_(False).requires_grad is False
-    assert attnkit.tensor([1.0], dtype=attnkit.float16).requires_grad_().requires_grad
+
+
+@pytest.mark.parametrize("dtype", [attnkit.float16, attnkit.bfloat16])
+def test_low_precision_tensors_say_no_op_computes_in_them_yet(dtype):
+    """float16 and bfloat16 are storage for now (checkpoints, conversion):
+    asking one for gradients warns at the user's line, and an op it reaches
+    says why it refuses it."""
+    with pytest.warns(UserWarning, match=f"requires_grad_: no attnkit op computes in {dtype} yet") as record:
+        t = attnkit.tensor([1.0, 2.0], dtype=dtype, requires_grad=True)
+    assert t.requires_grad and record[0].filename == __file__
+    with pytest.warns(UserWarning, match="no attnkit op computes"):
+        attnkit.zeros(3, dtype=dtype).requires_grad_()
+    with pytest.warns(UserWarning, match="no attnkit op computes"):
+        attnkit.ones(2, dtype=dtype, requires_grad=True)
+    refusal = r"expected float32.*got " + str(dtype) + r" \(no attnkit op computes in float16 or bfloat16 yet"
+    for op in (lambda: t * 2, lambda: F.gelu(t), lambda: t.sum(), lambda: F.softmax(t)):
+        with pytest.raises(TypeError, match=refusal):
+            op()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attnkit.zeros(2, dtype=dtype).requires_grad_(False)  # no warning without gradients
+        attnkit.zeros(2, requires_grad=True)
+
+
+@pytest.mark.parametrize(
+    "data, dtype, bad",
+    [
+        (np.array([2**64 - 1], np.uint64), None, "18446744073709551615 in the uint64 data"),
+        (np.array([0, 2**63], np.uint64), attnkit.int64, "9223372036854775808 in the uint64 data"),
+        ([2**64 - 1], None, "18446744073709551615 in the uint64 data"),
+        (np.array([2**40]), attnkit.int32, "1099511627776 in the int64 data"),
+        (np.array([2**32 - 1], np.uint32), attnkit.int32, "4294967295 in the uint32 data"),
+        ([1e30], attnkit.int64, "1e+30 in the float64 data"),
+        ([2.0**63], attnkit.int64, "9.223372036854776e+18 in the float64 data"),
+        ([float("nan")], attnkit.int32, "nan in the float64 data"),
+        ([1.0, float("-inf")], attnkit.int64, "-inf in the float64 data"),
+    ],
+)
+def test_integers_that_do_not_fit_are_refused(data, dtype, bad):
+    """numpy's conversion would wrap 2**64 - 1 to -1 (and NaN to -2**63) silently."""
+    with pytest.raises(ValueError, match=r"tensor: argument 'data' expected values that fit int(32|64), in \[") as e:
+        attnkit.tensor(data, dtype=dtype)
+    assert str(e.value).endswith(bad)
+
+
+def test_integers_at_the_limits_are_kept():
+    assert attnkit.tensor(np.array([2**63 - 1, 0], np.uint64)).tolist() == [2**63 - 1, 0]
+    assert attnkit.tensor([-(2.0**63), 3.9, -2.9], dtype=attnkit.int64).tolist() == [-(2**63), 3, -2]
+    assert attnkit.tensor(np.array([-(2**31), 2**31 - 1]), dtype=attnkit.int32).tolist() == [-(2**31), 2**31 - 1]
+    assert attnkit.tensor(np.array([2**32 - 1], np.uint32)).dtype == attnkit.int64
+    assert attnkit.tensor(np.array([300, 0], np.uint16), dtype=attnkit.bool_).tolist() == [True, False]
 
 
 def test_backward_argument_checks():

@@ -2,6 +2,7 @@
 // calls after its checks), against the FMA peak; the decode shapes in GB/s of
 // B, rotating through copies of B larger than the L3.
 #include <algorithm>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
@@ -29,6 +30,14 @@ void bench_gemm(const Options& options, Report& report) {
     return v;
   };
 
+  const cpu::GemmConfig config = cpu::gemm_config();
+  const CpuCaches& caches = cpu_caches();
+  std::printf(
+      "gemm: %s tile %dx%d, blocks MC %lld KC %lld NC %lld%s; caches L1d %lld KiB, L2 %lld KiB, L3 %lld KiB (%s)\n",
+      cpu_isa_name(active_cpu_isa()), config.shape.mr, config.shape.nr, static_cast<long long>(config.blocking.mc),
+      static_cast<long long>(config.blocking.kc), static_cast<long long>(config.blocking.nc),
+      config.overridden ? " (overridden)" : "", static_cast<long long>(caches.l1d_bytes >> 10),
+      static_cast<long long>(caches.l2_bytes >> 10), static_cast<long long>(caches.l3_bytes >> 10), caches.source);
   for (int threads : options.threads) {
     set_num_threads(threads);
     const double peak = cpu::fma_peak(threads, active_cpu_isa());

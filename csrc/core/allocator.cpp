@@ -11,7 +11,8 @@ namespace {
 
 // Sizes are rounded up to a bucket so that slightly different requests share
 // blocks: multiples of 64 bytes up to 4 KiB, then four buckets per power of two
-// (at most 25% slack).
+// (at most 25% slack). Requests are at most kMaxAllocationBytes (checked by
+// cpu_allocate), so neither the doubling nor the rounding here can overflow.
 std::size_t bucket_size(std::size_t nbytes) {
   if (nbytes <= 4096) return ((nbytes + 63) / 64) * 64;
   std::size_t power = 4096;
@@ -52,6 +53,7 @@ BlockCache& cache() {
 }  // namespace
 
 void* cpu_allocate(std::size_t nbytes) {
+  if (nbytes > kMaxAllocationBytes) throw std::bad_alloc();
   const std::size_t size = bucket_size(nbytes == 0 ? 1 : nbytes);
   BlockCache& c = cache();
   {

@@ -7,11 +7,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 
 namespace attnkit {
 
 constexpr std::size_t kCpuAlignment = 64;
+// The largest request: 2^63 bytes (more than any machine has; the bound keeps
+// the size-class arithmetic from overflowing).
+constexpr std::size_t kMaxAllocationBytes = std::size_t(1) << 63;
 
+// std::bad_alloc when the memory cannot be had.
 void* cpu_allocate(std::size_t nbytes);
 void cpu_free(void* pointer, std::size_t nbytes);
 
@@ -34,13 +39,18 @@ void cpu_set_cache_limit(std::size_t nbytes);
 class ScratchBuffer {
  public:
   explicit ScratchBuffer(std::size_t floats)
-      : bytes_((floats > 0 ? floats : 1) * sizeof(float)), data_(static_cast<float*>(cpu_allocate(bytes_))) {}
+      : bytes_(scratch_bytes(floats)), data_(static_cast<float*>(cpu_allocate(bytes_))) {}
   ~ScratchBuffer() { cpu_free(data_, bytes_); }
   ScratchBuffer(const ScratchBuffer&) = delete;
   ScratchBuffer& operator=(const ScratchBuffer&) = delete;
   float* data() const { return data_; }
 
  private:
+  static std::size_t scratch_bytes(std::size_t floats) {
+    if (floats > kMaxAllocationBytes / sizeof(float)) throw std::bad_alloc();
+    return (floats > 0 ? floats : 1) * sizeof(float);
+  }
+
   std::size_t bytes_;
   float* data_;
 };

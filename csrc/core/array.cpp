@@ -1,7 +1,9 @@
 #include "core/array.h"
 
+#include <cstdio>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <sstream>
 
 #include "core/allocator.h"
@@ -68,15 +70,109 @@ std::string shape_string(const Shape& shape) {
   return out.str();
 }
 
-std::int64_t shape_numel(const Shape& shape) {
-  std::int64_t n = 1;
-  for (std::int64_t d : shape) {
+bool multiply_fits(std::int64_t a, std::int64_t b, std::int64_t* result) {
+  std::int64_t product;
+  if (__builtin_mul_overflow(a, b, &product)) return false;
+  *result = product;
+  return true;
+}
+
+bool add_fits(std::int64_t a, std::int64_t b, std::int64_t* result) {
+  std::int64_t sum;
+  if (__builtin_add_overflow(a, b, &sum)) return false;
+  *result = sum;
+  return true;
+}
+
+std::int64_t checked_multiply(std::int64_t a, std::int64_t b, const char* op, const char* argument) {
+  std::int64_t product;
+  if (!multiply_fits(a, b, &product))
+    throw_value_error(op, argument, "sizes whose product is below 2^63", std::to_string(a) + " x " + std::to_string(b));
+  return product;
+}
+
+std::int64_t checked_add(std::int64_t a, std::int64_t b, const char* op, const char* argument) {
+  std::int64_t sum;
+  if (!add_fits(a, b, &sum))
+    throw_value_error(op, argument, "sizes whose sum is below 2^63", std::to_string(a) + " + " + std::to_string(b));
+  return sum;
+}
+
+namespace {
+
+void check_sizes_not_negative(const Shape& shape) {
+  for (std::int64_t d : shape)
     if (d < 0) throw_value_error("shape", "shape", "non-negative sizes", shape_string(shape));
-    if (d != 0 && n > std::numeric_limits<std::int64_t>::max() / d)
-      throw_value_error("shape", "shape", "fewer than 2^63 elements", shape_string(shape));
-    n *= d;
+}
+
+bool has_zero_size(const Shape& shape, std::size_t begin, std::size_t end) {
+  for (std::size_t i = begin; i < end; ++i)
+    if (shape[i] == 0) return true;
+  return false;
+}
+
+// A byte count for a message: exact up to 2^128, with a readable size after it
+// ("4398046511104 bytes (4.0 TiB)").
+std::string bytes_text(unsigned __int128 bytes, bool beyond_128_bits) {
+  if (beyond_128_bits) return "more than 2^128 bytes";
+  std::string digits;
+  unsigned __int128 rest = bytes;
+  do {
+    digits.insert(digits.begin(), static_cast<char>('0' + static_cast<int>(rest % 10)));
+    rest /= 10;
+  } while (rest != 0);
+  static const char* const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"};
+  long double scaled = static_cast<long double>(bytes);
+  int unit = 0;
+  while (scaled >= 1024.0L && unit < 8) {
+    scaled /= 1024.0L;
+    ++unit;
   }
+  if (unit == 0) return digits + " bytes";
+  char readable[32];
+  std::snprintf(readable, sizeof(readable), "%.1Lf %s", scaled, units[unit]);
+  return digits + " bytes (" + readable + ")";
+}
+
+std::string array_request(const Shape& shape, DType dtype, Device device) {
+  return std::string(dtype_name(dtype)) + shape_string(shape) + " on " + device.str();
+}
+
+}  // namespace
+
+std::int64_t shape_numel(const Shape& shape) {
+  return shape_numel(shape, 0, shape.size());
+}
+
+std::int64_t shape_numel(const Shape& shape, std::size_t begin, std::size_t end) {
+  check_sizes_not_negative(shape);
+  if (has_zero_size(shape, begin, end)) return 0;
+  std::int64_t n = 1;
+  for (std::size_t i = begin; i < end; ++i)
+    if (!multiply_fits(n, shape[i], &n))
+      throw_value_error("shape", "shape", "fewer than 2^63 elements", shape_string(shape));
   return n;
+}
+
+std::vector<std::int64_t> contiguous_strides(const Shape& shape) {
+  std::vector<std::int64_t> strides(shape.size(), 1);
+  if (shape_numel(shape) == 0) return strides;
+  for (std::size_t d = shape.size(); d-- > 1;) strides[d - 1] = strides[d] * shape[d];
+  return strides;
+}
+
+std::size_t array_nbytes(const Shape& shape, DType dtype, Device device) {
+  check_sizes_not_negative(shape);
+  if (has_zero_size(shape, 0, shape.size())) return 0;
+  // The exact count in 128 bits, so that the message can say it.
+  unsigned __int128 bytes = dtype_size(dtype);
+  bool beyond_128_bits = false;
+  for (std::int64_t d : shape)
+    beyond_128_bits = beyond_128_bits || __builtin_mul_overflow(bytes, static_cast<unsigned __int128>(d), &bytes);
+  if (beyond_128_bits || bytes > static_cast<unsigned __int128>(kMaxArrayBytes))
+    throw MemoryError("cannot allocate " + array_request(shape, dtype, device) + ": " +
+                      bytes_text(bytes, beyond_128_bits) + ", more than one array can span (2^63 - 1 bytes)");
+  return static_cast<std::size_t>(bytes);
 }
 
 Storage::Storage(void* data, std::size_t nbytes, Device device, std::function<void(void*)> release)
@@ -99,14 +195,24 @@ Array::Array(std::shared_ptr<Storage> storage, std::size_t byte_offset, Shape sh
       shape_(std::move(shape)),
       numel_(shape_numel(shape_)),
       dtype_(dtype) {
-  if (storage_ && byte_offset_ + nbytes() > storage_->nbytes())
+  std::int64_t bytes;
+  if (!multiply_fits(numel_, static_cast<std::int64_t>(itemsize()), &bytes))
+    throw_value_error("Array", "shape", "at most 2^63 - 1 bytes", describe());
+  if (storage_ && (byte_offset_ > storage_->nbytes() || nbytes() > storage_->nbytes() - byte_offset_))
     throw RuntimeError("Array: a view of " + describe() + " at byte offset " + std::to_string(byte_offset_) +
                        " does not fit its storage of " + std::to_string(storage_->nbytes()) + " bytes");
 }
 
 Array Array::empty(const Shape& shape, DType dtype, Device device) {
-  const std::size_t nbytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
-  return Array(Storage::allocate(nbytes, device), 0, shape, dtype);
+  const std::size_t nbytes = array_nbytes(shape, dtype, device);
+  std::shared_ptr<Storage> storage;
+  try {
+    storage = Storage::allocate(nbytes, device);
+  } catch (const std::bad_alloc&) {
+    throw MemoryError("cannot allocate " + array_request(shape, dtype, device) + ": " + bytes_text(nbytes, false) +
+                      ", more than the system could give");
+  }
+  return Array(std::move(storage), 0, shape, dtype);
 }
 
 Array Array::zeros(const Shape& shape, DType dtype, Device device) {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,7 +35,38 @@ struct Device {
 
 using Shape = std::vector<std::int64_t>;
 std::string shape_string(const Shape& shape);  // "[2, 3]"
+
+// Size arithmetic that cannot overflow. Every count of elements or bytes
+// derived from sizes a caller gave is computed through these, so that no
+// product or sum wraps around: a wrapped size allocates a small block that a
+// kernel then writes far past.
+//
+// One array spans at most kMaxArrayBytes, the largest int64, so that its
+// byte count and every offset into it fit std::int64_t, std::size_t and
+// Python's Py_ssize_t alike.
+constexpr std::int64_t kMaxArrayBytes = std::numeric_limits<std::int64_t>::max();
+
+// a * b and a + b for a, b >= 0: false, leaving *result alone, when the exact
+// result exceeds the int64 range.
+bool multiply_fits(std::int64_t a, std::int64_t b, std::int64_t* result);
+bool add_fits(std::int64_t a, std::int64_t b, std::int64_t* result);
+// The same, throwing ValueError ("op: argument 'argument' expected a size below
+// 2^63, ...") when it does not fit.
+std::int64_t checked_multiply(std::int64_t a, std::int64_t b, const char* op, const char* argument);
+std::int64_t checked_add(std::int64_t a, std::int64_t b, const char* op, const char* argument);
+
+// The number of elements of shape[begin, end) (default: all of it): 0 when
+// any size there is 0, however large the others; ValueError for a negative
+// size or a count of 2^63 or more.
 std::int64_t shape_numel(const Shape& shape);
+std::int64_t shape_numel(const Shape& shape, std::size_t begin, std::size_t end);
+// Row-major strides in elements. An array with no elements has no element to
+// place, and the products of its other sizes may not fit int64: its strides
+// are all 1.
+std::vector<std::int64_t> contiguous_strides(const Shape& shape);
+// The bytes of an array of this shape and dtype; ValueError for a negative
+// size, MemoryError (saying how many bytes were asked for) beyond kMaxArrayBytes.
+std::size_t array_nbytes(const Shape& shape, DType dtype, Device device);
 
 // A block of memory and who frees it. Storage made by attnkit comes from the
 // caching allocator; storage borrowed from numpy or a DLPack producer keeps its

@@ -1,6 +1,10 @@
 #include "core/cpu_features.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 
 #include "core/errors.h"
 
@@ -74,6 +78,126 @@ bool cpu_can_run(CpuIsa isa) {
   return false;
 }
 
+// One cache level as CPUID or sysfs describe it.
+struct CacheLevel {
+  std::int64_t bytes = 0;
+  int ways = 0;
+  int sharing = 1;
+};
+
+// Fills caches from the "deterministic cache parameters" leaf: 4 on Intel,
+// 0x8000001D on AMD (the same layout). Each subleaf describes one cache:
+// EAX[4:0] type (0 = no more, 1 = data, 2 = instruction, 3 = unified),
+// EAX[7:5] level, EAX[25:14] logical CPUs sharing it - 1; EBX line size,
+// partitions and ways (each - 1), ECX sets - 1.
+bool caches_from_cpuid(CacheLevel (&levels)[4]) {
+#ifdef ATTNKIT_X86_CPU
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  const unsigned max_leaf = eax;
+  char vendor[13] = {};
+  std::memcpy(vendor, &ebx, 4);
+  std::memcpy(vendor + 4, &edx, 4);
+  std::memcpy(vendor + 8, &ecx, 4);
+  unsigned leaf = 0;
+  if (std::strcmp(vendor, "GenuineIntel") == 0 && max_leaf >= 4) {
+    leaf = 4;
+  } else if (std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0) {
+    // 0x8000001D exists when CPUID 0x80000001 reports topology extensions.
+    if (__get_cpuid_max(0x80000000u, nullptr) >= 0x8000001Du && __get_cpuid(0x80000001u, &eax, &ebx, &ecx, &edx) &&
+        (ecx & (1u << 22)))
+      leaf = 0x8000001Du;
+  }
+  if (leaf == 0) return false;
+  bool found = false;
+  for (unsigned index = 0; index < 16; ++index) {
+    __cpuid_count(leaf, index, eax, ebx, ecx, edx);
+    const unsigned type = eax & 0x1F;
+    if (type == 0) break;
+    const unsigned level = (eax >> 5) & 0x7;
+    if (type == 2 || level < 1 || level > 3) continue;  // instruction caches
+    CacheLevel& c = levels[level];
+    c.ways = static_cast<int>(((ebx >> 22) & 0x3FF) + 1);
+    const std::int64_t partitions = ((ebx >> 12) & 0x3FF) + 1;
+    const std::int64_t line = (ebx & 0xFFF) + 1;
+    c.bytes = std::int64_t(c.ways) * partitions * line * (std::int64_t(ecx) + 1);
+    c.sharing = static_cast<int>(((eax >> 14) & 0xFFF) + 1);
+    found = true;
+  }
+  return found && levels[1].bytes > 0 && levels[2].bytes > 0;
+#else
+  (void)levels;
+  return false;
+#endif
+}
+
+std::string read_line(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return "";
+  char buffer[256] = {};
+  const bool ok = std::fgets(buffer, sizeof buffer, f) != nullptr;
+  std::fclose(f);
+  std::string text = ok ? buffer : "";
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+// "0-3,8-11" -> 8.
+int count_cpu_list(const std::string& list) {
+  int count = 0;
+  const char* p = list.c_str();
+  while (*p != '\0') {
+    char* end = nullptr;
+    const long first = std::strtol(p, &end, 10);
+    if (end == p) break;
+    long last = first;
+    p = end;
+    if (*p == '-') {
+      last = std::strtol(p + 1, &end, 10);
+      p = end;
+    }
+    if (last >= first) count += static_cast<int>(last - first + 1);
+    if (*p == ',') ++p;
+  }
+  return count > 0 ? count : 1;
+}
+
+// Linux's description of cpu0's caches: index*/level, type, size ("48K"),
+// ways_of_associativity, shared_cpu_list.
+bool caches_from_sysfs(CacheLevel (&levels)[4]) {
+  bool found = false;
+  for (int index = 0; index < 16; ++index) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
+    const std::string level_text = read_line(dir + "level");
+    if (level_text.empty()) break;
+    const int level = std::atoi(level_text.c_str());
+    if (read_line(dir + "type") == "Instruction" || level < 1 || level > 3) continue;
+    const std::string size = read_line(dir + "size");
+    std::int64_t bytes = std::atoll(size.c_str());
+    if (!size.empty() && size.back() == 'K') bytes <<= 10;
+    if (!size.empty() && size.back() == 'M') bytes <<= 20;
+    if (bytes <= 0) continue;
+    CacheLevel& c = levels[level];
+    c.bytes = bytes;
+    c.ways = std::atoi(read_line(dir + "ways_of_associativity").c_str());
+    c.sharing = count_cpu_list(read_line(dir + "shared_cpu_list"));
+    found = true;
+  }
+  return found && levels[1].bytes > 0 && levels[2].bytes > 0;
+}
+
+CpuCaches detect_caches() {
+  CacheLevel levels[4];
+  const char* source = "cpuid";
+  if (!caches_from_cpuid(levels)) {
+    for (CacheLevel& c : levels) c = CacheLevel{};
+    source = "sysfs";
+    if (!caches_from_sysfs(levels)) return CpuCaches{32 << 10, 1 << 20, 8 << 20, 8, 1, 8, "default"};
+  }
+  return CpuCaches{levels[1].bytes,   levels[2].bytes,   levels[3].bytes, levels[1].ways,
+                   levels[2].sharing, levels[3].sharing, source};
+}
+
 std::atomic<CpuIsa>& active() {
   static std::atomic<CpuIsa> isa{best_cpu_isa()};
   return isa;
@@ -116,6 +240,11 @@ CpuIsa best_cpu_isa() {
 
 CpuIsa active_cpu_isa() {
   return active().load(std::memory_order_relaxed);
+}
+
+const CpuCaches& cpu_caches() {
+  static const CpuCaches caches = detect_caches();
+  return caches;
 }
 
 void select_cpu_isa(const std::string& name) {

@@ -4,6 +4,7 @@
 // and the OS must save their registers). ATTNKIT_CPU_ISA forces a choice.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -28,5 +29,22 @@ CpuIsa active_cpu_isa();
 // ValueError for an unknown name and RuntimeError when the CPU or the build
 // lacks it.
 void select_cpu_isa(const std::string& name);
+
+// The data caches one core sees, in bytes, and how many logical CPUs share
+// each (the L3 is usually shared by a socket or a chiplet). Blocking for the
+// caches (the GEMM's cache blocks) reads these instead of constants measured
+// on one machine.
+struct CpuCaches {
+  std::int64_t l1d_bytes;
+  std::int64_t l2_bytes;
+  std::int64_t l3_bytes;  // 0 when there is none
+  int l1d_ways;           // associativity (0 when unknown)
+  int l2_sharing;         // logical CPUs sharing the L2
+  int l3_sharing;
+  const char* source;  // "cpuid", "sysfs" or "default" (nothing could be read)
+};
+// Detected once: CPUID leaf 4 on Intel, 0x8000001D on AMD, else Linux's
+// /sys/devices/system/cpu/cpu0/cache, else typical sizes (32 KiB, 1 MiB, 8 MiB).
+const CpuCaches& cpu_caches();
 
 }  // namespace attnkit

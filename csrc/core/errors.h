@@ -1,6 +1,6 @@
 // Error types of attnkit. The bindings map them onto Python's ValueError,
-// TypeError and RuntimeError. Every message names the op, the argument, what
-// was expected and what came, so that a user can act on it.
+// TypeError, RuntimeError and MemoryError. Every message names the op, the
+// argument, what was expected and what came, so that a user can act on it.
 #pragma once
 
 #include <stdexcept>
@@ -15,6 +15,11 @@ struct TypeError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 struct RuntimeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// Memory that cannot be had: more than an array may span, or more than the
+// system gives. The message says what was asked for and how many bytes.
+struct MemoryError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 

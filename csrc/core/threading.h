@@ -1,17 +1,81 @@
-// Threads: OpenMP everywhere. Kernels split their work with parallel_for so the
-// grain (the least work worth a thread) is chosen in one place per kernel.
+// Threads: attnkit's own pool. Kernels split their work with parallel_for so
+// the grain (the least work worth a thread) is chosen in one place per kernel.
+//
+// Why not OpenMP's team: PyTorch ships a libgomp with the same soname as the
+// system's, so in one process attnkit and torch share one OpenMP runtime, and
+// its idle threads spin for milliseconds after every call (GOMP_SPINCOUNT),
+// taking the cores from the next library's threads (numpy's OpenBLAS lost 37%
+// right after an attnkit call). Bounding that spin through the runtime's
+// settings would change torch's runtime too. The pool's idle workers spin for
+// a bounded time (long enough to catch the next kernel of a sequence without
+// a wake-up) and then sleep (threading.cpp).
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
-#include <exception>
-
-#include <omp.h>
+#include <thread>
 
 namespace attnkit {
 
-void set_num_threads(int n);  // ValueError unless n >= 1
+void set_num_threads(int n);  // ValueError unless 1 <= n <= kMaxThreads
+// The threads kernels use: set_num_threads's, else OMP_NUM_THREADS when it is
+// a positive integer, else one per CPU this process may run on.
 int get_num_threads();
+constexpr int kMaxThreads = 1024;
+
+// Whether the calling thread is running a piece of a parallel region (a
+// parallel_for inside one runs on the calling thread alone).
+bool in_parallel_region();
+
+// How long an idle worker spins for the next region before it sleeps, in
+// microseconds; ATTNKIT_THREAD_SPIN_US overrides the default, for measuring.
+int thread_spin_microseconds();
+
+namespace detail {
+// A non-owning reference to a callable body(thread, threads).
+struct RegionBody {
+  const void* object;
+  void (*call)(const void* object, int thread, int threads);
+};
+// Runs body on `threads` threads (the caller is thread 0) and returns when all
+// are done; runs it on the caller alone inside a region, or while another
+// thread's region holds the pool. Exceptions: the first is rethrown here.
+void run_region(int threads, RegionBody body);
+}  // namespace detail
+
+// Calls body(thread, threads) on `threads` threads at once, thread in
+// [0, threads); the probes use it to run one loop per thread.
+template <typename Body>
+void run_on_threads(int threads, const Body& body) {
+  detail::run_region(threads, {&body, [](const void* object, int thread, int count) {
+                                 (*static_cast<const Body*>(object))(thread, count);
+                               }});
+}
+
+// Holds the threads of one region until all `count` of them have arrived;
+// reusable (one wait() per thread per phase). Only for the pieces of one
+// run_on_threads region, which run at the same time on their own threads:
+// pass the region's thread count.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int count) : count_(count) {}
+  void wait() {
+    const int phase = phase_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == count_ - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      phase_.store(phase + 1, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins)
+      if (spins > 1 << 12) std::this_thread::yield();
+  }
+
+ private:
+  const int count_;
+  std::atomic<int> arrived_{0};
+  std::atomic<int> phase_{0};
+};
 
 // Calls body(begin, end) on disjoint chunks covering [0, n). Chunks hold at
 // least `grain` items, so small problems run on one thread without paying for
@@ -22,27 +86,15 @@ void parallel_for(std::int64_t n, std::int64_t grain, const Body& body) {
   if (n <= 0) return;
   const std::int64_t max_chunks = std::max<std::int64_t>(1, n / std::max<std::int64_t>(1, grain));
   const int threads = static_cast<int>(std::min<std::int64_t>(get_num_threads(), max_chunks));
-  if (threads <= 1 || omp_in_parallel()) {
+  if (threads <= 1 || in_parallel_region()) {
     body(std::int64_t(0), n);
     return;
   }
-  // An exception must not leave an OpenMP region (that terminates the
-  // process): the first one is caught, and rethrown once the region is over.
-  std::exception_ptr failure;
-#pragma omp parallel num_threads(threads)
-  {
-    const std::int64_t t = omp_get_thread_num();
-    const std::int64_t nt = omp_get_num_threads();
+  run_on_threads(threads, [&](int t, int nt) {
     const std::int64_t begin = n * t / nt;
     const std::int64_t end = n * (t + 1) / nt;
-    try {
-      if (begin < end) body(begin, end);
-    } catch (...) {
-#pragma omp critical(attnkit_parallel_for_failure)
-      if (!failure) failure = std::current_exception();
-    }
-  }
-  if (failure) std::rethrow_exception(failure);
+    if (begin < end) body(begin, end);
+  });
 }
 
 // Calls body(begin, count) on consecutive pieces of [0, n) made of whole

@@ -1,38 +1,35 @@
 // The GEMM driver: cache blocking, packing and threading (baseline ISA). The
-// loop nest is the one of the BLIS papers (Van Zee & van de Geijn, 2015):
+// loop nest is the one of the BLIS papers (Van Zee & van de Geijn, 2015), for
+// a row-major C:
 //
-//   for jc over N in steps of NC      B panel (KC x NC) lives in L3
+//   for jc over N in steps of NC      B panel (KC x NC), kept in L2
 //     for pc over K in steps of KC    pack the B panel (threads share it)
-//       for ic over M in steps of MC  pack an A block (MC x KC), kept in L2
-//         macro kernel: for each NR sliver of B (in L1), each MR sliver of A
+//       for ic over M in steps of MC  pack an A block (MC x KC)
+//         macro kernel: for each MR sliver of A (in L1), each NR sliver of B
 //
-// Threads split the ic loop when M has enough rows (each core packs its own A
-// block into its own L2 and all read the shared B panel), and the columns of
-// the panel when M is small.
+// Threads split the ic loop when M has enough rows: they pack each B panel
+// together (a share of its slivers each), wait for one another, and each
+// runs its own rows against the whole panel, packing its own A blocks into
+// its own L2. When M is small they split the columns instead, each packing
+// its own part of B.
 #include "cpu/gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 
 #include "core/allocator.h"
+#include "core/errors.h"
 #include "core/threading.h"
 #include "cpu/dispatch.h"
 
 namespace attnkit::cpu {
 
 namespace {
-
-// ATTNKIT_GEMM_BLOCKING="MC,KC,NC" overrides the ISA's cache blocks, for
-// measuring only.
-GemmBlocking blocking_override(const char* env, GemmBlocking fallback) {
-  if (env == nullptr) return fallback;
-  long long mc = 0, kc = 0, nc = 0;
-  if (std::sscanf(env, "%lld,%lld,%lld", &mc, &kc, &nc) != 3 || mc <= 0 || kc <= 0 || nc <= 0) return fallback;
-  return {mc, kc, nc};
-}
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
@@ -49,7 +46,89 @@ constexpr double kParallelWorkThreshold = 2e5;
 // decode path (the shapes of generating one token per sequence of a batch).
 constexpr std::int64_t kDecodeRows = 16;
 
+// The override of the cache blocks (set_gemm_blocking), zero when none; read
+// once per product.
+std::atomic<std::int64_t> g_override_mc{0}, g_override_kc{0}, g_override_nc{0};
+
+// ATTNKIT_GEMM_BLOCKING="MC,KC,NC" sets the override when the module loads.
+bool override_from_environment() {
+  const char* text = std::getenv("ATTNKIT_GEMM_BLOCKING");
+  long long mc = 0, kc = 0, nc = 0;
+  if (text == nullptr || std::sscanf(text, "%lld,%lld,%lld", &mc, &kc, &nc) != 3 || mc <= 0 || kc <= 0 || nc <= 0)
+    return false;
+  g_override_mc = mc;
+  g_override_kc = kc;
+  g_override_nc = nc;
+  return true;
+}
+const bool g_environment_override = override_from_environment();
+
+GemmBlocking active_blocking(GemmKernelShape shape, bool* overridden) {
+  const GemmBlocking forced{g_override_mc.load(std::memory_order_relaxed),
+                            g_override_kc.load(std::memory_order_relaxed),
+                            g_override_nc.load(std::memory_order_relaxed)};
+  *overridden = forced.mc > 0 && forced.kc > 0 && forced.nc > 0;
+  if (*overridden) return {round_up(forced.mc, shape.mr), forced.kc, round_up(forced.nc, shape.nr)};
+  return gemm_blocking_for(cpu_caches(), shape);
+}
+
 }  // namespace
+
+// The blocks follow from the cache sizes and the register tile, after the
+// analytical model of Low et al. ("Analytical modeling is enough for
+// high-performance BLIS", 2016) with the roles of A and B swapped for a
+// row-major C. The macro kernel walks C one row strip at a time: one A sliver
+// (MR x KC) is reused by every B sliver (KC x NR) of the panel.
+//  - KC: the A sliver stays in L1 (half of the L1D, the rest for the B sliver
+//    streaming in and the C tile). A deeper pass saves trips of the C tile
+//    through the caches, but little past 512: there a tile's update is
+//    already under 1% of its FMAs. KC also leaves room for a panel at least
+//    8 slivers wide (below).
+//  - NC: the B panel (KC x NC) stays in the core's L2 (half of it, per core
+//    when cores share one) while the A slivers of the block pass it; the
+//    threads share one packed panel, each core reading it into its own L2.
+//  - MC: the A block (MC x KC) is packed once per pass over K and each of its
+//    slivers comes into L1 once per panel, from the L3 (half of the core's
+//    share of it; the L2 without an L3). Every panel is packed once per A
+//    block, so a block as tall as the thread's rows packs B only once.
+// Measured on one core of the Xeon this was written on (48 KiB L1D, 2 MiB
+// L2), 1024^3 and 2048 x 768 x 3072: 142-143 GFLOP/s with KC = 512 and
+// NC = 512 as chosen here, 137-140 with the (MC, KC, NC) = (144, 384, 4096)
+// fitted by hand on a Zen 4 before.
+GemmBlocking gemm_blocking_for(const CpuCaches& caches, GemmKernelShape shape) {
+  constexpr std::int64_t kFloat = sizeof(float);
+  constexpr std::int64_t kDeepestPass = 512;
+  constexpr std::int64_t kPanelSlivers = 8;
+  const std::int64_t l1 = std::max<std::int64_t>(caches.l1d_bytes, 4096);
+  const std::int64_t l2 = std::max<std::int64_t>(caches.l2_bytes / std::max(caches.l2_sharing, 1), 2 * l1);
+  std::int64_t kc =
+      std::min({l1 / 2 / (shape.mr * kFloat), l2 / 2 / (kPanelSlivers * shape.nr * kFloat), kDeepestPass});
+  kc = std::max<std::int64_t>(kc / 16 * 16, 16);  // whole cache lines of a packed row of A
+  const std::int64_t nc = std::max<std::int64_t>(l2 / 2 / (kc * kFloat) / shape.nr, 1) * shape.nr;
+  const std::int64_t l3 = caches.l3_bytes > 0 ? caches.l3_bytes / std::max(caches.l3_sharing, 1) : l2;
+  const std::int64_t mc = std::max<std::int64_t>(l3 / 2 / (kc * kFloat) / shape.mr, 1) * shape.mr;
+  return {mc, kc, nc};
+}
+
+GemmConfig gemm_config() {
+  const GemmKernels& kernel = *active_kernels().gemm;
+  GemmConfig config{kernel.shape, {}, false};
+  config.blocking = active_blocking(kernel.shape, &config.overridden);
+  return config;
+}
+
+void set_gemm_blocking(GemmBlocking blocking) {
+  const bool all_zero = blocking.mc == 0 && blocking.kc == 0 && blocking.nc == 0;
+  const bool all_positive = blocking.mc > 0 && blocking.kc > 0 && blocking.nc > 0;
+  if (!all_zero && !all_positive)
+    throw_value_error(
+        "set_gemm_blocking", "blocking", "three positive block sizes (mc, kc, nc), or none",
+        std::to_string(blocking.mc) + ", " + std::to_string(blocking.kc) + ", " + std::to_string(blocking.nc));
+  constexpr std::int64_t kLargest = std::int64_t(1) << 20;  // keeps the packed buffers' sizes far from overflow
+  g_override_mc = std::min(blocking.mc, kLargest);
+  g_override_kc = std::min(blocking.kc, kLargest);
+  g_override_nc = std::min(blocking.nc, kLargest);
+}
 
 void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool transpose_a, const float* b,
           std::int64_t ldb, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta,
@@ -77,7 +156,7 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
     return;
   }
 
-  int threads = omp_in_parallel() ? 1 : get_num_threads();
+  int threads = in_parallel_region() ? 1 : get_num_threads();
   if (static_cast<double>(m) * n * k < kParallelWorkThreshold) threads = 1;
 
   if (m <= kDecodeRows && !transpose_a) {
@@ -100,73 +179,96 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
     return;
   }
 
-  // Each thread computes one band of C on its own, start to finish: a band of
-  // rows when M has enough of them (each core packs its A blocks into its own
-  // L2), else a band of columns. A thread packs its own copy of each B panel,
-  // so nothing is shared and nothing waits inside a product: for rows, that
-  // packs B once per thread, O(K N) copies against O(M N K) FMAs. Bands are
-  // equal to within one register tile, and blocked by MC rows inside.
-  // Splitting rows makes every thread pack all of B (K x N floats), splitting
-  // columns all of A (M x K): split the longer side, so the smaller operand
-  // is the one packed twice (weight gradients, M = in_features and K = tokens,
-  // are often wider than tall).
+  bool overridden = false;
+  const GemmBlocking blocking = active_blocking(kernel.shape, &overridden);
+  // K in passes of equal depth: a short last pass would pay a full trip of C
+  // through the caches for a few FMAs.
+  const std::int64_t kc_max = ceil_div(k, ceil_div(k, blocking.kc));
+  const std::int64_t nc_max = std::min(blocking.nc, round_up(n, nr));
+
+  // Rows when M has enough of them for every thread; else columns. Split by
+  // rows, the threads share the packing of B (each packs a share of each
+  // panel, then all wait for the panel to be whole) and pack their own A
+  // blocks; split by columns, each thread packs its own part of B and all of
+  // A, which is small then.
   const bool rows_enough = m >= static_cast<std::int64_t>(threads) * mr * 4;
   const bool columns_enough = n >= static_cast<std::int64_t>(threads) * nr * 4;
-  const bool split_rows = rows_enough && (m >= n || !columns_enough);
-  // The override is read once: gemm runs thousands of times a step.
-  static const char* const blocking_text = std::getenv("ATTNKIT_GEMM_BLOCKING");
-  const GemmBlocking blocking = blocking_override(blocking_text, kernel.blocking);
-  const std::int64_t mc = std::min(round_up(blocking.mc, mr), round_up(m, mr));
-  const std::int64_t kc_max = std::min(blocking.kc, k);
-  const std::int64_t nc_max = std::min(blocking.nc, n);
+  const bool split_rows = threads == 1 || rows_enough || !columns_enough;
+  const std::int64_t tiles = ceil_div(m, mr);
+  const std::int64_t slivers = ceil_div(n, nr);
+  // The widest band of rows and columns a thread gets, and its A blocks: as
+  // many blocks for every thread (they meet at the panel's barriers), each at
+  // most MC rows.
+  const std::int64_t band_rows = split_rows ? ceil_div(tiles, threads) * mr : round_up(m, mr);
+  const std::int64_t band_columns = split_rows ? round_up(n, nr) : ceil_div(slivers, threads) * nr;
+  const std::int64_t row_blocks = ceil_div(band_rows, std::min(blocking.mc, band_rows));
+  const std::int64_t mc = round_up(ceil_div(band_rows, row_blocks), mr);
+  const std::int64_t panel_floats = kc_max * std::min(nc_max, band_columns);
 
-  auto run_band = [&](std::int64_t t) {
+  // Every buffer is allocated before the threads start: nothing inside the
+  // region may throw, or the others would wait at a barrier forever.
+  const std::int64_t a_block_floats = mc * kc_max;
+  ScratchBuffer packed_a(static_cast<std::size_t>(threads * a_block_floats));
+  ScratchBuffer packed_b(static_cast<std::size_t>((split_rows ? 1 : threads) * panel_floats));
+  SpinBarrier barrier(threads);
+
+  // The loop nest: for each pass over K, each A block of the thread's rows
+  // is packed once; the B panels of the thread's columns pass it one by one
+  // (packed once per A block: with MC from the L3, usually once).
+  run_on_threads(threads, [&](int t, int nt) {
+    const bool shared = split_rows && nt > 1;
     std::int64_t row_begin = 0, row_end = m, col_begin = 0, col_end = n;
     if (split_rows) {
-      const std::int64_t tiles = ceil_div(m, mr);
-      row_begin = std::min(m, tiles * t / threads * mr);
-      row_end = std::min(m, tiles * (t + 1) / threads * mr);
+      row_begin = std::min(m, tiles * t / nt * mr);
+      row_end = std::min(m, tiles * (t + 1) / nt * mr);
     } else {
-      const std::int64_t slivers = ceil_div(n, nr);
-      col_begin = std::min(n, slivers * t / threads * nr);
-      col_end = std::min(n, slivers * (t + 1) / threads * nr);
+      col_begin = std::min(n, slivers * t / nt * nr);
+      col_end = std::min(n, slivers * (t + 1) / nt * nr);
     }
-    if (row_begin >= row_end || col_begin >= col_end) return;
-    ScratchBuffer packed_b(static_cast<std::size_t>(kc_max * round_up(nc_max, nr)));
-    ScratchBuffer packed_a(static_cast<std::size_t>(mc * kc_max));
-    for (std::int64_t jc = col_begin; jc < col_end; jc += nc_max) {
-      const std::int64_t nc = std::min(nc_max, col_end - jc);
-      for (std::int64_t pc = 0; pc < k; pc += kc_max) {
-        const std::int64_t kc = std::min(kc_max, k - pc);
-        const float* b_block = transpose_b ? b + jc * ldb + pc : b + pc * ldb + jc;
-        kernel.pack_b(packed_b.data(), b_block, ldb, transpose_b, nc, kc, nr);
-        for (std::int64_t row0 = row_begin; row0 < row_end; row0 += mc) {
-          const std::int64_t rows = std::min(mc, row_end - row0);
+    float* own_a = packed_a.data() + t * a_block_floats;
+    float* panel = packed_b.data() + (split_rows ? 0 : t * panel_floats);
+    for (std::int64_t pc = 0; pc < k; pc += kc_max) {
+      const std::int64_t kc = std::min(kc_max, k - pc);
+      for (std::int64_t block = 0; block < row_blocks; ++block) {
+        const std::int64_t row0 = std::min(row_end, row_begin + block * mc);
+        const std::int64_t rows = std::min(mc, row_end - row0);
+        if (rows > 0) {
           const float* a_block = transpose_a ? a + pc * lda + row0 : a + row0 * lda + pc;
-          kernel.pack_a(packed_a.data(), a_block, lda, transpose_a, rows, kc, mr);
-          GemmMacroTile tile = base;
-          tile.packed_a = packed_a.data();
-          tile.packed_b = packed_b.data();
-          tile.c = c + row0 * ldc + jc;
-          tile.m = rows;
-          tile.n = nc;
-          tile.kc = kc;
-          tile.first_k = pc == 0;
-          tile.last_k = pc + kc >= k;
-          tile.bias = epilogue.bias ? epilogue.bias + jc : nullptr;
-          tile.pre_activation = epilogue.pre_activation ? epilogue.pre_activation + row0 * ldc + jc : nullptr;
-          kernel.macro_kernel(tile);
+          kernel.pack_a(own_a, a_block, lda, transpose_a, rows, kc, mr);
+        }
+        for (std::int64_t jc = col_begin; jc < col_end; jc += nc_max) {
+          const std::int64_t nc = std::min(nc_max, col_end - jc);
+          // This thread's slivers of the panel: all of them, or its share.
+          std::int64_t col0 = 0, col1 = nc;
+          if (shared) {
+            const std::int64_t panel_slivers = ceil_div(nc, nr);
+            col0 = std::min(nc, panel_slivers * t / nt * nr);
+            col1 = std::min(nc, panel_slivers * (t + 1) / nt * nr);
+          }
+          if (col0 < col1) {
+            const float* b_block = transpose_b ? b + (jc + col0) * ldb + pc : b + pc * ldb + jc + col0;
+            kernel.pack_b(panel + (col0 / nr) * kc * nr, b_block, ldb, transpose_b, col1 - col0, kc, nr);
+          }
+          if (shared) barrier.wait();  // the panel is whole
+          if (rows > 0) {
+            GemmMacroTile tile = base;
+            tile.packed_a = own_a;
+            tile.packed_b = panel;
+            tile.c = c + row0 * ldc + jc;
+            tile.m = rows;
+            tile.n = nc;
+            tile.kc = kc;
+            tile.first_k = pc == 0;
+            tile.last_k = pc + kc >= k;
+            tile.bias = epilogue.bias ? epilogue.bias + jc : nullptr;
+            tile.pre_activation = epilogue.pre_activation ? epilogue.pre_activation + row0 * ldc + jc : nullptr;
+            kernel.macro_kernel(tile);
+          }
+          if (shared) barrier.wait();  // everyone is done with the panel
         }
       }
     }
-  };
-  if (threads > 1) {
-    parallel_for(threads, 1, [&](std::int64_t t0, std::int64_t t1) {
-      for (std::int64_t t = t0; t < t1; ++t) run_band(t);
-    });
-  } else {
-    run_band(0);
-  }
+  });
 }
 
 void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t stride_c, const float* a,
@@ -181,7 +283,7 @@ void gemm_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int64_t s
   };
   // With at least as many products as threads, give each thread whole
   // products (no synchronization inside them); otherwise thread each product.
-  const int threads = omp_in_parallel() ? 1 : get_num_threads();
+  const int threads = in_parallel_region() ? 1 : get_num_threads();
   if (batch >= threads && threads > 1) {
     parallel_for(batch, 1, [&](std::int64_t i0, std::int64_t i1) {
       for (std::int64_t i = i0; i < i1; ++i) one(i);

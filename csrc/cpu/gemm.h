@@ -2,16 +2,19 @@
 // optional bias (one value per column, broadcast down the rows) and activation.
 // Row-major throughout; op(X) is X or its transpose.
 //
-// The driver (gemm.cpp, baseline ISA) blocks the problem for the caches, packs
-// panels of A and B into contiguous zero-padded buffers, and splits the work
-// over threads. Each ISA's table (GemmKernels, below) supplies the macro
-// kernel: the loops over MR x NR register tiles of one packed A block times
-// one packed B panel, with the micro-kernel and the epilogue inlined
-// (gemm_kernels.h); and the packing, the decode path, and its tile and block
-// sizes.
+// The driver (gemm.cpp, baseline ISA) blocks the problem for the caches it
+// finds on the machine (gemm_blocking_for), packs panels of A and B into
+// contiguous zero-padded buffers, and splits the work over threads. The
+// driver knows a kernel only by its register tile (MR x NR) and its packing:
+// each ISA's table (GemmKernels, below) supplies the macro kernel (the loops
+// over register tiles of one packed A block times one packed B panel, with
+// the micro-kernel and the epilogue inlined, gemm_kernels.h), the packing for
+// its tile, and the decode path.
 #pragma once
 
 #include <cstdint>
+
+#include "core/cpu_features.h"
 
 namespace attnkit::cpu {
 
@@ -87,14 +90,30 @@ struct GemmBlocking {
   std::int64_t mc, kc, nc;
 };
 
-// The GEMM of one ISA (cpu/dispatch.h): its register tile and cache blocks,
-// the macro kernel, the packing for its tile, and the decode path. Kernels
+// The cache blocks for a register tile of `shape` on a CPU with `caches`
+// (gemm.cpp says how they follow from the cache sizes). MC and NC are whole
+// register tiles.
+GemmBlocking gemm_blocking_for(const CpuCaches& caches, GemmKernelShape shape);
+
+// What gemm uses now: the active ISA's register tile and the cache blocks.
+struct GemmConfig {
+  GemmKernelShape shape;
+  GemmBlocking blocking;
+  bool overridden;  // the blocks come from set_gemm_blocking or ATTNKIT_GEMM_BLOCKING="MC,KC,NC"
+};
+GemmConfig gemm_config();
+// Forces the cache blocks, for measuring and testing (MC and NC are rounded
+// up to whole register tiles); {0, 0, 0} returns to the blocks chosen from
+// the caches. ValueError unless all three are positive, or all zero.
+void set_gemm_blocking(GemmBlocking blocking);
+
+// The GEMM of one ISA (cpu/dispatch.h): its register tile, the macro kernel,
+// the packing for its tile, and the decode path. Kernels
 // that run their own tiles (attention) pack with pack_a / pack_b for `shape`
 // and call macro_kernel directly, packing an operand once when they reuse it
 // across many products.
 struct GemmKernels {
   GemmKernelShape shape;
-  GemmBlocking blocking;
   // One packed A block times one packed B panel, written into C.
   void (*macro_kernel)(const GemmMacroTile& tile);
   // Packs op(A)[0:m, 0:kc] into ceil(m/mr) slivers of kc x mr (k-major),

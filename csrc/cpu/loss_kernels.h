@@ -52,6 +52,13 @@ struct RowStatistics {
 
 constexpr std::int64_t kChunkVectors = 8;
 
+// The sum of a row's logits (label smoothing's mean) is taken of z * 2^-64
+// and scaled back in double: a sum of logits near float32's largest would
+// overflow float32 (a loss of 5.6e38, +inf in float32, came out -inf), while
+// the scaling, a power of two, is exact for any logit above 2^-85.
+constexpr float kLogitSumScale = 0x1p-64f;
+constexpr double kLogitSumUnscale = 0x1p64;
+
 // The row's vector at j with its missing lanes set to -inf (no exp term, no max).
 template <class V>
 inline V load_masked(const float* z, std::int64_t j, std::int64_t vocab) {
@@ -75,14 +82,15 @@ inline RowStatistics row_statistics(const float* z, std::int64_t vocab, bool wit
       const V v = load_masked<V>(z, j, vocab);
       s.add(vec_math::exp(v - m));
       // Missing lanes read as 0 here: right for the sum of z.
-      if (with_sum_logits) total.add(row_reduction::load_n<V>(z + j, row_reduction::lanes_at<V>(j, vocab)));
+      if (with_sum_logits)
+        total.add(row_reduction::load_n<V>(z + j, row_reduction::lanes_at<V>(j, vocab)) * V::broadcast(kLogitSumScale));
     }
   }
   RowStatistics out;
   out.max = reduce_max(m);
   s.scale(vec_math::exp(m - V::broadcast(out.max)));
   out.sum_exp = s.total();
-  out.sum_logits = total.total();
+  out.sum_logits = total.total() * kLogitSumUnscale;
   return out;
 }
 

@@ -37,6 +37,44 @@ std::vector<double> inverse_frequencies(double base, std::int64_t pairs, std::in
   return frequencies;
 }
 
+// The cos and sin of position * frequencies[i], in double, by the scheme
+// above: exact at an anchor, then one rotation per position. Every path to
+// a position (a run of positions, or one position alone) does the same
+// arithmetic, so the values are a function of (position, pair) alone.
+class Angles {
+ public:
+  explicit Angles(const std::vector<double>& frequencies)
+      : frequencies_(frequencies), step_cosines_(frequencies.size()), step_sines_(frequencies.size()) {
+    for (std::size_t i = 0; i < frequencies.size(); ++i) {
+      step_cosines_[i] = std::cos(frequencies[i]);
+      step_sines_[i] = std::sin(frequencies[i]);
+    }
+  }
+
+  std::int64_t pairs() const { return static_cast<std::int64_t>(frequencies_.size()); }
+
+  void at_anchor(std::int64_t anchor, double* cosines, double* sines) const {
+    for (std::int64_t i = 0; i < pairs(); ++i) {
+      const double angle = static_cast<double>(anchor) * frequencies_[i];
+      cosines[i] = std::cos(angle);
+      sines[i] = std::sin(angle);
+    }
+  }
+
+  // From the angles of position p to those of p + 1.
+  void step(double* cosines, double* sines) const {
+    for (std::int64_t i = 0; i < pairs(); ++i) {
+      const double c = cosines[i], s = sines[i];
+      cosines[i] = c * step_cosines_[i] - s * step_sines_[i];
+      sines[i] = s * step_cosines_[i] + c * step_sines_[i];
+    }
+  }
+
+ private:
+  const std::vector<double>& frequencies_;
+  std::vector<double> step_cosines_, step_sines_;
+};
+
 // Calls store(t, cosines, sines) for every t < length, where cosines[i] and
 // sines[i] (i < pairs) are the cos and sin of (offset + t) * frequencies[i]
 // in double. Threads split the anchor spans.
@@ -44,39 +82,43 @@ template <class Store>
 void for_each_position(std::int64_t length, std::int64_t offset, const std::vector<double>& frequencies,
                        const Store& store) {
   if (length <= 0) return;
-  const std::int64_t pairs = static_cast<std::int64_t>(frequencies.size());
-  std::vector<double> step_cosines(frequencies.size()), step_sines(frequencies.size());
-  for (std::int64_t i = 0; i < pairs; ++i) {
-    step_cosines[i] = std::cos(frequencies[i]);
-    step_sines[i] = std::sin(frequencies[i]);
-  }
+  const Angles angles(frequencies);
   const std::int64_t first_span = offset / kAnchorSpacing;
   const std::int64_t spans = (offset + length - 1) / kAnchorSpacing - first_span + 1;
   // A span is kAnchorSpacing rows of `pairs` steps of a few flops each.
-  const std::int64_t grain = std::max<std::int64_t>(1, rows_per_grain(pairs) / kAnchorSpacing);
+  const std::int64_t grain = std::max<std::int64_t>(1, rows_per_grain(angles.pairs()) / kAnchorSpacing);
   parallel_for(spans, grain, [&](std::int64_t span_begin, std::int64_t span_end) {
     std::vector<double> cosines(frequencies.size()), sines(frequencies.size());
     for (std::int64_t span = span_begin; span < span_end; ++span) {
       const std::int64_t anchor = (first_span + span) * kAnchorSpacing;
       const std::int64_t stop = std::min(anchor + kAnchorSpacing, offset + length);
       for (std::int64_t position = anchor; position < stop; ++position) {
-        if (position == anchor) {
-          for (std::int64_t i = 0; i < pairs; ++i) {
-            const double angle = static_cast<double>(position) * frequencies[i];
-            cosines[i] = std::cos(angle);
-            sines[i] = std::sin(angle);
-          }
-        } else {
-          for (std::int64_t i = 0; i < pairs; ++i) {
-            const double c = cosines[i], s = sines[i];
-            cosines[i] = c * step_cosines[i] - s * step_sines[i];
-            sines[i] = s * step_cosines[i] + c * step_sines[i];
-          }
-        }
+        if (position == anchor) angles.at_anchor(anchor, cosines.data(), sines.data());
+        else angles.step(cosines.data(), sines.data());
         if (position >= offset) store(position - offset, cosines.data(), sines.data());
       }
     }
   });
+}
+
+// Calls store(k, cosines, sines) for each of the sorted, distinct positions
+// [k], with the angles for_each_position gives that position.
+template <class Store>
+void for_listed_positions(const std::vector<std::int64_t>& positions, const std::vector<double>& frequencies,
+                          const Store& store) {
+  const Angles angles(frequencies);
+  std::vector<double> cosines(frequencies.size()), sines(frequencies.size());
+  std::int64_t current = -1;  // the position cosines and sines hold
+  for (std::size_t k = 0; k < positions.size(); ++k) {
+    const std::int64_t position = positions[k];
+    const std::int64_t anchor = position / kAnchorSpacing * kAnchorSpacing;
+    if (current < anchor) {
+      angles.at_anchor(anchor, cosines.data(), sines.data());
+      current = anchor;
+    }
+    for (; current < position; ++current) angles.step(cosines.data(), sines.data());
+    store(static_cast<std::int64_t>(k), cosines.data(), sines.data());
+  }
 }
 
 // The rotation of one [D] vector by the angles of one row of the table.
@@ -109,27 +151,42 @@ void sinusoidal_position_encoding(float* table, std::int64_t length, std::int64_
                     });
 }
 
-void rope(float* y, const float* x, std::int64_t B, std::int64_t T, std::int64_t H, std::int64_t D, std::int64_t offset,
-          double base, bool interleaved, bool inverse) {
+void rope(float* y, const float* x, std::int64_t B, std::int64_t T, std::int64_t H, std::int64_t D,
+          const std::int64_t* positions, std::int64_t offset, const double* frequencies, double base, bool interleaved,
+          bool inverse) {
   const std::int64_t pairs = D / 2;
-  // cos and sin of every (t, i) once, shared by the B * H vectors of row t.
-  std::vector<float> cosines(static_cast<std::size_t>(T * pairs));
-  std::vector<float> sines(static_cast<std::size_t>(T * pairs));
+  const std::vector<double> row_frequencies = frequencies != nullptr
+                                                  ? std::vector<double>(frequencies, frequencies + pairs)
+                                                  : inverse_frequencies(base, pairs, D);
+  // cos and sin of every position once, shared by the H vectors of each row
+  // that sits there. table_row(b, t) is the row of (b, t)'s position.
+  std::vector<std::int64_t> listed;
+  if (positions != nullptr) {
+    listed.assign(positions, positions + B * T);
+    std::sort(listed.begin(), listed.end());
+    listed.erase(std::unique(listed.begin(), listed.end()), listed.end());
+  }
+  const std::int64_t table_rows = positions != nullptr ? static_cast<std::int64_t>(listed.size()) : T;
+  std::vector<float> cosines(static_cast<std::size_t>(table_rows * pairs));
+  std::vector<float> sines(static_cast<std::size_t>(table_rows * pairs));
   const double sine_sign = inverse ? -1.0 : 1.0;
-  for_each_position(T, offset, inverse_frequencies(base, pairs, D),
-                    [&](std::int64_t t, const double* row_cosines, const double* row_sines) {
-                      for (std::int64_t i = 0; i < pairs; ++i) {
-                        cosines[t * pairs + i] = static_cast<float>(row_cosines[i]);
-                        sines[t * pairs + i] = static_cast<float>(sine_sign * row_sines[i]);
-                      }
-                    });
+  const auto store = [&](std::int64_t row, const double* row_cosines, const double* row_sines) {
+    for (std::int64_t i = 0; i < pairs; ++i) {
+      cosines[row * pairs + i] = static_cast<float>(row_cosines[i]);
+      sines[row * pairs + i] = static_cast<float>(sine_sign * row_sines[i]);
+    }
+  };
+  if (positions != nullptr) for_listed_positions(listed, row_frequencies, store);
+  else for_each_position(T, offset, row_frequencies, store);
 
   const std::int64_t row_size = H * D;
   parallel_for(B * T, rows_per_grain(row_size), [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t row = begin; row < end; ++row) {
-      const std::int64_t t = row % T;
-      const float* row_cosines = cosines.data() + t * pairs;
-      const float* row_sines = sines.data() + t * pairs;
+      const std::int64_t table_row =
+          positions != nullptr ? std::lower_bound(listed.begin(), listed.end(), positions[row]) - listed.begin()
+                               : row % T;
+      const float* row_cosines = cosines.data() + table_row * pairs;
+      const float* row_sines = sines.data() + table_row * pairs;
       for (std::int64_t h = 0; h < H; ++h) {
         const std::int64_t start = row * row_size + h * D;
         if (interleaved) rotate_interleaved(y + start, x + start, row_cosines, row_sines, pairs);

@@ -6,16 +6,14 @@
 #include <memory>
 #include <vector>
 
-#include <omp.h>
-
 #include "core/errors.h"
+#include "core/threading.h"
 #include "cpu/dispatch.h"
 
 namespace attnkit::cpu {
 
 namespace {
 
-constexpr int kMaxThreads = 1024;
 constexpr std::int64_t kCacheLineFloats = 16;
 constexpr std::int64_t kMinBytes = 4096;
 
@@ -48,12 +46,10 @@ Buffer allocate_floats(std::int64_t n) {
   return Buffer(p);
 }
 
-// This thread's share of [0, n), in whole cache lines, so no two threads
-// write one line.
-void thread_range(std::int64_t n, std::int64_t* begin, std::int64_t* end) {
+// Thread t's share of [0, n) among nt, in whole cache lines, so no two
+// threads write one line.
+void thread_range(std::int64_t n, int t, int nt, std::int64_t* begin, std::int64_t* end) {
   const std::int64_t lines = n / kCacheLineFloats;
-  const std::int64_t t = omp_get_thread_num();
-  const std::int64_t nt = omp_get_num_threads();
   *begin = lines * t / nt * kCacheLineFloats;
   *end = lines * (t + 1) / nt * kCacheLineFloats;
 }
@@ -86,37 +82,38 @@ double memory_bandwidth(MemoryPass kind, std::int64_t nbytes, int threads, int r
 
   // Touch every page on the thread that will use it (first touch places pages
   // on that thread's NUMA node) before anything is timed.
-#pragma omp parallel num_threads(threads)
-  {
+  run_on_threads(threads, [&](int t, int nt) {
     std::int64_t begin, end;
-    thread_range(n, &begin, &end);
+    thread_range(n, t, nt, &begin, &end);
     kernels.memory_write(a.get() + begin, 1.0f, end - begin);
     if (b) kernels.memory_write(b.get() + begin, 2.0f, end - begin);
     if (c) kernels.memory_write(c.get() + begin, 0.5f, end - begin);
-  }
+  });
 
   std::vector<double> rates;
-  float sink = 0.0f;
+  // One slot per thread, on its own cache line, for the read pass's sums.
+  std::vector<float> sums(static_cast<std::size_t>(threads) * kCacheLineFloats, 0.0f);
   for (int pass = 0; pass <= repeats; ++pass) {  // pass 0 warms up, untimed
     const auto start = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    {
+    run_on_threads(threads, [&](int t, int nt) {
       std::int64_t begin, end;
-      thread_range(n, &begin, &end);
+      thread_range(n, t, nt, &begin, &end);
       const std::int64_t count = end - begin;
       switch (kind) {
-        case MemoryPass::read: sink += kernels.memory_read(a.get() + begin, count); break;
+        case MemoryPass::read: sums[t * kCacheLineFloats] += kernels.memory_read(a.get() + begin, count); break;
         case MemoryPass::write: kernels.memory_write(a.get() + begin, float(pass), count); break;
         case MemoryPass::copy: kernels.memory_copy(b.get() + begin, a.get() + begin, count); break;
         case MemoryPass::triad:
           kernels.memory_triad(a.get() + begin, b.get() + begin, c.get() + begin, 0.5f, count);
           break;
       }
-    }
+    });
     const double seconds = seconds_since(start);
     if (pass > 0) rates.push_back(bytes_per_pass / seconds * 1e-9);
   }
   // The sums must be used, or the read pass could be optimized away.
+  float sink = 0.0f;
+  for (float s : sums) sink += s;
   volatile float keep = sink;
   (void)keep;
   return median(rates);
@@ -164,20 +161,22 @@ double fma_peak(int threads, CpuIsa isa) {
 
   constexpr int kRepeats = 5;
   std::vector<double> rates;
-  float sink = 0.0f;
+  std::vector<float> sums(static_cast<std::size_t>(threads) * kCacheLineFloats, 0.0f);
   for (int repeat = 0; repeat < kRepeats; ++repeat) {
-    // Count the team: OpenMP may start fewer threads than asked for
-    // (OMP_THREAD_LIMIT), and the rate must count only those that ran.
-    int team = 0;
+    // Count the team: the region runs on the caller alone while another
+    // thread's region holds the pool, and the rate must count only the
+    // threads that ran.
+    int team = 1;
     const auto start = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(threads) reduction(+ : sink, team)
-    {
-      sink += chains(iterations, multiplier, addend);
-      team += 1;
-    }
+    run_on_threads(threads, [&](int t, int nt) {
+      sums[t * kCacheLineFloats] += chains(iterations, multiplier, addend);
+      if (t == 0) team = nt;
+    });
     const double seconds = seconds_since(start);
     rates.push_back(double(iterations) * flops_per_iteration * team / seconds * 1e-9);
   }
+  float sink = 0.0f;
+  for (float s : sums) sink += s;
   volatile float keep = sink;
   (void)keep;
   return median(rates);

@@ -6,6 +6,15 @@
 // each exponent is <= 0 and the largest term is e^0 = 1; the sum lies in
 // [1, C] and neither overflows nor underflows, whatever the logits' size.
 //
+// The shift comes before the scale: the exponent is (x - m) * scale, never
+// scale * x - scale * m. With a large scale (1 / temperature near 0),
+// scale * m is a large number whose rounding error alone is many units, and
+// it overflows float32 for large enough logits: exponents of +-thousands gave
+// NaN or a row of zeros where the answer is one-hot. x - m is exact where it
+// matters (near the max, Sterbenz) and is rounded at most once elsewhere, so
+// the exponent carries at most two roundings of its own size: never more than
+// the plain computation, and much less near the max when |m| is large.
+//
 // -inf entries (masked logits) get probability 0. A row whose entries are all
 // -inf gives softmax 0 and log_softmax -inf (not the NaN of -inf - -inf): such
 // a row is shifted by 0 instead of by its max, its sum of exponentials is 0,
@@ -47,38 +56,42 @@ inline float row_max(const float* x, std::int64_t n) {
   return reduce_max(m);
 }
 
-// The shift of a row: scale * max (scale > 0, so it is the max of scale * x,
-// rounded as that element is), or 0 for a row of -inf (see above).
+// The shift of a row: its max, or 0 for a row of -inf (see above).
 template <class V>
-inline float row_shift(const float* x, std::int64_t n, float scale) {
+inline float row_shift(const float* x, std::int64_t n) {
   const float m = row_max<V>(x, n);
-  return m == kNegativeInfinity ? 0.0f : scale * m;
+  return m == kNegativeInfinity ? 0.0f : m;
 }
 
-// sum_i exp(scale * x[i] - shift); when y is not null, the terms are stored
-// there too. scale * x - shift is one fused operation (exact before the final
-// rounding), which keeps the exponent's error at one rounding.
+// The exponents (x - shift) * scale of a vector (see the top of this file).
+template <class V>
+inline V exponents(V x, V shift, V scale) {
+  return (x - shift) * scale;
+}
+
+// sum_i exp((x[i] - shift) * scale); when y is not null, the terms are stored
+// there too.
 template <class V>
 inline double sum_exponentials(float* y, const float* x, std::int64_t n, float scale, float shift) {
   const V s = V::broadcast(scale);
-  const V minus_shift = V::broadcast(-shift);
+  const V m = V::broadcast(shift);
   const V zero = V::broadcast(0.0f);
   CompensatedSum<V> sum;
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
-    const V e = select(V::first_lanes(lanes), vec_math::exp(fma(load_n<V>(x + i, lanes), s, minus_shift)), zero);
+    const V e = select(V::first_lanes(lanes), vec_math::exp(exponents(load_n<V>(x + i, lanes), m, s)), zero);
     if (y) store_n(e, y + i, lanes);
     sum.add(e);
   }
   return sum.total();
 }
 
-// y[i] = exp(scale * x[i] - shift) / sum, over one row of n. The division is
+// y[i] = exp((x[i] - shift) * scale) / sum, over one row of n. The division is
 // a multiplication by 1 / sum held as a DoubleFloat: as exact as dividing
 // (one rounding), at the cost of three multiply-adds instead of a division.
 template <class V>
 inline void softmax_forward_row(float* y, const float* x, std::int64_t n, float scale) {
-  const float shift = row_shift<V>(x, n, scale);
+  const float shift = row_shift<V>(x, n);
   const double sum = sum_exponentials<V>(y, x, n, scale, shift);
   // A row of -inf: every term is 0 and y already holds the answer.
   if (sum == 0.0) return;
@@ -89,10 +102,10 @@ inline void softmax_forward_row(float* y, const float* x, std::int64_t n, float 
   }
 }
 
-// y[i] = (scale * x[i] - shift) - log(sum), over one row of n.
+// y[i] = (x[i] - shift) * scale - log(sum), over one row of n.
 template <class V>
 inline void log_softmax_forward_row(float* y, const float* x, std::int64_t n, float scale) {
-  const float shift = row_shift<V>(x, n, scale);
+  const float shift = row_shift<V>(x, n);
   const double sum = sum_exponentials<V>(nullptr, x, n, scale, shift);
   if (sum == 0.0) {  // a row of -inf
     const V minus_infinity = V::broadcast(kNegativeInfinity);
@@ -100,11 +113,11 @@ inline void log_softmax_forward_row(float* y, const float* x, std::int64_t n, fl
     return;
   }
   const V s = V::broadcast(scale);
-  const V minus_shift = V::broadcast(-shift);
+  const V m = V::broadcast(shift);
   const V log_sum = V::broadcast(static_cast<float>(__builtin_log(sum)));
   for (std::int64_t i = 0; i < n; i += V::width) {
     const int lanes = lanes_at<V>(i, n);
-    store_n(fma(load_n<V>(x + i, lanes), s, minus_shift) - log_sum, y + i, lanes);
+    store_n(exponents(load_n<V>(x + i, lanes), m, s) - log_sum, y + i, lanes);
   }
 }
 

@@ -6,13 +6,20 @@
 
 namespace attnkit::ops {
 
+std::string dtype_received(DType dtype) {
+  std::string text = dtype_name(dtype);
+  if (dtype == DType::float16 || dtype == DType::bfloat16)
+    text += " (no attnkit op computes in float16 or bfloat16 yet; convert with .float())";
+  return text;
+}
+
 void check_defined(const char* op, const char* argument, const Array& a) {
   if (!a.defined()) throw_value_error(op, argument, "an array", "an undefined array");
 }
 
 void check_dtype(const char* op, const char* argument, const Array& a, DType expected) {
   check_defined(op, argument, a);
-  if (a.dtype() != expected) throw_type_error(op, argument, dtype_name(expected), dtype_name(a.dtype()));
+  if (a.dtype() != expected) throw_type_error(op, argument, dtype_name(expected), dtype_received(a.dtype()));
 }
 
 void check_cpu(const char* op, const char* argument, const Array& a) {

@@ -8,6 +8,11 @@
 
 namespace attnkit::ops {
 
+// A dtype as an error message names what came: float16 and bfloat16 say that
+// no op computes in them yet (until low-precision compute lands; then this
+// note goes).
+std::string dtype_received(DType dtype);
+
 void check_defined(const char* op, const char* argument, const Array& a);
 void check_dtype(const char* op, const char* argument, const Array& a, DType expected);
 void check_cpu(const char* op, const char* argument, const Array& a);

@@ -50,7 +50,7 @@ bool is_basic_dtype(DType dtype) {
 }
 
 void check_basic_dtype(const char* op, const char* argument, DType dtype) {
-  if (!is_basic_dtype(dtype)) throw_type_error(op, argument, "float32, int32, int64 or bool", dtype_name(dtype));
+  if (!is_basic_dtype(dtype)) throw_type_error(op, argument, "float32, int32, int64 or bool", dtype_received(dtype));
 }
 
 // Writes a op b into out, which has the broadcast shape of a and b (checked
@@ -132,7 +132,7 @@ Array reduce_sum(const Array& x, const std::vector<bool>& reduce, const Shape& o
     case DType::bool_: return reduce_marked<bool>(x, reduce, DType::int64).reshape(out_shape);
     default: break;
   }
-  throw_type_error("sum", "input", "float32, int32, int64 or bool", dtype_name(x.dtype()));
+  throw_type_error("sum", "input", "float32, int32, int64 or bool", dtype_received(x.dtype()));
 }
 
 // Marks the dims to reduce (each in [-ndim, ndim), at most once) and gives
@@ -199,7 +199,7 @@ Array scalar_of_dtype(const char* op, DType dtype, double value) {
     case DType::bool_: return scalar_array<bool>(dtype, value != 0.0);
     default: break;
   }
-  throw_type_error(op, "input", "float32, int32, int64 or bool", dtype_name(dtype));
+  throw_type_error(op, "input", "float32, int32, int64 or bool", dtype_received(dtype));
 }
 
 Array where_unchecked(const Array& condition, const Array& a, const Array& b, const Shape& shape) {

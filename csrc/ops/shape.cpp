@@ -29,24 +29,12 @@ std::int64_t normalize_dim(const char* op, std::int64_t dim, int ndim) {
   return dim < 0 ? dim + ndim : dim;
 }
 
-std::vector<std::int64_t> contiguous_strides(const Shape& shape) {
-  std::vector<std::int64_t> strides(shape.size(), 1);
-  for (int d = static_cast<int>(shape.size()) - 2; d >= 0; --d) strides[d] = strides[d + 1] * shape[d + 1];
-  return strides;
-}
-
-std::int64_t product(const Shape& shape, std::size_t begin, std::size_t end) {
-  std::int64_t n = 1;
-  for (std::size_t d = begin; d < end; ++d) n *= shape[d];
-  return n;
-}
-
 // The part of x from `start` along dim, `length` long, as a view: valid when
 // every dimension before dim has size 1 (so the part is one contiguous run).
 Array view_along(const Array& x, std::int64_t dim, std::int64_t start, std::int64_t length) {
   Shape shape = x.shape();
   shape[dim] = length;
-  const std::int64_t inner = product(x.shape(), dim + 1, x.shape().size());
+  const std::int64_t inner = shape_numel(x.shape(), dim + 1, x.shape().size());
   const std::size_t offset = static_cast<std::size_t>(start * inner) * x.itemsize();
   return Array(x.storage(), x.byte_offset() + offset, shape, x.dtype());
 }
@@ -56,9 +44,11 @@ Array copy_along(const Array& x, std::int64_t dim, std::int64_t start, std::int6
   Shape shape = x.shape();
   shape[dim] = length;
   Array out = Array::empty(shape, x.dtype());
-  const std::int64_t outer = product(x.shape(), 0, dim);
+  // Nothing to copy; the sizes around dim may not even multiply within int64.
+  if (out.numel() == 0) return out;
+  const std::int64_t outer = shape_numel(x.shape(), 0, dim);
   const std::int64_t inner_bytes =
-      product(x.shape(), dim + 1, x.shape().size()) * static_cast<std::int64_t>(x.itemsize());
+      shape_numel(x.shape(), dim + 1, x.shape().size()) * static_cast<std::int64_t>(x.itemsize());
   cpu::copy_rows(out.raw_data(), length * inner_bytes, static_cast<const char*>(x.raw_data()) + start * inner_bytes,
                  x.shape()[dim] * inner_bytes, outer, length * inner_bytes);
   return out;
@@ -201,14 +191,14 @@ std::vector<Array> split(const Array& x, const std::vector<std::int64_t>& sizes,
   std::int64_t total = 0;
   for (std::int64_t size : sizes) {
     if (size < 0) throw_value_error("split", "split_size_or_sections", "sizes >= 0", std::to_string(size));
-    total += size;
+    total = checked_add(total, size, "split", "split_size_or_sections");
   }
   if (total != x.shape()[d])
     throw_value_error(
         "split", "split_size_or_sections",
         "sizes summing to " + std::to_string(x.shape()[d]) + " (the size of dim " + std::to_string(dim) + ")",
         "sizes summing to " + std::to_string(total));
-  const bool contiguous_pieces = product(x.shape(), 0, d) == 1;
+  const bool contiguous_pieces = shape_numel(x.shape(), 0, d) == 1;
   std::vector<Array> pieces;
   pieces.reserve(sizes.size());
   std::int64_t start = 0;
@@ -240,11 +230,13 @@ Array cat(const std::vector<Array>& arrays, std::int64_t dim) {
           "cat", argument,
           "the shape of tensors[0], " + shape_string(first.shape()) + ", except along dim " + std::to_string(dim),
           shape_string(a.shape()));
-    shape[d] += a.shape()[d];
+    shape[d] = checked_add(shape[d], a.shape()[d], "cat", "tensors");
   }
   Array out = Array::empty(shape, first.dtype());
-  const std::int64_t outer = product(shape, 0, d);
-  const std::int64_t inner_bytes = product(shape, d + 1, shape.size()) * static_cast<std::int64_t>(first.itemsize());
+  if (out.numel() == 0) return out;  // as in copy_along
+  const std::int64_t outer = shape_numel(shape, 0, d);
+  const std::int64_t inner_bytes =
+      shape_numel(shape, d + 1, shape.size()) * static_cast<std::int64_t>(first.itemsize());
   std::int64_t start = 0;
   for (const Array& a : arrays) {
     const std::int64_t size = a.shape()[d];
@@ -265,7 +257,7 @@ Array narrow(const Array& x, std::int64_t dim, std::int64_t start, std::int64_t 
     throw_value_error("narrow", "length",
                       "a length in [0, " + std::to_string(size - start) + "] from start " + std::to_string(start),
                       std::to_string(length));
-  return product(x.shape(), 0, d) == 1 ? view_along(x, d, start, length) : copy_along(x, d, start, length);
+  return shape_numel(x.shape(), 0, d) == 1 ? view_along(x, d, start, length) : copy_along(x, d, start, length);
 }
 
 Array narrow_backward(const Array& grad_output, const Shape& input_shape, std::int64_t dim, std::int64_t start) {
@@ -273,16 +265,17 @@ Array narrow_backward(const Array& grad_output, const Shape& input_shape, std::i
   const std::int64_t d = normalize_dim("narrow_backward", dim, static_cast<int>(input_shape.size()));
   Shape expected = input_shape;
   expected[d] = grad_output.ndim() == static_cast<int>(input_shape.size()) ? grad_output.shape()[d] : -1;
-  if (grad_output.shape() != expected || start < 0 || start + expected[d] > input_shape[d])
+  if (grad_output.shape() != expected || start < 0 || start > input_shape[d] || expected[d] > input_shape[d] - start)
     throw_value_error("narrow_backward", "grad_output",
                       "the input's shape " + shape_string(input_shape) + " with at most " +
                           std::to_string(input_shape[d] - start) + " along dim " + std::to_string(dim) +
                           " from start " + std::to_string(start),
                       shape_string(grad_output.shape()));
   Array grad = Array::empty(input_shape, DType::float32);
+  if (grad.numel() == 0) return grad;  // as in copy_along
   cpu::fill(grad.data<float>(), 0.0f, grad.numel());
-  const std::int64_t outer = product(input_shape, 0, d);
-  const std::int64_t inner_bytes = product(input_shape, d + 1, input_shape.size()) * 4;
+  const std::int64_t outer = shape_numel(input_shape, 0, d);
+  const std::int64_t inner_bytes = shape_numel(input_shape, d + 1, input_shape.size()) * 4;
   const std::int64_t length = expected[d];
   cpu::copy_rows(static_cast<char*>(grad.raw_data()) + start * inner_bytes, input_shape[d] * inner_bytes,
                  grad_output.raw_data(), length * inner_bytes, outer, length * inner_bytes);
@@ -294,8 +287,8 @@ Array index_select(const Array& x, std::int64_t dim, const Array& index) {
   const std::int64_t d = normalize_dim("index_select", dim, x.ndim());
   check_index_select("index_select", x.shape(), d, index);
   Array out = Array::empty(index_select_shape(x.shape(), d, index), x.dtype());
-  const std::int64_t outer = product(x.shape(), 0, d);
-  const std::int64_t inner = product(x.shape(), d + 1, x.shape().size());
+  const std::int64_t outer = shape_numel(x.shape(), 0, d);
+  const std::int64_t inner = shape_numel(x.shape(), d + 1, x.shape().size());
   if (index.dtype() == DType::int64)
     cpu::index_select(out.raw_data(), x.raw_data(), index.data<std::int64_t>(), outer, x.shape()[d], index.numel(),
                       inner, x.itemsize());
@@ -314,8 +307,8 @@ Array index_select_backward(const Array& grad_output, const Shape& input_shape, 
     throw_value_error("index_select_backward", "grad_output", "shape " + shape_string(expected),
                       shape_string(grad_output.shape()));
   Array grad = Array::empty(input_shape, DType::float32);
-  const std::int64_t outer = product(input_shape, 0, d);
-  const std::int64_t inner = product(input_shape, d + 1, input_shape.size());
+  const std::int64_t outer = shape_numel(input_shape, 0, d);
+  const std::int64_t inner = shape_numel(input_shape, d + 1, input_shape.size());
   if (index.dtype() == DType::int64)
     cpu::index_select_backward(grad.data<float>(), grad_output.data<float>(), index.data<std::int64_t>(), outer,
                                input_shape[d], index.numel(), inner);

@@ -89,12 +89,9 @@ py::buffer_info array_buffer(const Array& a) {
   if (format == nullptr)
     throw_type_error("numpy", "array", "a dtype numpy has (numpy has no bfloat16)", dtype_name(a.dtype()));
   std::vector<py::ssize_t> shape(a.shape().begin(), a.shape().end());
-  std::vector<py::ssize_t> strides(shape.size());
-  py::ssize_t stride = static_cast<py::ssize_t>(a.itemsize());
-  for (std::size_t i = shape.size(); i-- > 0;) {
-    strides[i] = stride;
-    stride *= shape[i];
-  }
+  std::vector<py::ssize_t> strides;
+  for (std::int64_t stride : contiguous_strides(a.shape()))
+    strides.push_back(static_cast<py::ssize_t>(stride * static_cast<std::int64_t>(a.itemsize())));
   return py::buffer_info(a.raw_data(), static_cast<py::ssize_t>(a.itemsize()), format,
                          static_cast<py::ssize_t>(shape.size()), shape, strides);
 }
@@ -139,8 +136,7 @@ template <class Managed>
 void fill_dltensor(Managed* managed, ExportContext* context) {
   const Array& a = context->array;
   context->shape = a.shape();
-  context->strides.assign(a.shape().size(), 1);
-  for (int i = a.ndim() - 2; i >= 0; --i) context->strides[i] = context->strides[i + 1] * a.shape()[i + 1];
+  context->strides = contiguous_strides(a.shape());
   DLTensor& t = managed->dl_tensor;
   t.data = a.raw_data();
   t.device = {kDLCPU, 0};
@@ -210,9 +206,11 @@ Array array_from_dltensor(const DLTensor& t, std::function<void(void*)> release)
   const DType dtype = dtype_from_dlpack(t.dtype);
   if (t.ndim < 0) throw_value_error("from_dlpack", "tensor", "ndim >= 0", std::to_string(t.ndim));
   Shape shape(t.shape, t.shape + t.ndim);
+  const std::size_t nbytes = array_nbytes(shape, dtype, Device::cpu());
   // Strides must describe the compact row-major layout; a size-1 dimension
-  // may carry any stride.
-  if (t.strides != nullptr) {
+  // may carry any stride, and an empty tensor any strides at all (it has no
+  // element to place).
+  if (t.strides != nullptr && nbytes > 0) {
     std::int64_t expected = 1;
     for (int i = t.ndim - 1; i >= 0; --i) {
       if (shape[i] != 1 && t.strides[i] != expected)
@@ -221,8 +219,8 @@ Array array_from_dltensor(const DLTensor& t, std::function<void(void*)> release)
       expected *= shape[i];
     }
   }
-  void* data = static_cast<char*>(t.data) + t.byte_offset;
-  const std::size_t nbytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
+  // (An empty tensor's data may be null, and null + offset is undefined.)
+  void* data = t.data == nullptr ? nullptr : static_cast<char*>(t.data) + t.byte_offset;
   // The storage's release keeps `owner` (and so the producer's deleter) alive.
   auto storage = std::make_shared<Storage>(data, nbytes, Device::cpu(), [owner](void*) mutable { owner.reset(); });
   return Array(storage, 0, shape, dtype);

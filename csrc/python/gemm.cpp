@@ -3,6 +3,9 @@
 
 #include <optional>
 
+#include "core/cpu_features.h"
+#include "core/errors.h"
+#include "cpu/gemm.h"
 #include "ops/gemm.h"
 #include "python/bindings.h"
 
@@ -32,6 +35,36 @@ void bind_gemm(py::module_& m) {
       py::arg("activation") = "none", py::arg("save_pre_activation") = false, py::call_guard<py::gil_scoped_release>(),
       "activation(alpha * op(a) @ op(b) + beta * out + bias) -> (out, pre_activation or None)");
   m.def("bias_gradient", &ops::bias_gradient, py::arg("grad_output"), py::call_guard<py::gil_scoped_release>());
+
+  // What the GEMM chose on this machine, for benchmarks and `attnkit info`.
+  m.def("gemm_config", [] {
+    const cpu::GemmConfig config = cpu::gemm_config();
+    py::dict out;
+    out["mr"] = config.shape.mr;
+    out["nr"] = config.shape.nr;
+    out["mc"] = config.blocking.mc;
+    out["kc"] = config.blocking.kc;
+    out["nc"] = config.blocking.nc;
+    out["overridden"] = config.overridden;
+    return out;
+  });
+  m.def(
+      "set_gemm_blocking",
+      [](std::int64_t mc, std::int64_t kc, std::int64_t nc) { cpu::set_gemm_blocking({mc, kc, nc}); }, py::arg("mc"),
+      py::arg("kc"), py::arg("nc"),
+      "Forces the GEMM's cache blocks (for measuring); 0, 0, 0 returns to the blocks chosen from the caches.");
+  m.def(
+      "gemm_blocking_for",
+      [](std::int64_t l1d_bytes, std::int64_t l2_bytes, std::int64_t l3_bytes, int mr, int nr) {
+        if (l1d_bytes <= 0 || l2_bytes <= 0 || l3_bytes < 0 || mr <= 0 || nr <= 0)
+          throw ValueError(
+              "gemm_blocking_for: arguments expected positive cache sizes (l3_bytes may be 0) and tile sizes");
+        const CpuCaches caches{l1d_bytes, l2_bytes, l3_bytes, 0, 1, 1, "given"};
+        const cpu::GemmBlocking blocking = cpu::gemm_blocking_for(caches, {mr, nr});
+        return py::make_tuple(blocking.mc, blocking.kc, blocking.nc);
+      },
+      py::arg("l1d_bytes"), py::arg("l2_bytes"), py::arg("l3_bytes"), py::arg("mr"), py::arg("nr"),
+      "The cache blocks (mc, kc, nc) the GEMM would choose for these caches and register tile.");
 }
 
 }  // namespace attnkit::python

@@ -1,5 +1,7 @@
 #include <pybind11/pybind11.h>
 
+#include <new>
+
 #include "core/errors.h"
 #include "python/bindings.h"
 
@@ -17,7 +19,15 @@ PYBIND11_MODULE(_C, m) {
       PyErr_SetString(PyExc_TypeError, e.what());
     } catch (const attnkit::ValueError& e) {
       PyErr_SetString(PyExc_ValueError, e.what());
-    } catch (const attnkit::RuntimeError& e) { PyErr_SetString(PyExc_RuntimeError, e.what()); }
+    } catch (const attnkit::RuntimeError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    } catch (const attnkit::MemoryError& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    } catch (const std::bad_alloc&) {
+      // Arrays say what they asked for (MemoryError above); this is a
+      // kernel's temporary memory.
+      PyErr_SetString(PyExc_MemoryError, "out of memory for a temporary buffer of a native kernel");
+    }
   });
 
   attnkit::python::bind_array(m);

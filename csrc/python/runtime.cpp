@@ -46,6 +46,16 @@ void bind_runtime(py::module_& m) {
     std::vector<std::string> compiled;
     for (CpuIsa isa : compiled_cpu_isas()) compiled.emplace_back(cpu_isa_name(isa));
     out["compiled_isas"] = compiled;
+    const CpuCaches& caches = cpu_caches();
+    py::dict cache_sizes;
+    cache_sizes["l1d_bytes"] = caches.l1d_bytes;
+    cache_sizes["l2_bytes"] = caches.l2_bytes;
+    cache_sizes["l3_bytes"] = caches.l3_bytes;
+    cache_sizes["l2_sharing"] = caches.l2_sharing;
+    cache_sizes["l3_sharing"] = caches.l3_sharing;
+    cache_sizes["source"] = caches.source;
+    out["cpu_caches"] = cache_sizes;
+    out["thread_spin_us"] = thread_spin_microseconds();
     return out;
   });
 }

@@ -4,7 +4,11 @@ context; ``apply`` records a ``Node`` on the output tensors when some input
 requires a gradient (a tensor's ``_grad_fn`` is ``(node, output_index)``).
 ``Tensor.backward`` walks the recorded graph once in
 topological order, frees each node's saved arrays as soon as it is done, and
-accumulates gradients into the leaves only.
+accumulates gradients into the leaves only. A leaf's post-accumulate-grad
+hooks (``Tensor.register_post_accumulate_grad_hook``) run once per backward
+pass, as soon as no further gradient can reach that leaf in the pass: what
+data-parallel training needs to start reducing a gradient while the rest of
+backward still runs.
 """
 
 from __future__ import annotations
@@ -147,11 +151,15 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
 
     if root._grad_fn is None:
         root._accumulate_grad(grad)
+        _run_post_accumulate_grad_hooks(root)
         return
     root_node, root_index = root._grad_fn
     # Count, for every node reachable from the root, how many of its consumers
-    # will report, so each runs once, with the sum of its gradients.
+    # will report, so each runs once, with the sum of its gradients; and, for
+    # every leaf with post-accumulate-grad hooks, how many nodes will report
+    # to it, so its hooks run once the last of them has.
     pending = {}
+    hooked_leaves = {}  # id(leaf) -> [leaf, reports still to come], in the order found
     nodes = {id(root_node): root_node}
     stack = [root_node]
     while stack:
@@ -163,6 +171,8 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
                 if id(child_node) not in nodes:
                     nodes[id(child_node)] = child_node
                     stack.append(child_node)
+            elif child is not None and getattr(child, "_post_accumulate_grad_hooks", None):
+                hooked_leaves.setdefault(id(child), [child, 0])[1] += 1
 
     # grads[id(node)][i]: the summed gradient of the node's i-th output so far.
     grads = {id(root_node): [None] * root_node.num_outputs}
@@ -191,6 +201,11 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
             if isinstance(child, Tensor):
                 if child_grad is not None:
                     child._accumulate_grad(child_grad)
+                entry = hooked_leaves.get(id(child))
+                if entry is not None:
+                    entry[1] -= 1
+                    if entry[1] == 0:
+                        _run_post_accumulate_grad_hooks(child)
                 continue
             child_node, index = child
             if child_grad is not None:
@@ -200,3 +215,14 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
             # A node runs once all its consumers are done, if any sent a gradient.
             if pending[id(child_node)] == 0 and id(child_node) in grads:
                 ready.append(child_node)
+    # A leaf whose consumers never ran (no gradient reached them) is final
+    # too: its gradient got nothing from this pass.
+    for leaf, reports in hooked_leaves.values():
+        if reports > 0:
+            _run_post_accumulate_grad_hooks(leaf)
+
+
+def _run_post_accumulate_grad_hooks(leaf) -> None:
+    hooks = getattr(leaf, "_post_accumulate_grad_hooks", None)
+    for hook in list(hooks or ()):
+        hook(leaf)

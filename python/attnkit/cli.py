@@ -1,4 +1,4 @@
-"""The ``attnkit`` command line: ``info``, ``train``, ``generate`` and ``bench``."""
+"""The ``attnkit`` command line: ``info``, ``train``, ``generate``, ``embed`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -24,15 +24,18 @@ TRAIN_FLAG_HELP = {
         "val_fraction": "the last fraction of the text held out for validation",
     },
     "model": {
+        "arch": "gpt: GPT-2's blocks (LayerNorm, learned positions, GELU); llama: the Llama family's "
+        "(RMSNorm, rotary positions, SwiGLU, no biases)",
         "n_layer": "Transformer blocks",
         "n_head": "attention heads per block",
         "n_embd": "the model width (a multiple of --n-head)",
         "block_size": "the context length in tokens",
         "dropout": "dropout probability",
-        "bias": "biases in the Linear and LayerNorm layers",
+        "bias": "biases in the Linear and LayerNorm layers (gpt)",
+        "n_kv_head": "key/value heads, fewer than --n-head for grouped-query attention (llama; default: --n-head)",
     },
     "optimization": {
-        "batch_size": "sequences per step",
+        "batch_size": "sequences per step (under mpiexec, the global batch: each rank takes its share)",
         "max_iters": "training steps",
         "lr": "the peak learning rate",
         "min_lr": "the learning rate at the end of the cosine decay",
@@ -42,6 +45,7 @@ TRAIN_FLAG_HELP = {
         "beta2": "AdamW's beta2",
         "weight_decay": "AdamW's weight decay (biases and norms are exempt)",
         "grad_clip": "clip the gradients' global norm to this; 0 turns clipping off",
+        "zero_optimizer": "under mpiexec: shard AdamW's state over the ranks (ZeRO stage 1)",
     },
     "evaluation": {
         "eval_interval": "steps between evaluations and checkpoints",
@@ -57,7 +61,7 @@ TRAIN_FLAG_HELP = {
     },
 }
 
-TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda")}
+TRAIN_FLAG_CHOICES = {"tokenizer": ("char", "byte", "bpe"), "device": ("cpu", "cuda"), "arch": ("gpt", "llama")}
 TRAIN_FLAG_METAVARS = {"data": "PATH", "out": "DIR"}
 
 
@@ -157,6 +161,7 @@ def read_config_file(path: str) -> dict:
 
 
 def _train(args) -> int:
+    from .distributed import get_rank
     from .training import TrainConfig, saved_train_config, train
 
     given = {name: value for name, value in vars(args).items() if name not in ("command", "run", "config")}
@@ -168,6 +173,8 @@ def _train(args) -> int:
         values = dict(dataclasses.asdict(saved_train_config(out)), **values)
     config = TrainConfig.from_dict(values, source=args.config or "settings")
     summary = train(config)
+    if get_rank() != 0:
+        return 0
     print(
         f"done: {summary['steps']} steps in {summary['elapsed_s']:.1f} s, train loss {summary['train_loss']:.4f}, "
         f"val loss {summary['val_loss']:.4f}; sample it with: attnkit generate {config.out}",
@@ -198,11 +205,94 @@ def stream_text_tokens(model, prompt, max_new_tokens: int, **sampling):
             yield token
 
 
+# The sampling flags of attnkit generate, and their defaults for a run
+# directory's model (a checkpoint's come from its generation_config.json).
+_SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "repetition_penalty")
+_RUN_SAMPLING = {"temperature": 0.8, "top_k": 200, "top_p": None, "repetition_penalty": 1.0}
+
+
+def checkpoint_sampling(generation_config, given: dict) -> dict:
+    """The sampling settings for a Hugging Face checkpoint, as transformers
+    generates with it: its generation_config.json (greedy unless
+    ``do_sample``; then its temperature, top_k (default 50, 0 = off) and
+    top_p), overridden by the flags ``given``."""
+    config = generation_config or {}
+    sampling = bool(config.get("do_sample", False))
+    top_k = config.get("top_k", 50) if sampling else None
+    top_p = config.get("top_p", 1.0) if sampling else None
+    settings = {
+        "temperature": float(config.get("temperature", 1.0) or 0.0) if sampling else 0.0,
+        "top_k": top_k or None,
+        "top_p": None if top_p in (None, 1.0) else top_p,
+        "repetition_penalty": float(config.get("repetition_penalty", 1.0) or 1.0),
+    }
+    settings.update(given)
+    return settings
+
+
+def _generate_pretrained(args, given: dict) -> int:
+    """attnkit generate --model DIR: a Hugging Face causal LM directory."""
+    from .data import StreamDecoder
+    from .models import from_pretrained
+    from .models.hf import CheckpointError
+    from .random import Generator
+    from .training import ConfigError
+
+    try:
+        model = from_pretrained(args.model)
+    except CheckpointError as error:
+        raise ConfigError(str(error)) from None
+    if not hasattr(model, "generate"):
+        raise ConfigError(f"'{args.model}' holds a {model.hf_architecture}, not a causal language model")
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        raise ConfigError(f"'{args.model}' has no tokenizer (tokenizer.json); attnkit generate needs one")
+    if args.chat:
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": args.prompt}
+        ]
+        try:
+            prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    else:
+        prompt = tokenizer.encode(args.prompt)
+    if len(prompt) == 0:
+        raise ConfigError("the prompt is empty; give some text with --prompt")
+    room = model.config.block_size - len(prompt) + 1
+    if room < 1:
+        raise ConfigError(f"the prompt has {len(prompt)} tokens, more than the model's {model.config.block_size}")
+    out = sys.stdout
+    if not args.chat:
+        out.write(args.prompt)
+        out.flush()
+    decoder = StreamDecoder(tokenizer)
+    for step_tokens in model.stream(
+        [prompt],
+        min(args.max_new_tokens, room),
+        generator=Generator(args.seed),
+        **checkpoint_sampling(model.generation_config, given),
+    ):
+        out.write(decoder.push([int(step_tokens[0])]))
+        out.flush()
+    out.write(decoder.flush() + "\n")
+    out.flush()
+    return 0
+
+
 def _generate(args) -> int:
     from .data import StreamDecoder
     from .random import Generator
     from .training import ConfigError, load_run
 
+    given = {name: getattr(args, name) for name in _SAMPLING_FLAGS if hasattr(args, name)}
+    if (args.run_dir is None) == (args.model is None):
+        raise UsageError("give a run directory (RUN_DIR) or a Hugging Face checkpoint (--model DIR), one of them")
+    if args.model is not None:
+        return _generate_pretrained(args, given)
+    if args.chat or args.system:
+        raise UsageError("--chat and --system are for a chat model's checkpoint (--model DIR)")
+    sampling = {**_RUN_SAMPLING, **given}
     model, tokenizer, _ = load_run(args.run_dir, device=args.device)
     try:
         prompt = tokenizer.encode(args.prompt)
@@ -220,11 +310,8 @@ def _generate(args) -> int:
         model,
         prompt,
         args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
         generator=generator,
+        **sampling,
     ):
         out.write(decoder.push([token]))
         out.flush()
@@ -239,7 +326,47 @@ def _bench(argv: list) -> int:
     return benchmarks.main(argv)
 
 
+def _print_facts(facts: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(facts, indent=2))
+    else:
+        width = max(len(k) for k in facts)
+        for key, value in facts.items():
+            print(f"{key:<{width}}  {value}")
+
+
+def _load_pretrained(directory: str):
+    """attnkit.models.from_pretrained, its refusals as usage errors."""
+    from .models import from_pretrained
+
+    try:
+        return from_pretrained(directory)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _model_facts(directory: str) -> dict:
+    from .models.hf.checkpoint import CheckpointFiles
+
+    model = _load_pretrained(directory)
+    entries = CheckpointFiles(directory).entries.values()
+    stored = sorted({entry.dtype.name for entry in entries if entry.dtype.is_floating_point})
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    dtypes = sorted({parameter.dtype.name for parameter in model.parameters()})
+    facts = {
+        "architecture": f"{model.hf_architecture} (attnkit {type(model).__name__})",
+        "parameters": f"{parameters:,}",
+        "dtype": f"{', '.join(dtypes)} (checkpoint: {', '.join(stored)})",
+    }
+    if model.tokenizer is not None:
+        facts["tokenizer"] = f"{type(model.tokenizer).__name__}, {model.tokenizer.vocab_size} ids"
+    return facts
+
+
 def _info(args) -> int:
+    if args.model is not None:
+        _print_facts(_model_facts(args.model), args.json)
+        return 0
     import attnkit
 
     info = attnkit.build_info()
@@ -250,16 +377,49 @@ def _info(args) -> int:
         "cpu isa": attnkit.cpu_isa(),
         "cpu isas available": ", ".join(attnkit.supported_cpu_isas()),
         "cpu isas compiled": ", ".join(info["compiled_isas"]),
-        "openmp threads": attnkit.get_num_threads(),
+        "threads": attnkit.get_num_threads(),
+        "cpu caches": ", ".join(
+            f"{name} {info['cpu_caches'][key] >> 10} KiB"
+            for name, key in (("L1d", "l1d_bytes"), ("L2", "l2_bytes"), ("L3", "l3_bytes"))
+        )
+        + f" ({info['cpu_caches']['source']})",
+        "gemm tile and blocks": "{mr}x{nr}, MC {mc} KC {kc} NC {nc}".format(**attnkit._C.gemm_config()),
         "openmp version": info["openmp"],
         "cuda": info["cuda"],
     }
-    if args.json:
-        print(json.dumps(facts, indent=2))
+    _print_facts(facts, args.json)
+    return 0
+
+
+def _embed(args) -> int:
+    from .models import SentenceEncoder
+
+    if args.input is not None:
+        if args.sentences:
+            raise UsageError("give sentences as arguments or --input FILE, not both")
+        try:
+            with open(args.input, encoding="utf-8") as f:
+                sentences = f.read().splitlines()
+        except OSError as error:
+            raise UsageError(f"cannot read --input '{args.input}': {error.strerror}") from None
     else:
-        width = max(len(k) for k in facts)
-        for key, value in facts.items():
-            print(f"{key:<{width}}  {value}")
+        sentences = list(args.sentences)
+    if not sentences:
+        raise UsageError("no sentences: give them as arguments or --input FILE (one a line)")
+    if args.output is not None and not args.output.endswith(".npy"):
+        raise UsageError(f"--output '{args.output}' should end in .npy")
+    try:
+        encoder = SentenceEncoder.from_pretrained(args.model)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    embeddings = encoder.encode(sentences, batch_size=args.batch_size, normalize=args.normalize)
+    if args.output is not None:
+        np.save(args.output, embeddings)
+        rows, width = embeddings.shape
+        print(f"wrote {rows} embeddings of {width} numbers to {args.output}", file=sys.stderr)
+    else:
+        for row in embeddings:
+            print(" ".join(f"{value:.8g}" for value in row))
     return 0
 
 
@@ -282,8 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description="attnkit: Transformers on attnkit's own kernels")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = commands.add_parser("info", help="print the version, build and CPU/CUDA facts")
+    info = commands.add_parser(
+        "info", help="print the version, build and CPU/CUDA facts, or those of a pretrained model (--model)"
+    )
     info.add_argument("--json", action="store_true", help="print JSON")
+    info.add_argument(
+        "--model",
+        metavar="DIR",
+        default=None,
+        help="a Hugging Face model directory: print its architecture, parameter count and dtype",
+    )
     info.set_defaults(run=_info)
 
     train = commands.add_parser(
@@ -305,39 +473,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser(
         "generate",
-        help="write text with a trained run's model, streaming it as it comes",
-        description="Continues a prompt with the model of an attnkit train run directory.",
+        help="write text with a trained run's model or a Hugging Face causal LM, streaming it as it comes",
+        description="Continues a prompt with the model of an attnkit train run directory, or of a local Hugging "
+        "Face checkpoint directory (--model DIR: GPT-2, Llama, Mistral, Qwen2). A checkpoint samples as its "
+        "generation_config.json says (greedy unless do_sample) and stops at its end-of-sequence tokens; the "
+        "flags override it.",
     )
-    generate.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of attnkit train")
+    generate.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="the --out directory of attnkit train")
+    generate.add_argument("--model", metavar="DIR", help="a Hugging Face causal LM checkpoint directory instead")
+    generate.add_argument(
+        "--chat", action="store_true", help="with --model: send the prompt as a user message through the chat template"
+    )
+    generate.add_argument("--system", default=None, help="with --chat: a system message first")
     generate.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
     generate.add_argument("--max-new-tokens", type=_positive_int, default=500, help="tokens to write (default: 500)")
     generate.add_argument(
         "--temperature",
         type=float,
-        default=0.8,
-        help="divides the logits; 0 picks the most likely token (default: 0.8)",
+        default=argparse.SUPPRESS,
+        help="divides the logits; 0 picks the most likely token (default: 0.8; a checkpoint's own)",
     )
     generate.add_argument(
         "--top-k",
         type=_optional_int,
-        default=200,
-        help="sample among the k most likely tokens; none for all (default: 200)",
+        default=argparse.SUPPRESS,
+        help="sample among the k most likely tokens; none for all (default: 200; a checkpoint's own)",
     )
     generate.add_argument(
         "--top-p",
         type=_optional_float,
-        default=None,
-        help="sample among the most likely tokens whose probabilities sum to p (default: off)",
+        default=argparse.SUPPRESS,
+        help="sample among the most likely tokens whose probabilities sum to p (default: off; a checkpoint's own)",
     )
     generate.add_argument(
         "--repetition-penalty",
         type=float,
-        default=1.0,
-        help="divides the positive logits of tokens already present (default: 1.0, off)",
+        default=argparse.SUPPRESS,
+        help="divides the positive logits of tokens already present (default: 1.0, off; a checkpoint's own)",
     )
     generate.add_argument("--seed", type=int, default=1, help="the sampling seed (default: 1)")
     generate.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: cpu)")
     generate.set_defaults(run=_generate)
+
+    embed = commands.add_parser(
+        "embed",
+        help="sentence embeddings with a sentence-transformers model",
+        description="Embeds sentences with a sentence-transformers model directory (all-MiniLM-L6-v2 and "
+        "other BERT encoders): one line of numbers per sentence, or a .npy file.",
+    )
+    embed.add_argument("sentences", nargs="*", metavar="SENTENCE", help="the texts to embed")
+    embed.add_argument("--model", required=True, metavar="DIR", help="the sentence-transformers model directory")
+    embed.add_argument("--input", metavar="FILE", default=None, help="read the texts from FILE, one a line")
+    embed.add_argument(
+        "--output", metavar="FILE.npy", default=None, help="write a float32 array [sentences, dim] instead of printing"
+    )
+    embed.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward pass (default: 32)")
+    embed.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="unit-length embeddings (default: as the model, with or without its Normalize module)",
+    )
+    embed.set_defaults(run=_embed)
 
     # Listed for --help; `attnkit bench ...` is handed to attnkit.benchmarks before parsing.
     commands.add_parser(
@@ -360,7 +557,8 @@ def main(argv=None) -> int:
         print(f"attnkit {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ImportError as error:
-        if error.name != "tokenizers":  # an optional extra that is not installed; anything else is a bug
+        # an optional extra that is not installed; anything else is a bug
+        if error.name not in ("tokenizers", "sentencepiece", "jinja2"):
             raise
         print(f"attnkit {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -40,6 +40,7 @@ def _check_sampling(op: str, temperature, top_k, top_p, repetition_penalty) -> d
             raise TypeError(f"{op}: argument 'top_k' expected an int or None, got {type(top_k).__name__}")
         if top_k < 1:
             raise ValueError(f"{op}: argument 'top_k' expected a count >= 1 (None: no top-k), got {top_k}")
+        top_k = min(int(top_k), 2**63 - 1)  # any k >= the vocabulary keeps every token
     if top_p is not None:
         if not isinstance(top_p, numbers.Real) or isinstance(top_p, bool):
             raise TypeError(f"{op}: argument 'top_p' expected a float or None, got {type(top_p).__name__}")
@@ -162,6 +163,40 @@ def _prompts(op: str, idx, vocab_size: int) -> tuple:
     return tokens, lengths, from_list
 
 
+def default_stop_tokens(model) -> list:
+    """The ids that end generation unless ``stop_tokens`` says otherwise:
+    ``eos_token_id`` of the model's ``generation_config`` (the dict a
+    Hugging Face checkpoint's generation_config.json holds, set by
+    ``from_pretrained``; an id or a list of ids), or none."""
+    config = getattr(model, "generation_config", None) or {}
+    eos = config.get("eos_token_id")
+    if eos is None:
+        return []
+    return [eos] if isinstance(eos, numbers.Integral) else list(eos)
+
+
+def _stop_strings(op: str, stop_strings, tokenizer) -> list:
+    if stop_strings is None:
+        return []
+    if isinstance(stop_strings, str):
+        stop_strings = [stop_strings]
+    try:
+        strings = list(stop_strings)
+    except TypeError:
+        raise TypeError(
+            f"{op}: argument 'stop_strings' expected a str or a list of str, got {type(stop_strings).__name__}"
+        ) from None
+    for text in strings:
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"{op}: argument 'stop_strings' expected non-empty strings, got {text!r}")
+    if strings and not callable(getattr(tokenizer, "decode", None)):
+        raise TypeError(
+            f"{op}: argument 'stop_strings' needs a 'tokenizer' (an object with decode(ids) -> str), "
+            f"got {type(tokenizer).__name__}"
+        )
+    return strings
+
+
 def _stop_set(op: str, stop_tokens, vocab_size: int) -> np.ndarray:
     if stop_tokens is None:
         return np.zeros(0, np.int64)
@@ -185,7 +220,19 @@ class _Decoding:
     """Everything one generate/stream call checks and prepares up front."""
 
     def __init__(
-        self, op: str, model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_tokens, generator
+        self,
+        op: str,
+        model,
+        idx,
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        repetition_penalty,
+        stop_tokens,
+        generator,
+        stop_strings=None,
+        tokenizer=None,
     ) -> None:
         config = model.config
         self.model = model
@@ -208,7 +255,9 @@ class _Decoding:
             )
         self.max_new_tokens = int(max_new_tokens)
         self.settings = _check_sampling(op, temperature, top_k, top_p, repetition_penalty)
-        self.stop = _stop_set(op, stop_tokens, config.vocab_size)
+        self.stop = _stop_set(op, default_stop_tokens(model) if stop_tokens is None else stop_tokens, config.vocab_size)
+        self.stop_strings = _stop_strings(op, stop_strings, tokenizer)
+        self.tokenizer = tokenizer
         self.generator = _generator_or_default(op, generator)
 
     def steps(self):
@@ -228,6 +277,7 @@ class _Decoding:
                 seen[row, self.tokens[row, padding[row] :]] = True
             seen_array = from_numpy(seen)._array  # shares seen's memory: updated in place below
         finished = np.zeros(batch, np.bool_)
+        generated = [[] for _ in range(batch)]  # each row's new tokens, for the stop strings
         next_position = self.lengths.copy()
         rows = np.arange(batch)
 
@@ -255,6 +305,8 @@ class _Decoding:
                 seen[rows[~finished], tokens[~finished]] = True
             if self.stop.size:
                 finished |= (tokens[:, None] == self.stop[None, :]).any(axis=1)
+            if self.stop_strings:
+                finished |= self._completes_stop_string(generated, tokens, finished)
             # A finished row goes on decoding a dummy token (its output is
             # discarded): cheaper than reshaping the batch and its caches.
             # A copy: the caller may keep or change what is yielded.
@@ -270,6 +322,18 @@ class _Decoding:
                     last_only=True,
                 )
             next_position += 1
+
+    def _completes_stop_string(self, generated: list, tokens: np.ndarray, finished: np.ndarray) -> np.ndarray:
+        """Which rows' text (of their new tokens, decoded) now holds a stop
+        string; appends this step's tokens to ``generated``."""
+        hits = np.zeros(len(tokens), np.bool_)
+        for row, token in enumerate(tokens):
+            if finished[row]:
+                continue
+            generated[row].append(int(token))
+            text = self.tokenizer.decode(generated[row])
+            hits[row] = any(stop in text for stop in self.stop_strings)
+        return hits
 
 
 class _EvalMode:
@@ -299,6 +363,8 @@ def stream(
     repetition_penalty: float = 1.0,
     stop_tokens=None,
     generator=None,
+    stop_strings=None,
+    tokenizer=None,
 ):
     """An iterator over the decoding steps of ``generate``: per step, a numpy
     int64 array [B] of the new tokens, FINISHED (-1) for a row that stopped
@@ -307,7 +373,18 @@ def stream(
     mode; when it ends (exhausted or closed) every module's previous
     training flag is restored. Gradients are never recorded."""
     decoding = _Decoding(
-        "stream", model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_tokens, generator
+        "stream",
+        model,
+        idx,
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        repetition_penalty,
+        stop_tokens,
+        generator,
+        stop_strings,
+        tokenizer,
     )
 
     def iterate():
@@ -328,6 +405,8 @@ def generate(
     repetition_penalty: float = 1.0,
     stop_tokens=None,
     generator=None,
+    stop_strings=None,
+    tokenizer=None,
 ):
     """Continues each prompt by up to ``max_new_tokens`` tokens.
 
@@ -343,6 +422,12 @@ def generate(
       prompt's tokens and the generated ones as seen.
     - ``stop_tokens``: an id or ids; a row that draws one stops there (the
       stop token is kept). Generation ends when every row has stopped.
+      None (the default) takes the model's end-of-sequence ids
+      (``default_stop_tokens``: a Hugging Face checkpoint's
+      generation_config.json ``eos_token_id``); ``[]`` stops on none.
+    - ``stop_strings`` with ``tokenizer``: a row also stops at the token
+      that completes one of these strings in the text of its new tokens
+      (``tokenizer.decode``); that token is kept.
     - ``generator``: the Philox generator of the draws (default
       ``attnkit.manual_seed``'s); one stream per step.
 
@@ -357,7 +442,18 @@ def generate(
     of ints, each prompt followed by its own new tokens.
     """
     decoding = _Decoding(
-        "generate", model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_tokens, generator
+        "generate",
+        model,
+        idx,
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        repetition_penalty,
+        stop_tokens,
+        generator,
+        stop_strings,
+        tokenizer,
     )
     with _EvalMode(model):
         steps = list(decoding.steps())
@@ -371,4 +467,4 @@ def generate(
     ]
 
 
-__all__ = ["FINISHED", "sample", "generate", "stream"]
+__all__ = ["FINISHED", "default_stop_tokens", "sample", "generate", "stream"]

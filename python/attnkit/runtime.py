@@ -10,7 +10,7 @@ MAX_THREADS = 1024
 
 
 def set_num_threads(n: int) -> None:
-    """Sets how many OpenMP threads attnkit's kernels use (1 to 1024)."""
+    """Sets how many threads attnkit's kernels use (1 to 1024)."""
     if not isinstance(n, numbers.Integral) or isinstance(n, bool):
         raise TypeError(f"set_num_threads: argument 'n' expected an int, got {type(n).__name__}")
     if not 1 <= n <= MAX_THREADS:

@@ -202,7 +202,10 @@ def save(obj, path, *, config=None) -> None:
         structure = None
     else:
         tensors = []
-        structure = _encode(obj, [], tensors, set(), {})
+        try:
+            structure = _encode(obj, [], tensors, set(), {})
+        except RecursionError:
+            raise ValueError("save: the object nests too deeply to be written") from None
     for name, tensor in tensors:
         if tensor.device.type != "cpu":
             raise ValueError(f"save: tensor '{name}' is on {tensor.device}; only CPU tensors can be written")
@@ -283,9 +286,11 @@ def _read_header(path: str):
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicate_keys)
     except (UnicodeDecodeError, ValueError) as error:
         raise bad(f"the header is not UTF-8 JSON ({error})") from None
+    except RecursionError:
+        raise bad("the header nests too deeply") from None
     if not isinstance(header, dict):
         raise bad("the header is not a JSON object")
-    metadata = header.pop(METADATA_KEY, None) or {}
+    metadata = header.pop(METADATA_KEY, {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise bad("'__metadata__' must map strings to strings")
     data_length = size - 8 - header_length
@@ -294,12 +299,12 @@ def _read_header(path: str):
         if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
             raise bad(f"tensor '{name}' needs 'dtype', 'shape' and 'data_offsets'")
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if code not in _DTYPE_BY_CODE:
+        if not isinstance(code, str) or code not in _DTYPE_BY_CODE:
             raise ValueError(
                 f"load: tensor '{name}' in '{path}' has dtype {code!r}; attnkit reads {', '.join(_DTYPE_BY_CODE)}"
             )
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            raise bad(f"tensor '{name}' has shape {shape!r}, not a list of non-negative ints")
+        if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2**63 for d in shape):
+            raise bad(f"tensor '{name}' has shape {shape!r}, not a list of sizes in [0, 2**63)")
         if (
             not isinstance(offsets, list)
             or len(offsets) != 2
@@ -374,23 +379,37 @@ def load(path, *, mmap: bool = True):
     }
     if STRUCTURE_KEY not in metadata:
         return tensors
-    try:
-        structure = json.loads(metadata[STRUCTURE_KEY])
-    except ValueError as error:
-        raise ValueError(f"load: '{path}' has a malformed '{STRUCTURE_KEY}' entry ({error})") from None
+    structure = _metadata_json(metadata, STRUCTURE_KEY, path)
     try:
         return _decode(structure, tensors)
     except (TypeError, ValueError, AttributeError) as error:
         raise ValueError(f"load: '{path}' has a malformed '{STRUCTURE_KEY}' entry ({error})") from None
+    except RecursionError:
+        raise ValueError(f"load: '{path}' has a malformed '{STRUCTURE_KEY}' entry (it nests too deeply)") from None
+
+
+def _metadata_json(metadata: dict, key: str, path: str):
+    """The JSON value stored as text under ``key`` in the metadata; ValueError
+    naming the file when it is not JSON (or nests deeper than Python's stack)."""
+    try:
+        return json.loads(metadata[key])
+    except ValueError as error:
+        raise ValueError(f"load: '{path}' has a malformed '{key}' entry ({error})") from None
+    except RecursionError:
+        raise ValueError(f"load: '{path}' has a malformed '{key}' entry (it nests too deeply)") from None
 
 
 def load_config(path):
     """The ``config`` dict stored by ``save(..., config=...)``, or None.
     Reads only the header."""
-    _, metadata, _, _ = _read_header(os.fspath(path))
+    path = os.fspath(path)
+    _, metadata, _, _ = _read_header(path)
     if CONFIG_KEY not in metadata:
         return None
-    return json.loads(metadata[CONFIG_KEY])
+    config = _metadata_json(metadata, CONFIG_KEY, path)
+    if not isinstance(config, dict):
+        raise ValueError(f"load: '{path}' has a malformed '{CONFIG_KEY}' entry (not a JSON object)")
+    return config
 
 
 __all__ = ["save", "load", "load_config"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 
 import numpy as np
 
@@ -61,7 +63,8 @@ class Tensor:
     (copies), ``attnkit.from_numpy`` (zero-copy) or ``attnkit.from_dlpack``.
     """
 
-    __slots__ = ("_array", "requires_grad", "grad", "_grad_fn", "__weakref__")
+    # _post_accumulate_grad_hooks is set only on the leaves that get a hook.
+    __slots__ = ("_array", "requires_grad", "grad", "_grad_fn", "_post_accumulate_grad_hooks", "__weakref__")
     __array_priority__ = 100  # numpy defers to our operators in mixed expressions
 
     def __init__(self, *args, **kwargs):
@@ -129,7 +132,10 @@ class Tensor:
             extra = f", grad_fn=<{self.grad_fn.name}>"
         elif self.requires_grad:
             extra = ", requires_grad=True"
-        if self.dtype == bfloat16:
+        if self.numel() == 0:
+            # as PyTorch; numpy refuses empty shapes whose other sizes multiply past 2**63
+            body = f"[], size={self.shape}"
+        elif self.dtype == bfloat16:
             body = np.array2string(self.detach().to(float32).numpy(), separator=", ")
         else:
             body = np.array2string(self.detach().numpy(), separator=", ")
@@ -190,6 +196,14 @@ class Tensor:
             raise TypeError(
                 f"requires_grad_: only floating-point tensors can require gradients, this one is {self.dtype}"
             )
+        if requires_grad and self.dtype != float32:
+            # Until low-precision compute lands: then this warning goes.
+            warnings.warn(
+                f"requires_grad_: no attnkit op computes in {self.dtype} yet (only storage and conversion), "
+                f"so nothing can compute a gradient for this tensor; train in float32 (.float())",
+                UserWarning,
+                stacklevel=_caller_stacklevel(),
+            )
         if not requires_grad and self._grad_fn is not None:
             raise RuntimeError("requires_grad_(False): only leaf tensors can stop requiring grad; use detach()")
         self.requires_grad = bool(requires_grad)
@@ -216,6 +230,25 @@ class Tensor:
             grad = gradient._array
         run_backward(self, grad, retain_graph=retain_graph)
 
+    def register_post_accumulate_grad_hook(self, hook) -> HookHandle:
+        """Calls ``hook(self)`` in every backward pass that reaches this leaf,
+        once its ``.grad`` holds everything the pass adds to it (as PyTorch's
+        hook of that name). Hooks run in the order registered; the returned
+        handle's ``remove()`` unregisters this one."""
+        if not callable(hook):
+            raise TypeError(
+                f"register_post_accumulate_grad_hook: argument 'hook' expected a callable, got {type(hook).__name__}"
+            )
+        if not self.requires_grad or self._grad_fn is not None:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: only a leaf tensor that requires grad accumulates a gradient"
+            )
+        hooks = getattr(self, "_post_accumulate_grad_hooks", None)
+        if hooks is None:
+            hooks = self._post_accumulate_grad_hooks = []
+        hooks.append(hook)
+        return HookHandle(hooks, hook)
+
     def _accumulate_grad(self, grad_array) -> None:
         if self.grad is None:
             # Own the memory: the incoming array may be shared with the graph.
@@ -235,6 +268,10 @@ class Tensor:
             return self
         if target.name in _NATIVE_CAST_DTYPES and self.dtype.name in _NATIVE_CAST_DTYPES:
             return Tensor._wrap(_C.cast(self._array, target.name))
+        if not target.is_floating_point and self.dtype.is_floating_point:
+            # float16/bfloat16 widen to float32 exactly, then the native cast
+            # rounds as from float32 (toward zero, saturating, NaN to 0)
+            return self.to(float32).to(target)
         values = _bfloat16_values(self._array) if self.dtype == bfloat16 else np.asarray(self._array)
         return tensor(values, dtype=target)
 
@@ -467,6 +504,28 @@ class Tensor:
         return _shape.clone(self)
 
 
+class HookHandle:
+    """What registering a hook returns: ``remove()`` unregisters it."""
+
+    __slots__ = ("_hooks", "_hook")
+
+    def __init__(self, hooks: list, hook) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of a warning raised here that names the first caller
+    outside attnkit (the user's line, not a factory's)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "attnkit":
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _bfloat16_values(array) -> np.ndarray:
     """float32 copy of a bfloat16 native array (read through its bits)."""
     return _dtypes.bfloat16_bits_to_float32(np.asarray(array.view_as_dtype("float16")).view(np.uint16))
@@ -479,7 +538,8 @@ def _array_from_values(values: np.ndarray, dtype: _dtypes.dtype):
     if dtype == bfloat16:
         bits = _dtypes.to_bfloat16_bits(values)
         return _C.array_from_numpy(bits.view(np.float16), "bfloat16", True)
-    return _C.array_from_numpy(np.asarray(values, dtype=dtype.numpy_dtype), "", True)
+    with np.errstate(over="ignore"):  # a float beyond float16's range rounds to inf, as IEEE says
+        return _C.array_from_numpy(np.asarray(values, dtype=dtype.numpy_dtype), "", True)
 
 
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -506,10 +566,37 @@ def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
         dtype = as_dtype(dtype)
         if values.dtype.kind not in "fiub":
             raise TypeError(f"tensor: argument 'data' expected numbers or booleans, got {values.dtype} data")
+    if not dtype.is_floating_point and dtype != _dtypes.bool_:
+        _check_integers_fit("tensor", values, dtype)
     out = Tensor._wrap(_array_from_values(values, dtype))
     if requires_grad:
         out.requires_grad_(True)
     return out
+
+
+def _check_integers_fit(op: str, values: np.ndarray, dtype: _dtypes.dtype) -> None:
+    """Values given for an integer dtype must be numbers it holds (after
+    truncation toward zero): numpy's conversion would wrap 2**64 - 1 to -1,
+    and turn NaN or 1e30 into -2**63, silently."""
+    if values.size == 0 or values.dtype.kind == "b":
+        return
+    info = np.iinfo(dtype.numpy_dtype)
+    bad = None
+    if values.dtype.kind == "f":
+        values = values.astype(np.float64)  # float16 cannot even hold the limits it is compared with
+        with np.errstate(invalid="ignore"):
+            whole = np.trunc(values)
+            fits = np.isfinite(values) & (whole >= info.min) & (whole < -float(info.min))
+        if not fits.all():
+            bad = values[~fits].reshape(-1)[0].item()
+    else:
+        low, high = int(values.min()), int(values.max())  # Python ints: exact for uint64 too
+        bad = low if low < info.min else high if high > info.max else None
+    if bad is not None:
+        raise ValueError(
+            f"{op}: argument 'data' expected values that fit {dtype}, in [{info.min}, {info.max}]; "
+            f"got {bad} in the {values.dtype} data"
+        )
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
@@ -555,14 +642,18 @@ def from_dlpack(obj) -> Tensor:
 # ----------------------------------------------------------------- factories --
 
 
+# Sizes are int64 in the native layer: one beyond it cannot even be passed.
+_SIZE_LIMIT = 2**63
+
+
 def _size_argument(op: str, size) -> list:
     """A size given as ints or as one sequence of ints: (2, 3) or ((2, 3),)."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = size[0]
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
         raise TypeError(f"{op}: argument 'size' expected ints, got {tuple(size)!r}")
-    if any(s < 0 for s in size):
-        raise ValueError(f"{op}: argument 'size' expected sizes >= 0, got {tuple(size)}")
+    if not all(0 <= s < _SIZE_LIMIT for s in size):
+        raise ValueError(f"{op}: argument 'size' expected sizes in [0, 2**63), got {tuple(size)}")
     return list(size)
 
 
@@ -628,11 +719,16 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
         dtype = _dtypes.int64 if integral else float32
     dtype = as_dtype(dtype)
     if integral:
-        count = len(range(int(start), int(end), int(step)))
+        # len(range(...)) in exact integers (len() itself stops at 2**63).
+        start, end, step = int(start), int(end), int(step)
+        count = max(0, (end - start + step - (1 if step > 0 else -1)) // step)
     else:
         if not all(np.isfinite(float(v)) for v in (start, end, step)):
             raise ValueError(f"arange: expected finite start, end and step, got {start}, {end}, {step}")
-        count = max(0, math.ceil((float(end) - float(start)) / float(step)))
+        steps = (float(end) - float(start)) / float(step)  # +-inf when the range is too long for a double
+        count = 0 if not steps > 0 else math.ceil(steps) if steps < _SIZE_LIMIT else _SIZE_LIMIT
+    if count >= _SIZE_LIMIT:
+        raise ValueError(f"arange: the range has {count} values or more, beyond the 2**63 - 1 a tensor can hold")
     if dtype.name in ("int32", "int64"):
         if not integral:
             raise TypeError(f"arange: dtype {dtype} needs int start, end and step, got {start}, {end}, {step}")

@@ -17,12 +17,23 @@ The run directory (``config.out``) holds:
 - ``training_state.safetensors``: what resuming needs besides the weights:
   the optimizer state, the random generator, the step, the time (the
   schedule is a function of the step, so it is rebuilt, not saved).
+  The two files are replaced as a pair (see ``_write_checkpoint``): a run
+  killed at any instant, even mid-save, resumes from its last whole pair.
 - ``metrics.jsonl``: one JSON object per evaluation: step (steps done),
   train_loss and val_loss (mean cross-entropy over the fixed evaluation
   batches), lr (of the next step), elapsed_s (wall time since the run
   began, evaluations included), tokens_per_s (training throughput since the
   previous evaluation) and tokens (seen so far).
 - ``loss.png``: the loss curves, when matplotlib is installed.
+
+Data-parallel: launched by an MPI launcher (``mpiexec -n 2 attnkit train``,
+with mpi4py installed), every rank trains a replica under
+``DistributedDataParallel`` on its share of each global batch (``batch_size``
+stays the global batch), evaluations are split over the ranks, and rank 0
+alone shows progress and writes the run directory, which every rank reads
+when resuming (a filesystem they share). ``zero_optimizer`` shards AdamW's
+state over the ranks. The checkpoint is the same as one process writes, so a
+run resumes on any number of ranks.
 
 Reproducibility: the model's initialization and dropout draw from the
 default generator seeded with ``config.seed``; the training batch of step t
@@ -40,6 +51,7 @@ import json
 import math
 import numbers
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -51,15 +63,16 @@ from typing import Optional
 import numpy as np
 
 from . import data as _data
-from . import optim
+from . import distributed, optim
 from .autograd import no_grad
-from .models import GPT, GPTConfig
+from .models import GPT, GPTConfig, LlamaConfig
 from .nn import functional as F
+from .nn.parallel import DistributedDataParallel
 from .nn.utils import clip_grad_norm_
 from .random import Generator, default_generator
-from .runtime import build_info, set_num_threads
+from .runtime import build_info, get_num_threads, set_num_threads
 from .serialization import load, load_config, save
-from .tensor import from_numpy
+from .tensor import from_numpy, tensor
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "training_state.safetensors"
@@ -67,7 +80,11 @@ METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
 TRAIN_STREAM_OFFSET = 2**63
 EVAL_STREAM_OFFSET = 3 * 2**62
+# Rank r's dropout draws from the default generator's streams this far on, so
+# ranks never drop the same units; rank 0 keeps the single-process streams.
+RANK_STREAM_STRIDE = 2**48
 DEVICES = ("cpu", "cuda")
+ARCHITECTURES = ("gpt", "llama")
 
 
 class ConfigError(ValueError):
@@ -93,12 +110,14 @@ class TrainConfig:
     bpe_vocab_size: int = 512  # ids of the BPE tokenizer, when tokenizer is bpe
     val_fraction: float = 0.1  # the last part of the text, held out for validation
     # model
+    arch: str = "gpt"  # gpt (GPT-2's blocks) or llama (RMSNorm, rotary positions, SwiGLU, no biases)
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = True
+    n_kv_head: Optional[int] = None  # key/value heads of a llama (grouped-query attention); None: n_head
     # optimization
     batch_size: int = 12
     max_iters: int = 2000
@@ -110,13 +129,14 @@ class TrainConfig:
     beta2: float = 0.99
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # the gradients' global norm limit; 0 turns clipping off
+    zero_optimizer: bool = False  # data-parallel: shard AdamW's state over the ranks (ZeRO stage 1)
     # evaluation
     eval_interval: int = 250  # steps between evaluations (and checkpoints)
     eval_iters: int = 20  # batches per split in an evaluation
     # the run
     seed: int = 1337
     device: str = "cpu"
-    num_threads: Optional[int] = None  # attnkit's threads; None: the OpenMP default
+    num_threads: Optional[int] = None  # attnkit's threads; None: OMP_NUM_THREADS, else one per CPU
     out: str = "out"  # the run directory
     resume: bool = False  # continue the run in `out` from its checkpoint
     progress: bool = True  # show a progress bar
@@ -158,6 +178,18 @@ class TrainConfig:
         for name in ("max_iters", "warmup_iters"):
             require(getattr(self, name) >= 0, name, "an int >= 0")
         require(self.n_embd % self.n_head == 0, "n_embd", f"a multiple of n_head={self.n_head}")
+        require(self.arch in ARCHITECTURES, "arch", "one of " + ", ".join(ARCHITECTURES))
+        require(
+            self.n_kv_head is None or (self.n_kv_head >= 1 and self.n_head % self.n_kv_head == 0),
+            "n_kv_head",
+            f"None or a divisor of n_head={self.n_head}",
+        )
+        require(self.n_kv_head is None or self.arch == "llama", "n_kv_head", "None unless arch is llama")
+        require(
+            self.arch != "llama" or (self.n_embd // self.n_head) % 2 == 0,
+            "n_embd",
+            "an even head size n_embd / n_head (rotary positions turn pairs)",
+        )
         require(self.tokenizer in _data.TOKENIZER_KINDS, "tokenizer", "one of " + ", ".join(_data.TOKENIZER_KINDS))
         require(
             self.bpe_vocab_size >= 256 + len(_data.SPECIAL_TOKENS),
@@ -185,15 +217,18 @@ class TrainConfig:
             _require_cuda("setting 'device' is cuda")
 
     def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(
+        sizes = dict(
             vocab_size=vocab_size,
             block_size=self.block_size,
             n_layer=self.n_layer,
             n_head=self.n_head,
             n_embd=self.n_embd,
-            dropout=self.dropout,
-            bias=self.bias,
         )
+        if self.arch == "llama":
+            # SwiGLU's width: 2/3 of the 4x MLP (the same parameters), to a multiple of 32, as Llama sizes it.
+            d_ff = -(-(8 * self.n_embd // 3) // 32) * 32
+            return LlamaConfig(**sizes, dropout=self.dropout, n_kv_head=self.n_kv_head, d_ff=d_ff, tie_embeddings=True)
+        return GPTConfig(**sizes, dropout=self.dropout, bias=self.bias)
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "config") -> TrainConfig:
@@ -212,6 +247,8 @@ class TrainConfig:
 # optimizer's checkpoint carries its betas and weight decay): a resumed run
 # must keep them. The schedule (lr, min_lr, warmup, decay) may change.
 _RUN_DEFINING = (
+    "arch",
+    "n_kv_head",
     "data",
     "tokenizer",
     "bpe_vocab_size",
@@ -284,6 +321,75 @@ def evaluation_batches(tokens: np.ndarray, config: TrainConfig, split_index: int
 
 
 # ------------------------------------------------------------ run files ---
+
+# A checkpoint is written whole into a staging directory, which a rename then
+# turns into the pending one: from that instant the new pair is complete, and
+# moving its files over the old ones can be finished by whoever comes next.
+_STAGING_PREFIX = ".checkpoint-staging-"
+_STATE_KEYS = {"optimizer", "default_generator", "step", "elapsed_s", "train_s"}
+_PENDING_DIR = ".checkpoint-pending"
+
+
+def _sync(path: str) -> None:
+    """Flushes a file's or a directory's contents (a directory: its entries,
+    so that a rename survives a power cut, not only a killed process)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _finish_checkpoint(out: str) -> None:
+    """Completes the switch to a pending checkpoint, if a save was stopped in
+    the middle of one: its remaining files replace the old ones (the state
+    first, so that model.safetensors, which ``attnkit generate`` reads, stays
+    whole and last)."""
+    pending = os.path.join(out, _PENDING_DIR)
+    if not os.path.isdir(pending):
+        return
+    for name in (STATE_FILE, MODEL_FILE):
+        if os.path.exists(os.path.join(pending, name)):
+            os.replace(os.path.join(pending, name), os.path.join(out, name))
+    _sync(out)
+    os.rmdir(pending)
+
+
+def _discard_unfinished_checkpoints(out: str, *, pending: bool) -> None:
+    """Removes staging directories of saves that were killed before they
+    completed (never a whole pair), and with ``pending`` a pending checkpoint
+    too (a new run must not be overwritten by an old run's last save)."""
+    if not os.path.isdir(out):
+        return
+    names = [n for n in os.listdir(out) if n.startswith(_STAGING_PREFIX) or (pending and n == _PENDING_DIR)]
+    for name in names:
+        directory = os.path.join(out, name)
+        for entry in os.listdir(directory):
+            os.unlink(os.path.join(directory, entry))
+        os.rmdir(directory)
+
+
+def _write_checkpoint(out: str, model_state: dict, model_config: dict, training_state: dict) -> None:
+    """Replaces model.safetensors and training_state.safetensors in ``out``
+    as a pair. Both are written into a fresh staging directory and synced;
+    renaming it to the pending directory is the commit point; then its files
+    are moved over the old ones. Killed before the commit, the old pair stays;
+    after it, the next ``_finish_checkpoint`` (resume calls it) completes the
+    move. At no instant is the last whole pair lost."""
+    _finish_checkpoint(out)  # a stopped switch first: its pair is the newest
+    _discard_unfinished_checkpoints(out, pending=False)
+    staging = os.path.join(out, f"{_STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+    os.mkdir(staging)
+    save(model_state, os.path.join(staging, MODEL_FILE), config=model_config)
+    save(training_state, os.path.join(staging, STATE_FILE))
+    for name in (MODEL_FILE, STATE_FILE):
+        _sync(os.path.join(staging, name))
+    _sync(staging)
+    os.rename(staging, os.path.join(out, _PENDING_DIR))
+    _sync(out)
+    _finish_checkpoint(out)
 
 
 def _model_metadata(model: GPT, tokenizer, config: TrainConfig, step: int) -> dict:
@@ -402,14 +508,21 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _evaluate(model: GPT, batches: list, device: str) -> float:
-    """The mean cross-entropy over ``batches``."""
-    total = 0.0
+def _evaluate(model: GPT, batches: list, device: str, rank: int = 0, world_size: int = 1) -> float:
+    """The mean cross-entropy over ``batches``. Data-parallel, rank r scores
+    batches r, r + world_size, ...; the losses are then summed in batch
+    order, so the mean is the one a single process computes."""
+    losses = np.zeros(len(batches), np.float32)
     with no_grad():
-        for x, y in batches:
+        for i in range(rank, len(batches), world_size):
+            x, y = batches[i]
             logits = model(from_numpy(x).to(device))
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), from_numpy(y.reshape(-1)).to(device)).item()
-    return total / len(batches)
+            losses[i] = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), from_numpy(y.reshape(-1)).to(device)
+            ).item()
+    if world_size > 1:
+        distributed.all_reduce(from_numpy(losses))  # each entry comes from one rank: x + 0 is exact
+    return sum(float(loss) for loss in losses) / len(batches)
 
 
 def train(config: TrainConfig, *, callback=None) -> dict:
@@ -429,19 +542,34 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         raise TypeError(f"train: argument 'config' expected a TrainConfig, got {type(config).__name__}")
     config = dataclasses.replace(config)
     config.validate()
+    rank, world_size = distributed.init()
+    if config.batch_size % world_size:
+        raise ConfigError(
+            f"setting 'batch_size' (the global batch) expected a multiple of the {world_size} ranks, "
+            f"got {config.batch_size}"
+        )
+    if config.zero_optimizer and world_size == 1:
+        raise ConfigError("setting 'zero_optimizer' shards the optimizer over MPI ranks; launch with mpiexec -n N")
 
     def say(message: str) -> None:
         # stderr, with the progress bar: stdout stays free for the caller.
-        tqdm.write(message, file=sys.stderr)
+        if rank == 0:
+            tqdm.write(message, file=sys.stderr)
 
     if config.num_threads is not None:
         set_num_threads(config.num_threads)
+    elif world_size > 1:  # the ranks on one machine share its cores
+        set_num_threads(max(1, get_num_threads() // distributed.local_world_size()))
     out = config.out
     model_path, state_path = os.path.join(out, MODEL_FILE), os.path.join(out, STATE_FILE)
     metrics_path, plot_path = os.path.join(out, METRICS_FILE), os.path.join(out, PLOT_FILE)
 
     saved_state = tokenizer = None
     if config.resume:
+        if rank == 0:
+            _finish_checkpoint(out)  # a save stopped mid-switch: its pair is the newest
+        if world_size > 1:
+            distributed.barrier()
         if not os.path.isfile(state_path) or not os.path.isfile(model_path):
             raise ConfigError(
                 f"nothing to resume: '{out}' has no checkpoint ({MODEL_FILE} and {STATE_FILE}); "
@@ -458,23 +586,27 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         model_metadata = load_config(model_path)
         tokenizer = _data.tokenizer_from_dict(model_metadata["tokenizer"])
         saved_state = load(state_path, mmap=False)
-        # The two files are written one after the other: an interrupted save
-        # can leave them a step apart, and resuming would pair one step's
-        # weights with another's optimizer state.
+        if not isinstance(saved_state, dict) or not _STATE_KEYS <= set(saved_state):
+            raise ConfigError(f"cannot resume the run in '{out}': {STATE_FILE} is not a training state attnkit wrote")
+        # Files saved one after the other (by attnkit before pairs were
+        # written whole, or copied by hand) can be a step apart, and resuming
+        # would pair one step's weights with another's optimizer state.
         if model_metadata["step"] != saved_state["step"]:
             raise ConfigError(
                 f"cannot resume the run in '{out}': {MODEL_FILE} is at step {model_metadata['step']} "
-                f"but {STATE_FILE} at step {saved_state['step']} (a save was interrupted)"
+                f"but {STATE_FILE} at step {saved_state['step']} (not saved as one pair)"
             )
-    elif os.path.isfile(model_path):
+    elif os.path.isfile(model_path) or os.path.isdir(os.path.join(out, _PENDING_DIR)):
         say(f"note: starting a new run in '{out}'; the checkpoint there is replaced (--resume continues it)")
 
     tokenizer, train_tokens, val_tokens = load_corpus(config, tokenizer)
     default_generator.manual_seed(config.seed)
     model = GPT(config.model_config(tokenizer.vocab_size)).to(config.device)
-    optimizer = optim.AdamW(
-        optim.weight_decay_groups(model, config.weight_decay), lr=config.lr, betas=(config.beta1, config.beta2)
-    )
+    groups = optim.weight_decay_groups(model, config.weight_decay)
+    if config.zero_optimizer:
+        optimizer = optim.ZeroRedundancyOptimizer(groups, optim.AdamW, lr=config.lr, betas=(config.beta1, config.beta2))
+    else:
+        optimizer = optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
     scheduler = optim.WarmupCosineLR(
         optimizer, config.warmup_iters, config.decay_steps(), min_lr_ratio=config.min_lr / config.lr
     )
@@ -487,19 +619,35 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         scheduler.load_state_dict(dict(scheduler.state_dict(), last_step=step))
         default_generator.load_state_dict(saved_state["default_generator"])
         elapsed_before, train_seconds_before = saved_state["elapsed_s"], saved_state["train_s"]
+    trained = model
+    if world_size > 1:
+        trained = DistributedDataParallel(model)  # also gives every rank rank 0's weights
+        streams = default_generator.state_dict()
+        default_generator.load_state_dict(dict(streams, offset=streams["offset"] + rank * RANK_STREAM_STRIDE))
     batches = train_generator(config.seed, step)
     eval_sets = (evaluation_batches(train_tokens, config, 0), evaluation_batches(val_tokens, config, 1))
     tokens_per_step = config.batch_size * config.block_size
 
-    os.makedirs(out, exist_ok=True)
     records = _read_metrics(metrics_path, step) if config.resume else []
-    with open(metrics_path, "w", encoding="utf-8") as f:  # drops records past the checkpoint
-        f.writelines(json.dumps(record) + "\n" for record in records)
+    if world_size > 1:
+        distributed.barrier()  # every rank has read the run directory before rank 0 rewrites it
+    if rank == 0:
+        os.makedirs(out, exist_ok=True)
+        _discard_unfinished_checkpoints(out, pending=not config.resume)
+        with open(metrics_path, "w", encoding="utf-8") as f:  # drops records past the checkpoint
+            f.writelines(json.dumps(record) + "\n" for record in records)
     logged_steps = {record["step"] for record in records}
 
     def save_checkpoint() -> None:
-        save(model.state_dict(), model_path, config=_model_metadata(model, tokenizer, config, step))
-        save(
+        # Every rank calls it (ZeRO gathers the optimizer's shards); rank 0 writes.
+        if config.zero_optimizer:
+            optimizer.consolidate_state_dict(to=0)
+        if rank != 0:
+            return  # (rank 0's generator is the one a single process has)
+        _write_checkpoint(
+            out,
+            model.state_dict(),
+            _model_metadata(model, tokenizer, config, step),
             {
                 "optimizer": optimizer.state_dict(),
                 "default_generator": default_generator.state_dict(),
@@ -507,7 +655,6 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 "elapsed_s": elapsed(),
                 "train_s": train_seconds,
             },
-            state_path,
         )
 
     if not config.resume:
@@ -534,15 +681,16 @@ def train(config: TrainConfig, *, callback=None) -> dict:
         initial=min(step, config.max_iters),
         unit="step",
         dynamic_ncols=True,
-        disable=not config.progress,
+        disable=not config.progress or rank != 0,
         smoothing=0.1,
     )
     with bar, _DeferredInterrupt(say) as interrupt:
         window_tokens, window_start = 0, time.perf_counter()
+        stop = False  # data-parallel: whether any rank was interrupted, agreed at the last step
         while True:
-            if interrupt.requested:
+            if stop if world_size > 1 else interrupt.requested:
                 save_checkpoint()
-                if records:
+                if records and rank == 0:
                     write_loss_plot(records, plot_path)
                 say(
                     f"stopped at step {step}; the checkpoint is in '{out}'; "
@@ -551,8 +699,8 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 raise KeyboardInterrupt
             if (step % config.eval_interval == 0 or step == config.max_iters) and step not in logged_steps:
                 model.eval()
-                train_loss = _evaluate(model, eval_sets[0], config.device)
-                val_loss = _evaluate(model, eval_sets[1], config.device)
+                train_loss = _evaluate(model, eval_sets[0], config.device, rank, world_size)
+                val_loss = _evaluate(model, eval_sets[1], config.device, rank, world_size)
                 model.train()
                 record = {
                     "step": step,
@@ -565,8 +713,9 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 }
                 records.append(record)
                 logged_steps.add(step)
-                with open(metrics_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(record) + "\n")
+                if rank == 0:
+                    with open(metrics_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
                 say(f"step {step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}")
                 save_checkpoint()
                 interval_tokens, interval_seconds = 0, 0.0
@@ -575,8 +724,10 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 break
 
             step_start = time.perf_counter()
-            x, y = _data.get_batch(train_tokens, config.batch_size, config.block_size, generator=batches)
-            logits = model(x.to(config.device))
+            x, y = _data.get_batch(
+                train_tokens, config.batch_size, config.block_size, generator=batches, rank=rank, world_size=world_size
+            )
+            logits = trained(x.to(config.device))
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).to(config.device))
             optimizer.zero_grad()
             loss.backward()
@@ -586,6 +737,11 @@ def train(config: TrainConfig, *, callback=None) -> dict:
             optimizer.step()
             scheduler.step()
             last_loss = loss.item()
+            if world_size > 1:  # the global batch's loss, and whether any rank was interrupted
+                agreed = tensor([last_loss, float(interrupt.requested)])
+                distributed.all_reduce(agreed)
+                loss_sum, interrupted = agreed.tolist()
+                last_loss, stop = loss_sum / world_size, interrupted > 0
             step += 1
             seconds = time.perf_counter() - step_start
             train_seconds += seconds
@@ -604,7 +760,7 @@ def train(config: TrainConfig, *, callback=None) -> dict:
             if callback is not None:
                 callback(step, last_loss)
 
-    if records and not write_loss_plot(records, plot_path):
+    if records and rank == 0 and not write_loss_plot(records, plot_path):
         say("note: matplotlib is not installed, so there is no loss.png (pip install 'attnkit[plot]')")
     final = records[-1] if records else {}
     return {

@@ -1,5 +1,6 @@
-"""Data: tokenizers, the bundled tiny Shakespeare corpus and nanoGPT-style
-batches (see ``tokenizer`` and ``corpus``)."""
+"""Data: tokenizers (attnkit's own, and pretrained models' ``Tokenizer``),
+the bundled tiny Shakespeare corpus and nanoGPT-style batches (see
+``tokenizer``, ``pretrained_tokenizer`` and ``corpus``)."""
 
 from .corpus import (
     BUNDLED_CORPUS,
@@ -10,6 +11,7 @@ from .corpus import (
     random_offsets,
     split_tokens,
 )
+from .pretrained_tokenizer import MarianTokenizer, Tokenizer
 from .tokenizer import (
     SPECIAL_TOKENS,
     TOKENIZER_KINDS,
@@ -22,6 +24,8 @@ from .tokenizer import (
 )
 
 __all__ = [
+    "Tokenizer",
+    "MarianTokenizer",
     "CharTokenizer",
     "ByteTokenizer",
     "BPETokenizer",

@@ -89,6 +89,8 @@ def random_offsets(num_tokens: int, batch_size: int, block_size: int, generator=
     op = "random_offsets"
     batch_size = _positive_int(op, "batch_size", batch_size)
     block_size = _positive_int(op, "block_size", block_size)
+    if batch_size >= 2**62:  # two 32-bit numbers per window must be countable in int64
+        raise ValueError(f"{op}: argument 'batch_size' expected a positive int below 2**62, got {batch_size}")
     count = int(num_tokens) - block_size
     if count < 1:
         raise ValueError(
@@ -110,13 +112,31 @@ def batch_arrays(tokens: np.ndarray, offsets: np.ndarray, block_size: int) -> tu
     return chunks[:, :-1].copy(), chunks[:, 1:].copy()
 
 
-def get_batch(tokens: np.ndarray, batch_size: int, block_size: int, *, generator=None) -> tuple:
+def get_batch(
+    tokens: np.ndarray, batch_size: int, block_size: int, *, generator=None, rank: int = 0, world_size: int = 1
+) -> tuple:
     """One training batch (x, y) of attnkit int64 tensors [batch_size,
-    block_size]: random windows of ``tokens`` and their next tokens."""
+    block_size]: random windows of ``tokens`` and their next tokens.
+
+    Data-parallel: ``batch_size`` stays the global batch, and rank ``rank``
+    of ``world_size`` gets its rows ``[rank * b, (rank + 1) * b)``, b =
+    batch_size / world_size (which must divide it). Every rank draws the
+    whole batch's window starts from the same stream (a few numbers), so
+    the ranks together hold exactly the batch one process would draw."""
     from ..tensor import from_numpy
 
+    op = "get_batch"
+    world_size = _positive_int(op, "world_size", world_size)
+    if not isinstance(rank, numbers.Integral) or isinstance(rank, bool) or not 0 <= rank < world_size:
+        raise ValueError(f"{op}: argument 'rank' expected an int in [0, {world_size}), got {rank!r}")
+    if _positive_int(op, "batch_size", batch_size) % world_size:
+        raise ValueError(
+            f"{op}: argument 'batch_size' expected a multiple of world_size={world_size} "
+            f"(the global batch splits evenly over the ranks), got {batch_size}"
+        )
     offsets = random_offsets(len(tokens), batch_size, block_size, generator)
-    x, y = batch_arrays(tokens, offsets, block_size)
+    local = batch_size // world_size
+    x, y = batch_arrays(tokens, offsets[rank * local : (rank + 1) * local], block_size)
     return from_numpy(x), from_numpy(y)
 
 

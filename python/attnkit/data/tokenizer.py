@@ -259,7 +259,7 @@ class StreamDecoder:
             return self._bytes.decode(ids[ids < 256].astype(np.uint8).tobytes())
         if self.tokenizer.kind == "char":
             return self.tokenizer.decode(ids)
-        # BPE: decode everything so far and emit what is new, holding back a
+        # BPE and pretrained tokenizers: decode everything so far and emit what is new, holding back a
         # trailing replacement character (an incomplete multi-byte character).
         self._ids.extend(ids.tolist())
         text = self.tokenizer.decode(self._ids)
@@ -272,7 +272,7 @@ class StreamDecoder:
         """What is still held back (an unfinished character, as U+FFFD)."""
         if self._bytes is not None:
             return self._bytes.decode(b"", final=True)
-        if self.tokenizer.kind == "bpe":
+        if self.tokenizer.kind != "char":  # BPE and pretrained tokenizers
             text = self.tokenizer.decode(self._ids)
             rest, self._emitted = text[self._emitted :], len(text)
             return rest

@@ -37,6 +37,9 @@ class BertConfig:
     dropout: float = 0.1  # on embeddings, sublayer outputs and attention weights
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    pooler: bool = True  # the pooler (dense + tanh on [CLS]); Hugging Face's BertForMaskedLM has none
+    mlm_head: bool = True  # the masked-LM head; False: the encoder alone, as Hugging Face's BertModel
+    num_labels: int = 0  # > 0: a classifier on the pooled output (BertForSequenceClassification)
 
     @classmethod
     def base(cls) -> BertConfig:
@@ -59,7 +62,7 @@ class BertConfig:
 
 class BertOutput(NamedTuple):
     sequence_output: Tensor  # float32 [B, T, n_embd]: the encoder's last layer
-    pooled_output: Tensor  # float32 [B, n_embd]: tanh(dense(first token)), for classification
+    pooled_output: Tensor | None  # float32 [B, n_embd]: tanh(dense(first token)); None without a pooler
 
 
 def _check_ids(op: str, argument: str, ids, shape=None) -> None:
@@ -94,7 +97,8 @@ class BERT(nn.Module):
     ``BertOutput(sequence_output [B, T, C], pooled_output [B, C])``;
     ``model.mlm_logits(...)`` (same arguments) returns the MLM logits
     [B, T, vocab_size], for ``F.cross_entropy(logits.reshape(-1, V),
-    labels.reshape(-1))`` with the -100 labels of ``mask_tokens`` ignored.
+    labels.reshape(-1))`` with the -100 labels of ``mask_tokens`` ignored;
+    ``model.classify(...)`` the classifier's logits [B, num_labels].
 
     - ``input_ids``: int32/int64 [B, T], T <= block_size, ids < vocab_size.
     - ``token_type_ids``: the segment of each token (0 for sentence A, 1 for
@@ -112,7 +116,10 @@ class BERT(nn.Module):
     fused QKV projection); ``pooler`` (Linear, then tanh, on the first token,
     [CLS]); the MLM head: ``mlm_dense`` (Linear with erf GELU fused),
     ``mlm_norm``, then a decoder whose weight is ``word_embeddings.weight``
-    (tied) and whose bias is ``mlm_bias``.
+    (tied) and whose bias is ``mlm_bias``; with ``num_labels`` > 0,
+    ``classifier`` (Linear on the pooled output, after dropout). The config's
+    ``pooler`` and ``mlm_head`` leave those modules out: a model built
+    without a head has none, rather than a random one.
 
     Initialization as Google's BERT: Linear weights and embeddings N(0, 0.02)
     (the padding id's embedding row then zeroed, as Hugging Face does), biases
@@ -123,6 +130,10 @@ class BERT(nn.Module):
         super().__init__()
         if not isinstance(config, BertConfig):
             raise TypeError(f"BERT: argument 'config' expected a BertConfig, got {type(config).__name__}")
+        if not isinstance(config.num_labels, int) or isinstance(config.num_labels, bool) or config.num_labels < 0:
+            raise ValueError(f"BERT: config.num_labels expected an int >= 0, got {config.num_labels!r}")
+        if config.num_labels and not config.pooler:
+            raise ValueError("BERT: config.num_labels > 0 needs config.pooler: the classifier reads the pooled output")
         if not 0 <= config.pad_token_id < config.vocab_size:
             raise ValueError(
                 f"BERT: config.pad_token_id expected an id in [0, vocab_size={config.vocab_size}), "
@@ -145,10 +156,23 @@ class BERT(nn.Module):
             norm_first=False,
             layer_norm_eps=config.layer_norm_eps,
         )
-        self.pooler = nn.Linear(width, width)
-        self.mlm_dense = nn.Linear(width, width, activation="gelu")
-        self.mlm_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.mlm_bias = nn.Parameter(Tensor._wrap(_C.zeros([config.vocab_size], "float32")))
+        if config.pooler:
+            self.pooler = nn.Linear(width, width)
+        else:
+            self.add_module("pooler", None)
+        if config.mlm_head:
+            self.mlm_dense = nn.Linear(width, width, activation="gelu")
+            self.mlm_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+            self.mlm_bias = nn.Parameter(Tensor._wrap(_C.zeros([config.vocab_size], "float32")))
+        else:
+            self.add_module("mlm_dense", None)
+            self.add_module("mlm_norm", None)
+            self.register_parameter("mlm_bias", None)
+        if config.num_labels:
+            self.classifier_dropout = nn.Dropout(config.dropout)
+            self.classifier = nn.Linear(width, config.num_labels)
+        else:
+            self.add_module("classifier", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -162,13 +186,16 @@ class BERT(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 module.reset_parameters()
         values_view(self.word_embeddings.weight)[self.config.pad_token_id] = 0.0
-        init.zeros_(self.mlm_bias)
+        if self.mlm_bias is not None:
+            init.zeros_(self.mlm_bias)
 
     def num_parameters(self, include_mlm_head: bool = True) -> int:
         """The number of trainable numbers; the tied decoder weight counts once
         (as the word embeddings). ``include_mlm_head=False`` leaves out the MLM
         head (mlm_dense, mlm_norm, mlm_bias): the encoder with its pooler, what
         Hugging Face's BertModel holds."""
+        if not self.config.mlm_head:
+            return sum(p.numel() for p in self.parameters())
         head = {id(p) for module in (self.mlm_dense, self.mlm_norm) for p in module.parameters()}
         head.add(id(self.mlm_bias))
         return sum(p.numel() for p in self.parameters() if include_mlm_head or id(p) not in head)
@@ -213,28 +240,55 @@ class BERT(nn.Module):
         x = self.embedding_dropout(self.embedding_norm(x))
         return self.encoder(x, key_padding_mask=key_padding_mask)
 
+    def _require(self, op: str, present: bool, what: str, field: str) -> None:
+        if not present:
+            raise ValueError(
+                f"BERT.{op}: this model has no {what} (config.{field} is off: built or loaded without one)"
+            )
+
     def pool(self, sequence_output: Tensor) -> Tensor:
         """BERT's pooler: tanh(dense(the first token's output)), [B, n_embd]."""
+        self._require("pool", self.pooler is not None, "pooler", "pooler")
         first = F.narrow(sequence_output, 1, 0, 1)
         return F.tanh(self.pooler(first.reshape(first.shape[0], first.shape[2])))
 
     def mlm_head(self, sequence_output: Tensor) -> Tensor:
         """The MLM logits [B, T, vocab_size] from a sequence output."""
+        self._require("mlm_head", self.mlm_dense is not None, "masked-LM head", "mlm_head")
         hidden = self.mlm_norm(self.mlm_dense(sequence_output))
         return F.linear(hidden, self.word_embeddings.weight, self.mlm_bias)
 
     def forward(
         self, input_ids: Tensor, token_type_ids: Tensor | None = None, attention_mask: Tensor | None = None
     ) -> BertOutput:
+        """The sequence output and the pooled output (None without a pooler)."""
         sequence_output = self.encode(input_ids, token_type_ids, attention_mask)
-        return BertOutput(sequence_output, self.pool(sequence_output))
+        return BertOutput(sequence_output, None if self.pooler is None else self.pool(sequence_output))
 
     def mlm_logits(
         self, input_ids: Tensor, token_type_ids: Tensor | None = None, attention_mask: Tensor | None = None
     ) -> Tensor:
         """The masked-language-model logits, float32 [B, T, vocab_size] (the
         pooler is not run)."""
+        self._require("mlm_logits", self.mlm_dense is not None, "masked-LM head", "mlm_head")
         return self.mlm_head(self.encode(input_ids, token_type_ids, attention_mask))
+
+    def classify(
+        self, input_ids: Tensor, token_type_ids: Tensor | None = None, attention_mask: Tensor | None = None
+    ) -> Tensor:
+        """The sequence classifier's logits, float32 [B, num_labels]:
+        ``classifier(dropout(pooled_output))``."""
+        self._require("classify", self.classifier is not None, "classifier", "num_labels")
+        pooled = self.pool(self.encode(input_ids, token_type_ids, attention_mask))
+        return self.classifier(self.classifier_dropout(pooled))
+
+    def save_pretrained(self, path, *, tokenizer=None) -> None:
+        """Writes a Hugging Face checkpoint directory: BertForMaskedLM with
+        the MLM head, BertForSequenceClassification with a classifier,
+        BertModel otherwise (see ``attnkit.models.hf.save_pretrained``)."""
+        from .hf import save_pretrained
+
+        save_pretrained(self, path, tokenizer=tokenizer)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -1,6 +1,11 @@
 """GPT-2 (Radford et al., 2019): a decoder-only Transformer with learned
 positions, pre-LN blocks, tanh-GELU feed-forward and an LM head tied to the
-token embedding. Config names follow nanoGPT, so its configs carry over."""
+token embedding. Config names follow nanoGPT, so its configs carry over.
+
+The same decoder, configured differently, is the Llama family (see
+``llama.py``): every difference - the norm, the positions, the MLP, the
+attention's heads, biases and window, the tied head - is a field of
+``GPTConfig`` whose default is GPT-2's."""
 
 from __future__ import annotations
 
@@ -14,6 +19,10 @@ from ..nn import functional as F
 from ..nn import init
 from ..tensor import Tensor, arange
 
+_NORMS = ("layernorm", "rmsnorm")
+_POSITIONS = ("learned", "rope")
+_MLPS = ("gelu_tanh", "gelu", "relu", "swiglu")
+
 
 @dataclass
 class GPTConfig:
@@ -24,11 +33,54 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in the Linears and LayerNorms, as GPT-2
+    # The decoder's variants; the defaults are GPT-2's.
+    n_kv_head: int | None = None  # key/value heads (None: n_head); fewer is grouped-query attention
+    head_dim: int | None = None  # None: n_embd // n_head
+    d_ff: int | None = None  # the feed-forward width (None: 4 * n_embd)
+    mlp: str = "gelu_tanh"  # the feed-forward's activation: "gelu_tanh", "gelu", "relu" or "swiglu"
+    norm: str = "layernorm"  # or "rmsnorm"
+    norm_eps: float = 1e-5
+    position: str = "learned"  # "learned" (a table of block_size positions) or "rope"
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None  # Hugging Face's rope_scaling dict: "linear" or "llama3" (F.rope_frequencies)
+    rope_interleaved: bool = False  # rope's pairs: (2i, 2i+1) if True, else (i, i + head_dim/2) as Hugging Face's
+    sliding_window: int | None = None  # each query sees this many positions at most (itself included)
+    sliding_window_layers: list | None = None  # the blocks with the window (None: every block)
+    qkv_bias: bool | None = None  # biases of the q, k, v projections (None: bias)
+    out_bias: bool | None = None  # bias of the attention's output projection (None: bias)
+    mlp_bias: bool | None = None  # biases of the feed-forward (None: bias)
+    tie_embeddings: bool = True  # the LM head is the token embedding (else a Linear of its own, lm_head)
 
     @classmethod
     def gpt2(cls) -> GPTConfig:
         """GPT-2 small: 124,439,808 parameters with the tied head."""
         return cls(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, dropout=0.0, bias=True)
+
+
+def _check_config(config: GPTConfig) -> None:
+    """Refuses a config whose variant fields name nothing this decoder has
+    (the sizes are checked by the modules that use them)."""
+    name = type(config).__name__
+    if not isinstance(config.n_layer, int) or isinstance(config.n_layer, bool) or config.n_layer < 1:
+        raise ValueError(f"{name}: field 'n_layer' expected an int >= 1, got {config.n_layer!r}")
+    for field, value, allowed in (
+        ("norm", config.norm, _NORMS),
+        ("position", config.position, _POSITIONS),
+        ("mlp", config.mlp, _MLPS),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name}: field '{field}' expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    if config.position != "rope" and config.rope_scaling is not None:
+        raise ValueError(f"{name}: field 'rope_scaling' is set but position is {config.position!r}, not 'rope'")
+    if config.sliding_window_layers is not None:
+        layers = list(config.sliding_window_layers)
+        if config.sliding_window is None:
+            raise ValueError(f"{name}: field 'sliding_window_layers' is set but sliding_window is None")
+        bad = [i for i in layers if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < config.n_layer]
+        if bad:
+            raise ValueError(
+                f"{name}: field 'sliding_window_layers' expected block indices in [0, {config.n_layer}), got {bad[0]!r}"
+            )
 
 
 class GPT(nn.Module):
@@ -37,43 +89,69 @@ class GPT(nn.Module):
     ``model(idx, caches=model.make_caches(B))`` (under ``no_grad``) feeds
     the prompt, then one token at a time, each step reusing the cached keys.
 
-    Layout: ``wte`` (token embedding, also the LM head), ``wpe`` (learned
-    positions), ``blocks`` of pre-LN ``TransformerEncoderLayer`` run
-    causally, ``ln_f``. Initialization is GPT-2's: every Linear weight and
-    both embeddings N(0, 0.02), biases 0, LayerNorms 1 and 0, and the
-    projections that write into the residual stream (attention out_proj, MLP
-    fc2) N(0, 0.02 / sqrt(2 n_layer)), so the residual stream's variance does
-    not grow with depth (GPT-2 paper, section 2.3).
+    Layout: ``wte`` (token embedding, also the LM head unless
+    ``tie_embeddings`` is False, which adds ``lm_head``), ``wpe`` (learned
+    positions; absent with rope), ``blocks`` of pre-norm
+    ``TransformerEncoderLayer`` run causally, ``ln_f``. Initialization is
+    GPT-2's: every Linear weight and both embeddings N(0, 0.02), biases 0,
+    norms 1 and 0, and the projections that write into the residual stream
+    (attention out_proj, MLP fc2) N(0, 0.02 / sqrt(2 n_layer)), so the
+    residual stream's variance does not grow with depth (GPT-2 paper,
+    section 2.3).
     """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT: argument 'config' expected a GPTConfig, got {type(config).__name__}")
+        _check_config(config)
         self.config = config
         width = config.n_embd
         self.wte = nn.Embedding(config.vocab_size, width)
-        self.wpe = nn.Embedding(config.block_size, width)
+        if config.position == "learned":
+            self.wpe = nn.Embedding(config.block_size, width)
         self.drop = nn.Dropout(config.dropout)
+        windowed = set(range(config.n_layer) if config.sliding_window_layers is None else config.sliding_window_layers)
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(
                 width,
                 config.n_head,
-                dim_feedforward=4 * width,
+                dim_feedforward=4 * width if config.d_ff is None else config.d_ff,
                 dropout=config.dropout,
-                activation="gelu_tanh",
+                activation=config.mlp,
                 norm_first=True,
                 bias=config.bias,
+                layer_norm_eps=config.norm_eps,
+                num_kv_heads=config.n_kv_head,
+                rope=config.position == "rope",
+                norm=config.norm,
+                head_dim=config.head_dim,
+                rope_base=config.rope_theta,
+                rope_scaling=config.rope_scaling,
+                rope_interleaved=config.rope_interleaved,
+                window=config.sliding_window if index in windowed else None,
+                qkv_bias=config.qkv_bias,
+                out_bias=config.out_bias,
+                mlp_bias=config.mlp_bias,
             )
-            for _ in range(config.n_layer)
+            for index in range(config.n_layer)
         )
-        self.ln_f = nn.LayerNorm(width, bias=config.bias)
+        self.ln_f = (
+            nn.LayerNorm(width, eps=config.norm_eps, bias=config.bias)
+            if config.norm == "layernorm"
+            else nn.RMSNorm(width, eps=config.norm_eps)
+        )
+        if not config.tie_embeddings:
+            self.lm_head = nn.Linear(width, config.vocab_size, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         init.normal_(self.wte.weight, 0.0, 0.02)
-        init.normal_(self.wpe.weight, 0.0, 0.02)
+        if self.config.position == "learned":
+            init.normal_(self.wpe.weight, 0.0, 0.02)
+        if not self.config.tie_embeddings:
+            init.normal_(self.lm_head.weight, 0.0, 0.02)
         for block in self.blocks:
             for name, module in block.named_modules():
                 if isinstance(module, nn.Linear):
@@ -111,7 +189,7 @@ class GPT(nn.Module):
           padding of prompts of different lengths): no position attends to
           them, and with caches they stay hidden in later steps.
         - ``position_ids``: int [B, T], the position of every token in its
-          row (< block_size). Default: 0, 1, ... continuing after the cached
+          row (< block_size), for the learned table or for rope. Default: 0, 1, ... continuing after the cached
           positions, the same for every row; a left-padded row needs its own
           (its first real token is position 0).
         - ``last_only``: compute the logits of the last position only, [B, 1,
@@ -141,6 +219,7 @@ class GPT(nn.Module):
                     f"(that of idx), got {key_padding_mask.dtype} of shape "
                     f"{list(key_padding_mask.shape)}"
                 )
+        learned = self.config.position == "learned"
         if position_ids is None:
             # With caches, idx continues the cached sequence: its positions
             # start after the cached ones.
@@ -150,7 +229,7 @@ class GPT(nn.Module):
                     f"GPT: argument 'idx' reaches position {start + steps}, more than block_size="
                     f"{self.config.block_size}"
                 )
-            positions = self.wpe(arange(start, start + steps, dtype=_dtypes.int64))
+            positions = self.wpe(arange(start, start + steps, dtype=_dtypes.int64)) if learned else None
         else:
             if not isinstance(position_ids, Tensor):
                 raise TypeError(
@@ -168,16 +247,23 @@ class GPT(nn.Module):
                     f"GPT: argument 'position_ids' expected positions in [0, "
                     f"{self.config.block_size}) (block_size), got {bad}"
                 )
-            positions = self.wpe(position_ids)
+            positions = self.wpe(position_ids) if learned else None
         # Token ids >= vocab_size are caught by the embedding kernel (ValueError naming the id).
-        x = self.drop(self.wte(idx) + positions)
+        x = self.wte(idx)
+        x = self.drop(x if positions is None else x + positions)
+        rope_positions = None if learned else position_ids
         for index, block in enumerate(self.blocks):
             x = block(
-                x, key_padding_mask=key_padding_mask, causal=True, cache=None if caches is None else caches[index]
+                x,
+                key_padding_mask=key_padding_mask,
+                causal=True,
+                cache=None if caches is None else caches[index],
+                positions=rope_positions,
             )
         if last_only and steps > 1:
             x = F.narrow(x, 1, steps - 1, 1)
-        return F.linear(self.ln_f(x), self.wte.weight)
+        head = self.wte.weight if self.config.tie_embeddings else self.lm_head.weight
+        return F.linear(self.ln_f(x), head)
 
     def generate(
         self,
@@ -190,6 +276,8 @@ class GPT(nn.Module):
         repetition_penalty: float = 1.0,
         stop_tokens=None,
         generator=None,
+        stop_strings=None,
+        tokenizer=None,
     ):
         """Continues each prompt by up to ``max_new_tokens`` tokens with the KV
         cache (see ``attnkit.generation.generate`` for every argument).
@@ -213,6 +301,8 @@ class GPT(nn.Module):
             repetition_penalty=repetition_penalty,
             stop_tokens=stop_tokens,
             generator=generator,
+            stop_strings=stop_strings,
+            tokenizer=tokenizer,
         )
 
     def stream(
@@ -226,6 +316,8 @@ class GPT(nn.Module):
         repetition_penalty: float = 1.0,
         stop_tokens=None,
         generator=None,
+        stop_strings=None,
+        tokenizer=None,
     ):
         """The arguments of ``generate``; an iterator that yields, per decoding
         step, a numpy int64 array [B] of the new tokens (-1 for a row that
@@ -240,7 +332,19 @@ class GPT(nn.Module):
             repetition_penalty=repetition_penalty,
             stop_tokens=stop_tokens,
             generator=generator,
+            stop_strings=stop_strings,
+            tokenizer=tokenizer,
         )
+
+    def save_pretrained(self, path, *, tokenizer=None) -> None:
+        """Writes a Hugging Face checkpoint directory that ``transformers``
+        loads: a GPT2LMHeadModel for GPT-2's layout, a LlamaForCausalLM,
+        MistralForCausalLM or Qwen2ForCausalLM for the Llama family's; with
+        ``tokenizer`` (attnkit's own or a pretrained one) as tokenizer.json (see
+        ``attnkit.models.hf.save_pretrained``)."""
+        from .hf import save_pretrained
+
+        save_pretrained(self, path, tokenizer=tokenizer)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _dtypes, nn
+from .. import _C, _dtypes, nn
 from .._tensor_data import values_view
 from ..autograd import no_grad
 from ..nn import functional as F
@@ -45,6 +45,10 @@ class TransformerConfig:
     norm_first: bool = False  # False: post-LN, the paper's; True: pre-LN, with a final LayerNorm per stack
     share_embeddings: bool = True  # one matrix for source, target and output embeddings (section 3.4)
     label_smoothing: float = 0.1  # epsilon_ls of section 5.4, used by Transformer.loss
+    activation: str = "relu"  # the feed-forward's: the paper's relu; gelu, gelu_tanh, silu (Marian's swish)
+    position_layout: str = "interleaved"  # sinusoid columns: sin/cos interleaved (the paper), or "halves" (Marian)
+    scale_embeddings: bool = True  # embeddings times sqrt(d_model) (section 3.4)
+    final_logits_bias: bool = False  # a fixed bias added to the logits (Marian's final_logits_bias buffer)
 
     @classmethod
     def base(cls, vocab_size: int = 37000) -> TransformerConfig:
@@ -80,10 +84,13 @@ class Transformer(nn.Module):
 
     Layout: ``src_embedding`` and ``tgt_embedding`` (the same module when
     ``share_embeddings``), ``position`` (the sinusoidal table), ``encoder``
-    and ``decoder`` (nn.TransformerEncoder / nn.TransformerDecoder with ReLU
-    feed-forward), and ``output_projection`` (a bias-free Linear; None when
-    shared, as the target embedding's matrix is then the output projection).
-    Each embedding is multiplied by sqrt(d_model) (section 3.4), the
+    and ``decoder`` (nn.TransformerEncoder / nn.TransformerDecoder with the
+    config's feed-forward activation, ReLU by default), and
+    ``output_projection`` (a bias-free Linear; None when shared, as the
+    target embedding's matrix is then the output projection), plus, with
+    ``config.final_logits_bias``, the buffer ``final_logits_bias`` [1,
+    tgt_vocab_size] added to the logits. Each embedding is multiplied by
+    sqrt(d_model) (section 3.4; ``scale_embeddings=False`` leaves it), the
     position rows are added and dropout is applied to the sum (section 5.4).
 
     Initialization (the paper gives none; this is what its reference
@@ -120,7 +127,7 @@ class Transformer(nn.Module):
         self.tgt_embedding = (
             self.src_embedding if config.share_embeddings else nn.Embedding(config.tgt_vocab_size, width)
         )
-        self.position = nn.SinusoidalPositionalEncoding(width, config.block_size)
+        self.position = nn.SinusoidalPositionalEncoding(width, config.block_size, layout=config.position_layout)
         self.dropout = nn.Dropout(config.dropout)
         stack_arguments = dict(
             num_layers=config.n_layer,
@@ -128,7 +135,7 @@ class Transformer(nn.Module):
             nhead=config.n_head,
             dim_feedforward=config.d_ff,
             dropout=config.dropout,
-            activation="relu",
+            activation=config.activation,
             norm_first=config.norm_first,
             bias=config.bias,
         )
@@ -138,7 +145,11 @@ class Transformer(nn.Module):
             self.add_module("output_projection", None)
         else:
             self.output_projection = nn.Linear(width, config.tgt_vocab_size, bias=False)
-        self.embedding_scale = math.sqrt(width)
+        if config.final_logits_bias:
+            self.register_buffer("final_logits_bias", Tensor._wrap(_C.zeros([1, config.tgt_vocab_size], "float32")))
+        else:
+            self.register_buffer("final_logits_bias", None)
+        self.embedding_scale = math.sqrt(width) if config.scale_embeddings else 1.0
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -199,7 +210,10 @@ class Transformer(nn.Module):
 
     # ----------------------------------------------------------- forward --
     def _embed(self, ids: Tensor, embedding: nn.Embedding, offset: int = 0) -> Tensor:
-        return self.dropout(self.position(embedding(ids) * self.embedding_scale, offset=offset))
+        embedded = embedding(ids)
+        if self.embedding_scale != 1.0:
+            embedded = embedded * self.embedding_scale
+        return self.dropout(self.position(embedded, offset=offset))
 
     def encode(self, src: Tensor, src_key_padding_mask: Tensor | None = None) -> Tensor:
         """The encoder output (``memory``) [B, S, d_model] for src [B, S]."""
@@ -254,8 +268,10 @@ class Transformer(nn.Module):
             caches=caches,
         )
         if self.output_projection is None:
-            return F.linear(x, self.tgt_embedding.weight)
-        return self.output_projection(x)
+            logits = F.linear(x, self.tgt_embedding.weight)
+        else:
+            logits = self.output_projection(x)
+        return logits if self.final_logits_bias is None else logits + self.final_logits_bias
 
     def forward(
         self,
@@ -309,22 +325,49 @@ class Transformer(nn.Module):
                     f"{op}: argument '{name}' expected a token id in [0, {self.config.tgt_vocab_size}), got {value}"
                 )
 
-    def _next_step_logits(self, tokens: np.ndarray, memory, mask, caches) -> Tensor:
-        """Logits [rows, V] for one new token per row (int64 numpy [rows])."""
+    def _banned(self, op: str, banned_tokens) -> np.ndarray:
+        try:
+            banned = np.array(list(banned_tokens), dtype=np.int64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{op}: argument 'banned_tokens' expected a collection of token ids") from None
+        if banned.size and (banned.min() < 0 or banned.max() >= self.config.tgt_vocab_size):
+            raise ValueError(
+                f"{op}: argument 'banned_tokens' expected token ids in [0, {self.config.tgt_vocab_size}), "
+                f"got {banned.min() if banned.min() < 0 else banned.max()}"
+            )
+        return banned
+
+    def _next_step_logits(self, tokens: np.ndarray, memory, mask, caches, banned: np.ndarray) -> Tensor:
+        """Logits [rows, V] for one new token per row (int64 numpy [rows]);
+        the banned tokens' are -inf."""
         logits = self.decode(
             from_numpy(np.ascontiguousarray(tokens[:, None], dtype=np.int64)), memory, mask, caches=caches
         )
-        return logits.reshape(tokens.shape[0], self.config.tgt_vocab_size)
+        logits = logits.reshape(tokens.shape[0], self.config.tgt_vocab_size)
+        if banned.size:
+            values = logits.numpy().copy()
+            values[:, banned] = -np.inf
+            logits = from_numpy(values)
+        return logits
 
     @no_grad()
     def greedy_decode(
-        self, src: Tensor, max_len: int, bos_id: int, eos_id: int, src_key_padding_mask: Tensor | None = None
+        self,
+        src: Tensor,
+        max_len: int,
+        bos_id: int,
+        eos_id: int,
+        src_key_padding_mask: Tensor | None = None,
+        *,
+        banned_tokens=(),
     ) -> Tensor:
         """The most probable next token at every step, up to ``max_len``
         tokens per source: int64 [B, L], L <= max_len the longest output;
         each row ends with its first ``eos_id`` and is filled with eos_id
-        after it (BOS is not included)."""
+        after it (BOS is not included). ``banned_tokens``: ids never
+        produced (a padding token that doubles as BOS, as Marian's)."""
         self._check_decode_arguments("Transformer.greedy_decode", max_len, bos_id, eos_id)
+        banned = self._banned("Transformer.greedy_decode", banned_tokens)
         memory = self.encode(src, src_key_padding_mask)
         batch = src.shape[0]
         caches = self.make_caches(batch, max_len)
@@ -332,7 +375,7 @@ class Transformer(nn.Module):
         finished = np.zeros(batch, bool)
         tokens = np.full(batch, bos_id, np.int64)
         for step in range(max_len):
-            logits = self._next_step_logits(tokens, memory, src_key_padding_mask, caches).numpy()
+            logits = self._next_step_logits(tokens, memory, src_key_padding_mask, caches, banned).numpy()
             tokens = np.where(finished, eos_id, logits.argmax(axis=-1))
             output[:, step] = tokens
             finished |= tokens == eos_id
@@ -352,6 +395,7 @@ class Transformer(nn.Module):
         eos_id: int,
         src_key_padding_mask: Tensor | None = None,
         return_scores: bool = False,
+        banned_tokens=(),
     ):
         """Beam search over the sources of the batch at once (``beam_size``
         hypotheses each), ranking finished hypotheses by GNMT's
@@ -370,12 +414,21 @@ class Transformer(nn.Module):
         most favourable length n still reachable. At ``max_len`` tokens the
         live hypotheses finish without EOS.
 
+        ``banned_tokens``: ids that are never extended with: their logits are
+        -inf before the softmax, so the other tokens' probabilities sum to 1.
+
+        With ``length_penalty=0`` the score is log P itself, and the result is
+        that of transformers' ``generate`` with the same ``num_beams`` and
+        ``length_penalty=0.0`` (whose default early stopping then keeps the
+        same best hypothesis).
+
         Returns the best hypothesis per source as int64 [B, L] in greedy's
         format (ended by eos_id and filled with it); with ``return_scores``
         also their scores, float64 numpy [B].
         """
         op = "Transformer.beam_search"
         self._check_decode_arguments(op, max_len, bos_id, eos_id)
+        banned = self._banned(op, banned_tokens)
         if not isinstance(beam_size, numbers.Integral) or isinstance(beam_size, bool) or beam_size < 1:
             raise ValueError(f"{op}: argument 'beam_size' expected an int >= 1, got {beam_size!r}")
         if (
@@ -407,7 +460,7 @@ class Transformer(nn.Module):
         tokens = np.full(batch * beams, bos_id, np.int64)
         for step in range(max_len):
             length = step + 1
-            logits = self._next_step_logits(tokens, memory, mask, caches)
+            logits = self._next_step_logits(tokens, memory, mask, caches, banned)
             candidates = log_probability[:, :, None] + F.log_softmax(logits).numpy().reshape(batch, beams, vocab)
             candidates = candidates.reshape(batch, beams * vocab)
             # The best 2 * beam_size (a partition, not a sort of beams * vocab
@@ -472,6 +525,13 @@ class Transformer(nn.Module):
             output[source, : len(sequence)] = sequence
         sequences = from_numpy(output)
         return (sequences, np.array([score for score, _ in best])) if return_scores else sequences
+
+    def save_pretrained(self, path, *, tokenizer=None) -> None:
+        """Writes a Hugging Face MarianMTModel checkpoint directory, for a
+        model of Marian's shape (see ``attnkit.models.hf.marian``)."""
+        from .hf import save_pretrained
+
+        save_pretrained(self, path, tokenizer=tokenizer)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -1,7 +1,7 @@
 """Neural-network building blocks. ``attnkit.nn.functional`` (imported as F)
 holds the differentiable ops; ``Module`` and the layers assemble them."""
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .attention import KVCache, MultiHeadAttention
 from .container import ModuleDict, ModuleList, Sequential
 from .layers import Dropout, Embedding, LayerNorm, Linear, RMSNorm
@@ -20,6 +20,7 @@ __all__ = [
     "functional",
     "init",
     "utils",
+    "parallel",
     "Module",
     "IncompatibleKeys",
     "Parameter",

@@ -146,20 +146,26 @@ class KVCache:
         # rows otherwise (F.attention reads contiguous [batch, seq, ...] tensors).
         return F.narrow(buffer, 1, 0, self.length)
 
-    def attention_inputs(self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None) -> tuple:
+    def attention_inputs(
+        self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None, window: int | None = None
+    ) -> tuple:
         """Appends the new positions, then returns ``(k, v, masking)``: the
         keys, values and F.attention keyword arguments with which the new
         queries, the last positions of the cached sequence, attend causally
-        to everything cached that is not padding.
+        (and within a sliding ``window`` of positions, when given) to
+        everything cached that is not padding.
 
         - First call (empty cache): the new keys themselves, no copy.
-        - One new position, batch > 1 (or padding): the whole buffer, with
-          ``key_lengths`` = length hiding the unfilled rest. The query is the
-          last position, so nothing past it is visible anyway, and the
-          decode kernel reads the buffer in place instead of a per-token
-          copy of the filled rows. (The kernel still walks the hidden keys,
-          a few ns each: far less than the copy, but more than the free
-          view of batch 1.)
+        - One new position, batch > 1 (or padding), no window in reach: the
+          whole buffer, with ``key_lengths`` = length hiding the unfilled
+          rest. The query is the last position, so nothing past it is
+          visible anyway, and the decode kernel reads the buffer in place
+          instead of a per-token copy of the filled rows. (The kernel still
+          walks the hidden keys, a few ns each: far less than the copy, but
+          more than the free view of batch 1.)
+        - One new position past the window: the last ``window`` positions,
+          all of them visible (F.attention places the query at the last key,
+          so a window over the whole buffer would be measured from its end).
         - Otherwise: the filled positions, a view when batch is 1, a copy
           otherwise.
         """
@@ -167,7 +173,15 @@ class KVCache:
         self.append(k_new, v_new, key_padding_mask)
         steps = self.length - first
         if first == 0:
-            return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask}
+            return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask, "window": window}
+        if steps == 1 and window is not None and self.length > window:
+            start = self.length - window
+            padding = None if self.key_padding_mask is None else F.narrow(self.key_padding_mask, 1, start, window)
+            return (
+                F.narrow(self.k, 1, start, window),
+                F.narrow(self.v, 1, start, window),
+                {"causal": True, "key_padding_mask": padding},
+            )
         if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None):
             self._key_lengths_values[...] = self.length
             return (
@@ -176,7 +190,8 @@ class KVCache:
                 {"causal": True, "key_lengths": self._key_lengths, "key_padding_mask": self.key_padding_mask},
             )
         padding = None if self.key_padding_mask is None else self._filled(self.key_padding_mask)
-        return self._filled(self.k), self._filled(self.v), {"causal": True, "key_padding_mask": padding}
+        masking = {"causal": True, "key_padding_mask": padding, "window": window}
+        return self._filled(self.k), self._filled(self.v), masking
 
     def __repr__(self) -> str:
         return (
@@ -187,25 +202,37 @@ class KVCache:
 
 class MultiHeadAttention(Module):
     """``out_proj(attention(q, k, v))`` with ``num_heads`` query heads of size
-    ``embed_dim / num_heads`` and ``num_kv_heads`` key/value heads (default:
-    as many; fewer gives grouped-query attention, 1 multi-query).
+    ``head_dim`` (default ``embed_dim / num_heads``) and ``num_kv_heads``
+    key/value heads (default: as many; fewer gives grouped-query attention,
+    1 multi-query).
 
     Parameters: with ``qkv_fused=True`` one ``qkv_proj`` Linear whose weight
     is [(H + 2 Hkv) * D, C] (rows: queries, then keys, then values), so
     self-attention projects with a single GEMM; with ``qkv_fused=False`` a
     ``q_proj`` [H * D, C] and a ``kv_proj`` [2 Hkv * D, C]. Either layout
     serves both self- and cross-attention (the fused weight is sliced for
-    cross-attention). Then ``out_proj`` [C, H * D].
+    cross-attention). Then ``out_proj`` [C, H * D]. ``bias`` gives every
+    projection a bias; ``qkv_bias`` and ``out_bias`` override it for the
+    input projections and for out_proj (Qwen2 has the first, not the
+    second).
 
     ``forward(x, key_value=None, causal=False, key_padding_mask=None,
-    cache=None)``: x [B, T, C]; ``key_value`` [B, S, C] for cross-attention;
-    ``key_padding_mask`` bool [B, S] (True = padding, as PyTorch); ``cache``
-    a ``KVCache`` for self-attention decoding: the new keys are appended and
-    the queries, the last T positions, attend causally to everything cached;
-    with a cache, ``key_padding_mask`` is [B, T], marks which of the new
-    positions are padding, and the cache keeps hiding them later.
-    ``rope=True`` rotates queries and keys (``F.rope``, offset by the cache
-    length). Returns [B, T, C].
+    cache=None, positions=None)``: x [B, T, C]; ``key_value`` [B, S, C] for
+    cross-attention; ``key_padding_mask`` bool [B, S] (True = padding, as
+    PyTorch); ``cache`` a ``KVCache`` for self-attention decoding: the new
+    keys are appended and the queries, the last T positions, attend causally
+    to everything cached; with a cache, ``key_padding_mask`` is [B, T],
+    marks which of the new positions are padding, and the cache keeps hiding
+    them later. Returns [B, T, C].
+
+    ``rope=True`` rotates queries and keys (``F.rope``) by their positions:
+    0, 1, ... after the cached ones, or ``positions`` (int [B, T]) when
+    given, as a left-padded batch needs. ``rope_base`` is theta,
+    ``rope_scaling`` a Hugging Face ``rope_scaling`` dict (see
+    ``F.rope_frequencies``), ``rope_interleaved`` the pairing of ``F.rope``
+    (False: the "rotate half" layout of Hugging Face Llama checkpoints).
+    ``window``: each query sees only the ``window`` most recent positions,
+    itself included (Mistral's sliding window).
     """
 
     def __init__(
@@ -218,19 +245,31 @@ class MultiHeadAttention(Module):
         rope: bool = False,
         rope_base: float = 10000.0,
         qkv_fused: bool = True,
+        *,
+        head_dim: int | None = None,
+        qkv_bias: bool | None = None,
+        out_bias: bool | None = None,
+        rope_scaling: dict | None = None,
+        rope_interleaved: bool = True,
+        window: int | None = None,
     ) -> None:
         super().__init__()
         op = "MultiHeadAttention"
         self.embed_dim = _positive_int(op, "embed_dim", embed_dim)
         self.num_heads = _positive_int(op, "num_heads", num_heads)
         self.num_kv_heads = self.num_heads if num_kv_heads is None else _positive_int(op, "num_kv_heads", num_kv_heads)
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"{op}: argument 'embed_dim' ({embed_dim}) expected a multiple of num_heads ({num_heads})")
+        if head_dim is None:
+            if self.embed_dim % self.num_heads:
+                raise ValueError(
+                    f"{op}: argument 'embed_dim' ({embed_dim}) expected a multiple of num_heads ({num_heads})"
+                )
+            self.head_dim = self.embed_dim // self.num_heads
+        else:
+            self.head_dim = _positive_int(op, "head_dim", head_dim)
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"{op}: argument 'num_kv_heads' expected a divisor of num_heads ({num_heads}), got {num_kv_heads}"
             )
-        self.head_dim = self.embed_dim // self.num_heads
         if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"{op}: argument 'dropout' expected a probability in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
@@ -238,16 +277,27 @@ class MultiHeadAttention(Module):
         if self.rope and self.head_dim % 2:
             raise ValueError(f"{op}: rope needs an even head_dim, got {self.head_dim}")
         self.rope_base = float(rope_base)
+        self.rope_scaling = None if rope_scaling is None else dict(rope_scaling)
+        self.rope_interleaved = _flag(op, "rope_interleaved", rope_interleaved)
+        # Scaled frequencies are computed once; unscaled ones by the kernel from the base.
+        self._rope_frequencies = None
+        if self.rope and self.rope_scaling is not None:
+            self._rope_frequencies = tuple(F.rope_frequencies(self.head_dim, self.rope_base, self.rope_scaling))
+        if window is not None:
+            window = _positive_int(op, "window", window)
+        self.window = window
         self.qkv_fused = _flag(op, "qkv_fused", qkv_fused)
         _flag(op, "bias", bias)
+        qkv_bias = bias if qkv_bias is None else _flag(op, "qkv_bias", qkv_bias)
+        out_bias = bias if out_bias is None else _flag(op, "out_bias", out_bias)
         query_width = self.num_heads * self.head_dim
         kv_width = self.num_kv_heads * self.head_dim
         if self.qkv_fused:
-            self.qkv_proj = Linear(self.embed_dim, query_width + 2 * kv_width, bias=bias)
+            self.qkv_proj = Linear(self.embed_dim, query_width + 2 * kv_width, bias=qkv_bias)
         else:
-            self.q_proj = Linear(self.embed_dim, query_width, bias=bias)
-            self.kv_proj = Linear(self.embed_dim, 2 * kv_width, bias=bias)
-        self.out_proj = Linear(query_width, self.embed_dim, bias=bias)
+            self.q_proj = Linear(self.embed_dim, query_width, bias=qkv_bias)
+            self.kv_proj = Linear(self.embed_dim, 2 * kv_width, bias=qkv_bias)
+        self.out_proj = Linear(query_width, self.embed_dim, bias=out_bias)
 
     def _project(self, x: Tensor, key_value: Tensor | None) -> tuple:
         """q [B, T, H*D], k and v [B, S, Hkv*D]."""
@@ -280,6 +330,7 @@ class MultiHeadAttention(Module):
         causal: bool = False,
         key_padding_mask: Tensor | None = None,
         cache: KVCache | None = None,
+        positions: Tensor | None = None,
     ) -> Tensor:
         op = "MultiHeadAttention"
         for name, t in (("x", x), ("key_value", key_value)):
@@ -303,6 +354,8 @@ class MultiHeadAttention(Module):
                     f"{op}: argument 'cache' expected {self.num_kv_heads} kv heads of size "
                     f"{self.head_dim}, got {cache.num_kv_heads} of size {cache.head_dim}"
                 )
+        if positions is not None and not self.rope:
+            raise ValueError(f"{op}: argument 'positions' is for rope=True (without rope no position enters here)")
         batch, steps, _ = x.shape
         dropout_p = self.dropout if self.training else 0.0
         if self.qkv_fused and key_value is None and cache is None and not self.rope:
@@ -316,6 +369,7 @@ class MultiHeadAttention(Module):
                 self.num_kv_heads,
                 causal=causal,
                 key_padding_mask=key_padding_mask,
+                window=self.window,
                 dropout_p=dropout_p,
             )
             return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
@@ -324,16 +378,22 @@ class MultiHeadAttention(Module):
         q = q.reshape(batch, steps, self.num_heads, self.head_dim)
         k = k.reshape(batch, source_steps, self.num_kv_heads, self.head_dim)
         v = v.reshape(batch, source_steps, self.num_kv_heads, self.head_dim)
-        offset = 0 if cache is None else cache.length
         if self.rope:
-            q = F.rope(q, offset=offset, base=self.rope_base)
-            k = F.rope(k, offset=offset, base=self.rope_base)
+            rotation = {
+                "offset": 0 if cache is None or positions is not None else cache.length,
+                "base": self.rope_base,
+                "interleaved": self.rope_interleaved,
+                "positions": positions,
+                "frequencies": self._rope_frequencies,
+            }
+            q = F.rope(q, **rotation)
+            k = F.rope(k, **rotation)
         if cache is None:
-            masking = {"causal": causal, "key_padding_mask": key_padding_mask}
+            masking = {"causal": causal, "key_padding_mask": key_padding_mask, "window": self.window}
         else:
             # New queries are the last positions of the cached sequence; the
             # cache holds only the past, so attention over it is causal.
-            k, v, masking = cache.attention_inputs(k, v, key_padding_mask)
+            k, v, masking = cache.attention_inputs(k, v, key_padding_mask, self.window)
         out = F.attention(q, k, v, dropout_p=dropout_p, **masking)
         return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
 
@@ -345,10 +405,18 @@ class MultiHeadAttention(Module):
         text = f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
         if self.num_kv_heads != self.num_heads:
             text += f", num_kv_heads={self.num_kv_heads}"
+        if self.head_dim * self.num_heads != self.embed_dim:
+            text += f", head_dim={self.head_dim}"
         if self.dropout:
             text += f", dropout={self.dropout}"
         if self.rope:
             text += f", rope=True, rope_base={self.rope_base}"
+            if self.rope_scaling is not None:
+                text += f", rope_scaling={self.rope_scaling}"
+            if not self.rope_interleaved:
+                text += ", rope_interleaved=False"
+        if self.window is not None:
+            text += f", window={self.window}"
         return text
 
 

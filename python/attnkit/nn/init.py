@@ -17,8 +17,10 @@ The arithmetic is float64 numpy, rounded once to the tensor's dtype.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import threading
 
 import numpy as np
 
@@ -28,6 +30,29 @@ from ..random import _generator_or_default
 from ..tensor import Tensor
 
 _TWO_TO_MINUS_32 = 2.0**-32
+
+# skip_init's flag, per thread: a model built in one thread while another
+# loads a checkpoint is still initialized.
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Inside, the initializers below leave their tensor as it is (its memory
+    unwritten) and draw no random numbers: for building a model whose every
+    weight is overwritten next, from a checkpoint (``attnkit.models.
+    from_pretrained``). Initializing first would cost the time of drawing
+    every weight, and float64 scratch of several times the model's size."""
+    previous = getattr(_state, "skipping", False)
+    _state.skipping = True
+    try:
+        yield
+    finally:
+        _state.skipping = previous
+
+
+def _skipping() -> bool:
+    return getattr(_state, "skipping", False)
 
 
 def _check_floating(op: str, tensor) -> None:
@@ -58,6 +83,8 @@ def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) 
     a, b = _real("uniform_", "a", a), _real("uniform_", "b", b)
     if a > b:
         raise ValueError(f"uniform_: expected a <= b, got a={a}, b={b}")
+    if _skipping():
+        return tensor
     u = _random_words("uniform_", tensor.numel(), generator) * _TWO_TO_MINUS_32
     fill_from_values(tensor, (a + (b - a) * u).reshape(tensor.shape))
     return tensor
@@ -70,6 +97,8 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=No
     mean, std = _real("normal_", "mean", mean), _real("normal_", "std", std)
     if std < 0:
         raise ValueError(f"normal_: argument 'std' expected a non-negative number, got {std}")
+    if _skipping():
+        return tensor
     n = tensor.numel()
     pairs = (n + 1) // 2
     words = _random_words("normal_", 2 * pairs, generator).reshape(pairs, 2)
@@ -82,7 +111,9 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=No
 
 def constant_(tensor: Tensor, value: float) -> Tensor:
     _check_floating("constant_", tensor)
-    fill_from_values(tensor, np.full(tensor.shape, _real("constant_", "value", value)))
+    value = _real("constant_", "value", value)
+    if not _skipping():
+        fill_from_values(tensor, np.full(tensor.shape, value))
     return tensor
 
 
@@ -112,4 +143,4 @@ def xavier_uniform_(tensor: Tensor, gain: float = 1.0, *, generator=None) -> Ten
     return uniform_(tensor, -bound, bound, generator=generator)
 
 
-__all__ = ["uniform_", "normal_", "constant_", "zeros_", "ones_", "xavier_uniform_", "fan_in_and_fan_out"]
+__all__ = ["skip_init", "uniform_", "normal_", "constant_", "zeros_", "ones_", "xavier_uniform_", "fan_in_and_fan_out"]

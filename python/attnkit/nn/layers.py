@@ -22,8 +22,10 @@ _LINEAR_ACTIVATIONS = (None, "relu", "gelu", "gelu_tanh")
 def _positive_int(op: str, argument: str, value, allow_zero: bool = False) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{op}: argument '{argument}' expected an int, got {type(value).__name__}")
-    if value < (0 if allow_zero else 1):
-        raise ValueError(f"{op}: argument '{argument}' expected an integer >= {0 if allow_zero else 1}, got {value}")
+    if not (0 if allow_zero else 1) <= value < 2**63:  # sizes are int64 in the native layer
+        raise ValueError(
+            f"{op}: argument '{argument}' expected an integer in [{0 if allow_zero else 1}, 2**63), got {value}"
+        )
     return int(value)
 
 
@@ -149,9 +151,12 @@ def _normalized_shape(op: str, normalized_shape) -> tuple:
         shape = tuple(normalized_shape)
     except TypeError:
         shape = None
-    if not shape or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in shape):
+    if not shape or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d < 2**63 for d in shape
+    ):
         raise ValueError(
-            f"{op}: argument 'normalized_shape' expected a positive int or a tuple of them, got {normalized_shape!r}"
+            f"{op}: argument 'normalized_shape' expected a positive int below 2**63 or a tuple of them, "
+            f"got {normalized_shape!r}"
         )
     return tuple(int(d) for d in shape)
 
@@ -233,6 +238,13 @@ class RMSNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def add_forward(self, x: Tensor, residual: Tensor) -> tuple:
+        """``(x + residual, self(x + residual))``, the interface of
+        ``LayerNorm.add_forward`` (pre-norm blocks call either); here the
+        add and the norm are two ops."""
+        total = x + residual
+        return total, self(total)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

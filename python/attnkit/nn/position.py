@@ -45,17 +45,28 @@ class SinusoidalPositionalEncoding(Module):
 
     The table (``F.sinusoidal_position_encoding``: sin on even columns, cos
     on odd ones, wavelengths from 2 pi to 10000 * 2 pi) is computed once, at
-    construction, into the non-persistent buffer ``table`` [max_len, d_model]:
-    it is a function of the sizes alone, so a state_dict leaves it out. The
+    construction, into the non-persistent buffer ``table`` [max_len, d_model].
+    ``layout="halves"`` puts the same columns in another order: every sine
+    first, then every cosine (Marian's OPUS-MT models, and fairseq's).
+    The buffer is a function of the sizes alone, so a state_dict leaves it out. The
     module has no parameters and does no dropout (the model applies dropout
     to the sum, section 5.4).
     """
 
-    def __init__(self, d_model: int, max_len: int = 5000) -> None:
+    def __init__(self, d_model: int, max_len: int = 5000, layout: str = "interleaved") -> None:
         super().__init__()
         self.d_model = _positive_int("SinusoidalPositionalEncoding", "d_model", d_model)
         self.max_len = _positive_int("SinusoidalPositionalEncoding", "max_len", max_len)
-        self.register_buffer("table", F.sinusoidal_position_encoding(self.max_len, self.d_model), persistent=False)
+        if layout not in ("interleaved", "halves"):
+            raise ValueError(
+                f"SinusoidalPositionalEncoding: argument 'layout' expected 'interleaved' or 'halves', got {layout!r}"
+            )
+        self.layout = layout
+        table = F.sinusoidal_position_encoding(self.max_len, self.d_model)
+        if layout == "halves":
+            values = values_view(table)
+            table = from_numpy(np.ascontiguousarray(np.concatenate([values[:, 0::2], values[:, 1::2]], axis=1)))
+        self.register_buffer("table", table, persistent=False)
 
     def encoding(self, seq_len: int, offset: int = 0) -> Tensor:
         """The rows of positions offset .. offset + seq_len - 1: [seq_len, d_model]."""
@@ -76,7 +87,8 @@ class SinusoidalPositionalEncoding(Module):
         return x + F.narrow(self.table, 0, offset, x.shape[1])
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, max_len={self.max_len}"
+        layout = "" if self.layout == "interleaved" else f", layout={self.layout!r}"
+        return f"d_model={self.d_model}, max_len={self.max_len}{layout}"
 
 
 class LearnedPositionalEmbedding(Embedding):

@@ -15,7 +15,7 @@ from ..tensor import Tensor
 from . import functional as F
 from .attention import KVCache, MultiHeadAttention
 from .container import ModuleList
-from .layers import Dropout, LayerNorm, Linear, _flag, _positive_int
+from .layers import Dropout, LayerNorm, Linear, RMSNorm, _flag, _positive_int
 from .module import Module
 
 # activation name -> the activation fused into the first Linear
@@ -26,9 +26,10 @@ class FeedForward(Module):
     """``fc2(dropout(activation(fc1(x))))``, section 3.3 of the paper.
 
     ``activation``: "relu" (the paper's), "gelu" (erf, as BERT), "gelu_tanh"
-    (GPT-2) - each fused into fc1's kernel - or "swiglu" (Shazeer, 2020:
-    fc1 projects to 2 * d_ff, the gate then the up projection, and
-    ``F.swiglu`` gives silu(gate) * up).
+    (GPT-2) - each fused into fc1's kernel -, "silu" (swish, as Marian's
+    OPUS-MT models; applied after fc1) or "swiglu" (Shazeer, 2020: fc1
+    projects to 2 * d_ff, the gate then the up projection, and ``F.swiglu``
+    gives silu(gate) * up).
     """
 
     def __init__(
@@ -37,16 +38,16 @@ class FeedForward(Module):
         super().__init__()
         self.d_model = _positive_int("FeedForward", "d_model", d_model)
         self.d_ff = _positive_int("FeedForward", "d_ff", d_ff)
-        if activation not in (*_FUSED_ACTIVATIONS, "swiglu"):
+        if activation not in (*_FUSED_ACTIVATIONS, "silu", "swiglu"):
             raise ValueError(
-                f"FeedForward: argument 'activation' expected 'relu', 'gelu', 'gelu_tanh' or "
+                f"FeedForward: argument 'activation' expected 'relu', 'gelu', 'gelu_tanh', 'silu' or "
                 f"'swiglu', got {activation!r}"
             )
         self.activation = activation
         if activation == "swiglu":
             self.fc1 = Linear(self.d_model, 2 * self.d_ff, bias=bias)
         else:
-            self.fc1 = Linear(self.d_model, self.d_ff, bias=bias, activation=_FUSED_ACTIVATIONS[activation])
+            self.fc1 = Linear(self.d_model, self.d_ff, bias=bias, activation=_FUSED_ACTIVATIONS.get(activation))
         self.fc2 = Linear(self.d_ff, self.d_model, bias=bias)
         self.dropout = Dropout(dropout)
 
@@ -54,6 +55,8 @@ class FeedForward(Module):
         hidden = self.fc1(x)
         if self.activation == "swiglu":
             hidden = F.swiglu(hidden)
+        elif self.activation == "silu":
+            hidden = F.silu(hidden)
         return self.fc2(self.dropout(hidden))
 
     def extra_repr(self) -> str:
@@ -62,14 +65,28 @@ class FeedForward(Module):
 
 class TransformerEncoderLayer(Module):
     """Self-attention then feed-forward, each with a residual connection,
-    dropout on the sublayer output (section 5.4) and a LayerNorm, placed
-    after the residual add (``norm_first=False``, the paper) or before the
+    dropout on the sublayer output (section 5.4) and a norm, placed after
+    the residual add (``norm_first=False``, the paper) or before the
     sublayer (``norm_first=True``).
 
-    ``forward(x, key_padding_mask=None, causal=False, cache=None)``: x
-    [B, T, d_model]; ``key_padding_mask`` bool [B, T], True marks padding;
-    ``cache`` a KVCache for the self-attention when decoding step by step
-    (decoder-only models such as GPT; under ``no_grad``).
+    ``forward(x, key_padding_mask=None, causal=False, cache=None,
+    positions=None)``: x [B, T, d_model]; ``key_padding_mask`` bool [B, T],
+    True marks padding; ``cache`` a KVCache for the self-attention when
+    decoding step by step (decoder-only models such as GPT; under
+    ``no_grad``); ``positions`` int [B, T], the rope positions of the rows.
+
+    The variants decoder-only models differ by (GPT-2's are the defaults,
+    the Llama family sets the others):
+
+    - ``norm``: "layernorm" or "rmsnorm", each with ``layer_norm_eps``;
+    - ``activation``: the FeedForward's, "swiglu" included;
+    - ``num_kv_heads``, ``head_dim``: grouped-query attention, a head size
+      other than d_model / nhead;
+    - ``rope`` with ``rope_base``, ``rope_scaling``, ``rope_interleaved``;
+      ``window``: a sliding attention window (see MultiHeadAttention);
+    - ``bias`` for every Linear and LayerNorm, overridden by ``qkv_bias``
+      and ``out_bias`` for the attention's projections and by ``mlp_bias``
+      for the FeedForward's.
     """
 
     def __init__(
@@ -84,21 +101,54 @@ class TransformerEncoderLayer(Module):
         layer_norm_eps: float = 1e-5,
         num_kv_heads: int | None = None,
         rope: bool = False,
+        *,
+        norm: str = "layernorm",
+        head_dim: int | None = None,
+        rope_base: float = 10000.0,
+        rope_scaling: dict | None = None,
+        rope_interleaved: bool = True,
+        window: int | None = None,
+        qkv_bias: bool | None = None,
+        out_bias: bool | None = None,
+        mlp_bias: bool | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = _flag("TransformerEncoderLayer", "norm_first", norm_first)
-        self.self_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout, rope=rope)
-        self.feed_forward = FeedForward(d_model, dim_feedforward, activation, dropout, bias)
-        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.self_attn = MultiHeadAttention(
+            d_model,
+            nhead,
+            num_kv_heads,
+            bias=bias,
+            dropout=dropout,
+            rope=rope,
+            rope_base=rope_base,
+            head_dim=head_dim,
+            qkv_bias=qkv_bias,
+            out_bias=out_bias,
+            rope_scaling=rope_scaling,
+            rope_interleaved=rope_interleaved,
+            window=window,
+        )
+        self.feed_forward = FeedForward(
+            d_model, dim_feedforward, activation, dropout, bias if mlp_bias is None else mlp_bias
+        )
+        self.norm1 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
+        self.norm2 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
 
     def forward(
-        self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False, cache: KVCache | None = None
+        self,
+        x: Tensor,
+        key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+        positions: Tensor | None = None,
     ) -> Tensor:
         def self_attention(h):
-            return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
+            return self.dropout1(
+                self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache, positions=positions)
+            )
 
         if self.norm_first:
             # each residual add and the next sublayer's norm in one pass
@@ -173,6 +223,16 @@ class TransformerDecoderLayer(Module):
 
     def extra_repr(self) -> str:
         return f"norm_first={self.norm_first}"
+
+
+_NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
+
+
+def _norm(op: str, kind: str, d_model: int, eps: float, bias: bool) -> Module:
+    """The block's norm: a LayerNorm (with a bias when ``bias``) or an RMSNorm."""
+    if kind not in _NORMS:
+        raise ValueError(f"{op}: argument 'norm' expected 'layernorm' or 'rmsnorm', got {kind!r}")
+    return LayerNorm(d_model, eps=eps, bias=bias) if kind == "layernorm" else RMSNorm(d_model, eps=eps)
 
 
 def _final_norm(norm: bool | None, norm_first: bool, d_model: int, eps: float, bias: bool):

@@ -362,8 +362,8 @@ class SGD(Optimizer):
         )
 
     def _check_group(self, group: dict) -> None:
-        for key in ("lr", "momentum", "dampening", "weight_decay"):
-            group[key] = _real("SGD", key, group[key])
+        for key in ("lr", "momentum", "dampening", "weight_decay"):  # the update is float32
+            group[key] = _real("SGD", key, group[key], below=float(np.finfo(np.float32).max))
         if not isinstance(group["nesterov"], bool):
             raise TypeError(f"SGD: argument 'nesterov' expected a bool, got {type(group['nesterov']).__name__}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):

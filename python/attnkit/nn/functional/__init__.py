@@ -31,7 +31,7 @@ from .embedding import embedding
 from .linear import linear, matmul
 from .loss import cross_entropy
 from .norm import add_layer_norm, layer_norm, rms_norm
-from .position import rope, sinusoidal_position_encoding
+from .position import rope, rope_frequencies, sinusoidal_position_encoding
 from .shape import (
     cat,
     chunk,
@@ -66,6 +66,7 @@ __all__ = [
     "relu",
     "rms_norm",
     "rope",
+    "rope_frequencies",
     "silu",
     "sinusoidal_position_encoding",
     "softmax",

@@ -7,7 +7,7 @@ from ..._dtypes import bool_, int32, int64
 from ...autograd import Function, is_grad_enabled
 from ...random import _generator_or_default
 from ...tensor import Tensor
-from ._common import check_tensor
+from ._common import check_int64, check_tensor
 
 
 class _Attention(Function):
@@ -125,6 +125,7 @@ def attention_qkv(
     for name, value in (("num_heads", num_heads), ("num_kv_heads", num_kv_heads)):
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{op}: argument '{name}' expected an int, got {type(value).__name__}")
+        check_int64(op, name, value)
     options = _options(op, causal, key_padding_mask, key_lengths, window, scale, dropout_p, generator)
     return _AttentionQKV.apply(qkv, (num_heads, num_kv_heads), options)
 
@@ -135,7 +136,7 @@ def _options(op: str, causal, key_padding_mask, key_lengths, window, scale, drop
     if window is not None:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise ValueError(f"{op}: argument 'window' expected a positive int, got {window!r}")
-        options["window"] = window
+        options["window"] = min(window, 2**63 - 1)  # as wide as the native int64 holds: it hides nothing either way
     if scale is not None:
         scale = float(scale)
         if not scale > 0:

@@ -17,7 +17,7 @@ from ... import _C
 from ..._dtypes import as_dtype, bool_, float32
 from ...autograd import Function
 from ...tensor import Tensor
-from ._common import check_tensor
+from ._common import check_int64, check_tensor
 
 
 def is_scalar(value) -> bool:
@@ -156,10 +156,13 @@ def _reduction_dims(op: str, input: Tensor, dim) -> list:
     if dim is None:
         return list(range(input.ndim))
     if isinstance(dim, int):
-        return [dim]
-    if isinstance(dim, (tuple, list)) and all(isinstance(d, int) for d in dim):
-        return list(dim)
-    raise TypeError(f"{op}: argument 'dim' expected None, an int or a tuple of ints, got {dim!r}")
+        dims = [dim]
+    elif isinstance(dim, (tuple, list)) and all(isinstance(d, int) for d in dim):
+        dims = list(dim)
+    else:
+        raise TypeError(f"{op}: argument 'dim' expected None, an int or a tuple of ints, got {dim!r}")
+    check_int64(op, "dim", dims)
+    return dims
 
 
 def _kept_shape(shape, dims) -> list:

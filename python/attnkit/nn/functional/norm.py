@@ -10,7 +10,7 @@ import numpy as np
 from ... import _C
 from ...autograd import Function
 from ...tensor import Tensor
-from ._common import check_tensor
+from ._common import check_int64, check_tensor
 
 # PyTorch's default RMSNorm eps: the float32 machine epsilon, 2^-23.
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -87,15 +87,16 @@ class _RmsNorm(Function):
 def _normalized_shape(op: str, normalized_shape) -> list:
     """An int or a sequence of ints, as a list (the ops check it against x)."""
     if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+        check_int64(op, "normalized_shape", int(normalized_shape))
         return [int(normalized_shape)]
-    try:
-        dims = list(normalized_shape)
-    except TypeError:
-        dims = None
+    # A sequence of ints, not any iterable: iterating a tensor of a huge leading
+    # size would build a list of billions of tensors.
+    dims = list(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else None
     if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
         raise TypeError(
             f"{op}: argument 'normalized_shape' expected an int or a tuple of ints, got {normalized_shape!r}"
         )
+    check_int64(op, "normalized_shape", [int(d) for d in dims])
     return [int(d) for d in dims]
 
 
@@ -119,7 +120,9 @@ def layer_norm(
     None. float32, any leading shape.
 
     The statistics are exact to float32 rounding also when the mean is much
-    larger than the spread (a mean of 1e4 with a std of 1e-2), and a constant
+    larger than the spread (a mean of 1e4 with a std of 1e-2), and for rows of
+    any magnitude (each row is computed in units of a power of two near its
+    largest value, so no square overflows or underflows float32); a constant
     row gives exactly ``bias``. Differentiable in x, weight and bias; saves the
     per-row mean and 1/std (float32, one value per row). The weight and bias
     gradients are the same bits for any thread count."""
@@ -134,8 +137,8 @@ def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, eps: flo
     """RMSNorm (Zhang and Sennrich, 2019) over the last dimension C:
     ``x / sqrt(mean(x^2) + eps) * weight``. ``eps`` defaults to float32's
     machine epsilon (2^-23), as in PyTorch. ``normalized_shape`` must be
-    ``(C,)``; ``weight`` is float32 ``[C]`` or None. Differentiable in x and
-    weight; saves 1/rms per row."""
+    ``(C,)``; ``weight`` is float32 ``[C]`` or None. Rows of any magnitude, as
+    ``layer_norm``. Differentiable in x and weight; saves 1/rms per row."""
     check_tensor("rms_norm", "x", x)
     _check_optional_tensor("rms_norm", "weight", weight)
     shape = _normalized_shape("rms_norm", normalized_shape)

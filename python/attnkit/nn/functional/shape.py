@@ -17,7 +17,7 @@ import numpy as np
 from ... import _C
 from ...autograd import Function
 from ...tensor import Tensor
-from ._common import check_tensor
+from ._common import check_int64, check_tensor
 
 
 def _normalize_dim(op: str, dim, ndim: int) -> int:
@@ -34,6 +34,8 @@ def _shape_argument(op: str, shape) -> list:
         shape = shape[0]
     if not all(isinstance(size, int) for size in shape):
         raise TypeError(f"{op}: argument 'shape' expected ints, got {tuple(shape)!r}")
+    if not all(-(2**63) <= size < 2**63 for size in shape):  # the native layer's int64
+        raise ValueError(f"{op}: argument 'shape' expected sizes below 2**63, got {tuple(shape)}")
     return list(shape)
 
 
@@ -63,6 +65,9 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Dims ``start_dim..end_dim`` merged into one, sharing memory."""
     check_tensor("flatten", "input", input)
     if input.ndim == 0:
+        # As in PyTorch, a 0-d tensor takes the dims of a 1-d one (0 or -1).
+        _normalize_dim("flatten", start_dim, 1)
+        _normalize_dim("flatten", end_dim, 1)
         return reshape(input, [1])
     start = _normalize_dim("flatten", start_dim, input.ndim)
     end = _normalize_dim("flatten", end_dim, input.ndim)
@@ -89,6 +94,7 @@ def squeeze(input: Tensor, dim: int | None = None) -> Tensor:
     if dim is None:
         return reshape(input, [size for size in shape if size != 1])
     if input.ndim == 0:
+        _normalize_dim("squeeze", dim, 1)  # as flatten: 0 or -1
         return reshape(input, [])
     position = _normalize_dim("squeeze", dim, input.ndim)
     if shape[position] == 1:
@@ -122,6 +128,7 @@ def permute(input: Tensor, *dims) -> Tensor:
         dims = dims[0]
     if not all(isinstance(d, int) for d in dims):
         raise TypeError(f"permute: argument 'dims' expected ints, got {tuple(dims)!r}")
+    check_int64("permute", "dims", list(dims))
     return _Permute.apply(input, list(dims))
 
 
@@ -188,6 +195,7 @@ def split(input: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
         sizes = [min(step, size - start) for start in range(0, size, step)] if size else [0]
     elif isinstance(split_size_or_sections, (tuple, list)) and all(isinstance(s, int) for s in split_size_or_sections):
         sizes = list(split_size_or_sections)
+        check_int64("split", "split_size_or_sections", sizes)
     else:
         raise TypeError(
             f"split: argument 'split_size_or_sections' expected an int or a list of ints, "
@@ -274,6 +282,8 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
         raise TypeError(f"narrow: arguments 'start' and 'length' expected ints, got {start!r} and {length!r}")
     if start < 0:
         start += input.shape[dim]
+    check_int64("narrow", "start", start)
+    check_int64("narrow", "length", length)
     return _Narrow.apply(input, dim, start, length)
 
 
@@ -355,6 +365,7 @@ def getitem(input: Tensor, key) -> Tensor:
     for the leading dimensions, as in ``x[0]``, ``x[:, -1]``, ``x[2:5]``.
     Leading-dimension parts are views; other parts copy. Differentiable."""
     if isinstance(key, list) and all(isinstance(k, int) and not isinstance(k, bool) for k in key):
+        check_int64("__getitem__", "key", key)
         key = Tensor._wrap(_C.array_from_numpy(_int64_ids(key), "", True))
     if isinstance(key, Tensor):
         if key.dtype.name not in ("int32", "int64"):

@@ -45,9 +45,11 @@ def _check_arguments(op: str, x, dim, scale) -> None:
 
 
 def softmax(x: Tensor, dim: int = -1, scale: float = 1.0) -> Tensor:
-    """``softmax(scale * x)`` along the last dimension: ``exp(scale x_i - m) /
-    sum_j exp(scale x_j - m)`` with ``m`` the row's max, so any logits (up to
-    float32's range) are stable. float32, any shape; ``dim`` must name the last
+    """``softmax(scale * x)`` along the last dimension: ``exp(scale (x_i - m)) /
+    sum_j exp(scale (x_j - m))`` with ``m`` the row's max, so any logits (up to
+    float32's range) and any scale are stable: the max is subtracted before
+    scaling, and a huge scale (a temperature near 0) gives the one-hot limit
+    (1 / k on a k-way tie). float32, any shape; ``dim`` must name the last
     dimension; ``scale`` is finite and > 0.
 
     ``-inf`` entries get probability 0. A row of only ``-inf`` (a fully masked
@@ -60,8 +62,8 @@ def softmax(x: Tensor, dim: int = -1, scale: float = 1.0) -> Tensor:
 
 def log_softmax(x: Tensor, dim: int = -1, scale: float = 1.0) -> Tensor:
     """``log(softmax(scale * x))`` along the last dimension, computed as
-    ``scale x_i - m - log sum_j exp(scale x_j - m)`` (never as the log of a
-    rounded probability). Same arguments as ``softmax``.
+    ``scale (x_i - m) - log sum_j exp(scale (x_j - m))`` (never as the log of
+    a rounded probability). Same arguments as ``softmax``.
 
     ``-inf`` entries give ``-inf``. A row of only ``-inf`` gives ``-inf``
     everywhere (PyTorch gives NaN); its gradient follows the same formula as

@@ -1,0 +1,465 @@
+"""``from_pretrained`` and ``save_pretrained``: one loader for every
+registered architecture. It knows checkpoints (directories, shards, config
+files); the architecture modules know the names."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import warnings
+
+import numpy as np
+
+from ... import _C, _dtypes
+from ...nn import init
+from ...serialization import save as save_safetensors
+from ...tensor import from_numpy
+from .checkpoint import INDEX_FILE, SINGLE_FILE, CheckpointFiles, read_json
+from .registry import REQUIRED, Architecture, CheckpointError, Fixed, registered, supported_architectures
+
+CONFIG_FILE = "config.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
+# config.json's record of the weights' dtype (transformers 5 and 4 spellings).
+_DTYPE_KEYS = ("dtype", "torch_dtype")
+
+
+# ------------------------------------------------------------ choosing ---
+
+
+def _directory(op: str, path) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"{op}: argument 'path' expected a directory path (str or os.PathLike), got {type(path).__name__}"
+        )
+    directory = os.fspath(path)
+    if os.path.isdir(directory):
+        return directory
+    if os.path.exists(directory):
+        raise CheckpointError(f"{op}: '{directory}' is a file; expected a model directory holding config.json")
+    looks_like_hub_name = re.fullmatch(r"[\w.-]+/[\w.-]+", directory) is not None
+    hint = (
+        " It looks like a model name on the Hugging Face hub: attnkit never downloads (no network access). "
+        "Download it first, e.g. `huggingface-cli download NAME --local-dir DIR`, and pass DIR."
+        if looks_like_hub_name
+        else " attnkit loads local directories only; it never downloads."
+    )
+    raise CheckpointError(f"{op}: '{directory}' is not a local directory.{hint}")
+
+
+def _supported() -> str:
+    return ", ".join(supported_architectures())
+
+
+def _architecture(op: str, hf_config: dict, directory: str) -> Architecture:
+    """The registered architecture config.json names: its ``architectures``
+    list first, then its ``model_type``."""
+    table = registered()
+    names = hf_config.get("architectures") or []
+    if not isinstance(names, list):
+        names = [names]
+    for name in names:
+        if name in table:
+            return table[name]
+    model_type = hf_config.get("model_type")
+    if not names:
+        for architecture in table.values():
+            if architecture.model_type == model_type and architecture.default_for_type:
+                return architecture
+    what = f"architectures {names}" if names else f"model_type {model_type!r}"
+    raise CheckpointError(
+        f"{op}: the checkpoint in '{directory}' is {what}, which attnkit does not load; supported: {_supported()}"
+    )
+
+
+# -------------------------------------------------------------- config ---
+
+
+def config_from_hf(architecture: Architecture, hf_config: dict, names: set, source: str):
+    """The attnkit config for config.json's values (``names``: the
+    checkpoint's tensor names, base prefix removed)."""
+    values = {}
+    for entry in architecture.fields:
+        if isinstance(entry, Fixed):
+            if not entry.accepts(hf_config):
+                allowed = ", ".join(repr(v) for v in (entry.value, *entry.also))
+                raise CheckpointError(
+                    f"{source}: '{entry.hf}' is {hf_config.get(entry.hf)!r}; attnkit's {architecture.name} "
+                    f"runs {allowed} only"
+                )
+            continue
+        if entry.hf in hf_config and hf_config[entry.hf] is not None:
+            values[entry.attnkit] = hf_config[entry.hf]
+        elif entry.default is not REQUIRED:
+            values[entry.attnkit] = entry.default
+        else:
+            raise CheckpointError(f"{source}: the field '{entry.hf}' is missing; {architecture.name} needs it")
+    if architecture.check is not None:
+        architecture.check(hf_config)
+    if architecture.derive is not None:
+        values.update(architecture.derive(hf_config, names))
+    try:
+        return architecture.config_class(**values)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{source}: the values do not make a {architecture.config_class.__name__}: {error}"
+        ) from None
+
+
+def config_to_hf(architecture: Architecture, config, base: dict | None = None) -> dict:
+    """config.json for an attnkit config: ``base`` (the config.json the
+    model was loaded from, keeping what attnkit does not model: labels,
+    task settings) updated with every field of the table."""
+    hf_config = {key: value for key, value in (base or {}).items() if key not in _DTYPE_KEYS}
+    hf_config["architectures"] = [architecture.name]
+    hf_config["model_type"] = architecture.model_type
+    for entry in architecture.fields:
+        hf_config[entry.hf] = entry.value if isinstance(entry, Fixed) else getattr(config, entry.attnkit)
+    if architecture.to_hf_extra is not None:
+        hf_config.update(architecture.to_hf_extra(config, base or {}))
+    hf_config["dtype"] = "float32"
+    return dict(sorted(hf_config.items()))
+
+
+# ------------------------------------------------------------- weights ---
+
+
+def _model_weights(model) -> list:
+    """(name, tensor) for every parameter and persistent buffer, a tied one
+    once (under its first name)."""
+    seen, weights = set(), []
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            weights.append((name, tensor))
+    return weights
+
+
+def _rules_for(architecture: Architecture, name: str) -> list:
+    """[(Weight rule, its HF names with {i} filled)] for the attnkit name:
+    exactly one in a table that covers the model."""
+    found = []
+    for rule in architecture.weights:
+        match = rule.pattern().match(name)
+        if match:
+            found.append((rule, [hf.format(**match.groupdict()) for hf in rule.hf]))
+    return found
+
+
+def _rule_for(architecture: Architecture, name: str) -> tuple:
+    found = _rules_for(architecture, name)
+    if len(found) != 1:
+        # A gap or an overlap in the table: a bug in the architecture module.
+        raise RuntimeError(
+            f"the weight table of {architecture.name} has {len(found)} rules for the attnkit parameter '{name}'"
+        )
+    return found[0]
+
+
+def _full_name(architecture: Architecture, hf_name: str, prefixed: bool) -> str:
+    if prefixed and not architecture.is_head(hf_name):
+        return architecture.base_prefix + hf_name
+    return hf_name
+
+
+def _plan(architecture: Architecture, model, config, files: CheckpointFiles, prefixed: bool, source: str) -> list:
+    """[(attnkit tensor, rule, [checkpoint names])], after checking that the
+    checkpoint has every weight the model needs, in its shape, and nothing
+    else. Reads headers only."""
+    plan, used = [], set()
+    missing, mismatched, not_float = [], [], []
+    for name, tensor in _model_weights(model):
+        rule, hf_names = _rule_for(architecture, name)
+        full_names = [_full_name(architecture, hf, prefixed) for hf in hf_names]
+        expected = rule.transform.hf_shapes(tuple(tensor.shape), config)
+        for full, shape in zip(full_names, expected):
+            if full not in files.entries:
+                missing.append(full)
+                continue
+            used.add(full)
+            if files.entries[full].dtype.name not in ("float32", "float16", "bfloat16"):
+                not_float.append(f"'{full}' is {files.entries[full].dtype}")
+            if tuple(files.entries[full].shape) != tuple(shape):
+                mismatched.append(
+                    f"'{full}': the checkpoint has {list(files.entries[full].shape)}, config.json implies {list(shape)}"
+                )
+        plan.append((tensor, rule, full_names))
+    for alias, original in architecture.tied:
+        alias_full, original_full = (_full_name(architecture, hf, prefixed) for hf in (alias, original))
+        # A model with an output head of its own (untied) loads the alias as a weight: no tie to check.
+        if alias_full in files.entries and alias_full not in used:
+            used.add(alias_full)
+            if original_full in files.entries and not _same_values(files, alias_full, original_full):
+                raise CheckpointError(
+                    f"{source}: '{alias_full}' differs from '{original_full}': the checkpoint's output head is "
+                    f"not tied to its embedding, and attnkit's {architecture.name} ties them"
+                )
+    unexpected = sorted(
+        name
+        for name in files.entries
+        if name not in used and not architecture.is_ignored(_local_name(architecture, name, prefixed))
+    )
+    problems = []
+    if missing:
+        problems.append("missing weights: " + ", ".join(missing))
+    if unexpected:
+        problems.append("unexpected weights (attnkit's model has no place for them): " + ", ".join(unexpected))
+    if mismatched:
+        problems.append("shape mismatches: " + "; ".join(mismatched))
+    if not_float:
+        problems.append("weights must be float32, float16 or bfloat16: " + ", ".join(not_float))
+    if problems:
+        raise CheckpointError(f"{source}: the weights do not fit {architecture.name}: " + "; ".join(problems))
+    return plan
+
+
+def _same_values(files: CheckpointFiles, first: str, second: str) -> bool:
+    if files.entries[first].shape != files.entries[second].shape:
+        return False
+    same = np.array_equal(files.float32(first), files.float32(second))
+    files.release(first)
+    return same
+
+
+def _local_name(architecture: Architecture, name: str, prefixed: bool) -> str:
+    if prefixed and name.startswith(architecture.base_prefix):
+        return name[len(architecture.base_prefix) :]
+    return name
+
+
+def _fill(plan: list, files: CheckpointFiles, config) -> None:
+    """Writes the checkpoint's values into the model. A float32 tensor
+    taken as it is becomes the parameter's memory (memory-mapped, no copy);
+    every other one is converted into the parameter's own memory, and its
+    pages of the file are dropped once copied."""
+    shared = {names[0] for _, rule, names in plan if rule.transform.name == "identity" and files.shareable(names[0])}
+    for tensor, rule, names in plan:
+        if names[0] in shared and len(names) == 1:
+            values = files.float32(names[0])
+            tensor._array = _C.array_from_numpy(values, "", False)
+            continue
+        destination = np.asarray(tensor._array)
+        if rule.transform.stacked is not None and rule.transform.stacked(config):
+            if len(names) == 1:
+                files.float32_into(names[0], destination)
+            else:  # each part into its rows (leading-dim slices of a C-contiguous array are too)
+                row = 0
+                for name in names:
+                    rows = files.entries[name].shape[0]
+                    files.float32_into(name, destination[row : row + rows])
+                    row += rows
+        else:
+            destination[...] = rule.transform.to_attnkit([files.float32(name) for name in names], config)
+        for name in names:
+            if name not in shared:
+                files.release(name)
+
+
+# ---------------------------------------------------------- the public ---
+
+
+def _check_dtype(op: str, dtype) -> None:
+    if dtype is None:
+        return
+    try:
+        resolved = _dtypes.as_dtype(dtype, f"{op}: argument 'dtype'")
+    except TypeError:
+        resolved = None
+    if resolved != _dtypes.float32:
+        raise ValueError(
+            f"{op}: argument 'dtype' expected None or float32 (attnkit's CPU models compute in "
+            f"float32; float16 and bfloat16 checkpoints are widened exactly), got {dtype!r}"
+        )
+
+
+def read_generation_config(directory: str):
+    """generation_config.json as a dict, or None when the directory has none."""
+    path = os.path.join(directory, GENERATION_CONFIG_FILE)
+    return read_json(path, "the generation config") if os.path.isfile(path) else None
+
+
+def _tokenizer(directory: str):
+    """The directory's tokenizer, or None where it has none. Without the
+    package it needs (the hf extra) the model still loads, with a warning."""
+    from ...data.pretrained_tokenizer import MARIAN_FILES, TOKENIZER_FILE, Tokenizer
+
+    present = os.path.isfile(os.path.join(directory, TOKENIZER_FILE)) or all(
+        os.path.isfile(os.path.join(directory, name)) for name in MARIAN_FILES
+    )
+    if not present:
+        return None
+    try:
+        return Tokenizer.from_pretrained(directory)
+    except ImportError as error:
+        warnings.warn(f"from_pretrained: the tokenizer in '{directory}' was not loaded: {error}", stacklevel=3)
+        return None
+
+
+def from_pretrained(path, dtype=None):
+    """The attnkit model of a Hugging Face checkpoint directory.
+
+    ``path``: a local directory with config.json and model.safetensors (or
+    shards listed by model.safetensors.index.json). Nothing is downloaded:
+    a name that is not a local directory is refused. The class is config.json's
+    ``architectures`` (or its ``model_type``); ``attnkit.models.hf.
+    supported_architectures()`` lists those attnkit loads.
+
+    ``dtype``: None or float32 (the default): float16 and bfloat16
+    checkpoints are widened to float32 exactly. float32 tensors that need no
+    rearranging stay memory-mapped (copy-on-write): the pages are read as
+    they are used, and loading needs no second copy of the file.
+
+    Every check comes before any weight is read: an unknown architecture,
+    a config attnkit cannot run, a missing or unexpected weight, a shape
+    that config.json does not imply, or a malformed shard raises
+    ``CheckpointError`` (a ValueError) naming the field, key or file, and
+    nothing is returned.
+
+    The model comes back in eval mode, with ``hf_config`` (config.json),
+    ``generation_config`` (generation_config.json, or None),
+    ``hf_architecture`` (the class name) and ``tokenizer`` (an
+    ``attnkit.data.Tokenizer`` when the directory has one and the hf extra
+    is installed, else None) attached; ``save_pretrained`` writes them back.
+    """
+    op = "from_pretrained"
+    directory = _directory(op, path)
+    _check_dtype(op, dtype)
+    config_path = os.path.join(directory, CONFIG_FILE)
+    hf_config = read_json(config_path, "the model config")
+    architecture = _architecture(op, hf_config, directory)
+    files = CheckpointFiles(directory)
+    prefix = architecture.base_prefix
+    prefixed = bool(prefix) and any(name.startswith(prefix) for name in files.entries)
+    local_names = {_local_name(architecture, name, prefixed) for name in files.entries}
+    config = config_from_hf(architecture, hf_config, local_names, config_path)
+    generation_config = read_generation_config(directory)
+    with init.skip_init():
+        model = architecture.model_class(config)
+    plan = _plan(architecture, model, config, files, prefixed, directory)
+    _fill(plan, files, config)
+    model.eval()
+    model.hf_config = hf_config
+    model.hf_architecture = architecture.name
+    model.generation_config = generation_config
+    model.tokenizer = _tokenizer(directory)
+    return model
+
+
+def _misfit(architecture: Architecture, model) -> str | None:
+    """Why ``architecture`` cannot hold ``model`` exactly, or None when it
+    can: every weight has a rule, and the config written as config.json
+    and read back is the model's config (training-only fields aside)."""
+    names = set()
+    for name, _ in _model_weights(model):
+        found = _rules_for(architecture, name)
+        if len(found) != 1:
+            return f"{architecture.name} has no place for '{name}'"
+        names.update(found[0][1])
+    try:
+        hf_config = config_to_hf(architecture, model.config, getattr(model, "hf_config", None))
+        back = config_from_hf(architecture, hf_config, names, architecture.name)
+    except CheckpointError as error:
+        return str(error)
+    ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(back)
+    differing = [
+        f"{field}={ours[field]!r} (it has {theirs[field]!r})"
+        for field in ours
+        if field not in architecture.training_fields and ours[field] != theirs.get(field)
+    ]
+    return f"{architecture.name} cannot express {', '.join(differing)}" if differing else None
+
+
+def _architecture_for_saving(model) -> Architecture:
+    """The first registered class that expresses the model exactly."""
+    reasons = []
+    for architecture in registered().values():
+        if isinstance(model, architecture.model_class):
+            reason = _misfit(architecture, model)
+            if reason is None:
+                return architecture
+            reasons.append(reason)
+    raise CheckpointError(
+        f"save_pretrained: no Hugging Face architecture that attnkit writes fits this {type(model).__name__}"
+        + (f": {'; '.join(reasons)}" if reasons else f" (supported: {_supported()})")
+    )
+
+
+def _write_json(path: str, value: dict) -> None:
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(temporary, path)
+
+
+def _remove_old_shards(directory: str) -> None:
+    """A sharded checkpoint saved here before would shadow nothing (the
+    single file comes first) but would leave stale weights behind."""
+    index_path = os.path.join(directory, INDEX_FILE)
+    if not os.path.isfile(index_path):
+        return
+    try:
+        index = read_json(index_path, "the shard index")
+        files = set((index.get("weight_map") or {}).values())
+    except CheckpointError:
+        files = set()
+    for file in files:
+        if isinstance(file, str) and os.path.basename(file) == file and file.endswith(".safetensors"):
+            candidate = os.path.join(directory, file)
+            if os.path.isfile(candidate):
+                os.unlink(candidate)
+    os.unlink(index_path)
+
+
+def hf_state_dict(model, architecture: Architecture | None = None) -> dict:
+    """{checkpoint name: float32 numpy array}: the model's weights as the
+    Hugging Face class names and lays them out."""
+    architecture = architecture or _architecture_for_saving(model)
+    tensors = {}
+    for name, tensor in _model_weights(model):
+        rule, hf_names = _rule_for(architecture, name)
+        if tensor.dtype != _dtypes.float32:
+            raise CheckpointError(f"save_pretrained: '{name}' is {tensor.dtype}; attnkit writes float32 checkpoints")
+        values = np.asarray(tensor._array)
+        for hf_name, array in zip(hf_names, rule.transform.to_hf(values, model.config)):
+            tensors[_full_name(architecture, hf_name, True)] = np.ascontiguousarray(array, dtype=np.float32)
+    return tensors
+
+
+def save_pretrained(model, path, *, tokenizer=None) -> None:
+    """Writes ``model`` as a Hugging Face checkpoint directory that
+    ``transformers``' ``from_pretrained`` (and attnkit's) loads: config.json,
+    model.safetensors (float32), generation_config.json when the model has
+    one, and the tokenizer files of ``tokenizer`` (default: ``model.tokenizer``,
+    set by ``from_pretrained``; one of attnkit's own tokenizers, as
+    ``attnkit train`` makes, is written as tokenizer.json). The class
+    is the first registered architecture that fits the model (an attnkit
+    GPT is a GPT2LMHeadModel). Files are written whole and renamed into
+    place, so an interrupted save leaves no half-written file."""
+    op = "save_pretrained"
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{op}: argument 'path' expected a directory path, got {type(path).__name__}")
+    directory = os.fspath(path)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise CheckpointError(f"{op}: '{directory}' is a file; expected a directory (it is created if absent)")
+    architecture = _architecture_for_saving(model)
+    hf_config = config_to_hf(architecture, model.config, getattr(model, "hf_config", None))
+    tensors = {name: from_numpy(array) for name, array in hf_state_dict(model, architecture).items()}
+    os.makedirs(directory, exist_ok=True)
+    _remove_old_shards(directory)
+    save_safetensors(tensors, os.path.join(directory, SINGLE_FILE))
+    _write_json(os.path.join(directory, CONFIG_FILE), hf_config)
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config:
+        _write_json(os.path.join(directory, GENERATION_CONFIG_FILE), generation_config)
+    tokenizer = getattr(model, "tokenizer", None) if tokenizer is None else tokenizer
+    if tokenizer is not None:
+        from ...data.pretrained_tokenizer import Tokenizer
+
+        if not isinstance(tokenizer, Tokenizer):
+            tokenizer = Tokenizer.from_attnkit(tokenizer)
+        tokenizer.save_pretrained(directory)
+
+
+__all__ = ["from_pretrained", "save_pretrained", "hf_state_dict", "config_from_hf", "config_to_hf"]
