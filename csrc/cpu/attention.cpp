@@ -54,44 +54,60 @@ struct BlockKeys {
   std::int64_t begin, end;
 };
 
-// The mask of a problem: which keys each query sees. Two views of it:
+// The mask of a problem: which keys each query sees (AttentionProblem).
+// Every mask kind enters through this class:
 //  - classify() sorts a block of queries x keys into hidden (skipped whole),
 //    partial (masked in registers, BlockMask) or visible (no mask at all);
-//  - fill_rows() gives the per-query key ranges a partial block is masked by.
-// Every mask kind enters through these two: a new one (strided windows,
-// global tokens, a block-sparse layout) adds its case to both.
+//  - fill_block() gives the per-query key ranges (and residues, under a
+//    dilation) a partial block is masked by;
+//  - block_end() cuts the keys into blocks that lie in one column of the
+//    block mask, so that a block's layout is one flag per query row.
+// Global tokens as keys are taken out of the blocks (key_blocked flags them
+// like padding) and run as a short block of their own, gathered (the
+// global pass: fill_global_rows, global_blocked); as queries they see every
+// key the causal order and the padding let through.
 //
-// The masks of today: causal and the window give each query a contiguous
-// range [lo, hi) of keys whose ends never decrease from one query to the next;
-// key_lengths shortens every range of a batch; key_padding hides single keys.
+// Without global queries, causal and the window give each query a
+// contiguous range [lo, hi) of keys whose ends never decrease from one query
+// to the next; key_lengths shortens every range of a batch; key_padding
+// hides single keys.
 class AttentionMask {
  public:
-  explicit AttentionMask(const AttentionProblem& p) : p_(p) {
-    if (p.key_lengths == nullptr && p.key_padding == nullptr) return;
-    // One flag per key and batch (1 = padding), and the number of padded
-    // keys before each key, to classify blocks in O(1).
+  explicit AttentionMask(const AttentionProblem& p) : p_(p), dilation_(std::max<std::int64_t>(1, p.dilation)) {
+    if (p.global_count > 0) {
+      global_before_.assign(static_cast<std::size_t>(p.key_length + 1), 0);
+      for (std::int64_t g = 0; g < p.global_count; ++g) global_before_[p.global_tokens[g] + 1] = 1;
+      for (std::int64_t j = 0; j < p.key_length; ++j) global_before_[j + 1] += global_before_[j];
+    }
+    if (p.key_lengths == nullptr && p.key_padding == nullptr && p.global_count == 0) return;
+    // One flag per key and batch (1 = out of the blocks: padding, or a
+    // global token), the number of such keys before each key, to classify
+    // blocks in O(1), and the padding flags of the gathered global tokens.
     blocked_.assign(static_cast<std::size_t>(p.batch * p.key_length), 0.0f);
     padded_before_.assign(static_cast<std::size_t>(p.batch * (p.key_length + 1)), 0);
+    global_blocked_.assign(static_cast<std::size_t>(p.batch * p.global_count), 0.0f);
     for (std::int64_t b = 0; b < p.batch; ++b) {
       std::int64_t count = 0;
       for (std::int64_t j = 0; j < p.key_length; ++j) {
-        const bool past_end = p.key_lengths != nullptr && j >= p.key_lengths[b];
-        const bool padded = p.key_padding != nullptr && p.key_padding[b * p.key_length + j] != 0;
-        blocked_[b * p.key_length + j] = (past_end || padded) ? 1.0f : 0.0f;
+        const bool blocked = padded(b, j) || global_key(j);
+        blocked_[b * p.key_length + j] = blocked ? 1.0f : 0.0f;
         padded_before_[b * (p.key_length + 1) + j] = count;
-        count += (past_end || padded) ? 1 : 0;
+        count += blocked ? 1 : 0;
       }
       padded_before_[b * (p.key_length + 1) + p.key_length] = count;
+      for (std::int64_t g = 0; g < p.global_count; ++g)
+        global_blocked_[b * p.global_count + g] = padded(b, p.global_tokens[g]) ? 1.0f : 0.0f;
     }
   }
 
-  // [lo, hi): the keys query i of batch b may see before the padding flags.
+  // [lo, hi): the keys query i of batch b may see before the padding flags,
+  // the dilation and the block mask.
   void range(std::int64_t b, std::int64_t i, std::int64_t* lo, std::int64_t* hi) const {
     const std::int64_t position = i + p_.key_length - p_.query_length;
     std::int64_t first = 0;
     std::int64_t end = p_.key_length;
     if (p_.causal) end = std::min(end, position + 1);
-    if (p_.window > 0) {
+    if (p_.window > 0 && !global_query(position)) {
       first = std::max<std::int64_t>(first, position - p_.window + 1);
       if (!p_.causal) end = std::min(end, position + p_.window);
     }
@@ -100,36 +116,113 @@ class AttentionMask {
     *hi = std::max(end, *lo);
   }
 
-  // Queries [i0, i1) x keys [j0, j1) of batch b. The ranges' ends never
-  // decrease with the query, so the first and last query bound the block:
-  // hidden when every range ends before j0 or starts at j1 or later, or every
-  // key is padding; visible when every range covers [j0, j1) and no key is
-  // padding; partial otherwise (which is always safe), with the keys before
-  // the first query's range and from the last query's end on left out (the
-  // causal diagonal: a triangle, not the whole block).
+  // Where the key block that starts at j0 ends: bk keys on, or sooner, at the
+  // end of the keys or of j0's column of the block mask.
+  std::int64_t block_end(std::int64_t j0, std::int64_t bk) const {
+    std::int64_t end = std::min(j0 + bk, p_.key_length);
+    if (p_.block_mask != nullptr) end = std::min(end, (j0 / p_.block_size + 1) * p_.block_size);
+    return end;
+  }
+
+  // Queries [i0, i1) x keys [j0, j1) of batch b. Without global queries the
+  // ranges' ends never decrease with the query, so the first and last query
+  // bound the block: hidden when every range ends before j0 or starts at j1
+  // or later, every key is padding, or the block mask hides every query row;
+  // visible when every range covers [j0, j1), no key is padding, there is no
+  // dilation and the block mask shows every row; partial otherwise (which is
+  // always safe), with the keys before the first query's range and from the
+  // last query's end on left out (the causal diagonal: a triangle, not the
+  // whole block). A global query sees a prefix of the keys: a block with one
+  // is partial unless every key is padding or past the last query's end.
   BlockKeys classify(std::int64_t b, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const {
+    const BlockKeys hidden{BlockVisibility::hidden, j0, j0};
+    const std::int64_t padded = padded_keys(b, j0, j1);
+    if (padded == j1 - j0) return hidden;
     std::int64_t first_lo, first_hi, last_lo, last_hi;
     range(b, i0, &first_lo, &first_hi);
     range(b, i1 - 1, &last_lo, &last_hi);
-    const std::int64_t padded = padded_keys(b, j0, j1);
-    if (last_hi <= j0 || first_lo >= j1 || padded == j1 - j0) return {BlockVisibility::hidden, j0, j0};
-    if (last_lo <= j0 && first_hi >= j1 && padded == 0) return {BlockVisibility::visible, j0, j1};
+    const std::int64_t shift = p_.key_length - p_.query_length;
+    if (global_queries(i0 + shift, i1 + shift) > 0) {
+      std::int64_t end = 0;
+      for (std::int64_t i = i0; i < i1; ++i) {
+        std::int64_t lo, hi;
+        range(b, i, &lo, &hi);
+        end = std::max(end, hi);
+      }
+      if (end <= j0) return hidden;
+      return {BlockVisibility::partial, j0, std::min(j1, end)};
+    }
+    if (last_hi <= j0 || first_lo >= j1) return hidden;
+    bool all_shown = true;
+    if (p_.block_mask != nullptr) {
+      bool any_shown = false;
+      const std::int64_t column = j0 / p_.block_size;
+      for (std::int64_t row = (i0 + shift) / p_.block_size; row <= (i1 - 1 + shift) / p_.block_size; ++row) {
+        const bool shown = p_.block_mask[row * p_.block_columns + column] != 0;
+        any_shown = any_shown || shown;
+        all_shown = all_shown && shown;
+      }
+      if (!any_shown) return hidden;
+    }
+    if (last_lo <= j0 && first_hi >= j1 && padded == 0 && dilation_ == 1 && all_shown)
+      return {BlockVisibility::visible, j0, j1};
     return {BlockVisibility::partial, std::max(j0, first_lo), std::min(j1, last_hi)};
   }
 
-  // The key range of each query of [i0, i0 + rows) as floats, for BlockMask;
-  // columns past rows (up to `columns`) see nothing.
-  void fill_rows(std::int64_t b, std::int64_t i0, std::int64_t rows, std::int64_t columns, float* first,
-                 float* end) const {
+  // The mask of a partial block of queries [i0, i0 + rows) x the key block
+  // that starts at j0 (within one column of the block mask): each query's
+  // key range as floats (empty where the block mask hides its row) and,
+  // under a dilation, the residue its keys must have (NaN: a global query,
+  // any); columns past rows (up to `columns`) see nothing.
+  void fill_block(std::int64_t b, std::int64_t i0, std::int64_t rows, std::int64_t columns, std::int64_t j0,
+                  float* first, float* end, float* residue) const {
     for (std::int64_t i = 0; i < columns; ++i) {
       std::int64_t lo = 0, hi = 0;
-      if (i < rows) range(b, i0 + i, &lo, &hi);
+      float key_residue = 0.0f;
+      if (i < rows) {
+        range(b, i0 + i, &lo, &hi);
+        const std::int64_t position = i0 + i + p_.key_length - p_.query_length;
+        if (global_query(position)) {
+          key_residue = std::numeric_limits<float>::quiet_NaN();
+        } else {
+          if (p_.block_mask != nullptr &&
+              p_.block_mask[position / p_.block_size * p_.block_columns + j0 / p_.block_size] == 0)
+            hi = lo;
+          key_residue = static_cast<float>((position % dilation_ + dilation_) % dilation_);
+        }
+      }
       first[i] = static_cast<float>(lo);
       end[i] = static_cast<float>(hi);
+      residue[i] = key_residue;
     }
   }
+  // The BlockMask of a partial block from fill_block's arrays.
+  BlockMask block_mask(std::int64_t b, std::int64_t j0, const float* first, const float* end,
+                       const float* residue) const {
+    const float* blocked = key_blocked(b);
+    return {first, end, blocked != nullptr ? blocked + j0 : nullptr, j0, dilation_ > 1 ? residue : nullptr, dilation_};
+  }
 
-  // The padding flags of batch b's keys (1 = padded), or null without padding.
+  // The global pass: the gathered global tokens each query of [i0, i0 +
+  // rows) sees, a prefix [0, end) of them (all of them, or under causal
+  // those at its position or before), as floats; 0 past rows. Padding:
+  // global_blocked.
+  void fill_global_rows(std::int64_t i0, std::int64_t rows, std::int64_t columns, float* end) const {
+    for (std::int64_t i = 0; i < columns; ++i) {
+      std::int64_t n = 0;
+      if (i < rows) {
+        const std::int64_t position = i0 + i + p_.key_length - p_.query_length;
+        n = !p_.causal ? p_.global_count : global_before_[std::clamp<std::int64_t>(position + 1, 0, p_.key_length)];
+      }
+      end[i] = static_cast<float>(n);
+    }
+  }
+  const float* global_blocked(std::int64_t b) const {
+    return global_blocked_.empty() ? nullptr : global_blocked_.data() + b * p_.global_count;
+  }
+
+  // The flags of batch b's keys outside the blocks (1 = padding or a global
+  // token), or null when there are none.
   const float* key_blocked(std::int64_t b) const {
     return blocked_.empty() ? nullptr : blocked_.data() + b * p_.key_length;
   }
@@ -140,9 +233,26 @@ class AttentionMask {
   }
 
  private:
+  bool padded(std::int64_t b, std::int64_t j) const {
+    return (p_.key_lengths != nullptr && j >= p_.key_lengths[b]) ||
+           (p_.key_padding != nullptr && p_.key_padding[b * p_.key_length + j] != 0);
+  }
+  bool global_key(std::int64_t j) const { return global_queries(j, j + 1) > 0; }
+  bool global_query(std::int64_t position) const { return global_queries(position, position + 1) > 0; }
+  // The global tokens at positions [p0, p1) (positions outside the keys hold none).
+  std::int64_t global_queries(std::int64_t p0, std::int64_t p1) const {
+    if (global_before_.empty()) return 0;
+    p0 = std::clamp<std::int64_t>(p0, 0, p_.key_length);
+    p1 = std::clamp<std::int64_t>(p1, 0, p_.key_length);
+    return global_before_[p1] - global_before_[p0];
+  }
+
   const AttentionProblem& p_;
+  const std::int64_t dilation_;
   std::vector<float> blocked_;
   std::vector<std::int64_t> padded_before_;
+  std::vector<std::int64_t> global_before_;  // global tokens before each position, [Tk + 1]
+  std::vector<float> global_blocked_;        // [B x global_count]: 1 = padding
 };
 
 // The rows of one head, [rows x d] with row stride ld, copied contiguous
@@ -160,15 +270,28 @@ void copy_rows(float* packed, const float* x, std::int64_t ld, std::int64_t rows
   }
 }
 
+// Rows positions[0 .. count) of x (row stride ld), gathered contiguous, as
+// copy_rows copies them: the global tokens' keys and values.
+void gather_rows(float* packed, const float* x, std::int64_t ld, const std::int64_t* positions, std::int64_t count,
+                 std::int64_t d, const float* key_blocked) {
+  for (std::int64_t r = 0; r < count; ++r) copy_rows(packed + r * d, x + positions[r] * ld, ld, 1, d, nullptr);
+  for (std::int64_t r = 0; r < count; ++r)
+    if (key_blocked != nullptr && key_blocked[r] != 0.0f) std::fill(packed + r * d, packed + (r + 1) * d, 0.0f);
+}
+
 // Attention dropout on a block of `rows` queries (row0 first) x n keys (j0
 // first) of head h in batch b; entry (i, j) is at block[i * query_stride + j *
-// key_stride]. Zeroes the dropped entries and scales the kept ones.
+// key_stride]. Zeroes the dropped entries and scales the kept ones. With
+// `keys` (the global pass), key j of the block is keys[j], not j0 + j.
 void apply_dropout(const RandomKernels& random, const AttentionProblem& p, float* block, std::int64_t query_stride,
                    std::int64_t key_stride, std::int64_t rows, std::int64_t n, std::int64_t b, std::int64_t h,
-                   std::int64_t row0, std::int64_t j0, std::uint32_t* bits) {
+                   std::int64_t row0, std::int64_t j0, std::uint32_t* bits, const std::int64_t* keys = nullptr) {
   for (std::int64_t i = 0; i < rows; ++i) {
-    const std::int64_t first = ((b * p.heads + h) * p.query_length + row0 + i) * p.key_length + j0;
-    random.random_bits(bits, first, n, p.dropout_seed, p.dropout_offset);
+    const std::int64_t row = ((b * p.heads + h) * p.query_length + row0 + i) * p.key_length;
+    if (keys == nullptr) random.random_bits(bits, row + j0, n, p.dropout_seed, p.dropout_offset);
+    else
+      for (std::int64_t j = 0; j < n; ++j)
+        random.random_bits(bits + j, row + keys[j], 1, p.dropout_seed, p.dropout_offset);
     for (std::int64_t j = 0; j < n; ++j) {
       float& x = block[i * query_stride + j * key_stride];
       x = bits[j] >= p.dropout_drop_below ? x * p.dropout_scale : 0.0f;
@@ -268,7 +391,10 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const AttentionProblem& p) {
-  if (!p.for_backward && p.dropout_drop_below == 0 && p.query_length <= kDecodeQueries &&
+  // (the decode path knows contiguous key ranges only: a sparse pattern
+  // takes the blocks, which skip what it hides)
+  const bool sparse = p.dilation > 1 || p.global_count > 0 || p.block_mask != nullptr;
+  if (!p.for_backward && !sparse && p.dropout_drop_below == 0 && p.query_length <= kDecodeQueries &&
       p.heads / p.kv_heads * p.query_length <= 16) {
     attention_decode(out, lse, q, k, v, p);
     return;
@@ -286,15 +412,21 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 
   // K and V of every (batch, kv head), contiguous and with padding zeroed,
   // copied once and shared by the group's heads and every query block.
-  const std::int64_t kv_size = p.key_length * d;
+  // The global tokens' keys and values are gathered the same way.
+  const std::int64_t kv_size = p.key_length * d, global_size = p.global_count * d;
   ScratchBuffer packed_k(p.batch * p.kv_heads * kv_size), packed_v(p.batch * p.kv_heads * kv_size);
+  ScratchBuffer global_k(p.batch * p.kv_heads * global_size), global_v(p.batch * p.kv_heads * global_size);
   parallel_for(p.batch * p.kv_heads, 1, [&](std::int64_t i0, std::int64_t i1) {
     for (std::int64_t item = i0; item < i1; ++item) {
       const std::int64_t b = item / p.kv_heads, g = item % p.kv_heads;
-      copy_rows(packed_k.data() + item * kv_size, k + b * p.key_length * p.k_stride + g * d, p.k_stride, p.key_length,
-                d, mask.key_blocked(b));
-      copy_rows(packed_v.data() + item * kv_size, v + b * p.key_length * p.v_stride + g * d, p.v_stride, p.key_length,
-                d, mask.key_blocked(b));
+      const float* k_rows = k + b * p.key_length * p.k_stride + g * d;
+      const float* v_rows = v + b * p.key_length * p.v_stride + g * d;
+      copy_rows(packed_k.data() + item * kv_size, k_rows, p.k_stride, p.key_length, d, mask.key_blocked(b));
+      copy_rows(packed_v.data() + item * kv_size, v_rows, p.v_stride, p.key_length, d, mask.key_blocked(b));
+      gather_rows(global_k.data() + item * global_size, k_rows, p.k_stride, p.global_tokens, p.global_count, d,
+                  mask.global_blocked(b));
+      gather_rows(global_v.data() + item * global_size, v_rows, p.v_stride, p.global_tokens, p.global_count, d,
+                  mask.global_blocked(b));
     }
   });
 
@@ -302,13 +434,19 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   // against every key block the mask lets through and writes its rows of out.
   parallel_for(p.batch * p.heads * query_blocks, 1, [&](std::int64_t item0, std::int64_t item1) {
     ScratchBuffer qt(d * bq), scores(bk * bq), accumulator(bq * d);
-    ScratchBuffer columns_state(6 * bq);  // per query: max, sum, correction, block max, first and end key
+    // per query: max, sum, correction, block max, first and end key and
+    // residue (fill_block), the global tokens it sees (and a row of zeros)
+    ScratchBuffer columns_state(9 * bq);
     float* running_max = columns_state.data();
     float* running_sum = running_max + bq;
     float* correction = running_sum + bq;
     float* column_max = correction + bq;
     float* first_key = column_max + bq;
     float* end_key = first_key + bq;
+    float* residue = end_key + bq;
+    float* global_end = residue + bq;
+    float* zeros = global_end + bq;
+    std::fill(zeros, zeros + bq, 0.0f);
     std::vector<std::uint32_t> bits(static_cast<std::size_t>(bk));
     for (std::int64_t item = item0; item < item1; ++item) {
       const std::int64_t b = item / (p.heads * query_blocks);
@@ -320,25 +458,38 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       const float* head_v = packed_v.data() + (b * p.kv_heads + h / group) * kv_size;
       ops.transpose_rows(qt.data(), bq, columns, q + (b * p.query_length + row0) * p.q_stride + h * d, p.q_stride, rows,
                          d);
-      mask.fill_rows(b, row0, rows, columns, first_key, end_key);
       std::fill(running_max, running_max + columns, kNegativeInfinity);
       std::fill(running_sum, running_sum + columns, 0.0f);
       std::fill(accumulator.data(), accumulator.data() + rows * d, 0.0f);
-      const float* blocked = mask.key_blocked(b);
-      for (std::int64_t block = 0; block < p.key_length; block += bk) {
-        const BlockKeys keys = mask.classify(b, row0, row0 + rows, block, std::min(block + bk, p.key_length));
-        if (keys.visibility == BlockVisibility::hidden) continue;
-        const std::int64_t j0 = keys.begin, n = keys.end - keys.begin;
-        const BlockMask block_mask{first_key, end_key, blocked != nullptr ? blocked + j0 : nullptr, j0};
+      // One online-softmax step per block of keys: S^T, the softmax, O = O *
+      // correction + P V (P read key-major from the score block).
+      auto step = [&](const float* block_k, const float* block_v, std::int64_t j0, std::int64_t n,
+                      const BlockMask* block_mask, const std::int64_t* dropout_keys) {
         std::fill(column_max, column_max + columns, kNegativeInfinity);
-        ops.block_scores(scores.data(), bq, column_max, head_k + j0 * d, d, qt.data(), bq, n, columns, d, p.scale,
-                         keys.visibility == BlockVisibility::partial ? &block_mask : nullptr);
+        ops.block_scores(scores.data(), bq, column_max, block_k, d, qt.data(), bq, n, columns, d, p.scale, block_mask);
         ops.softmax_block(scores.data(), bq, n, columns, column_max, running_max, running_sum, correction);
         // The normalizer counts every key; only the weights that reach V are dropped.
         if (p.dropout_drop_below != 0)
-          apply_dropout(random, p, scores.data(), 1, bq, rows, n, b, h, row0, j0, bits.data());
-        // O = O * correction + P V, P read key-major from the score block
-        ops.block_product(accumulator.data(), d, scores.data(), 1, bq, head_v + j0 * d, d, rows, n, d, correction);
+          apply_dropout(random, p, scores.data(), 1, bq, rows, n, b, h, row0, j0, bits.data(), dropout_keys);
+        ops.block_product(accumulator.data(), d, scores.data(), 1, bq, block_v, d, rows, n, d, correction);
+      };
+      for (std::int64_t block = 0; block < p.key_length; block = mask.block_end(block, bk)) {
+        const BlockKeys keys = mask.classify(b, row0, row0 + rows, block, mask.block_end(block, bk));
+        if (keys.visibility == BlockVisibility::hidden) continue;
+        const std::int64_t j0 = keys.begin;
+        const bool partial = keys.visibility == BlockVisibility::partial;
+        if (partial) mask.fill_block(b, row0, rows, columns, j0, first_key, end_key, residue);
+        const BlockMask block_mask = mask.block_mask(b, j0, first_key, end_key, residue);
+        step(head_k + j0 * d, head_v + j0 * d, j0, keys.end - j0, partial ? &block_mask : nullptr, nullptr);
+      }
+      // The global pass: the gathered global tokens, those of them each query sees.
+      const std::int64_t item_global = (b * p.kv_heads + h / group) * global_size;
+      if (p.global_count > 0) mask.fill_global_rows(row0, rows, columns, global_end);
+      for (std::int64_t g0 = 0; g0 < p.global_count && global_end[rows - 1] > g0; g0 += bk) {
+        const std::int64_t n = std::min(bk, p.global_count - g0);
+        const BlockMask block_mask{zeros, global_end, mask.global_blocked(b) + g0, g0, nullptr, 1};
+        step(global_k.data() + item_global + g0 * d, global_v.data() + item_global + g0 * d, g0, n, &block_mask,
+             p.global_tokens + g0);
       }
       // A row with every key masked has sum 0: its output is 0, not NaN. (A
       // NaN sum, from a NaN among the visible keys, stays NaN.)
@@ -376,15 +527,26 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   parallel_for(p.batch * p.kv_heads, 1, [&](std::int64_t item0, std::int64_t item1) {
     const std::int64_t kv_size = p.key_length * d, q_size = p.query_length * d;
     ScratchBuffer head_k(kv_size), head_v(kv_size), dk_sum(kv_size), dv_sum(kv_size);
+    // the gathered global tokens (the global pass) and their sums
+    const std::int64_t global_size = p.global_count * d;
+    ScratchBuffer head_global_k(global_size), head_global_v(global_size), dk_global(global_size),
+        dv_global(global_size);
     // per query block of the current head: Q^T and dO^T [d x bq]; its rows of
     // Q and dO and the sum of dQ [Tq x d]; lse and delta; the key ranges
     ScratchBuffer qt(query_blocks * bq * d), dout_t(query_blocks * bq * d), out_t(bq * d);
     ScratchBuffer head_q(q_size), head_dout(q_size), dq_sum(q_size);
-    ScratchBuffer row_state(4 * query_blocks * bq);
+    ScratchBuffer row_state(2 * query_blocks * bq);
     float* block_lse = row_state.data();
     float* delta = block_lse + query_blocks * bq;
-    float* first_key = delta + query_blocks * bq;
-    float* end_key = first_key + query_blocks * bq;
+    // the mask of the current block (fill_block), the global tokens each
+    // query sees and a row of zeros
+    ScratchBuffer block_state(5 * bq);
+    float* first_key = block_state.data();
+    float* end_key = first_key + bq;
+    float* residue = end_key + bq;
+    float* global_end = residue + bq;
+    float* zeros = global_end + bq;
+    std::fill(zeros, zeros + bq, 0.0f);
     ScratchBuffer scores(bk * bq), dscores(bk * bq);
     std::vector<std::uint32_t> bits(static_cast<std::size_t>(bk));
     for (std::int64_t item = item0; item < item1; ++item) {
@@ -393,12 +555,14 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       const float* blocked = mask.key_blocked(b);
       copy_rows(head_k.data(), k + b * p.key_length * p.k_stride + g * d, p.k_stride, p.key_length, d, blocked);
       copy_rows(head_v.data(), v + b * p.key_length * p.v_stride + g * d, p.v_stride, p.key_length, d, blocked);
+      gather_rows(head_global_k.data(), k + b * p.key_length * p.k_stride + g * d, p.k_stride, p.global_tokens,
+                  p.global_count, d, mask.global_blocked(b));
+      gather_rows(head_global_v.data(), v + b * p.key_length * p.v_stride + g * d, p.v_stride, p.global_tokens,
+                  p.global_count, d, mask.global_blocked(b));
       std::fill(dk_sum.data(), dk_sum.data() + kv_size, 0.0f);
       std::fill(dv_sum.data(), dv_sum.data() + kv_size, 0.0f);
-      for (std::int64_t t = 0; t < query_blocks; ++t) {
-        const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
-        mask.fill_rows(b, row0, rows, bq, first_key + t * bq, end_key + t * bq);
-      }
+      std::fill(dk_global.data(), dk_global.data() + global_size, 0.0f);
+      std::fill(dv_global.data(), dv_global.data() + global_size, 0.0f);
 
       for (std::int64_t h = g * group; h < (g + 1) * group; ++h) {
         const float* out_head = out + b * p.query_length * ldo + h * d;
@@ -418,39 +582,52 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           std::fill(block_lse + t * bq + rows, block_lse + (t + 1) * bq, kNegativeInfinity);
           std::fill(delta + t * bq + rows, delta + (t + 1) * bq, 0.0f);
         }
-        for (std::int64_t block = 0; block < p.key_length; block += bk) {
+        // One block of keys against query block t: recompute S^T = scale K
+        // Q^T as forward computed it (the same products in the same order:
+        // the same scores, consistent with the saved lse) and dP^T = V dO^T,
+        // then dS; dV += P^T dO and dK += dS^T Q (scaled once, at the end),
+        // the blocks read row by row; dQ += dS K, read key-major.
+        auto step = [&](std::int64_t t, const float* block_k, const float* block_v, float* block_dk, float* block_dv,
+                        std::int64_t j0, std::int64_t n, const BlockMask* block_mask,
+                        const std::int64_t* dropout_keys) {
+          const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
+          const std::int64_t columns = std::min(bq, round_up(rows, kColumnMultiple));
+          ops.block_scores(scores.data(), bq, nullptr, block_k, d, qt.data() + t * bq * d, bq, n, columns, d, p.scale,
+                           block_mask);
+          ops.block_scores(dscores.data(), bq, nullptr, block_v, d, dout_t.data() + t * bq * d, bq, n, columns, d, 1.0f,
+                           nullptr);
+          // With dropout, out = (P o M) V: the gradient reaching P is dP o M,
+          // and dV takes P o M (M: the same mask, scaled, regenerated here).
+          if (p.dropout_drop_below != 0)
+            apply_dropout(random, p, dscores.data(), 1, bq, rows, n, b, h, row0, j0, bits.data(), dropout_keys);
+          ops.softmax_gradient_block(scores.data(), dscores.data(), bq, n, columns, block_lse + t * bq, delta + t * bq);
+          if (p.dropout_drop_below != 0)
+            apply_dropout(random, p, scores.data(), 1, bq, rows, n, b, h, row0, j0, bits.data(), dropout_keys);
+          ops.block_product(block_dv, d, scores.data(), bq, 1, head_dout.data() + row0 * d, d, n, rows, d, nullptr);
+          ops.block_product(block_dk, d, dscores.data(), bq, 1, head_q.data() + row0 * d, d, n, rows, d, nullptr);
+          ops.block_product(dq_sum.data() + row0 * d, d, dscores.data(), 1, bq, block_k, d, rows, n, d, nullptr);
+        };
+        for (std::int64_t block = 0; block < p.key_length; block = mask.block_end(block, bk)) {
           for (std::int64_t t = 0; t < query_blocks; ++t) {
             const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
-            const BlockKeys keys = mask.classify(b, row0, row0 + rows, block, std::min(block + bk, p.key_length));
+            const BlockKeys keys = mask.classify(b, row0, row0 + rows, block, mask.block_end(block, bk));
             if (keys.visibility == BlockVisibility::hidden) continue;
-            const std::int64_t j0 = keys.begin, n = keys.end - keys.begin;
-            const float* block_k = head_k.data() + j0 * d;
-            const float* block_v = head_v.data() + j0 * d;
-            const std::int64_t columns = std::min(bq, round_up(rows, kColumnMultiple));
-            const BlockMask block_mask{first_key + t * bq, end_key + t * bq,
-                                       blocked != nullptr ? blocked + j0 : nullptr, j0};
-            // S^T = scale K Q^T, as forward computed it (the same products in
-            // the same order: the same scores, consistent with the saved lse),
-            // and dP^T = V dO^T
-            ops.block_scores(scores.data(), bq, nullptr, block_k, d, qt.data() + t * bq * d, bq, n, columns, d, p.scale,
-                             keys.visibility == BlockVisibility::partial ? &block_mask : nullptr);
-            ops.block_scores(dscores.data(), bq, nullptr, block_v, d, dout_t.data() + t * bq * d, bq, n, columns, d,
-                             1.0f, nullptr);
-            // With dropout, out = (P o M) V: the gradient reaching P is dP o M,
-            // and dV takes P o M (M: the same mask, scaled, regenerated here).
-            if (p.dropout_drop_below != 0)
-              apply_dropout(random, p, dscores.data(), 1, bq, rows, n, b, h, row0, j0, bits.data());
-            ops.softmax_gradient_block(scores.data(), dscores.data(), bq, n, columns, block_lse + t * bq,
-                                       delta + t * bq);
-            if (p.dropout_drop_below != 0)
-              apply_dropout(random, p, scores.data(), 1, bq, rows, n, b, h, row0, j0, bits.data());
-            // dV += P^T dO and dK += dS^T Q (scaled once, at the end): the
-            // blocks read row by row; dQ += dS K: read key-major
-            ops.block_product(dv_sum.data() + j0 * d, d, scores.data(), bq, 1, head_dout.data() + row0 * d, d, n, rows,
-                              d, nullptr);
-            ops.block_product(dk_sum.data() + j0 * d, d, dscores.data(), bq, 1, head_q.data() + row0 * d, d, n, rows, d,
-                              nullptr);
-            ops.block_product(dq_sum.data() + row0 * d, d, dscores.data(), 1, bq, block_k, d, rows, n, d, nullptr);
+            const std::int64_t j0 = keys.begin;
+            const bool partial = keys.visibility == BlockVisibility::partial;
+            if (partial) mask.fill_block(b, row0, rows, bq, j0, first_key, end_key, residue);
+            const BlockMask block_mask = mask.block_mask(b, j0, first_key, end_key, residue);
+            step(t, head_k.data() + j0 * d, head_v.data() + j0 * d, dk_sum.data() + j0 * d, dv_sum.data() + j0 * d, j0,
+                 keys.end - j0, partial ? &block_mask : nullptr, nullptr);
+          }
+        }
+        // The global pass, as forward's.
+        for (std::int64_t t = 0; t < query_blocks && p.global_count > 0; ++t) {
+          const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
+          mask.fill_global_rows(row0, rows, bq, global_end);
+          for (std::int64_t g0 = 0; g0 < p.global_count && global_end[rows - 1] > g0; g0 += bk) {
+            const BlockMask block_mask{zeros, global_end, mask.global_blocked(b) + g0, g0, nullptr, 1};
+            step(t, head_global_k.data() + g0 * d, head_global_v.data() + g0 * d, dk_global.data() + g0 * d,
+                 dv_global.data() + g0 * d, g0, std::min(bk, p.global_count - g0), &block_mask, p.global_tokens + g0);
           }
         }
         // dQ = scale dS K: the scale once, on the sum
@@ -458,6 +635,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         for (std::int64_t i = 0; i < p.query_length; ++i)
           for (std::int64_t x = 0; x < d; ++x) dq_head[i * p.q_stride + x] = dq_sum.data()[i * d + x] * p.scale;
       }
+      // The global tokens' sums join their rows (where the blocks left 0).
+      for (std::int64_t t = 0; t < p.global_count; ++t)
+        for (std::int64_t x = 0; x < d; ++x) {
+          dk_sum.data()[p.global_tokens[t] * d + x] += dk_global.data()[t * d + x];
+          dv_sum.data()[p.global_tokens[t] * d + x] += dv_global.data()[t * d + x];
+        }
       float* dk_head = dk + b * p.key_length * p.k_stride + g * d;
       float* dv_head = dv + b * p.key_length * p.v_stride + g * d;
       for (std::int64_t j = 0; j < p.key_length; ++j)

@@ -26,6 +26,16 @@ struct AttentionProblem {
   std::int64_t window;
   const std::int64_t* key_lengths;  // [B] or null: keys >= key_lengths[b] are padding
   const std::uint8_t* key_padding;  // [B, Tk] or null: nonzero = ignore that key
+  // Sparse patterns. With them, key j is visible to the query at position i
+  // when it is not padding, j <= i under causal, and either i or j is a
+  // global token or (i, j) is in the local pattern: |i - j| < window (when
+  // window > 0), (i - j) % dilation == 0, and block_mask[i / block_size *
+  // block_columns + j / block_size] != 0 (when block_mask is given).
+  std::int64_t dilation;              // 1: every key of the window; 0 reads as 1
+  const std::int64_t* global_tokens;  // [global_count] increasing positions in [0, Tk), or null
+  std::int64_t global_count;
+  const std::uint8_t* block_mask;  // [ceil(Tk / block_size) x block_columns], or null
+  std::int64_t block_size, block_columns;
   // The saved lse will feed attention_backward: compute the scores exactly as
   // backward recomputes them (the tiled path), never on the decode path.
   bool for_backward;
@@ -53,11 +63,17 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 // registers: key j0 + r (row r of the block) is visible to query column i
 // when first_key[i] <= j0 + r < end_key[i] (positions as floats, exact below
 // 2^24) and key_blocked is null or key_blocked[r] == 0.
+//
+// With a dilation (residue non-null), key j is visible to query column i
+// only when j % dilation == residue[i] as well; a residue of NaN (a global
+// query) lets every key through.
 struct BlockMask {
   const float* first_key;
   const float* end_key;
   const float* key_blocked;
   std::int64_t j0;
+  const float* residue;
+  std::int64_t dilation;
 };
 
 // The register-tiled leaf loops of one ISA (attention_kernels.h;

@@ -94,6 +94,12 @@ inline void score_tile(float* s, std::int64_t lds, float* column_max, const floa
           const V j = V::broadcast(static_cast<float>(key));
           x = select(less(j, V::load(mask->first_key + col0 + v * W)), minus_inf, x);
           x = select(greater_equal(j, V::load(mask->end_key + col0 + v * W)), minus_inf, x);
+          if (mask->residue != nullptr) {  // (a NaN residue compares neither way)
+            const V key_residue = V::broadcast(static_cast<float>(key % mask->dilation));
+            const V residue = V::load(mask->residue + col0 + v * W);
+            x = select(less(key_residue, residue), minus_inf, x);
+            x = select(less(residue, key_residue), minus_inf, x);
+          }
         }
       }
       x.store(s + r * lds + v * W);
