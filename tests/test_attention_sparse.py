@@ -174,3 +174,70 @@ def test_positions_need_no_more_queries_than_keys(rng):
     q, k, v = (attnkit.tensor(x) for x in random_qkv(rng, 1, 8, 5, 2, 2, 8))
     with pytest.raises(ValueError, match="no more queries than keys"):
         F.attention(q, k, v, global_tokens=[0])
+
+
+# ------------------------------------------------- modules and model configs --
+
+PATTERNS = {
+    "longformer": dict(global_tokens=[0, 9], dilation=2),
+    "bigbird": dict(block_size=4, block_mask=[[(r - c) % 3 == 0 or c == 0 for c in range(6)] for r in range(6)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+@pytest.mark.parametrize("qkv_fused", [True, False])
+def test_multi_head_attention_takes_the_pattern(cpu_isa, rng, name, qkv_fused):
+    attnkit.manual_seed(3)
+    module = attnkit.nn.MultiHeadAttention(32, 4, 2, qkv_fused=qkv_fused, window=6, pattern=PATTERNS[name])
+    x = attnkit.tensor(rng.standard_normal((2, 21, 32)).astype(np.float32))
+    out = module(x, causal=True).detach().numpy()
+    # the same attention, spelled out: the projections, then F.attention
+    q, k, v = module._project(x, None)
+    heads = F.attention(
+        q.reshape(2, 21, 4, 8), k.reshape(2, 21, 2, 8), v.reshape(2, 21, 2, 8), causal=True, window=6, **PATTERNS[name]
+    )
+    expected = module.out_proj(heads.reshape(2, 21, 32)).detach().numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert "pattern=" in repr(module)
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_gpt_with_a_pattern_decodes_as_it_runs_whole(cpu_isa, rng, name):
+    # The positions a pattern names hold in cached decoding: the prompt, then
+    # one token at a time, give the logits of the whole sequence at once.
+    attnkit.manual_seed(5)
+    config = attnkit.models.GPTConfig(
+        vocab_size=40, block_size=24, n_layer=2, n_head=4, n_embd=32, sliding_window=7, attention_pattern=PATTERNS[name]
+    )
+    model = attnkit.models.GPT(config)
+    model.eval()
+    idx = rng.integers(0, 40, size=(2, 22))
+    with attnkit.no_grad():
+        whole = model(attnkit.tensor(idx)).numpy()
+        caches = model.make_caches(2)
+        pieces = [model(attnkit.tensor(idx[:, :5]), caches=caches).numpy()]
+        pieces += [model(attnkit.tensor(idx[:, t : t + 1]), caches=caches).numpy() for t in range(5, 22)]
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), whole, rtol=2e-4, atol=2e-5)
+    # and the pattern changes the result
+    plain = attnkit.models.GPT(attnkit.models.GPTConfig(**{**vars(config), "attention_pattern": None}))
+    plain.load_state_dict(model.state_dict())
+    plain.eval()
+    with attnkit.no_grad():
+        assert not np.allclose(plain(attnkit.tensor(idx)).numpy(), whole)
+
+
+def test_bad_module_patterns():
+    with pytest.raises(ValueError, match="argument 'pattern' expected keys among"):
+        attnkit.nn.MultiHeadAttention(8, 2, pattern={"stride": 2})
+    with pytest.raises(ValueError, match="argument 'dilation' expected a positive int"):
+        attnkit.nn.MultiHeadAttention(8, 2, pattern={"dilation": 0})
+    with pytest.raises(TypeError, match="argument 'pattern' expected a dict"):
+        attnkit.nn.MultiHeadAttention(8, 2, pattern=[2])
+    with pytest.raises(ValueError, match="argument 'global_tokens' expected positions in"):
+        attnkit.nn.MultiHeadAttention(8, 2, pattern={"global_tokens": [-1]})
+    with pytest.raises(ValueError, match="field 'attention_pattern' expected global tokens in"):
+        attnkit.models.GPT(
+            attnkit.models.GPTConfig(
+                vocab_size=8, block_size=8, n_layer=1, n_head=2, n_embd=8, attention_pattern={"global_tokens": [8]}
+            )
+        )

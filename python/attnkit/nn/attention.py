@@ -17,8 +17,9 @@ import numpy as np
 from .. import _C
 from .._dtypes import bool_
 from .._tensor_data import values_view
-from ..tensor import Tensor
+from ..tensor import Tensor, from_numpy
 from . import functional as F
+from .functional.attention import attention_pattern_options
 from .layers import Linear, _flag, _positive_int
 from .module import Module
 
@@ -147,7 +148,12 @@ class KVCache:
         return F.narrow(buffer, 1, 0, self.length)
 
     def attention_inputs(
-        self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None, window: int | None = None
+        self,
+        k_new: Tensor,
+        v_new: Tensor,
+        key_padding_mask: Tensor | None = None,
+        window: int | None = None,
+        positional: bool = False,
     ) -> tuple:
         """Appends the new positions, then returns ``(k, v, masking)``: the
         keys, values and F.attention keyword arguments with which the new
@@ -167,14 +173,16 @@ class KVCache:
           all of them visible (F.attention places the query at the last key,
           so a window over the whole buffer would be measured from its end).
         - Otherwise: the filled positions, a view when batch is 1, a copy
-          otherwise.
+          otherwise. Always so when ``positional`` (a sparse pattern: its
+          global tokens, block mask and dilation name positions, which hold
+          only when the keys are the filled positions from 0 on).
         """
         first = self.length
         self.append(k_new, v_new, key_padding_mask)
         steps = self.length - first
         if first == 0:
             return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask, "window": window}
-        if steps == 1 and window is not None and self.length > window:
+        if steps == 1 and window is not None and self.length > window and not positional:
             start = self.length - window
             padding = None if self.key_padding_mask is None else F.narrow(self.key_padding_mask, 1, start, window)
             return (
@@ -182,7 +190,7 @@ class KVCache:
                 F.narrow(self.v, 1, start, window),
                 {"causal": True, "key_padding_mask": padding},
             )
-        if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None):
+        if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None) and not positional:
             self._key_lengths_values[...] = self.length
             return (
                 self.k,
@@ -232,7 +240,12 @@ class MultiHeadAttention(Module):
     ``F.rope_frequencies``), ``rope_interleaved`` the pairing of ``F.rope``
     (False: the "rotate half" layout of Hugging Face Llama checkpoints).
     ``window``: each query sees only the ``window`` most recent positions,
-    itself included (Mistral's sliding window).
+    itself included (Mistral's sliding window). ``pattern``: a sparse
+    pattern of self-attention, a dict of F.attention's ``dilation``,
+    ``global_tokens``, ``block_mask`` and ``block_size`` (Longformer's
+    dilated windows and global tokens, BigBird's block layouts); positions
+    count from the first cached one, and global tokens at or past the
+    sequence's length are left out (those of a longer sequence).
     """
 
     def __init__(
@@ -252,6 +265,7 @@ class MultiHeadAttention(Module):
         rope_scaling: dict | None = None,
         rope_interleaved: bool = True,
         window: int | None = None,
+        pattern: dict | None = None,
     ) -> None:
         super().__init__()
         op = "MultiHeadAttention"
@@ -286,6 +300,8 @@ class MultiHeadAttention(Module):
         if window is not None:
             window = _positive_int(op, "window", window)
         self.window = window
+        self.pattern = sparse_pattern(op, pattern)
+        self._patterns_by_length = {}
         self.qkv_fused = _flag(op, "qkv_fused", qkv_fused)
         _flag(op, "bias", bias)
         qkv_bias = bias if qkv_bias is None else _flag(op, "qkv_bias", qkv_bias)
@@ -371,6 +387,7 @@ class MultiHeadAttention(Module):
                 key_padding_mask=key_padding_mask,
                 window=self.window,
                 dropout_p=dropout_p,
+                **self._pattern_for(steps),
             )
             return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
         q, k, v = self._project(x, key_value)
@@ -393,9 +410,21 @@ class MultiHeadAttention(Module):
         else:
             # New queries are the last positions of the cached sequence; the
             # cache holds only the past, so attention over it is causal.
-            k, v, masking = cache.attention_inputs(k, v, key_padding_mask, self.window)
-        out = F.attention(q, k, v, dropout_p=dropout_p, **masking)
+            k, v, masking = cache.attention_inputs(k, v, key_padding_mask, self.window, positional=bool(self.pattern))
+        out = F.attention(q, k, v, dropout_p=dropout_p, **masking, **self._pattern_for(k.shape[1]))
         return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
+
+    def _pattern_for(self, keys: int) -> dict:
+        """The pattern's arguments for ``keys`` keys: the global tokens
+        among them."""
+        tokens = self.pattern.get("global_tokens")
+        if tokens is None:
+            return self.pattern
+        if keys not in self._patterns_by_length:
+            inside = tokens.numpy()[tokens.numpy() < keys]
+            pattern = dict(self.pattern, global_tokens=from_numpy(inside) if inside.size else None)
+            self._patterns_by_length[keys] = pattern
+        return self._patterns_by_length[keys]
 
     def make_cache(self, batch: int, max_len: int) -> KVCache:
         """A KVCache sized for this layer."""
@@ -417,7 +446,42 @@ class MultiHeadAttention(Module):
                 text += ", rope_interleaved=False"
         if self.window is not None:
             text += f", window={self.window}"
+        if self.pattern:
+            text += f", pattern=({', '.join(sorted(self.pattern))})"
         return text
+
+
+_PATTERN_KEYS = ("dilation", "global_tokens", "block_mask", "block_size")
+
+
+def sparse_pattern(op: str, pattern: dict | None) -> dict:
+    """A sparse pattern (F.attention's dilation, global_tokens, block_mask
+    and block_size) checked once, as the keyword arguments to pass: the
+    positions and the mask as tensors; {} for None."""
+    if pattern is None:
+        return {}
+    if not isinstance(pattern, dict):
+        raise TypeError(f"{op}: argument 'pattern' expected a dict, got {type(pattern).__name__}")
+    unknown = sorted(set(pattern) - set(_PATTERN_KEYS))
+    if unknown:
+        raise ValueError(f"{op}: argument 'pattern' expected keys among {', '.join(_PATTERN_KEYS)}, got {unknown[0]!r}")
+    attention_pattern_options(op, **pattern)  # the checks, with the argument names
+    checked = {}
+    if pattern.get("dilation", 1) != 1:
+        checked["dilation"] = pattern["dilation"]
+    if pattern.get("global_tokens") is not None:
+        tokens = pattern["global_tokens"]
+        tokens = tokens if isinstance(tokens, Tensor) else from_numpy(np.asarray(tokens, np.int64))
+        if tokens.numel() and tokens.numpy().min() < 0:
+            raise ValueError(
+                f"{op}: argument 'global_tokens' expected positions in [0, length), got {tokens.numpy().min()}"
+            )
+        checked["global_tokens"] = tokens
+    if pattern.get("block_mask") is not None:
+        mask = pattern["block_mask"]
+        checked["block_mask"] = mask if isinstance(mask, Tensor) else from_numpy(np.ascontiguousarray(mask, bool))
+        checked["block_size"] = pattern["block_size"]
+    return checked
 
 
 __all__ = ["KVCache", "MultiHeadAttention"]

@@ -101,7 +101,7 @@ def attention(
     for name, t in (("q", q), ("k", k), ("v", v)):
         check_tensor("attention", name, t)
     options = _options("attention", causal, key_padding_mask, key_lengths, window, scale, dropout_p, generator)
-    options.update(_pattern("attention", dilation, global_tokens, block_mask, block_size))
+    options.update(attention_pattern_options("attention", dilation, global_tokens, block_mask, block_size))
     return _Attention.apply(q, k, v, options)
 
 
@@ -157,7 +157,7 @@ def attention_qkv(
             raise TypeError(f"{op}: argument '{name}' expected an int, got {type(value).__name__}")
         check_int64(op, name, value)
     options = _options(op, causal, key_padding_mask, key_lengths, window, scale, dropout_p, generator)
-    options.update(_pattern(op, dilation, global_tokens, block_mask, block_size))
+    options.update(attention_pattern_options(op, dilation, global_tokens, block_mask, block_size))
     return _AttentionQKV.apply(qkv, (num_heads, num_kv_heads), options)
 
 
@@ -194,7 +194,9 @@ def _options(op: str, causal, key_padding_mask, key_lengths, window, scale, drop
     return options
 
 
-def _pattern(op: str, dilation, global_tokens, block_mask, block_size) -> dict:
+def attention_pattern_options(
+    op: str, dilation: int = 1, global_tokens=None, block_mask=None, block_size: int | None = None
+) -> dict:
     """The sparse pattern's keyword arguments of the native entry points,
     checked (the positions against the lengths natively)."""
     if not isinstance(dilation, int) or isinstance(dilation, bool) or not 1 <= dilation < 2**63:
