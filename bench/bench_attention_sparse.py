@@ -16,7 +16,10 @@ causal:
 
 - window: a sliding window of 512 keys (Mistral);
 - dilated: a window of 1024 keys, every second one (dilation 2);
-- longformer: a window of 512 plus 32 global tokens spread over the sequence;
+- longformer: a window of 512 plus 32 global tokens, leading (a question's
+  tokens, as Longformer's QA runs) or spread over the sequence (one every
+  T / 32 positions: a query block holding a global query computes every key
+  its causal row reaches, so spread global queries cost the most);
 - bigbird: blocks of 64, a band of 3 blocks, the first block column and 3
   random blocks per block row, as a block mask.
 
@@ -47,7 +50,8 @@ def patterns(t: int) -> dict:
         "dense causal": {},
         "window 512": dict(window=512),
         "dilated 1024/2": dict(window=1024, dilation=2),
-        "longformer 512 + 32 global": dict(window=512, global_tokens=list(range(0, t, t // 32))),
+        "longformer 512 + 32 leading": dict(window=512, global_tokens=list(range(32))),
+        "longformer 512 + 32 spread": dict(window=512, global_tokens=list(range(0, t, t // 32))),
         "bigbird 64": dict(block_size=64, block_mask=bigbird),
     }
 
