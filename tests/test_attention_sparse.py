@@ -113,6 +113,14 @@ def test_patterns_with_padding(cpu_isa, rng):
     )
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_many_global_tokens(cpu_isa, rng, causal):
+    # more global queries than a query block holds and more global keys than
+    # a key block: several gathered blocks of each
+    tokens = sorted(rng.choice(200, size=150, replace=False).tolist())
+    check_pattern(rng, 1, 200, 200, 2, 1, 32, causal=causal, window=10, dilation=3, global_tokens=tokens)
+
+
 def test_every_key_global_is_dense(cpu_isa, rng):
     q, k, v = random_qkv(rng, 1, 70, 70, 2, 2, 16)
     grad_out = rng.standard_normal(q.shape).astype(np.float32)

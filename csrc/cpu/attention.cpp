@@ -54,6 +54,14 @@ struct BlockKeys {
   std::int64_t begin, end;
 };
 
+// The queries of a block: rows consecutive ones from row0, or (list non-null)
+// the gathered global queries list[0 .. rows).
+struct Queries {
+  std::int64_t row0, rows;
+  const std::int64_t* list;
+  std::int64_t operator[](std::int64_t c) const { return list != nullptr ? list[c] : row0 + c; }
+};
+
 // The mask of a problem: which keys each query sees (AttentionProblem).
 // Every mask kind enters through this class:
 //  - classify() sorts a block of queries x keys into hidden (skipped whole),
@@ -64,8 +72,9 @@ struct BlockKeys {
 //    block mask, so that a block's layout is one flag per query row.
 // Global tokens as keys are taken out of the blocks (key_blocked flags them
 // like padding) and run as a short block of their own, gathered (the
-// global pass: fill_global_rows, global_blocked); as queries they see every
-// key the causal order and the padding let through.
+// global pass: fill_global_rows, global_blocked); as queries they leave the
+// consecutive query blocks too (masked out there) and run in blocks of
+// their own (global_query_rows), each seeing a prefix of the keys.
 //
 // Without global queries, causal and the window give each query a
 // contiguous range [lo, hi) of keys whose ends never decrease from one query
@@ -78,6 +87,10 @@ class AttentionMask {
       global_before_.assign(static_cast<std::size_t>(p.key_length + 1), 0);
       for (std::int64_t g = 0; g < p.global_count; ++g) global_before_[p.global_tokens[g] + 1] = 1;
       for (std::int64_t j = 0; j < p.key_length; ++j) global_before_[j + 1] += global_before_[j];
+      for (std::int64_t g = 0; g < p.global_count; ++g) {
+        const std::int64_t i = p.global_tokens[g] - (p.key_length - p.query_length);
+        if (i >= 0 && i < p.query_length) global_query_rows_.push_back(i);
+      }
     }
     if (p.key_lengths == nullptr && p.key_padding == nullptr && p.global_count == 0) return;
     // One flag per key and batch (1 = out of the blocks: padding, or a
@@ -101,13 +114,13 @@ class AttentionMask {
   }
 
   // [lo, hi): the keys query i of batch b may see before the padding flags,
-  // the dilation and the block mask.
+  // the dilation and the block mask, as a query of the local pattern.
   void range(std::int64_t b, std::int64_t i, std::int64_t* lo, std::int64_t* hi) const {
     const std::int64_t position = i + p_.key_length - p_.query_length;
     std::int64_t first = 0;
     std::int64_t end = p_.key_length;
     if (p_.causal) end = std::min(end, position + 1);
-    if (p_.window > 0 && !global_query(position)) {
+    if (p_.window > 0) {
       first = std::max<std::int64_t>(first, position - p_.window + 1);
       if (!p_.causal) end = std::min(end, position + p_.window);
     }
@@ -124,35 +137,34 @@ class AttentionMask {
     return end;
   }
 
-  // Queries [i0, i1) x keys [j0, j1) of batch b. Without global queries the
-  // ranges' ends never decrease with the query, so the first and last query
-  // bound the block: hidden when every range ends before j0 or starts at j1
-  // or later, every key is padding, or the block mask hides every query row;
-  // visible when every range covers [j0, j1), no key is padding, there is no
-  // dilation and the block mask shows every row; partial otherwise (which is
-  // always safe), with the keys before the first query's range and from the
-  // last query's end on left out (the causal diagonal: a triangle, not the
-  // whole block). A global query sees a prefix of the keys: a block with one
-  // is partial unless every key is padding or past the last query's end.
-  BlockKeys classify(std::int64_t b, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const {
+  // A block of queries x keys [j0, j1) of batch b.
+  //  - Consecutive queries [i0, i1): the local ranges' ends never decrease
+  //    with the query, so the first and last query bound the block: hidden
+  //    when every range ends before j0 or starts at j1 or later, every key
+  //    is padding, or the block mask hides every query row; visible when
+  //    every range covers [j0, j1), no key is padding, there is no dilation,
+  //    the block mask shows every row and no query is global (those are
+  //    masked out here); partial otherwise (which is always safe), with the
+  //    keys before the first query's range and from the last query's end on
+  //    left out (the causal diagonal: a triangle, not the whole block).
+  //  - Global queries (a list, increasing): each sees the prefix [0, end)
+  //    the causal order and the lengths allow; hidden past the last one's.
+  BlockKeys classify(std::int64_t b, const Queries& queries, std::int64_t j0, std::int64_t j1) const {
     const BlockKeys hidden{BlockVisibility::hidden, j0, j0};
     const std::int64_t padded = padded_keys(b, j0, j1);
     if (padded == j1 - j0) return hidden;
+    if (queries.list != nullptr) {
+      const std::int64_t first_end = global_end(b, queries[0]), last_end = global_end(b, queries[queries.rows - 1]);
+      if (last_end <= j0) return hidden;
+      if (first_end >= j1 && padded == 0) return {BlockVisibility::visible, j0, j1};
+      return {BlockVisibility::partial, j0, std::min(j1, last_end)};
+    }
+    const std::int64_t i0 = queries.row0, i1 = queries.row0 + queries.rows;
     std::int64_t first_lo, first_hi, last_lo, last_hi;
     range(b, i0, &first_lo, &first_hi);
     range(b, i1 - 1, &last_lo, &last_hi);
-    const std::int64_t shift = p_.key_length - p_.query_length;
-    if (global_queries(i0 + shift, i1 + shift) > 0) {
-      std::int64_t end = 0;
-      for (std::int64_t i = i0; i < i1; ++i) {
-        std::int64_t lo, hi;
-        range(b, i, &lo, &hi);
-        end = std::max(end, hi);
-      }
-      if (end <= j0) return hidden;
-      return {BlockVisibility::partial, j0, std::min(j1, end)};
-    }
     if (last_hi <= j0 || first_lo >= j1) return hidden;
+    const std::int64_t shift = p_.key_length - p_.query_length;
     bool all_shown = true;
     if (p_.block_mask != nullptr) {
       bool any_shown = false;
@@ -164,59 +176,61 @@ class AttentionMask {
       }
       if (!any_shown) return hidden;
     }
-    if (last_lo <= j0 && first_hi >= j1 && padded == 0 && dilation_ == 1 && all_shown)
+    if (last_lo <= j0 && first_hi >= j1 && padded == 0 && dilation_ == 1 && all_shown &&
+        global_queries(i0 + shift, i1 + shift) == 0)
       return {BlockVisibility::visible, j0, j1};
     return {BlockVisibility::partial, std::max(j0, first_lo), std::min(j1, last_hi)};
   }
 
-  // The mask of a partial block of queries [i0, i0 + rows) x the key block
-  // that starts at j0 (within one column of the block mask): each query's
-  // key range as floats (empty where the block mask hides its row) and,
-  // under a dilation, the residue its keys must have (NaN: a global query,
-  // any); columns past rows (up to `columns`) see nothing.
-  void fill_block(std::int64_t b, std::int64_t i0, std::int64_t rows, std::int64_t columns, std::int64_t j0,
-                  float* first, float* end, float* residue) const {
-    for (std::int64_t i = 0; i < columns; ++i) {
-      std::int64_t lo = 0, hi = 0;
-      float key_residue = 0.0f;
-      if (i < rows) {
-        range(b, i0 + i, &lo, &hi);
-        const std::int64_t position = i0 + i + p_.key_length - p_.query_length;
-        if (global_query(position)) {
-          key_residue = std::numeric_limits<float>::quiet_NaN();
-        } else {
-          if (p_.block_mask != nullptr &&
-              p_.block_mask[position / p_.block_size * p_.block_columns + j0 / p_.block_size] == 0)
-            hi = lo;
-          key_residue = static_cast<float>((position % dilation_ + dilation_) % dilation_);
-        }
+  // The mask of a partial block of queries x the key block that starts at
+  // j0 (within one column of the block mask): each query's key range as
+  // floats and, under a dilation, the residue its keys must have; columns
+  // past the queries (up to `columns`) see nothing. Consecutive queries:
+  // the local ranges, empty where the block mask hides the query's row or
+  // the query is global (its own blocks run it); global queries: [0, end).
+  void fill_block(std::int64_t b, const Queries& queries, std::int64_t columns, std::int64_t j0, float* first,
+                  float* end, float* residue) const {
+    for (std::int64_t c = 0; c < columns; ++c) {
+      std::int64_t lo = 0, hi = 0, key_residue = 0;
+      if (c < queries.rows && queries.list != nullptr) {
+        hi = global_end(b, queries[c]);
+      } else if (c < queries.rows) {
+        range(b, queries[c], &lo, &hi);
+        const std::int64_t position = queries[c] + p_.key_length - p_.query_length;
+        if (global_query(position) ||
+            (p_.block_mask != nullptr &&
+             p_.block_mask[position / p_.block_size * p_.block_columns + j0 / p_.block_size] == 0))
+          hi = lo;
+        key_residue = (position % dilation_ + dilation_) % dilation_;
       }
-      first[i] = static_cast<float>(lo);
-      end[i] = static_cast<float>(hi);
-      residue[i] = key_residue;
+      first[c] = static_cast<float>(lo);
+      end[c] = static_cast<float>(hi);
+      residue[c] = static_cast<float>(key_residue);
     }
   }
   // The BlockMask of a partial block from fill_block's arrays.
-  BlockMask block_mask(std::int64_t b, std::int64_t j0, const float* first, const float* end,
+  BlockMask block_mask(std::int64_t b, const Queries& queries, std::int64_t j0, const float* first, const float* end,
                        const float* residue) const {
     const float* blocked = key_blocked(b);
-    return {first, end, blocked != nullptr ? blocked + j0 : nullptr, j0, dilation_ > 1 ? residue : nullptr, dilation_};
+    const bool residues = dilation_ > 1 && queries.list == nullptr;  // (a global query sees every residue)
+    return {first, end, blocked != nullptr ? blocked + j0 : nullptr, j0, residues ? residue : nullptr, dilation_};
   }
 
-  // The global pass: the gathered global tokens each query of [i0, i0 +
-  // rows) sees, a prefix [0, end) of them (all of them, or under causal
-  // those at its position or before), as floats; 0 past rows. Padding:
-  // global_blocked.
-  void fill_global_rows(std::int64_t i0, std::int64_t rows, std::int64_t columns, float* end) const {
-    for (std::int64_t i = 0; i < columns; ++i) {
+  // The global pass: the gathered global tokens each query sees, a prefix
+  // [0, end) of them (all of them, or under causal those at its position
+  // or before), as floats; 0 past the queries, and for a global query among
+  // consecutive ones (its own block runs it). Padding: global_blocked.
+  void fill_global_rows(const Queries& queries, std::int64_t columns, float* end) const {
+    for (std::int64_t c = 0; c < columns; ++c) {
       std::int64_t n = 0;
-      if (i < rows) {
-        const std::int64_t position = i0 + i + p_.key_length - p_.query_length;
+      const std::int64_t position = c < queries.rows ? queries[c] + p_.key_length - p_.query_length : 0;
+      if (c < queries.rows && (queries.list != nullptr || !global_query(position)))
         n = !p_.causal ? p_.global_count : global_before_[std::clamp<std::int64_t>(position + 1, 0, p_.key_length)];
-      }
-      end[i] = static_cast<float>(n);
+      end[c] = static_cast<float>(n);
     }
   }
+  // The queries that are global tokens, increasing (their own blocks).
+  const std::vector<std::int64_t>& global_query_rows() const { return global_query_rows_; }
   const float* global_blocked(std::int64_t b) const {
     return global_blocked_.empty() ? nullptr : global_blocked_.data() + b * p_.global_count;
   }
@@ -238,6 +252,14 @@ class AttentionMask {
            (p_.key_padding != nullptr && p_.key_padding[b * p_.key_length + j] != 0);
   }
   bool global_key(std::int64_t j) const { return global_queries(j, j + 1) > 0; }
+  // The keys a global query i sees, [0, end): those the causal order and
+  // the batch's length allow.
+  std::int64_t global_end(std::int64_t b, std::int64_t i) const {
+    std::int64_t end = p_.key_length;
+    if (p_.causal) end = std::min(end, i + p_.key_length - p_.query_length + 1);
+    if (p_.key_lengths != nullptr) end = std::min(end, p_.key_lengths[b]);
+    return std::max<std::int64_t>(end, 0);
+  }
   bool global_query(std::int64_t position) const { return global_queries(position, position + 1) > 0; }
   // The global tokens at positions [p0, p1) (positions outside the keys hold none).
   std::int64_t global_queries(std::int64_t p0, std::int64_t p1) const {
@@ -253,6 +275,7 @@ class AttentionMask {
   std::vector<std::int64_t> padded_before_;
   std::vector<std::int64_t> global_before_;  // global tokens before each position, [Tk + 1]
   std::vector<float> global_blocked_;        // [B x global_count]: 1 = padding
+  std::vector<std::int64_t> global_query_rows_;
 };
 
 // The rows of one head, [rows x d] with row stride ld, copied contiguous
@@ -279,15 +302,15 @@ void gather_rows(float* packed, const float* x, std::int64_t ld, const std::int6
     if (key_blocked != nullptr && key_blocked[r] != 0.0f) std::fill(packed + r * d, packed + (r + 1) * d, 0.0f);
 }
 
-// Attention dropout on a block of `rows` queries (row0 first) x n keys (j0
+// Attention dropout on a block of queries x n keys (j0
 // first) of head h in batch b; entry (i, j) is at block[i * query_stride + j *
 // key_stride]. Zeroes the dropped entries and scales the kept ones. With
 // `keys` (the global pass), key j of the block is keys[j], not j0 + j.
 void apply_dropout(const RandomKernels& random, const AttentionProblem& p, float* block, std::int64_t query_stride,
-                   std::int64_t key_stride, std::int64_t rows, std::int64_t n, std::int64_t b, std::int64_t h,
-                   std::int64_t row0, std::int64_t j0, std::uint32_t* bits, const std::int64_t* keys = nullptr) {
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const std::int64_t row = ((b * p.heads + h) * p.query_length + row0 + i) * p.key_length;
+                   std::int64_t key_stride, const Queries& queries, std::int64_t n, std::int64_t b, std::int64_t h,
+                   std::int64_t j0, std::uint32_t* bits, const std::int64_t* keys = nullptr) {
+  for (std::int64_t i = 0; i < queries.rows; ++i) {
+    const std::int64_t row = ((b * p.heads + h) * p.query_length + queries[i]) * p.key_length;
     if (keys == nullptr) random.random_bits(bits, row + j0, n, p.dropout_seed, p.dropout_offset);
     else
       for (std::int64_t j = 0; j < n; ++j)
@@ -430,77 +453,117 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     }
   });
 
-  // One work item per (batch, head, query block): it runs the query block
-  // against every key block the mask lets through and writes its rows of out.
-  parallel_for(p.batch * p.heads * query_blocks, 1, [&](std::int64_t item0, std::int64_t item1) {
-    ScratchBuffer qt(d * bq), scores(bk * bq), accumulator(bq * d);
-    // per query: max, sum, correction, block max, first and end key and
-    // residue (fill_block), the global tokens it sees (and a row of zeros)
-    ScratchBuffer columns_state(9 * bq);
-    float* running_max = columns_state.data();
-    float* running_sum = running_max + bq;
-    float* correction = running_sum + bq;
+  // A block of queries of head h in batch b against every key block the
+  // mask lets through, then the gathered global tokens; writes its rows of
+  // out and lse.
+  struct Scratch {
+    ScratchBuffer qt, scores, accumulator, columns_state, rows;
+    std::vector<std::uint32_t> bits;
+  };
+  auto run_block = [&](Scratch& scratch, std::int64_t b, std::int64_t h, const Queries& queries) {
+    float* running_max = scratch.columns_state.data();  // per query: max, sum, correction, block max,
+    float* running_sum = running_max + bq;              // first and end key and residue (fill_block),
+    float* correction = running_sum + bq;               // the global tokens it sees, a row of zeros
     float* column_max = correction + bq;
     float* first_key = column_max + bq;
     float* end_key = first_key + bq;
     float* residue = end_key + bq;
     float* global_end = residue + bq;
     float* zeros = global_end + bq;
+    float* qt = scratch.qt.data();
+    float* scores = scratch.scores.data();
+    float* accumulator = scratch.accumulator.data();
+    const std::int64_t rows = queries.rows;
+    const std::int64_t columns = std::min(bq, round_up(rows, kColumnMultiple));
+    const float* head_k = packed_k.data() + (b * p.kv_heads + h / group) * kv_size;
+    const float* head_v = packed_v.data() + (b * p.kv_heads + h / group) * kv_size;
+    const float* head_q = q + b * p.query_length * p.q_stride + h * d;
+    if (queries.list == nullptr) {
+      ops.transpose_rows(qt, bq, columns, head_q + queries.row0 * p.q_stride, p.q_stride, rows, d);
+    } else {  // gathered first
+      for (std::int64_t c = 0; c < rows; ++c)
+        std::memcpy(scratch.rows.data() + c * d, head_q + queries[c] * p.q_stride, d * sizeof(float));
+      ops.transpose_rows(qt, bq, columns, scratch.rows.data(), d, rows, d);
+    }
     std::fill(zeros, zeros + bq, 0.0f);
-    std::vector<std::uint32_t> bits(static_cast<std::size_t>(bk));
+    std::fill(running_max, running_max + columns, kNegativeInfinity);
+    std::fill(running_sum, running_sum + columns, 0.0f);
+    std::fill(accumulator, accumulator + rows * d, 0.0f);
+    // One online-softmax step per block of keys: S^T, the softmax, O = O *
+    // correction + P V (P read key-major from the score block).
+    auto step = [&](const float* block_k, const float* block_v, std::int64_t j0, std::int64_t n,
+                    const BlockMask* block_mask, const std::int64_t* dropout_keys) {
+      std::fill(column_max, column_max + columns, kNegativeInfinity);
+      ops.block_scores(scores, bq, column_max, block_k, d, qt, bq, n, columns, d, p.scale, block_mask);
+      ops.softmax_block(scores, bq, n, columns, column_max, running_max, running_sum, correction);
+      // The normalizer counts every key; only the weights that reach V are dropped.
+      if (p.dropout_drop_below != 0)
+        apply_dropout(random, p, scores, 1, bq, queries, n, b, h, j0, scratch.bits.data(), dropout_keys);
+      ops.block_product(accumulator, d, scores, 1, bq, block_v, d, rows, n, d, correction);
+    };
+    for (std::int64_t block = 0; block < p.key_length; block = mask.block_end(block, bk)) {
+      const BlockKeys keys = mask.classify(b, queries, block, mask.block_end(block, bk));
+      if (keys.visibility == BlockVisibility::hidden) continue;
+      const std::int64_t j0 = keys.begin;
+      const bool partial = keys.visibility == BlockVisibility::partial;
+      if (partial) mask.fill_block(b, queries, columns, j0, first_key, end_key, residue);
+      const BlockMask block_mask = mask.block_mask(b, queries, j0, first_key, end_key, residue);
+      step(head_k + j0 * d, head_v + j0 * d, j0, keys.end - j0, partial ? &block_mask : nullptr, nullptr);
+    }
+    // The global pass: the gathered global tokens, those of them each query sees.
+    const std::int64_t item_global = (b * p.kv_heads + h / group) * global_size;
+    if (p.global_count > 0) mask.fill_global_rows(queries, columns, global_end);
+    for (std::int64_t g0 = 0; g0 < p.global_count; g0 += bk) {
+      const std::int64_t n = std::min(bk, p.global_count - g0);
+      if (*std::max_element(global_end, global_end + rows) <= g0) break;
+      const BlockMask block_mask{zeros, global_end, mask.global_blocked(b) + g0, g0, nullptr, 1};
+      step(global_k.data() + item_global + g0 * d, global_v.data() + item_global + g0 * d, g0, n, &block_mask,
+           p.global_tokens + g0);
+    }
+    // A row with every key masked has sum 0: its output is 0, not NaN. (A
+    // NaN sum, from a NaN among the visible keys, stays NaN.)
+    float* out_rows = out + b * p.query_length * ldo + h * d;
+    if (queries.list == nullptr) {
+      ops.normalize_rows(out_rows + queries.row0 * ldo, ldo, accumulator, rows, d, running_sum);
+    } else {  // normalized, then scattered
+      ops.normalize_rows(scratch.rows.data(), d, accumulator, rows, d, running_sum);
+      for (std::int64_t c = 0; c < rows; ++c)
+        std::memcpy(out_rows + queries[c] * ldo, scratch.rows.data() + c * d, d * sizeof(float));
+    }
+    // lse = max + log(sum) rounded once (in double): backward's P = e^(s -
+    // lse) carries lse's rounding into every weight of the row
+    for (std::int64_t c = 0; c < rows; ++c)
+      lse[(b * p.heads + h) * p.query_length + queries[c]] =
+          running_sum[c] != 0.0f ? static_cast<float>(running_max[c] + std::log(static_cast<double>(running_sum[c])))
+                                 : kNegativeInfinity;
+  };
+  auto scratch = [&] {
+    return Scratch{ScratchBuffer(d * bq), ScratchBuffer(bk * bq),
+                   ScratchBuffer(bq * d), ScratchBuffer(9 * bq),
+                   ScratchBuffer(bq * d), std::vector<std::uint32_t>(static_cast<std::size_t>(bk))};
+  };
+
+  // One work item per (batch, head, query block); the query blocks of a
+  // head interleaved (interleaved_block). Global queries are masked out of
+  // these blocks; their own blocks, gathered, run after and write their rows.
+  parallel_for(p.batch * p.heads * query_blocks, 1, [&](std::int64_t item0, std::int64_t item1) {
+    Scratch buffers = scratch();
     for (std::int64_t item = item0; item < item1; ++item) {
       const std::int64_t b = item / (p.heads * query_blocks);
       const std::int64_t h = item / query_blocks % p.heads;
       const std::int64_t row0 = interleaved_block(item % query_blocks, query_blocks) * bq;
-      const std::int64_t rows = std::min(bq, p.query_length - row0);
-      const std::int64_t columns = std::min(bq, round_up(rows, kColumnMultiple));
-      const float* head_k = packed_k.data() + (b * p.kv_heads + h / group) * kv_size;
-      const float* head_v = packed_v.data() + (b * p.kv_heads + h / group) * kv_size;
-      ops.transpose_rows(qt.data(), bq, columns, q + (b * p.query_length + row0) * p.q_stride + h * d, p.q_stride, rows,
-                         d);
-      std::fill(running_max, running_max + columns, kNegativeInfinity);
-      std::fill(running_sum, running_sum + columns, 0.0f);
-      std::fill(accumulator.data(), accumulator.data() + rows * d, 0.0f);
-      // One online-softmax step per block of keys: S^T, the softmax, O = O *
-      // correction + P V (P read key-major from the score block).
-      auto step = [&](const float* block_k, const float* block_v, std::int64_t j0, std::int64_t n,
-                      const BlockMask* block_mask, const std::int64_t* dropout_keys) {
-        std::fill(column_max, column_max + columns, kNegativeInfinity);
-        ops.block_scores(scores.data(), bq, column_max, block_k, d, qt.data(), bq, n, columns, d, p.scale, block_mask);
-        ops.softmax_block(scores.data(), bq, n, columns, column_max, running_max, running_sum, correction);
-        // The normalizer counts every key; only the weights that reach V are dropped.
-        if (p.dropout_drop_below != 0)
-          apply_dropout(random, p, scores.data(), 1, bq, rows, n, b, h, row0, j0, bits.data(), dropout_keys);
-        ops.block_product(accumulator.data(), d, scores.data(), 1, bq, block_v, d, rows, n, d, correction);
-      };
-      for (std::int64_t block = 0; block < p.key_length; block = mask.block_end(block, bk)) {
-        const BlockKeys keys = mask.classify(b, row0, row0 + rows, block, mask.block_end(block, bk));
-        if (keys.visibility == BlockVisibility::hidden) continue;
-        const std::int64_t j0 = keys.begin;
-        const bool partial = keys.visibility == BlockVisibility::partial;
-        if (partial) mask.fill_block(b, row0, rows, columns, j0, first_key, end_key, residue);
-        const BlockMask block_mask = mask.block_mask(b, j0, first_key, end_key, residue);
-        step(head_k + j0 * d, head_v + j0 * d, j0, keys.end - j0, partial ? &block_mask : nullptr, nullptr);
-      }
-      // The global pass: the gathered global tokens, those of them each query sees.
-      const std::int64_t item_global = (b * p.kv_heads + h / group) * global_size;
-      if (p.global_count > 0) mask.fill_global_rows(row0, rows, columns, global_end);
-      for (std::int64_t g0 = 0; g0 < p.global_count && global_end[rows - 1] > g0; g0 += bk) {
-        const std::int64_t n = std::min(bk, p.global_count - g0);
-        const BlockMask block_mask{zeros, global_end, mask.global_blocked(b) + g0, g0, nullptr, 1};
-        step(global_k.data() + item_global + g0 * d, global_v.data() + item_global + g0 * d, g0, n, &block_mask,
-             p.global_tokens + g0);
-      }
-      // A row with every key masked has sum 0: its output is 0, not NaN. (A
-      // NaN sum, from a NaN among the visible keys, stays NaN.)
-      ops.normalize_rows(out + (b * p.query_length + row0) * ldo + h * d, ldo, accumulator.data(), rows, d,
-                         running_sum);
-      // lse = max + log(sum) rounded once (in double): backward's P = e^(s -
-      // lse) carries lse's rounding into every weight of the row
-      for (std::int64_t i = 0; i < rows; ++i)
-        lse[(b * p.heads + h) * p.query_length + row0 + i] =
-            running_sum[i] != 0.0f ? static_cast<float>(running_max[i] + std::log(static_cast<double>(running_sum[i])))
-                                   : kNegativeInfinity;
+      run_block(buffers, b, h, Queries{row0, std::min(bq, p.query_length - row0), nullptr});
+    }
+  });
+  const std::vector<std::int64_t>& global_rows = mask.global_query_rows();
+  const std::int64_t global_blocks = ceil_div(static_cast<std::int64_t>(global_rows.size()), bq);
+  parallel_for(p.batch * p.heads * global_blocks, 1, [&](std::int64_t item0, std::int64_t item1) {
+    Scratch buffers = scratch();
+    for (std::int64_t item = item0; item < item1; ++item) {
+      const std::int64_t b = item / (p.heads * global_blocks), h = item / global_blocks % p.heads;
+      const std::int64_t first = item % global_blocks * bq;
+      const std::int64_t rows = std::min<std::int64_t>(bq, static_cast<std::int64_t>(global_rows.size()) - first);
+      run_block(buffers, b, h, Queries{0, rows, global_rows.data() + first});
     }
   });
 }
@@ -517,6 +580,17 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const std::int64_t bk = key_block_size(bq, d);
   const AttentionMask mask(p);
   const std::int64_t query_blocks = ceil_div(p.query_length, bq);
+  // Blocks t < query_blocks: consecutive queries, the global ones masked
+  // out; then the global queries, gathered (global_rows), in blocks of
+  // their own, as forward runs them.
+  const std::vector<std::int64_t>& global_rows = mask.global_query_rows();
+  const std::int64_t global_count = static_cast<std::int64_t>(global_rows.size());
+  const std::int64_t blocks = query_blocks + ceil_div(global_count, bq);
+  auto block_queries = [&](std::int64_t t) {
+    if (t < query_blocks) return Queries{t * bq, std::min(bq, p.query_length - t * bq), nullptr};
+    const std::int64_t first = (t - query_blocks) * bq;
+    return Queries{0, std::min(bq, global_count - first), global_rows.data() + first};
+  };
 
   // One work item per (batch, kv head): it owns dK and dV of that head and dQ
   // of the query heads of its group, so no two threads write the same value
@@ -532,12 +606,25 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     ScratchBuffer head_global_k(global_size), head_global_v(global_size), dk_global(global_size),
         dv_global(global_size);
     // per query block of the current head: Q^T and dO^T [d x bq]; its rows of
-    // Q and dO and the sum of dQ [Tq x d]; lse and delta; the key ranges
-    ScratchBuffer qt(query_blocks * bq * d), dout_t(query_blocks * bq * d), out_t(bq * d);
+    // Q and dO and the sum of dQ [Tq x d] (the global queries' gathered:
+    // [global_count x d]); lse and delta
+    ScratchBuffer qt(blocks * bq * d), dout_t(blocks * bq * d), out_t(bq * d), out_rows(bq * d);
     ScratchBuffer head_q(q_size), head_dout(q_size), dq_sum(q_size);
-    ScratchBuffer row_state(2 * query_blocks * bq);
+    const std::int64_t global_q_size = global_count * d;
+    ScratchBuffer global_q(global_q_size), global_dout(global_q_size), dq_global(global_q_size);
+    ScratchBuffer row_state(2 * blocks * bq);
     float* block_lse = row_state.data();
-    float* delta = block_lse + query_blocks * bq;
+    float* delta = block_lse + blocks * bq;
+    // the rows of Q, dO and the dQ sum of block t
+    auto q_rows = [&](std::int64_t t) {
+      return t < query_blocks ? head_q.data() + t * bq * d : global_q.data() + (t - query_blocks) * bq * d;
+    };
+    auto dout_rows = [&](std::int64_t t) {
+      return t < query_blocks ? head_dout.data() + t * bq * d : global_dout.data() + (t - query_blocks) * bq * d;
+    };
+    auto dq_rows = [&](std::int64_t t) {
+      return t < query_blocks ? dq_sum.data() + t * bq * d : dq_global.data() + (t - query_blocks) * bq * d;
+    };
     // the mask of the current block (fill_block), the global tokens each
     // query sees and a row of zeros
     ScratchBuffer block_state(5 * bq);
@@ -570,14 +657,23 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         copy_rows(head_q.data(), q + b * p.query_length * p.q_stride + h * d, p.q_stride, p.query_length, d, nullptr);
         copy_rows(head_dout.data(), dout + b * p.query_length * ldo + h * d, ldo, p.query_length, d, nullptr);
         std::fill(dq_sum.data(), dq_sum.data() + q_size, 0.0f);
-        for (std::int64_t t = 0; t < query_blocks; ++t) {
-          const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
-          ops.transpose_rows(qt.data() + t * bq * d, bq, bq, head_q.data() + row0 * d, d, rows, d);
-          ops.transpose_rows(dout_t.data() + t * bq * d, bq, bq, head_dout.data() + row0 * d, d, rows, d);
+        std::fill(dq_global.data(), dq_global.data() + global_q_size, 0.0f);
+        for (std::int64_t c = 0; c < global_count; ++c) {
+          std::memcpy(global_q.data() + c * d, head_q.data() + global_rows[c] * d, d * sizeof(float));
+          std::memcpy(global_dout.data() + c * d, head_dout.data() + global_rows[c] * d, d * sizeof(float));
+        }
+        for (std::int64_t t = 0; t < blocks; ++t) {
+          const Queries queries = block_queries(t);
+          const std::int64_t rows = queries.rows;
+          ops.transpose_rows(qt.data() + t * bq * d, bq, bq, q_rows(t), d, rows, d);
+          ops.transpose_rows(dout_t.data() + t * bq * d, bq, bq, dout_rows(t), d, rows, d);
           // delta = rowsum(dO * O), summed as dP = dO V^T sums (column_dot)
-          ops.transpose_rows(out_t.data(), bq, bq, out_head + row0 * ldo, ldo, rows, d);
+          for (std::int64_t c = 0; c < rows; ++c) {
+            std::memcpy(out_rows.data() + c * d, out_head + queries[c] * ldo, d * sizeof(float));
+            block_lse[t * bq + c] = head_lse[queries[c]];
+          }
+          ops.transpose_rows(out_t.data(), bq, bq, out_rows.data(), d, rows, d);
           ops.column_dot(delta + t * bq, out_t.data(), dout_t.data() + t * bq * d, bq, bq, d);
-          std::copy(head_lse + row0, head_lse + row0 + rows, block_lse + t * bq);
           // columns past the last query: no key seen, P = 0
           std::fill(block_lse + t * bq + rows, block_lse + (t + 1) * bq, kNegativeInfinity);
           std::fill(delta + t * bq + rows, delta + (t + 1) * bq, 0.0f);
@@ -590,7 +686,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         auto step = [&](std::int64_t t, const float* block_k, const float* block_v, float* block_dk, float* block_dv,
                         std::int64_t j0, std::int64_t n, const BlockMask* block_mask,
                         const std::int64_t* dropout_keys) {
-          const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
+          const Queries queries = block_queries(t);
+          const std::int64_t rows = queries.rows;
           const std::int64_t columns = std::min(bq, round_up(rows, kColumnMultiple));
           ops.block_scores(scores.data(), bq, nullptr, block_k, d, qt.data() + t * bq * d, bq, n, columns, d, p.scale,
                            block_mask);
@@ -599,38 +696,41 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           // With dropout, out = (P o M) V: the gradient reaching P is dP o M,
           // and dV takes P o M (M: the same mask, scaled, regenerated here).
           if (p.dropout_drop_below != 0)
-            apply_dropout(random, p, dscores.data(), 1, bq, rows, n, b, h, row0, j0, bits.data(), dropout_keys);
+            apply_dropout(random, p, dscores.data(), 1, bq, queries, n, b, h, j0, bits.data(), dropout_keys);
           ops.softmax_gradient_block(scores.data(), dscores.data(), bq, n, columns, block_lse + t * bq, delta + t * bq);
           if (p.dropout_drop_below != 0)
-            apply_dropout(random, p, scores.data(), 1, bq, rows, n, b, h, row0, j0, bits.data(), dropout_keys);
-          ops.block_product(block_dv, d, scores.data(), bq, 1, head_dout.data() + row0 * d, d, n, rows, d, nullptr);
-          ops.block_product(block_dk, d, dscores.data(), bq, 1, head_q.data() + row0 * d, d, n, rows, d, nullptr);
-          ops.block_product(dq_sum.data() + row0 * d, d, dscores.data(), 1, bq, block_k, d, rows, n, d, nullptr);
+            apply_dropout(random, p, scores.data(), 1, bq, queries, n, b, h, j0, bits.data(), dropout_keys);
+          ops.block_product(block_dv, d, scores.data(), bq, 1, dout_rows(t), d, n, rows, d, nullptr);
+          ops.block_product(block_dk, d, dscores.data(), bq, 1, q_rows(t), d, n, rows, d, nullptr);
+          ops.block_product(dq_rows(t), d, dscores.data(), 1, bq, block_k, d, rows, n, d, nullptr);
         };
         for (std::int64_t block = 0; block < p.key_length; block = mask.block_end(block, bk)) {
-          for (std::int64_t t = 0; t < query_blocks; ++t) {
-            const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
-            const BlockKeys keys = mask.classify(b, row0, row0 + rows, block, mask.block_end(block, bk));
+          for (std::int64_t t = 0; t < blocks; ++t) {
+            const Queries queries = block_queries(t);
+            const BlockKeys keys = mask.classify(b, queries, block, mask.block_end(block, bk));
             if (keys.visibility == BlockVisibility::hidden) continue;
             const std::int64_t j0 = keys.begin;
             const bool partial = keys.visibility == BlockVisibility::partial;
-            if (partial) mask.fill_block(b, row0, rows, bq, j0, first_key, end_key, residue);
-            const BlockMask block_mask = mask.block_mask(b, j0, first_key, end_key, residue);
+            if (partial) mask.fill_block(b, queries, bq, j0, first_key, end_key, residue);
+            const BlockMask block_mask = mask.block_mask(b, queries, j0, first_key, end_key, residue);
             step(t, head_k.data() + j0 * d, head_v.data() + j0 * d, dk_sum.data() + j0 * d, dv_sum.data() + j0 * d, j0,
                  keys.end - j0, partial ? &block_mask : nullptr, nullptr);
           }
         }
         // The global pass, as forward's.
-        for (std::int64_t t = 0; t < query_blocks && p.global_count > 0; ++t) {
-          const std::int64_t row0 = t * bq, rows = std::min(bq, p.query_length - row0);
-          mask.fill_global_rows(row0, rows, bq, global_end);
-          for (std::int64_t g0 = 0; g0 < p.global_count && global_end[rows - 1] > g0; g0 += bk) {
+        for (std::int64_t t = 0; t < blocks && p.global_count > 0; ++t) {
+          mask.fill_global_rows(block_queries(t), bq, global_end);
+          const float seen = *std::max_element(global_end, global_end + bq);
+          for (std::int64_t g0 = 0; g0 < p.global_count && seen > static_cast<float>(g0); g0 += bk) {
             const BlockMask block_mask{zeros, global_end, mask.global_blocked(b) + g0, g0, nullptr, 1};
             step(t, head_global_k.data() + g0 * d, head_global_v.data() + g0 * d, dk_global.data() + g0 * d,
                  dv_global.data() + g0 * d, g0, std::min(bk, p.global_count - g0), &block_mask, p.global_tokens + g0);
           }
         }
-        // dQ = scale dS K: the scale once, on the sum
+        // dQ = scale dS K: the scale once, on the sum (the global queries'
+        // rows: their own blocks' sums, where the others left 0)
+        for (std::int64_t c = 0; c < global_count; ++c)
+          for (std::int64_t x = 0; x < d; ++x) dq_sum.data()[global_rows[c] * d + x] += dq_global.data()[c * d + x];
         float* dq_head = dq + b * p.query_length * p.q_stride + h * d;
         for (std::int64_t i = 0; i < p.query_length; ++i)
           for (std::int64_t x = 0; x < d; ++x) dq_head[i * p.q_stride + x] = dq_sum.data()[i * d + x] * p.scale;
