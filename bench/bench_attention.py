@@ -35,6 +35,9 @@ SHAPES = [  # (B, H, T, D, causal)
     (1, 12, 1024, 64, False),
     (8, 8, 128, 64, False),
     (1, 16, 4096, 64, True),
+    # the training configs' attention (attnkit.benchmarks.TRAIN_CONFIGS A and B)
+    (12, 4, 64, 32, True),
+    (4, 12, 256, 64, True),
 ]
 DECODE = (1, 12, 1024, 64)  # B, H, Tk, D
 DECODE_LAYERS = 12  # at least; more where twice the L3 holds more caches

@@ -225,6 +225,86 @@ def test_large_logits_are_stable(cpu_isa, rng):
         assert_reduction_close(a, e, n)
 
 
+@pytest.mark.parametrize(
+    "batch, t, heads, kv_heads, d, sigma, causal",
+    [
+        (2, 160, 4, 2, 64, 6.0, True),
+        (2, 160, 4, 4, 32, 5.0, False),
+        (1, 200, 4, 1, 16, 4.5, True),
+        (1, 130, 2, 2, 128, 8.0, True),
+    ],
+)
+def test_large_logit_accuracy(cpu_isa, batch, t, heads, kv_heads, d, sigma, causal):
+    # Scores of magnitude 30-300 (the median |score| is 13-43, the largest
+    # 110-320): softmax rows close to one-hot, where every rounding of a score
+    # moves an exponential. Forward and all three gradients stay within the
+    # project's bound of the plain float32 computation's error.
+    rng = np.random.default_rng(100 + d)
+    q, k, v = random_qkv(rng, batch, t, t, heads, kv_heads, d, scale=sigma)
+    grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    scores = np.abs(np.einsum("bihd,bjhd->bhij", q, np.repeat(k, heads // kv_heads, axis=2), dtype=np.float64))
+    assert np.median(scores) / np.sqrt(d) > 10 and scores.max() / np.sqrt(d) > 100
+    ours = run(q, k, v, grad_out, causal=causal)
+    expected = (reference.attention(q, k, v, causal=causal),) + reference.attention_backward(
+        q, k, v, grad_out, causal=causal
+    )
+    for name, a, e, n in zip(
+        ("out", "dq", "dk", "dv"), ours, expected, naive_float32(q, k, v, grad_out, causal=causal)
+    ):
+        assert np.isfinite(a).all(), name
+        assert_reduction_close(a, e, n)
+
+
+# Lengths around the blocks: the query block is 48 on every ISA, the key block
+# a multiple of 16 sized from the L1 cache (64-128 keys for these head sizes
+# on common caches); 1, a block - 1, a block and a block + 1 of each.
+BLOCK_EDGES = [1, 15, 16, 17, 47, 48, 49, 63, 64, 65, 79, 80, 81, 97, 127, 128, 129]
+
+
+@pytest.mark.parametrize("t", BLOCK_EDGES)
+def test_block_edges(cpu_isa, rng, t):
+    check(rng, 1, t, t, 2, 1, 32, causal=True)
+    check(rng, 1, t, 130 - t, 1, 1, 64)  # Tq and Tk on different edges
+    # a few queries and a partial vector of D (batch 16: the max error over
+    # a few hundred elements is a noisy statistic, and these sums are short)
+    check(rng, 16, 3, t, 4, 2, 24, causal=True)
+
+
+@pytest.mark.parametrize("t", [49, 97, 145])
+@pytest.mark.parametrize(
+    "mask",
+    [
+        dict(causal=True),
+        dict(window=17),
+        dict(window=49, causal=True),
+        dict(window=81),
+        dict(key_lengths=[1, 16, 47, 48, 49, 80, 81, 96]),
+        dict(key_lengths=[0, 64, 65, 97, 128, 129, 144, 145], causal=True),
+        dict(padding="runs"),
+        dict(padding="runs", causal=True, window=40),
+    ],
+    ids=lambda m: "-".join(f"{k}" for k in m),
+)
+def test_masks_across_blocks(cpu_isa, rng, t, mask):
+    # Each mask kind with its edges inside, on and across the block edges:
+    # blocks hidden whole, partly masked and fully visible side by side.
+    mask = dict(mask)
+    batch = 8
+    if "key_lengths" in mask:
+        mask["key_lengths"] = [min(n, t) for n in mask["key_lengths"]]
+    if mask.pop("padding", None):
+        # runs of padded keys that start and end on and off the block edges,
+        # one whole 16-key run, and one batch entry with every key padded
+        padding = np.zeros((batch, t), bool)
+        for b in range(batch):
+            start = (17 * b) % t
+            padding[b, start : start + 16 + b] = True
+        padding[3, :] = True
+        padding[5, ::3] = True
+        mask["key_padding_mask"] = padding
+    check(rng, batch, t, t, 2, 1, 16, **mask)
+
+
 @pytest.mark.parametrize("scale", [1e9, 1e30])
 @pytest.mark.parametrize("tq, tk, inference", [(17, 40, False), (2, 700, True)])
 def test_large_scales_reach_the_hard_max(cpu_isa, rng, scale, tq, tk, inference):
@@ -314,19 +394,29 @@ def test_dropout_bad_probability(rng):
             F.attention(q, k, v, dropout_p=bad)
 
 
-def test_results_do_not_depend_on_the_thread_count(rng):
-    q, k, v = random_qkv(rng, 2, 100, 100, 4, 2, 32)
+@pytest.mark.parametrize(
+    "options",
+    [dict(causal=True), dict(window=30, dropout_p=0.2), dict(key_lengths=[70, 100, 1], causal=True)],
+    ids=["causal", "window-dropout", "lengths"],
+)
+def test_results_do_not_depend_on_the_thread_count(rng, options):
+    q, k, v = random_qkv(rng, 3, 100, 100, 4, 2, 32)
     grad_out = rng.standard_normal(q.shape).astype(np.float32)
+    options = dict(options)
+    if "key_lengths" in options:
+        options["key_lengths"] = attnkit.tensor(np.array(options["key_lengths"]))
     previous = attnkit.get_num_threads()
+    results = []
     try:
-        attnkit.set_num_threads(1)
-        one = run(q, k, v, grad_out, causal=True)
-        attnkit.set_num_threads(2)
-        two = run(q, k, v, grad_out, causal=True)
+        for threads in (1, 2, 3):
+            attnkit.set_num_threads(threads)
+            seeded = {"generator": attnkit.random.Generator(7)} if "dropout_p" in options else {}
+            results.append(run(q, k, v, grad_out, **options, **seeded))
     finally:
         attnkit.set_num_threads(previous)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_reference_backward_by_finite_differences(rng):

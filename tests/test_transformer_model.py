@@ -318,7 +318,7 @@ COPY_MAX_LEN = 11  # 10 symbols and EOS
 @pytest.fixture(scope="module")
 def copy_model():
     """An encoder-decoder (post-LN, as the paper) trained on the copy task:
-    400 steps of 64 fresh examples."""
+    600 steps of 64 fresh examples."""
     state = attnkit.random.default_generator.state_dict()
     attnkit.manual_seed(45)
     config = TransformerConfig(
@@ -333,7 +333,7 @@ def copy_model():
         label_smoothing=0.0,
     )
     model = Transformer(config)
-    steps = 400
+    steps = 600
     optimizer = attnkit.optim.AdamW(model.parameters(), lr=5e-3, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
     schedule = attnkit.optim.lr_scheduler.WarmupCosineLR(
         optimizer, warmup_steps=50, total_steps=steps, min_lr_ratio=0.1

@@ -20,8 +20,8 @@ void bench_attention(const Options& options, Report& report) {
     std::int64_t b, h, t, d;
     bool causal;
   };
-  const Shape shapes[] = {
-      {4, 12, 256, 64, false}, {1, 12, 1024, 64, false}, {8, 8, 128, 64, false}, {1, 16, 4096, 64, true}};
+  const Shape shapes[] = {{4, 12, 256, 64, false}, {1, 12, 1024, 64, false}, {8, 8, 128, 64, false},
+                          {1, 16, 4096, 64, true}, {12, 4, 64, 32, true},    {4, 12, 256, 64, true}};
   std::mt19937 generator(0);
   std::normal_distribution<float> normal(0.0f, 1.0f);
 
@@ -51,7 +51,6 @@ void bench_attention(const Options& options, Report& report) {
       const Timing both = time_function(
           [&] {
             cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), p);
-            std::fill(dq.begin(), dq.end(), 0.0f);  // backward accumulates into dq
             cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(),
                                     out.data(), lse.data(), p);
           },

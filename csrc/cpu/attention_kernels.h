@@ -1,163 +1,385 @@
-// The row operations of flash-style attention over a Vec (see vec/vec_generic.h),
-// written once and compiled per ISA. The matrix products around them run on
-// the GEMM's macro kernels; these are the parts between the products.
+// The leaf loops of flash-style attention over a Vec (see vec/vec_generic.h),
+// written once and compiled per ISA: register-tiled micro-GEMMs for the
+// products and the vectorized softmax steps between them. The blocking, the
+// masks' classification and the threads live in attention.cpp.
 //
-// Masking is described per query row by the visible key range [lo, hi) (from
-// causality, the window and the sequence length) plus, optionally, one flag
-// per key (a key padding mask): 1.0f where the key is ignored. Masked scores
-// are *replaced* by -inf, never added to, so a NaN or inf in a masked key
-// cannot reach the softmax.
+// Score blocks are transposed, S^T [keys x queries]: a row per key, the
+// queries of the block across the vector lanes. The softmax statistics are
+// then per lane (max and sum over rows need no horizontal reduction), and
+// the same block, read key-major, is the A operand of P V and of dS K with no
+// packing. Partly masked blocks are masked in registers: a score is
+// *replaced* by -inf, never added to, so a NaN or inf in a masked key cannot
+// reach the softmax.
 #pragma once
 
 #include <cstdint>
 #include <limits>
 
+#include "cpu/attention.h"
 #include "cpu/vec/vec_math.h"
 
 namespace attnkit::cpu::attention_kernels {
 
 constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
 
+// Terms of a score's dot product summed in registers before they join the
+// running sum (score_tile).
+constexpr std::int64_t kScoreChunk = 16;
+
 template <class V>
-inline V lane_indices() {
-  alignas(64) static constexpr float iota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  return V::load(iota);
+inline V load_lanes(const float* p, int lanes) {
+  return lanes == V::width ? V::load(p) : V::load_partial(p, lanes);
+}
+template <class V>
+inline void store_lanes(V x, float* p, int lanes) {
+  if (lanes == V::width) x.store(p);
+  else x.store_partial(p, lanes);
 }
 
-// Scores s[0:n] of one row, keys j0..j0+n-1: -inf outside [lo, hi) and where
-// key_blocked is set.
-template <class V>
-inline V masked_scores(const float* s, std::int64_t j, int lanes, std::int64_t j0, std::int64_t lo, std::int64_t hi,
-                       const float* key_blocked) {
-  const V minus_inf = V::broadcast(kNegativeInfinity);
-  V x = lanes == V::width ? V::load(s + j) : V::load_partial(s + j, lanes);
-  const V column = lane_indices<V>() + V::broadcast(static_cast<float>(j0 + j));
-  x = select(less(column, V::broadcast(static_cast<float>(lo))), minus_inf, x);
-  x = select(greater_equal(column, V::broadcast(static_cast<float>(hi))), minus_inf, x);
-  if (key_blocked != nullptr) {
-    const V blocked = lanes == V::width ? V::load(key_blocked + j) : V::load_partial(key_blocked + j, lanes);
-    x = select(greater(blocked, V::broadcast(0.0f)), minus_inf, x);
+// ---- S^T = scale * A B^T, one block ----------------------------------------
+//
+// s[j * lds + i] = scale * sum_x a[j * lda + x] * bt[x * ldb + i] for keys j <
+// rows and query lanes i < columns (a multiple of NV * W): A is K (or V) read
+// in place, row by row; bt is Q^T (or dO^T) of the query block. An MR x NV
+// register tile: per step of x, NV vectors of bt and MR broadcasts of A.
+// With a mask (partial blocks) the masked scores become -inf. column_max, when
+// given, is raised to the largest score of each query column.
+template <class V, int MR, int NV, bool Masked>
+inline void score_tile(float* s, std::int64_t lds, float* column_max, const float* a, std::int64_t lda, const float* bt,
+                       std::int64_t ldb, int rows, std::int64_t depth, float scale, const BlockMask* mask,
+                       std::int64_t row0, std::int64_t col0) {
+  constexpr int W = V::width;
+  const float* a_row[MR];
+  for (int r = 0; r < MR; ++r) a_row[r] = a + (r < rows ? r : rows - 1) * lda;  // a short tile repeats its last row
+  // The dot products in chunks of kScoreChunk terms, each summed in the
+  // registers and then added to the block (in L1): the rounding error of a
+  // float sum grows with the number of terms behind each rounding, and
+  // chunks halve it against one chain of D terms (scores of magnitude 30-300
+  // carry it into every exponential).
+  alignas(64) float total[MR * NV * W];
+  V acc[MR][NV];
+  for (std::int64_t x0 = 0; x0 < depth; x0 += kScoreChunk) {
+    const std::int64_t x1 = depth - x0 < kScoreChunk ? depth : x0 + kScoreChunk;
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::broadcast(0.0f);
+    for (std::int64_t x = x0; x < x1; ++x) {
+      V b[NV];
+      for (int v = 0; v < NV; ++v) b[v] = V::load(bt + x * ldb + v * W);
+      for (int r = 0; r < MR; ++r) {
+        const V ar = V::broadcast(a_row[r][x]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, b[v], acc[r][v]);
+      }
+    }
+    // (every row, short tiles too: indexing acc by a run-time row count
+    // would keep it in memory instead of registers)
+    if (x0 > 0)
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::load(total + (r * NV + v) * W) + acc[r][v];
+    if (x1 < depth)
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v].store(total + (r * NV + v) * W);
   }
-  return x;
+  const V factor = V::broadcast(scale);
+  const V minus_inf = V::broadcast(kNegativeInfinity);
+  V top[NV];
+  for (int v = 0; v < NV; ++v) top[v] = minus_inf;
+  for (int r = 0; r < rows; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      V x = acc[r][v] * factor;
+      if constexpr (Masked) {
+        const std::int64_t key = mask->j0 + row0 + r;
+        if (mask->key_blocked != nullptr && mask->key_blocked[row0 + r] != 0.0f) {
+          x = minus_inf;
+        } else {
+          const V j = V::broadcast(static_cast<float>(key));
+          x = select(less(j, V::load(mask->first_key + col0 + v * W)), minus_inf, x);
+          x = select(greater_equal(j, V::load(mask->end_key + col0 + v * W)), minus_inf, x);
+          if (mask->residue != nullptr) {  // (a NaN residue compares neither way)
+            const V key_residue = V::broadcast(static_cast<float>(key % mask->dilation));
+            const V residue = V::load(mask->residue + col0 + v * W);
+            x = select(less(key_residue, residue), minus_inf, x);
+            x = select(less(residue, key_residue), minus_inf, x);
+          }
+        }
+      }
+      x.store(s + r * lds + v * W);
+      top[v] = max(top[v], x);
+    }
+  }
+  if (column_max != nullptr)
+    for (int v = 0; v < NV; ++v) max(V::load(column_max + v * W), top[v]).store(column_max + v * W);
+}
+
+// The score tiles of one pass over columns [col, col + NV * W), every row.
+template <class V, int MR, int NV>
+inline void score_columns(float* s, std::int64_t lds, float* column_max, const float* a, std::int64_t lda,
+                          const float* bt, std::int64_t ldb, std::int64_t rows, std::int64_t col, std::int64_t depth,
+                          float scale, const BlockMask* mask) {
+  for (std::int64_t row = 0; row < rows; row += MR) {
+    const int n = static_cast<int>(rows - row < MR ? rows - row : MR);
+    float* out = s + row * lds + col;
+    float* top = column_max != nullptr ? column_max + col : nullptr;
+    if (mask != nullptr)
+      score_tile<V, MR, NV, true>(out, lds, top, a + row * lda, lda, bt + col, ldb, n, depth, scale, mask, row, col);
+    else
+      score_tile<V, MR, NV, false>(out, lds, top, a + row * lda, lda, bt + col, ldb, n, depth, scale, nullptr, row,
+                                   col);
+  }
+}
+
+// columns: a multiple of W; passes of NV vectors, then single vectors.
+template <class V, int MR, int NV>
+inline void block_scores(float* s, std::int64_t lds, float* column_max, const float* a, std::int64_t lda,
+                         const float* bt, std::int64_t ldb, std::int64_t rows, std::int64_t columns, std::int64_t depth,
+                         float scale, const BlockMask* mask) {
+  constexpr int NR = NV * V::width;
+  std::int64_t col = 0;
+  for (; col + NR <= columns; col += NR)
+    score_columns<V, MR, NV>(s, lds, column_max, a, lda, bt, ldb, rows, col, depth, scale, mask);
+  for (; col < columns; col += V::width)
+    score_columns<V, MR, 1>(s, lds, column_max, a, lda, bt, ldb, rows, col, depth, scale, mask);
+}
+
+// ---- C (+)= A B, the products that accumulate ------------------------------
+//
+// c[r * ldc + x] = f_r * c[r * ldc + x] + sum_p A(r, p) b[p * ldb + x], for r <
+// rows, x < d, p < depth, where A(r, p) = a[r * a_row + p * a_step] (a_row = 1:
+// A read from a key-major block, P^T or dS^T as the scores left them) and f_r
+// = row_factor[r], or 1 when row_factor is null. B is V, dO, Q or K read in
+// place. MR x NV register tiles over column chunks of NV vectors; the last,
+// partial vector of a d that is not a multiple of the width comes in a chunk
+// of its own (Partial).
+template <class V, int MR, int NV, bool Partial>
+inline void product_tile(float* c, std::int64_t ldc, const float* a, std::int64_t a_row, std::int64_t a_step,
+                         const float* b, std::int64_t ldb, int rows, std::int64_t depth, int lanes,
+                         const float* row_factor) {
+  constexpr int W = V::width;
+  const float* a_ptr[MR];
+  for (int r = 0; r < MR; ++r) a_ptr[r] = a + (r < rows ? r : rows - 1) * a_row;
+  V acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::broadcast(0.0f);
+  for (std::int64_t p = 0; p < depth; ++p) {
+    V bv[NV];
+    for (int v = 0; v < NV; ++v)
+      bv[v] = Partial ? V::load_partial(b + p * ldb + v * W, lanes) : V::load(b + p * ldb + v * W);
+    for (int r = 0; r < MR; ++r) {
+      const V ar = V::broadcast(a_ptr[r][p * a_step]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    float* c_row = c + r * ldc;
+    for (int v = 0; v < NV; ++v) {
+      const int n = Partial ? lanes : W;
+      V old = load_lanes<V>(c_row + v * W, n);
+      if (row_factor != nullptr) old = old * V::broadcast(row_factor[r]);
+      store_lanes(old + acc[r][v], c_row + v * W, n);
+    }
+  }
+}
+
+// The register tile's rows for NV vectors of columns: as many accumulators
+// as the ISA's budget allows (Tiles below), at most kMaxRows.
+template <class Tiles, int NV>
+constexpr int product_rows() {
+  constexpr int rows = Tiles::product_accumulators / NV;
+  return rows > Tiles::product_max_rows ? Tiles::product_max_rows : rows < 1 ? 1 : rows;
+}
+
+// Columns [x0, x0 + NV * W * chunks) in chunks of NV vectors, all rows.
+template <class V, class Tiles, int NV, bool Partial>
+inline void product_columns(float* c, std::int64_t ldc, const float* a, std::int64_t a_row, std::int64_t a_step,
+                            const float* b, std::int64_t ldb, std::int64_t rows, std::int64_t depth, int lanes,
+                            const float* row_factor) {
+  constexpr int MR = product_rows<Tiles, NV>();
+  for (std::int64_t row = 0; row < rows; row += MR) {
+    const int n = static_cast<int>(rows - row < MR ? rows - row : MR);
+    product_tile<V, MR, NV, Partial>(c + row * ldc, ldc, a + row * a_row, a_row, a_step, b, ldb, n, depth, lanes,
+                                     row_factor != nullptr ? row_factor + row : nullptr);
+  }
+}
+
+// d columns: chunks of NV vectors while they last, then halves down to one
+// vector, then the partial vector.
+template <class V, class Tiles, int NV>
+inline void product_chunks(float* c, std::int64_t ldc, const float* a, std::int64_t a_row, std::int64_t a_step,
+                           const float* b, std::int64_t ldb, std::int64_t rows, std::int64_t depth,
+                           std::int64_t full_vectors, int lanes, const float* row_factor) {
+  constexpr int W = V::width;
+  std::int64_t v = 0;
+  for (; v + NV <= full_vectors; v += NV)
+    product_columns<V, Tiles, NV, false>(c + v * W, ldc, a, a_row, a_step, b + v * W, ldb, rows, depth, W, row_factor);
+  if constexpr (NV > 1) {
+    product_chunks<V, Tiles, NV / 2>(c + v * W, ldc, a, a_row, a_step, b + v * W, ldb, rows, depth, full_vectors - v,
+                                     lanes, row_factor);
+  } else if (lanes > 0) {
+    product_columns<V, Tiles, 1, true>(c + v * W, ldc, a, a_row, a_step, b + v * W, ldb, rows, depth, lanes,
+                                       row_factor);
+  }
+}
+
+template <class V, class Tiles>
+inline void block_product(float* c, std::int64_t ldc, const float* a, std::int64_t a_row, std::int64_t a_step,
+                          const float* b, std::int64_t ldb, std::int64_t rows, std::int64_t depth, std::int64_t d,
+                          const float* row_factor) {
+  if (rows <= 0) return;
+  product_chunks<V, Tiles, Tiles::product_vectors>(c, ldc, a, a_row, a_step, b, ldb, rows, depth, d / V::width,
+                                                   static_cast<int>(d % V::width), row_factor);
+}
+
+// ---- the softmax steps ------------------------------------------------------
+
+// The exponential of the softmax, e^x for x <= 0 (a score minus a maximum, or
+// -inf where masked: exactly 0; NaN stays NaN). Results below e^-87.68 (about
+// 2^-126.5) are flushed to 0:
+// next to the maximum's e^0 = 1 in the same sum they are below the rounding
+// of any float sum, and the flush saves the subnormal scaling of vec_math::exp.
+// The reduction r = x - n ln2 loses nothing but the last rounding (n ln2 in
+// two parts, kLn2Hi n exact for |n| < 2^10 and fused into the subtraction).
+// e^r on [-ln2/2, ln2/2] as 1 + (r + r^2 q(r)), q the Taylor series of
+// (e^r - 1 - r) / r^2 to degree 5 (truncation < 6e-9): the small part is
+// summed first and the 1 added last, so the result rounds once where it
+// counts, about 0.75 ulp in all. (Horner's rule over the whole series ends
+// on two additions of order 1 and is good to about 1.5 ulp: where a sum has
+// a few terms, as dV of a short query block, that error shows.)
+template <class V>
+inline V softmax_exp(V x) {
+  // n = round(x log2 e) >= -127, and n = -127 (x <= -87.68, -inf included)
+  // gives 2^n the bit pattern of 0. Constant first: NaN stays NaN.
+  x = max(V::broadcast(-88.0f), x);
+  const V n = round_nearest(x * V::broadcast(vec_math::kLog2e));
+  const V r = fma(n, V::broadcast(-vec_math::kLn2Lo), fma(n, V::broadcast(-vec_math::kLn2Hi), x));
+  V q = V::broadcast(1.0f / 5040.0f);
+  q = fma(q, r, V::broadcast(1.0f / 720.0f));
+  q = fma(q, r, V::broadcast(1.0f / 120.0f));
+  q = fma(q, r, V::broadcast(1.0f / 24.0f));
+  q = fma(q, r, V::broadcast(1.0f / 6.0f));
+  q = fma(q, r, V::broadcast(0.5f));
+  const V small = fma(r * r, q, r);
+  return (small + V::broadcast(1.0f)) * pow2_integer(n);
 }
 
 // One step of the online softmax (Milakov & Gimelshein 2018; FlashAttention,
-// Dao et al. 2022) on a transposed score tile: s[j * lds + i] holds the scaled
-// score of key j0 + j (rows, j < n) for query i (columns, i < columns), and is
-// overwritten with P = exp(s - new_max), 0 where masked. Keys as rows make the
-// softmax statistics per column, so vectors run across queries with no
-// horizontal reductions. lo/hi: each query's visible key range (as floats,
-// exact below 2^24). Per query: running_max and running_sum are updated and
-// the query's row of the output accumulator out[i * ldo + 0:d] is rescaled by
-// exp(old_max - new_max), so that out + P^T V stays the unnormalized sum over
-// all keys seen so far.
+// Dao et al. 2022) over a block s [rows keys x columns queries] whose column
+// maxima are in column_max: s becomes P = e^(s - m_new) (0 where masked),
+// running_sum = running_sum * e^(m_old - m_new) + sum_j P, running_max = m_new,
+// and correction = e^(m_old - m_new), the factor that brings the output
+// accumulated so far to the new maximum.
 template <class V>
-inline void online_softmax_columns(float* s, std::int64_t lds, std::int64_t n, int columns, std::int64_t j0,
-                                   const float* lo, const float* hi, const float* key_blocked, float* running_max,
-                                   float* running_sum, float* out, std::int64_t ldo, std::int64_t d) {
+inline void softmax_block(float* s, std::int64_t lds, std::int64_t rows, std::int64_t columns, const float* column_max,
+                          float* running_max, float* running_sum, float* correction) {
   constexpr int W = V::width;
-  const V minus_inf = V::broadcast(kNegativeInfinity);
-  for (int c = 0; c < columns; c += W) {
-    const int lanes = columns - c < W ? columns - c : W;
-    auto load = [&](const float* p) { return lanes == W ? V::load(p) : V::load_partial(p, lanes); };
-    auto store = [&](V x, float* p) {
-      if (lanes == W) x.store(p);
-      else x.store_partial(p, lanes);
-    };
-    const V first = load(lo + c), end = load(hi + c);
-    V tile_max = minus_inf;
-    for (std::int64_t j = 0; j < n; ++j) {
-      float* row = s + j * lds + c;
-      V x;
-      if (key_blocked != nullptr && key_blocked[j] != 0.0f) {
-        x = minus_inf;
-      } else {
-        const V key = V::broadcast(static_cast<float>(j0 + j));
-        x = select(less(key, first), minus_inf, load(row));
-        x = select(greater_equal(key, end), minus_inf, x);
-      }
-      store(x, row);
-      tile_max = max(tile_max, x);
-    }
-    const V old_max = load(running_max + c);
-    const V new_max = max(old_max, tile_max);
+  for (std::int64_t c = 0; c < columns; c += W) {
+    const V old_max = V::load(running_max + c);
+    const V new_max = max(old_max, V::load(column_max + c));
     // A query that has seen no visible key yet keeps P = 0: shift by 0, not
-    // by -inf (exp(-inf - -inf) would be NaN).
+    // by -inf (e^(-inf - -inf) would be NaN).
     const V shift = select(less(new_max, V::broadcast(-3.0e38f)), V::broadcast(0.0f), new_max);
-    V sum = V::broadcast(0.0f);
-    for (std::int64_t j = 0; j < n; ++j) {
+    // Four sums, one per row modulo 4, added pairwise at the end: a quarter
+    // of the terms behind each rounding (this sum becomes lse, whose
+    // rounding backward's P carries), and four independent chains.
+    V sums[4] = {V::broadcast(0.0f), V::broadcast(0.0f), V::broadcast(0.0f), V::broadcast(0.0f)};
+    for (std::int64_t j = 0; j < rows; ++j) {
       float* row = s + j * lds + c;
-      const V p = vec_math::exp(load(row) - shift);  // exp(-inf) = 0 where masked
-      store(p, row);
-      sum = sum + p;
+      const V p = softmax_exp(V::load(row) - shift);
+      p.store(row);
+      sums[j % 4] = sums[j % 4] + p;
     }
-    const V correction = vec_math::exp(old_max - shift);  // 0 on the first visible tile
-    store(fma(load(running_sum + c), correction, sum), running_sum + c);
-    store(new_max, running_max + c);
-    alignas(64) float factors[W];
-    correction.store(factors);
-    for (int lane = 0; lane < lanes; ++lane) {
-      if (factors[lane] == 1.0f) continue;
-      float* o = out + (c + lane) * ldo;
-      const V f = V::broadcast(factors[lane]);
-      for (std::int64_t x = 0; x < d; x += W) {
-        const int width = d - x < W ? static_cast<int>(d - x) : W;
-        const V scaled = (width == W ? V::load(o + x) : V::load_partial(o + x, width)) * f;
-        if (width == W) scaled.store(o + x);
-        else scaled.store_partial(o + x, width);
-      }
-    }
+    const V block_sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+    const V factor = softmax_exp(old_max - shift);  // 0 on the first visible block
+    fma(V::load(running_sum + c), factor, block_sum).store(running_sum + c);
+    new_max.store(running_max + c);
+    factor.store(correction + c);
   }
 }
 
-// Backward, between the products: from the scaled scores s (overwritten with
-// P = exp(s - lse), 0 where masked or where the whole row is masked, lse =
-// -inf) and dP = dO V^T (overwritten with dS = P * (dP - delta), where delta
-// = rowsum(dO * O), the softmax Jacobian applied to dP).
+// Backward, between the products, over a block of rows keys x columns
+// queries: from the scaled scores s (overwritten with P = e^(s - lse), 0
+// where masked or where the query saw no key at all, lse = -inf) and dP^T =
+// V dO^T (overwritten with dS = P (dP - delta), delta = rowsum(dO * O), the
+// softmax Jacobian applied to dP).
 template <class V>
-inline void softmax_backward_tile(float* s, float* dp, std::int64_t ld, int rows, std::int64_t n, std::int64_t j0,
-                                  const std::int64_t* lo, const std::int64_t* hi, const float* key_blocked,
-                                  const float* lse, const float* delta) {
+inline void softmax_gradient_block(float* s, float* dp, std::int64_t ld, std::int64_t rows, std::int64_t columns,
+                                   const float* lse, const float* delta) {
   constexpr int W = V::width;
-  for (int i = 0; i < rows; ++i) {
-    float* srow = s + i * ld;
-    float* dprow = dp + i * ld;
-    if (lse[i] == kNegativeInfinity) {
-      for (std::int64_t j = 0; j < n; ++j) srow[j] = dprow[j] = 0.0f;
-      continue;
-    }
-    const V shift = V::broadcast(lse[i]);
-    const V row_delta = V::broadcast(delta[i]);
-    for (std::int64_t j = 0; j < n; j += W) {
-      const int lanes = n - j < W ? static_cast<int>(n - j) : W;
-      const V p = vec_math::exp(masked_scores<V>(srow, j, lanes, j0, lo[i], hi[i], key_blocked) - shift);
-      const V g = lanes == W ? V::load(dprow + j) : V::load_partial(dprow + j, lanes);
+  const V zero = V::broadcast(0.0f);
+  for (std::int64_t c = 0; c < columns; c += W) {
+    const V row_lse = V::load(lse + c);
+    const auto seen = greater(row_lse, V::broadcast(kNegativeInfinity));
+    const V shift = select(seen, row_lse, zero);
+    const V row_delta = V::load(delta + c);
+    for (std::int64_t j = 0; j < rows; ++j) {
+      float* srow = s + j * ld + c;
+      float* dprow = dp + j * ld + c;
+      const V p = select(seen, softmax_exp(V::load(srow) - shift), zero);
       // select, not multiply: where P = 0 a NaN in dP must not survive
-      const V ds = select(greater(p, V::broadcast(0.0f)), p * (g - row_delta), V::broadcast(0.0f));
-      if (lanes == W) {
-        p.store(srow + j);
-        ds.store(dprow + j);
-      } else {
-        p.store_partial(srow + j, lanes);
-        ds.store_partial(dprow + j, lanes);
-      }
+      const V ds = select(greater(p, zero), p * (V::load(dprow) - row_delta), zero);
+      p.store(srow);
+      ds.store(dprow);
     }
   }
 }
 
-// delta[i] = sum_d dO[i, d] * O[i, d] for `rows` rows (strided).
+// ---- moving rows ------------------------------------------------------------
+
+// xt[x * ldt + i] = src[i * ld + x] for i < rows, x < d, and 0 for rows <= i
+// < columns (a multiple of W): a query block as the B operand of S^T = K Q^T.
+// W x W blocks are loaded a row at a time and transposed in registers.
 template <class V>
-inline void row_dot(float* delta, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t rows,
-                    std::int64_t d) {
+inline void transpose_rows(float* xt, std::int64_t ldt, std::int64_t columns, const float* src, std::int64_t ld,
+                           std::int64_t rows, std::int64_t d) {
+  constexpr int W = V::width;
+  for (std::int64_t i0 = 0; i0 < columns; i0 += W) {
+    for (std::int64_t x0 = 0; x0 < d; x0 += W) {
+      const int depth = d - x0 < W ? static_cast<int>(d - x0) : W;
+      V block[W];
+      for (int r = 0; r < W; ++r)
+        block[r] = i0 + r < rows ? load_lanes<V>(src + (i0 + r) * ld + x0, depth) : V::broadcast(0.0f);
+      transpose(block);
+      for (int x = 0; x < depth; ++x) block[x].store(xt + (x0 + x) * ldt + i0);
+    }
+  }
+}
+
+// out[i * ldo + x] = acc[i * d + x] / sum[i] for i < rows, x < d, and 0 where
+// sum[i] = 0 (a row that saw no key). A division, not a multiplication by a
+// rounded reciprocal: one rounding.
+template <class V>
+inline void normalize_rows(float* out, std::int64_t ldo, const float* acc, std::int64_t rows, std::int64_t d,
+                           const float* sum) {
   constexpr int W = V::width;
   for (std::int64_t i = 0; i < rows; ++i) {
-    V acc = V::broadcast(0.0f);
+    const V total = V::broadcast(sum[i]);
     for (std::int64_t x = 0; x < d; x += W) {
       const int lanes = d - x < W ? static_cast<int>(d - x) : W;
-      acc = fma(lanes == W ? V::load(a + i * lda + x) : V::load_partial(a + i * lda + x, lanes),
-                lanes == W ? V::load(b + i * ldb + x) : V::load_partial(b + i * ldb + x, lanes), acc);
+      const V o = sum[i] != 0.0f ? load_lanes<V>(acc + i * d + x, lanes) / total : V::broadcast(0.0f);
+      store_lanes(o, out + i * ldo + x, lanes);
     }
-    delta[i] = vec_math::lane_sum(acc);
+  }
+}
+
+// out[i] = sum_x at[x * ld + i] bt[x * ld + i] for i < columns (a multiple of
+// W): dot products down the columns of two transposed blocks, summed in
+// exactly the order score_tile sums a score (chunks of kScoreChunk FMAs, each
+// chunk then added to the running sum). Backward's delta = rowsum(dO * O) is
+// computed so: where a query's softmax is (nearly) one-hot, O is (nearly) the
+// row of V it picked, and dP - delta cancels (nearly) exactly, as it does in
+// exact arithmetic, instead of leaving the rounding difference of two
+// different summation orders (which is most of dS there).
+template <class V>
+inline void column_dot(float* out, const float* at, const float* bt, std::int64_t ld, std::int64_t columns,
+                       std::int64_t depth) {
+  constexpr int W = V::width;
+  for (std::int64_t i = 0; i < columns; i += W) {
+    V total = V::broadcast(0.0f);
+    for (std::int64_t x0 = 0; x0 < depth; x0 += kScoreChunk) {
+      const std::int64_t x1 = depth - x0 < kScoreChunk ? depth : x0 + kScoreChunk;
+      V acc = V::broadcast(0.0f);
+      for (std::int64_t x = x0; x < x1; ++x) acc = fma(V::load(at + x * ld + i), V::load(bt + x * ld + i), acc);
+      total = x0 > 0 ? total + acc : acc;
+    }
+    total.store(out + i);
   }
 }
 
@@ -196,8 +418,7 @@ inline void decode_partial(float* acc, float* row_max, float* row_sum, float* sc
         V dot = V::broadcast(0.0f);
         for (std::int64_t x = 0; x < d; x += W) {
           const int lanes = d - x < W ? static_cast<int>(d - x) : W;
-          dot = fma(lanes == W ? V::load(qr + x) : V::load_partial(qr + x, lanes),
-                    lanes == W ? V::load(kj + x) : V::load_partial(kj + x, lanes), dot);
+          dot = fma(load_lanes<V>(qr + x, lanes), load_lanes<V>(kj + x, lanes), dot);
         }
         score = vec_math::lane_sum(dot) * scale;
       }
@@ -215,9 +436,7 @@ inline void decode_partial(float* acc, float* row_max, float* row_sum, float* sc
       const V shift = V::broadcast(m);
       for (std::int64_t j = 0; j < n; j += W) {
         const int lanes = n - j < W ? static_cast<int>(n - j) : W;
-        const V e = vec_math::exp((lanes == W ? V::load(s + j) : V::load_partial(s + j, lanes)) - shift);
-        if (lanes == W) e.store(s + j);
-        else e.store_partial(s + j, lanes);
+        store_lanes(vec_math::exp(load_lanes<V>(s + j, lanes) - shift), s + j, lanes);
       }
       for (std::int64_t j = 0; j < n; ++j) total += s[j];
     }
@@ -236,10 +455,7 @@ inline void decode_partial(float* acc, float* row_max, float* row_sum, float* sc
       float* a = acc + row * d;
       for (std::int64_t x = 0; x < d; x += W) {
         const int lanes = d - x < W ? static_cast<int>(d - x) : W;
-        const V sum = fma(pv, lanes == W ? V::load(vj + x) : V::load_partial(vj + x, lanes),
-                          lanes == W ? V::load(a + x) : V::load_partial(a + x, lanes));
-        if (lanes == W) sum.store(a + x);
-        else sum.store_partial(a + x, lanes);
+        store_lanes(fma(pv, load_lanes<V>(vj + x, lanes), load_lanes<V>(a + x, lanes)), a + x, lanes);
       }
     }
   }

@@ -3,6 +3,8 @@
 // translation units only (it uses threading.h).
 #pragma once
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 
@@ -67,6 +69,19 @@ void for_each_range(std::int64_t n, const Body& body) {
   const std::int64_t blocks = ceil_div(n, kUnitElements);
   parallel_for(blocks, 1,
                [&](std::int64_t b0, std::int64_t b1) { body(b0 * kUnitElements, std::min(n, b1 * kUnitElements)); });
+}
+
+// The size in bytes of the data cache of `level` (1 or 2) of one core, as the
+// C library reports it (CPUID on x86, sysfs elsewhere), or `fallback` where it
+// reports none. Kernels size their blocks from it instead of from constants
+// tuned on one host.
+inline std::int64_t data_cache_bytes(int level, std::int64_t fallback) {
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+  const long size = sysconf(level == 1 ? _SC_LEVEL1_DCACHE_SIZE : _SC_LEVEL2_CACHE_SIZE);
+  return size > 0 ? static_cast<std::int64_t>(size) : fallback;
+#else
+  return fallback;
+#endif
 }
 
 }  // namespace attnkit::cpu

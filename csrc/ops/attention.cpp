@@ -19,8 +19,59 @@ constexpr std::int64_t kMaximumLength = std::int64_t(1) << 24;
 // Checks the options against the sizes already in p and fills the rest of
 // the kernel's problem description. The lengths are widened to int64 into
 // `lengths` when given as int32.
-void describe_options(const char* op, const AttentionOptions& o, std::vector<std::int64_t>& lengths,
+// The sparse pattern's options into p: the global tokens sorted into
+// `globals`.
+void describe_pattern(const char* op, const AttentionOptions& o, std::vector<std::int64_t>& globals,
                       cpu::AttentionProblem& p) {
+  if (o.dilation < 1) throw_value_error(op, "dilation", "a positive int", std::to_string(o.dilation));
+  p.dilation = o.dilation;
+  const bool positional = o.global_tokens.defined() || o.block_mask.defined();
+  if (positional && p.query_length > p.key_length)
+    throw_value_error(op, "q", "no more queries than keys with global_tokens or block_mask (positions index keys)",
+                      std::to_string(p.query_length) + " queries and " + std::to_string(p.key_length) + " keys");
+  if (o.global_tokens.defined()) {
+    const Array& g = o.global_tokens;
+    check_cpu(op, "global_tokens", g);
+    if (g.dtype() != DType::int64 && g.dtype() != DType::int32)
+      throw_type_error(op, "global_tokens", "int64 or int32", dtype_name(g.dtype()));
+    if (g.ndim() != 1) throw_value_error(op, "global_tokens", "1 dimension", shape_string(g.shape()));
+    globals.resize(static_cast<std::size_t>(g.dim(0)));
+    for (std::int64_t i = 0; i < g.dim(0); ++i) {
+      const std::int64_t t = g.dtype() == DType::int64 ? g.data<std::int64_t>()[i] : g.data<std::int32_t>()[i];
+      if (t < 0 || t >= p.key_length)
+        throw_value_error(op, "global_tokens", "positions in [0, " + std::to_string(p.key_length) + ")",
+                          std::to_string(t) + " at index " + std::to_string(i));
+      globals[i] = t;
+    }
+    std::sort(globals.begin(), globals.end());
+    const auto repeated = std::adjacent_find(globals.begin(), globals.end());
+    if (repeated != globals.end())
+      throw_value_error(op, "global_tokens", "distinct positions", std::to_string(*repeated) + " twice");
+    p.global_tokens = globals.data();
+    p.global_count = static_cast<std::int64_t>(globals.size());
+  }
+  if (o.block_mask.defined()) {
+    const Array& m = o.block_mask;
+    check_dtype(op, "block_mask", m, DType::bool_);
+    check_cpu(op, "block_mask", m);
+    if (o.block_size < 1)
+      throw_value_error(op, "block_size", "a positive int with block_mask", std::to_string(o.block_size));
+    const std::int64_t blocks = (p.key_length + o.block_size - 1) / o.block_size;
+    if (m.ndim() != 2 || m.dim(0) < blocks || m.dim(1) < blocks)
+      throw_value_error(op, "block_mask",
+                        "2 dimensions of at least ceil(Tk / block_size) = " + std::to_string(blocks) + " blocks",
+                        shape_string(m.shape()));
+    p.block_mask = m.data<std::uint8_t>();
+    p.block_size = o.block_size;
+    p.block_columns = m.dim(1);
+  } else if (o.block_size != 0) {
+    throw_value_error(op, "block_size", "0 without block_mask", std::to_string(o.block_size));
+  }
+}
+
+void describe_options(const char* op, const AttentionOptions& o, std::vector<std::int64_t>& lengths,
+                      std::vector<std::int64_t>& globals, cpu::AttentionProblem& p) {
+  describe_pattern(op, o, globals, p);
   const std::int64_t batch = p.batch, head_dim = p.head_dim;
   if (o.window < 0) throw_value_error(op, "window", "a positive width", std::to_string(o.window));
   if (!(o.scale >= 0.0) || !std::isfinite(static_cast<float>(o.scale)))
@@ -71,7 +122,8 @@ void describe_options(const char* op, const AttentionOptions& o, std::vector<std
 
 // Validates separate q, k, v and the options into the kernel's problem.
 cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, const Array& v,
-                               const AttentionOptions& o, std::vector<std::int64_t>& lengths) {
+                               const AttentionOptions& o, std::vector<std::int64_t>& lengths,
+                               std::vector<std::int64_t>& globals) {
   for (auto [name, a] : {std::pair<const char*, const Array*>{"q", &q}, {"k", &k}, {"v", &v}}) {
     check_dtype(op, name, *a, DType::float32);
     check_cpu(op, name, *a);
@@ -103,7 +155,7 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
   p.head_dim = head_dim;
   p.q_stride = heads * head_dim;
   p.k_stride = p.v_stride = kv_heads * head_dim;
-  describe_options(op, o, lengths, p);
+  describe_options(op, o, lengths, globals, p);
   return p;
 }
 
@@ -112,7 +164,8 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
 // and the options into the kernel's problem, with q, k, v reading the rows of
 // qkv in place.
 cpu::AttentionProblem describe_packed(const char* op, const Array& qkv, std::int64_t heads, std::int64_t kv_heads,
-                                      const AttentionOptions& o, std::vector<std::int64_t>& lengths) {
+                                      const AttentionOptions& o, std::vector<std::int64_t>& lengths,
+                                      std::vector<std::int64_t>& globals) {
   check_dtype(op, "qkv", qkv, DType::float32);
   check_cpu(op, "qkv", qkv);
   if (qkv.ndim() != 3)
@@ -139,7 +192,7 @@ cpu::AttentionProblem describe_packed(const char* op, const Array& qkv, std::int
   p.kv_heads = kv_heads;
   p.head_dim = width / head_count;
   p.q_stride = p.k_stride = p.v_stride = width;
-  describe_options(op, o, lengths, p);
+  describe_options(op, o, lengths, globals, p);
   return p;
 }
 
@@ -164,8 +217,8 @@ void check_forward_results(const char* op, const cpu::AttentionProblem& p, const
 }  // namespace
 
 AttentionForward attention_forward(const Array& q, const Array& k, const Array& v, const AttentionOptions& options) {
-  std::vector<std::int64_t> lengths;
-  const cpu::AttentionProblem p = describe("attention", q, k, v, options, lengths);
+  std::vector<std::int64_t> lengths, globals;
+  const cpu::AttentionProblem p = describe("attention", q, k, v, options, lengths, globals);
   AttentionForward r{Array::zeros(q.shape(), DType::float32),
                      Array::empty({p.batch, p.heads, p.query_length}, DType::float32)};
   if (r.out.numel() == 0) return r;
@@ -177,8 +230,8 @@ AttentionForward attention_forward(const Array& q, const Array& k, const Array& 
 AttentionGradients attention_backward(const Array& grad_out, const Array& q, const Array& k, const Array& v,
                                       const Array& out, const Array& lse, const AttentionOptions& options) {
   const char* op = "attention_backward";
-  std::vector<std::int64_t> lengths;
-  const cpu::AttentionProblem p = describe(op, q, k, v, options, lengths);
+  std::vector<std::int64_t> lengths, globals;
+  const cpu::AttentionProblem p = describe(op, q, k, v, options, lengths, globals);
   check_forward_results(op, p, grad_out, out, lse);
   // dq is accumulated into tile by tile; dk and dv are written whole.
   AttentionGradients g{Array::zeros(q.shape(), DType::float32), Array::zeros(k.shape(), DType::float32),
@@ -191,8 +244,8 @@ AttentionGradients attention_backward(const Array& grad_out, const Array& q, con
 
 AttentionForward attention_qkv_forward(const Array& qkv, std::int64_t heads, std::int64_t kv_heads,
                                        const AttentionOptions& options) {
-  std::vector<std::int64_t> lengths;
-  const cpu::AttentionProblem p = describe_packed("attention_qkv", qkv, heads, kv_heads, options, lengths);
+  std::vector<std::int64_t> lengths, globals;
+  const cpu::AttentionProblem p = describe_packed("attention_qkv", qkv, heads, kv_heads, options, lengths, globals);
   AttentionForward r{Array::zeros({p.batch, p.query_length, p.heads, p.head_dim}, DType::float32),
                      Array::empty({p.batch, p.heads, p.query_length}, DType::float32)};
   if (r.out.numel() == 0) return r;
@@ -205,8 +258,8 @@ AttentionForward attention_qkv_forward(const Array& qkv, std::int64_t heads, std
 Array attention_qkv_backward(const Array& grad_out, const Array& qkv, const Array& out, const Array& lse,
                              std::int64_t heads, std::int64_t kv_heads, const AttentionOptions& options) {
   const char* op = "attention_qkv_backward";
-  std::vector<std::int64_t> lengths;
-  const cpu::AttentionProblem p = describe_packed(op, qkv, heads, kv_heads, options, lengths);
+  std::vector<std::int64_t> lengths, globals;
+  const cpu::AttentionProblem p = describe_packed(op, qkv, heads, kv_heads, options, lengths, globals);
   check_forward_results(op, p, grad_out, out, lse);
   // dq is accumulated into tile by tile (so the whole buffer starts at 0);
   // dk and dv are written whole.

@@ -14,6 +14,14 @@ struct AttentionOptions {
   bool for_backward = true;  // false: inference only, the decode path may be used
   double dropout_p = 0.0;    // attention dropout, from the Philox stream (seed, offset)
   std::uint64_t dropout_seed = 0, dropout_offset = 0;
+  // Sparse patterns (cpu/attention.h, AttentionProblem): a dilation of the
+  // window, global tokens (int64 or int32 [G], distinct positions in [0, Tk),
+  // any order) and a block mask (bool [rows, columns], both at least
+  // ceil(Tk / block_size)) over blocks of block_size positions.
+  std::int64_t dilation = 1;
+  Array global_tokens;
+  Array block_mask;
+  std::int64_t block_size = 0;
 };
 
 struct AttentionForward {

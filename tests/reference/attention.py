@@ -9,11 +9,16 @@ from .random import dropout_keep_mask
 # ---- attention ----------------------------------------------------------
 
 
-def attention_visibility(batch, tq, tk, causal=False, window=None, key_lengths=None, key_padding_mask=None):
-    """bool [B, 1, Tq, Tk]: which key each query may see (query i at position i + Tk - Tq)."""
+def attention_visibility(
+    batch, tq, tk, causal=False, window=None, key_lengths=None, key_padding_mask=None, explicit_mask=None
+):
+    """bool [B, 1, Tq, Tk]: which key each query may see (query i at position
+    i + Tk - Tq). explicit_mask: bool [Tq, Tk], further pairs to hide (False)."""
     position = np.arange(tq)[:, None] + tk - tq
     j = np.arange(tk)[None, :]
     visible = np.ones((batch, 1, tq, tk), bool)
+    if explicit_mask is not None:
+        visible = visible & np.asarray(explicit_mask, bool)
     if causal:
         visible = visible & (j <= position)
     if window is not None:

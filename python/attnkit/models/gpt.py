@@ -13,6 +13,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import _dtypes, generation, nn
 from .._tensor_data import values_view
 from ..grad_mode import is_grad_enabled
@@ -50,6 +52,9 @@ class GPTConfig:
     rope_interleaved: bool = False  # rope's pairs: (2i, 2i+1) if True, else (i, i + head_dim/2) as Hugging Face's
     sliding_window: int | None = None  # each query sees this many positions at most (itself included)
     sliding_window_layers: list | None = None  # the blocks with the window (None: every block)
+    # a sparse attention pattern for every block: MultiHeadAttention's pattern, a dict of
+    # dilation, global_tokens (positions), block_mask (nested lists of bools) and block_size
+    attention_pattern: dict | None = None
     qkv_bias: bool | None = None  # biases of the q, k, v projections (None: bias)
     out_bias: bool | None = None  # bias of the attention's output projection (None: bias)
     mlp_bias: bool | None = None  # biases of the feed-forward (None: bias)
@@ -104,6 +109,32 @@ def _check_config(config: GPTConfig) -> None:
             )
 
 
+def _check_pattern(config: GPTConfig) -> None:
+    """The attention pattern's positions against block_size (the rest is
+    MultiHeadAttention's to check)."""
+    name, pattern = type(config).__name__, config.attention_pattern or {}
+    if not isinstance(pattern, dict):
+        raise TypeError(f"{name}: field 'attention_pattern' expected a dict, got {type(pattern).__name__}")
+    tokens = np.asarray(pattern.get("global_tokens") or [], np.int64)
+    if tokens.size and not (tokens < config.block_size).all():
+        raise ValueError(
+            f"{name}: field 'attention_pattern' expected global tokens in [0, block_size = {config.block_size}), "
+            f"got {tokens.max()}"
+        )
+    if (
+        pattern.get("block_mask") is not None
+        and isinstance(pattern.get("block_size"), int)
+        and pattern["block_size"] > 0
+    ):
+        blocks = -(-config.block_size // pattern["block_size"])
+        shape = np.shape(pattern["block_mask"])
+        if len(shape) != 2 or min(shape) < blocks:
+            raise ValueError(
+                f"{name}: field 'attention_pattern' expected a block_mask of at least {blocks} x {blocks} blocks "
+                f"(block_size {config.block_size}), got shape {list(shape)}"
+            )
+
+
 class GPT(nn.Module):
     """``logits = model(idx)``: idx int32/int64 [B, T] with T <= block_size
     and ids < vocab_size; logits float32 [B, T, vocab_size]. For generation,
@@ -126,6 +157,7 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT: argument 'config' expected a GPTConfig, got {type(config).__name__}")
         _check_config(config)
+        _check_pattern(config)
         self.config = config
         width = config.n_embd
         self.wte = nn.Embedding(config.vocab_size, width)
@@ -151,6 +183,7 @@ class GPT(nn.Module):
                 rope_scaling=config.rope_scaling,
                 rope_interleaved=config.rope_interleaved,
                 window=config.sliding_window if index in windowed else None,
+                pattern=config.attention_pattern,
                 qkv_bias=config.qkv_bias,
                 out_bias=config.out_bias,
                 mlp_bias=config.mlp_bias,

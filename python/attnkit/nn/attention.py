@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from ..ops import checks
-from ..tensor import Tensor
+from ..tensor import Tensor, from_numpy
 from . import functional as F
+from .functional.attention import attention_pattern_options
 from .kv_cache import KVCache
 from .linear import Linear
 from .module import Module
@@ -52,7 +55,12 @@ class MultiHeadAttention(Module):
     ``F.rope_frequencies``), ``rope_interleaved`` the pairing of ``F.rope``
     (False: the "rotate half" layout of Hugging Face Llama checkpoints).
     ``window``: each query sees only the ``window`` most recent positions,
-    itself included (Mistral's sliding window).
+    itself included (Mistral's sliding window). ``pattern``: a sparse
+    pattern of self-attention, a dict of F.attention's ``dilation``,
+    ``global_tokens``, ``block_mask`` and ``block_size`` (Longformer's
+    dilated windows and global tokens, BigBird's block layouts); positions
+    count from the first cached one, and global tokens at or past the
+    sequence's length are left out (those of a longer sequence).
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class MultiHeadAttention(Module):
         rope_scaling: dict | None = None,
         rope_interleaved: bool = True,
         window: int | None = None,
+        pattern: dict | None = None,
     ) -> None:
         super().__init__()
         op = "MultiHeadAttention"
@@ -108,6 +117,8 @@ class MultiHeadAttention(Module):
         if window is not None:
             window = checks.positive_int(op, "window", window)
         self.window = window
+        self.pattern = sparse_pattern(op, pattern)
+        self._patterns_by_length = {}
         self.qkv_fused = checks.flag(op, "qkv_fused", qkv_fused)
         checks.flag(op, "bias", bias)
         qkv_bias = bias if qkv_bias is None else checks.flag(op, "qkv_bias", qkv_bias)
@@ -193,6 +204,7 @@ class MultiHeadAttention(Module):
                 key_padding_mask=key_padding_mask,
                 window=self.window,
                 dropout_p=dropout_p,
+                **self._pattern_for(steps),
             )
             return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
         q, k, v = self._project(x, key_value)
@@ -215,13 +227,25 @@ class MultiHeadAttention(Module):
         else:
             # New queries are the last positions of the cached sequence; the
             # cache holds only the past, so attention over it is causal.
-            k, v, masking = cache.attention_inputs(k, v, key_padding_mask, self.window)
-        out = F.attention(q, k, v, dropout_p=dropout_p, **masking)
+            k, v, masking = cache.attention_inputs(k, v, key_padding_mask, self.window, positional=bool(self.pattern))
+        out = F.attention(q, k, v, dropout_p=dropout_p, **masking, **self._pattern_for(k.shape[1]))
         return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
 
     def make_cache(self, batch: int, max_len: int) -> KVCache:
         """A KVCache sized for this layer."""
         return KVCache(batch, max_len, self.num_kv_heads, self.head_dim)
+
+    def _pattern_for(self, keys: int) -> dict:
+        """The pattern's arguments for ``keys`` keys: the global tokens
+        among them."""
+        tokens = self.pattern.get("global_tokens")
+        if tokens is None:
+            return self.pattern
+        if keys not in self._patterns_by_length:
+            inside = tokens.numpy()[tokens.numpy() < keys]
+            pattern = dict(self.pattern, global_tokens=from_numpy(inside) if inside.size else None)
+            self._patterns_by_length[keys] = pattern
+        return self._patterns_by_length[keys]
 
     def extra_repr(self) -> str:
         text = f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
@@ -239,7 +263,42 @@ class MultiHeadAttention(Module):
                 text += ", rope_interleaved=False"
         if self.window is not None:
             text += f", window={self.window}"
+        if self.pattern:
+            text += f", pattern=({', '.join(sorted(self.pattern))})"
         return text
+
+
+_PATTERN_KEYS = ("dilation", "global_tokens", "block_mask", "block_size")
+
+
+def sparse_pattern(op: str, pattern: dict | None) -> dict:
+    """A sparse pattern (F.attention's dilation, global_tokens, block_mask
+    and block_size) checked once, as the keyword arguments to pass: the
+    positions and the mask as tensors; {} for None."""
+    if pattern is None:
+        return {}
+    if not isinstance(pattern, dict):
+        raise TypeError(f"{op}: argument 'pattern' expected a dict, got {type(pattern).__name__}")
+    unknown = sorted(set(pattern) - set(_PATTERN_KEYS))
+    if unknown:
+        raise ValueError(f"{op}: argument 'pattern' expected keys among {', '.join(_PATTERN_KEYS)}, got {unknown[0]!r}")
+    attention_pattern_options(op, **pattern)  # the checks, with the argument names
+    checked = {}
+    if pattern.get("dilation", 1) != 1:
+        checked["dilation"] = pattern["dilation"]
+    if pattern.get("global_tokens") is not None:
+        tokens = pattern["global_tokens"]
+        tokens = tokens if isinstance(tokens, Tensor) else from_numpy(np.asarray(tokens, np.int64))
+        if tokens.numel() and tokens.numpy().min() < 0:
+            raise ValueError(
+                f"{op}: argument 'global_tokens' expected positions in [0, length), got {tokens.numpy().min()}"
+            )
+        checked["global_tokens"] = tokens
+    if pattern.get("block_mask") is not None:
+        mask = pattern["block_mask"]
+        checked["block_mask"] = mask if isinstance(mask, Tensor) else from_numpy(np.ascontiguousarray(mask, bool))
+        checked["block_size"] = pattern["block_size"]
+    return checked
 
 
 __all__ = ["KVCache", "MultiHeadAttention"]

@@ -138,7 +138,12 @@ class KVCache:
         return F.narrow(buffer, 1, 0, self.length)
 
     def attention_inputs(
-        self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None, window: int | None = None
+        self,
+        k_new: Tensor,
+        v_new: Tensor,
+        key_padding_mask: Tensor | None = None,
+        window: int | None = None,
+        positional: bool = False,
     ) -> tuple:
         """Appends the new positions, then returns ``(k, v, masking)``: the
         keys, values and F.attention keyword arguments with which the new
@@ -158,14 +163,16 @@ class KVCache:
           all of them visible (F.attention places the query at the last key,
           so a window over the whole buffer would be measured from its end).
         - Otherwise: the filled positions, a view when batch is 1, a copy
-          otherwise.
+          otherwise. Always so when ``positional`` (a sparse pattern: its
+          global tokens, block mask and dilation name positions, which hold
+          only when the keys are the filled positions from 0 on).
         """
         first = self.length
         self.append(k_new, v_new, key_padding_mask)
         steps = self.length - first
         if first == 0:
             return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask, "window": window}
-        if steps == 1 and window is not None and self.length > window:
+        if steps == 1 and window is not None and self.length > window and not positional:
             start = self.length - window
             padding = None if self.key_padding_mask is None else F.narrow(self.key_padding_mask, 1, start, window)
             return (
@@ -173,7 +180,7 @@ class KVCache:
                 F.narrow(self.v, 1, start, window),
                 {"causal": True, "key_padding_mask": padding},
             )
-        if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None):
+        if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None) and not positional:
             self._key_lengths_values[...] = self.length
             return (
                 self.k,

@@ -88,7 +88,8 @@ class TransformerEncoderLayer(Module):
     - ``num_kv_heads``, ``head_dim``: grouped-query attention, a head size
       other than d_model / nhead;
     - ``rope`` with ``rope_base``, ``rope_scaling``, ``rope_interleaved``;
-      ``window``: a sliding attention window (see MultiHeadAttention);
+      ``window``: a sliding attention window, ``pattern`` a sparse one
+      (see MultiHeadAttention);
     - ``bias`` for every Linear and LayerNorm, overridden by ``qkv_bias``
       and ``out_bias`` for the attention's projections and by ``mlp_bias``
       for the FeedForward's.
@@ -113,6 +114,7 @@ class TransformerEncoderLayer(Module):
         rope_scaling: dict | None = None,
         rope_interleaved: bool = True,
         window: int | None = None,
+        pattern: dict | None = None,
         qkv_bias: bool | None = None,
         out_bias: bool | None = None,
         mlp_bias: bool | None = None,
@@ -133,6 +135,7 @@ class TransformerEncoderLayer(Module):
             rope_scaling=rope_scaling,
             rope_interleaved=rope_interleaved,
             window=window,
+            pattern=pattern,
         )
         self.feed_forward = FeedForward(
             d_model, dim_feedforward, activation, dropout, bias if mlp_bias is None else mlp_bias

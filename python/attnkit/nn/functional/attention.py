@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ... import _C
 from ..._dtypes import bool_, int32, int64
 from ...autograd import Function, is_grad_enabled
 from ...grad_mode import recomputed_in_backward
 from ...ops.checks import check_int64, check_tensor
 from ...random import _generator_or_default
-from ...tensor import Tensor
+from ...tensor import Tensor, from_numpy
 
 
 class _Attention(Function):
@@ -39,6 +41,10 @@ def attention(
     key_padding_mask: Tensor | None = None,
     key_lengths: Tensor | None = None,
     window: int | None = None,
+    dilation: int = 1,
+    global_tokens=None,
+    block_mask=None,
+    block_size: int | None = None,
     scale: float | None = None,
     dropout_p: float = 0.0,
     generator=None,
@@ -65,6 +71,25 @@ def attention(
       are different: they are real keys other queries see, and in training
       they enter the tile products with weight 0, so a NaN there spreads as
       it does in PyTorch's unfused attention.)
+    - Sparse patterns (Longformer, BigBird, fixed patterns), fused: key
+      blocks the pattern hides whole are skipped, so the cost follows the
+      visible pairs, not Tq x Tk.
+
+      - ``dilation=s``: key j is visible only when ``(position - j) % s ==
+        0`` (with ``window``, a dilated sliding window).
+      - ``global_tokens``: positions (a sequence of ints or an int tensor,
+        each in ``[0, Tk)``, distinct) that attend to every key and that
+        every query attends to, as Longformer's global attention; ``causal``
+        and the padding still apply to them.
+      - ``block_mask`` with ``block_size=S``: a bool ``[R, C]`` array or
+        tensor, R and C at least ``ceil(Tk / S)``: key j is visible to the
+        query at position p only when ``block_mask[p // S, j // S]`` (BigBird's
+        and fixed block-sparse layouts).
+
+      A pair is visible when the key is not padding, ``causal`` allows it,
+      and either end is a global token or the pair passes ``window``,
+      ``dilation`` and ``block_mask`` alike. With ``global_tokens`` or
+      ``block_mask``, Tq must not exceed Tk.
     - ``scale`` defaults to ``1 / sqrt(head_dim)``.
     - ``dropout_p``: attention dropout on the normalized weights, as in
       PyTorch's scaled_dot_product_attention (applied whenever it is > 0: pass
@@ -78,6 +103,7 @@ def attention(
     for name, t in (("q", q), ("k", k), ("v", v)):
         check_tensor("attention", name, t)
     options = _options("attention", causal, key_padding_mask, key_lengths, window, scale, dropout_p, generator)
+    options.update(attention_pattern_options("attention", dilation, global_tokens, block_mask, block_size))
     return _Attention.apply(q, k, v, options)
 
 
@@ -106,6 +132,10 @@ def attention_qkv(
     key_padding_mask: Tensor | None = None,
     key_lengths: Tensor | None = None,
     window: int | None = None,
+    dilation: int = 1,
+    global_tokens=None,
+    block_mask=None,
+    block_size: int | None = None,
     scale: float | None = None,
     dropout_p: float = 0.0,
     generator=None,
@@ -129,6 +159,7 @@ def attention_qkv(
             raise TypeError(f"{op}: argument '{name}' expected an int, got {type(value).__name__}")
         check_int64(op, name, value)
     options = _options(op, causal, key_padding_mask, key_lengths, window, scale, dropout_p, generator)
+    options.update(attention_pattern_options(op, dilation, global_tokens, block_mask, block_size))
     return _AttentionQKV.apply(qkv, (num_heads, num_kv_heads), options)
 
 
@@ -162,4 +193,38 @@ def _options(op: str, causal, key_padding_mask, key_lengths, window, scale, drop
     if dropout_p > 0.0:
         seed, offset = _generator_or_default(op, generator).next_stream()
         options.update(dropout_p=float(dropout_p), dropout_seed=seed, dropout_offset=offset)
+    return options
+
+
+def attention_pattern_options(
+    op: str, dilation: int = 1, global_tokens=None, block_mask=None, block_size: int | None = None
+) -> dict:
+    """The sparse pattern's keyword arguments of the native entry points,
+    checked (the positions against the lengths natively)."""
+    if not isinstance(dilation, int) or isinstance(dilation, bool) or not 1 <= dilation < 2**63:
+        raise ValueError(f"{op}: argument 'dilation' expected a positive int, got {dilation!r}")
+    options = {"dilation": dilation, "global_tokens": None, "block_mask": None, "block_size": 0}
+    if global_tokens is not None:
+        if not isinstance(global_tokens, Tensor):
+            values = np.asarray(global_tokens)
+            if values.ndim != 1 or not (values.size == 0 or np.issubdtype(values.dtype, np.integer)):
+                raise TypeError(f"{op}: argument 'global_tokens' expected a sequence of ints, got {global_tokens!r}")
+            global_tokens = from_numpy(values.astype(np.int64))
+        elif global_tokens.dtype not in (int32, int64):
+            raise TypeError(f"{op}: argument 'global_tokens' expected an int tensor, got {global_tokens.dtype}")
+        if global_tokens.numel() > 0:
+            options["global_tokens"] = global_tokens._array
+    if block_mask is not None:
+        if not isinstance(block_mask, Tensor):
+            values = np.asarray(block_mask)
+            if values.dtype != np.bool_:
+                raise TypeError(f"{op}: argument 'block_mask' expected bool values, got {values.dtype}")
+            block_mask = from_numpy(np.ascontiguousarray(values))
+        elif block_mask.dtype != bool_:
+            raise TypeError(f"{op}: argument 'block_mask' expected a bool tensor, got {block_mask.dtype}")
+        if not isinstance(block_size, int) or isinstance(block_size, bool) or not 1 <= block_size < 2**63:
+            raise ValueError(f"{op}: argument 'block_size' expected a positive int with block_mask, got {block_size!r}")
+        options.update(block_mask=block_mask._array, block_size=block_size)
+    elif block_size is not None:
+        raise ValueError(f"{op}: argument 'block_size' is for block_mask, which is not given")
     return options
