@@ -33,6 +33,8 @@ TRAIN_FLAG_HELP = {
         "dropout": "dropout probability",
         "bias": "biases in the Linear and LayerNorm layers (gpt)",
         "n_kv_head": "key/value heads, fewer than --n-head for grouped-query attention (llama; default: --n-head)",
+        "n_experts": "a mixture of experts in every block's feed-forward, this many experts (default: dense)",
+        "top_k": "experts per token, with --n-experts",
     },
     "optimization": {
         "batch_size": "sequences per step (under mpiexec, the global batch: each rank takes its share)",

@@ -6,6 +6,7 @@ from .attention import KVCache, MultiHeadAttention
 from .container import ModuleDict, ModuleList, Sequential
 from .layers import Dropout, Embedding, LayerNorm, Linear, RMSNorm
 from .module import IncompatibleKeys, Module
+from .moe import MoEFeedForward
 from .parameter import Parameter
 from .position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from .transformer import (
@@ -35,6 +36,7 @@ __all__ = [
     "KVCache",
     "MultiHeadAttention",
     "FeedForward",
+    "MoEFeedForward",
     "TransformerEncoderLayer",
     "TransformerDecoderLayer",
     "TransformerEncoder",

@@ -17,6 +17,7 @@ from .attention import KVCache, MultiHeadAttention
 from .container import ModuleList
 from .layers import Dropout, LayerNorm, Linear, RMSNorm, _flag, _positive_int
 from .module import Module
+from .moe import MoEFeedForward
 
 # activation name -> the activation fused into the first Linear
 _FUSED_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}
@@ -86,7 +87,10 @@ class TransformerEncoderLayer(Module):
       ``window``: a sliding attention window (see MultiHeadAttention);
     - ``bias`` for every Linear and LayerNorm, overridden by ``qkv_bias``
       and ``out_bias`` for the attention's projections and by ``mlp_bias``
-      for the FeedForward's.
+      for the FeedForward's;
+    - ``n_experts``: a mixture of experts (``MoEFeedForward`` with ``top_k``
+      and ``capacity_factor``) in place of the FeedForward, each expert of
+      width dim_feedforward.
     """
 
     def __init__(
@@ -111,6 +115,9 @@ class TransformerEncoderLayer(Module):
         qkv_bias: bool | None = None,
         out_bias: bool | None = None,
         mlp_bias: bool | None = None,
+        n_experts: int | None = None,
+        top_k: int = 2,
+        capacity_factor: float | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = _flag("TransformerEncoderLayer", "norm_first", norm_first)
@@ -129,9 +136,20 @@ class TransformerEncoderLayer(Module):
             rope_interleaved=rope_interleaved,
             window=window,
         )
-        self.feed_forward = FeedForward(
-            d_model, dim_feedforward, activation, dropout, bias if mlp_bias is None else mlp_bias
-        )
+        if n_experts is None:
+            self.feed_forward = FeedForward(
+                d_model, dim_feedforward, activation, dropout, bias if mlp_bias is None else mlp_bias
+            )
+        else:
+            self.feed_forward = MoEFeedForward(
+                d_model,
+                n_experts,
+                top_k,
+                dim_feedforward,
+                activation,
+                bias=bias if mlp_bias is None else mlp_bias,
+                capacity_factor=capacity_factor,
+            )
         self.norm1 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
         self.norm2 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
         self.dropout1 = Dropout(dropout)

@@ -30,6 +30,7 @@ from .elementwise import (
 from .embedding import embedding
 from .linear import linear, matmul
 from .loss import cross_entropy
+from .moe import moe_feed_forward
 from .norm import add_layer_norm, layer_norm, rms_norm
 from .position import rope, rope_frequencies, sinusoidal_position_encoding
 from .shape import (
@@ -56,6 +57,7 @@ __all__ = [
     "attention",
     "attention_qkv",
     "cross_entropy",
+    "moe_feed_forward",
     "dropout",
     "embedding",
     "gelu",
