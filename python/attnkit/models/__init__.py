@@ -5,6 +5,7 @@ from .bert import BERT, BertConfig, BertOutput, mask_tokens
 from .gpt import GPT, GPTConfig
 from .llama import Llama, LlamaConfig
 from .transformer import Transformer, TransformerConfig
+from .vit import ViT, ViTConfig
 
 from . import hf  # noqa: E402  isort: skip  (it registers the models above)
 from .hf import from_pretrained  # noqa: E402  isort: skip
@@ -21,6 +22,8 @@ __all__ = [
     "LlamaConfig",
     "Transformer",
     "TransformerConfig",
+    "ViT",
+    "ViTConfig",
     "from_pretrained",
     "SentenceEncoder",
     "hf",

@@ -32,6 +32,7 @@ from .linear import linear, matmul
 from .loss import cross_entropy
 from .moe import moe_feed_forward
 from .norm import add_layer_norm, layer_norm, rms_norm
+from .patch import patch_embedding, patchify
 from .position import rope, rope_frequencies, sinusoidal_position_encoding
 from .shape import (
     cat,
@@ -58,6 +59,8 @@ __all__ = [
     "attention_qkv",
     "cross_entropy",
     "moe_feed_forward",
+    "patchify",
+    "patch_embedding",
     "dropout",
     "embedding",
     "gelu",
