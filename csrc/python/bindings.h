@@ -22,5 +22,7 @@ void bind_loss(pybind11::module_& m);         // loss.cpp
 void bind_elementwise(pybind11::module_& m);  // elementwise.cpp: arithmetic, sums, where, casts
 void bind_shape(pybind11::module_& m);        // shape.cpp: permute, split/cat, gather
 void bind_sampling(pybind11::module_& m);     // sampling.cpp: the next token from logits
+void bind_moe(pybind11::module_& m);          // moe.cpp: mixture-of-experts routing and experts
+void bind_patch(pybind11::module_& m);        // patch.cpp: image patches (the Vision Transformer)
 
 }  // namespace attnkit::python

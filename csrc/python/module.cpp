@@ -46,4 +46,6 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_elementwise(m);
   attnkit::python::bind_shape(m);
   attnkit::python::bind_sampling(m);
+  attnkit::python::bind_moe(m);
+  attnkit::python::bind_patch(m);
 }

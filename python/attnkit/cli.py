@@ -35,6 +35,8 @@ TRAIN_FLAG_HELP = {
         "n_kv_head": "key/value heads, fewer than --n-head for grouped-query attention (llama; default: --n-head)",
         "gradient_checkpointing": "keep only each block's input and run the block again in backward: "
         "less memory, about one more forward's time, the same gradients",
+        "n_experts": "a mixture of experts in every block's feed-forward, this many experts (default: dense)",
+        "top_k": "experts per token, with --n-experts",
     },
     "optimization": {
         "batch_size": "sequences per step (under mpiexec, the global batch: each rank takes its share)",

@@ -122,6 +122,8 @@ class TrainConfig:
     bias: bool = True
     n_kv_head: Optional[int] = None  # key/value heads of a llama (grouped-query attention); None: n_head
     gradient_checkpointing: bool = False  # keep each block's input only; rerun the block in backward
+    n_experts: Optional[int] = None  # a mixture of experts in every feed-forward; None: dense
+    top_k: int = 2  # experts per token, with n_experts
     # optimization
     batch_size: int = 12
     max_iters: int = 2000
@@ -196,6 +198,9 @@ class TrainConfig:
             f"None or a divisor of n_head={self.n_head}",
         )
         require(self.n_kv_head is None or self.arch == "llama", "n_kv_head", "None unless arch is llama")
+        require(self.n_experts is None or self.n_experts >= 1, "n_experts", "None or a positive int")
+        if self.n_experts is not None:
+            require(1 <= self.top_k <= self.n_experts, "top_k", f"an int in [1, n_experts={self.n_experts}]")
         require(
             self.arch != "llama" or (self.n_embd // self.n_head) % 2 == 0,
             "n_embd",
@@ -245,6 +250,8 @@ class TrainConfig:
             n_embd=self.n_embd,
             gradient_checkpointing=self.gradient_checkpointing,
         )
+        if self.n_experts is not None:
+            sizes.update(n_experts=self.n_experts, top_k=self.top_k)
         if self.arch == "llama":
             # SwiGLU's width: 2/3 of the 4x MLP (the same parameters), to a multiple of 32, as Llama sizes it.
             d_ff = -(-(8 * self.n_embd // 3) // 32) * 32
@@ -270,6 +277,8 @@ class TrainConfig:
 _RUN_DEFINING = (
     "arch",
     "n_kv_head",
+    "n_experts",
+    "top_k",
     "data",
     "tokenizer",
     "bpe_vocab_size",
@@ -811,7 +820,8 @@ def train(config: TrainConfig, *, callback=None) -> dict:
                 logits = trained(x.to(config.device))
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).to(config.device))
             optimizer.zero_grad()
-            loss.backward()
+            # A mixture of experts adds its load-balancing loss; the reported loss stays the cross-entropy.
+            (loss if model.aux_loss is None else loss + model.aux_loss).backward()
             if config.grad_clip > 0.0:
                 clip_grad_norm_(model.parameters(), config.grad_clip)
             lr = scheduler.get_last_lr()[0]

@@ -8,6 +8,7 @@ from .hf import from_pretrained
 from .llama import Llama, LlamaConfig
 from .sentence_encoder import SentenceEncoder
 from .transformer import Transformer, TransformerConfig
+from .vit import ViT, ViTConfig
 
 # Each Hugging Face architecture registers its tables on import (hf/ itself
 # holds only the loader, which the model classes use for save_pretrained).
@@ -27,6 +28,8 @@ __all__ = [
     "LlamaConfig",
     "Transformer",
     "TransformerConfig",
+    "ViT",
+    "ViTConfig",
     "from_pretrained",
     "SentenceEncoder",
     "hf",

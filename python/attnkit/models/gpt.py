@@ -62,6 +62,11 @@ class GPTConfig:
     # Training: keep only each block's input and run the block again in
     # backward (attnkit.utils.checkpoint); the same gradients, bit for bit.
     gradient_checkpointing: bool = False
+    # A mixture of experts in place of every block's feed-forward (nn.MoEFeedForward), each expert d_ff wide.
+    n_experts: int | None = None  # None: the dense feed-forward
+    top_k: int = 2  # experts per token
+    capacity_factor: float | None = None  # None: no token dropped
+    moe_aux_loss_coef: float = 0.01  # the load-balancing loss's weight in GPT.aux_loss
 
     def resolved(self) -> GPTConfig:
         """The same model with every None default spelled out (two configs
@@ -96,6 +101,24 @@ def _check_config(config: GPTConfig) -> None:
     ):
         if value not in allowed:
             raise ValueError(f"{name}: field '{field}' expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    if config.n_experts is not None:
+        if not isinstance(config.n_experts, int) or isinstance(config.n_experts, bool) or config.n_experts < 1:
+            raise ValueError(f"{name}: field 'n_experts' expected None or an int >= 1, got {config.n_experts!r}")
+        if (
+            not isinstance(config.top_k, int)
+            or isinstance(config.top_k, bool)
+            or not 1 <= config.top_k <= config.n_experts
+        ):
+            raise ValueError(
+                f"{name}: field 'top_k' expected an int in [1, n_experts={config.n_experts}], got {config.top_k!r}"
+            )
+        if not isinstance(config.moe_aux_loss_coef, (int, float)) or not config.moe_aux_loss_coef >= 0:
+            raise ValueError(
+                f"{name}: field 'moe_aux_loss_coef' expected a number >= 0, got {config.moe_aux_loss_coef!r}"
+            )
+        if config.gradient_checkpointing:
+            # The checkpoint's first run is without grad: the blocks' load-balancing losses would carry none.
+            raise ValueError(f"{name}: fields 'gradient_checkpointing' and 'n_experts' do not work together yet")
     if config.position != "rope" and config.rope_scaling is not None:
         raise ValueError(f"{name}: field 'rope_scaling' is set but position is {config.position!r}, not 'rope'")
     if config.sliding_window_layers is not None:
@@ -150,6 +173,12 @@ class GPT(nn.Module):
     (attention out_proj, MLP fc2) N(0, 0.02 / sqrt(2 n_layer)), so the
     residual stream's variance does not grow with depth (GPT-2 paper,
     section 2.3).
+
+    With ``n_experts`` set, every block's feed-forward is a mixture of
+    experts (``nn.MoEFeedForward``, ``top_k`` experts per token), and each
+    forward sets ``aux_loss``: the blocks' load-balancing losses, averaged,
+    times ``moe_aux_loss_coef``, for the training loop to add to its loss
+    (None for the dense model).
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -187,6 +216,9 @@ class GPT(nn.Module):
                 qkv_bias=config.qkv_bias,
                 out_bias=config.out_bias,
                 mlp_bias=config.mlp_bias,
+                n_experts=config.n_experts,
+                top_k=config.top_k,
+                capacity_factor=config.capacity_factor,
             )
             for index in range(config.n_layer)
         )
@@ -197,6 +229,7 @@ class GPT(nn.Module):
         )
         if not config.tie_embeddings:
             self.lm_head = nn.Linear(width, config.vocab_size, bias=False)
+        self.aux_loss: Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -213,6 +246,12 @@ class GPT(nn.Module):
                     init.normal_(module.weight, 0.0, residual_std if writes_residual else 0.02)
                     if module.bias is not None:
                         init.zeros_(module.bias)
+                elif isinstance(module, nn.MoEFeedForward):  # its experts as the dense fc1 and fc2
+                    init.normal_(module.fc1_weight, 0.0, 0.02)
+                    init.normal_(module.fc2_weight, 0.0, residual_std)
+                    for bias in (module.fc1_bias, module.fc2_bias):
+                        if bias is not None:
+                            init.zeros_(bias)
 
     def num_parameters(self) -> int:
         """The number of trainable numbers; the tied head counts once."""
@@ -266,6 +305,9 @@ class GPT(nn.Module):
                 continue
             cache = None if caches is None else caches[index]
             x = block(x, key_padding_mask=key_padding_mask, causal=True, cache=cache, positions=rope_positions)
+        if self.config.n_experts is not None:
+            losses = [block.feed_forward.aux_loss for block in self.blocks]
+            self.aux_loss = sum(losses[1:], losses[0]) * (self.config.moe_aux_loss_coef / len(losses))
         if last_only and steps > 1:
             x = F.narrow(x, 1, steps - 1, 1)
         head = self.wte.weight if self.config.tie_embeddings else self.lm_head.weight

@@ -9,6 +9,7 @@ from .embedding import Embedding
 from .linear import Linear
 from .lora import LoRALinear
 from .module import IncompatibleKeys, Module
+from .moe import MoEFeedForward
 from .norm import LayerNorm, RMSNorm
 from .parameter import Parameter
 from .position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
@@ -40,6 +41,7 @@ __all__ = [
     "KVCache",
     "MultiHeadAttention",
     "FeedForward",
+    "MoEFeedForward",
     "TransformerEncoderLayer",
     "TransformerDecoderLayer",
     "TransformerEncoder",

@@ -21,6 +21,7 @@ from .container import ModuleList
 from .dropout import Dropout
 from .linear import Linear
 from .module import Module
+from .moe import MoEFeedForward
 from .norm import LayerNorm, RMSNorm
 
 # activation name -> the activation fused into the first Linear
@@ -92,7 +93,10 @@ class TransformerEncoderLayer(Module):
       (see MultiHeadAttention);
     - ``bias`` for every Linear and LayerNorm, overridden by ``qkv_bias``
       and ``out_bias`` for the attention's projections and by ``mlp_bias``
-      for the FeedForward's.
+      for the FeedForward's;
+    - ``n_experts``: a mixture of experts (``MoEFeedForward`` with ``top_k``
+      and ``capacity_factor``) in place of the FeedForward, each expert of
+      width dim_feedforward.
     """
 
     def __init__(
@@ -118,6 +122,9 @@ class TransformerEncoderLayer(Module):
         qkv_bias: bool | None = None,
         out_bias: bool | None = None,
         mlp_bias: bool | None = None,
+        n_experts: int | None = None,
+        top_k: int = 2,
+        capacity_factor: float | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = checks.flag("TransformerEncoderLayer", "norm_first", norm_first)
@@ -137,9 +144,20 @@ class TransformerEncoderLayer(Module):
             window=window,
             pattern=pattern,
         )
-        self.feed_forward = FeedForward(
-            d_model, dim_feedforward, activation, dropout, bias if mlp_bias is None else mlp_bias
-        )
+        if n_experts is None:
+            self.feed_forward = FeedForward(
+                d_model, dim_feedforward, activation, dropout, bias if mlp_bias is None else mlp_bias
+            )
+        else:
+            self.feed_forward = MoEFeedForward(
+                d_model,
+                n_experts,
+                top_k,
+                dim_feedforward,
+                activation,
+                bias=bias if mlp_bias is None else mlp_bias,
+                capacity_factor=capacity_factor,
+            )
         self.norm1 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
         self.norm2 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
         self.dropout1 = Dropout(dropout)

@@ -48,7 +48,9 @@ from .dropout import dropout
 from .embedding import embedding
 from .linear import linear
 from .loss import cross_entropy
+from .moe import moe_feed_forward
 from .norm import add_layer_norm, layer_norm, rms_norm
+from .patch import patch_embedding, patchify
 from .position import rope, rope_frequencies, sinusoidal_position_encoding
 from .softmax import log_softmax, softmax
 
@@ -64,6 +66,9 @@ __all__ = [
     "linear",
     "log_softmax",
     "matmul",
+    "moe_feed_forward",
+    "patch_embedding",
+    "patchify",
     "relu",
     "rms_norm",
     "rope",
