@@ -20,27 +20,6 @@ def _check(hf_config: dict) -> None:
         )
 
 
-def _saves(model) -> bool:
-    """GPT-2's own layout: biases everywhere, learned positions, LayerNorm,
-    a tanh-GELU MLP of 4 * n_embd, as many kv heads as heads and the tied
-    head (a bias-free GPT, or one configured as the Llama family, is not a
-    GPT2LMHeadModel)."""
-    config = model.config
-    return (
-        config.bias
-        and config.position == "learned"
-        and config.norm == "layernorm"
-        and config.norm_eps == 1e-5
-        and config.mlp == "gelu_tanh"
-        and config.d_ff in (None, 4 * config.n_embd)
-        and config.n_kv_head in (None, config.n_head)
-        and config.head_dim in (None, config.n_embd // config.n_head)
-        and config.sliding_window is None
-        and config.tie_embeddings
-        and all(value in (None, True) for value in (config.qkv_bias, config.out_bias, config.mlp_bias))
-    )
-
-
 def _to_hf_extra(config: GPTConfig, base: dict) -> dict:
     return {
         "n_inner": None,
@@ -100,7 +79,6 @@ GPT2 = register(
         tied=(("lm_head.weight", "wte.weight"),),
         check=_check,
         to_hf_extra=_to_hf_extra,
-        saves=_saves,
         default_for_type=True,
     )
 )

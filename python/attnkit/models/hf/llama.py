@@ -186,21 +186,6 @@ def _common_to_hf(config) -> dict:
     }
 
 
-def _plain_llama(config) -> bool:
-    """A config attnkit's Llama-family table describes: RMSNorm, rope in
-    either pairing, SwiGLU, one tied or separate head."""
-    return (
-        config.norm == "rmsnorm"
-        and config.position == "rope"
-        and config.mlp == "swiglu"
-        and config.dropout == 0.0
-        and (
-            config.rope_scaling is None
-            or config.rope_scaling.get("rope_type", config.rope_scaling.get("type")) in ROPE_SCALING_TYPES
-        )
-    )
-
-
 def _biases(config) -> tuple:
     """(q/k/v, o, mlp) biases as the model has them."""
     pick = lambda value: config.bias if value is None else value  # noqa: E731
@@ -222,12 +207,6 @@ def _llama_to_hf(config, base: dict) -> dict:
     return {**_common_to_hf(config), "attention_bias": qkv, "mlp_bias": mlp}
 
 
-def _llama_saves(model) -> bool:
-    config = model.config
-    qkv, out, _ = _biases(config)
-    return _plain_llama(config) and qkv == out and config.sliding_window is None
-
-
 LLAMA = register(
     Architecture(
         name="LlamaForCausalLM",
@@ -242,7 +221,6 @@ LLAMA = register(
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=_llama_derive,
         to_hf_extra=_llama_to_hf,
-        saves=_llama_saves,
         default_for_type=True,
     )
 )
@@ -263,16 +241,6 @@ def _mistral_to_hf(config, base: dict) -> dict:
     return {**_common_to_hf(config), "sliding_window": config.sliding_window}
 
 
-def _mistral_saves(model) -> bool:
-    config = model.config
-    return (
-        _plain_llama(config)
-        and _biases(config) == (False, False, False)
-        and config.sliding_window is not None
-        and config.sliding_window_layers is None
-    )
-
-
 MISTRAL = register(
     Architecture(
         name="MistralForCausalLM",
@@ -287,7 +255,6 @@ MISTRAL = register(
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=_mistral_derive,
         to_hf_extra=_mistral_to_hf,
-        saves=_mistral_saves,
         default_for_type=True,
     )
 )
@@ -343,10 +310,6 @@ def _qwen2_to_hf(config, base: dict) -> dict:
     }
 
 
-def _qwen2_saves(model) -> bool:
-    return _plain_llama(model.config) and _biases(model.config) == (True, False, False)
-
-
 QWEN2 = register(
     Architecture(
         name="Qwen2ForCausalLM",
@@ -361,7 +324,6 @@ QWEN2 = register(
         tied=(("lm_head.weight", "embed_tokens.weight"),),
         derive=_qwen2_derive,
         to_hf_extra=_qwen2_to_hf,
-        saves=_qwen2_saves,
         default_for_type=True,
     )
 )

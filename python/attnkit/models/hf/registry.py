@@ -43,16 +43,17 @@ class Field:
 @dataclass(frozen=True)
 class Fixed:
     """An HF setting that attnkit's model implements one way only: config.json's
-    ``hf`` must be ``value`` (Hugging Face's default, assumed when config.json
-    lacks it) or one of ``also`` (other names for the same computation).
+    ``hf`` (or ``default`` when it lacks it; by default ``value``) must be
+    ``value`` or one of ``also`` (other names for the same computation).
     Saving writes ``value``."""
 
     hf: str
     value: Any
     also: tuple = ()
+    default: Any = REQUIRED
 
     def accepts(self, hf_config: dict) -> bool:
-        given = hf_config.get(self.hf, self.value)
+        given = hf_config.get(self.hf, self.value if self.default is REQUIRED else self.default)
         return any(given == allowed and type(given) is type(allowed) for allowed in (self.value, *self.also))
 
 
