@@ -55,7 +55,6 @@ import numpy as np
 import attnkit
 import attnkit.distributed as dist
 from attnkit import benchmarks
-from attnkit import benchmarks
 from attnkit.distributed import collectives, world
 from attnkit.nn import functional as F
 from attnkit.nn.parallel import DistributedDataParallel

@@ -111,9 +111,7 @@ class Worker:
     def __init__(self, library: str, model: str, threads: int, texts_path: str) -> None:
         command = [sys.executable, __file__, "--worker", library, "--model", model, "--threads", str(threads)]
         command += ["--texts", texts_path]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._expect("ready")
 
     def _expect(self, word: str) -> str:
