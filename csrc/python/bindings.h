@@ -22,5 +22,6 @@ void bind_loss(pybind11::module_& m);         // loss.cpp
 void bind_elementwise(pybind11::module_& m);  // elementwise.cpp: arithmetic, sums, where, casts
 void bind_shape(pybind11::module_& m);        // shape.cpp: permute, split/cat, gather
 void bind_sampling(pybind11::module_& m);     // sampling.cpp: the next token from logits
+void bind_quantized(pybind11::module_& m);    // quantized.cpp: linear layers with int8 weights
 
 }  // namespace attnkit::python

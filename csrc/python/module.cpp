@@ -46,4 +46,5 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_elementwise(m);
   attnkit::python::bind_shape(m);
   attnkit::python::bind_sampling(m);
+  attnkit::python::bind_quantized(m);
 }

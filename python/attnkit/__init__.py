@@ -11,9 +11,10 @@ from ._version import __version__
 _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 
 from . import models, nn, optim, random  # noqa: E402
-from ._dtypes import bfloat16, bool_, dtype, float16, float32, int32, int64  # noqa: E402
+from ._dtypes import bfloat16, bool_, dtype, float16, float32, int8, int32, int64  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from .nn.functional import cat, stack, where  # noqa: E402
+from .quantization import quantize  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .runtime import (  # noqa: E402
     build_info,
@@ -42,6 +43,7 @@ __all__ = [
     "bfloat16",
     "int32",
     "int64",
+    "int8",
     "bool",
     "no_grad",
     "enable_grad",
@@ -58,6 +60,7 @@ __all__ = [
     "optim",
     "random",
     "manual_seed",
+    "quantize",
     "save",
     "load",
     "zeros",

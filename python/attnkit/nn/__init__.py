@@ -8,6 +8,7 @@ from .layers import Dropout, Embedding, LayerNorm, Linear, RMSNorm
 from .module import IncompatibleKeys, Module
 from .parameter import Parameter
 from .position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from .quantized import QuantizedLinear
 from .transformer import (
     FeedForward,
     TransformerDecoder,
@@ -28,6 +29,7 @@ __all__ = [
     "ModuleList",
     "ModuleDict",
     "Linear",
+    "QuantizedLinear",
     "Embedding",
     "LayerNorm",
     "RMSNorm",

@@ -32,6 +32,7 @@ from .linear import linear, matmul
 from .loss import cross_entropy
 from .norm import add_layer_norm, layer_norm, rms_norm
 from .position import rope, rope_frequencies, sinusoidal_position_encoding
+from .quantized import linear_int8
 from .shape import (
     cat,
     chunk,
@@ -61,6 +62,7 @@ __all__ = [
     "gelu",
     "layer_norm",
     "linear",
+    "linear_int8",
     "log_softmax",
     "matmul",
     "relu",
