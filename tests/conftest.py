@@ -87,11 +87,39 @@ def _isas_under_test():
     return attnkit.supported_cpu_isas()
 
 
-@pytest.fixture(params=_isas_under_test())
-def cpu_isa(request):
-    """Runs the test once under each CPU kernel family this machine has."""
+# The bf16 tiers (avx512_bf16, amx) compile the float32 kernels from avx512's
+# Vec: the same source and vocabulary. A float32 test runs under each Vec's
+# own tier and the best tier (which runs by default); the bf16 tests run under
+# every tier (bf16_isa).
+_FLOAT32_SAME_AS_AVX512 = ("avx512_bf16", "amx")
+
+
+def _float32_isas_under_test():
+    isas = _isas_under_test()
+    best = isas[-1]
+    return [isa for isa in isas if isa not in _FLOAT32_SAME_AS_AVX512 or isa == best]
+
+
+def _select(isa):
     previous = attnkit.cpu_isa()
-    attnkit._C.select_cpu_isa(request.param)
+    attnkit._C.select_cpu_isa(isa)
+    return previous
+
+
+@pytest.fixture(params=_float32_isas_under_test())
+def cpu_isa(request):
+    """Runs the test once under each CPU kernel family this machine has
+    (each Vec's tier and the best; see above)."""
+    previous = _select(request.param)
+    yield request.param
+    attnkit._C.select_cpu_isa(previous)
+
+
+@pytest.fixture(params=_isas_under_test())
+def bf16_isa(request):
+    """Runs the test once under every CPU tier this machine has, the bf16
+    ones included."""
+    previous = _select(request.param)
     yield request.param
     attnkit._C.select_cpu_isa(previous)
 

@@ -13,7 +13,8 @@ import pytest
 import attnkit
 from attnkit import _C
 
-KNOWN_ISAS = ("generic", "avx2", "avx512")
+KNOWN_ISAS = ("generic", "avx2", "avx512", "avx512_bf16", "amx")
+KNOWN_FEATURES = ("avx2", "avx512", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
 @pytest.fixture
@@ -112,6 +113,50 @@ def test_auto_or_unset_picks_the_best():
         assert result.stdout.strip() == best
 
 
+def test_cpu_features_are_known_ordered_and_consistent_with_the_tiers():
+    features = attnkit.cpu_features()
+    assert list(features) == [f for f in KNOWN_FEATURES if f in features]
+    has = set(features)
+    # Each extension needs the register file it extends.
+    assert not ({"avx512_vnni", "avx512_bf16"} & has) or "avx512" in has
+    assert "avx_vnni" not in has or "avx2" in has
+    assert not ({"amx_bf16", "amx_int8"} & has) or "amx_tile" in has
+    # A tier is offered exactly when its features are all there (on an x86
+    # build, which compiles every tier).
+    if "avx512" in attnkit.build_info()["compiled_isas"]:
+        tiers = {
+            "avx2": {"avx2"},
+            "avx512": {"avx512"},
+            "avx512_bf16": {"avx512", "avx512_vnni", "avx512_bf16"},
+            "amx": {"avx512", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"},
+        }
+        for tier, needs in tiers.items():
+            assert (tier in attnkit.supported_cpu_isas()) == needs.issubset(has), tier
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="needs Linux's /proc/cpuinfo")
+def test_cpu_features_agree_with_the_kernels_flags():
+    """CPUID as we read it against Linux's reading of it: a feature the kernel
+    lists is one we find (AMX too, once it grants us the tile state), and we
+    never claim one it does not list."""
+    with open("/proc/cpuinfo") as f:
+        flags_line = next((line for line in f if line.startswith("flags")), "")
+    flags = set(flags_line.split(":", 1)[-1].split())
+    if not flags:
+        pytest.skip("/proc/cpuinfo lists no flags")
+    linux_names = {
+        "avx512_vnni": "avx512_vnni",
+        "avx_vnni": "avx_vnni",
+        "avx512_bf16": "avx512_bf16",
+        "amx_tile": "amx_tile",
+        "amx_bf16": "amx_bf16",
+        "amx_int8": "amx_int8",
+    }
+    has = set(attnkit.cpu_features())
+    for ours, linux in linux_names.items():
+        assert (ours in has) == (linux in flags), ours
+
+
 def test_a_bogus_isa_fails_the_import_and_lists_the_valid_names():
     result = run_python("import attnkit", isa="sse9")
     assert result.returncode != 0
@@ -156,6 +201,7 @@ def test_info_prints_version_isa_threads_and_cuda(command):
     assert facts["version"] == attnkit.__version__
     assert facts["cpu isa"] == attnkit.supported_cpu_isas()[-1]
     assert facts["cpu isas available"] == ", ".join(attnkit.supported_cpu_isas())
+    assert facts["cpu features"] == (", ".join(attnkit.cpu_features()) or "none beyond the baseline")
     assert int(facts["threads"]) >= 1
     assert facts["cuda"] == attnkit.build_info()["cuda"]
     assert facts["build type"] and facts["compiler"]

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "core/errors.h"
 
@@ -12,18 +13,29 @@
 #include <cpuid.h>
 #define ATTNKIT_X86_CPU 1
 #endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace attnkit {
 namespace {
 
-struct X86Features {
-  bool avx2_fma = false;
-  bool avx512 = false;  // F + BW + DQ + VL
-};
-
 #ifdef ATTNKIT_X86_CPU
-X86Features detect_x86() {
-  X86Features f;
+// Linux's request for the AMX tile data state (arch/x86/include/uapi/asm/prctl.h):
+// without it the first tile instruction faults. Granted to the whole process.
+bool os_grants_amx_tiles() {
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtileData = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtileData) == 0;
+#else
+  return false;
+#endif
+}
+
+CpuFeatures detect_x86() {
+  CpuFeatures f;
   unsigned eax, ebx, ecx, edx;
   if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return f;
   const bool osxsave = ecx & (1u << 27);
@@ -33,20 +45,39 @@ X86Features detect_x86() {
   if (!osxsave || !avx) return f;
   // XCR0 says which register files the OS saves on a context switch: SSE and
   // AVX state (bits 1, 2) for ymm; opmask, upper zmm and zmm16-31 (bits 5-7)
-  // for AVX-512. Without them the instructions exist but are unusable.
+  // for AVX-512; tile configuration and data (bits 17, 18) for AMX. Without
+  // them the instructions exist but are unusable.
   unsigned xcr0_lo, xcr0_hi;
   __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
   const bool os_ymm = (xcr0_lo & 0x6) == 0x6;
   const bool os_zmm = (xcr0_lo & 0xE6) == 0xE6;
+  const bool os_tiles = (xcr0_lo & 0x60000) == 0x60000;
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  const unsigned leaf7_subleaves = eax;
   const bool avx2 = ebx & (1u << 5);
   const bool avx512f = ebx & (1u << 16);
   const bool avx512dq = ebx & (1u << 17);
   const bool avx512bw = ebx & (1u << 30);
   const bool avx512vl = ebx & (1u << 31);
+  const bool avx512_vnni = ecx & (1u << 11);
+  const bool amx_bf16 = edx & (1u << 22);
+  const bool amx_tile = edx & (1u << 24);
+  const bool amx_int8 = edx & (1u << 25);
+  bool avx_vnni = false, avx512_bf16 = false;
+  if (leaf7_subleaves >= 1) {
+    __cpuid_count(7, 1, eax, ebx, ecx, edx);
+    avx_vnni = eax & (1u << 4);
+    avx512_bf16 = eax & (1u << 5);
+  }
   f.avx2_fma = os_ymm && avx2 && fma && f16c;
   f.avx512 = f.avx2_fma && os_zmm && avx512f && avx512dq && avx512bw && avx512vl;
+  f.avx512_vnni = f.avx512 && avx512_vnni;
+  f.avx_vnni = f.avx2_fma && avx_vnni;
+  f.avx512_bf16 = f.avx512 && avx512_bf16;
+  f.amx_tile = amx_tile && os_tiles && os_grants_amx_tiles();
+  f.amx_bf16 = f.amx_tile && amx_bf16;
+  f.amx_int8 = f.amx_tile && amx_int8;
   return f;
 }
 #endif
@@ -65,15 +96,13 @@ bool compiled(CpuIsa isa) {
 
 bool cpu_can_run(CpuIsa isa) {
   if (!compiled(isa)) return false;
-#ifdef ATTNKIT_X86_CPU
-  static const X86Features features = detect_x86();
-#else
-  const X86Features features;  // none of the x86 ISAs
-#endif
+  const CpuFeatures& f = cpu_features();
   switch (isa) {
     case CpuIsa::generic: return true;
-    case CpuIsa::avx2: return features.avx2_fma;
-    case CpuIsa::avx512: return features.avx512;
+    case CpuIsa::avx2: return f.avx2_fma;
+    case CpuIsa::avx512: return f.avx512;
+    case CpuIsa::avx512_bf16: return f.avx512_vnni && f.avx512_bf16;
+    case CpuIsa::amx: return f.avx512_vnni && f.avx512_bf16 && f.amx_bf16;
   }
   return false;
 }
@@ -205,11 +234,35 @@ std::atomic<CpuIsa>& active() {
 
 }  // namespace
 
+const CpuFeatures& cpu_features() {
+#ifdef ATTNKIT_X86_CPU
+  static const CpuFeatures features = detect_x86();
+#else
+  static const CpuFeatures features;  // none of the x86 features
+#endif
+  return features;
+}
+
+std::vector<std::string> cpu_feature_names() {
+  const CpuFeatures& f = cpu_features();
+  const std::pair<bool, const char*> all[] = {
+      {f.avx2_fma, "avx2"},     {f.avx512, "avx512"},           {f.avx512_vnni, "avx512_vnni"},
+      {f.avx_vnni, "avx_vnni"}, {f.avx512_bf16, "avx512_bf16"}, {f.amx_tile, "amx_tile"},
+      {f.amx_bf16, "amx_bf16"}, {f.amx_int8, "amx_int8"},
+  };
+  std::vector<std::string> names;
+  for (const auto& [present, name] : all)
+    if (present) names.emplace_back(name);
+  return names;
+}
+
 const char* cpu_isa_name(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::generic: return "generic";
     case CpuIsa::avx2: return "avx2";
     case CpuIsa::avx512: return "avx512";
+    case CpuIsa::avx512_bf16: return "avx512_bf16";
+    case CpuIsa::amx: return "amx";
   }
   return "?";
 }

@@ -23,6 +23,7 @@ void bind_runtime(py::module_& m) {
     return names;
   });
   m.def("select_cpu_isa", &select_cpu_isa, py::arg("name"));
+  m.def("cpu_features", [] { return cpu_feature_names(); });
 
   m.def("cpu_memory_stats", [] {
     const CpuMemoryStats s = cpu_memory_stats();

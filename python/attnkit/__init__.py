@@ -6,7 +6,7 @@ from . import _C
 from ._version import __version__
 
 # The CPU kernel family is chosen once, here: the best the CPU runs, unless
-# ATTNKIT_CPU_ISA (generic, avx2, avx512) forces one. A forced ISA the CPU
+# ATTNKIT_CPU_ISA (generic, avx2, avx512, avx512_bf16, amx) forces one. A forced ISA the CPU
 # lacks fails the import with a message that says what is available.
 _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 
@@ -18,6 +18,7 @@ from .quantization import quantize  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .runtime import (  # noqa: E402
     build_info,
+    cpu_features,
     cpu_isa,
     cpu_memory_stats,
     empty_cpu_cache,
@@ -50,6 +51,7 @@ __all__ = [
     "is_grad_enabled",
     "set_num_threads",
     "get_num_threads",
+    "cpu_features",
     "cpu_isa",
     "supported_cpu_isas",
     "cpu_memory_stats",

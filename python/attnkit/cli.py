@@ -392,6 +392,7 @@ def _info(args) -> int:
         "cpu isa": attnkit.cpu_isa(),
         "cpu isas available": ", ".join(attnkit.supported_cpu_isas()),
         "cpu isas compiled": ", ".join(info["compiled_isas"]),
+        "cpu features": ", ".join(attnkit.cpu_features()) or "none beyond the baseline",
         "threads": attnkit.get_num_threads(),
         "cpu caches": ", ".join(
             f"{name} {info['cpu_caches'][key] >> 10} KiB"

@@ -23,8 +23,16 @@ def get_num_threads() -> int:
 
 
 def cpu_isa() -> str:
-    """The CPU kernel family in use: 'generic', 'avx2' or 'avx512'."""
+    """The CPU kernel family in use: 'generic', 'avx2', 'avx512', 'avx512_bf16'
+    or 'amx'."""
     return _C.cpu_isa()
+
+
+def cpu_features() -> list:
+    """The instruction-set features this CPU and its OS let attnkit use, of
+    avx2, avx512, avx512_vnni, avx_vnni, avx512_bf16, amx_tile, amx_bf16 and
+    amx_int8 (amx_* only once Linux granted this process the tile state)."""
+    return list(_C.cpu_features())
 
 
 def supported_cpu_isas() -> list:
