@@ -5,11 +5,12 @@ product with the dequantized weight, gradients, modules, models, save/load."""
 import numpy as np
 import pytest
 import reference
-from conftest import assert_reduction_close
+from conftest import assert_elementwise_close, assert_reduction_close
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import nn
+from attnkit.nn.functional import quantized as F_quantized
 from attnkit.nn.functional.quantized import dequantize_int8, quantize_int8
 
 
@@ -244,3 +245,80 @@ def test_float_weights_are_not_loaded_into_int8_ones(tmp_path):
     model = attnkit.quantize(tiny_gpt(), "int8")
     with pytest.raises(ValueError, match="dtype mismatches.*int8"):
         model.load_state_dict({**float_state, **{k: v for k, v in model.state_dict().items() if "scales" in k}})
+
+
+# ---- dynamic activation quantization (int8 x int8, AVX512-VNNI) ------------
+
+
+def dynamic_reference(x, q, scales):
+    """The exact product of the quantized operands, as the kernel defines
+    them: per row xs = max|x| / 127 (float32), xq = round(x / xs) (nearest,
+    ties to even), then xs[i] * scales[j] * (xq @ q.T)[i, j] in float64."""
+    x = np.asarray(x, np.float32)
+    xs = (np.abs(x).max(axis=1) / np.float32(127)).astype(np.float32)
+    safe = np.where(xs > 0, xs, np.float32(1))
+    xq = np.clip(np.rint(x / safe[:, None]), -127, 127).astype(np.int64)
+    dots = xq @ q.numpy().astype(np.int64).T  # exact in integers
+    return dots * xs.astype(np.float64)[:, None] * scales.numpy().astype(np.float64)[None, :]
+
+
+@pytest.mark.parametrize("m", [1, 8, 17, 45, 300])
+def test_dynamic_is_the_exact_product_of_the_quantized_operands(bf16_isa, rng, m):
+    for k, n in ((1, 1), (5, 33), (64, 100), (385, 70)):
+        q, scales, _ = quantized(rng, n, k)
+        packed, row_sums = F_quantized.pack_int8_dynamic(q)
+        x = rng.standard_normal((m, k)).astype(np.float32) * rng.uniform(0.1, 10, (m, 1)).astype(np.float32)
+        x[0] = 0.0  # a zero row: scale 0, output 0
+        if not F_quantized.int8_dynamic_available():
+            with pytest.raises(RuntimeError, match="no int8 dot products"):
+                F_quantized.linear_int8_dynamic(attnkit.from_numpy(x), packed, row_sums, scales)
+            continue
+        out = F_quantized.linear_int8_dynamic(attnkit.from_numpy(x), packed, row_sums, scales).numpy()
+        expected = dynamic_reference(x, q, scales)
+        # exact int32 dot products; then one rounding each of the int32, of
+        # xs * scale and of the product: 3 float32 roundings
+        assert_elementwise_close(out, expected, scale=np.abs(expected) * 3 / 8 + 1e-30)
+
+
+def test_dynamic_epilogue_and_batched_input(rng):
+    if not F_quantized.int8_dynamic_available():
+        pytest.skip("this CPU has no AVX512-VNNI")
+    q, scales, _ = quantized(rng, 40, 24)
+    packed, row_sums = F_quantized.pack_int8_dynamic(q)
+    x = rng.standard_normal((3, 20, 24)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    out = F_quantized.linear_int8_dynamic(
+        attnkit.from_numpy(x), packed, row_sums, scales, attnkit.from_numpy(b), activation="relu"
+    )
+    assert out.shape == (3, 20, 40)
+    expected = np.maximum(dynamic_reference(x.reshape(60, 24), q, scales) + b, 0).reshape(3, 20, 40)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_dynamic_bad_arguments(rng):
+    q, scales, _ = quantized(rng, 4, 8)
+    packed, row_sums = F_quantized.pack_int8_dynamic(q)
+    with pytest.raises(ValueError, match="linear_int8_dynamic: argument 'packed' expected shape"):
+        F_quantized.linear_int8_dynamic(attnkit.ones(20, 12), packed, row_sums, scales)
+    with pytest.raises(ValueError, match="linear_int8_dynamic: argument 'row_sums' expected shape \\[4\\]"):
+        F_quantized.linear_int8_dynamic(attnkit.ones(20, 8), packed, attnkit.zeros(5, dtype=attnkit.int32), scales)
+    with pytest.raises(RuntimeError, match="inference only"):
+        F_quantized.linear_int8_dynamic(attnkit.ones(20, 8, requires_grad=True), packed, row_sums, scales)
+
+
+def test_dynamic_module_falls_back_where_it_does_not_apply(bf16_isa, rng):
+    attnkit.manual_seed(1)
+    module = nn.QuantizedLinear.from_linear(nn.Linear(24, 40)).enable_dynamic_activations()
+    assert "dynamic_activations=True" in repr(module)
+    assert sorted(module.state_dict()) == ["bias", "scales", "weight"]  # the packing is not saved
+    few = attnkit.from_numpy(rng.standard_normal((16, 24)).astype(np.float32))
+    many = attnkit.from_numpy(rng.standard_normal((30, 24)).astype(np.float32))
+    with attnkit.no_grad():
+        weight_only = [F.linear_int8(x, module.weight, module.scales, module.bias).numpy() for x in (few, many)]
+        ours = [module(x).numpy() for x in (few, many)]
+    np.testing.assert_array_equal(ours[0], weight_only[0])  # 16 rows: the decode path
+    if F_quantized.int8_dynamic_available():
+        assert not np.array_equal(ours[1], weight_only[1])
+        assert np.max(np.abs(ours[1] - weight_only[1])) < 0.05 * np.max(np.abs(weight_only[1]))
+    else:
+        np.testing.assert_array_equal(ours[1], weight_only[1])

@@ -13,11 +13,18 @@ from hf_peers import minilm_directory
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import cli
+from attnkit.nn.functional.quantized import int8_dynamic_available
 from attnkit.training import TrainConfig, load_corpus, load_run, train
 
 # The acceptance bounds of issue 15 for int8 weights.
 PERPLEXITY_RELATIVE_CHANGE = 0.01
 EMBEDDING_COSINE = 0.995
+# Dynamic activation quantization (int8 x int8, an option) rounds every
+# Linear's input to 8 bits as well and does not reach the bound above on
+# MiniLM: measured 0.996-0.998 on sentences, 0.984 on the one-word text
+# below (int8 weights alone: 0.9966 there). This is the option's own bound,
+# stated in the README; the perplexity bound holds for it unchanged.
+DYNAMIC_EMBEDDING_COSINE = 0.98
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +65,21 @@ def validation_perplexity(model, tokens: np.ndarray, block_size: int) -> float:
     return math.exp(total / windows)
 
 
-def test_int8_gpt_perplexity_within_one_percent(shakespeare_run):
+def skip_without_dynamic(dynamic: bool) -> None:
+    if dynamic and not int8_dynamic_available():
+        pytest.skip("dynamic activation quantization needs AVX512-VNNI (the avx512_bf16 or amx tier)")
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["int8_weights", "dynamic_activations"])
+def test_int8_gpt_perplexity_within_one_percent(shakespeare_run, dynamic):
+    skip_without_dynamic(dynamic)
     out, config = shakespeare_run
     model, tokenizer, _ = load_run(out)
     _, _, val_tokens = load_corpus(config, tokenizer)
     float_perplexity = validation_perplexity(model, val_tokens, config.block_size)
     # chance is 65 (characters), a character bigram model about 12
     assert float_perplexity < 12.0, "the model did not learn"
-    attnkit.quantize(model, "int8")
+    attnkit.quantize(model, "int8", dynamic_activations=dynamic)
     int8_perplexity = validation_perplexity(model, val_tokens, config.block_size)
     change = abs(int8_perplexity / float_perplexity - 1.0)
     assert change <= PERPLEXITY_RELATIVE_CHANGE, (float_perplexity, int8_perplexity)
@@ -85,7 +99,9 @@ def test_generate_cli_with_int8_weights(shakespeare_run, capsys):
     assert text == tokenizer.decode(tokens.tolist()) + "\n"
 
 
-def test_int8_minilm_embeddings_keep_their_direction(capsys, tmp_path):
+@pytest.mark.parametrize("dynamic", [False, True], ids=["int8_weights", "dynamic_activations"])
+def test_int8_minilm_embeddings_keep_their_direction(tmp_path, dynamic):
+    skip_without_dynamic(dynamic)
     pytest.importorskip("tokenizers", reason="needs the hf extra: pip install '.[hf]'")
     directory = minilm_directory()
     sentences = [
@@ -102,12 +118,14 @@ def test_int8_minilm_embeddings_keep_their_direction(capsys, tmp_path):
     ]
     encoder = attnkit.models.SentenceEncoder.from_pretrained(directory)
     expected = encoder.encode(sentences)
-    assert attnkit.quantize(encoder, "int8") is encoder
+    assert attnkit.quantize(encoder, "int8", dynamic_activations=dynamic) is encoder
     assert not any(type(m) is attnkit.nn.Linear for m in encoder.model.modules())
     ours = encoder.encode(sentences)
     cosine = np.sum(ours * expected, axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(expected, axis=1)
-    assert cosine.min() >= EMBEDDING_COSINE, cosine
+    assert cosine.min() >= (DYNAMIC_EMBEDDING_COSINE if dynamic else EMBEDDING_COSINE), cosine
 
+    if dynamic:
+        return
     output = tmp_path / "int8.npy"
     assert cli.main(["embed", "--model", directory, "--dtype", "int8", "--output", str(output), *sentences]) == 0
     np.testing.assert_array_equal(np.load(output), ours)
