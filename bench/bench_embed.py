@@ -186,7 +186,8 @@ def main() -> None:
             for name in sets:  # the same embeddings, and a warm-up round each
                 outputs = {}
                 for library, process in workers.items():
-                    path = os.path.join(scratch, f"{library}-{name}.npy")
+                    # no spaces in the path: the worker splits "save NAME PATH" on them
+                    path = os.path.join(scratch, f"{library.replace(' ', '_')}-{name}.npy")
                     process.ask(f"save {name} {path}", "saved")
                     outputs[library] = np.load(path).astype(np.float64)
                 cosine = row_cosines(outputs["attnkit"], outputs["sentence-transformers"])
