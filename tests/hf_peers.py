@@ -11,6 +11,8 @@ import os
 import numpy as np
 import pytest
 
+import attnkit
+
 
 def require():
     """(torch, transformers), or a skip of the whole module."""
@@ -93,3 +95,28 @@ def marian_tokenizer_files(directory) -> int:
     with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
         json.dump(vocab, f)
     return len(vocab)
+
+
+def hf_logits(model, ids, mask, positions) -> np.ndarray:
+    """A transformers causal LM's float32 logits for a padded batch."""
+    torch, _ = require()
+    with torch.no_grad():
+        return (
+            model(
+                input_ids=torch.from_numpy(ids),
+                attention_mask=torch.from_numpy(mask),
+                position_ids=torch.from_numpy(positions),
+            )
+            .logits.float()
+            .numpy()
+        )
+
+
+def our_logits(model, ids, mask, positions) -> np.ndarray:
+    """The same batch through an attnkit decoder (GPT, Llama)."""
+    with attnkit.no_grad():
+        return model(
+            attnkit.from_numpy(ids),
+            key_padding_mask=attnkit.from_numpy(mask == 0),
+            position_ids=attnkit.from_numpy(positions),
+        ).numpy()

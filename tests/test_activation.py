@@ -1,5 +1,5 @@
 """Activations (GELU exact and tanh, ReLU, SiLU, tanh, SwiGLU): forward and backward
-against the float64 references in reference.py, under each CPU ISA; the
+against the float64 references in reference/activation.py, under each CPU ISA; the
 references themselves against finite differences and independent formulas;
 infinities and NaN; odd shapes; bad input."""
 
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import reference as R
 from conftest import assert_elementwise_close
+from op_check import run_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -45,10 +46,8 @@ def upstream_gradient(n):
 
 def forward_and_backward(function, values, upstream, **kwargs):
     """(y, dx) from the differentiable function through attnkit's Tensor stack."""
-    x = attnkit.tensor(values, requires_grad=True)
-    y = function(x, **kwargs)
-    y.backward(attnkit.tensor(upstream))
-    return y.detach().numpy(), x.grad.numpy()
+    y, (dx,) = run_op(function, [values], upstream, **kwargs)
+    return y, dx
 
 
 # --------------------------------------------------------- tolerance scales --
@@ -466,34 +465,30 @@ FD_STEP = 1e-5
 FD_TOLERANCE = 1e-7
 
 
-def central_difference(function, x):
-    return (function(x + FD_STEP) - function(x - FD_STEP)) / (2 * FD_STEP)
-
-
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_reference_derivative_by_finite_differences(approximate):
     first, second = R.gelu_derivative_terms(FD_POINTS, approximate)
-    numeric = central_difference(lambda v: R.gelu(v, approximate), FD_POINTS)
+    numeric = R.elementwise_derivative(lambda v: R.gelu(v, approximate), FD_POINTS, FD_STEP)
     assert np.all(np.abs(numeric - (first + second)) <= FD_TOLERANCE * (np.abs(first) + np.abs(second)))
 
 
 def test_silu_reference_derivative_by_finite_differences():
     first, second = R.silu_derivative_terms(FD_POINTS)
-    numeric = central_difference(R.silu, FD_POINTS)
+    numeric = R.elementwise_derivative(R.silu, FD_POINTS, FD_STEP)
     assert np.all(np.abs(numeric - (first + second)) <= FD_TOLERANCE * (np.abs(first) + np.abs(second)))
 
 
 def test_tanh_reference_derivative_by_finite_differences():
     # The third derivative of tanh is at most 2 in magnitude: both error
     # terms above are below 1e-10, and the bound is relative to |tanh'| + 1.
-    numeric = central_difference(R.tanh, FD_POINTS)
+    numeric = R.elementwise_derivative(R.tanh, FD_POINTS, FD_STEP)
     analytic = R.tanh_derivative(FD_POINTS)
     assert np.all(np.abs(numeric - analytic) <= FD_TOLERANCE * (np.abs(analytic) + 1.0))
 
 
 def test_relu_reference_derivative_by_finite_differences():
     away_from_zero = FD_POINTS[np.abs(FD_POINTS) > 10 * FD_STEP]  # the kink is not differentiable
-    numeric = central_difference(R.relu, away_from_zero)
+    numeric = R.elementwise_derivative(R.relu, away_from_zero, FD_STEP)
     np.testing.assert_allclose(numeric, R.relu_derivative(away_from_zero), rtol=FD_TOLERANCE)
 
 
@@ -502,13 +497,9 @@ def test_swiglu_reference_backward_by_finite_differences():
     x = rng.uniform(-4, 4, (3, 10))
     upstream = rng.standard_normal((3, 5))
     analytic = R.swiglu_backward(upstream, x)
-    numeric = np.empty_like(x)
-    for index in np.ndindex(*x.shape):
-        step = np.zeros_like(x)
-        step[index] = FD_STEP
-        numeric[index] = np.sum(upstream * (R.swiglu(x + step) - R.swiglu(x - step))) / (2 * FD_STEP)
-    # Each difference is of a sum over a row (5 terms of at most ~16), so its
-    # rounding error is ~2e-16 * 80 / h ~ 2e-9 in absolute terms: hence + 1.
+    numeric = R.gradient_of_weighted_sum(R.swiglu, x, upstream, FD_STEP)
+    # Each difference is of a sum over 15 terms of at most ~16, so its
+    # rounding error is ~2e-16 * 240 / h ~ 5e-9 in absolute terms: hence + 1.
     assert np.all(np.abs(numeric - analytic) <= FD_TOLERANCE * (np.abs(analytic) + 1.0))
 
 

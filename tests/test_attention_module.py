@@ -386,5 +386,5 @@ def test_head_dim_and_separate_biases():
     assert module.qkv_proj.bias is not None and module.out_proj.bias is None
     with pytest.raises(ValueError, match="argument 'positions' is for rope=True"):
         module(attnkit.zeros(1, 3, 8), positions=attnkit.zeros(1, 3, dtype=attnkit.int64))
-    with pytest.raises(ValueError, match="argument 'window' expected an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"argument 'window' expected an integer in \[1, 2\*\*63\), got 0"):
         nn.MultiHeadAttention(8, 2, window=0)

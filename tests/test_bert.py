@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import reference
 from conftest import assert_elementwise_close, assert_reduction_close
+from model_check import mean_cross_entropy, parameter_values
 
 import attnkit
 from attnkit.models import BERT, BertConfig, mask_tokens
@@ -34,11 +35,6 @@ def tiny_config(**changes):
     )
     settings.update(changes)
     return BertConfig(**settings)
-
-
-def parameter_values(model):
-    """{name: float64 numpy copy} of every parameter."""
-    return {name: np.asarray(p.detach().numpy(), np.float64) for name, p in model.named_parameters()}
 
 
 def bert_reference(values, config, input_ids, token_type_ids=None, attention_mask=None, dtype=np.float64):
@@ -87,15 +83,6 @@ def bert_reference(values, config, input_ids, token_type_ids=None, attention_mas
     transformed = layer_norm(gelu(linear(x, "mlm_dense")), "mlm_norm")
     logits = transformed @ p["word_embeddings.weight"].T + p["mlm_bias"]
     return x, pooled, logits
-
-
-def mean_cross_entropy(logits, labels, ignore_index=-100):
-    """Mean over the rows whose label is not ignore_index."""
-    keep = labels != ignore_index
-    logits, labels = logits[keep], labels[keep]
-    row_max = logits.max(axis=-1, keepdims=True)
-    log_total = np.log(np.exp(logits - row_max).sum(axis=-1)) + row_max[..., 0]
-    return (log_total - np.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]).mean()
 
 
 def ids_tensor(array):

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import pytest
 from conftest import SUMMATION_ORDER_ULPS
 
 import attnkit
+from attnkit.serialization import load_config
 
 pytest.importorskip("mpi4py", reason="mpi4py is not installed; pip install 'attnkit[mpi]' brings it and MPICH")
 
@@ -295,3 +297,38 @@ def test_attnkit_train_refuses_a_batch_the_ranks_cannot_split(tmp_path):
     result, _ = mpiexec(3, [*command, "train", *TRAIN_FLAGS, "--max-iters", "1", "--out", str(tmp_path / "run")])
     assert result.returncode == 2
     assert "setting 'batch_size' (the global batch) expected a multiple of the 3 ranks, got 4" in result.stderr
+
+
+def test_ctrl_c_stops_every_rank_at_one_step_and_saves_a_resumable_run(tmp_path):
+    """Ctrl-C at a terminal sends SIGINT to the launcher and the ranks, which
+    can see it at different steps: they agree on the step to stop at (the
+    loss's all-reduce carries the flag), rank 0 saves that step's checkpoint,
+    every rank exits with 130, and --resume continues the run on 2 ranks."""
+    script = _next_to_python("attnkit")
+    command = [script] if script else [sys.executable, "-m", "attnkit"]
+    out = tmp_path / "run"
+    flags = [*TRAIN_FLAGS, "--max-iters", "100000", "--out", str(out)]
+    job = subprocess.Popen(
+        [MPIEXEC, "-n", "2", *command, "train", *flags],
+        stdout=subprocess.DEVNULL,  # mpiexec says there that it forwards the Ctrl-C
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.jsonl").exists() or len(_metrics(out)) < 2:  # two evaluations: steps 0 and 10
+            assert job.poll() is None and time.monotonic() < deadline, "the run ended or did not start"
+            time.sleep(0.1)
+        os.killpg(job.pid, signal.SIGINT)
+        _, stderr = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 130, stderr
+    assert "interrupted: saving a checkpoint" in stderr
+    step = attnkit.load(str(out / "training_state.safetensors"))["step"]
+    assert load_config(str(out / "model.safetensors"))["step"] == step >= 10
+    _attnkit_train(2, "--resume", "--max-iters", str(step + 5), "--no-progress", "--out", str(out))
+    assert _metrics(out)[-1]["step"] == step + 5

@@ -11,6 +11,7 @@ from conftest import assert_elementwise_close, assert_reduction_close
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
+from attnkit.ops import elementwise
 
 OPS = ["add", "sub", "mul", "div"]
 FUNCTIONS = {"add": F.add, "sub": F.sub, "mul": F.mul, "div": F.div}
@@ -72,51 +73,39 @@ def float32_terms(grad, a, b, op):
     return tuple(np.broadcast_to(t, grad.shape).astype(np.float32) for t in terms)
 
 
-def numeric_gradient(f, x, upstream, h=1e-6):
-    """d sum(upstream * f(x)) / dx by central differences (float64)."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = h
-        grad[index] = np.sum(upstream * (f(x + step) - f(x - step))) / (2 * h)
-    return grad
-
-
 # ------------------------------------------------------------- references --
 
 
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("a_shape, b_shape", [((2, 3), (3,)), ((3, 1), (1, 2)), ((), (2, 2))])
 def test_reference_binary_backward_by_finite_differences(rng, op, a_shape, b_shape):
-    a = operand(rng, a_shape, op).astype(np.float64)
-    b = operand(rng, b_shape, op).astype(np.float64)
+    a = np.array(operand(rng, a_shape, op), np.float64)
+    b = np.array(operand(rng, b_shape, op), np.float64)
     upstream = rng.standard_normal(np.broadcast_shapes(a_shape, b_shape))
-    grad_a, grad_b = reference.binary_backward(upstream, a, b, op)
-    np.testing.assert_allclose(
-        grad_a, numeric_gradient(lambda v: reference.binary(v, b, op), a, upstream), rtol=1e-7, atol=1e-9
-    )
-    np.testing.assert_allclose(
-        grad_b, numeric_gradient(lambda v: reference.binary(a, v, op), b, upstream), rtol=1e-7, atol=1e-9
-    )
+    check_by_finite_differences(reference.binary_backward(upstream, a, b, op), a, b, upstream, reference.binary, op)
 
 
 def test_reference_where_backward_by_finite_differences(rng):
     condition = rng.random((3, 1)) < 0.5
     a, b = rng.standard_normal((1, 4)), rng.standard_normal((3, 4))
     upstream = rng.standard_normal((3, 4))
-    grad_a, grad_b = reference.where_backward(upstream, condition, a.shape, b.shape)
-    np.testing.assert_allclose(
-        grad_a, numeric_gradient(lambda v: np.where(condition, v, b), a, upstream), rtol=1e-7, atol=1e-9
+    gradients = reference.where_backward(upstream, condition, a.shape, b.shape)
+    check_by_finite_differences(gradients, a, b, upstream, lambda a, b: np.where(condition, a, b))
+
+
+def check_by_finite_differences(gradients, a, b, upstream, function, *arguments):
+    """(d/da, d/db) of sum(upstream * function(a, b, *arguments))."""
+    numeric = reference.central_differences(
+        {"a": a, "b": b}, lambda: float(np.sum(upstream * function(a, b, *arguments)))
     )
-    np.testing.assert_allclose(
-        grad_b, numeric_gradient(lambda v: np.where(condition, a, v), b, upstream), rtol=1e-7, atol=1e-9
-    )
+    for name, gradient in zip("ab", gradients):
+        np.testing.assert_allclose(gradient, numeric[name], rtol=1e-7, atol=1e-9)
 
 
 def test_reference_mean_gradient_by_finite_differences(rng):
     x = rng.standard_normal((3, 4, 2))
     upstream = rng.standard_normal((4,))
-    numeric = numeric_gradient(lambda v: reference.reduce_mean(v, (0, 2)), x, upstream)
+    numeric = reference.gradient_of_weighted_sum(lambda v: reference.reduce_mean(v, (0, 2)), x, upstream)
     np.testing.assert_allclose(numeric, np.broadcast_to(upstream[None, :, None] / 6, x.shape), rtol=1e-7, atol=1e-9)
 
 
@@ -596,23 +585,23 @@ def test_float_to_integer_casts_truncate_and_saturate():
     )
     x = attnkit.tensor(values)
     for dtype, name in ((np.int32, "int32"), (np.int64, "int64")):
-        out = F.elementwise.cast(x, name).numpy()
+        out = elementwise.cast(x, name).numpy()
         np.testing.assert_array_equal(out, reference.cast_float_to_integer(values, dtype))
 
 
 def test_other_casts(rng):
     ids = rng.integers(-(2**40), 2**40, size=127)
-    floats = F.elementwise.cast(attnkit.tensor(ids), "float32").numpy()
+    floats = elementwise.cast(attnkit.tensor(ids), "float32").numpy()
     np.testing.assert_array_equal(floats, ids.astype(np.float32))  # rounded to nearest
-    np.testing.assert_array_equal(F.elementwise.cast(attnkit.tensor(ids), "int32").numpy(), ids.astype(np.int32))
+    np.testing.assert_array_equal(elementwise.cast(attnkit.tensor(ids), "int32").numpy(), ids.astype(np.int32))
     mixed = np.array([0.0, -0.0, 1e-45, np.nan, -3.0], np.float32)
     np.testing.assert_array_equal(
-        F.elementwise.cast(attnkit.tensor(mixed), "bool").numpy(), [False, False, True, True, True]
+        elementwise.cast(attnkit.tensor(mixed), "bool").numpy(), [False, False, True, True, True]
     )
     flags = np.array([True, False, True])
     for name, dtype in (("float32", np.float32), ("int32", np.int32), ("int64", np.int64)):
-        np.testing.assert_array_equal(F.elementwise.cast(attnkit.tensor(flags), name).numpy(), flags.astype(dtype))
+        np.testing.assert_array_equal(elementwise.cast(attnkit.tensor(flags), name).numpy(), flags.astype(dtype))
     with pytest.raises(
         TypeError, match="cast: expected float32, int32, int64 or bool on both sides, got float32 to float16"
     ):
-        F.elementwise.cast(attnkit.tensor(mixed), attnkit.float16)
+        elementwise.cast(attnkit.tensor(mixed), attnkit.float16)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import reference
 from conftest import assert_reduction_close
+from op_check import run_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -26,10 +27,8 @@ def as_tensor(values):
 
 def run_embedding(ids, weight, dout):
     """Forward and backward through F.embedding; returns (out, dweight)."""
-    w = as_tensor(weight).requires_grad_()
-    out = F.embedding(as_tensor(ids), w)
-    out.backward(as_tensor(dout))
-    return out.detach().numpy(), w.grad.numpy()
+    out, (_, dweight) = run_op(F.embedding, [ids, weight], dout)
+    return out, dweight
 
 
 def serial_float32_scatter_add(dout, ids, num_embeddings):
@@ -71,14 +70,7 @@ def test_reference_backward_by_finite_differences(rng):
     ids = rng.integers(0, 5, size=(2, 4))
     weight = rng.standard_normal((5, 3))
     dout = rng.standard_normal((2, 4, 3))
-    h = 1e-6
-    numeric = np.zeros_like(weight)
-    for index in np.ndindex(weight.shape):
-        step = np.zeros_like(weight)
-        step[index] = h
-        numeric[index] = np.sum(
-            dout * (reference.embedding(ids, weight + step) - reference.embedding(ids, weight - step))
-        ) / (2 * h)
+    numeric = reference.gradient_of_weighted_sum(lambda w: reference.embedding(ids, w), weight, dout)
     np.testing.assert_allclose(reference.embedding_backward(dout, ids, 5), numeric, rtol=1e-7, atol=1e-9)
 
 

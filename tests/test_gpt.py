@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 import reference
-from conftest import assert_elementwise_close, assert_reduction_close
+from conftest import assert_reduction_close
+from model_check import check_gradients, parameter_values
 
 import attnkit
 from attnkit.models import GPT, GPTConfig
@@ -21,11 +22,6 @@ def tiny_config(**changes):
     settings = dict(vocab_size=7, block_size=6, n_layer=1, n_head=2, n_embd=8, dropout=0.0, bias=True)
     settings.update(changes)
     return GPTConfig(**settings)
-
-
-def parameter_values(model):
-    """{name: float64 numpy copy} of every parameter."""
-    return {name: np.asarray(p.detach().numpy(), np.float64) for name, p in model.named_parameters()}
 
 
 def gpt_reference(values, config, idx, dtype=np.float64):
@@ -61,13 +57,6 @@ def gpt_reference(values, config, idx, dtype=np.float64):
         hidden = np.asarray(reference.gelu(hidden, "tanh")).astype(dtype)
         x = x + linear(hidden, prefix + "feed_forward.fc2")
     return layer_norm(x, "ln_f") @ p["wte.weight"].T
-
-
-def mean_cross_entropy(logits, targets):
-    row_max = logits.max(axis=-1, keepdims=True)
-    log_total = np.log(np.exp(logits - row_max).sum(axis=-1)) + row_max[..., 0]
-    picked = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    return (log_total - picked).mean()
 
 
 def test_gpt2_small_parameter_count(monkeypatch):
@@ -132,9 +121,7 @@ def test_forward_matches_reference(cpu_isa, rng, bias):
 def test_gradients_match_float64_finite_differences(cpu_isa, rng):
     """Every gradient of a 2-layer GPT's mean cross-entropy against central
     differences of the float64 reference (itself checked against the model's
-    forward above). With step 1e-6 the differences are exact to about 1e-10,
-    far below float32's error, so what remains is the model's float32
-    rounding."""
+    forward above)."""
     attnkit.manual_seed(22)
     config = tiny_config(n_layer=2)
     model = GPT(config)
@@ -143,21 +130,7 @@ def test_gradients_match_float64_finite_differences(cpu_isa, rng):
     # larger weights than GPT-2's init, so every path carries a visible gradient
     for parameter in model.parameters():
         attnkit.nn.init.normal_(parameter, 0.0, 0.5)
-    logits = model(attnkit.from_numpy(idx))
-    F.cross_entropy(logits.reshape(-1, config.vocab_size), attnkit.from_numpy(targets.reshape(-1))).backward()
-
-    values = parameter_values(model)
-    expected = reference.central_differences(
-        values, lambda: mean_cross_entropy(gpt_reference(values, config, idx), targets)
-    )
-    # Scale: the largest gradient, not each entry's own magnitude. An entry is
-    # a sum of terms of either sign (over positions, heads, features), so a
-    # small entry is a difference of larger terms; its float32 rounding is
-    # relative to those terms, which the largest gradient bounds in this
-    # well-conditioned tiny model (weights N(0, 0.5), one layer).
-    largest = max(np.abs(g).max() for g in expected.values())
-    for name, parameter in model.named_parameters():
-        assert_elementwise_close(parameter.grad.numpy(), expected[name], scale=largest)
+    check_gradients(model, idx, targets, lambda values: gpt_reference(values, config, idx))
 
 
 def test_overfits_one_batch(rng):

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 from conftest import assert_logits_close
-from hf_peers import left_padded, require
+from hf_peers import hf_logits, left_padded, our_logits, require
 
 import attnkit
 from attnkit.models import GPT, GPTConfig, from_pretrained
@@ -32,33 +32,11 @@ def _hf_gpt2(seed: int = 0, **overrides):
     return model
 
 
-def _hf_logits(model, ids, mask, positions):
-    with torch.no_grad():
-        return (
-            model(
-                input_ids=torch.from_numpy(ids),
-                attention_mask=torch.from_numpy(mask),
-                position_ids=torch.from_numpy(positions),
-            )
-            .logits.float()
-            .numpy()
-        )
-
-
-def _our_logits(model, ids, mask, positions):
-    with attnkit.no_grad():
-        return model(
-            attnkit.from_numpy(ids),
-            key_padding_mask=attnkit.from_numpy(mask == 0),
-            position_ids=attnkit.from_numpy(positions),
-        ).numpy()
-
-
 def _assert_same_logits(model, hf_model, lengths, seed) -> None:
     """Logits at every real position of a left-padded batch of ``lengths``."""
     ids, mask, positions = left_padded(lengths, model.config.vocab_size, seed=seed)
     real = mask.astype(bool)
-    ours, theirs = _our_logits(model, ids, mask, positions)[real], _hf_logits(hf_model, ids, mask, positions)[real]
+    ours, theirs = our_logits(model, ids, mask, positions)[real], hf_logits(hf_model, ids, mask, positions)[real]
     assert_logits_close(ours, theirs)
     np.testing.assert_array_equal(ours.argmax(-1), theirs.argmax(-1))
 
@@ -204,3 +182,31 @@ def test_config_settings_attnkit_does_not_run_are_refused(tmp_path):
     _hf_gpt2(seed=12, activation_function="relu").save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"'activation_function' is 'relu'; attnkit's GPT2LMHeadModel runs 'gelu_new'"):
         from_pretrained(tmp_path)
+
+
+def test_save_pretrained_shards_above_max_shard_size(checkpoint, tmp_path):
+    """Shards as transformers writes them (numbered files and an index), which
+    transformers and attnkit load; saving again unsharded removes them."""
+    hf_model, directory = checkpoint
+    model = from_pretrained(directory)
+    largest = max(t.numel() for t in model.state_dict().values()) * 4
+    model.save_pretrained(tmp_path, max_shard_size=largest)
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) > 2 and files[0] == f"model-00001-of-{len(files):05d}.safetensors"
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == files
+    assert all((tmp_path / file).stat().st_size <= largest + 4096 for file in files)  # + the header
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    original = hf_model.state_dict()
+    for name, tensor in reloaded.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+    again = from_pretrained(tmp_path)
+    for (name, ours), (_, theirs) in zip(again.state_dict().items(), model.state_dict().items()):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=name)
+
+    model.save_pretrained(tmp_path, max_shard_size="1GB")
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["model.safetensors"]
+    assert not (tmp_path / "model.safetensors.index.json").exists()
+    for bad in (0, "5XB", "-1GB", True, "nanGB"):
+        with pytest.raises(ValueError, match="argument 'max_shard_size' expected"):
+            model.save_pretrained(tmp_path, max_shard_size=bad)

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 from conftest import PRETRAINED_LOGITS_RTOL
-from hf_peers import left_padded, require
+from hf_peers import hf_logits, left_padded, our_logits, require
 
 import attnkit
 from attnkit.models import Llama, LlamaConfig, from_pretrained
@@ -83,34 +83,12 @@ def _checkpoint(tmp_path, kind: str, seed: int = 0, dtype=None, **overrides):
     return model_class.from_pretrained(tmp_path, dtype=torch.float32).eval(), tmp_path
 
 
-def _hf_logits(model, ids, mask, positions):
-    with torch.no_grad():
-        return (
-            model(
-                input_ids=torch.from_numpy(ids),
-                attention_mask=torch.from_numpy(mask),
-                position_ids=torch.from_numpy(positions),
-            )
-            .logits.float()
-            .numpy()
-        )
-
-
-def _our_logits(model, ids, mask, positions):
-    with attnkit.no_grad():
-        return model(
-            attnkit.from_numpy(ids),
-            key_padding_mask=attnkit.from_numpy(mask == 0),
-            position_ids=attnkit.from_numpy(positions),
-        ).numpy()
-
-
 def _assert_same_logits(model, hf_model, lengths, seed) -> None:
     """At every real position of a left-padded batch: max |ours - theirs|
     over the vocabulary within 1e-5 of that position's largest logit."""
     ids, mask, positions = left_padded(lengths, model.config.vocab_size, seed=seed)
     real = mask.astype(bool)
-    ours, theirs = _our_logits(model, ids, mask, positions)[real], _hf_logits(hf_model, ids, mask, positions)[real]
+    ours, theirs = our_logits(model, ids, mask, positions)[real], hf_logits(hf_model, ids, mask, positions)[real]
     assert np.isfinite(ours).all()
     error = np.abs(ours - theirs).max(axis=-1)
     scale = np.abs(theirs).max(axis=-1)

@@ -133,6 +133,38 @@ def test_greedy_and_beam_search_match_generate(checkpoint):
         assert PAD not in sum(_ours_decoded(ours), [])
 
 
+@pytest.mark.parametrize("length_penalty", [1.0, 0.6, 2.0])
+def test_beam_search_with_transformers_length_penalty_matches_generate(checkpoint, length_penalty):
+    """log P / |Y|^alpha, transformers' normalization, searched to the end
+    (its early_stopping="never")."""
+    hf_model, directory = checkpoint
+    model = from_pretrained(directory)
+    src, mask = _source(seed=3)
+    arguments = dict(max_len=30, bos_id=PAD, eos_id=EOS, src_key_padding_mask=attnkit.from_numpy(mask == 0))
+    for beams in (2, 4):
+        ours = model.beam_search(
+            attnkit.from_numpy(src),
+            beam_size=beams,
+            length_penalty=length_penalty,
+            length_normalization="length",
+            early_stopping=False,
+            banned_tokens=[PAD],
+            **arguments,
+        )
+        theirs = _hf_decoded(
+            hf_model, src, mask, num_beams=beams, length_penalty=length_penalty, early_stopping="never"
+        )
+        assert _ours_decoded(ours) == theirs, beams
+
+
+def test_beam_search_refuses_an_unknown_length_normalization(checkpoint):
+    model = from_pretrained(checkpoint[1])
+    with pytest.raises(ValueError, match="argument 'length_normalization' expected one of 'gnmt', 'length', got 'hf'"):
+        model.beam_search(
+            attnkit.from_numpy(_source(seed=3)[0]), max_len=5, bos_id=PAD, eos_id=EOS, length_normalization="hf"
+        )
+
+
 def test_save_pretrained_round_trips_through_transformers(checkpoint, tmp_path):
     hf_model, directory = checkpoint
     model = from_pretrained(directory)

@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 import reference
-from conftest import assert_elementwise_close, assert_reduction_close
+from conftest import assert_reduction_close
+from model_check import check_gradients, parameter_values
 
 import attnkit
 from attnkit.models import GPT, GPTConfig, Llama, LlamaConfig
@@ -34,10 +35,6 @@ def tiny_config(**changes):
     )
     settings.update(changes)
     return LlamaConfig(**settings)
-
-
-def parameter_values(model):
-    return {name: np.asarray(p.detach().numpy(), np.float64) for name, p in model.named_parameters()}
 
 
 def randomize(model, std=0.5, seed=30):
@@ -182,23 +179,10 @@ def test_gradients_match_float64_finite_differences(cpu_isa, rng):
     randomize(model, std=0.25, seed=31)
     ids = rng.integers(0, config.vocab_size, size=(2, 5))
     targets = rng.integers(0, config.vocab_size, size=(2, 5))
-    logits = model(attnkit.from_numpy(ids))
-    F.cross_entropy(logits.reshape(-1, config.vocab_size), attnkit.from_numpy(targets.reshape(-1))).backward()
-
-    def mean_cross_entropy(logits):
-        row_max = logits.max(axis=-1, keepdims=True)
-        log_total = np.log(np.exp(logits - row_max).sum(axis=-1)) + row_max[..., 0]
-        return (log_total - np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]).mean()
-
-    values = parameter_values(model)
-    expected = reference.central_differences(values, lambda: mean_cross_entropy(llama_reference(values, config, ids)))
-    # Scale: the largest gradient (an entry is a sum of terms of either sign;
-    # see test_gpt.py's gradient test). One block with weights N(0, 0.25)
-    # keeps the model well-conditioned; the two-block comparison with the
-    # float32 rounding of PyTorch's autograd is in test_hf_llama.py.
-    largest = max(np.abs(g).max() for g in expected.values())
-    for name, parameter in model.named_parameters():
-        assert_elementwise_close(parameter.grad.numpy(), expected[name], scale=largest)
+    # One block with weights N(0, 0.25) keeps the model well-conditioned; the
+    # two-block comparison with the float32 rounding of PyTorch's autograd is
+    # in test_hf_llama.py.
+    check_gradients(model, ids, targets, lambda values: llama_reference(values, config, ids))
 
 
 def test_trains_from_scratch(rng):

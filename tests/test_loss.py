@@ -1,11 +1,11 @@
-"""F.cross_entropy against the float64 references in reference.py."""
+"""F.cross_entropy against the float64 references in reference/loss.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import reference
-from conftest import assert_reduction_close
+from op_check import check_op, run_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -29,24 +29,21 @@ def upstream_gradient(rng, n, reduction):
 
 def run(logits, targets, grad, **options):
     """Our loss and dlogits."""
-    z = attnkit.tensor(logits, requires_grad=True)
-    loss = F.cross_entropy(z, attnkit.tensor(targets), **options)
-    loss.backward(attnkit.from_numpy(np.asarray(grad, np.float32).reshape(loss.shape)))
-    return loss.detach().numpy().copy(), z.grad.numpy().copy()
+    loss, (dlogits, _) = run_op(F.cross_entropy, [logits, np.asarray(targets)], grad, **options)
+    return loss, dlogits
 
 
 def check(logits, targets, grad, **options):
-    """Loss and dlogits within twice the error of the naive float32 computation."""
-    loss, dlogits = run(logits, targets, grad, **options)
-    z64 = logits.astype(np.float64)
-    loss_ref = reference.cross_entropy(z64, targets, **options)
-    loss_naive = reference.cross_entropy(logits, targets, **options)
-    dlogits_ref = reference.cross_entropy_backward(
-        np.float64(grad) if np.ndim(grad) == 0 else grad.astype(np.float64), z64, targets, **options
-    )
-    dlogits_naive = reference.cross_entropy_backward(grad, logits, targets, **options)
-    assert_reduction_close(loss, loss_ref, loss_naive)
-    assert_reduction_close(dlogits, dlogits_ref, dlogits_naive)
+    """check_op: loss and dlogits within twice the error of the naive float32
+    computation."""
+
+    def expected(z, targets, grad):
+        return (
+            reference.cross_entropy(z, targets, **options),
+            reference.cross_entropy_backward(grad, z, targets, **options),
+        )
+
+    loss, (dlogits,) = check_op(F.cross_entropy, [logits, np.asarray(targets)], grad, expected, options=options)
     return loss, dlogits
 
 
@@ -269,14 +266,9 @@ def test_reference_by_finite_differences(rng, label_smoothing, reduction):
     analytic = reference.cross_entropy_backward(
         grad, logits, targets, label_smoothing=label_smoothing, reduction=reduction
     )
-    h = 1e-6
-    numeric = np.zeros_like(logits)
-    for index in np.ndindex(logits.shape):
-        plus, minus = logits.copy(), logits.copy()
-        plus[index] += h
-        minus[index] -= h
-        difference = reference.cross_entropy(
-            plus, targets, label_smoothing=label_smoothing, reduction=reduction
-        ) - reference.cross_entropy(minus, targets, label_smoothing=label_smoothing, reduction=reduction)
-        numeric[index] = np.sum(grad * difference) / (2 * h)
+    numeric = reference.gradient_of_weighted_sum(
+        lambda z: reference.cross_entropy(z, targets, label_smoothing=label_smoothing, reduction=reduction),
+        logits,
+        grad,
+    )
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)

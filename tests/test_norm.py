@@ -1,5 +1,5 @@
 """F.layer_norm, F.rms_norm and F.add_layer_norm against the float64
-references in reference.py."""
+references in reference/norm.py."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import reference
 from conftest import assert_reduction_close
+from op_check import check_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -44,18 +45,22 @@ def layer_norm_expected(x, weight, bias, dy, eps=1e-5):
 
 
 def check_layer_norm(x, weight, bias, dy, naive_x=None, eps=1e-5):
-    """Everything within twice the error of the naive float32 computation, run
-    on naive_x (default x: an input giving the same results, see the
-    mean-1e4 test)."""
-    naive_x = x if naive_x is None else naive_x
-    ours = layer_norm_run(x, weight, bias, dy, eps)
-    expected = layer_norm_expected(f64(x), f64(weight), f64(bias), f64(dy), eps)
-    naive = layer_norm_expected(naive_x, weight, bias, dy, eps)
-    for name, a, e, n in zip(("y", "dx", "dweight", "dbias"), ours, expected, naive):
-        assert (a is None) == (e is None), name
-        if a is not None:
-            assert_reduction_close(a, e, n)
-    return ours
+    """check_op: y and every gradient within twice the error of the naive
+    float32 computation, run on naive_x (default x: an input giving the same
+    results, see the mean-1e4 test). Returns y, dx, dweight, dbias (None for
+    an absent weight or bias)."""
+
+    def expected(x, normalized_shape, weight, bias, dy):
+        return tuple(a for a in layer_norm_expected(x, weight, bias, dy, eps) if a is not None)
+
+    def naive(x, normalized_shape, weight, bias, dy):
+        return expected(x if naive_x is None else naive_x, normalized_shape, weight, bias, dy)
+
+    y, gradients = check_op(
+        F.layer_norm, [x, x.shape[-1], weight, bias], dy, expected, options={"eps": eps}, naive=naive
+    )
+    gradients = iter(gradients)
+    return y, next(gradients), *(None if a is None else next(gradients) for a in (weight, bias))
 
 
 def random_case(rng, shape, weight=True, bias=True):
@@ -204,22 +209,9 @@ def test_layer_norm_reference_by_finite_differences(rng):
         return np.sum(dy * reference.layer_norm(x_, w_, b_, eps=1e-3)[0])
 
     dx, dw, db = reference.layer_norm_backward(dy, x, w, eps=1e-3)
-    for analytic, argument in ((dx, 0), (dw, 1), (db, 2)):
-        np.testing.assert_allclose(analytic, numeric_gradient(objective, [x, w, b], argument), rtol=1e-6, atol=1e-8)
-
-
-def numeric_gradient(objective, arguments, which, h=1e-6):
-    """Central differences of objective(*arguments) in arguments[which]."""
-    point = arguments[which]
-    gradient = np.zeros_like(point)
-    for index in np.ndindex(point.shape):
-        shifted = [a.copy() for a in arguments]
-        shifted[which][index] += h
-        plus = objective(*shifted)
-        shifted[which][index] -= 2 * h
-        minus = objective(*shifted)
-        gradient[index] = (plus - minus) / (2 * h)
-    return gradient
+    numeric = reference.central_differences({"x": x, "w": w, "b": b}, lambda: objective(x, w, b))
+    for analytic, argument in ((dx, "x"), (dw, "w"), (db, "b")):
+        np.testing.assert_allclose(analytic, numeric[argument], rtol=1e-6, atol=1e-8)
 
 
 # --------------------------------------------------------------- RMSNorm ---
@@ -233,18 +225,15 @@ def rms_norm_run(x, weight, dy, eps=None):
 
 
 def check_rms_norm(x, weight, dy, eps=FLOAT32_EPS):
-    ours = rms_norm_run(x, weight, dy, eps)
-    y_ref = reference.rms_norm(f64(x), f64(weight), eps)[0]
-    y_naive = reference.rms_norm(x, weight, eps)[0]
-    dx_ref, dw_ref = reference.rms_norm_backward(f64(dy), f64(x), f64(weight), eps)
-    dx_naive, dw_naive = reference.rms_norm_backward(dy, x, weight, eps)
-    assert_reduction_close(ours[0], y_ref, y_naive)
-    assert_reduction_close(ours[1], dx_ref, dx_naive)
-    if weight is None:
-        assert ours[2] is None
-    else:
-        assert_reduction_close(ours[2], dw_ref, dw_naive)
-    return ours
+    """check_op: y, dx and dweight within twice the error of the naive
+    float32 computation. Returns y, dx, dweight (None without a weight)."""
+
+    def expected(x, normalized_shape, weight, dy):
+        dx, dweight = reference.rms_norm_backward(dy, x, weight, eps)
+        return (reference.rms_norm(x, weight, eps)[0], dx) + (() if weight is None else (dweight,))
+
+    y, gradients = check_op(F.rms_norm, [x, [x.shape[-1]], weight], dy, expected, options={"eps": eps})
+    return y, gradients[0], None if weight is None else gradients[1]
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -274,7 +263,7 @@ def test_rms_norm_bad_arguments():
         F.rms_norm(x, 6, attnkit.tensor(np.ones(7, np.float32)))
     with pytest.raises(ValueError, match="rms_norm: argument 'eps' expected a finite number >= 0"):
         F.rms_norm(x, 6, eps=-1.0)
-    with pytest.raises(TypeError, match="rms_norm: argument 'eps' expected a number"):
+    with pytest.raises(TypeError, match="rms_norm: argument 'eps' expected a float"):
         F.rms_norm(x, 6, eps="small")
 
 
@@ -285,8 +274,9 @@ def test_rms_norm_reference_by_finite_differences(rng):
         return np.sum(dy * reference.rms_norm(x_, w_, eps=1e-3)[0])
 
     dx, dw = reference.rms_norm_backward(dy, x, w, eps=1e-3)
-    np.testing.assert_allclose(dx, numeric_gradient(objective, [x, w], 0), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(dw, numeric_gradient(objective, [x, w], 1), rtol=1e-6, atol=1e-8)
+    numeric = reference.central_differences({"x": x, "w": w}, lambda: objective(x, w))
+    np.testing.assert_allclose(dx, numeric["x"], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dw, numeric["w"], rtol=1e-6, atol=1e-8)
 
 
 # ------------------------------------------------ residual add + LayerNorm ---

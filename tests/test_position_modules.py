@@ -1,5 +1,5 @@
 """nn.SinusoidalPositionalEncoding and nn.LearnedPositionalEmbedding: values
-against the float64 table (tests/reference.py) and the weight rows, offsets,
+against the float64 table (tests/reference/position.py) and the weight rows, offsets,
 gradients by finite differences, state_dict contents, and bad input."""
 
 import numpy as np

@@ -1,11 +1,11 @@
-"""F.softmax and F.log_softmax against the float64 references in reference.py."""
+"""F.softmax and F.log_softmax against the float64 references in reference/softmax.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import reference
-from conftest import assert_reduction_close
+from op_check import check_op, run_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -19,25 +19,20 @@ OPS = {
 
 def run(op, x, dy, scale=1.0):
     """Our forward output and input gradient for the upstream gradient dy."""
-    function = OPS[op][0]
-    t = attnkit.tensor(x, requires_grad=True)
-    y = function(t, scale=scale)
-    y.backward(attnkit.tensor(dy))
-    return y.detach().numpy().copy(), t.grad.numpy().copy()
+    y, (dx,) = run_op(OPS[op][0], [x], dy, scale=scale)
+    return y, dx
 
 
 def check(op, x, dy, scale=1.0):
-    """Forward and backward within twice the naive float32 error. Infinite
-    entries (log_softmax of -inf) must match exactly; the rest is compared."""
-    _, forward, backward = OPS[op]
-    y, dx = run(op, x, dy, scale)
-    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
-    y_ref = forward(x64, scale)
-    y_naive = forward(x, scale)
-    finite = np.isfinite(y_ref)
-    np.testing.assert_array_equal(y[~finite], y_ref[~finite])
-    assert_reduction_close(y[finite], y_ref[finite], y_naive[finite])
-    assert_reduction_close(dx, backward(dy64, y_ref, scale), backward(dy, y_naive, scale))
+    """check_op: forward and backward within twice the naive float32 error;
+    infinite entries (log_softmax of -inf) must match exactly."""
+    function, forward, backward = OPS[op]
+
+    def expected(x, dy):
+        y = forward(x, scale)
+        return y, backward(dy, y, scale)
+
+    y, (dx,) = check_op(function, [x], dy, expected, options={"scale": scale})
     return y, dx
 
 
@@ -211,18 +206,10 @@ def test_reference_by_finite_differences(rng, op):
     dy = rng.standard_normal(x.shape)
     if op == "log_softmax":
         dy[1, 2] = 0  # its output is -inf for every x: no finite difference to take
-    h = 1e-6
-    numeric = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        if np.isinf(x[index]):
-            continue
-        plus, minus = x.copy(), x.copy()
-        plus[index] += h
-        minus[index] -= h
-        numeric[index] = (
-            np.sum(dy * np.where(np.isinf(forward(plus, scale)), 0, forward(plus, scale)))
-            - np.sum(dy * np.where(np.isinf(forward(minus, scale)), 0, forward(minus, scale)))
-        ) / (2 * h)
+    # -inf stays -inf when moved: its entry's difference is 0.
+    numeric = reference.gradient_of_weighted_sum(
+        lambda v: np.where(np.isinf(forward(v, scale)), 0, forward(v, scale)), x, dy
+    )
     analytic = backward(dy, forward(x, scale), scale)
     finite = np.isfinite(x)
     np.testing.assert_allclose(analytic[finite], numeric[finite], rtol=1e-6, atol=1e-8)

@@ -1,7 +1,6 @@
 // LayerNorm, residual-add + LayerNorm and RMSNorm over the rows of x[N, C],
-// written once over a Vec and compiled per ISA (norm.cpp for the generic
-// build, avx2/norm_avx2.cpp, avx512/norm_avx512.cpp). Include a vec_<isa>.h
-// first.
+// written once over a Vec and compiled once per ISA into that ISA's
+// NormKernels table (isa/norm.cpp). Include a vec_<isa>.h first.
 //
 // LayerNorm's statistics come from the shifted-data algorithm: a first pass
 // gives an approximate mean m0 = sum(x) / C; a second pass sums d = x - m0 and

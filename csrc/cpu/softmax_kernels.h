@@ -1,6 +1,6 @@
 // Softmax and log-softmax of scale * x over the rows of x[N, C], written once
-// over a Vec and compiled per ISA (softmax.cpp for the generic build,
-// avx2/softmax_avx2.cpp, avx512/softmax_avx512.cpp). Include a vec_<isa>.h first.
+// over a Vec and compiled once per ISA into that ISA's SoftmaxKernels table
+// (isa/softmax.cpp). Include a vec_<isa>.h first.
 //
 // Stability: every row is shifted by its maximum m before exponentiating, so
 // each exponent is <= 0 and the largest term is e^0 = 1; the sum lies in

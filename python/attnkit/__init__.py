@@ -10,10 +10,13 @@ from ._version import __version__
 # lacks fails the import with a message that says what is available.
 _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 
+# Tensor's operators and op methods, set on the class before anything uses it.
+from . import _tensor_methods  # noqa: E402, F401  isort: skip
 from . import models, nn, optim, random  # noqa: E402
 from ._dtypes import bfloat16, bool_, dtype, float16, float32, int8, int32, int64  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
-from .nn.functional import cat, stack, where  # noqa: E402
+from .ops.elementwise import where  # noqa: E402
+from .ops.shape import cat, stack  # noqa: E402
 from .quantization import quantize  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .runtime import (  # noqa: E402
@@ -27,7 +30,7 @@ from .runtime import (  # noqa: E402
     supported_cpu_isas,
 )
 from .serialization import load, save  # noqa: E402
-from .tensor import Tensor, arange, device, empty, from_dlpack, from_numpy, full, ones, tensor, zeros  # noqa: E402  # noqa: E402
+from .tensor import Tensor, arange, device, empty, from_dlpack, from_numpy, full, ones, tensor, zeros  # noqa: E402
 
 bool = bool_  # attnkit.bool, as torch.bool; the builtin stays reachable as builtins.bool
 

@@ -1,6 +1,11 @@
 """Reading and writing a tensor's memory from Python, for the modules,
 optimizers, initializers and checkpoints: bitwise copies, clones, and filling
-from float64 values with one rounding to the tensor's dtype."""
+from float64 values with one rounding to the tensor's dtype.
+
+Outside tensor.py, the autograd and the ops (``ops/``, ``nn/functional/``,
+``optim/functional.py``), this module is the one way to a tensor's native
+array (``native_array``, ``from_native``, ``set_memory``): the others build
+tensors with the public constructors (``attnkit.zeros``, ``from_numpy``, ...)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import numpy as np
 
 from . import _dtypes
 from ._dtypes import bfloat16
+from .tensor import Tensor
 
 
 def raw_bytes(tensor) -> np.ndarray:
@@ -59,3 +65,19 @@ def copy_into(destination, source) -> None:
 def clone_array(tensor):
     """A new native array with the tensor's bytes (own memory)."""
     return tensor._array.copy()
+
+
+def native_array(tensor):
+    """The tensor's native array (attnkit._C.Array), for a kernel call."""
+    return tensor._array
+
+
+def from_native(array) -> Tensor:
+    """A tensor (no autograd history) over a native array, sharing its memory."""
+    return Tensor._wrap(array)
+
+
+def set_memory(tensor, source) -> None:
+    """Points ``tensor`` at ``source``'s memory (a module's ``to(dtype)``, a
+    loader's mapped weights): what holds ``tensor`` sees the new values."""
+    tensor._array = source._array

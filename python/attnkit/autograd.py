@@ -13,35 +13,11 @@ backward still runs.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-
 from . import _C
+from .grad_mode import enable_grad, is_grad_enabled, no_grad
+from .tensor import Tensor
 
-_state = threading.local()
-
-
-def is_grad_enabled() -> bool:
-    return getattr(_state, "grad_enabled", True)
-
-
-@contextlib.contextmanager
-def _grad_mode(enabled: bool):
-    previous = is_grad_enabled()
-    _state.grad_enabled = enabled
-    try:
-        yield
-    finally:
-        _state.grad_enabled = previous
-
-
-def no_grad():
-    """Context manager: ops inside record nothing for backward."""
-    return _grad_mode(False)
-
-
-def enable_grad():
-    return _grad_mode(True)
+__all__ = ["Function", "enable_grad", "is_grad_enabled", "no_grad", "run_backward"]
 
 
 class Context:
@@ -96,13 +72,11 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        # Runs once per op call: the loops are written out (no generators)
-        # and the Tensor class is a module global, not an import per call.
-        Tensor = _tensor_class()
+        # Runs once per op call: the loops are written out (no generators).
         needs_input_grad = [isinstance(a, Tensor) and a.requires_grad for a in args]
         ctx = Context()
         ctx.needs_input_grad = needs_input_grad = tuple(needs_input_grad)
-        record = True in needs_input_grad and getattr(_state, "grad_enabled", True)
+        record = True in needs_input_grad and is_grad_enabled()
         output = cls.forward(ctx, *args)
         if type(output) is not tuple:
             if not record:
@@ -123,20 +97,6 @@ def _graph_inputs(args, needs_input_grad) -> tuple:
     )
 
 
-_tensor_type = None
-
-
-def _tensor_class():
-    """attnkit.Tensor (tensor.py imports this module, so it is looked up
-    on first use rather than imported at the top)."""
-    global _tensor_type
-    if _tensor_type is None:
-        from .tensor import Tensor
-
-        _tensor_type = Tensor
-    return _tensor_type
-
-
 def _accumulate(existing, new):
     """existing + new as a fresh native array (None counts as zero). Fresh:
     either may be shared with the graph (an op may pass its gradient on)."""
@@ -147,8 +107,6 @@ def _accumulate(existing, new):
 
 def run_backward(root, grad, retain_graph: bool = False) -> None:
     """Backpropagates ``grad`` (a native array) from the tensor ``root``."""
-    from .tensor import Tensor
-
     if root._grad_fn is None:
         root._accumulate_grad(grad)
         _run_post_accumulate_grad_hooks(root)

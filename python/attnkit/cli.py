@@ -53,7 +53,7 @@ TRAIN_FLAG_HELP = {
     },
     "run": {
         "seed": "the random seed: the same seed gives the same run, bit for bit, on one machine",
-        "device": "cpu or cuda",
+        "device": "cpu or cuda (CUDA is not built yet: cuda is refused)",
         "num_threads": "attnkit's CPU threads (default: all cores)",
         "out": "the run directory: checkpoint, metrics.jsonl, loss.png",
         "resume": "continue the run in --out from its checkpoint, with its settings unless flags change them",
@@ -529,7 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="divides the positive logits of tokens already present (default: 1.0, off; a checkpoint's own)",
     )
     generate.add_argument("--seed", type=int, default=1, help="the sampling seed (default: 1)")
-    generate.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: cpu)")
+    generate.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="(default: cpu; CUDA is not built yet: cuda is refused)",
+    )
     generate.add_argument(
         "--dtype",
         choices=_INFERENCE_DTYPES,

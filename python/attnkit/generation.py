@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _C
 from ._dtypes import int32, int64
+from ._tensor_data import native_array, values_view
 from .autograd import no_grad
 from .random import _generator_or_default
 from .tensor import Tensor, from_numpy
@@ -103,7 +104,7 @@ def sample(
     if seen is not None and not isinstance(seen, Tensor):
         raise TypeError(f"sample: argument 'seen' expected an attnkit.Tensor or None, got {type(seen).__name__}")
     generator = _generator_or_default("sample", generator)
-    tokens = _draw(logits._array, None if seen is None else seen._array, settings, generator)
+    tokens = _draw(native_array(logits), None if seen is None else native_array(seen), settings, generator)
     return from_numpy(tokens)
 
 
@@ -111,7 +112,7 @@ def _token_row(op: str, index: int, sequence) -> np.ndarray:
     if isinstance(sequence, Tensor):
         if sequence.dtype not in (int32, int64):
             raise TypeError(f"{op}: prompt {index} expected int token ids, got {sequence.dtype}")
-        row = np.asarray(sequence._array)
+        row = values_view(sequence)
     else:
         row = np.asarray(sequence)
         if row.dtype.kind not in "iu" and row.size:
@@ -135,7 +136,7 @@ def _prompts(op: str, idx, vocab_size: int) -> tuple:
             raise ValueError(
                 f"{op}: argument 'idx' is empty (shape {list(idx.shape)}); every prompt needs at least one token"
             )
-        tokens = np.asarray(idx._array).astype(np.int64)
+        tokens = values_view(idx).astype(np.int64)
         lengths = np.full(tokens.shape[0], tokens.shape[1], np.int64)
         from_list = False
     elif isinstance(idx, (list, tuple)):
@@ -275,7 +276,7 @@ class _Decoding:
             seen = np.zeros((batch, vocab_size), np.bool_)
             for row in range(batch):
                 seen[row, self.tokens[row, padding[row] :]] = True
-            seen_array = from_numpy(seen)._array  # shares seen's memory: updated in place below
+            seen_array = native_array(from_numpy(seen))  # shares seen's memory: updated in place below
         finished = np.zeros(batch, np.bool_)
         generated = [[] for _ in range(batch)]  # each row's new tokens, for the stop strings
         next_position = self.lengths.copy()
@@ -295,7 +296,7 @@ class _Decoding:
             )
         for step in range(self.max_new_tokens):
             tokens = _draw(
-                logits._array.reshape([batch, vocab_size]),
+                native_array(logits).reshape([batch, vocab_size]),
                 None if seen is None else seen_array,
                 self.settings,
                 self.generator,

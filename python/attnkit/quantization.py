@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .autograd import no_grad
-from .nn.layers import Linear
+from .nn.linear import Linear
 from .nn.module import Module
 from .nn.quantized import QuantizedLinear
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 import numbers
 import threading
 
+import numpy as np
+
 from . import _C
+from ._tensor_data import from_native
 
 # The default generator's seed at import, so runs are reproducible without a
 # manual_seed call (as PyTorch's CPU generator is).
@@ -122,18 +125,24 @@ def _generator_or_default(op: str, generator) -> Generator:
     return generator
 
 
+def random_words(op: str, count: int, generator: Generator | None = None) -> np.ndarray:
+    """``count`` uniform 32-bit words (uint32) from the generator's next
+    stream (default: the default generator): the Philox numbers behind
+    dropout, initialization and sampling, for draws made in numpy."""
+    seed, offset = _generator_or_default(op, generator).next_stream()
+    return np.asarray(_C.random_bits(count, seed, offset)).view(np.uint32)
+
+
 def rand(*size, generator: Generator | None = None):
     """A float32 tensor of the given size, uniform in [0, 1): each value is
     the 24 high bits of a 32-bit Philox number times 2**-24."""
-    from .tensor import Tensor
-
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     for s in size:
         if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 0:
             raise ValueError(f"rand: argument 'size' expected non-negative ints, got {size}")
     seed, offset = _generator_or_default("rand", generator).next_stream()
-    return Tensor._wrap(_C.uniform([int(s) for s in size], seed, offset))
+    return from_native(_C.uniform([int(s) for s in size], seed, offset))
 
 
 __all__ = ["Generator", "default_generator", "manual_seed", "initial_seed", "rand", "DEFAULT_SEED"]

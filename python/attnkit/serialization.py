@@ -51,8 +51,8 @@ import numpy as np
 
 from . import _C
 from ._dtypes import bfloat16, bool_, float16, float32, int8, int32, int64
-from ._tensor_data import raw_bytes
-from .tensor import Tensor
+from ._tensor_data import from_native, native_array, raw_bytes
+from .tensor import Tensor, empty
 
 _DTYPE_BY_CODE = {
     "F32": float32,
@@ -106,11 +106,11 @@ def _encode(value, path: list, tensors: list, used: set, written: dict):
     tensor); ``written`` maps id(native array) -> entry name, so a tensor
     met again (same memory, same shape and dtype) becomes a reference."""
     if isinstance(value, Tensor):
-        if id(value._array) not in written:
+        if id(native_array(value)) not in written:
             name = _unique_name(path, used)
             tensors.append((name, value))
-            written[id(value._array)] = name
-        return {"@tensor": written[id(value._array)]}
+            written[id(native_array(value))] = name
+        return {"@tensor": written[id(native_array(value))]}
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -168,7 +168,7 @@ def _is_flat_tensor_dict(obj) -> bool:
         isinstance(obj, dict)
         and all(isinstance(k, str) for k in obj)
         and all(isinstance(v, Tensor) for v in obj.values())
-        and len({id(v._array) for v in obj.values()}) == len(obj)
+        and len({id(native_array(v)) for v in obj.values()}) == len(obj)
     )
 
 
@@ -345,7 +345,7 @@ def _tensor_from_bytes(data: np.ndarray, name: str, dtype, shape: tuple, path: s
     """A tensor over ``data`` (uint8, little-endian bytes); shares the memory
     when it is aligned and in the host's byte order, else copies."""
     if data.size == 0:
-        return Tensor._wrap(_C.empty(list(shape), dtype.name))
+        return empty(*shape, dtype=dtype)
     file_dtype = _FILE_NUMPY_DTYPE[dtype.name]
     if data.ctypes.data % file_dtype.itemsize != 0:
         data = data.copy()  # a fresh numpy buffer is aligned
@@ -357,8 +357,8 @@ def _tensor_from_bytes(data: np.ndarray, name: str, dtype, shape: tuple, path: s
             raise ValueError(f"load: BOOL tensor '{name}' in '{path}' holds bytes other than 0 and 1")
         values = values.view(np.bool_)
     if dtype == bfloat16:
-        return Tensor._wrap(_C.array_from_numpy(values.view(np.float16), "bfloat16", False))
-    return Tensor._wrap(_C.array_from_numpy(values, "", False))
+        return from_native(_C.array_from_numpy(values.view(np.float16), "bfloat16", False))
+    return from_native(_C.array_from_numpy(values, "", False))
 
 
 def load(path, *, mmap: bool = True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from . import _C, _dtypes
 from ._dtypes import as_dtype, bfloat16, float32
-from .autograd import Node, is_grad_enabled, run_backward
+from .grad_mode import is_grad_enabled
 
 # The dtypes the native cast kernel converts between (others go through numpy).
 _NATIVE_CAST_DTYPES = frozenset({"float32", "int32", "int64", "bool"})
@@ -61,6 +62,13 @@ class Tensor:
 
     Memory is contiguous and row-major. Build one with ``attnkit.tensor``
     (copies), ``attnkit.from_numpy`` (zero-copy) or ``attnkit.from_dlpack``.
+
+    This module holds what a tensor is (its memory, metadata, conversions and
+    gradient bookkeeping). Its operators, its op methods (``t.sum()``,
+    ``t.reshape()``, ...) and ``backward()`` are in ``_tensor_methods.py``,
+    set on this class when attnkit is imported: the ops they call build
+    tensors, so they sit above this module (``ops/``, ``autograd.py``), and
+    the import graph has no circle.
     """
 
     # _post_accumulate_grad_hooks is set only on the leaves that get a hook.
@@ -119,7 +127,7 @@ class Tensor:
         return self._array.nbytes
 
     @property
-    def grad_fn(self) -> Node | None:
+    def grad_fn(self):
         return None if self._grad_fn is None else self._grad_fn[0]
 
     @property
@@ -209,27 +217,6 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         return self
 
-    def backward(self, gradient=None, retain_graph: bool = False) -> None:
-        """Accumulates d(self)/d(leaf) * gradient into every leaf's ``.grad``."""
-        if not self.requires_grad:
-            raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
-        if gradient is None:
-            if self.numel() != 1:
-                raise RuntimeError(
-                    f"backward(): a gradient must be given for a non-scalar output of shape {self.shape}"
-                )
-            grad = _C.empty(list(self.shape), self._array.dtype)
-            _C.fill_(grad, 1)
-        else:
-            if not isinstance(gradient, Tensor):
-                gradient = tensor(gradient, dtype=self.dtype)
-            if gradient.shape != self.shape:
-                raise ValueError(f"backward(): argument 'gradient' expected shape {self.shape}, got {gradient.shape}")
-            if gradient.dtype != self.dtype:
-                raise TypeError(f"backward(): argument 'gradient' expected dtype {self.dtype}, got {gradient.dtype}")
-            grad = gradient._array
-        run_backward(self, grad, retain_graph=retain_graph)
-
     def register_post_accumulate_grad_hook(self, hook) -> HookHandle:
         """Calls ``hook(self)`` in every backward pass that reaches this leaf,
         once its ``.grad`` holds everything the pass adds to it (as PyTorch's
@@ -304,204 +291,10 @@ class Tensor:
     def fill_(self, value) -> Tensor:
         """Sets every element to ``value`` (a number), in place; returns self."""
         self._check_in_place("fill_")
-        if not _elementwise.is_scalar(value):
+        if not isinstance(value, numbers.Real):
             raise TypeError(f"fill_: argument 'value' expected a number, got {type(value).__name__}")
         _C.fill_(self._array, value)
         return self
-
-    # ----------------------------------------------------------- operators --
-    # Arithmetic is float32 with numpy broadcasting; a Python number on either
-    # side is rounded to float32. Anything else gives NotImplemented, so Python
-    # raises its usual TypeError (or tries the other operand's method).
-    def _arithmetic(self, op, other, reflected=False):
-        if not isinstance(other, Tensor) and not _elementwise.is_scalar(other):
-            return NotImplemented
-        return _elementwise.arithmetic(op, other, self) if reflected else _elementwise.arithmetic(op, self, other)
-
-    def __add__(self, other):
-        return self._arithmetic("add", other)
-
-    def __radd__(self, other):
-        return self._arithmetic("add", other, reflected=True)
-
-    def __sub__(self, other):
-        return self._arithmetic("sub", other)
-
-    def __rsub__(self, other):
-        return self._arithmetic("sub", other, reflected=True)
-
-    def __mul__(self, other):
-        return self._arithmetic("mul", other)
-
-    def __rmul__(self, other):
-        return self._arithmetic("mul", other, reflected=True)
-
-    def __truediv__(self, other):
-        return self._arithmetic("div", other)
-
-    def __rtruediv__(self, other):
-        return self._arithmetic("div", other, reflected=True)
-
-    def __neg__(self):
-        return _elementwise.neg(self)
-
-    def __pos__(self):
-        return self
-
-    def __matmul__(self, other):
-        if not isinstance(other, Tensor):
-            return NotImplemented
-        return _matmul(self, other)
-
-    def _comparison(self, op, other):
-        if not isinstance(other, Tensor) and not _elementwise.is_scalar(other):
-            return NotImplemented
-        return _elementwise.compare(op, self, other)
-
-    def __eq__(self, other):
-        return self._comparison("eq", other)
-
-    def __ne__(self, other):
-        return self._comparison("ne", other)
-
-    def __lt__(self, other):
-        return self._comparison("lt", other)
-
-    def __le__(self, other):
-        return self._comparison("le", other)
-
-    def __gt__(self, other):
-        return self._comparison("gt", other)
-
-    def __ge__(self, other):
-        return self._comparison("ge", other)
-
-    # == builds a tensor, so hashing stays by identity (as in PyTorch).
-    __hash__ = object.__hash__
-
-    def __invert__(self):
-        return _elementwise.logical_not(self)
-
-    def __bool__(self) -> bool:
-        if self.numel() != 1:
-            raise RuntimeError(f"bool(): the truth value of a tensor with {self.numel()} elements is ambiguous")
-        return bool(self.item())
-
-    def __float__(self) -> float:
-        if self.numel() != 1:
-            raise TypeError(f"float(): only a tensor with one element converts, got shape {self.shape}")
-        return float(self.item())
-
-    def __getitem__(self, key) -> Tensor:
-        return _shape.getitem(self, key)
-
-    # ------------------------------------------------------------- methods --
-    def add(self, other) -> Tensor:
-        return _elementwise.add(self, other)
-
-    def sub(self, other) -> Tensor:
-        return _elementwise.sub(self, other)
-
-    def mul(self, other) -> Tensor:
-        return _elementwise.mul(self, other)
-
-    def div(self, other) -> Tensor:
-        return _elementwise.div(self, other)
-
-    def neg(self) -> Tensor:
-        return _elementwise.neg(self)
-
-    def matmul(self, other) -> Tensor:
-        return _matmul(self, other)
-
-    def sum(self, dim=None, keepdim: bool = False) -> Tensor:
-        return _elementwise.sum(self, dim, keepdim)
-
-    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
-        return _elementwise.mean(self, dim, keepdim)
-
-    def max(self, dim=None, keepdim: bool = False):
-        return _elementwise.max(self, dim, keepdim)
-
-    def argmax(self, dim=None, keepdim: bool = False) -> Tensor:
-        return _elementwise.argmax(self, dim, keepdim)
-
-    def eq(self, other) -> Tensor:
-        return _elementwise.eq(self, other)
-
-    def ne(self, other) -> Tensor:
-        return _elementwise.ne(self, other)
-
-    def lt(self, other) -> Tensor:
-        return _elementwise.lt(self, other)
-
-    def le(self, other) -> Tensor:
-        return _elementwise.le(self, other)
-
-    def gt(self, other) -> Tensor:
-        return _elementwise.gt(self, other)
-
-    def ge(self, other) -> Tensor:
-        return _elementwise.ge(self, other)
-
-    def masked_fill(self, mask, value) -> Tensor:
-        return _elementwise.masked_fill(self, mask, value)
-
-    def reshape(self, *shape) -> Tensor:
-        return _shape.reshape(self, *shape)
-
-    def view(self, *shape) -> Tensor:
-        """reshape: tensors are always contiguous, so every view is a reshape."""
-        return _shape.reshape(self, *shape)
-
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        return _shape.flatten(self, start_dim, end_dim)
-
-    def unsqueeze(self, dim: int) -> Tensor:
-        return _shape.unsqueeze(self, dim)
-
-    def squeeze(self, dim=None) -> Tensor:
-        return _shape.squeeze(self, dim)
-
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
-        return _shape.transpose(self, dim0, dim1)
-
-    def permute(self, *dims) -> Tensor:
-        return _shape.permute(self, *dims)
-
-    @property
-    def T(self) -> Tensor:
-        """The transpose of a 2-d tensor (a copy); 0-d and 1-d tensors are their own."""
-        if self.ndim < 2:
-            return self
-        if self.ndim != 2:
-            raise ValueError(f"T: expected at most 2 dimensions, got shape {self.shape}; use permute()")
-        return _shape.transpose(self, 0, 1)
-
-    def contiguous(self) -> Tensor:
-        """self: attnkit tensors are always contiguous."""
-        return self
-
-    def expand(self, *shape) -> Tensor:
-        return _shape.expand(self, *shape)
-
-    def split(self, split_size_or_sections, dim: int = 0) -> tuple:
-        return _shape.split(self, split_size_or_sections, dim)
-
-    def chunk(self, chunks: int, dim: int = 0) -> tuple:
-        return _shape.chunk(self, chunks, dim)
-
-    def narrow(self, dim: int, start: int, length: int) -> Tensor:
-        return _shape.narrow(self, dim, start, length)
-
-    def index_select(self, dim: int, index) -> Tensor:
-        return _shape.index_select(self, dim, index)
-
-    def gather(self, dim: int, index) -> Tensor:
-        return _shape.gather(self, dim, index)
-
-    def clone(self) -> Tensor:
-        return _shape.clone(self)
 
 
 class HookHandle:
@@ -738,10 +531,3 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
     else:
         raise TypeError(f"arange: argument 'dtype' expected float32, int32 or int64, got {dtype}")
     return _finish(Tensor._wrap(array), requires_grad)
-
-
-# The operators and methods are implemented in nn.functional, whose modules
-# import Tensor from here: imported last, once everything above exists.
-from .nn.functional import elementwise as _elementwise  # noqa: E402
-from .nn.functional import shape as _shape  # noqa: E402
-from .nn.functional.linear import matmul as _matmul  # noqa: E402

@@ -19,8 +19,8 @@ from importlib import resources
 
 import numpy as np
 
-from .. import _C
-from ..random import _generator_or_default
+from ..ops import checks
+from ..random import random_words
 
 BUNDLED_CORPUS = "tinyshakespeare.txt"
 
@@ -72,12 +72,6 @@ def split_tokens(tokens, val_fraction: float = 0.1) -> tuple:
     return tokens[:cut], tokens[cut:]
 
 
-def _positive_int(op: str, argument: str, value) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{op}: argument '{argument}' expected a positive int, got {value!r}")
-    return int(value)
-
-
 def random_offsets(num_tokens: int, batch_size: int, block_size: int, generator=None) -> np.ndarray:
     """``batch_size`` window starts, uniform over [0, num_tokens -
     block_size) as nanoGPT's ``torch.randint(len(data) - block_size, ...)``,
@@ -87,8 +81,8 @@ def random_offsets(num_tokens: int, batch_size: int, block_size: int, generator=
     floor(u * count / 2**64): exact integer arithmetic, uniform to within
     count / 2**64 for any corpus size."""
     op = "random_offsets"
-    batch_size = _positive_int(op, "batch_size", batch_size)
-    block_size = _positive_int(op, "block_size", block_size)
+    batch_size = checks.positive_int(op, "batch_size", batch_size)
+    block_size = checks.positive_int(op, "block_size", block_size)
     if batch_size >= 2**62:  # two 32-bit numbers per window must be countable in int64
         raise ValueError(f"{op}: argument 'batch_size' expected a positive int below 2**62, got {batch_size}")
     count = int(num_tokens) - block_size
@@ -97,8 +91,7 @@ def random_offsets(num_tokens: int, batch_size: int, block_size: int, generator=
             f"{op}: a window of block_size + 1 = {block_size + 1} tokens does not fit in "
             f"{num_tokens} tokens; use a smaller block_size or more text"
         )
-    seed, offset = _generator_or_default(op, generator).next_stream()
-    words = np.asarray(_C.random_bits(2 * batch_size, seed, offset)).view(np.uint32).astype(np.uint64)
+    words = random_words(op, 2 * batch_size, generator).astype(np.uint64)
     wide = (words[0::2] << np.uint64(32)) | words[1::2]
     return np.array([(int(u) * count) >> 64 for u in wide], np.int64)
 
@@ -126,10 +119,10 @@ def get_batch(
     from ..tensor import from_numpy
 
     op = "get_batch"
-    world_size = _positive_int(op, "world_size", world_size)
+    world_size = checks.positive_int(op, "world_size", world_size)
     if not isinstance(rank, numbers.Integral) or isinstance(rank, bool) or not 0 <= rank < world_size:
         raise ValueError(f"{op}: argument 'rank' expected an int in [0, {world_size}), got {rank!r}")
-    if _positive_int(op, "batch_size", batch_size) % world_size:
+    if checks.positive_int(op, "batch_size", batch_size) % world_size:
         raise ValueError(
             f"{op}: argument 'batch_size' expected a multiple of world_size={world_size} "
             f"(the global batch splits evenly over the ranks), got {batch_size}"

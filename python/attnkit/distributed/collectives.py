@@ -17,7 +17,7 @@ import pickle
 import numpy as np
 
 from .. import _dtypes
-from .._tensor_data import raw_bytes
+from .._tensor_data import raw_bytes, values_view
 from ..autograd import is_grad_enabled
 from ..tensor import Tensor, empty
 from .world import DistributedError, _require_init, wait
@@ -45,7 +45,7 @@ def _typed_view(world, tensor: Tensor) -> tuple:
     if name in ("float16", "bfloat16"):
         return raw_bytes(tensor).view(np.uint16), MPI.UINT16_T
     datatype = {"float32": MPI.FLOAT, "int32": MPI.INT32_T, "int64": MPI.INT64_T, "bool": MPI.C_BOOL}[name]
-    return np.asarray(tensor._array), datatype
+    return values_view(tensor), datatype
 
 
 def _add_float16(incoming, accumulated, datatype) -> None:
@@ -82,7 +82,7 @@ def _divide_in_place(tensor: Tensor, divisor: int) -> None:
         bits = raw_bytes(tensor).view(np.uint16)
         bits[...] = _dtypes.float32_to_bfloat16_bits(_dtypes.bfloat16_bits_to_float32(bits) / np.float32(divisor))
     else:
-        view = np.asarray(tensor._array)
+        view = values_view(tensor)
         view /= view.dtype.type(divisor)
 
 

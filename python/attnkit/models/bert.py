@@ -17,12 +17,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _C, _dtypes, nn
+from .. import _dtypes, nn
 from .._tensor_data import values_view
 from ..nn import functional as F
 from ..nn import init
-from ..random import Generator, _generator_or_default
-from ..tensor import Tensor, arange, from_numpy
+from ..random import Generator, random_words
+from ..tensor import Tensor, arange, from_numpy, zeros
+from .hf import loading as hf_loading
 
 
 @dataclass
@@ -163,7 +164,7 @@ class BERT(nn.Module):
         if config.mlm_head:
             self.mlm_dense = nn.Linear(width, width, activation="gelu")
             self.mlm_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-            self.mlm_bias = nn.Parameter(Tensor._wrap(_C.zeros([config.vocab_size], "float32")))
+            self.mlm_bias = nn.Parameter(zeros(config.vocab_size))
         else:
             self.add_module("mlm_dense", None)
             self.add_module("mlm_norm", None)
@@ -282,13 +283,11 @@ class BERT(nn.Module):
         pooled = self.pool(self.encode(input_ids, token_type_ids, attention_mask))
         return self.classifier(self.classifier_dropout(pooled))
 
-    def save_pretrained(self, path, *, tokenizer=None) -> None:
+    def save_pretrained(self, path, *, tokenizer=None, max_shard_size="5GB") -> None:
         """Writes a Hugging Face checkpoint directory: BertForMaskedLM with
         the MLM head, BertForSequenceClassification with a classifier,
         BertModel otherwise (see ``attnkit.models.hf.save_pretrained``)."""
-        from .hf import save_pretrained
-
-        save_pretrained(self, path, tokenizer=tokenizer)
+        hf_loading.save_pretrained(self, path, tokenizer=tokenizer, max_shard_size=max_shard_size)
 
     def extra_repr(self) -> str:
         return f"{self.config}"
@@ -351,7 +350,7 @@ def mask_tokens(
     """
     op = "mask_tokens"
     as_tensor = isinstance(input_ids, Tensor)
-    ids = np.asarray(input_ids._array) if as_tensor else np.asarray(input_ids)
+    ids = values_view(input_ids) if as_tensor else np.asarray(input_ids)
     if ids.dtype not in (np.int32, np.int64):
         raise TypeError(f"{op}: argument 'input_ids' expected int32 or int64 token ids, got {ids.dtype}")
     if not isinstance(vocab_size, numbers.Integral) or isinstance(vocab_size, bool) or vocab_size < 1:
@@ -375,7 +374,7 @@ def mask_tokens(
     never = np.isin(ids, special)
     if special_tokens_mask is not None:
         given = np.asarray(
-            special_tokens_mask._array if isinstance(special_tokens_mask, Tensor) else special_tokens_mask
+            values_view(special_tokens_mask) if isinstance(special_tokens_mask, Tensor) else special_tokens_mask
         )
         if given.dtype != np.bool_ or given.shape != ids.shape:
             raise ValueError(
@@ -384,8 +383,7 @@ def mask_tokens(
             )
         never |= given
 
-    seed, offset = _generator_or_default(op, generator).next_stream()
-    words = np.asarray(_C.random_bits(3 * ids.size, seed, offset)).view(np.uint32).reshape(3, *ids.shape)
+    words = random_words(op, 3 * ids.size, generator).reshape(3, *ids.shape)
     # u < p with u = word / 2^32: exactly probability p up to 2^-32.
     chosen = (words[0] * _TWO_TO_MINUS_32 < mask_probability) & ~never
     kind = words[1] * _TWO_TO_MINUS_32

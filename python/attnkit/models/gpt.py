@@ -9,15 +9,17 @@ attention's heads, biases and window, the tied head - is a field of
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from .. import _dtypes, generation, nn
+from .._tensor_data import values_view
 from ..nn import functional as F
 from ..nn import init
+from ..ops import checks
 from ..tensor import Tensor, arange
+from .hf import loading as hf_loading
 
 _NORMS = ("layernorm", "rmsnorm")
 _POSITIONS = ("learned", "rope")
@@ -50,6 +52,20 @@ class GPTConfig:
     out_bias: bool | None = None  # bias of the attention's output projection (None: bias)
     mlp_bias: bool | None = None  # biases of the feed-forward (None: bias)
     tie_embeddings: bool = True  # the LM head is the token embedding (else a Linear of its own, lm_head)
+
+    def resolved(self) -> GPTConfig:
+        """The same model with every None default spelled out (two configs
+        build the same model when their resolved forms are equal)."""
+        bias = lambda value: self.bias if value is None else value  # noqa: E731
+        return dataclasses.replace(
+            self,
+            n_kv_head=self.n_head if self.n_kv_head is None else self.n_kv_head,
+            head_dim=self.n_embd // self.n_head if self.head_dim is None else self.head_dim,
+            d_ff=4 * self.n_embd if self.d_ff is None else self.d_ff,
+            qkv_bias=bias(self.qkv_bias),
+            out_bias=bias(self.out_bias),
+            mlp_bias=bias(self.mlp_bias),
+        )
 
     @classmethod
     def gpt2(cls) -> GPTConfig:
@@ -195,76 +211,56 @@ class GPT(nn.Module):
         - ``last_only``: compute the logits of the last position only, [B, 1,
           vocab_size] (what decoding needs; the LM head is the largest GEMM).
         """
-        if not isinstance(idx, Tensor):
-            raise TypeError(f"GPT: argument 'idx' expected an attnkit.Tensor, got {type(idx).__name__}")
-        if idx.dtype not in (_dtypes.int32, _dtypes.int64) or idx.ndim != 2:
-            raise ValueError(
-                f"GPT: argument 'idx' expected int32 or int64 token ids of shape [batch, seq], "
-                f"got {idx.dtype} of shape {list(idx.shape)}"
-            )
-        if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(
-                f"GPT: argument 'caches' expected {len(self.blocks)} KVCaches (make_caches), got {len(caches)}"
-            )
-        batch, steps = idx.shape
-        if key_padding_mask is not None:
-            if not isinstance(key_padding_mask, Tensor):
-                raise TypeError(
-                    f"GPT: argument 'key_padding_mask' expected an attnkit.Tensor, "
-                    f"got {type(key_padding_mask).__name__}"
-                )
-            if key_padding_mask.dtype != _dtypes.bool_ or list(key_padding_mask.shape) != [batch, steps]:
-                raise ValueError(
-                    f"GPT: argument 'key_padding_mask' expected bool of shape [{batch}, {steps}] "
-                    f"(that of idx), got {key_padding_mask.dtype} of shape "
-                    f"{list(key_padding_mask.shape)}"
-                )
+        steps = self._check_forward_inputs(idx, caches, key_padding_mask, position_ids)
         learned = self.config.position == "learned"
-        if position_ids is None:
-            # With caches, idx continues the cached sequence: its positions
-            # start after the cached ones.
-            start = 0 if caches is None else caches[0].length
-            if start + steps > self.config.block_size:
-                raise ValueError(
-                    f"GPT: argument 'idx' reaches position {start + steps}, more than block_size="
-                    f"{self.config.block_size}"
-                )
-            positions = self.wpe(arange(start, start + steps, dtype=_dtypes.int64)) if learned else None
-        else:
-            if not isinstance(position_ids, Tensor):
-                raise TypeError(
-                    f"GPT: argument 'position_ids' expected an attnkit.Tensor, got {type(position_ids).__name__}"
-                )
-            if position_ids.dtype not in (_dtypes.int32, _dtypes.int64) or list(position_ids.shape) != [batch, steps]:
-                raise ValueError(
-                    f"GPT: argument 'position_ids' expected int32 or int64 of shape [{batch}, {steps}] "
-                    f"(that of idx), got {position_ids.dtype} of shape {list(position_ids.shape)}"
-                )
-            values = np.asarray(position_ids._array)
-            if values.size and (values.min() < 0 or values.max() >= self.config.block_size):
-                bad = values.min() if values.min() < 0 else values.max()
-                raise ValueError(
-                    f"GPT: argument 'position_ids' expected positions in [0, "
-                    f"{self.config.block_size}) (block_size), got {bad}"
-                )
-            positions = self.wpe(position_ids) if learned else None
-        # Token ids >= vocab_size are caught by the embedding kernel (ValueError naming the id).
         x = self.wte(idx)
-        x = self.drop(x if positions is None else x + positions)
+        if learned:
+            if position_ids is None:  # after the cached positions, if any
+                start = 0 if caches is None else caches[0].length
+                x = x + self.wpe(arange(start, start + steps, dtype=_dtypes.int64))
+            else:
+                x = x + self.wpe(position_ids)
+        x = self.drop(x)
         rope_positions = None if learned else position_ids
         for index, block in enumerate(self.blocks):
-            x = block(
-                x,
-                key_padding_mask=key_padding_mask,
-                causal=True,
-                cache=None if caches is None else caches[index],
-                positions=rope_positions,
-            )
+            cache = None if caches is None else caches[index]
+            x = block(x, key_padding_mask=key_padding_mask, causal=True, cache=cache, positions=rope_positions)
         if last_only and steps > 1:
             x = F.narrow(x, 1, steps - 1, 1)
         if "lm_head" in self._modules:  # untied, or an int8 copy of the tied head (attnkit.quantize)
             return self.lm_head(self.ln_f(x))
         return F.linear(self.ln_f(x), self.wte.weight)
+
+    def _check_forward_inputs(self, idx, caches, key_padding_mask, position_ids) -> int:
+        """forward's arguments (token ids >= vocab_size are the embedding
+        kernel's to refuse); returns the number of steps, T."""
+        op, int_ids = "GPT", (_dtypes.int32, _dtypes.int64)
+        checks.check_tensor_of(op, "idx", idx, int_ids, "int32 or int64 token ids of shape [batch, seq]", ndim=2)
+        batch, steps = idx.shape
+        if caches is not None and len(caches) != len(self.blocks):
+            raise ValueError(
+                f"{op}: argument 'caches' expected {len(self.blocks)} KVCaches (make_caches), got {len(caches)}"
+            )
+        if key_padding_mask is not None:
+            expected = f"bool of shape [{batch}, {steps}] (that of idx)"
+            checks.check_tensor_of(
+                op, "key_padding_mask", key_padding_mask, (_dtypes.bool_,), expected, shape=[batch, steps]
+            )
+        block_size = self.config.block_size
+        if position_ids is None:
+            end = steps if caches is None else caches[0].length + steps
+            if end > block_size:
+                raise ValueError(f"{op}: argument 'idx' reaches position {end}, more than block_size={block_size}")
+            return steps
+        expected = f"int32 or int64 of shape [{batch}, {steps}] (that of idx)"
+        checks.check_tensor_of(op, "position_ids", position_ids, int_ids, expected, shape=[batch, steps])
+        values = values_view(position_ids)
+        if values.size and (values.min() < 0 or values.max() >= block_size):
+            bad = values.min() if values.min() < 0 else values.max()
+            raise ValueError(
+                f"{op}: argument 'position_ids' expected positions in [0, {block_size}) (block_size), got {bad}"
+            )
+        return steps
 
     def generate(
         self,
@@ -337,15 +333,13 @@ class GPT(nn.Module):
             tokenizer=tokenizer,
         )
 
-    def save_pretrained(self, path, *, tokenizer=None) -> None:
+    def save_pretrained(self, path, *, tokenizer=None, max_shard_size="5GB") -> None:
         """Writes a Hugging Face checkpoint directory that ``transformers``
         loads: a GPT2LMHeadModel for GPT-2's layout, a LlamaForCausalLM,
         MistralForCausalLM or Qwen2ForCausalLM for the Llama family's; with
         ``tokenizer`` (attnkit's own or a pretrained one) as tokenizer.json (see
         ``attnkit.models.hf.save_pretrained``)."""
-        from .hf import save_pretrained
-
-        save_pretrained(self, path, tokenizer=tokenizer)
+        hf_loading.save_pretrained(self, path, tokenizer=tokenizer, max_shard_size=max_shard_size)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _C, _dtypes, nn
+from .. import _dtypes, nn
 from .._tensor_data import values_view
 from ..autograd import no_grad
 from ..nn import functional as F
 from ..nn import init
-from ..tensor import Tensor, from_numpy
+from ..tensor import Tensor, from_numpy, zeros
+from .hf import loading as hf_loading
 
 
 @dataclass
@@ -74,9 +75,13 @@ class TransformerConfig:
         )
 
 
-def _length_penalty(length: int, alpha: float) -> float:
-    """GNMT's lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al., 2016, section 7)."""
-    return ((5.0 + length) / 6.0) ** alpha
+# The divisor lp(|Y|) of a hypothesis' log-probability, by normalization.
+LENGTH_NORMALIZATIONS = {
+    # GNMT's lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al., 2016, section 7).
+    "gnmt": lambda length, alpha: ((5.0 + length) / 6.0) ** alpha,
+    # |Y|^alpha, as transformers' beam search divides by.
+    "length": lambda length, alpha: float(length) ** alpha,
+}
 
 
 class Transformer(nn.Module):
@@ -146,7 +151,7 @@ class Transformer(nn.Module):
         else:
             self.output_projection = nn.Linear(width, config.tgt_vocab_size, bias=False)
         if config.final_logits_bias:
-            self.register_buffer("final_logits_bias", Tensor._wrap(_C.zeros([1, config.tgt_vocab_size], "float32")))
+            self.register_buffer("final_logits_bias", zeros(1, config.tgt_vocab_size))
         else:
             self.register_buffer("final_logits_bias", None)
         self.embedding_scale = math.sqrt(width) if config.scale_embeddings else 1.0
@@ -390,6 +395,8 @@ class Transformer(nn.Module):
         beam_size: int = 4,
         length_penalty: float = 0.6,
         *,
+        length_normalization: str = "gnmt",
+        early_stopping: bool = True,
         max_len: int,
         bos_id: int,
         eos_id: int,
@@ -398,29 +405,33 @@ class Transformer(nn.Module):
         banned_tokens=(),
     ):
         """Beam search over the sources of the batch at once (``beam_size``
-        hypotheses each), ranking finished hypotheses by GNMT's
-        length-normalized score log P(Y | X) / lp(Y), lp(Y) = ((5 + |Y|) /
-        6)^alpha, alpha = ``length_penalty`` (the paper: beam 4, alpha 0.6);
-        |Y| counts the output tokens including EOS, not BOS.
+        hypotheses each), ranking finished hypotheses by the
+        length-normalized score log P(Y | X) / lp(Y), alpha =
+        ``length_penalty``: with ``length_normalization="gnmt"`` GNMT's
+        lp(Y) = ((5 + |Y|) / 6)^alpha (the paper: beam 4, alpha 0.6), with
+        ``"length"`` transformers' |Y|^alpha. |Y| counts the output tokens
+        including EOS, not BOS.
 
         Each step extends every live hypothesis by every token and keeps the
         best 2 * beam_size extensions: an EOS among the best beam_size of
         them finishes that hypothesis, and the best beam_size extensions
         without EOS stay live. Finished hypotheses are kept; a source stops
-        when beam_size of them have finished (with beam_size=1 that is the
-        first EOS, so it equals greedy decoding), or when none of its live
-        hypotheses can beat its best finished one: log P only falls as a
-        hypothesis grows, so a live one scores at most log P / lp(n) at the
-        most favourable length n still reachable. At ``max_len`` tokens the
-        live hypotheses finish without EOS.
+        when none of its live hypotheses can beat its best finished one (log
+        P only falls as a hypothesis grows, so a live one scores at most log
+        P / lp(n) at the most favourable length n still reachable), and with
+        ``early_stopping`` (the paper's rule) also when beam_size of them
+        have finished (with beam_size=1 that is the first EOS, so it equals
+        greedy decoding). At ``max_len`` tokens the live hypotheses finish
+        without EOS.
 
         ``banned_tokens``: ids that are never extended with: their logits are
         -inf before the softmax, so the other tokens' probabilities sum to 1.
 
-        With ``length_penalty=0`` the score is log P itself, and the result is
-        that of transformers' ``generate`` with the same ``num_beams`` and
-        ``length_penalty=0.0`` (whose default early stopping then keeps the
-        same best hypothesis).
+        With ``length_normalization="length"`` and ``early_stopping=False``
+        the result is that of transformers' ``generate`` with the same
+        ``num_beams`` and ``length_penalty`` and ``early_stopping="never"``
+        (the exact search); with ``length_penalty=0``, that of its default
+        settings too.
 
         Returns the best hypothesis per source as int64 [B, L] in greedy's
         format (ended by eos_id and filled with it); with ``return_scores``
@@ -437,6 +448,14 @@ class Transformer(nn.Module):
             or not math.isfinite(length_penalty)
         ):
             raise ValueError(f"{op}: argument 'length_penalty' expected a finite number, got {length_penalty!r}")
+        if not isinstance(early_stopping, bool):
+            raise ValueError(f"{op}: argument 'early_stopping' expected a bool, got {early_stopping!r}")
+        if length_normalization not in LENGTH_NORMALIZATIONS:
+            raise ValueError(
+                f"{op}: argument 'length_normalization' expected one of "
+                f"{', '.join(map(repr, LENGTH_NORMALIZATIONS))}, got {length_normalization!r}"
+            )
+        penalty = LENGTH_NORMALIZATIONS[length_normalization]
         beams, alpha, vocab = int(beam_size), float(length_penalty), self.config.tgt_vocab_size
         memory = self.encode(src, src_key_padding_mask)
         batch = src.shape[0]
@@ -484,7 +503,7 @@ class Transformer(nn.Module):
                     if token == eos_id:
                         if rank < beams:
                             sequence = np.append(history[source, parent, :step], eos_id)
-                            finished[source].append((score / _length_penalty(length, alpha), sequence))
+                            finished[source].append((score / penalty(length, alpha), sequence))
                     elif live < beams:
                         parents[source, live], next_tokens[source, live] = parent, token
                         next_log_probability[source, live] = score
@@ -492,18 +511,14 @@ class Transformer(nn.Module):
                 if length == max_len:
                     for k in range(live):
                         sequence = np.append(history[source, parents[source, k], :step], next_tokens[source, k])
-                        finished[source].append(
-                            (next_log_probability[source, k] / _length_penalty(length, alpha), sequence)
-                        )
+                        finished[source].append((next_log_probability[source, k] / penalty(length, alpha), sequence))
                     done[source] = True
                     continue
                 best_live = next_log_probability[source].max()
                 # log P <= best_live < 0 from here on; lp is monotonic in the length.
-                reachable = max(
-                    best_live / _length_penalty(length + 1, alpha), best_live / _length_penalty(max_len, alpha)
-                )
+                reachable = max(best_live / penalty(length + 1, alpha), best_live / penalty(max_len, alpha))
                 done[source] = (
-                    len(finished[source]) >= beams
+                    (early_stopping and len(finished[source]) >= beams)
                     or best_live == -np.inf
                     or (bool(finished[source]) and max(score for score, _ in finished[source]) >= reachable)
                 )
@@ -526,12 +541,10 @@ class Transformer(nn.Module):
         sequences = from_numpy(output)
         return (sequences, np.array([score for score, _ in best])) if return_scores else sequences
 
-    def save_pretrained(self, path, *, tokenizer=None) -> None:
+    def save_pretrained(self, path, *, tokenizer=None, max_shard_size="5GB") -> None:
         """Writes a Hugging Face MarianMTModel checkpoint directory, for a
         model of Marian's shape (see ``attnkit.models.hf.marian``)."""
-        from .hf import save_pretrained
-
-        save_pretrained(self, path, tokenizer=tokenizer)
+        hf_loading.save_pretrained(self, path, tokenizer=tokenizer, max_shard_size=max_shard_size)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -4,8 +4,11 @@ holds the differentiable ops; ``Module`` and the layers assemble them."""
 from . import functional, init, parallel, utils
 from .attention import KVCache, MultiHeadAttention
 from .container import ModuleDict, ModuleList, Sequential
-from .layers import Dropout, Embedding, LayerNorm, Linear, RMSNorm
+from .dropout import Dropout
+from .embedding import Embedding
+from .linear import Linear
 from .module import IncompatibleKeys, Module
+from .norm import LayerNorm, RMSNorm
 from .parameter import Parameter
 from .position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from .quantized import QuantizedLinear

@@ -12,192 +12,12 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
-from .. import _C
-from .._dtypes import bool_
-from .._tensor_data import values_view
+from ..ops import checks
 from ..tensor import Tensor
 from . import functional as F
-from .layers import Linear, _flag, _positive_int
+from .kv_cache import KVCache
+from .linear import Linear
 from .module import Module
-
-
-class KVCache:
-    """Keys and values of the positions decoded so far, for one attention
-    layer: float32 ``k`` and ``v`` of shape [batch, max_len, num_kv_heads,
-    head_dim], allocated once, and ``length``, the number of positions filled.
-    Positions marked as padding (left-padded prompts of different lengths)
-    are remembered in ``key_padding_mask`` (bool [batch, max_len], True =
-    padding; None while no padding was written) and never attended.
-
-    ``append(k_new, v_new, key_padding_mask=None)`` writes [batch, t,
-    num_kv_heads, head_dim] at positions length .. length + t - 1.
-    ``update(k_new, v_new)`` appends and returns the keys and values of the
-    filled positions (a view when batch is 1, a copy otherwise).
-    ``select(rows)`` reorders the batch rows (beam search).
-    ``MultiHeadAttention`` appends and then attends with ``attention_inputs``,
-    which needs no copy when decoding one position at a time. The cache is
-    for inference: what it stores carries no gradient, so it refuses tensors
-    that require one (run generation under ``attnkit.no_grad()``).
-    """
-
-    def __init__(self, batch: int, max_len: int, num_kv_heads: int, head_dim: int) -> None:
-        self.batch = _positive_int("KVCache", "batch", batch)
-        self.max_len = _positive_int("KVCache", "max_len", max_len)
-        self.num_kv_heads = _positive_int("KVCache", "num_kv_heads", num_kv_heads)
-        self.head_dim = _positive_int("KVCache", "head_dim", head_dim)
-        shape = [self.batch, self.max_len, self.num_kv_heads, self.head_dim]
-        self.k = Tensor._wrap(_C.zeros(shape, "float32"))
-        self.v = Tensor._wrap(_C.zeros(shape, "float32"))
-        self.key_padding_mask = None
-        # The filled length of every row, for F.attention's key_lengths when
-        # a decoding step reads the whole buffer (see attention_inputs).
-        self._key_lengths = Tensor._wrap(_C.zeros([self.batch], "int64"))
-        # numpy views of the buffers, made once: every decoding step writes
-        # through them.
-        self._k_values, self._v_values = values_view(self.k), values_view(self.v)
-        self._key_lengths_values = values_view(self._key_lengths)
-        self._padding_values = None
-        self.length = 0
-
-    def reset(self) -> None:
-        """Forgets the cached positions (the memory is kept for reuse)."""
-        self.length = 0
-        self.key_padding_mask = None
-        self._padding_values = None
-
-    def append(self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None) -> None:
-        """Writes the keys and values of t new positions; ``key_padding_mask``
-        bool [batch, t] marks the ones that are padding."""
-        op = "KVCache.append"
-        for name, t in (("k_new", k_new), ("v_new", v_new)):
-            if not isinstance(t, Tensor):
-                raise TypeError(f"{op}: argument '{name}' expected an attnkit.Tensor, got {type(t).__name__}")
-            shape = t.shape
-            if len(shape) != 4 or (shape[0], shape[2], shape[3]) != (self.batch, self.num_kv_heads, self.head_dim):
-                raise ValueError(
-                    f"{op}: argument '{name}' expected shape "
-                    f"[{self.batch}, t, {self.num_kv_heads}, {self.head_dim}], got {list(shape)}"
-                )
-            if t.requires_grad:
-                raise RuntimeError(
-                    f"{op}: argument '{name}' requires grad; the cache stores no "
-                    f"gradient, so decode under attnkit.no_grad()"
-                )
-        if k_new.shape != v_new.shape:
-            raise ValueError(
-                f"{op}: 'k_new' and 'v_new' expected one shape, got {list(k_new.shape)} and {list(v_new.shape)}"
-            )
-        steps = k_new.shape[1]
-        if key_padding_mask is not None:
-            if not isinstance(key_padding_mask, Tensor):
-                raise TypeError(
-                    f"{op}: argument 'key_padding_mask' expected an attnkit.Tensor, "
-                    f"got {type(key_padding_mask).__name__}"
-                )
-            if key_padding_mask.dtype != bool_ or list(key_padding_mask.shape) != [self.batch, steps]:
-                raise ValueError(
-                    f"{op}: argument 'key_padding_mask' expected bool of shape "
-                    f"[{self.batch}, {steps}], got {key_padding_mask.dtype} of shape "
-                    f"{list(key_padding_mask.shape)}"
-                )
-        if self.length + steps > self.max_len:
-            raise ValueError(f"{op}: {steps} new positions after {self.length} exceed max_len={self.max_len}")
-        end = self.length + steps
-        self._k_values[:, self.length : end] = k_new._array
-        self._v_values[:, self.length : end] = v_new._array
-        if key_padding_mask is not None and self.key_padding_mask is None:
-            self.key_padding_mask = Tensor._wrap(_C.zeros([self.batch, self.max_len], "bool"))
-            self._padding_values = values_view(self.key_padding_mask)
-        if self._padding_values is not None:
-            self._padding_values[:, self.length : end] = False if key_padding_mask is None else key_padding_mask._array
-        self.length = end
-
-    def select(self, rows) -> None:
-        """Row b of the cache becomes what row ``rows[b]`` was (``rows``: batch
-        int indices, repeats allowed): beam search reorders its hypotheses'
-        caches with it after each step."""
-        op = "KVCache.select"
-        index = np.asarray(rows._array) if isinstance(rows, Tensor) else np.asarray(rows)
-        if index.shape != (self.batch,) or (index.size and index.dtype.kind not in "iu"):
-            raise ValueError(
-                f"{op}: argument 'rows' expected {self.batch} int indices, "
-                f"got {index.dtype} of shape {list(index.shape)}"
-            )
-        if index.size and (index.min() < 0 or index.max() >= self.batch):
-            raise ValueError(
-                f"{op}: argument 'rows' expected indices in [0, {self.batch}), "
-                f"got {index.min() if index.min() < 0 else index.max()}"
-            )
-        filled = slice(0, self.length)
-        for buffer in (self.k, self.v, self.key_padding_mask):
-            if buffer is not None:
-                values = values_view(buffer)
-                values[:, filled] = values[index, filled]  # the right side is a copy: no overlap
-
-    def update(self, k_new: Tensor, v_new: Tensor) -> tuple:
-        """Appends, then returns the keys and values of the filled positions."""
-        self.append(k_new, v_new)
-        return self._filled(self.k), self._filled(self.v)
-
-    def _filled(self, buffer: Tensor) -> Tensor:
-        # A view of the buffer when batch is 1, a contiguous copy of the filled
-        # rows otherwise (F.attention reads contiguous [batch, seq, ...] tensors).
-        return F.narrow(buffer, 1, 0, self.length)
-
-    def attention_inputs(
-        self, k_new: Tensor, v_new: Tensor, key_padding_mask: Tensor | None = None, window: int | None = None
-    ) -> tuple:
-        """Appends the new positions, then returns ``(k, v, masking)``: the
-        keys, values and F.attention keyword arguments with which the new
-        queries, the last positions of the cached sequence, attend causally
-        (and within a sliding ``window`` of positions, when given) to
-        everything cached that is not padding.
-
-        - First call (empty cache): the new keys themselves, no copy.
-        - One new position, batch > 1 (or padding), no window in reach: the
-          whole buffer, with ``key_lengths`` = length hiding the unfilled
-          rest. The query is the last position, so nothing past it is
-          visible anyway, and the decode kernel reads the buffer in place
-          instead of a per-token copy of the filled rows. (The kernel still
-          walks the hidden keys, a few ns each: far less than the copy, but
-          more than the free view of batch 1.)
-        - One new position past the window: the last ``window`` positions,
-          all of them visible (F.attention places the query at the last key,
-          so a window over the whole buffer would be measured from its end).
-        - Otherwise: the filled positions, a view when batch is 1, a copy
-          otherwise.
-        """
-        first = self.length
-        self.append(k_new, v_new, key_padding_mask)
-        steps = self.length - first
-        if first == 0:
-            return k_new, v_new, {"causal": True, "key_padding_mask": key_padding_mask, "window": window}
-        if steps == 1 and window is not None and self.length > window:
-            start = self.length - window
-            padding = None if self.key_padding_mask is None else F.narrow(self.key_padding_mask, 1, start, window)
-            return (
-                F.narrow(self.k, 1, start, window),
-                F.narrow(self.v, 1, start, window),
-                {"causal": True, "key_padding_mask": padding},
-            )
-        if steps == 1 and (self.batch > 1 or self.key_padding_mask is not None):
-            self._key_lengths_values[...] = self.length
-            return (
-                self.k,
-                self.v,
-                {"causal": True, "key_lengths": self._key_lengths, "key_padding_mask": self.key_padding_mask},
-            )
-        padding = None if self.key_padding_mask is None else self._filled(self.key_padding_mask)
-        masking = {"causal": True, "key_padding_mask": padding, "window": window}
-        return self._filled(self.k), self._filled(self.v), masking
-
-    def __repr__(self) -> str:
-        return (
-            f"KVCache(batch={self.batch}, max_len={self.max_len}, num_kv_heads={self.num_kv_heads}, "
-            f"head_dim={self.head_dim}, length={self.length})"
-        )
 
 
 class MultiHeadAttention(Module):
@@ -255,9 +75,11 @@ class MultiHeadAttention(Module):
     ) -> None:
         super().__init__()
         op = "MultiHeadAttention"
-        self.embed_dim = _positive_int(op, "embed_dim", embed_dim)
-        self.num_heads = _positive_int(op, "num_heads", num_heads)
-        self.num_kv_heads = self.num_heads if num_kv_heads is None else _positive_int(op, "num_kv_heads", num_kv_heads)
+        self.embed_dim = checks.positive_int(op, "embed_dim", embed_dim)
+        self.num_heads = checks.positive_int(op, "num_heads", num_heads)
+        self.num_kv_heads = (
+            self.num_heads if num_kv_heads is None else checks.positive_int(op, "num_kv_heads", num_kv_heads)
+        )
         if head_dim is None:
             if self.embed_dim % self.num_heads:
                 raise ValueError(
@@ -265,7 +87,7 @@ class MultiHeadAttention(Module):
                 )
             self.head_dim = self.embed_dim // self.num_heads
         else:
-            self.head_dim = _positive_int(op, "head_dim", head_dim)
+            self.head_dim = checks.positive_int(op, "head_dim", head_dim)
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"{op}: argument 'num_kv_heads' expected a divisor of num_heads ({num_heads}), got {num_kv_heads}"
@@ -273,23 +95,23 @@ class MultiHeadAttention(Module):
         if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"{op}: argument 'dropout' expected a probability in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
-        self.rope = _flag(op, "rope", rope)
+        self.rope = checks.flag(op, "rope", rope)
         if self.rope and self.head_dim % 2:
             raise ValueError(f"{op}: rope needs an even head_dim, got {self.head_dim}")
         self.rope_base = float(rope_base)
         self.rope_scaling = None if rope_scaling is None else dict(rope_scaling)
-        self.rope_interleaved = _flag(op, "rope_interleaved", rope_interleaved)
+        self.rope_interleaved = checks.flag(op, "rope_interleaved", rope_interleaved)
         # Scaled frequencies are computed once; unscaled ones by the kernel from the base.
         self._rope_frequencies = None
         if self.rope and self.rope_scaling is not None:
             self._rope_frequencies = tuple(F.rope_frequencies(self.head_dim, self.rope_base, self.rope_scaling))
         if window is not None:
-            window = _positive_int(op, "window", window)
+            window = checks.positive_int(op, "window", window)
         self.window = window
-        self.qkv_fused = _flag(op, "qkv_fused", qkv_fused)
-        _flag(op, "bias", bias)
-        qkv_bias = bias if qkv_bias is None else _flag(op, "qkv_bias", qkv_bias)
-        out_bias = bias if out_bias is None else _flag(op, "out_bias", out_bias)
+        self.qkv_fused = checks.flag(op, "qkv_fused", qkv_fused)
+        checks.flag(op, "bias", bias)
+        qkv_bias = bias if qkv_bias is None else checks.flag(op, "qkv_bias", qkv_bias)
+        out_bias = bias if out_bias is None else checks.flag(op, "out_bias", out_bias)
         query_width = self.num_heads * self.head_dim
         kv_width = self.num_kv_heads * self.head_dim
         if self.qkv_fused:

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import threading
 
 import numpy as np
 
-from .. import _C
 from .._tensor_data import fill_from_values
-from ..random import _generator_or_default
+from ..ops import checks
+from ..random import random_words
 from ..tensor import Tensor
 
 _TWO_TO_MINUS_32 = 2.0**-32
@@ -62,25 +61,15 @@ def _check_floating(op: str, tensor) -> None:
         raise TypeError(f"{op}: argument 'tensor' expected a floating-point tensor, got {tensor.dtype}")
 
 
-def _real(op: str, argument: str, value) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{op}: argument '{argument}' expected a float, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{op}: argument '{argument}' expected a finite number, got {value}")
-    return value
-
-
 def _random_words(op: str, count: int, generator) -> np.ndarray:
     """``count`` 32-bit numbers (as float64) from the generator's next stream."""
-    seed, offset = _generator_or_default(op, generator).next_stream()
-    return np.asarray(_C.random_bits(count, seed, offset)).view(np.uint32).astype(np.float64)
+    return random_words(op, count, generator).astype(np.float64)
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
     """Fills ``tensor`` with numbers uniform in [a, b); returns it."""
     _check_floating("uniform_", tensor)
-    a, b = _real("uniform_", "a", a), _real("uniform_", "b", b)
+    a, b = checks.real("uniform_", "a", a), checks.real("uniform_", "b", b)
     if a > b:
         raise ValueError(f"uniform_: expected a <= b, got a={a}, b={b}")
     if _skipping():
@@ -94,7 +83,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=No
     """Fills ``tensor`` with normal numbers of the given mean and standard
     deviation (Box-Muller, see the module docstring); returns it."""
     _check_floating("normal_", tensor)
-    mean, std = _real("normal_", "mean", mean), _real("normal_", "std", std)
+    mean, std = checks.real("normal_", "mean", mean), checks.real("normal_", "std", std)
     if std < 0:
         raise ValueError(f"normal_: argument 'std' expected a non-negative number, got {std}")
     if _skipping():
@@ -111,7 +100,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=No
 
 def constant_(tensor: Tensor, value: float) -> Tensor:
     _check_floating("constant_", tensor)
-    value = _real("constant_", "value", value)
+    value = checks.real("constant_", "value", value)
     if not _skipping():
         fill_from_values(tensor, np.full(tensor.shape, value))
     return tensor
@@ -139,7 +128,7 @@ def xavier_uniform_(tensor: Tensor, gain: float = 1.0, *, generator=None) -> Ten
     bound = gain * sqrt(6 / (fan_in + fan_out))."""
     _check_floating("xavier_uniform_", tensor)
     fan_in, fan_out = fan_in_and_fan_out(tensor)
-    bound = _real("xavier_uniform_", "gain", gain) * math.sqrt(6.0 / max(fan_in + fan_out, 1))
+    bound = checks.real("xavier_uniform_", "gain", gain) * math.sqrt(6.0 / max(fan_in + fan_out, 1))
     return uniform_(tensor, -bound, bound, generator=generator)
 
 

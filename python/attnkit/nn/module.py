@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Callable, NamedTuple
 
 from .. import _dtypes
-from .._tensor_data import copy_into, raw_bytes
+from .._tensor_data import copy_into, raw_bytes, set_memory
 from ..autograd import no_grad
 from ..tensor import Tensor
 from ..tensor import device as Device
@@ -354,7 +354,7 @@ class Module:
                         continue
                     # Swapping the storage in place keeps the object, so tied
                     # weights stay tied and optimizers keep their references.
-                    tensor._array = tensor.detach().to(dtype)._array
+                    set_memory(tensor, tensor.detach().to(dtype))
                     tensor.grad = None
 
     def cpu(self) -> Module:

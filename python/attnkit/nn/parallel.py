@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from .. import distributed
+from .._tensor_data import values_view
 from ..autograd import is_grad_enabled, no_grad
 from ..distributed import collectives, world
 from ..tensor import Tensor, from_numpy
@@ -58,7 +59,7 @@ class _Bucket:
             if p.grad is None:
                 segment[...] = 0.0
             else:
-                segment[...] = np.asarray(p.grad._array).reshape(-1)
+                segment[...] = values_view(p.grad).reshape(-1)
 
     def unpack_mean(self, world_size: int) -> None:
         """The sum in the buffer becomes the mean; every parameter's .grad views it."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .. import _C
-from ..tensor import Tensor
+from ..tensor import Tensor, empty
 
 
 class Parameter(Tensor):
@@ -16,7 +15,7 @@ class Parameter(Tensor):
 
     def __new__(cls, data: Tensor | None = None, requires_grad: bool = True):
         if data is None:
-            data = Tensor._wrap(_C.empty([0], "float32"))
+            data = empty(0)
         if not isinstance(data, Tensor):
             raise TypeError(f"Parameter: argument 'data' expected an attnkit.Tensor, got {type(data).__name__}")
         if not isinstance(requires_grad, bool):
@@ -33,6 +32,11 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+def empty_parameter(shape) -> Parameter:
+    """A float32 parameter of ``shape`` whose values a module's reset_parameters sets."""
+    return Parameter(empty(*shape))
 
 
 __all__ = ["Parameter"]

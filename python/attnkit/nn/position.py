@@ -15,9 +15,10 @@ import numpy as np
 
 from .. import _dtypes
 from .._tensor_data import values_view
+from ..ops import checks
 from ..tensor import Tensor, arange, from_numpy
 from . import functional as F
-from .layers import Embedding, _positive_int
+from .embedding import Embedding
 from .module import Module
 
 
@@ -55,8 +56,8 @@ class SinusoidalPositionalEncoding(Module):
 
     def __init__(self, d_model: int, max_len: int = 5000, layout: str = "interleaved") -> None:
         super().__init__()
-        self.d_model = _positive_int("SinusoidalPositionalEncoding", "d_model", d_model)
-        self.max_len = _positive_int("SinusoidalPositionalEncoding", "max_len", max_len)
+        self.d_model = checks.positive_int("SinusoidalPositionalEncoding", "d_model", d_model)
+        self.max_len = checks.positive_int("SinusoidalPositionalEncoding", "max_len", max_len)
         if layout not in ("interleaved", "halves"):
             raise ValueError(
                 f"SinusoidalPositionalEncoding: argument 'layout' expected 'interleaved' or 'halves', got {layout!r}"
@@ -71,7 +72,7 @@ class SinusoidalPositionalEncoding(Module):
     def encoding(self, seq_len: int, offset: int = 0) -> Tensor:
         """The rows of positions offset .. offset + seq_len - 1: [seq_len, d_model]."""
         op = "SinusoidalPositionalEncoding.encoding"
-        seq_len = _positive_int(op, "seq_len", seq_len, allow_zero=True)
+        seq_len = checks.positive_int(op, "seq_len", seq_len, allow_zero=True)
         offset = _offset(op, offset)
         _check_span(op, "seq_len", offset, seq_len, self.max_len)
         return F.narrow(self.table, 0, offset, seq_len)
@@ -105,8 +106,8 @@ class LearnedPositionalEmbedding(Embedding):
 
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__(
-            _positive_int("LearnedPositionalEmbedding", "max_len", max_len),
-            _positive_int("LearnedPositionalEmbedding", "d_model", d_model),
+            checks.positive_int("LearnedPositionalEmbedding", "max_len", max_len),
+            checks.positive_int("LearnedPositionalEmbedding", "d_model", d_model),
         )
         self.max_len, self.d_model = self.num_embeddings, self.embedding_dim
 
@@ -130,7 +131,7 @@ class LearnedPositionalEmbedding(Embedding):
             if offset:
                 positions = from_numpy(np.ascontiguousarray(values + offset))
             return F.embedding(positions, self.weight)
-        seq_len = _positive_int(op, "positions", positions, allow_zero=True)
+        seq_len = checks.positive_int(op, "positions", positions, allow_zero=True)
         _check_span(op, "positions", offset, seq_len, self.max_len)
         return F.embedding(arange(offset, offset + seq_len, dtype=_dtypes.int64), self.weight)
 

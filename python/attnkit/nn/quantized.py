@@ -7,7 +7,7 @@ from ..tensor import Tensor
 from . import functional as F
 from .functional import quantized as F_quantized
 from .functional.quantized import quantize_int8
-from .layers import Linear
+from .linear import Linear
 from .module import Module
 from .parameter import Parameter
 

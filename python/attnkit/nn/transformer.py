@@ -11,12 +11,15 @@ normalized otherwise.
 
 from __future__ import annotations
 
+from ..ops import checks
 from ..tensor import Tensor
 from . import functional as F
 from .attention import KVCache, MultiHeadAttention
 from .container import ModuleList
-from .layers import Dropout, LayerNorm, Linear, RMSNorm, _flag, _positive_int
+from .dropout import Dropout
+from .linear import Linear
 from .module import Module
+from .norm import LayerNorm, RMSNorm
 
 # activation name -> the activation fused into the first Linear
 _FUSED_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}
@@ -36,8 +39,8 @@ class FeedForward(Module):
         self, d_model: int, d_ff: int, activation: str = "gelu", dropout: float = 0.0, bias: bool = True
     ) -> None:
         super().__init__()
-        self.d_model = _positive_int("FeedForward", "d_model", d_model)
-        self.d_ff = _positive_int("FeedForward", "d_ff", d_ff)
+        self.d_model = checks.positive_int("FeedForward", "d_model", d_model)
+        self.d_ff = checks.positive_int("FeedForward", "d_ff", d_ff)
         if activation not in (*_FUSED_ACTIVATIONS, "silu", "swiglu"):
             raise ValueError(
                 f"FeedForward: argument 'activation' expected 'relu', 'gelu', 'gelu_tanh', 'silu' or "
@@ -113,7 +116,7 @@ class TransformerEncoderLayer(Module):
         mlp_bias: bool | None = None,
     ) -> None:
         super().__init__()
-        self.norm_first = _flag("TransformerEncoderLayer", "norm_first", norm_first)
+        self.norm_first = checks.flag("TransformerEncoderLayer", "norm_first", norm_first)
         self.self_attn = MultiHeadAttention(
             d_model,
             nhead,
@@ -185,7 +188,7 @@ class TransformerDecoderLayer(Module):
         num_kv_heads: int | None = None,
     ) -> None:
         super().__init__()
-        self.norm_first = _flag("TransformerDecoderLayer", "norm_first", norm_first)
+        self.norm_first = checks.flag("TransformerDecoderLayer", "norm_first", norm_first)
         self.self_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout)
         # Queries and keys come from different sequences: separate projections.
         self.cross_attn = MultiHeadAttention(d_model, nhead, num_kv_heads, bias=bias, dropout=dropout, qkv_fused=False)
@@ -236,13 +239,16 @@ def _norm(op: str, kind: str, d_model: int, eps: float, bias: bool) -> Module:
 
 
 def _final_norm(norm: bool | None, norm_first: bool, d_model: int, eps: float, bias: bool):
-    wanted = norm_first if norm is None else _flag("Transformer stack", "norm", norm)
+    wanted = norm_first if norm is None else checks.flag("Transformer stack", "norm", norm)
     return LayerNorm(d_model, eps=eps, bias=bias) if wanted else None
 
 
-class TransformerEncoder(Module):
-    """``num_layers`` TransformerEncoderLayers (same arguments), then a final
-    LayerNorm when ``norm`` is True (default: with pre-LN layers only)."""
+class _TransformerStack(Module):
+    """``num_layers`` layers of ``layer_class`` (same arguments), then a final
+    LayerNorm when ``norm`` is True (default: with pre-LN layers only): what
+    TransformerEncoder and TransformerDecoder share."""
+
+    layer_class = None
 
     def __init__(
         self,
@@ -259,9 +265,9 @@ class TransformerEncoder(Module):
         **layer_options,
     ) -> None:
         super().__init__()
-        count = _positive_int("TransformerEncoder", "num_layers", num_layers)
+        count = checks.positive_int(type(self).__name__, "num_layers", num_layers)
         self.layers = ModuleList(
-            TransformerEncoderLayer(
+            self.layer_class(
                 d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias, layer_norm_eps, **layer_options
             )
             for _ in range(count)
@@ -271,6 +277,13 @@ class TransformerEncoder(Module):
             self.add_module("norm", None)
         else:
             self.norm = final
+
+
+class TransformerEncoder(_TransformerStack):
+    """``num_layers`` TransformerEncoderLayers (same arguments), then a final
+    LayerNorm when ``norm`` is True (default: with pre-LN layers only)."""
+
+    layer_class = TransformerEncoderLayer
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         for layer in self.layers:
@@ -278,38 +291,12 @@ class TransformerEncoder(Module):
         return x if self.norm is None else self.norm(x)
 
 
-class TransformerDecoder(Module):
+class TransformerDecoder(_TransformerStack):
     """``num_layers`` TransformerDecoderLayers (same arguments), then a final
     LayerNorm when ``norm`` is True (default: with pre-LN layers only).
     ``caches``, when given, is one KVCache per layer."""
 
-    def __init__(
-        self,
-        num_layers: int,
-        d_model: int,
-        nhead: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        bias: bool = True,
-        layer_norm_eps: float = 1e-5,
-        norm: bool | None = None,
-        **layer_options,
-    ) -> None:
-        super().__init__()
-        count = _positive_int("TransformerDecoder", "num_layers", num_layers)
-        self.layers = ModuleList(
-            TransformerDecoderLayer(
-                d_model, nhead, dim_feedforward, dropout, activation, norm_first, bias, layer_norm_eps, **layer_options
-            )
-            for _ in range(count)
-        )
-        final = _final_norm(norm, norm_first, d_model, layer_norm_eps, bias)
-        if final is None:
-            self.add_module("norm", None)
-        else:
-            self.norm = final
+    layer_class = TransformerDecoderLayer
 
     def forward(
         self,

@@ -6,6 +6,7 @@ import math
 import numbers
 
 from .. import _C
+from .._tensor_data import native_array
 from ..tensor import Tensor
 
 
@@ -30,7 +31,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
         if not isinstance(p, Tensor):
             raise TypeError(f"{op}: argument 'parameters[{i}]' expected an attnkit.Tensor, got {type(p).__name__}")
         if p.grad is not None:
-            grads.append(p.grad._array)
+            grads.append(native_array(p.grad))
     if not isinstance(max_norm, numbers.Real) or isinstance(max_norm, bool):
         raise TypeError(f"{op}: argument 'max_norm' expected a float, got {type(max_norm).__name__}")
     max_norm = float(max_norm)

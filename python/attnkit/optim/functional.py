@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 
 from .. import _C
+from ..ops import checks
 from ..tensor import Tensor
 
 
@@ -17,12 +18,6 @@ def _arrays(op: str, argument: str, tensors) -> list:
             raise TypeError(f"{op}: argument '{argument}[{i}]' expected an attnkit.Tensor, got {type(t).__name__}")
         arrays.append(t._array)
     return arrays
-
-
-def _real(op: str, argument: str, value) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{op}: argument '{argument}' expected a float, got {type(value).__name__}")
-    return float(value)
 
 
 def adamw_(
@@ -83,11 +78,11 @@ def adamw_(
         exp_avg_sqs,
         decay_mask,
         int(step),
-        _real(op, "lr", lr),
-        _real(op, "beta1", beta1),
-        _real(op, "beta2", beta2),
-        _real(op, "eps", eps),
-        _real(op, "weight_decay", weight_decay),
+        checks.real(op, "lr", lr, finite=False),
+        checks.real(op, "beta1", beta1, finite=False),
+        checks.real(op, "beta2", beta2, finite=False),
+        checks.real(op, "eps", eps, finite=False),
+        checks.real(op, "weight_decay", weight_decay, finite=False),
     )
 
 

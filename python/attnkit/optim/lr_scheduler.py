@@ -20,15 +20,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from ..ops import checks
 from .optimizer import Optimizer
-
-
-def _count(op: str, argument: str, value, minimum: int = 0) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{op}: argument '{argument}' expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{op}: argument '{argument}' expected an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def _ratio(op: str, argument: str, value) -> float:
@@ -105,15 +98,40 @@ class InverseSqrtLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, d_model: int, warmup_steps: int = 4000) -> None:
-        self.d_model = _count("InverseSqrtLR", "d_model", d_model, minimum=1)
-        self.warmup_steps = _count("InverseSqrtLR", "warmup_steps", warmup_steps, minimum=1)
+        self.d_model = checks.integer("InverseSqrtLR", "d_model", d_model, low=1)
+        self.warmup_steps = checks.integer("InverseSqrtLR", "warmup_steps", warmup_steps, low=1)
         super().__init__(optimizer)
 
     def factor(self, step: int) -> float:
         return self.d_model**-0.5 * min(step**-0.5, step * self.warmup_steps**-1.5)
 
 
-class WarmupCosineLR(LRScheduler):
+class _WarmupDecayLR(LRScheduler):
+    """Linear warmup to the base lr over W = ``warmup_steps``, then ``decay``
+    from 1 down to a floor r = ``min_lr_ratio`` (a fraction of the base lr)
+    at T = ``total_steps``, and r after. ``decay(step, height)`` goes from
+    ``height`` (1 - r) at W to 0 at T (each subclass keeps its formula's
+    order of operations, so the rates are the same bits as ever)."""
+
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> None:
+        op = type(self).__name__
+        self.warmup_steps = checks.integer(op, "warmup_steps", warmup_steps, low=0)
+        self.total_steps = checks.integer(op, "total_steps", total_steps, low=self.warmup_steps)
+        self.min_lr_ratio = _ratio(op, "min_lr_ratio", min_lr_ratio)
+        super().__init__(optimizer)
+
+    def factor(self, step: int) -> float:
+        if step <= self.warmup_steps:
+            return step / self.warmup_steps
+        if step > self.total_steps:
+            return self.min_lr_ratio
+        return self.min_lr_ratio + self.decay(step, 1.0 - self.min_lr_ratio)
+
+    def decay(self, step: int, height: float) -> float:
+        raise NotImplementedError
+
+
+class WarmupCosineLR(_WarmupDecayLR):
     """Linear warmup to the base lr, then half a cosine down to a floor:
 
         t <= W:      t / W
@@ -124,22 +142,12 @@ class WarmupCosineLR(LRScheduler):
     (the floor as a fraction of the base lr; nanoGPT uses 0.1).
     """
 
-    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> None:
-        self.warmup_steps = _count("WarmupCosineLR", "warmup_steps", warmup_steps)
-        self.total_steps = _count("WarmupCosineLR", "total_steps", total_steps, minimum=self.warmup_steps)
-        self.min_lr_ratio = _ratio("WarmupCosineLR", "min_lr_ratio", min_lr_ratio)
-        super().__init__(optimizer)
-
-    def factor(self, step: int) -> float:
-        if step <= self.warmup_steps:
-            return step / self.warmup_steps
-        if step > self.total_steps:
-            return self.min_lr_ratio
+    def decay(self, step: int, height: float) -> float:
         progress = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
-        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return height * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class WarmupLinearLR(LRScheduler):
+class WarmupLinearLR(_WarmupDecayLR):
     """Linear warmup to the base lr, then a straight line down to a floor
     (BERT's schedule with r = 0):
 
@@ -150,20 +158,8 @@ class WarmupLinearLR(LRScheduler):
     with W = ``warmup_steps``, T = ``total_steps``, r = ``min_lr_ratio``.
     """
 
-    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> None:
-        self.warmup_steps = _count("WarmupLinearLR", "warmup_steps", warmup_steps)
-        self.total_steps = _count("WarmupLinearLR", "total_steps", total_steps, minimum=self.warmup_steps)
-        self.min_lr_ratio = _ratio("WarmupLinearLR", "min_lr_ratio", min_lr_ratio)
-        super().__init__(optimizer)
-
-    def factor(self, step: int) -> float:
-        if step <= self.warmup_steps:
-            return step / self.warmup_steps
-        if step > self.total_steps:
-            return self.min_lr_ratio
-        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * (self.total_steps - step) / (
-            self.total_steps - self.warmup_steps
-        )
+    def decay(self, step: int, height: float) -> float:
+        return height * (self.total_steps - step) / (self.total_steps - self.warmup_steps)
 
 
 __all__ = ["LRScheduler", "InverseSqrtLR", "WarmupCosineLR", "WarmupLinearLR"]

@@ -5,16 +5,15 @@ normalization weights from weight decay."""
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import MutableMapping
 
 import numpy as np
 
-from .. import _C
-from .._tensor_data import clone_array, values_view
+from .._dtypes import float32
+from .._tensor_data import clone_array, from_native, values_view
 from ..autograd import enable_grad
-from ..tensor import Tensor
+from ..ops import checks
+from ..tensor import Tensor, tensor, zeros
 from .functional import adamw_
 
 _REQUIRED = object()  # a default the caller must give (no usable value)
@@ -55,17 +54,6 @@ class ParameterState(MutableMapping):
     def __contains__(self, parameter) -> bool:
         entry = self._entries.get(id(parameter))
         return entry is not None and entry[0] is parameter
-
-
-def _real(op: str, argument: str, value, low: float = 0.0, below: float | None = None) -> float:
-    """A finite float >= low (and < below when given)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{op}: argument '{argument}' expected a float, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= low and (below is None or value < below)):
-        bound = f"in [{low}, {below})" if below is not None else f">= {low}"
-        raise ValueError(f"{op}: argument '{argument}' expected a finite number {bound}, got {value}")
-    return value
 
 
 class Optimizer:
@@ -164,12 +152,12 @@ class Optimizer:
                 continue
             # The native arrays' dtype names and shape tuples: this runs for
             # every parameter at every step.
-            if p._array.dtype != "float32" or p.grad._array.dtype != "float32":
+            if p.dtype != float32 or p.grad.dtype != float32:
                 raise TypeError(
                     f"{name}.step: parameters and gradients must be float32, got a "
                     f"{p.dtype} parameter with a {p.grad.dtype} gradient"
                 )
-            if p.grad._array.shape != p._array.shape:
+            if p.grad.shape != p.shape:
                 raise ValueError(
                     f"{name}.step: a gradient of shape {p.grad.shape} does not fit its parameter of shape {p.shape}"
                 )
@@ -243,7 +231,7 @@ class Optimizer:
                             f"tensor of shape {tuple(value.shape)}, the parameter a {p.dtype} "
                             f"one of shape {tuple(p.shape)}"
                         )
-                    value = Tensor._wrap(clone_array(value))
+                    value = from_native(clone_array(value))
                 copied[field] = value
             restored[p] = copied
         new_groups = []
@@ -284,15 +272,15 @@ class AdamW(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def _check_group(self, group: dict) -> None:
-        group["lr"] = _real("AdamW", "lr", group["lr"])
-        group["eps"] = _real("AdamW", "eps", group["eps"])
-        group["weight_decay"] = _real("AdamW", "weight_decay", group["weight_decay"])
+        group["lr"] = checks.real("AdamW", "lr", group["lr"], low=0.0)
+        group["eps"] = checks.real("AdamW", "eps", group["eps"], low=0.0)
+        group["weight_decay"] = checks.real("AdamW", "weight_decay", group["weight_decay"], low=0.0)
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"AdamW: argument 'betas' expected a pair of floats, got {betas!r}")
         group["betas"] = (
-            _real("AdamW", "betas[0]", betas[0], below=1.0),
-            _real("AdamW", "betas[1]", betas[1], below=1.0),
+            checks.real("AdamW", "betas[0]", betas[0], low=0.0, below=1.0),
+            checks.real("AdamW", "betas[1]", betas[1], low=0.0, below=1.0),
         )
 
     def step(self, closure=None):
@@ -308,7 +296,7 @@ class AdamW(Optimizer):
             for p in self._parameters_with_gradients(group):
                 state = self.state[p]
                 if not state:
-                    state.update(step=0, exp_avg=Tensor._wrap(_zeros_like(p)), exp_avg_sq=Tensor._wrap(_zeros_like(p)))
+                    state.update(step=0, exp_avg=zeros(p.shape), exp_avg_sq=zeros(p.shape))
                 state["step"] += 1
                 key = (state["step"], group["lr"], beta1, beta2, group["eps"])
                 calls.setdefault(key, []).append((p, state, group["weight_decay"]))
@@ -363,7 +351,7 @@ class SGD(Optimizer):
 
     def _check_group(self, group: dict) -> None:
         for key in ("lr", "momentum", "dampening", "weight_decay"):  # the update is float32
-            group[key] = _real("SGD", key, group[key], below=float(np.finfo(np.float32).max))
+            group[key] = checks.real("SGD", key, group[key], low=0.0, below=float(np.finfo(np.float32).max))
         if not isinstance(group["nesterov"], bool):
             raise TypeError(f"SGD: argument 'nesterov' expected a bool, got {type(group['nesterov']).__name__}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
@@ -393,7 +381,7 @@ class SGD(Optimizer):
                         buffer_values *= momentum
                         buffer_values += kept * direction
                     else:  # the first step: b = d
-                        state["momentum_buffer"] = Tensor._wrap(_float32_copy(direction))
+                        state["momentum_buffer"] = tensor(np.asarray(direction, dtype=np.float32))
                         buffer_values = values_view(state["momentum_buffer"])
                     if group["nesterov"]:
                         direction = direction + momentum * buffer_values
@@ -403,42 +391,27 @@ class SGD(Optimizer):
         return loss
 
 
-def _zeros_like(p: Tensor):
-    return _C.zeros(list(p.shape), p.dtype.name)
-
-
-def _float32_copy(values: np.ndarray):
-    """A native float32 array holding a copy of ``values``."""
-    return _C.array_from_numpy(np.asarray(values, dtype=np.float32), "", True)
-
-
 def weight_decay_groups(module, weight_decay: float, **group_options) -> list:
     """Two parameter groups for ``module``'s trainable parameters: those
-    that decay (``weight_decay``) and those that do not (weight decay 0):
-    every bias (a parameter named "bias") and every parameter of a LayerNorm
-    or RMSNorm, as is usual for Transformers (BERT, GPT-2). Embeddings and
-    other weights decay. Extra keyword arguments (``lr=...``) go into both
-    groups. Pass the result to an optimizer:
-    ``AdamW(weight_decay_groups(model, 0.1), lr=3e-4)``.
+    that decay (``weight_decay``) and those that do not (weight decay 0).
+    The rule is the parameter's shape, as in nanoGPT: matrices (Linear and
+    Embedding weights) decay; vectors (every bias, every LayerNorm and
+    RMSNorm weight) do not, as is usual for Transformers (BERT, GPT-2).
+    Extra keyword arguments (``lr=...``) go into both groups. Pass the
+    result to an optimizer: ``AdamW(weight_decay_groups(model, 0.1), lr=3e-4)``.
 
-    A tied parameter is listed once, under its first name.
+    ``module``: anything with ``named_parameters()`` (an ``nn.Module``). A
+    tied parameter is listed once, under its first name.
     """
-    from ..nn.layers import LayerNorm, RMSNorm
-    from ..nn.module import Module
-
-    if not isinstance(module, Module):
+    if not callable(getattr(module, "named_parameters", None)):
         raise TypeError(
             f"weight_decay_groups: argument 'module' expected an attnkit.nn.Module, got {type(module).__name__}"
         )
-    weight_decay = _real("weight_decay_groups", "weight_decay", weight_decay)
-    decay, no_decay, seen = [], [], set()
-    for _module_name, owner in module.named_modules():
-        is_norm = isinstance(owner, (LayerNorm, RMSNorm))
-        for name, p in owner.named_parameters(recurse=False):
-            if id(p) in seen or not p.requires_grad:
-                continue
-            seen.add(id(p))
-            (no_decay if is_norm or name == "bias" else decay).append(p)
+    weight_decay = checks.real("weight_decay_groups", "weight_decay", weight_decay, low=0.0)
+    decay, no_decay = [], []
+    for _name, p in module.named_parameters():  # each tied parameter once
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
     return [
         dict(params=decay, weight_decay=weight_decay, **group_options),
         dict(params=no_decay, weight_decay=0.0, **group_options),

@@ -31,7 +31,7 @@ How to add an architecture (``gpt2.py`` is the shortest example):
      is a ``Transform`` with both directions and the shape function.
      Saving runs the same table backwards.
    - ``ignore`` (names that hold no weights), ``tied`` (output heads that
-     checkpoints may store as a copy of the embedding), ``training_fields``.
+     checkpoints may store as a copy of the embedding), ``free_fields``.
      ``save_pretrained`` writes a model as the first registered class whose
      table and config fields express it exactly (config -> config.json ->
      config gives it back), so a table that omits a setting can never
@@ -61,8 +61,9 @@ from .registry import (
     transpose,
 )
 
-# The architectures: each module registers itself on import.
-from . import bert, gpt2, llama, marian  # noqa: E402, F401  isort: skip
+# The architectures (bert.py, gpt2.py, llama.py, marian.py) each register
+# their tables on import; attnkit.models imports them after the model classes
+# they build, which import this package's loader for save_pretrained.
 
 __all__ = [
     "from_pretrained",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import _dtypes
-from ...serialization import _read_header
+from ...serialization import _read_header, _refuse_duplicate_keys
 from .registry import CheckpointError
 
 SINGLE_FILE = "model.safetensors"
@@ -37,20 +37,11 @@ class _Entry:
     end: int
 
 
-def _refuse_duplicates(pairs):
-    result = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key '{key}'")
-        result[key] = value
-    return result
-
-
 def read_json(path: str, what: str) -> dict:
     """A JSON object from ``path``; CheckpointError naming ``what`` otherwise."""
     try:
         with open(path, encoding="utf-8") as f:
-            value = json.load(f, object_pairs_hook=_refuse_duplicates)
+            value = json.load(f, object_pairs_hook=_refuse_duplicate_keys)
     except FileNotFoundError:
         raise CheckpointError(f"{what} '{path}' does not exist") from None
     except (UnicodeDecodeError, ValueError) as error:

@@ -164,7 +164,7 @@ COMMON_FIELDS = (
     Field("rms_norm_eps", "norm_eps", 1e-6),
     Field("tie_word_embeddings", "tie_embeddings", False),
     Fixed("hidden_act", "silu"),
-    Fixed("attention_dropout", 0.0, also=(0,), default=0.0),
+    Fixed("attention_dropout", 0.0, also=(0,)),
 )
 
 
@@ -207,21 +207,39 @@ def _llama_to_hf(config, base: dict) -> dict:
     return {**_common_to_hf(config), "attention_bias": qkv, "mlp_bias": mlp}
 
 
-LLAMA = register(
-    Architecture(
-        name="LlamaForCausalLM",
-        model_type="llama",
+# Dropout (the Llama family's checkpoints have attention dropout only, fixed
+# at 0) and the rope pairing, which saving converts to the rotate-half layout.
+LLAMA_FREE_FIELDS = ("dropout", "rope_interleaved")
+
+
+def _llama_family(name: str, model_type: str, derive, to_hf_extra, ignore: tuple) -> Architecture:
+    """One class of the Llama family: the same fields, weights and names;
+    what differs is derived from and written to config.json."""
+    return Architecture(
+        name=name,
+        model_type=model_type,
         config_class=LlamaConfig,
         model_class=Llama,
         fields=COMMON_FIELDS,
         weights=WEIGHTS,
         base_prefix="model.",
         heads=("lm_head.",),
-        ignore=(r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq", r"rotary_emb\.inv_freq"),
+        free_fields=LLAMA_FREE_FIELDS,
+        ignore=ignore,
         tied=(("lm_head.weight", "embed_tokens.weight"),),
-        derive=_llama_derive,
-        to_hf_extra=_llama_to_hf,
+        derive=derive,
+        to_hf_extra=to_hf_extra,
         default_for_type=True,
+    )
+
+
+LLAMA = register(
+    _llama_family(
+        "LlamaForCausalLM",
+        "llama",
+        _llama_derive,
+        _llama_to_hf,
+        ignore=(r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq", r"rotary_emb\.inv_freq"),
     )
 )
 
@@ -242,20 +260,12 @@ def _mistral_to_hf(config, base: dict) -> dict:
 
 
 MISTRAL = register(
-    Architecture(
-        name="MistralForCausalLM",
-        model_type="mistral",
-        config_class=LlamaConfig,
-        model_class=Llama,
-        fields=COMMON_FIELDS,
-        weights=WEIGHTS,
-        base_prefix="model.",
-        heads=("lm_head.",),
+    _llama_family(
+        "MistralForCausalLM",
+        "mistral",
+        _mistral_derive,
+        _mistral_to_hf,
         ignore=(r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq",),
-        tied=(("lm_head.weight", "embed_tokens.weight"),),
-        derive=_mistral_derive,
-        to_hf_extra=_mistral_to_hf,
-        default_for_type=True,
     )
 )
 
@@ -311,19 +321,11 @@ def _qwen2_to_hf(config, base: dict) -> dict:
 
 
 QWEN2 = register(
-    Architecture(
-        name="Qwen2ForCausalLM",
-        model_type="qwen2",
-        config_class=LlamaConfig,
-        model_class=Llama,
-        fields=COMMON_FIELDS,
-        weights=WEIGHTS,
-        base_prefix="model.",
-        heads=("lm_head.",),
+    _llama_family(
+        "Qwen2ForCausalLM",
+        "qwen2",
+        _qwen2_derive,
+        _qwen2_to_hf,
         ignore=(r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq",),
-        tied=(("lm_head.weight", "embed_tokens.weight"),),
-        derive=_qwen2_derive,
-        to_hf_extra=_qwen2_to_hf,
-        default_for_type=True,
     )
 )

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import warnings
 
 import numpy as np
 
-from ... import _C, _dtypes
+from ... import _dtypes
+from ..._tensor_data import set_memory, values_view
 from ...nn import init
 from ...serialization import save as save_safetensors
 from ...tensor import from_numpy
@@ -237,9 +239,9 @@ def _fill(plan: list, files: CheckpointFiles, config) -> None:
     for tensor, rule, names in plan:
         if names[0] in shared and len(names) == 1:
             values = files.float32(names[0])
-            tensor._array = _C.array_from_numpy(values, "", False)
+            set_memory(tensor, from_numpy(values))
             continue
-        destination = np.asarray(tensor._array)
+        destination = values_view(tensor)
         if rule.transform.stacked is not None and rule.transform.stacked(config):
             if len(names) == 1:
                 files.float32_into(names[0], destination)
@@ -361,11 +363,12 @@ def _misfit(architecture: Architecture, model) -> str | None:
         back = config_from_hf(architecture, hf_config, names, architecture.name)
     except CheckpointError as error:
         return str(error)
-    ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(back)
+    resolved = lambda config: config.resolved() if hasattr(config, "resolved") else config  # noqa: E731
+    ours, theirs = dataclasses.asdict(resolved(model.config)), dataclasses.asdict(resolved(back))
     differing = [
         f"{field}={ours[field]!r} (it has {theirs[field]!r})"
         for field in ours
-        if field not in architecture.training_fields and ours[field] != theirs.get(field)
+        if field not in architecture.free_fields and ours[field] != theirs.get(field)
     ]
     return f"{architecture.name} cannot express {', '.join(differing)}" if differing else None
 
@@ -393,23 +396,68 @@ def _write_json(path: str, value: dict) -> None:
     os.replace(temporary, path)
 
 
-def _remove_old_shards(directory: str) -> None:
-    """A sharded checkpoint saved here before would shadow nothing (the
-    single file comes first) but would leave stale weights behind."""
+def _remove_old_weights(directory: str, keep: set) -> None:
+    """Removes the weight files of a checkpoint saved here before that the
+    new one does not overwrite: a single file would shadow new shards (it is
+    read first), and old shards would be stale weights left behind."""
     index_path = os.path.join(directory, INDEX_FILE)
-    if not os.path.isfile(index_path):
-        return
-    try:
-        index = read_json(index_path, "the shard index")
-        files = set((index.get("weight_map") or {}).values())
-    except CheckpointError:
-        files = set()
-    for file in files:
-        if isinstance(file, str) and os.path.basename(file) == file and file.endswith(".safetensors"):
+    old = {SINGLE_FILE}
+    if os.path.isfile(index_path):
+        try:
+            old |= set((read_json(index_path, "the shard index").get("weight_map") or {}).values())
+        except CheckpointError:
+            pass
+        old.add(INDEX_FILE)
+    for file in old - keep:
+        if (
+            isinstance(file, str)
+            and os.path.basename(file) == file
+            and (file.endswith(".safetensors") or file == INDEX_FILE)
+        ):
             candidate = os.path.join(directory, file)
             if os.path.isfile(candidate):
                 os.unlink(candidate)
-    os.unlink(index_path)
+
+
+_SIZE_UNITS = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
+
+
+def _shard_bytes(max_shard_size) -> int:
+    """Bytes from an int or a string such as "5GB" (10^9) or "500MiB" (2^20),
+    as transformers reads ``max_shard_size``."""
+    op = "save_pretrained"
+    if isinstance(max_shard_size, int) and not isinstance(max_shard_size, bool):
+        if max_shard_size < 1:
+            raise ValueError(f"{op}: argument 'max_shard_size' expected a positive size, got {max_shard_size}")
+        return max_shard_size
+    if isinstance(max_shard_size, str):
+        text = max_shard_size.strip().upper()
+        for unit, scale in _SIZE_UNITS.items():
+            if text.endswith(unit):
+                try:
+                    value = float(text[: -len(unit)])
+                except ValueError:
+                    break
+                if math.isfinite(value) and value * scale >= 1:
+                    return int(value * scale)
+                break
+    raise ValueError(
+        f"{op}: argument 'max_shard_size' expected a number of bytes or a size such as '5GB' or '500MiB', "
+        f"got {max_shard_size!r}"
+    )
+
+
+def _shards(tensors: dict, limit: int) -> list:
+    """The tensors' names in groups of at most ``limit`` bytes, in order (a
+    tensor larger than ``limit`` is a shard of its own)."""
+    groups, size = [[]], 0
+    for name, array in tensors.items():
+        if groups[-1] and size + array.nbytes > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(name)
+        size += array.nbytes
+    return groups
 
 
 def hf_state_dict(model, architecture: Architecture | None = None) -> dict:
@@ -421,16 +469,18 @@ def hf_state_dict(model, architecture: Architecture | None = None) -> dict:
         rule, hf_names = _rule_for(architecture, name)
         if tensor.dtype != _dtypes.float32:
             raise CheckpointError(f"save_pretrained: '{name}' is {tensor.dtype}; attnkit writes float32 checkpoints")
-        values = np.asarray(tensor._array)
+        values = values_view(tensor)
         for hf_name, array in zip(hf_names, rule.transform.to_hf(values, model.config)):
             tensors[_full_name(architecture, hf_name, True)] = np.ascontiguousarray(array, dtype=np.float32)
     return tensors
 
 
-def save_pretrained(model, path, *, tokenizer=None) -> None:
+def save_pretrained(model, path, *, tokenizer=None, max_shard_size="5GB") -> None:
     """Writes ``model`` as a Hugging Face checkpoint directory that
     ``transformers``' ``from_pretrained`` (and attnkit's) loads: config.json,
-    model.safetensors (float32), generation_config.json when the model has
+    model.safetensors (float32; above ``max_shard_size``, shards
+    model-0000i-of-0000n.safetensors listed by model.safetensors.index.json,
+    as transformers writes them), generation_config.json when the model has
     one, and the tokenizer files of ``tokenizer`` (default: ``model.tokenizer``,
     set by ``from_pretrained``; one of attnkit's own tokenizers, as
     ``attnkit train`` makes, is written as tokenizer.json). The class
@@ -445,10 +495,23 @@ def save_pretrained(model, path, *, tokenizer=None) -> None:
         raise CheckpointError(f"{op}: '{directory}' is a file; expected a directory (it is created if absent)")
     architecture = _architecture_for_saving(model)
     hf_config = config_to_hf(architecture, model.config, getattr(model, "hf_config", None))
-    tensors = {name: from_numpy(array) for name, array in hf_state_dict(model, architecture).items()}
+    limit = _shard_bytes(max_shard_size)
+    arrays = hf_state_dict(model, architecture)
+    groups = _shards(arrays, limit)
     os.makedirs(directory, exist_ok=True)
-    _remove_old_shards(directory)
-    save_safetensors(tensors, os.path.join(directory, SINGLE_FILE))
+    if len(groups) == 1:
+        _remove_old_weights(directory, keep={SINGLE_FILE})
+        save_safetensors({name: from_numpy(a) for name, a in arrays.items()}, os.path.join(directory, SINGLE_FILE))
+    else:
+        files = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
+        _remove_old_weights(directory, keep=set(files))
+        for file, names in zip(files, groups):
+            save_safetensors({name: from_numpy(arrays[name]) for name in names}, os.path.join(directory, file))
+        index = {
+            "metadata": {"total_size": sum(a.nbytes for a in arrays.values())},
+            "weight_map": {name: file for file, names in zip(files, groups) for name in names},
+        }
+        _write_json(os.path.join(directory, INDEX_FILE), index)  # last: the shards it names exist
     _write_json(os.path.join(directory, CONFIG_FILE), hf_config)
     generation_config = getattr(model, "generation_config", None)
     if generation_config:

@@ -162,7 +162,7 @@ register(
         check=_check,
         derive=_derive,
         to_hf_extra=_to_hf_extra,
-        training_fields=("label_smoothing",),
+        free_fields=("label_smoothing",),
         default_for_type=True,
     )
 )

@@ -43,17 +43,16 @@ class Field:
 @dataclass(frozen=True)
 class Fixed:
     """An HF setting that attnkit's model implements one way only: config.json's
-    ``hf`` (or ``default`` when it lacks it; by default ``value``) must be
-    ``value`` or one of ``also`` (other names for the same computation).
+    ``hf`` must be ``value`` (Hugging Face's default, assumed when config.json
+    lacks it) or one of ``also`` (other names for the same computation).
     Saving writes ``value``."""
 
     hf: str
     value: Any
     also: tuple = ()
-    default: Any = REQUIRED
 
     def accepts(self, hf_config: dict) -> bool:
-        given = hf_config.get(self.hf, self.value if self.default is REQUIRED else self.default)
+        given = hf_config.get(self.hf, self.value)
         return any(given == allowed and type(given) is type(allowed) for allowed in (self.value, *self.also))
 
 
@@ -191,10 +190,12 @@ class Architecture:
     - ``to_hf_extra(config, base) -> dict``: config.json values that
       ``derive`` reads, for saving (``base``: the config.json the model was
       loaded from, or {}).
-    - ``training_fields``: attnkit config fields that shape training, not
-      the checkpoint (a label smoothing): left out when ``save_pretrained``
-      asks whether this class expresses a model exactly (its config,
-      written as config.json and read back, must come back the same).
+    - ``free_fields``: attnkit config fields the checkpoint does not fix:
+      settings of training only (a label smoothing, dropout) and layouts
+      that saving converts (the rope pairing: q/k rows are permuted on the
+      way). They are left out when ``save_pretrained`` asks whether this
+      class expresses a model exactly (its config, written as config.json
+      and read back, must come back the same).
     - ``default_for_type``: the class to use for a config.json that names
       only its ``model_type``.
     """
@@ -212,7 +213,7 @@ class Architecture:
     derive: Optional[Callable[[dict, set], dict]] = None
     check: Optional[Callable[[dict], None]] = None
     to_hf_extra: Optional[Callable[[Any, dict], dict]] = None
-    training_fields: tuple = ()
+    free_fields: tuple = ()
     default_for_type: bool = False
     _ignored: tuple = field(default=(), init=False, repr=False, compare=False)
 

@@ -4,10 +4,7 @@ One module per op family; each op is an autograd Function around a native
 kernel: forward saves what backward needs, backward calls the backward kernel.
 """
 
-from .activation import gelu, relu, silu, swiglu, tanh
-from .attention import attention, attention_qkv
-from .dropout import dropout
-from .elementwise import (
+from ...ops.elementwise import (
     add,
     argmax,
     div,
@@ -27,13 +24,8 @@ from .elementwise import (
     sum,
     where,
 )
-from .embedding import embedding
-from .linear import linear, matmul
-from .loss import cross_entropy
-from .norm import add_layer_norm, layer_norm, rms_norm
-from .position import rope, rope_frequencies, sinusoidal_position_encoding
-from .quantized import linear_int8
-from .shape import (
+from ...ops.gemm import matmul
+from ...ops.shape import (
     cat,
     chunk,
     clone,
@@ -50,6 +42,15 @@ from .shape import (
     transpose,
     unsqueeze,
 )
+from .activation import gelu, relu, silu, swiglu, tanh
+from .attention import attention, attention_qkv
+from .dropout import dropout
+from .embedding import embedding
+from .linear import linear
+from .loss import cross_entropy
+from .norm import add_layer_norm, layer_norm, rms_norm
+from .position import rope, rope_frequencies, sinusoidal_position_encoding
+from .quantized import linear_int8
 from .softmax import log_softmax, softmax
 
 __all__ = [

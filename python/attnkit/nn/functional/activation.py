@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ... import _C
 from ...autograd import Function
+from ...ops.checks import check_tensor
 from ...tensor import Tensor
-from ._common import check_tensor
 
 
 class _Gelu(Function):
@@ -23,41 +23,38 @@ class _Gelu(Function):
 
 class _SavedInputActivation(Function):
     """An elementwise op whose backward kernel reads the input x, which
-    forward saves: ``_C.<forward_kernel>(x)`` and
-    ``_C.<backward_kernel>(dy, x)``. The kernels are looked up by name on
-    each call, as everywhere in functional/, so that wrapping ``_C``'s
-    functions (bench's kernel timer) sees them."""
+    forward saves: ``forward_kernel(x)`` and ``backward_kernel(dy, x)``."""
 
-    forward_kernel = backward_kernel = ""
+    forward_kernel = backward_kernel = None
 
     @classmethod
     def forward(cls, ctx, x):
         ctx.save_for_backward(x._array)
-        return getattr(_C, cls.forward_kernel)(x._array)
+        return cls.forward_kernel(x._array)
 
     @classmethod
     def backward(cls, ctx, grad):
         (x,) = ctx.saved
-        return getattr(_C, cls.backward_kernel)(grad, x)
+        return cls.backward_kernel(grad, x)
 
 
 class _Relu(_SavedInputActivation):
-    forward_kernel, backward_kernel = "relu_forward", "relu_backward"
+    forward_kernel, backward_kernel = staticmethod(_C.relu_forward), staticmethod(_C.relu_backward)
 
 
 class _Silu(_SavedInputActivation):
-    forward_kernel, backward_kernel = "silu_forward", "silu_backward"
+    forward_kernel, backward_kernel = staticmethod(_C.silu_forward), staticmethod(_C.silu_backward)
 
 
 class _Tanh(_SavedInputActivation):
     # x, not the output: tanh' = 1 - tanh^2 from the output is noise where
     # tanh(x) rounds to +-1; from x it keeps full accuracy.
-    forward_kernel, backward_kernel = "tanh_forward", "tanh_backward"
+    forward_kernel, backward_kernel = staticmethod(_C.tanh_forward), staticmethod(_C.tanh_backward)
 
 
 class _Swiglu(_SavedInputActivation):
     # The output is recomputed in backward, not saved.
-    forward_kernel, backward_kernel = "swiglu_forward", "swiglu_backward"
+    forward_kernel, backward_kernel = staticmethod(_C.swiglu_forward), staticmethod(_C.swiglu_backward)
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ... import _C
 from ..._dtypes import bool_, int32, int64
 from ...autograd import Function, is_grad_enabled
+from ...ops.checks import check_int64, check_tensor
 from ...random import _generator_or_default
 from ...tensor import Tensor
-from ._common import check_int64, check_tensor
 
 
 class _Attention(Function):

@@ -6,9 +6,9 @@ import numbers
 
 from ... import _C
 from ...autograd import Function
+from ...ops.checks import check_tensor
 from ...random import _generator_or_default
 from ...tensor import Tensor
-from ._common import check_tensor
 
 
 class _Dropout(Function):

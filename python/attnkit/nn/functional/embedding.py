@@ -8,8 +8,8 @@ import numpy as np
 
 from ... import _C
 from ...autograd import Function
+from ...ops.checks import check_tensor
 from ...tensor import Tensor
-from ._common import check_tensor
 
 
 class _Embedding(Function):

@@ -1,77 +1,15 @@
-"""Matrix products: matmul and linear (with a fused bias + activation epilogue)."""
+"""linear: a matrix product with a fused bias + activation epilogue (matmul is
+``attnkit.ops.gemm``)."""
 
 from __future__ import annotations
 
 from ... import _C
 from ...autograd import Function, is_grad_enabled
+from ...ops.checks import check_tensor
+from ...ops.shape import reshape
 from ...tensor import Tensor
-from ._common import check_tensor
 
 _ACTIVATIONS = {None: "none", "relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}
-
-
-class _Matmul(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a._array, b._array)
-        out, _ = _C.matmul(a._array, b._array)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b = ctx.saved
-        grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            # dA = dC B^T, summed over the batch dimensions A was broadcast along
-            grad_a = _C.sum_to_shape(_C.matmul(grad, b, transpose_b=True)[0], list(a.shape))
-        if ctx.needs_input_grad[1]:
-            if len(b.shape) == 2 and len(a.shape) > 2:
-                # one B for the whole batch: dB = A^T dC over the stacked rows, one product
-                k, n = b.shape
-                grad_b = _C.matmul(a.reshape([-1, k]), grad.reshape([-1, n]), transpose_a=True)[0]
-            else:
-                grad_b = _C.sum_to_shape(_C.matmul(a, grad, transpose_a=True)[0], list(b.shape))
-        return grad_a, grad_b
-
-
-def matmul(a: Tensor, b: Tensor) -> Tensor:
-    """Matrix product with numpy.matmul's semantics: 2-D matrices, batches
-    ``[..., M, K] @ [..., K, N]`` with broadcast batch dimensions, and 1-D
-    operands promoted to a row (a) or a column (b) and removed from the result.
-    float32. Differentiable."""
-    check_tensor("matmul", "a", a)
-    check_tensor("matmul", "b", b)
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: arguments must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
-    squeeze = []
-    if a.ndim == 1:
-        a = _view(a, (1,) + a.shape)
-        squeeze.append(-2)
-    if b.ndim == 1:
-        b = _view(b, b.shape + (1,))
-        squeeze.append(-1)
-    out = _Matmul.apply(a, b)
-    if squeeze:
-        shape = list(out.shape)
-        for axis in sorted(squeeze):
-            del shape[axis]
-        out = _view(out, tuple(shape))
-    return out
-
-
-class _Reshape(Function):
-    @staticmethod
-    def forward(ctx, x, shape):
-        ctx.input_shape = list(x.shape)
-        return x._array.reshape(list(shape))
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.reshape(ctx.input_shape), None
-
-
-def _view(x: Tensor, shape) -> Tensor:
-    return _Reshape.apply(x, tuple(shape))
 
 
 class _Linear(Function):
@@ -139,6 +77,6 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
         )
     squeeze = x.ndim == 1
     if squeeze:
-        x = _view(x, (1,) + x.shape)
+        x = reshape(x, (1,) + x.shape)
     out = _Linear.apply(x, weight, bias, _ACTIVATIONS[activation])
-    return _view(out, out.shape[1:]) if squeeze else out
+    return reshape(out, out.shape[1:]) if squeeze else out

@@ -3,14 +3,13 @@ residual add + LayerNorm of pre-LN Transformer blocks."""
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ... import _C
 from ...autograd import Function
+from ...ops import checks
+from ...ops.checks import check_tensor
 from ...tensor import Tensor
-from ._common import check_int64, check_tensor
 
 # PyTorch's default RMSNorm eps: the float32 machine epsilon, 2^-23.
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -84,33 +83,6 @@ class _RmsNorm(Function):
         return dx, dweight, None, None
 
 
-def _normalized_shape(op: str, normalized_shape) -> list:
-    """An int or a sequence of ints, as a list (the ops check it against x)."""
-    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
-        check_int64(op, "normalized_shape", int(normalized_shape))
-        return [int(normalized_shape)]
-    # A sequence of ints, not any iterable: iterating a tensor of a huge leading
-    # size would build a list of billions of tensors.
-    dims = list(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else None
-    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
-        raise TypeError(
-            f"{op}: argument 'normalized_shape' expected an int or a tuple of ints, got {normalized_shape!r}"
-        )
-    check_int64(op, "normalized_shape", [int(d) for d in dims])
-    return [int(d) for d in dims]
-
-
-def _check_optional_tensor(op: str, argument: str, value) -> None:
-    if value is not None:
-        check_tensor(op, argument, value)
-
-
-def _check_eps(op: str, eps) -> float:
-    if not isinstance(eps, numbers.Real) or isinstance(eps, bool):
-        raise TypeError(f"{op}: argument 'eps' expected a number, got {type(eps).__name__}")
-    return float(eps)
-
-
 def layer_norm(
     x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
 ) -> Tensor:
@@ -127,10 +99,10 @@ def layer_norm(
     per-row mean and 1/std (float32, one value per row). The weight and bias
     gradients are the same bits for any thread count."""
     check_tensor("layer_norm", "x", x)
-    _check_optional_tensor("layer_norm", "weight", weight)
-    _check_optional_tensor("layer_norm", "bias", bias)
-    shape = _normalized_shape("layer_norm", normalized_shape)
-    return _LayerNorm.apply(x, weight, bias, shape, _check_eps("layer_norm", eps))
+    checks.check_optional_tensor("layer_norm", "weight", weight)
+    checks.check_optional_tensor("layer_norm", "bias", bias)
+    shape = checks.normalized_shape("layer_norm", normalized_shape)
+    return _LayerNorm.apply(x, weight, bias, shape, checks.real("layer_norm", "eps", eps, finite=False))
 
 
 def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
@@ -140,9 +112,9 @@ def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, eps: flo
     ``(C,)``; ``weight`` is float32 ``[C]`` or None. Rows of any magnitude, as
     ``layer_norm``. Differentiable in x and weight; saves 1/rms per row."""
     check_tensor("rms_norm", "x", x)
-    _check_optional_tensor("rms_norm", "weight", weight)
-    shape = _normalized_shape("rms_norm", normalized_shape)
-    eps = _FLOAT32_EPS if eps is None else _check_eps("rms_norm", eps)
+    checks.check_optional_tensor("rms_norm", "weight", weight)
+    shape = checks.normalized_shape("rms_norm", normalized_shape)
+    eps = _FLOAT32_EPS if eps is None else checks.real("rms_norm", "eps", eps, finite=False)
     return _RmsNorm.apply(x, weight, shape, eps)
 
 
@@ -161,7 +133,9 @@ def add_layer_norm(
     residual has x's shape. Differentiable through both outputs."""
     check_tensor("add_layer_norm", "x", x)
     check_tensor("add_layer_norm", "residual", residual)
-    _check_optional_tensor("add_layer_norm", "weight", weight)
-    _check_optional_tensor("add_layer_norm", "bias", bias)
-    shape = _normalized_shape("add_layer_norm", normalized_shape)
-    return _AddLayerNorm.apply(x, residual, weight, bias, shape, _check_eps("add_layer_norm", eps))
+    checks.check_optional_tensor("add_layer_norm", "weight", weight)
+    checks.check_optional_tensor("add_layer_norm", "bias", bias)
+    shape = checks.normalized_shape("add_layer_norm", normalized_shape)
+    return _AddLayerNorm.apply(
+        x, residual, weight, bias, shape, checks.real("add_layer_norm", "eps", eps, finite=False)
+    )

@@ -10,16 +10,9 @@ import numpy as np
 from ... import _C
 from ..._dtypes import int32, int64
 from ...autograd import Function
+from ...ops import checks
+from ...ops.checks import check_tensor
 from ...tensor import Tensor
-from ._common import check_tensor
-
-
-def _check_int(op: str, argument: str, value) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{op}: argument '{argument}' expected an int, got {type(value).__name__}")
-    if not -(2**63) <= value < 2**63:
-        raise ValueError(f"{op}: argument '{argument}' expected a 64-bit integer, got {value}")
-    return int(value)
 
 
 def sinusoidal_position_encoding(length: int, dim: int, offset: int = 0) -> Tensor:
@@ -38,9 +31,9 @@ def sinusoidal_position_encoding(length: int, dim: int, offset: int = 0) -> Tens
     rows 20.. of the table for ``offset=0``, bit for bit.
     """
     op = "sinusoidal_position_encoding"
-    length = _check_int(op, "length", length)
-    dim = _check_int(op, "dim", dim)
-    offset = _check_int(op, "offset", offset)
+    length = checks.integer(op, "length", length)
+    dim = checks.integer(op, "dim", dim)
+    offset = checks.integer(op, "offset", offset)
     return Tensor._wrap(_C.sinusoidal_position_encoding(length, dim, offset))
 
 
@@ -100,7 +93,7 @@ def rope(
     """
     op = "rope"
     check_tensor(op, "x", x)
-    offset = _check_int(op, "offset", offset)
+    offset = checks.integer(op, "offset", offset)
     if not isinstance(base, numbers.Real) or isinstance(base, bool):
         raise TypeError(f"rope: argument 'base' expected a float, got {type(base).__name__}")
     base = float(base)

@@ -9,9 +9,10 @@ import numpy as np
 from ... import _C
 from ..._dtypes import float32, int8
 from ...autograd import Function, is_grad_enabled
+from ...ops.checks import check_tensor
+from ...ops.shape import reshape
 from ...tensor import Tensor, from_numpy
-from ._common import check_tensor
-from .linear import _ACTIVATIONS, _view
+from .linear import _ACTIVATIONS
 
 # The largest magnitude of a symmetric int8 value: -128 is left out, so that
 # q and -q are both representable and the scale maps max|w| to 127 exactly.
@@ -150,6 +151,6 @@ def linear_int8(
         check_tensor("linear_int8", "bias", bias)
     squeeze = x.ndim == 1
     if squeeze:
-        x = _view(x, (1,) + x.shape)
+        x = reshape(x, (1,) + x.shape)
     out = _LinearInt8.apply(x, weight, scales, bias, _ACTIVATIONS[activation])
-    return _view(out, out.shape[1:]) if squeeze else out
+    return reshape(out, out.shape[1:]) if squeeze else out

@@ -6,8 +6,8 @@ import numbers
 
 from ... import _C
 from ...autograd import Function
+from ...ops.checks import check_tensor
 from ...tensor import Tensor
-from ._common import check_tensor
 
 
 class _Softmax(Function):

@@ -13,11 +13,11 @@ import math
 import numbers
 from typing import NamedTuple
 
-from ... import _C
-from ..._dtypes import as_dtype, bool_, float32
-from ...autograd import Function
-from ...tensor import Tensor
-from ._common import check_int64, check_tensor
+from .. import _C
+from .._dtypes import as_dtype, bool_, float32
+from ..autograd import Function
+from ..tensor import Tensor
+from .checks import check_int64, check_tensor
 
 
 def is_scalar(value) -> bool:

@@ -14,10 +14,10 @@ import math
 
 import numpy as np
 
-from ... import _C
-from ...autograd import Function
-from ...tensor import Tensor
-from ._common import check_int64, check_tensor
+from .. import _C
+from ..autograd import Function
+from ..tensor import Tensor
+from .checks import check_int64, check_tensor, check_tensor_sequence
 
 
 def _normalize_dim(op: str, dim, ndim: int) -> int:
@@ -230,14 +230,7 @@ class _Cat(Function):
 def cat(tensors, dim: int = 0) -> Tensor:
     """The tensors joined along ``dim``: one dtype, equal sizes elsewhere.
     Differentiable."""
-    if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
-        raise TypeError(
-            f"cat: argument 'tensors' expected a list or tuple of attnkit.Tensor, got {type(tensors).__name__}"
-        )
-    if not tensors:
-        raise ValueError("cat: argument 'tensors' expected at least one tensor, got an empty sequence")
-    for i, t in enumerate(tensors):
-        check_tensor("cat", f"tensors[{i}]", t)
+    check_tensor_sequence("cat", tensors)
     dim = _normalize_dim("cat", dim, tensors[0].ndim)
     return _Cat.apply(dim, *tensors)
 
@@ -245,14 +238,8 @@ def cat(tensors, dim: int = 0) -> Tensor:
 def stack(tensors, dim: int = 0) -> Tensor:
     """The tensors (one shape, one dtype) joined along a new dimension ``dim``.
     Differentiable."""
-    if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
-        raise TypeError(
-            f"stack: argument 'tensors' expected a list or tuple of attnkit.Tensor, got {type(tensors).__name__}"
-        )
-    if not tensors:
-        raise ValueError("stack: argument 'tensors' expected at least one tensor, got an empty sequence")
+    check_tensor_sequence("stack", tensors)
     for i, t in enumerate(tensors):
-        check_tensor("stack", f"tensors[{i}]", t)
         if t.shape != tensors[0].shape:
             raise ValueError(
                 f"stack: argument 'tensors[{i}]' expected the shape of tensors[0], {tensors[0].shape}, got {t.shape}"
@@ -312,17 +299,26 @@ def _check_index(op: str, index) -> None:
         raise TypeError(f"{op}: argument 'index' expected an int32 or int64 tensor, got {index.dtype}")
 
 
-class _IndexSelect(Function):
-    @staticmethod
-    def forward(ctx, input, dim, index):
+class _IndexedCopy(Function):
+    """A copy of the entries ``index`` names along ``dim`` (``forward_kernel``);
+    backward scatter-adds the gradient back (``backward_kernel``)."""
+
+    forward_kernel = backward_kernel = None
+
+    @classmethod
+    def forward(cls, ctx, input, dim, index):
         ctx.input_shape, ctx.dim = list(input.shape), dim
         ctx.save_for_backward(index._array)
-        return _C.index_select(input._array, dim, index._array)
+        return cls.forward_kernel(input._array, dim, index._array)
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         (index,) = ctx.saved
-        return _C.index_select_backward(grad, ctx.input_shape, ctx.dim, index), None, None
+        return cls.backward_kernel(grad, ctx.input_shape, ctx.dim, index), None, None
+
+
+class _IndexSelect(_IndexedCopy):
+    forward_kernel, backward_kernel = staticmethod(_C.index_select), staticmethod(_C.index_select_backward)
 
 
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -335,17 +331,8 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     return _IndexSelect.apply(input, _normalize_dim("index_select", dim, input.ndim), index)
 
 
-class _Gather(Function):
-    @staticmethod
-    def forward(ctx, input, dim, index):
-        ctx.input_shape, ctx.dim = list(input.shape), dim
-        ctx.save_for_backward(index._array)
-        return _C.gather(input._array, dim, index._array)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (index,) = ctx.saved
-        return _C.gather_backward(grad, ctx.input_shape, ctx.dim, index), None, None
+class _Gather(_IndexedCopy):
+    forward_kernel, backward_kernel = staticmethod(_C.gather), staticmethod(_C.gather_backward)
 
 
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
