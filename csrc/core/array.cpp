@@ -19,6 +19,7 @@ std::size_t dtype_size(DType dtype) {
     case DType::int32: return 4;
     case DType::int64: return 8;
     case DType::bool_: return 1;
+    case DType::int8: return 1;
   }
   return 0;
 }
@@ -31,15 +32,17 @@ const char* dtype_name(DType dtype) {
     case DType::int32: return "int32";
     case DType::int64: return "int64";
     case DType::bool_: return "bool";
+    case DType::int8: return "int8";
   }
   return "?";
 }
 
 DType dtype_from_name(const std::string& name) {
-  for (DType d : {DType::float32, DType::float16, DType::bfloat16, DType::int32, DType::int64, DType::bool_}) {
+  for (DType d :
+       {DType::float32, DType::float16, DType::bfloat16, DType::int32, DType::int64, DType::bool_, DType::int8}) {
     if (name == dtype_name(d)) return d;
   }
-  throw_value_error("dtype", "name", "one of float32, float16, bfloat16, int32, int64, bool", "'" + name + "'");
+  throw_value_error("dtype", "name", "one of float32, float16, bfloat16, int32, int64, bool, int8", "'" + name + "'");
 }
 
 bool dtype_is_floating(DType dtype) {

@@ -14,7 +14,7 @@
 
 namespace attnkit {
 
-enum class DType : std::uint8_t { float32, float16, bfloat16, int32, int64, bool_ };
+enum class DType : std::uint8_t { float32, float16, bfloat16, int32, int64, bool_, int8 };
 
 std::size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);

@@ -31,6 +31,7 @@ struct LossKernels;
 struct NormKernels;
 struct OptimKernels;
 struct ProbeKernels;
+struct QuantizedKernels;
 struct RandomKernels;
 struct SoftmaxKernels;
 
@@ -46,6 +47,7 @@ struct KernelTables {
   const NormKernels* norm;
   const OptimKernels* optim;
   const ProbeKernels* probe;
+  const QuantizedKernels* quantized;
   const RandomKernels* random;
   const SoftmaxKernels* softmax;
 };

@@ -25,6 +25,7 @@ const char* buffer_format(DType dtype) {
     case DType::int32: return "i";
     case DType::int64: return "q";
     case DType::bool_: return "?";
+    case DType::int8: return "b";
     case DType::bfloat16: return nullptr;
   }
   return nullptr;
@@ -38,7 +39,9 @@ DType dtype_of_numpy(const py::dtype& dt) {
   if (kind == 'i' && size == 4) return DType::int32;
   if (kind == 'i' && size == 8) return DType::int64;
   if (kind == 'b' && size == 1) return DType::bool_;
-  throw_type_error("from_numpy", "array", "dtype float32, float16, int32, int64 or bool", std::string(py::str(dt)));
+  if (kind == 'i' && size == 1) return DType::int8;
+  throw_type_error("from_numpy", "array", "dtype float32, float16, int32, int64, bool or int8",
+                   std::string(py::str(dt)));
 }
 
 // Keeps a Python object alive for as long as an Array borrows its memory. The
@@ -106,6 +109,7 @@ DLDataType dlpack_dtype(DType dtype) {
     case DType::int32: return {kDLInt, 32, 1};
     case DType::int64: return {kDLInt, 64, 1};
     case DType::bool_: return {kDLBool, 8, 1};
+    case DType::int8: return {kDLInt, 8, 1};
   }
   return {kDLFloat, 32, 1};
 }
@@ -118,8 +122,9 @@ DType dtype_from_dlpack(DLDataType t) {
     if (t.code == kDLInt && t.bits == 32) return DType::int32;
     if (t.code == kDLInt && t.bits == 64) return DType::int64;
     if (t.code == kDLBool && t.bits == 8) return DType::bool_;
+    if (t.code == kDLInt && t.bits == 8) return DType::int8;
   }
-  throw_type_error("from_dlpack", "tensor", "dtype float32, float16, bfloat16, int32, int64 or bool",
+  throw_type_error("from_dlpack", "tensor", "dtype float32, float16, bfloat16, int32, int64, bool or int8",
                    "DLPack type code " + std::to_string(t.code) + ", " + std::to_string(t.bits) + " bits, " +
                        std::to_string(t.lanes) + " lanes");
 }

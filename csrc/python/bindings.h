@@ -24,5 +24,6 @@ void bind_shape(pybind11::module_& m);        // shape.cpp: permute, split/cat, 
 void bind_sampling(pybind11::module_& m);     // sampling.cpp: the next token from logits
 void bind_moe(pybind11::module_& m);          // moe.cpp: mixture-of-experts routing and experts
 void bind_patch(pybind11::module_& m);        // patch.cpp: image patches (the Vision Transformer)
+void bind_quantized(pybind11::module_& m);    // quantized.cpp: linear layers with int8 weights
 
 }  // namespace attnkit::python

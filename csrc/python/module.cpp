@@ -48,4 +48,5 @@ PYBIND11_MODULE(_C, m) {
   attnkit::python::bind_sampling(m);
   attnkit::python::bind_moe(m);
   attnkit::python::bind_patch(m);
+  attnkit::python::bind_quantized(m);
 }

@@ -89,6 +89,9 @@ def cross_entropy_backward(grad_output: Array, logits: Array, targets: Array, st
 
 def cross_entropy_forward(logits: Array, targets: Array, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, reduction: str) -> tuple[Array, Array]: ...
 
+def dequantize_int8(weight: Array, scales: Array) -> Array:
+    """scales[:, None] * weight as float32"""
+
 def dropout_backward(grad_output: Array, p: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, offset: typing.SupportsInt | typing.SupportsIndex) -> Array: ...
 
 def dropout_forward(x: Array, p: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, offset: typing.SupportsInt | typing.SupportsIndex) -> Array: ...
@@ -123,9 +126,18 @@ def index_select(input: Array, dim: typing.SupportsInt | typing.SupportsIndex, i
 
 def index_select_backward(grad_output: Array, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], dim: typing.SupportsInt | typing.SupportsIndex, index: Array) -> Array: ...
 
+def int8_dynamic_available() -> bool:
+    """whether the CPU tier in use has the int8 dot products of dynamic quantization"""
+
 def layer_norm_backward(grad_output: Array, x: Array, weight: Array | None, mean: Array, rstd: Array, eps: typing.SupportsFloat | typing.SupportsIndex, weight_grad: bool, bias_grad: bool) -> tuple[Array, Array | None, Array | None]: ...
 
 def layer_norm_forward(x: Array, normalized_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], weight: Array | None, bias: Array | None, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple[Array, Array, Array]: ...
+
+def linear_int8(x: Array, weight: Array, scales: Array, bias: Array | None = None, activation: str = 'none', save_pre_activation: bool = False) -> tuple[Array, Array | None]:
+    """activation(x @ (scales[:, None] * weight).T + bias) for an int8 weight -> (out, pre_activation or None)"""
+
+def linear_int8_dynamic(x: Array, packed: Array, row_sums: Array, scales: Array, bias: Array | None = None, activation: str = 'none', save_pre_activation: bool = False) -> tuple[Array, Array | None]:
+    """linear_int8 with x quantized per row on the fly (int8 dot products, AVX512-VNNI)"""
 
 def masked_fill(input: Array, mask: Array, value: typing.SupportsFloat | typing.SupportsIndex) -> Array: ...
 
@@ -151,6 +163,9 @@ def narrow(input: Array, dim: typing.SupportsInt | typing.SupportsIndex, start: 
 def narrow_backward(grad_output: Array, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], dim: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex) -> Array: ...
 
 def negative(input: Array) -> Array: ...
+
+def pack_int8_dynamic(weight: Array) -> tuple[Array, Array]:
+    """the int8 weight packed for dynamic quantization -> (packed, row_sums)"""
 
 def patchify(images: Array, patch_size: typing.SupportsInt | typing.SupportsIndex) -> Array: ...
 

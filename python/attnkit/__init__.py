@@ -13,11 +13,12 @@ _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 # Tensor's operators and op methods, set on the class before anything uses it.
 from . import _tensor_methods  # noqa: E402, F401  isort: skip
 from . import lora, models, nn, optim, random, utils  # noqa: E402
-from ._dtypes import bfloat16, bool_, dtype, float16, float32, int32, int64  # noqa: E402
+from ._dtypes import bfloat16, bool_, dtype, float16, float32, int8, int32, int64  # noqa: E402
 from .amp import autocast  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from .ops.elementwise import where  # noqa: E402
 from .ops.shape import cat, stack  # noqa: E402
+from .quantization import quantize  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .runtime import (  # noqa: E402
     build_info,
@@ -47,6 +48,7 @@ __all__ = [
     "bfloat16",
     "int32",
     "int64",
+    "int8",
     "bool",
     "no_grad",
     "autocast",
@@ -67,6 +69,7 @@ __all__ = [
     "optim",
     "random",
     "manual_seed",
+    "quantize",
     "save",
     "load",
     "zeros",

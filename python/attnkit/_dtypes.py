@@ -37,8 +37,9 @@ bfloat16 = dtype("bfloat16", 2, True, None)
 int32 = dtype("int32", 4, False, np.int32)
 int64 = dtype("int64", 8, False, np.int64)
 bool_ = dtype("bool", 1, False, np.bool_)
+int8 = dtype("int8", 1, False, np.int8)  # quantized weights (attnkit.quantize)
 
-ALL = (float32, float16, bfloat16, int32, int64, bool_)
+ALL = (float32, float16, bfloat16, int32, int64, bool_, int8)
 _BY_NAME = {d.name: d for d in ALL}
 
 

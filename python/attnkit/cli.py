@@ -264,6 +264,7 @@ def _generate_pretrained(args, given: dict) -> int:
         raise ConfigError(str(error)) from None
     if not hasattr(model, "generate"):
         raise ConfigError(f"'{args.model}' holds a {model.hf_architecture}, not a causal language model")
+    _apply_dtype(model, args.dtype)
     tokenizer = model.tokenizer
     if tokenizer is None:
         raise ConfigError(f"'{args.model}' has no tokenizer (tokenizer.json); attnkit generate needs one")
@@ -314,6 +315,7 @@ def _generate(args) -> int:
         raise UsageError("--chat and --system are for a chat model's checkpoint (--model DIR)")
     sampling = {**_RUN_SAMPLING, **given}
     model, tokenizer, _ = load_run(args.run_dir, device=args.device)
+    _apply_dtype(model, args.dtype)
     try:
         prompt = tokenizer.encode(args.prompt)
     except ValueError as error:
@@ -338,6 +340,19 @@ def _generate(args) -> int:
     out.write(decoder.flush() + "\n")
     out.flush()
     return 0
+
+
+# --dtype of generate and embed: the weights' format for inference.
+_INFERENCE_DTYPES = ("float32", "int8")
+
+
+def _apply_dtype(model, dtype: str) -> None:
+    """float32 keeps the model as loaded; int8 quantizes its Linear weights
+    (attnkit.quantize: per-channel scales, float32 activations)."""
+    if dtype == "int8":
+        from .quantization import quantize
+
+        quantize(model, "int8")
 
 
 def _bench(argv: list) -> int:
@@ -434,6 +449,7 @@ def _embed(args) -> int:
         encoder = SentenceEncoder.from_pretrained(args.model)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    _apply_dtype(encoder, args.dtype)
     embeddings = encoder.encode(sentences, batch_size=args.batch_size, normalize=args.normalize)
     if args.output is not None:
         np.save(args.output, embeddings)
@@ -540,6 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="cpu",
         help="(default: cpu; CUDA is not built yet: cuda is refused)",
     )
+    generate.add_argument(
+        "--dtype",
+        choices=_INFERENCE_DTYPES,
+        default="float32",
+        help="the weights: float32 as loaded, or int8 (quantized per channel on load) (default: float32)",
+    )
     generate.set_defaults(run=_generate)
 
     embed = commands.add_parser(
@@ -560,6 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="unit-length embeddings (default: as the model, with or without its Normalize module)",
+    )
+    embed.add_argument(
+        "--dtype",
+        choices=_INFERENCE_DTYPES,
+        default="float32",
+        help="the weights: float32 as loaded, or int8 (quantized per channel on load) (default: float32)",
     )
     embed.set_defaults(run=_embed)
 

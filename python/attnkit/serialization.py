@@ -13,7 +13,7 @@ The format (https://github.com/huggingface/safetensors, "Format"):
                  bytes at [begin, end) relative to the buffer's start; the
                  tensors cover the buffer exactly, without holes or overlaps.
 
-dtypes: F32, F16, BF16, I32, I64, BOOL (one byte, 0 or 1).
+dtypes: F32, F16, BF16, I32, I64, I8 (quantized weights), BOOL (one byte, 0 or 1).
 
 What we write: a flat ``{name: tensor}`` dict (a ``state_dict()``) becomes
 exactly those entries, so other safetensors readers see the same names.
@@ -50,11 +50,19 @@ import sys
 import numpy as np
 
 from . import _C
-from ._dtypes import bfloat16, bool_, float16, float32, int32, int64
+from ._dtypes import bfloat16, bool_, float16, float32, int8, int32, int64
 from ._tensor_data import from_native, native_array, raw_bytes
 from .tensor import Tensor, empty
 
-_DTYPE_BY_CODE = {"F32": float32, "F16": float16, "BF16": bfloat16, "I32": int32, "I64": int64, "BOOL": bool_}
+_DTYPE_BY_CODE = {
+    "F32": float32,
+    "F16": float16,
+    "BF16": bfloat16,
+    "I32": int32,
+    "I64": int64,
+    "I8": int8,
+    "BOOL": bool_,
+}
 _CODE_BY_DTYPE = {dtype.name: code for code, dtype in _DTYPE_BY_CODE.items()}
 # Each dtype's bytes as numpy reads them in the file (bfloat16 as its bits).
 _FILE_NUMPY_DTYPE = {
@@ -64,6 +72,7 @@ _FILE_NUMPY_DTYPE = {
     "int32": np.dtype("<i4"),
     "int64": np.dtype("<i8"),
     "bool": np.dtype("u1"),
+    "int8": np.dtype("i1"),
 }
 # safetensors' own readers refuse headers beyond this, so files stay portable.
 MAX_HEADER_BYTES = 100_000_000

@@ -38,6 +38,7 @@ extern const LossKernels loss_table;
 extern const NormKernels norm_table;
 extern const OptimKernels optim_table;
 extern const ProbeKernels probe_table;
+extern const QuantizedKernels quantized_table;
 extern const RandomKernels random_table;
 extern const SoftmaxKernels softmax_table;
 extern const KernelTables kernel_tables;

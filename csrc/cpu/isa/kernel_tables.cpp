@@ -4,8 +4,9 @@
 namespace attnkit::cpu::isa::ATTNKIT_ISA {
 
 const KernelTables kernel_tables = {
-    &activation_table, &attention_table, &convert_table, &elementwise_table, &gemm_table,   &gemm_bf16_table,
-    &loss_table,       &norm_table,      &optim_table,   &probe_table,       &random_table, &softmax_table,
+    &activation_table, &attention_table, &convert_table, &elementwise_table, &gemm_table,
+    &gemm_bf16_table,  &loss_table,      &norm_table,    &optim_table,       &probe_table,
+    &quantized_table,  &random_table,    &softmax_table,
 };
 
 }  // namespace attnkit::cpu::isa::ATTNKIT_ISA

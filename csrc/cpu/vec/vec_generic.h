@@ -21,6 +21,8 @@ struct Vec {
   static Vec broadcast(float x) { return {x}; }
   static Vec load(const float* p) { return {*p}; }
   static Vec load_partial(const float* p, int n) { return {n > 0 ? *p : 0.0f}; }
+  // `width` signed bytes widened to floats (int8 weights, exact).
+  static Vec load_int8(const std::int8_t* p) { return {static_cast<float>(*p)}; }
   void store(float* p) const { *p = v; }
   void store_partial(float* p, int n) const {
     if (n > 0) *p = v;

@@ -310,8 +310,9 @@ class GPT(nn.Module):
             self.aux_loss = sum(losses[1:], losses[0]) * (self.config.moe_aux_loss_coef / len(losses))
         if last_only and steps > 1:
             x = F.narrow(x, 1, steps - 1, 1)
-        head = self.wte.weight if self.config.tie_embeddings else self.lm_head.weight
-        return F.linear(self.ln_f(x), head)
+        if "lm_head" in self._modules:  # untied, or an int8 copy of the tied head (attnkit.quantize)
+            return self.lm_head(self.ln_f(x))
+        return F.linear(self.ln_f(x), self.wte.weight)
 
     def _check_forward_inputs(self, idx, caches, key_padding_mask, position_ids) -> int:
         """forward's arguments (token ids >= vocab_size are the embedding

@@ -13,6 +13,7 @@ from .moe import MoEFeedForward
 from .norm import LayerNorm, RMSNorm
 from .parameter import Parameter
 from .position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from .quantized import QuantizedLinear
 from .transformer import (
     FeedForward,
     TransformerDecoder,
@@ -34,6 +35,7 @@ __all__ = [
     "ModuleDict",
     "Linear",
     "LoRALinear",
+    "QuantizedLinear",
     "Embedding",
     "LayerNorm",
     "RMSNorm",

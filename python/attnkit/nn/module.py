@@ -420,6 +420,14 @@ class Module:
             for key, target in expected.items()
             if key in state_dict and tuple(state_dict[key].shape) != tuple(target.shape)
         ]
+        # An int8 (quantized) weight takes int8 values only: a float weight
+        # would be truncated to integers, not quantized with its scales.
+        wrong_dtype = [
+            f"{key}: the checkpoint has dtype {state_dict[key].dtype.name}, the module int8 (a quantized weight; "
+            "load the float weights into the float model, then quantize it)"
+            for key, target in expected.items()
+            if key in state_dict and target.dtype.name == "int8" and state_dict[key].dtype.name != "int8"
+        ]
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -427,6 +435,8 @@ class Module:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if mismatched:
             problems.append("shape mismatches (an error also with strict=False): " + "; ".join(mismatched))
+        if wrong_dtype:
+            problems.append("dtype mismatches (an error also with strict=False): " + "; ".join(wrong_dtype))
         if problems:
             raise ValueError(
                 f"load_state_dict: the state dict does not fit {type(self).__name__}: " + "; ".join(problems)

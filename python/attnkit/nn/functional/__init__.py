@@ -52,6 +52,7 @@ from .moe import moe_feed_forward
 from .norm import add_layer_norm, layer_norm, rms_norm
 from .patch import patch_embedding, patchify
 from .position import rope, rope_frequencies, sinusoidal_position_encoding
+from .quantized import linear_int8
 from .softmax import log_softmax, softmax
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "gelu",
     "layer_norm",
     "linear",
+    "linear_int8",
     "log_softmax",
     "matmul",
     "moe_feed_forward",
