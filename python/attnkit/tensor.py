@@ -419,9 +419,15 @@ def from_dlpack(obj) -> Tensor:
             )
     if hasattr(obj, "__dlpack__"):
         try:
-            capsule = obj.__dlpack__(max_version=(1, 0))
-        except TypeError:  # a producer older than DLPack 1.0 takes no max_version
-            capsule = obj.__dlpack__()
+            try:
+                capsule = obj.__dlpack__(max_version=(1, 0))
+            except TypeError:  # a producer older than DLPack 1.0 takes no max_version
+                capsule = obj.__dlpack__()
+        except BufferError as error:  # numpy before 2.1 exports no read-only array
+            raise ValueError(
+                f"from_dlpack: the producer refused to share its memory ({error}); read-only memory "
+                f"cannot be shared, attnkit.tensor(obj) copies it"
+            ) from None
     else:
         capsule = obj  # a bare capsule, as older libraries hand out
     try:
