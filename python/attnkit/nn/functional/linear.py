@@ -13,6 +13,16 @@ from ...tensor import Tensor
 _ACTIVATIONS = {None: "none", "relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}
 
 
+def activation_backward(grad, pre, activation: str | None):
+    """The gradient before a fused epilogue's activation, from the gradient
+    after it and the saved pre-activation (native arrays)."""
+    if activation == "relu":
+        return _C.relu_backward(grad, pre)
+    if activation in ("gelu", "gelu_tanh"):
+        return _C.gelu_backward(grad, pre, "none" if activation == "gelu" else "tanh")
+    return grad
+
+
 class _Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, activation):
@@ -35,12 +45,7 @@ class _Linear(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, pre = ctx.saved
-        if ctx.activation == "relu":
-            grad_pre = _C.relu_backward(grad, pre)
-        elif ctx.activation in ("gelu", "gelu_tanh"):
-            grad_pre = _C.gelu_backward(grad, pre, "none" if ctx.activation == "gelu" else "tanh")
-        else:
-            grad_pre = grad
+        grad_pre = activation_backward(grad, pre, ctx.activation)
         out_features, in_features = weight.shape
         grad_x = grad_weight = grad_bias = None
         operand = gradient_operand(grad_pre, ctx.low_precision)

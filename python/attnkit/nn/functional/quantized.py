@@ -12,7 +12,7 @@ from ...autograd import Function, is_grad_enabled
 from ...ops.checks import check_tensor
 from ...ops.shape import reshape
 from ...tensor import Tensor, from_numpy
-from .linear import _ACTIVATIONS
+from .linear import _ACTIVATIONS, activation_backward
 
 # The largest magnitude of a symmetric int8 value: -128 is left out, so that
 # q and -q are both representable and the scale maps max|w| to 127 exactly.
@@ -115,12 +115,7 @@ class _LinearInt8(Function):
         # The weight is frozen (int8); the input's gradient goes through the
         # dequantized weight, as the forward used it. The bias gets its own.
         q, scales, pre = ctx.saved
-        if ctx.activation == "relu":
-            grad_pre = _C.relu_backward(grad, pre)
-        elif ctx.activation in ("gelu", "gelu_tanh"):
-            grad_pre = _C.gelu_backward(grad, pre, "none" if ctx.activation == "gelu" else "tanh")
-        else:
-            grad_pre = grad
+        grad_pre = activation_backward(grad, pre, ctx.activation)
         grad_x = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = _C.matmul(grad_pre, _C.dequantize_int8(q, scales))[0]
