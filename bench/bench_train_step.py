@@ -1,7 +1,7 @@
 """Milliseconds per GPT training step, attnkit against the same model in PyTorch.
 
     python bench/bench_train_step.py [--configs A B] [--threads 2] [--rounds 3] [--repeats 5] [--no-torch]
-                                     [--torch-compile] [--profile]
+                                     [--torch-compile] [--autocast] [--profile]
 
 One step is what a training loop does: forward, cross-entropy, backward,
 AdamW step, zero_grad, and ``loss.item()``. Both models start from the same
@@ -30,6 +30,12 @@ Also reported:
   (2 per multiply-add; backward twice the forward) and causal attention's
   needed half (forward 4 B T^2 C per layer, backward 2.5x that).
 
+``--autocast``: every step of every column runs in its library's bf16 mixed
+precision, ``attnkit.autocast(dtype=attnkit.bfloat16)`` and
+``torch.autocast("cpu", dtype=torch.bfloat16)`` (matrix products in bf16,
+float32 weights and gradients); compare with a run without it for the gain
+over float32.
+
 The step itself (and its FLOP count) is attnkit.benchmarks', which ``attnkit
 bench`` times for config A too.
 """
@@ -41,6 +47,7 @@ import time
 
 import common
 
+import attnkit
 from attnkit import benchmarks
 
 PROFILE_SIDE = "attnkit profile"
@@ -50,12 +57,25 @@ def repeats_of(config: str, args) -> int:
     return args.repeats if config == "A" else args.repeats_b
 
 
+def in_autocast(step, autocast):
+    """``step`` run inside a fresh ``autocast()`` context each call."""
+
+    def run() -> float:
+        with autocast():
+            return step()
+
+    return run
+
+
 def measure(recorder, side: str, torch, args) -> None:
     for key in args.configs:
         config, batch, ours, theirs = benchmarks.gpt_pair(key, torch)
         inputs, targets = benchmarks.random_batch(config, batch)
         if side == PROFILE_SIDE:
-            recorder.facts[key] = python_overhead(benchmarks.gpt_train_step(ours, inputs, targets), key)
+            step = benchmarks.gpt_train_step(ours, inputs, targets)
+            if args.autocast:
+                step = in_autocast(step, attnkit.autocast)
+            recorder.facts[key] = python_overhead(step, key)
             continue
         if side == "attnkit":
             steps = {"attnkit": benchmarks.gpt_train_step(ours, inputs, targets)}
@@ -67,6 +87,9 @@ def measure(recorder, side: str, torch, args) -> None:
                 _, _, _, compiled_model = benchmarks.gpt_pair(key, torch)
                 compiled = torch.compile(compiled_model)  # forwards .config and .parameters() to the model
                 steps["torch compile"] = benchmarks.torch_gpt_train_step(torch, compiled, inputs, targets, "fused")
+        if args.autocast:
+            autocast = attnkit.autocast if side == "attnkit" else lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+            steps = {name: in_autocast(step, autocast) for name, step in steps.items()}
         recorder.time(
             "train step",
             key,
@@ -118,13 +141,17 @@ def main() -> None:
         "--repeats-b", type=int, default=3, help="timed steps of config B per worker; they take seconds (default: 3)"
     )
     parser.add_argument("--torch-compile", action="store_true", help="add PyTorch with torch.compile (slow to start)")
+    parser.add_argument(
+        "--autocast", action="store_true", help="every library in its bf16 autocast (float32 masters and gradients)"
+    )
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one step")
     args = parser.parse_args()
     common.run_worker(args, measure)
 
     facts = common.print_machine(args)
     names = common.sides(args)
-    print(f"{args.rounds} round(s) of {', '.join(names)} worker processes at {args.threads} thread(s)")
+    precision = "bf16 autocast" if args.autocast else "float32"
+    print(f"{args.rounds} round(s) of {', '.join(names)} worker processes at {args.threads} thread(s), {precision}")
     merged, _ = common.measure_sides(__file__, args, names)
     _, profiles = common.measure_sides(
         __file__, args, [PROFILE_SIDE], rounds=1, runner=common.kernel_timer_runner(__file__)
