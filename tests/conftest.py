@@ -103,11 +103,11 @@ def _isas_under_test():
     return attnkit.supported_cpu_isas()
 
 
-# The bf16 tiers (avx512_bf16, amx) compile the float32 kernels from avx512's
+# The VNNI and bf16 tiers (avx512_vnni, avx512_bf16, amx) compile the float32 kernels from avx512's
 # Vec: the same source and vocabulary. A float32 test runs under each Vec's
 # own tier and the best tier (which runs by default); the bf16 tests run under
 # every tier (bf16_isa).
-_FLOAT32_SAME_AS_AVX512 = ("avx512_bf16", "amx")
+_FLOAT32_SAME_AS_AVX512 = ("avx512_vnni", "avx512_bf16", "amx")
 
 
 def _float32_isas_under_test():

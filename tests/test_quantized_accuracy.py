@@ -67,7 +67,7 @@ def validation_perplexity(model, tokens: np.ndarray, block_size: int) -> float:
 
 def skip_without_dynamic(dynamic: bool) -> None:
     if dynamic and not int8_dynamic_available():
-        pytest.skip("dynamic activation quantization needs AVX512-VNNI (the avx512_bf16 or amx tier)")
+        pytest.skip("dynamic activation quantization needs AVX512-VNNI (the avx512_vnni, avx512_bf16 or amx tier)")
 
 
 @pytest.mark.parametrize("dynamic", [False, True], ids=["int8_weights", "dynamic_activations"])

@@ -13,7 +13,7 @@ import pytest
 import attnkit
 from attnkit import _C
 
-KNOWN_ISAS = ("generic", "avx2", "avx512", "avx512_bf16", "amx")
+KNOWN_ISAS = ("generic", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx")
 KNOWN_FEATURES = ("avx2", "avx512", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
@@ -127,6 +127,7 @@ def test_cpu_features_are_known_ordered_and_consistent_with_the_tiers():
         tiers = {
             "avx2": {"avx2"},
             "avx512": {"avx512"},
+            "avx512_vnni": {"avx512", "avx512_vnni"},
             "avx512_bf16": {"avx512", "avx512_vnni", "avx512_bf16"},
             "amx": {"avx512", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"},
         }

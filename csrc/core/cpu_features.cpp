@@ -101,6 +101,7 @@ bool cpu_can_run(CpuIsa isa) {
     case CpuIsa::generic: return true;
     case CpuIsa::avx2: return f.avx2_fma;
     case CpuIsa::avx512: return f.avx512;
+    case CpuIsa::avx512_vnni: return f.avx512_vnni;
     case CpuIsa::avx512_bf16: return f.avx512_vnni && f.avx512_bf16;
     case CpuIsa::amx: return f.avx512_vnni && f.avx512_bf16 && f.amx_bf16;
   }
@@ -261,6 +262,7 @@ const char* cpu_isa_name(CpuIsa isa) {
     case CpuIsa::generic: return "generic";
     case CpuIsa::avx2: return "avx2";
     case CpuIsa::avx512: return "avx512";
+    case CpuIsa::avx512_vnni: return "avx512_vnni";
     case CpuIsa::avx512_bf16: return "avx512_bf16";
     case CpuIsa::amx: return "amx";
   }

@@ -12,15 +12,18 @@ namespace attnkit {
 
 // The tiers, each a superset of the one before it on every CPU that has it:
 //   avx2         AVX2 + FMA + F16C (Haswell, Zen 1);
-//   avx512       AVX-512 F + BW + DQ + VL (Skylake-server, Zen 4);
-//   avx512_bf16  avx512 + AVX512-VNNI + AVX512-BF16 (Cooper Lake, Sapphire
-//                Rapids, Zen 4): bf16 dot products (vdpbf16ps). Every CPU
-//                with AVX512-BF16 has VNNI, so the tier asks for both;
+//   avx512       AVX-512 F + BW + DQ + VL (Skylake-server);
+//   avx512_vnni  avx512 + AVX512-VNNI (Cascade Lake, Ice Lake): int8 dot
+//                products (vpdpbusd) for dynamic quantization;
+//   avx512_bf16  avx512_vnni + AVX512-BF16 (Cooper Lake, Sapphire Rapids,
+//                Zen 4): bf16 dot products (vdpbf16ps). Every CPU with
+//                AVX512-BF16 has VNNI, so the tier asks for both;
 //   amx          avx512_bf16 + AMX tiles with bf16 (Sapphire Rapids), usable
 //                only once Linux granted the tile state (ARCH_REQ_XCOMP_PERM).
-enum class CpuIsa { generic, avx2, avx512, avx512_bf16, amx };
+enum class CpuIsa { generic, avx2, avx512, avx512_vnni, avx512_bf16, amx };
 // Every ISA attnkit knows, the best last.
-constexpr CpuIsa kCpuIsas[] = {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512, CpuIsa::avx512_bf16, CpuIsa::amx};
+constexpr CpuIsa kCpuIsas[] = {CpuIsa::generic,     CpuIsa::avx2,        CpuIsa::avx512,
+                               CpuIsa::avx512_vnni, CpuIsa::avx512_bf16, CpuIsa::amx};
 
 // What this CPU (and the OS) can run, from CPUID and XGETBV, for the tiers and
 // `attnkit info`. Each flag is usable, not only present: the OS saves the

@@ -114,9 +114,10 @@ MatmulResult linear_int8_dynamic(const Array& x, const Array& packed, const Arra
       throw_value_error(op, "bias", "shape [" + std::to_string(n) + "]", shape_string(bias.shape()));
   }
   if (!cpu::int8_dynamic_available())
-    throw RuntimeError(std::string(op) + ": the CPU tier in use (" + cpu_isa_name(active_cpu_isa()) +
-                       ") has no int8 dot products; dynamic quantization needs AVX512-VNNI (the avx512_bf16 or amx "
-                       "tier)");
+    throw RuntimeError(
+        std::string(op) + ": the CPU tier in use (" + cpu_isa_name(active_cpu_isa()) +
+        ") has no int8 dot products; dynamic quantization needs AVX512-VNNI (the avx512_vnni, avx512_bf16 "
+        "or amx tier)");
   Shape out_shape = x.shape();
   out_shape.back() = n;
   MatmulResult r{Array::empty(out_shape, DType::float32), Array()};

@@ -6,7 +6,7 @@ from . import _C
 from ._version import __version__
 
 # The CPU kernel family is chosen once, here: the best the CPU runs, unless
-# ATTNKIT_CPU_ISA (generic, avx2, avx512, avx512_bf16, amx) forces one. A forced ISA the CPU
+# ATTNKIT_CPU_ISA (generic, avx2, avx512, avx512_vnni, avx512_bf16, amx) forces one. A forced ISA the CPU
 # lacks fails the import with a message that says what is available.
 _C.select_cpu_isa(_os.environ.get("ATTNKIT_CPU_ISA", "").strip().lower())
 

@@ -23,8 +23,8 @@ def get_num_threads() -> int:
 
 
 def cpu_isa() -> str:
-    """The CPU kernel family in use: 'generic', 'avx2', 'avx512', 'avx512_bf16'
-    or 'amx'."""
+    """The CPU kernel family in use: 'generic', 'avx2', 'avx512', 'avx512_vnni',
+    'avx512_bf16' or 'amx'."""
     return _C.cpu_isa()
 
 

@@ -53,7 +53,7 @@ def pack_int8_dynamic(q: Tensor) -> tuple:
 
 def int8_dynamic_available() -> bool:
     """Whether the CPU tier in use has int8 dot products (AVX512-VNNI: the
-    avx512_bf16 and amx tiers), which dynamic quantization needs."""
+    avx512_vnni, avx512_bf16 and amx tiers), which dynamic quantization needs."""
     return bool(_C.int8_dynamic_available())
 
 
