@@ -10,6 +10,7 @@ and logits, a model built from scratch, and checkpoints that do not fit."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -140,9 +141,7 @@ def test_a_model_built_from_scratch_saves_for_transformers(tmp_path, shared):
         vocab_size=97, block_size=32, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, d_ff=48, n_experts=4, top_k=2
     )
     if shared:
-        config = LlamaConfig(
-            **{**config.__dict__, "qkv_bias": True, "expert_d_ff": 16, "shared_expert_d_ff": 24, "moe_layers": [1]}
-        )
+        config = dataclasses.replace(config, qkv_bias=True, expert_d_ff=16, shared_expert_d_ff=24, moe_layers=[1])
     model = Llama(config)
     optimizer = attnkit.optim.AdamW(model.parameters(), lr=1e-2)
     rng = np.random.default_rng(0)

@@ -435,3 +435,7 @@ def test_sparse_gpt_with_dense_blocks_and_expert_widths():
     assert model.aux_loss is not None
     with pytest.raises(ValueError, match=r"field 'moe_layers' expected block indices in \[0, 3\), got 3"):
         GPT(GPTConfig(vocab_size=32, block_size=16, n_layer=3, n_head=2, n_embd=16, n_experts=4, moe_layers=[3]))
+    with pytest.raises(ValueError, match="field 'shared_expert_d_ff' is set but n_experts is None"):
+        GPT(GPTConfig(vocab_size=32, block_size=16, n_layer=1, n_head=2, n_embd=16, shared_expert_d_ff=8))
+    every = dict(vocab_size=32, block_size=16, n_layer=2, n_head=2, n_embd=16, n_experts=4)
+    assert GPTConfig(**every).resolved() == GPTConfig(**every, moe_layers=[1, 0]).resolved()

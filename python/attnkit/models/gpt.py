@@ -87,6 +87,9 @@ class GPTConfig:
             qkv_bias=bias(self.qkv_bias),
             out_bias=bias(self.out_bias),
             mlp_bias=bias(self.mlp_bias),
+            moe_layers=None
+            if self.n_experts is None
+            else sorted(set(range(self.n_layer) if self.moe_layers is None else self.moe_layers)),
         )
 
     @classmethod
@@ -108,7 +111,11 @@ def _check_config(config: GPTConfig) -> None:
     ):
         if value not in allowed:
             raise ValueError(f"{name}: field '{field}' expected one of {', '.join(map(repr, allowed))}, got {value!r}")
-    if config.n_experts is not None:
+    if config.n_experts is None:
+        for field in ("expert_d_ff", "shared_expert_d_ff", "moe_layers"):
+            if getattr(config, field) is not None:
+                raise ValueError(f"{name}: field '{field}' is set but n_experts is None")
+    else:
         if not isinstance(config.n_experts, int) or isinstance(config.n_experts, bool) or config.n_experts < 1:
             raise ValueError(f"{name}: field 'n_experts' expected None or an int >= 1, got {config.n_experts!r}")
         if (
