@@ -124,10 +124,15 @@ def test_a_bfloat16_checkpoint_loads_exactly(tmp_path):
     hf_model.to(torch.bfloat16).save_pretrained(tmp_path)
     hf_model = transformers.Qwen2MoeForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
     model = from_pretrained(tmp_path)
-    experts = hf_model.model.layers[1].mlp.experts
+    from safetensors.torch import load_file
+
+    saved = {name: tensor.float().numpy() for name, tensor in load_file(tmp_path / "model.safetensors").items()}
+    expert = "model.layers.1.mlp.experts.{}.{}_proj.weight".format
     ours = model.blocks[1].feed_forward
-    np.testing.assert_array_equal(ours.fc1_weight.detach().numpy(), experts.gate_up_proj.detach().numpy())
-    np.testing.assert_array_equal(ours.fc2_weight.detach().numpy(), experts.down_proj.detach().numpy())
+    for e in range(4):
+        gate_up = np.concatenate([saved[expert(e, "gate")], saved[expert(e, "up")]])
+        np.testing.assert_array_equal(ours.fc1_weight.detach().numpy()[e], gate_up)
+        np.testing.assert_array_equal(ours.fc2_weight.detach().numpy()[e], saved[expert(e, "down")])
     _assert_same_logits(model, hf_model, [12, 5], seed=5)
 
 
