@@ -388,11 +388,14 @@ def test_sparse_gpt_trains_and_reports_aux_loss():
 
 
 def test_shared_expert_against_float64_and_its_gate_gradient():
-    """MoEFeedForward(shared_d_ff=...): the routed mixture plus
+    """MoEFeedForward(shared_expert=FeedForward(...)): the routed mixture plus
     sigmoid(x @ gate) times a dense SwiGLU expert, against float64; the shared
     gate's gradient against its formula."""
     rng = np.random.default_rng(7)
-    layer = nn.MoEFeedForward(8, n_experts=4, top_k=2, d_ff=6, activation="swiglu", bias=False, shared_d_ff=10)
+    shared_expert = nn.FeedForward(8, 10, "swiglu", bias=False)
+    layer = nn.MoEFeedForward(
+        8, n_experts=4, top_k=2, d_ff=6, activation="swiglu", bias=False, shared_expert=shared_expert
+    )
     assert layer.shared_expert.fc1.weight.shape == (20, 8) and layer.shared_expert_gate.weight.shape == (1, 8)
     x64 = rng.standard_normal((9, 8))
     x = attnkit.from_numpy(x64.astype(np.float32))
@@ -408,8 +411,8 @@ def test_shared_expert_against_float64_and_its_gate_gradient():
     (y * attnkit.from_numpy(dy.astype(np.float32))).sum().backward()
     expected = ((dy * shared).sum(axis=1, keepdims=True) * gate * (1 - gate)).T @ x64
     np.testing.assert_allclose(layer.shared_expert_gate.weight.grad.numpy(), expected, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="argument 'shared_d_ff'"):
-        nn.MoEFeedForward(8, n_experts=4, top_k=2, d_ff=6, shared_d_ff=0)
+    with pytest.raises(TypeError, match="argument 'shared_expert' expected None or a Module, got int"):
+        nn.MoEFeedForward(8, n_experts=4, top_k=2, d_ff=6, shared_expert=10)
 
 
 def test_sparse_gpt_with_dense_blocks_and_expert_widths():

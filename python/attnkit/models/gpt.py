@@ -76,14 +76,13 @@ class GPTConfig:
         """The same model with every None default spelled out (two configs
         build the same model when their resolved forms are equal)."""
         bias = lambda value: self.bias if value is None else value  # noqa: E731
+        d_ff = 4 * self.n_embd if self.d_ff is None else self.d_ff
         return dataclasses.replace(
             self,
             n_kv_head=self.n_head if self.n_kv_head is None else self.n_kv_head,
             head_dim=self.n_embd // self.n_head if self.head_dim is None else self.head_dim,
-            d_ff=4 * self.n_embd if self.d_ff is None else self.d_ff,
-            expert_d_ff=(4 * self.n_embd if self.d_ff is None else self.d_ff)
-            if self.expert_d_ff is None
-            else self.expert_d_ff,
+            d_ff=d_ff,
+            expert_d_ff=d_ff if self.expert_d_ff is None else self.expert_d_ff,
             qkv_bias=bias(self.qkv_bias),
             out_bias=bias(self.out_bias),
             mlp_bias=bias(self.mlp_bias),

@@ -31,12 +31,11 @@ class MoEFeedForward(Module):
     keeps the raw probabilities as the gates (the Switch Transformer's top-1,
     Qwen2-MoE's ``norm_topk_prob=False``).
 
-    ``shared_d_ff``: None, or the width of a shared expert that every token
-    runs through besides its routed ones, scaled by a learned sigmoid gate
-    (Qwen2-MoE): ``y = moe(x) + sigmoid(shared_expert_gate(x)) *
-    shared_expert(x)``, with ``shared_expert`` a ``FeedForward`` of the same
-    activation and bias and ``shared_expert_gate`` a Linear d_model -> 1
-    without bias.
+    ``shared_expert``: None, or a Module [..., d_model] -> [..., d_model]
+    (a ``FeedForward``) that every token runs through besides its routed
+    experts, scaled by a learned sigmoid gate (Qwen2-MoE's shared expert):
+    ``y = moe(x) + sigmoid(shared_expert_gate(x)) * shared_expert(x)``, with
+    ``shared_expert_gate`` a Linear d_model -> 1 without bias, made here.
 
     ``forward(x)``: x [..., d_model] -> the same shape. Each call also sets
     ``aux_loss``, the Switch Transformer's load-balancing loss (1 when the
@@ -57,7 +56,7 @@ class MoEFeedForward(Module):
         bias: bool = True,
         capacity_factor: float | None = None,
         renormalize: bool = True,
-        shared_d_ff: int | None = None,
+        shared_expert: Module | None = None,
     ) -> None:
         super().__init__()
         op = "MoEFeedForward"
@@ -87,15 +86,14 @@ class MoEFeedForward(Module):
         else:
             self.register_parameter("fc1_bias", None)
             self.register_parameter("fc2_bias", None)
-        if shared_d_ff is None:
+        if shared_expert is None:
             self.shared_expert = self.shared_expert_gate = None
-        else:
-            # transformer.py, which holds FeedForward, builds this layer: imported here, not at the top.
-            from .transformer import FeedForward
-
-            self.shared_expert = FeedForward(
-                self.d_model, checks.positive_int(op, "shared_d_ff", shared_d_ff), activation, bias=bias
+        elif not isinstance(shared_expert, Module):
+            raise TypeError(
+                f"{op}: argument 'shared_expert' expected None or a Module, got {type(shared_expert).__name__}"
             )
+        else:
+            self.shared_expert = shared_expert
             self.shared_expert_gate = Linear(self.d_model, 1, bias=False)
         self.aux_loss: Tensor | None = None
         self.reset_parameters()
@@ -110,9 +108,7 @@ class MoEFeedForward(Module):
             init.uniform_(weight, -bound, bound)
             if bias is not None:
                 init.uniform_(bias, -bound, bound)
-        if self.shared_expert is not None:
-            self.shared_expert.fc1.reset_parameters()
-            self.shared_expert.fc2.reset_parameters()
+        if self.shared_expert_gate is not None:  # the shared expert was initialized by whoever made it
             self.shared_expert_gate.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:

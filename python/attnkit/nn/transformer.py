@@ -96,8 +96,9 @@ class TransformerEncoderLayer(Module):
       for the FeedForward's;
     - ``n_experts``: a mixture of experts (``MoEFeedForward`` with ``top_k``
       and ``capacity_factor``) in place of the FeedForward, each expert of
-      width dim_feedforward; ``moe_renormalize`` and ``shared_expert_d_ff``
-      are its ``renormalize`` and ``shared_d_ff``.
+      width dim_feedforward; ``moe_renormalize`` is its ``renormalize``, and
+      ``shared_expert_d_ff`` gives it a shared expert, a FeedForward of
+      that width.
     """
 
     def __init__(
@@ -161,7 +162,11 @@ class TransformerEncoderLayer(Module):
                 bias=bias if mlp_bias is None else mlp_bias,
                 capacity_factor=capacity_factor,
                 renormalize=moe_renormalize,
-                shared_d_ff=shared_expert_d_ff,
+                shared_expert=None
+                if shared_expert_d_ff is None
+                else FeedForward(
+                    d_model, shared_expert_d_ff, activation, dropout, bias if mlp_bias is None else mlp_bias
+                ),
             )
         self.norm1 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
         self.norm2 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
