@@ -385,3 +385,60 @@ def test_sparse_gpt_trains_and_reports_aux_loss():
     assert dense(idx) is not None and dense.aux_loss is None
     with pytest.raises(ValueError, match=r"field 'top_k' expected an int in \[1, n_experts=4\]"):
         GPT(GPTConfig(vocab_size=32, block_size=16, n_layer=1, n_head=2, n_embd=16, n_experts=4, top_k=5))
+
+
+def test_shared_expert_against_float64_and_its_gate_gradient():
+    """MoEFeedForward(shared_expert=FeedForward(...)): the routed mixture plus
+    sigmoid(x @ gate) times a dense SwiGLU expert, against float64; the shared
+    gate's gradient against its formula."""
+    rng = np.random.default_rng(7)
+    shared_expert = nn.FeedForward(8, 10, "swiglu", bias=False)
+    layer = nn.MoEFeedForward(
+        8, n_experts=4, top_k=2, d_ff=6, activation="swiglu", bias=False, shared_expert=shared_expert
+    )
+    assert layer.shared_expert.fc1.weight.shape == (20, 8) and layer.shared_expert_gate.weight.shape == (1, 8)
+    x64 = rng.standard_normal((9, 8))
+    x = attnkit.from_numpy(x64.astype(np.float32))
+    weights = {name: p.detach().numpy().astype(np.float64) for name, p in layer.named_parameters()}
+    params = {"x": x64, "router": weights["router.weight"], "w1": weights["fc1_weight"], "w2": weights["fc2_weight"]}
+    params.update(b1=np.zeros((4, 12)), b2=np.zeros((4, 8)))
+    routed, _ = DenseMoE(params, 2, "swiglu").forward()
+    shared = reference.swiglu(x64 @ weights["shared_expert.fc1.weight"].T) @ weights["shared_expert.fc2.weight"].T
+    gate = 1.0 / (1.0 + np.exp(-(x64 @ weights["shared_expert_gate.weight"].T)))
+    y = layer(x)
+    np.testing.assert_allclose(y.detach().numpy(), routed + gate * shared, rtol=1e-5, atol=1e-5)
+    dy = rng.standard_normal((9, 8))
+    (y * attnkit.from_numpy(dy.astype(np.float32))).sum().backward()
+    expected = ((dy * shared).sum(axis=1, keepdims=True) * gate * (1 - gate)).T @ x64
+    np.testing.assert_allclose(layer.shared_expert_gate.weight.grad.numpy(), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="argument 'shared_expert' expected None or a Module, got int"):
+        nn.MoEFeedForward(8, n_experts=4, top_k=2, d_ff=6, shared_expert=10)
+
+
+def test_sparse_gpt_with_dense_blocks_and_expert_widths():
+    config = GPTConfig(
+        vocab_size=32,
+        block_size=16,
+        n_layer=3,
+        n_head=2,
+        n_embd=16,
+        d_ff=40,
+        n_experts=4,
+        top_k=1,
+        expert_d_ff=12,
+        moe_layers=[0, 2],
+        moe_renormalize=False,
+    )
+    model = GPT(config)
+    kinds = [type(block.feed_forward).__name__ for block in model.blocks]
+    assert kinds == ["MoEFeedForward", "FeedForward", "MoEFeedForward"]
+    assert model.blocks[0].feed_forward.d_ff == 12 and model.blocks[1].feed_forward.d_ff == 40
+    assert not model.blocks[2].feed_forward.renormalize
+    model(attnkit.from_numpy(np.zeros((1, 4), np.int64)))
+    assert model.aux_loss is not None
+    with pytest.raises(ValueError, match=r"field 'moe_layers' expected block indices in \[0, 3\), got 3"):
+        GPT(GPTConfig(vocab_size=32, block_size=16, n_layer=3, n_head=2, n_embd=16, n_experts=4, moe_layers=[3]))
+    with pytest.raises(ValueError, match="field 'shared_expert_d_ff' is set but n_experts is None"):
+        GPT(GPTConfig(vocab_size=32, block_size=16, n_layer=1, n_head=2, n_embd=16, shared_expert_d_ff=8))
+    every = dict(vocab_size=32, block_size=16, n_layer=2, n_head=2, n_embd=16, n_experts=4)
+    assert GPTConfig(**every).resolved() == GPTConfig(**every, moe_layers=[1, 0]).resolved()

@@ -16,6 +16,8 @@ from .hf import bert as _hf_bert  # noqa: E402, F401  isort: skip
 from .hf import gpt2 as _hf_gpt2  # noqa: E402, F401  isort: skip
 from .hf import llama as _hf_llama  # noqa: E402, F401  isort: skip
 from .hf import marian as _hf_marian  # noqa: E402, F401  isort: skip
+from .hf import moe as _hf_moe  # noqa: E402, F401  isort: skip
+from .hf import vit as _hf_vit  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "BERT",

@@ -62,24 +62,33 @@ class GPTConfig:
     # Training: keep only each block's input and run the block again in
     # backward (attnkit.utils.checkpoint); the same gradients, bit for bit.
     gradient_checkpointing: bool = False
-    # A mixture of experts in place of every block's feed-forward (nn.MoEFeedForward), each expert d_ff wide.
+    # A mixture of experts in place of the blocks' feed-forward (nn.MoEFeedForward).
     n_experts: int | None = None  # None: the dense feed-forward
     top_k: int = 2  # experts per token
     capacity_factor: float | None = None  # None: no token dropped
+    moe_renormalize: bool = True  # the top_k gates rescaled to sum 1 (Mixtral); False: the router's probabilities
+    expert_d_ff: int | None = None  # each expert's width (None: d_ff)
+    shared_expert_d_ff: int | None = None  # a sigmoid-gated expert every token runs (Qwen2-MoE); None: none
+    moe_layers: list | None = None  # the blocks with experts (None: every block); the others are dense, d_ff wide
     moe_aux_loss_coef: float = 0.01  # the load-balancing loss's weight in GPT.aux_loss
 
     def resolved(self) -> GPTConfig:
         """The same model with every None default spelled out (two configs
         build the same model when their resolved forms are equal)."""
         bias = lambda value: self.bias if value is None else value  # noqa: E731
+        d_ff = 4 * self.n_embd if self.d_ff is None else self.d_ff
         return dataclasses.replace(
             self,
             n_kv_head=self.n_head if self.n_kv_head is None else self.n_kv_head,
             head_dim=self.n_embd // self.n_head if self.head_dim is None else self.head_dim,
-            d_ff=4 * self.n_embd if self.d_ff is None else self.d_ff,
+            d_ff=d_ff,
+            expert_d_ff=d_ff if self.expert_d_ff is None else self.expert_d_ff,
             qkv_bias=bias(self.qkv_bias),
             out_bias=bias(self.out_bias),
             mlp_bias=bias(self.mlp_bias),
+            moe_layers=None
+            if self.n_experts is None
+            else sorted(set(range(self.n_layer) if self.moe_layers is None else self.moe_layers)),
         )
 
     @classmethod
@@ -101,7 +110,11 @@ def _check_config(config: GPTConfig) -> None:
     ):
         if value not in allowed:
             raise ValueError(f"{name}: field '{field}' expected one of {', '.join(map(repr, allowed))}, got {value!r}")
-    if config.n_experts is not None:
+    if config.n_experts is None:
+        for field in ("expert_d_ff", "shared_expert_d_ff", "moe_layers"):
+            if getattr(config, field) is not None:
+                raise ValueError(f"{name}: field '{field}' is set but n_experts is None")
+    else:
         if not isinstance(config.n_experts, int) or isinstance(config.n_experts, bool) or config.n_experts < 1:
             raise ValueError(f"{name}: field 'n_experts' expected None or an int >= 1, got {config.n_experts!r}")
         if (
@@ -116,6 +129,16 @@ def _check_config(config: GPTConfig) -> None:
             raise ValueError(
                 f"{name}: field 'moe_aux_loss_coef' expected a number >= 0, got {config.moe_aux_loss_coef!r}"
             )
+        if config.moe_layers is not None:
+            bad = [
+                i
+                for i in config.moe_layers
+                if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < config.n_layer
+            ]
+            if bad:
+                raise ValueError(
+                    f"{name}: field 'moe_layers' expected block indices in [0, {config.n_layer}), got {bad[0]!r}"
+                )
         if config.gradient_checkpointing:
             # The checkpoint's first run is without grad: the blocks' load-balancing losses would carry none.
             raise ValueError(f"{name}: fields 'gradient_checkpointing' and 'n_experts' do not work together yet")
@@ -174,8 +197,9 @@ class GPT(nn.Module):
     residual stream's variance does not grow with depth (GPT-2 paper,
     section 2.3).
 
-    With ``n_experts`` set, every block's feed-forward is a mixture of
-    experts (``nn.MoEFeedForward``, ``top_k`` experts per token), and each
+    With ``n_experts`` set, every block's feed-forward (or those of
+    ``moe_layers``) is a mixture of experts (``nn.MoEFeedForward``, ``top_k``
+    experts per token, optionally a shared expert), and each
     forward sets ``aux_loss``: the blocks' load-balancing losses, averaged,
     times ``moe_aux_loss_coef``, for the training loop to add to its loss
     (None for the dense model).
@@ -194,11 +218,16 @@ class GPT(nn.Module):
             self.wpe = nn.Embedding(config.block_size, width)
         self.drop = nn.Dropout(config.dropout)
         windowed = set(range(config.n_layer) if config.sliding_window_layers is None else config.sliding_window_layers)
+        sparse = set()
+        if config.n_experts is not None:
+            sparse = set(range(config.n_layer) if config.moe_layers is None else config.moe_layers)
+        dense_width = 4 * width if config.d_ff is None else config.d_ff
+        expert_width = dense_width if config.expert_d_ff is None else config.expert_d_ff
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(
                 width,
                 config.n_head,
-                dim_feedforward=4 * width if config.d_ff is None else config.d_ff,
+                dim_feedforward=expert_width if index in sparse else dense_width,
                 dropout=config.dropout,
                 activation=config.mlp,
                 norm_first=True,
@@ -216,9 +245,11 @@ class GPT(nn.Module):
                 qkv_bias=config.qkv_bias,
                 out_bias=config.out_bias,
                 mlp_bias=config.mlp_bias,
-                n_experts=config.n_experts,
+                n_experts=config.n_experts if index in sparse else None,
                 top_k=config.top_k,
                 capacity_factor=config.capacity_factor,
+                moe_renormalize=config.moe_renormalize,
+                shared_expert_d_ff=config.shared_expert_d_ff,
             )
             for index in range(config.n_layer)
         )
@@ -242,7 +273,11 @@ class GPT(nn.Module):
         for block in self.blocks:
             for name, module in block.named_modules():
                 if isinstance(module, nn.Linear):
-                    writes_residual = name in ("self_attn.out_proj", "feed_forward.fc2")
+                    writes_residual = name in (
+                        "self_attn.out_proj",
+                        "feed_forward.fc2",
+                        "feed_forward.shared_expert.fc2",
+                    )
                     init.normal_(module.weight, 0.0, residual_std if writes_residual else 0.02)
                     if module.bias is not None:
                         init.zeros_(module.bias)
@@ -305,8 +340,10 @@ class GPT(nn.Module):
                 continue
             cache = None if caches is None else caches[index]
             x = block(x, key_padding_mask=key_padding_mask, causal=True, cache=cache, positions=rope_positions)
-        if self.config.n_experts is not None:
-            losses = [block.feed_forward.aux_loss for block in self.blocks]
+        losses = [
+            block.feed_forward.aux_loss for block in self.blocks if isinstance(block.feed_forward, nn.MoEFeedForward)
+        ]
+        if losses:
             self.aux_loss = sum(losses[1:], losses[0]) * (self.config.moe_aux_loss_coef / len(losses))
         if last_only and steps > 1:
             x = F.narrow(x, 1, steps - 1, 1)
@@ -419,7 +456,8 @@ class GPT(nn.Module):
     def save_pretrained(self, path, *, tokenizer=None, max_shard_size="5GB") -> None:
         """Writes a Hugging Face checkpoint directory that ``transformers``
         loads: a GPT2LMHeadModel for GPT-2's layout, a LlamaForCausalLM,
-        MistralForCausalLM or Qwen2ForCausalLM for the Llama family's; with
+        MistralForCausalLM or Qwen2ForCausalLM for the Llama family's,
+        MixtralForCausalLM or Qwen2MoeForCausalLM with experts; with
         ``tokenizer`` (attnkit's own or a pretrained one) as tokenizer.json (see
         ``attnkit.models.hf.save_pretrained``)."""
         hf_loading.save_pretrained(self, path, tokenizer=tokenizer, max_shard_size=max_shard_size)

@@ -18,6 +18,7 @@ from .. import nn
 from ..nn import functional as F
 from ..nn import init
 from ..tensor import Tensor, empty, zeros
+from .hf import loading as hf_loading
 
 
 @dataclass
@@ -151,6 +152,11 @@ class ViT(nn.Module):
         x = self.forward_features(images)
         cls = F.narrow(x, 1, 0, 1).reshape(x.shape[0], x.shape[2])
         return self.head(cls)
+
+    def save_pretrained(self, path, *, max_shard_size="5GB") -> None:
+        """Writes a ViTForImageClassification checkpoint directory that
+        ``transformers`` loads (see ``attnkit.models.hf.save_pretrained``)."""
+        hf_loading.save_pretrained(self, path, max_shard_size=max_shard_size)
 
     def extra_repr(self) -> str:
         return f"{self.config}"

@@ -28,7 +28,14 @@ class MoEFeedForward(Module):
     ``capacity_factor``: None (no token is dropped) or a number > 0 that
     caps each expert at ``ceil(capacity_factor * tokens * top_k /
     n_experts)`` slots (see ``F.moe_feed_forward``). ``renormalize=False``
-    keeps the raw probabilities as the gates (the Switch Transformer's top-1).
+    keeps the raw probabilities as the gates (the Switch Transformer's top-1,
+    Qwen2-MoE's ``norm_topk_prob=False``).
+
+    ``shared_expert``: None, or a Module [..., d_model] -> [..., d_model]
+    (a ``FeedForward``) that every token runs through besides its routed
+    experts, scaled by a learned sigmoid gate (Qwen2-MoE's shared expert):
+    ``y = moe(x) + sigmoid(shared_expert_gate(x)) * shared_expert(x)``, with
+    ``shared_expert_gate`` a Linear d_model -> 1 without bias, made here.
 
     ``forward(x)``: x [..., d_model] -> the same shape. Each call also sets
     ``aux_loss``, the Switch Transformer's load-balancing loss (1 when the
@@ -49,6 +56,7 @@ class MoEFeedForward(Module):
         bias: bool = True,
         capacity_factor: float | None = None,
         renormalize: bool = True,
+        shared_expert: Module | None = None,
     ) -> None:
         super().__init__()
         op = "MoEFeedForward"
@@ -78,6 +86,15 @@ class MoEFeedForward(Module):
         else:
             self.register_parameter("fc1_bias", None)
             self.register_parameter("fc2_bias", None)
+        if shared_expert is None:
+            self.shared_expert = self.shared_expert_gate = None
+        elif not isinstance(shared_expert, Module):
+            raise TypeError(
+                f"{op}: argument 'shared_expert' expected None or a Module, got {type(shared_expert).__name__}"
+            )
+        else:
+            self.shared_expert = shared_expert
+            self.shared_expert_gate = Linear(self.d_model, 1, bias=False)
         self.aux_loss: Tensor | None = None
         self.reset_parameters()
 
@@ -91,6 +108,8 @@ class MoEFeedForward(Module):
             init.uniform_(weight, -bound, bound)
             if bias is not None:
                 init.uniform_(bias, -bound, bound)
+        if self.shared_expert_gate is not None:  # the shared expert was initialized by whoever made it
+            self.shared_expert_gate.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         y, self.aux_loss = F.moe_feed_forward(
@@ -105,6 +124,11 @@ class MoEFeedForward(Module):
             capacity_factor=self.capacity_factor,
             renormalize=self.renormalize,
         )
+        if self.shared_expert is not None:
+            # sigmoid(z) = (1 + tanh(z / 2)) / 2: off by at most float32's epsilon / 2 in absolute
+            # terms, below the rounding of the sum it scales a term of.
+            gate = (F.tanh(self.shared_expert_gate(x) * 0.5) + 1.0) * 0.5
+            y = y + gate * self.shared_expert(x)
         return y
 
     def extra_repr(self) -> str:
@@ -114,4 +138,6 @@ class MoEFeedForward(Module):
         )
         if self.capacity_factor is not None:
             text += f", capacity_factor={self.capacity_factor}"
+        if not self.renormalize:
+            text += ", renormalize=False"
         return text

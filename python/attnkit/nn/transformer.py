@@ -96,7 +96,9 @@ class TransformerEncoderLayer(Module):
       for the FeedForward's;
     - ``n_experts``: a mixture of experts (``MoEFeedForward`` with ``top_k``
       and ``capacity_factor``) in place of the FeedForward, each expert of
-      width dim_feedforward.
+      width dim_feedforward; ``moe_renormalize`` is its ``renormalize``, and
+      ``shared_expert_d_ff`` gives it a shared expert, a FeedForward of
+      that width.
     """
 
     def __init__(
@@ -125,6 +127,8 @@ class TransformerEncoderLayer(Module):
         n_experts: int | None = None,
         top_k: int = 2,
         capacity_factor: float | None = None,
+        moe_renormalize: bool = True,
+        shared_expert_d_ff: int | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = checks.flag("TransformerEncoderLayer", "norm_first", norm_first)
@@ -157,6 +161,12 @@ class TransformerEncoderLayer(Module):
                 activation,
                 bias=bias if mlp_bias is None else mlp_bias,
                 capacity_factor=capacity_factor,
+                renormalize=moe_renormalize,
+                shared_expert=None
+                if shared_expert_d_ff is None
+                else FeedForward(
+                    d_model, shared_expert_d_ff, activation, dropout, bias if mlp_bias is None else mlp_bias
+                ),
             )
         self.norm1 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)
         self.norm2 = _norm("TransformerEncoderLayer", norm, d_model, layer_norm_eps, bias)

@@ -27,7 +27,9 @@ How to add an architecture (``gpt2.py`` is the shortest example):
      checkpoint has it); names beginning with one of ``heads`` are not.
      Transforms: ``identity`` (the default; float32 tensors then stay
      memory-mapped), ``transpose``, ``concat(parts)`` (several HF tensors
-     stacked into one fused attnkit tensor: q/k/v, k/v, gate/up); a new one
+     stacked into one fused attnkit tensor: q/k/v, k/v, gate/up),
+     ``experts(count)`` (one tensor per expert, ``{e}`` in the HF names,
+     stacked into a mixture of experts' [n_experts, ...]); a new one
      is a ``Transform`` with both directions and the shape function.
      Saving runs the same table backwards.
    - ``ignore`` (names that hold no weights), ``tied`` (output heads that
@@ -54,6 +56,7 @@ from .registry import (
     Transform,
     Weight,
     concat,
+    experts,
     identity,
     register,
     registered,
@@ -61,7 +64,7 @@ from .registry import (
     transpose,
 )
 
-# The architectures (bert.py, gpt2.py, llama.py, marian.py) each register
+# The architectures (bert.py, gpt2.py, llama.py, marian.py, moe.py, vit.py) each register
 # their tables on import; attnkit.models imports them after the model classes
 # they build, which import this package's loader for save_pretrained.
 
@@ -78,6 +81,7 @@ __all__ = [
     "Transform",
     "Weight",
     "concat",
+    "experts",
     "identity",
     "transpose",
     "register",

@@ -32,8 +32,9 @@ _DEFAULT_THETA = 10000.0
 # ------------------------------------------------------------- the rope ---
 
 
-def _rope(hf_config: dict) -> dict:
-    """rope_theta and rope_scaling from either form of config.json."""
+def _rope(hf_config: dict, default_theta: float = _DEFAULT_THETA) -> dict:
+    """rope_theta and rope_scaling from either form of config.json
+    (``default_theta``: the class's, for a config.json that has none)."""
     parameters = hf_config.get("rope_parameters")
     scaling = hf_config.get("rope_scaling")
     if parameters is not None and not isinstance(parameters, dict):
@@ -48,7 +49,7 @@ def _rope(hf_config: dict) -> dict:
     settings = dict(scaling or parameters or {})
     theta = settings.pop("rope_theta", None)
     if theta is None:
-        theta = hf_config.get("rope_theta") or (parameters or {}).get("rope_theta") or _DEFAULT_THETA
+        theta = hf_config.get("rope_theta") or (parameters or {}).get("rope_theta") or default_theta
     kind = settings.pop("rope_type", settings.pop("type", "default"))
     settings.pop("type", None)
     partial = settings.pop("partial_rotary_factor", hf_config.get("partial_rotary_factor", 1.0))
@@ -168,13 +169,13 @@ COMMON_FIELDS = (
 )
 
 
-def _common(hf_config: dict) -> dict:
+def _common(hf_config: dict, default_theta: float = _DEFAULT_THETA) -> dict:
     heads = hf_config.get("num_attention_heads", 32)
     head_dim = hf_config.get("head_dim")
     if head_dim == hf_config.get("hidden_size", 4096) // heads:
         head_dim = None  # the default, as attnkit's config spells it
     values = {"n_kv_head": hf_config.get("num_key_value_heads") or heads, "head_dim": head_dim}
-    values.update(_rope(hf_config))
+    values.update(_rope(hf_config, default_theta))
     return values
 
 

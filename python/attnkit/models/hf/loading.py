@@ -141,19 +141,20 @@ def _model_weights(model) -> list:
     return weights
 
 
-def _rules_for(architecture: Architecture, name: str) -> list:
-    """[(Weight rule, its HF names with {i} filled)] for the attnkit name:
-    exactly one in a table that covers the model."""
+def _rules_for(architecture: Architecture, name: str, config=None) -> list:
+    """[(Weight rule, its HF names with {i} and {e} filled)] for the attnkit
+    name: exactly one in a table that covers the model. ``config`` (the
+    model's) gives the number of experts; a rule with ``{e}`` needs it."""
     found = []
     for rule in architecture.weights:
         match = rule.pattern().match(name)
         if match:
-            found.append((rule, [hf.format(**match.groupdict()) for hf in rule.hf]))
+            found.append((rule, rule.hf_names(match.groupdict(), config)))
     return found
 
 
-def _rule_for(architecture: Architecture, name: str) -> tuple:
-    found = _rules_for(architecture, name)
+def _rule_for(architecture: Architecture, name: str, config=None) -> tuple:
+    found = _rules_for(architecture, name, config)
     if len(found) != 1:
         # A gap or an overlap in the table: a bug in the architecture module.
         raise RuntimeError(
@@ -175,7 +176,7 @@ def _plan(architecture: Architecture, model, config, files: CheckpointFiles, pre
     plan, used = [], set()
     missing, mismatched, not_float = [], [], []
     for name, tensor in _model_weights(model):
-        rule, hf_names = _rule_for(architecture, name)
+        rule, hf_names = _rule_for(architecture, name, config)
         full_names = [_full_name(architecture, hf, prefixed) for hf in hf_names]
         expected = rule.transform.hf_shapes(tuple(tensor.shape), config)
         for full, shape in zip(full_names, expected):
@@ -248,11 +249,17 @@ def _fill(plan: list, files: CheckpointFiles, config) -> None:
         if rule.transform.stacked is not None and rule.transform.stacked(config):
             if len(names) == 1:
                 files.float32_into(names[0], destination)
-            else:  # each part into its rows (leading-dim slices of a C-contiguous array are too)
+            else:
+                # Each part into its rows: the parameter seen as rows of a part's
+                # trailing shape (a view: setting .shape refuses to copy), so an
+                # expert's [rows, d] lands in its slice of [n_experts, rows, d].
+                # Stacked parts are copied, never memory-mapped.
+                flat = destination.view()
+                flat.shape = (-1, *files.entries[names[0]].shape[1:])
                 row = 0
                 for name in names:
                     rows = files.entries[name].shape[0]
-                    files.float32_into(name, destination[row : row + rows])
+                    files.float32_into(name, flat[row : row + rows])
                     row += rows
         else:
             destination[...] = rule.transform.to_attnkit([files.float32(name) for name in names], config)
@@ -339,8 +346,13 @@ def from_pretrained(path, dtype=None):
     local_names = {_local_name(architecture, name, prefixed) for name in files.entries}
     config = config_from_hf(architecture, hf_config, local_names, config_path)
     generation_config = read_generation_config(directory)
-    with init.skip_init():
-        model = architecture.model_class(config)
+    try:
+        with init.skip_init():
+            model = architecture.model_class(config)
+    except (TypeError, ValueError) as error:  # the model checks its config as it builds (GPT's top_k, ...)
+        raise CheckpointError(
+            f"{config_path}: the values do not make a {architecture.model_class.__name__}: {error}"
+        ) from None
     plan = _plan(architecture, model, config, files, prefixed, directory)
     _fill(plan, files, config)
     model.eval()
@@ -357,7 +369,7 @@ def _misfit(architecture: Architecture, model) -> str | None:
     and read back is the model's config (training-only fields aside)."""
     names = set()
     for name, _ in _model_weights(model):
-        found = _rules_for(architecture, name)
+        found = _rules_for(architecture, name, model.config)
         if len(found) != 1:
             return f"{architecture.name} has no place for '{name}'"
         names.update(found[0][1])
@@ -469,7 +481,7 @@ def hf_state_dict(model, architecture: Architecture | None = None) -> dict:
     architecture = architecture or _architecture_for_saving(model)
     tensors = {}
     for name, tensor in _model_weights(model):
-        rule, hf_names = _rule_for(architecture, name)
+        rule, hf_names = _rule_for(architecture, name, model.config)
         if tensor.dtype != _dtypes.float32:
             raise CheckpointError(f"save_pretrained: '{name}' is {tensor.dtype}; attnkit writes float32 checkpoints")
         values = values_view(tensor)

@@ -136,12 +136,36 @@ def concat(parts: Optional[Callable[[Any], list]] = None, count: int = 3) -> Tra
     )
 
 
+def experts(count: int = 1) -> Transform:
+    """One tensor per expert (or ``count`` each, stacked along rows, as a
+    SwiGLU expert's gate and up projections) into one attnkit tensor
+    [n_experts, rows, ...] (``MoEFeedForward``'s ``fc1_weight`` and
+    ``fc2_weight``). The rule's HF names hold ``{e}``: the checkpoint
+    tensors come expert by expert, each expert's in the rule's order, which
+    is the parameter's row order: the loader writes each into its rows."""
+
+    def to_attnkit(arrays, config):
+        return np.stack([np.concatenate(arrays[e : e + count], axis=0) for e in range(0, len(arrays), count)])
+
+    def to_hf(array, config):
+        return [np.ascontiguousarray(part) for expert in array for part in np.split(expert, count, axis=0)]
+
+    def hf_shapes(shape, config):
+        if shape[1] % count:
+            raise CheckpointError(f"experts: {shape[1]} rows do not split into {count} equal parts")
+        return [(shape[1] // count, *shape[2:])] * (shape[0] * count)
+
+    return Transform(f"experts({count})", to_attnkit, to_hf, hf_shapes, stacked=lambda config: True)
+
+
 @dataclass(frozen=True)
 class Weight:
     """The attnkit parameter ``attnkit`` comes from the checkpoint tensors
     ``hf`` through ``transform``. Names may hold ``{i}`` (a layer index,
-    taken from the attnkit name and put into the HF names). HF names are
-    relative to the architecture's base model (see ``Architecture.heads``)."""
+    taken from the attnkit name and put into the HF names) and ``{e}`` (an
+    expert index: the rule then names one tensor per expert of
+    ``config.n_experts``, see ``experts``). HF names are relative to the
+    architecture's base model (see ``Architecture.heads``)."""
 
     attnkit: str
     hf: tuple
@@ -154,6 +178,13 @@ class Weight:
 
     def pattern(self) -> re.Pattern:
         return re.compile(re.escape(self.attnkit).replace(r"\{i\}", r"(?P<i>\d+)") + r"\Z")
+
+    def hf_names(self, groups: dict, config) -> list:
+        """The checkpoint names for the attnkit parameter whose name matched
+        ``pattern()`` with ``groups``; with ``{e}``, expert by expert."""
+        if not any("{e}" in name for name in self.hf):
+            return [name.format(**groups) for name in self.hf]
+        return [name.format(e=e, **groups) for e in range(config.n_experts) for name in self.hf]
 
 
 # ------------------------------------------------------ the architecture ---
