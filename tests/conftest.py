@@ -141,6 +141,38 @@ def bf16_isa(request):
 
 
 @pytest.fixture
+def threads():
+    """Yields attnkit.set_num_threads, for a test that runs at a thread count of
+    its choice; restores the count afterwards."""
+    previous = attnkit.get_num_threads()
+    yield attnkit.set_num_threads
+    attnkit.set_num_threads(previous)
+
+
+def assert_same_bits_at_thread_counts(compute, counts=(1, 2, 3)):
+    """``compute()`` (an array, a number, or a tuple or list of them) gives
+    the same bits at each thread count in ``counts``: a kernel's summation
+    order must not depend on how its work is split. The count is restored
+    afterwards."""
+    previous = attnkit.get_num_threads()
+    results = []
+    try:
+        for count in counts:
+            attnkit.set_num_threads(count)
+            result = compute()
+            parts = result if isinstance(result, (tuple, list)) else [result]
+            results.append([np.array(part) for part in parts])  # copies: the next run may reuse memory
+    finally:
+        attnkit.set_num_threads(previous)
+    first = results[0]
+    for count, other in zip(counts[1:], results[1:]):
+        assert len(other) == len(first), f"{len(other)} results at {count} threads, {len(first)} at {counts[0]}"
+        for index, (a, b) in enumerate(zip(first, other)):
+            assert a.dtype == b.dtype and a.shape == b.shape, f"result {index}: {b.dtype}{b.shape} at {count} threads"
+            assert a.tobytes() == b.tobytes(), f"result {index}: other bits at {count} threads than at {counts[0]}"
+
+
+@pytest.fixture
 def keep_default_generator():
     """Restores the default generator's state after a test that seeds it, so
     tests that draw from it unseeded do not depend on which ran before."""
