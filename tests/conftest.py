@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import reference
 
 import attnkit
 
@@ -43,6 +44,19 @@ def bfloat16_product_bound(abs_a, abs_b):
 # gradient (the same sums taken in another order; seen up to 18 for a tiny
 # GPT on 2 and 3 ranks, every ISA).
 SUMMATION_ORDER_ULPS = 32
+
+
+# A float64 reference's gradient against central differences of the reference
+# itself (step 1e-6: the differences are exact to about 1e-10).
+FINITE_DIFFERENCES_RTOL = 1e-7
+FINITE_DIFFERENCES_ATOL = 1e-9
+
+
+def assert_matches_finite_differences(gradient, function, x, upstream):
+    """``gradient`` is d sum(upstream * function(x)) / dx, as central
+    differences of ``function`` (float64) find it."""
+    numeric = reference.gradient_of_weighted_sum(function, x, upstream)
+    np.testing.assert_allclose(gradient, numeric, rtol=FINITE_DIFFERENCES_RTOL, atol=FINITE_DIFFERENCES_ATOL)
 
 
 def assert_elementwise_close(actual, expected, *, dtype="float32", scale=None):
