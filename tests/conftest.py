@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import reference
 
 import attnkit
 
@@ -43,6 +44,19 @@ def bfloat16_product_bound(abs_a, abs_b):
 # gradient (the same sums taken in another order; seen up to 18 for a tiny
 # GPT on 2 and 3 ranks, every ISA).
 SUMMATION_ORDER_ULPS = 32
+
+
+# A float64 reference's gradient against central differences of the reference
+# itself (step 1e-6: the differences are exact to about 1e-10).
+FINITE_DIFFERENCES_RTOL = 1e-7
+FINITE_DIFFERENCES_ATOL = 1e-9
+
+
+def assert_matches_finite_differences(gradient, function, x, upstream):
+    """``gradient`` is d sum(upstream * function(x)) / dx, as central
+    differences of ``function`` (float64) find it."""
+    numeric = reference.gradient_of_weighted_sum(function, x, upstream)
+    np.testing.assert_allclose(gradient, numeric, rtol=FINITE_DIFFERENCES_RTOL, atol=FINITE_DIFFERENCES_ATOL)
 
 
 def assert_elementwise_close(actual, expected, *, dtype="float32", scale=None):
@@ -138,6 +152,38 @@ def bf16_isa(request):
     previous = _select(request.param)
     yield request.param
     attnkit._C.select_cpu_isa(previous)
+
+
+@pytest.fixture
+def threads():
+    """Yields attnkit.set_num_threads, for a test that runs at a thread count of
+    its choice; restores the count afterwards."""
+    previous = attnkit.get_num_threads()
+    yield attnkit.set_num_threads
+    attnkit.set_num_threads(previous)
+
+
+def assert_same_bits_at_thread_counts(compute, counts=(1, 2, 3)):
+    """``compute()`` (an array, a number, or a tuple or list of them) gives
+    the same bits at each thread count in ``counts``: a kernel's summation
+    order must not depend on how its work is split. The count is restored
+    afterwards."""
+    previous = attnkit.get_num_threads()
+    results = []
+    try:
+        for count in counts:
+            attnkit.set_num_threads(count)
+            result = compute()
+            parts = result if isinstance(result, (tuple, list)) else [result]
+            results.append([np.array(part) for part in parts])  # copies: the next run may reuse memory
+    finally:
+        attnkit.set_num_threads(previous)
+    first = results[0]
+    for count, other in zip(counts[1:], results[1:]):
+        assert len(other) == len(first), f"{len(other)} results at {count} threads, {len(first)} at {counts[0]}"
+        for index, (a, b) in enumerate(zip(first, other)):
+            assert a.dtype == b.dtype and a.shape == b.shape, f"result {index}: {b.dtype}{b.shape} at {count} threads"
+            assert a.tobytes() == b.tobytes(), f"result {index}: other bits at {count} threads than at {counts[0]}"
 
 
 @pytest.fixture

@@ -24,6 +24,20 @@ def require():
     return torch, transformers
 
 
+def saved_and_reloaded(model, hf_class, hf_model, directory):
+    """``model.save_pretrained(directory)``, loaded back by transformers as
+    ``hf_class``: every tensor must equal ``hf_model``'s, bit for bit (a
+    checkpoint that came from transformers goes back unchanged). Returns the
+    reloaded model, in eval mode."""
+    torch, _ = require()
+    model.save_pretrained(directory)
+    reloaded = hf_class.from_pretrained(directory).eval()
+    original = hf_model.state_dict()
+    for name, tensor in reloaded.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+    return reloaded
+
+
 def left_padded(lengths, vocab_size: int, seed: int = 0):
     """(ids int64 [B, T] left-padded with 0, attention_mask [B, T] 1 = token,
     position_ids [B, T] counting each row's real tokens from 0)."""

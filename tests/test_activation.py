@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 import reference as R
-from conftest import assert_elementwise_close
-from op_check import run_op
+from conftest import assert_same_bits_at_thread_counts
+from op_check import check_op, run_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -94,26 +94,32 @@ def silu_backward_scale(x64, upstream):
 # ------------------------------------------------------------------- GELU --
 
 
+def gelu_reference(x64, upstream, approximate):
+    """(y, dx) of the float64 reference, and the scale of each."""
+    y = R.gelu(x64, approximate)
+    dx = upstream * R.gelu_derivative(x64, approximate)
+    return (y, dx), (gelu_forward_scale(x64, y, approximate), gelu_backward_scale(x64, upstream, approximate))
+
+
+def check_gelu(x, upstream, approximate, expected=None):
+    """check_op: y and dx elementwise within the scales above. ``expected``:
+    gelu_reference of these inputs, where the caller computed it once."""
+    x64, upstream64 = x.astype(np.float64), upstream.astype(np.float64)
+    (y, dx), scales = expected or gelu_reference(x64, upstream64, approximate)
+    return check_op(F.gelu, [x], upstream, lambda *_: (y, dx), options={"approximate": approximate}, scales=scales)
+
+
 @functools.cache
 def gelu_expected(n, approximate):
+    """gelu_reference of the size-n inputs, once per size (erfc is slow)."""
     x64 = activation_input(n).astype(np.float64)
-    upstream = upstream_gradient(n).astype(np.float64)
-    return (
-        R.gelu(x64, approximate),
-        gelu_forward_scale(x64, R.gelu(x64, approximate), approximate),
-        upstream * R.gelu_derivative(x64, approximate),
-        gelu_backward_scale(x64, upstream, approximate),
-    )
+    return gelu_reference(x64, upstream_gradient(n).astype(np.float64), approximate)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("n", SIZES)
 def test_gelu_against_the_float64_reference(cpu_isa, n, approximate):
-    y, dx = forward_and_backward(F.gelu, activation_input(n), upstream_gradient(n), approximate=approximate)
-    expected_y, y_scale, expected_dx, dx_scale = gelu_expected(n, approximate)
-    assert y.dtype == np.float32 and y.shape == (n,)
-    assert_elementwise_close(y, expected_y, scale=y_scale)
-    assert_elementwise_close(dx, expected_dx, scale=dx_scale)
+    check_gelu(activation_input(n), upstream_gradient(n), approximate, gelu_expected(n, approximate))
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
@@ -121,31 +127,15 @@ def test_gelu_dense_grid_over_the_bend_and_tails(cpu_isa, approximate):
     """Every 1/1024 from -20 to 20: the saturation edges, the sign change of
     gelu' and the negative tail down to where gelu underflows."""
     x = np.arange(-20 * 1024, 20 * 1024 + 1, dtype=np.float32) / 1024
-    x64 = x.astype(np.float64)
-    upstream = np.ones_like(x)
-    y, dx = forward_and_backward(F.gelu, x, upstream, approximate=approximate)
-    expected = R.gelu(x64, approximate)
-    assert_elementwise_close(y, expected, scale=gelu_forward_scale(x64, expected, approximate))
-    assert_elementwise_close(
-        dx, R.gelu_derivative(x64, approximate), scale=gelu_backward_scale(x64, upstream, approximate)
-    )
+    check_gelu(x, np.ones_like(x), approximate)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_infinities_and_nan(cpu_isa, approximate):
-    x = attnkit.tensor(SPECIAL, requires_grad=True)
-    y = F.gelu(x, approximate=approximate)
-    y.backward(attnkit.tensor(np.ones_like(SPECIAL)))
-    y, dx = y.detach().numpy(), x.grad.numpy()
+    y, (dx,) = check_gelu(SPECIAL, np.ones_like(SPECIAL), approximate)
     assert y[0] == np.inf and y[1] == 0.0 and np.isnan(y[2])  # gelu(+inf), gelu(-inf), NaN
     assert dx[0] == 1.0 and dx[1] == 0.0 and np.isnan(dx[2])  # gelu'(+inf), gelu'(-inf), NaN
     assert np.isnan(y).sum() == 1 and np.isnan(dx).sum() == 1
-    x64 = SPECIAL.astype(np.float64)
-    expected = R.gelu(x64, approximate)
-    assert_elementwise_close(y, expected, scale=gelu_forward_scale(x64, expected, approximate))
-    assert_elementwise_close(
-        dx, R.gelu_derivative(x64, approximate), scale=gelu_backward_scale(x64, np.ones_like(x64), approximate)
-    )
 
 
 def test_gelu_keeps_shape_and_matches_the_flat_result(cpu_isa):
@@ -201,43 +191,32 @@ def test_relu_special_values(cpu_isa):
 # ------------------------------------------------------------------- SiLU --
 
 
-@functools.cache
-def silu_expected(n):
-    x64 = activation_input(n).astype(np.float64)
-    upstream = upstream_gradient(n).astype(np.float64)
-    return R.silu(x64), upstream * R.silu_derivative(x64), silu_backward_scale(x64, upstream)
+def check_silu(x, upstream):
+    """check_op: y and dx elementwise. The forward needs no scale: the
+    sigmoid comes from exp(-|x|) of the exact input, in both tails."""
+    x64, upstream64 = x.astype(np.float64), upstream.astype(np.float64)
+
+    def reference(x, upstream):
+        return R.silu(x), upstream * R.silu_derivative(x)
+
+    return check_op(F.silu, [x], upstream, reference, scales=[None, silu_backward_scale(x64, upstream64)])
 
 
 @pytest.mark.parametrize("n", SIZES)
 def test_silu_against_the_float64_reference(cpu_isa, n):
-    y, dx = forward_and_backward(F.silu, activation_input(n), upstream_gradient(n))
-    expected_y, expected_dx, dx_scale = silu_expected(n)
-    # The forward needs no scale: the sigmoid comes from exp(-|x|) of the
-    # exact input, in both tails.
-    assert_elementwise_close(y, expected_y)
-    assert_elementwise_close(dx, expected_dx, scale=dx_scale)
+    check_silu(activation_input(n), upstream_gradient(n))
 
 
 def test_silu_dense_grid_and_far_negative_tail(cpu_isa):
     x = np.concatenate([np.arange(-40 * 256, 40 * 256 + 1) / 256, np.linspace(-140, -40, 20001)]).astype(np.float32)
-    x64 = x.astype(np.float64)
-    upstream = np.ones_like(x)
-    y, dx = forward_and_backward(F.silu, x, upstream)
-    assert_elementwise_close(y, R.silu(x64))
-    assert_elementwise_close(dx, R.silu_derivative(x64), scale=silu_backward_scale(x64, upstream))
+    check_silu(x, np.ones_like(x))
 
 
 def test_silu_infinities_and_nan(cpu_isa):
-    x = attnkit.tensor(SPECIAL, requires_grad=True)
-    y = F.silu(x)
-    y.backward(attnkit.tensor(np.ones_like(SPECIAL)))
-    y, dx = y.detach().numpy(), x.grad.numpy()
+    y, (dx,) = check_silu(SPECIAL, np.ones_like(SPECIAL))
     assert y[0] == np.inf and y[1] == 0.0 and np.isnan(y[2])
     assert dx[0] == 1.0 and dx[1] == 0.0 and np.isnan(dx[2])
     assert np.isnan(y).sum() == 1 and np.isnan(dx).sum() == 1
-    x64 = SPECIAL.astype(np.float64)
-    assert_elementwise_close(y, R.silu(x64))
-    assert_elementwise_close(dx, R.silu_derivative(x64), scale=silu_backward_scale(x64, np.ones_like(x64)))
 
 
 # ------------------------------------------------------------------- tanh --
@@ -248,19 +227,18 @@ def test_silu_infinities_and_nan(cpu_isa):
 # magnitudes, with no scale.
 
 
-@functools.cache
-def tanh_expected(n):
-    x64 = activation_input(n).astype(np.float64)
-    return R.tanh(x64), upstream_gradient(n).astype(np.float64) * R.tanh_derivative(x64)
+def check_tanh(x, upstream):
+    """check_op: y and dx elementwise, relative to their own magnitudes."""
+
+    def reference(x, upstream):
+        return R.tanh(x), upstream * R.tanh_derivative(x)
+
+    return check_op(F.tanh, [x], upstream, reference, scales=[None, None])
 
 
 @pytest.mark.parametrize("n", SIZES)
 def test_tanh_against_the_float64_reference(cpu_isa, n):
-    y, dx = forward_and_backward(F.tanh, activation_input(n), upstream_gradient(n))
-    expected_y, expected_dx = tanh_expected(n)
-    assert y.dtype == np.float32 and y.shape == (n,)
-    assert_elementwise_close(y, expected_y)
-    assert_elementwise_close(dx, expected_dx)
+    check_tanh(activation_input(n), upstream_gradient(n))
 
 
 def tanh_sweep():
@@ -279,10 +257,7 @@ def tanh_sweep():
 
 def test_tanh_dense_sweep_near_zero_and_tails(cpu_isa):
     x = tanh_sweep()
-    x64 = x.astype(np.float64)
-    y, dx = forward_and_backward(F.tanh, x, np.ones_like(x))
-    assert_elementwise_close(y, R.tanh(x64))
-    assert_elementwise_close(dx, R.tanh_derivative(x64))
+    check_tanh(x, np.ones_like(x))
 
 
 def test_tanh_is_odd_and_its_derivative_even_bit_for_bit(cpu_isa):
@@ -302,18 +277,12 @@ def test_tanh_saturates_exactly(cpu_isa):
 
 
 def test_tanh_infinities_nan_and_signed_zero(cpu_isa):
-    x = attnkit.tensor(SPECIAL, requires_grad=True)
-    y = F.tanh(x)
-    y.backward(attnkit.tensor(np.ones_like(SPECIAL)))
-    y, dx = y.detach().numpy(), x.grad.numpy()
+    y, (dx,) = check_tanh(SPECIAL, np.ones_like(SPECIAL))
     assert y[0] == 1.0 and y[1] == -1.0 and np.isnan(y[2])  # tanh(+inf), tanh(-inf), NaN
     assert dx[0] == 0.0 and dx[1] == 0.0 and np.isnan(dx[2])
     assert np.signbit(y[4]) and y[4] == 0.0 and dx[3] == 1.0 and dx[4] == 1.0  # tanh(-0) = -0
     assert y[5] == np.float32(1e-30) and y[6] == np.float32(-1e-30)  # tanh(x) = x to float precision
     assert np.isnan(y).sum() == 1 and np.isnan(dx).sum() == 1
-    x64 = SPECIAL.astype(np.float64)
-    assert_elementwise_close(y, R.tanh(x64))
-    assert_elementwise_close(dx, R.tanh_derivative(x64))
 
 
 def test_tanh_bad_input():
@@ -328,20 +297,18 @@ def test_tanh_bad_input():
 
 
 def check_swiglu(values, upstream):
-    """Forward and backward through F.swiglu against the reference."""
-    y, dx = forward_and_backward(F.swiglu, values, upstream)
-    hidden = values.shape[-1] // 2
-    assert y.shape == values.shape[:-1] + (hidden,) and dx.shape == values.shape
+    """check_op: F.swiglu's y and dx elementwise against the reference."""
     x64, upstream64 = values.astype(np.float64), upstream.astype(np.float64)
-    # silu(gate) * up: a product, no cancellation; silu as in its own test.
-    assert_elementwise_close(y, R.swiglu(x64))
-    expected = R.swiglu_backward(upstream64, x64)
     gate, up = np.split(x64, 2, axis=-1)
-    # The gate half is upstream * up * silu'(gate), and silu' cancels (see
-    # silu_backward_scale); the up half, upstream * silu(gate), does not.
-    gate_scale = silu_backward_scale(gate, upstream64 * up)
-    assert_elementwise_close(dx[..., :hidden], expected[..., :hidden], scale=gate_scale)
-    assert_elementwise_close(dx[..., hidden:], expected[..., hidden:])
+    # silu(gate) * up: a product, no cancellation; silu as in its own test.
+    # The gate half of dx is upstream * up * silu'(gate), and silu' cancels
+    # (see silu_backward_scale); the up half, upstream * silu(gate), does not.
+    dx_scale = np.concatenate([silu_backward_scale(gate, upstream64 * up), np.abs(upstream64 * R.silu(gate))], axis=-1)
+
+    def reference(x, upstream):
+        return R.swiglu(x), R.swiglu_backward(upstream, x)
+
+    check_op(F.swiglu, [values], upstream, reference, scales=[None, dx_scale])
 
 
 @pytest.mark.parametrize(
@@ -442,15 +409,7 @@ def test_results_do_not_depend_on_the_thread_count(cpu_isa, name):
     x = attnkit.tensor(activation_input(10**6).reshape(500, 2000))._array
     dy_shape = (500, 1000) if name == "swiglu" else (500, 2000)
     dy = _C.array_from_numpy(np.random.default_rng(5).standard_normal(dy_shape).astype(np.float32))
-    previous = attnkit.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            attnkit.set_num_threads(threads)
-            results.append((np.asarray(forward(x)).tobytes(), np.asarray(backward(dy, x)).tobytes()))
-    finally:
-        attnkit.set_num_threads(previous)
-    assert results[0] == results[1]
+    assert_same_bits_at_thread_counts(lambda: (np.asarray(forward(x)), np.asarray(backward(dy, x))), (1, 2))
 
 
 # ------------------------------------------------ the references themselves --

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import reference
 from conftest import assert_reduction_close
+from op_check import check_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -79,12 +80,14 @@ def check(rng, batch, tq, tk, heads, kv_heads, d, **mask):
         options["key_lengths"] = attnkit.tensor(np.asarray(options["key_lengths"], np.int64))
     if "key_padding_mask" in options:
         options["key_padding_mask"] = attnkit.tensor(np.asarray(options["key_padding_mask"], bool))
-    ours = run(q, k, v, grad_out, **options)
-    expected = (reference.attention(q, k, v, **mask),) + reference.attention_backward(q, k, v, grad_out, **mask)
-    naive = naive_float32(q, k, v, grad_out, **mask)
-    for name, a, e, n in zip(("out", "dq", "dk", "dv"), ours, expected, naive):
-        assert a.shape == e.shape, name
-        assert_reduction_close(a, e, n)
+
+    def expected(q, k, v, grad_out):
+        return reference.attention(q, k, v, **mask), *reference.attention_backward(q, k, v, grad_out, **mask)
+
+    def naive(q, k, v, grad_out):
+        return naive_float32(q, k, v, grad_out, **mask)
+
+    check_op(F.attention, [q, k, v], grad_out, expected, options=options, naive=naive)
 
 
 @pytest.mark.parametrize("t", [1, 17, 64, 127])

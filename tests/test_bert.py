@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import reference
 from conftest import assert_elementwise_close, assert_reduction_close
-from model_check import mean_cross_entropy, parameter_values
+from model_check import mean_cross_entropy, parameter_values, reference_attention
 
 import attnkit
 from attnkit.models import BERT, BertConfig, mask_tokens
@@ -71,11 +71,7 @@ def bert_reference(values, config, input_ids, token_type_ids=None, attention_mas
         prefix = f"encoder.layers.{layer}."
         q, k, v = np.split(linear(x, prefix + "self_attn.qkv_proj"), 3, axis=-1)
         q, k, v = (t.reshape(batch, steps, heads, head_dim) for t in (q, k, v))
-        scores = np.einsum("bihd,bjhd->bhij", q, k) * dtype(1 / math.sqrt(head_dim))
-        scores = np.where(visible, scores, -np.inf)
-        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        weights = weights / weights.sum(axis=-1, keepdims=True)
-        attended = np.einsum("bhij,bjhd->bihd", weights, v).reshape(batch, steps, width)
+        attended = reference_attention(q, k, v, visible, dtype)
         x = layer_norm(x + linear(attended, prefix + "self_attn.out_proj"), prefix + "norm1")
         hidden = gelu(linear(x, prefix + "feed_forward.fc1"))
         x = layer_norm(x + linear(hidden, prefix + "feed_forward.fc2"), prefix + "norm2")

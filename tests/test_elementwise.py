@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
-from conftest import assert_elementwise_close, assert_reduction_close
+from conftest import assert_elementwise_close, assert_same_bits_at_thread_counts
+from op_check import AGAINST_NAIVE, check_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -18,13 +19,6 @@ FUNCTIONS = {"add": F.add, "sub": F.sub, "mul": F.mul, "div": F.div}
 NUMPY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 
 
-@pytest.fixture
-def threads():
-    previous = attnkit.get_num_threads()
-    yield
-    attnkit.set_num_threads(previous)
-
-
 def leaf(values):
     return attnkit.tensor(np.asarray(values, np.float32), requires_grad=True)
 
@@ -34,7 +28,7 @@ def operand(rng, shape, op):
     values = rng.standard_normal(shape)
     if op == "div":
         values = np.sign(values + 0.5) * rng.uniform(0.5, 2.0, size=shape)
-    return values.astype(np.float32)
+    return np.asarray(values, np.float32)  # an array, 0-d ones too
 
 
 def naive_sum_float32(x, axes, keepdim=False):
@@ -135,25 +129,25 @@ BROADCAST_CASES = [
 @pytest.mark.parametrize("a_shape, b_shape", BROADCAST_CASES)
 def test_binary_matches_reference(cpu_isa, rng, op, a_shape, b_shape):
     a, b = operand(rng, a_shape, op), operand(rng, b_shape, op)
-    ta, tb = leaf(a), leaf(b)
-    out = FUNCTIONS[op](ta, tb)
     shape = np.broadcast_shapes(a_shape, b_shape)
-    assert out.shape == shape and out.dtype == attnkit.float32
-    # One IEEE operation per element: exactly numpy's float32 result.
-    np.testing.assert_array_equal(out.detach().numpy(), NUMPY[op](a, b))
-    assert_elementwise_close(out.detach().numpy(), reference.binary(a, b, op))
-
     upstream = rng.standard_normal(shape).astype(np.float32)
-    out.backward(attnkit.tensor(upstream))
-    expected = reference.binary_backward(upstream, a, b, op)
-    terms = float32_terms(upstream, a, b, op)
-    for grad, value, term, want in zip((ta.grad, tb.grad), (a, b), terms, expected):
-        assert grad.shape == value.shape
+
+    def expected(a, b, upstream):
+        return reference.binary(a, b, op), *reference.binary_backward(upstream, a, b, op)
+
+    def naive(a, b, upstream):
+        terms = float32_terms(upstream, a, b, op)
+        return NUMPY[op](a, b), *(naive_sum_to_shape(term, value.shape) for term, value in zip(terms, (a, b)))
+
+    # A gradient of a broadcast operand is a sum: against the naive sum's
+    # error; the others elementwise.
+    scales = [None] + [None if value.shape == shape else AGAINST_NAIVE for value in (a, b)]
+    out, gradients = check_op(FUNCTIONS[op], [a, b], upstream, expected, naive=naive, scales=scales)
+    # One IEEE operation per element: exactly numpy's float32 result.
+    np.testing.assert_array_equal(out, NUMPY[op](a, b))
+    for grad, value, term in zip(gradients, (a, b), float32_terms(upstream, a, b, op)):
         if value.shape == shape:  # not broadcast: the terms themselves
-            np.testing.assert_array_equal(grad.numpy(), term)
-            assert_elementwise_close(grad.numpy(), want)
-        else:
-            assert_reduction_close(grad.numpy(), want, naive_sum_to_shape(term, value.shape))
+            np.testing.assert_array_equal(grad, term)
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -212,17 +206,16 @@ def test_neg_and_its_gradient(cpu_isa, rng):
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_broadcast_gradient_same_for_any_thread_count(cpu_isa, rng, threads, op):
+def test_broadcast_gradient_same_for_any_thread_count(cpu_isa, rng, op):
     a, b = operand(rng, (3000, 127), op), operand(rng, (127,), op)
     upstream = attnkit.tensor(rng.standard_normal((3000, 127)).astype(np.float32))
-    results = []
-    for count in (1, 2, 3):
-        attnkit.set_num_threads(count)
+
+    def broadcast_gradient():
         ta, tb = leaf(a), leaf(b)
         FUNCTIONS[op](ta, tb).backward(upstream)
-        results.append(tb.grad.numpy())
-    for other in results[1:]:
-        np.testing.assert_array_equal(other, results[0])
+        return tb.grad.numpy()
+
+    assert_same_bits_at_thread_counts(broadcast_gradient)
 
 
 def test_in_place_add_is_the_float32_sum(rng):
@@ -300,17 +293,19 @@ def _dims(shape, dim):
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_sum_matches_reference(cpu_isa, rng, shape, dim, keepdim):
     # An offset makes the running sums large, where a plain float32 loop drifts.
-    values = (rng.standard_normal(shape) + 0.75).astype(np.float32)
-    x = leaf(values)
-    out = F.sum(x, dim, keepdim)
+    values = np.asarray(rng.standard_normal(shape) + 0.75, np.float32)  # 0-d: an array too
     dims = _dims(shape, dim)
-    expected = reference.reduce_sum(values, dims, keepdim)
-    assert out.shape == expected.shape and out.dtype == attnkit.float32
-    assert_reduction_close(out.detach().numpy(), expected, naive_sum_float32(values, dims, keepdim))
-    upstream = rng.standard_normal(expected.shape).astype(np.float32)
-    out.backward(attnkit.tensor(upstream))
     kept = [1 if d in {k % max(1, len(shape)) for k in dims} else s for d, s in enumerate(shape)]
-    np.testing.assert_array_equal(x.grad.numpy(), np.broadcast_to(upstream.reshape(kept), shape))
+    upstream = rng.standard_normal(reference.reduce_sum(values, dims, keepdim).shape).astype(np.float32)
+
+    def expected(x, upstream):
+        return reference.reduce_sum(x, dims, keepdim), np.broadcast_to(upstream.reshape(kept), shape)
+
+    def naive(x, upstream):
+        return naive_sum_float32(x, dims, keepdim), np.broadcast_to(upstream.reshape(kept), shape)
+
+    _, (dx,) = check_op(F.sum, [values], upstream, expected, options={"dim": dim, "keepdim": keepdim}, naive=naive)
+    np.testing.assert_array_equal(dx, np.broadcast_to(upstream.reshape(kept), shape))  # a copy: exact
 
 
 @pytest.mark.parametrize(
@@ -318,18 +313,22 @@ def test_sum_matches_reference(cpu_isa, rng, shape, dim, keepdim):
 )
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_mean_matches_reference(cpu_isa, rng, shape, dim, keepdim):
-    values = (rng.standard_normal(shape) + 0.75).astype(np.float32)
-    x = leaf(values)
-    out = F.mean(x, dim, keepdim)
+    values = np.asarray(rng.standard_normal(shape) + 0.75, np.float32)  # 0-d: an array too
     dims = _dims(shape, dim)
     count = int(np.prod([shape[d] for d in dims]))
-    expected = reference.reduce_mean(values, dims, keepdim)
-    naive = naive_sum_float32(values, dims, keepdim) / np.float32(count)
-    assert_reduction_close(out.detach().numpy(), expected, naive)
-    upstream = rng.standard_normal(expected.shape).astype(np.float32)
-    out.backward(attnkit.tensor(upstream))
     kept = [1 if d in dims else s for d, s in enumerate(shape)]
-    np.testing.assert_array_equal(x.grad.numpy(), np.broadcast_to(upstream.reshape(kept) / np.float32(count), shape))
+    upstream = rng.standard_normal(reference.reduce_mean(values, dims, keepdim).shape).astype(np.float32)
+
+    def expected(x, upstream):
+        return reference.reduce_mean(x, dims, keepdim), np.broadcast_to(upstream.reshape(kept) / count, shape)
+
+    def naive(x, upstream):
+        sums = naive_sum_float32(x, dims, keepdim) / np.float32(count)
+        return sums, np.broadcast_to(upstream.reshape(kept) / np.float32(count), shape)
+
+    _, (dx,) = check_op(F.mean, [values], upstream, expected, options={"dim": dim, "keepdim": keepdim}, naive=naive)
+    # one float32 division per element: exact
+    np.testing.assert_array_equal(dx, np.broadcast_to(upstream.reshape(kept) / np.float32(count), shape))
 
 
 def test_mean_of_nothing_is_nan():
@@ -340,14 +339,9 @@ def test_mean_of_nothing_is_nan():
 @pytest.mark.parametrize(
     "shape, dims", [((70000,), [0]), ((3, 40000), [1]), ((300, 200), [0]), ((40, 300, 20), [0, 2]), ((2000, 33), [0])]
 )
-def test_sum_same_for_any_thread_count(cpu_isa, rng, threads, shape, dims):
+def test_sum_same_for_any_thread_count(cpu_isa, rng, shape, dims):
     values = attnkit.tensor((rng.standard_normal(shape) + 0.75).astype(np.float32))
-    results = []
-    for count in (1, 2, 3):
-        attnkit.set_num_threads(count)
-        results.append(F.sum(values, dims).numpy())
-    for other in results[1:]:
-        np.testing.assert_array_equal(other, results[0])
+    assert_same_bits_at_thread_counts(lambda: F.sum(values, dims).numpy())
 
 
 @pytest.mark.parametrize("dtype", [np.bool_, np.int32, np.int64])
@@ -506,23 +500,27 @@ def test_comparison_errors():
 def test_where_matches_reference(rng, condition_shape, a_shape, b_shape):
     condition = rng.random(condition_shape) < 0.5
     a, b = rng.standard_normal(a_shape).astype(np.float32), rng.standard_normal(b_shape).astype(np.float32)
-    ta, tb = leaf(a), leaf(b)
-    out = F.where(attnkit.tensor(condition), ta, tb)
-    np.testing.assert_array_equal(out.detach().numpy(), np.where(condition, a, b))
-    upstream = rng.standard_normal(out.shape).astype(np.float32)
-    out.backward(attnkit.tensor(upstream))
-    expected = reference.where_backward(upstream, condition, a_shape, b_shape)
-    broadcast_condition = np.broadcast_to(condition, upstream.shape)
+    shape = np.broadcast_shapes(condition_shape, a_shape, b_shape)
+    upstream = rng.standard_normal(shape).astype(np.float32)
+    broadcast_condition = np.broadcast_to(condition, shape)
     terms = (
         np.where(broadcast_condition, upstream, np.float32(0)),
         np.where(broadcast_condition, np.float32(0), upstream),
     )
-    for grad, value, term, want in zip((ta.grad, tb.grad), (a, b), terms, expected):
-        assert grad.shape == value.shape
-        if value.shape == upstream.shape:
-            np.testing.assert_array_equal(grad.numpy(), term)
-        else:
-            assert_reduction_close(grad.numpy(), want, naive_sum_to_shape(term, value.shape))
+
+    def expected(condition, a, b, upstream):
+        return np.where(condition, a, b), *reference.where_backward(upstream, condition, a_shape, b_shape)
+
+    def naive(condition, a, b, upstream):
+        return np.where(condition, a, b), *(naive_sum_to_shape(term, value.shape) for term, value in zip(terms, (a, b)))
+
+    # A gradient of a broadcast operand is a sum: against the naive sum's error.
+    scales = [None] + [None if value.shape == shape else AGAINST_NAIVE for value in (a, b)]
+    out, gradients = check_op(F.where, [condition, a, b], upstream, expected, naive=naive, scales=scales)
+    np.testing.assert_array_equal(out, np.where(condition, a, b))  # a selection: exact
+    for grad, value, term in zip(gradients, (a, b), terms):
+        if value.shape == shape:
+            np.testing.assert_array_equal(grad, term)
 
 
 def test_where_with_numbers_and_integers(rng):

@@ -5,19 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
-from conftest import assert_reduction_close
-from op_check import run_op
+from conftest import assert_matches_finite_differences, assert_same_bits_at_thread_counts
+from op_check import check_op, run_op
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
-
-
-@pytest.fixture
-def threads():
-    previous = attnkit.get_num_threads()
-    yield
-    attnkit.set_num_threads(previous)
 
 
 def as_tensor(values):
@@ -25,17 +18,34 @@ def as_tensor(values):
     return attnkit.from_numpy(np.array(values))
 
 
-def run_embedding(ids, weight, dout):
-    """Forward and backward through F.embedding; returns (out, dweight)."""
-    out, (_, dweight) = run_op(F.embedding, [ids, weight], dout)
-    return out, dweight
-
-
 def serial_float32_scatter_add(dout, ids, num_embeddings):
     """The naive float32 computation: one float32 add per position, in order."""
     dweight = np.zeros((num_embeddings, dout.shape[-1]), np.float32)
     np.add.at(dweight, ids.reshape(-1), dout.reshape(ids.size, -1))
     return dweight
+
+
+def check_embedding(ids, weight, dout, padding_idx=None):
+    """check_op: out and dweight against the reference, the naive
+    computation a float32 gather and the serial scatter-add. Returns (out,
+    dweight); no gradient reaches the padding row."""
+    V = weight.shape[0]
+
+    def computation(scatter_add):
+        def out_and_dweight(ids, weight, dout):
+            dweight = scatter_add(dout, ids, V)
+            if padding_idx is not None:
+                dweight[padding_idx] = 0.0
+            return reference.embedding(ids, weight), dweight
+
+        return out_and_dweight
+
+    options = {} if padding_idx is None else {"padding_idx": padding_idx}
+    naive = computation(serial_float32_scatter_add)
+    out, (dweight,) = check_op(
+        F.embedding, [ids, weight], dout, computation(reference.embedding_backward), options=options, naive=naive
+    )
+    return out, dweight
 
 
 CASES = [  # (ids shape, V, C)
@@ -56,39 +66,32 @@ def test_embedding_matches_reference(rng, shape, V, C, index_dtype):
     ids = rng.integers(0, V, size=shape).astype(index_dtype)
     weight = rng.standard_normal((V, C)).astype(np.float32)
     dout = rng.standard_normal(shape + (C,)).astype(np.float32)
-    out, dweight = run_embedding(ids, weight, dout)
-    assert out.shape == shape + (C,) and dweight.shape == (V, C)
+    out, dweight = check_embedding(ids, weight, dout)
     np.testing.assert_array_equal(out, reference.embedding(ids, weight))  # a gather is exact
-    expected = reference.embedding_backward(dout, ids, V)
-    naive = serial_float32_scatter_add(dout, ids, V)
-    assert_reduction_close(dweight, expected, naive)
     # Each row is summed from 0 in position order, exactly as the serial loop.
-    np.testing.assert_array_equal(dweight, naive)
+    np.testing.assert_array_equal(dweight, serial_float32_scatter_add(dout, ids, V))
 
 
 def test_reference_backward_by_finite_differences(rng):
     ids = rng.integers(0, 5, size=(2, 4))
     weight = rng.standard_normal((5, 3))
     dout = rng.standard_normal((2, 4, 3))
-    numeric = reference.gradient_of_weighted_sum(lambda w: reference.embedding(ids, w), weight, dout)
-    np.testing.assert_allclose(reference.embedding_backward(dout, ids, 5), numeric, rtol=1e-7, atol=1e-9)
+    assert_matches_finite_differences(
+        reference.embedding_backward(dout, ids, 5), lambda w: reference.embedding(ids, w), weight, dout
+    )
 
 
-def test_backward_same_for_any_thread_count(rng, threads):
+def test_backward_same_for_any_thread_count(rng):
     # Zipf-like ids: a few rows collect most positions, as with real tokens.
     V, C, N = 3000, 96, 20000
-    ids = np.minimum(rng.zipf(1.3, size=N) - 1, V - 1).astype(np.int64)
+    ids = attnkit.tensor(np.minimum(rng.zipf(1.3, size=N) - 1, V - 1).astype(np.int64))
     dout = attnkit.tensor(rng.standard_normal((N, C)).astype(np.float32))
-    results = []
-    for count in (1, 2):
-        attnkit.set_num_threads(count)
-        results.append(np.asarray(_C.embedding_backward(dout._array, attnkit.tensor(ids)._array, V)).copy())
-    np.testing.assert_array_equal(results[0], results[1])
+    assert_same_bits_at_thread_counts(lambda: np.asarray(_C.embedding_backward(dout._array, ids._array, V)), (1, 2))
 
 
 def test_empty_input(rng):
     weight = rng.standard_normal((4, 3)).astype(np.float32)
-    out, dweight = run_embedding(np.zeros((0, 2), np.int64), weight, np.zeros((0, 2, 3), np.float32))
+    out, (_, dweight) = run_op(F.embedding, [np.zeros((0, 2), np.int64), weight], np.zeros((0, 2, 3), np.float32))
     assert out.shape == (0, 2, 3)
     np.testing.assert_array_equal(dweight, np.zeros((4, 3), np.float32))
 
@@ -116,17 +119,10 @@ def test_padding_idx_row_gets_no_gradient(rng, padding_idx, row):
     ids[0, :3] = row  # the padding row occurs, several times
     weight = rng.standard_normal((V, C)).astype(np.float32)
     dout = rng.standard_normal((4, 9, C)).astype(np.float32)
-    w = attnkit.tensor(weight, requires_grad=True)
-    out = F.embedding(attnkit.tensor(ids), w, padding_idx=padding_idx)
-    out.backward(attnkit.tensor(dout))
+    out, dweight = check_embedding(ids, weight, dout, padding_idx)
     # the lookup itself is unchanged: the padding row is read as it is
-    np.testing.assert_array_equal(out.detach().numpy(), reference.embedding(ids, weight))
-    expected = reference.embedding_backward(dout, ids, V)
-    expected[row] = 0.0
-    naive = serial_float32_scatter_add(dout, ids, V)
-    naive[row] = 0.0
-    np.testing.assert_array_equal(w.grad.numpy()[row], np.zeros(C, np.float32))
-    assert_reduction_close(w.grad.numpy(), expected, naive)
+    np.testing.assert_array_equal(out, reference.embedding(ids, weight))
+    np.testing.assert_array_equal(dweight[row], np.zeros(C, np.float32))
 
 
 def test_padding_idx_bad_values(rng):

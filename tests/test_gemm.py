@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 import reference
-from conftest import assert_elementwise_close, assert_reduction_close
+from conftest import assert_elementwise_close, assert_reduction_close, assert_same_bits_at_thread_counts
+from op_check import check_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -130,9 +131,14 @@ def test_bias_and_activation_epilogue(cpu_isa, rng, activation):
         assert pre is None
         assert_reduction_close(np.asarray(out), expected_pre, naive_pre)
         return
+    assert_reduction_close(np.asarray(pre), expected_pre, naive_pre)
+    assert_activation_of(out, pre, activation)
+
+
+def assert_activation_of(out, pre, activation):
+    """The epilogue's activation is elementwise on the saved pre-activation:
+    ``out`` against the float64 activation of ``pre``."""
     pre = np.asarray(pre)
-    assert_reduction_close(pre, expected_pre, naive_pre)
-    # The activation is elementwise on the saved pre-activation.
     if activation == "relu":
         expected = np.maximum(pre.astype(np.float64), 0)
     else:
@@ -148,50 +154,15 @@ def test_decode_shapes(cpu_isa, rng, m, transpose_b):
     # K and N with tails at every vector width
     check_product(rng, m, 37, 333, transpose_b=transpose_b)
     check_product(rng, m, 768, 130, transpose_b=transpose_b)
-    a, b, _, op_b = operands(rng, m, 45, 77, transpose_b=transpose_b)
-    bias = rng.standard_normal(77).astype(np.float32)
-    c0 = rng.standard_normal((m, 77)).astype(np.float32)
-    out = native(c0)
-    _, pre = _C.matmul(
-        native(a),
-        native(b),
-        False,
-        transpose_b,
-        alpha=0.5,
-        beta=-2.0,
-        out=out,
-        bias=native(bias),
-        activation="gelu_tanh",
-        save_pre_activation=True,
-    )
-    expected_pre = 0.5 * reference.matmul(a, op_b) - 2.0 * c0 + bias
-    naive_pre = np.float32(0.5) * reference.matmul_naive_float32(a, op_b) - np.float32(2.0) * c0 + bias
-    assert_reduction_close(np.asarray(pre), expected_pre, naive_pre)
-    assert_elementwise_close(np.asarray(out), reference.gelu(np.asarray(pre), "tanh"), scale=np.abs(np.asarray(pre)))
+    check_with_epilogue(rng, m, 45, 77, False, transpose_b, activation="gelu_tanh", alpha=0.5, beta=-2.0)
 
 
 def test_results_do_not_depend_on_the_thread_count(rng):
     a, b, _, _ = operands(rng, 301, 257, 263)
-    previous = attnkit.get_num_threads()
-    try:
-        attnkit.set_num_threads(1)
-        one = np.asarray(_C.matmul(native(a), native(b))[0]).copy()
-        attnkit.set_num_threads(2)
-        two = np.asarray(_C.matmul(native(a), native(b))[0]).copy()
-    finally:
-        attnkit.set_num_threads(previous)
-    np.testing.assert_array_equal(one, two)
+    assert_same_bits_at_thread_counts(lambda: np.asarray(_C.matmul(native(a), native(b))[0]), (1, 2))
 
 
 # ---- the driver's paths: blocking, threads, tails ------------------------
-
-
-@pytest.fixture
-def threads():
-    """Runs a test at 1 and 2 threads, restoring the count afterwards."""
-    previous = attnkit.get_num_threads()
-    yield lambda n: attnkit.set_num_threads(n)
-    attnkit.set_num_threads(previous)
 
 
 @pytest.fixture
@@ -201,7 +172,7 @@ def forced_blocking():
     _C.set_gemm_blocking(0, 0, 0)
 
 
-def check_with_epilogue(rng, m, k, n, transpose_a, transpose_b, activation="gelu", beta=0.5):
+def check_with_epilogue(rng, m, k, n, transpose_a, transpose_b, activation="gelu", alpha=-0.75, beta=0.5):
     """The product with alpha, beta, a bias, an activation and the saved
     pre-activation, against the float64 reference."""
     a, b, op_a, op_b = operands(rng, m, k, n, transpose_a, transpose_b)
@@ -213,19 +184,17 @@ def check_with_epilogue(rng, m, k, n, transpose_a, transpose_b, activation="gelu
         native(b),
         transpose_a,
         transpose_b,
-        alpha=-0.75,
+        alpha=alpha,
         beta=beta,
         out=out,
         bias=native(bias),
         activation=activation,
         save_pre_activation=True,
     )
-    expected_pre = -0.75 * reference.matmul(op_a, op_b) + beta * c0.astype(np.float64) + bias
-    naive_pre = np.float32(-0.75) * reference.matmul_naive_float32(op_a, op_b) + np.float32(beta) * c0 + bias
-    pre = np.asarray(pre)
-    assert_reduction_close(pre, expected_pre, naive_pre)
-    expected = np.maximum(pre.astype(np.float64), 0) if activation == "relu" else reference.gelu(pre, "none")
-    assert_elementwise_close(np.asarray(out), expected, scale=np.maximum(np.abs(expected), np.abs(pre)))
+    expected_pre = alpha * reference.matmul(op_a, op_b) + beta * c0.astype(np.float64) + bias
+    naive_pre = np.float32(alpha) * reference.matmul_naive_float32(op_a, op_b) + np.float32(beta) * c0 + bias
+    assert_reduction_close(np.asarray(pre), expected_pre, naive_pre)
+    assert_activation_of(out, pre, activation)
 
 
 def test_config_reports_the_tile_and_blocks(cpu_isa):
@@ -333,15 +302,7 @@ def test_blocked_results_do_not_depend_on_the_thread_count(rng, forced_blocking)
     # the same order at any thread count.
     a, b, _, _ = operands(rng, 301, 257, 263)
     forced_blocking(24, 48, 64)
-    previous = attnkit.get_num_threads()
-    try:
-        attnkit.set_num_threads(1)
-        one = np.asarray(_C.matmul(native(a), native(b))[0]).copy()
-        attnkit.set_num_threads(2)
-        two = np.asarray(_C.matmul(native(a), native(b))[0]).copy()
-    finally:
-        attnkit.set_num_threads(previous)
-    np.testing.assert_array_equal(one, two)
+    assert_same_bits_at_thread_counts(lambda: np.asarray(_C.matmul(native(a), native(b))[0]), (1, 2))
 
 
 def test_bad_arguments():
@@ -397,23 +358,21 @@ def test_matmul_matches_numpy_semantics_and_gradients(rng):
     a = rng.standard_normal((3, 1, 6, 5)).astype(np.float32)
     b = rng.standard_normal((2, 5, 4)).astype(np.float32)
     g = rng.standard_normal((3, 2, 6, 4)).astype(np.float32)
-    ta = attnkit.tensor(a, requires_grad=True)
-    tb = attnkit.tensor(b, requires_grad=True)
-    out = F.matmul(ta, tb)
-    out.backward(attnkit.tensor(g))
-    assert_reduction_close(out.detach().numpy(), reference.matmul(a, b), reference.matmul_naive_float32(a, b))
-    # dA = dC B^T summed over the broadcast dimension; dB = A^T dC summed likewise
-    bt, at = np.swapaxes(b, -1, -2), np.swapaxes(a, -1, -2)
-    assert_reduction_close(
-        ta.grad.numpy(),
-        reference.matmul(g, bt).sum(axis=1, keepdims=True),
-        reference.matmul_naive_float32(g, bt).sum(axis=1, keepdims=True, dtype=np.float32),
-    )
-    assert_reduction_close(
-        tb.grad.numpy(),
-        reference.matmul(at, g).sum(axis=0),
-        reference.matmul_naive_float32(at, g).sum(axis=0, dtype=np.float32),
-    )
+
+    def product_and_gradients(matmul, dtype):
+        """C = A B, dA = dC B^T summed over the broadcast dimension, dB = A^T dC
+        summed likewise, with ``matmul`` and sums in ``dtype``."""
+
+        def compute(a, b, g):
+            bt, at = np.swapaxes(b, -1, -2), np.swapaxes(a, -1, -2)
+            da = matmul(g, bt).sum(axis=1, keepdims=True, dtype=dtype)
+            return matmul(a, b), da, matmul(at, g).sum(axis=0, dtype=dtype)
+
+        return compute
+
+    expected = product_and_gradients(reference.matmul, np.float64)
+    naive = product_and_gradients(reference.matmul_naive_float32, np.float32)
+    check_op(F.matmul, [a, b], g, expected, naive=naive)
 
 
 def test_matmul_vectors(rng):
@@ -427,12 +386,9 @@ def test_matmul_vectors(rng):
 @pytest.mark.parametrize("activation", [None, "relu", "gelu", "gelu_tanh"])
 def test_linear_forward_and_backward(cpu_isa, rng, activation):
     x = rng.standard_normal((2, 7, 13)).astype(np.float32)
-    w = rng.standard_normal((11, 13)).astype(np.float32) / np.sqrt(13)
+    w = (rng.standard_normal((11, 13)).astype(np.float32) / np.sqrt(13)).astype(np.float32)
     b = rng.standard_normal(11).astype(np.float32)
     g = rng.standard_normal((2, 7, 11)).astype(np.float32)
-    tx, tw, tb = (attnkit.tensor(v, requires_grad=True) for v in (x, w, b))
-    y = F.linear(tx, tw, tb, activation=activation)
-    y.backward(attnkit.tensor(g))
 
     def forward(pre):
         if activation is None:
@@ -445,19 +401,24 @@ def test_linear_forward_and_backward(cpu_isa, rng, activation):
         h = 1e-6
         return (forward(pre + h) - forward(pre - h)) / (2 * h) if activation else np.ones_like(pre)
 
-    pre = reference.matmul(x, w.T) + b
-    naive_pre = (reference.matmul_naive_float32(x, w.T) + b).astype(np.float64)
-    assert_reduction_close(y.detach().numpy(), forward(pre), forward(naive_pre).astype(np.float32))
-    expected = reference.linear_backward(x, w, g * slope(pre))
-    # naive: the same gradients summed plainly in float32
-    gp = (g * slope(pre)).astype(np.float32)
-    naive = (
-        reference.matmul_naive_float32(gp, w).reshape(x.shape),
-        reference.matmul_naive_float32(gp.reshape(-1, 11).T, x.reshape(-1, 13)),
-        np.add.reduce(gp.reshape(-1, 11), axis=0, dtype=np.float32),
-    )
-    for ours, theirs, plain in zip((tx.grad, tw.grad, tb.grad), expected, naive):
-        assert_reduction_close(ours.numpy(), theirs.reshape(plain.shape), plain)
+    def expected(x, w, b, g):
+        pre = reference.matmul(x, w.T) + b
+        dx, dw, db = reference.linear_backward(x, w, g * slope(pre))
+        return forward(pre), dx.reshape(x.shape), dw, db
+
+    def naive(x, w, b, g):
+        """The plain float32 computation: the pre-activation summed plainly,
+        the activation and its slope there, the gradients summed plainly."""
+        naive_pre = (reference.matmul_naive_float32(x, w.T) + b).astype(np.float64)
+        gp = (g * slope(naive_pre)).astype(np.float32)
+        return (
+            forward(naive_pre).astype(np.float32),
+            reference.matmul_naive_float32(gp, w).reshape(x.shape),
+            reference.matmul_naive_float32(gp.reshape(-1, 11).T, x.reshape(-1, 13)),
+            np.add.reduce(gp.reshape(-1, 11), axis=0, dtype=np.float32),
+        )
+
+    check_op(F.linear, [x, w, b], g, expected, options={"activation": activation}, naive=naive)
 
 
 def test_linear_reference_by_finite_differences(rng):

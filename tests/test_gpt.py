@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import reference
 from conftest import assert_reduction_close
-from model_check import check_gradients, parameter_values
+from model_check import check_gradients, fit_one_batch, parameter_values, reference_attention
 
 import attnkit
 from attnkit.models import GPT, GPTConfig
-from attnkit.nn import functional as F
 
 # These tests seed the default generator: restore its state after each one.
 pytestmark = pytest.mark.usefixtures("keep_default_generator")
@@ -47,11 +46,7 @@ def gpt_reference(values, config, idx, dtype=np.float64):
         prefix = f"blocks.{layer}."
         q, k, v = np.split(linear(layer_norm(x, prefix + "norm1"), prefix + "self_attn.qkv_proj"), 3, axis=-1)
         q, k, v = (t.reshape(batch, steps, heads, head_dim) for t in (q, k, v))
-        scores = np.einsum("bihd,bjhd->bhij", q, k) * dtype(1 / math.sqrt(head_dim))
-        scores = np.where(causal, scores, -np.inf)
-        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        weights = weights / weights.sum(axis=-1, keepdims=True)
-        attended = np.einsum("bhij,bjhd->bihd", weights, v).reshape(batch, steps, width)
+        attended = reference_attention(q, k, v, causal, dtype)
         x = x + linear(attended, prefix + "self_attn.out_proj")
         hidden = linear(layer_norm(x, prefix + "norm2"), prefix + "feed_forward.fc1")
         hidden = np.asarray(reference.gelu(hidden, "tanh")).astype(dtype)
@@ -136,18 +131,7 @@ def test_gradients_match_float64_finite_differences(cpu_isa, rng):
 def test_overfits_one_batch(rng):
     attnkit.manual_seed(23)
     config = tiny_config(vocab_size=16, block_size=16, n_layer=2, n_head=2, n_embd=32)
-    model = GPT(config)
-    data = rng.integers(0, 16, size=(4, 17))
-    idx, targets = attnkit.from_numpy(data[:, :-1].copy()), attnkit.from_numpy(data[:, 1:].reshape(-1).copy())
-    optimizer = attnkit.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-    for _ in range(200):
-        loss = F.cross_entropy(model(idx).reshape(-1, 16), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if loss.item() < 0.05:
-            break
-    assert loss.item() < 0.05
+    assert fit_one_batch(GPT(config), rng)[-1] < 0.05
 
 
 def test_cached_generation_equals_full_sequence(cpu_isa, rng):

@@ -43,6 +43,21 @@ def _perturbed(model, seed: int):
     return model.eval()
 
 
+def _saved_by_transformers(hf_class, directory, seed: int, config=None):
+    """A perturbed ``hf_class`` model (of ``_hf_config()`` unless ``config``
+    is given), saved by transformers into ``directory``; returns it."""
+    hf_model = _perturbed(hf_class(config or _hf_config()), seed)
+    hf_model.save_pretrained(directory)
+    return hf_model
+
+
+def _saved_by_attnkit(model, hf_class, directory):
+    """``model`` saved by attnkit into ``directory``, loaded by transformers
+    as ``hf_class``."""
+    model.save_pretrained(directory)
+    return hf_class.from_pretrained(directory).eval()
+
+
 def _batch(seed: int = 0):
     ids, mask = right_padded(LENGTHS, VOCAB, seed=seed, low=1)
     types = np.zeros_like(ids)
@@ -93,8 +108,7 @@ def _check_classifier(model, hf_model, seed: int = 0) -> None:
 
 
 def test_bert_model_matches_and_has_no_head(tmp_path):
-    hf_model = _perturbed(transformers.BertModel(_hf_config()), seed=1)
-    hf_model.save_pretrained(tmp_path)
+    hf_model = _saved_by_transformers(transformers.BertModel, tmp_path, seed=1)
     model = from_pretrained(tmp_path)
     assert isinstance(model, BERT) and model.hf_architecture == "BertModel"
     assert model.config.pooler and not model.config.mlm_head and model.config.num_labels == 0
@@ -106,28 +120,24 @@ def test_bert_model_matches_and_has_no_head(tmp_path):
     with pytest.raises(ValueError, match="no classifier"):
         model.classify(**_ours(ids, mask, types))
 
-    model.save_pretrained(tmp_path / "again")
-    reloaded = transformers.BertModel.from_pretrained(tmp_path / "again").eval()
+    reloaded = _saved_by_attnkit(model, transformers.BertModel, tmp_path / "again")
     _check_encoder(model, reloaded, seed=2)
 
 
 def test_masked_lm_matches(tmp_path):
-    hf_model = _perturbed(transformers.BertForMaskedLM(_hf_config()), seed=3)
-    hf_model.save_pretrained(tmp_path)
+    hf_model = _saved_by_transformers(transformers.BertForMaskedLM, tmp_path, seed=3)
     model = from_pretrained(tmp_path)
     assert model.hf_architecture == "BertForMaskedLM" and model.config.mlm_head and not model.config.pooler
     _check_mlm(model, hf_model)
 
-    model.save_pretrained(tmp_path / "again")
-    reloaded = transformers.BertForMaskedLM.from_pretrained(tmp_path / "again").eval()
+    reloaded = _saved_by_attnkit(model, transformers.BertForMaskedLM, tmp_path / "again")
     _check_mlm(model, reloaded, seed=4)
 
 
 def test_pretraining_checkpoints_published_as_masked_lm_load(tmp_path):
     # bert-base-uncased's layout: BertForPreTraining's weights (pooler and
     # next-sentence head included) under "architectures": ["BertForMaskedLM"].
-    hf_model = _perturbed(transformers.BertForPreTraining(_hf_config()), seed=5)
-    hf_model.save_pretrained(tmp_path)
+    hf_model = _saved_by_transformers(transformers.BertForPreTraining, tmp_path, seed=5)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps(dict(config, architectures=["BertForMaskedLM"])))
     model = from_pretrained(tmp_path)
@@ -143,16 +153,14 @@ def test_pretraining_checkpoints_published_as_masked_lm_load(tmp_path):
 def test_sequence_classification_matches_and_keeps_its_labels(tmp_path):
     labels = {0: "negative", 1: "neutral", 2: "positive"}
     config = _hf_config(id2label=labels, label2id={v: k for k, v in labels.items()})
-    hf_model = _perturbed(transformers.BertForSequenceClassification(config), seed=7)
-    hf_model.save_pretrained(tmp_path)
+    hf_model = _saved_by_transformers(transformers.BertForSequenceClassification, tmp_path, seed=7, config=config)
     model = from_pretrained(tmp_path)
     assert model.hf_architecture == "BertForSequenceClassification" and model.config.num_labels == 3
     _check_classifier(model, hf_model)
 
-    model.save_pretrained(tmp_path / "again")
+    reloaded = _saved_by_attnkit(model, transformers.BertForSequenceClassification, tmp_path / "again")
     saved = json.loads((tmp_path / "again" / "config.json").read_text())
     assert saved["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
-    reloaded = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "again").eval()
     assert reloaded.config.id2label == labels
     _check_classifier(model, reloaded, seed=8)
 
@@ -185,8 +193,7 @@ def test_tensorflow_layer_norm_names_load(tmp_path):
     # bert-base-uncased's checkpoint names its LayerNorms' weights gamma and beta.
     from safetensors.numpy import load_file, save_file
 
-    hf_model = _perturbed(transformers.BertModel(_hf_config()), seed=11)
-    hf_model.save_pretrained(tmp_path)
+    hf_model = _saved_by_transformers(transformers.BertModel, tmp_path, seed=11)
     tensors = load_file(tmp_path / "model.safetensors")
     renamed = {
         name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 from conftest import assert_logits_close
-from hf_peers import hf_logits, left_padded, our_logits, require
+from hf_peers import hf_logits, left_padded, our_logits, require, saved_and_reloaded
 
 import attnkit
 from attnkit.models import GPT, GPTConfig, from_pretrained
@@ -81,11 +81,7 @@ def test_generation_config_is_attached(checkpoint):
 def test_save_pretrained_round_trips_through_transformers(checkpoint, tmp_path):
     hf_model, directory = checkpoint
     model = from_pretrained(directory)
-    model.save_pretrained(tmp_path)
-    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
-    original = hf_model.state_dict()
-    for name, tensor in reloaded.state_dict().items():
-        assert torch.equal(tensor, original[name]), name
+    saved_and_reloaded(model, transformers.GPT2LMHeadModel, hf_model, tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["architectures"] == ["GPT2LMHeadModel"] and saved["n_positions"] == 48
     assert json.loads((tmp_path / "generation_config.json").read_text())["eos_token_id"] == 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_logits_close
-from hf_peers import marian_tokenizer_files, require, right_padded
+from hf_peers import marian_tokenizer_files, require, right_padded, saved_and_reloaded
 
 import attnkit
 from attnkit.models import Transformer, TransformerConfig, from_pretrained
@@ -167,12 +167,7 @@ def test_beam_search_refuses_an_unknown_length_normalization(checkpoint):
 
 def test_save_pretrained_round_trips_through_transformers(checkpoint, tmp_path):
     hf_model, directory = checkpoint
-    model = from_pretrained(directory)
-    model.save_pretrained(tmp_path)
-    reloaded = transformers.MarianMTModel.from_pretrained(tmp_path).eval()
-    original = hf_model.state_dict()
-    for name, tensor in reloaded.state_dict().items():
-        assert torch.equal(tensor, original[name]), name
+    reloaded = saved_and_reloaded(from_pretrained(directory), transformers.MarianMTModel, hf_model, tmp_path)
     _teacher_forced(from_pretrained(tmp_path), reloaded, seed=3)
 
 

@@ -6,13 +6,11 @@ numpy model reading the same weights, cached decoding against the full
 pass, learning, and bad configs. (The comparison with Hugging Face
 transformers is test_hf_llama.py.)"""
 
-import math
-
 import numpy as np
 import pytest
 import reference
 from conftest import assert_reduction_close
-from model_check import check_gradients, parameter_values
+from model_check import check_gradients, fit_one_batch, parameter_values, reference_attention
 
 import attnkit
 from attnkit.models import GPT, GPTConfig, Llama, LlamaConfig
@@ -86,13 +84,7 @@ def llama_reference(values, config, idx, padding=None, positions=None, dtype=np.
         q, k = q.astype(dtype), k.astype(dtype)
         k = np.repeat(k, heads // kv_heads, axis=2)
         v = np.repeat(v.reshape(batch, steps, kv_heads, head_dim), heads // kv_heads, axis=2)
-        scores = np.einsum("bihd,bjhd->bhij", q, k) * dtype(1 / math.sqrt(head_dim))
-        scores = np.where(visible, scores, -np.inf)
-        row_max = np.max(np.where(visible, scores, -1e30), axis=-1, keepdims=True)
-        weights = np.where(visible, np.exp(scores - row_max), 0)
-        total = weights.sum(axis=-1, keepdims=True)
-        weights = weights / np.where(total > 0, total, 1)  # a query that sees nothing gets 0
-        attended = np.einsum("bhij,bjhd->bihd", weights, v).reshape(batch, steps, heads * head_dim)
+        attended = reference_attention(q, k, v, visible, dtype)
         x = x + linear(attended, prefix + "self_attn.out_proj")
         gate, up = np.split(linear(rms_norm(x, prefix + "norm2"), prefix + "feed_forward.fc1"), 2, axis=-1)
         hidden = (np.asarray(reference.silu(gate)) * up).astype(dtype)
@@ -188,19 +180,7 @@ def test_gradients_match_float64_finite_differences(cpu_isa, rng):
 def test_trains_from_scratch(rng):
     attnkit.manual_seed(32)
     config = tiny_config(vocab_size=16, n_embd=32, d_ff=64, n_head=4, n_kv_head=2)
-    model = Llama(config)
-    data = rng.integers(0, 16, size=(4, 17))
-    idx, targets = attnkit.from_numpy(data[:, :-1].copy()), attnkit.from_numpy(data[:, 1:].reshape(-1).copy())
-    optimizer = attnkit.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-    losses = []
-    for _ in range(200):
-        loss = F.cross_entropy(model(idx).reshape(-1, 16), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if losses[-1] < 0.05:
-            break
+    losses = fit_one_batch(Llama(config), rng)
     assert losses[0] > 2.0 and losses[-1] < 0.05
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
+from conftest import assert_same_bits_at_thread_counts
 from op_check import check_op, run_op
 
 import attnkit
@@ -169,18 +170,13 @@ def test_negative_infinity_logits(cpu_isa, rng):
 def test_same_bits_for_any_thread_count(cpu_isa, rng):
     logits = rng.standard_normal((600, 300)).astype(np.float32)
     targets = random_targets(rng, 600, 300, ignored_fraction=0.1)
-    results = {}
-    previous = attnkit.get_num_threads()
-    try:
-        for threads in (1, 2):
-            attnkit.set_num_threads(threads)
-            results[threads] = run(logits, targets, np.float32(1.0), label_smoothing=0.1) + run(
-                logits, targets, np.ones(600, np.float32), reduction="none"
-            )
-    finally:
-        attnkit.set_num_threads(previous)
-    for a, b in zip(results[1], results[2]):
-        np.testing.assert_array_equal(np.atleast_1d(a).view(np.uint32), np.atleast_1d(b).view(np.uint32))
+    assert_same_bits_at_thread_counts(
+        lambda: (
+            run(logits, targets, np.float32(1.0), label_smoothing=0.1)
+            + run(logits, targets, np.ones(600, np.float32), reduction="none")
+        ),
+        (1, 2),
+    )
 
 
 def test_backward_allocates_only_dlogits(rng):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import reference
-from conftest import assert_elementwise_close, assert_reduction_close
+from conftest import assert_elementwise_close, assert_reduction_close, assert_same_bits_at_thread_counts
 
 import attnkit
 import attnkit.nn.utils
@@ -23,13 +23,6 @@ HYPERPARAMETERS = [
     dict(lr=3e-4, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1),  # GPT-style
     dict(lr=0.5, beta1=0.0, beta2=0.5, eps=1e-3, weight_decay=0.0),
 ]
-
-
-@pytest.fixture
-def threads():
-    previous = attnkit.get_num_threads()
-    yield
-    attnkit.set_num_threads(previous)
 
 
 def random_state(rng, shapes):
@@ -211,14 +204,10 @@ def test_clip_grad_norm_accumulates_in_double():
     )
 
 
-def test_grad_norm_same_for_any_thread_count(rng, threads):
+def test_grad_norm_same_for_any_thread_count(rng):
     grads = [rng.standard_normal(n).astype(np.float32) for n in (100_003, 7, 65_536, 300_000)]
     arrays = [attnkit.tensor(g)._array for g in grads]
-    totals = []
-    for count in (1, 2):
-        attnkit.set_num_threads(count)
-        totals.append(_C.sum_of_squares(arrays))
-    assert totals[0] == totals[1]
+    assert_same_bits_at_thread_counts(lambda: _C.sum_of_squares(arrays), (1, 2))
 
 
 def test_clip_grad_norm_inputs(rng):

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import reference
-from conftest import assert_elementwise_close
-from op_check import run_op
+from conftest import assert_elementwise_close, assert_matches_finite_differences
+from op_check import check_op
 
 import attnkit
 import attnkit.nn.functional as F
@@ -78,42 +78,33 @@ def test_sinusoidal_errors():
 # -------------------------------------------------------------------- RoPE --
 
 
-def run_rope(x_values, dy_values, **options):
-    y, (dx,) = run_op(F.rope, [x_values], dy_values, **options)
-    return y, dx
-
-
 @pytest.mark.parametrize("shape", [(1, 1, 1, 2), (2, 17, 3, 16), (1, 127, 2, 64), (2, 5, 4, 80), (1, 1000, 1, 128)])
 @pytest.mark.parametrize("offset, base", [(0, 10000.0), (7, 10000.0), (100_000, 500000.0)])
 @pytest.mark.parametrize("interleaved", [True, False])
 def test_rope_matches_reference(rng, shape, offset, base, interleaved):
     x = rng.standard_normal(shape).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
-    y, dx = run_rope(x, dy, offset=offset, base=base, interleaved=interleaved)
+
+    def expected(x, dy):
+        return reference.rope(x, offset, base, interleaved), reference.rope_backward(dy, offset, base, interleaved)
+
     # Each output is a sum or difference of two products: the error scales
     # with the terms' magnitudes, not with the (possibly cancelled) result.
-    assert_elementwise_close(
-        y,
-        reference.rope(x, offset, base, interleaved),
-        scale=reference.rope_term_magnitudes(x, offset, base, interleaved),
-    )
-    assert_elementwise_close(
-        dx,
-        reference.rope_backward(dy, offset, base, interleaved),
-        scale=reference.rope_term_magnitudes(dy, offset, base, interleaved),
-    )
+    scales = [reference.rope_term_magnitudes(values, offset, base, interleaved) for values in (x, dy)]
+    options = {"offset": offset, "base": base, "interleaved": interleaved}
+    check_op(F.rope, [x], dy, expected, options=options, scales=scales)
 
 
 def test_reference_rope_backward_by_finite_differences(rng):
-    shape, offset, base, h = (1, 3, 2, 4), 2, 100.0, 1e-6
+    shape, offset, base = (1, 3, 2, 4), 2, 100.0
     x = rng.standard_normal(shape)
     dy = rng.standard_normal(shape)
     for interleaved in (True, False):
-        numeric = reference.gradient_of_weighted_sum(
-            lambda v, interleaved=interleaved: reference.rope(v, offset, base, interleaved), x, dy, h
-        )
-        np.testing.assert_allclose(
-            reference.rope_backward(dy, offset, base, interleaved), numeric, rtol=1e-7, atol=1e-9
+        assert_matches_finite_differences(
+            reference.rope_backward(dy, offset, base, interleaved),
+            lambda v, interleaved=interleaved: reference.rope(v, offset, base, interleaved),
+            x,
+            dy,
         )
 
 
@@ -190,16 +181,21 @@ def test_rope_per_row_positions_and_frequencies_match_reference(rng, interleaved
     dy = rng.standard_normal(shape).astype(np.float32)
     positions = np.array([[0, 1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 1, 2, 3], [100, 7, 5000, 31, 32, 33, 7]])
     frequencies = rng.uniform(0.001, 2.0, size=5)
-    y, dx = run_rope(
-        x, dy, interleaved=interleaved, positions=attnkit.from_numpy(positions), frequencies=frequencies.tolist()
-    )
-    expected = reference.rope_at(x, positions, frequencies, interleaved)
+
+    def expected(x, dy):  # backward: the rotation by minus the angle
+        return (
+            reference.rope_at(x, positions, frequencies, interleaved),
+            reference.rope_at(dy, -positions, frequencies, interleaved),
+        )
+
+    y = reference.rope_at(x.astype(np.float64), positions, frequencies, interleaved)
     magnitude = np.abs(reference.rope_at(np.abs(x), positions, frequencies, interleaved)) + np.abs(x)
-    assert_elementwise_close(y, expected, scale=magnitude)
-    # backward: the rotation by minus the angle
-    assert_elementwise_close(
-        dx, reference.rope_at(dy, -positions, frequencies, interleaved), scale=np.abs(dy) + np.abs(expected)
-    )
+    options = {
+        "interleaved": interleaved,
+        "positions": attnkit.from_numpy(positions),
+        "frequencies": frequencies.tolist(),
+    }
+    check_op(F.rope, [x], dy, expected, options=options, scales=[magnitude, np.abs(dy) + np.abs(y)])
 
 
 def test_rope_positions_give_the_bits_of_the_offset_form(rng):

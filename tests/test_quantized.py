@@ -14,13 +14,6 @@ from attnkit.nn.functional import quantized as F_quantized
 from attnkit.nn.functional.quantized import dequantize_int8, quantize_int8
 
 
-@pytest.fixture
-def threads():
-    previous = attnkit.get_num_threads()
-    yield attnkit.set_num_threads
-    attnkit.set_num_threads(previous)
-
-
 def quantized(rng, n, k):
     """A random weight's int8 values and scales, and the exact dequantized
     weight (float64)."""

@@ -32,13 +32,6 @@ def bits(n, seed, offset):
     return np.asarray(_C.random_bits(n, seed, offset)).view(np.uint32)
 
 
-@pytest.fixture
-def threads():
-    previous = attnkit.get_num_threads()
-    yield
-    attnkit.set_num_threads(previous)
-
-
 # ------------------------------------------------------------------ Philox --
 
 

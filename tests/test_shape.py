@@ -6,20 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
-from conftest import assert_reduction_close
+from conftest import assert_matches_finite_differences, assert_same_bits_at_thread_counts
+from op_check import check_op
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import _C
 
 DTYPES = [np.float32, np.int64, np.int32, np.float16, np.bool_]
-
-
-@pytest.fixture
-def threads():
-    previous = attnkit.get_num_threads()
-    yield
-    attnkit.set_num_threads(previous)
 
 
 def random_values(rng, shape, dtype):
@@ -42,26 +36,23 @@ def test_references_by_finite_differences(rng):
     x = rng.standard_normal((3, 4))
     index = np.array([2, 0, 2])
     upstream = rng.standard_normal((3, 3))
-    np.testing.assert_allclose(
+    assert_matches_finite_differences(
         reference.index_select_backward(upstream, x.shape, 1, index),
-        reference.gradient_of_weighted_sum(lambda v: reference.index_select(v, 1, index), x, upstream),
-        rtol=1e-7,
-        atol=1e-9,
+        lambda v: reference.index_select(v, 1, index),
+        x,
+        upstream,
     )
     gather_index = rng.integers(0, 3, size=(2, 4))
     upstream = rng.standard_normal((2, 4))
-    np.testing.assert_allclose(
+    assert_matches_finite_differences(
         reference.gather_backward(upstream, x.shape, 0, gather_index),
-        reference.gradient_of_weighted_sum(lambda v: reference.gather(v, 0, gather_index), x, upstream),
-        rtol=1e-7,
-        atol=1e-9,
+        lambda v: reference.gather(v, 0, gather_index),
+        x,
+        upstream,
     )
     upstream = rng.standard_normal((3, 2))
-    np.testing.assert_allclose(
-        reference.narrow_backward(upstream, x.shape, 1, 1),
-        reference.gradient_of_weighted_sum(lambda v: v[:, 1:3], x, upstream),
-        rtol=1e-7,
-        atol=1e-9,
+    assert_matches_finite_differences(
+        reference.narrow_backward(upstream, x.shape, 1, 1), lambda v: v[:, 1:3], x, upstream
     )
 
 
@@ -175,21 +166,20 @@ def test_transpose_copies(rng):
 )
 def test_expand_and_its_summed_gradient(rng, shape, target):
     values = rng.standard_normal(shape).astype(np.float32)
-    x = leaf(values)
-    out = F.expand(x, *target)
-    np.testing.assert_array_equal(out.detach().numpy(), np.broadcast_to(values, target))
     upstream = rng.standard_normal(target).astype(np.float32)
-    out.backward(attnkit.tensor(upstream))
     lead = len(target) - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and target[lead + i] != 1)
-    naive = np.cumsum(
-        np.moveaxis(upstream, axes, range(-len(axes), 0)).reshape(
-            [target[d] for d in range(len(target)) if d not in axes] + [-1]
-        ),
-        axis=-1,
-        dtype=np.float32,
-    )[..., -1]
-    assert_reduction_close(x.grad.numpy(), reference.sum_to_shape(upstream, shape), naive.reshape(shape))
+
+    def expected(x, upstream):
+        return np.broadcast_to(x, target), reference.sum_to_shape(upstream, shape)
+
+    def naive(x, upstream):  # one running float32 sum per element of x
+        moved = np.moveaxis(upstream, axes, range(-len(axes), 0))
+        kept = [target[d] for d in range(len(target)) if d not in axes]
+        return np.broadcast_to(x, target), np.cumsum(moved.reshape(kept + [-1]), axis=-1)[..., -1].reshape(shape)
+
+    out, _ = check_op(lambda x: F.expand(x, *target), [values], upstream, expected, naive=naive)
+    np.testing.assert_array_equal(out, np.broadcast_to(values, target))
 
 
 def test_expand_keeps_sizes_given_as_minus_one_and_checks():
@@ -353,18 +343,36 @@ def test_index_select_matches_reference(rng, shape, dim, count, index_dtype):
     values = rng.standard_normal(shape).astype(np.float32)
     axis = dim % len(shape)
     index = rng.integers(0, shape[axis], size=count).astype(index_dtype)  # with repeats
-    x = leaf(values)
-    out = F.index_select(x, dim, attnkit.tensor(index))
-    np.testing.assert_array_equal(out.detach().numpy(), reference.index_select(values, axis, index))
-    upstream = rng.standard_normal(out.shape).astype(np.float32)
-    out.backward(attnkit.tensor(upstream))
+    upstream = rng.standard_normal(reference.index_select(values, axis, index).shape).astype(np.float32)
     # Each row's additions run from 0 in index order: a serial float32 loop.
     serial = np.zeros(shape, np.float32)
     moved, source = np.moveaxis(serial, axis, 0), np.moveaxis(upstream, axis, 0)
     for j, i in enumerate(index):
         moved[i] += source[j]
-    np.testing.assert_array_equal(x.grad.numpy(), serial)
-    assert_reduction_close(x.grad.numpy(), reference.index_select_backward(upstream, shape, axis, index), serial)
+    check_selection(
+        lambda x: F.index_select(x, dim, attnkit.tensor(index)),
+        values,
+        upstream,
+        lambda x: reference.index_select(x, axis, index),
+        lambda upstream: reference.index_select_backward(upstream, shape, axis, index),
+        serial,
+    )
+
+
+def check_selection(select, values, upstream, selected, gradient, serial):
+    """check_op for a selection along an axis (index_select, gather):
+    ``selected(x)`` and ``gradient(upstream)`` are the references. The
+    forward is exact; the gradient is a scatter-add in index order, so it
+    equals ``serial``, the serial float32 loop, bit for bit."""
+    out, (dx,) = check_op(
+        select,
+        [values],
+        upstream,
+        lambda x, upstream: (selected(x), gradient(upstream)),
+        naive=lambda x, upstream: (selected(x), serial),
+    )
+    np.testing.assert_array_equal(out, selected(values))
+    np.testing.assert_array_equal(dx, serial)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -376,16 +384,13 @@ def test_index_select_every_dtype(rng, dtype):
     )
 
 
-def test_index_select_gradient_same_for_any_thread_count(rng, threads):
+def test_index_select_gradient_same_for_any_thread_count(rng):
     V, C, N = 3000, 96, 20000
     ids = attnkit.tensor(np.minimum(rng.zipf(1.3, size=N) - 1, V - 1).astype(np.int64))
     upstream = attnkit.tensor(rng.standard_normal((N, C)).astype(np.float32))
-    results = []
-    for count in (1, 2, 3):
-        attnkit.set_num_threads(count)
-        results.append(np.asarray(_C.index_select_backward(upstream._array, [V, C], 0, ids._array)).copy())
-    for other in results[1:]:
-        np.testing.assert_array_equal(other, results[0])
+    assert_same_bits_at_thread_counts(
+        lambda: np.asarray(_C.index_select_backward(upstream._array, [V, C], 0, ids._array))
+    )
 
 
 def test_index_select_errors():
@@ -435,15 +440,17 @@ def test_gather_matches_reference(rng, shape, dim, index_shape, index_dtype):
     values = rng.standard_normal(shape).astype(np.float32)
     axis = dim % len(shape)
     index = rng.integers(0, shape[axis], size=index_shape).astype(index_dtype)
-    x = leaf(values)
-    out = F.gather(x, dim, attnkit.tensor(index))
-    np.testing.assert_array_equal(out.detach().numpy(), reference.gather(values, axis, index))
     upstream = rng.standard_normal(index_shape).astype(np.float32)
-    out.backward(attnkit.tensor(upstream))
     serial = np.zeros(shape, np.float32)  # np.add.at adds in index order, as the kernel
     np.add.at(serial, _coordinates(index, axis), upstream)
-    np.testing.assert_array_equal(x.grad.numpy(), serial)
-    assert_reduction_close(x.grad.numpy(), reference.gather_backward(upstream, shape, axis, index), serial)
+    check_selection(
+        lambda x: F.gather(x, dim, attnkit.tensor(index)),
+        values,
+        upstream,
+        lambda x: reference.gather(x, axis, index),
+        lambda upstream: reference.gather_backward(upstream, shape, axis, index),
+        serial,
+    )
 
 
 def _coordinates(index, axis):
@@ -461,15 +468,12 @@ def test_gather_every_dtype(rng, dtype):
     )
 
 
-def test_gather_gradient_same_for_any_thread_count(rng, threads):
+def test_gather_gradient_same_for_any_thread_count(rng):
     index = attnkit.tensor(np.minimum(rng.zipf(1.3, size=(20000, 40)) - 1, 499).astype(np.int64))
     upstream = attnkit.tensor(rng.standard_normal((20000, 40)).astype(np.float32))
-    results = []
-    for count in (1, 2, 3):
-        attnkit.set_num_threads(count)
-        results.append(np.asarray(_C.gather_backward(upstream._array, [500, 40], 0, index._array)).copy())
-    for other in results[1:]:
-        np.testing.assert_array_equal(other, results[0])
+    assert_same_bits_at_thread_counts(
+        lambda: np.asarray(_C.gather_backward(upstream._array, [500, 40], 0, index._array))
+    )
 
 
 def test_gather_errors():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
+from conftest import assert_same_bits_at_thread_counts
 from op_check import check_op, run_op
 
 import attnkit
@@ -146,16 +147,7 @@ def test_nan_spreads_over_its_row_only(cpu_isa, rng, op):
 def test_same_bits_for_any_thread_count(cpu_isa, rng, op):
     x = rng.standard_normal((1500, 100)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    previous = attnkit.get_num_threads()
-    try:
-        attnkit.set_num_threads(1)
-        one = run(op, x, dy)
-        attnkit.set_num_threads(2)
-        two = run(op, x, dy)
-    finally:
-        attnkit.set_num_threads(previous)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    assert_same_bits_at_thread_counts(lambda: run(op, x, dy), (1, 2))
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -321,17 +321,7 @@ def copy_model():
     600 steps of 64 fresh examples."""
     state = attnkit.random.default_generator.state_dict()
     attnkit.manual_seed(45)
-    config = TransformerConfig(
-        src_vocab_size=11,
-        tgt_vocab_size=11,
-        block_size=COPY_MAX_LEN,
-        n_layer=1,
-        n_head=4,
-        n_embd=64,
-        d_ff=128,
-        dropout=0.0,
-        label_smoothing=0.0,
-    )
+    config = tiny_config(src_vocab_size=11, tgt_vocab_size=11, block_size=COPY_MAX_LEN, n_layer=1, n_embd=64, d_ff=128)
     model = Transformer(config)
     steps = 600
     optimizer = attnkit.optim.AdamW(model.parameters(), lr=5e-3, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)

@@ -307,22 +307,31 @@ void gemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, bool tra
     // Bound by reading B: no packing; threads take column ranges (whole
     // vectors, or groups of 4 rows of a transposed B), then the epilogue.
     const std::int64_t unit = transpose_b ? 4 : 64;
-    GemmDecodeRange range{c, ldc, a, lda, b, ldb, transpose_b, m, k, 0, 0, alpha, beta};
-    auto run = [&](std::int64_t u0, std::int64_t u1) {
+    const GemmDecodeRange range{c, ldc, a, lda, b, ldb, transpose_b, m, k, 0, 0, alpha, beta};
+    decode_by_columns(c, ldc, m, n, unit, threads > 1, epilogue, [&](std::int64_t col0, std::int64_t col1) {
       GemmDecodeRange part = range;
-      part.col0 = u0 * unit;
-      part.col1 = std::min(n, u1 * unit);
+      part.col0 = col0;
+      part.col1 = col1;
       kernel.decode(part);
-      kernel.epilogue_rows(c + part.col0, ldc, m, part.col1 - part.col0,
-                           epilogue.bias ? epilogue.bias + part.col0 : nullptr, epilogue.activation,
-                           epilogue.pre_activation ? epilogue.pre_activation + part.col0 : nullptr);
-    };
-    const std::int64_t units = ceil_div(n, unit);
-    if (threads > 1) parallel_for(units, 1, run);
-    else run(0, units);
+    });
     return;
   }
   blocked_gemm(blocked, c, ldc, a, lda, transpose_a, b, ldb, transpose_b, m, n, k, alpha, beta, epilogue, threads);
+}
+
+void decode_by_columns(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, std::int64_t unit, bool parallel,
+                       const GemmEpilogue& epilogue,
+                       const std::function<void(std::int64_t col0, std::int64_t col1)>& decode) {
+  const GemmKernels& kernel = *active_kernels().gemm;
+  auto run = [&](std::int64_t u0, std::int64_t u1) {
+    const std::int64_t col0 = u0 * unit, col1 = std::min(n, u1 * unit);
+    decode(col0, col1);
+    kernel.epilogue_rows(c + col0, ldc, m, col1 - col0, epilogue.bias ? epilogue.bias + col0 : nullptr,
+                         epilogue.activation, epilogue.pre_activation ? epilogue.pre_activation + col0 : nullptr);
+  };
+  const std::int64_t units = ceil_div(n, unit);
+  if (parallel) parallel_for(units, 1, run);
+  else run(0, units);
 }
 
 void gemm_bf16(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, bool transpose_a,

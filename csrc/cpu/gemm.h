@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "core/cpu_features.h"
 
@@ -58,6 +59,15 @@ void gemm_bf16_batched(std::int64_t batch, float* c, std::int64_t ldc, std::int6
 // bias_grad[n] = sum over rows r of grad[r, n] (rows summed in order, so the
 // result does not depend on the thread count).
 void column_sum(float* out, const float* grad, std::int64_t rows, std::int64_t n);
+
+// The split of the decode paths (few rows; B, or the int8 weight, read once
+// and unpacked): the columns [0, n) of C[m, n] (row stride ldc) in units of
+// `unit` columns, over threads when `parallel`. Each part runs
+// decode(col0, col1), which writes C[0:m, col0:col1], then the epilogue on
+// those columns.
+void decode_by_columns(float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, std::int64_t unit, bool parallel,
+                       const GemmEpilogue& epilogue,
+                       const std::function<void(std::int64_t col0, std::int64_t col1)>& decode);
 
 // ---- what each ISA provides ------------------------------------------------
 

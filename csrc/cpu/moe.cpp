@@ -32,6 +32,31 @@ GemmActivation fused_activation(MoeActivation activation) {
   return GemmActivation::none;  // swiglu is applied after fc1, by its own kernel
 }
 
+// out[n] = sum over token n's kept slots j (rows[n k + j] >= 0) of
+// gates[n k + j] * grouped[row] (gates null: weight 1), in slot order j = 0,
+// 1, ..., one thread per token, so the result does not depend on the thread
+// count. The forward's combine and the backward's gather of dx.
+void sum_slots_per_token(float* out, const float* grouped, const std::int64_t* rows, const float* gates, std::int64_t N,
+                         std::int64_t k, std::int64_t C) {
+  parallel_for(N, rows_per_grain(C * k), [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t n = begin; n < end; ++n) {
+      float* target = out + n * C;
+      std::fill(target, target + C, 0.0f);
+      for (std::int64_t j = 0; j < k; ++j) {
+        const std::int64_t row = rows[n * k + j];
+        if (row < 0) continue;
+        const float* source = grouped + row * C;
+        if (gates == nullptr) {
+          for (std::int64_t c = 0; c < C; ++c) target[c] += source[c];
+        } else {
+          const float gate = gates[n * k + j];
+          for (std::int64_t c = 0; c < C; ++c) target[c] += gate * source[c];
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void moe_route(std::int32_t* experts, float* gates, const float* probs, std::int64_t N, std::int64_t E, std::int64_t k,
@@ -140,21 +165,8 @@ void moe_ffn_forward(float* y, const MoeGroupedBuffers& saved, const float* x, c
     gemm(saved.expert_outputs + first * C, C, hidden, F, false, experts.fc2_weight + e * C * F, F, true, count, C, F,
          1.0f, 0.0f, {fc2_bias, GemmActivation::none, nullptr});
   }
-  // Combine: each token sums its slots in order j = 0, 1, ... (one thread per
-  // token, so the result does not depend on the thread count).
-  parallel_for(N, rows_per_grain(C * k), [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t n = begin; n < end; ++n) {
-      float* out = y + n * C;
-      std::fill(out, out + C, 0.0f);
-      for (std::int64_t j = 0; j < k; ++j) {
-        const std::int64_t row = rows[n * k + j];
-        if (row < 0) continue;
-        const float gate = gates[n * k + j];
-        const float* source = saved.expert_outputs + row * C;
-        for (std::int64_t c = 0; c < C; ++c) out[c] += gate * source[c];
-      }
-    }
-  });
+  // Combine: each token sums its slots, weighted by their gates.
+  sum_slots_per_token(y, saved.expert_outputs, rows, gates, N, k, C);
 }
 
 void moe_ffn_backward(float* dx, float* dgates, const MoeExpertGradients& grads, const float* dy, const float* gates,
@@ -231,19 +243,8 @@ void moe_ffn_backward(float* dx, float* dgates, const MoeExpertGradients& grads,
     gemm(grouped_x_grad.data() + first * C, C, dhidden_pre, H1, false, experts.fc1_weight + e * H1 * C, C, false, count,
          C, H1, 1.0f, 0.0f);
   }
-  // Each token gathers its kept slots' gradients, in slot order.
-  parallel_for(N, rows_per_grain(C * k), [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t n = begin; n < end; ++n) {
-      float* out = dx + n * C;
-      std::fill(out, out + C, 0.0f);
-      for (std::int64_t j = 0; j < k; ++j) {
-        const std::int64_t row = rows[n * k + j];
-        if (row < 0) continue;
-        const float* source = grouped_x_grad.data() + row * C;
-        for (std::int64_t c = 0; c < C; ++c) out[c] += source[c];
-      }
-    }
-  });
+  // Each token gathers its kept slots' gradients.
+  sum_slots_per_token(dx, grouped_x_grad.data(), rows, nullptr, N, k, C);
 }
 
 }  // namespace attnkit::cpu

@@ -55,21 +55,14 @@ void linear_int8(float* y, const float* x, const std::int8_t* q, const float* sc
   // Decode: threads take groups of 4 weight rows (columns of y), then the
   // GEMM's epilogue over their columns.
   const QuantizedKernels& kernels = *active_kernels().quantized;
-  const GemmKernels& gemm_kernels = *active_kernels().gemm;
-  constexpr std::int64_t kUnit = 4;
   const QuantizedDecodeRange range{y, n, x, k, q, scales, m, k, 0, 0};
-  auto run = [&](std::int64_t u0, std::int64_t u1) {
+  const bool parallel = static_cast<double>(m) * n * k >= kParallelWork && !in_parallel_region();
+  decode_by_columns(y, n, m, n, 4, parallel, epilogue, [&](std::int64_t col0, std::int64_t col1) {
     QuantizedDecodeRange part = range;
-    part.col0 = u0 * kUnit;
-    part.col1 = std::min(n, u1 * kUnit);
+    part.col0 = col0;
+    part.col1 = col1;
     kernels.decode_int8(part);
-    gemm_kernels.epilogue_rows(y + part.col0, n, m, part.col1 - part.col0,
-                               epilogue.bias ? epilogue.bias + part.col0 : nullptr, epilogue.activation,
-                               epilogue.pre_activation ? epilogue.pre_activation + part.col0 : nullptr);
-  };
-  const std::int64_t units = (n + kUnit - 1) / kUnit;
-  if (static_cast<double>(m) * n * k < kParallelWork || in_parallel_region()) run(0, units);
-  else parallel_for(units, 1, run);
+  });
 }
 
 std::int64_t packed_int8_dynamic_bytes(std::int64_t n, std::int64_t k) {

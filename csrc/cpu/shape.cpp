@@ -28,6 +28,26 @@ void with_element_type(std::size_t element_size, const Body& body) {
   }
 }
 
+// The scatter-adds of the index backwards (index_select, gather): each of
+// `outer` slabs takes `count` source rows of `inner` columns. A unit owns a
+// block of columns of one slab and adds every row into it in order, so no
+// two units write the same element and the sums do not depend on the thread
+// count; the block size only spreads the work. body(o, c0, c1) adds the rows
+// into columns [c0, c1) of slab o.
+template <typename Body>
+void for_each_column_block(std::int64_t outer, std::int64_t inner, std::int64_t count, const Body& body) {
+  if (inner == 0) return;
+  const std::int64_t block =
+      std::min(inner, std::max<std::int64_t>(64, kUnitElements / std::max<std::int64_t>(1, count)));
+  const std::int64_t blocks = ceil_div(inner, block);
+  parallel_for(outer * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
+    for (std::int64_t u = u0; u < u1; ++u) {
+      const std::int64_t o = u / blocks, c0 = (u % blocks) * block;
+      body(o, c0, std::min(inner, c0 + block));
+    }
+  });
+}
+
 // x's walk as a one-operand layout: size-1 dimensions dropped, neighbours
 // merged where x steps through them as through one dimension, at least two
 // dimensions.
@@ -175,21 +195,11 @@ template <typename Index>
 void index_select_backward(float* dx, const float* dy, const Index* index, std::int64_t outer, std::int64_t size,
                            std::int64_t count, std::int64_t inner) {
   fill(dx, 0.0f, outer * size * inner);
-  if (inner == 0) return;
-  // A unit owns columns [c0, c0 + block) of one outer slab and adds every j
-  // into them in order; the block size only spreads the work.
-  const std::int64_t block =
-      std::min(inner, std::max<std::int64_t>(64, kUnitElements / std::max<std::int64_t>(1, count)));
-  const std::int64_t blocks = ceil_div(inner, block);
-  parallel_for(outer * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t o = u / blocks, c0 = (u % blocks) * block;
-      const std::int64_t columns = std::min(block, inner - c0);
-      for (std::int64_t j = 0; j < count; ++j) {
-        float* target = dx + (o * size + static_cast<std::int64_t>(index[j])) * inner + c0;
-        const float* source = dy + (o * count + j) * inner + c0;
-        for (std::int64_t c = 0; c < columns; ++c) target[c] += source[c];
-      }
+  for_each_column_block(outer, inner, count, [&](std::int64_t o, std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t j = 0; j < count; ++j) {
+      float* target = dx + (o * size + static_cast<std::int64_t>(index[j])) * inner;
+      const float* source = dy + (o * count + j) * inner;
+      for (std::int64_t c = c0; c < c1; ++c) target[c] += source[c];
     }
   });
 }
@@ -225,22 +235,14 @@ void gather_backward(float* dx, std::int64_t dx_numel, const float* dy, const In
   fill(dx, 0.0f, dx_numel);
   const std::int64_t outer = static_cast<std::int64_t>(outer_offsets.size());
   const std::int64_t inner = static_cast<std::int64_t>(inner_offsets.size());
-  if (inner == 0) return;
-  // Distinct (o, t) never read the same element of x, so a unit owning a block
-  // of t for one o adds into elements no other unit touches, in increasing j.
-  const std::int64_t block =
-      std::min(inner, std::max<std::int64_t>(64, kUnitElements / std::max<std::int64_t>(1, count)));
-  const std::int64_t blocks = ceil_div(inner, block);
-  parallel_for(outer * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t o = u / blocks, t0 = (u % blocks) * block;
-      const std::int64_t t1 = std::min(inner, t0 + block);
-      float* slab = dx + outer_offsets[o];
-      for (std::int64_t j = 0; j < count; ++j) {
-        const std::int64_t row = (o * count + j) * inner;
-        for (std::int64_t t = t0; t < t1; ++t)
-          slab[static_cast<std::int64_t>(index[row + t]) * dim_stride + inner_offsets[t]] += dy[row + t];
-      }
+  // Distinct (o, t) never read the same element of x, so the unit owning
+  // columns t of slab o adds into elements no other unit touches.
+  for_each_column_block(outer, inner, count, [&](std::int64_t o, std::int64_t t0, std::int64_t t1) {
+    float* slab = dx + outer_offsets[o];
+    for (std::int64_t j = 0; j < count; ++j) {
+      const std::int64_t row = (o * count + j) * inner;
+      for (std::int64_t t = t0; t < t1; ++t)
+        slab[static_cast<std::int64_t>(index[row + t]) * dim_stride + inner_offsets[t]] += dy[row + t];
     }
   });
 }

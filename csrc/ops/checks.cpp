@@ -35,6 +35,14 @@ void check_same_shape(const char* op, const char* argument, const Array& a, cons
                       shape_string(a.shape()));
 }
 
+void check_bias(const char* op, const Array& bias, std::int64_t n) {
+  if (!bias.defined()) return;
+  check_dtype(op, "bias", bias, DType::float32);
+  check_cpu(op, "bias", bias);
+  if (bias.shape() != Shape{n})
+    throw_value_error(op, "bias", "shape [" + std::to_string(n) + "]", shape_string(bias.shape()));
+}
+
 std::string number_text(double value, int significant_digits) {
   std::ostringstream text;
   text.precision(significant_digits);

@@ -2,6 +2,7 @@
 // ValueError with the op, the argument, what was expected and what came.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "core/array.h"
@@ -18,6 +19,9 @@ void check_dtype(const char* op, const char* argument, const Array& a, DType exp
 void check_cpu(const char* op, const char* argument, const Array& a);
 void check_same_shape(const char* op, const char* argument, const Array& a, const char* other_argument,
                       const Array& other);
+// The bias of a linear layer or product with n output features: undefined
+// (none), or float32 [n] on cpu.
+void check_bias(const char* op, const Array& bias, std::int64_t n);
 
 // A number for an error message, with enough significant digits to show the
 // value that came: 9 for a float32 value, 17 for a double.

@@ -90,12 +90,7 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
   out_shape.push_back(m);
   out_shape.push_back(n);
 
-  if (bias.defined()) {
-    check_dtype(op, "bias", bias, DType::float32);
-    check_cpu(op, "bias", bias);
-    if (bias.shape() != Shape{n})
-      throw_value_error(op, "bias", "shape [" + std::to_string(n) + "]", shape_string(bias.shape()));
-  }
+  check_bias(op, bias, n);
   Array result = out;
   if (out.defined()) {
     check_dtype(op, "out", out, out_dtype);

@@ -36,12 +36,7 @@ MatmulResult linear_int8(const Array& x, const Array& q, const Array& scales, co
   if (x.ndim() < 1 || x.dim(-1) != k)
     throw_value_error(op, "x", "a last dimension of " + std::to_string(k) + " (weight's in_features)",
                       shape_string(x.shape()));
-  if (bias.defined()) {
-    check_dtype(op, "bias", bias, DType::float32);
-    check_cpu(op, "bias", bias);
-    if (bias.shape() != Shape{n})
-      throw_value_error(op, "bias", "shape [" + std::to_string(n) + "]", shape_string(bias.shape()));
-  }
+  check_bias(op, bias, n);
   Shape out_shape = x.shape();
   out_shape.back() = n;
   MatmulResult r{Array::empty(out_shape, DType::float32), Array()};
@@ -107,12 +102,7 @@ MatmulResult linear_int8_dynamic(const Array& x, const Array& packed, const Arra
                       "shape " + shape_string(packed_shape) + " (pack_int8_dynamic of a [" + std::to_string(n) + ", " +
                           std::to_string(k) + "] weight)",
                       shape_string(packed.shape()));
-  if (bias.defined()) {
-    check_dtype(op, "bias", bias, DType::float32);
-    check_cpu(op, "bias", bias);
-    if (bias.shape() != Shape{n})
-      throw_value_error(op, "bias", "shape [" + std::to_string(n) + "]", shape_string(bias.shape()));
-  }
+  check_bias(op, bias, n);
   if (!cpu::int8_dynamic_available())
     throw RuntimeError(
         std::string(op) + ": the CPU tier in use (" + cpu_isa_name(active_cpu_isa()) +

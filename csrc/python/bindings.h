@@ -4,7 +4,22 @@
 
 #include <pybind11/pybind11.h>
 
+#include <optional>
+
+#include "core/array.h"
+
 namespace attnkit::python {
+
+// An optional array argument or result: Python's None on the binding side,
+// an undefined Array on the ops/ side.
+using OptionalArray = std::optional<Array>;
+
+inline Array or_undefined(const OptionalArray& a) {
+  return a ? *a : Array();
+}
+inline OptionalArray or_none(const Array& a) {
+  return a.defined() ? OptionalArray(a) : std::nullopt;
+}
 
 void bind_array(pybind11::module_& m);        // array.cpp: Array, numpy, DLPack
 void bind_runtime(pybind11::module_& m);      // runtime.cpp: threads, ISA, memory, build info

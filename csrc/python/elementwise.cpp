@@ -12,12 +12,8 @@ namespace py = pybind11;
 namespace attnkit::python {
 namespace {
 
-std::optional<Array> optional_array(const Array& a) {
-  return a.defined() ? std::optional<Array>(a) : std::nullopt;
-}
-
-std::pair<std::optional<Array>, std::optional<Array>> optional_pair(const std::pair<Array, Array>& p) {
-  return {optional_array(p.first), optional_array(p.second)};
+std::pair<OptionalArray, OptionalArray> optional_pair(const std::pair<Array, Array>& p) {
+  return {or_none(p.first), or_none(p.second)};
 }
 
 // Python ints go to the integer fill and range kernels whole (a double

@@ -28,8 +28,7 @@ void bind_gemm(py::module_& m) {
         options.activation = ops::parse_gemm_activation(activation);
         options.save_pre_activation = save_pre_activation;
         ops::MatmulResult r = ops::matmul(a, b, out.value_or(Array()), bias.value_or(Array()), options);
-        return std::make_pair(r.out,
-                              r.pre_activation.defined() ? std::optional<Array>(r.pre_activation) : std::nullopt);
+        return std::make_pair(r.out, or_none(r.pre_activation));
       },
       py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
       py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("out") = std::nullopt, py::arg("bias") = std::nullopt,

@@ -13,15 +13,6 @@ namespace py = pybind11;
 namespace attnkit::python {
 namespace {
 
-using OptionalArray = std::optional<Array>;
-
-Array or_undefined(const OptionalArray& a) {
-  return a ? *a : Array();
-}
-OptionalArray or_none(const Array& a) {
-  return a.defined() ? OptionalArray(a) : std::nullopt;
-}
-
 ops::MoeExpertWeights weights_of(const Array& fc1_weight, const OptionalArray& fc1_bias, const Array& fc2_weight,
                                  const OptionalArray& fc2_bias) {
   return {fc1_weight, or_undefined(fc1_bias), fc2_weight, or_undefined(fc2_bias)};

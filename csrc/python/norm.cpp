@@ -12,15 +12,6 @@ namespace py = pybind11;
 namespace attnkit::python {
 namespace {
 
-using OptionalArray = std::optional<Array>;
-
-Array or_undefined(const OptionalArray& a) {
-  return a ? *a : Array();
-}
-OptionalArray or_none(const Array& a) {
-  return a.defined() ? OptionalArray(a) : std::nullopt;
-}
-
 std::tuple<Array, OptionalArray, OptionalArray> gradients_tuple(const ops::NormGradients& g) {
   return {g.dx, or_none(g.dweight), or_none(g.dbias)};
 }

@@ -18,8 +18,7 @@ void bind_quantized(py::module_& m) {
          const std::string& activation, bool save_pre_activation) {
         ops::MatmulResult r = ops::linear_int8(x, weight, scales, bias.value_or(Array()),
                                                ops::parse_gemm_activation(activation), save_pre_activation);
-        return std::make_pair(r.out,
-                              r.pre_activation.defined() ? std::optional<Array>(r.pre_activation) : std::nullopt);
+        return std::make_pair(r.out, or_none(r.pre_activation));
       },
       py::arg("x"), py::arg("weight"), py::arg("scales"), py::arg("bias") = std::nullopt,
       py::arg("activation") = "none", py::arg("save_pre_activation") = false, py::call_guard<py::gil_scoped_release>(),
@@ -32,8 +31,7 @@ void bind_quantized(py::module_& m) {
          const std::optional<Array>& bias, const std::string& activation, bool save_pre_activation) {
         ops::MatmulResult r = ops::linear_int8_dynamic(x, packed, row_sums, scales, bias.value_or(Array()),
                                                        ops::parse_gemm_activation(activation), save_pre_activation);
-        return std::make_pair(r.out,
-                              r.pre_activation.defined() ? std::optional<Array>(r.pre_activation) : std::nullopt);
+        return std::make_pair(r.out, or_none(r.pre_activation));
       },
       py::arg("x"), py::arg("packed"), py::arg("row_sums"), py::arg("scales"), py::arg("bias") = std::nullopt,
       py::arg("activation") = "none", py::arg("save_pre_activation") = false, py::call_guard<py::gil_scoped_release>(),
