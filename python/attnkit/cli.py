@@ -445,7 +445,6 @@ def _info(args) -> int:
         + f" ({info['cpu_caches']['source']})",
         "gemm tile and blocks": "{mr}x{nr}, MC {mc} KC {kc} NC {nc}".format(**attnkit._C.gemm_config()),
         "bf16 gemm tile and blocks": "{mr}x{nr}, MC {mc} KC {kc} NC {nc}".format(**attnkit._C.gemm_config("bfloat16")),
-        "openmp version": info["openmp"],
         "cuda": info["cuda"],
     }
     _print_facts(facts, args.json)
