@@ -217,27 +217,33 @@ def _stop_set(op: str, stop_tokens, vocab_size: int) -> np.ndarray:
     return np.array(values, np.int64)
 
 
-class _Decoding:
-    """Everything one generate/stream call checks and prepares up front. Its
-    keyword arguments are the options of ``generate`` and ``stream``, and
-    their defaults: the one place that lists them."""
+# The keyword options of generate and stream, and their defaults: the one
+# place that lists them (both functions, and GPT's methods, pass on what they
+# were given).
+_DECODING_OPTIONS = {
+    "temperature": 1.0,
+    "top_k": None,
+    "top_p": None,
+    "repetition_penalty": 1.0,
+    "stop_tokens": None,
+    "generator": None,
+    "stop_strings": None,
+    "tokenizer": None,
+}
 
-    def __init__(
-        self,
-        op: str,
-        model,
-        idx,
-        max_new_tokens,
-        *,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float = 1.0,
-        stop_tokens=None,
-        generator=None,
-        stop_strings=None,
-        tokenizer=None,
-    ) -> None:
+
+class _Decoding:
+    """Everything one generate/stream call checks and prepares up front.
+    ``options``: the keyword options the call was given (see
+    ``_DECODING_OPTIONS``)."""
+
+    def __init__(self, op: str, model, idx, max_new_tokens, options: dict) -> None:
+        unknown = [name for name in options if name not in _DECODING_OPTIONS]
+        if unknown:
+            raise TypeError(
+                f"{op}: unexpected keyword argument '{unknown[0]}' (the options: {', '.join(_DECODING_OPTIONS)})"
+            )
+        options = {**_DECODING_OPTIONS, **options}
         config = model.config
         self.model = model
         self.tokens, self.lengths, self.from_list = _prompts(op, idx, config.vocab_size)
@@ -258,11 +264,14 @@ class _Decoding:
                 f"{prompt_length} tokens and block_size={config.block_size}), got {max_new_tokens}"
             )
         self.max_new_tokens = int(max_new_tokens)
-        self.settings = _check_sampling(op, temperature, top_k, top_p, repetition_penalty)
-        self.stop = _stop_set(op, default_stop_tokens(model) if stop_tokens is None else stop_tokens, config.vocab_size)
-        self.stop_strings = _stop_strings(op, stop_strings, tokenizer)
-        self.tokenizer = tokenizer
-        self.generator = _generator_or_default(op, generator)
+        self.settings = _check_sampling(
+            op, options["temperature"], options["top_k"], options["top_p"], options["repetition_penalty"]
+        )
+        stop_tokens = default_stop_tokens(model) if options["stop_tokens"] is None else options["stop_tokens"]
+        self.stop = _stop_set(op, stop_tokens, config.vocab_size)
+        self.stop_strings = _stop_strings(op, options["stop_strings"], options["tokenizer"])
+        self.tokenizer = options["tokenizer"]
+        self.generator = _generator_or_default(op, options["generator"])
 
     def steps(self):
         """Yields int64 [B] per step: the new token of every row, FINISHED for
@@ -364,7 +373,7 @@ def stream(model, idx, max_new_tokens: int, **options):
     before the first token. While the iterator runs the model is in eval
     mode; when it ends (exhausted or closed) every module's previous
     training flag is restored. Gradients are never recorded."""
-    decoding = _Decoding("stream", model, idx, max_new_tokens, **options)
+    decoding = _Decoding("stream", model, idx, max_new_tokens, options)
 
     def iterate():
         with _EvalMode(model):
@@ -411,7 +420,7 @@ def generate(model, idx, max_new_tokens: int, **options):
     holds FINISHED, -1, after its stop token); for a list, a list of lists
     of ints, each prompt followed by its own new tokens.
     """
-    decoding = _Decoding("generate", model, idx, max_new_tokens, **options)
+    decoding = _Decoding("generate", model, idx, max_new_tokens, options)
     with _EvalMode(model):
         steps = list(decoding.steps())
     new = np.stack(steps, axis=1) if steps else np.zeros((decoding.tokens.shape[0], 0), np.int64)
