@@ -12,8 +12,8 @@ symbol table, and fails if a function that does not belong to an ISA uses an
 AVX instruction: a 'v'-prefixed SIMD mnemonic, or a ymm, zmm or opmask (k)
 register. A function belongs to an ISA when its demangled name names
 attnkit::cpu::isa::<name>:: for any <name> but generic (the baseline copy) - as
-its namespace (this covers the compiler's clones, e.g. "[clone ._omp_fn.0]",
-".constprop.0", ".cold") or as a template argument
+its namespace (this covers the compiler's clones, e.g. ".constprop.0",
+".cold") or as a template argument
 (probe_kernels::memory_read<attnkit::cpu::isa::avx512::Vec, 4> is instantiated
 only in the avx512 objects). It also fails when an ISA's functions use no AVX
 at all: then it is not seeing what it should (a renamed namespace, a parse

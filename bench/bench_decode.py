@@ -155,6 +155,21 @@ def profile(decode, new_tokens: int) -> dict:
     }
 
 
+def _speed_cells(row: dict, tokens_per_s: float, spread: float, bound_tokens_per_s: float, middle: list) -> list:
+    """A table line of one weight format: the model, threads, tokens/s and
+    its ± (half the spread), the ``middle`` cells (the comparisons), then the
+    bound and the fraction of it reached."""
+    return [
+        row["model"],
+        str(row["threads"]),
+        f"{tokens_per_s:.1f}",
+        f"{50 * spread:.0f}%",
+        *middle,
+        f"{bound_tokens_per_s:.1f}",
+        f"{tokens_per_s / bound_tokens_per_s:.0%}",
+    ]
+
+
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.set_defaults(threads=[2], repeats=3, warmup=1)
@@ -237,21 +252,14 @@ def main() -> None:
     header.append("same tokens")
     lines = []
     for r in results:
-        theirs = r["torch_tokens_per_s"]
-        lines.append(
-            [
-                r["model"],
-                str(r["threads"]),
-                f"{r['attnkit_tokens_per_s']:.1f}",
-                f"{50 * r['attnkit']['spread']:.0f}%",
-                "-" if theirs is None else f"{theirs:.1f}",
-                "-" if theirs is None else f"{50 * r['torch']['spread']:.0f}%",
-                "-" if theirs is None else f"{r['attnkit_tokens_per_s'] / theirs:.2f}",
-                f"{r['bound_tokens_per_s']:.1f}",
-                f"{r['attnkit_tokens_per_s'] / r['bound_tokens_per_s']:.0%}",
-                "-" if r["same_tokens"] is None else ("yes" if r["same_tokens"] else "NO"),
-            ]
-        )
+        ours, theirs = r["attnkit_tokens_per_s"], r["torch_tokens_per_s"]
+        against_torch = [
+            "-" if theirs is None else f"{theirs:.1f}",
+            "-" if theirs is None else f"{50 * r['torch']['spread']:.0f}%",
+            "-" if theirs is None else f"{ours / theirs:.2f}",
+        ]
+        same = "-" if r["same_tokens"] is None else ("yes" if r["same_tokens"] else "NO")
+        lines.append(_speed_cells(r, ours, r["attnkit"]["spread"], r["bound_tokens_per_s"], against_torch) + [same])
     print()
     print(common.format_columns(header, lines))
     int8_rows = [r for r in results if "int8" in r]
@@ -259,19 +267,12 @@ def main() -> None:
         header = ["model", "thr", "int8 tok/s", "±", "int8/fp32", "int8/torch", "bound tok/s", "of bound"]
         lines = []
         for r in int8_rows:
-            theirs = r["torch_tokens_per_s"]
-            lines.append(
-                [
-                    r["model"],
-                    str(r["threads"]),
-                    f"{r['int8']['tokens_per_s']:.1f}",
-                    f"{50 * r['int8']['spread']:.0f}%",
-                    f"{r['int8']['tokens_per_s'] / r['attnkit_tokens_per_s']:.2f}",
-                    "-" if theirs is None else f"{r['int8']['tokens_per_s'] / theirs:.2f}",
-                    f"{r['int8']['bound_tokens_per_s']:.1f}",
-                    f"{r['int8']['tokens_per_s'] / r['int8']['bound_tokens_per_s']:.0%}",
-                ]
-            )
+            int8, theirs = r["int8"], r["torch_tokens_per_s"]
+            ratios = [
+                f"{int8['tokens_per_s'] / r['attnkit_tokens_per_s']:.2f}",
+                "-" if theirs is None else f"{int8['tokens_per_s'] / theirs:.2f}",
+            ]
+            lines.append(_speed_cells(r, int8["tokens_per_s"], int8["spread"], int8["bound_tokens_per_s"], ratios))
         print("\nint8 weights (attnkit.quantize), same rounds; the bound counts the bytes int8 decoding reads")
         print(common.format_columns(header, lines))
     print(

@@ -173,26 +173,12 @@ def measure_width(recorder, side: str, torch, width: int, args) -> None:
             recorder.time(f"{op} {direction}", case, callables, work=work, unit="GB/s", limit=limit)
 
 
-def measure(recorder, side: str, torch, args) -> None:
-    for width in args.widths:
-        measure_width(recorder, side, torch, width, args)
+measure = common.measure_each_width(measure_width)
 
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument(
-        "--mib",
-        type=int,
-        default=common.beyond_l3_mib(128, 1),
-        help="MiB per [N, C] array (default: the L3, at least 128)",
-    )
-    parser.add_argument(
-        "--widths",
-        type=int,
-        nargs="+",
-        default=[768, 4096],
-        help="row widths C, the normalized dimension (default: 768 4096)",
-    )
+    common.add_row_flags(parser, [768, 4096], "the normalized dimension")
     args = parser.parse_args()
     title = f"Normalizations over the last dimension, float32 ({args.mib} MiB per [N, C] array)"
     common.run(__file__, args, measure, title=title)

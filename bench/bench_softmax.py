@@ -79,23 +79,12 @@ def measure_width(recorder, side: str, torch, width: int, args) -> None:
         recorder.time(f"{name} backward", case, backward, work=BACKWARD_BYTES * size, unit="GB/s", limit="triad")
 
 
-def measure(recorder, side: str, torch, args) -> None:
-    for width in args.widths:
-        measure_width(recorder, side, torch, width, args)
+measure = common.measure_each_width(measure_width)
 
 
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument(
-        "--mib", type=int, default=common.beyond_l3_mib(128, 1), help="MiB per array (default: the L3, at least 128)"
-    )
-    parser.add_argument(
-        "--widths",
-        type=int,
-        nargs="+",
-        default=[1024, 4096],
-        help="row widths, the softmax dimension (default: 1024 4096)",
-    )
+    common.add_row_flags(parser, [1024, 4096], "the softmax dimension")
     args = parser.parse_args()
     common.run(__file__, args, measure, title=f"Softmax over the last dimension, float32 ({args.mib} MiB per array)")
 

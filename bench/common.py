@@ -66,6 +66,35 @@ def beyond_l3_mib(minimum: int, times: int = 2) -> int:
     return max(minimum, -(-times * l3 // MIB))
 
 
+def add_row_flags(parser: argparse.ArgumentParser, widths: list, what: str) -> None:
+    """The flags of the benchmarks of row-wise ops (norms, softmax):
+    ``--mib``, the size of each [N, C] array (default: one that the L3 does
+    not hold, at least 128 MiB), and ``--widths``, the row widths C
+    (``what`` they are to the op)."""
+    parser.add_argument(
+        "--mib",
+        type=int,
+        default=beyond_l3_mib(128, 1),
+        help="MiB per [N, C] array (default: the L3, at least 128)",
+    )
+    default = " ".join(str(width) for width in widths)
+    parser.add_argument(
+        "--widths", type=int, nargs="+", default=widths, help=f"row widths C, {what} (default: {default})"
+    )
+
+
+def measure_each_width(measure_width: Callable) -> Callable:
+    """The ``measure`` of a row-wise benchmark (``--widths``, see
+    ``add_row_flags``): ``measure_width(recorder, side, torch, width, args)``
+    for each width in turn."""
+
+    def measure(recorder, side: str, torch, args) -> None:
+        for width in args.widths:
+            measure_width(recorder, side, torch, width, args)
+
+    return measure
+
+
 def sides(args, peers: tuple = ("torch",)) -> list:
     """attnkit and those of ``peers`` that can run here: PyTorch when it is
     installed and not ``--no-torch``; numpy always."""

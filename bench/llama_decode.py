@@ -167,7 +167,7 @@ def _time_calls(decode, args) -> dict:
 def profile_worker(args) -> dict:
     """One attnkit decode with every native call timed (common.KernelTimer):
     per token, the milliseconds of each kernel and of the Python between."""
-    import common  # here only: it changes how idle OpenMP threads wait, which the timed workers must not see
+    import common  # here only: the timed workers import nothing but attnkit (and the peer)
 
     import attnkit
     from attnkit.models import from_pretrained

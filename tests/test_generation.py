@@ -491,6 +491,13 @@ def test_generation_bad_input():
         model.generate(prompt, 2, stop_tokens="a")
     with pytest.raises(TypeError, match="generator"):
         model.generate(prompt, 2, generator=1)
+    # A misspelt option is named, with the options there are.
+    with pytest.raises(
+        TypeError, match=r"generate: unexpected keyword argument 'topk' \(the options: temperature, top_k"
+    ):
+        model.generate(prompt, 2, topk=3)
+    with pytest.raises(TypeError, match="stream: unexpected keyword argument 'seed'"):
+        model.stream(prompt, 2, seed=3)
 
 
 def test_forward_with_padding_and_positions_bad_input():

@@ -224,7 +224,7 @@ def test_info_json_and_usage_errors():
 def test_build_info():
     info = attnkit.build_info()
     assert info["version"] == attnkit.__version__
-    assert {"build_type", "compiler", "cuda", "openmp", "compiled_isas"} <= set(info)
+    assert {"build_type", "compiler", "cuda", "compiled_isas"} <= set(info)
 
 
 # -------------------------------------------------------------- allocator --

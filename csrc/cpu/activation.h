@@ -1,5 +1,5 @@
-// CPU activation kernels. The entry points split the work over OpenMP threads
-// and hand each contiguous chunk to the kernel of the active ISA.
+// CPU activation kernels. The entry points split the work over attnkit's
+// threads and hand each contiguous chunk to the kernel of the active ISA.
 #pragma once
 
 #include <cstdint>

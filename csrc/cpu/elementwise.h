@@ -1,6 +1,6 @@
 // CPU elementwise kernels: arithmetic with numpy broadcasting, comparisons,
 // where/masked_fill, deterministic sums, max over the last dimension, dtype
-// casts, fills and ranges. The entry points split the work over OpenMP
+// casts, fills and ranges. The entry points split the work over attnkit's
 // threads; the float arithmetic and the sums run in the active ISA's kernel.
 #pragma once
 

@@ -1,5 +1,5 @@
 // CPU cross-entropy kernels (log-softmax fused in). The entry points split
-// the rows over OpenMP threads and hand each block of rows to the kernel of
+// the rows over attnkit's threads and hand each block of rows to the kernel of
 // the active ISA; every row is computed the same way whatever the split.
 #pragma once
 

@@ -1,5 +1,5 @@
 // CPU normalization kernels: LayerNorm, residual-add + LayerNorm, RMSNorm.
-// The entry points split rows over OpenMP threads and hand each block of rows
+// The entry points split rows over attnkit's threads and hand each block of rows
 // to the kernel of the active ISA. Weight and bias gradients are sums over
 // rows; they are accumulated over fixed blocks of rows (chosen from N alone)
 // and the blocks' partial sums are added in block order, so every result is

@@ -2,7 +2,7 @@
 //
 //  - memory bandwidth: STREAM-style read (sum), write (fill), copy and triad
 //    passes over arrays much larger than the last-level cache, on a given
-//    number of OpenMP threads, in the kernels of the active ISA;
+//    number of threads, in the kernels of the active ISA;
 //  - FP32 FMA peak: independent chains of fused multiply-adds, enough to keep
 //    every FMA unit busy, on a given number of threads and ISA.
 //

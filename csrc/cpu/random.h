@@ -1,6 +1,6 @@
 // CPU kernels of the random family: Philox 4x32-10 streams (see
 // random_kernels.h for the generator and how a stream maps counters to
-// elements) and dropout. The entry points split the work over OpenMP threads;
+// elements) and dropout. The entry points split the work over attnkit's threads;
 // since every number depends only on (seed, offset, element index), the
 // results are the same for any thread count and any ISA.
 #pragma once

@@ -1,4 +1,4 @@
-// CPU softmax kernels. The entry points split the rows over OpenMP threads and
+// CPU softmax kernels. The entry points split the rows over attnkit's threads and
 // hand each block of rows to the kernel of the active ISA; every row is
 // computed the same way whatever the split, so results do not depend on the
 // thread count.

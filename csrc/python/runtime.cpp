@@ -1,8 +1,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <omp.h>
-
 #include "core/allocator.h"
 #include "core/cpu_features.h"
 #include "core/threading.h"
@@ -43,7 +41,6 @@ void bind_runtime(py::module_& m) {
     out["build_type"] = ATTNKIT_BUILD_TYPE;
     out["compiler"] = ATTNKIT_COMPILER;
     out["cuda"] = ATTNKIT_CUDA_STATUS;
-    out["openmp"] = _OPENMP;
     std::vector<std::string> compiled;
     for (CpuIsa isa : compiled_cpu_isas()) compiled.emplace_back(cpu_isa_name(isa));
     out["compiled_isas"] = compiled;

@@ -225,9 +225,33 @@ def stream_text_tokens(model, prompt, max_new_tokens: int, **sampling):
             yield token
 
 
-# The sampling flags of attnkit generate, and their defaults for a run
-# directory's model (a checkpoint's come from its generation_config.json).
-_SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "repetition_penalty")
+def _optional_int(text: str):
+    return None if text.lower() == "none" else int(text)
+
+
+def _optional_float(text: str):
+    return None if text.lower() == "none" else float(text)
+
+
+# The sampling flags of attnkit generate (the option's name: its type and
+# help), and their defaults for a run directory's model (a checkpoint's come
+# from its generation_config.json). A flag not given is absent from the
+# parsed arguments, so that either default can apply.
+_SAMPLING_FLAGS = {
+    "temperature": (float, "divides the logits; 0 picks the most likely token (default: 0.8; a checkpoint's own)"),
+    "top_k": (
+        _optional_int,
+        "sample among the k most likely tokens; none for all (default: 200; a checkpoint's own)",
+    ),
+    "top_p": (
+        _optional_float,
+        "sample among the most likely tokens whose probabilities sum to p (default: off; a checkpoint's own)",
+    ),
+    "repetition_penalty": (
+        float,
+        "divides the positive logits of tokens already present (default: 1.0, off; a checkpoint's own)",
+    ),
+}
 _RUN_SAMPLING = {"temperature": 0.8, "top_k": 200, "top_p": None, "repetition_penalty": 1.0}
 
 
@@ -421,7 +445,6 @@ def _info(args) -> int:
         + f" ({info['cpu_caches']['source']})",
         "gemm tile and blocks": "{mr}x{nr}, MC {mc} KC {kc} NC {nc}".format(**attnkit._C.gemm_config()),
         "bf16 gemm tile and blocks": "{mr}x{nr}, MC {mc} KC {kc} NC {nc}".format(**attnkit._C.gemm_config("bfloat16")),
-        "openmp version": info["openmp"],
         "cuda": info["cuda"],
     }
     _print_facts(facts, args.json)
@@ -468,12 +491,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _optional_int(text: str):
-    return None if text.lower() == "none" else int(text)
-
-
-def _optional_float(text: str):
-    return None if text.lower() == "none" else float(text)
+def _add_dtype_flag(command: argparse.ArgumentParser) -> None:
+    """--dtype, the weights' format for inference (generate and embed)."""
+    command.add_argument(
+        "--dtype",
+        choices=_INFERENCE_DTYPES,
+        default="float32",
+        help="the weights: float32 as loaded, or int8 (quantized per channel on load) (default: float32)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -525,30 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--system", default=None, help="with --chat: a system message first")
     generate.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
     generate.add_argument("--max-new-tokens", type=_positive_int, default=500, help="tokens to write (default: 500)")
-    generate.add_argument(
-        "--temperature",
-        type=float,
-        default=argparse.SUPPRESS,
-        help="divides the logits; 0 picks the most likely token (default: 0.8; a checkpoint's own)",
-    )
-    generate.add_argument(
-        "--top-k",
-        type=_optional_int,
-        default=argparse.SUPPRESS,
-        help="sample among the k most likely tokens; none for all (default: 200; a checkpoint's own)",
-    )
-    generate.add_argument(
-        "--top-p",
-        type=_optional_float,
-        default=argparse.SUPPRESS,
-        help="sample among the most likely tokens whose probabilities sum to p (default: off; a checkpoint's own)",
-    )
-    generate.add_argument(
-        "--repetition-penalty",
-        type=float,
-        default=argparse.SUPPRESS,
-        help="divides the positive logits of tokens already present (default: 1.0, off; a checkpoint's own)",
-    )
+    for name, (kind, text) in _SAMPLING_FLAGS.items():
+        generate.add_argument("--" + name.replace("_", "-"), type=kind, default=argparse.SUPPRESS, help=text)
     generate.add_argument("--seed", type=int, default=1, help="the sampling seed (default: 1)")
     generate.add_argument(
         "--device",
@@ -556,12 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="cpu",
         help="(default: cpu; CUDA is not built yet: cuda is refused)",
     )
-    generate.add_argument(
-        "--dtype",
-        choices=_INFERENCE_DTYPES,
-        default="float32",
-        help="the weights: float32 as loaded, or int8 (quantized per channel on load) (default: float32)",
-    )
+    _add_dtype_flag(generate)
     generate.set_defaults(run=_generate)
 
     embed = commands.add_parser(
@@ -583,12 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="unit-length embeddings (default: as the model, with or without its Normalize module)",
     )
-    embed.add_argument(
-        "--dtype",
-        choices=_INFERENCE_DTYPES,
-        default="float32",
-        help="the weights: float32 as loaded, or int8 (quantized per channel on load) (default: float32)",
-    )
+    _add_dtype_flag(embed)
     embed.set_defaults(run=_embed)
 
     # Listed for --help; `attnkit bench ...` is handed to attnkit.benchmarks before parsing.

@@ -217,24 +217,33 @@ def _stop_set(op: str, stop_tokens, vocab_size: int) -> np.ndarray:
     return np.array(values, np.int64)
 
 
-class _Decoding:
-    """Everything one generate/stream call checks and prepares up front."""
+# The keyword options of generate and stream, and their defaults: the one
+# place that lists them (both functions, and GPT's methods, pass on what they
+# were given).
+_DECODING_OPTIONS = {
+    "temperature": 1.0,
+    "top_k": None,
+    "top_p": None,
+    "repetition_penalty": 1.0,
+    "stop_tokens": None,
+    "generator": None,
+    "stop_strings": None,
+    "tokenizer": None,
+}
 
-    def __init__(
-        self,
-        op: str,
-        model,
-        idx,
-        max_new_tokens,
-        temperature,
-        top_k,
-        top_p,
-        repetition_penalty,
-        stop_tokens,
-        generator,
-        stop_strings=None,
-        tokenizer=None,
-    ) -> None:
+
+class _Decoding:
+    """Everything one generate/stream call checks and prepares up front.
+    ``options``: the keyword options the call was given (see
+    ``_DECODING_OPTIONS``)."""
+
+    def __init__(self, op: str, model, idx, max_new_tokens, options: dict) -> None:
+        unknown = [name for name in options if name not in _DECODING_OPTIONS]
+        if unknown:
+            raise TypeError(
+                f"{op}: unexpected keyword argument '{unknown[0]}' (the options: {', '.join(_DECODING_OPTIONS)})"
+            )
+        options = {**_DECODING_OPTIONS, **options}
         config = model.config
         self.model = model
         self.tokens, self.lengths, self.from_list = _prompts(op, idx, config.vocab_size)
@@ -255,11 +264,14 @@ class _Decoding:
                 f"{prompt_length} tokens and block_size={config.block_size}), got {max_new_tokens}"
             )
         self.max_new_tokens = int(max_new_tokens)
-        self.settings = _check_sampling(op, temperature, top_k, top_p, repetition_penalty)
-        self.stop = _stop_set(op, default_stop_tokens(model) if stop_tokens is None else stop_tokens, config.vocab_size)
-        self.stop_strings = _stop_strings(op, stop_strings, tokenizer)
-        self.tokenizer = tokenizer
-        self.generator = _generator_or_default(op, generator)
+        self.settings = _check_sampling(
+            op, options["temperature"], options["top_k"], options["top_p"], options["repetition_penalty"]
+        )
+        stop_tokens = default_stop_tokens(model) if options["stop_tokens"] is None else options["stop_tokens"]
+        self.stop = _stop_set(op, stop_tokens, config.vocab_size)
+        self.stop_strings = _stop_strings(op, options["stop_strings"], options["tokenizer"])
+        self.tokenizer = options["tokenizer"]
+        self.generator = _generator_or_default(op, options["generator"])
 
     def steps(self):
         """Yields int64 [B] per step: the new token of every row, FINISHED for
@@ -353,40 +365,15 @@ class _EvalMode:
             module.training = flag
 
 
-def stream(
-    model,
-    idx,
-    max_new_tokens: int,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    stop_tokens=None,
-    generator=None,
-    stop_strings=None,
-    tokenizer=None,
-):
-    """An iterator over the decoding steps of ``generate``: per step, a numpy
+def stream(model, idx, max_new_tokens: int, **options):
+    """An iterator over the decoding steps of ``generate`` (the same
+    arguments and keyword options): per step, a numpy
     int64 array [B] of the new tokens, FINISHED (-1) for a row that stopped
     at an earlier step. The arguments are checked when ``stream`` is called,
     before the first token. While the iterator runs the model is in eval
     mode; when it ends (exhausted or closed) every module's previous
     training flag is restored. Gradients are never recorded."""
-    decoding = _Decoding(
-        "stream",
-        model,
-        idx,
-        max_new_tokens,
-        temperature,
-        top_k,
-        top_p,
-        repetition_penalty,
-        stop_tokens,
-        generator,
-        stop_strings,
-        tokenizer,
-    )
+    decoding = _Decoding("stream", model, idx, max_new_tokens, options)
 
     def iterate():
         with _EvalMode(model):
@@ -395,20 +382,7 @@ def stream(
     return iterate()
 
 
-def generate(
-    model,
-    idx,
-    max_new_tokens: int,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    stop_tokens=None,
-    generator=None,
-    stop_strings=None,
-    tokenizer=None,
-):
+def generate(model, idx, max_new_tokens: int, **options):
     """Continues each prompt by up to ``max_new_tokens`` tokens.
 
     - ``idx``: an int Tensor [B, T] (B prompts of T tokens) or a list of 1-D
@@ -418,9 +392,13 @@ def generate(
       same way alone or in a batch.
     - ``max_new_tokens``: at most block_size - T + 1 (the last token is
       drawn, never fed back).
-    - ``temperature`` (0: greedy), ``top_k``, ``top_p``,
-      ``repetition_penalty``: as in ``sample``; the penalty counts the
-      prompt's tokens and the generated ones as seen.
+
+    The options, keyword only:
+
+    - ``temperature`` (default 1.0; 0: greedy), ``top_k`` and ``top_p``
+      (default None: off), ``repetition_penalty`` (default 1.0: none): as in
+      ``sample``; the penalty counts the prompt's tokens and the generated
+      ones as seen.
     - ``stop_tokens``: an id or ids; a row that draws one stops there (the
       stop token is kept). Generation ends when every row has stopped.
       None (the default) takes the model's end-of-sequence ids
@@ -442,20 +420,7 @@ def generate(
     holds FINISHED, -1, after its stop token); for a list, a list of lists
     of ints, each prompt followed by its own new tokens.
     """
-    decoding = _Decoding(
-        "generate",
-        model,
-        idx,
-        max_new_tokens,
-        temperature,
-        top_k,
-        top_p,
-        repetition_penalty,
-        stop_tokens,
-        generator,
-        stop_strings,
-        tokenizer,
-    )
+    decoding = _Decoding("generate", model, idx, max_new_tokens, options)
     with _EvalMode(model):
         steps = list(decoding.steps())
     new = np.stack(steps, axis=1) if steps else np.zeros((decoding.tokens.shape[0], 0), np.int64)

@@ -162,20 +162,7 @@ def merge_and_unload(model: Module) -> Module:
     for name, module in _adapted("lora.merge_and_unload", model):
         if not module.merged:
             module.merge()
-        linear = Linear.__new__(Linear)
-        Module.__init__(linear)
-        linear.in_features, linear.out_features, linear.activation = (
-            module.in_features,
-            module.out_features,
-            module.activation,
-        )
-        linear.weight = module.weight
-        if module.bias is None:
-            linear.register_parameter("bias", None)
-        else:
-            linear.bias = module.bias
-        linear.training = module.training
-        _replace(model, name, linear)
+        _replace(model, name, Linear._sharing_weights_of(module))
     return model
 
 

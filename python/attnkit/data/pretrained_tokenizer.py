@@ -24,6 +24,7 @@ import shutil
 
 import numpy as np
 
+from ..ops import checks
 from .tokenizer import _check_range, _token_ids
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -144,11 +145,7 @@ class Tokenizer:
         Marian's source.spm/target.spm/vocab.json (a ``MarianTokenizer``).
         Local directories only: nothing is downloaded."""
         op = "Tokenizer.from_pretrained"
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"{op}: argument 'path' expected a directory path, got {type(path).__name__}")
-        directory = os.fspath(path)
-        if not os.path.isdir(directory):
-            raise ValueError(f"{op}: '{directory}' is not a local directory (attnkit never downloads)")
+        directory = checks.local_directory(op, path)
         config = cls._read_config(directory)
         if cls is Tokenizer and not os.path.isfile(os.path.join(directory, TOKENIZER_FILE)):
             if all(os.path.isfile(os.path.join(directory, name)) for name in MARIAN_FILES):

@@ -382,22 +382,11 @@ class GPT(nn.Module):
             )
         return steps
 
-    def generate(
-        self,
-        idx,
-        max_new_tokens: int,
-        *,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float = 1.0,
-        stop_tokens=None,
-        generator=None,
-        stop_strings=None,
-        tokenizer=None,
-    ):
+    def generate(self, idx, max_new_tokens: int, **options):
         """Continues each prompt by up to ``max_new_tokens`` tokens with the KV
-        cache (see ``attnkit.generation.generate`` for every argument).
+        cache; the keyword options (temperature, top_k, top_p,
+        repetition_penalty, stop_tokens, stop_strings with tokenizer,
+        generator) are those of ``attnkit.generation.generate``.
 
         ``idx``: an int Tensor [B, T] (every row a prompt of T tokens), or a
         list of 1-D token sequences of different lengths (left-padded
@@ -408,50 +397,13 @@ class GPT(nn.Module):
         each prompt followed by its new tokens, up to and including the stop
         token that ended it.
         """
-        return generation.generate(
-            self,
-            idx,
-            max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            repetition_penalty=repetition_penalty,
-            stop_tokens=stop_tokens,
-            generator=generator,
-            stop_strings=stop_strings,
-            tokenizer=tokenizer,
-        )
+        return generation.generate(self, idx, max_new_tokens, **options)
 
-    def stream(
-        self,
-        idx,
-        max_new_tokens: int,
-        *,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float = 1.0,
-        stop_tokens=None,
-        generator=None,
-        stop_strings=None,
-        tokenizer=None,
-    ):
+    def stream(self, idx, max_new_tokens: int, **options):
         """The arguments of ``generate``; an iterator that yields, per decoding
         step, a numpy int64 array [B] of the new tokens (-1 for a row that
         has already stopped), as soon as they are drawn."""
-        return generation.stream(
-            self,
-            idx,
-            max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            repetition_penalty=repetition_penalty,
-            stop_tokens=stop_tokens,
-            generator=generator,
-            stop_strings=stop_strings,
-            tokenizer=tokenizer,
-        )
+        return generation.stream(self, idx, max_new_tokens, **options)
 
     def save_pretrained(self, path, *, tokenizer=None, max_shard_size="5GB") -> None:
         """Writes a Hugging Face checkpoint directory that ``transformers``

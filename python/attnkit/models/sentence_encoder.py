@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from ..autograd import no_grad
+from ..ops import checks
 from ..tensor import from_numpy
 from .bert import BERT
 
@@ -103,11 +104,7 @@ class SentenceEncoder:
         from .hf.checkpoint import read_json
 
         op = "SentenceEncoder.from_pretrained"
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"{op}: argument 'path' expected a directory path, got {type(path).__name__}")
-        directory = os.fspath(path)
-        if not os.path.isdir(directory):
-            raise ValueError(f"{op}: '{directory}' is not a local directory (attnkit never downloads)")
+        directory = checks.local_directory(op, path)
         modules_path = os.path.join(directory, MODULES_FILE)
         if not os.path.isfile(modules_path):
             raise ValueError(f"{op}: '{directory}' has no {MODULES_FILE}; it is not a sentence-transformers model")

@@ -46,6 +46,23 @@ class Linear(Module):
             self.register_parameter("bias", None)
         self.reset_parameters()
 
+    @classmethod
+    def _sharing_weights_of(cls, source: Linear) -> Linear:
+        """A ``cls`` module around ``source``'s own weight and bias (shared,
+        not copied), with its sizes, activation and training flag. Linear's
+        ``__init__`` is skipped: it would allocate and draw new weights."""
+        module = cls.__new__(cls)
+        Module.__init__(module)
+        module.in_features, module.out_features = source.in_features, source.out_features
+        module.activation = source.activation
+        module.weight = source.weight
+        if source.bias is None:
+            module.register_parameter("bias", None)
+        else:
+            module.bias = source.bias
+        module.training = source.training
+        return module
+
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
         init.uniform_(self.weight, -bound, bound)

@@ -21,7 +21,6 @@ from ..tensor import Tensor, zeros
 from . import functional as F
 from . import init
 from .linear import Linear
-from .module import Module
 from .parameter import empty_parameter
 
 
@@ -115,16 +114,7 @@ class LoRALinear(Linear):
                 f"LoRALinear.from_linear: argument 'linear' expected an nn.Linear without an adapter, "
                 f"got {type(linear).__name__}"
             )
-        module = cls.__new__(cls)
-        Module.__init__(module)  # not Linear's: the weight and bias are linear's
-        module.in_features, module.out_features = linear.in_features, linear.out_features
-        module.activation = linear.activation
-        module.weight = linear.weight
-        if linear.bias is None:
-            module.register_parameter("bias", None)
-        else:
-            module.bias = linear.bias
-        module.training = linear.training
+        module = cls._sharing_weights_of(linear)
         module._setup_adapter(r, alpha, dropout, slices, rslora)
         return module
 

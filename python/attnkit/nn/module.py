@@ -157,36 +157,35 @@ class Module:
     def __setattr__(self, name: str, value) -> None:
         tables = self.__dict__.get("_parameters") is not None
         if isinstance(value, Parameter):
-            self._require_init("__setattr__")
-            self._forget(name)
-            self._parameters[name] = value
+            self._register_by_assignment("_parameters", name, value)
         elif tables and name in self._parameters:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign {type(value).__name__} to parameter '{name}' of "
-                    f"{type(self).__name__}: expected an attnkit.nn.Parameter or None"
-                )
-            self._parameters[name] = None
+            self._assign_to_slot(self._parameters, "parameter", name, value, Parameter, "an attnkit.nn.Parameter")
         elif isinstance(value, Module):
-            self._require_init("__setattr__")
-            self._forget(name)
-            self._modules[name] = value
+            self._register_by_assignment("_modules", name, value)
         elif tables and name in self._modules:
-            if value is not None:
-                raise TypeError(
-                    f"cannot assign {type(value).__name__} to submodule '{name}' of "
-                    f"{type(self).__name__}: expected an attnkit.nn.Module or None"
-                )
-            self._modules[name] = None
+            self._assign_to_slot(self._modules, "submodule", name, value, Module, "an attnkit.nn.Module")
         elif tables and name in self._buffers:
-            if value is not None and not isinstance(value, Tensor):
-                raise TypeError(
-                    f"cannot assign {type(value).__name__} to buffer '{name}' of "
-                    f"{type(self).__name__}: expected an attnkit.Tensor or None"
-                )
-            self._buffers[name] = value
+            self._assign_to_slot(self._buffers, "buffer", name, value, Tensor, "an attnkit.Tensor")
         else:
             object.__setattr__(self, name, value)
+
+    def _register_by_assignment(self, table_name: str, name: str, value) -> None:
+        """``self.name = value`` for a Parameter or a Module: it goes into its
+        table, in place of whatever ``name`` named before."""
+        self._require_init("__setattr__")
+        self._forget(name)
+        getattr(self, table_name)[name] = value
+
+    def _assign_to_slot(self, table: dict, kind: str, name: str, value, allowed: type, expected: str) -> None:
+        """Assigns to a name ``table`` already holds: None empties the slot, a
+        value of type ``allowed`` fills it, anything else is refused. (A
+        Parameter or a Module being assigned is registered before this.)"""
+        if value is not None and not isinstance(value, allowed):
+            raise TypeError(
+                f"cannot assign {type(value).__name__} to {kind} '{name}' of "
+                f"{type(self).__name__}: expected {expected} or None"
+            )
+        table[name] = value
 
     def __getattr__(self, name: str):
         # Called only when ordinary lookup fails: the tables are searched here.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 from ..tensor import Tensor
 
@@ -124,3 +125,14 @@ def normalized_shape(op: str, value) -> list:
     if not all(0 <= d < _INT64_LIMIT for d in dims):
         raise ValueError(f"{op}: argument 'normalized_shape' expected sizes in [0, 2**63), got {value!r}")
     return [int(d) for d in dims]
+
+
+def local_directory(op: str, path) -> str:
+    """``path`` (str or os.PathLike) as a str, when it names a local
+    directory: attnkit never downloads, so a hub name is refused too."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{op}: argument 'path' expected a directory path, got {type(path).__name__}")
+    directory = os.fspath(path)
+    if not os.path.isdir(directory):
+        raise ValueError(f"{op}: '{directory}' is not a local directory (attnkit never downloads)")
+    return directory

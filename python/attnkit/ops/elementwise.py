@@ -179,32 +179,24 @@ def _reduced_count(shape, dims) -> int:
     return math.prod(shape[d] for d in {d % ndim for d in dims}) if ndim else 1
 
 
-class _Sum(Function):
+class _SumOrMean(Function):
+    """sum (``mean`` False) or mean over ``dims``: backward spreads the
+    gradient of each output over the elements it reduced, divided by their
+    count for the mean."""
+
     @staticmethod
-    def forward(ctx, input, dims, keepdim):
-        out = _C.sum(input._array, dims, keepdim)
+    def forward(ctx, input, dims, keepdim, mean):
+        out = (_C.mean if mean else _C.sum)(input._array, dims, keepdim)
         ctx.input_shape = list(input.shape)
         ctx.kept_shape = _kept_shape(input.shape, dims)
+        ctx.count = _reduced_count(input.shape, dims) if mean else None
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        return _C.expand(grad.reshape(ctx.kept_shape), ctx.input_shape), None, None
-
-
-class _Mean(Function):
-    @staticmethod
-    def forward(ctx, input, dims, keepdim):
-        out = _C.mean(input._array, dims, keepdim)
-        ctx.input_shape = list(input.shape)
-        ctx.kept_shape = _kept_shape(input.shape, dims)
-        ctx.count = _reduced_count(input.shape, dims)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        share = _C.binary_scalar(grad, float(ctx.count), False, "div")
-        return _C.expand(share.reshape(ctx.kept_shape), ctx.input_shape), None, None
+        if ctx.count is not None:
+            grad = _C.binary_scalar(grad, float(ctx.count), False, "div")
+        return _C.expand(grad.reshape(ctx.kept_shape), ctx.input_shape), None, None, None
 
 
 def sum(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
@@ -213,14 +205,14 @@ def sum(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     unless ``keepdim``. float32 sums pairwise, the same bits for any thread
     count; bool, int32 and int64 give an exact int64 sum. Differentiable."""
     check_tensor("sum", "input", input)
-    return _Sum.apply(input, _reduction_dims("sum", input, dim), bool(keepdim))
+    return _SumOrMean.apply(input, _reduction_dims("sum", input, dim), bool(keepdim), False)
 
 
 def mean(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """The mean over ``dim`` (as in ``sum``); float32. The mean over no
     elements is NaN. Differentiable."""
     check_tensor("mean", "input", input)
-    return _Mean.apply(input, _reduction_dims("mean", input, dim), bool(keepdim))
+    return _SumOrMean.apply(input, _reduction_dims("mean", input, dim), bool(keepdim), True)
 
 
 class MaxResult(NamedTuple):

@@ -104,16 +104,25 @@ def _label_names(config: BertConfig, base: dict) -> dict:
     }
 
 
-register(
-    Architecture(
-        name="BertForSequenceClassification",
+def _bert_class(name: str, **details) -> Architecture:
+    """One of BERT's Hugging Face classes: BERT's config and encoder weights
+    (and the heads it may hold); ``details`` give the rest."""
+    return Architecture(
+        name=name,
         model_type="bert",
         config_class=BertConfig,
         model_class=BERT,
-        fields=_FIELDS,
         weights=_WEIGHTS,
-        base_prefix="bert.",
         heads=_HEADS,
+        **details,
+    )
+
+
+register(
+    _bert_class(
+        "BertForSequenceClassification",
+        fields=_FIELDS,
+        base_prefix="bert.",
         ignore=_IGNORE,
         derive=_heads(mlm_head=False, classifier=True),
         to_hf_extra=_label_names,
@@ -121,15 +130,10 @@ register(
 )
 
 register(
-    Architecture(
-        name="BertForMaskedLM",
-        model_type="bert",
-        config_class=BertConfig,
-        model_class=BERT,
+    _bert_class(
+        "BertForMaskedLM",
         fields=(*_FIELDS, Fixed("tie_word_embeddings", True)),
-        weights=_WEIGHTS,
         base_prefix="bert.",
-        heads=_HEADS,
         # Checkpoints published as BertForMaskedLM (bert-base-uncased) also
         # carry BertForPreTraining's next-sentence head, which this class
         # has no use for (transformers drops it too).
@@ -144,14 +148,9 @@ register(
 )
 
 register(
-    Architecture(
-        name="BertModel",
-        model_type="bert",
-        config_class=BertConfig,
-        model_class=BERT,
+    _bert_class(
+        "BertModel",
         fields=_FIELDS,
-        weights=_WEIGHTS,
-        heads=_HEADS,
         ignore=_IGNORE,
         derive=_heads(mlm_head=False, classifier=False),
         to_hf_extra=lambda config, base: _dropouts(config),
