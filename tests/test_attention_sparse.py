@@ -113,6 +113,19 @@ def test_patterns_with_padding(cpu_isa, rng):
     )
 
 
+@pytest.mark.parametrize("tq", [5, 50, 130])
+def test_dilated_windows_with_a_cache_and_padding(cpu_isa, rng, tq):
+    # the blocks run the residue classes apart: the queries' offset into the
+    # keys and padded keys land in every class
+    tk = 130
+    padding = np.zeros((2, tk), bool)
+    padding[0, 100:] = True
+    padding[1, ::7] = True
+    check_pattern(rng, 2, tq, tk, 4, 2, 16, causal=True, key_padding_mask=padding, window=45, dilation=3)
+    check_pattern(rng, 2, tq, tk, 2, 1, 16, key_padding_mask=padding, window=30, dilation=4)
+    check_pattern(rng, 1, tq, tk, 2, 2, 16, causal=True, dilation=5)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_many_global_tokens(cpu_isa, rng, causal):
     # more global queries than a query block holds and more global keys than
