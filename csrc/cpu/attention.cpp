@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <vector>
 
@@ -320,6 +321,40 @@ class AttentionMask {
     return global_blocked_.empty() ? nullptr : global_blocked_.data() + b * p_.global_count;
   }
 
+  // The keys query i of batch b sees, increasing, appended to `keys`: the
+  // definition the blocks follow, key by key, visiting only the keys in the
+  // query's range on its residue and in the block-mask columns its row
+  // shows, and the global tokens (the decode path reads these and no
+  // others). Not by residue class: i is a query, the keys are positions.
+  void visible_keys(std::int64_t b, std::int64_t i, std::vector<std::int64_t>& keys) const {
+    const std::int64_t position = i + p_.key_length - p_.query_length;
+    const std::int64_t end = global_end(b, i);  // what the causal order and the length allow
+    if (global_query(position)) {
+      for (std::int64_t j = 0; j < end; ++j)
+        if (!padded(b, j)) keys.push_back(j);
+      return;
+    }
+    std::int64_t g = 0;  // the global tokens before key j, merged in order
+    auto globals_before = [&](std::int64_t j) {
+      for (; g < p_.global_count && p_.global_tokens[g] < j; ++g)
+        if (p_.global_tokens[g] < end && !padded(b, p_.global_tokens[g])) keys.push_back(p_.global_tokens[g]);
+    };
+    auto on_residue = [&](std::int64_t j) { return j + ((position - j) % dilation_ + dilation_) % dilation_; };
+    std::int64_t lo, hi;
+    range(b, i, &lo, &hi);
+    for (std::int64_t j = on_residue(lo); j < hi;) {
+      if (p_.block_mask != nullptr &&
+          p_.block_mask[position / p_.block_size * p_.block_columns + j / p_.block_size] == 0) {
+        j = on_residue((j / p_.block_size + 1) * p_.block_size);  // the next column
+        continue;
+      }
+      globals_before(j);
+      if (!padded(b, j) && !global_key(j)) keys.push_back(j);
+      j += dilation_;
+    }
+    globals_before(p_.key_length);
+  }
+
   // The flags of batch b's keys outside the blocks (1 = padding or a global
   // token), or null when there are none.
   const float* key_blocked(std::int64_t b) const {
@@ -443,8 +478,11 @@ std::int64_t interleaved_block(std::int64_t i, std::int64_t n) {
 }
 
 // The decode path: a few query rows (Tq <= kDecodeQueries) per head read the
-// cache once, with no packing. The rows of a kv head's group are done
-// together so K and V are read once for all of them; when there are fewer
+// cache once, with no packing, and only the keys the mask lets through (a
+// window's, on the dilation's residue, in the block mask's shown columns,
+// the global tokens: AttentionMask::visible_keys). The rows of a kv head's
+// group are done together so K and V are read once for all of them; when
+// there are fewer
 // (batch, kv head) pairs than threads, the keys are split too (split-KV) and
 // the partial softmaxes merged.
 constexpr std::int64_t kDecodeQueries = 4;
@@ -459,12 +497,41 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
   const int rows = static_cast<int>(group * p.query_length);   // per kv head, ordered (head, query)
   const int total_rows = static_cast<int>(p.kv_heads) * rows;  // per batch: row R = g * rows + r
   const AttentionMask mask(p, false);
-  // Work items: (batch, key range). With fewer batches than threads the keys
-  // are split (split-KV) and the partial softmaxes merged below.
+  // Per batch, the keys to read: those some query sees (all a pattern
+  // hides are skipped, never read), and with several queries which of them
+  // each sees, [Tq x keys].
+  std::vector<std::vector<std::int64_t>> keys(static_cast<std::size_t>(p.batch));
+  std::vector<std::vector<std::uint8_t>> shown(static_cast<std::size_t>(p.batch));
+  parallel_for(p.batch, 1, [&](std::int64_t b0, std::int64_t b1) {
+    std::vector<std::int64_t> own, merged;
+    for (std::int64_t b = b0; b < b1; ++b) {
+      std::vector<std::int64_t>& all = keys[b];
+      std::vector<std::vector<std::int64_t>> each(static_cast<std::size_t>(p.query_length));
+      for (std::int64_t i = 0; i < p.query_length; ++i) {
+        mask.visible_keys(b, i, each[i]);
+        merged.clear();
+        std::set_union(all.begin(), all.end(), each[i].begin(), each[i].end(), std::back_inserter(merged));
+        all.swap(merged);
+      }
+      if (p.query_length == 1) continue;
+      const std::int64_t n = static_cast<std::int64_t>(all.size());
+      shown[b].assign(static_cast<std::size_t>(p.query_length * n), 0);
+      for (std::int64_t i = 0; i < p.query_length; ++i)
+        for (std::int64_t index = 0, own_index = 0; index < n; ++index)
+          if (own_index < static_cast<std::int64_t>(each[i].size()) && each[i][own_index] == all[index]) {
+            shown[b][i * n + index] = 1;
+            ++own_index;
+          }
+    }
+  });
+  std::int64_t most_keys = 1;
+  for (const auto& list : keys) most_keys = std::max(most_keys, static_cast<std::int64_t>(list.size()));
+  // Work items: (batch, share of its keys). With fewer batches than threads
+  // the keys are split (split-KV) and the partial softmaxes merged below.
   const std::int64_t threads = get_num_threads();
   const std::int64_t splits =
-      std::max<std::int64_t>(1, std::min(ceil_div(threads, p.batch), p.key_length / kDecodeMinimumKeysPerSplit));
-  const std::int64_t keys_per_split = ceil_div(p.key_length, splits);
+      std::max<std::int64_t>(1, std::min(ceil_div(threads, p.batch), most_keys / kDecodeMinimumKeysPerSplit));
+  const std::int64_t keys_per_split = ceil_div(most_keys, splits);
   // per (batch, split): acc [total_rows x d], max [total_rows], sum [total_rows]
   const std::int64_t partial_size = total_rows * (d + 2);
   ScratchBuffer partials(p.batch * splits * partial_size);
@@ -472,23 +539,23 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
   parallel_for(p.batch * splits, 1, [&](std::int64_t i0, std::int64_t i1) {
     ScratchBuffer scores(total_rows * keys_per_split);
     ScratchBuffer queries(total_rows * d);
-    std::vector<std::int64_t> lo(rows), hi(rows);
     for (std::int64_t item = i0; item < i1; ++item) {
       const std::int64_t b = item / splits, split = item % splits;
-      const std::int64_t j0 = split * keys_per_split;
-      const std::int64_t j1 = std::min(p.key_length, j0 + keys_per_split);
+      const std::int64_t n = static_cast<std::int64_t>(keys[b].size());
+      const std::int64_t first = std::min(n, split * keys_per_split);
+      const std::int64_t count = std::min(n, first + keys_per_split) - first;
       // gather the query rows: row g * rows + r is head g * group + r / Tq, query r % Tq
       for (int row = 0; row < total_rows; ++row) {
         const int g = row / rows, r = row % rows;
         const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
         std::memcpy(queries.data() + row * d, q + (b * p.query_length + i) * p.q_stride + h * d, d * sizeof(float));
       }
-      for (int r = 0; r < rows; ++r) mask.range(b, r % p.query_length, &lo[r], &hi[r]);
       float* partial = partials.data() + item * partial_size;
       ops.decode_partial(partial, partial + total_rows * d, partial + total_rows * (d + 1), scores.data(),
                          queries.data(), rows, static_cast<int>(p.kv_heads), k + b * p.key_length * p.k_stride,
-                         v + b * p.key_length * p.v_stride, p.k_stride, p.v_stride, j0, j1, d, p.scale, lo.data(),
-                         hi.data(), mask.key_blocked(b));
+                         v + b * p.key_length * p.v_stride, p.k_stride, p.v_stride, keys[b].data() + first, count, d,
+                         p.scale, shown[b].empty() ? nullptr : shown[b].data() + first, n,
+                         static_cast<int>(p.query_length));
     }
   });
 
@@ -527,10 +594,7 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const AttentionProblem& p) {
-  // (the decode path knows contiguous key ranges only: a sparse pattern
-  // takes the blocks, which skip what it hides)
-  const bool sparse = p.dilation > 1 || p.global_count > 0 || p.block_mask != nullptr;
-  if (!p.for_backward && !sparse && p.dropout_drop_below == 0 && p.query_length <= kDecodeQueries &&
+  if (!p.for_backward && p.dropout_drop_below == 0 && p.query_length <= kDecodeQueries &&
       p.heads / p.kv_heads * p.query_length <= 16) {
     attention_decode(out, lse, q, k, v, p);
     return;
