@@ -45,6 +45,16 @@ std::int64_t key_block_size(std::int64_t query_block, std::int64_t d) {
   return std::clamp<std::int64_t>(free_bytes / bytes_per_key / 16 * 16, 16, 256);
 }
 
+// The query block: the ISA's (a multiple of its tiles), or under a block
+// mask whose rows are longer (up to 4 ISA blocks), one layout row rounded up
+// to whole vectors: a query block is then one row of the layout, instead of
+// a full block plus a short remainder that computes the same keys again
+// (the blocks are cut at the layout's rows, AttentionMask::query_blocks).
+std::int64_t query_block_size(std::int64_t isa_block, const AttentionProblem& p) {
+  if (p.block_mask == nullptr || p.block_size <= isa_block || p.block_size > 4 * isa_block) return isa_block;
+  return round_up(p.block_size, kColumnMultiple);
+}
+
 // How much of a block of queries x keys the mask lets through.
 enum class BlockVisibility { hidden, partial, visible };
 
@@ -608,7 +618,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   const std::int64_t d = p.head_dim;
   const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
-  const std::int64_t bq = ops.query_block;
+  const std::int64_t bq = query_block_size(ops.query_block, p);
   const std::int64_t bk = key_block_size(bq, d);
   const AttentionMask mask(p, true);
   const std::vector<Queries> blocks = mask.query_blocks(bq);
@@ -760,7 +770,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const std::int64_t d = p.head_dim;
   const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
-  const std::int64_t bq = ops.query_block;
+  const std::int64_t bq = query_block_size(ops.query_block, p);
   const std::int64_t bk = key_block_size(bq, d);
   const AttentionMask mask(p, true);
   const std::vector<Queries> local_blocks = mask.query_blocks(bq);
