@@ -47,10 +47,15 @@ def check_pattern(rng, batch, tq, tk, heads, kv_heads, d, causal=False, key_padd
         assert a.shape == e.shape, name
         assert np.isfinite(a).all(), name
         assert_reduction_close(a, e, n)
-    # inference (no backward to come): the same output
+    # inference (no backward to come): the same output, or with a few
+    # queries (the decode path, which visits the visible keys one by one) as
+    # close to the reference
     with attnkit.no_grad():
         out = F.attention(*(attnkit.tensor(x) for x in (q, k, v)), **options)
-    np.testing.assert_array_equal(out.numpy(), ours[0])
+    if tq <= 4:
+        assert_reduction_close(out.numpy(), expected[0], naive[0])
+    else:
+        np.testing.assert_array_equal(out.numpy(), ours[0])
     return mask["explicit_mask"]
 
 
@@ -111,6 +116,54 @@ def test_patterns_with_padding(cpu_isa, rng):
     check_pattern(
         rng, batch, t, t, 2, 1, 16, causal=True, key_padding_mask=padding, block_size=24, block_mask=layout(rng, t, 24)
     )
+
+
+@pytest.mark.parametrize("tq", [5, 50, 130])
+def test_dilated_windows_with_a_cache_and_padding(cpu_isa, rng, tq):
+    # the blocks run the residue classes apart: the queries' offset into the
+    # keys and padded keys land in every class
+    tk = 130
+    padding = np.zeros((2, tk), bool)
+    padding[0, 100:] = True
+    padding[1, ::7] = True
+    check_pattern(rng, 2, tq, tk, 4, 2, 16, causal=True, key_padding_mask=padding, window=45, dilation=3)
+    check_pattern(rng, 2, tq, tk, 2, 1, 16, key_padding_mask=padding, window=30, dilation=4)
+    check_pattern(rng, 1, tq, tk, 2, 2, 16, causal=True, dilation=5)
+
+
+@pytest.mark.parametrize("tq", [1, 2, 4])
+def test_decode_path_with_patterns(cpu_isa, rng, tq):
+    # inference with a few queries against a long cache takes the decode
+    # path, which reads only the keys the pattern lets through: every other
+    # key and value is NaN here (and padding too); 1200 keys are split
+    # across threads. With tq > 1 the queries see different keys, and the
+    # global token tk - 2 is one of them.
+    tk = 1200
+    blocks = layout(rng, tk, 64)
+    padding = np.zeros((2, tk), bool)
+    padding[0, ::11] = True
+    padding[1, 900:] = True
+    for pattern in (
+        dict(causal=True, window=300, dilation=3),
+        dict(causal=True, window=200, global_tokens=[0, 5, 700, tk - 2]),
+        dict(causal=True, block_size=64, block_mask=blocks),
+        dict(dilation=4, window=500, global_tokens=[3, 1000], block_size=64, block_mask=blocks),
+    ):
+        q, k, v = random_qkv(rng, 2, tq, tk, 4, 2, 32)
+        visible = explicit_mask(tq, tk, **pattern)
+        for b in range(2):
+            unread = padding[b] | ~visible.any(axis=0)
+            k[b, unread] = np.nan
+            v[b, unread] = np.nan
+        with attnkit.no_grad():
+            out = F.attention(
+                *(attnkit.tensor(x) for x in (q, k, v)), key_padding_mask=attnkit.tensor(padding), **pattern
+            ).numpy()
+        kc, vc = np.nan_to_num(k, nan=0.0), np.nan_to_num(v, nan=0.0)
+        mask = dict(explicit_mask=visible, key_padding_mask=padding)
+        assert_reduction_close(
+            out, reference.attention(q, kc, vc, **mask), naive_float32(q, kc, vc, np.zeros_like(q), **mask)[0]
+        )
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <vector>
 
@@ -42,6 +43,16 @@ std::int64_t key_block_size(std::int64_t query_block, std::int64_t d) {
   const std::int64_t bytes_per_key = (query_block + d) * static_cast<std::int64_t>(sizeof(float));
   const std::int64_t free_bytes = l1 - query_block * d * static_cast<std::int64_t>(sizeof(float));
   return std::clamp<std::int64_t>(free_bytes / bytes_per_key / 16 * 16, 16, 256);
+}
+
+// The query block: the ISA's (a multiple of its tiles), or under a block
+// mask whose rows are longer (up to 4 ISA blocks), one layout row rounded up
+// to whole vectors: a query block is then one row of the layout, instead of
+// a full block plus a short remainder that computes the same keys again
+// (the blocks are cut at the layout's rows, AttentionMask::query_blocks).
+std::int64_t query_block_size(std::int64_t isa_block, const AttentionProblem& p) {
+  if (p.block_mask == nullptr || p.block_size <= isa_block || p.block_size > 4 * isa_block) return isa_block;
+  return round_up(p.block_size, kColumnMultiple);
 }
 
 // How much of a block of queries x keys the mask lets through.
@@ -82,7 +93,14 @@ struct Queries {
 // hides single keys.
 class AttentionMask {
  public:
-  explicit AttentionMask(const AttentionProblem& p) : p_(p), dilation_(std::max<std::int64_t>(1, p.dilation)) {
+  // by_residue: the blocks may run the dilation's residue classes apart
+  // (see by_residue()); the decode path visits keys one by one and does not.
+  AttentionMask(const AttentionProblem& p, bool by_residue)
+      : p_(p),
+        dilation_(std::max<std::int64_t>(1, p.dilation)),
+        by_residue_(by_residue && dilation_ > 1 && p.global_count == 0 && p.block_mask == nullptr &&
+                    p.dropout_drop_below == 0 && p.query_length <= p.key_length) {
+    if (by_residue_) order_by_residue();
     if (p.global_count > 0) {
       global_before_.assign(static_cast<std::size_t>(p.key_length + 1), 0);
       for (std::int64_t g = 0; g < p.global_count; ++g) global_before_[p.global_tokens[g] + 1] = 1;
@@ -101,8 +119,8 @@ class AttentionMask {
     global_blocked_.assign(static_cast<std::size_t>(p.batch * p.global_count), 0.0f);
     for (std::int64_t b = 0; b < p.batch; ++b) {
       std::int64_t count = 0;
-      for (std::int64_t j = 0; j < p.key_length; ++j) {
-        const bool blocked = padded(b, j) || global_key(j);
+      for (std::int64_t j = 0; j < p.key_length; ++j) {  // (j: a key row of the blocks, key_row(j) its position)
+        const bool blocked = padded(b, key_row(j)) || global_key(j);
         blocked_[b * p.key_length + j] = blocked ? 1.0f : 0.0f;
         padded_before_[b * (p.key_length + 1) + j] = count;
         count += blocked ? 1 : 0;
@@ -115,18 +133,96 @@ class AttentionMask {
 
   // [lo, hi): the keys query i of batch b may see before the padding flags,
   // the dilation and the block mask, as a query of the local pattern.
+  // By residue class (by_residue()), i and the range are rows of the
+  // permuted order: query i's class holds the keys of its residue, a dense
+  // window of ceil(window / dilation) of them.
   void range(std::int64_t b, std::int64_t i, std::int64_t* lo, std::int64_t* hi) const {
-    const std::int64_t position = i + p_.key_length - p_.query_length;
-    std::int64_t first = 0;
-    std::int64_t end = p_.key_length;
-    if (p_.causal) end = std::min(end, position + 1);
-    if (p_.window > 0) {
-      first = std::max<std::int64_t>(first, position - p_.window + 1);
-      if (!p_.causal) end = std::min(end, position + p_.window);
+    std::int64_t position = i + p_.key_length - p_.query_length;
+    std::int64_t keys = p_.key_length, window = p_.window, length = keys, class_start = 0;
+    if (p_.key_lengths != nullptr) length = p_.key_lengths[b];
+    if (by_residue_) {  // the same definition within the class: position, keys and length count its members
+      position = query_rows_[i] + p_.key_length - p_.query_length;
+      const std::int64_t residue = position % dilation_;
+      class_start = class_start_[residue];
+      keys = class_start_[residue + 1] - class_start;
+      position /= dilation_;
+      if (window > 0) window = (window - 1) / dilation_ + 1;
+      length = length > residue ? ceil_div(length - residue, dilation_) : 0;
     }
-    if (p_.key_lengths != nullptr) end = std::min(end, p_.key_lengths[b]);
-    *lo = std::max<std::int64_t>(first, 0);
-    *hi = std::max(end, *lo);
+    std::int64_t first = 0;
+    std::int64_t end = std::min(keys, length);
+    if (p_.causal) end = std::min(end, position + 1);
+    if (window > 0) {
+      first = std::max<std::int64_t>(first, position - window + 1);
+      if (!p_.causal) end = std::min(end, position + window);
+    }
+    *lo = class_start + std::max<std::int64_t>(first, 0);
+    *hi = class_start + std::max(end, *lo - class_start);
+  }
+
+  // Under a dilation without global tokens, a block mask or dropout, the
+  // blocks run the queries and keys permuted into residue classes modulo the
+  // dilation (positions 0, s, 2s, ..., then 1, s + 1, ...): within a class
+  // the dilated window is a dense window, and the classes' key ranges follow
+  // each other, so the blocks skip every key a class does not see instead of
+  // masking (s - 1) / s of the band. query_row / key_row: the query and key
+  // at row i of the order (the identity otherwise).
+  bool by_residue() const { return by_residue_; }
+  std::int64_t query_row(std::int64_t i) const { return by_residue_ ? query_rows_[i] : i; }
+  std::int64_t key_row(std::int64_t j) const { return by_residue_ ? key_rows_[j] : j; }
+  const std::int64_t* query_order() const { return by_residue_ ? query_rows_.data() : nullptr; }
+  const std::int64_t* key_order() const { return by_residue_ ? key_rows_.data() : nullptr; }
+
+  // The blocks of queries, in order: bq consecutive ones at a time, cut
+  // where a row of the block mask starts (when its rows hold at least a
+  // vector of queries), so that a block's keys are those of one layout row
+  // instead of the union of two.
+  std::vector<Queries> query_blocks(std::int64_t bq) const {
+    std::vector<Queries> blocks;
+    const std::int64_t shift = p_.key_length - p_.query_length;
+    const bool by_row = p_.block_mask != nullptr && p_.block_size >= kColumnMultiple;
+    for (std::int64_t i0 = 0; i0 < p_.query_length;) {
+      std::int64_t i1 = std::min(p_.query_length, i0 + bq);
+      if (by_row) i1 = std::min(i1, ((i0 + shift) / p_.block_size + 1) * p_.block_size - shift);
+      blocks.push_back(Queries{i0, i1 - i0, nullptr});
+      i0 = i1;
+    }
+    return blocks;
+  }
+
+  // Calls visit(j0, j1) for the key blocks (block_end) a block of queries
+  // may see, in order: those over the keys its ranges reach (global
+  // queries: the prefix they see) and, under a block mask, in a column one
+  // of its query rows shows. The blocks skipped are ones classify() finds
+  // hidden; the loop costs the blocks it visits, not the length.
+  template <class Visit>
+  void for_each_key_block(std::int64_t b, const Queries& queries, std::int64_t bk, Visit&& visit) const {
+    std::int64_t lo = 0, hi = 0;
+    if (queries.list != nullptr) {
+      hi = global_end(b, queries[queries.rows - 1]);
+    } else {
+      std::int64_t first_hi, last_lo;
+      range(b, queries.row0, &lo, &first_hi);
+      range(b, queries.row0 + queries.rows - 1, &last_lo, &hi);
+    }
+    auto visit_keys = [&](std::int64_t j0, std::int64_t j1) {
+      std::int64_t start = p_.block_mask != nullptr ? j0 / p_.block_size * p_.block_size : 0;  // on the grid
+      for (start += (j0 - start) / bk * bk; start < j1; start = block_end(start, bk))
+        visit(start, block_end(start, bk));
+    };
+    if (p_.block_mask == nullptr || queries.list != nullptr) {
+      if (lo < hi) visit_keys(lo, hi);
+      return;
+    }
+    const std::int64_t shift = p_.key_length - p_.query_length;
+    const std::int64_t first_row = (queries.row0 + shift) / p_.block_size;
+    const std::int64_t last_row = (queries.row0 + queries.rows - 1 + shift) / p_.block_size;
+    for (std::int64_t column = lo / p_.block_size; column * p_.block_size < hi; ++column) {
+      bool shown = false;
+      for (std::int64_t row = first_row; row <= last_row && !shown; ++row)
+        shown = p_.block_mask[row * p_.block_columns + column] != 0;
+      if (shown) visit_keys(std::max(lo, column * p_.block_size), std::min(hi, (column + 1) * p_.block_size));
+    }
   }
 
   // Where the key block that starts at j0 ends: bk keys on, or sooner, at the
@@ -176,7 +272,7 @@ class AttentionMask {
       }
       if (!any_shown) return hidden;
     }
-    if (last_lo <= j0 && first_hi >= j1 && padded == 0 && dilation_ == 1 && all_shown &&
+    if (last_lo <= j0 && first_hi >= j1 && padded == 0 && !residue_masked() && all_shown &&
         global_queries(i0 + shift, i1 + shift) == 0)
       return {BlockVisibility::visible, j0, j1};
     return {BlockVisibility::partial, std::max(j0, first_lo), std::min(j1, last_hi)};
@@ -196,7 +292,7 @@ class AttentionMask {
         hi = global_end(b, queries[c]);
       } else if (c < queries.rows) {
         range(b, queries[c], &lo, &hi);
-        const std::int64_t position = queries[c] + p_.key_length - p_.query_length;
+        const std::int64_t position = query_row(queries[c]) + p_.key_length - p_.query_length;
         if (global_query(position) ||
             (p_.block_mask != nullptr &&
              p_.block_mask[position / p_.block_size * p_.block_columns + j0 / p_.block_size] == 0))
@@ -212,7 +308,7 @@ class AttentionMask {
   BlockMask block_mask(std::int64_t b, const Queries& queries, std::int64_t j0, const float* first, const float* end,
                        const float* residue) const {
     const float* blocked = key_blocked(b);
-    const bool residues = dilation_ > 1 && queries.list == nullptr;  // (a global query sees every residue)
+    const bool residues = residue_masked() && queries.list == nullptr;  // (a global query sees every residue)
     return {first, end, blocked != nullptr ? blocked + j0 : nullptr, j0, residues ? residue : nullptr, dilation_};
   }
 
@@ -235,6 +331,40 @@ class AttentionMask {
     return global_blocked_.empty() ? nullptr : global_blocked_.data() + b * p_.global_count;
   }
 
+  // The keys query i of batch b sees, increasing, appended to `keys`: the
+  // definition the blocks follow, key by key, visiting only the keys in the
+  // query's range on its residue and in the block-mask columns its row
+  // shows, and the global tokens (the decode path reads these and no
+  // others). Not by residue class: i is a query, the keys are positions.
+  void visible_keys(std::int64_t b, std::int64_t i, std::vector<std::int64_t>& keys) const {
+    const std::int64_t position = i + p_.key_length - p_.query_length;
+    const std::int64_t end = global_end(b, i);  // what the causal order and the length allow
+    if (global_query(position)) {
+      for (std::int64_t j = 0; j < end; ++j)
+        if (!padded(b, j)) keys.push_back(j);
+      return;
+    }
+    std::int64_t g = 0;  // the global tokens before key j, merged in order
+    auto globals_before = [&](std::int64_t j) {
+      for (; g < p_.global_count && p_.global_tokens[g] < j; ++g)
+        if (p_.global_tokens[g] < end && !padded(b, p_.global_tokens[g])) keys.push_back(p_.global_tokens[g]);
+    };
+    auto on_residue = [&](std::int64_t j) { return j + ((position - j) % dilation_ + dilation_) % dilation_; };
+    std::int64_t lo, hi;
+    range(b, i, &lo, &hi);
+    for (std::int64_t j = on_residue(lo); j < hi;) {
+      if (p_.block_mask != nullptr &&
+          p_.block_mask[position / p_.block_size * p_.block_columns + j / p_.block_size] == 0) {
+        j = on_residue((j / p_.block_size + 1) * p_.block_size);  // the next column
+        continue;
+      }
+      globals_before(j);
+      if (!padded(b, j) && !global_key(j)) keys.push_back(j);
+      j += dilation_;
+    }
+    globals_before(p_.key_length);
+  }
+
   // The flags of batch b's keys outside the blocks (1 = padding or a global
   // token), or null when there are none.
   const float* key_blocked(std::int64_t b) const {
@@ -247,6 +377,23 @@ class AttentionMask {
   }
 
  private:
+  // The blocks mask each key's residue (a dilation, not by residue class).
+  bool residue_masked() const { return dilation_ > 1 && !by_residue_; }
+
+  // query_rows_, key_rows_ and class_start_ of the residue classes.
+  void order_by_residue() {
+    const std::int64_t shift = p_.key_length - p_.query_length;
+    class_start_.assign(static_cast<std::size_t>(dilation_ + 1), 0);
+    for (std::int64_t r = 0; r < dilation_; ++r)
+      class_start_[r + 1] = class_start_[r] + (p_.key_length > r ? ceil_div(p_.key_length - r, dilation_) : 0);
+    for (std::int64_t r = 0; r < dilation_; ++r) {
+      for (std::int64_t j = r; j < p_.key_length; j += dilation_) key_rows_.push_back(j);
+      for (std::int64_t position = (shift + dilation_ - 1 - r) / dilation_ * dilation_ + r; position < p_.key_length;
+           position += dilation_)
+        query_rows_.push_back(position - shift);
+    }
+  }
+
   bool padded(std::int64_t b, std::int64_t j) const {
     return (p_.key_lengths != nullptr && j >= p_.key_lengths[b]) ||
            (p_.key_padding != nullptr && p_.key_padding[b * p_.key_length + j] != 0);
@@ -271,6 +418,9 @@ class AttentionMask {
 
   const AttentionProblem& p_;
   const std::int64_t dilation_;
+  const bool by_residue_;
+  std::vector<std::int64_t> query_rows_, key_rows_;  // by residue class: the order's query and key rows
+  std::vector<std::int64_t> class_start_;            // by residue class: the first key row of each class, [s + 1]
   std::vector<float> blocked_;
   std::vector<std::int64_t> padded_before_;
   std::vector<std::int64_t> global_before_;  // global tokens before each position, [Tk + 1]
@@ -302,6 +452,14 @@ void gather_rows(float* packed, const float* x, std::int64_t ld, const std::int6
     if (key_blocked != nullptr && key_blocked[r] != 0.0f) std::fill(packed + r * d, packed + (r + 1) * d, 0.0f);
 }
 
+// Rows of x in the order of `order` (null: the first `count` in turn),
+// gathered contiguous as copy_rows copies them.
+void pack_rows(float* packed, const float* x, std::int64_t ld, const std::int64_t* order, std::int64_t count,
+               std::int64_t d, const float* key_blocked) {
+  if (order == nullptr) copy_rows(packed, x, ld, count, d, key_blocked);
+  else gather_rows(packed, x, ld, order, count, d, key_blocked);
+}
+
 // Attention dropout on a block of queries x n keys (j0
 // first) of head h in batch b; entry (i, j) is at block[i * query_stride + j *
 // key_stride]. Zeroes the dropped entries and scales the kept ones. With
@@ -330,8 +488,11 @@ std::int64_t interleaved_block(std::int64_t i, std::int64_t n) {
 }
 
 // The decode path: a few query rows (Tq <= kDecodeQueries) per head read the
-// cache once, with no packing. The rows of a kv head's group are done
-// together so K and V are read once for all of them; when there are fewer
+// cache once, with no packing, and only the keys the mask lets through (a
+// window's, on the dilation's residue, in the block mask's shown columns,
+// the global tokens: AttentionMask::visible_keys). The rows of a kv head's
+// group are done together so K and V are read once for all of them; when
+// there are fewer
 // (batch, kv head) pairs than threads, the keys are split too (split-KV) and
 // the partial softmaxes merged.
 constexpr std::int64_t kDecodeQueries = 4;
@@ -345,13 +506,45 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
   const std::int64_t group = p.heads / p.kv_heads;
   const int rows = static_cast<int>(group * p.query_length);   // per kv head, ordered (head, query)
   const int total_rows = static_cast<int>(p.kv_heads) * rows;  // per batch: row R = g * rows + r
-  const AttentionMask mask(p);
-  // Work items: (batch, key range). With fewer batches than threads the keys
-  // are split (split-KV) and the partial softmaxes merged below.
+  const AttentionMask mask(p, false);
+  // Per batch, the keys to read: those some query sees (all a pattern
+  // hides are skipped, never read), and with several queries which of them
+  // each sees, [Tq x keys]. Serial: about a nanosecond per key, next to the
+  // 2 Hkv D floats each key read costs.
+  std::vector<std::vector<std::int64_t>> keys(static_cast<std::size_t>(p.batch));
+  std::vector<std::vector<std::uint8_t>> shown(static_cast<std::size_t>(p.batch));
+  std::vector<std::vector<std::int64_t>> each(static_cast<std::size_t>(p.query_length));
+  std::vector<std::int64_t> merged;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    std::vector<std::int64_t>& all = keys[b];
+    if (p.query_length == 1) {
+      mask.visible_keys(b, 0, all);
+      continue;
+    }
+    for (std::int64_t i = 0; i < p.query_length; ++i) {
+      each[i].clear();
+      mask.visible_keys(b, i, each[i]);
+      merged.clear();
+      std::set_union(all.begin(), all.end(), each[i].begin(), each[i].end(), std::back_inserter(merged));
+      all.swap(merged);
+    }
+    const std::int64_t n = static_cast<std::int64_t>(all.size());
+    shown[b].assign(static_cast<std::size_t>(p.query_length * n), 0);
+    for (std::int64_t i = 0; i < p.query_length; ++i)
+      for (std::int64_t index = 0, own = 0; index < n; ++index)
+        if (own < static_cast<std::int64_t>(each[i].size()) && each[i][own] == all[index]) {
+          shown[b][i * n + index] = 1;
+          ++own;
+        }
+  }
+  std::int64_t most_keys = 1;
+  for (const auto& list : keys) most_keys = std::max(most_keys, static_cast<std::int64_t>(list.size()));
+  // Work items: (batch, share of its keys). With fewer batches than threads
+  // the keys are split (split-KV) and the partial softmaxes merged below.
   const std::int64_t threads = get_num_threads();
   const std::int64_t splits =
-      std::max<std::int64_t>(1, std::min(ceil_div(threads, p.batch), p.key_length / kDecodeMinimumKeysPerSplit));
-  const std::int64_t keys_per_split = ceil_div(p.key_length, splits);
+      std::max<std::int64_t>(1, std::min(ceil_div(threads, p.batch), most_keys / kDecodeMinimumKeysPerSplit));
+  const std::int64_t keys_per_split = ceil_div(most_keys, splits);
   // per (batch, split): acc [total_rows x d], max [total_rows], sum [total_rows]
   const std::int64_t partial_size = total_rows * (d + 2);
   ScratchBuffer partials(p.batch * splits * partial_size);
@@ -359,23 +552,23 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
   parallel_for(p.batch * splits, 1, [&](std::int64_t i0, std::int64_t i1) {
     ScratchBuffer scores(total_rows * keys_per_split);
     ScratchBuffer queries(total_rows * d);
-    std::vector<std::int64_t> lo(rows), hi(rows);
     for (std::int64_t item = i0; item < i1; ++item) {
       const std::int64_t b = item / splits, split = item % splits;
-      const std::int64_t j0 = split * keys_per_split;
-      const std::int64_t j1 = std::min(p.key_length, j0 + keys_per_split);
+      const std::int64_t n = static_cast<std::int64_t>(keys[b].size());
+      const std::int64_t first = std::min(n, split * keys_per_split);
+      const std::int64_t count = std::min(n, first + keys_per_split) - first;
       // gather the query rows: row g * rows + r is head g * group + r / Tq, query r % Tq
       for (int row = 0; row < total_rows; ++row) {
         const int g = row / rows, r = row % rows;
         const std::int64_t h = g * group + r / p.query_length, i = r % p.query_length;
         std::memcpy(queries.data() + row * d, q + (b * p.query_length + i) * p.q_stride + h * d, d * sizeof(float));
       }
-      for (int r = 0; r < rows; ++r) mask.range(b, r % p.query_length, &lo[r], &hi[r]);
       float* partial = partials.data() + item * partial_size;
       ops.decode_partial(partial, partial + total_rows * d, partial + total_rows * (d + 1), scores.data(),
                          queries.data(), rows, static_cast<int>(p.kv_heads), k + b * p.key_length * p.k_stride,
-                         v + b * p.key_length * p.v_stride, p.k_stride, p.v_stride, j0, j1, d, p.scale, lo.data(),
-                         hi.data(), mask.key_blocked(b));
+                         v + b * p.key_length * p.v_stride, p.k_stride, p.v_stride, keys[b].data() + first, count, d,
+                         p.scale, shown[b].empty() ? nullptr : shown[b].data() + first, n,
+                         static_cast<int>(p.query_length));
     }
   });
 
@@ -414,10 +607,7 @@ void attention_decode(float* out, float* lse, const float* q, const float* k, co
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const AttentionProblem& p) {
-  // (the decode path knows contiguous key ranges only: a sparse pattern
-  // takes the blocks, which skip what it hides)
-  const bool sparse = p.dilation > 1 || p.global_count > 0 || p.block_mask != nullptr;
-  if (!p.for_backward && !sparse && p.dropout_drop_below == 0 && p.query_length <= kDecodeQueries &&
+  if (!p.for_backward && p.dropout_drop_below == 0 && p.query_length <= kDecodeQueries &&
       p.heads / p.kv_heads * p.query_length <= 16) {
     attention_decode(out, lse, q, k, v, p);
     return;
@@ -428,10 +618,11 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   const std::int64_t d = p.head_dim;
   const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
-  const std::int64_t bq = ops.query_block;
+  const std::int64_t bq = query_block_size(ops.query_block, p);
   const std::int64_t bk = key_block_size(bq, d);
-  const AttentionMask mask(p);
-  const std::int64_t query_blocks = ceil_div(p.query_length, bq);
+  const AttentionMask mask(p, true);
+  const std::vector<Queries> blocks = mask.query_blocks(bq);
+  const std::int64_t query_blocks = static_cast<std::int64_t>(blocks.size());
 
   // K and V of every (batch, kv head), contiguous and with padding zeroed,
   // copied once and shared by the group's heads and every query block.
@@ -444,8 +635,10 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       const std::int64_t b = item / p.kv_heads, g = item % p.kv_heads;
       const float* k_rows = k + b * p.key_length * p.k_stride + g * d;
       const float* v_rows = v + b * p.key_length * p.v_stride + g * d;
-      copy_rows(packed_k.data() + item * kv_size, k_rows, p.k_stride, p.key_length, d, mask.key_blocked(b));
-      copy_rows(packed_v.data() + item * kv_size, v_rows, p.v_stride, p.key_length, d, mask.key_blocked(b));
+      pack_rows(packed_k.data() + item * kv_size, k_rows, p.k_stride, mask.key_order(), p.key_length, d,
+                mask.key_blocked(b));
+      pack_rows(packed_v.data() + item * kv_size, v_rows, p.v_stride, mask.key_order(), p.key_length, d,
+                mask.key_blocked(b));
       gather_rows(global_k.data() + item * global_size, k_rows, p.k_stride, p.global_tokens, p.global_count, d,
                   mask.global_blocked(b));
       gather_rows(global_v.data() + item * global_size, v_rows, p.v_stride, p.global_tokens, p.global_count, d,
@@ -478,11 +671,13 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     const float* head_k = packed_k.data() + (b * p.kv_heads + h / group) * kv_size;
     const float* head_v = packed_v.data() + (b * p.kv_heads + h / group) * kv_size;
     const float* head_q = q + b * p.query_length * p.q_stride + h * d;
-    if (queries.list == nullptr) {
+    // The global queries and the residue classes' are gathered.
+    const bool gathered = queries.list != nullptr || mask.by_residue();
+    if (!gathered) {
       ops.transpose_rows(qt, bq, columns, head_q + queries.row0 * p.q_stride, p.q_stride, rows, d);
-    } else {  // gathered first
+    } else {
       for (std::int64_t c = 0; c < rows; ++c)
-        std::memcpy(scratch.rows.data() + c * d, head_q + queries[c] * p.q_stride, d * sizeof(float));
+        std::memcpy(scratch.rows.data() + c * d, head_q + mask.query_row(queries[c]) * p.q_stride, d * sizeof(float));
       ops.transpose_rows(qt, bq, columns, scratch.rows.data(), d, rows, d);
     }
     std::fill(zeros, zeros + bq, 0.0f);
@@ -501,15 +696,15 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
         apply_dropout(random, p, scores, 1, bq, queries, n, b, h, j0, scratch.bits.data(), dropout_keys);
       ops.block_product(accumulator, d, scores, 1, bq, block_v, d, rows, n, d, correction);
     };
-    for (std::int64_t block = 0; block < p.key_length; block = mask.block_end(block, bk)) {
-      const BlockKeys keys = mask.classify(b, queries, block, mask.block_end(block, bk));
-      if (keys.visibility == BlockVisibility::hidden) continue;
+    mask.for_each_key_block(b, queries, bk, [&](std::int64_t block, std::int64_t block_end) {
+      const BlockKeys keys = mask.classify(b, queries, block, block_end);
+      if (keys.visibility == BlockVisibility::hidden) return;
       const std::int64_t j0 = keys.begin;
       const bool partial = keys.visibility == BlockVisibility::partial;
       if (partial) mask.fill_block(b, queries, columns, j0, first_key, end_key, residue);
       const BlockMask block_mask = mask.block_mask(b, queries, j0, first_key, end_key, residue);
       step(head_k + j0 * d, head_v + j0 * d, j0, keys.end - j0, partial ? &block_mask : nullptr, nullptr);
-    }
+    });
     // The global pass: the gathered global tokens, those of them each query sees.
     const std::int64_t item_global = (b * p.kv_heads + h / group) * global_size;
     if (p.global_count > 0) mask.fill_global_rows(queries, columns, global_end);
@@ -523,17 +718,17 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     // A row with every key masked has sum 0: its output is 0, not NaN. (A
     // NaN sum, from a NaN among the visible keys, stays NaN.)
     float* out_rows = out + b * p.query_length * ldo + h * d;
-    if (queries.list == nullptr) {
+    if (!gathered) {
       ops.normalize_rows(out_rows + queries.row0 * ldo, ldo, accumulator, rows, d, running_sum);
     } else {  // normalized, then scattered
       ops.normalize_rows(scratch.rows.data(), d, accumulator, rows, d, running_sum);
       for (std::int64_t c = 0; c < rows; ++c)
-        std::memcpy(out_rows + queries[c] * ldo, scratch.rows.data() + c * d, d * sizeof(float));
+        std::memcpy(out_rows + mask.query_row(queries[c]) * ldo, scratch.rows.data() + c * d, d * sizeof(float));
     }
     // lse = max + log(sum) rounded once (in double): backward's P = e^(s -
     // lse) carries lse's rounding into every weight of the row
     for (std::int64_t c = 0; c < rows; ++c)
-      lse[(b * p.heads + h) * p.query_length + queries[c]] =
+      lse[(b * p.heads + h) * p.query_length + mask.query_row(queries[c])] =
           running_sum[c] != 0.0f ? static_cast<float>(running_max[c] + std::log(static_cast<double>(running_sum[c])))
                                  : kNegativeInfinity;
   };
@@ -551,8 +746,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     for (std::int64_t item = item0; item < item1; ++item) {
       const std::int64_t b = item / (p.heads * query_blocks);
       const std::int64_t h = item / query_blocks % p.heads;
-      const std::int64_t row0 = interleaved_block(item % query_blocks, query_blocks) * bq;
-      run_block(buffers, b, h, Queries{row0, std::min(bq, p.query_length - row0), nullptr});
+      run_block(buffers, b, h, blocks[interleaved_block(item % query_blocks, query_blocks)]);
     }
   });
   const std::vector<std::int64_t>& global_rows = mask.global_query_rows();
@@ -576,18 +770,19 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const std::int64_t d = p.head_dim;
   const std::int64_t ldo = p.heads * d;
   const std::int64_t group = p.heads / p.kv_heads;
-  const std::int64_t bq = ops.query_block;
+  const std::int64_t bq = query_block_size(ops.query_block, p);
   const std::int64_t bk = key_block_size(bq, d);
-  const AttentionMask mask(p);
-  const std::int64_t query_blocks = ceil_div(p.query_length, bq);
-  // Blocks t < query_blocks: consecutive queries, the global ones masked
-  // out; then the global queries, gathered (global_rows), in blocks of
-  // their own, as forward runs them.
+  const AttentionMask mask(p, true);
+  const std::vector<Queries> local_blocks = mask.query_blocks(bq);
+  const std::int64_t query_blocks = static_cast<std::int64_t>(local_blocks.size());
+  // Blocks t < query_blocks: consecutive queries (rows of the mask's order),
+  // the global ones masked out; then the global queries, gathered
+  // (global_rows), in blocks of their own, as forward runs them.
   const std::vector<std::int64_t>& global_rows = mask.global_query_rows();
   const std::int64_t global_count = static_cast<std::int64_t>(global_rows.size());
   const std::int64_t blocks = query_blocks + ceil_div(global_count, bq);
   auto block_queries = [&](std::int64_t t) {
-    if (t < query_blocks) return Queries{t * bq, std::min(bq, p.query_length - t * bq), nullptr};
+    if (t < query_blocks) return local_blocks[t];
     const std::int64_t first = (t - query_blocks) * bq;
     return Queries{0, std::min(bq, global_count - first), global_rows.data() + first};
   };
@@ -617,14 +812,23 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     float* delta = block_lse + blocks * bq;
     // the rows of Q, dO and the dQ sum of block t
     auto q_rows = [&](std::int64_t t) {
-      return t < query_blocks ? head_q.data() + t * bq * d : global_q.data() + (t - query_blocks) * bq * d;
+      return t < query_blocks ? head_q.data() + local_blocks[t].row0 * d
+                              : global_q.data() + (t - query_blocks) * bq * d;
     };
     auto dout_rows = [&](std::int64_t t) {
-      return t < query_blocks ? head_dout.data() + t * bq * d : global_dout.data() + (t - query_blocks) * bq * d;
+      return t < query_blocks ? head_dout.data() + local_blocks[t].row0 * d
+                              : global_dout.data() + (t - query_blocks) * bq * d;
     };
     auto dq_rows = [&](std::int64_t t) {
-      return t < query_blocks ? dq_sum.data() + t * bq * d : dq_global.data() + (t - query_blocks) * bq * d;
+      return t < query_blocks ? dq_sum.data() + local_blocks[t].row0 * d
+                              : dq_global.data() + (t - query_blocks) * bq * d;
     };
+    // The (key block, query block) pairs the mask lets through, key blocks
+    // outer and the query blocks of each in order (for_each_key_block).
+    struct BlockPair {
+      std::int64_t j0, j1, t;
+    };
+    std::vector<BlockPair> pairs;
     // the mask of the current block (fill_block), the global tokens each
     // query sees and a row of zeros
     ScratchBuffer block_state(5 * bq);
@@ -640,8 +844,15 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       const std::int64_t b = item / p.kv_heads;
       const std::int64_t g = item % p.kv_heads;
       const float* blocked = mask.key_blocked(b);
-      copy_rows(head_k.data(), k + b * p.key_length * p.k_stride + g * d, p.k_stride, p.key_length, d, blocked);
-      copy_rows(head_v.data(), v + b * p.key_length * p.v_stride + g * d, p.v_stride, p.key_length, d, blocked);
+      pack_rows(head_k.data(), k + b * p.key_length * p.k_stride + g * d, p.k_stride, mask.key_order(), p.key_length, d,
+                blocked);
+      pack_rows(head_v.data(), v + b * p.key_length * p.v_stride + g * d, p.v_stride, mask.key_order(), p.key_length, d,
+                blocked);
+      pairs.clear();
+      for (std::int64_t t = 0; t < blocks; ++t)
+        mask.for_each_key_block(b, block_queries(t), bk,
+                                [&](std::int64_t j0, std::int64_t j1) { pairs.push_back(BlockPair{j0, j1, t}); });
+      std::stable_sort(pairs.begin(), pairs.end(), [](const BlockPair& x, const BlockPair& y) { return x.j0 < y.j0; });
       gather_rows(head_global_k.data(), k + b * p.key_length * p.k_stride + g * d, p.k_stride, p.global_tokens,
                   p.global_count, d, mask.global_blocked(b));
       gather_rows(head_global_v.data(), v + b * p.key_length * p.v_stride + g * d, p.v_stride, p.global_tokens,
@@ -654,8 +865,10 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       for (std::int64_t h = g * group; h < (g + 1) * group; ++h) {
         const float* out_head = out + b * p.query_length * ldo + h * d;
         const float* head_lse = lse + (b * p.heads + h) * p.query_length;
-        copy_rows(head_q.data(), q + b * p.query_length * p.q_stride + h * d, p.q_stride, p.query_length, d, nullptr);
-        copy_rows(head_dout.data(), dout + b * p.query_length * ldo + h * d, ldo, p.query_length, d, nullptr);
+        pack_rows(head_q.data(), q + b * p.query_length * p.q_stride + h * d, p.q_stride, mask.query_order(),
+                  p.query_length, d, nullptr);
+        pack_rows(head_dout.data(), dout + b * p.query_length * ldo + h * d, ldo, mask.query_order(), p.query_length, d,
+                  nullptr);
         std::fill(dq_sum.data(), dq_sum.data() + q_size, 0.0f);
         std::fill(dq_global.data(), dq_global.data() + global_q_size, 0.0f);
         for (std::int64_t c = 0; c < global_count; ++c) {
@@ -669,8 +882,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           ops.transpose_rows(dout_t.data() + t * bq * d, bq, bq, dout_rows(t), d, rows, d);
           // delta = rowsum(dO * O), summed as dP = dO V^T sums (column_dot)
           for (std::int64_t c = 0; c < rows; ++c) {
-            std::memcpy(out_rows.data() + c * d, out_head + queries[c] * ldo, d * sizeof(float));
-            block_lse[t * bq + c] = head_lse[queries[c]];
+            std::memcpy(out_rows.data() + c * d, out_head + mask.query_row(queries[c]) * ldo, d * sizeof(float));
+            block_lse[t * bq + c] = head_lse[mask.query_row(queries[c])];
           }
           ops.transpose_rows(out_t.data(), bq, bq, out_rows.data(), d, rows, d);
           ops.column_dot(delta + t * bq, out_t.data(), dout_t.data() + t * bq * d, bq, bq, d);
@@ -704,18 +917,16 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           ops.block_product(block_dk, d, dscores.data(), bq, 1, q_rows(t), d, n, rows, d, nullptr);
           ops.block_product(dq_rows(t), d, dscores.data(), 1, bq, block_k, d, rows, n, d, nullptr);
         };
-        for (std::int64_t block = 0; block < p.key_length; block = mask.block_end(block, bk)) {
-          for (std::int64_t t = 0; t < blocks; ++t) {
-            const Queries queries = block_queries(t);
-            const BlockKeys keys = mask.classify(b, queries, block, mask.block_end(block, bk));
-            if (keys.visibility == BlockVisibility::hidden) continue;
-            const std::int64_t j0 = keys.begin;
-            const bool partial = keys.visibility == BlockVisibility::partial;
-            if (partial) mask.fill_block(b, queries, bq, j0, first_key, end_key, residue);
-            const BlockMask block_mask = mask.block_mask(b, queries, j0, first_key, end_key, residue);
-            step(t, head_k.data() + j0 * d, head_v.data() + j0 * d, dk_sum.data() + j0 * d, dv_sum.data() + j0 * d, j0,
-                 keys.end - j0, partial ? &block_mask : nullptr, nullptr);
-          }
+        for (const BlockPair& pair : pairs) {
+          const Queries queries = block_queries(pair.t);
+          const BlockKeys keys = mask.classify(b, queries, pair.j0, pair.j1);
+          if (keys.visibility == BlockVisibility::hidden) continue;
+          const std::int64_t j0 = keys.begin;
+          const bool partial = keys.visibility == BlockVisibility::partial;
+          if (partial) mask.fill_block(b, queries, bq, j0, first_key, end_key, residue);
+          const BlockMask block_mask = mask.block_mask(b, queries, j0, first_key, end_key, residue);
+          step(pair.t, head_k.data() + j0 * d, head_v.data() + j0 * d, dk_sum.data() + j0 * d, dv_sum.data() + j0 * d,
+               j0, keys.end - j0, partial ? &block_mask : nullptr, nullptr);
         }
         // The global pass, as forward's.
         for (std::int64_t t = 0; t < blocks && p.global_count > 0; ++t) {
@@ -733,7 +944,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           for (std::int64_t x = 0; x < d; ++x) dq_sum.data()[global_rows[c] * d + x] += dq_global.data()[c * d + x];
         float* dq_head = dq + b * p.query_length * p.q_stride + h * d;
         for (std::int64_t i = 0; i < p.query_length; ++i)
-          for (std::int64_t x = 0; x < d; ++x) dq_head[i * p.q_stride + x] = dq_sum.data()[i * d + x] * p.scale;
+          for (std::int64_t x = 0; x < d; ++x)
+            dq_head[mask.query_row(i) * p.q_stride + x] = dq_sum.data()[i * d + x] * p.scale;
       }
       // The global tokens' sums join their rows (where the blocks left 0).
       for (std::int64_t t = 0; t < p.global_count; ++t)
@@ -745,8 +957,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       float* dv_head = dv + b * p.key_length * p.v_stride + g * d;
       for (std::int64_t j = 0; j < p.key_length; ++j)
         for (std::int64_t x = 0; x < d; ++x) {
-          dk_head[j * p.k_stride + x] = dk_sum.data()[j * d + x] * p.scale;
-          dv_head[j * p.v_stride + x] = dv_sum.data()[j * d + x];
+          dk_head[mask.key_row(j) * p.k_stride + x] = dk_sum.data()[j * d + x] * p.scale;
+          dv_head[mask.key_row(j) * p.v_stride + x] = dv_sum.data()[j * d + x];
         }
     }
   });

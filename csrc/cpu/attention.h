@@ -109,10 +109,11 @@ struct AttentionKernels {
   // block_scores sums a score.
   void (*column_dot)(float* out, const float* at, const float* bt, std::int64_t ld, std::int64_t columns,
                      std::int64_t depth);
+  // The decode path's partial softmax over the keys listed (see attention_kernels.h).
   void (*decode_partial)(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows,
                          int kv_heads, const float* k, const float* v, std::int64_t ldk, std::int64_t ldv,
-                         std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,
-                         const std::int64_t* hi, const float* key_blocked);
+                         const std::int64_t* keys, std::int64_t n, std::int64_t d, float scale,
+                         const std::uint8_t* shown, std::int64_t shown_ld, int queries);
 };
 
 }  // namespace attnkit::cpu

@@ -388,30 +388,31 @@ inline void column_dot(float* out, const float* at, const float* bt, std::int64_
 // Bound by reading K and V once: no packing, and the keys in the outer loop,
 // so each key's row of the cache (every kv head, contiguous) is read once, in
 // order, for all the query rows. Query row R = g * rows + r belongs to kv head
-// g (R < kv_heads * rows), is stored at q + R * d, and sees keys [lo[r],
-// hi[r]). For keys [j0, j1) this computes each row's partial softmax
-// statistics (row_max, row_sum) and unnormalized output acc[R * d + x] =
-// sum_j exp(s_Rj - row_max_R) v_j[x]. scores: kv_heads * rows * (j1 - j0)
-// floats of scratch. k and v point at the batch's key 0, head 0; ldk and ldv
-// are the strides from one key (value) to the next.
+// g (R < kv_heads * rows), is stored at q + R * d, and is query r % queries.
+// keys[0 .. n): the keys to visit, increasing (those the mask lets through;
+// the others are never read); shown, when not null, says which of them each
+// query sees: shown[query * shown_ld + index] != 0 (null: all of them). For
+// these keys this computes each row's partial softmax statistics (row_max,
+// row_sum) and unnormalized output acc[R * d + x] = sum_j exp(s_Rj -
+// row_max_R) v_j[x]. scores: kv_heads * rows * n floats of scratch. k and v
+// point at the batch's key 0, head 0; ldk and ldv are the strides from one
+// key (value) to the next.
 template <class V>
 inline void decode_partial(float* acc, float* row_max, float* row_sum, float* scores, const float* q, int rows,
                            int kv_heads, const float* k, const float* v, std::int64_t ldk, std::int64_t ldv,
-                           std::int64_t j0, std::int64_t j1, std::int64_t d, float scale, const std::int64_t* lo,
-                           const std::int64_t* hi, const float* key_blocked) {
+                           const std::int64_t* keys, std::int64_t n, std::int64_t d, float scale,
+                           const std::uint8_t* shown, std::int64_t shown_ld, int queries) {
   constexpr int W = V::width;
-  const std::int64_t n = j1 - j0;
   const int total_rows = kv_heads * rows;
-  for (std::int64_t j = j0; j < j1; ++j) {
-    const bool padding = key_blocked != nullptr && key_blocked[j] != 0.0f;
-    const float* key = k + j * ldk;
+  for (std::int64_t index = 0; index < n; ++index) {
+    const float* key = k + keys[index] * ldk;
     for (int g = 0; g < kv_heads; ++g) {
       const float* kj = key + g * d;
       for (int r = 0; r < rows; ++r) {
         const int row = g * rows + r;
-        float& score = scores[row * n + (j - j0)];
-        if (padding || j < lo[r] || j >= hi[r]) {
-          score = kNegativeInfinity;  // never read k_j: it may be padding
+        float& score = scores[row * n + index];
+        if (shown != nullptr && shown[(r % queries) * shown_ld + index] == 0) {
+          score = kNegativeInfinity;
           continue;
         }
         const float* qr = q + row * d;
@@ -443,12 +444,12 @@ inline void decode_partial(float* acc, float* row_max, float* row_sum, float* sc
     row_sum[row] = static_cast<float>(total);
     for (std::int64_t x = 0; x < d; ++x) acc[row * d + x] = 0.0f;
   }
-  // acc += p_j v_j, each row of V read once for all the query rows; masked
-  // keys have p = 0 and are skipped, so padding in V is never read.
-  for (std::int64_t j = j0; j < j1; ++j) {
-    const float* value = v + j * ldv;
+  // acc += p_j v_j, each row of V read once for all the query rows; keys a
+  // row does not see have p = 0 and are skipped.
+  for (std::int64_t index = 0; index < n; ++index) {
+    const float* value = v + keys[index] * ldv;
     for (int row = 0; row < total_rows; ++row) {
-      const float p = scores[row * n + (j - j0)];
+      const float p = scores[row * n + index];
       if (!(p > 0.0f)) continue;
       const float* vj = value + (row / rows) * d;
       const V pv = V::broadcast(p);
