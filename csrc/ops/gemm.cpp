@@ -91,7 +91,9 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
   out_shape.push_back(n);
 
   if (bias.defined()) {
-    check_dtype(op, "bias", bias, DType::float32);
+    // bfloat16 a and b take a float32 bias (autocast's float32 masters) or
+    // a bfloat16 one (a model in bfloat16), widened: the epilogue is float32.
+    if (!(bf16 && bias.dtype() == DType::bfloat16)) check_dtype(op, "bias", bias, DType::float32);
     check_cpu(op, "bias", bias);
     if (bias.shape() != Shape{n})
       throw_value_error(op, "bias", "shape [" + std::to_string(n) + "]", shape_string(bias.shape()));
@@ -116,7 +118,8 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
     r.pre_activation = Array::empty(out_shape, DType::float32);
 
   cpu::GemmEpilogue epilogue;
-  epilogue.bias = bias.defined() ? bias.data<float>() : nullptr;
+  const Array bias32 = widened(bias);
+  epilogue.bias = bias32.defined() ? bias32.data<float>() : nullptr;
   epilogue.activation = options.activation;
   epilogue.pre_activation = r.pre_activation.defined() ? r.pre_activation.data<float>() : nullptr;
 
