@@ -219,3 +219,20 @@ def test_backward_through_a_bfloat16_op_is_refused():
     with pytest.raises(TypeError, match="dropout: argument 'input' expected float32 when training"):
         F.dropout(x, 0.1, training=True)
     assert F.dropout(x, 0.1, training=False) is x
+
+
+@pytest.mark.parametrize("m", [1, 3, 16, 17])
+@pytest.mark.parametrize("n, k", [(1, 37), (5, 300), (130, 777)])
+def test_linear_decode_rows(bf16_isa, rng, m, n, k):
+    """Up to 16 rows take the decode path (the bf16 weight rows read once,
+    widened in L1: exact products, float32 sums); 17 the blocked GEMM."""
+    x, w, b = bf16_values(rng, (m, k)), bf16_values(rng, (n, k)), bf16_values(rng, (n,))
+    ours = F.linear(as_bf16(x), as_bf16(w), as_bf16(b))
+    expected = x @ w.T + b
+    sums = (k + 1) * 2.0**-24 * (np.abs(x) @ np.abs(w).T + np.abs(b))
+    bound = BFLOAT16_RESULT_RTOL * (np.abs(expected) + sums) + sums
+    assert ours.dtype == bf16 and ours.shape == (m, n)
+    assert np.all(np.abs(widened(ours) - expected) <= bound)
+    # float32 results (autocast's products) on the same path: no rounding
+    out = attnkit._C.matmul(as_bf16(x)._array, as_bf16(w)._array, transpose_b=True, out_dtype="float32")[0]
+    assert np.all(np.abs(np.asarray(out, np.float64) - (x @ w.T)) <= k * 2.0**-24 * (np.abs(x) @ np.abs(w).T))
