@@ -221,10 +221,13 @@ constexpr std::int64_t kDecodeChunk = 256;
 // A and 4 rows of B^T (rows past b_rows repeat the last and are not
 // written). The bf16 rows are read once, a chunk at a time, and widened into
 // a buffer in L1 (a plain loop the compiler vectorizes); the products of
-// bf16 values are exact in float32 and summed in float32.
+// bf16 values are exact in float32 and summed in float32. While the last
+// group of rows of A passes, the same chunk of the next rows of B^T is
+// requested (a row is too short a stream for the hardware prefetcher).
 template <class V, int R>
 inline void decode_dot(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const std::uint16_t* bt,
-                       std::int64_t ldb, int b_rows, std::int64_t k, float alpha, float beta) {
+                       std::int64_t ldb, int b_rows, std::int64_t k, float alpha, float beta, const std::uint16_t* next,
+                       int next_rows) {
   constexpr int W = V::width;
   alignas(64) float widened[4][kDecodeChunk];
   const std::uint16_t* rows[4];
@@ -234,6 +237,8 @@ inline void decode_dot(float* c, std::int64_t ldc, const float* a, std::int64_t 
     for (int j = 0; j < 4; ++j) acc[i][j] = V::broadcast(0.0f);
   for (std::int64_t p0 = 0; p0 < k; p0 += kDecodeChunk) {
     const std::int64_t depth = k - p0 < kDecodeChunk ? k - p0 : kDecodeChunk;
+    for (int j = 0; j < next_rows; ++j)  // 32 bf16 values per cache line
+      for (std::int64_t p = 0; p < depth; p += 32) __builtin_prefetch(next + j * ldb + p0 + p, 0, 3);
     for (int j = 0; j < 4; ++j)
       for (std::int64_t p = 0; p < depth; ++p) widened[j][p] = widen<V>(rows[j][p0 + p]);
     std::int64_t p = 0;
@@ -277,11 +282,14 @@ inline void decode(const GemmBf16DecodeRange& r) {
       float* c = r.c + i * r.ldc + j;
       const float* a = r.a + i * r.lda;
       const std::uint16_t* bt = r.bt + j * r.ldb;
+      const bool last_group = i + 4 >= r.m;
+      const std::uint16_t* next = last_group && j + 4 < r.col1 ? bt + 4 * r.ldb : nullptr;
+      const int next_rows = next == nullptr ? 0 : static_cast<int>(r.col1 - j - 4 < 4 ? r.col1 - j - 4 : 4);
       switch (r.m - i < 4 ? r.m - i : 4) {
-        case 1: decode_dot<V, 1>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta); break;
-        case 2: decode_dot<V, 2>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta); break;
-        case 3: decode_dot<V, 3>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta); break;
-        default: decode_dot<V, 4>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta); break;
+        case 1: decode_dot<V, 1>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta, next, next_rows); break;
+        case 2: decode_dot<V, 2>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta, next, next_rows); break;
+        case 3: decode_dot<V, 3>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta, next, next_rows); break;
+        default: decode_dot<V, 4>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta, next, next_rows); break;
       }
     }
   }
