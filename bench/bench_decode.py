@@ -1,7 +1,7 @@
 """Decode tokens/s with the KV cache, attnkit against the same GPT in PyTorch.
 
     python bench/bench_decode.py [--models shakespeare gpt2] [--threads 2] [--rounds 3] [--repeats 3] [--no-torch]
-                                 [--profile] [--int8]
+                                 [--profile] [--int8] [--bf16]
 
 One call decodes ``new_tokens`` tokens greedily after a one-token prompt,
 batch 1: attnkit's ``GPT.generate`` (caches allocated once per call, the
@@ -37,6 +37,10 @@ bytes it reads (int8 weights and their scales, float32 biases, norms, the
 embedding rows and the cache). Its tokens may differ from float32's (the
 weights are rounded), so only float32's are compared with PyTorch's.
 
+``--bf16`` adds "attnkit bf16" the same way: the model after
+``model.to(attnkit.bfloat16)`` (every weight and the KV cache in bfloat16,
+float32 inside each op), whose bound counts half of float32's bytes.
+
 ``--profile`` times every native call of one attnkit decode, in one more
 worker run under bench/kernel_timer.py, and prints the per-kernel breakdown
 and the Python time between kernels.
@@ -66,6 +70,7 @@ MODELS = {
 }
 PROFILE_SIDE = "attnkit profile"
 INT8_SIDE = "attnkit int8"
+BF16_SIDE = "attnkit bf16"
 
 
 def bytes_per_token(config: GPTConfig, new_tokens: int) -> float:
@@ -104,6 +109,16 @@ def int8_bytes_per_token(config: GPTConfig, new_tokens: int) -> float:
     return int8_bytes + 4.0 * (float_values + cache)
 
 
+def bf16_bytes_per_token(config: GPTConfig, new_tokens: int) -> float:
+    """After model.to(attnkit.bfloat16) every weight and cached value takes
+    2 bytes: half of float32's."""
+    return bytes_per_token(config, new_tokens) / 2
+
+
+# The low-precision sides: (the key of their figures, their bytes per token).
+LOW_PRECISION_SIDES = {INT8_SIDE: ("int8", int8_bytes_per_token), BF16_SIDE: ("bf16", bf16_bytes_per_token)}
+
+
 def decoder(side: str, config: GPTConfig, new_tokens: int, torch):
     """() -> int64 tokens [1, 1 + new_tokens]: the side's model, with the
     weights of attnkit's GPT at seed 0, decoding greedily."""
@@ -112,6 +127,8 @@ def decoder(side: str, config: GPTConfig, new_tokens: int, torch):
     model.eval()
     if side == INT8_SIDE:
         attnkit.quantize(model, "int8")
+    if side == BF16_SIDE:
+        model.to(attnkit.bfloat16)
     prompt = np.zeros((1, 1), np.int64)
     if side.startswith("attnkit"):
         ours_prompt = attnkit.from_numpy(prompt)
@@ -178,6 +195,7 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="print the per-kernel time of one decode")
     parser.add_argument("--int8", action="store_true", help="also time the model quantized to int8 weights")
+    parser.add_argument("--bf16", action="store_true", help="also time the model converted to bfloat16")
     args = parser.parse_args()
     # The Llama-family models run in llama_decode.py (transformers as the peer);
     # the workers of this script see only the GPT models.
@@ -194,6 +212,8 @@ def main() -> None:
     names = common.sides(args)
     if args.int8:
         names.insert(1, INT8_SIDE)
+    if args.bf16:
+        names.insert(1, BF16_SIDE)
     print(f"{args.rounds} round(s) of {', '.join(names)} worker processes at {args.threads} thread(s)")
     merged, documents = common.measure_sides(__file__, args, names)
     profiles = {}
@@ -228,15 +248,15 @@ def main() -> None:
             "read_bandwidth_gbps": bandwidth,
             "bound_tokens_per_s": bandwidth * 1e9 / step_bytes,
         }
-        if INT8_SIDE in timings:
-            int8_bytes = int8_bytes_per_token(config, new_tokens)
-            int8 = timings[INT8_SIDE]
-            result["int8"] = {
-                **int8.to_json(),
-                "tokens_per_s": new_tokens / int8.median,
-                "bytes_per_token": int8_bytes,
-                "bound_tokens_per_s": bandwidth * 1e9 / int8_bytes,
-            }
+        for side, (key, side_bytes_per_token) in LOW_PRECISION_SIDES.items():
+            if side in timings:
+                side_bytes = side_bytes_per_token(config, new_tokens)
+                result[key] = {
+                    **timings[side].to_json(),
+                    "tokens_per_s": new_tokens / timings[side].median,
+                    "bytes_per_token": side_bytes,
+                    "bound_tokens_per_s": bandwidth * 1e9 / side_bytes,
+                }
         if profiles:
             result["profile_ms_per_token"] = profiles[threads][PROFILE_SIDE][0]["facts"][f"profile {name}"]
             p = result["profile_ms_per_token"]
@@ -262,18 +282,21 @@ def main() -> None:
         lines.append(_speed_cells(r, ours, r["attnkit"]["spread"], r["bound_tokens_per_s"], against_torch) + [same])
     print()
     print(common.format_columns(header, lines))
-    int8_rows = [r for r in results if "int8" in r]
-    if int8_rows:
-        header = ["model", "thr", "int8 tok/s", "±", "int8/fp32", "int8/torch", "bound tok/s", "of bound"]
+    for key, _ in LOW_PRECISION_SIDES.values():
+        rows = [r for r in results if key in r]
+        if not rows:
+            continue
+        header = ["model", "thr", f"{key} tok/s", "±", f"{key}/fp32", f"{key}/torch", "bound tok/s", "of bound"]
         lines = []
-        for r in int8_rows:
-            int8, theirs = r["int8"], r["torch_tokens_per_s"]
+        for r in rows:
+            low, theirs = r[key], r["torch_tokens_per_s"]
             ratios = [
-                f"{int8['tokens_per_s'] / r['attnkit_tokens_per_s']:.2f}",
-                "-" if theirs is None else f"{int8['tokens_per_s'] / theirs:.2f}",
+                f"{low['tokens_per_s'] / r['attnkit_tokens_per_s']:.2f}",
+                "-" if theirs is None else f"{low['tokens_per_s'] / theirs:.2f}",
             ]
-            lines.append(_speed_cells(r, int8["tokens_per_s"], int8["spread"], int8["bound_tokens_per_s"], ratios))
-        print("\nint8 weights (attnkit.quantize), same rounds; the bound counts the bytes int8 decoding reads")
+            lines.append(_speed_cells(r, low["tokens_per_s"], low["spread"], low["bound_tokens_per_s"], ratios))
+        what = "int8 weights (attnkit.quantize)" if key == "int8" else "bfloat16 (model.to(attnkit.bfloat16))"
+        print(f"\n{what}, same rounds; the bound counts the bytes {key} decoding reads")
         print(common.format_columns(header, lines))
     print(
         "\nattnkit/torch above 1: attnkit is faster. ±: half the spread of the round medians (one round: of the "

@@ -31,6 +31,20 @@ NAIVE_ERROR_FACTOR = 2.0
 BFLOAT16_PRODUCT_RTOL = 2.0**-8 + 2.0**-18
 
 
+# An op given bfloat16 inputs widens them exactly, computes in float32 and
+# rounds each result once to bfloat16 (nearest, ties to even; 8 significant
+# bits, so within 2**-8 of the value). The tests feed it bfloat16 values, so
+# the float64 reference of those very values is exact, and each result must
+# be within
+# BFLOAT16_RESULT_RTOL of |reference| plus the float32 computation's error,
+# allowed as BFLOAT16_FLOAT32_SLACK of the largest |reference| in its row:
+# 256 times under the bfloat16 rounding, far above the float32 kernels' own bounds
+# (which their float32 tests hold). That the result is the float32 kernel's,
+# rounded once, is checked bit for bit besides.
+BFLOAT16_RESULT_RTOL = 2.0**-8
+BFLOAT16_FLOAT32_SLACK = 2.0**-16
+
+
 def bfloat16_product_bound(abs_a, abs_b):
     """The bound above, elementwise for op(A) @ op(B) given |op(A)| and
     |op(B)| (float64): (BFLOAT16_PRODUCT_RTOL + k * 2**-24) * |A| @ |B|."""

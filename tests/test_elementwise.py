@@ -246,7 +246,7 @@ def test_binary_argument_errors():
         F.add(x, attnkit.tensor(np.ones(4, np.float32)))
     with pytest.raises(TypeError, match="mul: argument 'other' expected float32, got int64"):
         F.mul(x, attnkit.tensor([1, 2, 3]))
-    with pytest.raises(TypeError, match="sub: argument 'input' expected float32, got int32"):
+    with pytest.raises(TypeError, match="sub: argument 'input' expected float32 or bfloat16, got int32"):
         F.sub(attnkit.tensor(np.ones(3, np.int32)), 1.0)
     with pytest.raises(TypeError, match="div: argument 'other' expected an attnkit.Tensor or a number, got str"):
         F.div(x, "2")
@@ -368,9 +368,11 @@ def test_reduction_errors():
         F.sum(x, (1, -1))
     with pytest.raises(TypeError, match="sum: argument 'dim' expected None, an int or a tuple of ints"):
         F.sum(x, "0")
-    with pytest.raises(TypeError, match="mean: argument 'input' expected float32, got int64"):
+    with pytest.raises(TypeError, match="mean: argument 'input' expected float32 or bfloat16, got int64"):
         F.mean(attnkit.tensor([1, 2]))
-    with pytest.raises(TypeError, match="sum: argument 'input' expected float32, int32, int64 or bool, got float16"):
+    with pytest.raises(
+        TypeError, match="sum: argument 'input' expected float32, bfloat16, int32, int64 or bool, got float16"
+    ):
         F.sum(attnkit.tensor(np.ones(3, np.float16)))
     with pytest.raises(
         ValueError,

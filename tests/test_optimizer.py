@@ -199,7 +199,7 @@ def test_optimizer_argument_errors(rng):
         optim.SGD(params, nesterov=True)
     with pytest.raises(TypeError, match="a dict with a 'params' entry"):
         optim.SGD([dict(lr=0.1)])
-    with pytest.warns(UserWarning, match="no attnkit op computes in float16 yet"):
+    with pytest.warns(UserWarning, match="no attnkit op computes a gradient in float16"):
         half = nn.Parameter(attnkit.tensor(np.ones(3, np.float32)).to(attnkit.float16))
     half.grad = attnkit.tensor(np.ones(3, np.float32)).to(attnkit.float16)
     with pytest.raises(TypeError, match="SGD.step: parameters and gradients must be float32"):

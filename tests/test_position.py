@@ -163,7 +163,7 @@ def test_rope_errors():
             F.rope(x, base=base)
     with pytest.raises(TypeError, match="rope: argument 'interleaved' expected a bool"):
         F.rope(x, interleaved="yes")
-    with pytest.raises(TypeError, match="rope: argument 'x' expected float32, got int64"):
+    with pytest.raises(TypeError, match="rope: argument 'x' expected float32 or bfloat16, got int64"):
         F.rope(attnkit.tensor(np.ones((1, 2, 1, 4), np.int64)))
     with pytest.raises(TypeError, match="rope: argument 'x' expected an attnkit.Tensor"):
         F.rope(np.ones((1, 2, 1, 4), np.float32))

@@ -273,7 +273,7 @@ def test_dropout_errors():
         F.dropout(x, "0.5")
     with pytest.raises(TypeError, match="dropout: argument 'input' expected an attnkit.Tensor"):
         F.dropout(np.ones(4, np.float32), 0.5)
-    with pytest.raises(TypeError, match="dropout: argument 'input' expected float32, got int64"):
+    with pytest.raises(TypeError, match="dropout: argument 'input' expected float32 or bfloat16, got int64"):
         F.dropout(attnkit.tensor([1, 2, 3]), 0.5)
     with pytest.raises(TypeError, match="dropout: argument 'training' expected a bool"):
         F.dropout(x, 0.5, training=1)

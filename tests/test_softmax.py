@@ -172,7 +172,7 @@ def test_bad_arguments(op):
     for scale in (0.0, -1.0, float("inf"), float("nan"), 1e39):
         with pytest.raises(ValueError, match=f"{op}: argument 'scale' expected a finite number > 0"):
             function(x, scale=scale)
-    with pytest.raises(TypeError, match=f"{op}: argument 'x' expected float32, got int32"):
+    with pytest.raises(TypeError, match=f"{op}: argument 'x' expected float32 or bfloat16, got int32"):
         function(attnkit.tensor(np.ones((2, 3), np.int32)))
     with pytest.raises(TypeError, match=f"{op}: argument 'x' expected an attnkit.Tensor"):
         function(np.ones((2, 3), np.float32))

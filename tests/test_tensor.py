@@ -523,21 +523,31 @@ def test_requires_grad_only_for_floating_point():
 
 
 @pytest.mark.parametrize("dtype", [attnkit.float16, attnkit.bfloat16])
-def test_low_precision_tensors_say_no_op_computes_in_them_yet(dtype):
-    """float16 and bfloat16 are storage for now (checkpoints, conversion):
-    asking one for gradients warns at the user's line, and an op it reaches
-    says why it refuses it."""
-    with pytest.warns(UserWarning, match=f"requires_grad_: no attnkit op computes in {dtype} yet") as record:
+def test_low_precision_tensors_say_no_op_computes_a_gradient_in_them(dtype):
+    """float16 is storage (checkpoints, conversion); bfloat16 runs forward ops
+    (inference) but has no gradient: asking either for gradients warns at
+    the user's line; an op refuses float16, saying why, and a backward
+    through a bfloat16 op is refused."""
+    with pytest.warns(UserWarning, match=f"requires_grad_: no attnkit op computes a gradient in {dtype}") as record:
         t = attnkit.tensor([1.0, 2.0], dtype=dtype, requires_grad=True)
     assert t.requires_grad and record[0].filename == __file__
-    with pytest.warns(UserWarning, match="no attnkit op computes"):
+    with pytest.warns(UserWarning, match="no attnkit op computes a gradient"):
         attnkit.zeros(3, dtype=dtype).requires_grad_()
-    with pytest.warns(UserWarning, match="no attnkit op computes"):
+    with pytest.warns(UserWarning, match="no attnkit op computes a gradient"):
         attnkit.ones(2, dtype=dtype, requires_grad=True)
-    refusal = r"expected float32.*got " + str(dtype) + r" \(no attnkit op computes in float16 or bfloat16 yet"
-    for op in (lambda: t * 2, lambda: F.gelu(t), lambda: t.sum(), lambda: F.softmax(t)):
-        with pytest.raises(TypeError, match=refusal):
-            op()
+    ops = (lambda: t * 2, lambda: F.gelu(t), lambda: t.sum(), lambda: F.softmax(t))
+    if dtype == attnkit.float16:
+        refusal = r"expected float32.*got float16 \(no attnkit op computes in float16"
+        for op in ops:
+            with pytest.raises(TypeError, match=refusal):
+                op()
+    else:
+        for op in ops:
+            out = op()
+            assert out.dtype == dtype and out.requires_grad
+            with pytest.raises(RuntimeError, match="attnkit computes no gradient in bfloat16"):
+                out.backward(attnkit.ones(*out.shape, dtype=dtype))
+            assert t.grad is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         attnkit.zeros(2, dtype=dtype).requires_grad_(False)  # no warning without gradients

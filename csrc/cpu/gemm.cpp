@@ -21,10 +21,12 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/allocator.h"
 #include "core/errors.h"
 #include "core/threading.h"
+#include "cpu/convert.h"
 #include "cpu/dispatch.h"
 
 namespace attnkit::cpu {
@@ -340,6 +342,29 @@ void gemm_bf16(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t 
   if (m <= 0 || n <= 0) return;
   const GemmBf16Kernels& kernel = *active_kernels().gemm_bf16;
   if (k <= 0) return gemm_empty_k(kernel, c, ldc, m, n, beta, epilogue);
+  if (m <= kDecodeRows && !transpose_a && transpose_b) {
+    // Decode (a Linear's few rows): bound by reading B, so B's bf16 rows are
+    // read once and unpacked; A (m x k, small) is widened once here. Threads
+    // take groups of 4 rows of B, then the float32 epilogue.
+    std::vector<float> a_widened(static_cast<std::size_t>(m * k));
+    for (std::int64_t i = 0; i < m; ++i) bfloat16_to_float(a_widened.data() + i * k, a + i * lda, k);
+    const GemmBf16DecodeRange range{c, ldc, a_widened.data(), k, b, ldb, m, k, 0, 0, alpha, beta};
+    const GemmKernels& float_kernel = *active_kernels().gemm;
+    constexpr std::int64_t unit = 4;
+    auto run = [&](std::int64_t u0, std::int64_t u1) {
+      GemmBf16DecodeRange part = range;
+      part.col0 = u0 * unit;
+      part.col1 = std::min(n, u1 * unit);
+      kernel.decode(part);
+      float_kernel.epilogue_rows(c + part.col0, ldc, m, part.col1 - part.col0,
+                                 epilogue.bias ? epilogue.bias + part.col0 : nullptr, epilogue.activation,
+                                 epilogue.pre_activation ? epilogue.pre_activation + part.col0 : nullptr);
+    };
+    const std::int64_t units = ceil_div(n, unit);
+    if (threads_for(m, n, k) > 1) parallel_for(units, 1, run);
+    else run(0, units);
+    return;
+  }
   blocked_gemm(kernel, c, ldc, a, lda, transpose_a, b, ldb, transpose_b, m, n, k, alpha, beta, epilogue,
                threads_for(m, n, k));
 }

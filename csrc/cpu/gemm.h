@@ -103,6 +103,22 @@ struct GemmDecodeRange {
   float alpha, beta;
 };
 
+// The bf16 decode path (few rows of A, B transposed: a Linear's weight
+// [n, k]): C[0:m, col0:col1] = alpha * A B^T + beta * C with A already
+// widened to float32 and B's bf16 rows read once, widened in L1 as they
+// stream; the caller applies the epilogue.
+struct GemmBf16DecodeRange {
+  float* c;
+  std::int64_t ldc;
+  const float* a;
+  std::int64_t lda;
+  const std::uint16_t* bt;
+  std::int64_t ldb;
+  std::int64_t m, k;
+  std::int64_t col0, col1;
+  float alpha, beta;
+};
+
 struct GemmKernelShape {
   int mr;  // rows of a register tile
   int nr;  // columns of a register tile
@@ -174,6 +190,8 @@ struct GemmBf16Kernels {
   // As GemmKernels::macro_kernel, on the packed operands given apart (the
   // tile's packed_a and packed_b are unused).
   void (*macro_kernel)(const GemmMacroTile& tile, const void* packed_a, const void* packed_b);
+  // The decode path (exact products and float32 sums on every tier).
+  void (*decode)(const GemmBf16DecodeRange& range);
 };
 
 }  // namespace attnkit::cpu

@@ -19,6 +19,7 @@
 
 #include "cpu/gemm.h"
 #include "cpu/gemm_kernels.h"
+#include "cpu/vec/vec_math.h"
 
 namespace attnkit::cpu::gemm_bf16_kernels {
 
@@ -209,6 +210,90 @@ inline void macro_kernel_pairs(const GemmMacroTile& t, const void* packed_a, con
       micro_tile_pairs<V, MR, NV>(t, a + (row / MR) * depth * MR, b + (col / NR) * depth * NR, depth / 2, row, col);
 }
 #endif  // __AVX512BF16__
+
+// ---- decode: few rows of float32 A against the bf16 rows of B^T ----------
+
+// Depth of the chunk of 4 rows of B widened at a time: 4 KiB of float32,
+// which stays in L1 while the rows of A pass over it.
+constexpr std::int64_t kDecodeChunk = 256;
+
+// C[i, j] = alpha * dot(A[i, :], B^T[j, :]) (+ beta * C[i, j]) for R rows of
+// A and 4 rows of B^T (rows past b_rows repeat the last and are not
+// written). The bf16 rows are read once, a chunk at a time, and widened into
+// a buffer in L1 (a plain loop the compiler vectorizes); the products of
+// bf16 values are exact in float32 and summed in float32. While the last
+// group of rows of A passes, the same chunk of the next rows of B^T is
+// requested (a row is too short a stream for the hardware prefetcher).
+template <class V, int R>
+inline void decode_dot(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const std::uint16_t* bt,
+                       std::int64_t ldb, int b_rows, std::int64_t k, float alpha, float beta, const std::uint16_t* next,
+                       int next_rows) {
+  constexpr int W = V::width;
+  alignas(64) float widened[4][kDecodeChunk];
+  const std::uint16_t* rows[4];
+  for (int j = 0; j < 4; ++j) rows[j] = bt + (j < b_rows ? j : b_rows - 1) * ldb;
+  V acc[R][4];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = V::broadcast(0.0f);
+  for (std::int64_t p0 = 0; p0 < k; p0 += kDecodeChunk) {
+    const std::int64_t depth = k - p0 < kDecodeChunk ? k - p0 : kDecodeChunk;
+    for (int j = 0; j < next_rows; ++j)  // 32 bf16 values per cache line
+      for (std::int64_t p = 0; p < depth; p += 32) __builtin_prefetch(next + j * ldb + p0 + p, 0, 3);
+    for (int j = 0; j < 4; ++j)
+      for (std::int64_t p = 0; p < depth; ++p) widened[j][p] = widen<V>(rows[j][p0 + p]);
+    std::int64_t p = 0;
+    for (; p + W <= depth; p += W) {
+      V bv[4];
+      for (int j = 0; j < 4; ++j) bv[j] = V::load(&widened[j][p]);
+      for (int i = 0; i < R; ++i) {
+        const V av = V::load(a + i * lda + p0 + p);
+        for (int j = 0; j < 4; ++j) acc[i][j] = fma(av, bv[j], acc[i][j]);
+      }
+    }
+    if (p < depth) {  // the tail: zeros past k
+      const int lanes = static_cast<int>(depth - p);
+      V bv[4];
+      for (int j = 0; j < 4; ++j) bv[j] = V::load_partial(&widened[j][p], lanes);
+      for (int i = 0; i < R; ++i) {
+        const V av = V::load_partial(a + i * lda + p0 + p, lanes);
+        for (int j = 0; j < 4; ++j) acc[i][j] = fma(av, bv[j], acc[i][j]);
+      }
+    }
+  }
+  // A copy for the loop below, whose run-time bound would otherwise keep
+  // `acc` in memory (gemm_kernels.h's decode_dot says why).
+  V finished[R][4];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < 4; ++j) finished[i][j] = acc[i][j];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < b_rows; ++j) {
+      const float dot = alpha * vec_math::lane_sum(finished[i][j]);
+      c[i * ldc + j] = beta == 0.0f ? dot : dot + beta * c[i * ldc + j];
+    }
+}
+
+// C[0:m, col0:col1]: 4 rows of B^T at a time against groups of up to 4 rows
+// of A.
+template <class V>
+inline void decode(const GemmBf16DecodeRange& r) {
+  for (std::int64_t j = r.col0; j < r.col1; j += 4) {
+    const int b_rows = r.col1 - j < 4 ? static_cast<int>(r.col1 - j) : 4;
+    for (std::int64_t i = 0; i < r.m; i += 4) {
+      float* c = r.c + i * r.ldc + j;
+      const float* a = r.a + i * r.lda;
+      const std::uint16_t* bt = r.bt + j * r.ldb;
+      const bool last_group = i + 4 >= r.m;
+      const std::uint16_t* next = last_group && j + 4 < r.col1 ? bt + 4 * r.ldb : nullptr;
+      const int next_rows = next == nullptr ? 0 : static_cast<int>(r.col1 - j - 4 < 4 ? r.col1 - j - 4 : 4);
+      switch (r.m - i < 4 ? r.m - i : 4) {
+        case 1: decode_dot<V, 1>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta, next, next_rows); break;
+        case 2: decode_dot<V, 2>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta, next, next_rows); break;
+        case 3: decode_dot<V, 3>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta, next, next_rows); break;
+        default: decode_dot<V, 4>(c, r.ldc, a, r.lda, bt, r.ldb, b_rows, r.k, r.alpha, r.beta, next, next_rows); break;
+      }
+    }
+  }
+}
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__)
 // ---- AMX: a 32 x 32 block of C in four 16 x 16 tiles ----------------------

@@ -37,10 +37,11 @@ cpu::GeluApproximation parse_gelu_approximation(const std::string& approximate) 
 }
 
 Array gelu_forward(const Array& x, cpu::GeluApproximation approximation) {
-  check_float32_cpu("gelu", "x", x);
+  const DType dtype = check_compute_dtype("gelu", "x", x);
+  const Array x32 = widened(x);
   Array y = Array::empty(x.shape(), DType::float32);
-  cpu::gelu_forward(y.data<float>(), x.data<float>(), x.numel(), approximation);
-  return y;
+  cpu::gelu_forward(y.data<float>(), x32.data<float>(), x.numel(), approximation);
+  return rounded_to(y, dtype);
 }
 
 Array gelu_backward(const Array& dy, const Array& x, cpu::GeluApproximation approximation) {
@@ -51,10 +52,11 @@ Array gelu_backward(const Array& dy, const Array& x, cpu::GeluApproximation appr
 }
 
 Array relu_forward(const Array& x) {
-  check_float32_cpu("relu", "x", x);
+  const DType dtype = check_compute_dtype("relu", "x", x);
+  const Array x32 = widened(x);
   Array y = Array::empty(x.shape(), DType::float32);
-  cpu::relu_forward(y.data<float>(), x.data<float>(), x.numel());
-  return y;
+  cpu::relu_forward(y.data<float>(), x32.data<float>(), x.numel());
+  return rounded_to(y, dtype);
 }
 
 Array relu_backward(const Array& dy, const Array& x) {
@@ -65,10 +67,11 @@ Array relu_backward(const Array& dy, const Array& x) {
 }
 
 Array silu_forward(const Array& x) {
-  check_float32_cpu("silu", "x", x);
+  const DType dtype = check_compute_dtype("silu", "x", x);
+  const Array x32 = widened(x);
   Array y = Array::empty(x.shape(), DType::float32);
-  cpu::silu_forward(y.data<float>(), x.data<float>(), x.numel());
-  return y;
+  cpu::silu_forward(y.data<float>(), x32.data<float>(), x.numel());
+  return rounded_to(y, dtype);
 }
 
 Array silu_backward(const Array& dy, const Array& x) {
@@ -79,10 +82,11 @@ Array silu_backward(const Array& dy, const Array& x) {
 }
 
 Array tanh_forward(const Array& x) {
-  check_float32_cpu("tanh", "x", x);
+  const DType dtype = check_compute_dtype("tanh", "x", x);
+  const Array x32 = widened(x);
   Array y = Array::empty(x.shape(), DType::float32);
-  cpu::tanh_forward(y.data<float>(), x.data<float>(), x.numel());
-  return y;
+  cpu::tanh_forward(y.data<float>(), x32.data<float>(), x.numel());
+  return rounded_to(y, dtype);
 }
 
 Array tanh_backward(const Array& dy, const Array& x) {
@@ -93,14 +97,15 @@ Array tanh_backward(const Array& dy, const Array& x) {
 }
 
 Array swiglu_forward(const Array& x) {
-  check_float32_cpu("swiglu", "x", x);
+  const DType dtype = check_compute_dtype("swiglu", "x", x);
   const std::int64_t hidden = swiglu_hidden("swiglu", x);
   Shape shape = x.shape();
   shape.back() = hidden;
+  const Array x32 = widened(x);
   Array y = Array::empty(shape, DType::float32);
   const std::int64_t rows = hidden == 0 ? 0 : y.numel() / hidden;
-  cpu::swiglu_forward(y.data<float>(), x.data<float>(), rows, hidden);
-  return y;
+  cpu::swiglu_forward(y.data<float>(), x32.data<float>(), rows, hidden);
+  return rounded_to(y, dtype);
 }
 
 Array swiglu_backward(const Array& dy, const Array& x) {

@@ -123,10 +123,16 @@ void describe_options(const char* op, const AttentionOptions& o, std::vector<std
 // Validates separate q, k, v and the options into the kernel's problem.
 cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, const Array& v,
                                const AttentionOptions& o, std::vector<std::int64_t>& lengths,
-                               std::vector<std::int64_t>& globals) {
+                               std::vector<std::int64_t>& globals, bool forward = false) {
+  // A forward takes float32 or bfloat16 q, k and v (ops/checks.h).
+  const DType dtype = forward ? check_compute_dtype(op, "q", q) : DType::float32;
   for (auto [name, a] : {std::pair<const char*, const Array*>{"q", &q}, {"k", &k}, {"v", &v}}) {
-    check_dtype(op, name, *a, DType::float32);
-    check_cpu(op, name, *a);
+    if (forward) {
+      check_same_dtype(op, name, *a, "q", dtype);
+    } else {
+      check_dtype(op, name, *a, DType::float32);
+      check_cpu(op, name, *a);
+    }
     if (a->ndim() != 4)
       throw_value_error(op, name, "4 dimensions [batch, seq, heads, head_dim]", shape_string(a->shape()));
   }
@@ -165,9 +171,13 @@ cpu::AttentionProblem describe(const char* op, const Array& q, const Array& k, c
 // qkv in place.
 cpu::AttentionProblem describe_packed(const char* op, const Array& qkv, std::int64_t heads, std::int64_t kv_heads,
                                       const AttentionOptions& o, std::vector<std::int64_t>& lengths,
-                                      std::vector<std::int64_t>& globals) {
-  check_dtype(op, "qkv", qkv, DType::float32);
-  check_cpu(op, "qkv", qkv);
+                                      std::vector<std::int64_t>& globals, bool forward = false) {
+  if (forward) {
+    check_compute_dtype(op, "qkv", qkv);
+  } else {
+    check_dtype(op, "qkv", qkv, DType::float32);
+    check_cpu(op, "qkv", qkv);
+  }
   if (qkv.ndim() != 3)
     throw_value_error(op, "qkv", "3 dimensions [batch, seq, (num_heads + 2 num_kv_heads) head_dim]",
                       shape_string(qkv.shape()));
@@ -218,12 +228,16 @@ void check_forward_results(const char* op, const cpu::AttentionProblem& p, const
 
 AttentionForward attention_forward(const Array& q, const Array& k, const Array& v, const AttentionOptions& options) {
   std::vector<std::int64_t> lengths, globals;
-  const cpu::AttentionProblem p = describe("attention", q, k, v, options, lengths, globals);
+  const cpu::AttentionProblem p = describe("attention", q, k, v, options, lengths, globals, true);
   AttentionForward r{Array::zeros(q.shape(), DType::float32),
                      Array::empty({p.batch, p.heads, p.query_length}, DType::float32)};
-  if (r.out.numel() == 0) return r;
-  cpu::attention_forward(r.out.data<float>(), r.lse.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
-                         p);
+  if (r.out.numel() == 0) return {rounded_to(r.out, q.dtype()), r.lse};
+  // bfloat16 q, k, v: widened here, so the scores, the softmax and the
+  // accumulators are the float32 kernel's; the output is rounded once.
+  const Array q32 = widened(q), k32 = widened(k), v32 = widened(v);
+  cpu::attention_forward(r.out.data<float>(), r.lse.data<float>(), q32.data<float>(), k32.data<float>(),
+                         v32.data<float>(), p);
+  r.out = rounded_to(r.out, q.dtype());
   return r;
 }
 
@@ -245,13 +259,16 @@ AttentionGradients attention_backward(const Array& grad_out, const Array& q, con
 AttentionForward attention_qkv_forward(const Array& qkv, std::int64_t heads, std::int64_t kv_heads,
                                        const AttentionOptions& options) {
   std::vector<std::int64_t> lengths, globals;
-  const cpu::AttentionProblem p = describe_packed("attention_qkv", qkv, heads, kv_heads, options, lengths, globals);
+  const cpu::AttentionProblem p =
+      describe_packed("attention_qkv", qkv, heads, kv_heads, options, lengths, globals, true);
   AttentionForward r{Array::zeros({p.batch, p.query_length, p.heads, p.head_dim}, DType::float32),
                      Array::empty({p.batch, p.heads, p.query_length}, DType::float32)};
-  if (r.out.numel() == 0) return r;
-  const float* q = qkv.data<float>();
+  if (r.out.numel() == 0) return {rounded_to(r.out, qkv.dtype()), r.lse};
+  const Array qkv32 = widened(qkv);
+  const float* q = qkv32.data<float>();
   cpu::attention_forward(r.out.data<float>(), r.lse.data<float>(), q, q + p.heads * p.head_dim,
                          q + (p.heads + p.kv_heads) * p.head_dim, p);
+  r.out = rounded_to(r.out, qkv.dtype());
   return r;
 }
 

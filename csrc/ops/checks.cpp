@@ -3,13 +3,14 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "cpu/convert.h"
 
 namespace attnkit::ops {
 
 std::string dtype_received(DType dtype) {
   std::string text = dtype_name(dtype);
-  if (dtype == DType::float16 || dtype == DType::bfloat16)
-    text += " (no attnkit op computes in float16 or bfloat16 yet; convert with .float())";
+  if (dtype == DType::float16) text += " (no attnkit op computes in float16; convert with .float())";
+  if (dtype == DType::bfloat16) text += " (this op computes in float32 only; convert with .float())";
   return text;
 }
 
@@ -35,12 +36,47 @@ void check_same_shape(const char* op, const char* argument, const Array& a, cons
                       shape_string(a.shape()));
 }
 
-void check_bias(const char* op, const Array& bias, std::int64_t n) {
+void check_bias(const char* op, const Array& bias, std::int64_t n, bool allow_bfloat16) {
   if (!bias.defined()) return;
-  check_dtype(op, "bias", bias, DType::float32);
+  if (!(allow_bfloat16 && bias.dtype() == DType::bfloat16)) check_dtype(op, "bias", bias, DType::float32);
   check_cpu(op, "bias", bias);
   if (bias.shape() != Shape{n})
     throw_value_error(op, "bias", "shape [" + std::to_string(n) + "]", shape_string(bias.shape()));
+}
+
+DType check_compute_dtype(const char* op, const char* argument, const Array& a) {
+  check_defined(op, argument, a);
+  if (a.dtype() != DType::float32 && a.dtype() != DType::bfloat16)
+    throw_type_error(op, argument, "float32 or bfloat16", dtype_received(a.dtype()));
+  check_cpu(op, argument, a);
+  return a.dtype();
+}
+
+void check_same_dtype(const char* op, const char* argument, const Array& a, const char* first_argument,
+                      DType expected) {
+  check_defined(op, argument, a);
+  const bool mix = a.dtype() == DType::float32 || a.dtype() == DType::bfloat16;
+  if (a.dtype() != expected && mix)
+    throw_type_error(
+        op, argument,
+        std::string(dtype_name(expected)) + " (the dtype of '" + first_argument + "'; convert one of them explicitly)",
+        dtype_name(a.dtype()));
+  if (a.dtype() != expected) throw_type_error(op, argument, dtype_name(expected), dtype_received(a.dtype()));
+  check_cpu(op, argument, a);
+}
+
+Array widened(const Array& a) {
+  if (!a.defined() || a.dtype() != DType::bfloat16) return a;
+  Array out = Array::empty(a.shape(), DType::float32);
+  cpu::bfloat16_to_float(out.data<float>(), a.data<std::uint16_t>(), a.numel());
+  return out;
+}
+
+Array rounded_to(const Array& y, DType dtype) {
+  if (dtype != DType::bfloat16) return y;
+  Array out = Array::empty(y.shape(), DType::bfloat16);
+  cpu::float_to_bfloat16(out.data<std::uint16_t>(), y.data<float>(), y.numel());
+  return out;
 }
 
 std::string number_text(double value, int significant_digits) {

@@ -133,7 +133,7 @@ Array reduce_sum(const Array& x, const std::vector<bool>& reduce, const Shape& o
     case DType::bool_: return reduce_marked<bool>(x, reduce, DType::int64).reshape(out_shape);
     default: break;
   }
-  throw_type_error("sum", "input", "float32, int32, int64 or bool", dtype_received(x.dtype()));
+  throw_type_error("sum", "input", "float32, bfloat16, int32, int64 or bool", dtype_received(x.dtype()));
 }
 
 // Marks the dims to reduce (each in [-ndim, ndim), at most once) and gives
@@ -266,18 +266,22 @@ Shape broadcast_shapes(const char* op, const char* a_name, const Shape& a, const
 
 Array binary(const Array& a, const Array& b, cpu::BinaryOp op) {
   const char* name = binary_op_name(op);
-  check_float32_cpu(name, "input", a);
-  check_float32_cpu(name, "other", b);
+  // bfloat16 operands (both) are computed in float32 and rounded once
+  // (ops/checks.h).
+  const DType dtype = check_compute_dtype(name, "input", a);
+  check_same_dtype(name, "other", b, "input", dtype);
+  const Array a32 = widened(a), b32 = widened(b);
   Array out = Array::empty(broadcast_shapes(name, "input", a.shape(), "other", b.shape()), DType::float32);
-  binary_into(out, a, b, op);
-  return out;
+  binary_into(out, a32, b32, op);
+  return rounded_to(out, dtype);
 }
 
 Array binary_scalar(const Array& a, double scalar, bool scalar_first, cpu::BinaryOp op) {
-  check_float32_cpu(binary_op_name(op), "input", a);
+  const DType dtype = check_compute_dtype(binary_op_name(op), "input", a);
+  const Array a32 = widened(a);
   Array out = Array::empty(a.shape(), DType::float32);
-  cpu::binary_scalar(out.data<float>(), a.data<float>(), static_cast<float>(scalar), a.numel(), scalar_first, op);
-  return out;
+  cpu::binary_scalar(out.data<float>(), a32.data<float>(), static_cast<float>(scalar), a.numel(), scalar_first, op);
+  return rounded_to(out, dtype);
 }
 
 Array negative(const Array& a) {
@@ -358,18 +362,20 @@ Array sum(const Array& x, const std::vector<std::int64_t>& dims, bool keepdim) {
   Shape out_shape;
   std::int64_t count = 0;
   const std::vector<bool> reduce = reduction_dims("sum", x, dims, keepdim, out_shape, count);
+  // bfloat16: summed in float32, rounded once (ops/checks.h)
+  if (x.dtype() == DType::bfloat16) return rounded_to(reduce_sum(widened(x), reduce, out_shape), DType::bfloat16);
   return reduce_sum(x, reduce, out_shape);
 }
 
 Array mean(const Array& x, const std::vector<std::int64_t>& dims, bool keepdim) {
-  check_float32_cpu("mean", "input", x);
+  const DType dtype = check_compute_dtype("mean", "input", x);
   Shape out_shape;
   std::int64_t count = 0;
   const std::vector<bool> reduce = reduction_dims("mean", x, dims, keepdim, out_shape, count);
-  Array out = reduce_sum(x, reduce, out_shape);
+  Array out = reduce_sum(widened(x), reduce, out_shape);
   cpu::binary_scalar(out.data<float>(), out.data<float>(), static_cast<float>(count), out.numel(), false,
                      cpu::BinaryOp::divide);
-  return out;
+  return rounded_to(out, dtype);
 }
 
 Array sum_to_shape(const Array& x, const Shape& shape) {

@@ -4,6 +4,7 @@
 
 #include "core/errors.h"
 #include "cpu/embedding.h"
+#include "cpu/shape.h"
 #include "ops/checks.h"
 
 namespace attnkit::ops {
@@ -50,15 +51,23 @@ std::string symbolic_output_shape(const Array& indices) {
 
 Array embedding_forward(const Array& indices, const Array& weight) {
   check_indices_dtype("embedding", "input", indices);
-  check_dtype("embedding", "weight", weight, DType::float32);
-  check_cpu("embedding", "weight", weight);
+  check_compute_dtype("embedding", "weight", weight);
   if (weight.ndim() != 2)
     throw_value_error("embedding", "weight", "a 2-d [num_embeddings, embedding_dim] array",
                       shape_string(weight.shape()));
   const std::int64_t V = weight.dim(0), C = weight.dim(1);
   check_ids("embedding", "input", indices, V);
-  Array out = Array::empty(output_shape(indices, C), DType::float32);
+  Array out = Array::empty(output_shape(indices, C), weight.dtype());
   const std::int64_t N = indices.numel();
+  if (weight.dtype() == DType::bfloat16) {
+    // The rows as they are (a copy of their bits: exact); never the whole
+    // table widened.
+    if (indices.dtype() == DType::int64)
+      cpu::index_select(out.raw_data(), weight.raw_data(), indices.data<std::int64_t>(), 1, V, N, C, weight.itemsize());
+    else
+      cpu::index_select(out.raw_data(), weight.raw_data(), indices.data<std::int32_t>(), 1, V, N, C, weight.itemsize());
+    return out;
+  }
   if (indices.dtype() == DType::int64)
     cpu::embedding_forward(out.data<float>(), indices.data<std::int64_t>(), weight.data<float>(), N, C);
   else cpu::embedding_forward(out.data<float>(), indices.data<std::int32_t>(), weight.data<float>(), N, C);

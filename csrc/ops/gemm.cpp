@@ -90,7 +90,9 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
   out_shape.push_back(m);
   out_shape.push_back(n);
 
-  check_bias(op, bias, n);
+  // bfloat16 a and b take a float32 bias (autocast's float32 masters) or a
+  // bfloat16 one (a model in bfloat16), widened: the epilogue is float32.
+  check_bias(op, bias, n, /*allow_bfloat16=*/bf16);
   Array result = out;
   if (out.defined()) {
     check_dtype(op, "out", out, out_dtype);
@@ -111,7 +113,8 @@ MatmulResult matmul(const Array& a, const Array& b, const Array& out, const Arra
     r.pre_activation = Array::empty(out_shape, DType::float32);
 
   cpu::GemmEpilogue epilogue;
-  epilogue.bias = bias.defined() ? bias.data<float>() : nullptr;
+  const Array bias32 = widened(bias);
+  epilogue.bias = bias32.defined() ? bias32.data<float>() : nullptr;
   epilogue.activation = options.activation;
   epilogue.pre_activation = r.pre_activation.defined() ? r.pre_activation.data<float>() : nullptr;
 

@@ -10,10 +10,15 @@
 namespace attnkit::ops {
 namespace {
 
-// logits: float32 [N, V] on cpu with V >= 1.
-void check_logits(const char* op, const Array& logits) {
-  check_dtype(op, "logits", logits, DType::float32);
-  check_cpu(op, "logits", logits);
+// logits: float32 [N, V] on cpu with V >= 1 (the forward's may be bfloat16:
+// ops/checks.h).
+void check_logits(const char* op, const Array& logits, bool forward = false) {
+  if (forward) {
+    check_compute_dtype(op, "logits", logits);
+  } else {
+    check_dtype(op, "logits", logits, DType::float32);
+    check_cpu(op, "logits", logits);
+  }
   if (logits.ndim() != 2 || logits.dim(1) < 1)
     throw_value_error(op, "logits", "a 2-d array [N, V] with V >= 1", "shape " + shape_string(logits.shape()));
 }
@@ -83,7 +88,7 @@ LossReduction parse_loss_reduction(const std::string& reduction) {
 CrossEntropyOutputs cross_entropy_forward(const Array& logits, const Array& targets, std::int64_t ignore_index,
                                           double label_smoothing, LossReduction reduction) {
   const char* op = "cross_entropy";
-  check_logits(op, logits);
+  check_logits(op, logits, true);
   check_label_smoothing(op, label_smoothing);
   const std::int64_t N = logits.dim(0);
   const std::int64_t vocab = logits.dim(1);
@@ -91,11 +96,12 @@ CrossEntropyOutputs cross_entropy_forward(const Array& logits, const Array& targ
   Array losses = Array::empty({N}, DType::float32);
   CrossEntropyOutputs out;
   out.statistics = Array::empty({N, 3}, DType::float32);
-  cpu::cross_entropy_forward(losses.data<float>(), out.statistics.data<float>(), logits.data<float>(),
+  const Array logits32 = widened(logits);
+  cpu::cross_entropy_forward(losses.data<float>(), out.statistics.data<float>(), logits32.data<float>(),
                              checked.values.data<std::int64_t>(), N, vocab, ignore_index,
                              static_cast<float>(label_smoothing));
   if (reduction == LossReduction::none) {
-    out.loss = losses;
+    out.loss = rounded_to(losses, logits.dtype());
     return out;
   }
   double total = cpu::sum_in_order(losses.data<float>(), N);
@@ -104,6 +110,7 @@ CrossEntropyOutputs cross_entropy_forward(const Array& logits, const Array& targ
         checked.counted > 0 ? total / static_cast<double>(checked.counted) : std::numeric_limits<double>::quiet_NaN();
   out.loss = Array::empty({}, DType::float32);
   *out.loss.data<float>() = static_cast<float>(total);
+  out.loss = rounded_to(out.loss, logits.dtype());
   return out;
 }
 

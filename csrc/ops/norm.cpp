@@ -10,10 +10,15 @@
 namespace attnkit::ops {
 namespace {
 
-// x (or the forward's sum): float32 on cpu with a non-empty last dimension.
-std::int64_t check_rows(const char* op, const char* argument, const Array& x) {
-  check_dtype(op, argument, x, DType::float32);
-  check_cpu(op, argument, x);
+// x (or the forward's sum): float32 on cpu with a non-empty last dimension
+// (a forward's x may be bfloat16: ops/checks.h).
+std::int64_t check_rows(const char* op, const char* argument, const Array& x, bool forward = false) {
+  if (forward) {
+    check_compute_dtype(op, argument, x);
+  } else {
+    check_dtype(op, argument, x, DType::float32);
+    check_cpu(op, argument, x);
+  }
   if (x.ndim() < 1 || x.dim(-1) < 1)
     throw_value_error(op, argument, "an array whose last dimension is at least 1", "shape " + shape_string(x.shape()));
   return x.dim(-1);
@@ -27,11 +32,11 @@ void check_normalized_shape(const char* op, const Shape& normalized_shape, const
                       shape_string(normalized_shape));
 }
 
-// weight or bias: undefined, or float32 [C] on cpu.
-void check_parameter(const char* op, const char* argument, const Array& p, std::int64_t C) {
+// weight or bias: undefined, or [C] on cpu of x's dtype (float32 in a backward).
+void check_parameter(const char* op, const char* argument, const Array& p, std::int64_t C,
+                     DType dtype = DType::float32) {
   if (!p.defined()) return;
-  check_dtype(op, argument, p, DType::float32);
-  check_cpu(op, argument, p);
+  check_same_dtype(op, argument, p, "x", dtype);
   if (p.shape() != Shape{C})
     throw_value_error(op, argument, "shape " + shape_string(Shape{C}) + " (the normalized dimension)",
                       shape_string(p.shape()));
@@ -78,16 +83,18 @@ NormGradients allocate_gradients(const Array& x, bool weight_grad, bool bias_gra
 LayerNormOutputs layer_norm_forward(const Array& x, const Shape& normalized_shape, const Array& weight,
                                     const Array& bias, double eps) {
   const char* op = "layer_norm";
-  const std::int64_t C = check_rows(op, "x", x);
+  const std::int64_t C = check_rows(op, "x", x, true);
   check_normalized_shape(op, normalized_shape, x);
-  check_parameter(op, "weight", weight, C);
-  check_parameter(op, "bias", bias, C);
+  check_parameter(op, "weight", weight, C, x.dtype());
+  check_parameter(op, "bias", bias, C, x.dtype());
   check_eps(op, eps);
   const std::int64_t N = x.numel() / C;
+  const Array x32 = widened(x), weight32 = widened(weight), bias32 = widened(bias);
   LayerNormOutputs out{Array::empty(x.shape(), DType::float32), Array::empty({N}, DType::float32),
                        Array::empty({N}, DType::float32)};
-  cpu::layer_norm_forward(out.y.data<float>(), out.mean.data<float>(), out.rstd.data<float>(), x.data<float>(),
-                          data_or_null(weight), data_or_null(bias), N, C, static_cast<float>(eps));
+  cpu::layer_norm_forward(out.y.data<float>(), out.mean.data<float>(), out.rstd.data<float>(), x32.data<float>(),
+                          data_or_null(weight32), data_or_null(bias32), N, C, static_cast<float>(eps));
+  out.y = rounded_to(out.y, x.dtype());
   return out;
 }
 
@@ -111,20 +118,24 @@ NormGradients layer_norm_backward(const Array& grad_output, const Array& x, cons
 AddLayerNormOutputs add_layer_norm_forward(const Array& x, const Array& residual, const Shape& normalized_shape,
                                            const Array& weight, const Array& bias, double eps) {
   const char* op = "add_layer_norm";
-  const std::int64_t C = check_rows(op, "x", x);
-  check_dtype(op, "residual", residual, DType::float32);
-  check_cpu(op, "residual", residual);
+  const std::int64_t C = check_rows(op, "x", x, true);
+  check_same_dtype(op, "residual", residual, "x", x.dtype());
   check_same_shape(op, "residual", residual, "x", x);
   check_normalized_shape(op, normalized_shape, x);
-  check_parameter(op, "weight", weight, C);
-  check_parameter(op, "bias", bias, C);
+  check_parameter(op, "weight", weight, C, x.dtype());
+  check_parameter(op, "bias", bias, C, x.dtype());
   check_eps(op, eps);
   const std::int64_t N = x.numel() / C;
+  const Array x32 = widened(x), residual32 = widened(residual), weight32 = widened(weight), bias32 = widened(bias);
   AddLayerNormOutputs out{Array::empty(x.shape(), DType::float32), Array::empty(x.shape(), DType::float32),
                           Array::empty({N}, DType::float32), Array::empty({N}, DType::float32)};
   cpu::add_layer_norm_forward(out.sum.data<float>(), out.y.data<float>(), out.mean.data<float>(),
-                              out.rstd.data<float>(), x.data<float>(), residual.data<float>(), data_or_null(weight),
-                              data_or_null(bias), N, C, static_cast<float>(eps));
+                              out.rstd.data<float>(), x32.data<float>(), residual32.data<float>(),
+                              data_or_null(weight32), data_or_null(bias32), N, C, static_cast<float>(eps));
+  // The sum is the next block's residual stream: in x's dtype, as a plain
+  // add would return it.
+  out.sum = rounded_to(out.sum, x.dtype());
+  out.y = rounded_to(out.y, x.dtype());
   return out;
 }
 
@@ -149,14 +160,16 @@ NormGradients add_layer_norm_backward(const Array& grad_sum, const Array& grad_o
 
 RmsNormOutputs rms_norm_forward(const Array& x, const Shape& normalized_shape, const Array& weight, double eps) {
   const char* op = "rms_norm";
-  const std::int64_t C = check_rows(op, "x", x);
+  const std::int64_t C = check_rows(op, "x", x, true);
   check_normalized_shape(op, normalized_shape, x);
-  check_parameter(op, "weight", weight, C);
+  check_parameter(op, "weight", weight, C, x.dtype());
   check_eps(op, eps);
   const std::int64_t N = x.numel() / C;
+  const Array x32 = widened(x), weight32 = widened(weight);
   RmsNormOutputs out{Array::empty(x.shape(), DType::float32), Array::empty({N}, DType::float32)};
-  cpu::rms_norm_forward(out.y.data<float>(), out.rstd.data<float>(), x.data<float>(), data_or_null(weight), N, C,
+  cpu::rms_norm_forward(out.y.data<float>(), out.rstd.data<float>(), x32.data<float>(), data_or_null(weight32), N, C,
                         static_cast<float>(eps));
+  out.y = rounded_to(out.y, x.dtype());
   return out;
 }
 

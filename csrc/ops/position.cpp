@@ -22,8 +22,13 @@ void check_positions(const char* op, std::int64_t length, std::int64_t offset) {
 
 Array rope(const char* op, const char* argument, const Array& x, std::int64_t offset, double base, bool interleaved,
            const Array& positions, const std::vector<double>& frequencies, bool inverse) {
-  check_dtype(op, argument, x, DType::float32);
-  check_cpu(op, argument, x);
+  // The forward takes bfloat16 too (ops/checks.h); the backward float32 only.
+  if (inverse) {
+    check_dtype(op, argument, x, DType::float32);
+    check_cpu(op, argument, x);
+  } else {
+    check_compute_dtype(op, argument, x);
+  }
   if (x.ndim() != 4)
     throw_value_error(op, argument, "a 4-d [batch, seq, heads, head_dim] array", shape_string(x.shape()));
   const std::int64_t B = x.dim(0), T = x.dim(1), H = x.dim(2), D = x.dim(3);
@@ -52,10 +57,11 @@ Array rope(const char* op, const char* argument, const Array& x, std::int64_t of
       if (!(w > 0.0 && std::isfinite(w)))
         throw_value_error(op, "frequencies", "finite frequencies > 0", number_text(w));
   }
+  const Array x32 = widened(x);
   Array y = Array::empty(x.shape(), DType::float32);
-  cpu::rope(y.data<float>(), x.data<float>(), B, T, H, D, position_values, offset,
+  cpu::rope(y.data<float>(), x32.data<float>(), B, T, H, D, position_values, offset,
             frequencies.empty() ? nullptr : frequencies.data(), base, interleaved, inverse);
-  return y;
+  return rounded_to(y, x.dtype());
 }
 
 }  // namespace

@@ -13,8 +13,7 @@ namespace attnkit::ops {
 Array sample_tokens(const Array& logits, const Array& seen, const SamplingOptions& o, std::uint64_t seed,
                     std::uint64_t offset) {
   const char* op = "sample_tokens";
-  check_dtype(op, "logits", logits, DType::float32);
-  check_cpu(op, "logits", logits);
+  check_compute_dtype(op, "logits", logits);  // bfloat16 widened below (exact)
   if (logits.ndim() != 2) throw_value_error(op, "logits", "2 dimensions [batch, vocab]", shape_string(logits.shape()));
   const std::int64_t batch = logits.dim(0), vocab = logits.dim(1);
   if (vocab < 1 || vocab > std::numeric_limits<std::int32_t>::max())
@@ -34,7 +33,8 @@ Array sample_tokens(const Array& logits, const Array& seen, const SamplingOption
 
   // The kernel trusts every row to define a distribution: no NaN, no +inf
   // (exp(inf - inf) is NaN), and some token that can occur.
-  const float* values = logits.data<float>();
+  const Array logits32 = widened(logits);
+  const float* values = logits32.data<float>();
   for (std::int64_t b = 0; b < batch; ++b) {
     bool any_finite = false;
     for (std::int64_t j = 0; j < vocab; ++j) {

@@ -30,15 +30,15 @@ void check_has_rows(const char* op, const char* argument, const Array& a) {
 
 Array softmax_forward(const Array& x, double scale, bool log) {
   const char* op = op_name(log, false);
-  check_dtype(op, "x", x, DType::float32);
-  check_cpu(op, "x", x);
+  const DType dtype = check_compute_dtype(op, "x", x);
   check_has_rows(op, "x", x);
   check_scale(op, scale);
   const std::int64_t C = x.dim(-1);
   const std::int64_t N = C == 0 ? 0 : x.numel() / C;
+  const Array x32 = widened(x);
   Array y = Array::empty(x.shape(), DType::float32);
-  cpu::softmax_forward(y.data<float>(), x.data<float>(), N, C, static_cast<float>(scale), log);
-  return y;
+  cpu::softmax_forward(y.data<float>(), x32.data<float>(), N, C, static_cast<float>(scale), log);
+  return rounded_to(y, dtype);
 }
 
 Array softmax_backward(const Array& grad_output, const Array& y, double scale, bool log) {

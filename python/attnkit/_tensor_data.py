@@ -26,8 +26,12 @@ def raw_bytes(tensor) -> np.ndarray:
 
 
 def values_view(tensor) -> np.ndarray:
-    """A writable numpy view of a tensor whose dtype numpy has (not bfloat16)."""
-    return np.asarray(tensor._array)
+    """A writable numpy view of a tensor's values; of a bfloat16 tensor, its
+    bits (uint16: numpy has no bfloat16), which copy exactly."""
+    array = tensor._array
+    if array.dtype == "bfloat16":
+        return np.asarray(array.view_as_dtype("float16")).view(np.uint16)
+    return np.asarray(array)
 
 
 def float64_values(tensor) -> np.ndarray:

@@ -30,8 +30,10 @@ class TensorMethods:
                 raise RuntimeError(
                     f"backward(): a gradient must be given for a non-scalar output of shape {self.shape}"
                 )
-            grad = _C.empty(list(self.shape), self._array.dtype)
+            grad = _C.empty(list(self.shape), "float32")
             _C.fill_(grad, 1)
+            if self._array.dtype != "float32":  # 1 is exact in every float dtype
+                grad = _C.cast(grad, self._array.dtype)
         else:
             if not isinstance(gradient, Tensor):
                 gradient = tensor(gradient, dtype=self.dtype)

@@ -133,6 +133,7 @@ def run_backward(root, grad, retain_graph: bool = False, capture: dict | None = 
     stack = [root_node]
     while stack:
         node = stack.pop()
+        _refuse_low_precision(node)
         for child in node.inputs:
             if isinstance(child, tuple):
                 child_node = child[0]
@@ -194,6 +195,22 @@ def run_backward(root, grad, retain_graph: bool = False, capture: dict | None = 
     for leaf, reports in hooked_leaves.values():
         if reports > 0:
             _run_post_accumulate_grad_hooks(leaf)
+
+
+def _refuse_low_precision(node) -> None:
+    """bfloat16 ops run forward only (inference on a model in bfloat16; the
+    backward kernels are float32): a backward through one is refused before
+    any gradient is accumulated, rather than computed in the wrong dtype."""
+    for _shape, dtype in node.output_meta:
+        if str(dtype) in _LOW_PRECISION:
+            raise RuntimeError(
+                f"backward: {node.name} has a {dtype} result, and attnkit computes no gradient in {dtype} "
+                f"(bfloat16 models run inference only); train in float32, with attnkit.autocast for "
+                f"bfloat16 products (model.float() converts a model back)"
+            )
+
+
+_LOW_PRECISION = ("bfloat16", "float16")
 
 
 def _run_post_accumulate_grad_hooks(leaf) -> None:

@@ -367,12 +367,18 @@ def _generate(args) -> int:
 
 
 # --dtype of generate and embed: the weights' format for inference.
-_INFERENCE_DTYPES = ("float32", "int8")
+_INFERENCE_DTYPES = ("float32", "bf16", "int8")
 
 
 def _apply_dtype(model, dtype: str) -> None:
-    """float32 keeps the model as loaded; int8 quantizes its Linear weights
-    (attnkit.quantize: per-channel scales, float32 activations)."""
+    """float32 keeps the model as loaded; bf16 converts its weights to
+    bfloat16 (model.to: half the memory; float32 inside each op); int8
+    quantizes its Linear weights (attnkit.quantize: per-channel scales,
+    float32 activations)."""
+    if dtype == "bf16":
+        from ._dtypes import bfloat16
+
+        model.to(bfloat16)
     if dtype == "int8":
         from .quantization import quantize
 
@@ -497,7 +503,8 @@ def _add_dtype_flag(command: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=_INFERENCE_DTYPES,
         default="float32",
-        help="the weights: float32 as loaded, or int8 (quantized per channel on load) (default: float32)",
+        help="the weights: float32 as loaded, bf16 (converted to bfloat16 on load), or int8 (quantized per "
+        "channel on load) (default: float32)",
     )
 
 

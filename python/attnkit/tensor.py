@@ -205,10 +205,11 @@ class Tensor:
                 f"requires_grad_: only floating-point tensors can require gradients, this one is {self.dtype}"
             )
         if requires_grad and self.dtype != float32:
-            # Until low-precision compute lands: then this warning goes.
+            # bfloat16 runs forward ops (inference); no op has a gradient in it.
             warnings.warn(
-                f"requires_grad_: no attnkit op computes in {self.dtype} yet (only storage and conversion), "
-                f"so nothing can compute a gradient for this tensor; train in float32 (.float())",
+                f"requires_grad_: no attnkit op computes a gradient in {self.dtype} "
+                f"(bfloat16 runs inference only), so nothing can compute one for this tensor; "
+                f"train in float32 (.float()), with attnkit.autocast for bfloat16 products",
                 UserWarning,
                 stacklevel=_caller_stacklevel(),
             )

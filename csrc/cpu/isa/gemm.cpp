@@ -46,6 +46,7 @@ const GemmBf16Kernels gemm_bf16_table = {
     bf16::pack_a_rows<Vec>,
     bf16::pack_b_pairs<Vec, bf16::kAmxDepth>,
     bf16::macro_kernel_amx<Vec>,
+    bf16::decode<Vec>,
 };
 #elif defined(__AVX512BF16__)
 static_assert(Vec::width == 16, "the AVX512-BF16 tile is written for 16-float vectors");
@@ -56,6 +57,7 @@ const GemmBf16Kernels gemm_bf16_table = {
     bf16::pack_a_pairs<Vec>,
     bf16::pack_b_pairs<Vec, 2>,
     bf16::macro_kernel_pairs<Vec, kTileRows, kTileVectors>,
+    bf16::decode<Vec>,
 };
 #else
 const GemmBf16Kernels gemm_bf16_table = {
@@ -65,6 +67,7 @@ const GemmBf16Kernels gemm_bf16_table = {
     bf16::pack_a_widened<Vec>,
     bf16::pack_b_widened<Vec>,
     bf16::macro_kernel_widened<Vec, kTileRows, kTileVectors>,
+    bf16::decode<Vec>,
 };
 #endif
 

@@ -87,6 +87,12 @@ class SentenceEncoder:
         self.max_seq_length = min(limit, model.config.block_size)
         self.do_lower_case = bool(do_lower_case)
 
+    def to(self, *args, **kwargs) -> SentenceEncoder:
+        """Converts the BERT's weights (``Module.to``: ``to(attnkit.bfloat16)``
+        halves their memory; the embeddings still come back float32)."""
+        self.model.to(*args, **kwargs)
+        return self
+
     @property
     def embedding_dimension(self) -> int:
         return self.model.config.n_embd * len(self.pooling)
@@ -186,7 +192,8 @@ class SentenceEncoder:
                     [texts[i] for i in rows], truncation=True, max_length=self.max_seq_length
                 )
                 ids, mask = batch["input_ids"], batch["attention_mask"]
-                tokens = self.model.encode(from_numpy(ids), attention_mask=from_numpy(mask)).numpy()
+                # pooled in float32 (a model in bfloat16 gives bfloat16 tokens, widened exactly)
+                tokens = self.model.encode(from_numpy(ids), attention_mask=from_numpy(mask)).float().numpy()
                 output[rows] = self._pool(tokens, mask)
         if self.normalize if normalize is None else normalize:
             output /= np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)

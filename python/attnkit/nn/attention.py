@@ -14,6 +14,7 @@ import numbers
 
 import numpy as np
 
+from .._dtypes import bfloat16, float32
 from ..ops import checks
 from ..tensor import Tensor, from_numpy
 from . import functional as F
@@ -232,8 +233,14 @@ class MultiHeadAttention(Module):
         return self.out_proj(out.reshape(batch, steps, self.num_heads * self.head_dim))
 
     def make_cache(self, batch: int, max_len: int) -> KVCache:
-        """A KVCache sized for this layer."""
-        return KVCache(batch, max_len, self.num_kv_heads, self.head_dim)
+        """A KVCache sized for this layer, in its projections' dtype."""
+        return KVCache(batch, max_len, self.num_kv_heads, self.head_dim, dtype=self._projection_dtype())
+
+    def _projection_dtype(self):
+        """The dtype of the keys and values this layer computes: bfloat16 in
+        a model converted to it, else float32 (int8 weights give float32)."""
+        weight = getattr(self.out_proj, "weight", None)
+        return bfloat16 if weight is not None and weight.dtype == bfloat16 else float32
 
     def _pattern_for(self, keys: int) -> dict:
         """The pattern's arguments for ``keys`` keys: the global tokens

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._dtypes import bool_, int64
+from .._dtypes import as_dtype, bfloat16, bool_, float32, int64
 from .._tensor_data import values_view
 from ..ops import checks
 from ..tensor import Tensor, zeros
@@ -14,8 +14,10 @@ from . import functional as F
 
 class KVCache:
     """Keys and values of the positions decoded so far, for one attention
-    layer: float32 ``k`` and ``v`` of shape [batch, max_len, num_kv_heads,
-    head_dim], allocated once, and ``length``, the number of positions filled.
+    layer: ``k`` and ``v`` of shape [batch, max_len, num_kv_heads,
+    head_dim] in ``dtype`` (float32, or bfloat16 for a model in bfloat16:
+    half the memory), allocated once, and ``length``, the number of
+    positions filled.
     Positions marked as padding (left-padded prompts of different lengths)
     are remembered in ``key_padding_mask`` (bool [batch, max_len], True =
     padding; None while no padding was written) and never attended.
@@ -31,14 +33,17 @@ class KVCache:
     that require one (run generation under ``attnkit.no_grad()``).
     """
 
-    def __init__(self, batch: int, max_len: int, num_kv_heads: int, head_dim: int) -> None:
+    def __init__(self, batch: int, max_len: int, num_kv_heads: int, head_dim: int, dtype=float32) -> None:
         self.batch = checks.positive_int("KVCache", "batch", batch)
         self.max_len = checks.positive_int("KVCache", "max_len", max_len)
         self.num_kv_heads = checks.positive_int("KVCache", "num_kv_heads", num_kv_heads)
         self.head_dim = checks.positive_int("KVCache", "head_dim", head_dim)
+        self.dtype = as_dtype(dtype, "KVCache")
+        if self.dtype not in (float32, bfloat16):
+            raise TypeError(f"KVCache: argument 'dtype' expected float32 or bfloat16, got {self.dtype}")
         shape = [self.batch, self.max_len, self.num_kv_heads, self.head_dim]
-        self.k = zeros(shape)
-        self.v = zeros(shape)
+        self.k = zeros(shape, dtype=self.dtype)
+        self.v = zeros(shape, dtype=self.dtype)
         self.key_padding_mask = None
         # The filled length of every row, for F.attention's key_lengths when
         # a decoding step reads the whole buffer (see attention_inputs).
@@ -69,6 +74,8 @@ class KVCache:
                     f"{op}: argument '{name}' expected shape "
                     f"[{self.batch}, t, {self.num_kv_heads}, {self.head_dim}], got {list(shape)}"
                 )
+            if t.dtype != self.dtype:
+                raise TypeError(f"{op}: argument '{name}' expected {self.dtype} (the cache's dtype), got {t.dtype}")
             if t.requires_grad:
                 raise RuntimeError(
                     f"{op}: argument '{name}' requires grad; the cache stores no "
@@ -194,5 +201,5 @@ class KVCache:
     def __repr__(self) -> str:
         return (
             f"KVCache(batch={self.batch}, max_len={self.max_len}, num_kv_heads={self.num_kv_heads}, "
-            f"head_dim={self.head_dim}, length={self.length})"
+            f"head_dim={self.head_dim}, dtype={self.dtype}, length={self.length})"
         )

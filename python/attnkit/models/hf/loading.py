@@ -280,8 +280,9 @@ def _check_dtype(op: str, dtype) -> None:
         resolved = None
     if resolved != _dtypes.float32:
         raise ValueError(
-            f"{op}: argument 'dtype' expected None or float32 (attnkit's CPU models compute in "
-            f"float32; float16 and bfloat16 checkpoints are widened exactly), got {dtype!r}"
+            f"{op}: argument 'dtype' expected None or float32 (float16 and bfloat16 checkpoints are "
+            f"widened exactly; for inference in bfloat16, call .to(attnkit.bfloat16) on the loaded model), "
+            f"got {dtype!r}"
         )
 
 

@@ -61,10 +61,16 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, *, generator=N
     if not isinstance(training, bool):
         raise TypeError(f"dropout: argument 'training' expected a bool, got {type(training).__name__}")
     generator = _generator_or_default("dropout", generator)
-    if input.dtype.name != "float32":
-        raise TypeError(f"dropout: argument 'input' expected float32, got {input.dtype}")
+    if input.dtype.name not in ("float32", "bfloat16"):
+        raise TypeError(f"dropout: argument 'input' expected float32 or bfloat16, got {input.dtype}")
     if not training or p == 0.0:
         return input
+    if input.dtype.name != "float32":
+        # bfloat16 tensors run inference only (docs/design.md, "bfloat16 inference")
+        raise TypeError(
+            f"dropout: argument 'input' expected float32 when training with p > 0, got {input.dtype} "
+            f"(bfloat16 models run inference only: call model.eval(), or train in float32 under attnkit.autocast)"
+        )
     if p == 1.0:
         return _DropAll.apply(input)
     seed, offset = generator.next_stream()

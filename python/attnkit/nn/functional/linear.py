@@ -69,7 +69,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     ``[out_features, in_features]`` as in PyTorch, ``x`` of shape
     ``[..., in_features]``. The bias and the activation (None, "relu", "gelu"
     or "gelu_tanh") are fused into the product's epilogue; backward uses the
-    saved pre-activation. float32. Differentiable."""
+    saved pre-activation. float32, differentiable; or bfloat16 x, weight
+    and bias (a model in bfloat16: the bf16 GEMM, float32 sums and epilogue,
+    a bfloat16 result rounded once; forward only)."""
     check_tensor("linear", "x", x)
     check_tensor("linear", "weight", weight)
     if bias is not None:
@@ -87,6 +89,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
             f"linear: argument 'x' expected a last dimension of {weight.shape[1]} "
             f"(weight's in_features), got shape {x.shape}"
         )
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(
+                f"linear: argument '{name}' expected {x.dtype} (the dtype of 'x'; convert one of them "
+                f"explicitly), got {t.dtype}"
+            )
     squeeze = x.ndim == 1
     if squeeze:
         x = reshape(x, (1,) + x.shape)
