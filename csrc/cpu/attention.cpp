@@ -206,9 +206,16 @@ class AttentionMask {
       range(b, queries.row0 + queries.rows - 1, &last_lo, &hi);
     }
     auto visit_keys = [&](std::int64_t j0, std::int64_t j1) {
-      std::int64_t start = p_.block_mask != nullptr ? j0 / p_.block_size * p_.block_size : 0;  // on the grid
-      for (start += (j0 - start) / bk * bk; start < j1; start = block_end(start, bk))
-        visit(start, block_end(start, bk));
+      // Without a block mask the blocks start at the first key reached, so
+      // a band's edges fall into as few partial blocks as they can (a
+      // window's lower edge into the first, the diagonal into the last);
+      // under a block mask they lie on the layout's grid.
+      std::int64_t start = j0;
+      if (p_.block_mask != nullptr) {
+        start = j0 / p_.block_size * p_.block_size;
+        start += (j0 - start) / bk * bk;
+      }
+      for (; start < j1; start = block_end(start, bk)) visit(start, block_end(start, bk));
     };
     if (p_.block_mask == nullptr || queries.list != nullptr) {
       if (lo < hi) visit_keys(lo, hi);
