@@ -227,6 +227,23 @@ def test_half_precision_checkpoints_load_exactly(tmp_path, dtype):
     _assert_same_logits(model, hf_model, [12, 5], seed=5)
 
 
+def test_a_bfloat16_checkpoint_loads_in_bfloat16_bit_for_bit(tmp_path):
+    hf_model, directory = _checkpoint(tmp_path, "qwen2", dtype=torch.bfloat16)
+    model = from_pretrained(directory, dtype=attnkit.bfloat16)
+    layer = hf_model.model.layers[1].self_attn
+    pairs = [
+        (
+            model.blocks[1].self_attn.qkv_proj.weight,
+            torch.cat([layer.q_proj.weight, layer.k_proj.weight, layer.v_proj.weight]),
+        ),
+        (model.blocks[1].self_attn.qkv_proj.bias, torch.cat([layer.q_proj.bias, layer.k_proj.bias, layer.v_proj.bias])),
+        (model.lm_head.weight, hf_model.lm_head.weight),
+    ]
+    for ours, theirs in pairs:
+        assert ours.dtype == attnkit.bfloat16
+        np.testing.assert_array_equal(ours.to(attnkit.float32).numpy(), theirs.float().detach().numpy())
+
+
 @pytest.mark.parametrize("interleaved", [False, True])
 def test_a_model_trained_in_attnkit_saves_for_transformers(tmp_path, interleaved):
     """From scratch, a few AdamW steps, then save_pretrained: transformers

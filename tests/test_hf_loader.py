@@ -235,8 +235,20 @@ def test_dtype_argument(saved):
     _, directory = saved
     assert from_pretrained(directory, dtype=attnkit.float32).wte.weight.dtype == attnkit.float32
     assert from_pretrained(directory, dtype="float32") is not None
-    with pytest.raises(ValueError, match="argument 'dtype' expected None or float32"):
-        from_pretrained(directory, dtype=attnkit.bfloat16)
+    with pytest.raises(ValueError, match="argument 'dtype' expected None, float32 or bfloat16, got"):
+        from_pretrained(directory, dtype=attnkit.float16)
+    with pytest.raises(ValueError, match="argument 'dtype' expected None, float32 or bfloat16, got 'int8'"):
+        from_pretrained(directory, dtype="int8")
+
+
+def test_loading_in_bfloat16_rounds_each_weight_once(saved):
+    model, directory = saved
+    loaded = from_pretrained(directory, dtype=attnkit.bfloat16)
+    expected = model.state_dict()
+    for name, tensor in loaded.state_dict().items():
+        assert tensor.dtype == attnkit.bfloat16, name
+        rounded = expected[name].to(attnkit.bfloat16).to(attnkit.float32)
+        np.testing.assert_array_equal(tensor.to(attnkit.float32).numpy(), rounded.numpy(), err_msg=name)
 
 
 def test_save_refuses_what_no_architecture_fits(tmp_path):

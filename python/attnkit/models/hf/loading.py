@@ -271,19 +271,17 @@ def _fill(plan: list, files: CheckpointFiles, config) -> None:
 # ---------------------------------------------------------- the public ---
 
 
-def _check_dtype(op: str, dtype) -> None:
+def _resolved_dtype(op: str, dtype):
+    """float32 (for None) or bfloat16: the dtypes a model loads in."""
     if dtype is None:
-        return
+        return _dtypes.float32
     try:
         resolved = _dtypes.as_dtype(dtype, f"{op}: argument 'dtype'")
     except TypeError:
         resolved = None
-    if resolved != _dtypes.float32:
-        raise ValueError(
-            f"{op}: argument 'dtype' expected None or float32 (float16 and bfloat16 checkpoints are "
-            f"widened exactly; for inference in bfloat16, call .to(attnkit.bfloat16) on the loaded model), "
-            f"got {dtype!r}"
-        )
+    if resolved not in (_dtypes.float32, _dtypes.bfloat16):
+        raise ValueError(f"{op}: argument 'dtype' expected None, float32 or bfloat16, got {dtype!r}")
+    return resolved
 
 
 def read_generation_config(directory: str):
@@ -322,6 +320,11 @@ def from_pretrained(path, dtype=None):
     checkpoints are widened to float32 exactly. float32 tensors that need no
     rearranging stay memory-mapped (copy-on-write): the pages are read as
     they are used, and loading needs no second copy of the file.
+    ``attnkit.bfloat16``: the model for bfloat16 inference (as
+    ``.to(attnkit.bfloat16)`` after a float32 load, which is how it is done:
+    a bfloat16 checkpoint's values come back bit for bit, float32 and
+    float16 ones are rounded once, to nearest; the float32 model exists
+    while loading).
 
     Every check comes before any weight is read: an unknown architecture,
     a config attnkit cannot run, a missing or unexpected weight, a shape
@@ -337,7 +340,7 @@ def from_pretrained(path, dtype=None):
     """
     op = "from_pretrained"
     directory = _directory(op, path)
-    _check_dtype(op, dtype)
+    dtype = _resolved_dtype(op, dtype)
     config_path = os.path.join(directory, CONFIG_FILE)
     hf_config = read_json(config_path, "the model config")
     architecture = _architecture(op, hf_config, directory)
@@ -356,6 +359,8 @@ def from_pretrained(path, dtype=None):
         ) from None
     plan = _plan(architecture, model, config, files, prefixed, directory)
     _fill(plan, files, config)
+    if dtype != _dtypes.float32:
+        model.to(dtype)
     model.eval()
     model.hf_config = hf_config
     model.hf_architecture = architecture.name
