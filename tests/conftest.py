@@ -10,6 +10,7 @@ import pytest
 import reference
 
 import attnkit
+from attnkit.training import TrainConfig, train
 
 # Relative error allowed on a well-conditioned result of a short computation
 # (an activation, one normalization of a row): 8 units in the last place.
@@ -231,3 +232,27 @@ def assert_logits_close(actual, expected, *, rtol=PRETRAINED_LOGITS_RTOL):
     scale = np.max(np.abs(expected))
     error = np.max(np.abs(actual - expected))
     assert error <= rtol * scale, f"max error {error:.3g} > {rtol} x max |expected| {scale:.3g}"
+
+
+@pytest.fixture(scope="session")
+def shakespeare_run(tmp_path_factory):
+    """(run directory, TrainConfig) of a small character-level GPT trained
+    on tiny Shakespeare (2 layers, 96 wide, 400 steps: a few seconds), for
+    the low-precision accuracy tests to compare against; trained once."""
+    out = tmp_path_factory.mktemp("shakespeare_run")
+    config = TrainConfig(
+        n_layer=2,
+        n_head=4,
+        n_embd=96,
+        block_size=64,
+        batch_size=16,
+        max_iters=400,
+        lr=2e-3,
+        warmup_iters=20,
+        eval_interval=400,
+        eval_iters=2,
+        out=str(out),
+        progress=False,
+    )
+    train(config)
+    return out, config

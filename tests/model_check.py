@@ -6,6 +6,8 @@ the loss is near 0."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import reference
 from conftest import assert_elementwise_close
@@ -83,3 +85,19 @@ def fit_one_batch(model, rng, *, steps=200, target_loss=0.05) -> list:
         if losses[-1] < target_loss:
             break
     return losses
+
+
+def validation_perplexity(model, tokens: np.ndarray, block_size: int) -> float:
+    """exp(mean cross-entropy) of a language model over a whole split, in
+    windows of block_size next-token predictions, 128 windows a forward
+    (the logits in float32 whatever the model's dtype)."""
+    windows = (len(tokens) - 1) // block_size
+    x = tokens[: windows * block_size].reshape(windows, block_size)
+    y = tokens[1 : windows * block_size + 1].reshape(windows, block_size)
+    total = 0.0
+    with attnkit.no_grad():
+        for start in range(0, windows, 128):
+            logits = model(attnkit.from_numpy(np.ascontiguousarray(x[start : start + 128]))).float()
+            targets = attnkit.from_numpy(np.ascontiguousarray(y[start : start + 128]).reshape(-1))
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets).item() * len(x[start : start + 128])
+    return math.exp(total / windows)

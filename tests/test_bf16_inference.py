@@ -6,17 +6,16 @@ generation (a bfloat16 KV cache), SentenceEncoder.encode and the CLI's
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from hf_peers import minilm_directory
+from model_check import validation_perplexity
 
 import attnkit
 import attnkit.nn.functional as F
 from attnkit import cli
 from attnkit.models import BERT, GPT, BertConfig, GPTConfig, Llama, LlamaConfig
-from attnkit.training import TrainConfig, load_corpus, load_run, train
+from attnkit.training import load_corpus, load_run
 
 bf16 = attnkit.bfloat16
 
@@ -107,42 +106,6 @@ def test_backward_of_a_bfloat16_model_is_refused():
     dropping = GPT(GPTConfig(vocab_size=97, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.1)).to(bf16)
     with pytest.raises(TypeError, match="dropout: argument 'input' expected float32 when training"):
         dropping.train()(attnkit.tensor(np.array([[1, 2, 3]])))
-
-
-@pytest.fixture(scope="module")
-def shakespeare_run(tmp_path_factory):
-    """A small character-level GPT trained on tiny Shakespeare (a few
-    seconds): 2 layers, 96 wide, 400 steps."""
-    out = tmp_path_factory.mktemp("shakespeare_run")
-    config = TrainConfig(
-        n_layer=2,
-        n_head=4,
-        n_embd=96,
-        block_size=64,
-        batch_size=16,
-        max_iters=400,
-        lr=2e-3,
-        warmup_iters=20,
-        eval_interval=400,
-        eval_iters=2,
-        out=str(out),
-        progress=False,
-    )
-    train(config)
-    return out, config
-
-
-def validation_perplexity(model, tokens: np.ndarray, block_size: int) -> float:
-    windows = (len(tokens) - 1) // block_size
-    x = tokens[: windows * block_size].reshape(windows, block_size)
-    y = tokens[1 : windows * block_size + 1].reshape(windows, block_size)
-    total = 0.0
-    with attnkit.no_grad():
-        for start in range(0, windows, 128):
-            logits = model(attnkit.from_numpy(np.ascontiguousarray(x[start : start + 128]))).float()
-            targets = attnkit.from_numpy(np.ascontiguousarray(y[start : start + 128]).reshape(-1))
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets).item() * len(x[start : start + 128])
-    return math.exp(total / windows)
 
 
 def test_trained_gpt_in_bfloat16(shakespeare_run, capsys):
